@@ -1,0 +1,34 @@
+"""llmflow: run multi-step, multi-agent LLM flows with a durable event log.
+
+The public API is listed here and resolved lazily, so ``import llmflow`` stays fast.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__version__ = "0.1.0"
+
+_EXPORTS = {
+    "Flow": "llmflow.model.spec",
+    "load_flow": "llmflow.model.loader",
+    "validate_flow": "llmflow.model.loader",
+    "FlowValidationError": "llmflow.errors",
+    "LlmflowError": "llmflow.errors",
+    "step_function": "llmflow.model.registry",
+    "run": "llmflow.api",
+    "run_sync": "llmflow.api",
+    "start": "llmflow.api",
+    "Run": "llmflow.api",
+}
+
+__all__ = sorted([*_EXPORTS, "__version__"])
+
+
+def __getattr__(name: str) -> Any:  # PEP 562 lazy exports
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'llmflow' has no attribute {name!r}")
+    import importlib
+
+    return getattr(importlib.import_module(module), name)

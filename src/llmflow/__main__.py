@@ -1,0 +1,3 @@
+from llmflow.cli.main import main
+
+main()

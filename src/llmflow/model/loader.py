@@ -1,0 +1,129 @@
+"""Load a flow by name or path: compose -> validate -> Flow, with provenance."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from llmflow.errors import FlowValidationError
+from llmflow.model.compose import Composed, compose, find_target, list_flow_names
+from llmflow.model.diagnostics import Diagnostic, Location, format_path
+from llmflow.model.sourcemap import SourceMap, yaml_tree
+from llmflow.model.spec import Flow
+from llmflow.model.validate import validate_document
+
+
+@dataclass
+class LoadedFlow:
+    flow: Flow
+    composed: Composed | None
+    source: str  # the flow file (or "<text>")
+
+    def provenance(self) -> list[dict[str, Any]]:
+        """One row per leaf value of the resolved flow: key path, value, where it was set."""
+        if self.composed is None:
+            return []
+        return provenance_rows(self.composed.document, self.composed.sources)
+
+    def resolved_yaml(self) -> str:
+        return yaml.safe_dump(self.flow.to_dict(), sort_keys=False, allow_unicode=True)
+
+    def record(self) -> dict[str, Any]:
+        """What a run stores: the resolved spec and where each value came from."""
+        return {
+            "flow": self.flow.to_dict(),
+            "source": self.source,
+            "overrides": self.composed.overrides if self.composed else [],
+            "files": self.composed.files if self.composed else [],
+            "provenance": self.provenance(),
+        }
+
+
+def provenance_rows(doc: Any, sources: SourceMap) -> list[dict[str, Any]]:
+    rows: list[dict[str, Any]] = []
+
+    def walk(v: Any, path: tuple) -> None:
+        if isinstance(v, dict) and v:
+            for k, x in v.items():
+                walk(x, (*path, k))
+        elif isinstance(v, list) and v:
+            for i, x in enumerate(v):
+                walk(x, (*path, i))
+        else:
+            loc = sources.locate(path)
+            row = {"path": format_path(path), "value": v, "source": loc.format(), "origin": loc.origin}
+            raw = _raw_for(sources, path)
+            if raw:
+                row["interpolated_from"] = raw
+            rows.append(row)
+
+    walk(doc, ())
+    return rows
+
+
+def _raw_for(sources: SourceMap, path: tuple) -> str | None:
+    for i in range(len(path), -1, -1):
+        if path[:i] in sources.raw:
+            return sources.raw[path[:i]]
+    return None
+
+
+def load_flow(
+    name_or_path: str | Path,
+    overrides: list[str] | None = None,
+    config_dir: str | Path | None = None,
+) -> LoadedFlow:
+    """Compose and validate a flow; raises FlowValidationError with every problem."""
+    target = find_target(str(name_or_path), config_dir)
+    composed = compose(target, overrides or [])
+    doc = composed.document
+    if "orchestra" in doc and "steps" not in doc:
+        from llmflow.model.orchestra import orchestra_to_flow
+
+        doc = orchestra_to_flow(doc, default_name=target.flow_file.stem)
+    if "name" not in doc:
+        doc = {"name": target.flow_name or target.flow_file.stem, **doc}
+    flow, diags = validate_document(doc, composed.sources, str(target.flow_file))
+    if diags or flow is None:
+        raise FlowValidationError(diags)
+    return LoadedFlow(flow, composed, str(target.flow_file))
+
+
+def parse_flow_text(text: str, file: str = "<text>") -> Flow:
+    """Validate a flow written as YAML text (no composition)."""
+    try:
+        tree = yaml_tree(text)
+        doc = yaml.safe_load(text)
+    except yaml.MarkedYAMLError as exc:
+        m = exc.problem_mark
+        raise FlowValidationError(
+            [Diagnostic("yaml-syntax", f"invalid YAML: {exc.problem}", "", "fix the YAML syntax", Location(file, m.line + 1 if m else None, m.column + 1 if m else None))]
+        ) from None
+    sm = SourceMap()
+    if tree is not None:
+        sm.set_tree((), tree, file, None)
+    flow, diags = validate_document(doc, sm, file)
+    if diags or flow is None:
+        raise FlowValidationError(diags)
+    return flow
+
+
+def validate_flow(name_or_path: str | Path, overrides: list[str] | None = None, config_dir: str | Path | None = None) -> list[Diagnostic]:
+    """Every problem of a flow, [] when it is valid. Never raises for bad definitions."""
+    from llmflow.errors import CompositionError, FlowNotFoundError
+
+    try:
+        load_flow(name_or_path, overrides, config_dir)
+    except FlowValidationError as exc:
+        return exc.diagnostics
+    except (CompositionError, FlowNotFoundError) as exc:
+        code = "not-found" if isinstance(exc, FlowNotFoundError) else "composition"
+        return [Diagnostic(code, exc.message, "", exc.hint, Location(str(name_or_path)))]
+    return []
+
+
+def list_flows(config_dir: str | Path | None = None) -> list[str]:
+    return list_flow_names(Path(config_dir or "conf"))

@@ -1,0 +1,101 @@
+"""Where each value came from: file:line:column of YAML nodes, keyed by key path."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+import yaml
+
+from llmflow.model.diagnostics import Location
+
+PathKey = tuple[str | int, ...]
+
+
+@dataclass
+class SourceMap:
+    """Maps key paths (tuples) to the Location that last set them."""
+
+    entries: dict[PathKey, Location] = field(default_factory=dict)
+    raw: dict[PathKey, str] = field(default_factory=dict)  # raw text of interpolations
+
+    def set_tree(self, prefix: PathKey, node: yaml.Node, file: str, origin: str | None) -> None:
+        self.clear(prefix)
+        self._walk(prefix, node, file, origin)
+
+    def clear(self, prefix: PathKey) -> None:
+        n = len(prefix)
+        for k in [k for k in self.entries if k[:n] == prefix and len(k) > n]:
+            del self.entries[k]
+            self.raw.pop(k, None)
+
+    def _walk(self, path: PathKey, node: yaml.Node, file: str, origin: str | None) -> None:
+        loc = Location(file, node.start_mark.line + 1, node.start_mark.column + 1, origin)
+        self.entries[path] = loc
+        if isinstance(node, yaml.MappingNode):
+            for k, v in node.value:
+                key = k.value if isinstance(k, yaml.ScalarNode) else str(k)
+                child = (*path, key)
+                # a nested mapping merges; a scalar or a list replaces what was there
+                if not isinstance(v, yaml.MappingNode):
+                    self.clear(child)
+                self.entries[child] = Location(file, k.start_mark.line + 1, k.start_mark.column + 1, origin)
+                self._walk_value(child, v, file, origin)
+        elif isinstance(node, yaml.SequenceNode):
+            for i, v in enumerate(node.value):
+                self._walk((*path, i), v, file, origin)
+        elif isinstance(node, yaml.ScalarNode) and "${" in str(node.value):
+            self.raw[path] = str(node.value)
+
+    def _walk_value(self, path: PathKey, node: yaml.Node, file: str, origin: str | None) -> None:
+        key_loc = self.entries[path]
+        self._walk(path, node, file, origin)
+        if isinstance(node, yaml.ScalarNode):
+            # point at the key for scalars: "key: value" reads best from the key's column
+            self.entries[path] = key_loc
+
+    def set_origin(self, path: PathKey, origin: str) -> None:
+        self.clear(path)
+        self.entries[path] = Location(None, None, None, origin)
+
+    def remove(self, path: PathKey) -> None:
+        self.clear(path)
+        self.entries.pop(path, None)
+
+    def sub(self, prefix: PathKey) -> SourceMap:
+        n = len(prefix)
+        out = SourceMap()
+        for k, v in self.entries.items():
+            if k[:n] == prefix:
+                out.entries[k[n:]] = v
+        for k, v in self.raw.items():
+            if k[:n] == prefix:
+                out.raw[k[n:]] = v
+        return out
+
+    def locate(self, path: Iterable[str | int]) -> Location:
+        """The best location for a key path: exact, or with one key inserted (step
+        shorthand ``llm: {...}``), or the nearest ancestor."""
+        p = tuple(path)
+        if p in self.entries:
+            return self.entries[p]
+        for i in range(len(p), 0, -1):
+            head, tail = p[:i], p[i:]
+            for k in self.entries:
+                if len(k) == len(p) + 1 and k[:i] == head and k[i + 1 :] == tail:
+                    return self.entries[k]
+            if head in self.entries and i < len(p):
+                return self.entries[head]
+        return self.entries.get((), Location())
+
+
+def yaml_tree(text: str) -> yaml.Node | None:
+    return yaml.compose(text, Loader=yaml.SafeLoader)
+
+
+def package_header(text: str) -> str | None:
+    for line in text.splitlines()[:5]:
+        s = line.strip()
+        if s.startswith("# @package"):
+            return s[len("# @package") :].strip()
+    return None

@@ -1,0 +1,409 @@
+"""The flow model: immutable, validated specs (pydantic, ``kind``-discriminated steps).
+
+A flow document is either written with ``kind:`` on each step or with the shorthand
+``{id: x, llm: {...}}``; :func:`normalise_step` turns the shorthand into the ``kind`` form.
+Step kinds are looked up in :mod:`llmflow.model.registry`, so plugins can add their own.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, ClassVar, Literal
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    field_validator,
+    model_validator,
+)
+
+IDENT = r"^[A-Za-z_][A-Za-z0-9_]*$"
+
+
+class Spec(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+InputType = Literal["string", "integer", "number", "boolean", "array", "object", "any"]
+
+
+class InputSpec(Spec):
+    type: InputType = "string"
+    description: str | None = None
+    default: Any = None
+    required: bool | None = None
+    enum: list[Any] | None = None
+
+    @property
+    def is_required(self) -> bool:
+        if self.required is not None:
+            return self.required
+        return "default" not in self.model_fields_set
+
+
+def _input_shorthand(v: Any) -> Any:
+    if isinstance(v, str):
+        return {"type": v}
+    if v is None:
+        return {}
+    return v
+
+
+class AgentSpec(Spec):
+    """A reusable named LLM configuration. Buttermilk agent keys are accepted for migration."""
+
+    model: str | None = None
+    system: str | None = None
+    prompt: str | None = None
+    description: str | None = None
+    params: dict[str, Any] = Field(default_factory=dict)
+    tools: list[str] = Field(default_factory=list)
+    weight: float = 1.0
+    role: str | None = None
+    # Buttermilk-compatible keys (kept, mostly informational)
+    parameters: dict[str, Any] = Field(default_factory=dict)
+    variants: dict[str, Any] = Field(default_factory=dict)
+    agent_obj: str | None = None
+    name_components: list[Any] | None = None
+    num_runs: int = 1
+    inputs: dict[str, Any] | None = None
+    outputs: dict[str, Any] | None = None
+    tasks: dict[str, Any] | None = None
+    data: Any = None
+    unique_identifier: str | None = None
+
+
+RetryOn = Literal["rate_limit", "provider", "timeout", "error", "any"]
+
+
+class RetrySpec(Spec):
+    attempts: int = Field(1, ge=1, le=100)
+    backoff: float = Field(1.0, ge=0)  # first delay, seconds
+    multiplier: float = Field(2.0, ge=1)
+    max_backoff: float = Field(60.0, ge=0)
+    jitter: float = Field(0.1, ge=0, le=1)  # +/- fraction of the delay
+    on: list[RetryOn] = Field(default_factory=lambda: ["rate_limit", "provider", "timeout"])
+
+
+def _retry_shorthand(v: Any) -> Any:
+    if isinstance(v, bool):
+        return v
+    if isinstance(v, int):
+        return {"attempts": v}
+    return v
+
+
+class RunOptions(Spec):
+    timeout: float | None = Field(None, gt=0)
+    max_concurrency: int = Field(16, ge=1)
+    on_error: Literal["fail", "continue"] = "fail"
+    max_tokens: int | None = Field(None, ge=1)
+    max_cost: float | None = Field(None, ge=0)
+    workspace: str | None = None
+    human_in_loop: bool = True
+
+
+class StepSpec(Spec):
+    """Fields common to every step kind."""
+
+    KIND: ClassVar[str] = ""
+    SHORTHAND: ClassVar[str | None] = None  # `llm: "text"` sets this field
+    NESTED: ClassVar[tuple[str, ...]] = ()  # fields holding nested step lists
+    TEMPLATE_FIELDS: ClassVar[tuple[str, ...]] = ()  # rendered with the expression language
+
+    kind: str
+    id: str = Field(pattern=IDENT)
+    description: str | None = None
+    needs: list[str] | None = None
+    when: str | None = None
+    for_each: str | list[Any] | None = None
+    max_concurrency: int | None = Field(None, ge=1)
+    matrix: dict[str, list[Any] | str] | None = None
+    retry: Annotated[RetrySpec | None, BeforeValidator(_retry_shorthand)] = None
+    timeout: float | None = Field(None, gt=0)
+    on_error: Literal["fail", "continue", "retry"] = "fail"
+    cache: bool = False
+    output: dict[str, Any] | None = None  # JSON schema of a structured output
+
+    @field_validator("needs", mode="before")
+    @classmethod
+    def _needs_str(cls, v: Any) -> Any:
+        return [v] if isinstance(v, str) else v
+
+    @field_validator("kind")
+    @classmethod
+    def _kind_matches(cls, v: str) -> str:
+        if cls.KIND and v != cls.KIND:
+            raise ValueError(f"kind must be {cls.KIND!r}")
+        return v
+
+    def to_dict(self) -> dict[str, Any]:
+        d = self.model_dump(mode="json", exclude_defaults=True, by_alias=True)
+        return {"id": self.id, "kind": self.kind, **{k: v for k, v in d.items() if k not in ("id", "kind")}}
+
+    def effective_retry(self) -> RetrySpec:
+        r = self.retry or RetrySpec()
+        if self.on_error == "retry" and r.attempts == 1:
+            r = r.model_copy(update={"attempts": 3})
+        return r
+
+
+class Message(Spec):
+    role: Literal["system", "user", "assistant"]
+    content: str
+
+
+class LlmStep(StepSpec):
+    KIND: ClassVar[str] = "llm"
+    SHORTHAND: ClassVar[str | None] = "prompt"
+    TEMPLATE_FIELDS: ClassVar[tuple[str, ...]] = ("prompt", "system", "messages")
+    kind: Literal["llm"] = "llm"
+    agent: str | None = None
+    model: str | None = None
+    system: str | None = None
+    prompt: str | None = None
+    messages: list[Message] | None = None
+    params: dict[str, Any] = Field(default_factory=dict)
+    stream: bool = True
+
+    @model_validator(mode="after")
+    def _has_prompt(self) -> LlmStep:
+        if self.prompt is None and not self.messages:
+            raise ValueError("an llm step needs 'prompt' or 'messages'")
+        return self
+
+
+class ShellStep(StepSpec):
+    KIND: ClassVar[str] = "shell"
+    SHORTHAND: ClassVar[str | None] = "command"
+    TEMPLATE_FIELDS: ClassVar[tuple[str, ...]] = ("command", "cwd", "env")
+    kind: Literal["shell"] = "shell"
+    command: str | list[str]
+    env: dict[str, str] = Field(default_factory=dict)
+    cwd: str | None = None
+    check: bool = True  # a non-zero exit fails the step
+
+
+class WriteFileStep(StepSpec):
+    KIND: ClassVar[str] = "write_file"
+    TEMPLATE_FIELDS: ClassVar[tuple[str, ...]] = ("path", "content", "dir")
+    kind: Literal["write_file"] = "write_file"
+    path: str | None = None
+    content: str
+    split_files: bool = False  # split "=== FILE: p === ... === END FILE ===" blocks into files
+    dir: str = "."
+    append: bool = False
+
+    @model_validator(mode="after")
+    def _has_path(self) -> WriteFileStep:
+        if self.path is None and not self.split_files:
+            raise ValueError("a write_file step needs 'path' (or 'split_files: true')")
+        return self
+
+
+class PythonStep(StepSpec):
+    KIND: ClassVar[str] = "python"
+    SHORTHAND: ClassVar[str | None] = "function"
+    TEMPLATE_FIELDS: ClassVar[tuple[str, ...]] = ("args",)
+    kind: Literal["python"] = "python"
+    function: str  # a registered name or "module:attribute"
+    args: dict[str, Any] = Field(default_factory=dict)
+
+
+class HumanStep(StepSpec):
+    KIND: ClassVar[str] = "human"
+    SHORTHAND: ClassVar[str | None] = "prompt"
+    TEMPLATE_FIELDS: ClassVar[tuple[str, ...]] = ("prompt",)
+    kind: Literal["human"] = "human"
+    prompt: str
+    input: Literal["confirm", "text", "choice"] = "text"
+    options: list[str] | None = None
+    default: str | None = None
+
+
+class FlowStep(StepSpec):
+    KIND: ClassVar[str] = "flow"
+    SHORTHAND: ClassVar[str | None] = "flow"
+    TEMPLATE_FIELDS: ClassVar[tuple[str, ...]] = ("inputs",)
+    kind: Literal["flow"] = "flow"
+    flow: str
+    inputs: dict[str, Any] = Field(default_factory=dict)
+    overrides: list[str] = Field(default_factory=list)
+
+
+def _step_list(v: Any) -> Any:
+    from llmflow.model.registry import coerce_steps
+
+    return coerce_steps(v)
+
+
+StepList = Annotated[
+    list[StepSpec],
+    BeforeValidator(_step_list),
+    PlainSerializer(lambda steps: [s.to_dict() for s in steps]),
+]
+
+
+class ParallelStep(StepSpec):
+    """A group of steps that run concurrently; the group completes when all have (a barrier)."""
+
+    KIND: ClassVar[str] = "parallel"
+    NESTED: ClassVar[tuple[str, ...]] = ("steps",)
+    kind: Literal["parallel"] = "parallel"
+    steps: StepList
+
+
+class BroadcastStep(StepSpec):
+    KIND: ClassVar[str] = "broadcast"
+    TEMPLATE_FIELDS: ClassVar[tuple[str, ...]] = ("prompt", "system")
+    kind: Literal["broadcast"] = "broadcast"
+    agents: list[str] = Field(min_length=1)
+    prompt: str = "{{ inputs | tojson }}"
+    system: str | None = None
+    aggregate: Literal["all", "first", "majority", "consensus", "weighted"] = "all"
+    min_responses: int | None = Field(None, ge=1)
+    agent_timeout: float | None = Field(None, gt=0)
+    weights: dict[str, float] | None = None
+    consensus_threshold: float = Field(0.66, gt=0, le=1)
+    fallback: Literal["majority", "first", "fail"] = "majority"
+
+
+class Route(Spec):
+    when: str
+    to: list[str]
+
+    @field_validator("to", mode="before")
+    @classmethod
+    def _to_list(cls, v: Any) -> Any:
+        return [v] if isinstance(v, str) else v
+
+
+class RouteStep(StepSpec):
+    KIND: ClassVar[str] = "route"
+    kind: Literal["route"] = "route"
+    routes: list[Route] = Field(min_length=1)
+    default: list[str] = Field(default_factory=list)
+
+    @field_validator("default", mode="before")
+    @classmethod
+    def _default_list(cls, v: Any) -> Any:
+        if v is None:
+            return []
+        return [v] if isinstance(v, str) else v
+
+    def targets(self) -> list[str]:
+        out: list[str] = []
+        for r in self.routes:
+            out += [t for t in r.to if t not in out]
+        out += [t for t in self.default if t not in out]
+        return out
+
+
+class LoopStep(StepSpec):
+    KIND: ClassVar[str] = "loop"
+    NESTED: ClassVar[tuple[str, ...]] = ("steps",)
+    kind: Literal["loop"] = "loop"
+    steps: StepList
+    until: str
+    max_iterations: int = Field(10, ge=1, le=10_000)
+
+
+class ConductorStep(StepSpec):
+    """A host picks the next participant until it says END (Buttermilk's HOST)."""
+
+    KIND: ClassVar[str] = "conductor"
+    TEMPLATE_FIELDS: ClassVar[tuple[str, ...]] = ("prompt",)
+    kind: Literal["conductor"] = "conductor"
+    host: str = "sequence"  # "sequence" (fixed order) or the name of an agent that decides
+    participants: list[str] = Field(min_length=1)
+    prompt: str
+    max_turns: int = Field(10, ge=1, le=1000)
+    human_confirm: bool = False
+
+
+def _inputs(v: Any) -> Any:
+    if isinstance(v, dict):
+        return {k: _input_shorthand(x) for k, x in v.items()}
+    return v
+
+
+def _outputs(v: Any) -> Any:
+    if isinstance(v, list):
+        return {s: f"{{{{ steps.{s}.output }}}}" for s in v if isinstance(s, str)} if all(
+            isinstance(s, str) for s in v
+        ) else v
+    if isinstance(v, str):
+        return {"result": v if "{{" in v else f"{{{{ steps.{v}.output }}}}"}
+    return v
+
+
+class Flow(Spec):
+    """A flow definition. Build it from YAML (:meth:`from_yaml`) or in Python."""
+
+    name: str = Field(min_length=1)
+    description: str = ""
+    version: str = "1"
+    inputs: Annotated[dict[str, InputSpec], BeforeValidator(_inputs)] = Field(default_factory=dict)
+    outputs: Annotated[dict[str, str] | None, BeforeValidator(_outputs)] = None
+    agents: dict[str, AgentSpec] = Field(default_factory=dict)
+    model: str | None = None
+    parameters: dict[str, Any] = Field(default_factory=dict)
+    options: RunOptions = Field(default_factory=RunOptions)
+    steps: StepList = Field(min_length=1)
+    # Buttermilk-compatible keys
+    orchestrator: str | None = None
+    data: Any = None
+    storage: dict[str, Any] | None = None
+    observers: dict[str, Any] | None = None
+
+    @field_validator("version", mode="before")
+    @classmethod
+    def _version_str(cls, v: Any) -> Any:
+        return str(v) if isinstance(v, int | float) else v
+
+    # -- conveniences -------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        return self.model_dump(mode="json", exclude_defaults=True, by_alias=True) | {"name": self.name}
+
+    def to_yaml(self) -> str:
+        import yaml
+
+        return yaml.safe_dump(self.to_dict(), sort_keys=False, allow_unicode=True)
+
+    @classmethod
+    def from_yaml(cls, text_or_path: str, overrides: list[str] | None = None) -> Flow:
+        """Load from YAML text or a file path (composition and overrides apply to files)."""
+        from pathlib import Path
+
+        from llmflow.model.loader import load_flow, parse_flow_text
+
+        if "\n" not in text_or_path and Path(text_or_path).exists():
+            return load_flow(text_or_path, overrides=overrides or []).flow
+        return parse_flow_text(text_or_path)
+
+    def fingerprint(self) -> str:
+        import hashlib
+        import json
+
+        return hashlib.sha256(json.dumps(self.to_dict(), sort_keys=True).encode()).hexdigest()[:16]
+
+    def all_steps(self) -> list[StepSpec]:
+        out: list[StepSpec] = []
+
+        def walk(steps: list[StepSpec]) -> None:
+            for s in steps:
+                out.append(s)
+                for f in s.NESTED:
+                    walk(getattr(s, f))
+
+        walk(self.steps)
+        return out
+
+    def step(self, step_id: str) -> StepSpec:
+        for s in self.all_steps():
+            if s.id == step_id:
+                return s
+        raise KeyError(step_id)
+
