@@ -1,0 +1,227 @@
+"""An in-memory store: same contract as the durable ones, nothing survives the process."""
+
+from __future__ import annotations
+
+import copy
+import threading
+from dataclasses import replace
+from typing import Any
+
+from llmflow.engine.events import Event, NewEvent
+from llmflow.errors import StoreError
+from llmflow.store.base import ArtifactRow, AttemptRow, Control, Project, RunRecord
+from llmflow.store.projection import project
+
+
+class MemoryStore:
+    url = "memory://"
+
+    def __init__(self) -> None:
+        self._lock = threading.RLock()
+        self._runs: dict[str, RunRecord] = {}
+        self._events: dict[str, list[Event]] = {}
+        self._all: list[Event] = []
+        self._steps: dict[tuple[str, str], dict[str, Any]] = {}
+        self._attempts: dict[tuple[str, str, str, int], AttemptRow] = {}
+        self._artifacts: dict[str, list[ArtifactRow]] = {}
+        self._controls: list[tuple[Control, bool]] = []
+        self._projects: list[Project] = []
+
+    def migrate(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+    # runs ----------------------------------------------------------------------------------
+    def create_run(self, run: RunRecord, events: list[NewEvent], now: float) -> list[Event]:
+        with self._lock:
+            if run.id in self._runs:
+                raise StoreError(f"run {run.id} already exists")
+            self._runs[run.id] = copy.deepcopy(run)
+            self._events[run.id] = []
+            return self.append(run.id, events, now) if events else []
+
+    def get_run(self, run_id: str) -> RunRecord | None:
+        with self._lock:
+            r = self._runs.get(run_id)
+            return copy.deepcopy(r) if r else None
+
+    def _filter(self, flow=None, status=None, batch_id=None, project_id=None, parent_run_id=None):  # noqa: ANN001, ANN202
+        rs = list(self._runs.values())
+        if flow:
+            rs = [r for r in rs if r.flow_name == flow]
+        if status:
+            rs = [r for r in rs if r.status == status]
+        if batch_id:
+            rs = [r for r in rs if r.batch_id == batch_id]
+        if project_id is not None:
+            rs = [r for r in rs if r.project_id == project_id]
+        if parent_run_id:
+            rs = [r for r in rs if r.parent_run_id == parent_run_id]
+        return rs
+
+    def list_runs(self, *, flow=None, status=None, batch_id=None, project_id=None, parent_run_id=None, limit=50, offset=0):  # noqa: ANN001, ANN201
+        with self._lock:
+            rs = self._filter(flow, status, batch_id, project_id, parent_run_id)
+            rs.sort(key=lambda r: (r.created_at, r.id), reverse=True)
+            return [copy.deepcopy(r) for r in rs[offset : offset + limit]]
+
+    def count_runs(self, *, flow=None, status=None, batch_id=None) -> int:  # noqa: ANN001
+        with self._lock:
+            return len(self._filter(flow, status, batch_id))
+
+    def update_run(self, run_id: str, **fields: Any) -> None:
+        with self._lock:
+            r = self._runs.get(run_id)
+            if r is None:
+                raise StoreError(f"no run {run_id}")
+            self._runs[run_id] = replace(r, **fields)
+
+    # events --------------------------------------------------------------------------------
+    def append(self, run_id: str, events: list[NewEvent], now: float) -> list[Event]:
+        with self._lock:
+            run = self._runs.get(run_id)
+            if run is None:
+                raise StoreError(f"no run {run_id}")
+            log = self._events[run_id]
+            out: list[Event] = []
+            for ne in events:
+                e = Event(
+                    run_id=run_id,
+                    seq=len(log) + 1,
+                    type=str(ne.type),
+                    ts=now,
+                    message=ne.message,
+                    step_id=ne.step_id,
+                    unit=ne.unit,
+                    attempt=ne.attempt,
+                    payload=ne.payload,
+                    id=len(self._all) + 1,
+                )
+                log.append(e)
+                self._all.append(e)
+                self._project(run, e)
+                out.append(e)
+            return out
+
+    def _project(self, run: RunRecord, e: Event) -> None:
+        ops = project(e)
+        for k, v in ops.run.items():
+            if k == "started_at_if_null":
+                if run.started_at is None:
+                    run.started_at = v
+            else:
+                setattr(run, k, v)
+        for k, v in ops.run_add.items():
+            setattr(run, k, getattr(run, k) + (int(v) if k != "cost" else v))
+        if ops.step:
+            sid, f = ops.step
+            self._steps.setdefault((run.id, sid), {}).update(f)
+        if ops.attempt:
+            (sid, unit, n), f, insert = ops.attempt
+            key = (run.id, sid, unit, n)
+            row = self._attempts.get(key)
+            if row is None:
+                row = AttemptRow(run.id, sid, unit, n, f["status"])
+                self._attempts[key] = row
+            for k, v in f.items():
+                setattr(row, k, v)
+        if ops.attempt_add:
+            (sid, unit, n), add = ops.attempt_add
+            row = self._attempts.get((run.id, sid, unit, n))
+            if row is not None:
+                row.tokens_in += int(add["tokens_in"])
+                row.tokens_out += int(add["tokens_out"])
+                row.cost += add["cost"]
+        if ops.artifact:
+            self._artifacts.setdefault(run.id, []).append(ArtifactRow(run_id=run.id, **ops.artifact))
+
+    def events(self, run_id: str, after_seq: int = 0, limit: int | None = None) -> list[Event]:
+        with self._lock:
+            log = self._events.get(run_id, [])[after_seq:]
+            return list(log[:limit] if limit else log)
+
+    def events_since(self, after_id: int, limit: int = 1000) -> list[Event]:
+        with self._lock:
+            return list(self._all[after_id : after_id + limit])
+
+    # projections ---------------------------------------------------------------------------
+    def attempts(self, run_id: str, step_id: str | None = None) -> list[AttemptRow]:
+        with self._lock:
+            rows = [a for k, a in self._attempts.items() if k[0] == run_id and (step_id is None or k[1] == step_id)]
+            rows.sort(key=lambda a: (a.started_at or 0, a.step_id, a.unit, a.attempt))
+            return [copy.deepcopy(a) for a in rows]
+
+    def step_rows(self, run_id: str) -> dict[str, dict[str, Any]]:
+        with self._lock:
+            return {sid: dict(v) for (rid, sid), v in self._steps.items() if rid == run_id}
+
+    def artifacts(self, run_id: str) -> list[ArtifactRow]:
+        with self._lock:
+            return list(self._artifacts.get(run_id, []))
+
+    # controls ------------------------------------------------------------------------------
+    def put_control(self, run_id: str, action: str, payload: dict[str, Any], now: float) -> int:
+        with self._lock:
+            c = Control(len(self._controls) + 1, run_id, action, payload, now)
+            self._controls.append((c, False))
+            return c.id
+
+    def take_controls(self, run_id: str) -> list[Control]:
+        with self._lock:
+            out = []
+            for i, (c, done) in enumerate(self._controls):
+                if not done and c.run_id == run_id:
+                    out.append(c)
+                    self._controls[i] = (c, True)
+            return out
+
+    # leases --------------------------------------------------------------------------------
+    def claim(self, owner: str, now: float, lease_seconds: float, run_id: str | None = None) -> RunRecord | None:
+        with self._lock:
+            cands = [self._runs[run_id]] if run_id and run_id in self._runs else (
+                sorted(self._runs.values(), key=lambda r: (r.created_at, r.id)) if run_id is None else []
+            )
+            for r in cands:
+                free = r.owner is None or r.owner == owner or (r.lease_expires_at or 0) < now
+                ok = r.status == "QUEUED" or (r.status == "RUNNING" and free)
+                if run_id is not None:
+                    ok = r.status not in ("COMPLETED", "FAILED", "CANCELED") and free
+                if ok and free:
+                    r.owner = owner
+                    r.lease_expires_at = now + lease_seconds
+                    return copy.deepcopy(r)
+            return None
+
+    def heartbeat(self, run_id: str, owner: str, now: float, lease_seconds: float) -> bool:
+        with self._lock:
+            r = self._runs.get(run_id)
+            if r is None or r.owner != owner:
+                return False
+            r.lease_expires_at = now + lease_seconds
+            return True
+
+    def release(self, run_id: str, owner: str) -> None:
+        with self._lock:
+            r = self._runs.get(run_id)
+            if r is not None and r.owner == owner:
+                r.owner = None
+                r.lease_expires_at = None
+
+    # projects ------------------------------------------------------------------------------
+    def create_project(self, name: str, local_path: str | None, now: float) -> Project:
+        with self._lock:
+            if any(p.name == name for p in self._projects):
+                raise StoreError(f"a project named {name!r} already exists")
+            p = Project(len(self._projects) + 1, name, local_path, now)
+            self._projects.append(p)
+            return p
+
+    def list_projects(self) -> list[Project]:
+        with self._lock:
+            return list(self._projects)
+
+    def get_project(self, project_id: int) -> Project | None:
+        with self._lock:
+            return next((p for p in self._projects if p.id == project_id), None)
