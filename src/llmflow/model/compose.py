@@ -4,6 +4,17 @@ We use hydra-core's own ``compose`` (defaults lists, ``_self_``, packages, inter
 the override grammar) and ask its config loader for the defaults list, so provenance
 follows exactly the merge order Hydra used. This module reads the config files it is
 asked to compose; it does nothing on import.
+
+Two ways to point at a flow (see docs/composition.md):
+
+- group mode: a config dir (``conf/``) with ``flows/<name>.yaml``; we compose the primary
+  ``config.yaml`` (if any) plus ``+flows=<name>`` and take the flow from ``flows.<name>``;
+- file mode: one YAML file composed on its own (its directory is the config dir).
+
+Command-line overrides whose key starts with a flow field (``model=...``,
+``steps[0].prompt=...`` is not Hydra grammar, but ``agents.judge.model=...`` is) and that do
+not name a root key or a config group apply to the flow: ``model=x`` means
+``flows.<name>.model=x`` in group mode.
 """
 
 from __future__ import annotations
@@ -14,14 +25,21 @@ from typing import Any
 
 import yaml
 
-from llmflow.errors import CompositionError, FlowNotFoundError, FlowValidationError
-from llmflow.model.diagnostics import Diagnostic, Location
-from llmflow.model.sourcemap import SourceMap, package_header, yaml_tree
+from llmflow.errors import CompositionError, FlowNotFoundError, FlowValidationError, LlmflowError
+from llmflow.model.diagnostics import Diagnostic, Location, did_you_mean
+from llmflow.model.sourcemap import SourceMap, duplicate_keys, package_header, yaml_tree
 
 OVERRIDE_HINT = (
-    "overrides use Hydra's grammar: key=value, +key=value (add), ~key (delete), "
-    "group=option, '+flows=[a,b]'"
+    "overrides use Hydra's grammar: key=value, +key=value (add), ++key=value (add or change), "
+    "~key (delete), group=option, '+flows=[a,b]'"
 )
+# top-level keys of a flow (Flow's fields); overrides starting with one apply to the flow
+FLOW_KEYS = frozenset(
+    {
+        "name", "description", "version", "inputs", "outputs", "agents", "model", "parameters",
+        "options", "steps", "orchestrator", "data", "storage", "observers",
+    }
+)  # fmt: skip
 
 
 @dataclass
@@ -42,10 +60,13 @@ class Target:
 class Composed:
     target: Target
     document: dict[str, Any]  # the flow mapping, resolved
-    root: dict[str, Any]  # the whole composed config, resolved
+    root: dict[str, Any]  # the whole composed config, unresolved
     sources: SourceMap  # key paths relative to the flow mapping
     files: list[str] = field(default_factory=list)
-    overrides: list[str] = field(default_factory=list)
+    overrides: list[str] = field(default_factory=list)  # as the user gave them
+    root_sources: SourceMap = field(default_factory=SourceMap)  # key paths from the config root
+    flow_path: tuple[str, ...] = ()  # where the flow sits in the composed config
+    applied: list[str] = field(default_factory=list)  # the overrides given to Hydra
 
 
 def _looks_like_conf_dir(d: Path) -> bool:
@@ -53,27 +74,29 @@ def _looks_like_conf_dir(d: Path) -> bool:
 
 
 def find_target(name_or_path: str, config_dir: str | Path | None = None) -> Target:
+    """Resolve a flow name (in ``<config_dir>/flows``), a flow file, or a directory holding
+    ``flow.yaml`` or a ``conf/`` dir. Raises FlowNotFoundError with what is available."""
+    if not name_or_path or "\x00" in name_or_path:
+        raise FlowNotFoundError(f"{name_or_path!r} is not a flow name or path", hint="give a flow file (.yaml) or a flow name")
     p = Path(name_or_path)
-    if p.suffix in (".yaml", ".yml") or p.exists():
-        if p.is_dir():
+    try:
+        exists = p.exists()
+    except (OSError, ValueError):
+        exists = False
+    if p.suffix in (".yaml", ".yml") or exists:
+        if exists and p.is_dir():
             if (p / "flow.yaml").exists():
                 p = p / "flow.yaml"
             elif (p / "conf").is_dir():
-                conf = (p / "conf").resolve()
-                flows = sorted((conf / "flows").glob("*.yaml")) if (conf / "flows").is_dir() else []
-                chosen = [f for f in flows if f.stem == p.resolve().name] or flows
-                if len(chosen) != 1:
-                    raise FlowNotFoundError(
-                        f"{name_or_path}: cannot tell which flow to run in {conf / 'flows'}",
-                        hint="name the flow file, e.g. " + str(conf / "flows" / "NAME.yaml"),
-                    )
-                return Target(conf, "config" if (conf / "config.yaml").exists() else None, chosen[0].stem, chosen[0])
+                return _target_in_conf(name_or_path, p)
+            elif _looks_like_conf_dir(p):
+                return _target_in_conf(name_or_path, p, conf=p)
             else:
                 raise FlowNotFoundError(
                     f"{name_or_path}: directory has no flow.yaml and no conf/ directory",
-                    hint="give a flow file (.yaml), a directory with flow.yaml, or a flow name",
+                    hint="give a flow file (.yaml), a directory with flow.yaml or conf/, or a flow name",
                 )
-        if not p.exists():
+        if not p.is_file():
             raise FlowNotFoundError(f"{name_or_path}: no such flow file", hint="check the path")
         p = p.resolve()
         if p.parent.name == "flows" and _looks_like_conf_dir(p.parent.parent):
@@ -82,16 +105,28 @@ def find_target(name_or_path: str, config_dir: str | Path | None = None) -> Targ
         return Target(p.parent, p.stem, None, p)
     conf = Path(config_dir or "conf").resolve()
     f = conf / "flows" / f"{name_or_path}.yaml"
-    if f.exists():
+    if "/" not in name_or_path and f.exists():
         return Target(conf, "config" if (conf / "config.yaml").exists() else None, name_or_path, f)
     available = list_flow_names(conf)
-    from llmflow.model.diagnostics import did_you_mean
-
     hint = did_you_mean(name_or_path, available) or (
-        f"available flows in {conf}: {', '.join(available)}" if available else
-        f"no flows in {conf}/flows; give a path to a flow file or set --config-dir"
+        f"available flows in {conf}: {', '.join(available)}"
+        if available
+        else f"no flows in {conf}/flows; give a path to a flow file or set --config-dir"
     )
     raise FlowNotFoundError(f"no flow named {name_or_path!r}", hint=hint)
+
+
+def _target_in_conf(name_or_path: str, p: Path, conf: Path | None = None) -> Target:
+    conf = (conf or p / "conf").resolve()
+    flows = sorted((conf / "flows").glob("*.yaml")) if (conf / "flows").is_dir() else []
+    chosen = [f for f in flows if f.stem == p.resolve().name] or flows
+    if len(chosen) != 1:
+        names = ", ".join(f.stem for f in flows) or "none"
+        raise FlowNotFoundError(
+            f"{name_or_path}: cannot tell which flow to use in {conf / 'flows'} (flows: {names})",
+            hint=f"name the flow: llmflow ... NAME -C {conf}",
+        )
+    return Target(conf, "config" if (conf / "config.yaml").exists() else None, chosen[0].stem, chosen[0])
 
 
 def list_flow_names(conf: Path) -> list[str]:
@@ -99,24 +134,82 @@ def list_flow_names(conf: Path) -> list[str]:
     return sorted(f.stem for f in d.glob("*.yaml")) if d.is_dir() else []
 
 
+# -- YAML problems become diagnostics -------------------------------------------------------
+
+
+def yaml_error_diagnostic(exc: yaml.YAMLError, file: str) -> Diagnostic:
+    mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
+    where = mark.name if mark is not None and mark.name and not mark.name.startswith("<") else file
+    loc = Location(where, mark.line + 1 if mark else None, mark.column + 1 if mark else None)
+    problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+    context = getattr(exc, "context", None)
+    if context and "duplicate key" not in str(problem):
+        problem = f"{problem} ({context})"
+    return Diagnostic("yaml-syntax", f"invalid YAML: {problem}", "", "fix the YAML syntax", loc)
+
+
+def check_yaml_text(text: str, file: str) -> list[Diagnostic]:
+    """YAML syntax errors and duplicate keys (which YAML would silently drop)."""
+    try:
+        tree = yaml_tree(text)
+    except yaml.YAMLError as exc:
+        return [yaml_error_diagnostic(exc, file)]
+    out = []
+    for key, line, col, first in duplicate_keys(tree):
+        out.append(
+            Diagnostic(
+                "yaml-syntax",
+                f"duplicate key '{key}' (first at line {first})",
+                "",
+                "keep one; YAML would silently use the last",
+                Location(file, line, col),
+            )
+        )
+    return out
+
+
 def _check_yaml(path: Path) -> None:
     try:
         text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise FlowNotFoundError(f"{path}: cannot read ({exc.strerror})") from None
-    try:
-        yaml.compose(text, Loader=yaml.SafeLoader)
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark
-        loc = Location(str(path), mark.line + 1 if mark else None, mark.column + 1 if mark else None)
-        raise FlowValidationError(
-            [Diagnostic("yaml-syntax", f"invalid YAML: {exc.problem}", "", "fix the YAML syntax", loc)]
-        ) from None
-    except yaml.YAMLError as exc:
-        raise FlowValidationError([Diagnostic("yaml-syntax", f"invalid YAML: {exc}", "", None, Location(str(path)))]) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = getattr(exc, "strerror", None) or str(exc)
+        raise FlowNotFoundError(f"{path}: cannot read ({reason})") from None
+    diags = check_yaml_text(text, str(path))
+    if diags:
+        raise FlowValidationError(diags)
+
+
+# -- composition ----------------------------------------------------------------------------
 
 
 def compose(target: Target, overrides: list[str] | None = None) -> Composed:
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
+    overrides = [str(o) for o in (overrides or [])]
+    _check_yaml(target.flow_file)
+    shown: dict[str, str] = {}  # override given to Hydra -> as the user wrote it
+    try:
+        return _compose(target, overrides, shown)
+    except LlmflowError:
+        raise
+    except (HydraException, OmegaConfBaseException) as exc:
+        raise _composition_error(target, overrides, exc, shown) from None
+    except yaml.YAMLError as exc:  # a group file that is not YAML
+        raise FlowValidationError([yaml_error_diagnostic(exc, str(target.flow_file))]) from None
+    except (RecursionError, UnicodeDecodeError, ValueError, TypeError, KeyError, IndexError, AttributeError) as exc:
+        # Hydra and OmegaConf let a few plain errors escape on odd input; they are still the
+        # user's input problem, so they get a message, not a traceback
+        raise CompositionError(
+            f"cannot compose {_what(target)}: {type(exc).__name__}: {exc}".strip(), hint=OVERRIDE_HINT
+        ) from None
+
+
+def _what(target: Target) -> str:
+    return f"flow '{target.flow_name}'" if target.flow_name else target.flow_file.name
+
+
+def _compose(target: Target, overrides: list[str], shown: dict[str, str]) -> Composed:
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
@@ -124,61 +217,153 @@ def compose(target: Target, overrides: list[str] | None = None) -> Composed:
     from omegaconf import OmegaConf
     from omegaconf.errors import OmegaConfBaseException
 
-    overrides = list(overrides or [])
-    _check_yaml(target.flow_file)
-    all_overrides = list(overrides)
-    if target.flow_name and not any(o.lstrip("+~").startswith("flows=") for o in overrides):
-        all_overrides.insert(0, f"+flows={target.flow_name}")
     GlobalHydra.instance().clear()
     try:
         with initialize_config_dir(config_dir=str(target.config_dir), version_base=None):
-            try:
-                cfg = hydra_compose(config_name=target.config_name, overrides=all_overrides)
-            except HydraException as exc:
-                if target.flow_name and "already at 'flows'" in str(exc):
-                    all_overrides[0] = f"flows={target.flow_name}"
-                    cfg = hydra_compose(config_name=target.config_name, overrides=all_overrides)
-                else:
+            select = [] if _selects_flows(overrides) or not target.flow_name else [f"+flows={target.flow_name}"]
+
+            def run(ovs: list[str]) -> tuple[Any, list[str]]:
+                ovs = select + ovs
+                try:
+                    return hydra_compose(config_name=target.config_name, overrides=ovs), ovs
+                except HydraException as exc:
+                    # the primary config already picks a flow: replace it instead of adding one
+                    if select and "already at 'flows'" in str(exc):
+                        ovs = [f"flows={target.flow_name}", *ovs[1:]]
+                        return hydra_compose(config_name=target.config_name, overrides=ovs), ovs
                     raise
-            sources, files = _provenance(target, all_overrides)
-    except (HydraException, OmegaConfBaseException) as exc:
-        msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        bad = [o for o in overrides if o.split("=")[0].lstrip("+~") in str(exc)]
-        where = f" (override {bad[0]!r})" if bad else ""
-        raise CompositionError(f"cannot compose {target.flow_file.name}{where}: {msg}", hint=OVERRIDE_HINT) from None
+
+            applied = list(overrides)
+            relative = _flow_relative(overrides, target.config_dir)
+            if relative:
+                # which keys does the config root have? compose once without the candidates
+                base, _ = run([o for i, o in enumerate(overrides) if i not in relative])
+                prefix = _flow_path(base, target)
+                roots = set(base.keys())
+                for i, (key, pos) in relative.items():
+                    if prefix and key.split(".")[0] not in roots:
+                        o = overrides[i]
+                        applied[i] = f"{o[:pos]}{'.'.join(prefix)}.{o[pos:]}"
+                        shown[applied[i]] = o
+            cfg, all_overrides = run(applied)
+            sources, files = _provenance(target, all_overrides, shown)
     finally:
         GlobalHydra.instance().clear()
 
     flow_path = _flow_path(cfg, target)
     try:
-        node = OmegaConf.select(cfg, ".".join(str(p) for p in flow_path)) if flow_path else cfg
+        node = OmegaConf.select(cfg, ".".join(flow_path)) if flow_path else cfg
         document = OmegaConf.to_container(node, resolve=True, throw_on_missing=True)
         root = OmegaConf.to_container(cfg, resolve=False)
     except OmegaConfBaseException as exc:
-        key = getattr(exc, "full_key", None)
-        msg = str(exc).strip().splitlines()[0]
-        raise CompositionError(
-            f"cannot resolve {('key ' + repr(key) + ': ') if key else ''}{msg}",
-            hint="check ${...} interpolations: the key must exist, or use ${oc.env:VAR,default}",
-        ) from None
+        key = str(getattr(exc, "full_key", "") or "")
+        msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        where = ""
+        if key:
+            loc = sources.locate(_key_path(key))
+            where = f"{loc.format()}: " if loc.file or loc.origin else ""
+        hint = "check ${...} interpolations: the key must exist, or use ${oc.env:VAR,default}"
+        if "Missing mandatory value" in msg:
+            hint = f"give it a value, e.g. on the command line: {key.split('.', len(flow_path))[-1] if key else 'key'}=..."
+        raise CompositionError(f"{where}cannot resolve {key or 'the config'}: {msg}", hint=hint) from None
     if not isinstance(document, dict):
-        raise CompositionError(f"{target.flow_file}: the flow must be a mapping, got {type(document).__name__}")
-    return Composed(target, document, root, sources.sub(flow_path), files, overrides)
+        raise CompositionError(
+            f"{target.flow_file}: the flow must be a mapping, got {type(document).__name__}",
+            hint="a flow file holds 'name:' and 'steps:' (or one key wrapping them)",
+        )
+    return Composed(
+        target, document, root, sources.sub(flow_path), files, overrides,
+        root_sources=sources, flow_path=flow_path, applied=all_overrides,
+    )  # fmt: skip
+
+
+def _selects_flows(overrides: list[str]) -> bool:
+    return any(o.lstrip("+~").split("=")[0].split("@")[0] == "flows" for o in overrides)
+
+
+def _flow_relative(overrides: list[str], config_dir: Path) -> dict[int, tuple[str, int]]:
+    """Overrides that may be relative to the flow: index -> (key, where the key starts)."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import HydraException
+
+    out: dict[int, tuple[str, int]] = {}
+    parser = OverridesParser.create()
+    for i, text in enumerate(overrides):
+        try:
+            (o,) = parser.parse_overrides([text])
+        except (HydraException, ValueError):
+            continue  # Hydra reports it when composing
+        key = o.key_or_group
+        if o.package is not None or "/" in key or key.split(".")[0] not in FLOW_KEYS:
+            continue
+        if "." not in key and (config_dir / key).is_dir():
+            continue  # a config group of that name (Buttermilk keeps data/, storage/, agents/)
+        pos = text.find(key)
+        if pos >= 0:
+            out[i] = (key, pos)
+    return out
+
+
+def _key_path(key: str) -> tuple[str | int, ...]:
+    """'a.b[0].c' -> ('a', 'b', 0, 'c')."""
+    out: list[str | int] = []
+    for part in key.replace("[", ".[").split("."):
+        if not part:
+            continue
+        if part.startswith("[") and part.endswith("]") and part[1:-1].isdigit():
+            out.append(int(part[1:-1]))
+        else:
+            out.append(part)
+    return tuple(out)
+
+
+def _composition_error(target: Target, overrides: list[str], exc: Exception, shown: dict[str, str]) -> CompositionError:
+    text = str(exc).strip()
+    for applied, original in shown.items():  # speak in the user's terms
+        text = text.replace(applied.lstrip("+~"), original.lstrip("+~"))
+        akey, okey = applied.lstrip("+~").split("=")[0], original.lstrip("+~").split("=")[0]
+        text = text.replace(f"'{akey}'", f"'{okey}'")
+    lines = []
+    for line in text.splitlines():
+        if line.startswith(("Config search path", "See https://")):
+            break
+        if line.strip() and "--multirun" not in line:
+            lines.append(line.strip())
+    msg = lines[0] if lines else type(exc).__name__
+    cause = exc.__cause__
+    if cause is not None and str(cause).strip():
+        msg = f"{msg.rstrip('.')}: {str(cause).strip().splitlines()[0]}"
+    rest = lines[1:]
+    if rest and rest[0].startswith("Available options in"):
+        hint = f"{rest[0].rstrip(':').lower()}: {', '.join(rest[1:])}"
+    elif rest:
+        hint = " ".join(rest)
+    else:
+        hint = OVERRIDE_HINT
+    bad = [o for o in overrides if o.lstrip("+~").split("=")[0] and o.lstrip("+~").split("=")[0] in text]
+    where = f" (override {bad[0]!r})" if bad else ""
+    return CompositionError(f"cannot compose {_what(target)}{where}: {msg}", hint=hint)
 
 
 def _flow_path(cfg: Any, target: Target) -> tuple[str, ...]:
+    """Where the flow sits: ``flows.<name>`` (group mode) or the root or one wrapping key
+    (file mode, Buttermilk's all-in-one ``tox: {...}``)."""
     from omegaconf import DictConfig
 
+    def is_flow(node: Any) -> bool:
+        return isinstance(node, DictConfig) and ("steps" in node or "orchestra" in node)
+
     def unwrap(node: Any, prefix: tuple[str, ...], name: str | None) -> tuple[str, ...]:
-        if not isinstance(node, DictConfig):
+        if not isinstance(node, DictConfig) or is_flow(node):
             return prefix
-        if "steps" in node or "orchestra" in node:
-            return prefix
-        keys = [k for k in node.keys() if k != "hydra"]
+        keys = [str(k) for k in node.keys() if k != "hydra"]
         if name and name in keys and isinstance(node[name], DictConfig):
             return (*prefix, name)
+        flows = [k for k in keys if is_flow(node[k])]
+        if len(flows) == 1:
+            return (*prefix, flows[0])
         if len(keys) == 1 and isinstance(node[keys[0]], DictConfig):
-            return (*prefix, str(keys[0]))
+            return (*prefix, keys[0])
         return prefix
 
     if target.flow_name:
@@ -186,56 +371,49 @@ def _flow_path(cfg: Any, target: Target) -> tuple[str, ...]:
     return unwrap(cfg, (), target.flow_file.stem)
 
 
-def _provenance(target: Target, overrides: list[str]) -> tuple[SourceMap, list[str]]:
+def _provenance(target: Target, overrides: list[str], shown: dict[str, str]) -> tuple[SourceMap, list[str]]:
+    """Replay Hydra's defaults list over the YAML nodes of each file, in merge order."""
     from hydra.core.global_hydra import GlobalHydra
+    from hydra.core.override_parser.overrides_parser import OverridesParser
     from hydra.types import RunMode
 
     loader = GlobalHydra.instance().config_loader()
     dl = loader.compute_defaults_list(config_name=target.config_name, overrides=overrides, run_mode=RunMode.RUN)
+    user_groups: set[str] = set()
+    for o in OverridesParser.create().parse_overrides([o for o in overrides if o not in shown]):
+        user_groups.add(o.key_or_group.lstrip("/"))
+    if target.flow_name and f"+flows={target.flow_name}" in overrides[:1]:
+        user_groups.discard("flows")
     sm = SourceMap()
     files: list[str] = []
-    choices = dl.overrides.override_choices
     for d in dl.defaults:
         if d.config_path is None or d.config_path.startswith("hydra/") or d.config_path == "hydra/config":
             continue
         f = target.config_dir / f"{d.config_path}.yaml"
-        if not f.exists():
+        if not f.is_file():
             continue
         text = f.read_text(encoding="utf-8")
-        header = package_header(text)
-        package = d.package or ""
-        if header == "_global_":
-            package = ""
+        rel = str(f)
+        files.append(rel)
         tree = yaml_tree(text)
+        if tree is None:
+            continue
+        package = "" if package_header(text) == "_global_" else (d.package or "")
         group, _, option = d.config_path.rpartition("/")
         origin = None
         if group and not d.primary:
             origin = f"group option {group}={option}"
-            if group in choices:
-                origin += " (set on the command line)"
-        rel = str(f)
-        files.append(rel)
-        if tree is None:
-            continue
+            if group in user_groups:
+                origin += ", set on the command line"
         prefix = tuple(p for p in package.split(".") if p)
-        if hasattr(tree, "value") and isinstance(tree.value, list):
-            from yaml import MappingNode
-
-            if isinstance(tree, MappingNode):
-                for k, v in tree.value:
-                    if getattr(k, "value", None) == "defaults" and not prefix:
-                        continue
-                    if getattr(k, "value", None) == "defaults":
-                        continue
-                    key = (*prefix, k.value)
-                    if not isinstance(v, MappingNode):
-                        sm.clear(key)
-                    sm.entries[key] = Location(rel, k.start_mark.line + 1, k.start_mark.column + 1, origin)
-                    sm._walk_value(key, v, rel, origin)
+        if isinstance(tree, yaml.MappingNode):
+            sm.merge_tree(prefix, tree, rel, origin, skip=("defaults",))
+        elif prefix:
+            sm.set_tree(prefix, tree, rel, origin)
     for ov in dl.overrides.config_overrides:
-        key = tuple(ov.key_or_group.split("."))
+        key = _key_path(ov.key_or_group)
         if ov.is_delete():
             sm.remove(key)
         else:
-            sm.set_origin(key, f"command-line override {ov.input_line!r}")
+            sm.set_origin(key, f"command-line override {shown.get(ov.input_line, ov.input_line)!r}")
     return sm, files

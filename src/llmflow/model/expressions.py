@@ -3,7 +3,7 @@
 Templates (prompts, paths, commands) are ``{{ ... }}`` text; conditions (``when``,
 ``until``, route ``when``) are either a bare expression or one ``{{ ... }}``.
 Namespaces: ``inputs``, ``steps.<id>.output`` / ``.outputs``, ``item`` (for_each),
-``matrix``, ``run``, ``agent``, ``parameters``, ``loop``.
+``matrix``, ``run``, ``agent``, ``parameters``, ``loop``. See docs/expressions.md.
 """
 
 from __future__ import annotations
@@ -16,21 +16,69 @@ from typing import Any
 
 from jinja2 import StrictUndefined, TemplateSyntaxError, nodes
 from jinja2.exceptions import SecurityError, UndefinedError
+from jinja2.parser import Parser
 from jinja2.sandbox import ImmutableSandboxedEnvironment
+from jinja2.utils import missing as _MISSING
 
 from llmflow.errors import TemplateError
 
 NAMESPACES = ("inputs", "steps", "item", "matrix", "run", "agent", "parameters", "loop", "env")
+# Jinja's own globals: always available, never a reference to flow data
+JINJA_GLOBALS = ("range", "lipsum", "dict", "cycler", "joiner", "namespace", "true", "false", "none", "True", "False", "None")
 _SINGLE_EXPR = re.compile(r"^\s*\{\{(.*)\}\}\s*$", re.S)
+_UNSAFE_HINT = "templates may only read values; attributes starting with '_' and methods that change data are not allowed"
+_NAMES_HINT = "available: inputs, steps.<id>.output / .outputs, item, matrix, run, agent, parameters, loop"
+MAX_REPEAT = 1_000_000  # longest string / list a template may build with '*'
+MAX_POWER_BITS = 4096  # largest integer a template may build with '**'
 
 
 def _tojson(value: Any, indent: int | None = None) -> str:
     return json.dumps(value, indent=indent, ensure_ascii=False, default=str)
 
 
+class _Undefined(StrictUndefined):
+    """StrictUndefined whose message lists what *is* available."""
+
+    __slots__ = ()
+
+    @property
+    def _undefined_message(self) -> str:
+        obj, name = self._undefined_obj, self._undefined_name
+        if self._undefined_hint or obj is _MISSING:
+            return super()._undefined_message
+        if isinstance(obj, dict):
+            keys = [str(k) for k in obj]
+            shown = ", ".join(keys[:12]) + (", ..." if len(keys) > 12 else "")
+            return f"no key {name!r} here (available: {shown or 'nothing'})"
+        if isinstance(obj, list | tuple) and not isinstance(name, str):
+            return f"index {name!r} is out of range for a list of {len(obj)}"
+        return f"a {type(obj).__name__} value has no attribute {name!r}"
+
+
+
+class ValueTooLarge(SecurityError):
+    """A template tried to build a value past the sandbox's size limits."""
+
+
+class _Sandbox(ImmutableSandboxedEnvironment):
+    """Jinja's immutable sandbox, also refusing '*' and '**' that would build huge values."""
+
+    intercepted_binops = frozenset({"*", "**"})
+
+    def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
+        if operator == "*":
+            for seq, n in ((left, right), (right, left)):
+                if isinstance(seq, str | list | tuple) and isinstance(n, int) and len(seq) * n > MAX_REPEAT:
+                    raise ValueTooLarge(f"'*' would build a value of {len(seq) * n} items (limit {MAX_REPEAT})")
+        if operator == "**" and isinstance(left, int) and isinstance(right, int) and right > 0:
+            if abs(left) > 1 and left.bit_length() * right > MAX_POWER_BITS:
+                raise ValueTooLarge(f"'**' would build an integer of more than {MAX_POWER_BITS} bits")
+        return super().call_binop(context, operator, left, right)
+
+
 @lru_cache(maxsize=1)
 def environment() -> ImmutableSandboxedEnvironment:
-    env = ImmutableSandboxedEnvironment(undefined=StrictUndefined, autoescape=False, keep_trailing_newline=True)
+    env = _Sandbox(undefined=_Undefined, autoescape=False, keep_trailing_newline=True)
     env.filters["tojson"] = _tojson
     env.policies["json.dumps_function"] = _tojson
     return env
@@ -56,18 +104,14 @@ def condition_source(text: str) -> str:
 
 
 def _explain(exc: Exception, source: str) -> TemplateError:
+    if isinstance(exc, ValueTooLarge):
+        return TemplateError(f"value too large in {source!r}: {exc}", hint="templates may not build huge strings, lists or numbers")
     if isinstance(exc, SecurityError):
-        return TemplateError(
-            f"unsafe expression in {source!r}: {exc}",
-            hint="templates may only read values; attributes starting with '_' are not allowed",
-        )
+        return TemplateError(f"unsafe expression in {source!r}: {exc}", hint=_UNSAFE_HINT)
     if isinstance(exc, UndefinedError):
-        return TemplateError(
-            f"{exc} in {source!r}",
-            hint="check the name; available: inputs, steps.<id>.output, item, matrix, run, agent, parameters",
-        )
+        return TemplateError(f"undefined value in {source!r}: {exc}", hint=f"check the name; {_NAMES_HINT}")
     if isinstance(exc, TemplateSyntaxError):
-        return TemplateError(f"syntax error in {source!r}: {exc.message}")
+        return TemplateError(f"syntax error in {source!r}: {exc.message}", hint="check brackets and quotes")
     return TemplateError(f"could not evaluate {source!r}: {type(exc).__name__}: {exc}")
 
 
@@ -124,29 +168,48 @@ class Analysis:
     hint: str | None = None
 
 
+def _parse_condition(src: str) -> nodes.Template:
+    """Parse one bare expression (as ``when:`` holds it) into a template tree."""
+    env = environment()
+    if not src.strip():
+        raise TemplateSyntaxError("empty expression", 1)
+    parser = Parser(env, src, state="variable")
+    try:
+        expr = parser.parse_expression()
+    except TemplateSyntaxError as exc:
+        raise TemplateSyntaxError(exc.message.replace("end of template", "end of expression"), exc.lineno) from None
+    if not parser.stream.eos:
+        tok = parser.stream.current
+        shown = "}}" if tok.type == "variable_end" else tok.value
+        raise TemplateSyntaxError(f"a condition is one expression; unexpected {shown!r} after it", tok.lineno)
+    return nodes.Template([nodes.Output([expr])])
+
+
 def analyse(text: str, *, condition: bool = False) -> Analysis:
-    """Parse without rendering: syntax errors, unsafe attributes, and referenced names."""
+    """Parse without rendering: syntax errors, unsafe attributes, unknown filters and tests,
+    and the names the text refers to."""
+    from llmflow.model.diagnostics import did_you_mean
+
     env = environment()
     try:
-        if condition:
-            src = condition_source(text)
-            tree = env.parse("{{ (" + src + ") }}")
-        else:
-            tree = env.parse(text)
+        tree = _parse_condition(condition_source(text)) if condition else env.parse(text)
     except TemplateSyntaxError as exc:
         return Analysis([], f"syntax error: {exc.message}", "check brackets and quotes in the expression")
-    refs: list[Reference] = []
     for node in tree.find_all(nodes.Getattr):
         if node.attr.startswith("_"):
-            return Analysis(
-                [],
-                f"unsafe attribute '{node.attr}'",
-                "templates may only read values; attributes starting with '_' are not allowed",
-            )
+            return Analysis([], f"unsafe attribute '{node.attr}'", _UNSAFE_HINT)
     for node in tree.find_all(nodes.Getitem):
         arg = node.arg
         if isinstance(arg, nodes.Const) and isinstance(arg.value, str) and arg.value.startswith("_"):
-            return Analysis([], f"unsafe attribute '{arg.value}'", "attributes starting with '_' are not allowed")
+            return Analysis([], f"unsafe attribute '{arg.value}'", _UNSAFE_HINT)
+    for node in tree.find_all(nodes.Filter):
+        if node.name == "attr" and any(isinstance(a, nodes.Const) and str(a.value).startswith("_") for a in node.args):
+            return Analysis([], "unsafe attribute in 'attr' filter", _UNSAFE_HINT)
+        if node.name not in env.filters:
+            return Analysis([], f"unknown filter '{node.name}'", did_you_mean(node.name, env.filters) or "see docs/expressions.md for the filters")
+    for node in tree.find_all(nodes.Test):
+        if node.name not in env.tests:
+            return Analysis([], f"unknown test '{node.name}'", did_you_mean(node.name, env.tests) or "see docs/expressions.md for the tests")
     declared = {n.name for n in tree.find_all(nodes.Name) if n.ctx in ("store", "param")}
     seen: set[tuple[str, str | None]] = set()
     for node in tree.find_all(nodes.Name):
@@ -161,6 +224,7 @@ def analyse(text: str, *, condition: bool = False) -> Analysis:
         if (
             isinstance(node.node, nodes.Name)
             and node.node.ctx == "load"
+            and node.node.name not in declared
             and isinstance(node.arg, nodes.Const)
             and isinstance(node.arg.value, str)
         ):
@@ -168,8 +232,5 @@ def analyse(text: str, *, condition: bool = False) -> Analysis:
             seen.add((node.node.name, node.arg.value))
     # a bare name seen also with an attribute is covered by the attribute form
     named = {ns for ns, n in seen if n is not None}
-    for ns, n in sorted(seen, key=lambda x: (x[0], x[1] or "")):
-        if n is None and ns in named:
-            continue
-        refs.append(Reference(ns, n))
+    refs = [Reference(ns, n) for ns, n in sorted(seen, key=lambda x: (x[0], x[1] or "")) if n is not None or ns not in named]
     return Analysis(refs)

@@ -3,7 +3,9 @@
 - A step without ``needs`` needs the step before it (a plain list is a pipeline).
 - ``parallel`` groups are flattened: children need the group's predecessors and the group
   node becomes a barrier that needs every child.
-- Steps named by a ``route`` (and without explicit ``needs``) need the route.
+- Steps named by a ``route`` need the route: without ``needs`` the route is their only
+  need; with explicit ``needs`` the route is added, so a route always decides whether its
+  targets run.
 - ``loop`` bodies stay inside their loop node (they repeat); they form their own pipeline.
 """
 
@@ -71,40 +73,59 @@ class Graph:
         return None
 
 
+def route_targets(steps: list[StepSpec]) -> dict[str, str]:
+    """Step id -> the route that names it, for the steps of one scope (not loop bodies)."""
+    out: dict[str, str] = {}
+
+    def walk(step_list: list[StepSpec]) -> None:
+        for s in step_list:
+            if isinstance(s, RouteStep):
+                for t in s.targets():
+                    out.setdefault(t, s.id)
+            if isinstance(s, ParallelStep):
+                walk(s.steps)
+
+    walk(steps)
+    return out
+
+
 def build_graph(steps: list[StepSpec]) -> Graph:
     g = Graph()
-    route_targets: dict[str, str] = {}
+    targets = route_targets(steps)
+
+    def needs_of(s: StepSpec, default: tuple[str, ...]) -> tuple[str, ...]:
+        route = targets.get(s.id)
+        if s.needs is not None:
+            needs = tuple(s.needs)
+            if route is not None and route not in needs and route != s.id:
+                needs = (*needs, route)
+            return needs
+        if route is not None and route != s.id:
+            return (route,)
+        return default
+
+    def add_parallel(s: ParallelStep, needs: tuple[str, ...], group: str | None) -> None:
+        child_ids: list[str] = []
+        for c in s.steps:
+            cneeds = needs_of(c, needs)
+            if isinstance(c, ParallelStep):
+                add_parallel(c, cneeds, s.id)
+            else:
+                g.nodes[c.id] = Node(c.id, c, cneeds, group=s.id, explicit_needs=c.needs is not None)
+                g.order.append(c.id)
+            child_ids.append(c.id)
+        g.nodes[s.id] = Node(s.id, s, tuple(child_ids), group=group, explicit_needs=s.needs is not None)
+        g.order.append(s.id)
+
+    prev: tuple[str, ...] = ()
     for s in steps:
-        if isinstance(s, RouteStep):
-            for t in s.targets():
-                route_targets.setdefault(t, s.id)
-
-    def add(step_list: list[StepSpec], entry: tuple[str, ...], group: str | None) -> tuple[str, ...]:
-        prev = entry
-        for s in step_list:
-            explicit = s.needs is not None
-            if explicit:
-                needs = tuple(s.needs or ())
-            elif s.id in route_targets:
-                needs = (route_targets[s.id],)
-            else:
-                needs = prev
-            if isinstance(s, ParallelStep):
-                child_ids: list[str] = []
-                for c in s.steps:
-                    cneeds = tuple(c.needs) if c.needs is not None else needs
-                    g.nodes[c.id] = Node(c.id, c, cneeds, group=s.id, explicit_needs=c.needs is not None)
-                    g.order.append(c.id)
-                    child_ids.append(c.id)
-                g.nodes[s.id] = Node(s.id, s, tuple(child_ids), group=group, explicit_needs=explicit)
-                g.order.append(s.id)
-            else:
-                g.nodes[s.id] = Node(s.id, s, needs, group=group, explicit_needs=explicit)
-                g.order.append(s.id)
-            prev = (s.id,)
-        return prev
-
-    add(steps, (), None)
+        needs = needs_of(s, prev)
+        if isinstance(s, ParallelStep):
+            add_parallel(s, needs, None)
+        else:
+            g.nodes[s.id] = Node(s.id, s, needs, group=None, explicit_needs=s.needs is not None)
+            g.order.append(s.id)
+        prev = (s.id,)
     return g
 
 
@@ -116,40 +137,75 @@ def loop_body_graph(loop: LoopStep) -> Graph:
     return build_graph(loop.steps)
 
 
+# words Mermaid reads as syntax; a step with such an id gets a different node id
+_MERMAID_RESERVED = frozenset(
+    {"end", "graph", "flowchart", "subgraph", "style", "class", "classdef", "click", "linkstyle", "direction", "call", "href", "default"}
+)
+
+
+def _mermaid_ids(ids: list[str]) -> dict[str, str]:
+    out: dict[str, str] = {}
+    taken = set(ids)
+    for i in ids:
+        node = i
+        if i.lower() in _MERMAID_RESERVED:
+            node = f"{i}_step"
+            while node in taken:
+                node += "_"
+            taken.add(node)
+        out[i] = node
+    return out
+
+
+_STATUS_COLOURS = {
+    "COMPLETED": "#b7eb8f",
+    "RUNNING": "#91d5ff",
+    "FAILED": "#ffa39e",
+    "SKIPPED": "#d9d9d9",
+    "CANCELED": "#ffd591",
+    "STALE": "#fffb8f",
+}
+
+
 def to_mermaid(flow: Flow, statuses: dict[str, str] | None = None) -> str:
+    """The step graph as Mermaid ``flowchart`` text.
+
+    Routes are hexagons with ``route`` edges to their targets, parallel groups are
+    subroutines (``[[...]]``) their children flow into, loop bodies hang off their loop
+    with dotted edges and an ``until`` edge back. ``statuses`` (step id -> status) colours
+    the nodes."""
     g = flow_graph(flow)
+    loop_children = [f"{nid}__{c.id}" for nid in g.order if isinstance(g.nodes[nid].step, LoopStep) for c in g.nodes[nid].step.steps]
+    ids = _mermaid_ids([*g.order, *loop_children])
+    targets = route_targets(flow.steps)
     lines = ["flowchart TD"]
     for nid in g.order:
         n = g.nodes[nid]
         label = f"{nid}<br/><small>{n.step.kind}</small>"
-        shape = ("{{", "}}") if n.step.kind == "route" else ("[", "]")
-        if n.step.kind == "parallel":
+        shape = ("[", "]")
+        if isinstance(n.step, RouteStep):
+            shape = ("{{", "}}")
+        elif isinstance(n.step, ParallelStep):
             shape = ("[[", "]]")
-        lines.append(f'    {nid}{shape[0]}"{label}"{shape[1]}')
+        lines.append(f'    {ids[nid]}{shape[0]}"{label}"{shape[1]}')
         if isinstance(n.step, LoopStep):
-            prev = nid
+            prev = ids[nid]
             for c in n.step.steps:
-                lines.append(f'    {nid}__{c.id}["{c.id}<br/><small>{c.kind} (loop)</small>"]')
-                lines.append(f"    {prev} -.-> {nid}__{c.id}")
-                prev = f"{nid}__{c.id}"
-            lines.append(f"    {prev} -. until .-> {nid}")
+                cid = ids[f"{nid}__{c.id}"]
+                lines.append(f'    {cid}["{c.id}<br/><small>{c.kind} (loop)</small>"]')
+                lines.append(f"    {prev} -.-> {cid}")
+                prev = cid
+            lines.append(f"    {prev} -. until .-> {ids[nid]}")
     for nid in g.order:
-        n = g.nodes[nid]
-        for d in n.needs:
-            if isinstance(g.nodes.get(d, None) and g.nodes[d].step, RouteStep):
-                lines.append(f"    {d} -->|route| {nid}")
+        for d in g.nodes[nid].needs:
+            if d not in g.nodes:
+                continue
+            if targets.get(nid) == d:
+                lines.append(f"    {ids[d]} -->|route| {ids[nid]}")
             else:
-                lines.append(f"    {d} --> {nid}")
-    if statuses:
-        colours = {
-            "COMPLETED": "#b7eb8f",
-            "RUNNING": "#91d5ff",
-            "FAILED": "#ffa39e",
-            "SKIPPED": "#d9d9d9",
-            "CANCELED": "#ffd591",
-            "STALE": "#fffb8f",
-        }
-        for nid, st in statuses.items():
-            if st in colours and nid in g.nodes:
-                lines.append(f"    style {nid} fill:{colours[st]}")
+                lines.append(f"    {ids[d]} --> {ids[nid]}")
+    for nid, st in (statuses or {}).items():
+        colour = _STATUS_COLOURS.get(str(st).upper())
+        if colour and nid in g.nodes:
+            lines.append(f"    style {ids[nid]} fill:{colour}")
     return "\n".join(lines) + "\n"

@@ -47,6 +47,21 @@ class SourceMap:
         elif isinstance(node, yaml.ScalarNode) and "${" in str(node.value):
             self.raw[path] = str(node.value)
 
+    def merge_tree(
+        self, prefix: PathKey, node: yaml.MappingNode, file: str, origin: str | None, skip: tuple[str, ...] = ()
+    ) -> None:
+        """Merge a mapping at ``prefix`` the way OmegaConf merges configs: nested mappings
+        merge, anything else replaces."""
+        for k, v in node.value:
+            key = k.value if isinstance(k, yaml.ScalarNode) else str(k)
+            if key in skip:
+                continue
+            child = (*prefix, key)
+            if not isinstance(v, yaml.MappingNode):
+                self.clear(child)
+            self.entries[child] = Location(file, k.start_mark.line + 1, k.start_mark.column + 1, origin)
+            self._walk_value(child, v, file, origin)
+
     def _walk_value(self, path: PathKey, node: yaml.Node, file: str, origin: str | None) -> None:
         key_loc = self.entries[path]
         self._walk(path, node, file, origin)
@@ -91,6 +106,30 @@ class SourceMap:
 
 def yaml_tree(text: str) -> yaml.Node | None:
     return yaml.compose(text, Loader=yaml.SafeLoader)
+
+
+def duplicate_keys(node: yaml.Node | None) -> list[tuple[str, int, int, int]]:
+    """(key, line, column, line of the first use) for every repeated mapping key."""
+    out: list[tuple[str, int, int, int]] = []
+    stack = [node] if node is not None else []
+    seen_nodes: set[int] = set()
+    while stack:
+        n = stack.pop()
+        if id(n) in seen_nodes:  # aliases may share nodes
+            continue
+        seen_nodes.add(id(n))
+        if isinstance(n, yaml.MappingNode):
+            first: dict[str, int] = {}
+            for k, v in n.value:
+                if isinstance(k, yaml.ScalarNode) and k.tag != "tag:yaml.org,2002:merge":
+                    if k.value in first:
+                        out.append((k.value, k.start_mark.line + 1, k.start_mark.column + 1, first[k.value]))
+                    else:
+                        first[k.value] = k.start_mark.line + 1
+                stack.append(v)
+        elif isinstance(n, yaml.SequenceNode):
+            stack.extend(n.value)
+    return sorted(out, key=lambda d: (d[1], d[2]))
 
 
 def package_header(text: str) -> str | None:

@@ -7,6 +7,7 @@ Step kinds are looked up in :mod:`llmflow.model.registry`, so plugins can add th
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import (
@@ -84,12 +85,13 @@ class RetrySpec(Spec):
     multiplier: float = Field(2.0, ge=1)
     max_backoff: float = Field(60.0, ge=0)
     jitter: float = Field(0.1, ge=0, le=1)  # +/- fraction of the delay
-    on: list[RetryOn] = Field(default_factory=lambda: ["rate_limit", "provider", "timeout"])
+    on: list[RetryOn] = Field(default_factory=lambda: ["any"])
 
 
 def _retry_shorthand(v: Any) -> Any:
+    # `retry: 3` = 3 attempts; `retry: true` = 3 attempts; `retry: false` = no retries
     if isinstance(v, bool):
-        return v
+        return {"attempts": 3} if v else None
     if isinstance(v, int):
         return {"attempts": v}
     return v
@@ -365,22 +367,29 @@ class Flow(Spec):
 
     # -- conveniences -------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
-        return self.model_dump(mode="json", exclude_defaults=True, by_alias=True) | {"name": self.name}
+        """The flow as plain data, without default values; ``Flow(**d)`` gives it back."""
+        d = self.model_dump(mode="json", exclude_defaults=True, by_alias=True)
+        # an input whose default is explicitly null is optional: keep the null, or the
+        # round trip would make it required
+        for k, spec in self.inputs.items():
+            if "default" in spec.model_fields_set and spec.default is None:
+                d.setdefault("inputs", {}).setdefault(k, {})["default"] = None
+        return {"name": self.name, **{k: v for k, v in d.items() if k != "name"}}
 
     def to_yaml(self) -> str:
-        import yaml
-
-        return yaml.safe_dump(self.to_dict(), sort_keys=False, allow_unicode=True)
+        """The flow as YAML (multi-line strings as ``|`` blocks); :meth:`from_yaml` reads it back."""
+        return dump_yaml(self.to_dict())
 
     @classmethod
-    def from_yaml(cls, text_or_path: str, overrides: list[str] | None = None) -> Flow:
-        """Load from YAML text or a file path (composition and overrides apply to files)."""
-        from pathlib import Path
-
+    def from_yaml(cls, text_or_path: str | Path, overrides: list[str] | None = None) -> Flow:
+        """Load from YAML text or from a file path or flow name (composition and overrides
+        apply to files; see :func:`llmflow.load_flow`). Raises FlowValidationError."""
         from llmflow.model.loader import load_flow, parse_flow_text
 
-        if "\n" not in text_or_path and Path(text_or_path).exists():
+        if isinstance(text_or_path, Path) or _looks_like_path(text_or_path):
             return load_flow(text_or_path, overrides=overrides or []).flow
+        if overrides:
+            raise ValueError("overrides apply to flow files; YAML text has nothing to compose")
         return parse_flow_text(text_or_path)
 
     def fingerprint(self) -> str:
@@ -407,3 +416,30 @@ class Flow(Spec):
                 return s
         raise KeyError(step_id)
 
+
+
+def _looks_like_path(text: str) -> bool:
+    if "\n" in text or len(text) > 4096:
+        return False
+    if text.strip().endswith((".yaml", ".yml")):
+        return True
+    try:
+        return Path(text).exists()
+    except (OSError, ValueError):
+        return False
+
+
+def dump_yaml(data: Any) -> str:
+    """YAML that reads well: key order kept, multi-line strings as ``|`` blocks."""
+    import yaml
+
+    class _Dumper(yaml.SafeDumper):
+        pass
+
+    def _str(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
+        if "\n" in value:  # PyYAML falls back to quotes when a block cannot hold the text
+            return dumper.represent_scalar("tag:yaml.org,2002:str", value, style="|")
+        return dumper.represent_scalar("tag:yaml.org,2002:str", value)
+
+    _Dumper.add_representer(str, _str)
+    return yaml.dump(data, Dumper=_Dumper, sort_keys=False, allow_unicode=True, width=100)

@@ -1,0 +1,68 @@
+"""Composition root: settings -> store -> providers -> gateway -> runtime."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+from llmflow.runtime import Runtime
+from llmflow.settings import Settings
+
+
+def build_runtime(
+    settings: Settings | None = None,
+    *,
+    env: Mapping[str, str] | None = None,
+    home: Path | None = None,
+    store: Any | None = None,
+    fake_scripts: dict[str, Any] | None = None,
+    functions: dict[str, Callable[..., Any]] | None = None,
+    clock: Any | None = None,
+) -> Runtime:
+    settings = settings or Settings.from_env(env, home)
+    if store is None:
+        from llmflow.store.factory import open_store
+
+        store = open_store(settings.database_url, settings.home)
+    from llmflow.gateway import Gateway
+    from llmflow.providers.registry import ProviderRegistry
+    from llmflow.steps.builtin import builtin_executors
+
+    registry = ProviderRegistry(settings.env, fake_scripts=fake_scripts, allow_real=not settings.block_real_models)
+    limiter = _limiter(settings)
+    prices = _prices(settings)
+    gateway = Gateway(registry, limiter, prices)
+    return Runtime(settings, store, executors=builtin_executors(), gateway=gateway, clock=clock, functions=functions)
+
+
+def _limiter(settings: Settings) -> Any | None:
+    raw = settings.env.get("LLMFLOW_RATE_LIMITS")
+    if not raw:
+        return None
+    try:
+        import json
+
+        from llmflow.providers.limits import RateLimiter
+
+        cfg = json.loads(Path(raw).read_text()) if Path(raw).exists() else json.loads(raw)
+        return RateLimiter(cfg)
+    except Exception:  # noqa: BLE001
+        logging.getLogger("llmflow").warning("ignoring invalid LLMFLOW_RATE_LIMITS")
+        return None
+
+
+def _prices(settings: Settings) -> Callable[[str, Any], float | None] | None:
+    try:
+        from llmflow.providers import pricing
+    except ImportError:
+        return None
+    table = settings.env.get("LLMFLOW_PRICES")
+    if table and hasattr(pricing, "load_prices"):
+        try:
+            prices = pricing.load_prices(table)
+            return lambda model, usage: pricing.cost(model, usage, prices)
+        except Exception:  # noqa: BLE001
+            logging.getLogger("llmflow").warning("ignoring invalid LLMFLOW_PRICES")
+    return lambda model, usage: pricing.cost(model, usage)

@@ -1,0 +1,61 @@
+"""The template context a step sees. Pure."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from llmflow.engine.state import NodeState, RunState
+from llmflow.engine.states import StepStatus
+
+
+def step_view(n: NodeState) -> dict[str, Any]:
+    units = list(n.units.values())
+    multi = len(units) > 1 or (units and units[0].key != "")
+    outputs = [u.output for u in units] if multi else ([n.output] if n.status == StepStatus.COMPLETED else [])
+    return {
+        "output": n.output if n.status in (StepStatus.COMPLETED, StepStatus.STALE, StepStatus.FAILED) else None,
+        "outputs": outputs,
+        "status": str(n.status),
+        "error": n.error,
+        "units": [{"key": u.key, **u.vars, "output": u.output, "status": u.status} for u in units] if multi else [],
+    }
+
+
+def steps_namespace(st: RunState, node_id: str | None) -> dict[str, Any]:
+    """Every step by its short id; inside a loop iteration, that iteration's body steps win."""
+    out: dict[str, Any] = {}
+    scope = st.nodes[node_id].scope if node_id and node_id in st.nodes else None
+    for nid, n in st.nodes.items():
+        if n.scope is None:
+            out[nid] = step_view(n)
+    if scope:
+        prefix = scope + "/"
+        for nid, n in st.nodes.items():
+            if nid.startswith(prefix):
+                out[n.short_id] = step_view(n)
+    return out
+
+
+def template_context(
+    st: RunState,
+    node_id: str | None,
+    unit_vars: dict[str, Any] | None = None,
+    extra: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    unit_vars = unit_vars or {}
+    n = st.nodes.get(node_id) if node_id else None
+    ctx: dict[str, Any] = {
+        "inputs": st.inputs,
+        "steps": steps_namespace(st, node_id),
+        "run": {"id": st.run_id, "flow": st.flow.name, "version": st.flow.version, **st.options.get("run_vars", {})},
+        "parameters": st.flow.parameters,
+        "item": unit_vars.get("item"),
+        "matrix": unit_vars.get("matrix") or {},
+        "agent": unit_vars.get("agent_spec") or {},
+    }
+    if n is not None and n.scope:
+        loop_id, _, it = n.scope.partition("#")
+        ctx["loop"] = {"id": loop_id, "iteration": int(it)}
+    if extra:
+        ctx.update(extra)
+    return ctx

@@ -1,0 +1,87 @@
+"""What the engine needs from the outside, as narrow protocols. The composition root
+(``llmflow.app``) plugs in the store, the step executors and the LLM gateway."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from llmflow.engine.events import Event, NewEvent
+from llmflow.model.spec import Flow, StepSpec
+
+
+class EventLog(Protocol):
+    def append(self, run_id: str, events: list[NewEvent], now: float) -> list[Event]: ...
+    def take_controls(self, run_id: str) -> list[Any]: ...
+    def heartbeat(self, run_id: str, owner: str, now: float, lease_seconds: float) -> bool: ...
+
+
+class Clock(Protocol):
+    def now(self) -> float: ...
+
+
+@dataclass(frozen=True)
+class LlmResult:
+    text: str
+    model: str
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cost: float = 0.0
+
+
+class LlmGateway(Protocol):
+    async def generate(
+        self,
+        ctx: StepContext,
+        *,
+        model: str,
+        model_source: str,
+        messages: list[tuple[str, str]],
+        params: dict[str, Any],
+        output_schema: dict[str, Any] | None = None,
+        stream: bool = True,
+    ) -> LlmResult: ...
+
+
+@dataclass(frozen=True)
+class HumanQuestion:
+    prompt: str
+    input: str = "text"  # confirm | text | choice
+    options: list[str] | None = None
+    default: str | None = None
+    timeout: float | None = None
+    key: str = ""  # distinguishes several questions of one attempt (conductor turns)
+
+
+@dataclass
+class StepContext:
+    """Everything a step executor may use. Executors do their side effects through this."""
+
+    run_id: str
+    flow: Flow
+    node_id: str
+    step: StepSpec
+    unit: str
+    attempt: int
+    vars: dict[str, Any]
+    template: dict[str, Any]  # the template context for this attempt
+    workspace: Path
+    artifacts_dir: Path
+    emit: Callable[[NewEvent], None]
+    ask_human: Callable[[HumanQuestion], Awaitable[Any]]
+    run_child: Callable[[str, dict[str, Any], list[str]], Awaitable[dict[str, Any]]]
+    llm: LlmGateway | None
+    run_models: dict[str, str] = field(default_factory=dict)
+    env_models: dict[str, str] = field(default_factory=dict)
+    allow_shell: bool = True
+    functions: dict[str, Callable[..., Any]] = field(default_factory=dict)
+    settings: dict[str, Any] = field(default_factory=dict)
+
+    def event(self, type: str, message: str = "", **payload: Any) -> None:
+        self.emit(NewEvent(type, message, self.node_id, self.unit or None, self.attempt, payload))
+
+
+class StepExecutor(Protocol):
+    async def __call__(self, ctx: StepContext) -> Any: ...

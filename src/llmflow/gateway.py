@@ -1,0 +1,97 @@
+"""The LLM gateway: providers + rate limits + prices behind the engine's LlmGateway port.
+
+Turns a provider's stream into events: LLM_LOADING_MODEL ("Loading model: X"),
+LLM_GENERATING, coalesced LLM_TOKENS chunks, LLM_HEARTBEAT, LLM_DONE (usage, cost) or
+LLM_ERROR. Keys and base URLs never appear in events."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from llmflow.engine.events import EventType as E
+from llmflow.engine.ports import LlmResult, StepContext
+from llmflow.errors import RateLimitError, StepError
+
+COALESCE_SECONDS = 0.05
+COALESCE_CHARS = 256
+
+
+class Gateway:
+    def __init__(self, registry: Any, limiter: Any | None = None, prices: Any | None = None) -> None:
+        self.registry = registry
+        self.limiter = limiter
+        self.prices = prices
+
+    async def generate(
+        self,
+        ctx: StepContext,
+        *,
+        model: str,
+        model_source: str,
+        messages: list[tuple[str, str]],
+        params: dict[str, Any],
+        output_schema: dict[str, Any] | None = None,
+        stream: bool = True,
+    ) -> LlmResult:
+        from llmflow.providers.base import ChatMessage, Chunk, Final, ModelRequest, Status
+
+        provider, name = self.registry.resolve(model)
+        est = sum(len(c.split()) for _, c in messages) + int(params.get("max_tokens", 256) or 256)
+        if self.limiter is not None:
+            await self.limiter.acquire(model, est)
+        ctx.event(E.LLM_LOADING_MODEL, f"Loading model: {model}", model=model, model_source=model_source)
+        ctx.event(E.LLM_GENERATING, f"Generating with {model}", model=model, model_source=model_source)
+        req = ModelRequest(model=name, messages=[ChatMessage(r, c) for r, c in messages], params=dict(params), output_schema=output_schema, stream=stream, timeout=ctx.step.timeout)
+        t0 = time.monotonic()
+        last = t0
+        parts: list[str] = []
+        buf: list[str] = []
+        final = None
+        try:
+            async for item in provider.stream(req):
+                if isinstance(item, Chunk):
+                    parts.append(item.text)
+                    buf.append(item.text)
+                    now = time.monotonic()
+                    if now - last >= COALESCE_SECONDS or sum(len(b) for b in buf) >= COALESCE_CHARS:
+                        ctx.event(E.LLM_TOKENS, "", text="".join(buf))
+                        buf, last = [], now
+                elif isinstance(item, Status):
+                    ctx.event(E.LLM_HEARTBEAT, item.message, model=model, status=item.kind, elapsed=round(time.monotonic() - t0, 1))
+                elif isinstance(item, Final):
+                    final = item
+        except RateLimitError as exc:
+            if self.limiter is not None:
+                self.limiter.penalise(model, exc.retry_after)
+            ctx.event(E.LLM_ERROR, f"LLM error from {model}: {exc.message}", model=model, kind=exc.kind, retry_after=exc.retry_after)
+            raise
+        except StepError as exc:
+            ctx.event(E.LLM_ERROR, f"LLM error from {model}: {exc.message}", model=model, kind=exc.kind)
+            raise
+        except Exception as exc:
+            ctx.event(E.LLM_ERROR, f"LLM error from {model}: {type(exc).__name__}: {exc}", model=model, kind="error")
+            raise
+        if buf:
+            ctx.event(E.LLM_TOKENS, "", text="".join(buf))
+        text = final.text if final is not None and final.text else "".join(parts)
+        usage = final.usage if final is not None else None
+        tin = usage.input_tokens if usage else 0
+        tout = usage.output_tokens if usage else 0
+        if self.limiter is not None:
+            self.limiter.record(model, tin + tout)
+        cost = 0.0
+        if self.prices is not None and usage is not None:
+            c = self.prices(model, usage)
+            cost = float(c) if c is not None else 0.0
+        dt = time.monotonic() - t0
+        ctx.event(
+            E.LLM_DONE,
+            f"Generation complete ({len(text)} chars, {dt:.1f}s)",
+            model=model,
+            model_source=model_source,
+            usage={"input_tokens": tin, "output_tokens": tout},
+            cost=cost,
+            duration=round(dt, 4),
+        )
+        return LlmResult(text=text, model=model, input_tokens=tin, output_tokens=tout, cost=cost)

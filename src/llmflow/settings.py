@@ -1,0 +1,50 @@
+"""Process settings, read from the environment once by the composition root."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+def _flag(v: str | None) -> bool:
+    return (v or "").strip().lower() in ("1", "true", "yes", "on")
+
+
+@dataclass
+class Settings:
+    home: Path  # the project directory; state lives in <home>/.llmflow
+    database_url: str | None = None
+    config_dir: Path | None = None
+    env_models: dict[str, str] = field(default_factory=dict)
+    allow_shell: bool = True
+    block_real_models: bool = False
+    log_level: str = "INFO"
+    lease_seconds: float = 30.0
+    env: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def state_dir(self) -> Path:
+        return self.home / ".llmflow"
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None, home: Path | None = None) -> Settings:
+        env = dict(os.environ if env is None else env)
+        home = Path(home or env.get("LLMFLOW_HOME") or Path.cwd()).resolve()
+        models = {k: v for k, v in env.items() if (k == "LLMFLOW_MODEL" or k.startswith("LLMFLOW_MODEL_")) and v}
+        for k in ("OLLAMA_PLANNER_MODEL", "OLLAMA_CODER_MODEL"):
+            if env.get(k):
+                models[k] = env[k]
+        cd = env.get("LLMFLOW_CONFIG_DIR")
+        return cls(
+            home=home,
+            database_url=env.get("LLMFLOW_DATABASE_URL") or None,
+            config_dir=Path(cd) if cd else None,
+            env_models=models,
+            allow_shell=not _flag(env.get("LLMFLOW_DISABLE_SHELL")),
+            block_real_models=_flag(env.get("LLMFLOW_BLOCK_REAL_MODELS")),
+            log_level=env.get("LLMFLOW_LOG_LEVEL", "INFO").upper(),
+            lease_seconds=float(env.get("LLMFLOW_LEASE_SECONDS", "30")),
+            env=env,
+        )

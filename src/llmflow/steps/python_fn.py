@@ -1,0 +1,62 @@
+"""`python`: call a registered function or an importable ``module:attribute``."""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import inspect
+from collections.abc import Callable
+from typing import Any
+
+from llmflow.engine.ports import StepContext
+from llmflow.errors import StepError
+from llmflow.model.expressions import render_value
+from llmflow.model.registry import registry
+from llmflow.model.spec import PythonStep
+
+
+def resolve_function(name: str, extra: dict[str, Callable[..., Any]] | None = None) -> Callable[..., Any]:
+    if extra and name in extra:
+        return extra[name]
+    if name in registry.functions:
+        return registry.functions[name]
+    mod, sep, attr = name.partition(":")
+    if not sep:
+        mod, _, attr = name.rpartition(".")
+    if not mod or not attr:
+        err = StepError(f"unknown python function {name!r}", retryable=False, hint="register it with @llmflow.step_function() or write 'module:function'")
+        err.kind = "validation"
+        raise err
+    try:
+        obj: Any = importlib.import_module(mod)
+    except ImportError as exc:
+        err = StepError(f"cannot import {mod!r} for python step: {exc}", retryable=False, hint="check the module path and PYTHONPATH")
+        err.kind = "validation"
+        raise err from None
+    for part in attr.split("."):
+        if not hasattr(obj, part):
+            err = StepError(f"{mod!r} has no attribute {attr!r}", retryable=False)
+            err.kind = "validation"
+            raise err
+        obj = getattr(obj, part)
+    if not callable(obj):
+        raise StepError(f"{name!r} is not callable", retryable=False)
+    return obj
+
+
+async def execute(ctx: StepContext) -> Any:
+    spec = ctx.step
+    assert isinstance(spec, PythonStep)
+    fn = resolve_function(spec.function, ctx.functions)
+    kwargs = render_value(spec.args, ctx.template)
+    try:
+        params = inspect.signature(fn).parameters
+    except (TypeError, ValueError):
+        params = {}
+    if "ctx" in params:
+        kwargs["ctx"] = ctx
+    if "item" in params and "item" not in kwargs and ctx.vars.get("item") is not None:
+        kwargs["item"] = ctx.vars["item"]
+    if inspect.iscoroutinefunction(fn):
+        return await fn(**kwargs)
+    return await asyncio.to_thread(fn, **kwargs)

@@ -1,0 +1,60 @@
+"""`write_file`: write text into the workspace, or split an LLM answer's FILE blocks into files."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from llmflow.engine.events import EventType as E
+from llmflow.engine.ports import StepContext
+from llmflow.errors import StepError
+from llmflow.model.expressions import render
+from llmflow.model.spec import WriteFileStep
+from llmflow.steps.workspace import atomic_write, file_record, safe_path
+
+FILE_BLOCK = re.compile(
+    r"^[ \t]*=== FILE:\s*(?P<path>[^\n=]+?)\s*===[ \t]*\n(?P<body>.*?)^[ \t]*=== END FILE ===[ \t]*$",
+    re.M | re.S,
+)
+
+
+def split_file_blocks(text: str) -> list[tuple[str, str]]:
+    """``=== FILE: path === ... === END FILE ===`` blocks, in order. Code fences around a
+    block's body are removed."""
+    out = []
+    for m in FILE_BLOCK.finditer(text):
+        body = m.group("body")
+        lines = body.splitlines(keepends=True)
+        if lines and lines[0].lstrip().startswith("```"):
+            lines = lines[1:]
+            if lines and lines[-1].strip().startswith("```"):
+                lines = lines[:-1]
+        out.append((m.group("path").strip(), "".join(lines)))
+    return out
+
+
+async def execute(ctx: StepContext) -> Any:
+    spec = ctx.step
+    assert isinstance(spec, WriteFileStep)
+    content = render(spec.content, ctx.template)
+    written: list[dict[str, Any]] = []
+    if spec.split_files:
+        blocks = split_file_blocks(content)
+        if not blocks:
+            raise StepError("no '=== FILE: path ===' blocks found in the content", retryable=False, hint="the previous step must answer with FILE blocks")
+        base = render(spec.dir, ctx.template)
+        for rel, body in blocks:
+            path = safe_path(ctx.workspace, f"{base.rstrip('/')}/{rel}" if base not in ("", ".") else rel)
+            atomic_write(path, body)
+            written.append(file_record(ctx.workspace, path))
+        if spec.path:
+            path = safe_path(ctx.workspace, render(spec.path, ctx.template))
+            atomic_write(path, content, spec.append)
+            written.append(file_record(ctx.workspace, path))
+    else:
+        path = safe_path(ctx.workspace, render(spec.path or "", ctx.template))
+        atomic_write(path, content, spec.append)
+        written.append(file_record(ctx.workspace, path))
+    for rec in written:
+        ctx.event(E.ARTIFACT_CREATED, f"Artifact: {rec['abs_path']}", **rec)
+    return {"files": [r["path"] for r in written], "bytes": sum(int(r["size"]) for r in written)}

@@ -1,0 +1,485 @@
+"""The SQLite store: the default durable backend, one file per project.
+
+Semantics are exactly those of :class:`llmflow.store.memory.MemoryStore`; the contract suite
+(``tests/store/contract.py``) pins them. Several processes may share one database file:
+every write runs in a ``BEGIN IMMEDIATE`` transaction (the database write lock), so
+sequence numbers, control hand-out and run claims stay atomic across processes.
+
+One connection per store, guarded by a re-entrant lock; the hot path (``append``) uses
+constant SQL strings so the driver's statement cache keeps them prepared.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import fields
+from pathlib import Path
+from typing import Any
+
+from llmflow.engine.events import Event, NewEvent
+from llmflow.errors import StoreError
+from llmflow.store import migrations
+from llmflow.store.base import ArtifactRow, AttemptRow, Control, Project, RunRecord
+from llmflow.store.projection import project
+
+# Shared with the postgres store: the row <-> record mapping is the same for both dialects.
+RUN_COLUMNS: tuple[str, ...] = tuple(f.name for f in fields(RunRecord))
+RUN_JSON_COLUMNS = frozenset({"inputs", "outputs", "spec", "options", "metadata"})
+EVENT_COLUMNS = "id, run_id, seq, type, ts, message, step_id, unit, attempt, payload"
+ATTEMPT_COLUMNS = (
+    "run_id, step_id, unit, attempt, status, started_at, ended_at, output, error, model, tokens_in, tokens_out, cost, info"
+)
+ARTIFACT_COLUMNS = "run_id, path, size, sha256, step_id, attempt, created_at, mime"
+STEP_FIELDS = ("status", "output", "error", "started_at", "ended_at")
+_RUN_SELECT = "SELECT " + ", ".join(RUN_COLUMNS) + " FROM runs"
+_JSON_INDEXES = tuple(i for i, c in enumerate(RUN_COLUMNS) if c in RUN_JSON_COLUMNS)
+
+
+def dumps(value: Any) -> str:
+    return json.dumps(value, default=str)
+
+
+def dumps_nullable(value: Any) -> str | None:
+    return None if value is None else json.dumps(value, default=str)
+
+
+def _loads(text: Any) -> Any:
+    """SQLite gives JSON columns back as text; psycopg has already decoded JSONB."""
+    return json.loads(text) if isinstance(text, str) else text
+
+
+def run_from_row(row: Any) -> RunRecord:
+    values = list(row)
+    for i in _JSON_INDEXES:
+        if values[i] is not None:
+            values[i] = _loads(values[i])
+    return RunRecord(*values)
+
+
+def run_params(run: RunRecord) -> list[Any]:
+    out = []
+    for c in RUN_COLUMNS:
+        v = getattr(run, c)
+        out.append((dumps_nullable(v) if c == "outputs" else dumps(v)) if c in RUN_JSON_COLUMNS else v)
+    return out
+
+
+def check_run_fields(run_fields: dict[str, Any]) -> None:
+    unknown = sorted(set(run_fields) - set(RUN_COLUMNS))
+    if unknown:  # the same error dataclasses.replace gives the memory store
+        raise TypeError(f"RunRecord has no field(s) {', '.join(unknown)}")
+
+
+def event_from_row(row: Any) -> Event:
+    id_, run_id, seq, type_, ts, message, step_id, unit, attempt, payload = row
+    return Event(run_id, seq, type_, ts, message, step_id, unit, attempt, _loads(payload), id_)
+
+
+def attempt_from_row(row: Any) -> AttemptRow:
+    values = list(row)
+    values[7] = _loads(values[7]) if values[7] is not None else None
+    values[13] = _loads(values[13]) if values[13] is not None else {}
+    return AttemptRow(*values)
+
+
+def step_row(row: Any) -> dict[str, Any]:
+    status, output, error, started_at, ended_at = row
+    return {
+        "status": status,
+        "output": _loads(output) if output is not None else None,
+        "error": error,
+        "started_at": started_at,
+        "ended_at": ended_at,
+    }
+
+
+def run_filters(
+    flow: str | None, status: str | None, batch_id: str | None, project_id: int | None, parent_run_id: str | None, ph: str
+) -> tuple[str, list[Any]]:
+    """WHERE clause with the memory store's semantics (empty strings do not filter)."""
+    where, params = [], []
+    for col, val in (("flow_name", flow), ("status", status), ("batch_id", batch_id), ("parent_run_id", parent_run_id)):
+        if val:
+            where.append(f"{col} = {ph}")
+            params.append(val)
+    if project_id is not None:
+        where.append(f"project_id = {ph}")
+        params.append(project_id)
+    return (" WHERE " + " AND ".join(where) if where else ""), params
+
+
+class RunUpdate:
+    """The run-row changes of one ``append`` batch, folded into a single UPDATE.
+
+    ``cost`` starts from the stored value and adds each event's cost in order, so the float
+    sum is bit-for-bit the one the memory store computes.
+    """
+
+    __slots__ = ("set", "started_at", "tokens_in", "tokens_out", "cost", "cost_changed")
+
+    def __init__(self, cost: float) -> None:
+        self.set: dict[str, Any] = {}
+        self.started_at: float | None = None
+        self.tokens_in = 0
+        self.tokens_out = 0
+        self.cost = cost
+        self.cost_changed = False
+
+    def add(self, run_ops: dict[str, Any], run_add: dict[str, float]) -> None:
+        for k, v in run_ops.items():
+            if k == "started_at_if_null":
+                if self.started_at is None:
+                    self.started_at = v
+            else:
+                self.set[k] = dumps_nullable(v) if k == "outputs" else v
+        if run_add:
+            self.tokens_in += int(run_add["tokens_in"])
+            self.tokens_out += int(run_add["tokens_out"])
+            self.cost += run_add["cost"]
+            self.cost_changed = True
+
+    def sql(self, ph: str, cache: dict[Any, str]) -> tuple[str, list[Any]]:
+        cols = tuple(sorted(self.set))
+        key = ("runs", cols, self.started_at is not None, self.cost_changed)
+        text = cache.get(key)
+        if text is None:
+            parts = [f"{c} = {ph}" for c in cols]
+            if self.started_at is not None:
+                parts.append(f"started_at = COALESCE(started_at, {ph})")
+            if self.cost_changed:
+                parts.append(f"tokens_in = tokens_in + {ph}, tokens_out = tokens_out + {ph}, cost = {ph}")
+            text = cache[key] = f"UPDATE runs SET {', '.join(parts)} WHERE id = {ph}"
+        params = [self.set[c] for c in cols]
+        if self.started_at is not None:
+            params.append(self.started_at)
+        if self.cost_changed:
+            params += [self.tokens_in, self.tokens_out, self.cost]
+        return text, params
+
+
+def upsert_sql(table: str, keys: tuple[str, ...], cols: tuple[str, ...], ph: str) -> str:
+    allc = keys + cols
+    return (
+        f"INSERT INTO {table} ({', '.join(allc)}) VALUES ({', '.join([ph] * len(allc))}) "
+        f"ON CONFLICT ({', '.join(keys)}) DO UPDATE SET {', '.join(f'{c} = excluded.{c}' for c in cols)}"
+    )
+
+
+def projection_writes(run_id: str, e: Event, run: RunUpdate, ph: str, cache: dict[Any, str]) -> Iterator[tuple[str, Any]]:
+    """Apply ``project(e)``: fold run changes into ``run`` and yield the other statements."""
+    ops = project(e)
+    run.add(ops.run, ops.run_add)
+    if ops.step:
+        sid, f = ops.step
+        cols = tuple(f)
+        key = ("steps", cols)
+        sql = cache.get(key) or cache.setdefault(key, upsert_sql("steps", ("run_id", "step_id"), cols, ph))
+        yield sql, [run_id, sid, *(dumps_nullable(f[c]) if c == "output" else f[c] for c in cols)]
+    if ops.attempt:
+        (sid, unit, n), f, _insert = ops.attempt
+        cols = tuple(f)
+        key = ("attempts", cols)
+        sql = cache.get(key) or cache.setdefault(
+            key, upsert_sql("attempts", ("run_id", "step_id", "unit", "attempt"), cols, ph)
+        )
+        vals = [dumps_nullable(f[c]) if c in ("output", "info") else f[c] for c in cols]
+        yield sql, [run_id, sid, unit, n, *vals]
+    if ops.attempt_add:
+        (sid, unit, n), add = ops.attempt_add
+        yield (
+            f"UPDATE attempts SET tokens_in = tokens_in + {ph}, tokens_out = tokens_out + {ph}, cost = cost + {ph} "
+            f"WHERE run_id = {ph} AND step_id = {ph} AND unit = {ph} AND attempt = {ph}",
+            [int(add["tokens_in"]), int(add["tokens_out"]), add["cost"], run_id, sid, unit, n],
+        )
+    if ops.artifact:
+        a = ops.artifact
+        yield (
+            f"INSERT INTO artifacts ({ARTIFACT_COLUMNS}) VALUES ({', '.join([ph] * 8)})",
+            [run_id, a["path"], a["size"], a["sha256"], a["step_id"], a["attempt"], a["created_at"], a["mime"]],
+        )
+
+
+_INSERT_EVENT = (
+    "INSERT INTO events (run_id, seq, type, ts, message, step_id, unit, attempt, payload) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+_INSERT_RUN = f"INSERT INTO runs ({', '.join(RUN_COLUMNS)}) VALUES ({', '.join('?' * len(RUN_COLUMNS))})"
+_CLAIM_FREE = "(owner IS NULL OR owner = ? OR COALESCE(lease_expires_at, 0) < ?)"
+
+
+class SqliteStore:
+    """Event log and projections in one SQLite file (WAL mode)."""
+
+    def __init__(self, path: str | Path, *, busy_timeout: float = 10.0) -> None:
+        self.path = str(path)
+        in_memory = self.path == ":memory:" or self.path.startswith("file::memory:")
+        if not in_memory:
+            p = Path(self.path).expanduser().resolve()
+            self.path = str(p)
+            try:
+                p.parent.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise StoreError(f"cannot create the directory for the database {p}: {exc}") from exc
+        self.url = f"sqlite:///{self.path}"
+        self._lock = threading.RLock()
+        self._sql_cache: dict[Any, str] = {}
+        try:
+            conn = sqlite3.connect(
+                self.path, timeout=busy_timeout, isolation_level=None, check_same_thread=False, cached_statements=512
+            )
+            conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
+            conn.execute("PRAGMA journal_mode = WAL")
+            conn.execute("PRAGMA synchronous = NORMAL")
+            conn.execute("PRAGMA foreign_keys = ON")
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot open the SQLite database {self.path}: {exc}") from exc
+        self._conn: sqlite3.Connection | None = conn
+
+    def __repr__(self) -> str:
+        return f"SqliteStore({self.path!r})"
+
+    # plumbing ------------------------------------------------------------------------------
+    @property
+    def _db(self) -> sqlite3.Connection:
+        if self._conn is None:
+            raise StoreError(f"the store {self.url} is closed")
+        return self._conn
+
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction holding the database write lock (across processes)."""
+        with self._lock:
+            conn = self._db
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+            except sqlite3.OperationalError as exc:
+                raise StoreError(
+                    f"cannot write to {self.path}: {exc}", hint="another process holds the database lock"
+                ) from exc
+            try:
+                yield conn
+                conn.execute("COMMIT")
+            except BaseException as exc:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                if isinstance(exc, sqlite3.Error):
+                    raise StoreError(f"write to {self.path} failed: {exc}") from exc
+                raise
+
+    def _read(self, sql: str, params: Any = ()) -> list[Any]:
+        with self._lock:
+            try:
+                return self._db.execute(sql, params).fetchall()
+            except sqlite3.Error as exc:
+                raise StoreError(f"read from {self.path} failed: {exc}") from exc
+
+    def migrate(self) -> None:
+        with self._lock:
+            try:
+                migrations.apply_sqlite(self._db)
+            except sqlite3.Error as exc:
+                raise StoreError(f"cannot migrate the database {self.path}: {exc}") from exc
+
+    def close(self) -> None:
+        with self._lock:
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
+
+    # runs ----------------------------------------------------------------------------------
+    def create_run(self, run: RunRecord, events: list[NewEvent], now: float) -> list[Event]:
+        with self._write() as conn:
+            try:
+                conn.execute(_INSERT_RUN, run_params(run))
+            except sqlite3.IntegrityError as exc:
+                raise StoreError(f"run {run.id} already exists") from exc
+            return self._append_in_tx(conn, run.id, events, now) if events else []
+
+    def get_run(self, run_id: str) -> RunRecord | None:
+        rows = self._read(_RUN_SELECT + " WHERE id = ?", (run_id,))
+        return run_from_row(rows[0]) if rows else None
+
+    def list_runs(
+        self,
+        *,
+        flow: str | None = None,
+        status: str | None = None,
+        batch_id: str | None = None,
+        project_id: int | None = None,
+        parent_run_id: str | None = None,
+        limit: int = 50,
+        offset: int = 0,
+    ) -> list[RunRecord]:
+        where, params = run_filters(flow, status, batch_id, project_id, parent_run_id, "?")
+        sql = f"{_RUN_SELECT}{where} ORDER BY created_at DESC, id DESC LIMIT ? OFFSET ?"
+        return [run_from_row(r) for r in self._read(sql, [*params, limit, offset])]
+
+    def count_runs(self, *, flow: str | None = None, status: str | None = None, batch_id: str | None = None) -> int:
+        where, params = run_filters(flow, status, batch_id, None, None, "?")
+        return int(self._read(f"SELECT COUNT(*) FROM runs{where}", params)[0][0])
+
+    def update_run(self, run_id: str, **run_fields: Any) -> None:
+        check_run_fields(run_fields)
+        cols = sorted(run_fields)
+        with self._write() as conn:
+            if not cols:
+                found = conn.execute("SELECT 1 FROM runs WHERE id = ?", (run_id,)).fetchone() is not None
+            else:
+                vals = [
+                    (dumps_nullable(run_fields[c]) if c == "outputs" else dumps(run_fields[c]))
+                    if c in RUN_JSON_COLUMNS
+                    else run_fields[c]
+                    for c in cols
+                ]
+                sets = ", ".join(f"{c} = ?" for c in cols)
+                found = conn.execute(f"UPDATE runs SET {sets} WHERE id = ?", [*vals, run_id]).rowcount > 0
+            if not found:
+                raise StoreError(f"no run {run_id}")
+
+    # events --------------------------------------------------------------------------------
+    def append(self, run_id: str, events: list[NewEvent], now: float) -> list[Event]:
+        with self._write() as conn:
+            return self._append_in_tx(conn, run_id, events, now)
+
+    def _append_in_tx(self, conn: sqlite3.Connection, run_id: str, events: list[NewEvent], now: float) -> list[Event]:
+        # Read inside the write transaction: another process may have appended since.
+        row = conn.execute("SELECT last_seq, cost FROM runs WHERE id = ?", (run_id,)).fetchone()
+        if row is None:
+            raise StoreError(f"no run {run_id}")
+        if not events:
+            return []
+        seq = row[0]
+        cache = self._sql_cache
+        run = RunUpdate(row[1])
+        out: list[Event] = []
+        for ne in events:
+            seq += 1
+            type_ = str(ne.type)
+            cur = conn.execute(
+                _INSERT_EVENT, (run_id, seq, type_, now, ne.message, ne.step_id, ne.unit, ne.attempt, dumps(ne.payload))
+            )
+            e = Event(run_id, seq, type_, now, ne.message, ne.step_id, ne.unit, ne.attempt, ne.payload, cur.lastrowid)
+            for sql, params in projection_writes(run_id, e, run, "?", cache):
+                conn.execute(sql, params)
+            out.append(e)
+        sql, params = run.sql("?", cache)
+        params.append(run_id)
+        conn.execute(sql, params)
+        return out
+
+    def events(self, run_id: str, after_seq: int = 0, limit: int | None = None) -> list[Event]:
+        sql = f"SELECT {EVENT_COLUMNS} FROM events WHERE run_id = ? AND seq > ? ORDER BY seq"
+        params: list[Any] = [run_id, after_seq]
+        if limit:
+            sql += " LIMIT ?"
+            params.append(limit)
+        return [event_from_row(r) for r in self._read(sql, params)]
+
+    def events_since(self, after_id: int, limit: int = 1000) -> list[Event]:
+        rows = self._read(f"SELECT {EVENT_COLUMNS} FROM events WHERE id > ? ORDER BY id LIMIT ?", (after_id, limit))
+        return [event_from_row(r) for r in rows]
+
+    def wait_for_events(self, run_id: str, after_seq: int, timeout: float) -> list[Event]:
+        """Block until ``run_id`` has events after ``after_seq`` (polling every 50 ms) or
+        ``timeout`` seconds pass; returns the new events ([] on timeout)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            last = self._read("SELECT last_seq FROM runs WHERE id = ?", (run_id,))
+            if last and last[0][0] > after_seq:
+                return self.events(run_id, after_seq)
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return []
+            time.sleep(min(0.05, remaining))
+
+    # projections ---------------------------------------------------------------------------
+    def attempts(self, run_id: str, step_id: str | None = None) -> list[AttemptRow]:
+        sql = f"SELECT {ATTEMPT_COLUMNS} FROM attempts WHERE run_id = ?"
+        params: list[Any] = [run_id]
+        if step_id is not None:
+            sql += " AND step_id = ?"
+            params.append(step_id)
+        sql += " ORDER BY COALESCE(started_at, 0), step_id, unit, attempt"
+        return [attempt_from_row(r) for r in self._read(sql, params)]
+
+    def artifacts(self, run_id: str) -> list[ArtifactRow]:
+        rows = self._read(f"SELECT {ARTIFACT_COLUMNS} FROM artifacts WHERE run_id = ? ORDER BY id", (run_id,))
+        return [ArtifactRow(*r) for r in rows]
+
+    def step_rows(self, run_id: str) -> dict[str, dict[str, Any]]:
+        rows = self._read(f"SELECT step_id, {', '.join(STEP_FIELDS)} FROM steps WHERE run_id = ?", (run_id,))
+        return {r[0]: step_row(r[1:]) for r in rows}
+
+    # controls ------------------------------------------------------------------------------
+    def put_control(self, run_id: str, action: str, payload: dict[str, Any], now: float) -> int:
+        with self._write() as conn:
+            cur = conn.execute(
+                "INSERT INTO controls (run_id, action, payload, created_at) VALUES (?, ?, ?, ?)",
+                (run_id, action, dumps(payload), now),
+            )
+            return int(cur.lastrowid or 0)
+
+    def take_controls(self, run_id: str) -> list[Control]:
+        # Cheap read first: runners poll this, and an empty mailbox needs no write lock.
+        if not self._read("SELECT 1 FROM controls WHERE run_id = ? AND consumed_at IS NULL LIMIT 1", (run_id,)):
+            return []
+        with self._write() as conn:
+            rows = conn.execute(
+                "UPDATE controls SET consumed_at = ? WHERE run_id = ? AND consumed_at IS NULL "
+                "RETURNING id, run_id, action, payload, created_at",
+                (time.time(), run_id),
+            ).fetchall()
+        return sorted((Control(r[0], r[1], r[2], _loads(r[3]), r[4]) for r in rows), key=lambda c: c.id)
+
+    # leases --------------------------------------------------------------------------------
+    def claim(self, owner: str, now: float, lease_seconds: float, run_id: str | None = None) -> RunRecord | None:
+        if run_id is None:
+            where = f"status IN ('QUEUED', 'RUNNING') AND {_CLAIM_FREE} ORDER BY created_at, id LIMIT 1"
+            params: tuple[Any, ...] = (owner, now)
+        else:
+            where = f"id = ? AND status NOT IN ('COMPLETED', 'FAILED', 'CANCELED') AND {_CLAIM_FREE}"
+            params = (run_id, owner, now)
+        sql = f"SELECT id FROM runs WHERE {where}"
+        if not self._read(sql, params):  # nothing to claim: skip the write lock
+            return None
+        with self._write() as conn:
+            row = conn.execute(sql, params).fetchone()  # again, under the lock
+            if row is None:
+                return None
+            conn.execute(
+                "UPDATE runs SET owner = ?, lease_expires_at = ? WHERE id = ?", (owner, now + lease_seconds, row[0])
+            )
+            return run_from_row(conn.execute(_RUN_SELECT + " WHERE id = ?", (row[0],)).fetchone())
+
+    def heartbeat(self, run_id: str, owner: str, now: float, lease_seconds: float) -> bool:
+        with self._write() as conn:
+            cur = conn.execute(
+                "UPDATE runs SET lease_expires_at = ? WHERE id = ? AND owner = ?", (now + lease_seconds, run_id, owner)
+            )
+            return cur.rowcount > 0
+
+    def release(self, run_id: str, owner: str) -> None:
+        with self._write() as conn:
+            conn.execute("UPDATE runs SET owner = NULL, lease_expires_at = NULL WHERE id = ? AND owner = ?", (run_id, owner))
+
+    # projects ------------------------------------------------------------------------------
+    def create_project(self, name: str, local_path: str | None, now: float) -> Project:
+        with self._write() as conn:
+            try:
+                cur = conn.execute(
+                    "INSERT INTO projects (name, local_path, created_at) VALUES (?, ?, ?)", (name, local_path, now)
+                )
+            except sqlite3.IntegrityError as exc:
+                raise StoreError(f"a project named {name!r} already exists") from exc
+            return Project(int(cur.lastrowid or 0), name, local_path, now)
+
+    def list_projects(self) -> list[Project]:
+        return [Project(*r) for r in self._read("SELECT id, name, local_path, created_at FROM projects ORDER BY id")]
+
+    def get_project(self, project_id: int) -> Project | None:
+        rows = self._read("SELECT id, name, local_path, created_at FROM projects WHERE id = ?", (project_id,))
+        return Project(*rows[0]) if rows else None
