@@ -66,18 +66,7 @@ def register(app: typer.Typer) -> None:
         if not provenance:
             print(loaded.resolved_yaml(), end="")
             return 0
-        rows = loaded.provenance()
-        width = max((len(r["path"]) for r in rows), default=10)
-        for r in rows:
-            val = json.dumps(r["value"], ensure_ascii=False, default=str)
-            if len(val) > 50:
-                val = val[:47] + "..."
-            src = r["source"]
-            if r.get("origin") and r["origin"] not in src:
-                src += f" ({r['origin']})"
-            if r.get("interpolated_from"):
-                src += f" via {r['interpolated_from']}"
-            print(f"{r['path']:<{width}}  {val:<50}  {src}")
+        print_provenance(loaded.provenance())
         return 0
 
     @flows.command("list")
@@ -95,7 +84,9 @@ def register(app: typer.Typer) -> None:
                 f = load_flow(n, [], config_dir_default(config_dir)).flow
                 rows.append({"name": n, "description": f.description, "steps": len(f.steps), "valid": True})
             except Exception as exc:  # noqa: BLE001 - a broken flow is listed as invalid
-                rows.append({"name": n, "description": str(exc).splitlines()[0], "steps": 0, "valid": False})
+                diags = getattr(exc, "diagnostics", None)
+                why = diags[0].format() if diags else str(exc)
+                rows.append({"name": n, "description": why.splitlines()[0] if why else type(exc).__name__, "steps": 0, "valid": False})
         if as_json:
             print(json.dumps(rows, indent=2))
         elif not rows:
@@ -109,6 +100,7 @@ def register(app: typer.Typer) -> None:
     @flows.command("show")
     def flows_show(
         flow: Annotated[str, typer.Argument(help="Flow file, directory or name")],
+        overrides: Annotated[list[str] | None, typer.Argument(help="Hydra overrides, as for 'llmflow config'")] = None,
         graph: Annotated[bool, typer.Option("--graph", help="Print the step graph as Mermaid text")] = False,
         as_json: Annotated[bool, typer.Option("--json")] = False,
         config_dir: ConfigDir = None,
@@ -117,7 +109,7 @@ def register(app: typer.Typer) -> None:
         from llmflow.model.graph import flow_graph, to_mermaid
         from llmflow.model.loader import load_flow
 
-        f = load_flow(flow, [], config_dir_default(config_dir)).flow
+        f = load_flow(flow, overrides or [], config_dir_default(config_dir)).flow
         if graph:
             print(to_mermaid(f), end="")
             return 0
@@ -143,3 +135,20 @@ def register(app: typer.Typer) -> None:
             needs = f" <- {', '.join(n.needs)}" if n.needs else ""
             print(f"  {nid} [{n.step.kind}]{needs}")
         return 0
+
+
+def print_provenance(rows: list[dict]) -> None:
+    """One line per value: key path, value, where it was set (and through which ${...})."""
+    width = max((len(r["path"]) for r in rows), default=10)
+    for r in rows:
+        val = json.dumps(r["value"], ensure_ascii=False, default=str)
+        if len(val) > 50:
+            val = val[:47] + "..."
+        src = r["source"]
+        if r.get("origin") and r["origin"] not in src:
+            src += f" ({r['origin']})"
+        if r.get("interpolated_from"):
+            src += f" via {r['interpolated_from']}"
+            if r.get("interpolation_source"):
+                src += f" = {r['interpolation_source']}"
+        print(f"{r['path']:<{width}}  {val:<50}  {src}")

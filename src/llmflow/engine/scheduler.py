@@ -201,6 +201,8 @@ class _Planner:
                 return
             if n.status == StepStatus.STALE and n.rerun_pending:
                 return
+            if fails_run(st, n):
+                return  # the next pass winds the run down as FAILED
         try:
             outputs = self._outputs()
         except TemplateError as exc:

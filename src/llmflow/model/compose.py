@@ -27,7 +27,9 @@ import yaml
 
 from llmflow.errors import CompositionError, FlowNotFoundError, FlowValidationError, LlmflowError
 from llmflow.model.diagnostics import Diagnostic, Location, did_you_mean
-from llmflow.model.sourcemap import SourceMap, duplicate_keys, package_header, yaml_tree
+from llmflow.model.sourcemap import SourceMap, duplicate_keys, expanded_size, package_header, yaml_tree
+
+MAX_NODES = 200_000  # YAML values in one file, counting what aliases repeat
 
 OVERRIDE_HINT = (
     "overrides use Hydra's grammar: key=value, +key=value (add), ++key=value (add or change), "
@@ -163,6 +165,16 @@ def check_yaml_text(text: str, file: str) -> list[Diagnostic]:
         tree = yaml_tree(text)
     except yaml.YAMLError as exc:
         return [yaml_error_diagnostic(exc, file)]
+    if expanded_size(tree) > MAX_NODES:
+        return [
+            Diagnostic(
+                "yaml-syntax",
+                f"the document is too large: more than {MAX_NODES} values once YAML aliases are expanded, or an alias refers to itself",
+                "",
+                "write the values out without '&' anchors and '*' aliases, or use ${...} interpolation",
+                Location(file),
+            )
+        ]
     out = []
     for key, line, col, first in duplicate_keys(tree):
         out.append(

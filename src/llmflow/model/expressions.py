@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
-from jinja2 import StrictUndefined, TemplateSyntaxError, nodes
+from jinja2 import StrictUndefined, TemplateSyntaxError, Undefined, nodes
 from jinja2.exceptions import SecurityError, UndefinedError
 from jinja2.parser import Parser
 from jinja2.sandbox import ImmutableSandboxedEnvironment
@@ -22,7 +22,7 @@ from jinja2.utils import missing as _MISSING
 
 from llmflow.errors import TemplateError
 
-NAMESPACES = ("inputs", "steps", "item", "matrix", "run", "agent", "parameters", "loop", "env")
+NAMESPACES = ("inputs", "steps", "item", "matrix", "run", "agent", "parameters", "loop")
 # Jinja's own globals: always available, never a reference to flow data
 JINJA_GLOBALS = ("range", "lipsum", "dict", "cycler", "joiner", "namespace", "true", "false", "none", "True", "False", "None")
 _SINGLE_EXPR = re.compile(r"^\s*\{\{(.*)\}\}\s*$", re.S)
@@ -143,7 +143,10 @@ def render_value(value: Any, context: dict[str, Any]) -> Any:
 def evaluate(expr: str, context: dict[str, Any]) -> Any:
     src = condition_source(expr)
     try:
-        return _compile_expr(src)(**context)
+        value = _compile_expr(src)(**context)
+        if isinstance(value, Undefined):
+            value._fail_with_undefined_error()  # strict: an undefined result is an error
+        return value
     except Exception as exc:  # noqa: BLE001
         raise _explain(exc, expr) from None
 

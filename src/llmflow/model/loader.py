@@ -130,18 +130,29 @@ def load_flow(
 
 
 def parse_flow_text(text: str, file: str = "<text>") -> Flow:
-    """Validate a flow written as YAML text (no composition)."""
+    """Validate a flow written as YAML text (no composition, no interpolation).
+    Raises FlowValidationError with every problem."""
+    from llmflow.model.compose import check_yaml_text, yaml_error_diagnostic
+
+    if not isinstance(text, str):
+        raise TypeError(f"parse_flow_text takes YAML text, got {type(text).__name__}")
+    diags = check_yaml_text(text, file)
+    if diags:
+        raise FlowValidationError(diags)
     try:
         tree = yaml_tree(text)
         doc = yaml.safe_load(text)
-    except yaml.MarkedYAMLError as exc:
-        m = exc.problem_mark
-        raise FlowValidationError(
-            [Diagnostic("yaml-syntax", f"invalid YAML: {exc.problem}", "", "fix the YAML syntax", Location(file, m.line + 1 if m else None, m.column + 1 if m else None))]
-        ) from None
+    except yaml.YAMLError as exc:
+        raise FlowValidationError([yaml_error_diagnostic(exc, file)]) from None
+    except (ValueError, TypeError, OverflowError) as exc:  # e.g. a date YAML cannot build
+        raise FlowValidationError([Diagnostic("yaml-syntax", f"invalid YAML value: {exc}", "", "quote the value", Location(file))]) from None
     sm = SourceMap()
     if tree is not None:
         sm.set_tree((), tree, file, None)
+    if isinstance(doc, dict) and "orchestra" in doc and "steps" not in doc:
+        from llmflow.model.orchestra import orchestra_to_flow
+
+        doc = orchestra_to_flow(doc)
     flow, diags = validate_document(doc, sm, file)
     if diags or flow is None:
         raise FlowValidationError(diags)

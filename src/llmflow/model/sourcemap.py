@@ -65,9 +65,8 @@ class SourceMap:
     def _walk_value(self, path: PathKey, node: yaml.Node, file: str, origin: str | None) -> None:
         key_loc = self.entries[path]
         self._walk(path, node, file, origin)
-        if isinstance(node, yaml.ScalarNode):
-            # point at the key for scalars: "key: value" reads best from the key's column
-            self.entries[path] = key_loc
+        # a key's location is the key itself: "key: value" reads best from the key's column
+        self.entries[path] = key_loc
 
     def set_origin(self, path: PathKey, origin: str) -> None:
         self.clear(path)
@@ -138,3 +137,39 @@ def package_header(text: str) -> str | None:
         if s.startswith("# @package"):
             return s[len("# @package") :].strip()
     return None
+
+
+def expanded_size(node: yaml.Node | None, limit: int = 10**9) -> int:
+    """How many values the document holds once aliases are expanded (a recursive document
+    counts as ``limit``): guards the validators against "billion laughs" documents."""
+    memo: dict[int, int] = {}
+    active: set[int] = set()
+
+    def size(n: yaml.Node) -> int:
+        key = id(n)
+        if key in memo:
+            return memo[key]
+        if key in active:
+            return limit
+        active.add(key)
+        total = 1
+        if isinstance(n, yaml.MappingNode):
+            for k, v in n.value:
+                total += size(k) + size(v)
+                if total >= limit:
+                    break
+        elif isinstance(n, yaml.SequenceNode):
+            for v in n.value:
+                total += size(v)
+                if total >= limit:
+                    break
+        active.discard(key)
+        memo[key] = min(total, limit)
+        return memo[key]
+
+    if node is None:
+        return 0
+    try:
+        return size(node)
+    except RecursionError:
+        return limit

@@ -1,6 +1,8 @@
 """The Postgres store (psycopg 3): the same schema and semantics as the SQLite store.
 
-``append`` locks the run row (``SELECT ... FOR UPDATE``) to assign sequence numbers, then
+``append`` locks the run row to assign sequence numbers (``UPDATE runs SET last_seq =
+last_seq + n ... RETURNING last_seq``: the same row lock as ``SELECT ... FOR UPDATE``, one
+round trip fewer), then
 takes a transaction-scoped advisory lock before inserting so that event ids (the store-wide
 cursor read by ``events_since``) become visible in id order: without it a reader could see
 id 11 committed before id 10 and skip 10 for good. After appending, the store sends
@@ -26,13 +28,14 @@ from llmflow.store.sqlite import (
     RUN_COLUMNS,
     RUN_JSON_COLUMNS,
     STEP_FIELDS,
-    RunUpdate,
+    EVENT_INSERT_CHUNK,
+    AppendPlan,
     attempt_from_row,
     check_run_fields,
     dumps,
     dumps_nullable,
     event_from_row,
-    projection_writes,
+    insert_events_sql,
     run_filters,
     run_from_row,
     run_params,
@@ -188,40 +191,31 @@ class PostgresStore:
         return self._run(self._append_in_tx, run_id, events, now)
 
     def _append_in_tx(self, conn: Any, run_id: str, events: list[NewEvent], now: float) -> list[Event]:
-        row = conn.execute("SELECT last_seq, cost FROM runs WHERE id = %s FOR UPDATE", (run_id,)).fetchone()
+        if not events:
+            if conn.execute("SELECT 1 FROM runs WHERE id = %s", (run_id,)).fetchone() is None:
+                raise StoreError(f"no run {run_id}")
+            return []
+        cache = self._sql_cache
+        plan = AppendPlan(run_id, events, now, "%s", cache)
+        # The UPDATE row-locks the run (like SELECT ... FOR UPDATE) until commit, so
+        # concurrent appenders to one run take turns and seq stays contiguous.
+        sql, params = plan.run.sql(len(events), run_id, "%s", cache)
+        row = conn.execute(sql, params).fetchone()
         if row is None:
             raise StoreError(f"no run {run_id}")
-        if not events:
-            return []
+        last = row[0]
+        first = last - len(events) + 1
         conn.execute("SELECT pg_advisory_xact_lock(%s)", (_EVENTS_LOCK,))
-        seq = row[0]
-        cache = self._sql_cache
-        run = RunUpdate(row[1])
-        values, params = [], []
-        for ne in events:
-            seq += 1
-            values.append("(%s, %s, %s, %s, %s, %s, %s, %s, %s::jsonb)")
-            params += [run_id, seq, str(ne.type), now, ne.message, ne.step_id, ne.unit, ne.attempt, dumps(ne.payload)]
-        rows = conn.execute(
-            "INSERT INTO events (run_id, seq, type, ts, message, step_id, unit, attempt, payload) VALUES "
-            + ", ".join(values)
-            + " RETURNING seq, id",
-            params,
-        ).fetchall()
-        ids = dict(rows)
-        out: list[Event] = []
-        seq = row[0]
-        for ne in events:
-            seq += 1
-            type_ = str(ne.type)
-            e = Event(run_id, seq, type_, now, ne.message, ne.step_id, ne.unit, ne.attempt, ne.payload, ids[seq])
-            for sql, p in projection_writes(run_id, e, run, "%s", cache):
-                conn.execute(sql, p)  # str params are untyped: the server casts JSON text
-            out.append(e)
-        sql, p = run.sql("%s", cache)
-        conn.execute(sql, [*p, run_id])
-        conn.execute("SELECT pg_notify(%s, %s)", (CHANNEL, f"{run_id}:{seq}"))  # delivered at commit
-        return out
+        rows = plan.event_rows(first)
+        by_seq: dict[int, int] = {}
+        for i in range(0, len(events), EVENT_INSERT_CHUNK):
+            n = min(EVENT_INSERT_CHUNK, len(events) - i)
+            sql = insert_events_sql(n, "%s", cache, "::jsonb", " RETURNING seq, id")
+            by_seq.update(conn.execute(sql, rows[i * 9 : (i + n) * 9]).fetchall())
+        for sql, params in plan.writes:
+            conn.execute(sql, params)  # str params are untyped: the server casts JSON text
+        conn.execute("SELECT pg_notify(%s, %s)", (CHANNEL, f"{run_id}:{last}"))  # delivered at commit
+        return plan.final(first, [by_seq[first + i] for i in range(len(events))])
 
     def events(self, run_id: str, after_seq: int = 0, limit: int | None = None) -> list[Event]:
         sql = f"SELECT {EVENT_COLUMNS} FROM events WHERE run_id = %s AND seq > %s ORDER BY seq"

@@ -40,12 +40,16 @@ _RUN_SELECT = "SELECT " + ", ".join(RUN_COLUMNS) + " FROM runs"
 _JSON_INDEXES = tuple(i for i, c in enumerate(RUN_COLUMNS) if c in RUN_JSON_COLUMNS)
 
 
+# Same output as json.dumps(value, default=str), without building an encoder per call.
+_encode = json.JSONEncoder(default=str).encode
+
+
 def dumps(value: Any) -> str:
-    return json.dumps(value, default=str)
+    return _encode(value)
 
 
 def dumps_nullable(value: Any) -> str | None:
-    return None if value is None else json.dumps(value, default=str)
+    return None if value is None else _encode(value)
 
 
 def _loads(text: Any) -> Any:
@@ -116,49 +120,53 @@ def run_filters(
 class RunUpdate:
     """The run-row changes of one ``append`` batch, folded into a single UPDATE.
 
-    ``cost`` starts from the stored value and adds each event's cost in order, so the float
-    sum is bit-for-bit the one the memory store computes.
+    The UPDATE also reserves the batch's sequence numbers (``last_seq = last_seq + n``,
+    returned), so it doubles as the existence check and takes the row's write lock. Costs
+    are added one by one in SQL (``cost = ((cost + ?) + ?)``) so the float sum is bit-for-bit
+    the one the memory store computes.
     """
 
-    __slots__ = ("set", "started_at", "tokens_in", "tokens_out", "cost", "cost_changed")
+    __slots__ = ("set", "started_at", "tokens_in", "tokens_out", "costs")
 
-    def __init__(self, cost: float) -> None:
+    def __init__(self) -> None:
         self.set: dict[str, Any] = {}
         self.started_at: float | None = None
         self.tokens_in = 0
         self.tokens_out = 0
-        self.cost = cost
-        self.cost_changed = False
+        self.costs: list[float] = []
 
     def add(self, run_ops: dict[str, Any], run_add: dict[str, float]) -> None:
         for k, v in run_ops.items():
             if k == "started_at_if_null":
                 if self.started_at is None:
                     self.started_at = v
-            else:
+            elif k != "last_seq":  # assigned by the UPDATE itself
                 self.set[k] = dumps_nullable(v) if k == "outputs" else v
         if run_add:
             self.tokens_in += int(run_add["tokens_in"])
             self.tokens_out += int(run_add["tokens_out"])
-            self.cost += run_add["cost"]
-            self.cost_changed = True
+            self.costs.append(run_add["cost"])
 
-    def sql(self, ph: str, cache: dict[Any, str]) -> tuple[str, list[Any]]:
+    def sql(self, n: int, run_id: str, ph: str, cache: dict[Any, str]) -> tuple[str, list[Any]]:
         cols = tuple(sorted(self.set))
-        key = ("runs", cols, self.started_at is not None, self.cost_changed)
+        key = ("runs", cols, self.started_at is not None, len(self.costs))
         text = cache.get(key)
         if text is None:
-            parts = [f"{c} = {ph}" for c in cols]
+            parts = [f"last_seq = last_seq + {ph}"] + [f"{c} = {ph}" for c in cols]
             if self.started_at is not None:
                 parts.append(f"started_at = COALESCE(started_at, {ph})")
-            if self.cost_changed:
-                parts.append(f"tokens_in = tokens_in + {ph}, tokens_out = tokens_out + {ph}, cost = {ph}")
-            text = cache[key] = f"UPDATE runs SET {', '.join(parts)} WHERE id = {ph}"
-        params = [self.set[c] for c in cols]
+            if self.costs:
+                cost = "cost"
+                for _ in self.costs:
+                    cost = f"({cost} + {ph})"
+                parts.append(f"tokens_in = tokens_in + {ph}, tokens_out = tokens_out + {ph}, cost = {cost}")
+            text = cache[key] = f"UPDATE runs SET {', '.join(parts)} WHERE id = {ph} RETURNING last_seq"
+        params = [n, *(self.set[c] for c in cols)]
         if self.started_at is not None:
             params.append(self.started_at)
-        if self.cost_changed:
-            params += [self.tokens_in, self.tokens_out, self.cost]
+        if self.costs:
+            params += [self.tokens_in, self.tokens_out, *self.costs]
+        params.append(run_id)
         return text, params
 
 
@@ -170,10 +178,42 @@ def upsert_sql(table: str, keys: tuple[str, ...], cols: tuple[str, ...], ph: str
     )
 
 
-def projection_writes(run_id: str, e: Event, run: RunUpdate, ph: str, cache: dict[Any, str]) -> Iterator[tuple[str, Any]]:
-    """Apply ``project(e)``: fold run changes into ``run`` and yield the other statements."""
-    ops = project(e)
-    run.add(ops.run, ops.run_add)
+class AppendPlan:
+    """Everything one ``append`` writes, worked out before touching the database.
+
+    ``project()`` depends on an event's seq only for ``last_seq``, which the run UPDATE
+    assigns, so the plan can be built from provisional events (seq 0).
+    """
+
+    __slots__ = ("events", "run", "writes")
+
+    def __init__(self, run_id: str, events: list[NewEvent], now: float, ph: str, cache: dict[Any, str]) -> None:
+        self.events = [
+            Event(run_id, 0, str(ne.type), now, ne.message, ne.step_id, ne.unit, ne.attempt, ne.payload) for ne in events
+        ]
+        self.run = RunUpdate()
+        self.writes: list[tuple[str, list[Any]]] = []
+        for e in self.events:
+            ops = project(e)
+            self.run.add(ops.run, ops.run_add)
+            if ops.step or ops.attempt or ops.attempt_add or ops.artifact:
+                self.writes.extend(_projection_writes(run_id, ops, ph, cache))
+
+    def event_rows(self, first_seq: int) -> list[Any]:
+        params: list[Any] = []
+        for i, e in enumerate(self.events):
+            params += [e.run_id, first_seq + i, e.type, e.ts, e.message, e.step_id, e.unit, e.attempt, dumps(e.payload)]
+        return params
+
+    def final(self, first_seq: int, ids: list[int]) -> list[Event]:
+        return [
+            Event(e.run_id, first_seq + i, e.type, e.ts, e.message, e.step_id, e.unit, e.attempt, e.payload, ids[i])
+            for i, e in enumerate(self.events)
+        ]
+
+
+def _projection_writes(run_id: str, ops: Any, ph: str, cache: dict[Any, str]) -> Iterator[tuple[str, list[Any]]]:
+    """The step / attempt / artifact statements for one event's projection ops."""
     if ops.step:
         sid, f = ops.step
         cols = tuple(f)
@@ -204,9 +244,22 @@ def projection_writes(run_id: str, e: Event, run: RunUpdate, ph: str, cache: dic
         )
 
 
-_INSERT_EVENT = (
-    "INSERT INTO events (run_id, seq, type, ts, message, step_id, unit, attempt, payload) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
-)
+EVENT_INSERT_CHUNK = 32  # rows per multi-row INSERT (bounds the statement cache)
+
+
+def insert_events_sql(n: int, ph: str, cache: dict[Any, str], payload_cast: str = "", suffix: str = "") -> str:
+    key = ("events", n)
+    text = cache.get(key)
+    if text is None:
+        row = "(" + ", ".join([ph] * 8 + [ph + payload_cast]) + ")"
+        text = cache[key] = (
+            "INSERT INTO events (run_id, seq, type, ts, message, step_id, unit, attempt, payload) VALUES "
+            + ", ".join([row] * n)
+            + suffix
+        )
+    return text
+
+
 _INSERT_RUN = f"INSERT INTO runs ({', '.join(RUN_COLUMNS)}) VALUES ({', '.join('?' * len(RUN_COLUMNS))})"
 _CLAIM_FREE = "(owner IS NULL OR owner = ? OR COALESCE(lease_expires_at, 0) < ?)"
 
@@ -346,30 +399,28 @@ class SqliteStore:
             return self._append_in_tx(conn, run_id, events, now)
 
     def _append_in_tx(self, conn: sqlite3.Connection, run_id: str, events: list[NewEvent], now: float) -> list[Event]:
-        # Read inside the write transaction: another process may have appended since.
-        row = conn.execute("SELECT last_seq, cost FROM runs WHERE id = ?", (run_id,)).fetchone()
-        if row is None:
-            raise StoreError(f"no run {run_id}")
         if not events:
+            if conn.execute("SELECT 1 FROM runs WHERE id = ?", (run_id,)).fetchone() is None:
+                raise StoreError(f"no run {run_id}")
             return []
-        seq = row[0]
         cache = self._sql_cache
-        run = RunUpdate(row[1])
-        out: list[Event] = []
-        for ne in events:
-            seq += 1
-            type_ = str(ne.type)
-            cur = conn.execute(
-                _INSERT_EVENT, (run_id, seq, type_, now, ne.message, ne.step_id, ne.unit, ne.attempt, dumps(ne.payload))
-            )
-            e = Event(run_id, seq, type_, now, ne.message, ne.step_id, ne.unit, ne.attempt, ne.payload, cur.lastrowid)
-            for sql, params in projection_writes(run_id, e, run, "?", cache):
-                conn.execute(sql, params)
-            out.append(e)
-        sql, params = run.sql("?", cache)
-        params.append(run_id)
-        conn.execute(sql, params)
-        return out
+        plan = AppendPlan(run_id, events, now, "?", cache)
+        # Inside the write transaction: another process may have appended since.
+        sql, params = plan.run.sql(len(events), run_id, "?", cache)
+        found = conn.execute(sql, params).fetchall()  # fetchall: run the UPDATE to completion
+        if not found:
+            raise StoreError(f"no run {run_id}")
+        first = found[0][0] - len(events) + 1
+        rows = plan.event_rows(first)
+        ids: list[int] = []
+        for i in range(0, len(events), EVENT_INSERT_CHUNK):
+            n = min(EVENT_INSERT_CHUNK, len(events) - i)
+            last_id = conn.execute(insert_events_sql(n, "?", cache), rows[i * 9 : (i + n) * 9]).lastrowid
+            # We hold the write lock and ids are AUTOINCREMENT, so one INSERT's ids are contiguous.
+            ids += range(last_id - n + 1, last_id + 1)
+        for sql, params in plan.writes:
+            conn.execute(sql, params)
+        return plan.final(first, ids)
 
     def events(self, run_id: str, after_seq: int = 0, limit: int | None = None) -> list[Event]:
         sql = f"SELECT {EVENT_COLUMNS} FROM events WHERE run_id = ? AND seq > ? ORDER BY seq"

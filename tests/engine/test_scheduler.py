@@ -1,0 +1,307 @@
+"""The pure scheduler: no event loop, no I/O. Feed events, check events and commands."""
+
+from __future__ import annotations
+
+from llmflow.engine.events import EventType as E
+from llmflow.engine.events import NewEvent
+from llmflow.engine.scheduler import Cancel, Execute, decide
+from llmflow.engine.state import new_state
+from llmflow.model.loader import parse_flow_text
+
+
+def start(yaml_text: str, inputs: dict | None = None, **options):
+    flow = parse_flow_text(yaml_text)
+    st = new_state("r1", flow, inputs or {}, options)
+    st, out = decide(st, NewEvent(E.RUN_STARTED, "Run started"), now=0.0)
+    return st, out
+
+
+def events(out):
+    return [(x.type, x.step_id, x.unit) for x in out if isinstance(x, NewEvent)]
+
+
+def execs(out):
+    return [x for x in out if isinstance(x, Execute)]
+
+
+def done(st, cmd: Execute, output="ok"):
+    return decide(st, NewEvent(E.ATTEMPT_COMPLETED, "", cmd.node_id, cmd.unit or None, cmd.attempt, {"output": output}), now=1.0)
+
+
+def fail(st, cmd: Execute, **payload):
+    payload.setdefault("error", "boom")
+    return decide(st, NewEvent(E.ATTEMPT_FAILED, "", cmd.node_id, cmd.unit or None, cmd.attempt, payload), now=1.0)
+
+
+PIPE = """
+name: p
+steps:
+  - id: a
+    llm: "a"
+  - id: b
+    llm: "b {{ steps.a.output }}"
+  - id: c
+    shell: "echo {{ steps.b.output }}"
+"""
+
+
+def test_a_plain_list_is_a_pipeline_one_step_at_a_time():
+    st, out = start(PIPE)
+    assert events(out) == [(E.STEP_STARTED, "a", None), (E.ATTEMPT_STARTED, "a", None)]
+    (a,) = execs(out)
+    st, out = done(st, a, "A")
+    assert (E.STEP_COMPLETED, "a", None) in events(out)
+    (b,) = execs(out)
+    assert b.node_id == "b"
+    st, out = done(st, b, "B")
+    (c,) = execs(out)
+    st, out = done(st, c, {"exit_code": 0})
+    types = [t for t, _, _ in events(out)]
+    assert types[-2:] == [E.WORKFLOW_COMPLETED, E.RUN_COMPLETED]
+    assert st.outputs == {"result": {"exit_code": 0}}
+    assert st.finished
+
+
+def test_a_failed_step_fails_the_run_and_nothing_else_starts():
+    st, out = start(PIPE)
+    st, out = fail(st, execs(out)[0], error="model exploded", kind="error", retryable=False)
+    st_types = [t for t, _, _ in events(out)]
+    assert E.STEP_FAILED in st_types
+    assert st_types[-1] == E.RUN_FAILED
+    assert not execs(out)
+    assert str(st.status) == "FAILED"
+    assert "model exploded" in st.error
+
+
+def test_on_error_continue_lets_the_run_complete():
+    st, out = start(PIPE.replace('llm: "a"', 'llm: "a"\n    on_error: continue'))
+    st, out = fail(st, execs(out)[0], error="x", kind="error")
+    (b,) = execs(out)
+    assert b.node_id == "b"
+
+
+def test_retries_back_off_exponentially_and_honour_retry_after():
+    st, out = start("""
+name: r
+steps:
+  - id: a
+    llm: "a"
+    retry: {attempts: 3, backoff: 1.0, multiplier: 2.0, jitter: 0}
+""")
+    a1 = execs(out)[0]
+    st, out = fail(st, a1, kind="provider", retryable=True)
+    assert (E.STEP_RETRYING, "a", None) in events(out)
+    (a2,) = execs(out)
+    assert a2.attempt == 2 and a2.delay == 1.0
+    st, out = fail(st, a2, kind="rate_limit", retryable=True, retry_after=7.5)
+    (a3,) = execs(out)
+    assert a3.attempt == 3 and a3.delay == 7.5  # Retry-After wins over the 2 s backoff
+    st, out = fail(st, a3, kind="provider", retryable=True)
+    assert not execs(out)
+    assert str(st.status) == "FAILED"
+
+
+def test_workspace_errors_are_never_retried():
+    st, out = start("""
+name: r
+steps:
+  - id: a
+    write_file: {path: "../x", content: "y"}
+    retry: 5
+""")
+    st, out = fail(st, execs(out)[0], kind="workspace", retryable=False)
+    assert not execs(out)
+    assert str(st.status) == "FAILED"
+
+
+def test_when_false_skips_and_the_skip_propagates():
+    st, out = start("""
+name: w
+inputs: {go: {type: boolean, default: false}}
+steps:
+  - id: a
+    llm: "a"
+    when: "inputs.go"
+  - id: b
+    llm: "b"
+""", {"go": False})
+    assert events(out)[:2] == [(E.STEP_SKIPPED, "a", None), (E.STEP_SKIPPED, "b", None)]
+    assert str(st.status) == "COMPLETED"
+
+
+def test_route_runs_the_matching_branch_and_skips_the_other():
+    st, out = start("""
+name: route
+inputs: {kind: string}
+steps:
+  - id: r
+    route:
+      routes: [{when: "inputs.kind == 'billing'", to: billing}]
+      default: general
+  - id: billing
+    llm: "b"
+  - id: general
+    llm: "g"
+  - id: reply
+    needs: [billing, general]
+    llm: "r"
+""", {"kind": "other"})
+    ev = events(out)
+    assert (E.STEP_SKIPPED, "billing", None) in ev
+    assert [c.node_id for c in execs(out)] == ["general"]
+    st, out = done(st, execs(out)[0])
+    assert [c.node_id for c in execs(out)] == ["reply"]  # a join runs when one branch ran
+
+
+def test_for_each_and_matrix_make_units_and_respect_max_concurrency():
+    st, out = start("""
+name: m
+steps:
+  - id: j
+    llm: "{{ item }} {{ matrix.model }} {{ matrix.criteria }}"
+    for_each: [x, y]
+    matrix: {model: ["fake:a", "fake:b"], criteria: [c1, c2]}
+    max_concurrency: 3
+""")
+    started = execs(out)
+    assert len(started) == 3
+    assert len(st.nodes["j"].units) == 8
+    assert started[0].vars == {"item": "x", "index": 0, "matrix": {"model": "fake:a", "criteria": "c1"}}
+    st, out = done(st, started[0])
+    assert len(execs(out)) == 1  # one slot freed, one more started
+
+
+def test_broadcast_majority_aggregates_answers():
+    st, out = start("""
+name: b
+agents: {a: {}, b: {}, c: {}}
+steps:
+  - id: vote
+    broadcast: {agents: [a, b, c], aggregate: majority}
+""")
+    cmds = {c.unit: c for c in execs(out)}
+    st, out = done(st, cmds["a"], "Yes")
+    st, out = done(st, cmds["b"], "no")
+    st, out = done(st, cmds["c"], "yes.")
+    assert st.nodes["vote"].output == "Yes"
+    assert str(st.status) == "COMPLETED"
+
+
+def test_broadcast_first_cancels_the_slower_agents():
+    st, out = start("""
+name: b
+agents: {a: {}, b: {}}
+steps:
+  - id: vote
+    broadcast: {agents: [a, b], aggregate: first}
+""")
+    cmds = {c.unit: c for c in execs(out)}
+    st, out = done(st, cmds["b"], "fast")
+    assert Cancel("vote", "a", "another agent answered first") in out
+    assert st.nodes["vote"].output == "fast"
+
+
+def test_broadcast_min_responses_fails_when_too_few_answer():
+    st, out = start("""
+name: b
+agents: {a: {}, b: {}, c: {}}
+steps:
+  - id: vote
+    broadcast: {agents: [a, b, c], aggregate: majority, min_responses: 2}
+""")
+    cmds = {c.unit: c for c in execs(out)}
+    st, out = done(st, cmds["a"], "yes")
+    st, out = fail(st, cmds["b"], kind="validation")
+    st, out = fail(st, cmds["c"], kind="validation")
+    assert str(st.nodes["vote"].status) == "FAILED"
+    assert "2" in st.nodes["vote"].error
+
+
+def test_loop_repeats_until_the_condition_holds():
+    st, out = start("""
+name: l
+steps:
+  - id: lp
+    loop:
+      until: "steps.body.output == 'stop'"
+      max_iterations: 5
+      steps:
+        - id: body
+          llm: "iteration {{ loop.iteration }}"
+""")
+    (c,) = execs(out)
+    assert c.node_id == "lp#1/body"
+    st, out = done(st, c, "again")
+    (c,) = execs(out)
+    assert c.node_id == "lp#2/body"
+    st, out = done(st, c, "stop")
+    assert st.nodes["lp"].output == "stop"
+    assert str(st.status) == "COMPLETED"
+
+
+def test_cancel_cancels_running_units_then_finishes_canceled():
+    st, out = start(PIPE)
+    (a,) = execs(out)
+    st, out = decide(st, NewEvent(E.RUN_CANCEL_REQUESTED, ""), now=1.0)
+    assert out == [Cancel("a", "", "run canceled")]
+    st, out = decide(st, NewEvent(E.ATTEMPT_CANCELED, "", "a", None, 1, {"error": "run canceled"}), now=1.0)
+    types = [t for t, _, _ in events(out)]
+    assert types[-1] == E.RUN_CANCELED
+    assert not execs(out)
+
+
+def test_pause_lets_running_steps_finish_and_starts_none():
+    st, out = start(PIPE)
+    (a,) = execs(out)
+    st, out = decide(st, NewEvent(E.RUN_PAUSED, ""), now=1.0)
+    st, out = done(st, a)
+    assert (E.STEP_COMPLETED, "a", None) in events(out)
+    assert not execs(out)
+    st, out = decide(st, NewEvent(E.RUN_RESUMED, ""), now=2.0)
+    assert [c.node_id for c in execs(out)] == ["b"]
+
+
+def test_token_budget_stops_the_run_with_a_reason():
+    st, out = start(PIPE, max_tokens=10)
+    (a,) = execs(out)
+    st, out = decide(st, NewEvent(E.LLM_DONE, "", "a", None, 1, {"usage": {"input_tokens": 8, "output_tokens": 5}}), now=1.0)
+    assert out and isinstance(out[0], Cancel)
+    st, out = decide(st, NewEvent(E.ATTEMPT_CANCELED, "", "a", None, 1, {}), now=1.0)
+    assert str(st.status) == "FAILED"
+    assert "token budget exceeded" in st.error
+
+
+def test_parallel_group_is_a_barrier():
+    st, out = start("""
+name: par
+steps:
+  - id: g
+    parallel:
+      - id: x
+        llm: "x"
+      - id: y
+        llm: "y"
+  - id: after
+    llm: "{{ steps.g.output.x }}"
+""")
+    cmds = {c.node_id: c for c in execs(out)}
+    assert set(cmds) == {"x", "y"}
+    st, out = done(st, cmds["x"], "X")
+    assert not execs(out)
+    st, out = done(st, cmds["y"], "Y")
+    assert st.nodes["g"].output == {"x": "X", "y": "Y"}
+    assert [c.node_id for c in execs(out)] == ["after"]
+
+
+def test_replaying_a_recorded_log_gives_the_same_state():
+    st, out = start(PIPE)
+    log = [NewEvent(E.RUN_STARTED, "")] + [x for x in out if isinstance(x, NewEvent)]
+    (a,) = execs(out)
+    ev = NewEvent(E.ATTEMPT_COMPLETED, "", "a", None, 1, {"output": "A"})
+    st, out = decide(st, ev, now=1.0)
+    log += [ev] + [x for x in out if isinstance(x, NewEvent)]
+    from llmflow.engine.state import fold
+
+    replay = fold(new_state("r1", st.flow, {}), log)
+    assert {k: str(n.status) for k, n in replay.nodes.items()} == {k: str(n.status) for k, n in st.nodes.items()}
+    assert replay.nodes["a"].output == "A"
