@@ -58,7 +58,8 @@ class Gateway:
                         ctx.event(E.LLM_TOKENS, "", text="".join(buf))
                         buf, last = [], now
                 elif isinstance(item, Status):
-                    ctx.event(E.LLM_HEARTBEAT, item.message, model=model, status=item.kind, elapsed=round(time.monotonic() - t0, 1))
+                    kind = E.LLM_LOADING_MODEL if item.kind == "loading" else E.LLM_HEARTBEAT
+                    ctx.event(kind, item.message, model=model, status=item.kind, elapsed=round(time.monotonic() - t0, 1))
                 elif isinstance(item, Final):
                     final = item
         except RateLimitError as exc:

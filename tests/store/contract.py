@@ -74,7 +74,10 @@ class StoreContract:
 
     def test_create_run_with_events_numbers_them_from_one(self, store: Any) -> None:
         out = store.create_run(rec("r1"), [ev(T.RUN_CREATED, message="created"), ev(T.RUN_QUEUED)], now=2.0)
-        assert [(e.seq, e.type, e.ts, e.run_id) for e in out] == [(1, "RUN_CREATED", 2.0, "r1"), (2, "RUN_QUEUED", 2.0, "r1")]
+        assert [(e.seq, e.type, e.ts, e.run_id) for e in out] == [
+            (1, "RUN_CREATED", 2.0, "r1"),
+            (2, "RUN_QUEUED", 2.0, "r1"),
+        ]
         assert store.get_run("r1").last_seq == 2
         assert store.events("r1") == out
 
@@ -121,9 +124,17 @@ class StoreContract:
 
     def test_update_run_sets_fields_including_json_ones(self, store: Any) -> None:
         store.create_run(rec("r1", outputs={"x": 1}), [], now=1.0)
-        store.update_run("r1", status="RUNNING", metadata={"k": ["v"]}, outputs=None, name="renamed", cost=1.5)
+        store.update_run(
+            "r1", status="RUNNING", metadata={"k": ["v"]}, outputs=None, name="renamed", cost=1.5
+        )
         r = store.get_run("r1")
-        assert (r.status, r.metadata, r.outputs, r.name, r.cost) == ("RUNNING", {"k": ["v"]}, None, "renamed", 1.5)
+        assert (r.status, r.metadata, r.outputs, r.name, r.cost) == (
+            "RUNNING",
+            {"k": ["v"]},
+            None,
+            "renamed",
+            1.5,
+        )
         store.update_run("r1", outputs={"y": [1, 2]})
         assert store.get_run("r1").outputs == {"y": [1, 2]}
         store.update_run("r1")  # nothing to change is fine
@@ -165,7 +176,14 @@ class StoreContract:
         out = store.append(
             "r1",
             [
-                ev(T.ATTEMPT_STARTED, message="go", step_id="s", unit="item-1", attempt=2, payload={"model": "m"}),
+                ev(
+                    T.ATTEMPT_STARTED,
+                    message="go",
+                    step_id="s",
+                    unit="item-1",
+                    attempt=2,
+                    payload={"model": "m"},
+                ),
                 ev("CUSTOM_TYPE", payload={"nested": {"list": [1, "two", None, 3.25, False]}, "ü": "ñ"}),
             ],
             now=5.5,
@@ -173,7 +191,12 @@ class StoreContract:
         assert store.events("r1") == out
         first = out[0]
         assert (first.type, first.ts, first.message, first.step_id, first.unit, first.attempt) == (
-            "ATTEMPT_STARTED", 5.5, "go", "s", "item-1", 2
+            "ATTEMPT_STARTED",
+            5.5,
+            "go",
+            "s",
+            "item-1",
+            2,
         )
         assert type(first.type) is str
         assert first.attempt_id == "s[item-1]#2"
@@ -206,7 +229,13 @@ class StoreContract:
         store.append("r1", [ev(T.RUN_STARTED), ev(T.RUN_COMPLETED)], now=2.0)
         store.append("r2", [ev(T.RUN_STARTED)], now=2.0)
         everything = store.events_since(0)
-        assert [(e.run_id, e.seq) for e in everything] == [("r1", 1), ("r2", 1), ("r1", 2), ("r1", 3), ("r2", 2)]
+        assert [(e.run_id, e.seq) for e in everything] == [
+            ("r1", 1),
+            ("r2", 1),
+            ("r1", 2),
+            ("r1", 3),
+            ("r2", 2),
+        ]
         first = store.events_since(0, limit=2)
         rest = store.events_since(first[-1].id, limit=10)
         assert first + rest == everything
@@ -228,7 +257,12 @@ class StoreContract:
         store.append("r1", [ev(T.RUN_COMPLETED, payload={"outputs": {"report": "ok"}})], now=6.0)
         r = store.get_run("r1")
         assert (r.status, r.started_at, r.ended_at, r.outputs, r.error, r.last_seq) == (
-            "COMPLETED", 2.0, 6.0, {"report": "ok"}, None, 7
+            "COMPLETED",
+            2.0,
+            6.0,
+            {"report": "ok"},
+            None,
+            7,
         )
 
     def test_run_failed_records_the_error_from_payload_or_message(self, store: Any) -> None:
@@ -267,13 +301,20 @@ class StoreContract:
         )
         r = store.get_run("r1")
         assert (r.status, r.started_at, r.ended_at, r.error, r.outputs, r.last_seq) == (
-            "RUNNING", 3.0, None, None, {"partial": 1}, 4
+            "RUNNING",
+            3.0,
+            None,
+            None,
+            {"partial": 1},
+            4,
         )
 
     def test_informational_events_only_move_last_seq(self, store: Any) -> None:
         store.create_run(rec("r1"), [ev(T.RUN_STARTED)], now=1.0)
         before = store.get_run("r1")
-        store.append("r1", [ev(T.LLM_TOKENS, step_id="a", attempt=1), ev(T.SHELL_OUTPUT, step_id="b")], now=2.0)
+        store.append(
+            "r1", [ev(T.LLM_TOKENS, step_id="a", attempt=1), ev(T.SHELL_OUTPUT, step_id="b")], now=2.0
+        )
         after = store.get_run("r1")
         assert after.last_seq == 3
         assert asdict(after) | {"last_seq": 1} == asdict(before)
@@ -283,20 +324,40 @@ class StoreContract:
     def test_step_rows_follow_step_events(self, store: Any) -> None:
         store.create_run(rec("r1"), [ev(T.RUN_STARTED)], now=1.0)
         store.append("r1", [ev(T.STEP_STARTED, step_id="a"), ev(T.STEP_STARTED, step_id="b")], now=2.0)
-        store.append("r1", [ev(T.STEP_COMPLETED, step_id="a", payload={"output": {"label": "news"}})], now=3.0)
+        store.append(
+            "r1", [ev(T.STEP_COMPLETED, step_id="a", payload={"output": {"label": "news"}})], now=3.0
+        )
         store.append("r1", [ev(T.STEP_FAILED, step_id="b", message="b broke")], now=4.0)
         store.append("r1", [ev(T.STEP_SKIPPED, step_id="c")], now=5.0)
         rows = step_rows_full(store.step_rows("r1"))
         assert rows == {
-            "a": {"status": "COMPLETED", "output": {"label": "news"}, "error": None, "started_at": 2.0, "ended_at": 3.0},
+            "a": {
+                "status": "COMPLETED",
+                "output": {"label": "news"},
+                "error": None,
+                "started_at": 2.0,
+                "ended_at": 3.0,
+            },
             "b": {"status": "FAILED", "output": None, "error": "b broke", "started_at": 2.0, "ended_at": 4.0},
             "c": {"status": "SKIPPED", "output": None, "error": None, "started_at": None, "ended_at": 5.0},
         }
         # stale keeps the old times and output; a restart clears error and ended_at
         store.append("r1", [ev(T.STEP_STALE, step_id="a"), ev(T.STEP_STARTED, step_id="b")], now=6.0)
         rows = step_rows_full(store.step_rows("r1"))
-        assert rows["a"] == {"status": "STALE", "output": {"label": "news"}, "error": None, "started_at": 2.0, "ended_at": 3.0}
-        assert rows["b"] == {"status": "RUNNING", "output": None, "error": None, "started_at": 6.0, "ended_at": None}
+        assert rows["a"] == {
+            "status": "STALE",
+            "output": {"label": "news"},
+            "error": None,
+            "started_at": 2.0,
+            "ended_at": 3.0,
+        }
+        assert rows["b"] == {
+            "status": "RUNNING",
+            "output": None,
+            "error": None,
+            "started_at": 6.0,
+            "ended_at": None,
+        }
         store.append("r1", [ev(T.STEP_FAILED, step_id="b", payload={"error": "again"})], now=7.0)
         assert store.step_rows("r1")["b"]["error"] == "again"
         assert store.step_rows("other") == {}
@@ -306,17 +367,33 @@ class StoreContract:
         store.append(
             "r1",
             [
-                ev(T.ATTEMPT_STARTED, step_id="a", attempt=1, payload={"model": "fake:m", "prompt": "p", "junk": 1}),
+                ev(
+                    T.ATTEMPT_STARTED,
+                    step_id="a",
+                    attempt=1,
+                    payload={"model": "fake:m", "prompt": "p", "junk": 1},
+                ),
                 ev(T.ATTEMPT_STARTED, step_id="b", unit="x", attempt=1, payload={"item": {"k": 1}}),
             ],
             now=2.0,
         )
-        store.append("r1", [ev(T.ATTEMPT_FAILED, step_id="a", attempt=1, payload={"error": "rate limited"})], now=3.0)
-        store.append("r1", [ev(T.ATTEMPT_STARTED, step_id="a", attempt=2, payload={"model": "fake:m"})], now=4.0)
-        store.append("r1", [ev(T.ATTEMPT_COMPLETED, step_id="a", attempt=2, payload={"output": ["ok", 1]})], now=5.0)
-        store.append("r1", [ev(T.ATTEMPT_INTERRUPTED, step_id="b", unit="x", attempt=1, message="died")], now=6.0)
+        store.append(
+            "r1", [ev(T.ATTEMPT_FAILED, step_id="a", attempt=1, payload={"error": "rate limited"})], now=3.0
+        )
+        store.append(
+            "r1", [ev(T.ATTEMPT_STARTED, step_id="a", attempt=2, payload={"model": "fake:m"})], now=4.0
+        )
+        store.append(
+            "r1", [ev(T.ATTEMPT_COMPLETED, step_id="a", attempt=2, payload={"output": ["ok", 1]})], now=5.0
+        )
+        store.append(
+            "r1", [ev(T.ATTEMPT_INTERRUPTED, step_id="b", unit="x", attempt=1, message="died")], now=6.0
+        )
         rows = store.attempts("r1")
-        got = [(a.step_id, a.unit, a.attempt, a.status, a.started_at, a.ended_at, a.output, a.error, a.model) for a in rows]
+        got = [
+            (a.step_id, a.unit, a.attempt, a.status, a.started_at, a.ended_at, a.output, a.error, a.model)
+            for a in rows
+        ]
         assert got == [
             ("a", "", 1, "FAILED", 2.0, 3.0, None, "rate limited", "fake:m"),
             ("b", "x", 1, "INTERRUPTED", 2.0, 6.0, None, "died", None),
@@ -331,7 +408,13 @@ class StoreContract:
         store.create_run(rec("r1"), [ev(T.ATTEMPT_CANCELED, step_id="a", attempt=1)], now=2.0)
         (a,) = store.attempts("r1")
         assert (a.status, a.started_at, a.ended_at, a.error, a.info, a.tokens_in, a.cost) == (
-            "CANCELED", None, 2.0, "", {}, 0, 0.0
+            "CANCELED",
+            None,
+            2.0,
+            "",
+            {},
+            0,
+            0.0,
         )
 
     def test_llm_done_adds_tokens_and_cost_to_the_attempt_and_the_run(self, store: Any) -> None:
@@ -341,7 +424,11 @@ class StoreContract:
             usage = {"input_tokens": tin, "output_tokens": tout}
             return ev(T.LLM_DONE, step_id=step, attempt=n, payload={"usage": usage, "cost": cost})
 
-        store.append("r1", [ev(T.ATTEMPT_STARTED, step_id="a", attempt=1), ev(T.ATTEMPT_STARTED, step_id="b", attempt=1)], now=2.0)
+        store.append(
+            "r1",
+            [ev(T.ATTEMPT_STARTED, step_id="a", attempt=1), ev(T.ATTEMPT_STARTED, step_id="b", attempt=1)],
+            now=2.0,
+        )
         store.append("r1", [done("a", 1, 10, 5, 0.1), done("a", 1, 1, 2, 0.2)], now=3.0)
         store.append("r1", [done("b", 1, 100, 50, 0.7)], now=4.0)
         store.append("r1", [done("zzz", 9, 1000, 0, 0.0)], now=5.0)  # no attempt row: the run still counts
@@ -358,14 +445,25 @@ class StoreContract:
         store.append(
             "r1",
             [
-                ev(T.ARTIFACT_CREATED, step_id="save", attempt=1,
-                   payload={"path": "reports/r1.md", "size": 42, "sha256": "ab" * 32, "mime": "text/markdown"}),
+                ev(
+                    T.ARTIFACT_CREATED,
+                    step_id="save",
+                    attempt=1,
+                    payload={
+                        "path": "reports/r1.md",
+                        "size": 42,
+                        "sha256": "ab" * 32,
+                        "mime": "text/markdown",
+                    },
+                ),
                 ev(T.ARTIFACT_CREATED, payload={"path": "other.bin"}),
             ],
             now=2.0,
         )
         arts = store.artifacts("r1")
-        assert [(a.run_id, a.path, a.size, a.sha256, a.step_id, a.attempt, a.created_at, a.mime) for a in arts] == [
+        assert [
+            (a.run_id, a.path, a.size, a.sha256, a.step_id, a.attempt, a.created_at, a.mime) for a in arts
+        ] == [
             ("r1", "reports/r1.md", 42, "ab" * 32, "save", 1, 2.0, "text/markdown"),
             ("r1", "other.bin", 0, "", None, None, 2.0, None),
         ]
@@ -414,8 +512,14 @@ class StoreContract:
             assert store.attempts(run_id) == ref.attempts(run_id)
             assert store.artifacts(run_id) == ref.artifacts(run_id)
             assert step_rows_full(store.step_rows(run_id)) == step_rows_full(ref.step_rows(run_id))
-            strip = [(e.run_id, e.seq, e.type, e.ts, e.message, e.step_id, e.unit, e.attempt, e.payload) for e in ref.events(run_id)]
-            assert [(e.run_id, e.seq, e.type, e.ts, e.message, e.step_id, e.unit, e.attempt, e.payload) for e in store.events(run_id)] == strip
+            strip = [
+                (e.run_id, e.seq, e.type, e.ts, e.message, e.step_id, e.unit, e.attempt, e.payload)
+                for e in ref.events(run_id)
+            ]
+            assert [
+                (e.run_id, e.seq, e.type, e.ts, e.message, e.step_id, e.unit, e.attempt, e.payload)
+                for e in store.events(run_id)
+            ] == strip
 
     # controls ------------------------------------------------------------------------------
     def test_controls_are_taken_exactly_once_in_order(self, store: Any) -> None:
@@ -430,7 +534,9 @@ class StoreContract:
             (c3, "r1", "answer", {"text": "yes", "n": [1]}, 3.0),
         ]
         assert store.take_controls("r1") == []
-        assert [(c.id, c.action, c.payload) for c in store.take_controls("r2")] == [(c2, "cancel", {"reason": "user"})]
+        assert [(c.id, c.action, c.payload) for c in store.take_controls("r2")] == [
+            (c2, "cancel", {"reason": "user"})
+        ]
         c4 = store.put_control("r1", "resume", {}, now=4.0)
         assert [c.id for c in store.take_controls("r1")] == [c4]
 
@@ -454,6 +560,32 @@ class StoreContract:
         flat = [c for g in got for c in g]
         assert sorted(flat) == sorted(ids)
 
+    def test_threads_appending_to_one_run_leave_no_gaps(self, store_factory: Any) -> None:
+        first = store_factory()
+        first.create_run(rec("r1"), [], now=1.0)
+        handles = [first, first, store_factory(), store_factory()]  # shared and separate handles
+        start = threading.Barrier(len(handles))
+
+        def work(who: int) -> None:
+            start.wait()
+            for i in range(25):
+                batch = [
+                    ev(T.LLM_TOKENS, payload={"who": who, "i": i}),
+                    ev(T.LLM_TOKENS, payload={"who": -1}),
+                ]
+                handles[who].append("r1", batch, now=2.0)
+
+        threads = [threading.Thread(target=work, args=(i,)) for i in range(len(handles))]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        events = first.events("r1")
+        assert [e.seq for e in events] == list(range(1, 201))
+        for who in range(len(handles)):
+            assert [e.payload["i"] for e in events if e.payload["who"] == who] == list(range(25))
+        assert first.get_run("r1").last_seq == 200
+
     # leases --------------------------------------------------------------------------------
     def test_claim_takes_the_oldest_queued_run_and_sets_the_lease(self, store: Any) -> None:
         store.create_run(rec("new", created_at=5.0), [], now=5.0)
@@ -473,6 +605,12 @@ class StoreContract:
         assert store.claim("w2", now=14.9, lease_seconds=5.0, run_id="r1") is None
         got = store.claim("w2", now=15.1, lease_seconds=5.0)  # expired: recovered by another worker
         assert (got.id, got.owner, got.lease_expires_at, got.status) == ("r1", "w2", 20.1, "RUNNING")
+
+    def test_the_queue_scan_never_hands_a_live_lease_back_to_its_own_holder(self, store: Any) -> None:
+        store.create_run(rec("r1"), [], now=1.0)
+        assert store.claim("w1", now=2.0, lease_seconds=30.0).id == "r1"
+        assert store.claim("w1", now=3.0, lease_seconds=30.0) is None  # a worker would run it twice
+        assert store.claim("w1", now=3.0, lease_seconds=30.0, run_id="r1").id == "r1"  # by id: yes
 
     def test_a_running_run_without_owner_is_claimable(self, store: Any) -> None:
         store.create_run(rec("r1"), [ev(T.RUN_STARTED)], now=1.0)
@@ -642,7 +780,19 @@ def run_children(url: str, mode: str, run_id: str, n: int, tmp: Path, count: int
 
 
 class MultiProcessContract:
-    def test_two_processes_appending_to_one_run_leave_no_gaps(self, store_factory: Any, store_url: str, tmp_path: Path) -> None:
+    def test_processes_opening_a_fresh_database_at_once_all_succeed(self, store_url: str) -> None:
+        code = "import sys; from llmflow.store.factory import open_store; open_store(sys.argv[1]).close()"
+        procs = [
+            subprocess.Popen([sys.executable, "-c", code, store_url], stderr=subprocess.PIPE, text=True)
+            for _ in range(4)
+        ]
+        for p in procs:
+            _, err = p.communicate(timeout=60)
+            assert p.returncode == 0, err
+
+    def test_two_processes_appending_to_one_run_leave_no_gaps(
+        self, store_factory: Any, store_url: str, tmp_path: Path
+    ) -> None:
         store = store_factory()
         store.create_run(rec("shared"), [], now=1.0)
         a, b = run_children(store_url, "append", "shared", 200, tmp_path)
@@ -656,7 +806,9 @@ class MultiProcessContract:
             assert [e.payload["i"] for e in events if e.payload["who"] == who] == list(range(200))
         assert store.get_run("shared").last_seq == 400
 
-    def test_two_processes_racing_claim_get_each_run_once(self, store_factory: Any, store_url: str, tmp_path: Path) -> None:
+    def test_two_processes_racing_claim_get_each_run_once(
+        self, store_factory: Any, store_url: str, tmp_path: Path
+    ) -> None:
         store = store_factory()
         for i in range(20):
             store.create_run(rec(f"q{i:02d}", created_at=float(i)), [ev(T.RUN_QUEUED)], now=1.0)
@@ -664,4 +816,6 @@ class MultiProcessContract:
         assert sorted(a + b) == [f"q{i:02d}" for i in range(20)]
         assert not set(a) & set(b)
         owners = {r.id: r.owner for r in store.list_runs(limit=100)}
-        assert all(owners[rid].startswith("p0-") for rid in a) and all(owners[rid].startswith("p1-") for rid in b)
+        assert all(owners[rid].startswith("p0-") for rid in a) and all(
+            owners[rid].startswith("p1-") for rid in b
+        )

@@ -8,6 +8,7 @@ locally and fails them in CI (``CI`` set).
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import uuid
@@ -84,7 +85,8 @@ def _pg_admin() -> Any:
     try:
         return psycopg.connect(PG_URL, autocommit=True, connect_timeout=3)
     except psycopg.Error as exc:
-        _pg_problem.append(f"Postgres test server {PG_URL} is unreachable: {exc}".strip())
+        shown = re.sub(r"(://[^:/@]*:)[^@/]*@", r"\1***@", PG_URL)  # never print a password
+        _pg_problem.append(f"Postgres test server {shown} is unreachable: {exc}".strip())
         _fail_or_skip(_pg_problem[0])
 
 
@@ -122,13 +124,6 @@ class TestPostgresStore(StoreContract, MultiProcessContract):
         yield make
         for s in opened:
             s.close()
-
-    def test_two_stores_migrating_at_once_both_succeed(self, store_url: str) -> None:
-        code = "import sys; from llmflow.store.factory import open_store; open_store(sys.argv[1]).close()"
-        procs = [subprocess.Popen([sys.executable, "-c", code, store_url], stderr=subprocess.PIPE, text=True) for _ in range(3)]
-        for p in procs:
-            _, err = p.communicate(timeout=60)
-            assert p.returncode == 0, err
 
 
 # --- the factory ---------------------------------------------------------------------------

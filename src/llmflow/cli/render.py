@@ -98,9 +98,10 @@ class ConsoleView:
             chunk = e.payload.get("text", "")
             line.text += chunk
             if not self.live_enabled and not self.quiet:
-                if self._streaming != sid:
-                    self._write(("\n" if self._streaming else "") + f"[{sid}] ")
-                    self._streaming = sid
+                key = f"{sid}/{e.unit}" if e.unit else sid
+                if self._streaming != key:
+                    self._write(("\n" if self._streaming else "") + f"[{key}] ")
+                    self._streaming = key
                 self._write(chunk)
         elif t == E.LLM_DONE and line:
             u = e.payload.get("usage") or {}

@@ -20,7 +20,7 @@ from llmflow.engine.context import template_context
 from llmflow.engine.events import INFORMATIONAL, Event, NewEvent
 from llmflow.engine.events import EventType as E
 from llmflow.engine.ports import Clock, EventLog, HumanQuestion, LlmGateway, StepContext, StepExecutor
-from llmflow.engine.scheduler import Cancel, Execute, decide
+from llmflow.engine.scheduler import Cancel, Execute, decide, plan
 from llmflow.engine.state import RunState, apply
 from llmflow.engine.states import StepStatus
 from llmflow.errors import LlmflowError, RateLimitError, StepError, StepTimeoutError, TemplateError
@@ -105,11 +105,14 @@ class Runner:
     async def run(self, initial: list[NewEvent]) -> RunState:
         batch: list[NewEvent] = []
         cmds: list[Execute | Cancel] = []
-        for ev in initial[:-1]:  # the scheduler decides once the whole preamble is applied
+        for ev in initial:  # the scheduler decides once the whole preamble is applied
             apply(self.st, ev)
             batch.append(ev)
-        if initial:
-            self._decide(initial[-1], batch, cmds)
+        for x in plan(self.st, self.clock.now()):
+            if isinstance(x, NewEvent):
+                batch.append(x)
+            else:
+                cmds.append(x)
         self._flush(batch)
         self._execute(cmds)
         start = self.clock.now()

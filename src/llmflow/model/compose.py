@@ -231,43 +231,16 @@ def _what(target: Target) -> str:
 
 
 def _compose(target: Target, overrides: list[str], shown: dict[str, str]) -> Composed:
-    from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
-    from hydra.errors import HydraException
     from omegaconf import OmegaConf
     from omegaconf.errors import OmegaConfBaseException
 
     GlobalHydra.instance().clear()
     try:
         with initialize_config_dir(config_dir=str(target.config_dir), version_base=None):
-            select = [] if _selects_flows(overrides) or not target.flow_name else [f"+flows={target.flow_name}"]
-
-            def run(ovs: list[str]) -> tuple[Any, list[str]]:
-                ovs = select + ovs
-                try:
-                    return hydra_compose(config_name=target.config_name, overrides=ovs), ovs
-                except HydraException as exc:
-                    # the primary config already picks a flow: replace it instead of adding one
-                    if select and "already at 'flows'" in str(exc):
-                        ovs = [f"flows={target.flow_name}", *ovs[1:]]
-                        return hydra_compose(config_name=target.config_name, overrides=ovs), ovs
-                    raise
-
-            applied = list(overrides)
-            relative = _flow_relative(overrides, target.config_dir)
-            if relative:
-                # which keys does the config root have? compose once without the candidates
-                base, _ = run([o for i, o in enumerate(overrides) if i not in relative])
-                prefix = _flow_path(base, target)
-                roots = set(base.keys())
-                for i, (key, pos) in relative.items():
-                    if prefix and key.split(".")[0] not in roots:
-                        o = overrides[i]
-                        applied[i] = f"{o[:pos]}{'.'.join(prefix)}.{o[pos:]}"
-                        shown[applied[i]] = o
-            cfg, all_overrides = run(applied)
-            sources, files = _provenance(target, all_overrides, shown)
+            cfg, defaults_list, config_overrides, applied = _hydra_compose(target, overrides, shown)
+            sources, files = _provenance(target, defaults_list, config_overrides, applied, shown)
     finally:
         GlobalHydra.instance().clear()
 
@@ -294,35 +267,78 @@ def _compose(target: Target, overrides: list[str], shown: dict[str, str]) -> Com
         )
     return Composed(
         target, document, root, sources.sub(flow_path), files, overrides,
-        root_sources=sources, flow_path=flow_path, applied=all_overrides,
+        root_sources=sources, flow_path=flow_path, applied=applied,
     )  # fmt: skip
+
+
+def _hydra_compose(target: Target, overrides: list[str], shown: dict[str, str]) -> tuple[Any, Any, list[Any], list[str]]:
+    """Hydra's own composition, step by step as ``ConfigLoaderImpl`` does it, so that the
+    defaults list is computed once and reused for provenance, and so that key=value
+    overrides relative to the flow can be placed once the flow's position is known.
+    (Hydra's internals are stable across 1.3.x; tests pin the behaviour.)
+
+    Returns (config, defaults list, the config overrides applied, the override lines)."""
+    import dataclasses
+
+    from hydra._internal.config_loader_impl import ConfigLoaderImpl
+    from hydra._internal.defaults_list import create_defaults_list
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.errors import HydraException
+    from hydra.types import RunMode
+    from omegaconf import OmegaConf, open_dict
+
+    loader = GlobalHydra.instance().config_loader()
+    select = [] if _selects_flows(overrides) or not target.flow_name else [f"+flows={target.flow_name}"]
+
+    def defaults_and_config(lines: list[str]) -> tuple[Any, Any]:
+        parsed, repo = loader._parse_overrides_and_create_caching_repo(target.config_name, lines)
+        loader.validate_sweep_overrides_legal(overrides=parsed, run_mode=RunMode.RUN, from_shell=True)
+        dl = create_defaults_list(
+            repo=repo, config_name=target.config_name, overrides_list=parsed, prepend_hydra=True, skip_missing=False
+        )
+        return dl, loader._compose_config_from_defaults_list(defaults=dl.defaults, repo=repo)
+
+    lines = select + overrides
+    try:
+        dl, cfg = defaults_and_config(lines)
+    except HydraException as exc:
+        # the primary config already picks a flow: replace it instead of adding one
+        if not (select and "already at 'flows'" in str(exc)):
+            raise
+        lines = [f"flows={target.flow_name}", *overrides]
+        dl, cfg = defaults_and_config(lines)
+    OmegaConf.set_struct(cfg, True)
+
+    prefix = ".".join(_flow_path(cfg, target))
+    roots = {str(k) for k in cfg.keys()}
+    config_overrides = []
+    for o in dl.config_overrides:
+        key = o.key_or_group
+        if prefix and key.split(".")[0] not in roots and _relative_to_flow(o, target.config_dir):
+            line = o.input_line or ""
+            pos = line.find(key)
+            new_line = f"{line[:pos]}{prefix}.{line[pos:]}"
+            shown[new_line] = line
+            lines = [new_line if x == line else x for x in lines]
+            o = dataclasses.replace(o, key_or_group=f"{prefix}.{key}", input_line=new_line)
+        config_overrides.append(o)
+    ConfigLoaderImpl._apply_overrides_to_config(config_overrides, cfg)
+    with open_dict(cfg):  # as hydra.compose(return_hydra_config=False) does
+        cfg.pop("hydra", None)
+    return cfg, dl, config_overrides, lines
 
 
 def _selects_flows(overrides: list[str]) -> bool:
     return any(o.lstrip("+~").split("=")[0].split("@")[0] == "flows" for o in overrides)
 
 
-def _flow_relative(overrides: list[str], config_dir: Path) -> dict[int, tuple[str, int]]:
-    """Overrides that may be relative to the flow: index -> (key, where the key starts)."""
-    from hydra.core.override_parser.overrides_parser import OverridesParser
-    from hydra.errors import HydraException
-
-    out: dict[int, tuple[str, int]] = {}
-    parser = OverridesParser.create()
-    for i, text in enumerate(overrides):
-        try:
-            (o,) = parser.parse_overrides([text])
-        except (HydraException, ValueError):
-            continue  # Hydra reports it when composing
-        key = o.key_or_group
-        if o.package is not None or "/" in key or key.split(".")[0] not in FLOW_KEYS:
-            continue
-        if "." not in key and (config_dir / key).is_dir():
-            continue  # a config group of that name (Buttermilk keeps data/, storage/, agents/)
-        pos = text.find(key)
-        if pos >= 0:
-            out[i] = (key, pos)
-    return out
+def _relative_to_flow(o: Any, config_dir: Path) -> bool:
+    """May this key=value override be meant relative to the flow? (Its first key is a flow
+    field and it does not name a config group.)"""
+    key = o.key_or_group
+    if o.package is not None or "/" in key or key.split(".")[0] not in FLOW_KEYS:
+        return False
+    return "." in key or not (config_dir / key).is_dir()
 
 
 def _key_path(key: str) -> tuple[str | int, ...]:
@@ -392,18 +408,17 @@ def _flow_path(cfg: Any, target: Target) -> tuple[str, ...]:
     return unwrap(cfg, (), target.flow_file.stem)
 
 
-def _provenance(target: Target, overrides: list[str], shown: dict[str, str]) -> tuple[SourceMap, list[str]]:
-    """Replay Hydra's defaults list over the YAML nodes of each file, in merge order."""
-    from hydra.core.global_hydra import GlobalHydra
+def _provenance(
+    target: Target, dl: Any, config_overrides: list[Any], lines: list[str], shown: dict[str, str]
+) -> tuple[SourceMap, list[str]]:
+    """Replay Hydra's defaults list over the YAML nodes of each file, in merge order, then
+    the command-line overrides."""
     from hydra.core.override_parser.overrides_parser import OverridesParser
-    from hydra.types import RunMode
 
-    loader = GlobalHydra.instance().config_loader()
-    dl = loader.compute_defaults_list(config_name=target.config_name, overrides=overrides, run_mode=RunMode.RUN)
     user_groups: set[str] = set()
-    for o in OverridesParser.create().parse_overrides([o for o in overrides if o not in shown]):
+    for o in OverridesParser.create().parse_overrides([x for x in lines if x not in shown]):
         user_groups.add(o.key_or_group.lstrip("/"))
-    if target.flow_name and f"+flows={target.flow_name}" in overrides[:1]:
+    if target.flow_name and lines[:1] in ([f"+flows={target.flow_name}"], [f"flows={target.flow_name}"]):
         user_groups.discard("flows")
     sm = SourceMap()
     files: list[str] = []
@@ -431,7 +446,7 @@ def _provenance(target: Target, overrides: list[str], shown: dict[str, str]) -> 
             sm.merge_tree(prefix, tree, rel, origin, skip=("defaults",))
         elif prefix:
             sm.set_tree(prefix, tree, rel, origin)
-    for ov in dl.overrides.config_overrides:
+    for ov in config_overrides:
         key = _key_path(ov.key_or_group)
         if ov.is_delete():
             sm.remove(key)

@@ -121,8 +121,13 @@ def load_flow(
 
         doc = orchestra_to_flow(doc, default_name=target.flow_file.stem)
     if "name" not in doc:
-        doc = {"name": target.flow_name or target.flow_file.stem, **doc}
-        composed.sources.entries[("name",)] = Location(origin=f"default: named after {target.flow_file.name}")
+        # named after the key wrapping it (`tox: {...}`, `flows.judges`), else the file
+        if composed.flow_path:
+            name, origin = composed.flow_path[-1], f"default: the key '{'.'.join(composed.flow_path)}'"
+        else:
+            name, origin = target.flow_name or target.flow_file.stem, f"default: named after {target.flow_file.name}"
+        doc = {"name": name, **doc}
+        composed.sources.entries[("name",)] = Location(origin=origin)
     flow, diags = validate_document(doc, composed.sources, display_path(target.flow_file))
     if diags or flow is None:
         raise FlowValidationError(diags)

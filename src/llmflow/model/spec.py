@@ -372,9 +372,30 @@ class Flow(Spec):
         # an input whose default is explicitly null is optional: keep the null, or the
         # round trip would make it required
         for k, spec in self.inputs.items():
+            entry = {"type": spec.type, **d.setdefault("inputs", {}).get(k, {})}  # type reads well first
             if "default" in spec.model_fields_set and spec.default is None:
-                d.setdefault("inputs", {}).setdefault(k, {})["default"] = None
+                entry["default"] = None
+            d["inputs"][k] = entry
+        if not d.get("inputs"):
+            d.pop("inputs", None)
         return {"name": self.name, **{k: v for k, v in d.items() if k != "name"}}
+
+    def check(self) -> list[Any]:
+        """Every problem with this flow (unknown references, cycles, bad templates, ...) as
+        diagnostics; [] when it is valid. Building a Flow in Python checks each value; this
+        checks how the parts fit together, as loading a YAML file does."""
+        from llmflow.model.validate import validate_document
+
+        return validate_document(self.to_dict(), file=f"<flow {self.name}>")[1]
+
+    def validated(self) -> Flow:
+        """This flow, or FlowValidationError listing every problem (see :meth:`check`)."""
+        from llmflow.errors import FlowValidationError
+
+        diags = self.check()
+        if diags:
+            raise FlowValidationError(diags)
+        return self
 
     def to_yaml(self) -> str:
         """The flow as YAML (multi-line strings as ``|`` blocks); :meth:`from_yaml` reads it back."""

@@ -48,13 +48,13 @@ class _Collector:
         self.step_paths: dict[str, tuple] = {}  # id of a valid step -> its key path
         self.obj_paths: dict[int, tuple] = {}  # id(StepSpec) -> its key path
         self.all_ids: dict[str, tuple] = {}  # every step id in the document -> first key path
-        self.written: dict[tuple, tuple[str, Any]] = {}  # step path -> (kind, body) of a shorthand step
+        self.written: dict[tuple, tuple[str, Any, set]] = {}  # step path -> (kind, body, its own keys) of a shorthand step
 
-    def alias_shorthand(self, path: tuple, kind: str, shorthand: str | None, body: Any) -> None:
+    def alias_shorthand(self, path: tuple, kind: str, shorthand: str | None, body: Any, keys: set) -> None:
         """`{llm: {prompt: x}}` was flattened: make `path.prompt` point where `path.llm.prompt` is."""
         head = (*path, kind)
         n = len(head)
-        self.written[path] = (kind, body)
+        self.written[path] = (kind, body, keys)
         for src in (self.sources.entries, self.sources.raw):
             if isinstance(body, dict):
                 for k in [k for k in src if k[:n] == head and len(k) > n]:
@@ -71,9 +71,9 @@ class _Collector:
             found = self.written.get(path[:i])
             if found is None or i == len(path):
                 continue
-            kind, body = found
+            kind, body, keys = found
             rest = path[i:]
-            if isinstance(body, dict) and rest[0] in body:
+            if isinstance(body, dict) and (rest[0] in body or rest[0] not in keys):
                 return (*self.as_written(path[:i]), kind, *rest)
             if isinstance(body, list) and rest[0] == "steps":
                 return (*self.as_written(path[:i]), kind, *rest[1:])
@@ -262,6 +262,10 @@ def _collect_ids(c: _Collector, raw: Any, prefix: tuple) -> None:
         if not isinstance(step, dict):
             continue
         path = (*prefix, i)
+        if isinstance(item, dict) and "kind" not in item and isinstance(step.get("kind"), str):
+            k = step["kind"]
+            cls_ = registry.kind(k)
+            c.alias_shorthand(path, k, cls_.SHORTHAND if cls_ else None, item.get(k), set(item))
         sid = step.get("id")
         if isinstance(sid, str):
             if sid in c.all_ids:
@@ -289,11 +293,7 @@ def _check_steps(c: _Collector, raw: Any, prefix: tuple, bad_ids: set[str]) -> l
     kinds = sorted(registry.kinds)
     for i, item in enumerate(raw):
         path = (*prefix, i)
-        step = normalise_step(item)
-        if isinstance(item, dict) and isinstance(step, dict) and "kind" not in item and isinstance(step.get("kind"), str):
-            k = step["kind"]
-            cls_ = registry.kind(k)
-            c.alias_shorthand(path, k, cls_.SHORTHAND if cls_ else None, item.get(k))
+        step = normalise_step(item)  # shorthand paths were aliased by _collect_ids
         if not isinstance(step, dict):
             c.add("invalid-step", f"step {i + 1} must be a mapping with 'id' and a kind, got {type(item).__name__} {_short(item)}", path, "write '- id: NAME' and a kind, e.g. 'llm: \"...\"'")
             continue
@@ -390,7 +390,7 @@ def validate_document(
         c.add("invalid-value", f"a flow must be a mapping, got {type(doc).__name__ if doc is not None else 'an empty document'}", (), "start with 'name:' and 'steps:'")
         return None, c.items
     try:
-        return _validate(c, doc)
+        return _validate(c, _string_keys(doc))
     except RecursionError:
         c.add("invalid-value", "the flow is nested too deeply (or refers to itself through YAML aliases)", (), "flatten it")
         return None, _sorted(c.items)
@@ -406,6 +406,23 @@ def _validate(c: _Collector, doc: dict) -> tuple[Flow | None, list[Diagnostic]]:
     if flow is not None and steps:
         _semantic(c, flow, bad_ids, dropped_inputs, dropped_agents)
     return (flow if not c.items else None), _sorted(c.items)
+
+
+def _string_keys(v: Any) -> Any:
+    """Mapping keys as strings, as YAML wrote them and as JSON (the event log) keeps them."""
+    if isinstance(v, dict):
+        return {k if isinstance(k, str) else _key_text(k): _string_keys(x) for k, x in v.items()}
+    if isinstance(v, list):
+        return [_string_keys(x) for x in v]
+    return v
+
+
+def _key_text(k: Any) -> str:
+    if k is None:
+        return "null"
+    if isinstance(k, bool):
+        return "true" if k else "false"
+    return str(k)
 
 
 def _sorted(items: list[Diagnostic]) -> list[Diagnostic]:
@@ -456,7 +473,7 @@ class _Scopes:
             if d in res:
                 continue
             res.add(d)
-            res |= set(self.members.get(d, ()))
+            stack += self.members.get(d, [])  # a finished group's steps have finished too
             if g is not None and d in g.nodes:
                 stack += list(g.nodes[d].needs)
         if loop is not None:

@@ -54,13 +54,15 @@ class FakeScript:
     latency: float = 0.0
     chunk: int = 1
     chunk_delay: float = 0.0
-    fail: str | None = None
+    fail: str | int | None = None  # "429" | "500" | "timeout" | "malformed"
     fail_times: int | None = None  # None: every call fails while ``fail`` is set
     retry_after: float | None = None
 
     def __post_init__(self) -> None:
-        if self.fail is not None and str(self.fail) not in FAILURES:
-            raise ValueError(f"FakeScript fail={self.fail!r} is not one of {', '.join(FAILURES)}")
+        if self.fail is not None:
+            object.__setattr__(self, "fail", str(self.fail))  # fail=429 and fail="429" mean the same
+            if self.fail not in FAILURES:
+                raise ValueError(f"FakeScript fail={self.fail!r} is not one of {', '.join(FAILURES)}")
         if self.chunk < 1:
             raise ValueError("FakeScript chunk must be at least 1 word")
 

@@ -15,6 +15,7 @@ into a short "Question:/Answer:" completion frame (see :func:`build_prompt`). Wi
 from __future__ import annotations
 
 import asyncio
+import atexit
 import json
 import os
 import threading
@@ -141,6 +142,8 @@ class LocalProvider:
                     )
                 except (OSError, ValueError, RuntimeError) as exc:
                     raise ProviderUnavailableError(f"could not load model file {file}: {exc}") from None
+                if not _MODELS:
+                    atexit.register(_close_models)
                 loaded = _MODELS[file] = _LoadedModel(llm, threading.Lock())
             return loaded
 
@@ -187,6 +190,17 @@ class LocalProvider:
 
     async def aclose(self) -> None:
         return None  # loaded models stay for the process: loading is the slow part
+
+
+def _close_models() -> None:
+    # Free models while the interpreter is intact; llama-cpp's own __del__ fails at shutdown.
+    for loaded in _MODELS.values():
+        if loaded.lock.acquire(timeout=5):
+            try:
+                loaded.llm.close()
+            finally:
+                loaded.lock.release()
+    _MODELS.clear()
 
 
 def _completion_options(llama_cpp: Any, request: ModelRequest) -> dict[str, Any]:

@@ -70,7 +70,9 @@ def open_store(url: str | None, project_dir: Path | None = None) -> Store:
 
         store = PostgresStore(url.replace("postgresql+psycopg://", "postgresql://", 1))
     elif "://" in url:
-        raise StoreError(f"cannot open the store {_redact(url)!r}: unknown scheme; accepted forms are {ACCEPTED}")
+        raise StoreError(
+            f"cannot open the store {_redact(url)!r}: unknown scheme; accepted forms are {ACCEPTED}"
+        )
     else:
         from llmflow.store.sqlite import SqliteStore
 

@@ -154,8 +154,19 @@ class MemoryStore:
             return [copy.deepcopy(a) for a in rows]
 
     def step_rows(self, run_id: str) -> dict[str, dict[str, Any]]:
+        keys = ("status", "output", "error", "started_at", "ended_at")
         with self._lock:
-            return {sid: dict(v) for (rid, sid), v in self._steps.items() if rid == run_id}
+            return {sid: {k: v.get(k) for k in keys} for (rid, sid), v in self._steps.items() if rid == run_id}
+
+    def wait_for_events(self, run_id: str, after_seq: int, timeout: float) -> list[Event]:
+        import time
+
+        deadline = time.monotonic() + timeout
+        while True:
+            evs = self.events(run_id, after_seq)
+            if evs or time.monotonic() >= deadline:
+                return evs
+            time.sleep(0.02)
 
     def artifacts(self, run_id: str) -> list[ArtifactRow]:
         with self._lock:
@@ -184,10 +195,13 @@ class MemoryStore:
                 sorted(self._runs.values(), key=lambda r: (r.created_at, r.id)) if run_id is None else []
             )
             for r in cands:
-                free = r.owner is None or r.owner == owner or (r.lease_expires_at or 0) < now
-                ok = r.status == "QUEUED" or (r.status == "RUNNING" and free)
-                if run_id is not None:
-                    ok = r.status not in ("COMPLETED", "FAILED", "CANCELED") and free
+                expired = r.owner is None or (r.lease_expires_at or 0) < now
+                if run_id is None:  # the queue scan never hands back a live lease, not even ours
+                    free = expired
+                    ok = r.status in ("QUEUED", "RUNNING")
+                else:
+                    free = expired or r.owner == owner
+                    ok = r.status not in ("COMPLETED", "FAILED", "CANCELED")
                 if ok and free:
                     r.owner = owner
                     r.lease_expires_at = now + lease_seconds

@@ -242,7 +242,9 @@ POSTGRES: list[tuple[int, list[str]]] = [
 LATEST = max(v for v, _ in SQLITE)
 assert LATEST == max(v for v, _ in POSTGRES), "both dialects must reach the same schema version"
 
-_VERSION_TABLE = "CREATE TABLE IF NOT EXISTS schema_version (version INTEGER PRIMARY KEY, applied_at {real} NOT NULL)"
+_VERSION_TABLE = (
+    "CREATE TABLE IF NOT EXISTS schema_version (version INTEGER PRIMARY KEY, applied_at {real} NOT NULL)"
+)
 
 
 def _sqlite_version(conn: sqlite3.Connection) -> int:
@@ -270,7 +272,9 @@ def apply_sqlite(conn: sqlite3.Connection) -> int:
                 continue
             for sql in statements:
                 conn.execute(sql)
-            conn.execute("INSERT INTO schema_version (version, applied_at) VALUES (?, ?)", (version, time.time()))
+            conn.execute(
+                "INSERT INTO schema_version (version, applied_at) VALUES (?, ?)", (version, time.time())
+            )
             current = version
         conn.execute("COMMIT")
     except BaseException:
@@ -297,6 +301,8 @@ def apply_postgres(conn: Any) -> int:
                 continue
             for sql in statements:
                 conn.execute(sql)
-            conn.execute("INSERT INTO schema_version (version, applied_at) VALUES (%s, %s)", (version, time.time()))
+            conn.execute(
+                "INSERT INTO schema_version (version, applied_at) VALUES (%s, %s)", (version, time.time())
+            )
             current = version
     return current

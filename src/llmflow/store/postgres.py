@@ -1,8 +1,6 @@
 """The Postgres store (psycopg 3): the same schema and semantics as the SQLite store.
 
-``append`` locks the run row to assign sequence numbers (``UPDATE runs SET last_seq =
-last_seq + n ... RETURNING last_seq``: the same row lock as ``SELECT ... FOR UPDATE``, one
-round trip fewer), then
+``append`` locks the run row (``SELECT ... FOR UPDATE``) to assign sequence numbers, then
 takes a transaction-scoped advisory lock before inserting so that event ids (the store-wide
 cursor read by ``events_since``) become visible in id order: without it a reader could see
 id 11 committed before id 10 and skip 10 for good. After appending, the store sends
@@ -25,10 +23,10 @@ from llmflow.store.sqlite import (
     ARTIFACT_COLUMNS,
     ATTEMPT_COLUMNS,
     EVENT_COLUMNS,
+    EVENT_INSERT_CHUNK,
     RUN_COLUMNS,
     RUN_JSON_COLUMNS,
     STEP_FIELDS,
-    EVENT_INSERT_CHUNK,
     AppendPlan,
     attempt_from_row,
     check_run_fields,
@@ -48,10 +46,10 @@ _EVENTS_LOCK = 0x6C6D6576  # advisory lock key serialising event-id assignment (
 _RUN_SELECT = "SELECT " + ", ".join(RUN_COLUMNS) + " FROM runs"
 _RUN_RETURNING = " RETURNING " + ", ".join(RUN_COLUMNS)
 _JSON_CASTS = {c: "%s::jsonb" for c in RUN_JSON_COLUMNS}
-_INSERT_RUN = (
-    f"INSERT INTO runs ({', '.join(RUN_COLUMNS)}) VALUES ({', '.join(_JSON_CASTS.get(c, '%s') for c in RUN_COLUMNS)})"
-)
+_INSERT_RUN = f"INSERT INTO runs ({', '.join(RUN_COLUMNS)}) VALUES ({', '.join(_JSON_CASTS.get(c, '%s') for c in RUN_COLUMNS)})"
 _CLAIM_FREE = "(owner IS NULL OR owner = %s OR COALESCE(lease_expires_at, 0) < %s)"
+# the queue scan never hands back a run whose lease is live, not even to its own holder
+_SCAN_FREE = "(owner IS NULL OR COALESCE(lease_expires_at, 0) < %s)"
 
 
 def _import_psycopg() -> Any:
@@ -85,7 +83,9 @@ class PostgresStore:
     # plumbing ------------------------------------------------------------------------------
     def _connect(self) -> Any:
         try:
-            return self._pg.connect(self.url, autocommit=True, connect_timeout=max(1, int(self._connect_timeout)))
+            return self._pg.connect(
+                self.url, autocommit=True, connect_timeout=max(1, int(self._connect_timeout))
+            )
         except self._pg.Error as exc:
             raise StoreError(f"cannot connect to the Postgres store: {exc}".strip()) from exc
 
@@ -132,9 +132,7 @@ class PostgresStore:
     # runs ----------------------------------------------------------------------------------
     def create_run(self, run: RunRecord, events: list[NewEvent], now: float) -> list[Event]:
         def tx(conn: Any) -> list[Event]:
-            cur = conn.execute(
-                f"{_INSERT_RUN} ON CONFLICT (id) DO NOTHING RETURNING id", run_params(run)
-            )
+            cur = conn.execute(f"{_INSERT_RUN} ON CONFLICT (id) DO NOTHING RETURNING id", run_params(run))
             if cur.fetchone() is None:
                 raise StoreError(f"run {run.id} already exists")
             return self._append_in_tx(conn, run.id, events, now) if events else []
@@ -161,7 +159,9 @@ class PostgresStore:
         sql = f'{_RUN_SELECT}{where} ORDER BY created_at DESC, id COLLATE "C" DESC LIMIT %s OFFSET %s'
         return [run_from_row(r) for r in self._read(sql, [*params, limit, offset])]
 
-    def count_runs(self, *, flow: str | None = None, status: str | None = None, batch_id: str | None = None) -> int:
+    def count_runs(
+        self, *, flow: str | None = None, status: str | None = None, batch_id: str | None = None
+    ) -> int:
         where, params = run_filters(flow, status, batch_id, None, None, "%s")
         return int(self._read(f"SELECT COUNT(*) FROM runs{where}", params)[0][0])
 
@@ -191,31 +191,26 @@ class PostgresStore:
         return self._run(self._append_in_tx, run_id, events, now)
 
     def _append_in_tx(self, conn: Any, run_id: str, events: list[NewEvent], now: float) -> list[Event]:
-        if not events:
-            if conn.execute("SELECT 1 FROM runs WHERE id = %s", (run_id,)).fetchone() is None:
-                raise StoreError(f"no run {run_id}")
-            return []
-        cache = self._sql_cache
-        plan = AppendPlan(run_id, events, now, "%s", cache)
-        # The UPDATE row-locks the run (like SELECT ... FOR UPDATE) until commit, so
-        # concurrent appenders to one run take turns and seq stays contiguous.
-        sql, params = plan.run.sql(len(events), run_id, "%s", cache)
-        row = conn.execute(sql, params).fetchone()
+        # The row lock makes concurrent appenders to one run take turns until commit.
+        row = conn.execute("SELECT last_seq FROM runs WHERE id = %s FOR UPDATE", (run_id,)).fetchone()
         if row is None:
             raise StoreError(f"no run {run_id}")
-        last = row[0]
-        first = last - len(events) + 1
+        if not events:
+            return []
+        cache = self._sql_cache
+        last = row[0] + len(events)
+        plan = AppendPlan(run_id, events, now, row[0] + 1, "%s", cache)
+        conn.execute(*plan.run.sql(last, run_id, "%s", cache))
         conn.execute("SELECT pg_advisory_xact_lock(%s)", (_EVENTS_LOCK,))
-        rows = plan.event_rows(first)
         by_seq: dict[int, int] = {}
         for i in range(0, len(events), EVENT_INSERT_CHUNK):
-            n = min(EVENT_INSERT_CHUNK, len(events) - i)
-            sql = insert_events_sql(n, "%s", cache, "::jsonb", " RETURNING seq, id")
-            by_seq.update(conn.execute(sql, rows[i * 9 : (i + n) * 9]).fetchall())
+            k = min(EVENT_INSERT_CHUNK, len(events) - i)
+            sql = insert_events_sql(k, "%s", cache, "::jsonb", " RETURNING seq, id")
+            by_seq.update(conn.execute(sql, plan.rows[i * 9 : (i + k) * 9]).fetchall())
         for sql, params in plan.writes:
             conn.execute(sql, params)  # str params are untyped: the server casts JSON text
         conn.execute("SELECT pg_notify(%s, %s)", (CHANNEL, f"{run_id}:{last}"))  # delivered at commit
-        return plan.final(first, [by_seq[first + i] for i in range(len(events))])
+        return plan.with_ids([by_seq[e.seq] for e in plan.events])
 
     def events(self, run_id: str, after_seq: int = 0, limit: int | None = None) -> list[Event]:
         sql = f"SELECT {EVENT_COLUMNS} FROM events WHERE run_id = %s AND seq > %s ORDER BY seq"
@@ -226,7 +221,9 @@ class PostgresStore:
         return [event_from_row(r) for r in self._read(sql, params)]
 
     def events_since(self, after_id: int, limit: int = 1000) -> list[Event]:
-        rows = self._read(f"SELECT {EVENT_COLUMNS} FROM events WHERE id > %s ORDER BY id LIMIT %s", (after_id, limit))
+        rows = self._read(
+            f"SELECT {EVENT_COLUMNS} FROM events WHERE id > %s ORDER BY id LIMIT %s", (after_id, limit)
+        )
         return [event_from_row(r) for r in rows]
 
     def wait_for_events(self, run_id: str, after_seq: int, timeout: float) -> list[Event]:
@@ -257,13 +254,29 @@ class PostgresStore:
         with self._listeners_lock:
             if self._closed:
                 raise StoreError("the Postgres store is closed")
-            if self._listeners:
-                return self._listeners.pop()
+            pooled = self._listeners.pop() if self._listeners else None
+        if pooled is not None:
+            try:
+                pooled.execute(f"LISTEN {CHANNEL}")
+                return pooled
+            except self._pg.Error:  # went stale while idle: use a fresh one
+                pooled.close()
         conn = self._connect()
-        conn.execute(f"LISTEN {CHANNEL}")
+        try:
+            conn.execute(f"LISTEN {CHANNEL}")
+        except self._pg.Error as exc:
+            conn.close()
+            raise StoreError(f"cannot listen for events: {exc}") from exc
         return conn
 
     def _give_back_listener(self, conn: Any) -> None:
+        # Idle connections must not stay subscribed: a listener that never reads holds
+        # back the server's notification queue for everyone.
+        try:
+            if not conn.closed:
+                conn.execute("UNLISTEN *")
+        except self._pg.Error:
+            conn.close()
         with self._listeners_lock:
             if self._closed or conn.closed or len(self._listeners) >= 4:
                 conn.close()
@@ -281,7 +294,9 @@ class PostgresStore:
         return [attempt_from_row(r) for r in self._read(sql, params)]
 
     def artifacts(self, run_id: str) -> list[ArtifactRow]:
-        rows = self._read(f"SELECT {ARTIFACT_COLUMNS} FROM artifacts WHERE run_id = %s ORDER BY id", (run_id,))
+        rows = self._read(
+            f"SELECT {ARTIFACT_COLUMNS} FROM artifacts WHERE run_id = %s ORDER BY id", (run_id,)
+        )
         return [ArtifactRow(*r) for r in rows]
 
     def step_rows(self, run_id: str) -> dict[str, dict[str, Any]]:
@@ -311,13 +326,15 @@ class PostgresStore:
         return sorted((Control(*r) for r in rows), key=lambda c: c.id)
 
     # leases --------------------------------------------------------------------------------
-    def claim(self, owner: str, now: float, lease_seconds: float, run_id: str | None = None) -> RunRecord | None:
+    def claim(
+        self, owner: str, now: float, lease_seconds: float, run_id: str | None = None
+    ) -> RunRecord | None:
         if run_id is None:
             target = (
-                f"(SELECT id FROM runs WHERE status IN ('QUEUED', 'RUNNING') AND {_CLAIM_FREE} "
+                f"(SELECT id FROM runs WHERE status IN ('QUEUED', 'RUNNING') AND {_SCAN_FREE} "
                 'ORDER BY created_at, id COLLATE "C" LIMIT 1 FOR UPDATE SKIP LOCKED)'
             )
-            params: tuple[Any, ...] = (owner, now + lease_seconds, owner, now)
+            params: tuple[Any, ...] = (owner, now + lease_seconds, now)
             cond = f"id = {target}"
         else:
             # Plain UPDATE: it waits for a concurrent claimer, then re-checks the condition.
@@ -329,16 +346,20 @@ class PostgresStore:
 
     def heartbeat(self, run_id: str, owner: str, now: float, lease_seconds: float) -> bool:
         n = self._run(
-            lambda conn: conn.execute(
-                "UPDATE runs SET lease_expires_at = %s WHERE id = %s AND owner = %s", (now + lease_seconds, run_id, owner)
-            ).rowcount
+            lambda conn: (
+                conn.execute(
+                    "UPDATE runs SET lease_expires_at = %s WHERE id = %s AND owner = %s",
+                    (now + lease_seconds, run_id, owner),
+                ).rowcount
+            )
         )
         return n > 0
 
     def release(self, run_id: str, owner: str) -> None:
         self._run(
             lambda conn: conn.execute(
-                "UPDATE runs SET owner = NULL, lease_expires_at = NULL WHERE id = %s AND owner = %s", (run_id, owner)
+                "UPDATE runs SET owner = NULL, lease_expires_at = NULL WHERE id = %s AND owner = %s",
+                (run_id, owner),
             )
         )
 
@@ -356,8 +377,13 @@ class PostgresStore:
         return Project(int(row[0]), name, local_path, now)
 
     def list_projects(self) -> list[Project]:
-        return [Project(*r) for r in self._read("SELECT id, name, local_path, created_at FROM projects ORDER BY id")]
+        return [
+            Project(*r)
+            for r in self._read("SELECT id, name, local_path, created_at FROM projects ORDER BY id")
+        ]
 
     def get_project(self, project_id: int) -> Project | None:
-        rows = self._read("SELECT id, name, local_path, created_at FROM projects WHERE id = %s", (project_id,))
+        rows = self._read(
+            "SELECT id, name, local_path, created_at FROM projects WHERE id = %s", (project_id,)
+        )
         return Project(*rows[0]) if rows else None

