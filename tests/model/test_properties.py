@@ -216,7 +216,7 @@ def flow_file(tmp_path_factory) -> Path:
     return p
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
 @given(st.lists(overrides, min_size=1, max_size=2))
 def test_random_overrides_exit_0_or_2_without_a_traceback(flow_file, ovs):
     assume(not any(o.startswith("-") for o in ovs))  # options, not overrides
@@ -228,7 +228,7 @@ def test_random_overrides_exit_0_or_2_without_a_traceback(flow_file, ovs):
         assert err.strip().startswith("error:"), err
 
 
-@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(overrides)
 def test_random_overrides_on_a_group_flow_exit_0_or_2_without_a_traceback(ov):
     assume(not ov.startswith("-"))

@@ -19,6 +19,8 @@ def config_dir_default(value: str | None) -> str:
 
 
 def register(app: typer.Typer) -> None:
+    if any(c.name == "validate" for c in app.registered_commands):
+        return  # main() may run many times in one process (tests, notebooks)
     flows = typer.Typer(help="List and show flows.", no_args_is_help=True)
     app.add_typer(flows, name="flows")
 

@@ -1,0 +1,16 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from llmflow.app import build_runtime
+from llmflow.runtime import Runtime
+
+
+@pytest.fixture
+def runtime(tmp_path: Path) -> Runtime:
+    env = {"LLMFLOW_MODEL": "fake:", "LLMFLOW_BLOCK_REAL_MODELS": "1"}
+    rt = build_runtime(env=env, home=tmp_path)
+    yield rt
+    rt.close()
