@@ -30,11 +30,34 @@ def build_runtime(
     from llmflow.providers.registry import ProviderRegistry
     from llmflow.steps.builtin import builtin_executors
 
-    registry = ProviderRegistry(settings.env, fake_scripts=fake_scripts, allow_real=not settings.block_real_models)
+    scripts = {**_fake_scripts_from_file(settings), **(fake_scripts or {})}
+    registry = ProviderRegistry(settings.env, fake_scripts=scripts, allow_real=not settings.block_real_models)
     limiter = _limiter(settings)
     prices = _prices(settings)
     gateway = Gateway(registry, limiter, prices)
     return Runtime(settings, store, executors=builtin_executors(), gateway=gateway, clock=clock, functions=functions)
+
+
+def _fake_scripts_from_file(settings: Settings) -> dict[str, Any]:
+    """``LLMFLOW_FAKE_SCRIPTS=path.yaml``: {name: {answers: [...] | {regex: answer}, latency: ...}}
+    makes ``fake:<name>`` answer from that script (offline demos of the examples)."""
+    raw = settings.env.get("LLMFLOW_FAKE_SCRIPTS")
+    if not raw:
+        return {}
+    import yaml
+
+    from llmflow.errors import LlmflowError
+
+    path = Path(raw)
+    if not path.is_absolute():
+        path = settings.home / path if (settings.home / path).exists() else Path.cwd() / path
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise LlmflowError(f"LLMFLOW_FAKE_SCRIPTS={raw}: cannot read the fake scripts ({exc})", hint="point it at a YAML file: {name: {answers: [...]}}") from None
+    if not isinstance(data, dict):
+        raise LlmflowError(f"LLMFLOW_FAKE_SCRIPTS={raw}: expected a mapping of name -> script")
+    return data
 
 
 def _limiter(settings: Settings) -> Any | None:

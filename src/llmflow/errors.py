@@ -16,7 +16,9 @@
     ├── RunNotFoundError (also LookupError)
     ├── RunStateError                            the operation is not allowed in the run's state
     ├── ResumeRefusedError                       the flow changed since the run started
-    └── StoreError                               the event store failed or is locked
+    ├── StoreError                               the event store failed or is locked
+    └── BatchError                               a batch cannot start or resume (llmflow batch)
+        └── DatasetError (also ValueError)       a dataset cannot be read or mapped to inputs
 """
 
 from __future__ import annotations
@@ -118,4 +120,12 @@ class ResumeRefusedError(LlmflowError):
 
 
 class StoreError(LlmflowError):
+    pass
+
+
+class BatchError(LlmflowError):
+    pass
+
+
+class DatasetError(BatchError, ValueError):
     pass

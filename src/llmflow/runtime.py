@@ -39,6 +39,30 @@ class SystemClock:
         return time.time()
 
 
+def owner_is_dead_here(owner: str | None) -> bool:
+    """An owner is "host:pid:token"; on this host, a pid that no longer exists is dead."""
+    if not owner:
+        return False
+    host, _, rest = owner.partition(":")
+    pid_s = rest.split(":", 1)[0]
+    if host != socket.gethostname() or not pid_s.isdigit():
+        return False
+    pid = int(pid_s)
+    if pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    try:  # a zombie (killed, not yet reaped by its parent) is dead too
+        with open(f"/proc/{pid}/stat", encoding="ascii") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] == "Z"
+    except OSError:
+        return False
+
+
 def new_run_id() -> str:
     return time.strftime("%Y%m%d-%H%M%S", time.gmtime()) + "-" + secrets.token_hex(3)
 
@@ -204,6 +228,10 @@ class Runtime:
             raise RunStateError(f"run {run_id} is {rec.status}; nothing to resume", hint="use `llmflow runs rerun ID --step S` to re-run a step in place")
         now = self.clock.now()
         claimed = self.store.claim(self.owner, now, self.settings.lease_seconds, run_id=run_id)
+        if claimed is None and owner_is_dead_here(rec.owner):
+            # its process on this machine is gone: no need to wait for the lease to expire
+            self.store.update_run(run_id, owner=None, lease_expires_at=None)
+            claimed = self.store.claim(self.owner, now, self.settings.lease_seconds, run_id=run_id)
         if claimed is None:
             raise RunStateError(f"run {run_id} is being executed by another process ({rec.owner})", hint="wait for it, or cancel it with `llmflow runs cancel ID`")
         try:

@@ -110,7 +110,7 @@ def test_validate_with_overrides(capsys):
     code, out, err = run(capsys, "validate", JUDGES, "-o", "~flows.judges.agents.synth")
     assert code == 2
     assert err.splitlines()[0] == (
-        "error: examples/judges/conf/flows/judges.yaml:30:9: steps[1].llm.agent: step 'synth' uses unknown agent "
+        "error: examples/judges/conf/flows/judges.yaml:31:9: steps[1].llm.agent: step 'synth' uses unknown agent "
         "'synth' (hint: known agents: judge)"
     )
 

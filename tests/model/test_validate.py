@@ -230,7 +230,7 @@ def test_unknown_name():
     assert (d.code, d.message, d.hint) == ("unknown-name", "unknown name 'input' in template '{{ input.text }}'", "did you mean 'inputs'?")
     d = one("name: x\nsteps: [{id: a, llm: '{{ item }}'}]\n")
     assert d.message == "'item' used in step 'a', which has no for_each"
-    d = one("name: x\nsteps: [{id: a, llm: '{{ matrix.m }}', matrix: {model: [a]}}]\n")
+    d = one("name: x\nsteps: [{id: a, llm: '{{ matrix.m }}', matrix: {model: ['fake:a']}}]\n")
     assert (d.message, d.hint) == ("unknown matrix key 'm' in template '{{ matrix.m }}'", "matrix keys: model")
     d = one("name: x\nsteps: [{id: a, llm: '{{ loop.iteration }}'}]\n")
     assert d.message == "'loop' used in step 'a', which is not inside a loop"
@@ -310,10 +310,20 @@ def test_unsafe_expression_fails_validation():
 
 
 def test_a_model_is_not_a_template():
-    d = one("name: x\nsteps: [{id: a, llm: {prompt: hi, model: '{{ matrix.model }}'}, matrix: {model: [a, b]}}]\n")
+    d = one("name: x\nsteps: [{id: a, llm: {prompt: hi, model: '{{ matrix.model }}'}, matrix: {model: ['fake:a', 'fake:b']}}]\n")
     assert d.code == "invalid-value"
     assert d.message == "step 'a': 'model' is not a template ('{{ matrix.model }}')"
     assert d.hint == "to run one variant per model, use 'matrix: {model: [provider:a, provider:b]}'"
+
+
+def test_a_model_names_its_provider():
+    ds = problems("name: x\nmodel: gpt-4o\nagents: {a: {model: o4mini}}\nsteps: [{id: s, llm: {prompt: hi, model: 'fake:'}, matrix: {model: ['fake:a', gemini]}}]\n")
+    assert [(d.code, d.message, d.path) for d in ds] == [
+        ("invalid-value", "flow 'x': model 'gpt-4o' does not name a provider", "model"),
+        ("invalid-value", "agent 'a': model 'o4mini' does not name a provider", "agents.a.model"),
+        ("invalid-value", "step 's': model 'gemini' does not name a provider", "steps[0].matrix.model[1]"),
+    ]
+    assert ds[0].hint == "write it as provider:model, e.g. openai:gpt-4o-mini, local:gemma3-270m or fake: (see docs/models.md)"
 
 
 def test_every_problem_is_reported_at_once_in_file_order():

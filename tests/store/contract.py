@@ -674,6 +674,48 @@ class StoreContract:
             store.create_project("alpha", "/elsewhere", now=2.0)
         assert [p.name for p in store.list_projects()] == ["alpha"]
 
+    # batches -------------------------------------------------------------------------------
+    def test_batches_are_created_found_listed_and_updated(self, store: Any) -> None:
+        from llmflow.store.batches import BatchRecord
+
+        b1 = BatchRecord("b1", "review", created_at=1.0, updated_at=1.0, spec={"data": {"path": "x.csv"}, "n": [1, None]}, owner="h:1:a")
+        store.create_batch(b1)
+        store.create_batch(BatchRecord("b2", "judges", created_at=2.0))
+        assert store.get_batch("b1") == b1
+        assert store.get_batch("nope") is None
+        assert [b.id for b in store.list_batches()] == ["b2", "b1"]
+        assert [b.id for b in store.list_batches(limit=1, offset=1)] == ["b1"]
+        store.update_batch("b1", status="COMPLETED", total=12, ended_at=5.5, metadata={"k": "v"}, owner=None)
+        got = store.get_batch("b1")
+        assert (got.status, got.total, got.ended_at, got.metadata, got.owner) == ("COMPLETED", 12, 5.5, {"k": "v"}, None)
+        assert got.spec == b1.spec
+
+    def test_a_duplicate_or_unknown_batch_raises_store_error(self, store: Any) -> None:
+        from llmflow.store.batches import BatchRecord
+
+        store.create_batch(BatchRecord("b1", "review", created_at=1.0))
+        with pytest.raises(StoreError, match="b1"):
+            store.create_batch(BatchRecord("b1", "other", created_at=2.0))
+        with pytest.raises(StoreError, match="nope"):
+            store.update_batch("nope", status="COMPLETED")
+        with pytest.raises(TypeError):
+            store.update_batch("b1", colour="red")
+
+    def test_batch_summary_counts_top_level_runs_by_status_with_usage(self, store: Any) -> None:
+        store.create_run(rec("j1", 1.0, batch_id="b1"), [ev(T.RUN_CREATED), ev(T.RUN_STARTED)], now=10.0)
+        store.append("j1", [ev(T.LLM_DONE, step_id="s", attempt=1, payload={"usage": {"input_tokens": 3, "output_tokens": 4}, "cost": 0.5}), ev(T.RUN_COMPLETED)], now=12.0)
+        store.create_run(rec("j2", 2.0, batch_id="b1"), [ev(T.RUN_CREATED), ev(T.RUN_STARTED), ev(T.RUN_FAILED, payload={"error": "x"})], now=11.0)
+        store.create_run(rec("j3", 3.0, batch_id="b1"), [ev(T.RUN_CREATED)], now=3.0)
+        store.create_run(rec("j1.child", 4.0, batch_id="b1", parent_run_id="j1"), [ev(T.RUN_CREATED)], now=4.0)
+        store.create_run(rec("other", 5.0, batch_id="b2"), [ev(T.RUN_CREATED)], now=5.0)
+        s = store.batch_summary("b1")
+        assert s["statuses"] == {"COMPLETED": 1, "FAILED": 1, "QUEUED": 1}
+        assert (s["tokens_in"], s["tokens_out"], s["cost"]) == (3, 4, 0.5)
+        assert (s["first_started_at"], s["last_ended_at"]) == (10.0, 12.0)
+        assert store.batch_run_statuses("b1") == {"j1": "COMPLETED", "j2": "FAILED", "j3": "QUEUED"}
+        assert store.batch_summary("none")["statuses"] == {}
+        assert store.batch_run_statuses("none") == {}
+
     # waiting -------------------------------------------------------------------------------
     def _waiter(self, store: Any) -> Any:
         if not hasattr(store, "wait_for_events"):

@@ -378,8 +378,21 @@ def _composition_error(target: Target, overrides: list[str], exc: Exception, sho
     else:
         hint = OVERRIDE_HINT
     bad = [o for o in overrides if o.lstrip("+~").split("=")[0] and o.lstrip("+~").split("=")[0] in text]
+    if not bad:
+        bad = [o for o in overrides if not _parses(o)]
     where = f" (override {bad[0]!r})" if bad else ""
     return CompositionError(f"cannot compose {_what(target)}{where}: {msg}", hint=hint)
+
+
+def _parses(override: str) -> bool:
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import HydraException
+
+    try:
+        OverridesParser.create().parse_overrides([override])
+    except (HydraException, ValueError):
+        return False
+    return True
 
 
 def _flow_path(cfg: Any, target: Target) -> tuple[str, ...]:

@@ -228,7 +228,7 @@ class HumanStep(StepSpec):
 class FlowStep(StepSpec):
     KIND: ClassVar[str] = "flow"
     SHORTHAND: ClassVar[str | None] = "flow"
-    TEMPLATE_FIELDS: ClassVar[tuple[str, ...]] = ("inputs",)
+    TEMPLATE_FIELDS: ClassVar[tuple[str, ...]] = ("flow", "inputs")
     kind: Literal["flow"] = "flow"
     flow: str
     inputs: dict[str, Any] = Field(default_factory=dict)

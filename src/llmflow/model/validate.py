@@ -459,6 +459,14 @@ class _Scopes:
         walk(flow.steps, None)
         self._anc: dict[str, set[str]] = {}
 
+    def enclosing_loops(self, sid: str) -> set[str]:
+        out: set[str] = set()
+        loop = self.loop_of.get(sid)
+        while loop is not None and loop not in out:
+            out.add(loop)
+            loop = self.loop_of.get(loop)
+        return out
+
     def ancestors(self, sid: str) -> set[str]:
         """Steps that have finished whenever ``sid`` runs (members of finished groups too)."""
         if sid in self._anc:
@@ -520,9 +528,19 @@ def _semantic(c: _Collector, flow: Flow, bad_ids: set[str], dropped_inputs: set[
         _check_agents(c, flow, s, p, dropped_agents)
         if isinstance(s, LlmStep) and s.model and "{{" in s.model:
             c.add("invalid-value", f"step '{s.id}': 'model' is not a template ({s.model!r})", (*p, "model"), "to run one variant per model, use 'matrix: {model: [provider:a, provider:b]}'")
+        elif isinstance(s, LlmStep) and s.model:
+            _check_model(c, s.model, f"step '{s.id}'", (*p, "model"))
+        models = (s.matrix or {}).get("model")
+        if isinstance(models, list):
+            for k, m in enumerate(models):
+                _check_model(c, m, f"step '{s.id}'", (*p, "matrix", "model", k))
     for name, a in flow.agents.items():
         if a.model and "{{" in a.model:
             c.add("invalid-value", f"agent '{name}': 'model' is not a template ({a.model!r})", ("agents", name, "model"), "write provider:model, or use ${...} to take it from the config")
+        elif a.model:
+            _check_model(c, a.model, f"agent '{name}'", ("agents", name, "model"))
+    if flow.model:
+        _check_model(c, flow.model, f"flow '{flow.name}'", ("model",))
 
     _check_cycles(c, scopes, paths)
 
@@ -532,6 +550,16 @@ def _semantic(c: _Collector, flow: Flow, bad_ids: set[str], dropped_inputs: set[
             _check_template(c, flow, s, scopes, text, (*p, *field), is_cond, paths, ids, dropped_inputs)
     for k, text in (flow.outputs or {}).items():
         _check_template(c, flow, None, scopes, text, ("outputs", k), False, paths, ids, dropped_inputs)
+
+
+def _check_model(c: _Collector, model: Any, owner: str, path: tuple) -> None:
+    if not isinstance(model, str) or ":" not in model:
+        c.add(
+            "invalid-value",
+            f"{owner}: model {_short(model)} does not name a provider",
+            path,
+            "write it as provider:model, e.g. openai:gpt-4o-mini, local:gemma3-270m or fake: (see docs/models.md)",
+        )
 
 
 def _check_route_target(c: _Collector, s: RouteStep, t: str, path: tuple, paths: dict, scopes: _Scopes, known_hint: Any) -> None:
@@ -698,8 +726,13 @@ def _check_template(
             hint = did_you_mean(name, declared) or (f"declared inputs: {', '.join(declared)}" if declared else f"declare it under 'inputs:', e.g. 'inputs: {{{name}: string}}'")
             c.add("unknown-input", f"unknown input '{name}' in {what} {_short(text)}", path, hint)
         elif ns == "steps" and name is not None:
+            body_of = scopes.loop_of.get(name)
+            visible = scopes.enclosing_loops(step.id) | ({step.id} if isinstance(step, LoopStep) else set()) if step else set()
             if name not in paths:
                 c.add("unknown-step", f"unknown step '{name}' in {what} {_short(text)}", path, did_you_mean(name, paths) or f"known steps: {', '.join(paths)}")
+            elif body_of is not None and body_of not in visible and name in ids:
+                reader = f"step '{step.id}'" if step else "the flow's outputs"
+                c.add("not-upstream", f"{reader} reads step '{name}', which is inside loop '{body_of}'", path, f"outside a loop, read its result: steps.{body_of}.output (the last body step's output)")
             elif step is not None and name not in allowed and name in ids:
                 if name == step.id:
                     msg, hint = f"step '{step.id}' reads its own output", "a step can read only steps that ran before it"

@@ -10,10 +10,11 @@ from typing import Any
 from llmflow.engine.events import Event, NewEvent
 from llmflow.errors import StoreError
 from llmflow.store.base import ArtifactRow, AttemptRow, Control, Project, RunRecord
+from llmflow.store.batches import MemoryBatches
 from llmflow.store.projection import project
 
 
-class MemoryStore:
+class MemoryStore(MemoryBatches):
     url = "memory://"
 
     def __init__(self) -> None:
@@ -122,10 +123,12 @@ class MemoryStore:
             (sid, unit, n), f, insert = ops.attempt
             key = (run.id, sid, unit, n)
             row = self._attempts.get(key)
-            if row is None:
+            if row is None and insert is None:
+                row = None  # update only: nothing to update
+            elif row is None:
                 row = AttemptRow(run.id, sid, unit, n, f["status"])
                 self._attempts[key] = row
-            for k, v in f.items():
+            for k, v in f.items() if row is not None else ():
                 setattr(row, k, v)
         if ops.attempt_add:
             (sid, unit, n), add = ops.attempt_add

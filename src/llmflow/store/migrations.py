@@ -129,6 +129,26 @@ SQLITE: list[tuple[int, list[str]]] = [
             )""",
         ],
     ),
+    (
+        2,
+        [
+            # batch metadata (llmflow.store.batches); runs keep batch_id
+            """CREATE TABLE IF NOT EXISTS batches (
+                id TEXT PRIMARY KEY,
+                flow_name TEXT NOT NULL,
+                status TEXT NOT NULL DEFAULT 'RUNNING',
+                created_at REAL NOT NULL DEFAULT 0,
+                updated_at REAL NOT NULL DEFAULT 0,
+                ended_at REAL,
+                total INTEGER,
+                spec TEXT NOT NULL DEFAULT '{}',
+                owner TEXT,
+                metadata TEXT NOT NULL DEFAULT '{}'
+            )""",
+            "CREATE INDEX IF NOT EXISTS batches_created ON batches (created_at, id)",
+            "CREATE INDEX IF NOT EXISTS runs_batch_status ON runs (batch_id, status)",
+        ],
+    ),
 ]
 
 POSTGRES: list[tuple[int, list[str]]] = [
@@ -235,6 +255,26 @@ POSTGRES: list[tuple[int, list[str]]] = [
                 local_path TEXT,
                 created_at DOUBLE PRECISION NOT NULL
             )""",
+        ],
+    ),
+    (
+        2,
+        [
+            # batch metadata (llmflow.store.batches); runs keep batch_id
+            """CREATE TABLE IF NOT EXISTS batches (
+                id TEXT PRIMARY KEY,
+                flow_name TEXT NOT NULL,
+                status TEXT NOT NULL DEFAULT 'RUNNING',
+                created_at DOUBLE PRECISION NOT NULL DEFAULT 0,
+                updated_at DOUBLE PRECISION NOT NULL DEFAULT 0,
+                ended_at DOUBLE PRECISION,
+                total BIGINT,
+                spec JSONB NOT NULL DEFAULT '{}',
+                owner TEXT,
+                metadata JSONB NOT NULL DEFAULT '{}'
+            )""",
+            "CREATE INDEX IF NOT EXISTS batches_created ON batches (created_at, id)",
+            "CREATE INDEX IF NOT EXISTS runs_batch_status ON runs (batch_id, status)",
         ],
     ),
 ]

@@ -19,6 +19,7 @@ from llmflow.engine.events import Event, NewEvent
 from llmflow.errors import StoreError
 from llmflow.store import migrations
 from llmflow.store.base import ArtifactRow, AttemptRow, Control, Project, RunRecord
+from llmflow.store.batches import SqlBatches
 from llmflow.store.sqlite import (
     ARTIFACT_COLUMNS,
     ATTEMPT_COLUMNS,
@@ -63,7 +64,7 @@ def _import_psycopg() -> Any:
     return psycopg
 
 
-class PostgresStore:
+class PostgresStore(SqlBatches):
     """Event log and projections in a Postgres database (tables in the search_path schema)."""
 
     def __init__(self, url: str, *, connect_timeout: float = 10.0) -> None:
@@ -112,6 +113,12 @@ class PostgresStore:
                 return self._db().execute(sql, params).fetchall()
             except self._pg.Error as exc:
                 raise StoreError(f"Postgres store read failed: {exc}") from exc
+
+    _ph = "%s"
+    _json_cast = "::jsonb"
+
+    def _batch_exec(self, sql: str, params: list[Any]) -> int:
+        return self._run(lambda conn: conn.execute(sql, params).rowcount)
 
     def migrate(self) -> None:
         with self._lock:

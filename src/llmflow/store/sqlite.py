@@ -27,6 +27,7 @@ from llmflow.engine.events import Event, NewEvent
 from llmflow.errors import StoreError
 from llmflow.store import migrations
 from llmflow.store.base import ArtifactRow, AttemptRow, Control, Project, RunRecord
+from llmflow.store.batches import SqlBatches
 from llmflow.store.projection import project
 
 # --- shared with the postgres store: row mapping and SQL building are dialect-neutral,
@@ -239,14 +240,23 @@ def _projection_writes(
         sql = cache.get(key) or cache.setdefault(key, upsert_sql("steps", ("run_id", "step_id"), cols, ph))
         yield sql, [run_id, sid, *(dumps_nullable(f[c]) if c == "output" else f[c] for c in cols)]
     if ops.attempt:
-        (sid, unit, n), f, _insert = ops.attempt
+        (sid, unit, n), f, insert = ops.attempt
         cols = tuple(f)
-        key = ("attempts", cols)
-        sql = cache.get(key) or cache.setdefault(
-            key, upsert_sql("attempts", ("run_id", "step_id", "unit", "attempt"), cols, ph)
-        )
         vals = [dumps_nullable(f[c]) if c in ("output", "info") else f[c] for c in cols]
-        yield sql, [run_id, sid, unit, n, *vals]
+        if insert is not None:
+            key = ("attempts", cols)
+            sql = cache.get(key) or cache.setdefault(
+                key, upsert_sql("attempts", ("run_id", "step_id", "unit", "attempt"), cols, ph)
+            )
+            yield sql, [run_id, sid, unit, n, *vals]
+        else:  # insert=None: only update an attempt that exists (no NOT NULL check on a new row)
+            key = ("attempts-update", cols)
+            sql = cache.get(key) or cache.setdefault(
+                key,
+                f"UPDATE attempts SET {', '.join(f'{c} = {ph}' for c in cols)} "
+                f"WHERE run_id = {ph} AND step_id = {ph} AND unit = {ph} AND attempt = {ph}",
+            )
+            yield sql, [*vals, run_id, sid, unit, n]
     if ops.attempt_add:
         (sid, unit, n), add = ops.attempt_add
         yield (
@@ -295,7 +305,7 @@ _CLAIM_FREE = "(owner IS NULL OR owner = ? OR COALESCE(lease_expires_at, 0) < ?)
 _SCAN_FREE = "(owner IS NULL OR COALESCE(lease_expires_at, 0) < ?)"
 
 
-class SqliteStore:
+class SqliteStore(SqlBatches):
     """Event log and projections in one SQLite file (WAL mode)."""
 
     def __init__(self, path: str | Path, *, busy_timeout: float = 10.0) -> None:
@@ -364,6 +374,10 @@ class SqliteStore:
                 return self._db.execute(sql, params).fetchall()
             except sqlite3.Error as exc:
                 raise StoreError(f"read from {self.path} failed: {exc}") from exc
+
+    def _batch_exec(self, sql: str, params: list[Any]) -> int:
+        with self._write() as conn:
+            return conn.execute(sql, params).rowcount
 
     def migrate(self) -> None:
         with self._lock:

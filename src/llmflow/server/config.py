@@ -1,0 +1,104 @@
+"""Server settings: what `llmflow serve` adds to the process settings.
+
+Read from the environment once, by the composition root (``create_app`` / ``serve``),
+never on import. Command-line flags win over the environment.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from llmflow.settings import Settings
+
+LOOPBACK_NAMES = frozenset({"localhost", "localhost.localdomain", "ip6-localhost"})
+
+
+def _flag(v: str | None) -> bool:
+    return (v or "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def _float(env: Mapping[str, str], key: str, default: float) -> float:
+    raw = env.get(key)
+    if raw is None or not raw.strip():
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ValueError(f"{key}={raw!r} is not a number") from None
+    if value != value or value < 0:  # NaN or negative
+        raise ValueError(f"{key}={raw!r} must be a number >= 0")
+    return value
+
+
+def is_loopback(host: str) -> bool:
+    """True for 127.0.0.0/8, ::1 and localhost: addresses no other machine can reach."""
+    h = host.strip().strip("[]").lower()
+    if h in LOOPBACK_NAMES:
+        return True
+    try:
+        return ipaddress.ip_address(h).is_loopback
+    except ValueError:
+        return False
+
+
+@dataclass
+class ServerConfig:
+    host: str = "127.0.0.1"
+    port: int = 8000
+    config_dir: Path | None = None  # flows by name: <config_dir>/flows/*.yaml (default ./conf)
+    flows: list[str] = field(default_factory=list)  # extra flows: names or paths
+    workers: int = 8  # runs the in-process worker executes at once; 0 = no in-process worker
+    worker_enabled: bool = True  # DISABLE_WORKER=1 turns it off
+    check_interval: float = 1.0  # WORKER_CHECK_INTERVAL: seconds between queue polls
+    allow_shell: bool = False  # may flow documents posted over the API run shell / code steps?
+    api_token: str | None = None  # LLMFLOW_API_TOKEN: bearer token for every route but /health
+    cors_origins: list[str] = field(default_factory=list)  # LLMFLOW_CORS_ORIGINS
+    projects_root: Path | None = None  # LLMFLOW_PROJECTS_ROOT (default: the server's home)
+    max_body_bytes: int = 1_048_576  # LLMFLOW_MAX_BODY_BYTES
+    sse_keepalive: float = 15.0  # LLMFLOW_SSE_KEEPALIVE: seconds between ': keepalive' comments
+    poll_interval: float = 0.5  # how often streams look for events written by other processes
+    wait_timeout: float = 600.0  # longest `wait=true` request, seconds
+    session_timeout: float = 3600.0  # Buttermilk sessions expire after this long idle
+    max_sessions: int = 1000
+    max_frames: int = 10_000  # per-session WebSocket frame buffer
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str], **overrides: object) -> ServerConfig:
+        """Environment first, then the given (command-line) values that are not None."""
+        cfg = cls()
+        cfg.worker_enabled = not _flag(env.get("DISABLE_WORKER"))
+        cfg.check_interval = _float(env, "WORKER_CHECK_INTERVAL", cfg.check_interval)
+        cfg.api_token = (env.get("LLMFLOW_API_TOKEN") or "").strip() or None
+        cfg.cors_origins = [o.strip() for o in (env.get("LLMFLOW_CORS_ORIGINS") or "").split(",") if o.strip()]
+        root = (env.get("LLMFLOW_PROJECTS_ROOT") or "").strip()
+        cfg.projects_root = Path(root).expanduser() if root else None
+        cfg.max_body_bytes = int(_float(env, "LLMFLOW_MAX_BODY_BYTES", cfg.max_body_bytes))
+        cfg.sse_keepalive = _float(env, "LLMFLOW_SSE_KEEPALIVE", cfg.sse_keepalive) or cfg.sse_keepalive
+        cfg.allow_shell = _flag(env.get("LLMFLOW_SERVER_ALLOW_SHELL"))
+        for key, value in overrides.items():
+            if value is None:
+                continue
+            if not hasattr(cfg, key):
+                raise TypeError(f"ServerConfig has no field {key!r}")
+            setattr(cfg, key, value)
+        if cfg.workers <= 0:
+            cfg.worker_enabled = False
+        return cfg
+
+    def resolved_config_dir(self, settings: Settings) -> Path:
+        return Path(self.config_dir or settings.config_dir or "conf").expanduser().resolve()
+
+    def resolved_projects_root(self, settings: Settings) -> Path:
+        return Path(self.projects_root or settings.home).expanduser().resolve()
+
+    def security_problem(self) -> str | None:
+        """Why this configuration must not start, or None."""
+        if not is_loopback(self.host) and not self.api_token:
+            return (
+                f"refusing to listen on {self.host}, which other machines can reach, without a token; "
+                "set LLMFLOW_API_TOKEN (clients send 'Authorization: Bearer <token>') or bind 127.0.0.1"
+            )
+        return None

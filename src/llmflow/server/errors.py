@@ -1,0 +1,99 @@
+"""Errors become 4xx answers with ``{"detail": ...}``; only a bug is a 500.
+
+=================================  ====  ==========================================
+error                              code  detail
+=================================  ====  ==========================================
+FlowValidationError                422   [{loc, msg, type, hint}] - loc is the field path
+request body / query / path        422   FastAPI's [{loc, msg, type}]
+FlowNotFoundError, RunNotFound...  404   the message
+RunStateError, ResumeRefusedError  409   the message (and hint)
+ProjectPathError                   400   the message
+body over LLMFLOW_MAX_BODY_BYTES   413
+nesting too deep to parse          422
+=================================  ====  ==========================================
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+
+from llmflow.errors import (
+    CompositionError,
+    FlowNotFoundError,
+    FlowValidationError,
+    LlmflowError,
+    ResumeRefusedError,
+    RunNotFoundError,
+    RunStateError,
+)
+from llmflow.model.diagnostics import Diagnostic
+from llmflow.server.services import ProjectPathError
+
+log = logging.getLogger("llmflow.server")
+
+
+def diag_loc(path: str, root: str = "body") -> list[str | int]:
+    """``document.steps[2].llm`` -> ``["body", "document", "steps", 2, "llm"]``."""
+    loc: list[str | int] = [root]
+    for part in re.findall(r"[^.\[\]]+|\[\d+\]", path or ""):
+        loc.append(int(part[1:-1]) if part.startswith("[") else part)
+    return loc
+
+
+def diagnostics_detail(diags: list[Diagnostic], root: str = "body") -> list[dict[str, Any]]:
+    out = []
+    for d in diags:
+        item: dict[str, Any] = {"loc": diag_loc(d.path, root), "msg": d.message, "type": d.code}
+        if d.hint:
+            item["hint"] = d.hint
+        if d.location.line is not None:
+            item["line"], item["column"] = d.location.line, d.location.column
+        out.append(item)
+    return out
+
+
+def _message(exc: LlmflowError) -> str:
+    return exc.message + (f" (hint: {exc.hint})" if exc.hint else "")
+
+
+def install(app: FastAPI) -> None:
+    @app.exception_handler(FlowValidationError)
+    async def _invalid(request: Request, exc: FlowValidationError) -> JSONResponse:
+        return JSONResponse({"detail": diagnostics_detail(exc.diagnostics)}, status_code=422)
+
+    @app.exception_handler(CompositionError)
+    async def _composition(request: Request, exc: CompositionError) -> JSONResponse:
+        return JSONResponse({"detail": _message(exc)}, status_code=422)
+
+    @app.exception_handler(FlowNotFoundError)
+    @app.exception_handler(RunNotFoundError)
+    async def _not_found(request: Request, exc: LlmflowError) -> JSONResponse:
+        return JSONResponse({"detail": _message(exc)}, status_code=404)
+
+    @app.exception_handler(RunStateError)
+    @app.exception_handler(ResumeRefusedError)
+    async def _conflict(request: Request, exc: LlmflowError) -> JSONResponse:
+        return JSONResponse({"detail": _message(exc)}, status_code=409)
+
+    @app.exception_handler(ProjectPathError)
+    async def _path(request: Request, exc: ProjectPathError) -> JSONResponse:
+        return JSONResponse({"detail": [{"loc": ["query", "local_path"], "msg": str(exc), "type": "path_outside_root"}]}, status_code=400)
+
+    @app.exception_handler(RecursionError)
+    async def _deep(request: Request, exc: RecursionError) -> JSONResponse:
+        return JSONResponse({"detail": [{"loc": ["body"], "msg": "the JSON document is nested too deeply", "type": "too_deep"}]}, status_code=422)
+
+    @app.exception_handler(LlmflowError)
+    async def _other(request: Request, exc: LlmflowError) -> JSONResponse:
+        log.warning("%s %s: %s", request.method, request.url.path, exc.message)
+        return JSONResponse({"detail": _message(exc)}, status_code=503 if type(exc).__name__ == "StoreError" else 400)
+
+    @app.exception_handler(Exception)
+    async def _bug(request: Request, exc: Exception) -> JSONResponse:
+        log.error("internal error in %s %s", request.method, request.url.path, exc_info=exc)
+        return JSONResponse({"detail": f"internal error: {type(exc).__name__}; see the server log"}, status_code=500)

@@ -1,0 +1,298 @@
+"""The native API under ``/api/v1``: flows, runs (create, list, show, events, SSE, control,
+re-run, fork, answers, artifacts), projects, stats and the worker.
+
+Run ids are opaque strings. Event cursors are per-run sequence numbers (``seq``, from 1).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path as FsPath
+from typing import Annotated, Any, Literal
+from urllib.parse import quote
+
+from fastapi import APIRouter, Depends, Path, Query, Request, Response
+from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse
+
+from llmflow.errors import FlowValidationError, RunNotFoundError, WorkspaceError
+from llmflow.server.errors import diagnostics_detail
+from llmflow.server.schemas import AnswerIn, CreateRunIn, DirectiveIn, ForkIn, ProjectIn, RerunIn, ValidateIn
+from llmflow.server.services import Services
+from llmflow.server.sse import event_frames, last_event_id, sse_response
+
+router = APIRouter(prefix="/api/v1", tags=["native"])
+
+Status = Literal["QUEUED", "RUNNING", "PAUSED", "COMPLETED", "FAILED", "CANCELED"]
+RunId = Annotated[str, Path(min_length=1, max_length=300, description="an opaque run id")]
+FlowName = Annotated[str, Path(min_length=1, max_length=200)]
+Cursor = Annotated[int, Query(ge=0, le=2**62, description="events with a sequence number above this")]
+Limit = Annotated[int, Query(ge=1, le=10_000)]
+
+
+def get_services(request: Request) -> Services:
+    return request.app.state.services
+
+
+Svc = Annotated[Services, Depends(get_services)]
+
+
+def get_run(svc: Services, run_id: str) -> Any:
+    rec = svc.store.get_run(run_id) if "\x00" not in run_id else None
+    if rec is None:
+        raise RunNotFoundError(f"no run {run_id!r}", hint="list runs with GET /api/v1/runs")
+    return rec
+
+
+def run_summary(rec: Any) -> dict[str, Any]:
+    return {
+        "id": rec.id,
+        "flow": rec.flow_name,
+        "status": rec.status,
+        "name": rec.name,
+        "goal": rec.goal,
+        "run_type": rec.run_type,
+        "project_id": rec.project_id,
+        "batch_id": rec.batch_id,
+        "parent_run_id": rec.parent_run_id,
+        "created_at": rec.created_at,
+        "started_at": rec.started_at,
+        "ended_at": rec.ended_at,
+        "duration": (rec.ended_at - rec.started_at) if rec.ended_at and rec.started_at else None,
+        "usage": {"input_tokens": rec.tokens_in, "output_tokens": rec.tokens_out, "cost": rec.cost},
+        "error": rec.error,
+        "last_seq": rec.last_seq,
+        "links": {"self": f"/api/v1/runs/{quote(rec.id)}", "events": f"/api/v1/runs/{quote(rec.id)}/events", "stream": f"/api/v1/runs/{quote(rec.id)}/events/stream", "ws": f"/api/v1/runs/{quote(rec.id)}/ws"},
+    }
+
+
+def project_dict(p: Any) -> dict[str, Any]:
+    return {"id": p.id, "name": p.name, "local_path": p.local_path, "created_at": p.created_at}
+
+
+# -- flows ----------------------------------------------------------------------------------------
+@router.get("/flows", summary="List the flows this server offers")
+async def list_flows(svc: Svc) -> dict[str, Any]:
+    rows = [await asyncio.to_thread(svc.catalog.describe, n) for n in svc.catalog.names()]
+    return {"flows": rows}
+
+
+@router.get("/flows/{name}", summary="Show a flow: inputs, steps, resolved definition")
+async def show_flow(name: FlowName, svc: Svc) -> dict[str, Any]:
+    entry = svc.catalog.entry(name)
+    loaded = await svc.load(name)
+    f = loaded.flow
+    return {
+        "name": f.name,
+        "origin": entry.origin,
+        "description": f.description,
+        "version": f.version,
+        "inputs": {k: {"type": s.type, "required": s.is_required, "default": s.default, "description": s.description} for k, s in f.inputs.items()},
+        "steps": [{"id": s.id, "kind": s.kind, "needs": s.needs or [], "description": s.description} for s in f.steps],
+        "definition": f.to_dict(),
+    }
+
+
+@router.get("/flows/{name}/graph", summary="A flow's step graph as Mermaid text", response_model=None)
+async def flow_graph(name: FlowName, svc: Svc, format: Annotated[Literal["json", "text"], Query()] = "json") -> Any:
+    from llmflow.model.graph import to_mermaid
+
+    text = to_mermaid((await svc.load(name)).flow)
+    if format == "text":
+        return PlainTextResponse(text)
+    return {"name": name, "mermaid": text}
+
+
+@router.post("/flows/validate", summary="Validate a served flow or a flow document")
+async def validate_flow(body: ValidateIn, svc: Svc) -> dict[str, Any]:
+    try:
+        if body.flow is not None:
+            f = (await svc.load(body.flow)).flow
+        else:
+            f = svc.parse_document(body.document).flow  # type: ignore[arg-type]
+    except FlowValidationError as exc:
+        return {"valid": False, "flow": body.flow, "diagnostics": diagnostics_detail(exc.diagnostics)}
+    return {"valid": True, "flow": f.name, "diagnostics": []}
+
+
+# -- runs -----------------------------------------------------------------------------------------
+@router.post("/runs", status_code=201, summary="Create a run (queued; wait=true answers when it has finished)", response_model=None)
+async def create_run(body: CreateRunIn, svc: Svc) -> Any:
+    o = body.options
+    if body.flow is not None:
+        loaded, posted = await svc.load(body.flow), False
+    else:
+        loaded, posted = svc.parse_document(body.document), True  # type: ignore[arg-type]
+    try:
+        opts = svc.options(models=o.models, timeout=o.timeout_seconds, project_id=o.project_id, name=o.name, metadata=o.metadata, posted=posted, max_concurrency=o.max_concurrency, max_tokens=o.max_tokens, max_cost=o.max_cost)
+    except LookupError as exc:
+        return JSONResponse({"detail": [{"loc": ["body", "options", "project_id"], "msg": str(exc), "type": "not_found"}]}, status_code=404)
+    rec = svc.submit(loaded, body.inputs, opts)
+    if not body.wait:
+        return run_summary(rec)
+    rec = await svc.wait(rec.id, body.wait_timeout)
+    view = await asyncio.to_thread(svc.runtime.view, rec.id)
+    return JSONResponse(view, status_code=200 if svc.is_terminal(rec) else 202)
+
+
+@router.get("/runs", summary="List runs, newest first")
+async def list_runs(
+    svc: Svc,
+    flow: Annotated[str | None, Query(max_length=200)] = None,
+    status: Annotated[Status | None, Query()] = None,
+    project_id: Annotated[int | None, Query(ge=-(2**53), le=2**53)] = None,
+    batch_id: Annotated[str | None, Query(max_length=300)] = None,
+    parent_run_id: Annotated[str | None, Query(max_length=300)] = None,
+    limit: Limit = 50,
+    offset: Annotated[int, Query(ge=0, le=10**9)] = 0,
+) -> dict[str, Any]:
+    for v in (flow, batch_id, parent_run_id):
+        if v is not None and "\x00" in v:
+            return {"runs": [], "total": 0, "limit": limit, "offset": offset}
+    rows = svc.store.list_runs(flow=flow, status=status, project_id=project_id, batch_id=batch_id, parent_run_id=parent_run_id, limit=limit, offset=offset)
+    total = svc.store.count_runs(flow=flow, status=status, batch_id=batch_id) if project_id is None and parent_run_id is None else None
+    return {"runs": [run_summary(r) for r in rows], "total": total, "limit": limit, "offset": offset}
+
+
+@router.get("/runs/{run_id}", summary="Show a run: steps, attempts, outputs, usage")
+async def show_run(run_id: RunId, svc: Svc) -> dict[str, Any]:
+    get_run(svc, run_id)
+    return await asyncio.to_thread(svc.runtime.view, run_id)
+
+
+@router.get("/runs/{run_id}/events", summary="A run's events after a cursor")
+async def run_events(run_id: RunId, svc: Svc, after: Cursor = 0, limit: Limit = 1000, tokens: bool = True) -> dict[str, Any]:
+    get_run(svc, run_id)
+    events = svc.store.events(run_id, after, limit)
+    last = events[-1].seq if events else after
+    rows = [e.to_dict() for e in events if tokens or e.type != "LLM_TOKENS"]
+    return {"run_id": run_id, "events": rows, "next_after": last}
+
+
+@router.get("/runs/{run_id}/events/stream", summary="SSE stream of a run's events (resumes from Last-Event-ID)", response_class=Response, responses={200: {"content": {"text/event-stream": {}}}})
+async def run_stream(run_id: RunId, request: Request, svc: Svc, after: Cursor = 0) -> Any:
+    get_run(svc, run_id)
+    start = last_event_id(request)
+    return sse_response(event_frames(svc, run_id, start if start is not None else after, lambda e: (e.seq, e.type, e.to_dict())))
+
+
+async def _control(svc: Services, run_id: str, action: str, payload: dict[str, Any] | None = None) -> dict[str, Any]:
+    get_run(svc, run_id)
+    result = svc.control(run_id, action, payload)
+    want = {"cancel": frozenset({"CANCELED", "COMPLETED", "FAILED"}), "pause": frozenset({"PAUSED", "COMPLETED", "FAILED", "CANCELED"}), "resume": frozenset({"QUEUED", "RUNNING", "COMPLETED", "FAILED", "CANCELED"})}.get(action)
+    rec = await svc.settle(run_id, want) if want else svc.store.get_run(run_id)
+    return {"run_id": run_id, "action": action, "result": result, "status": rec.status}
+
+
+@router.post("/runs/{run_id}/cancel", summary="Cancel a run: in-flight steps stop, nothing new starts")
+async def cancel_run(run_id: RunId, svc: Svc) -> dict[str, Any]:
+    return await _control(svc, run_id, "cancel")
+
+
+@router.post("/runs/{run_id}/pause", summary="Pause a run: running steps finish, no new step starts")
+async def pause_run(run_id: RunId, svc: Svc) -> dict[str, Any]:
+    return await _control(svc, run_id, "pause")
+
+
+@router.post("/runs/{run_id}/resume", summary="Resume a paused run (re-queued for a worker)")
+async def resume_run(run_id: RunId, svc: Svc) -> dict[str, Any]:
+    return await _control(svc, run_id, "resume")
+
+
+@router.post("/runs/{run_id}/answer", summary="Answer a human-input request (kept if it arrives early)")
+async def answer_run(run_id: RunId, body: AnswerIn, svc: Svc) -> dict[str, Any]:
+    return await _control(svc, run_id, "answer", {"request_id": body.request_id, "answer": body.answer})
+
+
+@router.post("/runs/{run_id}/directive", summary="Record a directive in the run's log")
+async def directive(run_id: RunId, body: DirectiveIn, svc: Svc) -> dict[str, Any]:
+    get_run(svc, run_id)
+    events = svc.directive(run_id, body.text)
+    return {"run_id": run_id, "recorded": [e.to_dict() for e in events], "result": "recorded" if events else "sent to the running run"}
+
+
+@router.post("/runs/{run_id}/rerun", summary="Re-run one step in place (dependents become STALE)")
+async def rerun(run_id: RunId, body: RerunIn, svc: Svc) -> dict[str, Any]:
+    get_run(svc, run_id)
+    stale = svc.rerun(run_id, body.step, body.unit, body.downstream)
+    return {"run_id": run_id, "step": body.step, "unit": body.unit, "stale": stale, "status": svc.store.get_run(run_id).status}
+
+
+@router.post("/runs/{run_id}/fork", status_code=201, summary="A new run reusing this run's outputs before a step")
+async def fork(run_id: RunId, body: ForkIn, svc: Svc) -> dict[str, Any]:
+    get_run(svc, run_id)
+    new = svc.runtime.fork(run_id, body.from_step)
+    svc.kick(new.id)
+    return run_summary(new)
+
+
+# -- artifacts ------------------------------------------------------------------------------------
+def artifact_rows(svc: Services, rec: Any, prefix: str) -> list[dict[str, Any]]:
+    return [
+        {"path": a.path, "size": a.size, "sha256": a.sha256, "mime": a.mime, "step_id": a.step_id, "attempt": a.attempt, "created_at": a.created_at, "url": f"{prefix}/runs/{quote(rec.id)}/artifacts/{quote(a.path)}"}
+        for a in svc.store.artifacts(rec.id)
+    ]
+
+
+def artifact_file(svc: Services, rec: Any, path: str) -> FsPath | None:
+    """The file of a recorded artifact, looked up inside the run's workspace and artifacts
+    directory only."""
+    from llmflow.steps.workspace import safe_path
+
+    if "\x00" in path or path not in {a.path for a in svc.store.artifacts(rec.id)}:
+        return None
+    for base in (svc.runtime.workspace_of(rec), svc.runtime.artifacts_of(rec)):
+        try:
+            p = safe_path(base, path)
+        except WorkspaceError:
+            continue
+        if p.is_file():
+            return p
+    return None
+
+
+@router.get("/runs/{run_id}/artifacts", summary="Files the run's steps produced")
+async def list_artifacts(run_id: RunId, svc: Svc) -> dict[str, Any]:
+    rec = get_run(svc, run_id)
+    return {"run_id": run_id, "artifacts": artifact_rows(svc, rec, "/api/v1")}
+
+
+@router.get("/runs/{run_id}/artifacts/{path:path}", summary="Download one artifact", response_class=Response, responses={200: {"content": {"application/octet-stream": {}}}})
+async def download_artifact(run_id: RunId, path: str, svc: Svc) -> Any:
+    rec = get_run(svc, run_id)
+    f = artifact_file(svc, rec, path)
+    if f is None:
+        return JSONResponse({"detail": f"run {run_id} has no artifact {path!r}"}, status_code=404)
+    return FileResponse(f, filename=f.name)
+
+
+# -- projects, stats, worker ----------------------------------------------------------------------
+@router.get("/projects", summary="List projects")
+async def list_projects(svc: Svc) -> dict[str, Any]:
+    return {"projects": [project_dict(p) for p in svc.store.list_projects()]}
+
+
+@router.post("/projects", status_code=201, summary="Create a project (a workspace directory under the projects root)")
+async def create_project(body: ProjectIn, svc: Svc) -> dict[str, Any]:
+    return project_dict(svc.create_project(body.name, body.local_path))
+
+
+@router.get("/stats", summary="Run statistics: totals, p50/p95 durations, tokens per model")
+async def stats(svc: Svc, flow: Annotated[str | None, Query(max_length=200)] = None) -> dict[str, Any]:
+    from llmflow.stats import compute_stats
+
+    if flow is not None and "\x00" in flow:
+        flow = ""
+    return await asyncio.to_thread(compute_stats, svc.store, flow)
+
+
+@router.get("/worker", summary="The in-process worker's state")
+async def worker_status(svc: Svc) -> dict[str, Any]:
+    return svc.worker.status() if svc.worker is not None else {"running": False, "disabled": True}
+
+
+@router.post("/worker/process", summary="Execute queued runs now and wait for them")
+async def worker_process(svc: Svc, timeout: Annotated[float, Query(gt=0, le=3600, allow_inf_nan=False)] = 60.0) -> dict[str, Any]:
+    if svc.worker is None:
+        return {"message": "no in-process worker (DISABLE_WORKER=1 or --workers 0)", "processed": []}
+    ids = await svc.worker.process_available(timeout)
+    return {"message": "Processing triggered", "processed": ids}

@@ -1,0 +1,259 @@
+"""What the three HTTP surfaces share: creating runs from requests, waiting for them,
+controlling them, projects, and the server's event hub and worker.
+
+One instance per app, built in the app's lifespan from the runtime (``app.py``); routes
+reach it through ``request.app.state.services``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from llmflow.engine.events import NewEvent
+from llmflow.engine.events import EventType as E
+from llmflow.errors import FlowValidationError, RunStateError, StoreError
+from llmflow.model.diagnostics import Diagnostic, did_you_mean
+from llmflow.model.loader import LoadedFlow, parse_flow_text
+from llmflow.model.spec import Flow
+from llmflow.runtime import RunOptions
+from llmflow.server.catalog import FlowCatalog
+from llmflow.server.config import ServerConfig
+from llmflow.server.hub import TERMINAL_STATUSES, EventFollower, EventHub, wait_for_status
+
+# step kinds that run code on the server: refused in flow documents posted over the API
+# unless the server runs with --allow-shell
+CODE_KINDS = frozenset({"shell", "python", "flow"})
+
+
+@dataclass
+class ApiRunOptions(RunOptions):
+    """RunOptions plus what only the service records in a run's options."""
+
+    disallow_shell: bool | None = None  # honoured by Runtime.execute
+    request_options: dict[str, Any] | None = None  # the options as the client sent them
+
+
+class ProjectPathError(ValueError):
+    pass
+
+
+class Services:
+    def __init__(self, runtime: Any, config: ServerConfig, catalog: FlowCatalog, hub: EventHub, worker: Any | None = None) -> None:
+        self.runtime = runtime
+        self.config = config
+        self.catalog = catalog
+        self.hub = hub
+        self.worker = worker
+        self.sessions: Any = None  # the Buttermilk session manager (set by the app)
+        self.started_at = time.time()
+
+    @property
+    def store(self) -> Any:
+        return self.runtime.store
+
+    @property
+    def projects_root(self) -> Path:
+        return self.config.resolved_projects_root(self.runtime.settings)
+
+    # -- flows ----------------------------------------------------------------------------------
+    async def load(self, name: str) -> LoadedFlow:
+        """A served flow by name (composition runs in a thread: it takes ~0.2 s uncached)."""
+        return await asyncio.to_thread(self.catalog.load, name)
+
+    def parse_document(self, document: str | dict[str, Any]) -> LoadedFlow:
+        """A flow definition sent in a request: validated, and checked against what posted
+        flows may do. Raises FlowValidationError with field paths under ``document``."""
+        try:
+            if isinstance(document, str):
+                flow = parse_flow_text(document, "<request>")
+            else:
+                from llmflow.model.validate import validate_document
+
+                flow, diags = validate_document(document, file="<request>")
+                if diags or flow is None:
+                    raise FlowValidationError(diags)
+        except FlowValidationError as exc:
+            raise FlowValidationError([_under("document", d) for d in exc.diagnostics]) from None
+        problems = self.posted_flow_problems(flow)
+        if problems:
+            raise FlowValidationError(problems)
+        return LoadedFlow(flow, None, "<request>")
+
+    def posted_flow_problems(self, flow: Flow) -> list[Diagnostic]:
+        out: list[Diagnostic] = []
+        if flow.options.workspace:
+            out.append(Diagnostic("not-allowed", "a posted flow cannot choose its workspace", "document.options.workspace", "run it in a project: options.project_id"))
+        if self.config.allow_shell:
+            return out
+
+        def walk(steps: list[Any], path: str) -> None:
+            for i, s in enumerate(steps):
+                here = f"{path}[{i}]"
+                if s.kind in CODE_KINDS:
+                    out.append(Diagnostic("not-allowed", f"step '{s.id}' is a {s.kind} step; flows posted over the API may not run code on the server", here, "start the server with --allow-shell, or serve the flow with --flows / the config dir"))
+                for f in s.NESTED:
+                    walk(getattr(s, f), f"{here}.{f}")
+
+        walk(flow.steps, "document.steps")
+        return out
+
+    # -- runs -----------------------------------------------------------------------------------
+    def options(self, *, models: dict[str, str] | str | None = None, timeout: float | None = None, project_id: int | None = None, name: str | None = None, goal: str | None = None, run_type: str = "flow", metadata: dict[str, Any] | None = None, posted: bool = False, request_options: dict[str, Any] | None = None, **kw: Any) -> ApiRunOptions:
+        if isinstance(models, str):
+            models = {"*": models}
+        workspace = None
+        if project_id is not None:
+            project = self.store.get_project(project_id)
+            if project is None:
+                raise LookupError(f"Project with id {project_id} not found")
+            workspace = project.local_path
+        return ApiRunOptions(
+            models=dict(models or {}),
+            timeout=timeout,
+            workspace=workspace,
+            project_id=project_id,
+            name=name,
+            goal=goal,
+            run_type=run_type,
+            metadata=dict(metadata or {}),
+            disallow_shell=True if posted and not self.config.allow_shell else None,
+            request_options=request_options,
+            **kw,
+        )
+
+    def submit(self, loaded: LoadedFlow, inputs: dict[str, Any], options: ApiRunOptions, *, coerce_strings: bool = False) -> Any:
+        """Create a QUEUED run and wake the worker. FlowValidationError for bad inputs."""
+        try:
+            rec = self.runtime.create_run(loaded, inputs, options, coerce_strings=coerce_strings)
+        except FlowValidationError as exc:
+            raise FlowValidationError([_under("", d) for d in exc.diagnostics]) from None
+        self.kick(rec.id)
+        return rec
+
+    def kick(self, run_id: str | None = None) -> None:
+        if run_id is not None:
+            self.hub.notify(run_id)
+        if self.worker is not None:
+            self.worker.wake()
+
+    async def wait(self, run_id: str, timeout: float | None = None) -> Any:
+        t = min(timeout or self.config.wait_timeout, self.config.wait_timeout)
+        return await wait_for_status(self.store, self.hub, run_id, t, poll_interval=self.config.poll_interval)
+
+    async def settle(self, run_id: str, statuses: frozenset[str], timeout: float = 2.0) -> Any:
+        """The run once a control took effect (or as it is after ``timeout``)."""
+        return await wait_for_status(self.store, self.hub, run_id, timeout, statuses=statuses, poll_interval=0.05)
+
+    def control(self, run_id: str, action: str, payload: dict[str, Any] | None = None) -> str:
+        result = self.runtime.control(run_id, action, payload or {})
+        self.kick(run_id)
+        return result
+
+    def directive(self, run_id: str, text: str) -> list[Any]:
+        """Record a directive. A run executing somewhere gets it through its runner; for
+        any other run the event is appended at once (Agent Runner records it either way)."""
+        rec = self.runtime.get(run_id)
+        if run_id in self.runtime.active or self.runtime._owned_live(rec):
+            self.control(run_id, "directive", {"text": text})
+            return []
+        events = self.store.append(run_id, [NewEvent(E.DIRECTIVE, text, payload={"text": text})], self.runtime.clock.now())
+        self.kick(run_id)
+        return events
+
+    def rerun(self, run_id: str, step: str, unit: str | None = None, downstream: bool = False) -> list[str]:
+        stale = self.runtime.request_rerun(run_id, step, unit=unit, downstream=downstream)
+        self.kick(run_id)
+        return stale
+
+    def follower(self, run_id: str, after_seq: int = 0) -> EventFollower:
+        return EventFollower(self.store, self.hub, run_id, after_seq, poll_interval=self.config.poll_interval)
+
+    def is_terminal(self, rec: Any) -> bool:
+        return rec is not None and rec.status in TERMINAL_STATUSES
+
+    # -- projects -------------------------------------------------------------------------------
+    def confine(self, local_path: str) -> Path:
+        """``local_path`` resolved inside the projects root (relative paths are taken from
+        it); ProjectPathError if it leads anywhere else."""
+        root = self.projects_root
+        p = Path(local_path).expanduser()
+        if not p.is_absolute():
+            p = root / p
+        try:
+            p = p.resolve()
+        except (OSError, RuntimeError) as exc:
+            raise ProjectPathError(f"cannot resolve {local_path!r}: {exc}") from None
+        if p != root and root not in p.parents:
+            raise ProjectPathError(f"local_path {local_path!r} is outside the projects root {root}; set LLMFLOW_PROJECTS_ROOT to allow another directory")
+        return p
+
+    def create_project(self, name: str, local_path: str) -> Any:
+        path = self.confine(local_path)
+        try:
+            return self.store.create_project(name, str(path), self.runtime.clock.now())
+        except StoreError as exc:
+            if "already exists" in exc.message:
+                raise RunStateError(exc.message, hint="choose another name") from None
+            raise
+
+    # -- inputs ---------------------------------------------------------------------------------
+    @staticmethod
+    def request_inputs(flow: Flow, *, prompt: str | None = None, text: str | None = None, uri: str | None = None, record_id: str | None = None, parameters: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Buttermilk's RunRequest mapped onto a flow's inputs: parameters by name, prompt to
+        ``prompt`` (or the flow's only required / only string input), text, uri and record_id
+        to inputs of the same name when the flow declares them."""
+        inputs = {k: v for k, v in (parameters or {}).items() if k in flow.inputs}
+        for k, v in (("text", text), ("uri", uri), ("record_id", record_id)):
+            if v is not None and k in flow.inputs:
+                inputs[k] = v
+        if prompt is not None:
+            if "prompt" in flow.inputs:
+                inputs["prompt"] = prompt
+            else:
+                required = [k for k, s in flow.inputs.items() if s.is_required and s.type in ("string", "any") and k not in inputs]
+                strings = [k for k, s in flow.inputs.items() if s.type in ("string", "any") and k not in inputs]
+                target = required[0] if len(required) == 1 else (strings[0] if len(strings) == 1 else None)
+                if target is None:
+                    names = ", ".join(flow.inputs) or "none"
+                    raise FlowValidationError([Diagnostic("unknown-input", f"flow '{flow.name}' has no 'prompt' input and no single text input to give the prompt to", "prompt", f"pass the inputs as parameters (inputs: {names})")])
+                inputs[target] = prompt
+        return inputs
+
+    def health(self) -> dict[str, Any]:
+        from llmflow import __version__
+
+        store: dict[str, Any] = {"url": _redact(self.store.url), "ok": True}
+        try:
+            self.store.count_runs()
+        except Exception as exc:  # noqa: BLE001 - health reports, never raises
+            store.update(ok=False, error=str(exc))
+        worker = self.worker.status() if self.worker is not None else {"running": False, "disabled": True}
+        return {
+            "status": "healthy" if store["ok"] else "degraded",
+            "version": __version__,
+            "store": store,
+            "worker": worker,
+            "uptime": round(time.time() - self.started_at, 1),
+        }
+
+
+def _under(prefix: str, d: Diagnostic) -> Diagnostic:
+    """The diagnostic with its key path under ``prefix`` (``document.steps[0].llm``)."""
+    if not prefix or d.path.startswith(prefix):
+        return d
+    from dataclasses import replace
+
+    return replace(d, path=f"{prefix}.{d.path}" if d.path else prefix)
+
+
+def _redact(url: str) -> str:
+    import re
+
+    return re.sub(r"(://[^:/@]*:)[^@/]*@", r"\1***@", url)
+
+
+__all__ = ["ApiRunOptions", "Services", "ProjectPathError", "CODE_KINDS", "did_you_mean"]

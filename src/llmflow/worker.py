@@ -1,0 +1,186 @@
+"""The queue worker: claims QUEUED runs (and RUNNING runs whose lease expired) and
+executes them, up to ``concurrency`` at once.
+
+Claims are atomic in the store (``Store.claim``), so any number of workers - threads of one
+server, `llmflow worker` processes, machines sharing one Postgres - can poll one queue and
+each run is executed by one of them. The runner holds the lease with heartbeats while it
+executes; when a worker dies, its lease expires and another worker's claim picks the run
+up: ``Runtime.execute`` recovers it from the log (in-flight attempts are marked
+interrupted and run again; completed steps are reused). Paused runs are not claimed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from llmflow.engine.events import Event, NewEvent
+from llmflow.engine.events import EventType as E
+from llmflow.errors import LlmflowError, StoreError
+
+log = logging.getLogger("llmflow.worker")
+
+
+class Worker:
+    """Polls the queue every ``check_interval`` seconds (or when woken) and executes runs."""
+
+    def __init__(
+        self,
+        runtime: Any,
+        *,
+        concurrency: int = 8,
+        check_interval: float = 1.0,
+        subscribers: list[Callable[[Event], None]] | None = None,
+        on_run: Callable[[str, str], None] | None = None,
+    ) -> None:
+        if concurrency < 1:
+            raise ValueError("a worker needs a concurrency of at least 1")
+        self.runtime = runtime
+        self.concurrency = concurrency
+        self.check_interval = check_interval
+        self.subscribers = list(subscribers or [])
+        self.on_run = on_run  # (run_id, "started" | final status) for logs and the CLI
+        self.tasks: dict[str, asyncio.Task[None]] = {}
+        self.running = False
+        self.processed = 0
+        self._wake: asyncio.Event | None = None
+        self._stopping = False
+        self._loop_task: asyncio.Task[None] | None = None
+
+    # -- control --------------------------------------------------------------------------------
+    def start(self) -> asyncio.Task[None]:
+        """Run the poll loop in a background task of the current event loop."""
+        if self._loop_task is None or self._loop_task.done():
+            self._stopping = False
+            self._loop_task = asyncio.create_task(self.run_forever(), name="llmflow-worker")
+        return self._loop_task
+
+    def wake(self) -> None:
+        """Look at the queue now rather than at the next poll (a run was queued)."""
+        if self._wake is not None:
+            self._wake.set()
+
+    async def run_forever(self) -> None:
+        self._wake = asyncio.Event()
+        self.running = True
+        log.info("worker %s polling every %gs, %d at once", self.runtime.owner, self.check_interval, self.concurrency)
+        try:
+            while not self._stopping:
+                try:
+                    self.fill()
+                except StoreError:
+                    log.exception("claiming queued runs failed; retrying at the next poll")
+                try:
+                    await asyncio.wait_for(self._wake.wait(), self.check_interval)
+                except TimeoutError:
+                    pass
+                self._wake.clear()
+        finally:
+            self.running = False
+
+    async def stop(self) -> None:
+        """Stop polling and stop the runs this worker executes. Their leases are released,
+        so another worker (or this one, restarted) continues them from the log."""
+        self._stopping = True
+        self.wake()
+        tasks = list(self.tasks.values())
+        for t in tasks:
+            t.cancel()
+        if tasks:
+            await asyncio.gather(*tasks, return_exceptions=True)
+        if self._loop_task is not None:
+            self._loop_task.cancel()
+            await asyncio.gather(self._loop_task, return_exceptions=True)
+            self._loop_task = None
+        self.running = False
+
+    # -- claiming -------------------------------------------------------------------------------
+    def fill(self) -> list[str]:
+        """Claim runs until every slot is busy or the queue is empty; returns the ids started."""
+        started: list[str] = []
+        while len(self.tasks) < self.concurrency and not self._stopping:
+            rt = self.runtime
+            rec = rt.store.claim(rt.owner, rt.clock.now(), rt.settings.lease_seconds)
+            if rec is None:
+                break
+            self.tasks[rec.id] = asyncio.create_task(self._execute(rec.id), name=f"llmflow-run:{rec.id}")
+            started.append(rec.id)
+        return started
+
+    async def process_available(self, timeout: float | None = None) -> list[str]:
+        """Execute queued runs until the queue is empty and they have finished (or paused);
+        Agent Runner's synchronous ``POST /worker/process``. Returns the ids executed."""
+        done: list[str] = []
+
+        async def drain() -> None:
+            while True:
+                done.extend(self.fill())
+                if not self.tasks:
+                    return
+                await asyncio.wait(list(self.tasks.values()), return_when=asyncio.FIRST_COMPLETED)
+
+        if timeout is None:
+            await drain()
+        else:
+            try:
+                await asyncio.wait_for(drain(), timeout)
+            except TimeoutError:
+                pass
+        return done
+
+    # -- one run --------------------------------------------------------------------------------
+    async def _execute(self, run_id: str) -> None:
+        status = "?"
+        try:
+            if self.on_run:
+                self.on_run(run_id, "started")
+            st = await self.runtime.execute(run_id, subscribers=self.subscribers)
+            status = str(st.status)
+        except asyncio.CancelledError:
+            status = "interrupted"
+            raise
+        except StoreError:
+            log.exception("run %s: the store failed; the run stays queued for another try", run_id)
+            status = "store error"
+        except Exception as exc:  # noqa: BLE001 - a run that cannot start must not be claimed forever
+            status = "FAILED"
+            self._fail(run_id, exc)
+        finally:
+            self.tasks.pop(run_id, None)
+            self.processed += 1
+            self.wake()  # a slot is free
+            if self.on_run:
+                self.on_run(run_id, status)
+
+    def _fail(self, run_id: str, exc: BaseException) -> None:
+        """Record why a claimed run could not be executed, so it leaves the queue."""
+        rt = self.runtime
+        if isinstance(exc, LlmflowError):
+            msg = exc.message + (f" (hint: {exc.hint})" if exc.hint else "")
+            log.warning("run %s cannot be executed: %s", run_id, msg)
+        else:
+            msg = f"internal error: {type(exc).__name__}: {exc}"
+            log.error("run %s cannot be executed", run_id, exc_info=exc)
+        try:
+            rec = rt.store.get_run(run_id)
+            if rec is not None and rec.status in ("QUEUED", "RUNNING", "PAUSED"):
+                stored = rt.store.append(run_id, [NewEvent(E.RUN_FAILED, f"Run failed: {msg}", payload={"error": msg})], rt.clock.now())
+                for e in stored:
+                    for sub in self.subscribers:
+                        sub(e)
+            rt.store.release(run_id, rt.owner)
+        except Exception:  # noqa: BLE001 - best effort; the lease expires anyway
+            log.exception("run %s: recording the failure failed", run_id)
+
+    def status(self) -> dict[str, Any]:
+        interval: float | int = int(self.check_interval) if float(self.check_interval).is_integer() else self.check_interval
+        return {
+            "running": self.running,
+            "check_interval": interval,
+            "concurrency": self.concurrency,
+            "active_runs": sorted(self.tasks),
+            "processed": self.processed,
+            "owner": self.runtime.owner,
+        }
