@@ -121,6 +121,8 @@ class Runtime:
         self.functions = dict(functions or {})
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(2)}"
         self.active: dict[str, Runner] = {}
+        self._flows: dict[str, Flow] = {}  # fingerprint -> validated Flow (specs are immutable)
+        self._fingerprints: dict[int, tuple[Flow, str]] = {}
 
     # -- flows ------------------------------------------------------------------------------
     def load(self, flow_ref: str | Path | Flow | LoadedFlow, overrides: list[str] | None = None) -> LoadedFlow:
@@ -151,7 +153,7 @@ class Runtime:
             created_at=now,
             inputs=clean,
             spec=loaded.record(),
-            fingerprint=flow.fingerprint(),
+            fingerprint=self._fingerprint(flow),
             options=options.to_dict(),
             metadata=dict(options.metadata),
             parent_run_id=options.parent_run_id,
@@ -164,14 +166,34 @@ class Runtime:
         self.store.create_run(run, [NewEvent(E.RUN_CREATED, f"Run created for flow {flow.name}", payload={"flow": flow.name, "version": flow.version, "inputs": clean})], now)
         return run
 
+    def _fingerprint(self, flow: Flow) -> str:
+        hit = self._fingerprints.get(id(flow))
+        if hit is not None and hit[0] is flow:
+            return hit[1]
+        fp = flow.fingerprint()
+        if len(self._fingerprints) > 256:
+            self._fingerprints.clear()
+        self._fingerprints[id(flow)] = (flow, fp)
+        self._flows.setdefault(fp, flow)
+        return fp
+
     def get(self, run_id: str) -> RunRecord:
         rec = self.store.get_run(run_id)
         if rec is None:
             raise RunNotFoundError(f"no run {run_id!r}", hint="list runs with `llmflow runs list`")
         return rec
 
+    def _stored_flow(self, rec: RunRecord) -> Flow:
+        f = self._flows.get(rec.fingerprint)
+        if f is None:
+            f = Flow.model_validate(rec.spec["flow"])
+            if len(self._flows) > 256:
+                self._flows.clear()
+            self._flows[rec.fingerprint] = f
+        return f
+
     def flow_of(self, rec: RunRecord, *, force: bool = False, check_source: bool = True) -> Flow:
-        stored = Flow.model_validate(rec.spec["flow"])
+        stored = self._stored_flow(rec)
         source = rec.spec.get("source")
         if not check_source or not source or source.startswith("<") or not Path(source).exists():
             return stored
@@ -190,7 +212,7 @@ class Runtime:
         return current
 
     def state_of(self, rec: RunRecord, flow: Flow | None = None) -> RunState:
-        flow = flow or Flow.model_validate(rec.spec["flow"])
+        flow = flow or self._stored_flow(rec)
         st = new_state(rec.id, flow, rec.inputs, self._state_options(rec))
         return fold(st, self.store.events(rec.id))
 
@@ -241,8 +263,7 @@ class Runtime:
             st = new_state(rec.id, flow, rec.inputs, self._state_options(rec))
             fold(st, events)
             initial = self._initial_events(st, started)
-            workspace = self.workspace_of(rec)
-            workspace.mkdir(parents=True, exist_ok=True)
+            workspace = self.workspace_of(rec)  # created by the first step that writes into it
             runner = Runner(
                 log_=self.store,
                 clock=self.clock,

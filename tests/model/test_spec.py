@@ -112,7 +112,7 @@ steps:
         - {id: critique, llm: "Critique {{ steps.draft.output }} ({{ loop.iteration }})"}
   - id: decide
     route:
-      routes: [{when: "'yes' in steps.critique.output", to: publish}]
+      routes: [{when: "'yes' in steps.refine.output", to: publish}]
       default: discard
   - {id: publish, write_file: {path: "out/{{ run.id }}.md", content: "{{ steps.draft.output }}"}}
   - {id: discard, human: {prompt: "Discard?", input: confirm}}
@@ -161,7 +161,7 @@ def build_in_python() -> Flow:
                 max_iterations=3,
                 steps=[LlmStep(id="critique", prompt="Critique {{ steps.draft.output }} ({{ loop.iteration }})")],
             ),
-            RouteStep(id="decide", routes=[Route(when="'yes' in steps.critique.output", to=["publish"])], default=["discard"]),
+            RouteStep(id="decide", routes=[Route(when="'yes' in steps.refine.output", to=["publish"])], default=["discard"]),
             WriteFileStep(id="publish", path="out/{{ run.id }}.md", content="{{ steps.draft.output }}"),
             HumanStep(id="discard", prompt="Discard?", input="confirm"),
             ConductorStep(id="chat", needs=["publish", "discard"], host="host", participants=["a", "b"], prompt="Discuss"),

@@ -289,6 +289,19 @@ def test_loops_are_not_cycles():
     assert problems(text) == []
 
 
+def test_loop_body_steps_are_not_visible_outside_their_loop():
+    text = """\
+    name: x
+    steps:
+      - id: lp
+        loop: {until: "steps.b.output == 'ok'", steps: [{id: b, llm: hi}]}
+      - {id: after, llm: "{{ steps.b.output }} {{ steps.lp.output }}"}
+    """
+    d = one(text)
+    assert (d.code, d.message) == ("not-upstream", "step 'after' reads step 'b', which is inside loop 'lp'")
+    assert d.hint == "outside a loop, read its result: steps.lp.output (the last body step's output)"
+
+
 def test_bad_expression():
     d = one("name: x\nsteps: [{id: a, llm: '{{ inputs.x | upper }'}]\n")
     assert d.code == "bad-expression"

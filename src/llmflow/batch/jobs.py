@@ -83,7 +83,8 @@ def run_id_for(batch_id: str, record_id: str, variant: str) -> str:
     rid = f"{batch_id}.{safe_part(record_id)}"
     if variant:
         v = variant.replace("=", "-").replace(",", "_")
-        rid += "." + (v if not _SAFE.search(v) and len(v) <= MAX_ID_PART else safe_part(variant) + ("" if "-" in safe_part(variant) else "-"))
+        # a label always holds '=' (so '-' here); safe_part keeps one too ("...-<hash>")
+        rid += "." + (v if not _SAFE.search(v) and len(v) <= MAX_ID_PART else safe_part(variant))
     return rid
 
 

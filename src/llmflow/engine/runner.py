@@ -117,6 +117,7 @@ class Runner:
         self._execute(cmds)
         start = self.clock.now()
         deadline = start + self.cfg.run_timeout if self.cfg.run_timeout else None
+        ticker = asyncio.create_task(self._tick())
         try:
             while not self.st.finished:
                 if self.lease_lost:
@@ -124,14 +125,10 @@ class Runner:
                     break
                 if self._idle_paused() and not self.cfg.linger_when_paused:
                     break
-                item = None
                 try:
                     item = self.inbox.get_nowait()
                 except asyncio.QueueEmpty:
-                    try:
-                        item = await asyncio.wait_for(self.inbox.get(), timeout=self.cfg.poll_interval)
-                    except TimeoutError:
-                        item = None
+                    item = await self.inbox.get()  # the ticker puts a "tick" at least every poll_interval
                 batch, cmds = [], []
                 if item is not None:
                     self._handle(item, batch, cmds)
@@ -152,10 +149,15 @@ class Runner:
                 self._flush(batch)
                 self._execute(cmds)
         finally:
+            ticker.cancel()
             await self._shutdown()
         return self.st
 
     # -- internals ----------------------------------------------------------------------------
+    async def _tick(self) -> None:
+        while True:
+            await asyncio.sleep(self.cfg.poll_interval)
+            self.inbox.put_nowait(("tick",))
     def _idle_paused(self) -> bool:
         return str(self.st.status) == "PAUSED" and not self.tasks and self.inbox.empty()
 
@@ -193,6 +195,7 @@ class Runner:
             self._decide(NewEvent(E.ATTEMPT_CANCELED, f"Attempt {cmd.attempt} of {cmd.node_id} canceled: {reason}", cmd.node_id, cmd.unit or None, cmd.attempt, {"error": reason}), batch, cmds)
         elif kind == "control":
             self._control(item[1], item[2], batch, cmds)
+        # "tick": nothing to do; the loop polls controls and the lease after each turn
 
     def _control(self, action: str, payload: dict[str, Any], batch: list[NewEvent], cmds: list[Execute | Cancel]) -> None:
         st = self.st

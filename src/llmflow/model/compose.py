@@ -342,13 +342,15 @@ def _relative_to_flow(o: Any, config_dir: Path) -> bool:
 
 
 def _key_path(key: str) -> tuple[str | int, ...]:
-    """'a.b[0].c' -> ('a', 'b', 0, 'c')."""
+    """'a.b[0].c' or 'a.b.0.c' -> ('a', 'b', 0, 'c'): list indexes as ints, as in a SourceMap."""
     out: list[str | int] = []
     for part in key.replace("[", ".[").split("."):
         if not part:
             continue
         if part.startswith("[") and part.endswith("]") and part[1:-1].isdigit():
             out.append(int(part[1:-1]))
+        elif part.isdigit():
+            out.append(int(part))
         else:
             out.append(part)
     return tuple(out)
@@ -375,6 +377,8 @@ def _composition_error(target: Target, overrides: list[str], exc: Exception, sho
         hint = f"{rest[0].rstrip(':').lower()}: {', '.join(rest[1:])}"
     elif rest:
         hint = " ".join(rest)
+    elif "mismatched input" in msg or "no viable alternative" in msg or "token recognition error" in msg:
+        hint = "quote a value with spaces, braces or commas: key='Hi {{ inputs.text }}'; " + OVERRIDE_HINT
     else:
         hint = OVERRIDE_HINT
     bad = [o for o in overrides if o.lstrip("+~").split("=")[0] and o.lstrip("+~").split("=")[0] in text]

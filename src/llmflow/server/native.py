@@ -287,12 +287,10 @@ async def stats(svc: Svc, flow: Annotated[str | None, Query(max_length=200)] = N
 
 @router.get("/worker", summary="The in-process worker's state")
 async def worker_status(svc: Svc) -> dict[str, Any]:
-    return svc.worker.status() if svc.worker is not None else {"running": False, "disabled": True}
+    return svc.worker.status()
 
 
-@router.post("/worker/process", summary="Execute queued runs now and wait for them")
+@router.post("/worker/process", summary="Execute queued runs now and wait for them (or for timeout seconds)")
 async def worker_process(svc: Svc, timeout: Annotated[float, Query(gt=0, le=3600, allow_inf_nan=False)] = 60.0) -> dict[str, Any]:
-    if svc.worker is None:
-        return {"message": "no in-process worker (DISABLE_WORKER=1 or --workers 0)", "processed": []}
     ids = await svc.worker.process_available(timeout)
     return {"message": "Processing triggered", "processed": ids}

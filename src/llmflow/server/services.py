@@ -42,7 +42,7 @@ class ProjectPathError(ValueError):
 
 
 class Services:
-    def __init__(self, runtime: Any, config: ServerConfig, catalog: FlowCatalog, hub: EventHub, worker: Any | None = None) -> None:
+    def __init__(self, runtime: Any, config: ServerConfig, catalog: FlowCatalog, hub: EventHub, worker: Any) -> None:
         self.runtime = runtime
         self.config = config
         self.catalog = catalog
@@ -137,8 +137,7 @@ class Services:
     def kick(self, run_id: str | None = None) -> None:
         if run_id is not None:
             self.hub.notify(run_id)
-        if self.worker is not None:
-            self.worker.wake()
+        self.worker.wake()
 
     async def wait(self, run_id: str, timeout: float | None = None) -> Any:
         t = min(timeout or self.config.wait_timeout, self.config.wait_timeout)
@@ -231,7 +230,7 @@ class Services:
             self.store.count_runs()
         except Exception as exc:  # noqa: BLE001 - health reports, never raises
             store.update(ok=False, error=str(exc))
-        worker = self.worker.status() if self.worker is not None else {"running": False, "disabled": True}
+        worker = self.worker.status()
         return {
             "status": "healthy" if store["ok"] else "degraded",
             "version": __version__,

@@ -39,14 +39,14 @@ class MemoryStore(MemoryBatches):
         with self._lock:
             if run.id in self._runs:
                 raise StoreError(f"run {run.id} already exists")
-            self._runs[run.id] = copy.deepcopy(run)
+            self._runs[run.id] = replace(run)
             self._events[run.id] = []
             return self.append(run.id, events, now) if events else []
 
     def get_run(self, run_id: str) -> RunRecord | None:
         with self._lock:
             r = self._runs.get(run_id)
-            return copy.deepcopy(r) if r else None
+            return replace(r) if r else None  # a shallow copy: callers treat records as read-only
 
     def _filter(self, flow=None, status=None, batch_id=None, project_id=None, parent_run_id=None):  # noqa: ANN001, ANN202
         rs = list(self._runs.values())
@@ -66,7 +66,7 @@ class MemoryStore(MemoryBatches):
         with self._lock:
             rs = self._filter(flow, status, batch_id, project_id, parent_run_id)
             rs.sort(key=lambda r: (r.created_at, r.id), reverse=True)
-            return [copy.deepcopy(r) for r in rs[offset : offset + limit]]
+            return [replace(r) for r in rs[offset : offset + limit]]
 
     def count_runs(self, *, flow=None, status=None, batch_id=None) -> int:  # noqa: ANN001
         with self._lock:
@@ -208,7 +208,7 @@ class MemoryStore(MemoryBatches):
                 if ok and free:
                     r.owner = owner
                     r.lease_expires_at = now + lease_seconds
-                    return copy.deepcopy(r)
+                    return replace(r)
             return None
 
     def heartbeat(self, run_id: str, owner: str, now: float, lease_seconds: float) -> bool:

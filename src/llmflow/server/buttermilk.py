@@ -1,0 +1,158 @@
+"""Buttermilk's HTTP API (``buttermilk/api/flow.py``, ``routes.py``), following its seed
+documents where they and its code disagree:
+
+- ``POST /flow/{name}`` (and ``GET /flow/{name}?prompt=``) really runs the flow and answers
+  with the result, as the seed documents say; ``?async=true`` or ``"wait": false`` answers
+  at once with the run id and a ``websocket_url`` to watch it;
+- ``GET /api/session`` answers with both ``session_id`` and ``sessionId``;
+- errors are 4xx with ``{"detail": ...}``, not Buttermilk's blanket 500.
+"""
+
+from __future__ import annotations
+
+from html import escape
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Path, Query, Request
+from fastapi.responses import HTMLResponse, JSONResponse
+
+from llmflow.server.schemas import FlowRequestIn, check_text
+from llmflow.server.services import Services
+from llmflow.server.sessions import SESSION_ID, TooManySessions, iso
+
+router = APIRouter(tags=["buttermilk"])
+
+FlowName = Annotated[str, Path(min_length=1, max_length=200)]
+SessionId = Annotated[str, Path(min_length=1, max_length=128)]
+
+
+def get_services(request: Request) -> Services:
+    return request.app.state.services
+
+
+Svc = Annotated[Services, Depends(get_services)]
+
+
+def _flow_choices(request: Request, svc: Services) -> Any:
+    names = svc.catalog.names()
+    accept = request.headers.get("accept", "")
+    if "text/html" in accept and "application/json" not in accept:
+        return HTMLResponse("".join(f'<option value="{escape(n)}">{escape(n)}</option>\n' for n in names))
+    return {"flow_choices": names}
+
+
+@router.get("/flows", summary="Flow names (Buttermilk)", response_model=None)
+async def flows(request: Request, svc: Svc) -> Any:
+    return _flow_choices(request, svc)
+
+
+@router.get("/api/flows", summary="Flow names (Buttermilk)", response_model=None)
+async def api_flows(request: Request, svc: Svc) -> Any:
+    return _flow_choices(request, svc)
+
+
+@router.get("/api/flows/{flow}/info", summary="A flow's inputs, models and (empty) datasets")
+async def flow_info(flow: FlowName, svc: Svc) -> dict[str, Any]:
+    f = (await svc.load(flow)).flow
+    models = sorted({a.model for a in f.agents.values() if a.model} | ({f.model} if f.model else set()))
+    return {"criteria": [], "record_ids": [], "models": models, "datasets": [], "inputs": list(f.inputs), "description": f.description}
+
+
+async def _run(svc: Services, name: str, rr: FlowRequestIn, wait: bool) -> Any:
+    mgr = svc.sessions
+    session = None
+    if rr.session_id or not wait:
+        try:
+            session = mgr.create(rr.session_id)
+        except TooManySessions as exc:
+            return JSONResponse({"detail": str(exc)}, status_code=429)
+    if session is not None:
+        if session.live:
+            return JSONResponse({"detail": f"session {session.id} is already running run {session.run_id}"}, status_code=409)
+        run_id = await mgr.start_run(session, rr, flow=name)
+    else:
+        loaded = await svc.load(name)
+        params = {**rr.extra_parameters(), **rr.parameters}
+        inputs = svc.request_inputs(loaded.flow, prompt=rr.prompt, text=rr.text, uri=rr.uri, record_id=rr.record_id, parameters=params)
+        meta = {k: v for k, v in (("record_id", rr.record_id), ("uri", rr.uri)) if v is not None}
+        run_id = svc.submit(loaded, inputs, svc.options(metadata=meta, name=f"{name} {rr.record_id or ''}".strip())).id
+    out: dict[str, Any] = {"flow": name, "run_id": run_id}
+    if session is not None:
+        out.update(session_id=session.id, websocket_url=f"/ws/{session.id}")
+    if not wait:
+        out.update(status="QUEUED", message=f"Flow started. Connect via WebSocket to {out.get('websocket_url')} to follow it.")
+        return JSONResponse(out, status_code=202)
+    rec = await svc.wait(run_id)
+    out.update(status=rec.status, outputs=rec.outputs, error=rec.error)
+    if rec.outputs and len(rec.outputs) == 1:
+        out["output"] = next(iter(rec.outputs.values()))
+    elif rec.outputs and "result" in rec.outputs:
+        out["output"] = rec.outputs["result"]
+    return JSONResponse(out, status_code=200 if svc.is_terminal(rec) else 202)
+
+
+@router.post("/flow/{flow_name}", summary="Run a flow and answer with its result (?async=true: at once)", response_model=None)
+async def post_flow(
+    flow_name: FlowName,
+    svc: Svc,
+    body: FlowRequestIn | None = None,
+    async_: Annotated[bool, Query(alias="async", description="answer at once with the run id and a websocket_url")] = False,
+) -> Any:
+    svc.catalog.entry(flow_name)  # 404 for an unknown flow before anything else
+    rr = body or FlowRequestIn()
+    return await _run(svc, flow_name, rr, wait=rr.wait and not async_)
+
+
+@router.get("/flow/{flow_name}", summary="Run a flow with ?prompt= (Buttermilk)", response_model=None)
+async def get_flow(
+    flow_name: FlowName,
+    svc: Svc,
+    prompt: Annotated[str | None, Query(max_length=100_000)] = None,
+    q: Annotated[str | None, Query(max_length=100_000)] = None,
+    async_: Annotated[bool, Query(alias="async")] = False,
+) -> Any:
+    svc.catalog.entry(flow_name)
+    text = prompt if prompt is not None else q
+    if not text:
+        return JSONResponse({"detail": [{"loc": ["query", "prompt"], "msg": "GET /flow/{name} needs ?prompt=", "type": "missing"}]}, status_code=400)
+    try:
+        check_text(text)
+    except ValueError as exc:
+        return JSONResponse({"detail": [{"loc": ["query", "prompt"], "msg": str(exc), "type": "value_error"}]}, status_code=422)
+    return await _run(svc, flow_name, FlowRequestIn(prompt=text), wait=not async_)
+
+
+# -- sessions -------------------------------------------------------------------------------------
+@router.get("/api/session", summary="A new session id (both session_id and sessionId)", response_model=None)
+async def new_session(svc: Svc) -> Any:
+    try:
+        s = svc.sessions.create()
+    except TooManySessions as exc:
+        return JSONResponse({"detail": str(exc)}, status_code=429)
+    return {"session_id": s.id, "sessionId": s.id, "status": "new", "created_at": iso(s.created_at), "websocket_url": f"/ws/{s.id}"}
+
+
+def _session(svc: Services, sid: str) -> Any:
+    return svc.sessions.get(sid) if SESSION_ID.match(sid) else None
+
+
+@router.get("/api/session/{session_id}/status", summary="A session's status", response_model=None)
+async def session_status(session_id: SessionId, svc: Svc) -> Any:
+    s = _session(svc, session_id)
+    if s is None:
+        return JSONResponse({"detail": f"Session {session_id} not found"}, status_code=404)
+    return s.info(svc.config.session_timeout)
+
+
+@router.delete("/api/session/{session_id}", summary="End a session (cancels its running flow)", response_model=None)
+async def delete_session(session_id: SessionId, svc: Svc) -> Any:
+    if _session(svc, session_id) is None or not svc.sessions.delete(session_id):
+        return JSONResponse({"detail": f"Session {session_id} not found"}, status_code=404)
+    return {"message": f"Session {session_id} cleaned up successfully"}
+
+
+@router.get("/api/sessions", summary="Every live session")
+async def list_sessions(svc: Svc) -> dict[str, Any]:
+    svc.sessions.expire()
+    rows = [s.info(svc.config.session_timeout) for s in svc.sessions.sessions.values()]
+    return {"sessions": rows, "total": len(rows)}
