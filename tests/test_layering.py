@@ -34,6 +34,7 @@ COMPONENT = {
     "gateway": "app",
     "settings": "app",
     "stats": "app",
+    "worker": "app",
     "api": "api",
     "batch": "batch",
     "server": "server",
@@ -43,10 +44,10 @@ COMPONENT = {
     "__init__": "root",
 }
 
-_CORE = {"errors"}
-_APP = {"errors", "model", "engine", "steps", "providers", "store", "app"}
+_CORE = {"errors", "root"}  # root: `from llmflow import __version__` (its exports resolve to their homes)
+_APP = _CORE | {"model", "engine", "steps", "providers", "store", "app"}
 ALLOWED = {
-    "errors": _CORE,
+    "errors": {"errors"},
     "model": _CORE | {"model"},
     "engine": _CORE | {"model", "engine"},
     "steps": _CORE | {"model", "engine", "steps"},
@@ -116,11 +117,29 @@ def imports_of(path: Path) -> list[tuple[int, str]]:
             if mod.split(".")[0] != "llmflow":
                 continue
             if node.module is None or mod.count(".") < 1:
-                # `from llmflow import x` / `from . import x`: x is the module imported
-                out += [(node.lineno, f"{mod}.{a.name}") for a in node.names]
+                # `from llmflow import x` / `from . import x`: x is a module, or a name
+                out += [(node.lineno, _from_package(mod, a.name)) for a in node.names]
             else:
                 out.append((node.lineno, mod))
     return out
+
+
+def _root_exports() -> dict[str, str]:
+    """llmflow/__init__.py's lazy exports: name -> the module it comes from."""
+    tree = ast.parse((SRC / "__init__.py").read_text(encoding="utf-8"))
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Assign) and any(isinstance(t, ast.Name) and t.id == "_EXPORTS" for t in node.targets):
+            return ast.literal_eval(node.value)
+    return {}
+
+
+def _from_package(package: str, name: str) -> str:
+    base = SRC.parent.joinpath(*package.split("."))
+    if (base / f"{name}.py").exists() or (base / name).is_dir():
+        return f"{package}.{name}"
+    if package == "llmflow":
+        return _root_exports().get(name, "llmflow")
+    return package
 
 
 def violations() -> list[str]:

@@ -115,6 +115,19 @@ def test_validate_with_overrides(capsys):
     )
 
 
+def test_validate_a_config_dir_validates_each_of_its_flows(capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    write(tmp_path, "conf/flows/a.yaml", "a:\n  steps: [{id: x, llm: hi}]\n")
+    write(tmp_path, "conf/flows/b.yaml", "b:\n  steps: [{id: x, lmm: hi}]\n")
+    code, out, err = run(capsys, "validate", ".")
+    assert code == 2
+    assert out == "ok: conf/flows/a.yaml\n"
+    assert err == (
+        "error: conf/flows/b.yaml:2:11: steps[0]: step 'x' has no kind (hint: did you mean 'llm'?)\n"
+        "1 problem in 1 of 2 flows\n"
+    )
+
+
 def test_validate_needs_a_path(capsys):
     code, out, err = run(capsys, "validate")
     assert code == 2

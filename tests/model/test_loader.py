@@ -137,6 +137,14 @@ def test_public_load_flow_and_validate_flow():
     assert ds[0].location.file == "examples/judges/conf/flows/judges.yaml"
 
 
+def test_validate_flow_accepts_a_python_flow():
+    from llmflow.model.spec import LlmStep
+
+    assert validate_flow(Flow(name="f", steps=[LlmStep(id="a", prompt="hi")])) == []
+    ds = validate_flow(Flow(name="f", steps=[LlmStep(id="a", prompt="{{ inputs.x }}")]))
+    assert [d.code for d in ds] == ["unknown-input"]
+
+
 def test_validation_errors_from_composed_flows_point_into_the_right_file(write, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     write("conf/agents/a.yaml", "a:\n  modle: fake:x\n")

@@ -127,7 +127,7 @@ class RecordMapper:
         self.inputs = inputs  # name -> InputSpec
         self.columns = dict(columns)
         self.id_column = id_column
-        self._auto: str | None = None
+        self._auto: tuple[str, str] | None = None  # (input, field)
 
     def check(self, first: dict[str, Any] | BadRow | None, source: str) -> None:
         """Fail early, before any job runs, when the data cannot feed the flow."""
@@ -150,9 +150,17 @@ class RecordMapper:
             raise DatasetError(f"{source} has no column {self.id_column!r} for --record-id", hint=f"columns: {', '.join(keys)}")
         required = [k for k, s in self.inputs.items() if s.is_required and k != "record_id"]
         unmapped = [k for k in required if k not in self.columns and k not in first]
-        if len(unmapped) == 1 and len(required) == 1 and len(keys) == 1:
-            self._auto = keys[0]
-            unmapped = []
+        matched = [k for k in self.inputs if k in self.columns or k in first]
+        fields = [k for k in keys if k not in (self.id_column, "record_id", "id")]
+        if not matched and len(self.inputs) == 1 and len(fields) == 1:
+            # one input, one data field: that is the mapping (plain-text lines -> prompt)
+            self._auto = (next(iter(self.inputs)), fields[0])
+            return
+        if not matched and self.inputs and not unmapped:
+            raise DatasetError(
+                f"none of the columns of {source} ({', '.join(keys)}) is an input of the flow ({', '.join(self.inputs)})",
+                hint="map them with --columns INPUT=COLUMN",
+            )
         if unmapped:
             raise DatasetError(
                 f"the flow needs input(s) {', '.join(unmapped)}, which {source} does not have",
@@ -176,8 +184,8 @@ class RecordMapper:
                 v = get_path(row, self.columns[name])
             elif name in row:
                 v = row[name]
-            elif self._auto is not None and name not in variant.values and self.inputs[name].is_required:
-                v = row.get(self._auto)
+            elif self._auto is not None and name == self._auto[0]:
+                v = row.get(self._auto[1])
             elif name == "record_id":
                 v = record_id
             else:

@@ -20,7 +20,7 @@ import csv
 import io
 import json
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -122,10 +122,9 @@ class ResultFile:
                 if isinstance(row, dict) and row.get("job_id"):
                     yield row
 
-    def open(self, drop: set[str] | None = None) -> None:
+    def open(self, drop: Callable[[dict[str, Any]], bool] | None = None) -> None:
         """Prepare for appending. An existing file is rewritten with each job's row once,
-        without torn rows and without the jobs in ``drop`` (they are about to run again)."""
-        drop = drop or set()
+        without torn rows and without the rows ``drop`` picks (jobs about to run again)."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
         j = self.journal
         had = j.exists() or (self.format == "parquet" and self.path.exists())
@@ -135,7 +134,7 @@ class ResultFile:
                 writer = self._writer(out, header=True)
                 for row in self._existing():
                     jid = row["job_id"]
-                    if jid in drop or jid in self.job_ids:
+                    if jid in self.job_ids or (drop is not None and drop(row)):
                         continue
                     self.job_ids.add(jid)
                     self.run_ids.add(row.get("run_id") or "")

@@ -28,6 +28,7 @@ def run_guarded(app: Any, argv: list[str]) -> int:
         FlowNotFoundError,
         FlowValidationError,
         LlmflowError,
+        ResumeRefusedError,
         RunNotFoundError,
         RunStateError,
     )
@@ -52,7 +53,7 @@ def run_guarded(app: Any, argv: list[str]) -> int:
         n = len(exc.diagnostics)
         eprint(f"{n} problem{'s' if n != 1 else ''} found; nothing was run")
         return EXIT_INVALID
-    except (CompositionError, FlowNotFoundError, RunNotFoundError, RunStateError) as exc:
+    except (CompositionError, FlowNotFoundError, RunNotFoundError, RunStateError, ResumeRefusedError) as exc:
         eprint(f"error: {exc.message}")
         if exc.hint:
             eprint(f"hint: {exc.hint}")

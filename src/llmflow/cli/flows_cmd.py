@@ -35,7 +35,8 @@ def register(app: typer.Typer) -> None:
         from llmflow.cli.errors import eprint
         from llmflow.model.loader import validate_flow
 
-        results = {p: validate_flow(p, overrides or [], config_dir_default(config_dir)) for p in paths}
+        targets = [t for p in paths for t in _expand(p)]
+        results = {p: validate_flow(p, overrides or [], config_dir_default(config_dir)) for p in targets}
         bad = sum(1 for d in results.values() if d)
         if as_json:
             print(json.dumps({p: {"valid": not d, "diagnostics": [x.to_dict() for x in d]} for p, d in results.items()}, indent=2))
@@ -47,7 +48,7 @@ def register(app: typer.Typer) -> None:
                     eprint(f"error: {d.format()}")
             if bad:
                 n = sum(len(d) for d in results.values())
-                eprint(f"{n} problem{'s' if n != 1 else ''} in {bad} of {len(paths)} flow{'s' if len(paths) != 1 else ''}")
+                eprint(f"{n} problem{'s' if n != 1 else ''} in {bad} of {len(targets)} flow{'s' if len(targets) != 1 else ''}")
         return 2 if bad else 0
 
     @app.command("config")
@@ -137,6 +138,18 @@ def register(app: typer.Typer) -> None:
             needs = f" <- {', '.join(n.needs)}" if n.needs else ""
             print(f"  {nid} [{n.step.kind}]{needs}")
         return 0
+
+
+def _expand(path: str) -> list[str]:
+    """A project or config directory holding several flows stands for each of them."""
+    from pathlib import Path
+
+    d = Path(path)
+    if not d.is_dir() or (d / "flow.yaml").exists():
+        return [path]
+    conf = d / "conf" if (d / "conf").is_dir() else d
+    flows = sorted((conf / "flows").glob("*.yaml")) if (conf / "flows").is_dir() else []
+    return [str(f) for f in flows] if len(flows) > 1 else [path]
 
 
 def print_provenance(rows: list[dict]) -> None:

@@ -24,6 +24,10 @@ def _register() -> None:
 
     flows_cmd.register(app)
     runs_cmd.register(app)
+    __import__("llmflow.cli.serve_cmd", fromlist=["register"]).register(app)
+    __import__("llmflow.cli.worker_cmd", fromlist=["register"]).register(app)
+    __import__("llmflow.cli.ws_cmd", fromlist=["register"]).register(app)
+    __import__("llmflow.cli.batch_cmd", fromlist=["register"]).register(app)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -164,10 +164,15 @@ def parse_flow_text(text: str, file: str = "<text>") -> Flow:
     return flow
 
 
-def validate_flow(name_or_path: str | Path, overrides: list[str] | None = None, config_dir: str | Path | None = None) -> list[Diagnostic]:
-    """Every problem of a flow, [] when it is valid. Never raises for bad definitions."""
+def validate_flow(
+    name_or_path: str | Path | Flow, overrides: list[str] | None = None, config_dir: str | Path | None = None
+) -> list[Diagnostic]:
+    """Every problem of a flow (a name, a path, or a Flow built in Python), [] when it is
+    valid. Never raises for bad definitions."""
     from llmflow.errors import CompositionError, FlowNotFoundError
 
+    if isinstance(name_or_path, Flow):
+        return name_or_path.check()
     try:
         load_flow(name_or_path, overrides, config_dir)
     except FlowValidationError as exc:

@@ -1,0 +1,208 @@
+"""`llmflow batch` (run a flow over a dataset) and `llmflow batches list | show`."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from typing import Annotated, Any
+
+import typer
+
+from llmflow.cli.flows_cmd import ConfigDir
+from llmflow.cli.runs_cmd import Json, _fmt_ts, _models, _parse_kv, _runtime
+
+
+def _print_start(plan: Any) -> None:
+    b = plan.batch
+    what = "resuming" if plan.resumed else "starting"
+    v = len(plan.variants)
+    shape = f"{b.total} jobs" + (f" ({b.total // v} records x {v} variants)" if v > 1 and b.total is not None else "")
+    print(f"batch {b.id}: {what}: flow {b.flow_name} over {plan.source.label}: {shape}", file=sys.stderr)
+    print(f"results: {plan.output}", file=sys.stderr)
+
+
+def _print_result(r: Any, as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(r.to_dict(), indent=2, default=str))
+        return
+    total = "?" if r.total is None else r.total
+    print(f"batch {r.batch_id}: {r.status}: {r.completed + r.failed}/{total} jobs done ({r.completed} completed, {r.failed} failed) in {r.elapsed:.1f}s; tokens {r.tokens}, cost ${r.cost:.4f}")
+    print(f"results: {r.output}")
+    if r.status != "COMPLETED":
+        print(f"stopped: {r.reason}", file=sys.stderr)
+        print(f"continue with: llmflow batch --resume {r.batch_id}", file=sys.stderr)
+    elif r.failed:
+        print(f"re-run the failed jobs with: llmflow batch --resume {r.batch_id} --retry-failed", file=sys.stderr)
+
+
+async def _drive(driver: Any) -> Any:
+    """Run the driver; the first Ctrl-C (or SIGTERM) stops it cleanly, a second quits."""
+    import asyncio
+    import signal
+
+    loop = asyncio.get_running_loop()
+    hits = {"n": 0}
+
+    def on_signal() -> None:
+        hits["n"] += 1
+        if hits["n"] > 1:
+            raise KeyboardInterrupt
+        print("\nstopping the batch: in-flight jobs are left for --resume (Ctrl-C again to quit at once)", file=sys.stderr)
+        driver.interrupt("interrupted")
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        try:
+            loop.add_signal_handler(sig, on_signal)
+        except (NotImplementedError, RuntimeError):
+            pass
+    try:
+        return await driver.run()
+    finally:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            try:
+                loop.remove_signal_handler(sig)
+            except (NotImplementedError, RuntimeError):
+                pass
+
+
+def register(app: typer.Typer) -> None:
+    batches = typer.Typer(help="Inspect batches (runs of a flow over a dataset).", no_args_is_help=True)
+    app.add_typer(batches, name="batches")
+
+    @app.command("batch")
+    def batch(
+        flow: Annotated[str | None, typer.Argument(help="Flow file, directory or name (omit with --resume)")] = None,
+        overrides: Annotated[list[str] | None, typer.Argument(help="Hydra overrides: key=value, group=option")] = None,
+        data: Annotated[str | None, typer.Option("--data", "-d", help="Dataset: .csv .tsv .jsonl .json .parquet .txt (default: the flow's data:)")] = None,
+        data_format: Annotated[str | None, typer.Option("--format", help="Dataset format when the extension does not say")] = None,
+        columns: Annotated[list[str] | None, typer.Option("--columns", help="FIELD=COLUMN: flow input FIELD from dataset COLUMN (repeatable; dotted paths reach into JSON)")] = None,
+        record_id: Annotated[str | None, typer.Option("--record-id", help="Column holding each record's id (default: record_id or id, else a content hash)")] = None,
+        max_records: Annotated[int | None, typer.Option("--max-records", help="Only the first N records (after --shuffle)")] = None,
+        shuffle: Annotated[bool, typer.Option("--shuffle", help="Records in a random order (see --seed)")] = False,
+        seed: Annotated[int | None, typer.Option("--seed", help="Seed for --shuffle (stored, so --resume keeps the order)")] = None,
+        max_workers: Annotated[int, typer.Option("--max-workers", "-j", help="Jobs running at once")] = 16,
+        output: Annotated[str | None, typer.Option("--output", "-o", help="Result file: .jsonl, .csv or .parquet (default .llmflow/batches/ID/results.jsonl)")] = None,
+        error_policy: Annotated[str, typer.Option("--error-policy", help="continue: run every job; stop: stop after the first failed job")] = "continue",
+        resume: Annotated[str | None, typer.Option("--resume", help="Continue batch ID: only jobs that did not finish run")] = None,
+        retry_failed: Annotated[bool, typer.Option("--retry-failed", help="With --resume: also re-run failed and canceled jobs")] = False,
+        model: Annotated[list[str] | None, typer.Option("--model", "-m", help="STEP=provider:model, or provider:model for every step")] = None,
+        engine: Annotated[str, typer.Option("--engine", help="local (one process) or ray")] = "local",
+        ray_address: Annotated[str | None, typer.Option("--ray-address", help="Ray cluster to join (default: start a local one)")] = None,
+        force: Annotated[bool, typer.Option("--force", help="Resume even if the batch's driver still looks alive")] = False,
+        progress_interval: Annotated[float, typer.Option("--progress-interval", help="Seconds between progress lines when not in a terminal")] = 5.0,
+        as_json: Json = False,
+        verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug logs on stderr")] = False,
+        config_dir: ConfigDir = None,
+    ) -> int:
+        """Run a flow over every record of a dataset: one run per record (x variant),
+        resumable, with a result file.
+
+        Exit codes: 0 every job completed, 1 some failed or the batch stopped, 2 invalid
+        input, 130 interrupted (continue with --resume)."""
+        from llmflow.batch.plan import BatchRequest, plan_batch
+        from llmflow.batch.progress import ProgressView
+        from llmflow.batch.runner import BatchDriver
+        from llmflow.errors import BatchError
+        from llmflow.runtime import run_blocking
+
+        if retry_failed and not resume:
+            raise typer.BadParameter("--retry-failed goes with --resume BATCH_ID")
+        if engine not in ("local", "ray"):
+            raise typer.BadParameter(f"--engine must be local or ray, not {engine!r}")
+        rt = _runtime(config_dir, verbose)
+        req = BatchRequest(
+            flow=flow,
+            data=data,
+            data_format=data_format,
+            columns=_parse_kv(columns, "FIELD=COLUMN"),
+            record_id=record_id,
+            max_records=max_records,
+            shuffle=shuffle,
+            seed=seed,
+            max_workers=max_workers,
+            output=output,
+            error_policy=error_policy,
+            resume=resume,
+            retry_failed=retry_failed,
+            overrides=list(overrides or []),
+            models=_models(model),
+            engine=engine,
+            ray_address=ray_address,
+            force=force,
+        )
+        plan = plan_batch(rt, req)
+        if plan.batch.total == 0:
+            raise BatchError(f"{plan.source.label} has no records", hint="check the file, or --max-records")
+        executor = None
+        if engine == "ray":
+            from llmflow.batch.ray_executor import RayExecutor
+
+            executor = RayExecutor(rt, address=ray_address, max_workers=max_workers)
+        _print_start(plan)
+        driver = BatchDriver(rt, plan, executor=executor)
+        driver.view = ProgressView(driver.counters, plan.id, live=sys.stderr.isatty() and not as_json, interval=progress_interval)
+        with driver.view:
+            result = run_blocking(_drive(driver))
+        _print_result(result, as_json)
+        if result.status != "COMPLETED":
+            return 130 if result.reason == "interrupted" else 1
+        return 1 if result.failed else 0
+
+    @batches.command("list")
+    def batches_list(
+        limit: Annotated[int, typer.Option("--limit", "-n")] = 20,
+        offset: Annotated[int, typer.Option("--offset")] = 0,
+        as_json: Json = False,
+    ) -> int:
+        """List batches, newest first, with their progress."""
+        from llmflow.batch.summary import batch_view
+
+        rt = _runtime()
+        now = time.time()
+        rows = [batch_view(rt.store, b, now) for b in rt.store.list_batches(limit=limit, offset=offset)]
+        if as_json:
+            print(json.dumps(rows, indent=2, default=str))
+            return 0
+        if not rows:
+            print("no batches yet; start one with `llmflow batch FLOW --data FILE`")
+            return 0
+        print(f"{'id':<30} {'flow':<16} {'status':<12} {'done':>7} {'failed':>7} {'running':>7} {'remaining':>9} {'created':<19}")
+        for r in rows:
+            total = r["remaining"] if r["remaining"] is not None else "?"
+            print(f"{r['id']:<30} {r['flow'][:16]:<16} {r['status']:<12} {r['done']:>7} {r['failed']:>7} {r['running']:>7} {total:>9} {_fmt_ts(r['created_at']):<19}")
+        return 0
+
+    @batches.command("show")
+    def batches_show(batch_id: Annotated[str, typer.Argument(help="Batch id")], as_json: Json = False) -> int:
+        """Show a batch: progress, tokens, cost, rate, ETA, data, output and options."""
+        from llmflow.batch.progress import fmt_duration
+        from llmflow.batch.summary import batch_view
+        from llmflow.errors import BatchError
+
+        rt = _runtime()
+        b = rt.store.get_batch(batch_id)
+        if b is None:
+            raise BatchError(f"no batch {batch_id!r}", hint="list batches with `llmflow batches list`")
+        v = batch_view(rt.store, b, time.time())
+        if as_json:
+            print(json.dumps(v, indent=2, default=str))
+            return 0
+        print(f"batch {v['id']}  flow {v['flow']}  status {v['status']}")
+        print(f"jobs: {v['done']}/{v['total'] if v['total'] is not None else '?'} done ({v['completed']} completed, {v['failed']} failed), {v['running']} running, {v['remaining']} remaining")
+        rate = f"{v['rate']:.2f} jobs/s" if v["rate"] is not None else "-"
+        print(f"rate {rate}  ETA {fmt_duration(v['eta_seconds'])}  tokens {v['tokens']['total']} ({v['tokens']['input']} in / {v['tokens']['output']} out)  cost ${v['cost']:.4f}")
+        print(f"created {_fmt_ts(v['created_at'])}  updated {_fmt_ts(v['updated_at'])}  ended {_fmt_ts(v['ended_at'])}")
+        print(f"data: {v['data']}")
+        print(f"output: {v['output']}")
+        if v["variants"] and v["variants"] != [""]:
+            print(f"variants: {', '.join(v['variants'])}")
+        if v["options"]:
+            print("options: " + ", ".join(f"{k}={json.dumps(x) if not isinstance(x, str) else x}" for k, x in v["options"].items()))
+        if v["reason"]:
+            print(f"stopped: {v['reason']}")
+        if v["status"] in ("STOPPED", "INTERRUPTED") or (v["status"] == "COMPLETED" and v["failed"]):
+            extra = " --retry-failed" if v["status"] == "COMPLETED" else ""
+            print(f"continue with: llmflow batch --resume {v['id']}{extra}")
+        return 0
+

@@ -1,0 +1,129 @@
+"""The app factory: ``create_app(settings_or_runtime, config)`` -> a FastAPI app serving
+the native API (``/api/v1``), Agent Runner's and Buttermilk's APIs, SSE and WebSockets.
+
+Nothing happens at import. The runtime (store, providers), the flow catalog, the event hub,
+the worker and the session manager open in the app's lifespan and close with it.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
+
+from llmflow.runtime import Runtime
+from llmflow.server.config import ServerConfig
+from llmflow.settings import Settings
+
+log = logging.getLogger("llmflow.server")
+
+DESCRIPTION = """\
+Run llmflow flows as a service.
+
+* **native** - `/api/v1`: flows, runs, events (JSON, SSE, WebSocket), control, artifacts,
+  projects, stats. Run ids are opaque strings; event cursors are per-run sequence numbers.
+* **agent-runner** - Agent Runner's routes and JSON shapes (`/projects`, `/runs`, `/worker`).
+* **buttermilk** - Buttermilk's routes (`/flow/{name}`, `/api/flows`, `/api/session`) and
+  WebSocket (`/ws/{session_id}`).
+
+With `LLMFLOW_API_TOKEN` set, every route but `/health` needs `Authorization: Bearer <token>`.
+"""
+
+
+def create_app(target: Settings | Runtime | None = None, config: ServerConfig | None = None) -> FastAPI:
+    """A FastAPI app for ``target``: a Runtime (the caller keeps owning it), or Settings from
+    which the lifespan builds (and closes) one; None reads the environment now."""
+    from llmflow import __version__
+    from llmflow.server import agent_runner, buttermilk, errors, native, ws
+    from llmflow.server.security import BodyLimit, TokenAuth
+
+    settings = target.settings if isinstance(target, Runtime) else (target or Settings.from_env())
+    config = config or ServerConfig.from_env(settings.env)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        services = open_services(target if isinstance(target, Runtime) else settings, config)
+        app.state.services = services
+        await start_services(services)
+        try:
+            yield
+        finally:
+            await stop_services(services, close_runtime=not isinstance(target, Runtime))
+
+    app = FastAPI(title="llmflow", version=__version__, description=DESCRIPTION, lifespan=lifespan)
+    errors.install(app)
+
+    @app.get("/health", tags=["service"], summary="Liveness: version, store and worker state")
+    async def health() -> dict[str, Any]:
+        services = getattr(app.state, "services", None)
+        if services is None:
+            return {"status": "starting", "version": __version__}
+        return services.health()
+
+    app.include_router(native.router)
+    app.include_router(agent_runner.router)
+    app.include_router(buttermilk.router)
+    app.include_router(ws.router)
+    # outermost last: CORS answers preflights, then auth, then the body limit
+    app.add_middleware(BodyLimit, max_bytes=config.max_body_bytes)
+    if config.api_token:
+        app.add_middleware(TokenAuth, token=config.api_token)
+    if config.cors_origins:
+        star = config.cors_origins == ["*"]
+        app.add_middleware(CORSMiddleware, allow_origins=config.cors_origins, allow_credentials=not star, allow_methods=["*"], allow_headers=["*"], expose_headers=["*"])
+    app.state.config = config
+    return app
+
+
+def open_services(target: Settings | Runtime, config: ServerConfig) -> Any:
+    """Build the runtime (unless given), catalog, hub, worker and session manager."""
+    from llmflow.server.catalog import FlowCatalog
+    from llmflow.server.hub import EventHub
+    from llmflow.server.services import Services
+    from llmflow.server.sessions import SessionManager
+    from llmflow.worker import Worker
+
+    if isinstance(target, Runtime):
+        runtime = target
+    else:
+        from llmflow.app import build_runtime
+
+        runtime = build_runtime(target)
+    try:
+        catalog = FlowCatalog(config.resolved_config_dir(runtime.settings), config.flows)
+        hub = EventHub()
+        worker = Worker(runtime, concurrency=max(1, config.workers), check_interval=config.check_interval, subscribers=[hub.publish])
+        services = Services(runtime, config, catalog, hub, worker)
+        services.sessions = SessionManager(services)
+    except BaseException:
+        if not isinstance(target, Runtime):
+            runtime.close()
+        raise
+    return services
+
+
+async def start_services(services: Any) -> None:
+    cfg = services.config
+    services.sessions.start()
+    if cfg.worker_enabled:
+        services.worker.start()
+    log.info(
+        "serving %d flows from %s; worker %s; store %s",
+        len(services.catalog.names()),
+        cfg.resolved_config_dir(services.runtime.settings),
+        f"on ({cfg.workers} at once, every {cfg.check_interval:g}s)" if cfg.worker_enabled else "off",
+        services.store.url,
+    )
+
+
+async def stop_services(services: Any, *, close_runtime: bool) -> None:
+    """Stop the worker first: its runs release their leases and stay RUNNING in the log, so
+    the next server (or any worker) recovers them."""
+    await services.worker.stop()
+    await services.sessions.close()
+    if close_runtime:
+        services.runtime.close()
