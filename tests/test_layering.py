@@ -37,6 +37,9 @@ COMPONENT = {
     "worker": "app",
     "api": "api",
     "batch": "batch",
+    # the Python Runner / Orchestra API: over the runtime, and run_batch over batch/
+    "runner_api": "batch",
+    "orchestra": "batch",
     "server": "server",
     "cli": "cli",
     "web": "web",
@@ -126,6 +129,8 @@ def imports_of(path: Path) -> list[tuple[int, str]]:
 
 def _root_exports() -> dict[str, str]:
     """llmflow/__init__.py's lazy exports: name -> the module it comes from."""
+    if not (SRC / "__init__.py").exists():
+        return {}
     tree = ast.parse((SRC / "__init__.py").read_text(encoding="utf-8"))
     for node in ast.walk(tree):
         if isinstance(node, ast.Assign) and any(isinstance(t, ast.Name) and t.id == "_EXPORTS" for t in node.targets):

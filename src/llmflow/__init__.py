@@ -20,6 +20,8 @@ _EXPORTS = {
     "run_sync": "llmflow.api",
     "start": "llmflow.api",
     "Run": "llmflow.api",
+    "Runner": "llmflow.runner_api",
+    "Orchestra": "llmflow.orchestra",
 }
 
 __all__ = sorted([*_EXPORTS, "__version__"])

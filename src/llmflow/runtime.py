@@ -280,6 +280,7 @@ class Runtime:
                     run_models=dict(rec.options.get("models") or {}),
                     env_models=self.settings.env_models,
                     functions=self.functions,
+                    cache_dir=self.settings.state_dir / "cache",
                 ),
                 llm=self.gateway,
                 run_child=self._run_child,

@@ -293,3 +293,14 @@ def test_cancelling_a_finished_run_is_a_clear_error(runtime):
     st = asyncio.run(runtime.run(flow))
     with pytest.raises(RunStateError, match="nothing to cancel"):
         runtime.control(st.run_id, "cancel")
+
+
+def test_cache_true_reuses_the_output_for_the_same_inputs(runtime):
+    flow = parse_flow_text("name: c\ninputs: {q: string}\nsteps:\n  - id: a\n    llm: '{{ inputs.q }}'\n    cache: true\n")
+    first = asyncio.run(runtime.run(flow, {"q": "one"}))
+    second = asyncio.run(runtime.run(flow, {"q": "one"}))
+    third = asyncio.run(runtime.run(flow, {"q": "two"}))
+    assert second.nodes["a"].output == first.nodes["a"].output
+    assert E.STEP_CACHE_HIT in types(runtime, second.run_id)
+    assert E.LLM_GENERATING not in types(runtime, second.run_id)
+    assert E.STEP_CACHE_HIT not in types(runtime, third.run_id)

@@ -42,17 +42,19 @@ outputs:
   name: "{{ steps.name.output }}"
 """
 
+# slow when run with options.models = SLOW (per-run models beat LLMFLOW_MODEL)
+SLOW = "fake:?latency=0.3"
 SLOW_FLOW = """\
 name: slow
 inputs:
   text: {type: string, default: x}
 steps:
   - id: one
-    llm: {prompt: "one {{ inputs.text }}", model: "fake:?latency=SLOW"}
+    llm: {prompt: "one {{ inputs.text }}"}
   - id: two
-    llm: {prompt: "two {{ steps.one.output }}", model: "fake:?latency=SLOW"}
+    llm: {prompt: "two {{ steps.one.output }}"}
   - id: three
-    llm: {prompt: "three {{ steps.two.output }}", model: "fake:?latency=SLOW"}
+    llm: {prompt: "three {{ steps.two.output }}"}
 outputs:
   result: "{{ steps.three.output }}"
 """

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from .helpers import HUMAN_FLOW, SLOW_FLOW, wait_until, write_flow
+from .helpers import HUMAN_FLOW, SLOW, SLOW_FLOW, wait_until, write_flow
 
 both_stores = pytest.mark.parametrize("database_url", ["sqlite", "postgres"], indirect=True)
 
@@ -186,9 +186,9 @@ def test_pause_before_start_is_not_claimed_and_resume_requeues_it(make_app: Any)
 
 
 def test_pause_and_resume_a_running_run(make_app: Any, home: Path) -> None:
-    write_flow(home, "slow", SLOW_FLOW, SLOW="0.3")
+    write_flow(home, "slow", SLOW_FLOW)
     with TestClient(make_app()) as c:
-        rid = c.post("/api/v1/runs", json={"flow": "slow"}).json()["id"]
+        rid = c.post("/api/v1/runs", json={"flow": "slow", "options": {"models": SLOW}}).json()["id"]
         wait_status(c, rid, "RUNNING")
         assert c.post(f"/api/v1/runs/{rid}/pause").json()["status"] == "PAUSED"
         wait_until(lambda: not c.get("/api/v1/worker").json()["active_runs"], what="the runner to stop at the pause")

@@ -34,7 +34,7 @@ FLAT_TAIL = ["error", "input_tokens", "output_tokens", "cost", "duration", "run_
 def output_format(path: str | Path) -> str:
     fmt = OUTPUT_FORMATS.get(Path(path).suffix.lower())
     if fmt is None:
-        raise BatchError(f"cannot tell the output format of {Path(path).name}", hint="name the output .jsonl, .csv or .parquet")
+        raise BatchError(f"cannot tell the output format of {Path(path).name}: name it .jsonl, .csv or .parquet", hint="--output results.jsonl")
     return fmt
 
 

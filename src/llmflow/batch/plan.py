@@ -25,7 +25,7 @@ from llmflow.model.spec import Flow
 from llmflow.store.batches import BatchRecord
 
 # options that decide which jobs exist and what their ids are: fixed once a batch starts
-FIXED = ("data", "data_format", "columns", "record_id", "max_records", "shuffle", "seed", "overrides")
+FIXED = ("data", "data_format", "columns", "record_id", "max_records", "shuffle", "seed", "overrides", "no_variants")
 
 
 @dataclass
@@ -38,6 +38,7 @@ class BatchRequest:
     max_records: int | None = None
     shuffle: bool = False
     seed: int | None = None
+    no_variants: bool = False  # keep list parameters as lists: one job per record
     max_workers: int = 16
     output: str | None = None
     error_policy: str = "continue"  # continue | stop
@@ -168,6 +169,7 @@ def _check_resume(req: BatchRequest, batch: BatchRecord) -> None:
         "shuffle": req.shuffle or None,
         "seed": req.seed,
         "overrides": req.overrides or None,
+        "no_variants": req.no_variants or None,
     }
     stored = {**{k: spec.get(k) for k in FIXED}, "data": (spec.get("data") or {}).get("path")}
     for k, v in given.items():
@@ -232,6 +234,7 @@ def plan_batch(rt: Any, req: BatchRequest) -> BatchPlan:
             "max_records": req.max_records,
             "shuffle": req.shuffle or None,
             "seed": seed,
+            "no_variants": req.no_variants or None,
             "output": str(output),
             "models": dict(req.models),
             "error_policy": req.error_policy,
@@ -241,7 +244,7 @@ def plan_batch(rt: Any, req: BatchRequest) -> BatchPlan:
         now = rt.clock.now()
         batch = BatchRecord(batch_id, loaded.flow.name, "RUNNING", now, now, None, None, spec, rt.owner, {"source": source.label})
         resumed = False
-    variants = expand_variants(loaded.flow.parameters)
+    variants = [Variant("")] if batch.spec.get("no_variants") else expand_variants(loaded.flow.parameters)
     mapper = RecordMapper(loaded.flow.inputs, source.columns, batch.spec.get("record_id"))
     first = next(iter_rows(source, limit=1), (0, None))[1]
     mapper.check(first if not isinstance(first, BadRow) else None, source.label)

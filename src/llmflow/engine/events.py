@@ -40,6 +40,8 @@ class EventType(StrEnum):
     STEP_CANCELED = "STEP_CANCELED"
     STEP_STALE = "STEP_STALE"
     STEP_RERUN = "STEP_RERUN"  # a re-run in place was requested for this step
+    STEP_CACHE_HIT = "STEP_CACHE_HIT"  # a `cache: true` step reused a stored output
+    LOOP_ITERATION = "LOOP_ITERATION"
     CONDUCTOR_TURN = "CONDUCTOR_TURN"
     CHILD_RUN_STARTED = "CHILD_RUN_STARTED"
     HUMAN_INPUT_REQUESTED = "HUMAN_INPUT_REQUESTED"
@@ -116,6 +118,7 @@ INFORMATIONAL = frozenset(
         EventType.ARTIFACT_CREATED,
         EventType.CONDUCTOR_TURN,
         EventType.DIRECTIVE,
+        EventType.STEP_CACHE_HIT,
         EventType.WORKFLOW_STARTED,
         EventType.WORKFLOW_COMPLETED,
         EventType.WORKFLOW_FAILED,

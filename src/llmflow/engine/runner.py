@@ -42,6 +42,7 @@ class RunnerConfig:
     env_models: dict[str, str] = field(default_factory=dict)
     functions: dict[str, Callable[..., Any]] = field(default_factory=dict)
     settings: dict[str, Any] = field(default_factory=dict)
+    cache_dir: Path | None = None  # steps with `cache: true` reuse outputs stored here
 
 
 def _jsonable(v: Any) -> Any:
@@ -313,6 +314,12 @@ class Runner:
             if cmd.delay > 0:
                 await asyncio.sleep(cmd.delay)
             ctx = self._context(cmd)
+            cache_file = self._cache_file(cmd, ctx) if ctx.step.cache and self.cfg.cache_dir else None
+            if cache_file is not None and cache_file.exists():
+                cached = json.loads(cache_file.read_text(encoding="utf-8"))["output"]
+                ctx.event("STEP_CACHE_HIT", f"Reusing the cached output of {ctx.node_id}", cache_key=cache_file.stem)
+                self.inbox.put_nowait(("done", cmd, cached))
+                return
             executor = self.executors.get(ctx.step.kind)
             if executor is None:
                 raise StepError(f"no executor for step kind {ctx.step.kind!r}")
@@ -324,13 +331,37 @@ class Runner:
                     raise StepTimeoutError(f"step timed out after {cmd.timeout:g}s") from None
             else:
                 out = await executor(ctx)
-            self.inbox.put_nowait(("done", cmd, _jsonable(out)))
+            out = _jsonable(out)
+            if cache_file is not None:
+                cache_file.parent.mkdir(parents=True, exist_ok=True)
+                tmp = cache_file.with_suffix(".tmp")
+                tmp.write_text(json.dumps({"output": out}), encoding="utf-8")
+                tmp.replace(cache_file)
+            self.inbox.put_nowait(("done", cmd, out))
         except asyncio.CancelledError:
             self.inbox.put_nowait(("canceled", cmd, self.cancel_reasons.pop(key, "canceled")))
         except Exception as exc:  # noqa: BLE001 - every failure becomes an ATTEMPT_FAILED event
             if not isinstance(exc, LlmflowError):
                 log.warning("step %s raised", cmd.node_id, exc_info=True)
             self.inbox.put_nowait(("failed", cmd, _error_payload(exc)))
+
+    def _cache_file(self, cmd: Execute, ctx: StepContext) -> Path:
+        """Same step definition, same inputs, same upstream outputs, same unit and model
+        choices -> same cache key."""
+        import hashlib
+
+        n = self.st.nodes[cmd.node_id]
+        basis = {
+            "step": n.spec.to_dict(),
+            "vars": cmd.vars,
+            "inputs": self.st.inputs,
+            "needs": {d: self.st.nodes[d].output for d in n.needs if d in self.st.nodes},
+            "models": [self.cfg.run_models, self.cfg.env_models],
+            "agents": self.st.flow.model_dump(mode="json", include={"agents", "model", "parameters"}),
+        }
+        key = hashlib.sha256(json.dumps(basis, sort_keys=True, default=str).encode()).hexdigest()[:32]
+        assert self.cfg.cache_dir is not None
+        return self.cfg.cache_dir / f"{key}.json"
 
     async def _ask_human(self, cmd: Execute, q: HumanQuestion) -> Any:
         rid = cmd.node_id + (f"[{cmd.unit}]" if cmd.unit else "") + (f":{q.key}" if q.key else "")

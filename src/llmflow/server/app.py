@@ -76,6 +76,10 @@ def create_app(target: Settings | Runtime | None = None, config: ServerConfig | 
         star = config.cors_origins == ["*"]
         app.add_middleware(CORSMiddleware, allow_origins=config.cors_origins, allow_credentials=not star, allow_methods=["*"], allow_headers=["*"], expose_headers=["*"])
     app.state.config = config
+    from llmflow.server import live
+    from llmflow.web.mount import mount_console
+
+    mount_console(app, live.router)  # the web console at / (outermost: its assets need no token)
     return app
 
 

@@ -20,6 +20,7 @@ import re
 from typing import Any
 
 from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from llmflow.errors import (
@@ -61,7 +62,23 @@ def _message(exc: LlmflowError) -> str:
     return exc.message + (f" (hint: {exc.hint})" if exc.hint else "")
 
 
+def _safe(value: Any) -> Any:
+    """JSON-encodable as the response needs it (no NaN, no bytes); repr otherwise."""
+    import json
+
+    try:
+        json.dumps(value, allow_nan=False)
+        return value
+    except (TypeError, ValueError):
+        return repr(value)[:200]
+
+
 def install(app: FastAPI) -> None:
+    @app.exception_handler(RequestValidationError)
+    async def _request(request: Request, exc: RequestValidationError) -> JSONResponse:
+        detail = [{k: _safe(v) for k, v in err.items() if k != "url"} for err in exc.errors()]
+        return JSONResponse({"detail": detail}, status_code=422)
+
     @app.exception_handler(FlowValidationError)
     async def _invalid(request: Request, exc: FlowValidationError) -> JSONResponse:
         return JSONResponse({"detail": diagnostics_detail(exc.diagnostics)}, status_code=422)

@@ -292,7 +292,9 @@ class PostgresStore(SqlBatches):
 
     # projections ---------------------------------------------------------------------------
     def attempts(self, run_id: str, step_id: str | None = None) -> list[AttemptRow]:
-        sql = f"SELECT {ATTEMPT_COLUMNS} FROM attempts WHERE run_id = %s"
+        # output::text: psycopg decodes JSONB, so a JSON string output would come back as a
+        # bare str and be decoded a second time by attempt_from_row; text keeps it JSON
+        sql = f"SELECT {ATTEMPT_COLUMNS.replace('output,', 'output::text,')} FROM attempts WHERE run_id = %s"
         params: list[Any] = [run_id]
         if step_id is not None:
             sql += " AND step_id = %s"
@@ -307,7 +309,8 @@ class PostgresStore(SqlBatches):
         return [ArtifactRow(*r) for r in rows]
 
     def step_rows(self, run_id: str) -> dict[str, dict[str, Any]]:
-        rows = self._read(f"SELECT step_id, {', '.join(STEP_FIELDS)} FROM steps WHERE run_id = %s", (run_id,))
+        cols = ", ".join("output::text" if c == "output" else c for c in STEP_FIELDS)  # as in attempts()
+        rows = self._read(f"SELECT step_id, {cols} FROM steps WHERE run_id = %s", (run_id,))
         return {r[0]: step_row(r[1:]) for r in rows}
 
     # controls ------------------------------------------------------------------------------

@@ -1,0 +1,97 @@
+// How values read on screen: times in the viewer's timezone and locale, durations,
+// tokens, cost, statuses, JSON.
+
+import { h } from "./dom.js";
+
+const dateTime = new Intl.DateTimeFormat(undefined, { dateStyle: "medium", timeStyle: "medium" });
+const timeOnly = new Intl.DateTimeFormat(undefined, { hour: "2-digit", minute: "2-digit", second: "2-digit" });
+const number = new Intl.NumberFormat();
+
+export const TERMINAL = new Set(["COMPLETED", "FAILED", "CANCELED"]);
+export const RUN_STATUSES = ["QUEUED", "RUNNING", "PAUSED", "COMPLETED", "FAILED", "CANCELED"];
+
+/** Unix seconds -> "22 Nov 2026, 10:04:05" in the viewer's timezone. */
+export function fmtTime(ts) {
+  if (ts == null) return "—";
+  return dateTime.format(new Date(ts * 1000));
+}
+
+export function fmtClock(ts) {
+  return ts == null ? "" : timeOnly.format(new Date(ts * 1000));
+}
+
+/** A <time> element: local text, ISO datetime, full text as its title. */
+export function timeEl(ts) {
+  if (ts == null) return h("span", { class: "muted" }, "—");
+  const d = new Date(ts * 1000);
+  return h("time", { datetime: d.toISOString(), title: `${dateTime.format(d)} (${Intl.DateTimeFormat().resolvedOptions().timeZone})` }, dateTime.format(d));
+}
+
+export function fmtDuration(sec) {
+  if (sec == null || Number.isNaN(sec)) return "—";
+  if (sec < 1) return `${Math.round(sec * 1000)} ms`;
+  if (sec < 60) return `${sec.toFixed(1)} s`;
+  const s = Math.round(sec);
+  if (s < 3600) return `${Math.floor(s / 60)}m ${String(s % 60).padStart(2, "0")}s`;
+  return `${Math.floor(s / 3600)}h ${String(Math.floor((s % 3600) / 60)).padStart(2, "0")}m`;
+}
+
+/** A run's or step's duration; a running one counts up from its start (data-since). */
+export function durationEl(item) {
+  if (item.duration != null) return h("span", { class: "num" }, fmtDuration(item.duration));
+  if (item.started_at != null && !TERMINAL.has(item.status) && item.status !== "QUEUED") {
+    return h("span", { class: "num ticking", dataset: { since: String(item.started_at) } }, fmtDuration(Date.now() / 1000 - item.started_at));
+  }
+  return h("span", { class: "muted" }, "—");
+}
+
+/** Update every counting-up duration on the page (called once a second, no network). */
+export function tick(root = document) {
+  const now = Date.now() / 1000;
+  for (const el of root.querySelectorAll(".ticking[data-since]")) {
+    el.textContent = fmtDuration(Math.max(0, now - Number(el.dataset.since)));
+  }
+}
+
+export function fmtInt(n) {
+  return n == null ? "—" : number.format(Math.round(n));
+}
+
+export function fmtTokens(usage) {
+  if (!usage) return "—";
+  const i = usage.input_tokens ?? usage.tokens_in ?? usage.input ?? 0;
+  const o = usage.output_tokens ?? usage.tokens_out ?? usage.output ?? 0;
+  if (!i && !o) return "—";
+  return `${fmtInt(i)} / ${fmtInt(o)}`;
+}
+
+export function fmtCost(cost) {
+  if (cost == null) return "—";
+  if (cost === 0) return "$0";
+  return cost < 0.01 ? `$${cost.toFixed(4)}` : `$${cost.toFixed(2)}`;
+}
+
+export function fmtBytes(n) {
+  if (n == null) return "—";
+  if (n < 1024) return `${n} B`;
+  if (n < 1024 * 1024) return `${(n / 1024).toFixed(1)} KB`;
+  return `${(n / 1024 / 1024).toFixed(1)} MB`;
+}
+
+export function statusBadge(status, extra) {
+  const s = String(status || "UNKNOWN").toUpperCase();
+  return h("span", { class: ["badge", `st-${s.toLowerCase()}`] }, s.toLowerCase(), extra ? ` ${extra}` : "");
+}
+
+export function pretty(value) {
+  if (typeof value === "string") return value;
+  try { return JSON.stringify(value, null, 2); } catch { return String(value); }
+}
+
+export function shortId(id) {
+  return id && id.length > 28 ? `${id.slice(0, 26)}…` : id;
+}
+
+export function runLink(id) {
+  return h("a", { href: `#/runs/${encodeURIComponent(id)}`, class: "mono", title: id }, shortId(id));
+}
