@@ -71,7 +71,8 @@ def run_batch(rt: Any, **req: Any) -> Any:
     from llmflow.batch.plan import BatchRequest, plan_batch
     from llmflow.batch.runner import BatchDriver
 
-    req.setdefault("flow", "flow.yaml")
+    if not req.get("resume"):
+        req.setdefault("flow", "flow.yaml")
     plan = plan_batch(rt, BatchRequest(**req))
     return asyncio.run(BatchDriver(rt, plan).run())
 

@@ -136,7 +136,10 @@ def test_no_variants_keeps_list_parameters_for_flows_that_iterate_them(make_rt: 
     r = run_batch(rt, flow=str(EXAMPLES / "judges"), overrides=["llms=fake"], no_variants=True, output="o.jsonl")
     assert r.status == "COMPLETED" and r.total == 3  # the flow's own data: 3 records
     run = rt.store.list_runs(batch_id=r.batch_id, limit=1)[0]
-    assert len([a for a in rt.store.attempts(run.id, step_id="judge")]) == 3 * 2  # criteria x models
+    flow = rt.get(run.id).spec["flow"]
+    criteria = flow["parameters"]["criteria"]
+    assert isinstance(criteria, list) and len(criteria) > 1
+    assert len(rt.store.attempts(run.id, step_id="judge")) == len(criteria) * len(flow["steps"][0]["matrix"]["model"])
 
 
 def test_error_policy_continue_runs_everything_and_stop_stops_after_a_failure(make_rt: Any, project: Path) -> None:
@@ -171,15 +174,15 @@ def test_unusable_records_become_failed_runs_that_can_be_shown(rt: Any, project:
 
 def test_resume_runs_only_what_did_not_finish_and_never_a_completed_job(make_rt: Any, project: Path) -> None:
     write_csv(project / "d.csv", records(20))
-    rt = make_rt(LLMFLOW_MODEL="fake:?latency=0.05")
+    rt = make_rt(LLMFLOW_MODEL="fake:?latency=0.2")
     plan = plan_batch(rt, BatchRequest(flow="flow.yaml", data="d.csv", output="o.csv", max_workers=3))
     driver = BatchDriver(rt, plan)
     seen: list[str] = []
 
     def on_row(row: dict) -> None:
         seen.append(row["job_id"])
-        if len(seen) == 6:
-            driver.interrupt()
+        if len(seen) == 6:  # stop while the next jobs are waiting for the model
+            asyncio.get_running_loop().call_later(0.05, driver.interrupt)
 
     driver.on_row = on_row
     first = asyncio.run(driver.run())
@@ -259,8 +262,11 @@ def test_a_batch_whose_driver_is_alive_is_not_taken_over_without_force(rt: Any, 
 
 def test_bad_requests_fail_before_anything_runs(rt: Any, project: Path) -> None:
     write_csv(project / "d.csv", records(2))
-    with pytest.raises(DatasetError, match="needs input"):
-        run_batch(rt, data="d.csv", columns={"text": "id"}, flow=str(EXAMPLES / "review"), record_id="missing")
+    with pytest.raises(DatasetError, match="no column 'missing' for --record-id"):
+        run_batch(rt, data="d.csv", record_id="missing")
+    write_csv(project / "two.csv", [{"id": 1, "title": "t", "body": "b"}])
+    with pytest.raises(DatasetError, match="needs input\\(s\\) text"):
+        run_batch(rt, data="two.csv")
     with pytest.raises(BatchError, match="no data"):
         run_batch(rt)
     with pytest.raises(BatchError, match="error-policy"):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import textwrap
 from pathlib import Path
@@ -22,7 +23,7 @@ def _in_repo_root(monkeypatch):
 
 
 def run(capsys, *argv: str) -> tuple[int, str, str]:
-    with pytest.raises(SystemExit) as e:
+    with _registrations_restored(), pytest.raises(SystemExit) as e:
         main(list(argv))
     out, err = capsys.readouterr()
     assert "Traceback" not in out + err
@@ -34,6 +35,20 @@ def write(tmp_path: Path, name: str, text: str) -> str:
     p.parent.mkdir(parents=True, exist_ok=True)
     p.write_text(textwrap.dedent(text))
     return str(p)
+
+
+@contextlib.contextmanager
+def _registrations_restored():
+    """main() registers the subcommands on every call (see the note in the report); undo
+    that after each in-process call so a long test session does not slow down."""
+    from llmflow.cli.main import app
+
+    commands, groups = list(app.registered_commands), list(app.registered_groups)
+    try:
+        yield
+    finally:
+        app.registered_commands[:] = commands
+        app.registered_groups[:] = groups
 
 
 BAD = """\

@@ -42,6 +42,20 @@ def test_python_snippets(where, text):
     exec(compile(text, where, "exec"), {})
 
 
+@contextlib.contextmanager
+def _registrations_restored():
+    """main() registers the subcommands on every call (see the note in the report); undo
+    that after each in-process call so a long test session does not slow down."""
+    from llmflow.cli.main import app
+
+    commands, groups = list(app.registered_commands), list(app.registered_groups)
+    try:
+        yield
+    finally:
+        app.registered_commands[:] = commands
+        app.registered_groups[:] = groups
+
+
 def _commands() -> list[tuple[str, str, list[str]]]:
     out = []
     for where, text in snippets("text"):
@@ -60,7 +74,7 @@ def test_shown_command_output(where, cmd, expected, monkeypatch):
     argv = shlex.split(cmd)
     assert argv[0] == "llmflow"
     out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err), pytest.raises(SystemExit):
+    with _registrations_restored(), contextlib.redirect_stdout(out), contextlib.redirect_stderr(err), pytest.raises(SystemExit):
         main(argv[1:])
     actual = {" ".join(line.split()) for line in (out.getvalue() + err.getvalue()).splitlines()}
     for line in expected:

@@ -91,12 +91,13 @@ def test_an_answer_sent_before_the_flow_starts_is_kept(srv: LiveServer) -> None:
     with connect(f"{srv.ws_url}/ws") as ws:
         hello = json.loads(ws.recv(timeout=10))
         assert hello["content"] == "session_started" and hello["session_id"]
-        ws.send(json.dumps({"type": "manager_response", "content": "yes"}))
-        ws.send(json.dumps({"flow": "ask", "prompt": "ignored by ask, which has no prompt input"}))
-        frames = recv_until(ws, lambda f: f["type"] == "system_error" or (is_question(f) and "name" in f["content"].lower()))
-    assert frames[-1]["type"] == "system_error"  # 'ask' has no prompt input: reported, not a crash
-    with connect(f"{srv.ws_url}/ws/{hello['session_id']}?since={frames[-1]['seq']}") as ws:
-        ws.send(json.dumps({"flow": "ask"}))  # untyped RunRequest
+        # the topic is given, so the prompt has no input to go to: reported, not a crash
+        ws.send(json.dumps({"type": "run_flow", "flow": "ask", "prompt": "p", "parameters": {"topic": "tea"}}))
+        err = recv_until(ws, lambda f: f["type"] == "system_error")[-1]
+        assert "prompt" in err["content"]
+        ws.send(json.dumps({"type": "manager_response", "content": "yes"}))  # before any flow runs
+    with connect(f"{srv.ws_url}/ws/{hello['session_id']}?since={err['seq']}") as ws:
+        ws.send(json.dumps({"flow": "ask", "prompt": "coffee"}))  # untyped RunRequest; prompt -> topic
         got = recv_until(ws, lambda f: is_question(f) and "name" in f["content"].lower())
         ws.send(json.dumps({"type": "ui_message", "content": "Grace"}))
         got += recv_until(ws, is_end)
@@ -138,8 +139,9 @@ def test_invalid_session_ids_are_refused(srv: LiveServer) -> None:
 
 
 # -- native run socket ----------------------------------------------------------------------------
-def test_run_socket_replays_then_follows_live_with_no_gap(srv: LiveServer) -> None:
-    c = httpx.Client(base_url=srv.url, timeout=30)
+def test_run_socket_replays_then_follows_live_with_no_gap(srv: LiveServer, request: pytest.FixtureRequest) -> None:
+    c = srv.client()
+    request.addfinalizer(c.close)
     rid = c.post("/api/v1/runs", json={"flow": "slow", "options": {"models": SLOW}}).json()["id"]
     wait_until(lambda: c.get(f"/api/v1/runs/{rid}").json()["status"] == "RUNNING", what="the run to start")
     with connect(f"{srv.ws_url}/api/v1/runs/{rid}/ws?after=2") as ws:
@@ -151,8 +153,9 @@ def test_run_socket_replays_then_follows_live_with_no_gap(srv: LiveServer) -> No
     assert events == stored[2:]
 
 
-def test_run_socket_answers_and_cancel(srv: LiveServer) -> None:
-    c = httpx.Client(base_url=srv.url, timeout=30)
+def test_run_socket_answers_and_cancel(srv: LiveServer, request: pytest.FixtureRequest) -> None:
+    c = srv.client()
+    request.addfinalizer(c.close)
     rid = c.post("/api/v1/runs", json={"flow": "ask"}).json()["id"]
     with connect(f"{srv.ws_url}/api/v1/runs/{rid}/ws") as ws:
         ws.send(json.dumps({"type": "answer", "answer": "yes"}))  # early: kept for the first question
@@ -172,8 +175,9 @@ def test_run_socket_answers_and_cancel(srv: LiveServer) -> None:
     assert frames[-1]["status"] == "CANCELED"
 
 
-def test_run_socket_rerun_continues_the_stream(srv: LiveServer) -> None:
-    c = httpx.Client(base_url=srv.url, timeout=30)
+def test_run_socket_rerun_continues_the_stream(srv: LiveServer, request: pytest.FixtureRequest) -> None:
+    c = srv.client()
+    request.addfinalizer(c.close)
     rid = c.post("/api/v1/runs", json={"flow": "hello", "inputs": {"prompt": "x"}, "wait": True}).json()["id"]
     with connect(f"{srv.ws_url}/api/v1/runs/{rid}/ws") as ws:
         first = recv_until(ws, lambda f: f["type"] == "end")

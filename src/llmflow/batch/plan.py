@@ -255,5 +255,7 @@ def plan_batch(rt: Any, req: BatchRequest) -> BatchPlan:
         limit = batch.spec.get("max_records")
         batch.total = (min(n, limit) if limit is not None else n) * len(variants)
         batch.spec["variants"] = [v.label for v in variants]
+        if batch.total == 0:
+            raise BatchError(f"{source.label} has no records" + (" (--max-records 0)" if limit == 0 else ""), hint="check the data, or --max-records")
         rt.store.create_batch(batch)
     return plan

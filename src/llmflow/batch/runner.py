@@ -294,7 +294,5 @@ class BatchDriver:
 
 
 async def run_batch(rt: Any, plan: BatchPlan, *, executor: Any = None, view: Any = None, on_row: Any = None) -> BatchResult:
-    if plan.batch.total == 0:
-        raise BatchError(f"{plan.source.label} has no records", hint="check the file, or --max-records")
     driver = BatchDriver(rt, plan, executor=executor, view=view, on_row=on_row)
     return await driver.run()

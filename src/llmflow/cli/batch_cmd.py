@@ -36,6 +36,15 @@ def _print_result(r: Any, as_json: bool) -> None:
         print(f"re-run the failed jobs with: llmflow batch --resume {r.batch_id} --retry-failed", file=sys.stderr)
 
 
+def _bad_input(exc: Any) -> int:
+    from llmflow.cli.errors import EXIT_INVALID, eprint
+
+    eprint(f"error: {exc.message}")
+    if exc.hint:
+        eprint(f"hint: {exc.hint}")
+    return EXIT_INVALID
+
+
 async def _drive(driver: Any) -> Any:
     """Run the driver; the first Ctrl-C (or SIGTERM) stops it cleanly, a second quits."""
     import asyncio
@@ -133,14 +142,19 @@ def register(app: typer.Typer) -> None:
             ray_address=ray_address,
             force=force,
         )
-        plan = plan_batch(rt, req)
-        if plan.batch.total == 0:
-            raise BatchError(f"{plan.source.label} has no records", hint="check the file, or --max-records")
+        try:
+            plan = plan_batch(rt, req)
+        except BatchError as exc:  # bad input: nothing ran
+            return _bad_input(exc)
         executor = None
-        if engine == "ray":
-            from llmflow.batch.ray_executor import RayExecutor
+        try:
+            if engine == "ray":
+                from llmflow.batch.ray_executor import RayExecutor
 
-            executor = RayExecutor(rt, address=ray_address, max_workers=max_workers)
+                executor = RayExecutor(rt, address=ray_address, max_workers=max_workers)
+        except BatchError as exc:
+            rt.store.update_batch(plan.id, status="STOPPED", owner=None, metadata={**plan.batch.metadata, "reason": exc.message})
+            return _bad_input(exc)
         _print_start(plan)
         driver = BatchDriver(rt, plan, executor=executor)
         driver.view = ProgressView(driver.counters, plan.id, live=sys.stderr.isatty() and not as_json, interval=progress_interval)
@@ -185,7 +199,7 @@ def register(app: typer.Typer) -> None:
         rt = _runtime()
         b = rt.store.get_batch(batch_id)
         if b is None:
-            raise BatchError(f"no batch {batch_id!r}", hint="list batches with `llmflow batches list`")
+            return _bad_input(BatchError(f"no batch {batch_id!r}", hint="list batches with `llmflow batches list`"))
         v = batch_view(rt.store, b, time.time())
         if as_json:
             print(json.dumps(v, indent=2, default=str))

@@ -16,6 +16,8 @@ import re
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -51,7 +53,8 @@ class DebugClient:
             raise ClientError(f"{method} {path} answered {r.status_code}: {r.text[:300]}")
         return r.json()
 
-    def connect(self, path: str) -> Any:
+    @contextmanager
+    def connect(self, path: str) -> Iterator[Any]:
         try:
             from websockets.exceptions import InvalidStatus, WebSocketException
             from websockets.sync.client import connect
@@ -59,11 +62,16 @@ class DebugClient:
             raise ClientError(f"the WebSocket client needs the 'websockets' package; install it with: {WS_HINT}") from None
         url = f"ws://{self.host}:{self.port}{path}"
         try:
-            return connect(url, additional_headers=self.headers, open_timeout=5, max_size=16 * 2**20)
+            cm = connect(url, additional_headers=self.headers, open_timeout=5, max_size=16 * 2**20)
+            conn = cm.__enter__()
         except (OSError, TimeoutError) as exc:
             raise ClientError(f"cannot connect to {url}: {exc}; is `llmflow serve` running (--host/--port)?") from None
         except (InvalidStatus, WebSocketException) as exc:
             raise ClientError(f"the server refused the WebSocket {url}: {exc}") from None
+        try:
+            yield conn
+        finally:
+            cm.__exit__(None, None, None)
 
     def collect(self, conn: Any, wait: float, stop: Any = None) -> list[dict[str, Any]]:
         """Frames until ``stop(frame)`` is true or ``wait`` seconds pass."""
@@ -182,11 +190,8 @@ def register(app: typer.Typer) -> None:
 
         def go(c: DebugClient) -> dict[str, Any]:
             health = c.http("GET", "/health")
-            conn = c.connect("/ws")
-            try:
+            with c.connect("/ws") as conn:
                 first = c.collect(conn, 5, stop=lambda f: True)
-            finally:
-                conn.close()
             sid = first[0].get("session_id") if first else None
             if sid:
                 try:
@@ -209,17 +214,14 @@ def register(app: typer.Typer) -> None:
 
         def go(c: DebugClient) -> dict[str, Any]:
             sid = c.http("GET", "/api/session")["session_id"]
-            conn = c.connect(f"/ws/{sid}")
-            try:
-                msg: dict[str, Any] = {"type": "run_flow", "flow": flow}
-                if query:
-                    msg["prompt"] = query
-                if record:
-                    msg["record_id"] = record
+            msg: dict[str, Any] = {"type": "run_flow", "flow": flow}
+            if query:
+                msg["prompt"] = query
+            if record:
+                msg["record_id"] = record
+            with c.connect(f"/ws/{sid}") as conn:
                 conn.send(json.dumps(msg))
                 frames = c.collect(conn, wait, stop=needs_user)
-            finally:
-                conn.close()
             c.save(sid, _last_seq(frames, 0), flow)
             return {"session_id": sid, "flow": flow, "query": query, "completed": any(finished(f) for f in frames), "messages": [message(f) for f in frames]}
 
@@ -237,13 +239,10 @@ def register(app: typer.Typer) -> None:
 
         def go(c: DebugClient) -> dict[str, Any]:
             sid, seen = c.session(session)
-            conn = c.connect(f"/ws/{sid}?since={seen}")
-            try:
-                sent: dict[str, Any] = {"type": "manager_response" if type_ == "response" else type_, "content": content}
+            sent: dict[str, Any] = {"type": "manager_response" if type_ == "response" else type_, "content": content}
+            with c.connect(f"/ws/{sid}?since={seen}") as conn:
                 conn.send(json.dumps(sent))
                 frames = c.collect(conn, wait, stop=needs_user)
-            finally:
-                conn.close()
             c.save(sid, _last_seq(frames, seen))
             return {"session_id": sid, "message_sent": {"type": type_, "content": content}, "messages": [message(f) for f in frames]}
 
@@ -269,11 +268,8 @@ def register(app: typer.Typer) -> None:
 
         def go(c: DebugClient) -> dict[str, Any]:
             sid, seen = c.session(session)
-            conn = c.connect(f"/ws/{sid}?since={seen}")
-            try:
+            with c.connect(f"/ws/{sid}?since={seen}") as conn:
                 frames = c.collect(conn, wait, stop=match if (type_ or rx) else None)
-            finally:
-                conn.close()
             c.save(sid, _last_seq(frames, seen))
             return {"session_id": sid, "filter": {"pattern": pattern, "message_type": type_}, "messages": [message(f) for f in frames if match(f)]}
 

@@ -99,7 +99,7 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(ProjectPathError)
     async def _path(request: Request, exc: ProjectPathError) -> JSONResponse:
-        return JSONResponse({"detail": [{"loc": ["query", "local_path"], "msg": str(exc), "type": "path_outside_root"}]}, status_code=400)
+        return JSONResponse({"detail": [{"loc": list(exc.loc), "msg": str(exc), "type": "path_outside_root"}]}, status_code=400)
 
     @app.exception_handler(RecursionError)
     async def _deep(request: Request, exc: RecursionError) -> JSONResponse:

@@ -273,7 +273,7 @@ async def list_projects(svc: Svc) -> dict[str, Any]:
 
 @router.post("/projects", status_code=201, summary="Create a project (a workspace directory under the projects root)")
 async def create_project(body: ProjectIn, svc: Svc) -> dict[str, Any]:
-    return project_dict(svc.create_project(body.name, body.local_path))
+    return project_dict(svc.create_project(body.name, body.local_path, ("body", "local_path")))
 
 
 @router.get("/stats", summary="Run statistics: totals, p50/p95 durations, tokens per model")

@@ -82,27 +82,30 @@ class BodyLimit:
                 if declared > self.max_bytes:
                     await _json(send, 413, {"detail": f"request body too large: {declared} bytes, at most {self.max_bytes} (LLMFLOW_MAX_BODY_BYTES)"})
                     return
-        seen = 0
-        too_big = False
+        if not any(k == b"content-length" for k, _ in scope.get("headers") or []) and scope.get("method") in ("POST", "PUT", "PATCH"):
+            # a body of unknown length (chunked): read it here, up to the limit, then replay it
+            parts: list[bytes] = []
+            size = 0
+            while True:
+                msg = await receive()
+                if msg["type"] != "http.request":
+                    return  # the client went away
+                parts.append(msg.get("body", b""))
+                size += len(parts[-1])
+                if size > self.max_bytes:
+                    await _json(send, 413, {"detail": f"request body too large: more than {self.max_bytes} bytes (LLMFLOW_MAX_BODY_BYTES)"})
+                    return
+                if not msg.get("more_body"):
+                    break
+            body, sent = b"".join(parts), False
 
-        async def limited() -> dict[str, Any]:
-            nonlocal seen, too_big
-            msg = await receive()
-            if msg["type"] == "http.request":
-                seen += len(msg.get("body", b""))
-                if seen > self.max_bytes:
-                    too_big = True
-                    return {"type": "http.disconnect"}
-            return msg
+            async def replay() -> dict[str, Any]:
+                nonlocal sent
+                if not sent:
+                    sent = True
+                    return {"type": "http.request", "body": body, "more_body": False}
+                return await receive()
 
-        started = False
-
-        async def tracked(msg: dict[str, Any]) -> None:
-            nonlocal started
-            if msg["type"] == "http.response.start":
-                started = True
-            await send(msg)
-
-        await self.app(scope, limited, tracked)
-        if too_big and not started:
-            await _json(send, 413, {"detail": f"request body too large: more than {self.max_bytes} bytes (LLMFLOW_MAX_BODY_BYTES)"})
+            await self.app(scope, replay, send)
+            return
+        await self.app(scope, receive, send)

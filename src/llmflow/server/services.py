@@ -38,7 +38,9 @@ class ApiRunOptions(RunOptions):
 
 
 class ProjectPathError(ValueError):
-    pass
+    def __init__(self, message: str, loc: tuple[str, ...] = ("query", "local_path")) -> None:
+        super().__init__(message)
+        self.loc = loc
 
 
 class Services:
@@ -175,7 +177,7 @@ class Services:
         return rec is not None and rec.status in TERMINAL_STATUSES
 
     # -- projects -------------------------------------------------------------------------------
-    def confine(self, local_path: str) -> Path:
+    def confine(self, local_path: str, loc: tuple[str, ...] = ("query", "local_path")) -> Path:
         """``local_path`` resolved inside the projects root (relative paths are taken from
         it); ProjectPathError if it leads anywhere else."""
         root = self.projects_root
@@ -185,13 +187,13 @@ class Services:
         try:
             p = p.resolve()
         except (OSError, RuntimeError) as exc:
-            raise ProjectPathError(f"cannot resolve {local_path!r}: {exc}") from None
+            raise ProjectPathError(f"cannot resolve {local_path!r}: {exc}", loc) from None
         if p != root and root not in p.parents:
-            raise ProjectPathError(f"local_path {local_path!r} is outside the projects root {root}; set LLMFLOW_PROJECTS_ROOT to allow another directory")
+            raise ProjectPathError(f"local_path {local_path!r} is outside the projects root {root}; set LLMFLOW_PROJECTS_ROOT to allow another directory", loc)
         return p
 
-    def create_project(self, name: str, local_path: str) -> Any:
-        path = self.confine(local_path)
+    def create_project(self, name: str, local_path: str, loc: tuple[str, ...] = ("query", "local_path")) -> Any:
+        path = self.confine(local_path, loc)
         try:
             return self.store.create_project(name, str(path), self.runtime.clock.now())
         except StoreError as exc:

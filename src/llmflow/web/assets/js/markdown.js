@@ -12,20 +12,24 @@ export function escapeHtml(text) {
 
 const SAFE_URL = /^(https?:\/\/|mailto:|#|\/(?!\/)|\.\.?\/)/i;
 
-function inline(raw) {
-  const codes = [];
-  let s = escapeHtml(raw).replace(/`([^`\n]+)`/g, (_, c) => {
-    codes.push(`<code>${c}</code>`);
-    return `\u0000${codes.length - 1}\u0000`;
-  });
-  s = s.replace(/!?\[([^\]\n]+)\]\(([^)\s]+)\)/g, (m, label, href) =>
-    SAFE_URL.test(href) ? `<a href="${href}" rel="noopener noreferrer" target="_blank">${label}</a>` : m);
+function emphasis(s) {
   s = s.replace(/\*\*(?=\S)([^*]+?)\*\*/g, "<strong>$1</strong>");
   s = s.replace(/(^|[^\w])__(?=\S)([^_]+?)__(?!\w)/g, "$1<strong>$2</strong>");
   s = s.replace(/(^|[^*\w])\*(?=[^\s*])([^*\n]+?)\*(?!\*)/g, "$1<em>$2</em>");
   s = s.replace(/(^|[^\w])_(?=[^\s_])([^_\n]+?)_(?!\w)/g, "$1<em>$2</em>");
-  s = s.replace(/~~(?=\S)([^~]+?)~~/g, "<del>$1</del>");
-  return s.replace(/\u0000(\d+)\u0000/g, (_, i) => codes[Number(i)]);
+  return s.replace(/~~(?=\S)([^~]+?)~~/g, "<del>$1</del>");
+}
+
+function inline(raw) {
+  // code spans and links become placeholders first, so no later rule reaches inside them
+  const held = [];
+  const hold = (html) => { held.push(html); return `\u0000${held.length - 1}\u0000`; };
+  let s = escapeHtml(raw).replace(/\u0000/g, "").replace(/`([^`\n]+)`/g, (_, c) => hold(`<code>${c}</code>`));
+  s = s.replace(/!?\[([^\]\n]+)\]\(([^)\s]+)\)/g, (m, label, href) =>
+    SAFE_URL.test(href) ? hold(`<a href="${href}" rel="noopener noreferrer" target="_blank">${emphasis(label)}</a>`) : m);
+  s = emphasis(s);
+  for (let round = 0; round < 2; round++) s = s.replace(/\u0000(\d+)\u0000/g, (_, i) => held[Number(i)]);
+  return s;
 }
 
 const LIST_ITEM = /^(\s*)([-*+]|\d{1,9}[.)])\s+(.*)$/;

@@ -1,0 +1,347 @@
+"""Pass 3 of validation: how the parts of a valid flow refer to each other.
+
+``needs`` and route targets name existing steps of the same scope (top level or one loop
+body), agents exist, there are no cycles outside loops, and every template or condition
+parses, is safe, and reads only names that exist and steps that run before it.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from pydantic import BaseModel
+
+from llmflow.model.diagnostics import did_you_mean
+from llmflow.model.expressions import JINJA_GLOBALS, NAMESPACES, analyse
+from llmflow.model.graph import Graph, build_graph
+from llmflow.model.spec import (
+    BroadcastStep,
+    ConductorStep,
+    Flow,
+    LlmStep,
+    LoopStep,
+    ParallelStep,
+    RouteStep,
+    StepSpec,
+)
+from llmflow.model.value_errors import short
+
+if TYPE_CHECKING:
+    from llmflow.model.validate import Collector
+
+class _Scopes:
+    """Which loop body each step belongs to, and every step's enclosing groups."""
+
+    def __init__(self, flow: Flow) -> None:
+        self.loop_of: dict[str, str | None] = {}  # step id -> innermost loop (None: top level)
+        self.loops: dict[str, LoopStep] = {}
+        self.members: dict[str, list[str]] = {}  # parallel/loop id -> every step inside it
+        self.graphs: dict[str | None, Graph] = {None: build_graph(flow.steps)}
+
+        def walk(steps: list[StepSpec], loop: str | None) -> list[str]:
+            ids: list[str] = []
+            for s in steps:
+                self.loop_of[s.id] = loop
+                ids.append(s.id)
+                if isinstance(s, LoopStep):
+                    self.loops[s.id] = s
+                    self.graphs[s.id] = build_graph(s.steps)
+                    self.members[s.id] = walk(s.steps, s.id)
+                    ids += self.members[s.id]
+                elif isinstance(s, ParallelStep):
+                    self.members[s.id] = walk(s.steps, loop)
+                    ids += self.members[s.id]
+            return ids
+
+        walk(flow.steps, None)
+        self._anc: dict[str, set[str]] = {}
+
+    def enclosing_loops(self, sid: str) -> set[str]:
+        out: set[str] = set()
+        loop = self.loop_of.get(sid)
+        while loop is not None and loop not in out:
+            out.add(loop)
+            loop = self.loop_of.get(loop)
+        return out
+
+    def ancestors(self, sid: str) -> set[str]:
+        """Steps that have finished whenever ``sid`` runs (members of finished groups too)."""
+        if sid in self._anc:
+            return self._anc[sid]
+        self._anc[sid] = set()  # cycle guard
+        loop = self.loop_of.get(sid)
+        g = self.graphs.get(loop)
+        res: set[str] = set()
+        stack = list(g.nodes[sid].needs) if g is not None and sid in g.nodes else []
+        while stack:
+            d = stack.pop()
+            if d in res:
+                continue
+            res.add(d)
+            stack += self.members.get(d, [])  # a finished group's steps have finished too
+            if g is not None and d in g.nodes:
+                stack += list(g.nodes[d].needs)
+        if loop is not None:
+            res |= set(self.members[loop]) - {sid}  # earlier body steps, and last iteration's
+            res |= self.ancestors(loop)
+        self._anc[sid] = res
+        return res
+
+
+def check_references(c: Collector, flow: Flow, bad_ids: set[str], dropped_inputs: set[str], dropped_agents: set[str]) -> None:
+    paths: dict[str, tuple] = dict(c.all_ids)
+    ids = [i for i in c.all_ids if i not in bad_ids]
+    known = list(c.all_ids)
+    scopes = _Scopes(flow)
+
+    def known_hint(name: str) -> str:
+        return did_you_mean(name, known) or f"known steps: {', '.join(known)}"
+
+    def loop_name(loop: str | None) -> str:
+        return f"loop '{loop}'" if loop else "the top level of the flow"
+
+    for s in flow.all_steps():
+        p = c.obj_paths.get(id(s), paths.get(s.id, ("steps",)))
+        here = scopes.loop_of.get(s.id)
+        for j, n in enumerate(s.needs or []):
+            if n not in paths:
+                c.add("unknown-step", f"step '{s.id}' needs unknown step '{n}'", (*p, "needs", j), known_hint(n))
+            elif n == s.id:
+                c.add("cycle", f"step '{s.id}' needs itself", (*p, "needs", j), "remove it from needs")
+            elif n in scopes.loop_of and scopes.loop_of[n] != here:
+                there = scopes.loop_of[n]
+                hint = (
+                    f"a step inside a loop can only need steps of the same loop; to wait for '{n}', add it to the needs of loop '{here}'"
+                    if here
+                    else f"steps inside a loop repeat; need the loop '{there}' instead"
+                )
+                c.add("unknown-step", f"step '{s.id}' needs '{n}', which is inside {loop_name(there)}, not in {loop_name(here)}", (*p, "needs", j), hint)
+        if isinstance(s, RouteStep):
+            for r_i, r in enumerate(s.routes):
+                for t_i, t in enumerate(r.to):
+                    _check_route_target(c, s, t, (*p, "routes", r_i, "to", t_i), paths, scopes, known_hint)
+            for t_i, t in enumerate(s.default):
+                _check_route_target(c, s, t, (*p, "default", t_i), paths, scopes, known_hint)
+        _check_agents(c, flow, s, p, dropped_agents)
+        if isinstance(s, LlmStep) and s.model and "{{" in s.model:
+            c.add("invalid-value", f"step '{s.id}': 'model' is not a template ({s.model!r})", (*p, "model"), "to run one variant per model, use 'matrix: {model: [provider:a, provider:b]}'")
+        elif isinstance(s, LlmStep) and s.model:
+            _check_model(c, s.model, f"step '{s.id}'", (*p, "model"))
+        models = (s.matrix or {}).get("model")
+        if isinstance(models, list):
+            for k, m in enumerate(models):
+                _check_model(c, m, f"step '{s.id}'", (*p, "matrix", "model", k))
+    for name, a in flow.agents.items():
+        if a.model and "{{" in a.model:
+            c.add("invalid-value", f"agent '{name}': 'model' is not a template ({a.model!r})", ("agents", name, "model"), "write provider:model, or use ${...} to take it from the config")
+        elif a.model:
+            _check_model(c, a.model, f"agent '{name}'", ("agents", name, "model"))
+    if flow.model:
+        _check_model(c, flow.model, f"flow '{flow.name}'", ("model",))
+
+    _check_cycles(c, scopes, paths)
+
+    for s in flow.all_steps():
+        p = c.obj_paths.get(id(s), paths.get(s.id, ("steps",)))
+        for field, text, is_cond in _templates_of(s):
+            _check_template(c, flow, s, scopes, text, (*p, *field), is_cond, paths, ids, dropped_inputs)
+    for k, text in (flow.outputs or {}).items():
+        _check_template(c, flow, None, scopes, text, ("outputs", k), False, paths, ids, dropped_inputs)
+
+
+def _check_model(c: Collector, model: Any, owner: str, path: tuple) -> None:
+    if not isinstance(model, str) or ":" not in model:
+        c.add(
+            "invalid-value",
+            f"{owner}: model {short(model)} does not name a provider",
+            path,
+            "write it as provider:model, e.g. openai:gpt-4o-mini, local:gemma3-270m or fake: (see docs/models.md)",
+        )
+
+
+def _check_route_target(c: Collector, s: RouteStep, t: str, path: tuple, paths: dict, scopes: _Scopes, known_hint: Any) -> None:
+    if t not in paths:
+        c.add("unknown-step", f"route '{s.id}' goes to unknown step '{t}'", path, known_hint(t))
+    elif t == s.id:
+        c.add("cycle", f"route '{s.id}' goes to itself", path, "use a 'loop' step to repeat steps")
+    elif t in scopes.loop_of and scopes.loop_of[t] != scopes.loop_of.get(s.id):
+        c.add("unknown-step", f"route '{s.id}' goes to '{t}', which is in another loop body", path, "a route can only choose steps at its own level")
+
+
+def _check_agents(c: Collector, flow: Flow, s: StepSpec, p: tuple, dropped: set[str]) -> None:
+    refs: list[tuple[str, tuple]] = []
+    if isinstance(s, LlmStep) and s.agent:
+        refs.append((s.agent, (*p, "agent")))
+    if isinstance(s, BroadcastStep):
+        refs += [(a, (*p, "agents", k)) for k, a in enumerate(s.agents)]
+        for k in s.weights or {}:
+            if k not in s.agents:
+                c.add("unknown-agent", f"step '{s.id}' weighs agent '{k}', which it does not broadcast to", (*p, "weights", k), did_you_mean(k, s.agents) or f"agents: {', '.join(s.agents)}")
+    if isinstance(s, ConductorStep):
+        refs += [(a, (*p, "participants", k)) for k, a in enumerate(s.participants)]
+        if s.host != "sequence":
+            refs.append((s.host, (*p, "host")))
+    for name, ap in refs:
+        if name not in flow.agents and name not in dropped and "*" not in dropped:
+            known = list(flow.agents)
+            hint = did_you_mean(name, known) or (f"known agents: {', '.join(known)}" if known else "define it under 'agents:'")
+            if isinstance(s, ConductorStep) and ap[-1] == "host":
+                hint += "; or use host: sequence"
+            c.add("unknown-agent", f"step '{s.id}' uses unknown agent '{name}'", ap, hint)
+
+
+def _check_cycles(c: Collector, scopes: _Scopes, paths: dict[str, tuple]) -> None:
+    for g in scopes.graphs.values():
+        for comp in _strongly_connected(g):
+            if len(comp) < 2:
+                continue  # a step needing itself is reported with its needs
+            sub = Graph({n: g.nodes[n] for n in comp}, [n for n in g.order if n in comp])
+            cyc = sub.find_cycle() or [*comp, comp[0]]
+            implicit = [
+                (cyc[i], cyc[i + 1]) for i in range(len(cyc) - 1)
+                if not g.nodes[cyc[i]].explicit_needs and g.nodes[cyc[i]].group is None
+            ]  # fmt: skip
+            hint = "use a 'loop' step to repeat steps"
+            if implicit:
+                a, b = implicit[0]
+                hint = f"'{a}' has no 'needs', so it runs after the step before it ('{b}'); give '{a}' its own 'needs', or use a 'loop' step"
+            first = cyc[0]
+            c.add("cycle", f"steps form a cycle: {' -> '.join(cyc)}", (*paths.get(first, ("steps",)), "needs"), hint)
+
+
+def _strongly_connected(g: Graph) -> list[list[str]]:
+    """Tarjan's algorithm, iterative; components in definition order."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    on: set[str] = set()
+    stack: list[str] = []
+    out: list[list[str]] = []
+    counter = 0
+    for root in g.order:
+        if root in index:
+            continue
+        work: list[tuple[str, int]] = [(root, 0)]
+        while work:
+            v, i = work.pop()
+            if i == 0:
+                index[v] = low[v] = counter
+                counter += 1
+                stack.append(v)
+                on.add(v)
+            needs = [d for d in g.nodes[v].needs if d in g.nodes]
+            if i < len(needs):
+                work.append((v, i + 1))
+                w = needs[i]
+                if w not in index:
+                    work.append((w, 0))
+                elif w in on:
+                    low[v] = min(low[v], index[w])
+                continue
+            if low[v] == index[v]:
+                comp: list[str] = []
+                while True:
+                    w = stack.pop()
+                    on.discard(w)
+                    comp.append(w)
+                    if w == v:
+                        break
+                out.append([n for n in g.order if n in comp])
+            if work:
+                parent = work[-1][0]
+                low[parent] = min(low[parent], low[v])
+    return out
+
+
+def _templates_of(s: StepSpec) -> list[tuple[tuple, str, bool]]:
+    out: list[tuple[tuple, str, bool]] = []
+    if s.when:
+        out.append((("when",), s.when, True))
+    if isinstance(s.for_each, str):
+        out.append((("for_each",), s.for_each, True))
+    for k, v in (s.matrix or {}).items():
+        if isinstance(v, str):
+            out.append((("matrix", k), v, True))
+    if isinstance(s, RouteStep):
+        out += [(("routes", i, "when"), r.when, True) for i, r in enumerate(s.routes)]
+    if isinstance(s, LoopStep):
+        out.append((("until",), s.until, True))
+
+    def strings(v: Any, path: tuple) -> None:
+        if isinstance(v, str):
+            out.append((path, v, False))
+        elif isinstance(v, list):
+            for i, x in enumerate(v):
+                strings(x, (*path, i))
+        elif isinstance(v, dict):
+            for k, x in v.items():
+                strings(x, (*path, k))
+        elif isinstance(v, BaseModel):
+            strings(v.model_dump(), path)
+
+    for f in s.TEMPLATE_FIELDS:
+        strings(getattr(s, f, None), (f,))
+    return out
+
+
+def _check_template(
+    c: Collector,
+    flow: Flow,
+    step: StepSpec | None,
+    scopes: _Scopes,
+    text: str,
+    path: tuple,
+    is_cond: bool,
+    paths: dict[str, tuple],
+    ids: list[str],
+    dropped_inputs: set[str],
+) -> None:
+    if not is_cond and "{{" not in text and "{%" not in text:
+        return
+    a = analyse(text, condition=is_cond)
+    what = "condition" if is_cond else "template"
+    if a.error:
+        code = "unsafe-expression" if "unsafe" in a.error else "bad-expression"
+        c.add(code, f"{a.error} in {what} {short(text)}", path, a.hint)
+        return
+    allowed: set[str] = set(paths)
+    loop = scopes.loop_of.get(step.id) if step else None
+    if step is not None:
+        allowed = scopes.ancestors(step.id)
+        if isinstance(step, LoopStep):
+            allowed |= set(scopes.members.get(step.id, ()))
+    has_jinja_for = "{%" in text and "for " in text
+    for ref in a.references:
+        ns, name = ref.namespace, ref.name
+        if ns not in NAMESPACES:
+            if ns in JINJA_GLOBALS:
+                continue
+            c.add("unknown-name", f"unknown name '{ns}' in {what} {short(text)}", path, did_you_mean(ns, NAMESPACES) or f"available: {', '.join(NAMESPACES)}")
+        elif ns == "inputs" and name is not None and name not in flow.inputs:
+            if name in dropped_inputs or "*" in dropped_inputs:
+                continue
+            declared = list(flow.inputs)
+            hint = did_you_mean(name, declared) or (f"declared inputs: {', '.join(declared)}" if declared else f"declare it under 'inputs:', e.g. 'inputs: {{{name}: string}}'")
+            c.add("unknown-input", f"unknown input '{name}' in {what} {short(text)}", path, hint)
+        elif ns == "steps" and name is not None:
+            body_of = scopes.loop_of.get(name)
+            visible = scopes.enclosing_loops(step.id) | ({step.id} if isinstance(step, LoopStep) else set()) if step else set()
+            if name not in paths:
+                c.add("unknown-step", f"unknown step '{name}' in {what} {short(text)}", path, did_you_mean(name, paths) or f"known steps: {', '.join(paths)}")
+            elif body_of is not None and body_of not in visible and name in ids:
+                reader = f"step '{step.id}'" if step else "the flow's outputs"
+                c.add("not-upstream", f"{reader} reads step '{name}', which is inside loop '{body_of}'", path, f"outside a loop, read its result: steps.{body_of}.output (the last body step's output)")
+            elif step is not None and name not in allowed and name in ids:
+                if name == step.id:
+                    msg, hint = f"step '{step.id}' reads its own output", "a step can read only steps that ran before it"
+                else:
+                    msg, hint = f"step '{step.id}' reads step '{name}', which does not run before it", f"add '{name}' to the needs of '{step.id}'"
+                c.add("not-upstream", msg, path, hint)
+        elif ns == "item" and step is not None and step.for_each is None:
+            c.add("unknown-name", f"'item' used in step '{step.id}', which has no for_each", path, "add 'for_each:' or remove the reference")
+        elif ns == "matrix" and step is not None and name is not None and name not in (step.matrix or {}):
+            if not step.matrix:
+                c.add("unknown-name", f"'matrix' used in step '{step.id}', which has no matrix", path, "add 'matrix:' or remove the reference")
+            else:
+                c.add("unknown-name", f"unknown matrix key '{name}' in {what} {short(text)}", path, did_you_mean(name, step.matrix) or f"matrix keys: {', '.join(step.matrix)}")
+        elif ns == "loop" and step is not None and loop is None and not isinstance(step, LoopStep) and not has_jinja_for:
+            c.add("unknown-name", f"'loop' used in step '{step.id}', which is not inside a loop", path, "'loop' (id, iteration) exists only in the steps of a 'loop'")

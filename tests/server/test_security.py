@@ -1,0 +1,159 @@
+"""Bearer token, loopback-only without a token, CORS, shell steps in posted flows, the
+projects root, request size limits."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+from websockets.exceptions import InvalidStatus
+from websockets.sync.client import connect
+
+from llmflow.cli.main import main
+from llmflow.server.config import ServerConfig, is_loopback
+
+from .helpers import SHELL_FLOW, LiveServer, write_flow
+
+TOKEN = "s3cret-token"
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "127.1.2.3", "localhost", "::1", "[::1]"])
+def test_loopback_hosts(host: str) -> None:
+    assert is_loopback(host)
+    assert ServerConfig(host=host).security_problem() is None
+
+
+@pytest.mark.parametrize("host", ["0.0.0.0", "::", "192.168.1.10", "example.com"])
+def test_other_hosts_need_a_token(host: str) -> None:
+    assert not is_loopback(host)
+    assert "LLMFLOW_API_TOKEN" in (ServerConfig(host=host).security_problem() or "")
+    assert ServerConfig(host=host, api_token="t").security_problem() is None
+
+
+def test_serve_refuses_to_start_on_a_public_address_without_a_token(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    monkeypatch.delenv("LLMFLOW_API_TOKEN", raising=False)
+    monkeypatch.setenv("LLMFLOW_HOME", str(tmp_path))
+    with pytest.raises(SystemExit) as info:
+        main(["serve", "--host", "0.0.0.0", "--port", "0"])
+    assert info.value.code == 2
+    assert "LLMFLOW_API_TOKEN" in capsys.readouterr().err
+
+
+def test_every_route_but_health_needs_the_token(make_app: Any) -> None:
+    app = make_app(api_token=TOKEN)
+    with TestClient(app) as c:
+        assert c.get("/health").status_code == 200
+        schema = app.openapi()["paths"]
+        paths = sorted(p for p, ops in schema.items() if "get" in ops and "{" not in p and p != "/health") + ["/docs", "/openapi.json"]
+        assert {"/api/v1/runs", "/runs", "/api/flows", "/api/session", "/worker/status"} <= set(paths)
+        for p in paths:
+            r = c.get(p)
+            assert r.status_code == 401, p
+            assert r.headers["www-authenticate"] == "Bearer"
+        assert c.post("/api/v1/runs", json={"flow": "hello"}).status_code == 401
+        assert c.get("/api/v1/runs", headers={"Authorization": "Bearer wrong"}).status_code == 401
+        assert c.get("/api/v1/runs", headers={"Authorization": f"Bearer {TOKEN}"}).status_code == 200
+        assert c.get("/api/v1/runs", headers={"Authorization": f"bearer {TOKEN}"}).status_code == 200
+        assert c.get("/api/v1/runs", params={"token": TOKEN}).status_code == 401  # query tokens: WebSockets only
+
+
+@pytest.mark.slow
+def test_websockets_need_the_token_too(make_app: Any) -> None:
+    with LiveServer(make_app(api_token=TOKEN)) as srv:
+        with pytest.raises(InvalidStatus) as info:
+            with connect(f"{srv.ws_url}/ws"):
+                pass
+        assert info.value.response.status_code == 403
+        with connect(f"{srv.ws_url}/ws", additional_headers={"Authorization": f"Bearer {TOKEN}"}) as ws:
+            assert json.loads(ws.recv(timeout=10))["content"] == "session_started"
+        with connect(f"{srv.ws_url}/ws?token={TOKEN}") as ws:
+            assert json.loads(ws.recv(timeout=10))["content"] == "session_started"
+
+
+def test_cors_origins_are_configurable(make_app: Any) -> None:
+    with TestClient(make_app(cors_origins=["http://localhost:3001"], api_token=TOKEN)) as c:
+        pre = c.options("/runs", headers={"Origin": "http://localhost:3001", "Access-Control-Request-Method": "POST"})
+        assert pre.status_code == 200 and pre.headers["access-control-allow-origin"] == "http://localhost:3001"
+        other = c.options("/runs", headers={"Origin": "http://evil.example", "Access-Control-Request-Method": "POST"})
+        assert "access-control-allow-origin" not in other.headers
+        r = c.get("/health", headers={"Origin": "http://localhost:3001"})
+        assert r.headers["access-control-allow-origin"] == "http://localhost:3001"
+    with TestClient(make_app()) as c:
+        assert "access-control-allow-origin" not in c.get("/health", headers={"Origin": "http://localhost:3001"}).headers
+
+
+def test_shell_steps_of_posted_flows_need_allow_shell(make_app: Any, home: Path) -> None:
+    write_flow(home, "sh", SHELL_FLOW)
+    doc = {"name": "posted", "steps": [{"id": "run", "shell": {"command": "echo posted"}}]}
+    with TestClient(make_app()) as c:
+        r = c.post("/api/v1/runs", json={"document": doc})
+        assert r.status_code == 422 and "--allow-shell" in r.json()["detail"][0]["hint"]
+        # the server's own flows may run shell steps
+        v = c.post("/api/v1/runs", json={"flow": "sh", "wait": True}).json()
+        assert v["status"] == "COMPLETED" and v["steps"][0]["output"]["stdout"] == "done\n"
+    with TestClient(make_app(allow_shell=True)) as c:
+        v = c.post("/api/v1/runs", json={"document": doc, "wait": True}).json()
+        assert v["status"] == "COMPLETED" and v["steps"][0]["output"]["stdout"] == "posted\n"
+
+
+def test_a_posted_flow_run_refuses_shell_even_if_it_gets_past_the_check(make_app: Any) -> None:
+    # defence in depth: the run records disallow_shell, which the runtime enforces
+    with TestClient(make_app()) as c:
+        svc = c.app.state.services
+        loaded = svc.parse_document({"name": "ok", "steps": [{"id": "a", "llm": {"prompt": "x"}}]})
+        from llmflow.model.spec import Flow
+
+        flow = Flow.model_validate({"name": "sneaky", "steps": [{"id": "run", "kind": "shell", "command": "echo hi"}]})
+        loaded.flow = flow
+        rec = svc.submit(loaded, {}, svc.options(posted=True))
+        c.post("/api/v1/worker/process")
+        v = c.get(f"/api/v1/runs/{rec.id}").json()
+    assert v["status"] == "FAILED" and "disabled" in v["steps"][0]["error"]
+
+
+def test_project_paths_stay_inside_the_projects_root(make_app: Any, home: Path, tmp_path: Path) -> None:
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (home / "link").symlink_to(outside)
+    with TestClient(make_app()) as c:
+        for path in ("/etc", "../outside", str(outside), "link/sub"):
+            r = c.post("/projects", params={"name": f"p{abs(hash(path))}", "local_path": path})
+            assert r.status_code == 400, path
+            assert r.json()["detail"][0]["loc"] == ["query", "local_path"]
+        r = c.post("/api/v1/projects", json={"name": "x", "local_path": "/etc"})
+        assert r.status_code == 400 and r.json()["detail"][0]["loc"] == ["body", "local_path"]
+        assert c.post("/projects", params={"name": "in", "local_path": str(home / "a" / "b")}).status_code == 200
+    root = tmp_path / "projects"
+    root.mkdir()
+    with TestClient(make_app(projects_root=root)) as c:
+        assert c.post("/projects", params={"name": "in2", "local_path": "p"}).json()["local_path"] == str(root / "p")
+        assert c.post("/projects", params={"name": "out", "local_path": str(home)}).status_code == 400
+
+
+def test_request_bodies_are_limited(make_app: Any) -> None:
+    with TestClient(make_app(max_body_bytes=1000)) as c:
+        big = {"flow": "hello", "inputs": {"prompt": "x" * 2000}}
+        r = c.post("/api/v1/runs", json=big)
+        assert r.status_code == 413 and "LLMFLOW_MAX_BODY_BYTES" in r.json()["detail"]
+
+        def chunks() -> Any:
+            for _ in range(4):
+                yield b" " * 400
+            yield b"{}"
+
+        r = c.post("/api/v1/flows/validate", content=chunks(), headers={"content-type": "application/json"})
+        assert r.status_code == 413
+        assert c.post("/api/v1/runs", json={"flow": "hello", "inputs": {"prompt": "small"}}).status_code == 201
+
+
+def test_env_settings_are_read_by_the_config() -> None:
+    cfg = ServerConfig.from_env({"LLMFLOW_API_TOKEN": " t ", "LLMFLOW_CORS_ORIGINS": "http://a, http://b", "LLMFLOW_PROJECTS_ROOT": "/srv/p", "LLMFLOW_MAX_BODY_BYTES": "10", "DISABLE_WORKER": "1", "WORKER_CHECK_INTERVAL": "5"}, workers=3)
+    assert (cfg.api_token, cfg.cors_origins, str(cfg.projects_root), cfg.max_body_bytes, cfg.worker_enabled, cfg.check_interval, cfg.workers) == ("t", ["http://a", "http://b"], "/srv/p", 10, False, 5.0, 3)
+    with pytest.raises(ValueError, match="WORKER_CHECK_INTERVAL"):
+        ServerConfig.from_env({"WORKER_CHECK_INTERVAL": "soon"})
+    assert ServerConfig.from_env({}, workers=0).worker_enabled is False
+    assert os.environ.get("LLMFLOW_API_TOKEN") is None or True

@@ -1,0 +1,123 @@
+"""Helpers for the console tests: an isolated home with test flows, a real Uvicorn serving
+the app in a thread, the API through httpx, and the `llmflow` CLI as a subprocess."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from . import flows
+
+ROOT = Path(__file__).resolve().parents[2]
+EXAMPLES = ROOT / "examples"
+ARTIFACTS = ROOT / "test-artifacts" / "web"
+CHROMIUM = "/usr/bin/chromium"
+LLMFLOW = str(Path(sys.executable).parent / "llmflow")
+DEFAULT_MODEL = "fake:?latency=0.2&chunk_delay=0.03"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_until(fn: Callable[[], Any], timeout: float = 30.0, what: str = "condition") -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = fn()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(0.05)
+
+
+def make_home(home: Path) -> Path:
+    conf = home / "conf" / "flows"
+    conf.mkdir(parents=True, exist_ok=True)
+    for name in ("ask", "slow", "note", "broken"):
+        (conf / f"{name}.yaml").write_text(getattr(flows, name.upper()))
+    (home / "fake-scripts.yaml").write_text(flows.FAKE_SCRIPTS)
+    return home
+
+
+def env_for(home: Path, **extra: str) -> dict[str, str]:
+    """An isolated llmflow environment: its own home, the fake model, real models blocked."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("LLMFLOW_", "OLLAMA_")) and k not in ("DISABLE_WORKER", "WORKER_CHECK_INTERVAL")}
+    env.update(
+        LLMFLOW_HOME=str(home),
+        LLMFLOW_MODEL=DEFAULT_MODEL,
+        LLMFLOW_BLOCK_REAL_MODELS="1",
+        LLMFLOW_FAKE_SCRIPTS=str(home / "fake-scripts.yaml"),
+        LLMFLOW_CONFIG_DIR=str(home / "conf"),
+        LLMFLOW_LEASE_SECONDS="3",
+        WORKER_CHECK_INTERVAL="0.2",
+        LLMFLOW_SSE_KEEPALIVE="2",
+    )
+    env.update(extra)
+    return env
+
+
+class ConsoleServer:
+    """create_app(...) on a free loopback port, in a thread, as `llmflow serve` builds it."""
+
+    def __init__(self, home: Path, **env: str) -> None:
+        import uvicorn
+
+        from llmflow.server.app import create_app
+        from llmflow.server.config import ServerConfig
+        from llmflow.settings import Settings
+
+        self.home = home
+        self.env = env_for(home, **env)
+        settings = Settings.from_env(self.env)
+        flows_ = [str(EXAMPLES / n) for n in ("review", "support-router", "panel", "hello")]
+        cfg = ServerConfig.from_env(self.env, flows=flows_, config_dir=home / "conf")
+        self.app = create_app(settings, cfg)
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        config = uvicorn.Config(self.app, host="127.0.0.1", port=self.port, ws="websockets-sansio", log_level="warning", lifespan="on", timeout_graceful_shutdown=2)
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, name="uvicorn-console", daemon=True)
+        self.token = env.get("LLMFLOW_API_TOKEN")
+
+    def __enter__(self) -> ConsoleServer:
+        self.thread.start()
+        wait_until(lambda: self.server.started or not self.thread.is_alive(), 20, "uvicorn to start")
+        assert self.server.started, "uvicorn did not start"
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.server.should_exit = True
+        self.thread.join(15)
+
+    def client(self) -> httpx.Client:
+        headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
+        return httpx.Client(base_url=self.url, timeout=30, headers=headers)
+
+    def start_run(self, flow: str, inputs: dict[str, Any] | None = None, **options: Any) -> str:
+        with self.client() as c:
+            r = c.post("/api/v1/runs", json={"flow": flow, "inputs": inputs or {}, "options": options})
+            assert r.status_code == 201, r.text
+            return r.json()["id"]
+
+    def status(self, run_id: str) -> str:
+        with self.client() as c:
+            return c.get(f"/api/v1/runs/{run_id}").json()["status"]
+
+    def wait_for(self, run_id: str, statuses: tuple[str, ...] = ("COMPLETED", "FAILED", "CANCELED")) -> str:
+        return wait_until(lambda: (s := self.status(run_id)) in statuses and s, 60, f"run {run_id} to reach {statuses}")
+
+    def cli(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+        """`llmflow ARGS` with the server's home and store."""
+        return subprocess.run([LLMFLOW, *args], env=self.env, cwd=self.home, capture_output=True, text=True, timeout=timeout)
