@@ -212,25 +212,33 @@ def test_agents_and_status(orch: Orchestra) -> None:
         orch.add_agent("bad", 42)
 
 
+def wait_until(cond: Any, what: str, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while not cond():
+        assert time.monotonic() < deadline, f"gave up waiting for {what}"
+        time.sleep(0.02)
+
+
 def test_pause_holds_the_run_until_resume_and_stop_cancels_and_refuses_work(orch: Orchestra) -> None:
     gate = threading.Event()
 
     def slow(x: Any) -> str:
-        gate.wait(10)
+        gate.wait(30)
         return "slow done"
 
     orch.add_agent("slow", slow)
+    rt = orch.runtime
     box: dict[str, Any] = {}
     t = threading.Thread(target=lambda: box.update(res=orch.run_pipeline_sync("x", ["slow", "clean"])))
     t.start()
-    while not orch.get_orchestra_status()["active_runs"]:
-        time.sleep(0.01)
-    orch.pause_orchestra()
-    gate.set()
+    wait_until(lambda: orch.get_orchestra_status()["active_runs"], "the run to start")
     run_id = orch.get_orchestra_status()["active_runs"][0]
-    while orch.runtime.get(run_id).status != "PAUSED":
-        time.sleep(0.02)
-    assert orch.get_orchestra_status()["status"] == "paused" and t.is_alive()
+    orch.pause_orchestra()
+    wait_until(lambda: rt.get(run_id).status == "PAUSED", "the run to pause")
+    assert orch.get_orchestra_status()["status"] == "paused"
+    gate.set()  # the running step finishes; the next one does not start while paused
+    wait_until(lambda: rt.view(run_id)["steps"][0]["status"] == "COMPLETED", "the slow step")
+    assert t.is_alive() and rt.view(run_id)["steps"][1]["status"] == "PENDING"
     orch.resume_orchestra()
     t.join(30)
     assert box["res"]["success"] and box["res"]["output"] == "slow done"
@@ -238,10 +246,11 @@ def test_pause_holds_the_run_until_resume_and_stop_cancels_and_refuses_work(orch
     gate.clear()
     t = threading.Thread(target=lambda: box.update(res=orch.run_pipeline_sync("x", ["slow"])))
     t.start()
-    while not orch.get_orchestra_status()["active_runs"]:
-        time.sleep(0.01)
+    wait_until(lambda: orch.get_orchestra_status()["active_runs"], "the second run to start")
+    run_id = orch.get_orchestra_status()["active_runs"][0]
     orch.stop_orchestra()
-    gate.set()
+    wait_until(lambda: rt.get(run_id).status == "CANCELED", "the run to be canceled")
+    gate.set()  # the step's thread cannot be interrupted; let it end
     t.join(30)
     assert box["res"]["status"] == "CANCELED"
     with pytest.raises(RunStateError, match="stopped"):

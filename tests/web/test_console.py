@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import re
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -115,7 +116,7 @@ def test_open_and_download_an_artifact(page: Any, server: ConsoleServer) -> None
         row.get_by_role("button", name="Download notes/sencha.md").click()
     download = dl.value
     assert download.suggested_filename == "sencha.md"
-    assert "Camellia sinensis" in open(download.path(), encoding="utf-8").read()
+    assert "Camellia sinensis" in Path(download.path()).read_text(encoding="utf-8")
 
 
 def test_dashboard_shows_a_run_started_from_the_cli_without_reloading(page: Any, server: ConsoleServer) -> None:
@@ -136,7 +137,7 @@ def test_dashboard_filters_and_search(page: Any, server: ConsoleServer) -> None:
     a = server.start_run("note", {"topic": "filters"})
     server.wait_for(a)
     page.goto(f"{server.url}/#/runs")
-    page.get_by_label("Flow").select_option("note")
+    page.get_by_label("Flow", exact=True).select_option("note")
     expect(page).to_have_url(re.compile(r"flow=note"))
     expect(page.locator("table.runs tbody tr").first).to_contain_text("note")
     for cell in page.locator("table.runs tbody td[data-label=Flow]").all():

@@ -36,10 +36,10 @@ def test_token_sign_in(page: Any, server: ConsoleServer) -> None:
     dialog = page.get_by_role("dialog", name="Sign in")
     expect(dialog).to_be_visible()
     page.get_by_label("API token").fill("wrong")
-    page.get_by_role("button", name="Sign in").click()
+    dialog.get_by_role("button", name="Sign in").click()
     expect(page.locator("#signin-error")).to_have_text("The server refused this token.")
     page.get_by_label("API token").fill(TOKEN)
-    page.get_by_role("button", name="Sign in").click()
+    dialog.get_by_role("button", name="Sign in").click()
     expect(dialog).to_be_hidden()
     expect(page.locator(f'tr[data-run="{run_id}"]')).to_be_visible()
     # the live stream (SSE over fetch, with the header) is connected too

@@ -85,22 +85,21 @@ export function actionButton(label, action, attrs = {}) {
   return b;
 }
 
-/** A <pre> with a copy button. */
-export function copyable(text, attrs = {}) {
-  const pre = h("pre", { class: "copyable", ...attrs }, text);
-  const btn = h("button", { type: "button", class: "copy small", title: "Copy to the clipboard" }, "Copy");
+/** A small button that copies `text` (or, where the clipboard is not allowed, selects `target`). */
+export function copyButton(text, target, label = "Copy") {
+  const btn = h("button", { type: "button", class: "small copy", title: "Copy to the clipboard" }, label);
   btn.addEventListener("click", async () => {
     try {
       await navigator.clipboard.writeText(text);
       btn.textContent = "Copied";
     } catch {
       const range = document.createRange();
-      range.selectNodeContents(pre);
+      range.selectNodeContents(target);
       getSelection().removeAllRanges();
       getSelection().addRange(range);
       btn.textContent = "Selected";
     }
-    setTimeout(() => { btn.textContent = "Copy"; }, 1500);
+    setTimeout(() => { btn.textContent = label; }, 1500);
   });
-  return h("div", { class: "copy-wrap" }, btn, pre);
+  return btn;
 }

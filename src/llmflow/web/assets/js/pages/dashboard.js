@@ -64,11 +64,11 @@ export function render(main, { query, setQuery }) {
   const searchIn = h("input", { id: "f-q", name: "q", type: "search", placeholder: "run id  ( / )", value: f.q, autocomplete: "off", "data-search": "", "aria-keyshortcuts": "/" });
   statusSel.value = f.status;
   const form = h("form", { class: "filters", role: "search", "aria-label": "Filter runs" },
-    h("label", {}, h("span", {}, "Flow"), flowSel),
-    h("label", {}, h("span", {}, "Status"), statusSel),
-    h("label", {}, h("span", {}, "Project"), projectSel),
-    h("label", {}, h("span", {}, "Batch"), batchIn),
-    h("label", { class: "grow" }, h("span", {}, "Search by id"), searchIn),
+    h("div", { class: "filter" }, h("label", { for: "f-flow" }, "Flow"), flowSel),
+    h("div", { class: "filter" }, h("label", { for: "f-status" }, "Status"), statusSel),
+    h("div", { class: "filter" }, h("label", { for: "f-project" }, "Project"), projectSel),
+    h("div", { class: "filter" }, h("label", { for: "f-batch" }, "Batch"), batchIn),
+    h("div", { class: "filter grow" }, h("label", { for: "f-q" }, "Search by id"), searchIn),
     h("div", { class: "filter-actions" },
       h("button", { type: "submit", class: "primary" }, "Apply"),
       h("button", { type: "button", onclick: () => { Object.assign(f, { flow: "", status: "", batch: "", project: "", q: "", page: 1 }); flowSel.value = ""; statusSel.value = ""; projectSel.value = ""; batchIn.value = ""; searchIn.value = ""; apply(); } }, "Clear")));

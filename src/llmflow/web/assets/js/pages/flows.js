@@ -73,7 +73,7 @@ export function renderFlow(main, { id: name }) {
     const validation = notice();
     replace(body,
       h("div", { class: "flow-grid" },
-        h("section", { class: "card", "aria-labelledby": "about-h" },
+        h("div", {}, h("section", { class: "card", "aria-labelledby": "about-h" },
           h("h2", { id: "about-h" }, "About"),
           h("p", {}, flow.description || h("span", { class: "muted" }, "No description.")),
           h("dl", { class: "facts" },
@@ -86,8 +86,8 @@ export function renderFlow(main, { id: name }) {
           validation.el,
           h("h3", {}, "Inputs"), inputsTable(flow),
           h("h3", {}, "Steps"), stepsList(flow)),
+        h("section", { class: "card", "aria-labelledby": "fgraph-h" }, h("h2", { id: "fgraph-h" }, "Graph"), graphBox)),
         h("section", { class: "card", "aria-labelledby": "start-h" }, h("h2", { id: "start-h" }, "Start a run"), runForm(flow))),
-      h("section", { class: "card", "aria-labelledby": "fgraph-h" }, h("h2", { id: "fgraph-h" }, "Graph"), graphBox),
       h("details", { class: "card" }, h("summary", {}, "Resolved definition"), h("pre", { class: "json" }, pretty(flow.definition))));
     api(`/api/v1/flows/${encodeURIComponent(name)}/graph`)
       .then((g) => replace(graphBox, renderGraph(g.mermaid, { label: `Graph of flow ${name}` }).el))

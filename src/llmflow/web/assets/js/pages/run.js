@@ -3,7 +3,7 @@
 // controls (cancel, pause, resume, re-run a step, fork).
 
 import { api, ApiError, stream } from "../api.js";
-import { actionButton, copyable, h, notice, replace, toast } from "../dom.js";
+import { actionButton, copyButton, h, notice, replace, toast } from "../dom.js";
 import { durationEl, fmtCost, fmtTokens, statusBadge, TERMINAL, timeEl } from "../format.js";
 import { renderGraph } from "../graph.js";
 import * as live from "../live.js";
@@ -38,6 +38,7 @@ export function render(main, { id, query, setQuery }) {
   let flushScheduled = false;
 
   const msg = notice();
+  const runIdEl = h("span", { class: "mono run-id" }, id);
   const badge = h("span", {}, statusBadge("…"));
   const facts = h("dl", { class: "facts run-facts" });
   const errorBox = h("div", {});
@@ -57,7 +58,7 @@ export function render(main, { id, query, setQuery }) {
 
   main.append(
     h("nav", { class: "crumbs", "aria-label": "Breadcrumb" }, h("a", { href: "#/runs" }, "Runs"), " / ", h("span", { class: "mono" }, id)),
-    h("div", { class: "page-head" }, h("h1", {}, "Run ", h("span", { class: "mono run-id" }, id), " ", badge), controls),
+    h("div", { class: "page-head" }, h("h1", {}, "Run ", runIdEl, " ", badge, " ", copyButton(id, runIdEl, "Copy id")), controls),
     msg.el,
     h("section", { class: "card", "aria-label": "Run facts" }, facts, errorBox),
     humanBox,
@@ -199,8 +200,12 @@ export function render(main, { id, query, setQuery }) {
       h("div", {}, h("h3", {}, "Outputs"), kv(view.outputs, TERMINAL.has(view.status) ? "No outputs." : "Not finished yet.")));
   }
 
+  let humanSig = "";
   function drawHuman() {
     const open = view && !TERMINAL.has(view.status) ? [...pendingHuman.values()] : [];
+    const sig = open.map((e) => `${e.seq}:${e.payload?.request_id}`).join(",");
+    if (sig === humanSig) return; // keep what the person is typing
+    humanSig = sig;
     humanBox.hidden = !open.length;
     if (!open.length) { replace(humanBox); return; }
     replace(humanBox, h("h2", { id: "human-h" }, "Your input is needed"), open.map(humanCard));
