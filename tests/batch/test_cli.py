@@ -129,3 +129,31 @@ def test_bad_input_exits_2_with_a_message_and_no_traceback(tmp_path: Path) -> No
     assert p.returncode == 2 and "--columns INPUT=COLUMN" in p.stderr
     p = llmflow(tmp_path, "batches", "show", "nope")
     assert p.returncode == 2 and "no batch 'nope'" in p.stderr
+
+
+def test_ctrl_c_stops_cleanly_with_exit_130_and_resume_finishes(tmp_path: Path) -> None:
+    (tmp_path / "flow.yaml").write_text(FLOW)
+    write_csv(tmp_path / "d.csv", records(20))
+    out = tmp_path / "out.csv"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "llmflow", "batch", "flow.yaml", "--data", "d.csv", "-o", "out.csv", "-j", "2"],
+        env=env_for(tmp_path, LLMFLOW_MODEL="fake:?latency=0.3"),
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline and (not out.exists() or len(out.read_text().splitlines()) < 4):
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    stdout, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 130, stderr
+    assert "STOPPED" in stdout and "continue with: llmflow batch --resume" in stderr and "Traceback" not in stderr
+    (bid,) = batch_ids(tmp_path)
+    assert json.loads(llmflow(tmp_path, "batches", "show", bid, "--json").stdout)["status"] == "STOPPED"
+    p = llmflow(tmp_path, "batch", "--resume", bid)
+    assert p.returncode == 0, p.stderr
+    with open(out, newline="") as f:
+        ids = [r["job_id"] for r in csv.DictReader(f)]
+    assert len(ids) == 20 == len(set(ids))

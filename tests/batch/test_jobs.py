@@ -9,7 +9,16 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from llmflow.batch.datasets import BadRow
-from llmflow.batch.jobs import RecordMapper, Variant, expand_variants, hydra_value, iter_jobs, job_id, run_id_for, safe_part
+from llmflow.batch.jobs import (
+    RecordMapper,
+    Variant,
+    expand_variants,
+    hydra_value,
+    iter_jobs,
+    job_id,
+    run_id_for,
+    safe_part,
+)
 from llmflow.errors import DatasetError
 from llmflow.model.spec import Flow
 

@@ -193,6 +193,8 @@ def test_resume_runs_only_what_did_not_finish_and_never_a_completed_job(make_rt:
     rt2 = make_rt()  # another process: another owner
     second = asyncio.run(BatchDriver(rt2, plan_batch(rt2, BatchRequest(resume=plan.id))).run())
     assert (second.status, second.completed, second.failed) == ("COMPLETED", 20, 0)
+    summary = rt2.store.batch_summary(plan.id)
+    assert second.tokens == summary["tokens_in"] + summary["tokens_out"] > 0  # the whole batch's usage
     import csv
 
     with open(project / "o.csv", newline="") as f:
@@ -276,3 +278,29 @@ def test_bad_requests_fail_before_anything_runs(rt: Any, project: Path) -> None:
 
 def test_latest_run_of_a_job_decides_its_state() -> None:
     assert latest_runs({"B.a": "FAILED", "B.a~r2": "COMPLETED", "B.b": "RUNNING"}) == {"B.a": ("B.a~r2", "COMPLETED"), "B.b": ("B.b", "RUNNING")}
+
+
+def test_resume_refuses_a_changed_flow_unless_forced(rt: Any, project: Path) -> None:
+    write_csv(project / "d.csv", records(3))
+    r = run_batch(rt, data="d.csv", output="o.jsonl", max_records=1)
+    (project / "flow.yaml").write_text((project / "flow.yaml").read_text().replace("Summarise:", "Shorten:"))
+    with pytest.raises(BatchError, match="changed since batch"):
+        plan_batch(rt, BatchRequest(resume=r.batch_id))
+    assert run_batch(rt, resume=r.batch_id, force=True).status == "COMPLETED"
+
+
+def test_shuffle_with_max_records_picks_the_same_records_after_a_resume(make_rt: Any, project: Path) -> None:
+    from llmflow.batch.datasets import iter_rows, open_source
+
+    write_csv(project / "d.csv", records(30))
+    rt = make_rt(LLMFLOW_MODEL="fake:?latency=0.2")
+    plan = plan_batch(rt, BatchRequest(flow="flow.yaml", data="d.csv", output="o.jsonl", max_records=6, shuffle=True, max_workers=2))
+    seed = rt.store.get_batch(plan.id).spec["seed"]
+    assert isinstance(seed, int)
+    driver = BatchDriver(rt, plan)
+    driver.on_row = lambda row: driver.interrupt()
+    asyncio.run(driver.run())
+    r = run_batch(make_rt(), resume=plan.id)
+    assert (r.status, r.total, r.completed) == ("COMPLETED", 6, 6)
+    chosen = {row["id"] for _, row in iter_rows(open_source(project / "d.csv"), shuffle=True, seed=seed, limit=6)}
+    assert {x["record_id"] for x in read_rows(project / "o.jsonl")} == chosen

@@ -18,7 +18,17 @@ from llmflow.errors import ResumeRefusedError
 from llmflow.runtime import RunOptions
 from llmflow.worker import Worker
 
-from .helpers import EXAMPLES, ServeProcess, base_env, completed_steps, event_types, free_port, pg_schema, wait_http, wait_until
+from .helpers import (
+    EXAMPLES,
+    ServeProcess,
+    base_env,
+    completed_steps,
+    event_types,
+    free_port,
+    pg_schema,
+    wait_http,
+    wait_until,
+)
 
 REVIEW = str(EXAMPLES / "review")
 STEPS = ["classify", "critics", "report", "save"]

@@ -68,7 +68,7 @@ def test_a_human_in_the_loop_session_from_the_command_line(srv: LiveServer, caps
     saved = json.loads((Path(tempfile.gettempdir()) / "llmflow_ws_session.json").read_text())
     assert saved["session_id"] == started["session_id"] and saved["last_seq"] == m["data"]["seq"]
 
-    code, sent, _ = ws(capsys, port, "send", "yes", "--wait", "0.01")
+    code, sent, _ = ws(capsys, port, "send", "yes", "--wait", "0")  # read nothing: `wait` shows what follows
     assert code == 0 and sent["message_sent"] == {"type": "response", "content": "yes"}
     code, waited, _ = ws(capsys, port, "wait", "--type", "ui_message", "--pattern", "name", "--wait", "30")
     assert code == 0 and waited["filter"] == {"pattern": "name", "message_type": "ui_message"}
@@ -83,7 +83,7 @@ def test_a_human_in_the_loop_session_from_the_command_line(srv: LiveServer, caps
 
     code, sess, _ = ws(capsys, port, "session")
     assert sess["session_id"] == started["session_id"] and sess["status"]["status"] == "completed"
-    code, unknown, _ = ws(capsys, port, "send", "hi", "--type", "bogus", "--wait", "5")
+    code, unknown, _ = ws(capsys, port, "send", "hi", "--type", "bogus", "--wait", "2")
     assert any(x["type"] == "system_error" and "bogus" in x["content"] for x in unknown["messages"])
 
     log = home / "server.log"

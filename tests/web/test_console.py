@@ -67,6 +67,19 @@ def test_cancel_a_running_run(page: Any, server: ConsoleServer) -> None:
     expect(page.locator("main .notice.error")).to_contain_text(f"run {run_id} is CANCELED")
 
 
+def test_pause_and_resume_a_run(page: Any, server: ConsoleServer) -> None:
+    run_id = server.start_run("slow", models="fake:?latency=1.5")
+    open_run(page, server, run_id)
+    expect(run_badge(page)).to_have_text("running")
+    page.get_by_role("button", name="Pause").click()
+    expect(run_badge(page)).to_have_text("paused")
+    expect(page.locator(".timeline")).to_contain_text("RUN_PAUSED")
+    expect(page.locator('.gnode[data-step="three"]')).not_to_have_class(re.compile(r"\bst-completed\b"))
+    page.get_by_role("button", name="Resume").click()
+    expect(run_badge(page)).to_have_text("completed")
+    expect(page.locator('.gnode[data-step="three"]')).to_have_class(re.compile(r"\bst-completed\b"))
+
+
 def test_answer_human_prompts(page: Any, server: ConsoleServer) -> None:
     page.goto(f"{server.url}/#/flows/ask")
     page.get_by_role("button", name="Start run").click()

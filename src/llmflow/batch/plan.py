@@ -201,6 +201,11 @@ def plan_batch(rt: Any, req: BatchRequest) -> BatchPlan:
         spec = batch.spec
         loaded = _load(rt, spec["flow"], spec.get("overrides") or [])
         source = _stored_source(spec)
+        if spec.get("fingerprint") and spec["fingerprint"] != loaded.flow.fingerprint() and not req.force:
+            raise BatchError(
+                f"flow {loaded.flow.name!r} changed since batch {batch.id} started ({loaded.source})",
+                hint="restore the flow, or pass --force to run the remaining jobs with the new definition",
+            )
         output = Path(req.output).resolve() if req.output else Path(spec["output"])
         if req.output and output_format(output) != output_format(spec["output"]):
             raise BatchError("--output on resume must keep the format the batch started with", hint=f"it writes {spec['output']}")
@@ -240,6 +245,7 @@ def plan_batch(rt: Any, req: BatchRequest) -> BatchPlan:
             "error_policy": req.error_policy,
             "max_workers": req.max_workers,
             "engine": req.engine,
+            "fingerprint": loaded.flow.fingerprint(),
         }
         now = rt.clock.now()
         batch = BatchRecord(batch_id, loaded.flow.name, "RUNNING", now, now, None, None, spec, rt.owner, {"source": source.label})

@@ -90,38 +90,47 @@ class ProgressView:
             from rich.console import Console
             from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
+            console = Console(file=self.out)
+            self._width = console.width
             self._progress = Progress(
                 TextColumn("[bold]{task.description}"),
-                BarColumn(),
+                BarColumn(bar_width=None if self._width >= 140 else 20),
                 MofNCompleteColumn(),
-                TextColumn("[red]{task.fields[failed]} failed"),
-                TextColumn("{task.fields[running]} running"),
-                TextColumn("{task.fields[rate]} jobs/s"),
-                TextColumn("ETA {task.fields[eta]}"),
-                TextColumn("{task.fields[tokens]} tok ${task.fields[cost]}"),
-                console=Console(file=self.out),
+                TextColumn("{task.fields[summary]}"),
+                console=console,
                 refresh_per_second=4,
             )
             self._progress.__enter__()
-            self._task = self._progress.add_task(self.label, total=self.c.total, **self._fields())
+            # the id was printed above the bar; the bar keeps its width for the numbers
+            self._task = self._progress.add_task("batch", total=self.c.total, summary=self._summary())
         else:
             print(f"{self.label}: {self.c.line()}", file=self.out, flush=True)
             self._last = time.monotonic()
         return self
 
-    def _fields(self) -> dict[str, Any]:
-        return {
-            "failed": self.c.failed,
-            "running": self.c.running,
-            "rate": f"{self.c.rate():.1f}",
-            "eta": fmt_duration(self.c.eta()),
-            "tokens": self.c.tokens,
-            "cost": f"{self.c.cost:.4f}",
-        }
+    def _summary(self) -> str:
+        """The fields after the bar, the most useful first, as many as the terminal fits."""
+        c = self.c
+        parts = [
+            f"[red]{c.failed} failed[/red]" if c.failed else "0 failed",
+            f"ETA {fmt_duration(c.eta())}",
+            f"{c.rate():.1f}/s",
+            f"{c.running} running",
+            f"{c.tokens} tok",
+            f"${c.cost:.4f}",
+        ]
+        room = getattr(self, "_width", 120) - len("batch") - 22 - 2 * len(str(c.total or 0)) - 4
+        out: list[str] = []
+        for p in parts:
+            plain = p.replace("[red]", "").replace("[/red]", "")
+            if sum(len(x) + 3 for x in out) + len(plain) > room and out:
+                break
+            out.append(p)
+        return " · ".join(out)
 
     def refresh(self, force: bool = False) -> None:
         if self._progress is not None:
-            self._progress.update(self._task, completed=self.c.finished, total=self.c.total, **self._fields())
+            self._progress.update(self._task, completed=self.c.finished, total=self.c.total, summary=self._summary())
             return
         now = time.monotonic()
         if force or now - self._last >= self.interval:

@@ -41,8 +41,8 @@ class JobWorker:
 
         self.rt = build_runtime(env=env, home=Path(home))
 
-    async def execute(self, run_id: str) -> dict[str, Any]:
-        st = await self.rt.execute(run_id)
+    async def execute(self, run_id: str, force: bool = False) -> dict[str, Any]:
+        st = await self.rt.execute(run_id, force=force)
         return {"status": str(st.status), "error": st.error}
 
     def ping(self) -> str:
@@ -50,8 +50,9 @@ class JobWorker:
 
 
 class RayExecutor:
-    def __init__(self, rt: Any, *, address: str | None = None, max_workers: int = 16, actors: int | None = None) -> None:
+    def __init__(self, rt: Any, *, address: str | None = None, max_workers: int = 16, actors: int | None = None, force: bool = False) -> None:
         ray = _ray()
+        self.force = force
         url = getattr(rt.store, "url", "")
         if url.startswith("memory"):
             raise BatchError(
@@ -85,7 +86,7 @@ class RayExecutor:
     async def execute(self, run_id: str) -> dict[str, Any]:
         i = min(range(len(self.actors)), key=self._load.__getitem__)  # least busy actor
         self._load[i] += 1
-        ref = self.actors[i].execute.remote(run_id)
+        ref = self.actors[i].execute.remote(run_id, self.force)
         try:
             return await ref
         except asyncio.CancelledError:

@@ -59,11 +59,12 @@ def latest_runs(statuses: dict[str, str]) -> dict[str, tuple[str, str]]:
 class LocalExecutor:
     """Runs jobs on the driver's own Runtime, in its event loop."""
 
-    def __init__(self, rt: Any) -> None:
+    def __init__(self, rt: Any, force: bool = False) -> None:
         self.rt = rt
+        self.force = force  # continue runs whose flow changed (--force)
 
     async def execute(self, run_id: str) -> None:
-        await self.rt.execute(run_id)
+        await self.rt.execute(run_id, force=self.force)
 
     async def close(self) -> None:
         return None
@@ -91,7 +92,7 @@ class BatchDriver:
     def __init__(self, rt: Any, plan: BatchPlan, *, executor: Any = None, view: Any = None, on_row: Any = None) -> None:
         self.rt = rt
         self.plan = plan
-        self.executor = executor or LocalExecutor(rt)
+        self.executor = executor or LocalExecutor(rt, force=plan.request.force)
         self.view = view
         self.on_row = on_row
         self.counters = Counters(total=plan.batch.total)
@@ -145,6 +146,16 @@ class BatchDriver:
                 c.completed += 1
             else:
                 c.failed += 1
+        # usage so far: every top-level run's, minus the runs about to run (again), whose
+        # totals are added when they finish
+        summary = self.rt.store.batch_summary(self.plan.id)
+        c.tokens, c.cost = summary["tokens_in"] + summary["tokens_out"], summary["cost"]
+        for base, (rid, st) in latest.items():
+            if st not in TERMINAL or base in retry:
+                rec = self.rt.store.get_run(rid)
+                if rec is not None:
+                    c.tokens -= rec.tokens_in + rec.tokens_out
+                    c.cost -= rec.cost
         return retry
 
     def _row(self, rec: RunRecord) -> dict[str, Any]:
@@ -227,6 +238,9 @@ class BatchDriver:
             raise
         except LlmflowError as exc:
             log.warning("batch %s: job %s did not run: %s", self.plan.id, job.job_id, exc.message)
+            self._unfinished += 1
+        except Exception:  # noqa: BLE001 - a bug in one job must not lose the others
+            log.exception("batch %s: job %s failed unexpectedly", self.plan.id, job.job_id)
             self._unfinished += 1
         finally:
             self.counters.running -= 1

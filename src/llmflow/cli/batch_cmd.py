@@ -99,7 +99,7 @@ def register(app: typer.Typer) -> None:
         model: Annotated[list[str] | None, typer.Option("--model", "-m", help="STEP=provider:model, or provider:model for every step")] = None,
         engine: Annotated[str, typer.Option("--engine", help="local (one process) or ray")] = "local",
         ray_address: Annotated[str | None, typer.Option("--ray-address", help="Ray cluster to join (default: start a local one)")] = None,
-        force: Annotated[bool, typer.Option("--force", help="Resume even if the batch's driver still looks alive")] = False,
+        force: Annotated[bool, typer.Option("--force", help="Resume even if the batch's driver still looks alive or the flow changed")] = False,
         progress_interval: Annotated[float, typer.Option("--progress-interval", help="Seconds between progress lines when not in a terminal")] = 5.0,
         as_json: Json = False,
         verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug logs on stderr")] = False,
@@ -151,7 +151,7 @@ def register(app: typer.Typer) -> None:
             if engine == "ray":
                 from llmflow.batch.ray_executor import RayExecutor
 
-                executor = RayExecutor(rt, address=ray_address, max_workers=max_workers)
+                executor = RayExecutor(rt, address=ray_address, max_workers=max_workers, force=force)
         except BatchError as exc:
             rt.store.update_batch(plan.id, status="STOPPED", owner=None, metadata={**plan.batch.metadata, "reason": exc.message})
             return _bad_input(exc)

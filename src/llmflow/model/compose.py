@@ -208,6 +208,9 @@ def compose(target: Target, overrides: list[str] | None = None) -> Composed:
     from omegaconf.errors import OmegaConfBaseException
 
     overrides = [str(o) for o in (overrides or [])]
+    for o in overrides:
+        if not o.lstrip("+~").split("=")[0].strip():
+            raise CompositionError(f"override {o!r} has no key", hint=OVERRIDE_HINT)
     _check_yaml(target.flow_file)
     shown: dict[str, str] = {}  # override given to Hydra -> as the user wrote it
     try:
@@ -218,9 +221,9 @@ def compose(target: Target, overrides: list[str] | None = None) -> Composed:
         raise _composition_error(target, overrides, exc, shown) from None
     except yaml.YAMLError as exc:  # a group file that is not YAML
         raise FlowValidationError([yaml_error_diagnostic(exc, display_path(target.flow_file))]) from None
-    except (RecursionError, UnicodeDecodeError, ValueError, TypeError, KeyError, IndexError, AttributeError) as exc:
-        # Hydra and OmegaConf let a few plain errors escape on odd input; they are still the
-        # user's input problem, so they get a message, not a traceback
+    except (AssertionError, RecursionError, UnicodeDecodeError, ValueError, TypeError, KeyError, IndexError, AttributeError) as exc:
+        # Hydra and OmegaConf let a few plain errors (even assertions) escape on odd input;
+        # they are still the user's input problem, so they get a message, not a traceback
         raise CompositionError(
             f"cannot compose {_what(target)}: {type(exc).__name__}: {exc}".strip(), hint=OVERRIDE_HINT
         ) from None

@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from llmflow.engine.events import NewEvent
 from llmflow.engine.events import EventType as E
+from llmflow.engine.events import NewEvent
 from llmflow.errors import FlowValidationError, RunStateError, StoreError
 from llmflow.model.diagnostics import Diagnostic, did_you_mean
 from llmflow.model.loader import LoadedFlow, parse_flow_text

@@ -176,7 +176,7 @@ export function render(main, { query, setQuery }) {
   function onRun(r) {
     const tr = rows.get(r.id);
     if (tr) {
-      if (!matches(r, f)) return;
+      // updated in place even if it no longer matches the filters (it goes on the next load)
       const fresh = runRow(r);
       fresh.classList.add("flash");
       tr.replaceWith(fresh);

@@ -1,0 +1,194 @@
+"""The service under load, on loopback: a real `llmflow serve` with the fake model.
+
+    python bench/service.py [--runs 200] [--ws-clients 50] [--latency 0.05] [--workers 16]
+                            [--external-workers N] [--postgres postgresql://user@host/db]
+
+With ``--external-workers N`` the server runs no worker (``--workers 0``) and N
+``llmflow worker`` processes execute the runs: the API process then only serves requests.
+
+1. submits ``--runs`` runs of ``examples/review`` (4 steps, 5 model calls each) over HTTP;
+2. meanwhile ``--ws-clients`` WebSocket clients each follow one run from its first event
+   (``/api/v1/runs/{id}/ws?after=0``) until it ends;
+3. meanwhile 4 clients read ``GET /api/v1/runs/{id}`` of random runs in a loop.
+
+Then it checks that every run completed, that no event was lost (each run's log is
+contiguous from seq 1 to the run's last_seq and every step completed exactly once), and that
+each WebSocket client got every event of its run, in order, once. Prints the figures; exits
+1 if a check fails. Not a test: timings belong here, never in tests.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+from websockets.asyncio.client import connect
+
+ROOT = Path(__file__).resolve().parents[1]
+LLMFLOW = str(Path(sys.executable).parent / "llmflow")
+STEPS = ["classify", "critics", "report", "save"]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def pct(values: list[float], q: float) -> float:
+    v = sorted(values)
+    return v[min(len(v) - 1, int(round(q * (len(v) - 1))))] if v else float("nan")
+
+
+async def submit(client: httpx.AsyncClient, n: int, ids: list[str], limit: int = 20) -> float:
+    sem = asyncio.Semaphore(limit)
+    t0 = time.perf_counter()
+
+    async def one(i: int) -> None:
+        async with sem:
+            r = await client.post("/api/v1/runs", json={"flow": "review", "inputs": {"text": f"article {i}"}})
+            r.raise_for_status()
+            ids.append(r.json()["id"])
+
+    await asyncio.gather(*(one(i) for i in range(n)))
+    return time.perf_counter() - t0
+
+
+async def follow(ws_url: str, run_id: str) -> list[dict[str, Any]]:
+    events: list[dict[str, Any]] = []
+    async with connect(f"{ws_url}/api/v1/runs/{run_id}/ws?after=0", max_size=2**24) as ws:
+        async for raw in ws:
+            msg = json.loads(raw)
+            if msg["type"] == "event":
+                events.append(msg["event"])
+            elif msg["type"] == "end":
+                return events
+    return events
+
+
+async def sample_reads(client: httpx.AsyncClient, ids: list[str], stop: asyncio.Event, lat: list[float]) -> None:
+    while not stop.is_set():
+        if not ids:
+            await asyncio.sleep(0.01)
+            continue
+        rid = random.choice(ids)
+        t0 = time.perf_counter()
+        r = await client.get(f"/api/v1/runs/{rid}")
+        lat.append(time.perf_counter() - t0)
+        r.raise_for_status()
+
+
+async def main(args: argparse.Namespace) -> int:
+    home = Path(tempfile.mkdtemp(prefix="llmflow-bench-"))
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LLMFLOW_")}
+    env.update(LLMFLOW_HOME=str(home), LLMFLOW_MODEL=f"fake:?latency={args.latency}", LLMFLOW_BLOCK_REAL_MODELS="1", WORKER_CHECK_INTERVAL="0.2")
+    if args.postgres:
+        env["LLMFLOW_DATABASE_URL"] = args.postgres
+    log = (home / "serve.log").open("wb")
+    in_process = 0 if args.external_workers else args.workers
+    proc = subprocess.Popen([LLMFLOW, "serve", "--port", str(port), "--flows", str(ROOT / "examples" / "review"), "--workers", str(in_process), "--log-level", "warning"], env=env, cwd=home, stdout=log, stderr=subprocess.STDOUT)
+    workers = [
+        subprocess.Popen([LLMFLOW, "worker", "--concurrency", str(args.workers)], env=env, cwd=home, stdout=log, stderr=subprocess.STDOUT)
+        for _ in range(args.external_workers)
+    ]
+    base, ws_url = f"http://127.0.0.1:{port}", f"ws://127.0.0.1:{port}"
+    failures: list[str] = []
+    try:
+        async with httpx.AsyncClient(base_url=base, timeout=60, limits=httpx.Limits(max_connections=100)) as client:
+            for _ in range(300):
+                try:
+                    if (await client.get("/health")).status_code == 200:
+                        break
+                except httpx.HTTPError:
+                    await asyncio.sleep(0.1)
+            else:
+                raise SystemExit(f"the server did not start; see {home / 'serve.log'}")
+            # the same read with nothing else going on, for comparison
+            warm = (await client.post("/api/v1/runs", json={"flow": "review", "inputs": {"text": "warm-up"}, "wait": True})).json()["id"]
+            idle: list[float] = []
+            for _ in range(100):
+                t = time.perf_counter()
+                (await client.get(f"/api/v1/runs/{warm}")).raise_for_status()
+                idle.append(time.perf_counter() - t)
+            ids: list[str] = []
+            stop = asyncio.Event()
+            lat: list[float] = []
+            readers = [asyncio.create_task(sample_reads(client, ids, stop, lat)) for _ in range(4)]
+            t0 = time.perf_counter()
+            submit_s = await submit(client, args.runs, ids)
+            followers = [asyncio.create_task(follow(ws_url, rid)) for rid in ids[: args.ws_clients]]
+            while True:
+                page = (await client.get("/api/v1/runs", params={"limit": 1, "status": "COMPLETED"})).json()
+                done = page["total"]
+                failed = (await client.get("/api/v1/runs", params={"limit": 1, "status": "FAILED"})).json()["total"]
+                if done + failed >= args.runs + 1:  # + the warm-up run
+                    break
+                await asyncio.sleep(0.1)
+            wall = time.perf_counter() - t0
+            stop.set()
+            await asyncio.gather(*readers)
+            streams = await asyncio.wait_for(asyncio.gather(*followers), 120)
+
+            # checks: every run completed, no event lost, every WS client saw its whole run
+            n_events = 0
+            for rid in ids:  # (the warm-up run is not counted)
+                v = (await client.get(f"/api/v1/runs/{rid}")).json()
+                evs = (await client.get(f"/api/v1/runs/{rid}/events", params={"limit": 10_000})).json()["events"]
+                n_events += len(evs)
+                seqs = [e["seq"] for e in evs]
+                done_steps = sorted(e["step_id"] for e in evs if e["type"] == "STEP_COMPLETED")
+                if v["status"] != "COMPLETED":
+                    failures.append(f"run {rid} is {v['status']}")
+                if seqs != list(range(1, len(seqs) + 1)) or evs[-1]["type"] != "RUN_COMPLETED":
+                    failures.append(f"run {rid}: the log is not contiguous or does not end with RUN_COMPLETED")
+                if done_steps != sorted(STEPS):
+                    failures.append(f"run {rid}: steps completed {done_steps}")
+            for rid, got in zip(ids[: args.ws_clients], streams, strict=True):
+                stored = (await client.get(f"/api/v1/runs/{rid}/events", params={"limit": 10_000})).json()["events"]
+                if got != stored:
+                    failures.append(f"ws client of run {rid}: got {len(got)} events, the log has {len(stored)} (or order differs)")
+            ws_events = sum(len(s) for s in streams)
+    finally:
+        for p in (proc, *workers):
+            p.terminate()
+        for p in (proc, *workers):
+            try:
+                p.wait(20)
+            except subprocess.TimeoutExpired:
+                p.kill()
+        log.close()
+
+    where = f"{args.external_workers} `llmflow worker` processes" if args.external_workers else "the in-process worker"
+    print(f"store: {'postgres' if args.postgres else 'sqlite'}; model fake:?latency={args.latency}; {where}, {args.workers} runs at once each")
+    print(f"runs: {args.runs} submitted in {submit_s:.2f}s ({args.runs / submit_s:.0f}/s); all finished after {wall:.2f}s ({args.runs / wall:.1f} runs/s)")
+    print(f"events: {n_events} stored ({n_events / args.runs:.0f} per run); lost: {'none' if not failures else 'SEE BELOW'}")
+    print(f"websocket: {args.ws_clients} clients received {ws_events} events, each its run's whole log in order: {'yes' if not any('ws client' in f for f in failures) else 'NO'}")
+    print(f"GET /api/v1/runs/{{id}} under load: n={len(lat)} p50 {pct(lat, 0.5) * 1000:.1f} ms, p99 {pct(lat, 0.99) * 1000:.1f} ms, mean {statistics.fmean(lat) * 1000:.1f} ms")
+    print(f"GET /api/v1/runs/{{id}} idle:       n={len(idle)} p50 {pct(idle, 0.5) * 1000:.1f} ms, p99 {pct(idle, 0.99) * 1000:.1f} ms")
+    for f in failures[:20]:
+        print(f"FAIL: {f}")
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--runs", type=int, default=200)
+    p.add_argument("--ws-clients", type=int, default=50)
+    p.add_argument("--latency", type=float, default=0.05)
+    p.add_argument("--workers", type=int, default=16)
+    p.add_argument("--external-workers", type=int, default=0, help="run the runs in N `llmflow worker` processes instead")
+    p.add_argument("--postgres", default=None, help="a Postgres URL (its search_path schema is written to)")
+    raise SystemExit(asyncio.run(main(p.parse_args())))
