@@ -57,12 +57,36 @@ def _unavailable(what: str) -> ProviderUnavailableError:
     )
 
 
+_LOG_CALLBACK: list[Any] = []  # keeps the C callback alive
+
+
 def _import_llama() -> Any:
     try:
         import llama_cpp
     except ImportError:
         raise _unavailable("llama-cpp-python") from None
+    if not _LOG_CALLBACK:
+        _silence_native_logs(llama_cpp)
     return llama_cpp
+
+
+def _silence_native_logs(llama_cpp: Any) -> None:
+    """llama.cpp prints some messages to stderr even with verbose=False; route them to our
+    logger at debug level instead, so the console stays readable."""
+    import ctypes
+    import logging
+
+    log = logging.getLogger("llmflow.providers.local")
+    try:
+
+        @llama_cpp.llama_log_callback
+        def _to_logger(level: int, text: bytes, user_data: Any) -> None:
+            log.debug("llama.cpp: %s", text.decode("utf-8", "replace").rstrip())
+
+        llama_cpp.llama_log_set(_to_logger, ctypes.c_void_p(0))
+        _LOG_CALLBACK.append(_to_logger)
+    except Exception:  # noqa: BLE001 - older bindings: their logs stay on stderr
+        _LOG_CALLBACK.append(None)
 
 
 def gemma_model_path(cache_dir: str | None = None) -> Path:
