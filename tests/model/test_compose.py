@@ -199,6 +199,27 @@ def test_broken_yaml_in_a_group_file_is_a_located_yaml_diagnostic(conf, write):
     assert d.location.file.endswith("conf/agents/fan.yaml") and d.location.line == 3
 
 
+def test_a_flow_file_must_hold_a_mapping(write):
+    for text, got in (("- a\n", "a list"), ("false\n", "the value 'false'")):
+        p = write("x/f.yaml", text)
+        with pytest.raises(FlowValidationError) as e:
+            load_flow(p)
+        (d,) = e.value.diagnostics
+        assert (d.code, d.message, d.location.line) == ("invalid-value", f"a flow file must hold a mapping, got {got}", 1)
+
+
+def test_a_group_file_that_is_not_a_mapping_is_a_composition_error(conf, write):
+    write("conf/agents/fan.yaml", "true\n")
+    with pytest.raises(CompositionError) as e:
+        load_flow("review", [], conf)
+    assert e.value.message == "cannot compose flow 'review': OSError: Invalid loaded object type: bool"
+
+
+def test_an_override_without_a_key(conf):
+    with pytest.raises(CompositionError, match=r"override '\+=x' has no key"):
+        load_flow("review", ["+=x"], conf)
+
+
 def test_duplicate_keys_in_the_flow_file_are_reported(write):
     p = write("x/f.yaml", "name: f\nsteps: [{id: a, llm: hi}]\nname: g\n")
     with pytest.raises(FlowValidationError) as e:

@@ -242,6 +242,20 @@ def test_random_overrides_exit_0_or_2_without_a_traceback(flow_file, ovs):
         assert err.strip().startswith("error:"), err
 
 
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@given(mutated_docs(), st.booleans())
+def test_random_flow_files_validate_with_exit_0_or_2_without_a_traceback(tmp_path, doc, wrapped):
+    try:
+        text = yaml.safe_dump({"wrapped": doc} if wrapped else doc, allow_unicode=True)
+    except yaml.YAMLError:
+        assume(False)
+    p = tmp_path / "fuzz.yaml"
+    p.write_text(text, encoding="utf-8")
+    code, out, err = _run_cli(["validate", str(p)])
+    assert code in (0, 2), (text, code, err)
+    assert "Traceback" not in err + out and "internal error" not in err
+
+
 @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(overrides)
 def test_random_overrides_on_a_group_flow_exit_0_or_2_without_a_traceback(ov):

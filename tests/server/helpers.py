@@ -22,6 +22,8 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "examples"
 LLMFLOW = str(Path(sys.executable).parent / "llmflow")
+# a test that also runs on the real Postgres (parametrizes the database_url fixture)
+both_stores = pytest.mark.parametrize("database_url", ["sqlite", "postgres"], indirect=True)
 PG_URL = os.environ.get("LLMFLOW_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
 
 HUMAN_FLOW = """\

@@ -12,7 +12,7 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 
-from .helpers import SLOW, LiveServer, wait_until
+from .helpers import SLOW, LiveServer, both_stores, wait_until
 
 RUN_KEYS = {"id", "project_id", "name", "goal", "run_type", "status", "current_iteration", "options", "metadata", "created_at"}
 EVENT_KEYS = {"id", "run_id", "type", "payload", "created_at"}
@@ -42,6 +42,7 @@ def test_projects_create_and_list(client: TestClient, home: Path) -> None:
     assert client.post("/projects", params={"name": "only-name"}).status_code == 422
 
 
+@both_stores
 def test_create_get_and_list_runs_newest_first(make_app: Any) -> None:
     with TestClient(make_app(worker_enabled=False)) as c:
         pid = project(c)["id"]
@@ -154,6 +155,7 @@ def test_resume_requeues_a_run_paused_before_it_started(make_app: Any) -> None:
         assert c.post(f"/runs/{rid}/stop").status_code == 409
 
 
+@both_stores
 def test_stop_really_stops_a_running_workflow(make_app: Any) -> None:
     with TestClient(make_app()) as c:
         pid = project(c)["id"]

@@ -7,7 +7,7 @@ from typing import Any
 
 from fastapi.testclient import TestClient
 
-from .helpers import HUMAN_FLOW, wait_until, write_flow
+from .helpers import HUMAN_FLOW, both_stores, wait_until, write_flow
 
 
 def test_flow_choices_on_both_paths_and_as_html(client: TestClient) -> None:
@@ -21,6 +21,7 @@ def test_flow_choices_on_both_paths_and_as_html(client: TestClient) -> None:
     assert client.get("/api/flows/nope/info").status_code == 404
 
 
+@both_stores
 def test_post_flow_runs_it_and_answers_with_the_result(client: TestClient) -> None:
     r = client.post("/flow/hello", json={"flow": "hello", "prompt": "Why is the sky blue?"})
     assert r.status_code == 200

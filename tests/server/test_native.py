@@ -9,9 +9,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from .helpers import HUMAN_FLOW, SLOW, SLOW_FLOW, wait_until, write_flow
-
-both_stores = pytest.mark.parametrize("database_url", ["sqlite", "postgres"], indirect=True)
+from .helpers import HUMAN_FLOW, SLOW, SLOW_FLOW, both_stores, wait_until, write_flow
 
 
 def wait_status(c: TestClient, run_id: str, *statuses: str, timeout: float = 30) -> dict[str, Any]:

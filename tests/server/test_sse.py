@@ -10,7 +10,7 @@ from typing import Any
 import httpx
 import pytest
 
-from .helpers import HUMAN_FLOW, SLOW, SLOW_FLOW, LiveServer, write_flow
+from .helpers import HUMAN_FLOW, SLOW, SLOW_FLOW, LiveServer, both_stores, write_flow
 
 pytestmark = pytest.mark.slow
 
@@ -40,6 +40,7 @@ def srv(make_app: Any, home: Path) -> Iterator[LiveServer]:
         yield s
 
 
+@both_stores
 def test_stream_resumes_from_last_event_id_with_nothing_lost_or_repeated(srv: LiveServer) -> None:
     with srv.client() as c:
         rid = c.post("/api/v1/runs", json={"flow": "slow", "options": {"models": SLOW}}).json()["id"]

@@ -13,7 +13,7 @@ import pytest
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import ClientConnection, connect
 
-from .helpers import HUMAN_FLOW, SLOW, SLOW_FLOW, LiveServer, wait_until, write_flow
+from .helpers import HUMAN_FLOW, SLOW, SLOW_FLOW, LiveServer, both_stores, wait_until, write_flow
 
 pytestmark = pytest.mark.slow
 
@@ -45,6 +45,7 @@ def is_question(f: dict[str, Any]) -> bool:
 
 
 # -- Buttermilk sessions ---------------------------------------------------------------------------
+@both_stores
 def test_human_in_the_loop_with_an_early_answer(srv: LiveServer) -> None:
     sid = httpx.get(f"{srv.url}/api/session").json()["session_id"]
     with connect(f"{srv.ws_url}/ws/{sid}") as ws:
@@ -139,6 +140,7 @@ def test_invalid_session_ids_are_refused(srv: LiveServer) -> None:
 
 
 # -- native run socket ----------------------------------------------------------------------------
+@both_stores
 def test_run_socket_replays_then_follows_live_with_no_gap(srv: LiveServer, request: pytest.FixtureRequest) -> None:
     c = srv.client()
     request.addfinalizer(c.close)

@@ -196,6 +196,19 @@ def _check_yaml(path: Path) -> None:
         reason = getattr(exc, "strerror", None) or str(exc)
         raise FlowNotFoundError(f"{path}: cannot read ({reason})") from None
     diags = check_yaml_text(text, display_path(path))
+    if not diags:
+        tree = yaml_tree(text)
+        if tree is not None and not isinstance(tree, yaml.MappingNode):
+            kind = "a list" if isinstance(tree, yaml.SequenceNode) else f"the value {tree.value!r}"
+            diags = [
+                Diagnostic(
+                    "invalid-value",
+                    f"a flow file must hold a mapping, got {kind}",
+                    "",
+                    "start with 'name:' and 'steps:' (or one key wrapping them)",
+                    Location(display_path(path), tree.start_mark.line + 1, tree.start_mark.column + 1),
+                )
+            ]
     if diags:
         raise FlowValidationError(diags)
 
@@ -221,12 +234,11 @@ def compose(target: Target, overrides: list[str] | None = None) -> Composed:
         raise _composition_error(target, overrides, exc, shown) from None
     except yaml.YAMLError as exc:  # a group file that is not YAML
         raise FlowValidationError([yaml_error_diagnostic(exc, display_path(target.flow_file))]) from None
-    except (AssertionError, RecursionError, UnicodeDecodeError, ValueError, TypeError, KeyError, IndexError, AttributeError) as exc:
+    except (AssertionError, OSError, RecursionError, UnicodeDecodeError, ValueError, TypeError, KeyError, IndexError, AttributeError) as exc:
         # Hydra and OmegaConf let a few plain errors (even assertions) escape on odd input;
         # they are still the user's input problem, so they get a message, not a traceback
-        raise CompositionError(
-            f"cannot compose {_what(target)}: {type(exc).__name__}: {exc}".strip(), hint=OVERRIDE_HINT
-        ) from None
+        hint = OVERRIDE_HINT if overrides else "check the config files the defaults lists name: each holds a mapping (or a list)"
+        raise CompositionError(f"cannot compose {_what(target)}: {type(exc).__name__}: {exc}".strip(), hint=hint) from None
 
 
 def _what(target: Target) -> str:

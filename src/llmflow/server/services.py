@@ -158,7 +158,8 @@ class Services:
         """Record a directive. A run executing somewhere gets it through its runner; for
         any other run the event is appended at once (Agent Runner records it either way)."""
         rec = self.runtime.get(run_id)
-        if run_id in self.runtime.active or self.runtime._owned_live(rec):
+        held = rec.owner is not None and (rec.lease_expires_at or 0) > self.runtime.clock.now()
+        if run_id in self.runtime.active or held:
             self.control(run_id, "directive", {"text": text})
             return []
         events = self.store.append(run_id, [NewEvent(E.DIRECTIVE, text, payload={"text": text})], self.runtime.clock.now())
