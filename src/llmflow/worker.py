@@ -110,16 +110,23 @@ class Worker:
         return started
 
     async def process_available(self, timeout: float | None = None) -> list[str]:
-        """Execute queued runs until the queue is empty and they have finished (or paused);
-        Agent Runner's synchronous ``POST /worker/process``. Returns the ids executed."""
+        """Claim and execute queued runs until none is left and the ones claimed here have
+        finished (or paused); Agent Runner's synchronous ``POST /worker/process``. Runs the
+        background loop started are not waited for. Returns the ids claimed here."""
         done: list[str] = []
+        mine: set[asyncio.Task[None]] = set()
 
         async def drain() -> None:
             while True:
-                done.extend(self.fill())
-                if not self.tasks:
-                    return
-                await asyncio.wait(list(self.tasks.values()), return_when=asyncio.FIRST_COMPLETED)
+                ids = self.fill()
+                done.extend(ids)
+                mine.update(self.tasks[i] for i in ids if i in self.tasks)
+                pending = {t for t in mine if not t.done()}
+                if not pending:
+                    if not ids:
+                        return
+                    continue
+                await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
 
         if timeout is None:
             await drain()

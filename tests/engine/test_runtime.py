@@ -304,3 +304,10 @@ def test_cache_true_reuses_the_output_for_the_same_inputs(runtime):
     assert E.STEP_CACHE_HIT in types(runtime, second.run_id)
     assert E.LLM_GENERATING not in types(runtime, second.run_id)
     assert E.STEP_CACHE_HIT not in types(runtime, third.run_id)
+
+
+def test_human_in_loop_false_answers_with_defaults(runtime):
+    flow = parse_flow_text("name: h\noptions: {human_in_loop: false}\nsteps:\n  - id: ok\n    human: {prompt: 'Ship?', input: confirm}\n  - id: pick\n    human: {prompt: 'Colour?', default: blue}\n")
+    st = asyncio.run(runtime.run(flow))
+    assert str(st.status) == "COMPLETED"
+    assert st.nodes["ok"].output is True and st.nodes["pick"].output == "blue"

@@ -230,7 +230,7 @@ def flow_file(tmp_path_factory) -> Path:
     return p
 
 
-@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
 @given(st.lists(overrides, min_size=1, max_size=2))
 def test_random_overrides_exit_0_or_2_without_a_traceback(flow_file, ovs):
     assume(not any(o.startswith("-") for o in ovs))  # options, not overrides
@@ -242,7 +242,7 @@ def test_random_overrides_exit_0_or_2_without_a_traceback(flow_file, ovs):
         assert err.strip().startswith("error:"), err
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
 @given(mutated_docs(), st.booleans())
 def test_random_flow_files_validate_with_exit_0_or_2_without_a_traceback(tmp_path, doc, wrapped):
     try:

@@ -42,7 +42,7 @@ def test_start_a_run_from_the_form_and_watch_it_complete_live(page: Any, server:
     page.get_by_role("button", name="Start run").click()
     expect(page).to_have_url(re.compile(r"#/runs/[\w.-]+$"))
     # the model's text streams into the timeline while the step runs, then the run completes
-    expect(page.locator(".ev.streaming .stream-text").first).to_contain_text("Tea is brewed")
+    expect(page.locator('.ev[data-type="STREAMING"] .stream-text').first).to_contain_text("Tea is brewed")
     expect(run_badge(page)).to_have_text("completed")
     expect(page.locator('.gnode[data-step="outline"]')).to_have_class(re.compile(r"\bst-completed\b"))
     expect(page.locator('.gnode[data-step="save"]')).to_have_class(re.compile(r"\bst-completed\b"))
@@ -68,7 +68,7 @@ def test_cancel_a_running_run(page: Any, server: ConsoleServer) -> None:
 
 
 def test_pause_and_resume_a_run(page: Any, server: ConsoleServer) -> None:
-    run_id = server.start_run("slow", models="fake:?latency=1.5")
+    run_id = server.start_run("slow", models="fake:?latency=3")
     open_run(page, server, run_id)
     expect(run_badge(page)).to_have_text("running")
     page.get_by_role("button", name="Pause").click()
@@ -152,7 +152,7 @@ def test_dashboard_filters_and_search(page: Any, server: ConsoleServer) -> None:
     page.goto(f"{server.url}/#/runs")
     page.get_by_label("Flow", exact=True).select_option("note")
     expect(page).to_have_url(re.compile(r"flow=note"))
-    expect(page.locator("table.runs tbody tr").first).to_contain_text("note")
+    expect(page.locator(".runs-area > p.muted")).to_contain_text("(flow note)")
     for cell in page.locator("table.runs tbody td[data-label=Flow]").all():
         expect(cell).to_have_text("note")
     page.get_by_label("Search by id").fill(a)

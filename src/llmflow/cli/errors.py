@@ -70,7 +70,9 @@ def run_guarded(app: Any, argv: list[str]) -> int:
         import logging
         import traceback
 
-        logging.getLogger("llmflow").error("internal error\n%s", traceback.format_exc())
+        log = logging.getLogger("llmflow")
+        if log.handlers:  # the log file, when configured; never Python's stderr fallback
+            log.error("internal error\n%s", traceback.format_exc())
         eprint(f"internal error: {type(exc).__name__}: {exc}")
         eprint("this is a bug in llmflow; run with LLMFLOW_DEBUG=1 to see the traceback")
         import os

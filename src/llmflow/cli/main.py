@@ -19,7 +19,13 @@ app = typer.Typer(
 )
 
 
+_REGISTERED: list[bool] = []
+
+
 def _register() -> None:
+    if _REGISTERED:
+        return
+    _REGISTERED.append(True)
     from llmflow.cli import flows_cmd, runs_cmd
 
     flows_cmd.register(app)

@@ -367,6 +367,10 @@ class Runner:
         rid = cmd.node_id + (f"[{cmd.unit}]" if cmd.unit else "") + (f":{q.key}" if q.key else "")
         if rid in self.st.human_answers:
             return self.st.human_answers[rid]
+        if not self.st.flow.options.human_in_loop:
+            answer = q.default if q.default is not None else ""
+            self.inbox.put_nowait(("event", NewEvent(E.HUMAN_INPUT_RECEIVED, f"human_in_loop is off; answering {q.prompt[:60]!r} with the default", cmd.node_id, cmd.unit or None, cmd.attempt, {"request_id": rid, "answer": answer, "source": "human_in_loop: false"})))
+            return answer
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[Any] = loop.create_future()
         self.human_waiters[rid] = fut

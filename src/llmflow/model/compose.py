@@ -1,9 +1,10 @@
 """Hydra-style composition of flow configs, with provenance.
 
-We use hydra-core's own ``compose`` (defaults lists, ``_self_``, packages, interpolation,
-the override grammar) and ask its config loader for the defaults list, so provenance
-follows exactly the merge order Hydra used. This module reads the config files it is
-asked to compose; it does nothing on import.
+We drive hydra-core's own config loader (defaults lists, ``_self_``, packages,
+interpolation, the override grammar) step by step, as ``hydra.compose`` does, computing
+the defaults list once and replaying it for provenance, so provenance follows exactly the
+merge order Hydra used. This module reads the config files it is asked to compose; it
+does nothing on import.
 
 Two ways to point at a flow (see docs/composition.md):
 
@@ -11,10 +12,11 @@ Two ways to point at a flow (see docs/composition.md):
   ``config.yaml`` (if any) plus ``+flows=<name>`` and take the flow from ``flows.<name>``;
 - file mode: one YAML file composed on its own (its directory is the config dir).
 
-Command-line overrides whose key starts with a flow field (``model=...``,
-``steps[0].prompt=...`` is not Hydra grammar, but ``agents.judge.model=...`` is) and that do
-not name a root key or a config group apply to the flow: ``model=x`` means
-``flows.<name>.model=x`` in group mode.
+Command-line overrides whose first key is a flow field (``model``, ``agents.x.model``,
+``steps.0.llm.prompt``, ...) and that name neither a root key of the composed config nor
+a config group apply to the flow: ``+model=x`` means ``+flows.<name>.model=x`` in group
+mode, ``parameters.k=v`` means ``tox.parameters.k=v`` for a file wrapping its flow in
+``tox:``. The full key always works too.
 """
 
 from __future__ import annotations

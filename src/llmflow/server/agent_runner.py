@@ -210,5 +210,5 @@ async def worker_status(svc: Svc) -> dict[str, Any]:
 
 @router.post("/worker/process", summary="Process queued runs synchronously")
 async def worker_process(svc: Svc) -> dict[str, Any]:
-    ids = await svc.worker.process_available(svc.config.wait_timeout)
+    ids = await svc.worker.process_available(min(60.0, svc.config.wait_timeout))
     return {"message": "Processing triggered", "processed": ids}

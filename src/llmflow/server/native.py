@@ -156,7 +156,7 @@ async def list_runs(
 @router.get("/runs/{run_id}", summary="Show a run: steps, attempts, outputs, usage")
 async def show_run(run_id: RunId, svc: Svc) -> dict[str, Any]:
     get_run(svc, run_id)
-    return await asyncio.to_thread(svc.runtime.view, run_id)
+    return await asyncio.to_thread(svc.runtime.view, run_id)  # folding a long log must not block the loop
 
 
 @router.get("/runs/{run_id}/events", summary="A run's events after a cursor")

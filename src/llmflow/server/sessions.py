@@ -281,18 +281,23 @@ class SessionManager:
         kind = msg.get("type")
         if kind is None and "flow" in msg:
             kind = "run_flow"
-        if kind == "run_flow":
-            await self.run_flow(session, msg)
-        elif kind == "manager_response":
-            self.manager_response(session, msg)
-        elif kind in ("ui_message", "user_message", "user_response"):
-            content = msg.get("content", msg.get("text"))
-            if content is None:
-                self.error(session, f"{kind} needs 'content'; ignored")
+        from llmflow.errors import LlmflowError
+
+        try:
+            if kind == "run_flow":
+                await self.run_flow(session, msg)
+            elif kind == "manager_response":
+                self.manager_response(session, msg)
+            elif kind in ("ui_message", "user_message", "user_response"):
+                content = msg.get("content", msg.get("text"))
+                if content is None:
+                    self.error(session, f"{kind} needs 'content'; ignored")
+                else:
+                    self.answer(session, content)
             else:
-                self.answer(session, content)
-        else:
-            self.error(session, f"unknown message type {kind!r}; ignored (known: run_flow, manager_response, ui_message)")
+                self.error(session, f"unknown message type {kind!r}; ignored (known: run_flow, manager_response, ui_message)")
+        except LlmflowError as exc:
+            self.error(session, exc.message + (f" (hint: {exc.hint})" if exc.hint else ""))
 
     async def run_flow(self, session: Session, req: dict[str, Any]) -> str | None:
         from llmflow.errors import FlowNotFoundError, FlowValidationError
