@@ -41,7 +41,7 @@ class Gateway:
         if self.limiter is not None:
             await self.limiter.acquire(model, est)
         ctx.event(E.LLM_LOADING_MODEL, f"Loading model: {model}", model=model, model_source=model_source)
-        ctx.event(E.LLM_GENERATING, f"Generating with {model}", model=model, model_source=model_source)
+        ctx.event(E.LLM_GENERATING, f"Generating with {model}", model=model, model_source=model_source, messages=[{"role": r, "content": c[:20_000]} for r, c in messages])
         req = ModelRequest(model=name, messages=[ChatMessage(r, c) for r, c in messages], params=dict(params), output_schema=output_schema, stream=stream, timeout=ctx.step.timeout)
         t0 = time.monotonic()
         last = t0

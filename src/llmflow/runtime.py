@@ -333,7 +333,8 @@ class Runtime:
         rec = self.get(run_id)
         runner = self.active.get(run_id)
         if action in ("cancel", "pause", "resume") and rec.status in RUN_TERMINAL:
-            raise RunStateError(f"run {run_id} is {rec.status}; it cannot be {action}ed" if action != "cancel" else f"run {run_id} is {rec.status}; nothing to cancel")
+            verb = {"pause": "paused", "resume": "resumed"}.get(action, action)
+            raise RunStateError(f"run {run_id} is {rec.status}; it cannot be {verb}" if action != "cancel" else f"run {run_id} is {rec.status}; nothing to cancel")
         if action == "pause" and rec.status == "PAUSED":
             raise RunStateError(f"run {run_id} is already paused")
         if action == "resume" and rec.status not in ("PAUSED",):

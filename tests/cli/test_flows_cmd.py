@@ -39,16 +39,8 @@ def write(tmp_path: Path, name: str, text: str) -> str:
 
 @contextlib.contextmanager
 def _registrations_restored():
-    """main() registers the subcommands on every call (see the note in the report); undo
-    that after each in-process call so a long test session does not slow down."""
-    from llmflow.cli.main import app
-
-    commands, groups = list(app.registered_commands), list(app.registered_groups)
-    try:
-        yield
-    finally:
-        app.registered_commands[:] = commands
-        app.registered_groups[:] = groups
+    """main() registers the subcommands once per process; nothing to undo."""
+    yield
 
 
 BAD = """\

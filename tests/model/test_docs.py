@@ -44,16 +44,8 @@ def test_python_snippets(where, text):
 
 @contextlib.contextmanager
 def _registrations_restored():
-    """main() registers the subcommands on every call (see the note in the report); undo
-    that after each in-process call so a long test session does not slow down."""
-    from llmflow.cli.main import app
-
-    commands, groups = list(app.registered_commands), list(app.registered_groups)
-    try:
-        yield
-    finally:
-        app.registered_commands[:] = commands
-        app.registered_groups[:] = groups
+    """main() registers the subcommands once per process; nothing to undo."""
+    yield
 
 
 def _commands() -> list[tuple[str, str, list[str]]]:
