@@ -28,7 +28,7 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def local_ray() -> Iterator[Any]:
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
     yield ray
     ray.shutdown()
 
@@ -96,6 +96,9 @@ def ray_cluster(tmp_path: Path) -> Iterator[str]:
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait(timeout=30)
+        marker = Path("/tmp/ray/ray_current_cluster")  # `ray start` leaves our address here
+        if marker.exists() and marker.read_text().strip().endswith(f":{port}"):
+            marker.unlink()
 
 
 def test_sigkill_a_ray_batch_then_resume_it_on_ray(tmp_path: Path, ray_cluster: str) -> None:

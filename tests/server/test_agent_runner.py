@@ -215,3 +215,14 @@ def _frames(r: httpx.Response) -> Any:
         elif line == "" and "data" in cur:
             yield cur
             cur = {}
+
+
+def test_the_builtin_quarkus_workflow_is_the_example(tmp_path: Path) -> None:
+    from llmflow.server.catalog import BUILTIN_DIR
+
+    from .helpers import EXAMPLES
+
+    def body(p: Path) -> list[str]:
+        return [line for line in p.read_text().splitlines() if not line.startswith("#")]
+
+    assert body(BUILTIN_DIR / "quarkus-bootstrap-v1.yaml") == body(EXAMPLES / "quarkus-bootstrap-v1" / "flow.yaml")

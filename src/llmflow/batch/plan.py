@@ -9,7 +9,6 @@ jobs come out with the same ids, and refuses options that would change them.
 
 from __future__ import annotations
 
-import os
 import secrets
 import time
 from dataclasses import dataclass, field
@@ -161,7 +160,7 @@ def _stored_source(spec: dict[str, Any]) -> DataSource:
 def _check_resume(req: BatchRequest, batch: BatchRecord) -> None:
     spec = batch.spec
     given = {
-        "data": os.path.abspath(req.data) if req.data else None,
+        "data": str(Path(req.data).resolve()) if req.data else None,
         "data_format": req.data_format,
         "columns": req.columns or None,
         "record_id": req.record_id,
@@ -217,8 +216,6 @@ def plan_batch(rt: Any, req: BatchRequest) -> BatchPlan:
         if rt.settings.config_dir and ref.get("ref"):
             ref["config_dir"] = str(Path(rt.settings.config_dir).resolve())
         loaded = req.flow if isinstance(req.flow, LoadedFlow) else _load(rt, ref, req.overrides)
-        if isinstance(req.flow, Flow):
-            loaded = LoadedFlow(req.flow, None, "<python>")
         source = _source(req, loaded)
         if req.columns:
             source = DataSource(source.format, source.path, source.records, {**source.columns, **req.columns})

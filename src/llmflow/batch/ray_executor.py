@@ -61,10 +61,10 @@ class RayExecutor:
             )
         self._owns = not ray.is_initialized()
         if self._owns:
-            kw: dict[str, Any] = {"log_to_driver": False}
-            if address:
-                kw["address"] = address
-            else:
+            # no address: a private local instance, even when `ray start` left a cluster
+            # behind on this machine ("auto" joins that one)
+            kw: dict[str, Any] = {"log_to_driver": False, "address": address or "local"}
+            if not address:
                 kw["include_dashboard"] = False
             ray.init(**kw)
         nodes = [n for n in ray.nodes() if n.get("Alive")]

@@ -137,7 +137,6 @@ class BatchDriver:
         for base, (rid, st) in latest.items():
             if st not in TERMINAL or base in retry:
                 continue
-            rec = None
             if rid not in self.file.run_ids:
                 rec = self.rt.store.get_run(rid)
                 if rec is not None:
@@ -189,8 +188,9 @@ class BatchDriver:
         return False
 
     def _rerun_in_place(self, run_id: str) -> bool:
-        """Re-run a FAILED / CANCELED run's failed or canceled steps whose needs completed,
-        with everything downstream of them. False when there is nothing to re-run."""
+        """Re-run a FAILED run's failed or canceled steps whose needs completed, with
+        everything downstream of them. False when that is not possible (a canceled run, a
+        run that never started): the job then gets a fresh run."""
         rt = self.rt
         rec = rt.get(run_id)
         if rec.status != "FAILED" or not rec.spec.get("flow") or rec.started_at is None:

@@ -98,7 +98,7 @@ def register(app: typer.Typer) -> None:
         retry_failed: Annotated[bool, typer.Option("--retry-failed", help="With --resume: also re-run failed and canceled jobs")] = False,
         model: Annotated[list[str] | None, typer.Option("--model", "-m", help="STEP=provider:model, or provider:model for every step")] = None,
         engine: Annotated[str, typer.Option("--engine", help="local (one process) or ray")] = "local",
-        ray_address: Annotated[str | None, typer.Option("--ray-address", help="Ray cluster to join (default: start a local one)")] = None,
+        ray_address: Annotated[str | None, typer.Option("--ray-address", help="Ray cluster to join: HOST:PORT, ray://HOST:PORT, or auto (the one `ray start` runs here); default: a private local instance")] = None,
         force: Annotated[bool, typer.Option("--force", help="Resume even if the batch's driver still looks alive or the flow changed")] = False,
         progress_interval: Annotated[float, typer.Option("--progress-interval", help="Seconds between progress lines when not in a terminal")] = 5.0,
         as_json: Json = False,

@@ -16,7 +16,7 @@ from typing import Any
 from llmflow.engine.events import EventType as E
 from llmflow.engine.events import NewEvent
 from llmflow.errors import FlowValidationError, RunStateError, StoreError
-from llmflow.model.diagnostics import Diagnostic, did_you_mean
+from llmflow.model.diagnostics import Diagnostic
 from llmflow.model.loader import LoadedFlow, parse_flow_text
 from llmflow.model.spec import Flow
 from llmflow.runtime import RunOptions
@@ -257,5 +257,3 @@ def _redact(url: str) -> str:
 
     return re.sub(r"(://[^:/@]*:)[^@/]*@", r"\1***@", url)
 
-
-__all__ = ["ApiRunOptions", "Services", "ProjectPathError", "CODE_KINDS", "did_you_mean"]
