@@ -20,6 +20,7 @@ import json
 import math
 import os
 import resource
+import shutil
 import sys
 import tempfile
 import time
@@ -58,6 +59,7 @@ def main() -> None:
     ap.add_argument("--latency", type=float, default=0.05)
     ap.add_argument("--store", choices=["sqlite", "memory"], default="sqlite")
     ap.add_argument("--check", action="store_true", help="verify every run and its events afterwards")
+    ap.add_argument("--keep", action="store_true", help="keep the temporary project (database, result file)")
     args = ap.parse_args()
     n = args.records or (100_000 if args.workload == "w1" else 1_000)
     w = args.workers or (500 if args.workload == "w1" else 100)
@@ -118,6 +120,11 @@ def main() -> None:
         report.update(runs=len(statuses), not_completed=len(bad), events_checked=len(sample), events_ok=events_ok, result_rows=lines)
     if args.store == "sqlite":
         report["db_mb"] = round(sum(p.stat().st_size for p in (tmp / ".llmflow").glob("llmflow.db*")) / 2**20, 1)
+    rt.close()
+    if args.keep:
+        report["project"] = str(tmp)
+    else:
+        shutil.rmtree(tmp, ignore_errors=True)
     print(json.dumps(report, indent=2), file=sys.stdout)
 
 

@@ -24,7 +24,7 @@ from llmflow.model.spec import Flow
 from llmflow.store.batches import BatchRecord
 
 # options that decide which jobs exist and what their ids are: fixed once a batch starts
-FIXED = ("data", "data_format", "columns", "record_id", "max_records", "shuffle", "seed", "overrides", "no_variants")
+FIXED = ("data", "data_format", "columns", "record_id", "max_records", "shuffle", "seed", "overrides", "no_variants", "models")
 
 
 @dataclass
@@ -169,11 +169,12 @@ def _check_resume(req: BatchRequest, batch: BatchRecord) -> None:
         "seed": req.seed,
         "overrides": req.overrides or None,
         "no_variants": req.no_variants or None,
+        "models": req.models or None,
     }
     stored = {**{k: spec.get(k) for k in FIXED}, "data": (spec.get("data") or {}).get("path")}
     for k, v in given.items():
         if v is not None and v != stored.get(k):
-            opt = "--" + k.replace("_", "-")
+            opt = {"models": "--model", "data_format": "--format", "overrides": "the overrides"}.get(k, "--" + k.replace("_", "-"))
             raise BatchError(
                 f"batch {batch.id} was started with {opt} {stored.get(k)!r}; --resume runs the jobs it was started with",
                 hint=f"drop {opt}, or start a new batch",

@@ -226,7 +226,7 @@ class BatchDriver:
             return
         self._row(rec)
         self.counters.add(rec.status, rec.tokens_in + rec.tokens_out, rec.cost)
-        if rec.status != "COMPLETED" and self.plan.batch.spec.get("error_policy") == "stop" and self._stop is None:
+        if rec.status != "COMPLETED" and self.plan.request.error_policy == "stop" and self._stop is None:
             self._stop = f"job {job.job_id} {rec.status.lower()}: {rec.error or ''}".strip()
 
     async def _guarded(self, job: Job, latest: tuple[str, str] | None) -> None:
