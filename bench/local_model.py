@@ -54,21 +54,11 @@ def through_llmflow(reps: int, max_tokens: int, render: bool) -> list[float]:
         async def go() -> None:
             await rt.run(flow)  # load the model once, like the direct path
             for _ in range(reps):
-                sink = io.StringIO()
-                view = ConsoleView(live=False, stream=sink)
-                chunks = 0
-                t0 = None
-
-                def count(e):  # noqa: ANN001
-                    nonlocal chunks, t0
-                    if e.type == "LLM_GENERATING":
-                        t0 = time.perf_counter()
-                    if render:
-                        view.on_event(e)
+                subscribers = [ConsoleView(live=False, stream=io.StringIO()).on_event] if render else []
 
                 rec = rt.create_run(flow)
                 t_start = time.perf_counter()
-                await rt.execute(rec.id, subscribers=[count])
+                await rt.execute(rec.id, subscribers=subscribers)
                 wall = time.perf_counter() - t_start  # the whole run: orchestration, events, SQLite
                 done = next(e for e in rt.store.events(rec.id) if e.type == "LLM_DONE")
                 rates.append((done.payload["usage"]["output_tokens"], wall))

@@ -246,7 +246,7 @@ class Runtime:
     ) -> RunState:
         """Run (or continue) a run until it finishes, pauses, or its lease is lost."""
         rec = self.get(run_id)
-        if rec.status in RUN_TERMINAL and not self._has_pending_rerun(rec):
+        if rec.status in RUN_TERMINAL:  # a re-run in place re-opens the run first (STEP_RERUN)
             raise RunStateError(f"run {run_id} is {rec.status}; nothing to resume", hint="use `llmflow runs rerun ID --step S` to re-run a step in place")
         now = self.clock.now()
         claimed = self.store.claim(self.owner, now, self.settings.lease_seconds, run_id=run_id)
@@ -294,9 +294,6 @@ class Runtime:
             self.active.pop(run_id, None)
             self.store.release(run_id, self.owner)
 
-    def _has_pending_rerun(self, rec: RunRecord) -> bool:
-        return rec.status == "RUNNING"
-
     def _initial_events(self, st: RunState, started: bool) -> list[NewEvent]:
         if not started:
             return [
@@ -311,9 +308,7 @@ class Runtime:
                     a = u.attempts[-1]
                     interrupted.append(f"{n.id}{'[' + u.key + ']' if u.key else ''}#{a.n}")
                     out.append(NewEvent(E.ATTEMPT_INTERRUPTED, f"Attempt {a.n} of {n.short_id} was interrupted; it will run again", n.id, u.key or None, a.n, {"error": "the process running it stopped"}))
-        if st.status == RunStatus.PAUSED:
-            out.append(NewEvent(E.RUN_RESUMED, "Run resumed", payload={"owner": self.owner}))
-        elif st.status == RunStatus.QUEUED:
+        if st.status in (RunStatus.PAUSED, RunStatus.QUEUED):
             out.append(NewEvent(E.RUN_RESUMED, "Run resumed", payload={"owner": self.owner}))
         else:
             out.append(NewEvent(E.RUN_RECOVERED, f"Run recovered by {self.owner}" + (f"; interrupted: {', '.join(interrupted)}" if interrupted else ""), payload={"owner": self.owner, "interrupted": interrupted}))

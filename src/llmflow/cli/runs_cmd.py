@@ -68,7 +68,6 @@ async def _drive(rt: Any, run_id: str, view: Any, human: bool, *, rerun: tuple[s
     import threading
 
     from llmflow.engine.events import EventType as E
-    from llmflow.steps.human import interpret  # noqa: F401 - answers are interpreted by the step
 
     loop = asyncio.get_running_loop()
     box: dict[str, Any] = {}

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from llmflow.model.spec import RetrySpec
 
-
 # failures a retry cannot fix, whatever the retry policy says
 NEVER_RETRY = frozenset({"workspace", "budget", "unavailable", "template", "validation", "human", "shell_disabled"})
 

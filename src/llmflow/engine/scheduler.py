@@ -21,7 +21,7 @@ from llmflow.engine.retry import backoff_delay, should_retry
 from llmflow.engine.state import NodeState, RunState, UnitState, apply, loop_body_ids
 from llmflow.engine.states import RunStatus, StepStatus
 from llmflow.errors import TemplateError
-from llmflow.model.expressions import evaluate, render
+from llmflow.model.expressions import evaluate
 from llmflow.model.spec import BroadcastStep, LoopStep, ParallelStep, RouteStep
 
 _DONE = (StepStatus.COMPLETED, StepStatus.SKIPPED, StepStatus.CANCELED)
@@ -450,6 +450,3 @@ def decide(st: RunState, event: NewEvent, now: float) -> tuple[RunState, list[Ne
     apply(st, event)
     return st, plan(st, now)
 
-
-def render_text(text: str | None, ctx: dict[str, Any]) -> str | None:
-    return None if text is None else render(text, ctx)

@@ -56,12 +56,7 @@ async def execute(ctx: StepContext) -> Any:
         so_far = "\n".join(f"[{t['participant']}] {t['output']}" for t in transcript)
         prompt = f"{task}\n\n" + (f"Conversation so far:\n{so_far}\n\n" if so_far else "") + f"You are {nxt}. Give your contribution."
         msgs = ([("system", agent.system)] if agent and agent.system else []) + [("user", prompt)]
-        sub_vars = dict(ctx.vars)
-        ctx.vars = {**sub_vars, "agent": nxt}
-        try:
-            out = await call_model(ctx, agent, msgs, {}, None)
-        finally:
-            ctx.vars = sub_vars
+        out = await call_model(ctx, agent, msgs, {}, None)
         transcript.append({"turn": turn, "participant": nxt, "output": out})
         ctx.event(E.CONDUCTOR_TURN, f"Turn {turn}: {nxt}", turn=turn, participant=nxt, output=out)
     return {"transcript": transcript, "final": transcript[-1]["output"] if transcript else None, "turns": len(transcript)}
