@@ -5,6 +5,11 @@ BIN := $(VENV)/bin
 PIP := $(BIN)/python -m pip
 PROMPT ?= Why is the sky blue?
 CONSTRAINTS := $(if $(wildcard constraints.txt),-c constraints.txt,)
+# llama.cpp compiled with -march=native crashed (SIGSEGV in decode) on a Xeon with AVX-512 FP16
+# under gcc 12; a portable AVX2 build works everywhere x86-64 v3 runs. pip caches the wheel.
+ifeq ($(shell uname -m),x86_64)
+export CMAKE_ARGS ?= -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON
+endif
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV) || { $(PYTHON) -m pip install --user --quiet virtualenv && $(PYTHON) -m virtualenv $(VENV); }
