@@ -31,6 +31,7 @@ from llmflow.model.loader import LoadedFlow, load_flow
 from llmflow.model.spec import Flow
 from llmflow.model.validate import validate_inputs
 from llmflow.settings import Settings
+from llmflow.steps.trust import TrustPolicy
 from llmflow.store.base import RunRecord
 
 
@@ -123,6 +124,8 @@ class Runtime:
         self.active: dict[str, Runner] = {}
         self._flows: dict[str, Flow] = {}  # fingerprint -> validated Flow (specs are immutable)
         self._fingerprints: dict[int, tuple[Flow, str]] = {}
+        # where runs may write (steps/trust.py); a server adds the dirs it serves flows from
+        self.trust = TrustPolicy.build(settings.home, config_dirs=[settings.config_dir, "conf"], database_path=getattr(store, "path", None))
 
     # -- flows ------------------------------------------------------------------------------
     def load(self, flow_ref: str | Path | Flow | LoadedFlow, overrides: list[str] | None = None) -> LoadedFlow:
@@ -281,6 +284,7 @@ class Runtime:
                     env_models=self.settings.env_models,
                     functions=self.functions,
                     cache_dir=self.settings.state_dir / "cache",
+                    settings={"trust": self.trust},
                 ),
                 llm=self.gateway,
                 run_child=self._run_child,

@@ -75,8 +75,8 @@ def test_the_sandbox_blocks_escapes_at_render_time(text):
 
 
 def test_the_sandbox_refuses_huge_values():
-    with pytest.raises(TemplateError, match=r"value too large in .*'\*' would build a value of 10000000 items"):
-        render("{{ 'a' * 10000000 }}", {})
+    with pytest.raises(TemplateError, match=r"value too large in .*'\*' would build a value larger than 10000000 characters/items \(LLMFLOW_TEMPLATE_MAX_OUTPUT\)"):
+        render("{{ 'a' * 100000000 }}", {})
     with pytest.raises(TemplateError, match=r"'\*\*' would build an integer"):
         evaluate("2 ** 100000", {})
     assert render("{{ 'ab' * 3 }}{{ 2 ** 10 }}", {}) == "ababab1024"

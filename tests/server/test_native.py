@@ -17,7 +17,8 @@ def wait_status(c: TestClient, run_id: str, *statuses: str, timeout: float = 30)
 
 
 def test_health_reports_version_store_and_worker(client: TestClient) -> None:
-    h = client.get("/health").json()
+    assert client.get("/health").json() == {"status": "ok"}  # open to anyone: says nothing more
+    h = client.get("/api/v1/health").json()
     assert h["status"] == "healthy"
     assert h["version"]
     assert h["store"]["ok"] is True

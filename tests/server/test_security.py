@@ -4,7 +4,6 @@ projects root, request size limits."""
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
@@ -74,7 +73,7 @@ def test_websockets_need_the_token_too(make_app: Any) -> None:
             assert json.loads(ws.recv(timeout=10))["content"] == "session_started"
 
 
-def test_cors_origins_are_configurable(make_app: Any) -> None:
+def test_cors_origins_are_configurable_and_default_to_agent_runners_console(make_app: Any) -> None:
     with TestClient(make_app(cors_origins=["http://localhost:3001"], api_token=TOKEN)) as c:
         pre = c.options("/runs", headers={"Origin": "http://localhost:3001", "Access-Control-Request-Method": "POST"})
         assert pre.status_code == 200 and pre.headers["access-control-allow-origin"] == "http://localhost:3001"
@@ -82,8 +81,12 @@ def test_cors_origins_are_configurable(make_app: Any) -> None:
         assert "access-control-allow-origin" not in other.headers
         r = c.get("/health", headers={"Origin": "http://localhost:3001"})
         assert r.headers["access-control-allow-origin"] == "http://localhost:3001"
+    # Agent Runner's CORS_ORIGINS default applies (issue 15); LLMFLOW_CORS_ORIGINS="" turns it off
     with TestClient(make_app()) as c:
+        assert c.get("/health", headers={"Origin": "http://127.0.0.1:3001"}).headers["access-control-allow-origin"] == "http://127.0.0.1:3001"
+    with TestClient(make_app(env={"LLMFLOW_CORS_ORIGINS": ""})) as c:
         assert "access-control-allow-origin" not in c.get("/health", headers={"Origin": "http://localhost:3001"}).headers
+    assert ServerConfig.from_env({"CORS_ORIGINS": "http://a:1/, http://b:2"}).cors_origins == ["http://a:1", "http://b:2"]
 
 
 def test_shell_steps_of_posted_flows_need_allow_shell(make_app: Any, home: Path) -> None:
@@ -115,23 +118,50 @@ def test_a_posted_flow_run_refuses_shell_even_if_it_gets_past_the_check(make_app
     assert v["status"] == "FAILED" and "disabled" in v["steps"][0]["error"]
 
 
-def test_project_paths_stay_inside_the_projects_root(make_app: Any, home: Path, tmp_path: Path) -> None:
+def test_project_paths_may_be_anywhere_the_trust_boundaries_allow(make_app: Any, home: Path, tmp_path: Path) -> None:
     outside = tmp_path / "outside"
     outside.mkdir()
-    (home / "link").symlink_to(outside)
+    (home / "conf" / "flows").mkdir(parents=True)
+    (home / "to-conf").symlink_to(home / "conf")
+    refused = {
+        ".": "llmflow home",
+        "": None,
+        str(home): "llmflow home",
+        "..": "llmflow home",
+        "/": "filesystem root",
+        "conf": "flow definitions",
+        "conf/flows/x": "flow definitions",
+        "to-conf/flows": "flow definitions",  # a symlink is followed before the check
+        ".llmflow": "store and run files",
+        ".llmflow/runs/other": "store and run files",
+        "/etc/cron.d": "run by other programs",
+        "/usr/lib": "run by other programs",
+    }
     with TestClient(make_app()) as c:
-        for path in ("/etc", "../outside", str(outside), "link/sub"):
+        for path, why in refused.items():
             r = c.post("/projects", params={"name": f"p{abs(hash(path))}", "local_path": path})
-            assert r.status_code == 400, path
-            assert r.json()["detail"][0]["loc"] == ["query", "local_path"]
-        r = c.post("/api/v1/projects", json={"name": "x", "local_path": "/etc"})
+            if why is None:
+                assert r.status_code == 422, path  # empty: a validation error, as in Agent Runner
+                continue
+            assert r.status_code == 400, (path, r.text)
+            d = r.json()["detail"][0]
+            assert d["loc"] == ["query", "local_path"] and why in d["msg"], (path, d)
+        r = c.post("/api/v1/projects", json={"name": "x", "local_path": "."})
         assert r.status_code == 400 and r.json()["detail"][0]["loc"] == ["body", "local_path"]
-        assert c.post("/projects", params={"name": "in", "local_path": str(home / "a" / "b")}).status_code == 200
+        # as in Agent Runner, any other directory the server's user can use (issue 15)
+        assert c.post("/projects", params={"name": "out", "local_path": str(outside)}).json()["local_path"] == str(outside)
+        assert c.post("/projects", params={"name": "rel", "local_path": "../outside/p"}).json()["local_path"] == str(outside / "p")
+        assert c.post("/projects", params={"name": "in", "local_path": "work/a"}).json()["local_path"] == str(home / "work" / "a")
     root = tmp_path / "projects"
     root.mkdir()
     with TestClient(make_app(projects_root=root)) as c:
         assert c.post("/projects", params={"name": "in2", "local_path": "p"}).json()["local_path"] == str(root / "p")
-        assert c.post("/projects", params={"name": "out", "local_path": str(home)}).status_code == 400
+        r = c.post("/projects", params={"name": "out2", "local_path": str(outside)})
+        assert r.status_code == 400 and "LLMFLOW_PROJECTS_ROOT" in r.json()["detail"][0]["msg"]
+    # a server other machines can reach keeps projects in a projects root
+    with TestClient(make_app(host="0.0.0.0", api_token=TOKEN), headers={"Authorization": f"Bearer {TOKEN}"}) as c:
+        r = c.post("/projects", params={"name": "lan", "local_path": str(outside)})
+        assert r.status_code == 400 and "set LLMFLOW_PROJECTS_ROOT" in r.json()["detail"][0]["msg"]
 
 
 def test_request_bodies_are_limited(make_app: Any) -> None:
@@ -151,9 +181,8 @@ def test_request_bodies_are_limited(make_app: Any) -> None:
 
 
 def test_env_settings_are_read_by_the_config() -> None:
-    cfg = ServerConfig.from_env({"LLMFLOW_API_TOKEN": " t ", "LLMFLOW_CORS_ORIGINS": "http://a, http://b", "LLMFLOW_PROJECTS_ROOT": "/srv/p", "LLMFLOW_MAX_BODY_BYTES": "10", "DISABLE_WORKER": "1", "WORKER_CHECK_INTERVAL": "5"}, workers=3)
-    assert (cfg.api_token, cfg.cors_origins, str(cfg.projects_root), cfg.max_body_bytes, cfg.worker_enabled, cfg.check_interval, cfg.workers) == ("t", ["http://a", "http://b"], "/srv/p", 10, False, 5.0, 3)
+    cfg = ServerConfig.from_env({"LLMFLOW_API_TOKEN": " t ", "LLMFLOW_CORS_ORIGINS": "http://a, http://b", "LLMFLOW_PROJECTS_ROOT": "/srv/p", "LLMFLOW_MAX_BODY_BYTES": "10", "LLMFLOW_MAX_FRAME_BYTES": "20", "DISABLE_WORKER": "1", "WORKER_CHECK_INTERVAL": "5"}, workers=3)
+    assert (cfg.api_token, cfg.cors_origins, str(cfg.projects_root), cfg.max_body_bytes, cfg.max_frame_bytes, cfg.worker_enabled, cfg.check_interval, cfg.workers) == ("t", ["http://a", "http://b"], "/srv/p", 10, 20, False, 5.0, 3)
     with pytest.raises(ValueError, match="WORKER_CHECK_INTERVAL"):
         ServerConfig.from_env({"WORKER_CHECK_INTERVAL": "soon"})
     assert ServerConfig.from_env({}, workers=0).worker_enabled is False
-    assert os.environ.get("LLMFLOW_API_TOKEN") is None or True

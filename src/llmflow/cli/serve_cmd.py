@@ -67,5 +67,5 @@ def register(app: typer.Typer) -> None:
 
         store = _redact(settings.database_url) if settings.database_url else str(settings.state_dir / "llmflow.db")
         eprint(f"llmflow serving on http://{host}:{port} (docs at /docs); store {store}")
-        uvicorn.run(app, host=host, port=port, ws="websockets-sansio", log_level=log_level, timeout_graceful_shutdown=3, ws_max_size=1_048_576)
+        uvicorn.run(app, host=host, port=port, ws="websockets-sansio", log_level=log_level, timeout_graceful_shutdown=3, ws_max_size=cfg.max_frame_bytes)
         return 0

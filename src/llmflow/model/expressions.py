@@ -21,6 +21,7 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment
 from jinja2.utils import missing as _MISSING
 
 from llmflow.errors import TemplateError
+from llmflow.model.sandbox import RenderTimeout, Sandbox, ValueTooLarge, budget
 
 NAMESPACES = ("inputs", "steps", "item", "matrix", "run", "agent", "parameters", "loop")
 # Jinja's own globals: always available, never a reference to flow data
@@ -28,10 +29,6 @@ JINJA_GLOBALS = ("range", "lipsum", "dict", "cycler", "joiner", "namespace", "tr
 _SINGLE_EXPR = re.compile(r"^\s*\{\{(.*)\}\}\s*$", re.S)
 _UNSAFE_HINT = "templates may only read values; attributes starting with '_' and methods that change data are not allowed"
 _NAMES_HINT = "available: inputs, steps.<id>.output / .outputs, item, matrix, run, agent, parameters, loop"
-MAX_REPEAT = 1_000_000  # longest string / list a template may build with '*'
-MAX_POWER_BITS = 4096  # largest integer a template may build with '**'
-
-
 def _tojson(value: Any, indent: int | None = None) -> str:
     return json.dumps(value, indent=indent, ensure_ascii=False, default=str)
 
@@ -56,39 +53,9 @@ class _Undefined(StrictUndefined):
 
 
 
-class ValueTooLarge(SecurityError):
-    """A template tried to build a value past the sandbox's size limits."""
-
-
-class _Sandbox(ImmutableSandboxedEnvironment):
-    """Jinja's immutable sandbox, also refusing '*' and '**' that would build huge values."""
-
-    intercepted_binops = frozenset({"*", "**"})
-
-    def getattr(self, obj: Any, attribute: str) -> Any:
-        # `inputs.items` is the input named "items", not dict.items: for mappings, keys win
-        # over methods (Jinja tries the attribute first)
-        if isinstance(obj, dict):
-            try:
-                return obj[attribute]
-            except (KeyError, TypeError):
-                pass
-        return super().getattr(obj, attribute)
-
-    def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
-        if operator == "*":
-            for seq, n in ((left, right), (right, left)):
-                if isinstance(seq, str | list | tuple) and isinstance(n, int) and len(seq) * n > MAX_REPEAT:
-                    raise ValueTooLarge(f"'*' would build a value of {len(seq) * n} items (limit {MAX_REPEAT})")
-        if operator == "**" and isinstance(left, int) and isinstance(right, int) and right > 0:
-            if abs(left) > 1 and left.bit_length() * right > MAX_POWER_BITS:
-                raise ValueTooLarge(f"'**' would build an integer of more than {MAX_POWER_BITS} bits")
-        return super().call_binop(context, operator, left, right)
-
-
 @lru_cache(maxsize=1)
 def environment() -> ImmutableSandboxedEnvironment:
-    env = _Sandbox(undefined=_Undefined, autoescape=False, keep_trailing_newline=True)
+    env = Sandbox(undefined=_Undefined, autoescape=False, keep_trailing_newline=True)
     env.filters["tojson"] = _tojson
     env.policies["json.dumps_function"] = _tojson
     return env
@@ -114,51 +81,90 @@ def condition_source(text: str) -> str:
 
 
 def _explain(exc: Exception, source: str) -> TemplateError:
+    shown = repr(source if len(source) <= 200 else source[:200] + "...")
+    if isinstance(exc, RenderTimeout):
+        return TemplateError(f"template took too long: {exc}, in {shown}", hint="templates may not loop for long; do heavy work in a python step, or raise LLMFLOW_TEMPLATE_TIMEOUT")
     if isinstance(exc, ValueTooLarge):
-        return TemplateError(f"value too large in {source!r}: {exc}", hint="templates may not build huge strings, lists or numbers")
+        return TemplateError(f"value too large in {shown}: {exc}", hint="templates may not build huge strings, lists or numbers")
+    if isinstance(exc, RecursionError):
+        return TemplateError(f"template nests too deeply in {shown}", hint="macros and recursive loops may not recurse without end")
+    if isinstance(exc, MemoryError):
+        return TemplateError(f"template ran out of memory in {shown}", hint="templates may not build huge values")
     if isinstance(exc, SecurityError):
-        return TemplateError(f"unsafe expression in {source!r}: {exc}", hint=_UNSAFE_HINT)
+        return TemplateError(f"unsafe expression in {shown}: {exc}", hint=_UNSAFE_HINT)
     if isinstance(exc, UndefinedError):
-        return TemplateError(f"undefined value in {source!r}: {exc}", hint=f"check the name; {_NAMES_HINT}")
+        return TemplateError(f"undefined value in {shown}: {exc}", hint=f"check the name; {_NAMES_HINT}")
     if isinstance(exc, TemplateSyntaxError):
-        return TemplateError(f"syntax error in {source!r}: {exc.message}", hint="check brackets and quotes")
-    return TemplateError(f"could not evaluate {source!r}: {type(exc).__name__}: {exc}")
+        return TemplateError(f"syntax error in {shown}: {exc.message}", hint="check brackets and quotes")
+    return TemplateError(f"could not evaluate {shown}: {type(exc).__name__}: {exc}")
 
 
 def render(text: str, context: dict[str, Any]) -> str:
-    """Render a template string. Non-template strings are returned unchanged."""
+    """Render a template string, within the current limits' time and output caps
+    (:mod:`llmflow.model.limits`). Non-template strings are returned unchanged."""
     if not is_template(text):
         return text
     try:
-        return _compile_template(text).render(context)
+        with budget():
+            return _compile_template(text).render(context)
     except Exception as exc:  # noqa: BLE001 - every template failure becomes a TemplateError
         raise _explain(exc, text) from None
 
 
 def render_value(value: Any, context: dict[str, Any]) -> Any:
-    """Render strings inside nested lists/dicts. A string that is exactly one ``{{ expr }}``
-    keeps the expression's native type (a list stays a list)."""
+    """Render strings inside nested lists/dicts (one time budget for the whole value). A
+    string that is exactly one ``{{ expr }}`` keeps the expression's native type (a list
+    stays a list)."""
+    with budget():
+        return _render_value(value, context)
+
+
+def _render_value(value: Any, context: dict[str, Any]) -> Any:
     if isinstance(value, str):
         m = _SINGLE_EXPR.match(value)
         if m and "{{" not in m.group(1) and "}}" not in m.group(1):
             return evaluate(m.group(1), context)
         return render(value, context)
     if isinstance(value, list):
-        return [render_value(v, context) for v in value]
+        return [_render_value(v, context) for v in value]
     if isinstance(value, dict):
-        return {k: render_value(v, context) for k, v in value.items()}
+        return {k: _render_value(v, context) for k, v in value.items()}
     return value
 
 
 def evaluate(expr: str, context: dict[str, Any]) -> Any:
+    """The value of one expression (``when:``, ``for_each:``), within the current limits."""
     src = condition_source(expr)
     try:
-        value = _compile_expr(src)(**context)
+        with budget():
+            value = _compile_expr(src)(**context)
         if isinstance(value, Undefined):
             value._fail_with_undefined_error()  # strict: an undefined result is an error
         return value
     except Exception as exc:  # noqa: BLE001
         raise _explain(exc, expr) from None
+
+
+# -- off the event loop ---------------------------------------------------------------------------
+# Step executors render in a worker thread, so a slow template holds a thread (until its
+# time cap stops it) and never the event loop. to_thread copies the context: the run's
+# limits (model/limits.py) apply in the thread too.
+
+
+async def render_async(text: str, context: dict[str, Any]) -> str:
+    if not is_template(text):
+        return text
+    import asyncio
+
+    return await asyncio.to_thread(render, text, context)
+
+
+async def render_value_async(value: Any, context: dict[str, Any]) -> Any:
+    if isinstance(value, str) and not is_template(value) or value is None or isinstance(value, int | float | bool):
+        return value
+    import asyncio
+
+    return await asyncio.to_thread(render_value, value, context)
 
 
 def truthy(expr: str, context: dict[str, Any]) -> bool:

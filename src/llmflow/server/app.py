@@ -31,6 +31,8 @@ Run llmflow flows as a service.
   WebSocket (`/ws/{session_id}`).
 
 With `LLMFLOW_API_TOKEN` set, every route but `/health` needs `Authorization: Bearer <token>`.
+Requests from other web origins may change nothing unless the origin is one of the CORS
+origins (see docs/security.md).
 """
 
 
@@ -39,13 +41,14 @@ def create_app(target: Settings | Runtime | None = None, config: ServerConfig | 
     which the lifespan builds (and closes) one; None reads the environment now."""
     from llmflow import __version__
     from llmflow.server import agent_runner, buttermilk, errors, native, ws
-    from llmflow.server.security import BodyLimit, TokenAuth
+    from llmflow.server.security import BodyLimit, OriginGuard, TokenAuth, redact_tokens_in
 
     settings = target.settings if isinstance(target, Runtime) else (target or Settings.from_env())
     config = config or ServerConfig.from_env(settings.env)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        redact_tokens_in("uvicorn.access", "uvicorn.error")  # after Uvicorn configured its logging
         services = open_services(target if isinstance(target, Runtime) else settings, config)
         app.state.services = services
         await start_services(services)
@@ -54,11 +57,16 @@ def create_app(target: Settings | Runtime | None = None, config: ServerConfig | 
         finally:
             await stop_services(services, close_runtime=not isinstance(target, Runtime))
 
-    app = FastAPI(title="llmflow", version=__version__, description=DESCRIPTION, lifespan=lifespan)
+    app = FastAPI(title="llmflow", version=__version__, description=DESCRIPTION, lifespan=lifespan, default_response_class=errors.SafeJSONResponse)
     errors.install(app)
 
-    @app.get("/health", tags=["service"], summary="Liveness: version, store and worker state")
-    async def health() -> dict[str, Any]:
+    @app.get("/health", tags=["service"], summary="Liveness: exactly {\"status\": \"ok\"} (no token needed)")
+    async def health() -> dict[str, str]:
+        # open to anyone: it says nothing about runs, paths or processes (details: /api/v1/health)
+        return {"status": "ok"}
+
+    @app.get("/api/v1/health", tags=["service"], summary="Health in detail: version, store, worker, uptime")
+    async def health_details() -> dict[str, Any]:
         services = getattr(app.state, "services", None)
         if services is None:
             return {"status": "starting", "version": __version__}
@@ -71,10 +79,14 @@ def create_app(target: Settings | Runtime | None = None, config: ServerConfig | 
     app.include_router(agent_runner.router)
     app.include_router(buttermilk.router)
     app.include_router(ws.router)
-    # outermost last: CORS answers preflights, then auth, then the body limit
+    # outermost last: CORS answers preflights, then cross-site refusal, auth, the body limit
     app.add_middleware(BodyLimit, max_bytes=config.max_body_bytes)
     if config.api_token:
         app.add_middleware(TokenAuth, token=config.api_token)
+    from llmflow.server.config import is_loopback
+
+    app.add_middleware(OriginGuard, allowed_origins=config.cors_origins, server_is_loopback=is_loopback(config.host))
+    redact_tokens_in("uvicorn.access", "uvicorn.error")
     if config.cors_origins:
         star = config.cors_origins == ["*"]
         app.add_middleware(CORSMiddleware, allow_origins=config.cors_origins, allow_credentials=not star, allow_methods=["*"], allow_headers=["*"], expose_headers=["*"])
@@ -102,6 +114,9 @@ def open_services(target: Settings | Runtime, config: ServerConfig) -> Any:
         runtime = build_runtime(target)
     try:
         catalog = FlowCatalog(config.resolved_config_dir(runtime.settings), config.flows)
+        runtime.trust = runtime.trust.with_config_dirs(*catalog.source_dirs())  # read-only to runs
+        # sub-flows are found by name where the server serves flows from (--config-dir wins)
+        runtime.settings.config_dir = catalog.config_dir
         hub = EventHub()
         worker = Worker(runtime, concurrency=max(1, config.workers), check_interval=config.check_interval, subscribers=[hub.publish])
         services = Services(runtime, config, catalog, hub, worker)

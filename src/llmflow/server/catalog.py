@@ -74,6 +74,16 @@ class FlowCatalog:
         self._cache[ref] = (_stamp(files), loaded)
         return loaded
 
+    def source_dirs(self) -> list[Path]:
+        """The directories this catalog loads flows from: the config dir, each ``--flows``
+        path's directory, the built-in flows. Runs may not write to them (steps/trust.py)."""
+        dirs = [self.config_dir, BUILTIN_DIR]
+        for e in self._extra.values():
+            p = Path(e.ref)
+            if p.is_absolute():
+                dirs.append(p if p.is_dir() else p.parent)
+        return dirs
+
     # -- lookups --------------------------------------------------------------------------------
     def entries(self) -> dict[str, Entry]:
         out = dict(self._builtin)

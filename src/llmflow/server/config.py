@@ -14,6 +14,8 @@ from pathlib import Path
 from llmflow.settings import Settings
 
 LOOPBACK_NAMES = frozenset({"localhost", "localhost.localdomain", "ip6-localhost"})
+# Agent Runner's console origins (its CORS_ORIGINS default): its console works unchanged
+AGENT_RUNNER_ORIGINS = ("http://localhost:3001", "http://127.0.0.1:3001")
 
 
 def _flag(v: str | None) -> bool:
@@ -55,9 +57,12 @@ class ServerConfig:
     check_interval: float = 1.0  # WORKER_CHECK_INTERVAL: seconds between queue polls
     allow_shell: bool = False  # may flow documents posted over the API run shell / code steps?
     api_token: str | None = None  # LLMFLOW_API_TOKEN: bearer token for every route but /health
-    cors_origins: list[str] = field(default_factory=list)  # LLMFLOW_CORS_ORIGINS
-    projects_root: Path | None = None  # LLMFLOW_PROJECTS_ROOT (default: the server's home)
+    # LLMFLOW_CORS_ORIGINS (or Agent Runner's CORS_ORIGINS): browser origins that may call the
+    # API, and the only cross-site origins whose requests may change anything (CSRF)
+    cors_origins: list[str] = field(default_factory=lambda: list(AGENT_RUNNER_ORIGINS))
+    projects_root: Path | None = None  # LLMFLOW_PROJECTS_ROOT: projects must be inside it (needed off loopback)
     max_body_bytes: int = 1_048_576  # LLMFLOW_MAX_BODY_BYTES
+    max_frame_bytes: int = 1_048_576  # LLMFLOW_MAX_FRAME_BYTES: largest WebSocket message
     sse_keepalive: float = 15.0  # LLMFLOW_SSE_KEEPALIVE: seconds between ': keepalive' comments
     poll_interval: float = 0.5  # how often streams look for events written by other processes
     wait_timeout: float = 600.0  # longest `wait=true` request, seconds
@@ -72,10 +77,13 @@ class ServerConfig:
         cfg.worker_enabled = not _flag(env.get("DISABLE_WORKER"))
         cfg.check_interval = _float(env, "WORKER_CHECK_INTERVAL", cfg.check_interval)
         cfg.api_token = (env.get("LLMFLOW_API_TOKEN") or "").strip() or None
-        cfg.cors_origins = [o.strip() for o in (env.get("LLMFLOW_CORS_ORIGINS") or "").split(",") if o.strip()]
+        origins = env.get("LLMFLOW_CORS_ORIGINS") if env.get("LLMFLOW_CORS_ORIGINS") is not None else env.get("CORS_ORIGINS")
+        if origins is not None:
+            cfg.cors_origins = [o.strip().rstrip("/") for o in origins.split(",") if o.strip()]
         root = (env.get("LLMFLOW_PROJECTS_ROOT") or "").strip()
         cfg.projects_root = Path(root).expanduser() if root else None
         cfg.max_body_bytes = int(_float(env, "LLMFLOW_MAX_BODY_BYTES", cfg.max_body_bytes))
+        cfg.max_frame_bytes = int(_float(env, "LLMFLOW_MAX_FRAME_BYTES", cfg.max_frame_bytes))
         cfg.sse_keepalive = _float(env, "LLMFLOW_SSE_KEEPALIVE", cfg.sse_keepalive) or cfg.sse_keepalive
         cfg.allow_shell = _flag(env.get("LLMFLOW_SERVER_ALLOW_SHELL"))
         for key, value in overrides.items():
@@ -91,8 +99,8 @@ class ServerConfig:
     def resolved_config_dir(self, settings: Settings) -> Path:
         return Path(self.config_dir or settings.config_dir or "conf").expanduser().resolve()
 
-    def resolved_projects_root(self, settings: Settings) -> Path:
-        return Path(self.projects_root or settings.home).expanduser().resolve()
+    def resolved_projects_root(self) -> Path | None:
+        return Path(self.projects_root).expanduser().resolve() if self.projects_root else None
 
     def security_problem(self) -> str | None:
         """Why this configuration must not start, or None."""

@@ -10,7 +10,11 @@ RunStateError, ResumeRefusedError  409   the message (and hint)
 ProjectPathError                   400   the message
 body over LLMFLOW_MAX_BODY_BYTES   413
 nesting too deep to parse          422
+cross-site request (CSRF)          403   what was refused and how to allow it
 =================================  ====  ==========================================
+
+Every JSON answer goes through :class:`SafeJSONResponse`: text that cannot be encoded
+(a lone surrogate echoed from a request) is sent with U+FFFD in its place, never a 500.
 """
 
 from __future__ import annotations
@@ -38,6 +42,31 @@ from llmflow.server.services import ProjectPathError
 log = logging.getLogger("llmflow.server")
 
 
+def scrub(value: Any) -> Any:
+    """``value`` with lone surrogates in its strings (and keys) replaced by U+FFFD."""
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+            return value
+        except UnicodeEncodeError:
+            return value.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+    if isinstance(value, dict):
+        return {scrub(k): scrub(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [scrub(v) for v in value]
+    return value
+
+
+class SafeJSONResponse(JSONResponse):
+    """A JSON answer that survives text no UTF-8 can hold (see the module docstring)."""
+
+    def render(self, content: Any) -> bytes:
+        try:
+            return super().render(content)
+        except UnicodeEncodeError:
+            return super().render(scrub(content))
+
+
 def diag_loc(path: str, root: str = "body") -> list[str | int]:
     """``document.steps[2].llm`` -> ``["body", "document", "steps", 2, "llm"]``."""
     loc: list[str | int] = [root]
@@ -63,54 +92,55 @@ def _message(exc: LlmflowError) -> str:
 
 
 def _safe(value: Any) -> Any:
-    """JSON-encodable as the response needs it (no NaN, no bytes); repr otherwise."""
+    """JSON-encodable as the response needs it (no NaN, no bytes, no lone surrogates);
+    repr otherwise."""
     import json
 
     try:
         json.dumps(value, allow_nan=False)
-        return value
-    except (TypeError, ValueError):
-        return repr(value)[:200]
+        return scrub(value)
+    except (TypeError, ValueError, RecursionError):
+        return scrub(repr(value)[:200])
 
 
 def install(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def _request(request: Request, exc: RequestValidationError) -> JSONResponse:
         detail = [{k: _safe(v) for k, v in err.items() if k != "url"} for err in exc.errors()]
-        return JSONResponse({"detail": detail}, status_code=422)
+        return SafeJSONResponse({"detail": detail}, status_code=422)
 
     @app.exception_handler(FlowValidationError)
     async def _invalid(request: Request, exc: FlowValidationError) -> JSONResponse:
-        return JSONResponse({"detail": diagnostics_detail(exc.diagnostics)}, status_code=422)
+        return SafeJSONResponse({"detail": diagnostics_detail(exc.diagnostics)}, status_code=422)
 
     @app.exception_handler(CompositionError)
     async def _composition(request: Request, exc: CompositionError) -> JSONResponse:
-        return JSONResponse({"detail": _message(exc)}, status_code=422)
+        return SafeJSONResponse({"detail": _message(exc)}, status_code=422)
 
     @app.exception_handler(FlowNotFoundError)
     @app.exception_handler(RunNotFoundError)
     async def _not_found(request: Request, exc: LlmflowError) -> JSONResponse:
-        return JSONResponse({"detail": _message(exc)}, status_code=404)
+        return SafeJSONResponse({"detail": _message(exc)}, status_code=404)
 
     @app.exception_handler(RunStateError)
     @app.exception_handler(ResumeRefusedError)
     async def _conflict(request: Request, exc: LlmflowError) -> JSONResponse:
-        return JSONResponse({"detail": _message(exc)}, status_code=409)
+        return SafeJSONResponse({"detail": _message(exc)}, status_code=409)
 
     @app.exception_handler(ProjectPathError)
     async def _path(request: Request, exc: ProjectPathError) -> JSONResponse:
-        return JSONResponse({"detail": [{"loc": list(exc.loc), "msg": str(exc), "type": "path_outside_root"}]}, status_code=400)
+        return SafeJSONResponse({"detail": [{"loc": list(exc.loc), "msg": str(exc), "type": "path_not_allowed"}]}, status_code=400)
 
     @app.exception_handler(RecursionError)
     async def _deep(request: Request, exc: RecursionError) -> JSONResponse:
-        return JSONResponse({"detail": [{"loc": ["body"], "msg": "the JSON document is nested too deeply", "type": "too_deep"}]}, status_code=422)
+        return SafeJSONResponse({"detail": [{"loc": ["body"], "msg": "the JSON document is nested too deeply", "type": "too_deep"}]}, status_code=422)
 
     @app.exception_handler(LlmflowError)
     async def _other(request: Request, exc: LlmflowError) -> JSONResponse:
         log.warning("%s %s: %s", request.method, request.url.path, exc.message)
-        return JSONResponse({"detail": _message(exc)}, status_code=503 if type(exc).__name__ == "StoreError" else 400)
+        return SafeJSONResponse({"detail": _message(exc)}, status_code=503 if type(exc).__name__ == "StoreError" else 400)
 
     @app.exception_handler(Exception)
     async def _bug(request: Request, exc: Exception) -> JSONResponse:
         log.error("internal error in %s %s", request.method, request.url.path, exc_info=exc)
-        return JSONResponse({"detail": f"internal error: {type(exc).__name__}; see the server log"}, status_code=500)
+        return SafeJSONResponse({"detail": f"internal error: {type(exc).__name__}; see the server log"}, status_code=500)

@@ -1,10 +1,19 @@
-"""Bearer-token auth and request size limits, as plain ASGI middleware so they cover
-HTTP and WebSocket alike.
+"""Bearer-token auth, cross-site request refusal and request size limits, as plain ASGI
+middleware so they cover HTTP and WebSocket alike (docs/security.md).
 
 - ``LLMFLOW_API_TOKEN`` set: every request but ``GET /health`` needs
   ``Authorization: Bearer <token>``; WebSocket clients that cannot set headers (browsers)
   may pass ``?token=<token>`` instead. A missing or wrong token is 401 (WebSocket: closed
-  with code 1008 before it is accepted).
+  with code 1008 before it is accepted). The token never reaches the access log
+  (:class:`RedactTokens`).
+- Cross-site requests (CSRF): a request that can change something (POST, PUT, PATCH,
+  DELETE; ``GET /flow/...``, which runs a flow; every WebSocket handshake) coming from a
+  web page is refused with 403 unless the page's origin is one of the CORS origins or the
+  server's own. Browsers say where a request comes from (``Origin``, ``Sec-Fetch-Site``);
+  scripts and CLIs send neither and pass. So a plain cross-site form post or image tag
+  cannot create a project or a run on a server that has no token, while Agent Runner's
+  console (``http://localhost:3001``, a default CORS origin) keeps posting
+  ``/projects?name=..&local_path=..`` with ``fetch``.
 - Bodies larger than ``LLMFLOW_MAX_BODY_BYTES`` are refused with 413 without reading them
   further.
 """
@@ -13,9 +22,11 @@ from __future__ import annotations
 
 import hmac
 import json
-from collections.abc import Awaitable, Callable
+import logging
+import re
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
-from urllib.parse import parse_qs
+from urllib.parse import parse_qs, urlsplit
 
 Scope = dict[str, Any]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
@@ -61,6 +72,96 @@ class TokenAuth:
             await self.app(scope, receive, send)
             return
         await _json(send, 401, {"detail": "missing or wrong bearer token: send 'Authorization: Bearer <LLMFLOW_API_TOKEN>'"}, [(b"www-authenticate", b"Bearer")])
+
+
+UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+RUN_BY_GET = ("/flow/",)  # Buttermilk's GET /flow/{name}?prompt= runs a flow
+
+
+def _header(scope: Scope, name: bytes) -> str | None:
+    for k, v in scope.get("headers") or []:
+        if k == name:
+            return v.decode("latin-1")
+    return None
+
+
+class OriginGuard:
+    """Refuses cross-site requests that could change something (see the module docstring)."""
+
+    def __init__(self, app: ASGIApp, allowed_origins: Iterable[str], server_is_loopback: bool) -> None:
+        self.app = app
+        self.allowed = {o.rstrip("/").lower() for o in allowed_origins}
+        self.any_origin = "*" in self.allowed
+        self.server_is_loopback = server_is_loopback
+
+    def _guarded(self, scope: Scope) -> bool:
+        if scope["type"] == "websocket":
+            return True
+        if scope["type"] != "http":
+            return False
+        method = scope.get("method", "GET")
+        return method in UNSAFE_METHODS or (method in ("GET", "HEAD") and str(scope.get("path", "")).startswith(RUN_BY_GET))
+
+    def refusal(self, scope: Scope) -> str | None:
+        """Why this request is refused, or None."""
+        origin = _header(scope, b"origin")
+        site = (_header(scope, b"sec-fetch-site") or "").lower()
+        if origin is None:
+            if site in ("cross-site", "same-site"):
+                return f"cross-site request refused (Sec-Fetch-Site: {site}, no Origin)"
+            return None
+        o = origin.strip().rstrip("/").lower()
+        if self.any_origin or o in self.allowed:
+            return None
+        if o != "null" and self._same_origin(o, _header(scope, b"host")):
+            return None
+        return f"cross-site request refused: origin {origin[:100]!r} is not allowed to change anything here; if that page is yours, add it to LLMFLOW_CORS_ORIGINS"
+
+    def _same_origin(self, origin: str, host: str | None) -> bool:
+        try:
+            parts = urlsplit(origin)
+        except ValueError:
+            return False
+        if not host or parts.netloc != host.strip().lower():
+            return False
+        # a loopback server is only its own origin under a loopback name: a page whose name
+        # was re-pointed at 127.0.0.1 (DNS rebinding) is not
+        from llmflow.server.config import is_loopback
+
+        return not self.server_is_loopback or is_loopback(parts.hostname or "")
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        why = self.refusal(scope) if self._guarded(scope) else None
+        if why is None:
+            await self.app(scope, receive, send)
+        elif scope["type"] == "websocket":
+            await receive()  # websocket.connect
+            await send({"type": "websocket.close", "code": 1008, "reason": why[:120]})
+        else:
+            await _json(send, 403, {"detail": why})
+
+
+_TOKEN_IN_URL = re.compile(r"([?&](?:token|access_token|api_key)=)[^&\s\"']*", re.I)
+
+
+class RedactTokens(logging.Filter):
+    """Replaces ``?token=...`` in log records (Uvicorn's access and WebSocket lines) with
+    ``?token=***``: the token of a browser's WebSocket must not end up in a log file."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.msg, str) and "=" in record.msg:
+            record.msg = _TOKEN_IN_URL.sub(r"\1***", record.msg)
+        if isinstance(record.args, tuple):
+            record.args = tuple(_TOKEN_IN_URL.sub(r"\1***", a) if isinstance(a, str) and "=" in a else a for a in record.args)
+        return True
+
+
+def redact_tokens_in(*logger_names: str) -> None:
+    """Install :class:`RedactTokens` on these loggers (once)."""
+    for name in logger_names:
+        lg = logging.getLogger(name)
+        if not any(isinstance(f, RedactTokens) for f in lg.filters):
+            lg.addFilter(RedactTokens())
 
 
 class BodyLimit:

@@ -15,18 +15,16 @@ from typing import Any
 
 from llmflow.engine.events import EventType as E
 from llmflow.engine.events import NewEvent
-from llmflow.errors import FlowValidationError, RunStateError, StoreError
+from llmflow.errors import FlowNotFoundError, FlowValidationError, RunStateError, StoreError
 from llmflow.model.diagnostics import Diagnostic
+from llmflow.model.limits import Limits, using
 from llmflow.model.loader import LoadedFlow, parse_flow_text
 from llmflow.model.spec import Flow
 from llmflow.runtime import RunOptions
 from llmflow.server.catalog import FlowCatalog
 from llmflow.server.config import ServerConfig
 from llmflow.server.hub import TERMINAL_STATUSES, EventFollower, EventHub, wait_for_status
-
-# step kinds that run code on the server: refused in flow documents posted over the API
-# unless the server runs with --allow-shell
-CODE_KINDS = frozenset({"shell", "python", "flow"})
+from llmflow.steps.trust import posted_flow_problems
 
 
 @dataclass
@@ -52,23 +50,30 @@ class Services:
         self.worker = worker
         self.sessions: Any = None  # the Buttermilk session manager (set by the app)
         self.started_at = time.time()
+        self.limits = Limits.from_env(runtime.settings.env)  # template, flow and document limits
 
     @property
     def store(self) -> Any:
         return self.runtime.store
 
     @property
-    def projects_root(self) -> Path:
-        return self.config.resolved_projects_root(self.runtime.settings)
+    def projects_root(self) -> Path | None:
+        return self.config.resolved_projects_root()
 
     # -- flows ----------------------------------------------------------------------------------
     async def load(self, name: str) -> LoadedFlow:
         """A served flow by name (composition runs in a thread: it takes ~0.2 s uncached)."""
-        return await asyncio.to_thread(self.catalog.load, name)
+        with using(self.limits):  # to_thread copies the context: the limits apply in the thread
+            return await asyncio.to_thread(self.catalog.load, name)
 
     def parse_document(self, document: str | dict[str, Any]) -> LoadedFlow:
         """A flow definition sent in a request: validated, and checked against what posted
-        flows may do. Raises FlowValidationError with field paths under ``document``."""
+        flows may do (steps/trust.py). Raises FlowValidationError with field paths under
+        ``document``."""
+        with using(self.limits):
+            return self._parse_document(document)
+
+    def _parse_document(self, document: str | dict[str, Any]) -> LoadedFlow:
         try:
             if isinstance(document, str):
                 flow = parse_flow_text(document, "<request>")
@@ -86,22 +91,15 @@ class Services:
         return LoadedFlow(flow, None, "<request>")
 
     def posted_flow_problems(self, flow: Flow) -> list[Diagnostic]:
-        out: list[Diagnostic] = []
-        if flow.options.workspace:
-            out.append(Diagnostic("not-allowed", "a posted flow cannot choose its workspace", "document.options.workspace", "run it in a project: options.project_id"))
-        if self.config.allow_shell:
-            return out
+        return posted_flow_problems(flow, allow_code=self.config.allow_shell, served_flow=self._sub_flow)
 
-        def walk(steps: list[Any], path: str) -> None:
-            for i, s in enumerate(steps):
-                here = f"{path}[{i}]"
-                if s.kind in CODE_KINDS:
-                    out.append(Diagnostic("not-allowed", f"step '{s.id}' is a {s.kind} step; flows posted over the API may not run code on the server", here, "start the server with --allow-shell, or serve the flow with --flows / the config dir"))
-                for f in s.NESTED:
-                    walk(getattr(s, f), f"{here}.{f}")
-
-        walk(flow.steps, "document.steps")
-        return out
+    def _sub_flow(self, name: str) -> Flow:
+        """A flow a posted sub-flow step may name: one the runtime finds by that name too,
+        i.e. in the config dir (not --flows, not built in)."""
+        entry = self.catalog.entry(name)
+        if entry.origin != "config":
+            raise FlowNotFoundError(f"flow {name!r} is not in the config dir {self.catalog.config_dir}, where sub-flows are found")
+        return self.catalog.load(name).flow
 
     # -- runs -----------------------------------------------------------------------------------
     def options(self, *, models: dict[str, str] | str | None = None, timeout: float | None = None, project_id: int | None = None, name: str | None = None, goal: str | None = None, run_type: str = "flow", metadata: dict[str, Any] | None = None, posted: bool = False, request_options: dict[str, Any] | None = None, **kw: Any) -> ApiRunOptions:
@@ -179,18 +177,28 @@ class Services:
 
     # -- projects -------------------------------------------------------------------------------
     def confine(self, local_path: str, loc: tuple[str, ...] = ("query", "local_path")) -> Path:
-        """``local_path`` resolved inside the projects root (relative paths are taken from
-        it); ProjectPathError if it leads anywhere else."""
+        """``local_path`` resolved (symlinks included; relative paths from the projects root,
+        else the home) and checked against the trust boundaries (steps/trust.py): never at
+        or above the home, never in or around a config dir or the store; inside the
+        projects root when there is one, which a server other machines can reach needs.
+        ProjectPathError says which rule refused it."""
+        from llmflow.server.config import is_loopback
+
         root = self.projects_root
         p = Path(local_path).expanduser()
         if not p.is_absolute():
-            p = root / p
+            p = (root or self.runtime.settings.home) / p
         try:
             p = p.resolve()
         except (OSError, RuntimeError) as exc:
             raise ProjectPathError(f"cannot resolve {local_path!r}: {exc}", loc) from None
-        if p != root and root not in p.parents:
-            raise ProjectPathError(f"local_path {local_path!r} is outside the projects root {root}; set LLMFLOW_PROJECTS_ROOT to allow another directory", loc)
+        if root is None and not is_loopback(self.config.host):
+            raise ProjectPathError(f"this server listens on {self.config.host}; projects must be inside a projects root: set LLMFLOW_PROJECTS_ROOT", loc)
+        if root is not None and p != root and root not in p.parents:
+            raise ProjectPathError(f"local_path {local_path!r} is outside the projects root {root} (LLMFLOW_PROJECTS_ROOT)", loc)
+        problem = self.runtime.trust.project_problem(p)
+        if problem:
+            raise ProjectPathError(f"local_path {local_path!r} cannot be a project: {problem}", loc)
         return p
 
     def create_project(self, name: str, local_path: str, loc: tuple[str, ...] = ("query", "local_path")) -> Any:

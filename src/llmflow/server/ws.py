@@ -35,14 +35,30 @@ from llmflow.server.sessions import SESSION_ID, TooManySessions, envelope
 log = logging.getLogger("llmflow.server.ws")
 router = APIRouter()
 
-MAX_MESSAGE = 1_048_576
+# close codes (RFC 6455): the client sent a kind of data we do not take / a message too big
+UNSUPPORTED_DATA = 1003
+MESSAGE_TOO_BIG = 1009
+
+
+class _Closed(Exception):
+    """The socket was closed by us (bad frame) or by the client."""
 
 
 async def _receive_json(ws: WebSocket) -> tuple[bool, Any]:
-    """(ok, message); ok is False for text that is not JSON."""
-    text = await ws.receive_text()
-    if len(text) > MAX_MESSAGE:
-        return False, "message too large"
+    """(ok, message); ok is False for text that is not JSON. A binary frame or a message
+    over LLMFLOW_MAX_FRAME_BYTES closes the socket with 1003 / 1009 (the server's
+    WebSocket layer refuses bigger frames before they are read) and raises _Closed."""
+    msg = await ws.receive()
+    if msg["type"] == "websocket.disconnect":
+        raise _Closed
+    text = msg.get("text")
+    if text is None:
+        await ws.close(code=UNSUPPORTED_DATA, reason="send JSON as text frames; binary frames are not accepted")
+        raise _Closed
+    limit = getattr(ws.app.state.config, "max_frame_bytes", 1_048_576)
+    if len(text) > limit:
+        await ws.close(code=MESSAGE_TOO_BIG, reason=f"messages are at most {limit} bytes (LLMFLOW_MAX_FRAME_BYTES)")
+        raise _Closed
     try:
         return True, json.loads(text)
     except (ValueError, RecursionError):
@@ -111,7 +127,7 @@ async def _session_socket(ws: WebSocket, session_id: str | None) -> None:
                 mgr.error(session, f"ignored a message that is {msg}")
                 continue
             await mgr.handle(session, msg)
-    except WebSocketDisconnect:
+    except (WebSocketDisconnect, _Closed):
         pass
     finally:
         task.cancel()
@@ -158,7 +174,7 @@ async def run_socket(ws: WebSocket, run_id: str) -> None:
                 await send({"type": "error", "detail": "messages are JSON objects with a 'type'"})
                 continue
             await send(_run_command(svc, run_id, msg))
-    except WebSocketDisconnect:
+    except (WebSocketDisconnect, _Closed):
         pass
     finally:
         task.cancel()

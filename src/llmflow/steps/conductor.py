@@ -11,7 +11,7 @@ from typing import Any
 
 from llmflow.engine.events import EventType as E
 from llmflow.engine.ports import HumanQuestion, StepContext
-from llmflow.model.expressions import render
+from llmflow.model.expressions import render_async
 from llmflow.model.spec import ConductorStep
 from llmflow.steps.human import interpret
 from llmflow.steps.llm import call_model
@@ -30,7 +30,7 @@ def pick(answer: str, participants: list[str]) -> str | None:
 async def execute(ctx: StepContext) -> Any:
     spec = ctx.step
     assert isinstance(spec, ConductorStep)
-    task = render(spec.prompt, ctx.template)
+    task = await render_async(spec.prompt, ctx.template)
     transcript: list[dict[str, Any]] = []
     for turn in range(1, spec.max_turns + 1):
         if spec.host == "sequence":

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from llmflow.engine.ports import HumanQuestion, StepContext
-from llmflow.model.expressions import render
+from llmflow.model.expressions import render_async
 from llmflow.model.spec import HumanStep
 
 REJECT_WORDS = {"n", "no", "x", "cancel", "abort", "stop", "quit", "q", "reject", "r", "false"}
@@ -33,6 +33,6 @@ def interpret(answer: Any, mode: str, options: list[str] | None) -> Any:
 async def execute(ctx: StepContext) -> Any:
     spec = ctx.step
     assert isinstance(spec, HumanStep)
-    q = HumanQuestion(prompt=render(spec.prompt, ctx.template), input=spec.input, options=spec.options, default=spec.default, timeout=spec.timeout)
+    q = HumanQuestion(prompt=await render_async(spec.prompt, ctx.template), input=spec.input, options=spec.options, default=spec.default, timeout=spec.timeout)
     answer = await ctx.ask_human(q)
     return interpret(answer, spec.input, spec.options)

@@ -3,6 +3,7 @@ gateway (streaming, usage, rate limits), validate structured output with a bound
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 from typing import Any
@@ -87,7 +88,7 @@ async def execute(ctx: StepContext) -> Any:
     spec = ctx.step
     agent_name = ctx.vars.get("agent") if isinstance(spec, BroadcastStep | ConductorStep) else getattr(spec, "agent", None)
     agent = ctx.flow.agents.get(agent_name) if agent_name else None
-    messages = build_messages(ctx, agent)
+    messages = await asyncio.to_thread(build_messages, ctx, agent)  # templates render off the event loop
     params = dict(getattr(spec, "params", {}) or {})
     stream = getattr(spec, "stream", True)
     return await call_model(ctx, agent, messages, params, spec.output, stream)

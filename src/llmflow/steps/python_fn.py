@@ -10,16 +10,20 @@ from typing import Any
 
 from llmflow.engine.ports import StepContext
 from llmflow.errors import StepError
-from llmflow.model.expressions import render_value
+from llmflow.model.expressions import render_value_async
 from llmflow.model.registry import registry
 from llmflow.model.spec import PythonStep
 
 
-def resolve_function(name: str, extra: dict[str, Callable[..., Any]] | None = None) -> Callable[..., Any]:
+def resolve_function(name: str, extra: dict[str, Callable[..., Any]] | None = None, *, allow_import: bool = True) -> Callable[..., Any]:
     if extra and name in extra:
         return extra[name]
     if name in registry.functions:
         return registry.functions[name]
+    if not allow_import:  # an importable name can be any code (os:system): trusted runs only
+        err = StepError(f"python step names {name!r}, which is not a registered function; importing code is disabled in this run", retryable=False, hint="register the function with @llmflow.step_function(), or allow shell (--allow-shell / unset LLMFLOW_DISABLE_SHELL)")
+        err.kind = "shell_disabled"
+        raise err
     mod, sep, attr = name.partition(":")
     if not sep:
         mod, _, attr = name.rpartition(".")
@@ -47,8 +51,8 @@ def resolve_function(name: str, extra: dict[str, Callable[..., Any]] | None = No
 async def execute(ctx: StepContext) -> Any:
     spec = ctx.step
     assert isinstance(spec, PythonStep)
-    fn = resolve_function(spec.function, ctx.functions)
-    kwargs = render_value(spec.args, ctx.template)
+    fn = resolve_function(spec.function, ctx.functions, allow_import=ctx.allow_shell)
+    kwargs = await render_value_async(spec.args, ctx.template)
     try:
         params = inspect.signature(fn).parameters
     except (TypeError, ValueError):

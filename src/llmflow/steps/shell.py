@@ -13,8 +13,9 @@ from typing import Any
 from llmflow.engine.events import EventType as E
 from llmflow.engine.ports import StepContext
 from llmflow.errors import StepError
-from llmflow.model.expressions import render, render_value
+from llmflow.model.expressions import render_async, render_value_async
 from llmflow.model.spec import ShellStep
+from llmflow.steps.trust import policy_of
 from llmflow.steps.workspace import atomic_write, file_record, safe_path
 
 MAX_OUTPUT = 64_000
@@ -27,15 +28,18 @@ async def execute(ctx: StepContext) -> Any:
         err = StepError("shell steps are disabled in this runtime", retryable=False, hint="run with --allow-shell (server) or unset LLMFLOW_DISABLE_SHELL")
         err.kind = "shell_disabled"
         raise err
-    cwd = safe_path(ctx.workspace, render(spec.cwd, ctx.template)) if spec.cwd else ctx.workspace.resolve()
+    cwd = safe_path(ctx.workspace, await render_async(spec.cwd, ctx.template)) if spec.cwd else ctx.workspace.resolve()
+    policy = policy_of(ctx.settings, ctx.artifacts_dir)
+    if policy is not None:  # a command starts in a place this run may write (steps/trust.py)
+        cwd = policy.check_write(cwd, ctx.workspace, ctx.run_id)
     cwd.mkdir(parents=True, exist_ok=True)
-    env = {**os.environ, **{k: str(v) for k, v in render_value(spec.env, ctx.template).items()}}
+    env = {**os.environ, **{k: str(v) for k, v in (await render_value_async(spec.env, ctx.template)).items()}}
     if isinstance(spec.command, list):
-        argv = [str(render_value(a, ctx.template)) for a in spec.command]
+        argv = [str(a) for a in await render_value_async(list(spec.command), ctx.template)]
         shown = " ".join(argv)
         proc = await asyncio.create_subprocess_exec(*argv, cwd=cwd, env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, start_new_session=True)
     else:
-        shown = render(spec.command, ctx.template)
+        shown = await render_async(spec.command, ctx.template)
         proc = await asyncio.create_subprocess_shell(shown, cwd=cwd, env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, start_new_session=True)
     ctx.event(E.SHELL_EXECUTING, f"Running: {shown}", command=shown, cwd=str(cwd), pid=proc.pid)
     out_parts: list[str] = []

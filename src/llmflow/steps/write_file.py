@@ -8,8 +8,9 @@ from typing import Any
 from llmflow.engine.events import EventType as E
 from llmflow.engine.ports import StepContext
 from llmflow.errors import StepError
-from llmflow.model.expressions import render
+from llmflow.model.expressions import render_async
 from llmflow.model.spec import WriteFileStep
+from llmflow.steps.trust import policy_of
 from llmflow.steps.workspace import atomic_write, file_record, safe_path
 
 FILE_BLOCK = re.compile(
@@ -33,26 +34,33 @@ def split_file_blocks(text: str) -> list[tuple[str, str]]:
     return out
 
 
+def _target(ctx: StepContext, rel: str) -> Any:
+    """``rel`` inside the workspace, and a place this run may write (steps/trust.py)."""
+    path = safe_path(ctx.workspace, rel)
+    policy = policy_of(ctx.settings, ctx.artifacts_dir)
+    if policy is not None:
+        path = policy.check_write(path, ctx.workspace, ctx.run_id, allow_code=ctx.allow_shell)
+    return path
+
+
 async def execute(ctx: StepContext) -> Any:
     spec = ctx.step
     assert isinstance(spec, WriteFileStep)
-    content = render(spec.content, ctx.template)
+    content = await render_async(spec.content, ctx.template)
     written: list[dict[str, Any]] = []
     if spec.split_files:
         blocks = split_file_blocks(content)
         if not blocks:
             raise StepError("no '=== FILE: path ===' blocks found in the content", retryable=False, hint="the previous step must answer with FILE blocks")
-        base = render(spec.dir, ctx.template)
-        for rel, body in blocks:
-            path = safe_path(ctx.workspace, f"{base.rstrip('/')}/{rel}" if base not in ("", ".") else rel)
-            atomic_write(path, body)
-            written.append(file_record(ctx.workspace, path))
+        base = await render_async(spec.dir, ctx.template)
+        targets = [(_target(ctx, f"{base.rstrip('/')}/{rel}" if base not in ("", ".") else rel), body, False) for rel, body in blocks]
         if spec.path:
-            path = safe_path(ctx.workspace, render(spec.path, ctx.template))
-            atomic_write(path, content, spec.append)
+            targets.append((_target(ctx, await render_async(spec.path, ctx.template)), content, spec.append))
+        for path, body, append in targets:  # every path is checked before the first write
+            atomic_write(path, body, append)
             written.append(file_record(ctx.workspace, path))
     else:
-        path = safe_path(ctx.workspace, render(spec.path or "", ctx.template))
+        path = _target(ctx, await render_async(spec.path or "", ctx.template))
         atomic_write(path, content, spec.append)
         written.append(file_record(ctx.workspace, path))
     for rec in written:

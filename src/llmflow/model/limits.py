@@ -1,0 +1,78 @@
+"""Resource limits on what a flow document may make llmflow do, with their defaults.
+
+One frozen :class:`Limits` value is *current* at any moment: the defaults, or what a
+composition root installed for the work it runs (``with using(limits): ...``). It is a
+context variable, so a run's limits follow its tasks and the threads they render in
+(``asyncio.to_thread`` copies the context) and never leak into another run.
+
+Settings (environment variables, read by the composition root through
+:meth:`Limits.from_env`, never here): see :data:`SETTINGS` and docs/security.md.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass, fields, replace
+
+
+@dataclass(frozen=True)
+class Limits:
+    # templates (prompts, paths, conditions, for_each)
+    template_seconds: float = 2.0  # wall time one render or evaluation may take
+    template_output: int = 10_000_000  # characters one render may produce; items '*' may build
+    template_range: int = 10_000  # longest range() a template may build
+    # flow documents
+    flow_steps: int = 5_000  # steps in one flow, nested ones included
+    flow_depth: int = 32  # how deeply steps may nest (parallel in loop in parallel ...)
+    document_depth: int = 100  # how deeply any YAML / JSON value of a flow may nest
+    flow_bytes: int = 2_000_000  # size of a flow file or posted flow document
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str], base: Limits | None = None) -> Limits:
+        """The limits that ``LLMFLOW_*`` settings in ``env`` give; ValueError names a bad one."""
+        out = base or cls()
+        changes: dict[str, float | int] = {}
+        for f in fields(cls):
+            key = SETTINGS[f.name]
+            raw = (env.get(key) or "").strip()
+            if not raw:
+                continue
+            try:
+                value = float(raw) if f.type in ("float", float) else int(raw)
+            except ValueError:
+                raise ValueError(f"{key}={raw!r} is not a {'number' if f.type in ('float', float) else 'whole number'}") from None
+            if not value > 0 or value != value:
+                raise ValueError(f"{key}={raw!r} must be above 0")
+            changes[f.name] = value
+        return replace(out, **changes) if changes else out
+
+
+# field -> the environment variable that sets it
+SETTINGS = {
+    "template_seconds": "LLMFLOW_TEMPLATE_TIMEOUT",
+    "template_output": "LLMFLOW_TEMPLATE_MAX_OUTPUT",
+    "template_range": "LLMFLOW_TEMPLATE_MAX_RANGE",
+    "flow_steps": "LLMFLOW_MAX_STEPS",
+    "flow_depth": "LLMFLOW_MAX_STEP_DEPTH",
+    "document_depth": "LLMFLOW_MAX_DOCUMENT_DEPTH",
+    "flow_bytes": "LLMFLOW_MAX_FLOW_BYTES",
+}
+
+DEFAULT = Limits()
+_CURRENT: ContextVar[Limits] = ContextVar("llmflow_limits", default=DEFAULT)
+
+
+def current() -> Limits:
+    return _CURRENT.get()
+
+
+@contextmanager
+def using(limits: Limits) -> Iterator[Limits]:
+    """Make ``limits`` current for the code (and the tasks and threads it starts) inside."""
+    token = _CURRENT.set(limits)
+    try:
+        yield limits
+    finally:
+        _CURRENT.reset(token)
