@@ -17,6 +17,7 @@
     ├── RunStateError                            the operation is not allowed in the run's state
     ├── ResumeRefusedError                       the flow changed since the run started
     ├── StoreError                               the event store failed or is locked
+    ├── SettingsError (also ValueError)          an LLMFLOW_* setting has a value it cannot take
     └── BatchError                               a batch cannot start or resume (llmflow batch)
         └── DatasetError (also ValueError)       a dataset cannot be read or mapped to inputs
 """
@@ -120,6 +121,10 @@ class ResumeRefusedError(LlmflowError):
 
 
 class StoreError(LlmflowError):
+    pass
+
+
+class SettingsError(LlmflowError, ValueError):
     pass
 
 

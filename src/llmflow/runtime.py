@@ -27,6 +27,8 @@ from llmflow.errors import (
     StepError,
 )
 from llmflow.model.graph import build_graph
+from llmflow.model.limits import Limits
+from llmflow.model.limits import using as using_limits
 from llmflow.model.loader import LoadedFlow, load_flow
 from llmflow.model.spec import Flow
 from llmflow.model.validate import validate_inputs
@@ -126,6 +128,7 @@ class Runtime:
         self._fingerprints: dict[int, tuple[Flow, str]] = {}
         # where runs may write (steps/trust.py); a server adds the dirs it serves flows from
         self.trust = TrustPolicy.build(settings.home, config_dirs=[settings.config_dir, "conf"], database_path=getattr(store, "path", None))
+        self.limits = Limits.from_env(settings.env)  # template and flow limits of this process's runs
 
     # -- flows ------------------------------------------------------------------------------
     def load(self, flow_ref: str | Path | Flow | LoadedFlow, overrides: list[str] | None = None) -> LoadedFlow:
@@ -293,7 +296,8 @@ class Runtime:
             self.active[run_id] = runner
             if on_runner is not None:
                 on_runner(runner)
-            return await runner.run(initial)
+            with using_limits(self.limits):  # the runner's tasks and render threads inherit them
+                return await runner.run(initial)
         finally:
             self.active.pop(run_id, None)
             self.store.release(run_id, self.owner)

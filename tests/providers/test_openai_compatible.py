@@ -55,6 +55,8 @@ class FakeOpenAI:
                 return JSONResponse(error, status_code=401)
             if model == "boom":
                 return JSONResponse({"error": {"message": "upstream exploded", "type": "server_error"}}, status_code=500)
+            if model == "boom-key":  # a server error whose text talks about keys
+                return JSONResponse({"error": {"message": "Internal error while checking the API key", "type": "server_error", "code": "invalid_api_key"}}, status_code=500)
             text = json.dumps({"label": "news"}) if body.get("response_format") else "Hello from the test server"
             return StreamingResponse(self._sse(model, text), media_type="text/event-stream")
 
@@ -153,6 +155,16 @@ def test_5xx_is_retryable(fake_openai: tuple[FakeOpenAI, str]) -> None:
     with pytest.raises(ProviderError) as info:
         run(provider, request("boom"))
     assert info.value.retryable and not isinstance(info.value, RateLimitError)
+
+
+def test_a_5xx_that_mentions_the_api_key_is_a_server_error_not_rejected_credentials(fake_openai: tuple[FakeOpenAI, str]) -> None:
+    _, url = fake_openai
+    provider, _ = localhost(url).resolve("localhost:boom-key")
+    with pytest.raises(ProviderError) as info:
+        run(provider, request("boom-key"))
+    error = info.value
+    assert error.retryable and "HTTP 500" in error.message
+    assert "rejected the credentials" not in error.message and "API_KEY" not in (error.hint or "")
 
 
 def test_connection_refused_is_a_retryable_provider_error() -> None:

@@ -34,7 +34,12 @@ def run_guarded(app: Any, argv: list[str]) -> int:
     )
 
     try:
-        result = app(args=argv, standalone_mode=False, prog_name="llmflow")
+        import os
+
+        from llmflow.model.limits import Limits, using
+
+        with using(Limits.from_env(os.environ)):  # LLMFLOW_MAX_STEPS, LLMFLOW_TEMPLATE_TIMEOUT, ...
+            result = app(args=argv, standalone_mode=False, prog_name="llmflow")
         return int(result) if isinstance(result, int) else EXIT_OK
     except Exit as exc:
         return int(exc.exit_code)

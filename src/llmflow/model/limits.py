@@ -16,6 +16,8 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, fields, replace
 
+from llmflow.errors import SettingsError
+
 
 @dataclass(frozen=True)
 class Limits:
@@ -42,9 +44,9 @@ class Limits:
             try:
                 value = float(raw) if f.type in ("float", float) else int(raw)
             except ValueError:
-                raise ValueError(f"{key}={raw!r} is not a {'number' if f.type in ('float', float) else 'whole number'}") from None
+                raise SettingsError(f"{key}={raw!r} is not a {'number' if f.type in ('float', float) else 'whole number'}", hint=f"unset it for the default ({getattr(DEFAULT, f.name)})") from None
             if not value > 0 or value != value:
-                raise ValueError(f"{key}={raw!r} must be above 0")
+                raise SettingsError(f"{key}={raw!r} must be above 0", hint=f"unset it for the default ({getattr(DEFAULT, f.name)})")
             changes[f.name] = value
         return replace(out, **changes) if changes else out
 

@@ -11,7 +11,7 @@ import yaml
 from llmflow.errors import FlowValidationError
 from llmflow.model.compose import Composed, compose, display_path, find_target, list_flow_names
 from llmflow.model.diagnostics import Diagnostic, Location, format_path
-from llmflow.model.sourcemap import SourceMap, yaml_tree
+from llmflow.model.sourcemap import SourceMap, load_yaml, yaml_tree
 from llmflow.model.spec import Flow, dump_yaml
 from llmflow.model.validate import validate_document
 
@@ -146,7 +146,7 @@ def parse_flow_text(text: str, file: str = "<text>") -> Flow:
         raise FlowValidationError(diags)
     try:
         tree = yaml_tree(text)
-        doc = yaml.safe_load(text)
+        doc = load_yaml(text)
     except yaml.YAMLError as exc:
         raise FlowValidationError([yaml_error_diagnostic(exc, file)]) from None
     except (ValueError, TypeError, OverflowError) as exc:  # e.g. a date YAML cannot build

@@ -54,7 +54,12 @@ class _Scopes:
             return ids
 
         walk(flow.steps, None)
-        self._anc: dict[str, set[str]] = {}
+        # upstream sets as bitsets over the step ids: a flow of n steps costs O(n^2 / 64)
+        # word operations at worst (a chain), not O(n^2) set insertions
+        self._bit: dict[str, int] = {sid: 1 << i for i, sid in enumerate(self.loop_of)}
+        self._closure: dict[tuple[str | None, str], int] = {}
+        self._anc: dict[str, int] = {}
+        self._members: dict[str, int] = {}
 
     def enclosing_loops(self, sid: str) -> set[str]:
         out: set[str] = set()
@@ -64,33 +69,66 @@ class _Scopes:
             loop = self.loop_of.get(loop)
         return out
 
-    def ancestors(self, sid: str) -> set[str]:
-        """Steps that have finished whenever ``sid`` runs (members of finished groups too)."""
+    def _closure_of(self, scope: str | None, start: str) -> int:
+        """``start`` and every step reachable from it through needs (in the graph of
+        ``scope``) and group membership (a finished group's steps have finished too).
+        Iterative, memoised; a cycle (reported elsewhere) only makes the sets smaller."""
+        g = self.graphs.get(scope)
+        memo = self._closure
+        stack: list[tuple[str, bool]] = [(start, False)]
+        busy: set[str] = set()
+        while stack:
+            d, expanded = stack.pop()
+            if (scope, d) in memo:
+                continue
+            nexts = [*self.members.get(d, ()), *(g.nodes[d].needs if g is not None and d in g.nodes else ())]
+            if not expanded:
+                if d in busy:
+                    continue  # a cycle
+                busy.add(d)
+                stack.append((d, True))
+                stack.extend((n, False) for n in nexts if (scope, n) not in memo and n in self._bit)
+                continue
+            bits = self._bit.get(d, 0)
+            for n in nexts:
+                bits |= memo.get((scope, n), self._bit.get(n, 0))
+            memo[(scope, d)] = bits
+        return memo.get((scope, start), self._bit.get(start, 0))
+
+    def _ancestor_bits(self, sid: str) -> int:
         if sid in self._anc:
             return self._anc[sid]
-        self._anc[sid] = set()  # cycle guard
+        self._anc[sid] = 0  # cycle guard
         loop = self.loop_of.get(sid)
         g = self.graphs.get(loop)
-        res: set[str] = set()
-        stack = list(g.nodes[sid].needs) if g is not None and sid in g.nodes else []
-        while stack:
-            d = stack.pop()
-            if d in res:
-                continue
-            res.add(d)
-            stack += self.members.get(d, [])  # a finished group's steps have finished too
-            if g is not None and d in g.nodes:
-                stack += list(g.nodes[d].needs)
-        if loop is not None:
-            res |= set(self.members[loop]) - {sid}  # earlier body steps, and last iteration's
-            res |= self.ancestors(loop)
-        self._anc[sid] = res
-        return res
+        bits = 0
+        for d in g.nodes[sid].needs if g is not None and sid in g.nodes else ():
+            bits |= self._closure_of(loop, d)
+        if loop is not None:  # earlier body steps, and last iteration's
+            bits |= self._members_bits(loop) & ~self._bit.get(sid, 0)
+            bits |= self._ancestor_bits(loop)
+        self._anc[sid] = bits
+        return bits
+
+    def _members_bits(self, group: str) -> int:
+        if group not in self._members:
+            bits = 0
+            for m in self.members.get(group, ()):
+                bits |= self._bit.get(m, 0)
+            self._members[group] = bits
+        return self._members[group]
+
+    def in_group(self, group: str, sid: str) -> bool:
+        return bool(self._members_bits(group) & self._bit.get(sid, 0))
+
+    def runs_before(self, sid: str, other: str) -> bool:
+        """Whether ``other`` has finished whenever ``sid`` runs."""
+        return bool(self._ancestor_bits(sid) & self._bit.get(other, 0))
 
 
 def check_references(c: Collector, flow: Flow, bad_ids: set[str], dropped_inputs: set[str], dropped_agents: set[str]) -> None:
     paths: dict[str, tuple] = dict(c.all_ids)
-    ids = [i for i in c.all_ids if i not in bad_ids]
+    ids = {i for i in c.all_ids if i not in bad_ids}
     known = list(c.all_ids)
     scopes = _Scopes(flow)
 
@@ -245,7 +283,8 @@ def _strongly_connected(g: Graph) -> list[list[str]]:
                     comp.append(w)
                     if w == v:
                         break
-                out.append([n for n in g.order if n in comp])
+                members = set(comp)
+                out.append(comp if len(comp) == 1 else [n for n in g.order if n in members])
             if work:
                 parent = work[-1][0]
                 low[parent] = min(low[parent], low[v])
@@ -292,7 +331,7 @@ def _check_template(
     path: tuple,
     is_cond: bool,
     paths: dict[str, tuple],
-    ids: list[str],
+    ids: set[str],
     dropped_inputs: set[str],
 ) -> None:
     if not is_cond and "{{" not in text and "{%" not in text:
@@ -303,12 +342,12 @@ def _check_template(
         code = "unsafe-expression" if "unsafe" in a.error else "bad-expression"
         c.add(code, f"{a.error} in {what} {short(text)}", path, a.hint)
         return
-    allowed: set[str] = set(paths)
     loop = scopes.loop_of.get(step.id) if step else None
-    if step is not None:
-        allowed = scopes.ancestors(step.id)
-        if isinstance(step, LoopStep):
-            allowed |= set(scopes.members.get(step.id, ()))
+
+    def upstream(name: str) -> bool:
+        assert step is not None
+        return scopes.runs_before(step.id, name) or (isinstance(step, LoopStep) and scopes.in_group(step.id, name))
+
     has_jinja_for = "{%" in text and "for " in text
     for ref in a.references:
         ns, name = ref.namespace, ref.name
@@ -330,7 +369,7 @@ def _check_template(
             elif body_of is not None and body_of not in visible and name in ids:
                 reader = f"step '{step.id}'" if step else "the flow's outputs"
                 c.add("not-upstream", f"{reader} reads step '{name}', which is inside loop '{body_of}'", path, f"outside a loop, read its result: steps.{body_of}.output (the last body step's output)")
-            elif step is not None and name not in allowed and name in ids:
+            elif step is not None and name in ids and not upstream(name):
                 if name == step.id:
                     msg, hint = f"step '{step.id}' reads its own output", "a step can read only steps that ran before it"
                 else:

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import functools
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
 import yaml
 
@@ -12,22 +15,72 @@ from llmflow.model.diagnostics import Location
 PathKey = tuple[str | int, ...]
 
 
+class PathDict(dict):  # type: ignore[type-arg]
+    """A dict keyed by key paths that also knows each path's children, so "every key
+    under this path" costs the size of the answer, not of the dict (composition and
+    validation ask it for every step: scanning made them quadratic in a flow's size).
+    Deleted keys may stay in the index; lookups check the dict."""
+
+    def __init__(self, *args: Any, **kw: Any) -> None:
+        super().__init__()
+        self._kids: dict[PathKey, set[PathKey]] = {}
+        for k, v in dict(*args, **kw).items():
+            self[k] = v
+
+    def __setitem__(self, key: PathKey, value: Any) -> None:
+        if key not in self:
+            kids = self._kids
+            for i in range(len(key)):
+                kids.setdefault(key[:i], set()).add(key[: i + 1])
+        super().__setitem__(key, value)
+
+    def setdefault(self, key: PathKey, default: Any = None) -> Any:
+        if key not in self:
+            self[key] = default
+        return self[key]
+
+    def update(self, *args: Any, **kw: Any) -> None:
+        for k, v in dict(*args, **kw).items():
+            self[k] = v
+
+    def under(self, prefix: PathKey) -> list[PathKey]:
+        """The keys strictly below ``prefix``."""
+        out: list[PathKey] = []
+        stack = list(self._kids.get(prefix, ()))
+        while stack:
+            k = stack.pop()
+            if k in self:
+                out.append(k)
+            stack.extend(self._kids.get(k, ()))
+        return out
+
+    def __reduce__(self) -> Any:
+        return (PathDict, (dict(self),))
+
+
 @dataclass
 class SourceMap:
     """Maps key paths (tuples) to the Location that last set them."""
 
-    entries: dict[PathKey, Location] = field(default_factory=dict)
-    raw: dict[PathKey, str] = field(default_factory=dict)  # raw text of interpolations
+    entries: PathDict = field(default_factory=PathDict)
+    raw: PathDict = field(default_factory=PathDict)  # raw text of interpolations
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.entries, PathDict):
+            self.entries = PathDict(self.entries)
+        if not isinstance(self.raw, PathDict):
+            self.raw = PathDict(self.raw)
 
     def set_tree(self, prefix: PathKey, node: yaml.Node, file: str, origin: str | None) -> None:
         self.clear(prefix)
         self._walk(prefix, node, file, origin)
 
     def clear(self, prefix: PathKey) -> None:
-        n = len(prefix)
-        for k in [k for k in self.entries if k[:n] == prefix and len(k) > n]:
+        for k in self.entries.under(prefix):
             del self.entries[k]
             self.raw.pop(k, None)
+        for k in self.raw.under(prefix):
+            del self.raw[k]
 
     def _walk(self, path: PathKey, node: yaml.Node, file: str, origin: str | None) -> None:
         loc = Location(file, node.start_mark.line + 1, node.start_mark.column + 1, origin)
@@ -79,12 +132,10 @@ class SourceMap:
     def sub(self, prefix: PathKey) -> SourceMap:
         n = len(prefix)
         out = SourceMap()
-        for k, v in self.entries.items():
-            if k[:n] == prefix:
-                out.entries[k[n:]] = v
-        for k, v in self.raw.items():
-            if k[:n] == prefix:
-                out.raw[k[n:]] = v
+        for src, dst in ((self.entries, out.entries), (self.raw, out.raw)):
+            keys = ([prefix] if prefix in src else []) + src.under(prefix)
+            for k in sorted(keys, key=len):
+                dst[k[n:]] = src[k]
         return out
 
     def locate(self, path: Iterable[str | int]) -> Location:
@@ -93,18 +144,94 @@ class SourceMap:
         p = tuple(path)
         if p in self.entries:
             return self.entries[p]
+        kids = self.entries._kids
         for i in range(len(p), 0, -1):
             head, tail = p[:i], p[i:]
-            for k in self.entries:
-                if len(k) == len(p) + 1 and k[:i] == head and k[i + 1 :] == tail:
+            for child in kids.get(head, ()):  # head + one inserted key, then the rest
+                k = (*child, *tail)
+                if k in self.entries:
                     return self.entries[k]
             if head in self.entries and i < len(p):
                 return self.entries[head]
         return self.entries.get((), Location())
 
 
+_BOOL_TAG = "tag:yaml.org,2002:bool"
+_STR_TAG = "tag:yaml.org,2002:str"
+# libyaml's parser when PyYAML has it: five times faster on a big flow
+_Base: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+class FlowLoader(_Base):  # type: ignore[misc, valid-type]
+    """How flow files are read, everywhere: PyYAML's safe loader with the value rules
+    OmegaConf (and so Hydra composition) applies, so a flow means the same whether it is
+    composed or posted as text, and with one fix. The rules: ``1e3`` is a float, dates stay
+    text. The fix: a mapping key written as a plain word is never a boolean; YAML 1.1 reads
+    ``on``, ``off``, ``yes`` and ``no`` as booleans, so ``retry: {on: [timeout]}`` had a
+    key ``true``."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        for key, _ in node.value:
+            if isinstance(key, yaml.ScalarNode) and key.tag == _BOOL_TAG and not key.style:  # plain (libyaml: "")
+                key.tag = _STR_TAG
+        return super().construct_mapping(node, deep)
+
+
+# OmegaConf's float rule (omegaconf._utils.get_yaml_loader), and no timestamps
+FlowLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(
+        r"""^(?:
+         [-+]?[0-9]+(?:_[0-9]+)*\.[0-9_]*(?:[eE][-+]?[0-9]+)?
+        |[-+]?[0-9]+(?:_[0-9]+)*(?:[eE][-+]?[0-9]+)
+        |\.[0-9]+(?:_[0-9]+)*(?:[eE][-+][0-9]+)?
+        |[-+]?[0-9]+(?:_[0-9]+)*(?::[0-5]?[0-9])+\.[0-9_]*
+        |[-+]?\.(?:inf|Inf|INF)
+        |\.(?:nan|NaN|NAN))$""",
+        re.X,
+    ),
+    list("-+0123456789."),
+)
+FlowLoader.yaml_implicit_resolvers = {
+    key: [(tag, rx) for tag, rx in resolvers if tag != "tag:yaml.org,2002:timestamp"]
+    for key, resolvers in FlowLoader.yaml_implicit_resolvers.items()
+}
+
+
+class TooDeep(yaml.MarkedYAMLError):
+    """The document nests more deeply than the limit (checked before building any tree:
+    the tree builders recurse, libyaml's in C)."""
+
+
+def check_depth(text: str) -> None:
+    """Raise TooDeep when ``text`` nests past ``limits.document_depth``; counts the parser's
+    events, which libyaml produces without recursion."""
+    from llmflow.model import limits
+
+    limit = limits.current().document_depth
+    depth = 0
+    for ev in yaml.parse(text, Loader=FlowLoader):
+        if isinstance(ev, yaml.CollectionStartEvent):
+            depth += 1
+            if depth > limit:
+                raise TooDeep(None, None, f"the document nests more than {limit} levels deep (LLMFLOW_MAX_DOCUMENT_DEPTH)", ev.start_mark)
+        elif isinstance(ev, yaml.CollectionEndEvent):
+            depth -= 1
+
+
+@functools.lru_cache(maxsize=16)
 def yaml_tree(text: str) -> yaml.Node | None:
-    return yaml.compose(text, Loader=yaml.SafeLoader)
+    """The YAML node tree of ``text`` (cached: composing a flow reads each file's tree up to
+    three times, and parsing is the slow part). The tree is shared: read it, never change it.
+    Raises TooDeep (a YAMLError) past the nesting limit."""
+    check_depth(text)
+    return yaml.compose(text, Loader=FlowLoader)
+
+
+def load_yaml(text: str) -> Any:
+    """A flow file's YAML as data (see :class:`FlowLoader`); TooDeep past the nesting limit."""
+    yaml_tree(text)  # checks the depth (cached)
+    return yaml.load(text, Loader=FlowLoader)  # noqa: S506 - FlowLoader is a SafeLoader
 
 
 def duplicate_keys(node: yaml.Node | None) -> list[tuple[str, int, int, int]]:

@@ -19,6 +19,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from llmflow.model import limits
 from llmflow.model.diagnostics import Diagnostic, Location, did_you_mean, format_path
 from llmflow.model.references import check_references
 from llmflow.model.registry import normalise_step, registry
@@ -40,6 +41,12 @@ class Collector:
         self.obj_paths: dict[int, tuple] = {}  # id(StepSpec) -> its key path
         self.all_ids: dict[str, tuple] = {}  # every step id in the document -> first key path
         self.written: dict[tuple, tuple[str, Any, set]] = {}  # step path -> (kind, body, its own keys) of a shorthand step
+        self.step_count = 0  # steps in the document, nested ones included
+
+    @staticmethod
+    def _put(src: dict[tuple, Any], key: tuple, value: Any) -> None:
+        if key not in src:
+            src[key] = value
 
     def alias_shorthand(self, path: tuple, kind: str, shorthand: str | None, body: Any, keys: set) -> None:
         """`{llm: {prompt: x}}` was flattened: make `path.prompt` point where `path.llm.prompt` is."""
@@ -48,13 +55,13 @@ class Collector:
         self.written[path] = (kind, body, keys)
         for src in (self.sources.entries, self.sources.raw):
             if isinstance(body, dict):
-                for k in [k for k in src if k[:n] == head and len(k) > n]:
-                    src.setdefault((*path, *k[n:]), src[k])
+                for k in src.under(head):
+                    self._put(src, (*path, *k[n:]), src[k])
             elif isinstance(body, list) and src is self.sources.entries:
-                for k in [k for k in src if k[:n] == head and len(k) > n]:
-                    src.setdefault((*path, "steps", *k[n:]), src[k])
+                for k in src.under(head):
+                    self._put(src, (*path, "steps", *k[n:]), src[k])
             elif shorthand and head in src:
-                src.setdefault((*path, shorthand), src[head])
+                self._put(src, (*path, shorthand), src[head])
 
     def as_written(self, path: tuple) -> tuple:
         """A normalised key path (`steps[0].prompt`) as the document spells it (`steps[0].llm.prompt`)."""
@@ -85,10 +92,16 @@ class Collector:
 # -- pass 1: steps --------------------------------------------------------------------------
 
 
-def _collect_ids(c: Collector, raw: Any, prefix: tuple) -> None:
-    """Every step id in the document (valid steps or not), and repeated ids."""
+def _collect_ids(c: Collector, raw: Any, prefix: tuple, depth: int = 1) -> None:
+    """Every step id in the document (valid steps or not), and repeated ids; steps nested
+    past the depth limit are reported here, once, and not looked into."""
     if not isinstance(raw, list):
         return
+    lim = limits.current()
+    if depth > lim.flow_depth:
+        c.add("too-deep", f"steps nest more than {lim.flow_depth} levels deep (LLMFLOW_MAX_STEP_DEPTH)", prefix, "flatten the flow: fewer parallel / loop groups inside each other, or sub-flows")
+        return
+    c.step_count += len(raw)
     for i, item in enumerate(raw):
         step = normalise_step(item)
         if not isinstance(step, dict):
@@ -108,12 +121,14 @@ def _collect_ids(c: Collector, raw: Any, prefix: tuple) -> None:
         kind = step.get("kind")
         cls = registry.kind(kind) if isinstance(kind, str) else None
         for f in cls.NESTED if cls else ():
-            _collect_ids(c, step.get(f), (*path, f))
+            _collect_ids(c, step.get(f), (*path, f), depth + 1)
 
 
-def _check_steps(c: Collector, raw: Any, prefix: tuple, bad_ids: set[str]) -> list[StepSpec] | None:
+def _check_steps(c: Collector, raw: Any, prefix: tuple, bad_ids: set[str], depth: int = 1) -> list[StepSpec] | None:
     """Validate a list of step documents. Returns the valid steps, or None when the list
     itself is unusable. Ids of invalid steps go to ``bad_ids`` so later checks skip them."""
+    if depth > limits.current().flow_depth:
+        return None  # reported by _collect_ids
     if not isinstance(raw, list):
         got = f"got {type(raw).__name__}" if raw is not None else "got nothing"
         c.add("invalid-value", f"{format_path(prefix)} must be a list of steps, {got}", prefix, "write steps as a YAML list: '- id: ...'")
@@ -152,7 +167,7 @@ def _check_steps(c: Collector, raw: Any, prefix: tuple, bad_ids: set[str]) -> li
         for f in cls.NESTED:
             if f in data:
                 n_before = len(c.items)
-                sub = _check_steps(c, data[f], (*path, f), bad_ids)
+                sub = _check_steps(c, data[f], (*path, f), bad_ids, depth + 1)
                 if sub is None or len(c.items) > n_before:
                     nested_bad.add(f)
                 data[f] = sub or [dict(_PLACEHOLDER)]
@@ -222,7 +237,7 @@ def validate_document(
         c.add("invalid-value", f"a flow must be a mapping, got {type(doc).__name__ if doc is not None else 'an empty document'}", (), "start with 'name:' and 'steps:'")
         return None, c.items
     try:
-        return _validate(c, _string_keys(doc))
+        return _validate(c, _string_keys(doc, c.sources))
     except RecursionError:
         c.add("invalid-value", "the flow is nested too deeply (or refers to itself through YAML aliases)", (), "flatten it")
         return None, _sorted(c.items)
@@ -231,6 +246,9 @@ def validate_document(
 def _validate(c: Collector, doc: dict) -> tuple[Flow | None, list[Diagnostic]]:
     bad_ids: set[str] = set()
     _collect_ids(c, doc.get("steps"), ("steps",))
+    lim = limits.current()
+    if c.step_count > lim.flow_steps:
+        c.add("too-large", f"the flow has {c.step_count} steps, more than {lim.flow_steps} (LLMFLOW_MAX_STEPS)", ("steps",), "split it into flows that call each other (a 'flow' step), or raise LLMFLOW_MAX_STEPS")
     steps = _check_steps(c, doc["steps"], ("steps",), bad_ids) if "steps" in doc else None
     if "steps" not in doc:
         c.add("missing-key", "missing required key 'steps' in the flow", ("steps",), "add a list of steps, e.g. 'steps: [{id: hello, llm: \"Say hello\"}]'")
@@ -240,19 +258,32 @@ def _validate(c: Collector, doc: dict) -> tuple[Flow | None, list[Diagnostic]]:
     return (flow if not c.items else None), _sorted(c.items)
 
 
-def _string_keys(v: Any) -> Any:
-    """Mapping keys as strings, as YAML wrote them and as JSON (the event log) keeps them."""
+_YAML11_BOOLS = {True: ("on", "On", "ON", "yes", "Yes", "YES", "true", "True", "TRUE"), False: ("off", "Off", "OFF", "no", "No", "NO", "false", "False", "FALSE")}
+
+
+def _string_keys(v: Any, sources: SourceMap | None = None, path: tuple = ()) -> Any:
+    """Mapping keys as strings, as YAML wrote them and as JSON (the event log) keeps them.
+    Hydra reads YAML 1.1, where a key ``on`` is the boolean true: the source map, built
+    from the text, says which word was written (``retry: {on: [...]}``)."""
     if isinstance(v, dict):
-        return {k if isinstance(k, str) else _key_text(k): _string_keys(x) for k, x in v.items()}
+        out = {}
+        for k, x in v.items():
+            key = k if isinstance(k, str) else _key_text(k, sources, path)
+            out[key] = _string_keys(x, sources, (*path, key))
+        return out
     if isinstance(v, list):
-        return [_string_keys(x) for x in v]
+        return [_string_keys(x, sources, (*path, i)) for i, x in enumerate(v)]
     return v
 
 
-def _key_text(k: Any) -> str:
+def _key_text(k: Any, sources: SourceMap | None = None, path: tuple = ()) -> str:
     if k is None:
         return "null"
     if isinstance(k, bool):
+        if sources is not None:
+            written = [w for w in _YAML11_BOOLS[k] if (*path, w) in sources.entries]
+            if len(written) == 1:
+                return written[0]
         return "true" if k else "false"
     return str(k)
 

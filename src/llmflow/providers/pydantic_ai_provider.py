@@ -222,10 +222,14 @@ class PydanticAIProvider:
         detail = self._redact(_detail(exc))
         status = getattr(exc, "status_code", None)
         code = f"HTTP {status}" if status else type(exc).__name__
+        # the HTTP status decides first: pydantic-ai also guesses a category from the body's
+        # words, and a 500 saying "API key" is the server failing, not rejected credentials
+        if isinstance(status, int) and status >= 500:
+            return ProviderError(f"{spec} failed ({code}): {detail}", retryable=True)
         if isinstance(exc, x.ModelRateLimitError) or status == 429:
             retry_after = getattr(exc, "retry_after", None)
             return RateLimitError(f"{spec} is rate limited ({code}): {detail}", retry_after=retry_after)
-        if isinstance(exc, x.ModelAuthenticationError) or status in (401, 403):
+        if status in (401, 403) or (status is None and isinstance(exc, x.ModelAuthenticationError)):
             return ProviderError(f"{spec} rejected the credentials ({code}): {detail}", retryable=False,
                                  hint=f"check {self.connection.key_env}")
         if isinstance(exc, x.ModelQuotaExceededError):
