@@ -29,7 +29,7 @@ from llmflow.errors import (
 from llmflow.model.graph import build_graph
 from llmflow.model.limits import Limits
 from llmflow.model.limits import using as using_limits
-from llmflow.model.loader import LoadedFlow, load_flow
+from llmflow.model.loader import LoadedFlow, load_flow, restore_secrets
 from llmflow.model.spec import Flow
 from llmflow.model.validate import validate_inputs
 from llmflow.settings import Settings
@@ -191,8 +191,8 @@ class Runtime:
 
     def _stored_flow(self, rec: RunRecord) -> Flow:
         f = self._flows.get(rec.fingerprint)
-        if f is None:
-            f = Flow.model_validate(rec.spec["flow"])
+        if f is None:  # secrets were stored as their ${oc.env:...}: read them from this process's env
+            f = Flow.model_validate(restore_secrets(rec.spec["flow"], rec.spec["secrets"], self.settings.env) if rec.spec.get("secrets") else rec.spec["flow"])
             if len(self._flows) > 256:
                 self._flows.clear()
             self._flows[rec.fingerprint] = f

@@ -64,7 +64,7 @@ def register(app: typer.Typer) -> None:
 
         loaded = load_flow(flow, overrides or [], config_dir_default(config_dir))
         if as_json:
-            print(json.dumps(loaded.record() if provenance else loaded.flow.to_dict(), indent=2, default=str))
+            print(json.dumps(loaded.record() if provenance else loaded.public_dict(), indent=2, default=str))
             return 0
         if not provenance:
             print(loaded.resolved_yaml(), end="")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,49 @@ from llmflow.model.sourcemap import SourceMap, load_yaml, yaml_tree
 from llmflow.model.spec import Flow, dump_yaml
 from llmflow.model.validate import validate_document
 
+# an environment variable whose value is a secret: its value is used, never stored or shown
+SECRET_NAME = re.compile(r"(?i)(key|token|secret|passw(or)?d|passwd|credential|auth|private|cookie|session|signature|dsn|database_url|conn(ection)?_?str)")
+_INTERPOLATION = re.compile(r"\$\{([^{}]*)\}")
+_ENV = re.compile(r"^\s*oc\.env\s*:\s*([A-Za-z_][A-Za-z0-9_]*)\s*(?:,(.*))?$", re.S)
+
+
+def secret_interpolation(raw: str) -> str | None:
+    """What to store instead of a value interpolated from ``raw`` when it reads a secret
+    (``${oc.env:OPENAI_API_KEY}``): the interpolation itself, so the process that runs the
+    step can read its own environment; None when ``raw`` reads no secret."""
+    names = [m.group(1) for m in (_ENV.match(i) for i in _INTERPOLATION.findall(raw)) if m]
+    if not any(SECRET_NAME.search(n) for n in names):
+        return None
+    only_env = all(_ENV.match(i) for i in _INTERPOLATION.findall(raw))
+    return raw if only_env else "***"
+
+
+def restore_secrets(flow: dict[str, Any], secrets: list[list[str | int]], env: dict[str, str]) -> dict[str, Any]:
+    """A stored flow with the values at ``secrets`` (their ``${oc.env:NAME}`` text, see
+    :meth:`LoadedFlow.record`) read again from ``env``: the environment of the process that
+    runs the flow. Only those paths are read: a posted flow's text is never interpolated."""
+    import copy
+
+    out = copy.deepcopy(flow)
+    for path in secrets:
+        node: Any = out
+        for k in path[:-1]:
+            node = node[k] if isinstance(node, dict | list) else None
+            if node is None:
+                break
+        else:
+            last = path[-1] if path else None
+            if isinstance(node, dict | list) and isinstance(node[last], str):  # type: ignore[index]
+
+                def sub(m: re.Match[str]) -> str:
+                    e = _ENV.match(m.group(1))
+                    if e is None:
+                        return m.group(0)
+                    return env.get(e.group(1), e.group(2) if e.group(2) is not None else m.group(0))
+
+                node[last] = _INTERPOLATION.sub(sub, node[last])  # type: ignore[index]
+    return out
+
 
 @dataclass
 class LoadedFlow:
@@ -25,24 +69,77 @@ class LoadedFlow:
     def provenance(self) -> list[dict[str, Any]]:
         """One row per leaf value of the resolved flow (as ``resolved_yaml`` prints it): key
         path, value, and where it was set (file:line:column, group option, command-line
-        override); values that came through ``${...}`` also say from where."""
+        override); values that came through ``${...}`` also say from where. A secret's value
+        is shown as ``***``."""
         if self.composed is None:
             return []
         c = self.composed
-        return provenance_rows(self.flow.to_dict(), c.sources, c.root_sources, c.flow_path)
+        secret = {tuple(p) for p in self.secret_paths()}
+        rows = provenance_rows(self.flow.to_dict(), c.sources, c.root_sources, c.flow_path)
+        for row, path in zip(rows, _leaf_paths(self.flow.to_dict()), strict=True):
+            if path in secret:
+                row["value"] = "***"
+        return rows
+
+    def secret_paths(self) -> list[list[str | int]]:
+        """Key paths of the values that came from a secret (``${oc.env:*_API_KEY}`` ...)."""
+        if self.composed is None:
+            return []
+        sources = self.composed.sources
+        out = []
+        for path in _leaf_paths(self.flow.to_dict()):
+            found = _raw_for(sources, path)
+            if found and secret_interpolation(found[0]) is not None:
+                out.append(list(path))
+        return out
+
+    def public_dict(self) -> dict[str, Any]:
+        """The flow as data with each secret replaced by the interpolation that read it:
+        what is stored with a run, printed, or sent over the API."""
+        d = self.flow.to_dict()
+        if self.composed is None:
+            return d
+        sources = self.composed.sources
+        for path in self.secret_paths():
+            raw = _raw_for(sources, tuple(path))
+            node: Any = d
+            for k in path[:-1]:
+                node = node[k]
+            node[path[-1]] = secret_interpolation(raw[0]) if raw else "***"
+        return d
 
     def resolved_yaml(self) -> str:
-        return dump_yaml(self.flow.to_dict())
+        return dump_yaml(self.public_dict())
 
     def record(self) -> dict[str, Any]:
-        """What a run stores: the resolved spec and where each value came from."""
-        return {
-            "flow": self.flow.to_dict(),
+        """What a run stores: the resolved spec (secrets as their ``${oc.env:...}``, listed
+        under ``secrets`` for :func:`restore_secrets`) and where each value came from."""
+        out = {
+            "flow": self.public_dict(),
             "source": self.source,
             "overrides": self.composed.overrides if self.composed else [],
             "files": self.composed.files if self.composed else [],
             "provenance": self.provenance(),
         }
+        secrets = self.secret_paths()
+        if secrets:
+            out["secrets"] = secrets
+        return out
+
+
+def _leaf_paths(doc: Any) -> list[tuple]:
+    """The key path of every leaf, in the order provenance_rows walks them."""
+    out: list[tuple] = []
+    stack: list[tuple[Any, tuple]] = [(doc, ())]
+    while stack:
+        v, path = stack.pop()
+        if isinstance(v, dict) and v:
+            stack.extend((x, (*path, k)) for k, x in reversed(list(v.items())))
+        elif isinstance(v, list) and v:
+            stack.extend((x, (*path, i)) for i, x in reversed(list(enumerate(v))))
+        else:
+            out.append(path)
+    return out
 
 
 def provenance_rows(

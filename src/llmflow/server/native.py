@@ -88,7 +88,7 @@ async def show_flow(name: FlowName, svc: Svc) -> dict[str, Any]:
         "version": f.version,
         "inputs": {k: {"type": s.type, "required": s.is_required, "default": s.default, "description": s.description} for k, s in f.inputs.items()},
         "steps": [{"id": s.id, "kind": s.kind, "needs": s.needs or [], "description": s.description} for s in f.steps],
-        "definition": f.to_dict(),
+        "definition": loaded.public_dict(),  # secrets as their ${oc.env:...}
     }
 
 
