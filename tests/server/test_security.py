@@ -186,3 +186,26 @@ def test_env_settings_are_read_by_the_config() -> None:
     with pytest.raises(ValueError, match="WORKER_CHECK_INTERVAL"):
         ServerConfig.from_env({"WORKER_CHECK_INTERVAL": "soon"})
     assert ServerConfig.from_env({}, workers=0).worker_enabled is False
+
+
+@pytest.mark.slow
+def test_the_token_never_reaches_the_access_log(tmp_path: Path) -> None:
+    from .helpers import ServeProcess, base_env, free_port, wait_http
+
+    home = tmp_path / "home"
+    home.mkdir()
+    port = free_port()
+    secret = "tok-" + "9" * 24
+    proc = ServeProcess(["serve", "--port", str(port), "--log-level", "info"], base_env(home, LLMFLOW_API_TOKEN=secret), home, tmp_path / "serve.log").start()
+    try:
+        wait_http(f"http://127.0.0.1:{port}", 60, proc)
+        with connect(f"ws://127.0.0.1:{port}/ws?token={secret}&since=0") as ws:
+            assert json.loads(ws.recv(timeout=10))["content"] == "session_started"
+        import httpx
+
+        assert httpx.get(f"http://127.0.0.1:{port}/api/v1/runs", params={"token": secret}).status_code == 401
+    finally:
+        proc.stop()
+    log = proc.output()
+    assert '"WebSocket /ws?token=***&since=0"' in log and "GET /api/v1/runs?token=***" in log, log[-2000:]
+    assert secret not in log

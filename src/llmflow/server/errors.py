@@ -10,6 +10,7 @@ RunStateError, ResumeRefusedError  409   the message (and hint)
 ProjectPathError                   400   the message
 body over LLMFLOW_MAX_BODY_BYTES   413
 nesting too deep to parse          422
+text that is not valid Unicode     422   (a lone surrogate, whichever layer finds it)
 cross-site request (CSRF)          403   what was refused and how to allow it
 =================================  ====  ==========================================
 
@@ -130,6 +131,14 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(ProjectPathError)
     async def _path(request: Request, exc: ProjectPathError) -> JSONResponse:
         return SafeJSONResponse({"detail": [{"loc": list(exc.loc), "msg": str(exc), "type": "path_not_allowed"}]}, status_code=400)
+
+    @app.exception_handler(UnicodeError)
+    async def _unicode(request: Request, exc: UnicodeError) -> JSONResponse:
+        # a lone surrogate (JSON "\ud800") decodes into a str that no UTF-8 layer can take:
+        # whichever layer trips over it (the validators' regex engine, a store), the text
+        # came from the request
+        log.info("%s %s: text that is not valid Unicode: %s", request.method, request.url.path, exc)
+        return SafeJSONResponse({"detail": [{"loc": ["body"], "msg": "the request holds text that is not valid Unicode (a lone surrogate such as \\ud800)", "type": "unicode"}]}, status_code=422)
 
     @app.exception_handler(RecursionError)
     async def _deep(request: Request, exc: RecursionError) -> JSONResponse:

@@ -156,12 +156,29 @@ class RedactTokens(logging.Filter):
         return True
 
 
+# what the server's own layers log as errors with a traceback, although the client sent it
+CLIENT_FAULTS = ("Invalid UTF-8 sequence received from client",)
+
+
+class ClientFaultsAreWarnings(logging.Filter):
+    """A malformed frame is the client's fault: Uvicorn logs it as an error with a traceback;
+    keep the line, as a warning, without the traceback."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno >= logging.ERROR and isinstance(record.msg, str) and record.msg.startswith(CLIENT_FAULTS):
+            record.levelno, record.levelname = logging.WARNING, "WARNING"
+            record.exc_info, record.exc_text = None, None
+        return True
+
+
 def redact_tokens_in(*logger_names: str) -> None:
-    """Install :class:`RedactTokens` on these loggers (once)."""
+    """Install :class:`RedactTokens` (and :class:`ClientFaultsAreWarnings`) on these
+    loggers, once."""
     for name in logger_names:
         lg = logging.getLogger(name)
-        if not any(isinstance(f, RedactTokens) for f in lg.filters):
-            lg.addFilter(RedactTokens())
+        for cls in (RedactTokens, ClientFaultsAreWarnings):
+            if not any(isinstance(f, cls) for f in lg.filters):
+                lg.addFilter(cls())
 
 
 class BodyLimit:

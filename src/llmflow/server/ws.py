@@ -41,7 +41,31 @@ MESSAGE_TOO_BIG = 1009
 
 
 class _Closed(Exception):
-    """The socket was closed by us (bad frame) or by the client."""
+    """The socket was closed by us (bad frame), by the client, or by the server's protocol
+    layer (a frame that is not valid UTF-8: 1007)."""
+
+
+async def _close(ws: WebSocket, code: int, reason: str) -> None:
+    """Close with ``code``, unless the protocol layer closed the socket first; then _Closed."""
+    try:
+        await ws.close(code=code, reason=reason)
+    except RuntimeError as exc:
+        if "close" not in str(exc).lower():
+            raise
+    raise _Closed
+
+
+async def _send_json(ws: WebSocket, obj: Any) -> None:
+    """Send, or raise _Closed when the socket is already closed (the protocol layer can
+    close it between two of our sends)."""
+    try:
+        await ws.send_json(obj)
+    except WebSocketDisconnect:
+        raise _Closed from None
+    except RuntimeError as exc:  # Starlette / Uvicorn: a send after the close
+        if "close" in str(exc).lower():
+            raise _Closed from None
+        raise
 
 
 async def _receive_json(ws: WebSocket) -> tuple[bool, Any]:
@@ -53,12 +77,10 @@ async def _receive_json(ws: WebSocket) -> tuple[bool, Any]:
         raise _Closed
     text = msg.get("text")
     if text is None:
-        await ws.close(code=UNSUPPORTED_DATA, reason="send JSON as text frames; binary frames are not accepted")
-        raise _Closed
+        await _close(ws, UNSUPPORTED_DATA, "send JSON as text frames; binary frames are not accepted")
     limit = getattr(ws.app.state.config, "max_frame_bytes", 1_048_576)
     if len(text) > limit:
-        await ws.close(code=MESSAGE_TOO_BIG, reason=f"messages are at most {limit} bytes (LLMFLOW_MAX_FRAME_BYTES)")
-        raise _Closed
+        await _close(ws, MESSAGE_TOO_BIG, f"messages are at most {limit} bytes (LLMFLOW_MAX_FRAME_BYTES)")
     try:
         return True, json.loads(text)
     except (ValueError, RecursionError):
@@ -114,7 +136,7 @@ async def _session_socket(ws: WebSocket, session_id: str | None) -> None:
             frames = session.after(cursor)
             for fr in frames:
                 async with lock:
-                    await ws.send_json(fr)
+                    await _send_json(ws, fr)
                 cursor = fr["seq"]
             if not frames:
                 await session.wait(30.0)
@@ -150,7 +172,7 @@ async def run_socket(ws: WebSocket, run_id: str) -> None:
 
     async def send(obj: dict[str, Any]) -> None:
         async with lock:
-            await ws.send_json(obj)
+            await _send_json(ws, obj)
 
     async def sender() -> None:
         follower = svc.follower(run_id, _int_param(ws, "after") or 0)
