@@ -21,7 +21,7 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment
 from jinja2.utils import missing as _MISSING
 
 from llmflow.errors import TemplateError
-from llmflow.model.sandbox import RenderTimeout, Sandbox, ValueTooLarge, budget
+from llmflow.model.sandbox import GUARDS, RenderTimeout, Sandbox, ValueTooLarge, budget
 
 NAMESPACES = ("inputs", "steps", "item", "matrix", "run", "agent", "parameters", "loop")
 # Jinja's own globals: always available, never a reference to flow data
@@ -204,9 +204,11 @@ def _parse_condition(src: str) -> nodes.Template:
     return nodes.Template([nodes.Output([expr])])
 
 
+@lru_cache(maxsize=4096)
 def analyse(text: str, *, condition: bool = False) -> Analysis:
     """Parse without rendering: syntax errors, unsafe attributes, unknown filters and tests,
-    and the names the text refers to."""
+    and the names the text refers to. (One walk of the tree, cached by text: validation
+    analyses every template of a flow.) Treat the result as read-only."""
     from llmflow.model.diagnostics import did_you_mean
 
     env = environment()
@@ -214,32 +216,36 @@ def analyse(text: str, *, condition: bool = False) -> Analysis:
         tree = _parse_condition(condition_source(text)) if condition else env.parse(text)
     except TemplateSyntaxError as exc:
         return Analysis([], f"syntax error: {exc.message}", "check brackets and quotes in the expression")
-    for node in tree.find_all(nodes.Getattr):
+    found: dict[type, list[Any]] = {nodes.Getattr: [], nodes.Getitem: [], nodes.Filter: [], nodes.Test: [], nodes.Name: []}
+    for node in tree.find_all((nodes.Getattr, nodes.Getitem, nodes.Filter, nodes.Test, nodes.Name)):
+        found[type(node)].append(node)
+    getattrs, getitems, filters, tests, names = (found[t] for t in (nodes.Getattr, nodes.Getitem, nodes.Filter, nodes.Test, nodes.Name))
+    for node in getattrs:
         if node.attr.startswith("_"):
             return Analysis([], f"unsafe attribute '{node.attr}'", _UNSAFE_HINT)
-    for node in tree.find_all(nodes.Getitem):
+    for node in getitems:
         arg = node.arg
         if isinstance(arg, nodes.Const) and isinstance(arg.value, str) and arg.value.startswith("_"):
             return Analysis([], f"unsafe attribute '{arg.value}'", _UNSAFE_HINT)
-    for node in tree.find_all(nodes.Filter):
+    for node in filters:
         if node.name == "attr" and any(isinstance(a, nodes.Const) and str(a.value).startswith("_") for a in node.args):
             return Analysis([], "unsafe attribute in 'attr' filter", _UNSAFE_HINT)
-        if node.name not in env.filters:
-            return Analysis([], f"unknown filter '{node.name}'", did_you_mean(node.name, env.filters) or "see docs/expressions.md for the filters")
-    for node in tree.find_all(nodes.Test):
+        if node.name not in env.filters or node.name in GUARDS:
+            return Analysis([], f"unknown filter '{node.name}'", did_you_mean(node.name, [f for f in env.filters if f not in GUARDS]) or "see docs/expressions.md for the filters")
+    for node in tests:
         if node.name not in env.tests:
             return Analysis([], f"unknown test '{node.name}'", did_you_mean(node.name, env.tests) or "see docs/expressions.md for the tests")
-    declared = {n.name for n in tree.find_all(nodes.Name) if n.ctx in ("store", "param")}
+    declared = {n.name for n in names if n.ctx in ("store", "param")}
     seen: set[tuple[str, str | None]] = set()
-    for node in tree.find_all(nodes.Name):
+    for node in names:
         if node.ctx != "load" or node.name in declared:
             continue
         seen.add((node.name, None))
-    for node in tree.find_all(nodes.Getattr):
+    for node in getattrs:
         if isinstance(node.node, nodes.Name) and node.node.ctx == "load" and node.node.name not in declared:
             seen.discard((node.node.name, None))
             seen.add((node.node.name, node.attr))
-    for node in tree.find_all(nodes.Getitem):
+    for node in getitems:
         if (
             isinstance(node.node, nodes.Name)
             and node.node.ctx == "load"

@@ -229,9 +229,17 @@ def yaml_tree(text: str) -> yaml.Node | None:
 
 
 def load_yaml(text: str) -> Any:
-    """A flow file's YAML as data (see :class:`FlowLoader`); TooDeep past the nesting limit."""
-    yaml_tree(text)  # checks the depth (cached)
-    return yaml.load(text, Loader=FlowLoader)  # noqa: S506 - FlowLoader is a SafeLoader
+    """A flow file's YAML as data (see :class:`FlowLoader`), built from the cached tree (the
+    only change it makes to the tree is retagging boolean-looking keys as text, which
+    readers of the tree never look at); TooDeep past the nesting limit."""
+    node = yaml_tree(text)
+    if node is None:
+        return None
+    loader = FlowLoader("")
+    try:
+        return loader.construct_document(node)
+    finally:
+        loader.dispose()
 
 
 def duplicate_keys(node: yaml.Node | None) -> list[tuple[str, int, int, int]]:
