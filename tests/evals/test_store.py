@@ -14,7 +14,6 @@ from llmflow.store.factory import open_store
 from llmflow.store.memory import MemoryStore
 
 
-
 @pytest.fixture(params=["memory", "sqlite", "postgres"])
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Any]:
     if request.param == "memory":
