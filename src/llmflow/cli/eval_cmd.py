@@ -298,3 +298,7 @@ def register(app: typer.Typer) -> None:
         c = compare(va, vb)  # type: ignore[arg-type]
         sys.stdout.write(json.dumps(c, indent=2, default=str) + "\n" if as_json else comparison_table(c))
         return EXIT_FAILED if fail_on_regression and c["regressed"] else EXIT_OK
+
+    from llmflow.cli import optimize_cmd
+
+    optimize_cmd.register(app, agent)
