@@ -446,7 +446,9 @@ class Python(Metric):
     def describe(self) -> dict[str, Any]:
         d = super().describe()
         fn = self.options.get("function")
-        d["function"] = fn if isinstance(fn, str) else f"{getattr(fn, '__module__', '?')}:{getattr(fn, '__qualname__', '?')}"
+        info = getattr(fn, "__llmflow_metric__", None)
+        # stored so a resumed evaluation finds it again: by its registered name, else module:name
+        d["function"] = fn if isinstance(fn, str) else info.name if info else f"{getattr(fn, '__module__', '?')}:{getattr(fn, '__qualname__', '?')}"
         return d
 
     async def measure(self, sample: Sample, ctx: ScoringContext) -> tuple[float, str, dict[str, Any]]:
