@@ -51,7 +51,7 @@ def table(view: dict[str, Any], *, width: int = 120, failures: int = 10) -> str:
     from rich.table import Table
 
     buf = io.StringIO()
-    console = Console(file=buf, width=width, force_terminal=False, color_system=None)
+    console = Console(file=buf, width=width, force_terminal=False, color_system=None, markup=False, highlight=False)
     ov = view["summary"]["overall"]
     console.print(f"evaluation {view['id']}  flow {view['flow']}  status {view['status']}  data {view.get('source') or '-'}")
     t = Table(show_edge=False, pad_edge=False)
