@@ -23,7 +23,7 @@ _EXPORTS = {
     "Runner": "llmflow.runner_api",
     "Orchestra": "llmflow.orchestra",
     "evaluate": "llmflow.evals.api",
-    "metric": "llmflow.evals.metrics",
+    "metric": "llmflow.evals.registry",
     "MetricResult": "llmflow.evals.metrics",
     "optimize": "llmflow.evals.optimize",
 }

@@ -11,7 +11,9 @@ import pytest
 
 import llmflow
 from llmflow.errors import EvalError
-from llmflow.evals.metrics import MetricResult, Sample, ScoringContext, parse_metric, parse_metrics, registry
+from llmflow.evals.declare import parse_metric, parse_metrics
+from llmflow.evals.metrics import MetricResult, Sample, ScoringContext
+from llmflow.evals.registry import registry
 
 
 def score(decl: Any, output: Any, expected: Any = None, ctx: ScoringContext | None = None, **kw: Any) -> MetricResult:
@@ -173,3 +175,11 @@ def test_declarations_unknown_names_options_and_thresholds_fail_with_a_hint() ->
 
 def test_the_output_option_selects_one_of_several_outputs() -> None:
     assert score({"type": "exact", "output": "label"}, {"label": "a", "why": "b"}, "a", outputs={"label": "a", "why": "b"}).passed
+
+
+def test_similarity_with_the_shared_embedding_function_when_it_is_installed() -> None:
+    pytest.importorskip("llmflow.providers.embeddings", reason="llmflow.providers.embeddings (the tools work) has not landed here")
+    same = score({"type": "similarity", "model": "fake:64"}, "the cat sat on the mat", "the cat sat on the mat")
+    assert same.passed and same.score == pytest.approx(1.0)
+    other = score({"type": "similarity", "model": "fake:64"}, "completely unrelated words here", "the cat sat on the mat")
+    assert other.score < same.score

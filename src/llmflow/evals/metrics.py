@@ -20,7 +20,7 @@ python         a function says so (``@llmflow.metric``)         function      0.
 bdd            SuperOptiX's scenario confidence >= threshold    --            0.6
 =============  ===============================================  ============  ===========
 
-Metrics are declared as data (:func:`parse_metric`): a name (``exact``, a metric
+Metrics are declared as data (:func:`llmflow.evals.declare.parse_metric`): a name (``exact``, a metric
 registered with ``@llmflow.metric``, one declared in the eval file), ``TYPE=ARG`` for the
 shorthand (``contains=positive``, ``judge=Is it polite?``), ``module:function`` or
 ``file.py:function`` for a Python function, or a mapping (``{type: numeric, field: score,
@@ -30,18 +30,17 @@ tolerance: 0.5}``; a YAML flow mapping on the command line).
 from __future__ import annotations
 
 import asyncio
-import importlib
-import importlib.util
 import inspect
 import json
 import math
 import re
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
 from llmflow.errors import EvalError
+from llmflow.evals.registry import resolve_metric_function
 
 Embed = Callable[[list[str], str | None], list[list[float]]]
 
@@ -547,183 +546,3 @@ class Bdd(Metric):
         else:
             reason = "overall quality below threshold"
         return score, reason, {"criteria_breakdown": breakdown}
-
-
-TYPES: dict[str, type[Metric]] = {c.TYPE: c for c in (Exact, Contains, Regex, JsonSchema, FieldEquals, Numeric, Similarity, Judge, Python, Bdd)}
-ALIASES = {"equals": "exact", "answer_exact_match": "exact", "json": "json_schema", "schema": "json_schema", "fields": "field", "semantic": "similarity", "llm_judge": "judge", "function": "python"}
-
-
-# -- custom metrics: @llmflow.metric ---------------------------------------------------------
-@dataclass(frozen=True)
-class MetricInfo:
-    name: str
-    threshold: float
-
-
-class MetricRegistry:
-    """Python metric functions by name. One default instance (filled by ``@llmflow.metric``
-    and the ``llmflow.metrics`` entry points); tests may make their own."""
-
-    def __init__(self) -> None:
-        self.functions: dict[str, Callable[..., Any]] = {}
-        self._plugins_loaded = False
-
-    def get(self, name: str) -> Callable[..., Any] | None:
-        if name not in self.functions and not self._plugins_loaded:
-            self._plugins_loaded = True
-            from importlib.metadata import entry_points
-
-            for ep in entry_points(group="llmflow.metrics"):
-                self.functions.setdefault(ep.name, ep.load())
-        return self.functions.get(name)
-
-
-registry = MetricRegistry()
-
-
-def metric(fn: Callable[..., Any] | None = None, *, name: str | None = None, threshold: float = 0.5) -> Any:
-    """Register a Python function as a metric, usable as ``--metric NAME``.
-
-    The function takes any of ``output, expected, inputs, outputs, record_id, run_id,
-    sample`` by keyword and returns a bool, a score in [0, 1], ``(score, reason)``, a dict
-    with ``score`` (and ``reason``), or a :class:`MetricResult`. It may be async. A score
-    passes at ``threshold``::
-
-        @llmflow.metric(threshold=0.8)
-        def polite(output: str) -> float: ...
-    """
-
-    def deco(f: Callable[..., Any]) -> Callable[..., Any]:
-        info = MetricInfo(name or f.__name__, float(threshold))
-        f.__llmflow_metric__ = info  # type: ignore[attr-defined]
-        registry.functions[info.name] = f
-        return f
-
-    return deco(fn) if fn is not None else deco
-
-
-_REF = re.compile(r"^(?P<mod>[A-Za-z_][\w.]*|.+\.py):(?P<attr>[A-Za-z_][\w.]*)$")
-
-
-def resolve_metric_function(ref: str) -> Callable[..., Any]:
-    """A registered metric name, ``module:function`` or ``path/to/file.py:function``."""
-    got = registry.get(ref)
-    if got is not None:
-        return got
-    m = _REF.match(ref)
-    if m is None:
-        raise EvalError(f"unknown metric function {ref!r}", hint="register it with @llmflow.metric, or write module:function or file.py:function")
-    mod, attr = m.group("mod"), m.group("attr")
-    try:
-        if mod.endswith(".py"):
-            path = Path(mod).expanduser().resolve()
-            if not path.is_file():
-                raise EvalError(f"metric file {mod} does not exist", hint="give the path of a .py file: metrics.py:function")
-            spec = importlib.util.spec_from_file_location(f"llmflow_metrics_{abs(hash(str(path)))}", path)
-            assert spec is not None and spec.loader is not None
-            obj: Any = importlib.util.module_from_spec(spec)
-            spec.loader.exec_module(obj)
-        else:
-            obj = importlib.import_module(mod)
-    except EvalError:
-        raise
-    except Exception as exc:  # noqa: BLE001 - any import failure is the user's module: say which
-        raise EvalError(f"cannot load metric module {mod!r}: {type(exc).__name__}: {exc}", hint="check the path and PYTHONPATH") from None
-    for part in attr.split("."):
-        if not hasattr(obj, part):
-            raise EvalError(f"{mod!r} has no function {attr!r}")
-        obj = getattr(obj, part)
-    if not callable(obj):
-        raise EvalError(f"{ref!r} is not a function")
-    return obj
-
-
-# -- declarations -> metrics ------------------------------------------------------------------
-def parse_metric(raw: Any, declared: Mapping[str, Any] | None = None, *, allow_code: bool = True) -> Metric:
-    """One metric from its declaration (see the module docstring). ``declared``: the metrics
-    of the eval file, by name. ``allow_code=False`` refuses Python metrics (requests over
-    HTTP may not run code)."""
-    declared = declared or {}
-    if isinstance(raw, str):
-        text = raw.strip()
-        if text in declared:
-            return parse_metric(declared[text], None, allow_code=allow_code)
-        if text.startswith("{"):
-            import yaml
-
-            try:
-                raw = yaml.safe_load(text)
-            except yaml.YAMLError as exc:
-                raise EvalError(f"--metric {text!r} is not a YAML mapping: {exc}") from None
-            return parse_metric(raw, declared, allow_code=allow_code)
-        kind, sep, arg = text.partition("=")
-        kind = ALIASES.get(kind.strip(), kind.strip())
-        if kind in TYPES:
-            cls = TYPES[kind]
-            if not sep:
-                raw = {"type": kind}
-            elif cls.SHORTHAND is None:
-                raise EvalError(f"metric {kind!r} takes no argument ({text!r})", hint=f"write --metric {kind}")
-            elif cls.SHORTHAND == "threshold":
-                raw = {"type": kind, "threshold": arg}
-            else:
-                raw = {"type": kind, cls.SHORTHAND: arg}
-        elif not sep and (registry.get(text) is not None or _REF.match(text)):
-            raw = {"type": "python", "name": text.rsplit(":", 1)[-1], "function": text}
-        else:
-            known = sorted({*TYPES, *declared, *registry.functions})
-            from llmflow.model.diagnostics import did_you_mean
-
-            raise EvalError(f"unknown metric {text!r}", hint=did_you_mean(kind, known) or f"metrics: {', '.join(known)}; or module:function, or a mapping {{type: ..., ...}}")
-    if callable(raw):
-        raw = {"type": "python", "function": raw, "name": getattr(raw, "__llmflow_metric__", MetricInfo(getattr(raw, "__name__", "metric"), 0.5)).name}
-    if isinstance(raw, Metric):
-        return raw
-    if not isinstance(raw, Mapping):
-        raise EvalError(f"a metric is a name, TYPE=ARG, module:function or a mapping, not {type(raw).__name__}")
-    d = dict(raw)
-    given = str(d.pop("type", "") or "")
-    kind = ALIASES.get(given, given)
-    if not kind and "function" in d:
-        kind = "python"
-    if kind not in TYPES:
-        from llmflow.model.diagnostics import did_you_mean
-
-        raise EvalError(f"unknown metric type {kind!r}" if kind else f"metric {d.get('name', '?')!r} has no 'type'", hint=did_you_mean(kind, list(TYPES)) or f"types: {', '.join(TYPES)}")
-    if kind == "python" and not allow_code:
-        raise EvalError("python metrics run code, which this server does not allow for posted evaluations", hint="use a built-in metric, or start the server with --allow-shell")
-    cls = TYPES[kind]
-    name = str(d.pop("name", "") or _default_name(kind, d))
-    threshold = d.pop("threshold", None)
-    if threshold is not None:
-        try:
-            threshold = float(threshold)
-        except (TypeError, ValueError):
-            raise EvalError(f"metric {name!r}: threshold must be a number in [0, 1], not {threshold!r}") from None
-    output = d.pop("output", None)
-    return cls(name, threshold, output, **d)
-
-
-def _default_name(kind: str, d: Mapping[str, Any]) -> str:
-    if kind == "field" and d.get("field"):
-        return f"field:{d['field']}"
-    if kind == "python" and isinstance(d.get("function"), str):
-        return str(d["function"]).rsplit(":", 1)[-1]
-    return kind
-
-
-def parse_metrics(raws: list[Any], declared: Mapping[str, Any] | None = None, *, allow_code: bool = True) -> list[Metric]:
-    """Several metrics; names are made unique (``contains``, ``contains#2``)."""
-    out: list[Metric] = []
-    seen: dict[str, int] = {}
-    for raw in raws:
-        m = parse_metric(raw, declared, allow_code=allow_code)
-        n = seen.get(m.name, 0) + 1
-        seen[m.name] = n
-        if n > 1:
-            m.name = f"{m.name}#{n}"
-        out.append(m)
-    return out
-
-
-MetricFn = Callable[..., Any | Awaitable[Any]]

@@ -334,7 +334,7 @@ def optimize(
     ``optimizer``: ``bootstrap`` (BootstrapFewShot) or ``mipro`` (MIPROv2, which also
     rewrites the instructions and costs more calls)."""
     from llmflow.evals.api import _runtime
-    from llmflow.evals.metrics import parse_metric
+    from llmflow.evals.declare import parse_metric
     from llmflow.evals.runner import EXPECTED_COLUMNS, new_eval_id
 
     if optimizer not in OPTIMIZERS:

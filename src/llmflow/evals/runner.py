@@ -29,7 +29,8 @@ from llmflow.batch.jobs import get_path, hydra_value
 from llmflow.batch.plan import BatchPlan, BatchRequest, plan_batch
 from llmflow.batch.runner import TERMINAL, BatchDriver, BatchResult, base_run_id, latest_runs
 from llmflow.errors import BatchError, EvalError, LlmflowError
-from llmflow.evals.metrics import Metric, Sample, ScoringContext, parse_metrics
+from llmflow.evals.declare import parse_metrics
+from llmflow.evals.metrics import Metric, Sample, ScoringContext
 from llmflow.evals.summary import summarize
 from llmflow.model.loader import LoadedFlow
 from llmflow.model.spec import Flow
