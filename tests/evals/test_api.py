@@ -107,3 +107,17 @@ def test_the_python_api_evaluates_and_reports(home: Path, monkeypatch: pytest.Mo
     assert rates == {"fake:good": 1.0, "fake:bad": 0.5}
     assert ev.results[0]["scores"]["is_label"]["passed"] is True
     assert "<testsuites" in ev.report("junit") and llmflow.evaluate(resume=ev.id).id == ev.id
+
+
+def test_an_evaluation_on_the_postgres_store(home: Path, pg_url: str) -> None:
+    from llmflow.app import build_runtime
+
+    env = {**_env(home), "LLMFLOW_DATABASE_URL": pg_url}
+    rt = build_runtime(env=env, home=home)
+    try:
+        ev = llmflow.evaluate(str(home / "classify.yaml"), records=RECORDS, metrics=["exact"], models={"*": "fake:bad"}, runtime=rt)
+        assert (ev.status, ev.summary["overall"]["passed"]) == ("COMPLETED", 1)
+        assert [r.record_id for r in rt.store.eval_results(ev.id)] == ["r1", "r2"]
+        assert rt.store.get_eval(ev.id).summary["overall"]["pass_rate"] == 0.5
+    finally:
+        rt.close()
