@@ -89,6 +89,8 @@ def test_bad_requests_are_4xx_and_code_metrics_are_refused(client: TestClient) -
     r = client.post("/api/v1/evals", json={"flow": "classify", "records": RECORDS, "metrics": ["exackt"]})
     assert r.status_code == 422 and "unknown metric" in r.json()["detail"]
     assert client.post("/api/v1/evals", json={"flow": "classify", "data": "/etc/passwd"}).status_code == 422
+    r = client.post("/api/v1/evals", json={"flow": "classify", "records": RECORDS, "metrics": [{"type": "json_schema", "schema": "/etc/schema.json"}]})
+    assert r.status_code == 422 and "never a file path" in r.json()["detail"]
     assert client.get("/api/v1/evals").json()["evals"] == []
 
 

@@ -78,6 +78,8 @@ def parse_metric(raw: Any, declared: Mapping[str, Any] | None = None, *, allow_c
         from llmflow.model.diagnostics import did_you_mean
 
         raise EvalError(f"unknown metric type {kind!r}" if kind else f"metric {d.get('name', '?')!r} has no 'type'", hint=did_you_mean(kind, list(TYPES)) or f"types: {', '.join(TYPES)}")
+    if kind == "json_schema" and not allow_code and isinstance(d.get("schema"), str) and not d["schema"].lstrip().startswith("{"):
+        raise EvalError("a posted json_schema metric carries its schema inline (a mapping or JSON text), never a file path", hint="send the schema itself")
     if kind == "python" and not allow_code:
         raise EvalError("python metrics run code, which this server does not allow for posted evaluations", hint="use a built-in metric, or start the server with --allow-shell")
     cls = TYPES[kind]
