@@ -123,3 +123,10 @@ def test_an_evaluation_on_the_postgres_store(home: Path, pg_url: str) -> None:
         assert rt.store.get_eval(ev.id).summary["overall"]["pass_rate"] == 0.5
     finally:
         rt.close()
+
+
+def test_max_records_limits_the_evaluation(home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    for k, v in _env(home).items():
+        monkeypatch.setenv(k, v)
+    ev = llmflow.evaluate(str(home / "classify.yaml"), records=RECORDS, max_records=1, home=home)
+    assert ev.summary["overall"]["total"] == 1 and [r["record_id"] for r in ev.results] == ["r1"]
