@@ -34,7 +34,7 @@ def test_eval_judges_compares_model_x_criteria(tmp_path: Path) -> None:
 
 
 def test_eval_sentiment_playbook_as_the_readme_shows(tmp_path: Path) -> None:
-    p = llmflow(tmp_path, "eval", "examples/eval-sentiment/sentiment_analyzer_playbook.yaml", "--model", "fake:sentiment", scripts="eval-sentiment/fake-scripts.yaml")
+    p = llmflow(tmp_path, "eval", "examples/eval-sentiment", "--model", "fake:sentiment", scripts="eval-sentiment/fake-scripts.yaml")
     assert p.returncode == 0, p.stderr
     for line in ("PASS  positive_sentiment_clear  (confidence 1.00)", "FAIL  neutral_statement  (confidence 0.30): bdd: semantic meaning differs significantly", "2/3 scenarios passed (66.7%)", "quality gate: GOOD"):
         assert line in p.stdout

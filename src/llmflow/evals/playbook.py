@@ -28,6 +28,9 @@ def read_playbook(path: str | Path) -> dict[str, Any] | None:
     from llmflow.model.playbook import is_playbook
 
     p = Path(path)
+    if p.is_dir() and not (p / "flow.yaml").exists():
+        books = sorted(p.glob("*_playbook.yaml"))  # as the loader reads an agent's directory
+        p = books[0] if len(books) == 1 else p
     if not p.is_file() or p.suffix not in (".yaml", ".yml"):
         return None
     try:
