@@ -18,8 +18,10 @@
     ├── ResumeRefusedError                       the flow changed since the run started
     ├── StoreError                               the event store failed or is locked
     ├── SettingsError (also ValueError)          an LLMFLOW_* setting has a value it cannot take
-    └── BatchError                               a batch cannot start or resume (llmflow batch)
-        └── DatasetError (also ValueError)       a dataset cannot be read or mapped to inputs
+    ├── BatchError                               a batch cannot start or resume (llmflow batch)
+    │   └── DatasetError (also ValueError)       a dataset cannot be read or mapped to inputs
+    └── EvalError (also ValueError)              an evaluation or optimisation cannot start: a bad
+                                                 metric, data, playbook or option (llmflow eval)
 """
 
 from __future__ import annotations
@@ -133,4 +135,8 @@ class BatchError(LlmflowError):
 
 
 class DatasetError(BatchError, ValueError):
+    pass
+
+
+class EvalError(LlmflowError, ValueError):
     pass
