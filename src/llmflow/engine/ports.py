@@ -78,6 +78,12 @@ class StepContext:
     allow_shell: bool = True
     functions: dict[str, Callable[..., Any]] = field(default_factory=dict)
     settings: dict[str, Any] = field(default_factory=dict)
+    prior: Callable[[], list[Event]] | None = None
+
+    def prior_events(self) -> list[Event]:
+        """The events recorded for this step and unit by earlier attempts of the current
+        generation that ended ATTEMPT_INTERRUPTED, in order ([] for a fresh attempt)."""
+        return self.prior() if self.prior is not None else []
 
     def event(self, type: str, message: str = "", **payload: Any) -> None:
         self.emit(NewEvent(type, message, self.node_id, self.unit or None, self.attempt, payload))
