@@ -64,6 +64,7 @@ def classify(
         t = BUILTINS[ref]
         return Resolved([t], runs_code=t.runs_code)
     fn = functions.get(ref) or registry.get(ref)
+    by_name = fn is not None
     source = None
     runs_code = False
     if fn is None and ":" in ref:
@@ -75,7 +76,7 @@ def classify(
         runs_code = True
     if fn is not None:
         try:
-            return Resolved([python_tool(fn, source=source)], runs_code=runs_code)
+            return Resolved([python_tool(fn, name=ref if by_name else None, source=source)], runs_code=runs_code)
         except SchemaError as exc:
             return Resolved(problem=("tool-schema", f"tool {ref!r}: {exc}", "annotate each argument with a JSON-describable type (str, int, float, bool, list, dict, a pydantic model, Literal[...])"))
     if ref in servers:
