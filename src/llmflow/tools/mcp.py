@@ -42,6 +42,13 @@ def stdio_parameters(spec: McpServerSpec, base_dir: Path) -> Any:
     return StdioServerParameters(command=command, args=list(spec.args), env=dict(spec.env) or None, cwd=str(cwd))
 
 
+def _leaf(exc: BaseException) -> BaseException:
+    """The first real error inside (nested) exception groups."""
+    while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
+        exc = exc.exceptions[0]
+    return exc
+
+
 class McpConnection:
     """One open connection to one server, for the duration of a tool loop."""
 
@@ -91,7 +98,8 @@ class McpConnection:
             raise
         except Exception as exc:  # noqa: BLE001 - spawn errors, HTTP errors, protocol errors
             await self._close_quietly()
-            raise StepError(f"could not connect to MCP server {self.name!r} ({self._where()}): {type(exc).__name__}: {exc}{self._stderr_tail()}", retryable=True, hint="check the command or URL under mcp_servers") from None
+            leaf = _leaf(exc)
+            raise StepError(f"could not connect to MCP server {self.name!r} ({self._where()}): {type(leaf).__name__}: {leaf}{self._stderr_tail()}", retryable=True, hint="check the command or URL under mcp_servers") from None
         return self
 
     async def _close_quietly(self) -> None:

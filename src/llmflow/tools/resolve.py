@@ -169,12 +169,15 @@ class Toolset:
                 conn = connections.get(r.server)
                 if conn is None:
                     log_dir = Path(ctx.artifacts_dir) / "mcp"
-                    conn = connections[r.server] = await self._stack.enter_async_context(McpConnection(r.server, servers[r.server], base_dir=flow_dir or Path(ctx.workspace), log_dir=log_dir))
+                    base_dir = flow_dir or Path(ctx.workspace)
+                    base_dir.mkdir(parents=True, exist_ok=True)  # the workspace is made on first use
+                    conn = connections[r.server] = await self._stack.enter_async_context(McpConnection(r.server, servers[r.server], base_dir=base_dir, log_dir=log_dir))
                 offered = await conn.tools()
                 if r.server_tool is not None:
                     picked = [t for t in offered if t.name == r.server_tool]
                     if not picked:
-                        raise StepError(f"MCP server {r.server!r} has no tool {r.server_tool!r}", retryable=False, hint=did_you_mean(r.server_tool, [t.name for t in offered]) or f"its tools: {', '.join(t.name for t in offered) or '(none)'}")
+                        hint = did_you_mean(r.server_tool, [t.name for t in offered]) or f"its tools: {', '.join(t.name for t in offered) or '(none)'}"
+                        raise StepError(f"MCP server {r.server!r} has no tool {r.server_tool!r} ({hint})", retryable=False, hint=hint)
                     offered = picked
                 for t in offered:
                     self.add(apply_options(t, spec))
