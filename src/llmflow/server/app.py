@@ -65,9 +65,10 @@ def create_app(target: Settings | Runtime | None = None, config: ServerConfig | 
         return services.health()
 
     app.include_router(native.router)
-    from llmflow.server import batches
+    from llmflow.server import batches, threads
 
     app.include_router(batches.router)
+    app.include_router(threads.router)
     app.include_router(agent_runner.router)
     app.include_router(buttermilk.router)
     app.include_router(ws.router)
