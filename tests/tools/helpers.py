@@ -45,3 +45,13 @@ def whoami(ctx: CallContext) -> str:
 
 def untyped_star(*values: Any) -> int:
     return len(values)
+
+
+def add_numbers(a: int, b: int) -> int:
+    """Add two whole numbers and return the sum.
+
+    Args:
+        a: the first number
+        b: the second number
+    """
+    return a + b
