@@ -11,10 +11,13 @@ from __future__ import annotations
 
 import asyncio
 import importlib
+import importlib.util
 import inspect
 import re
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from llmflow.tools.base import CallContext, Tool, jsonable, tool_error
@@ -130,14 +133,20 @@ def python_tool(fn: Callable[..., Any], *, name: str | None = None, description:
     )
 
 
-def import_function(ref: str) -> Callable[..., Any]:
-    """``"package.module:function"`` -> the function. Raises LookupError with a message that
-    says what is missing."""
+def import_function(ref: str, flow_dir: Path | None = None) -> Callable[..., Any]:
+    """``"package.module:function"`` -> the function. A module that is not importable but
+    sits next to the flow file (``flow_dir/module.py``) is loaded from there. Raises
+    LookupError with a message that says what is missing."""
     mod, sep, attr = ref.partition(":")
     if not sep or not mod or not attr:
         raise LookupError(f"{ref!r} is not 'module:function'")
     try:
         obj: Any = importlib.import_module(mod)
+    except ModuleNotFoundError as exc:
+        beside = flow_dir / f"{mod}.py" if flow_dir is not None and "." not in mod else None
+        if beside is None or not beside.is_file():
+            raise LookupError(f"cannot import module {mod!r}: {exc}") from None
+        obj = _load_beside(mod, beside)
     except ImportError as exc:
         raise LookupError(f"cannot import module {mod!r}: {exc}") from None
     except Exception as exc:  # noqa: BLE001 - the module itself raised while importing
@@ -149,3 +158,19 @@ def import_function(ref: str) -> Callable[..., Any]:
     if not callable(obj):
         raise LookupError(f"{ref!r} is not callable")
     return obj
+
+
+def _load_beside(name: str, path: Path) -> Any:
+    """Load ``path`` as module ``name`` (once per process)."""
+    if name in sys.modules and getattr(sys.modules[name], "__file__", None) == str(path):
+        return sys.modules[name]
+    spec = importlib.util.spec_from_file_location(name, path)
+    if spec is None or spec.loader is None:
+        raise LookupError(f"cannot load {path}")
+    module = importlib.util.module_from_spec(spec)
+    try:
+        spec.loader.exec_module(module)
+    except Exception as exc:  # noqa: BLE001 - the module raised while importing
+        raise LookupError(f"importing {path} failed: {type(exc).__name__}: {exc}") from None
+    sys.modules[name] = module
+    return module

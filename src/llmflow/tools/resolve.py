@@ -69,7 +69,7 @@ def classify(
     runs_code = False
     if fn is None and ":" in ref:
         try:
-            fn = import_function(ref)
+            fn = import_function(ref, flow_dir)
         except LookupError as exc:
             return Resolved(problem=("unknown-tool", f"tool {ref!r}: {exc}", "check the module path (and that it is importable from here), or register the function with @llmflow.tool"))
         source = f"python {ref}"
