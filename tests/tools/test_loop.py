@@ -242,3 +242,17 @@ def test_tool_calls_in_the_fake_are_the_same_after_a_restart(tmp_path):
     later = [*msgs, ChatMessage("assistant", "", tool_calls=asyncio.run(first_answer(p1, msgs)).tool_calls), ChatMessage("tool", "r", tool_call_id="call_0_0", name="a")]
     p2 = FakeProvider({"s": script})  # a new process: no call counter
     assert asyncio.run(first_answer(p2, later)).text == "final"
+
+
+def test_conductor_participants_use_their_tools_in_separate_loops(tmp_path):
+    def stamp(who: str) -> str:
+        """Stamp."""
+        return f"stamped {who}"
+
+    rt = runtime(tmp_path, [calls(("stamp", {"who": "x"})), "{tool_results}"], stamp=stamp)
+    f = Flow.model_validate({"name": "c", "model": "fake:agent", "agents": {"a": {"tools": ["stamp"]}, "b": {"tools": ["stamp"]}}, "steps": [{"id": "chat", "kind": "conductor", "participants": ["a", "b"], "prompt": "go"}]})
+    st = asyncio.run(rt.run(f))
+    assert st.status == "COMPLETED", st.error
+    assert [t["output"] for t in st.nodes["chat"].output["transcript"]] == ["stamped x", "stamped x"]
+    done = [e.payload["loop"] for e in tool_events(rt, st.run_id) if e.type == E.TOOL_CALL_COMPLETED]
+    assert done == ["turn1", "turn2"]

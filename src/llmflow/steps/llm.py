@@ -87,6 +87,14 @@ async def call_model(ctx: StepContext, agent: AgentSpec | None, messages: list[A
     return None  # unreachable
 
 
+async def agent_answer(ctx: StepContext, agent: AgentSpec | None, messages: list[Any], *, loop: str) -> Any:
+    """One answer of ``agent`` (with its tools, when it has some): for steps that call agents
+    several times in one attempt (the conductor); ``loop`` names this call's tool loop."""
+    if agent is not None and agent.tools:
+        return await call_with_tools(ctx, agent, messages, {}, None, True, list(agent.tools), loop=loop)
+    return await call_model(ctx, agent, messages, {}, None)
+
+
 def parse_output(text: str, schema: dict[str, Any] | None) -> tuple[Any, list[str]]:
     """(value, problems) of a final answer: the text itself, or JSON matching ``schema``."""
     if schema is None:
@@ -98,7 +106,7 @@ def parse_output(text: str, schema: dict[str, Any] | None) -> tuple[Any, list[st
         return None, [f"not valid JSON: {exc}"]
 
 
-async def call_with_tools(ctx: StepContext, agent: AgentSpec | None, messages: list[Any], params: dict[str, Any], schema: dict[str, Any] | None, stream: bool, refs: list[Any]) -> Any:
+async def call_with_tools(ctx: StepContext, agent: AgentSpec | None, messages: list[Any], params: dict[str, Any], schema: dict[str, Any] | None, stream: bool, refs: list[Any], loop: str | None = None) -> Any:
     from llmflow.tools.loop import DEFAULT_MAX_TURNS, as_chat, run_loop
     from llmflow.tools.resolve import Toolset
 
@@ -111,7 +119,7 @@ async def call_with_tools(ctx: StepContext, agent: AgentSpec | None, messages: l
     chat = as_chat(messages)
     async with Toolset() as toolset:
         await toolset.open(ctx, refs)
-        return await run_loop(ctx, model=model, model_source=source, messages=chat, tools=toolset.tools, params=merged, schema=schema, stream=stream, max_turns=max_turns, finish=lambda text: parse_output(text, schema), repairs=REPAIR_ATTEMPTS)
+        return await run_loop(ctx, model=model, model_source=source, messages=chat, tools=toolset.tools, params=merged, schema=schema, stream=stream, max_turns=max_turns, finish=lambda text: parse_output(text, schema), repairs=REPAIR_ATTEMPTS, loop=loop)
 
 
 async def execute(ctx: StepContext) -> Any:

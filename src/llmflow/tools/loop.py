@@ -48,13 +48,17 @@ class Recorded:
     finished: dict[str, str] = field(default_factory=dict)  # call_id -> the text the model got
 
     @classmethod
-    def from_events(cls, events: list[Event]) -> Recorded:
+    def from_events(cls, events: list[Event], loop: str | None = None) -> Recorded:
+        """The rounds and finished calls of one loop (``loop`` tells the loops of one
+        attempt apart, e.g. the turns of a conductor)."""
         rec = cls()
         parts: dict[int, dict[int, ToolCall]] = {}
         sizes: dict[int, int] = {}
         texts: dict[int, str] = {}
         for e in events:
             p = e.payload
+            if p.get("loop") != loop:
+                continue
             if e.type == E.TOOL_CALL_STARTED and isinstance(p.get("turn"), int):
                 turn = p["turn"]
                 parts.setdefault(turn, {})[int(p.get("index", 0))] = ToolCall(str(p["call_id"]), str(p["name"]), dict(p.get("arguments") or {}))
@@ -94,12 +98,14 @@ async def run_loop(
     max_turns: int,
     finish: Callable[[str], tuple[Any, list[str]]],
     repairs: int = 2,
+    loop: str | None = None,
 ) -> Any:
     """Run the loop; return the final answer as ``finish`` parsed it. ``finish(text)`` gives
     (value, problems); with problems the model is asked again (up to ``repairs`` times)."""
     if ctx.llm is None:
         raise StepError("no LLM gateway configured", retryable=False)
-    recorded = Recorded.from_events(ctx.prior_events())
+    recorded = Recorded.from_events(ctx.prior_events(), loop)
+    tag = {"loop": loop} if loop is not None else {}
     defs = [t.definition() for t in tools.values()]
     msgs = list(messages)
     rounds = 0
@@ -125,8 +131,8 @@ async def run_loop(
         msgs.append(ChatMessage("assistant", text, tool_calls=tuple(calls)))
         for i, c in enumerate(calls):
             if c.id not in recorded.finished:
-                ctx.event(E.TOOL_CALL_STARTED, f"Tool call {_call_label(c.name, c.arguments)}", call_id=c.id, name=c.name, arguments=c.arguments, turn=rounds, index=i, calls=len(calls), **({"assistant_text": text} if i == 0 else {}), source=tools[c.name].source if c.name in tools else None)
-        results = await asyncio.gather(*(_run_call(ctx, tools, c, recorded) for c in calls))
+                ctx.event(E.TOOL_CALL_STARTED, f"Tool call {_call_label(c.name, c.arguments)}", call_id=c.id, name=c.name, arguments=c.arguments, turn=rounds, index=i, calls=len(calls), **({"assistant_text": text} if i == 0 else {}), source=tools[c.name].source if c.name in tools else None, **tag)
+        results = await asyncio.gather(*(_run_call(ctx, tools, c, recorded, tag) for c in calls))
         for c, r in zip(calls, results, strict=True):
             msgs.append(ChatMessage("tool", r, tool_call_id=c.id, name=c.name))
         rounds += 1
@@ -143,10 +149,10 @@ def _with_ids(calls: list[ToolCall], turn: int) -> list[ToolCall]:
     return out
 
 
-async def _run_call(ctx: StepContext, tools: dict[str, Tool], call: ToolCall, recorded: Recorded) -> str:
+async def _run_call(ctx: StepContext, tools: dict[str, Tool], call: ToolCall, recorded: Recorded, tag: dict[str, Any]) -> str:
     if call.id in recorded.finished:
         return recorded.finished[call.id]
-    base = {"call_id": call.id, "name": call.name, "arguments": call.arguments}
+    base = {"call_id": call.id, "name": call.name, "arguments": call.arguments, **tag}
     t0 = time.monotonic()
     tool = tools.get(call.name)
     if tool is None:
@@ -157,7 +163,7 @@ async def _run_call(ctx: StepContext, tools: dict[str, Tool], call: ToolCall, re
     if tool.confirm:
         from llmflow.steps.human import interpret
 
-        question = HumanQuestion(prompt=f"Allow the tool call {_call_label(call.name, call.arguments)}?", input="confirm", default="no", key=f"tool:{call.id}")
+        question = HumanQuestion(prompt=f"Allow the tool call {_call_label(call.name, call.arguments)}?", input="confirm", default="no", key=f"tool:{tag.get('loop', '')}{call.id}")
         confirmed = bool(interpret(await ctx.ask_human(question), "confirm", None))
         if not confirmed:
             ctx.event(E.TOOL_CALL_FAILED, f"Tool call {call.name} declined by a human", **base, error="declined by a human", kind="rejected", confirmed=False, duration=round(time.monotonic() - t0, 4), retrying=False)

@@ -20,7 +20,8 @@ def tool_calls_by_step(events: list[Event]) -> dict[str, list[dict[str, Any]]]:
         p = e.payload
         cid = str(p.get("call_id"))
         calls = by_step.setdefault(e.step_id, {})
-        row = calls.setdefault(cid, {"call_id": cid, "name": p.get("name"), "arguments": p.get("arguments"), "unit": e.unit, "attempt": e.attempt, "status": "RUNNING", "started_at": e.ts, "tries": 0})
+        key = f"{e.unit or ''}|{p.get('loop') or ''}|{cid}"  # call ids repeat across units and a conductor's turns
+        row = calls.setdefault(key, {"call_id": cid, "loop": p.get("loop"), "name": p.get("name"), "arguments": p.get("arguments"), "unit": e.unit, "attempt": e.attempt, "status": "RUNNING", "started_at": e.ts, "tries": 0})
         if e.type == E.TOOL_CALL_STARTED:
             row.update(turn=p.get("turn"), attempt=e.attempt)
             if row["status"] not in ("COMPLETED", "FAILED"):
