@@ -146,3 +146,21 @@ def test_gemini_gets_the_same_conversation_as_pydantic_ai_parts():
     assert isinstance(call, ToolCallPart) and (call.tool_name, call.args, call.tool_call_id) == ("weather", {"city": "Oslo"}, "call_9")
     ret = msgs[2].parts[0]
     assert isinstance(ret, ToolReturnPart) and (ret.tool_name, ret.tool_call_id, ret.content) == ("weather", "call_9", '{"temp": 21}')
+
+
+def test_the_embedded_models_answers_are_a_call_or_an_answer():
+    from llmflow.providers.local import parse_tool_answer, tool_choice_schema, tool_request
+
+    req = ModelRequest("gemma3-270m", [ChatMessage("user", "Weather in Oslo?")], params={"tool_choice": "required"}, tools=(WEATHER,))
+    schema = tool_choice_schema(req)
+    assert [o["properties"].get("tool", {}).get("const") for o in schema["anyOf"]] == ["weather"]  # required: no answer yet
+    rewritten = tool_request(req)
+    assert rewritten.messages[0].role == "system" and "weather" in rewritten.messages[0].content
+    assert "tool_choice" not in rewritten.params
+    text, calls = parse_tool_answer('{"tool": "weather", "arguments": {"city": "Oslo"}}', rewritten)
+    assert text == "" and calls == (ToolCall("call_0_0", "weather", {"city": "Oslo"}),)
+    later = ModelRequest("gemma3-270m", list(SECOND), params={"tool_choice": "required"}, tools=(WEATHER,))
+    assert len(tool_choice_schema(later)["anyOf"]) == 2  # after a result it may answer
+    assert tool_request(later).messages[-1].content == 'Weather in Oslo?\nResult of weather: {"temp": 21}'
+    assert parse_tool_answer('{"answer": "21 degrees"}', rewritten) == ("21 degrees", ())
+    assert parse_tool_answer("not json", rewritten) == ("not json", ())
