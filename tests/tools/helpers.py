@@ -3,15 +3,12 @@ small builders."""
 
 from __future__ import annotations
 
-import asyncio
 import os
 import time
 from pathlib import Path
 from typing import Any
 
 from llmflow.tools.base import CallContext
-
-_both_started = asyncio.Event
 
 
 def effects_file() -> Path:

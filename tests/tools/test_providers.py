@@ -8,10 +8,10 @@ import json
 from typing import Any
 
 import pytest
+from tests.providers.conftest import ThreadedServer, final, run
 
 from llmflow.providers.base import ChatMessage, ModelRequest, ToolCall, ToolDef
 from llmflow.providers.registry import ProviderRegistry
-from tests.providers.conftest import ThreadedServer, final, run
 
 fastapi = pytest.importorskip("fastapi")
 pytest.importorskip("pydantic_ai")

@@ -13,9 +13,8 @@ from typing import Any
 
 import httpx
 import pytest
-from websockets.sync.client import connect
-
 from tests.server.helpers import LiveServer, base_env, write_flow
+from websockets.sync.client import connect
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -25,7 +25,16 @@ from pathlib import Path
 from typing import Any
 
 from llmflow.errors import ProviderError, ProviderUnavailableError
-from llmflow.providers.base import ChatMessage, Chunk, Final, ModelRequest, Status, StreamItem, ToolCall, Usage
+from llmflow.providers.base import (
+    ChatMessage,
+    Chunk,
+    Final,
+    ModelRequest,
+    Status,
+    StreamItem,
+    ToolCall,
+    Usage,
+)
 
 GEMMA_NAME = "gemma3-270m"
 INSTALL_LINE = "pip install 'llmflow[local]'"

@@ -18,7 +18,16 @@ from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 from llmflow.errors import ProviderError, ProviderUnavailableError, RateLimitError, StepTimeoutError
-from llmflow.providers.base import ChatMessage, Chunk, Final, ModelRequest, Status, StreamItem, ToolCall, Usage
+from llmflow.providers.base import (
+    ChatMessage,
+    Chunk,
+    Final,
+    ModelRequest,
+    Status,
+    StreamItem,
+    ToolCall,
+    Usage,
+)
 
 DEFAULT_BASE_URL = "http://127.0.0.1:11434"
 DEFAULT_TIMEOUT = 300.0

@@ -91,7 +91,14 @@ def to_model_messages(messages: list[ChatMessage]) -> list[Any]:
     """llmflow messages -> pydantic-ai requests/responses (system, user and tool-result parts
     grouped per turn; an assistant's tool calls become ToolCallParts)."""
     from pydantic_ai.messages import ModelRequest as Turn
-    from pydantic_ai.messages import ModelResponse, SystemPromptPart, TextPart, ToolCallPart, ToolReturnPart, UserPromptPart
+    from pydantic_ai.messages import (
+        ModelResponse,
+        SystemPromptPart,
+        TextPart,
+        ToolCallPart,
+        ToolReturnPart,
+        UserPromptPart,
+    )
 
     out: list[Any] = []
     parts: list[Any] = []

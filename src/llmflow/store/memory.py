@@ -11,8 +11,8 @@ from llmflow.engine.events import Event, NewEvent
 from llmflow.errors import StoreError
 from llmflow.store.base import ArtifactRow, AttemptRow, Control, Project, RunRecord
 from llmflow.store.batches import MemoryBatches
-from llmflow.store.threads import MemoryThreads
 from llmflow.store.projection import project
+from llmflow.store.threads import MemoryThreads
 
 
 class MemoryStore(MemoryBatches, MemoryThreads):

@@ -20,7 +20,6 @@ from llmflow.errors import StoreError
 from llmflow.store import migrations
 from llmflow.store.base import ArtifactRow, AttemptRow, Control, Project, RunRecord
 from llmflow.store.batches import SqlBatches
-from llmflow.store.threads import SqlThreads
 from llmflow.store.sqlite import (
     ARTIFACT_COLUMNS,
     ATTEMPT_COLUMNS,
@@ -41,6 +40,7 @@ from llmflow.store.sqlite import (
     run_params,
     step_row,
 )
+from llmflow.store.threads import SqlThreads
 
 CHANNEL = "llmflow_events"
 INSTALL_HINT = "pip install 'llmflow[postgres]'"

@@ -28,8 +28,8 @@ from llmflow.errors import StoreError
 from llmflow.store import migrations
 from llmflow.store.base import ArtifactRow, AttemptRow, Control, Project, RunRecord
 from llmflow.store.batches import SqlBatches
-from llmflow.store.threads import SqlThreads
 from llmflow.store.projection import project
+from llmflow.store.threads import SqlThreads
 
 # --- shared with the postgres store: row mapping and SQL building are dialect-neutral,
 # --- parameterised by the placeholder (``?`` or ``%s``).
