@@ -160,3 +160,13 @@ def test_index_commands(tmp_path):
     p = run("index", "search", "missing", "x")
     assert p.returncode != 0 and "llmflow index add missing" in p.stderr
     assert run("index", "remove", "kb").returncode == 0 and not (tmp_path / ".llmflow" / "indexes" / "kb.db").exists()
+
+
+def test_a_missing_index_fails_the_step_with_the_command_that_makes_it(tmp_path, monkeypatch):
+    monkeypatch.setenv("LLMFLOW_INDEX_DIR", str(tmp_path / "ix"))
+    rt = build_runtime(home=tmp_path)
+    for step in ({"id": "find", "kind": "retrieve", "index": "nowhere", "query": "x"}, {"id": "ask", "kind": "llm", "prompt": "x", "tools": [{"index": "nowhere"}]}):
+        st = asyncio.run(rt.run(Flow.model_validate({"name": "m", "model": "fake:", "steps": [step]})))
+        assert st.status == "FAILED" and "'nowhere' does not exist" in st.error
+        attempt = rt.view(st.run_id)["steps"][0]["attempts"]
+        assert len(attempt) == 1  # not retried: running again cannot make the index

@@ -1,7 +1,9 @@
 """Tool references checked before a run is created, located at file:line like the other
 validation problems: an unknown tool, a ``module:function`` that does not import, a function
 whose arguments have no JSON schema, an MCP server that is not declared, a flow tool that is
-not a valid flow, a retrieval index that does not exist, two tools with one name.
+not a valid flow, two tools with one name. (A retrieval index is made with ``llmflow index
+add``, possibly after the flow is written: a missing one fails the step that uses it, with
+that command in the message.)
 
 This pass imports user modules and reads the project's files, so it is not part of the pure
 model validation (:mod:`llmflow.model.validate`); the runtime runs it when it creates a run,
@@ -17,7 +19,7 @@ from typing import Any
 
 from llmflow.model.diagnostics import Diagnostic, Location, format_path
 from llmflow.model.loader import LoadedFlow
-from llmflow.model.spec import Flow, LlmStep, RetrieveStep, StepSpec, ToolSpec
+from llmflow.model.spec import Flow, LlmStep, StepSpec, ToolSpec
 from llmflow.tools.resolve import Resolved, all_servers, classify
 
 
@@ -110,13 +112,6 @@ def check_flow(
             if n in seen:
                 out.append(Diagnostic("duplicate-tool", f"{owner}: two tools are named {n!r}", fmt(path), "give one of them another name: {tool: ..., name: other_name}", locate(path)))
             seen[n] = path
-    for path, s in walk_steps(flow.steps, ("steps",)):
-        if isinstance(s, RetrieveStep):
-            from llmflow.tools.retrieval.store import index_file
-
-            if not index_file(services.index_dir, s.index).exists():
-                p = (*path, "index")
-                out.append(Diagnostic("unknown-index", f"step '{s.id}': retrieval index {s.index!r} does not exist", fmt(p), f"create it with `llmflow index add {s.index} PATH...`", locate(p)))
     return out
 
 

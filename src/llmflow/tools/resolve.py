@@ -55,10 +55,7 @@ def classify(
     if spec.index is not None:
         from llmflow.tools.retrieval_tool import index_tool
 
-        try:
-            return Resolved([index_tool(spec.index, index_dir, name=spec.name, description=spec.description, top_k=spec.top_k)])
-        except LookupError as exc:
-            return Resolved(problem=("unknown-index", str(exc), f"create it with `llmflow index add {spec.index} PATH...`"))
+        return Resolved([index_tool(spec.index, index_dir, name=spec.name, description=spec.description, top_k=spec.top_k)])
     ref = spec.tool or ""
     if ref in BUILTINS:
         t = BUILTINS[ref]
@@ -165,6 +162,13 @@ class Toolset:
                 err = StepError(f"tool {spec.ref!r} runs code on this machine, which this runtime does not allow", retryable=False, hint="start the server with --allow-shell, or use a tool the operator registered")
                 err.kind = "shell_disabled"
                 raise err
+            if spec.index is not None:
+                from llmflow.tools.retrieval.store import index_file
+
+                if not index_file(svc.index_dir, spec.index).exists():
+                    err = StepError(f"retrieval index {spec.index!r} does not exist ({index_file(svc.index_dir, spec.index)})", retryable=False, hint=f"create it with `llmflow index add {spec.index} PATH...`")
+                    err.kind = "validation"
+                    raise err
             if r.server is not None:
                 conn = connections.get(r.server)
                 if conn is None:

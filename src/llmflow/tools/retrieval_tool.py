@@ -11,12 +11,8 @@ from llmflow.tools.base import CallContext, Tool
 
 
 def index_tool(index: str, index_dir: Path | None, *, name: str | None = None, description: str | None = None, top_k: int = 5) -> Tool:
-    """Raises LookupError when the index does not exist."""
-    from llmflow.tools.retrieval.store import index_file
-
+    """The tool searching ``index`` (whether it exists is checked when a step opens it)."""
     base = Path(index_dir) if index_dir is not None else Path(".llmflow/indexes")
-    if not index_file(base, index).exists():
-        raise LookupError(f"retrieval index {index!r} does not exist ({index_file(base, index)})")
 
     async def call(arguments: dict[str, Any], cc: CallContext) -> Any:
         query = str(arguments.get("query") or "").strip()
