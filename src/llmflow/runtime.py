@@ -86,9 +86,10 @@ class RunOptions:
     run_type: str = "flow"
     metadata: dict[str, Any] = field(default_factory=dict)
     run_id: str | None = None
+    thread: str | None = None  # continue this conversation thread (kept as metadata.thread)
 
     def to_dict(self) -> dict[str, Any]:
-        return {k: v for k, v in self.__dict__.items() if v not in (None, {}, []) and k not in ("run_id",)}
+        return {k: v for k, v in self.__dict__.items() if v not in (None, {}, []) and k not in ("run_id", "thread")}
 
 
 def changed_keys(a: Any, b: Any, path: str = "") -> list[str]:
@@ -129,6 +130,9 @@ class Runtime:
         # where runs may write (steps/trust.py); a server adds the dirs it serves flows from
         self.trust = TrustPolicy.build(settings.home, config_dirs=[settings.config_dir, "conf"], database_path=getattr(store, "path", None))
         self.limits = Limits.from_env(settings.env)  # template and flow limits of this process's runs
+        from llmflow.tools.services import ToolServices
+
+        self.tool_services = ToolServices(settings, run_child=self._run_child, store=store)
 
     # -- flows ------------------------------------------------------------------------------
     def load(self, flow_ref: str | Path | Flow | LoadedFlow, overrides: list[str] | None = None) -> LoadedFlow:
@@ -146,6 +150,11 @@ class Runtime:
         clean, diags = validate_inputs(flow, dict(inputs or {}), coerce_strings=coerce_strings)
         if diags:
             raise FlowValidationError(diags)
+        from llmflow.tools.check import check_loaded
+
+        diags = check_loaded(loaded, self.tool_services, self.functions, thread=options.thread)
+        if diags:
+            raise FlowValidationError(diags)
         for step in options.models:
             if step != "*" and step not in {s.id for s in flow.all_steps()}:
                 from llmflow.model.diagnostics import Diagnostic, did_you_mean
@@ -161,7 +170,7 @@ class Runtime:
             spec=loaded.record(),
             fingerprint=self._fingerprint(flow),
             options=options.to_dict(),
-            metadata=dict(options.metadata),
+            metadata={**options.metadata, **({"thread": options.thread} if options.thread else {})},
             parent_run_id=options.parent_run_id,
             batch_id=options.batch_id,
             project_id=options.project_id,
@@ -287,7 +296,7 @@ class Runtime:
                     env_models=self.settings.env_models,
                     functions=self.functions,
                     cache_dir=self.settings.state_dir / "cache",
-                    settings={"trust": self.trust},
+                    settings=self._step_settings(rec),
                 ),
                 llm=self.gateway,
                 run_child=self._run_child,
@@ -301,6 +310,13 @@ class Runtime:
         finally:
             self.active.pop(run_id, None)
             self.store.release(run_id, self.owner)
+
+    def _step_settings(self, rec: RunRecord) -> dict[str, Any]:
+        """What steps read from ``ctx.settings``: tool services, the run's thread, the flow's
+        directory, and where the run may write (``trust``, steps/trust.py)."""
+        src = rec.spec.get("source")
+        flow_dir = str(Path(src).resolve().parent) if src and not src.startswith("<") else None
+        return {"tools": self.tool_services, "thread": (rec.metadata or {}).get("thread"), "flow_dir": flow_dir, "trust": self.trust}
 
     def _initial_events(self, st: RunState, started: bool) -> list[NewEvent]:
         if not started:
@@ -427,9 +443,9 @@ class Runtime:
         return new
 
     # -- child runs -------------------------------------------------------------------------
-    async def _run_child(self, ctx: StepContext, flow_ref: str, inputs: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    async def _run_child(self, ctx: StepContext, flow_ref: str, inputs: dict[str, Any], overrides: list[str], key: str | None = None) -> dict[str, Any]:
         parent = self.get(ctx.run_id)
-        base = f"{ctx.run_id}.{ctx.node_id.replace('/', '.')}" + (f".{abs(hash(ctx.unit)) % 10**6}" if ctx.unit else "")
+        base = f"{ctx.run_id}.{ctx.node_id.replace('/', '.')}" + (f".{abs(hash(ctx.unit)) % 10**6}" if ctx.unit else "") + (f".{key}" if key else "")
         existing = self.store.get_run(base)
         child_id = base
         if existing is not None:
@@ -460,6 +476,9 @@ class Runtime:
         st = self.state_of(rec)
         attempts = self.store.attempts(run_id)
         rows = self.store.step_rows(run_id)
+        from llmflow.tools.view import tool_calls_by_step
+
+        calls = tool_calls_by_step(self.store.events(run_id))
         steps = []
         for nid, n in st.nodes.items():
             r = rows.get(nid, {})
@@ -478,6 +497,7 @@ class Runtime:
                     "model": next((a.model for a in reversed(atts) if a.model), None),
                     "tokens_in": sum(a.tokens_in for a in atts),
                     "tokens_out": sum(a.tokens_out for a in atts),
+                    "tool_calls": calls.get(nid, []),
                     "attempts": [
                         {
                             "unit": a.unit,

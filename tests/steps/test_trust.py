@@ -13,7 +13,7 @@ import pytest
 
 from llmflow.errors import WorkspaceError
 from llmflow.model.spec import Flow
-from llmflow.steps.trust import TrustPolicy, is_importable_reference, posted_flow_problems, tool_runs_code
+from llmflow.steps.trust import TrustPolicy, is_importable_reference, posted_flow_problems
 
 
 @pytest.fixture
@@ -67,11 +67,6 @@ def test_projects_stay_out_of_the_home_its_config_store_and_system_dirs(policy: 
         assert policy.project_problem(p.resolve()) is not None, p
     for p in (policy.home / "work", tmp_path / "elsewhere", policy.home / "conf-not"):
         assert policy.project_problem(p) is None, p
-
-
-@pytest.mark.parametrize(("ref", "code"), [("os:system", True), ("pkg.mod.fn", True), ("shell", True), ("python", True), ("a b", True), ({"command": "x"}, True), ("search", False), ("web_fetch", False)])
-def test_what_counts_as_a_tool_that_runs_code(ref: object, code: bool) -> None:
-    assert tool_runs_code(ref) is code
 
 
 def test_importable_references() -> None:

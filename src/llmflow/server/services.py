@@ -90,8 +90,26 @@ class Services:
             raise FlowValidationError(problems)
         return LoadedFlow(flow, None, "<request>")
 
+    def posted_tool_problems(self, flow: Flow, allow_code: bool | None = None) -> list[Diagnostic]:
+        """Tools of a posted flow: checked like any flow's, and, without --allow-shell, no
+        tool that leads to code execution (module:function, shell, stdio MCP servers the
+        document declares, flows with code steps); operator-registered ones are fine. The
+        trust policy (steps/trust.py) calls it for the flow and its sub-flows."""
+        from llmflow.model.diagnostics import Location
+        from llmflow.tools.check import check_flow
+
+        allow_code = self.config.allow_shell if allow_code is None else allow_code
+        out: list[Diagnostic] = []
+        if not allow_code:
+            for name, spec in flow.mcp_servers.items():
+                if spec.command is not None:
+                    out.append(Diagnostic("not-allowed", f"MCP server {name!r} starts a command; flows posted over the API may not run code on the server", f"document.mcp_servers.{name}", "use a url server, one the operator declared, or start the server with --allow-shell"))
+        rt = self.runtime
+        found = check_flow(flow, rt.tool_services, rt.functions, locate=lambda _p: Location("<request>"), flow_dir=None, allow_code=allow_code)
+        return out + [_under("document", d) for d in found]
+
     def posted_flow_problems(self, flow: Flow) -> list[Diagnostic]:
-        return posted_flow_problems(flow, allow_code=self.config.allow_shell, served_flow=self._sub_flow)
+        return posted_flow_problems(flow, allow_code=self.config.allow_shell, served_flow=self._sub_flow, tool_problems=self.posted_tool_problems)
 
     def _sub_flow(self, name: str) -> Flow:
         """A flow a posted sub-flow step may name: one the runtime finds by that name too,

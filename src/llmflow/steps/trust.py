@@ -13,8 +13,11 @@
    there are run by other programs.
 4. **A flow posted over HTTP runs no code** unless the server allows it (``--allow-shell``):
    only the step kinds in :data:`POSTED_KINDS`; sub-flows only by the name of a served flow
-   that (with its own sub-flows) passes the same check; no tool or agent that names code
-   (``module:function``, a command); no workspace or storage location of its own.
+   that (with its own sub-flows) passes the same check; no agent naming code to import
+   (``agent_obj: module.Class``); no tool that runs code, as the tool layer classifies
+   tools (``tools/check.py``: importable functions, commands, stdio MCP servers the
+   document declares; tools the operator registered are fine), passed in as
+   ``tool_problems``; no workspace or storage location of its own.
 5. **Without shell** (a posted run, or ``LLMFLOW_DISABLE_SHELL=1``) a run also writes no
    hidden files or ``.pth`` files (``.bashrc``, ``.git/hooks/*``, ``.ssh/*``: files other
    programs execute) and calls no importable ``module:function``.
@@ -40,8 +43,6 @@ from llmflow.model.spec import AgentSpec, Flow, FlowStep, StepSpec
 POSTED_KINDS = frozenset({"llm", "broadcast", "write_file", "human", "parallel", "route", "loop", "conductor", "flow"})
 ALLOW_HINT = "start the server with --allow-shell, or serve the flow from the config dir / --flows"
 _IMPORTABLE = re.compile(r"^[A-Za-z_][\w]*(\.[A-Za-z_]\w*)*:[A-Za-z_][\w.]*$|^[A-Za-z_]\w*(\.[A-Za-z_]\w*)+$")
-# built-in tool names that run code or write outside a run's control
-CODE_TOOLS = frozenset({"shell", "bash", "python", "exec", "eval", "run_command", "subprocess"})
 
 
 # where files are run or read as configuration by other programs
@@ -80,16 +81,6 @@ def _inside(p: Path, d: Path) -> bool:
 def is_importable_reference(value: str) -> bool:
     """``pkg.mod:function`` or ``pkg.mod.function``: names code to import and call."""
     return bool(_IMPORTABLE.match(value.strip()))
-
-
-def tool_runs_code(tool: Any) -> bool:
-    """Whether a tool entry (an agent's or a step's ``tools``) can run code of the
-    document's choosing: an importable reference, a command or server spec (MCP), or a
-    code-running built-in."""
-    if isinstance(tool, str):
-        t = tool.strip()
-        return is_importable_reference(t) or t.lower() in CODE_TOOLS or "/" in t or " " in t
-    return True  # a mapping (a command, an MCP server, a python tool): code by construction
 
 
 @dataclass(frozen=True)
@@ -201,28 +192,35 @@ def policy_of(settings: dict[str, Any], artifacts_dir: Path | None = None) -> Tr
 # -- posted flow documents ------------------------------------------------------------------------
 
 
+ToolCheck = Callable[[Flow, bool], list[Diagnostic]]  # (flow, allow_code) -> the tool layer's problems
+
+
 def posted_flow_problems(
     flow: Flow,
     *,
     allow_code: bool,
     served_flow: Callable[[str], Flow] | None = None,
+    tool_problems: ToolCheck | None = None,
     root: str = "document",
 ) -> list[Diagnostic]:
     """What a flow posted over the API may not do (see the module docstring); [] when it
     may run. ``served_flow(name)`` loads a flow the server offers (for sub-flow steps); it
-    raises LookupError / ValueError for a name it does not serve."""
+    raises LookupError / ValueError for a name it does not serve. ``tool_problems(flow,
+    allow_code)`` is the tool layer's check, with paths under ``root`` for this flow."""
     out: list[Diagnostic] = []
     if flow.options.workspace:
         out.append(Diagnostic("not-allowed", "a posted flow cannot choose its workspace", f"{root}.options.workspace", "run it in a project: options.project_id"))
     if flow.storage:
         out.append(Diagnostic("not-allowed", "a posted flow cannot choose where its results are stored", f"{root}.storage", "serve the flow from the config dir, or drop 'storage'"))
+    if tool_problems is not None:  # checked like any flow's tools, and for code without --allow-shell
+        out += tool_problems(flow, allow_code)
     if allow_code:
         return out
-    out += _code_problems(flow, root, served_flow, seen=set())
+    out += _code_problems(flow, root, served_flow, tool_problems, seen=set())
     return out
 
 
-def _code_problems(flow: Flow, root: str, served_flow: Callable[[str], Flow] | None, seen: set[str]) -> list[Diagnostic]:
+def _code_problems(flow: Flow, root: str, served_flow: Callable[[str], Flow] | None, tool_problems: ToolCheck | None, seen: set[str]) -> list[Diagnostic]:
     out: list[Diagnostic] = []
     for name, agent in flow.agents.items():
         out += _agent_problems(agent, f"{root}.agents.{name}")
@@ -234,10 +232,7 @@ def _code_problems(flow: Flow, root: str, served_flow: Callable[[str], Flow] | N
                 what = f"a {s.kind} step" if s.kind in ("shell", "python") else f"a step of kind {s.kind!r}"
                 out.append(Diagnostic("not-allowed", f"step '{s.id}' is {what}; flows posted over the API may not run code on the server", here, ALLOW_HINT))
             if isinstance(s, FlowStep):
-                out.extend(_subflow_problems(s, here, served_flow, seen))
-            for t in getattr(s, "tools", None) or []:
-                if tool_runs_code(t):
-                    out.append(Diagnostic("not-allowed", f"step '{s.id}' uses the tool {str(t)[:80]!r}, which runs code", f"{here}.tools", ALLOW_HINT))
+                out.extend(_subflow_problems(s, here, served_flow, tool_problems, seen))
             for f in s.NESTED:
                 walk(getattr(s, f), f"{here}.{f}")
 
@@ -246,16 +241,12 @@ def _code_problems(flow: Flow, root: str, served_flow: Callable[[str], Flow] | N
 
 
 def _agent_problems(agent: AgentSpec, path: str) -> list[Diagnostic]:
-    out = []
     if agent.agent_obj and is_importable_reference(agent.agent_obj):
-        out.append(Diagnostic("not-allowed", f"agent_obj {agent.agent_obj!r} names code to import", f"{path}.agent_obj", ALLOW_HINT))
-    for t in agent.tools:
-        if tool_runs_code(t):
-            out.append(Diagnostic("not-allowed", f"the tool {str(t)[:80]!r} runs code; flows posted over the API may not use it", f"{path}.tools", ALLOW_HINT))
-    return out
+        return [Diagnostic("not-allowed", f"agent_obj {agent.agent_obj!r} names code to import", f"{path}.agent_obj", ALLOW_HINT)]
+    return []
 
 
-def _subflow_problems(s: FlowStep, here: str, served_flow: Callable[[str], Flow] | None, seen: set[str]) -> list[Diagnostic]:
+def _subflow_problems(s: FlowStep, here: str, served_flow: Callable[[str], Flow] | None, tool_problems: ToolCheck | None, seen: set[str]) -> list[Diagnostic]:
     """A posted flow may run a sub-flow only by the literal name of a served flow, without
     overrides, and only if that flow (and its sub-flows) would pass as posted."""
     ref = s.flow.strip()
@@ -270,7 +261,9 @@ def _subflow_problems(s: FlowStep, here: str, served_flow: Callable[[str], Flow]
         sub = served_flow(ref)
     except (LookupError, ValueError) as exc:
         return [Diagnostic("unknown-flow", f"step '{s.id}' runs the sub-flow {ref!r}: {getattr(exc, 'message', exc)}", f"{here}.flow", "name a flow from GET /api/v1/flows")]
-    inner = _code_problems(sub, f"flow '{ref}'", served_flow, seen)
+    inner = _code_problems(sub, f"flow '{ref}'", served_flow, tool_problems, seen)
+    if tool_problems is not None:
+        inner += [d for d in tool_problems(sub, False) if d.code == "not-allowed"]
     if inner:
         first = inner[0]
         return [Diagnostic("not-allowed", f"step '{s.id}' runs the sub-flow {ref!r}, which runs code on the server ({first.path}: {first.message})", f"{here}.flow", ALLOW_HINT)]
