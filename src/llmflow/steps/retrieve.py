@@ -8,7 +8,7 @@ from typing import Any
 
 from llmflow.engine.ports import StepContext
 from llmflow.errors import StepError
-from llmflow.model.expressions import render
+from llmflow.model.expressions import render_async
 from llmflow.model.spec import RetrieveStep
 
 
