@@ -106,3 +106,29 @@ def test_a_flow_cannot_write_into_the_config_dir_it_was_loaded_from(tmp_path: Pa
     assert not (flows / "evil.yaml").exists()
     view = json.loads(out.stdout)
     assert view["status"] == "FAILED" and "runs may not write to" in view["steps"][0]["error"], view["steps"][0]["error"]
+
+
+def test_the_write_file_tool_keeps_to_the_same_boundaries(tmp_path, monkeypatch):
+    # an LLM-driven write goes through the same policy as the write_file step
+    import asyncio
+
+    from llmflow.app import build_runtime
+    from llmflow.runtime import RunOptions
+
+    monkeypatch.setenv("LLMFLOW_DISABLE_SHELL", "1")  # a run without code, as a posted one
+    home = tmp_path / "home"
+    (home / "conf" / "flows").mkdir(parents=True)
+    proj = tmp_path / "proj"
+    calls = {"tool_calls": [{"name": "write_file", "arguments": {"path": p, "content": "x"}} for p in (".git/hooks/pre-commit", "src/ok.py")]}
+    rt = build_runtime(home=home, fake_scripts={"agent": {"answers": [calls, "{tool_results}"]}})
+    flow = Flow.model_validate({"name": "t", "model": "fake:agent", "steps": [{"id": "ask", "kind": "llm", "prompt": "go", "tools": ["write_file"]}]})
+    st = asyncio.run(rt.run(flow, options=RunOptions(workspace=str(proj))))
+    lines = st.outputs["result"].splitlines()
+    assert lines[0].startswith("Error:") and "files other programs execute" in lines[0], lines
+    assert (proj / "src" / "ok.py").read_text() == "x" and not (proj / ".git").exists()
+    # a workspace around a config dir: the tool may not write into it
+    rt2 = build_runtime(home=home, fake_scripts={"agent": {"answers": [{"tool_calls": [{"name": "write_file", "arguments": {"path": "conf/flows/pwn.yaml", "content": "x"}}]}, "{tool_results}"]}})
+    st = asyncio.run(rt2.run(flow, options=RunOptions(workspace=str(home))))
+    assert "runs may not write to" in st.outputs["result"] and not (home / "conf" / "flows" / "pwn.yaml").exists()
+    rt.close()
+    rt2.close()

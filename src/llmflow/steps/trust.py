@@ -189,6 +189,19 @@ def policy_of(settings: dict[str, Any], artifacts_dir: Path | None = None) -> Tr
     return None
 
 
+def writable_path(ctx: Any, rel: str) -> Path:
+    """``rel`` inside the step's workspace (no absolute paths, ``..`` or symlink escapes)
+    and a place this run may write: what every writer uses (the ``write_file`` step, the
+    ``write_file`` tool). ``ctx`` is the step's StepContext. WorkspaceError otherwise."""
+    from llmflow.steps.workspace import safe_path
+
+    path = safe_path(ctx.workspace, rel)
+    policy = policy_of(ctx.settings, ctx.artifacts_dir)
+    if policy is not None:
+        path = policy.check_write(path, ctx.workspace, ctx.run_id, allow_code=ctx.allow_shell)
+    return path
+
+
 # -- posted flow documents ------------------------------------------------------------------------
 
 

@@ -10,8 +10,8 @@ from llmflow.engine.ports import StepContext
 from llmflow.errors import StepError
 from llmflow.model.expressions import render_async
 from llmflow.model.spec import WriteFileStep
-from llmflow.steps.trust import policy_of
-from llmflow.steps.workspace import atomic_write, file_record, safe_path
+from llmflow.steps.trust import writable_path
+from llmflow.steps.workspace import atomic_write, file_record
 
 FILE_BLOCK = re.compile(
     r"^[ \t]*=== FILE:\s*(?P<path>[^\n=]+?)\s*===[ \t]*\n(?P<body>.*?)^[ \t]*=== END FILE ===[ \t]*$",
@@ -36,11 +36,7 @@ def split_file_blocks(text: str) -> list[tuple[str, str]]:
 
 def _target(ctx: StepContext, rel: str) -> Any:
     """``rel`` inside the workspace, and a place this run may write (steps/trust.py)."""
-    path = safe_path(ctx.workspace, rel)
-    policy = policy_of(ctx.settings, ctx.artifacts_dir)
-    if policy is not None:
-        path = policy.check_write(path, ctx.workspace, ctx.run_id, allow_code=ctx.allow_shell)
-    return path
+    return writable_path(ctx, rel)
 
 
 async def execute(ctx: StepContext) -> Any:

@@ -33,9 +33,10 @@ async def read_file(args: dict[str, Any], cc: CallContext) -> Any:
 
 
 async def write_file(args: dict[str, Any], cc: CallContext) -> Any:
-    from llmflow.steps.workspace import atomic_write, file_record, safe_path
+    from llmflow.steps.trust import writable_path
+    from llmflow.steps.workspace import atomic_write, file_record
 
-    path = safe_path(cc.step.workspace, str(args.get("path", "")))
+    path = writable_path(cc.step, str(args.get("path", "")))  # the trust boundaries, as for the write_file step
     content = str(args.get("content", ""))
     atomic_write(path, content, bool(args.get("append", False)))
     rec = file_record(cc.step.workspace, path)
