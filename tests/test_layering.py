@@ -35,6 +35,8 @@ COMPONENT = {
     "settings": "app",
     "stats": "app",
     "worker": "app",
+    "flowcache": "app",
+    "views": "app",
     "api": "api",
     "batch": "batch",
     # the Python Runner / Orchestra API: over the runtime, and run_batch over batch/

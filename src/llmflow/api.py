@@ -90,11 +90,12 @@ def _options(models: dict[str, str] | str | None, timeout: float | None, workspa
 
 
 def _runtime(runtime: Runtime | None, home: str | Path | None) -> tuple[Runtime, bool]:
+    """The caller's runtime, or the process's shared one (opened once, never closed here)."""
     if runtime is not None:
         return runtime, False
-    from llmflow.app import build_runtime
+    from llmflow.app import shared_runtime
 
-    return build_runtime(home=Path(home) if home else None), True
+    return shared_runtime(Path(home) if home else None), False
 
 
 class RunHandle:

@@ -59,7 +59,7 @@ def aggregate_answers(strategy: str, answers: dict[str, Any], weights: dict[str,
 
 class Orchestra:
     def __init__(self, agents: dict[str, Any] | None = None, *, runtime: Runtime | None = None, home: str | Path | None = None, models: dict[str, str] | str | None = None, name: str = "orchestra") -> None:
-        self._own = runtime is None
+        self._own = False  # a given runtime is the caller's; the shared one outlives this Orchestra
         self.runtime = _runtime(runtime, home)
         self.name = name
         self.models = {"*": models} if isinstance(models, str) else dict(models or {})

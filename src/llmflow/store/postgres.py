@@ -25,6 +25,7 @@ from llmflow.store.sqlite import (
     ATTEMPT_COLUMNS,
     EVENT_COLUMNS,
     EVENT_INSERT_CHUNK,
+    ROW_WIDTH,
     RUN_COLUMNS,
     RUN_JSON_COLUMNS,
     STEP_FIELDS,
@@ -51,6 +52,7 @@ _INSERT_RUN = f"INSERT INTO runs ({', '.join(RUN_COLUMNS)}) VALUES ({', '.join(_
 _CLAIM_FREE = "(owner IS NULL OR owner = %s OR COALESCE(lease_expires_at, 0) < %s)"
 # the queue scan never hands back a run whose lease is live, not even to its own holder
 _SCAN_FREE = "(owner IS NULL OR COALESCE(lease_expires_at, 0) < %s)"
+_SCAN_STATUS = "(status IN ('QUEUED', 'RUNNING') OR (status = 'WAITING' AND wake_at <= %s))"
 
 
 def _import_psycopg() -> Any:
@@ -197,6 +199,10 @@ class PostgresStore(SqlBatches):
     def append(self, run_id: str, events: list[NewEvent], now: float) -> list[Event]:
         return self._run(self._append_in_tx, run_id, events, now)
 
+    def append_many(self, batch: list[tuple[str, list[NewEvent], float]]) -> list[list[Event]]:
+        """Several appends (of any runs) in one transaction: all or none (group commit)."""
+        return self._run(lambda conn: [self._append_in_tx(conn, r, e, n) for r, e, n in batch])
+
     def _append_in_tx(self, conn: Any, run_id: str, events: list[NewEvent], now: float) -> list[Event]:
         # The row lock makes concurrent appenders to one run take turns until commit.
         row = conn.execute("SELECT last_seq FROM runs WHERE id = %s FOR UPDATE", (run_id,)).fetchone()
@@ -213,7 +219,7 @@ class PostgresStore(SqlBatches):
         for i in range(0, len(events), EVENT_INSERT_CHUNK):
             k = min(EVENT_INSERT_CHUNK, len(events) - i)
             sql = insert_events_sql(k, "%s", cache, "::jsonb", " RETURNING seq, id")
-            by_seq.update(conn.execute(sql, plan.rows[i * 9 : (i + k) * 9]).fetchall())
+            by_seq.update(conn.execute(sql, plan.rows[i * ROW_WIDTH : (i + k) * ROW_WIDTH]).fetchall())
         for sql, params in plan.writes:
             conn.execute(sql, params)  # str params are untyped: the server casts JSON text
         conn.execute("SELECT pg_notify(%s, %s)", (CHANNEL, f"{run_id}:{last}"))  # delivered at commit
@@ -341,10 +347,10 @@ class PostgresStore(SqlBatches):
     ) -> RunRecord | None:
         if run_id is None:
             target = (
-                f"(SELECT id FROM runs WHERE status IN ('QUEUED', 'RUNNING') AND {_SCAN_FREE} "
+                f"(SELECT id FROM runs WHERE {_SCAN_STATUS} AND {_SCAN_FREE} "
                 'ORDER BY created_at, id COLLATE "C" LIMIT 1 FOR UPDATE SKIP LOCKED)'
             )
-            params: tuple[Any, ...] = (owner, now + lease_seconds, now)
+            params: tuple[Any, ...] = (owner, now + lease_seconds, now, now)
             cond = f"id = {target}"
         else:
             # Plain UPDATE: it waits for a concurrent claimer, then re-checks the condition.
