@@ -178,7 +178,7 @@ async def start(
     **options: Any,
 ) -> RunHandle:
     rt, owns = _runtime(runtime, home)
-    rec = rt.create_run(flow, inputs, _options(models, timeout, workspace, **options), overrides=overrides)
+    rec = rt.create_run(flow, inputs, _options(models, timeout, workspace, **options), overrides=overrides, claim=True)
     h = RunHandle(rt, rec.id, owns)
     h._start()
     return h
@@ -200,7 +200,7 @@ async def run(
     """Run a flow (a name, a path, a Flow) to the end and return the result."""
     rt, owns = _runtime(runtime, home)
     try:
-        rec = rt.create_run(flow, inputs, _options(models, timeout, workspace, **options), overrides=overrides)
+        rec = rt.create_run(flow, inputs, _options(models, timeout, workspace, **options), overrides=overrides, claim=True)
         await rt.execute(rec.id, subscribers=[on_event] if on_event else None)
         return Run.from_view(rt.view(rec.id))
     finally:

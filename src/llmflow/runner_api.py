@@ -214,7 +214,7 @@ class Runner:
     async def run(self, query_or_inputs: Any = None, /, **inputs: Any) -> dict[str, Any]:
         """Run once; returns ``{status, success, output, outputs, error, duration, run_id, usage}``."""
         rt = self.runtime
-        rec = rt.create_run(self.loaded, self.inputs_for(query_or_inputs, **inputs), self._options())
+        rec = rt.create_run(self.loaded, self.inputs_for(query_or_inputs, **inputs), self._options(), claim=True)
         await rt.execute(rec.id)
         return self._record(run_result(rt.view(rec.id)))
 

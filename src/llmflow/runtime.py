@@ -94,7 +94,8 @@ def owner_is_dead_here(owner: str | None) -> bool:
 
 
 def new_run_id() -> str:
-    return time.strftime("%Y%m%d-%H%M%S", time.gmtime()) + "-" + secrets.token_hex(3)
+    # 48 random bits: thousands of runs a second must not collide (24 bits did, by birthday)
+    return time.strftime("%Y%m%d-%H%M%S", time.gmtime()) + "-" + secrets.token_hex(6)
 
 
 def child_run_id(parent_id: str, node_id: str, unit: str) -> str:
@@ -170,9 +171,10 @@ class Runtime:
         self._flows: dict[str, Flow] = {}  # fingerprint -> validated Flow (specs are immutable)
         self._fingerprints: dict[int, tuple[Flow, str]] = {}
         self._plans: dict[int, FlowPlan] = {}
-        self._records: dict[int, tuple[LoadedFlow, dict[str, Any]]] = {}
+        self._records: dict[int, tuple[Flow, dict[str, Any], str]] = {}
         self._choices: dict[Any, dict[str, Any]] = {}
         self._closed = False
+        self._cache_dir = settings.state_dir / "cache"
 
     # -- events --------------------------------------------------------------------------------
     def notify(self, events: list[Event]) -> None:
@@ -212,13 +214,14 @@ class Runtime:
             # run elsewhere (sub-flows, the source check) needs the absolute path too
             rec.setdefault("source_path", str(loaded.composed.target.flow_file))
             return rec
-        hit = self._records.get(id(loaded))
-        if hit is not None and hit[0] is loaded:
+        # a flow built in Python: the same Flow object gives the same record
+        hit = self._records.get(id(loaded.flow))
+        if hit is not None and hit[0] is loaded.flow and hit[2] == loaded.source:
             return hit[1]
         rec = loaded.record()
         if len(self._records) > 256:
             self._records.clear()
-        self._records[id(loaded)] = (loaded, rec)
+        self._records[id(loaded.flow)] = (loaded.flow, rec, loaded.source)
         return rec
 
     def plan_of(self, flow: Flow) -> FlowPlan:
@@ -269,7 +272,10 @@ class Runtime:
         overrides: list[str] | None = None,
         coerce_strings: bool = True,
         choices: dict[str, Any] | None = None,
+        claim: bool = False,
     ) -> RunRecord:
+        """Record a QUEUED run. ``claim``: this process executes it next, so it is created
+        holding the lease (a worker polling the same queue cannot take it in between)."""
         loaded = self.load(flow_ref, overrides)
         flow = loaded.flow
         options = options or RunOptions()
@@ -305,6 +311,8 @@ class Runtime:
             name=options.name,
             goal=options.goal,
             run_type=options.run_type,
+            owner=self.owner if claim else None,
+            lease_expires_at=now + self.settings.lease_seconds if claim else None,
         )
         self.record_new_run(run, [NewEvent(E.RUN_CREATED, f"Run created for flow {flow.name}", payload=RunCreated(flow=flow.name, version=flow.version, inputs=clean))])
         return run
@@ -354,17 +362,17 @@ class Runtime:
             )
         return current
 
-    def state_of(self, rec: RunRecord, flow: Flow | None = None, events: list[Event] | None = None) -> RunState:
+    def state_of(self, rec: RunRecord, flow: Flow | None = None, events: list[Event] | None = None, workspace: Path | None = None) -> RunState:
         flow = flow or self._stored_flow(rec)
-        st = new_state(rec.id, flow, rec.inputs, self._state_options(rec), self.plan_of(flow))
+        st = new_state(rec.id, flow, rec.inputs, self._state_options(rec, workspace), self.plan_of(flow))
         return fold(st, self.store.events(rec.id) if events is None else events)
 
-    def _state_options(self, rec: RunRecord) -> dict[str, Any]:
+    def _state_options(self, rec: RunRecord, workspace: Path | None = None) -> dict[str, Any]:
         o = dict(rec.options)
         settings = (o.get("choices") or {}).get("settings") or {}
         o.setdefault("max_units", settings.get("max_units") or self.settings.max_units)
         o.setdefault("human_timeout", settings.get("human_timeout") if "human_timeout" in settings else self.settings.human_timeout)
-        o["run_vars"] = {"workspace": str(self.workspace_of(rec)), "name": rec.name, "batch_id": rec.batch_id}
+        o["run_vars"] = {"workspace": str(workspace or self.workspace_of(rec)), "name": rec.name, "batch_id": rec.batch_id}
         return o
 
     def workspace_of(self, rec: RunRecord) -> Path:
@@ -372,33 +380,34 @@ class Runtime:
         if ws:
             p = Path(ws).expanduser()
             if not p.is_absolute():
-                src = rec.spec.get("source")
+                src = rec.spec.get("source_path") or rec.spec.get("source")
                 base = Path(src).parent if src and not src.startswith("<") and not rec.options.get("workspace") else self.settings.home
                 p = base / p
             return p
-        return self.settings.state_dir / "runs" / rec.id / "workspace"
+        return Path(os.path.join(self.settings.state_dir, "runs", rec.id, "workspace"))
 
     def artifacts_of(self, rec: RunRecord) -> Path:
-        return self.settings.state_dir / "runs" / rec.id / "artifacts"
+        return Path(os.path.join(self.settings.state_dir, "runs", rec.id, "artifacts"))
 
-    def _runner_config(self, rec: RunRecord, *, linger_when_paused: bool, park_after: float | None) -> RunnerConfig:
+    def _runner_config(self, rec: RunRecord, workspace: Path, *, linger_when_paused: bool, park_after: float | None) -> RunnerConfig:
         choices = rec.options.get("choices")
         recorded = (choices or {}).get("settings") or {}
         # a takeover never widens what the run may do: shell only if both allow it
         allow_shell = self.settings.allow_shell and recorded.get("allow_shell", True) and not rec.options.get("disallow_shell")
+        shared = getattr(self.store, "shared", True)
         return RunnerConfig(
-            workspace=self.workspace_of(rec),
+            workspace=workspace,
             artifacts_dir=self.artifacts_of(rec),
-            owner=self.owner,
+            owner=self.owner if shared else None,  # a store only this process sees needs no lease renewal
             lease_seconds=self.settings.lease_seconds,
             linger_when_paused=linger_when_paused,
             allow_shell=bool(allow_shell),
             run_models=dict(rec.options.get("models") or {}),
             env_models=dict(choices["env_models"]) if choices and "env_models" in choices else self.settings.env_models,
             functions=self.functions,
-            cache_dir=self.settings.state_dir / "cache",
+            cache_dir=self._cache_dir,
             park_after=park_after,
-            poll_controls=getattr(self.store, "shared", True),
+            poll_controls=shared,
         )
 
     async def execute(
@@ -413,28 +422,30 @@ class Runtime:
     ) -> RunState:
         """Run (or continue) a run until it finishes, pauses, is parked (``park_after``: it
         waited that long for a person), or its lease is lost."""
-        rec = self.get(run_id)
-        if rec.status in RUN_TERMINAL:  # a re-run in place re-opens the run first (STEP_RERUN)
-            raise RunStateError(f"run {run_id} is {rec.status}; nothing to resume", hint="use `llmflow runs rerun ID --step S` to re-run a step in place")
         now = self.clock.now()
         claimed = self.store.claim(self.owner, now, self.settings.lease_seconds, run_id=run_id)
-        if claimed is None and owner_is_dead_here(rec.owner):
-            # its process on this machine is gone: no need to wait for the lease to expire
-            self.store.update_run(run_id, owner=None, lease_expires_at=None)
-            claimed = self.store.claim(self.owner, now, self.settings.lease_seconds, run_id=run_id)
         if claimed is None:
-            raise RunStateError(f"run {run_id} is being executed by another process ({rec.owner})", hint="wait for it, or cancel it with `llmflow runs cancel ID`")
+            rec = self.get(run_id)
+            if rec.status in RUN_TERMINAL:  # a re-run in place re-opens the run first (STEP_RERUN)
+                raise RunStateError(f"run {run_id} is {rec.status}; nothing to resume", hint="use `llmflow runs rerun ID --step S` to re-run a step in place")
+            if owner_is_dead_here(rec.owner):
+                # its process on this machine is gone: no need to wait for the lease to expire
+                self.store.update_run(run_id, owner=None, lease_expires_at=None)
+                claimed = self.store.claim(self.owner, now, self.settings.lease_seconds, run_id=run_id)
+            if claimed is None:
+                raise RunStateError(f"run {run_id} is being executed by another process ({rec.owner})", hint="wait for it, or cancel it with `llmflow runs cancel ID`")
         try:
             events = self.store.events(run_id)
             started = any(e.type == E.RUN_STARTED for e in events)
             flow = self.flow_of(claimed, force=force, check_source=started)
-            st = self.state_of(claimed, flow, events)
+            workspace = self.workspace_of(claimed)
+            st = self.state_of(claimed, flow, events, workspace)
             runner = Runner(
                 log_=self.store,
                 clock=self.clock,
                 state=st,
                 executors=self.executors,
-                config=self._runner_config(claimed, linger_when_paused=linger_when_paused, park_after=park_after),
+                config=self._runner_config(claimed, workspace, linger_when_paused=linger_when_paused, park_after=park_after),
                 llm=self.gateway,
                 run_child=self._run_child,
                 subscribers=[*self.observers, *(subscribers or [])],
@@ -452,7 +463,7 @@ class Runtime:
                 log.warning("run %s: releasing the lease failed", run_id, exc_info=True)
 
     async def run(self, flow_ref: Any, inputs: dict[str, Any] | None = None, options: RunOptions | None = None, **kw: Any) -> RunState:
-        rec = self.create_run(flow_ref, inputs, options, **kw)
+        rec = self.create_run(flow_ref, inputs, options, claim=True, **kw)
         return await self.execute(rec.id)
 
     # -- control -------------------------------------------------------------------------------
@@ -580,7 +591,7 @@ class Runtime:
             loaded = self.load(ref, overrides)
             inherited = parent.options.get("choices")
             choices = self._choices_with_env(loaded.flow, dict(opts.models), inherited) if inherited else None
-            self.create_run(loaded, inputs, opts, choices=choices)
+            self.create_run(loaded, inputs, opts, choices=choices, claim=True)
         ctx.event(E.CHILD_RUN_STARTED, f"Sub-flow {flow_ref} running as run {child_id}", child_run_id=child_id, flow=flow_ref)
         st = await self.execute(child_id)
         if st.status != RunStatus.COMPLETED:

@@ -179,7 +179,7 @@ class BatchDriver:
         error = job.error
         if error is None:
             try:
-                self.rt.create_run(loaded, job.inputs, opts)
+                self.rt.create_run(loaded, job.inputs, opts, claim=True)
                 return True
             except FlowValidationError as exc:
                 error = "invalid record: " + "; ".join(d.message for d in exc.diagnostics)

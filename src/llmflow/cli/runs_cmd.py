@@ -199,7 +199,7 @@ def register(app: typer.Typer) -> None:
             if "record_id" in f.inputs:
                 inputs["record_id"] = record_id
         opts = RunOptions(models=_models(model), timeout=timeout, workspace=workspace, metadata={"record_id": record_id} if record_id else {})
-        rec = rt.create_run(loaded, inputs, opts)
+        rec = rt.create_run(loaded, inputs, opts, claim=True)  # executed here: no worker may take it
         tty = sys.stdout.isatty() and not as_json
         if not as_json:
             print(f"run {rec.id}: flow {f.name}", file=sys.stderr if not tty else sys.stdout)

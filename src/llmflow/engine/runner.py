@@ -420,7 +420,8 @@ class Runner:
 
     def prior_events(self, node_id: str, unit: str) -> list[Event]:
         """Events recorded for ``node_id[unit]`` by the attempts of the current generation
-        that ended interrupted (their process stopped), in order."""
+        that ended interrupted (their process stopped), in order - what they did (model
+        calls, tool calls, ...), not their own start and end."""
         n = self.st.nodes.get(node_id)
         u = n.units.get(unit) if n is not None else None
         if u is None:
@@ -428,7 +429,11 @@ class Runner:
         lost = {a.n for a in u.attempts if a.status is AttemptStatus.INTERRUPTED}
         if not lost:
             return []
-        return [e for e in self.log.events(self.st.run_id) if e.step_id == node_id and (e.unit or "") == unit and e.attempt in lost]  # type: ignore[attr-defined]
+        return [
+            e
+            for e in self.log.events(self.st.run_id)
+            if e.step_id == node_id and (e.unit or "") == unit and e.attempt in lost and not e.type.startswith("ATTEMPT_")
+        ]
 
     async def _run_unit(self, cmd: Execute) -> Any:
         ctx = self._context(cmd)

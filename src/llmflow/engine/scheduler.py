@@ -131,7 +131,7 @@ def compute_units(st: RunState, n: NodeState) -> list[dict[str, Any]]:
     """The units of a step: for_each items x matrix variants x broadcast agents. Raises
     TemplateError (UnitCapError past the cap: counted before any unit is built)."""
     spec = n.spec
-    ctx = template_context(st, n.id)
+    ctx = template_context(st, n.id) if (isinstance(spec.for_each, str) or spec.matrix) else {}
     seq: Any = None
     if spec.for_each is not None:
         seq = evaluate(spec.for_each, ctx) if isinstance(spec.for_each, str) else spec.for_each
