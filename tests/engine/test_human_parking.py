@@ -17,11 +17,11 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from tests.server.helpers import LLMFLOW, LiveServer, base_env, wait_until, write_flow
 
 from llmflow.server.app import create_app
 from llmflow.server.config import ServerConfig
 from llmflow.settings import Settings
-from tests.server.helpers import LLMFLOW, LiveServer, base_env, wait_until, write_flow
 
 pytestmark = pytest.mark.slow
 
