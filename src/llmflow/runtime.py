@@ -175,6 +175,14 @@ class Runtime:
         self._choices: dict[Any, dict[str, Any]] = {}
         self._closed = False
         self._cache_dir = settings.state_dir / "cache"
+        self._inline_io = not getattr(store, "shared", True) or not hasattr(self.writer, "call")
+
+    async def io(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """A store call off the event loop (on the writer's thread) where the store is shared
+        with other processes; in memory, directly."""
+        if self._inline_io:
+            return fn(*args)
+        return await self.writer.call(fn, *args)
 
     # -- events --------------------------------------------------------------------------------
     def notify(self, events: list[Event]) -> None:
@@ -423,7 +431,8 @@ class Runtime:
         """Run (or continue) a run until it finishes, pauses, is parked (``park_after``: it
         waited that long for a person), or its lease is lost."""
         now = self.clock.now()
-        claimed = self.store.claim(self.owner, now, self.settings.lease_seconds, run_id=run_id)
+        io = self.io
+        claimed = await io(self.store.claim, self.owner, now, self.settings.lease_seconds, run_id)
         if claimed is None:
             rec = self.get(run_id)
             if rec.status in RUN_TERMINAL:  # a re-run in place re-opens the run first (STEP_RERUN)
@@ -435,7 +444,7 @@ class Runtime:
             if claimed is None:
                 raise RunStateError(f"run {run_id} is being executed by another process ({rec.owner})", hint="wait for it, or cancel it with `llmflow runs cancel ID`")
         try:
-            events = self.store.events(run_id)
+            events = await io(self.store.events, run_id)
             started = any(e.type == E.RUN_STARTED for e in events)
             flow = self.flow_of(claimed, force=force, check_source=started)
             workspace = self.workspace_of(claimed)
@@ -458,7 +467,7 @@ class Runtime:
         finally:
             self.active.pop(run_id, None)
             try:
-                self.store.release(run_id, self.owner)
+                await io(self.store.release, run_id, self.owner)
             except Exception:  # noqa: BLE001 - the lease expires anyway; keep the real error
                 log.warning("run %s: releasing the lease failed", run_id, exc_info=True)
 

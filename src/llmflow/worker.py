@@ -79,7 +79,7 @@ class Worker:
         try:
             while not self._stopping:
                 try:
-                    self.fill()
+                    await self.fill_async()
                 except StoreError:
                     log.exception("claiming queued runs failed; retrying at the next poll")
                 try:
@@ -113,6 +113,18 @@ class Worker:
         while len(self.tasks) < self.concurrency and not self._stopping:
             rt = self.runtime
             rec = rt.store.claim(rt.owner, rt.clock.now(), rt.settings.lease_seconds)
+            if rec is None:
+                break
+            self.tasks[rec.id] = asyncio.create_task(self._execute(rec.id), name=f"llmflow-run:{rec.id}")
+            started.append(rec.id)
+        return started
+
+    async def fill_async(self) -> list[str]:
+        """``fill`` with the claims made off the event loop (SKIP LOCKED on Postgres)."""
+        started: list[str] = []
+        rt = self.runtime
+        while len(self.tasks) < self.concurrency and not self._stopping:
+            rec = await rt.io(rt.store.claim, rt.owner, rt.clock.now(), rt.settings.lease_seconds)
             if rec is None:
                 break
             self.tasks[rec.id] = asyncio.create_task(self._execute(rec.id), name=f"llmflow-run:{rec.id}")
