@@ -22,7 +22,7 @@ import secrets
 import socket
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -176,6 +176,7 @@ class Runtime:
         self._closed = False
         self._cache_dir = settings.state_dir / "cache"
         self._inline_io = not getattr(store, "shared", True) or not hasattr(self.writer, "call")
+        self._fresh: dict[str, tuple[RunRecord, list[Event]]] = {}  # created here to run here next
 
     async def io(self, fn: Callable[..., Any], *args: Any) -> Any:
         """A store call off the event loop (on the writer's thread) where the store is shared
@@ -322,7 +323,11 @@ class Runtime:
             owner=self.owner if claim else None,
             lease_expires_at=now + self.settings.lease_seconds if claim else None,
         )
-        self.record_new_run(run, [NewEvent(E.RUN_CREATED, f"Run created for flow {flow.name}", payload=RunCreated(flow=flow.name, version=flow.version, inputs=clean))])
+        stored = self.record_new_run(run, [NewEvent(E.RUN_CREATED, f"Run created for flow {flow.name}", payload=RunCreated(flow=flow.name, version=flow.version, inputs=clean))])
+        if claim:
+            if len(self._fresh) > 1024:
+                self._fresh.clear()
+            self._fresh[run.id] = (replace(run, last_seq=len(stored)), stored)
         return run
 
     def _fingerprint(self, flow: Flow) -> str:
@@ -432,7 +437,12 @@ class Runtime:
         waited that long for a person), or its lease is lost."""
         now = self.clock.now()
         io = self.io
-        claimed = await io(self.store.claim, self.owner, now, self.settings.lease_seconds, run_id)
+        fresh = self._fresh.pop(run_id, None)
+        if fresh is not None and now - fresh[0].created_at < self.settings.lease_seconds / 2:
+            # created here a moment ago, holding its lease: nothing to claim or read back
+            claimed, events = fresh
+        else:
+            claimed, events = await io(self.store.claim, self.owner, now, self.settings.lease_seconds, run_id), None
         if claimed is None:
             rec = self.get(run_id)
             if rec.status in RUN_TERMINAL:  # a re-run in place re-opens the run first (STEP_RERUN)
@@ -443,8 +453,10 @@ class Runtime:
                 claimed = self.store.claim(self.owner, now, self.settings.lease_seconds, run_id=run_id)
             if claimed is None:
                 raise RunStateError(f"run {run_id} is being executed by another process ({rec.owner})", hint="wait for it, or cancel it with `llmflow runs cancel ID`")
+        st: RunState | None = None
         try:
-            events = await io(self.store.events, run_id)
+            if events is None:
+                events = await io(self.store.events, run_id)
             started = any(e.type == E.RUN_STARTED for e in events)
             flow = self.flow_of(claimed, force=force, check_source=started)
             workspace = self.workspace_of(claimed)
@@ -467,7 +479,8 @@ class Runtime:
         finally:
             self.active.pop(run_id, None)
             try:
-                await io(self.store.release, run_id, self.owner)
+                if st is None or not (st.finished or st.status is RunStatus.WAITING):  # those events ended the lease
+                    await io(self.store.release, run_id, self.owner)
             except Exception:  # noqa: BLE001 - the lease expires anyway; keep the real error
                 log.warning("run %s: releasing the lease failed", run_id, exc_info=True)
 

@@ -211,16 +211,24 @@ class Runner:
             while not self._finished():
                 item = await self.inbox.get()
                 self._take(item)
-                n = 0
-                while n < 1000 and not self.inbox.empty():
-                    self._take(self.inbox.get_nowait())
-                    n += 1
+                n = self._drain(0)
+                if n < 1000:
+                    # one more turn of the loop: callbacks already due (a unit that just
+                    # finished reports through one) join this commit instead of the next
+                    await asyncio.sleep(0)
+                    self._drain(n)
                 await self._commit()
         finally:
             await self._shutdown()
         return self.st
 
     # -- the loop -------------------------------------------------------------------------------
+    def _drain(self, n: int) -> int:
+        while n < 1000 and not self.inbox.empty():
+            self._take(self.inbox.get_nowait())
+            n += 1
+        return n
+
     def _finished(self) -> bool:
         st = self.st
         if st.finished or self.stopped is not None:

@@ -55,6 +55,10 @@ def project(e: Event) -> ProjectionOps:
         ops.run["wake_at"] = e.payload.get("wake_at") if t == EventType.RUN_PARKED else None
         if t == EventType.RUN_STARTED:
             ops.run["started_at_if_null"] = e.ts
+        if t in (EventType.RUN_COMPLETED, EventType.RUN_FAILED, EventType.RUN_CANCELED, EventType.RUN_PARKED):
+            # nobody holds a finished or parked run: its lease ends with the event
+            ops.run["owner"] = None
+            ops.run["lease_expires_at"] = None
         if t in (EventType.RUN_COMPLETED, EventType.RUN_FAILED, EventType.RUN_CANCELED):
             ops.run["ended_at"] = e.ts
             if "outputs" in e.payload:

@@ -210,6 +210,7 @@ class AppendPlan:
         self.rows: list[Any] = []  # flat INSERT parameters, ROW_WIDTH per event
         self.run = RunUpdate()
         self.writes: list[tuple[str, list[Any]]] = []
+        merged = _MergedProjection()
         seq = first_seq
         for ne in events:
             type_ = str(ne.type)
@@ -225,9 +226,11 @@ class AppendPlan:
             ops = project(e)
             self.run.add(ops.run, ops.run_add)
             if ops.step or ops.attempt or ops.attempt_add or ops.artifact:
-                self.writes.extend(_projection_writes(run_id, ops, ph, cache))
+                merged.add(ops)
             self.events.append(e)
             seq += 1
+        if merged.any:
+            self.writes.extend(merged.writes(run_id, ph, cache))
 
     def with_ids(self, ids: list[int]) -> list[Event]:
         # The ids exist only once the rows are inserted. Nobody has seen these events yet,
@@ -235,6 +238,67 @@ class AppendPlan:
         for e, id_ in zip(self.events, ids, strict=True):
             _set(e, "id", id_)
         return self.events
+
+
+class _MergedProjection:
+    """The step / attempt / artifact changes of one append, one statement per row: the
+    events of a batch often touch the same attempt and step several times (started,
+    model chosen, usage, completed), and only the final values need writing."""
+
+    __slots__ = ("steps", "attempts", "adds", "artifacts", "any")
+
+    def __init__(self) -> None:
+        self.steps: dict[str, dict[str, Any]] = {}
+        self.attempts: dict[tuple[str, str, int], list[Any]] = {}  # key -> [fields, insert?]
+        self.adds: dict[tuple[str, str, int], dict[str, float]] = {}
+        self.artifacts: list[dict[str, Any]] = []
+        self.any = False
+
+    def add(self, ops: Any) -> None:
+        self.any = True
+        if ops.step:
+            sid, f = ops.step
+            cur = self.steps.get(sid)
+            if cur is None:
+                self.steps[sid] = dict(f)
+            else:
+                cur.update(f)
+        if ops.attempt:
+            key, f, insert = ops.attempt
+            cur = self.attempts.get(key)
+            if cur is None:
+                self.attempts[key] = [dict(f), insert]
+            else:
+                cur[0].update(f)
+                if insert is not None:
+                    cur[1] = bool(cur[1]) or insert
+        if ops.attempt_add:
+            key, add = ops.attempt_add
+            cur = self.adds.get(key)
+            if cur is None:
+                self.adds[key] = dict(add)
+            else:
+                for k, v in add.items():
+                    cur[k] = cur.get(k, 0) + v
+        if ops.artifact:
+            self.artifacts.append(ops.artifact)
+
+    def writes(self, run_id: str, ph: str, cache: dict[Any, str]) -> Iterator[tuple[str, list[Any]]]:
+        for sid, f in self.steps.items():
+            yield from _projection_writes(run_id, _Ops(step=(sid, f)), ph, cache)
+        for key, (f, insert) in self.attempts.items():
+            yield from _projection_writes(run_id, _Ops(attempt=(key, f, insert)), ph, cache)
+        for key, add in self.adds.items():
+            yield from _projection_writes(run_id, _Ops(attempt_add=(key, add)), ph, cache)
+        for a in self.artifacts:
+            yield from _projection_writes(run_id, _Ops(artifact=a), ph, cache)
+
+
+class _Ops:
+    __slots__ = ("step", "attempt", "attempt_add", "artifact")
+
+    def __init__(self, step: Any = None, attempt: Any = None, attempt_add: Any = None, artifact: Any = None) -> None:
+        self.step, self.attempt, self.attempt_add, self.artifact = step, attempt, attempt_add, artifact
 
 
 def _projection_writes(
@@ -319,6 +383,8 @@ _SCAN_STATUS = "(status IN ('QUEUED', 'RUNNING') OR (status = 'WAITING' AND wake
 
 class SqliteStore(SqlBatches):
     """Event log and projections in one SQLite file (WAL mode)."""
+
+    local_commit = True  # a commit is a local WAL append: group commit runs on the event loop
 
     def __init__(self, path: str | Path, *, busy_timeout: float = 10.0) -> None:
         self.path = str(path)
