@@ -217,20 +217,63 @@ class PostgresStore(SqlBatches):
         return self.append_many([(run_id, events, now)])[0]
 
     def append_many(self, batch: list[tuple[str, list[NewEvent], float]]) -> list[list[Event]]:
-        """Several appends (of any runs) in one transaction: all or none (group commit)."""
+        """Several appends (of any runs) in one transaction: all or none (group commit).
+
+        Two round trips whatever the batch size (psycopg pipeline mode): one takes the runs'
+        locks and reads their last seq and the transaction id, the other writes every run
+        update, every event and every projection row, and the notifications."""
 
         def tx(conn: Any) -> list[list[Event]]:
-            # Per-run locks first, before the transaction has an id: a run's appenders take
+            cache = self._sql_cache
+            run_ids = list(dict.fromkeys(r for r, _, _ in batch))
+            # per-run locks first, before the transaction has an id: a run's appenders take
             # turns, and each gets its transaction id only once it holds the run - so within
-            # a run, event ids grow with seq. (Sorted: two batches never wait on each other
-            # in a cycle. Not one lock for the database: other runs append meanwhile.)
-            for key in sorted({_run_lock_key(r) for r, e, _ in batch if e}):
-                conn.execute("SELECT pg_advisory_xact_lock(%s)", (key,))
-            ids = _IdSource(conn)
-            out = [self._append_in_tx(conn, r, e, n, ids) for r, e, n in batch]
-            notes = {r: evs[-1].seq for (r, _, _), evs in zip(batch, out, strict=True) if evs}
-            for run_id, last in notes.items():
-                conn.execute("SELECT pg_notify(%s, %s)", (CHANNEL, f"{run_id}:{last}"))  # at commit
+            # a run, event ids grow with seq (sorted: no cycle between two batches)
+            keys = sorted({_run_lock_key(r) for r, e, _ in batch if e})
+            with conn.pipeline():
+                if keys:
+                    conn.execute("SELECT pg_advisory_xact_lock(k) FROM unnest(%s::bigint[]) AS k", (keys,))
+                rows = conn.execute("SELECT id, last_seq FROM runs WHERE id = ANY(%s) FOR UPDATE", (run_ids,))
+                xid_cur = conn.execute(f"SELECT {_XID}")
+                last = dict(rows.fetchall())
+                xid = int(xid_cur.fetchone()[0])
+            for r in run_ids:
+                if r not in last:
+                    raise StoreError(f"no run {r}")
+            next_id = (xid << ID_SHIFT) + 1
+            out: list[list[Event]] = []
+            statements: list[tuple[str, list[Any]]] = []
+            event_rows: list[list[Any]] = []
+            notes: dict[str, int] = {}
+            for run_id, events, now in batch:
+                if not events:
+                    out.append([])
+                    continue
+                first_seq = last[run_id] + 1
+                last[run_id] += len(events)
+                plan = AppendPlan(run_id, events, now, first_seq, "%s", cache)
+                statements.append(plan.run.sql(last[run_id], run_id, "%s", cache))
+                ids = list(range(next_id, next_id + len(events)))
+                next_id += len(events)
+                for j, id_ in enumerate(ids):
+                    event_rows.append([id_, *plan.rows[j * ROW_WIDTH : (j + 1) * ROW_WIDTH]])
+                statements.extend(plan.writes)
+                notes[run_id] = last[run_id]
+                out.append(plan.with_ids(ids))
+            if next_id - (xid << ID_SHIFT) >= 1 << ID_SHIFT:
+                raise StoreError(f"one transaction may append at most {(1 << ID_SHIFT) - 1} events")
+            with conn.pipeline():
+                for sql, params in statements[: len(statements)]:
+                    if sql.startswith("UPDATE runs"):
+                        conn.execute(sql, params)
+                for i in range(0, len(event_rows), EVENT_INSERT_CHUNK):
+                    chunk = event_rows[i : i + EVENT_INSERT_CHUNK]
+                    conn.execute(_insert_with_ids(len(chunk), cache), [v for row in chunk for v in row])
+                for sql, params in statements:
+                    if not sql.startswith("UPDATE runs"):
+                        conn.execute(sql, params)  # str params are untyped: the server casts JSON text
+                for run_id, seq in notes.items():
+                    conn.execute("SELECT pg_notify(%s, %s)", (CHANNEL, f"{run_id}:{seq}"))  # at commit
             return out
 
         return self._run(tx)
