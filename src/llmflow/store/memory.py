@@ -12,10 +12,11 @@ from llmflow.engine.payloads import as_dict, schema_version_of
 from llmflow.errors import StoreError
 from llmflow.store.base import ArtifactRow, AttemptRow, Control, Project, RunRecord
 from llmflow.store.batches import MemoryBatches
+from llmflow.store.evals import MemoryEvals
 from llmflow.store.projection import project
 
 
-class MemoryStore(MemoryBatches):
+class MemoryStore(MemoryBatches, MemoryEvals):
     url = "memory://"
     shared = False  # no other process can see it: runners need not poll its control mailbox
 

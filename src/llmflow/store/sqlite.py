@@ -30,6 +30,7 @@ from llmflow.errors import StoreError
 from llmflow.store import migrations
 from llmflow.store.base import ArtifactRow, AttemptRow, Control, Project, RunRecord
 from llmflow.store.batches import SqlBatches
+from llmflow.store.evals import SqlEvals
 from llmflow.store.projection import project
 
 # --- shared with the postgres store: row mapping and SQL building are dialect-neutral,
@@ -381,7 +382,7 @@ _SCAN_FREE = "(owner IS NULL OR COALESCE(lease_expires_at, 0) < ?)"
 _SCAN_STATUS = "(status IN ('QUEUED', 'RUNNING') OR (status = 'WAITING' AND wake_at <= ?))"
 
 
-class SqliteStore(SqlBatches):
+class SqliteStore(SqlBatches, SqlEvals):
     """Event log and projections in one SQLite file (WAL mode)."""
 
     local_commit = True  # a commit is a local WAL append: group commit runs on the event loop
