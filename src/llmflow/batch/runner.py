@@ -179,7 +179,9 @@ class BatchDriver:
         error = job.error
         if error is None:
             try:
-                self.rt.create_run(loaded, job.inputs, opts, claim=True)
+                # created holding the lease when this process executes it (another executor,
+                # Ray's actors, claims it itself)
+                self.rt.create_run(loaded, job.inputs, opts, claim=isinstance(self.executor, LocalExecutor))
                 return True
             except FlowValidationError as exc:
                 error = "invalid record: " + "; ".join(d.message for d in exc.diagnostics)
