@@ -24,17 +24,15 @@ cancel, a failed step, an exhausted budget, the run timeout.
 from __future__ import annotations
 
 import hashlib
-import itertools
-import math
 from typing import Any
 
 from llmflow.engine.aggregate import AggregationError, Response, aggregate
 from llmflow.engine.context import template_context
 from llmflow.engine.events import NOT_FOLDED, NewEvent
 from llmflow.engine.events import EventType as E
+from llmflow.engine.humans import HumanDecisions
 from llmflow.engine.inputs import (
     AnswerHuman,
-    AskHuman,
     Cancel,
     CancelRequested,
     Command,
@@ -53,7 +51,6 @@ from llmflow.engine.inputs import (
     StepCanceled,
     StepFailed,
     StepSucceeded,
-    Stop,
     TimerFired,
 )
 from llmflow.engine.payloads import (
@@ -62,14 +59,11 @@ from llmflow.engine.payloads import (
     AttemptFailed,
     AttemptInterrupted,
     AttemptStarted,
-    HumanInputReceived,
-    HumanInputRequested,
     LoopIteration,
     RunCanceled,
     RunCancelRequested,
     RunCompleted,
     RunFailed,
-    RunParked,
     RunPaused,
     RunQueued,
     RunRecovered,
@@ -90,19 +84,13 @@ from llmflow.engine.payloads import StepFailed as StepFailedP
 from llmflow.engine.retry import backoff_delay, should_retry
 from llmflow.engine.state import NodeState, RunState, UnitState, apply
 from llmflow.engine.states import AttemptStatus, RunStatus, StepStatus, UnitStatus
+from llmflow.engine.timers import durable_timers
+from llmflow.engine.units import DEFAULT_MAX_UNITS, UnitCapError, compute_units, unit_cap
 from llmflow.errors import TemplateError
 from llmflow.model.expressions import evaluate
 from llmflow.model.spec import BroadcastStep, LoopStep, ParallelStep, RouteStep
 
-DEFAULT_MAX_UNITS = 10_000
-"""Units one step may have (for_each items x matrix variants x agents) unless the
-``max_units`` setting or flow option says otherwise."""
-
-__all__ = ["Cancel", "Decision", "Execute", "StartTimer", "decide", "plan", "compute_units", "DEFAULT_MAX_UNITS"]
-
-
-class UnitCapError(TemplateError):
-    pass
+__all__ = ["Cancel", "Decision", "Execute", "StartTimer", "decide", "plan", "compute_units", "durable_timers", "unit_cap", "UnitCapError", "DEFAULT_MAX_UNITS"]
 
 
 def _jitter(run_id: str, node: str, unit: str, attempt: int) -> float:
@@ -110,72 +98,11 @@ def _jitter(run_id: str, node: str, unit: str, attempt: int) -> float:
     return int.from_bytes(h, "big") / 2**32
 
 
-def _unit_key(parts: list[str]) -> str:
-    return "|".join(p for p in parts if p)
-
-
-def _short(v: Any) -> str:
-    s = str(v)
-    return s if len(s) <= 40 else s[:37] + "..."
-
-
-def unit_cap(st: RunState) -> int:
-    """The most units one step of this run may have: the ``max_units`` setting (recorded with
-    the run) and the flow's ``options.max_units``, whichever is lower."""
-    cap = int(st.options.get("max_units") or DEFAULT_MAX_UNITS)
-    own = getattr(st.flow.options, "max_units", None)
-    return min(cap, int(own)) if own else cap
-
-
-def compute_units(st: RunState, n: NodeState) -> list[dict[str, Any]]:
-    """The units of a step: for_each items x matrix variants x broadcast agents. Raises
-    TemplateError (UnitCapError past the cap: counted before any unit is built)."""
-    spec = n.spec
-    ctx = template_context(st, n.id) if (isinstance(spec.for_each, str) or spec.matrix) else {}
-    seq: Any = None
-    if spec.for_each is not None:
-        seq = evaluate(spec.for_each, ctx) if isinstance(spec.for_each, str) else spec.for_each
-        if isinstance(seq, dict):
-            seq = list(seq.items())
-        if not isinstance(seq, list | tuple):
-            raise TemplateError(f"for_each of step '{n.short_id}' must give a list, got {type(seq).__name__}")
-    axes: list[tuple[str, list[Any]]] = []
-    if spec.matrix:
-        for k, v in spec.matrix.items():
-            vals = evaluate(v, ctx) if isinstance(v, str) else v
-            if not isinstance(vals, list | tuple):
-                vals = [vals]
-            axes.append((k, list(vals)))
-    agents = list(spec.agents) if isinstance(spec, BroadcastStep) else []
-    count = (len(seq) if seq is not None else 1) * math.prod(len(a[1]) for a in axes) * (len(agents) or 1)
-    cap = unit_cap(st)
-    if count > cap:
-        what = " x ".join(
-            w for w in (f"{len(seq)} for_each items" if seq is not None else "", f"{math.prod(len(a[1]) for a in axes)} matrix variants" if axes else "", f"{len(agents)} agents" if agents else "") if w
-        )
-        raise UnitCapError(
-            f"step '{n.short_id}' would run {count} units ({what}), more than the cap of {cap} units per step; "
-            f"split the work, or raise the cap with options.max_units (at most the LLMFLOW_MAX_UNITS setting)"
-        )
-    items: list[tuple[str, dict[str, Any]]] = [("", {})] if seq is None else [(str(i), {"item": v, "index": i}) for i, v in enumerate(seq)]
-    variants: list[tuple[str, dict[str, Any]]] = [("", {})]
-    if axes:
-        variants = []
-        for combo in itertools.product(*[a[1] for a in axes]):
-            m = {axes[i][0]: combo[i] for i in range(len(axes))}
-            variants.append((",".join(f"{k}={_short(v)}" for k, v in m.items()), {"matrix": m}))
-    agent_units: list[tuple[str, dict[str, Any]]] = [(a, {"agent": a}) for a in agents] or [("", {})]
-    return [
-        {"key": _unit_key([ik, mk, ak]), "vars": {**iv, **mv, **av}}
-        for (ik, iv), (mk, mv), (ak, av) in itertools.product(items, variants, agent_units)
-    ]
-
-
 def _label(n: NodeState, unit: str) -> str:
     return f"{n.short_id}[{unit}]" if unit else n.short_id
 
 
-class _Decider:
+class _Decider(HumanDecisions):
     __slots__ = ("st", "now", "events", "commands")
 
     def __init__(self, st: RunState, now: float) -> None:
@@ -344,80 +271,6 @@ class _Decider:
                 n.pending.appendleft(key)
                 self.st.fillable.add(n.id)
         self.st.touched.add(n.id)
-
-    # -- humans ----------------------------------------------------------------------------
-    def _asked(self, q: HumanAsked) -> None:
-        st = self.st
-        rid = q.request_id
-        if rid in st.human_answers:
-            self.commands.append(AnswerHuman(rid, st.human_answers[rid]))
-            return
-        if not st.flow.options.human_in_loop:
-            answer = q.default if q.default is not None else ""
-            self.ev(E.HUMAN_INPUT_RECEIVED, f"human_in_loop is off; answering {q.prompt[:60]!r} with the default", q.node_id, q.unit, q.attempt, HumanInputReceived(request_id=rid, answer=answer, source="human_in_loop: false"))
-            self.commands.append(AnswerHuman(rid, answer))
-            return
-        old = st.human_requests.get(rid) if rid in st.open_requests else None
-        p = HumanInputRequested(request_id=rid, prompt=q.prompt, input=q.input, options=q.options, default=q.default)
-        if old is not None:  # asked again after a takeover: the same deadline
-            timeout, at = old.get("timeout"), old.get("timeout_at")
-        else:
-            timeout = q.timeout or st.options.get("human_timeout") or getattr(st.flow.options, "human_timeout", None)
-            at = self.now + float(timeout) if timeout else None
-        if at is not None:
-            from dataclasses import replace
-
-            p = replace(p, timeout=float(timeout or 0), timeout_at=at)
-        self.ev(E.HUMAN_INPUT_REQUESTED, f"Waiting for human input: {q.prompt[:100]}", q.node_id, q.unit, q.attempt, p)
-        if at is not None:
-            self.commands.append(StartTimer(f"human:{rid}", at))
-        self.commands.append(AskHuman(rid, q.node_id, q.unit, q.prompt, q.input, q.options, q.default))
-        early = next((x for x in st.early_answers if x[0] in (None, rid)), None)
-        if early is not None:
-            st.early_answers.remove(early)
-            self._answered(rid, early[1], None)
-        elif q.park_after is not None:
-            self.commands.append(StartTimer("park", self.now + q.park_after))
-
-    def _answered(self, rid: str | None, answer: Any, source: str | None, message: str | None = None) -> None:
-        st = self.st
-        if rid is None or rid not in st.open_requests:
-            if rid is None and st.open_requests:
-                rid = next(iter(st.open_requests))
-            elif rid is None or rid not in st.human_requests:
-                st.early_answers.append((rid, answer))  # an answer before its question is kept
-                return
-            elif rid in st.human_answers:
-                return  # answered already: the first answer wins
-        node_id, unit = st.open_requests.get(rid, (None, ""))
-        p = HumanInputReceived(request_id=rid, answer=answer, source=source) if source else HumanInputReceived(request_id=rid, answer=answer)
-        self.ev(E.HUMAN_INPUT_RECEIVED, message or f"Human input received: {str(answer)[:80]}", payload=p)
-        self.commands.append(AnswerHuman(rid, answer))
-        if st.status is RunStatus.WAITING and not st.open_requests:
-            self.ev(E.RUN_QUEUED, "Run re-queued: human input received", payload=RunQueued(reason="human input received"))
-
-    def _maybe_park(self) -> None:
-        """Park the run when every running unit waits for a person: record the waiting
-        attempts as interrupted, go WAITING, and let the process go (Stop)."""
-        st = self.st
-        if not st.executing or st.status is not RunStatus.RUNNING or st.finished or not st.open_requests:
-            return
-        asking = []
-        for rid, (node_id, unit) in st.open_requests.items():
-            n = st.nodes.get(node_id or "")
-            u = n.units.get(unit) if n is not None else None
-            if u is not None and u.status is UnitStatus.RUNNING and u.asking == rid:
-                asking.append((n, u, rid))
-        if not asking or len(asking) != st.running:
-            return
-        for n, u, _ in asking:
-            a = u.attempts[-1]
-            self.ev(E.ATTEMPT_INTERRUPTED, f"Attempt {a.n} of {_label(n, u.key)} parked: waiting for human input", n.id, u.key, a.n, AttemptInterrupted(error="parked: waiting for human input"))
-            self.commands.append(Cancel(n.id, u.key, "parked", silent=True))
-        rids = [rid for _, _, rid in asking]
-        wake = [t.at for t in durable_timers(st, self.now)]
-        self.ev(E.RUN_PARKED, f"Run parked: waiting for human input ({', '.join(rids)}); answer it to continue", payload=RunParked(requests=rids, wake_at=min(wake) if wake else None))
-        self.commands.append(Stop("parked: waiting for human input"))
 
     # -- re-run in place -------------------------------------------------------------------
     def _rerun(self, r: RerunRequested) -> None:
@@ -855,28 +708,6 @@ class _Decider:
             self.ev(E.STEP_COMPLETED, f"Loop {n.short_id} completed after {n.iteration} iteration(s): {why}", n.id, payload=StepCompleted(output=last.output, iterations=n.iteration, until_met=done))
             return
         self.ev(E.LOOP_ITERATION, f"Loop {n.short_id}: iteration {n.iteration + 1}", n.id, payload=LoopIteration(iteration=n.iteration + 1))
-
-
-def durable_timers(st: RunState, now: float) -> list[StartTimer]:
-    """The timers recorded in a run's log that have not fired yet: the run deadline, retry
-    backoffs, step timeouts of running attempts, human-input deadlines."""
-    out: list[StartTimer] = []
-    if st.deadline is not None:
-        out.append(StartTimer("run", st.deadline))
-    for n in st.nodes.values():
-        if not n.units:
-            continue
-        for u in n.units.values():
-            if u.status is UnitStatus.PENDING and u.not_before is not None:
-                out.append(StartTimer(f"retry:{n.id}[{u.key}]", u.not_before))
-            elif u.status is UnitStatus.RUNNING and u.attempts and u.attempts[-1].timeout_at is not None:
-                a = u.attempts[-1]
-                out.append(StartTimer(f"attempt:{n.id}[{u.key}]#{a.n}", a.timeout_at))  # type: ignore[arg-type]
-    for rid in st.open_requests:
-        at = (st.human_requests.get(rid) or {}).get("timeout_at")
-        if at is not None:
-            out.append(StartTimer(f"human:{rid}", at))
-    return out
 
 
 def decide(st: RunState, inp: Input | NewEvent, now: float) -> Decision:
