@@ -123,9 +123,10 @@ class RunOptions:
     run_type: str = "flow"
     metadata: dict[str, Any] = field(default_factory=dict)
     run_id: str | None = None
+    thread: str | None = None  # continue this conversation thread (kept as metadata.thread)
 
     def to_dict(self) -> dict[str, Any]:
-        return {k: v for k, v in self.__dict__.items() if v not in (None, {}, []) and k not in ("run_id",)}
+        return {k: v for k, v in self.__dict__.items() if v not in (None, {}, []) and k not in ("run_id", "thread")}
 
 
 def changed_keys(a: Any, b: Any, path: str = "") -> list[str]:
@@ -177,6 +178,9 @@ class Runtime:
         self._cache_dir = settings.state_dir / "cache"
         self._inline_io = not getattr(store, "shared", True) or not hasattr(self.writer, "call")
         self._fresh: dict[str, tuple[RunRecord, list[Event]]] = {}  # created here to run here next
+        from llmflow.tools.services import ToolServices
+
+        self.tool_services = ToolServices(settings, run_child=self._run_child, store=store)
 
     async def io(self, fn: Callable[..., Any], *args: Any) -> Any:
         """A store call off the event loop (on the writer's thread) where the store is shared
@@ -291,6 +295,11 @@ class Runtime:
         clean, diags = validate_inputs(flow, dict(inputs or {}), coerce_strings=coerce_strings)
         if diags:
             raise FlowValidationError(diags)
+        from llmflow.tools.check import check_loaded
+
+        diags = check_loaded(loaded, self.tool_services, self.functions, thread=options.thread)
+        if diags:
+            raise FlowValidationError(diags)
         if options.models:
             ids = None
             for step in options.models:
@@ -313,7 +322,7 @@ class Runtime:
             spec=self._record(loaded),
             fingerprint=self._fingerprint(flow),
             options=opts,
-            metadata=dict(options.metadata),
+            metadata={**options.metadata, **({"thread": options.thread} if options.thread else {})},
             parent_run_id=options.parent_run_id,
             batch_id=options.batch_id,
             project_id=options.project_id,
@@ -421,6 +430,7 @@ class Runtime:
             cache_dir=self._cache_dir,
             park_after=park_after,
             poll_controls=shared,
+            settings=self._step_settings(rec),
         )
 
     async def execute(
@@ -483,6 +493,12 @@ class Runtime:
                     await io(self.store.release, run_id, self.owner)
             except Exception:  # noqa: BLE001 - the lease expires anyway; keep the real error
                 log.warning("run %s: releasing the lease failed", run_id, exc_info=True)
+
+    def _step_settings(self, rec: RunRecord) -> dict[str, Any]:
+        """What steps read from ``ctx.settings``: tool services, the run's thread, the flow's directory."""
+        src = rec.spec.get("source_path") or rec.spec.get("source")
+        flow_dir = str(Path(src).resolve().parent) if src and not src.startswith("<") else None
+        return {"tools": self.tool_services, "thread": (rec.metadata or {}).get("thread"), "flow_dir": flow_dir}
 
     async def run(self, flow_ref: Any, inputs: dict[str, Any] | None = None, options: RunOptions | None = None, **kw: Any) -> RunState:
         rec = self.create_run(flow_ref, inputs, options, claim=True, **kw)
@@ -591,9 +607,9 @@ class Runtime:
         return new
 
     # -- child runs ----------------------------------------------------------------------------
-    async def _run_child(self, ctx: StepContext, flow_ref: str, inputs: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    async def _run_child(self, ctx: StepContext, flow_ref: str, inputs: dict[str, Any], overrides: list[str], key: str | None = None) -> dict[str, Any]:
         parent = self.get(ctx.run_id)
-        base = child_run_id(ctx.run_id, ctx.node_id, ctx.unit)
+        base = child_run_id(ctx.run_id, ctx.node_id, ctx.unit) + (f".{key}" if key else "")
         existing = self.store.get_run(base)
         child_id = base
         if existing is not None:

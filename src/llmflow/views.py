@@ -10,6 +10,9 @@ def run_view(rt: Any, run_id: str) -> dict[str, Any]:
     st = rt.state_of(rec)
     attempts = rt.store.attempts(run_id)
     rows = rt.store.step_rows(run_id)
+    from llmflow.tools.view import tool_calls_by_step
+
+    calls = tool_calls_by_step(rt.store.events(run_id))
     by_step: dict[str, list[Any]] = {}
     for a in attempts:
         by_step.setdefault(a.step_id, []).append(a)
@@ -31,6 +34,7 @@ def run_view(rt: Any, run_id: str) -> dict[str, Any]:
                 "model": next((a.model for a in reversed(atts) if a.model), None),
                 "tokens_in": sum(a.tokens_in for a in atts),
                 "tokens_out": sum(a.tokens_out for a in atts),
+                "tool_calls": calls.get(nid, []),
                 "attempts": [
                     {
                         "unit": a.unit,

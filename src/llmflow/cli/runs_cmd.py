@@ -163,6 +163,7 @@ def register(app: typer.Typer) -> None:
         human: Annotated[bool, typer.Option("--human/--no-human", help="Ask for human input (--no-human answers with defaults)")] = True,
         workspace: Annotated[str | None, typer.Option("--workspace", "-w", help="Run file and shell steps in this directory")] = None,
         timeout: Annotated[float | None, typer.Option("--timeout", help="Run timeout in seconds")] = None,
+        thread: Annotated[str | None, typer.Option("--thread", "-t", help="Continue this conversation thread (agents see their earlier messages)")] = None,
         as_json: Json = False,
         verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug logs on stderr")] = False,
         config_dir: ConfigDir = None,
@@ -198,7 +199,7 @@ def register(app: typer.Typer) -> None:
         if record_id is not None:
             if "record_id" in f.inputs:
                 inputs["record_id"] = record_id
-        opts = RunOptions(models=_models(model), timeout=timeout, workspace=workspace, metadata={"record_id": record_id} if record_id else {})
+        opts = RunOptions(models=_models(model), timeout=timeout, workspace=workspace, metadata={"record_id": record_id} if record_id else {}, thread=thread)
         rec = rt.create_run(loaded, inputs, opts, claim=True)  # executed here: no worker may take it
         tty = sys.stdout.isatty() and not as_json
         if not as_json:
@@ -263,6 +264,15 @@ def register(app: typer.Typer) -> None:
             print(f"  {s['status']:<10} {s['id']:<24} {s['kind']:<10} {_dur(s['duration']):>8}  {s['model'] or ''}")
             if s["error"]:
                 print(f"             error: {s['error']}")
+            calls = s.get("tool_calls") or []
+            if calls:
+                failed = sum(1 for c in calls if c["status"] == "FAILED")
+                print(f"             tool calls: {len(calls)}" + (f" ({failed} failed)" if failed else ""))
+                if attempts or step is not None:
+                    for c in calls:
+                        args = json.dumps(c.get("arguments"), ensure_ascii=False, default=str)
+                        outcome = c.get("error") if c["status"] == "FAILED" else json.dumps(c.get("result"), ensure_ascii=False, default=str)
+                        print(f"             {c['status']:<10} {c['name']}({args[:60]}) {_dur(c.get('duration')):>8}  {(outcome or '').replace(chr(10), ' ')[:80]}")
             if attempts or step is not None:
                 for a in s["attempts"]:
                     label = f"{a['unit']}#{a['attempt']}" if a["unit"] else f"#{a['attempt']}"

@@ -30,6 +30,7 @@ class LlmResult:
     input_tokens: int = 0
     output_tokens: int = 0
     cost: float = 0.0
+    tool_calls: tuple[Any, ...] = ()  # providers.base.ToolCall items the model asked for
 
 
 class LlmGateway(Protocol):
@@ -43,6 +44,7 @@ class LlmGateway(Protocol):
         params: dict[str, Any],
         output_schema: dict[str, Any] | None = None,
         stream: bool = True,
+        tools: list[Any] | None = None,  # providers.base.ToolDef; messages may then be ChatMessage
     ) -> LlmResult: ...
 
 

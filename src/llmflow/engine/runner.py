@@ -52,7 +52,7 @@ from llmflow.engine.inputs import (
 from llmflow.engine.ports import Clock, EventLog, HumanQuestion, LlmGateway, StepContext, StepExecutor
 from llmflow.engine.scheduler import decide
 from llmflow.engine.state import RunState
-from llmflow.engine.states import AttemptStatus, RunStatus
+from llmflow.engine.states import RunStatus
 from llmflow.errors import LlmflowError, RateLimitError, StepError, TemplateError
 
 log = logging.getLogger("llmflow.engine")
@@ -422,26 +422,19 @@ class Runner:
             allow_shell=self.cfg.allow_shell,
             functions=self.cfg.functions,
             settings=self.cfg.settings,
-            prior=lambda: self.prior_events(cmd.node_id, cmd.unit),
+            prior=lambda: self.prior_events(cmd),
         )
         return ctx
 
-    def prior_events(self, node_id: str, unit: str) -> list[Event]:
-        """Events recorded for ``node_id[unit]`` by the attempts of the current generation
-        that ended interrupted (their process stopped), in order - what they did (model
-        calls, tool calls, ...), not their own start and end."""
-        n = self.st.nodes.get(node_id)
-        u = n.units.get(unit) if n is not None else None
-        if u is None:
-            return []
-        lost = {a.n for a in u.attempts if a.status is AttemptStatus.INTERRUPTED}
-        if not lost:
-            return []
-        return [
-            e
-            for e in self.log.events(self.st.run_id)
-            if e.step_id == node_id and (e.unit or "") == unit and e.attempt in lost and not e.type.startswith("ATTEMPT_")
-        ]
+    def prior_events(self, cmd: Execute) -> list[Event]:
+        """Events recorded for this step and unit by its attempts since the step's last re-run
+        that ended interrupted (their process stopped), in order."""
+        unit = cmd.unit or None
+        mine = [e for e in self.log.events(self.st.run_id) if e.step_id == cmd.node_id and ((e.unit or None) == unit or (e.type == E.STEP_RERUN and e.unit is None))]
+        start = max((i for i, e in enumerate(mine) if e.type == E.STEP_RERUN), default=-1) + 1
+        mine = mine[start:]
+        interrupted = {e.attempt for e in mine if e.type == E.ATTEMPT_INTERRUPTED and e.attempt is not None and e.attempt < cmd.attempt}
+        return [e for e in mine if e.attempt in interrupted]
 
     async def _run_unit(self, cmd: Execute) -> Any:
         ctx = self._context(cmd)

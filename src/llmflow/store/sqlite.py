@@ -32,6 +32,7 @@ from llmflow.store.base import ArtifactRow, AttemptRow, Control, Project, RunRec
 from llmflow.store.batches import SqlBatches
 from llmflow.store.evals import SqlEvals
 from llmflow.store.projection import project
+from llmflow.store.threads import SqlThreads
 
 # --- shared with the postgres store: row mapping and SQL building are dialect-neutral,
 # --- parameterised by the placeholder (``?`` or ``%s``).
@@ -382,7 +383,7 @@ _SCAN_FREE = "(owner IS NULL OR COALESCE(lease_expires_at, 0) < ?)"
 _SCAN_STATUS = "(status IN ('QUEUED', 'RUNNING') OR (status = 'WAITING' AND wake_at <= ?))"
 
 
-class SqliteStore(SqlBatches, SqlEvals):
+class SqliteStore(SqlBatches, SqlThreads, SqlEvals):
     """Event log and projections in one SQLite file (WAL mode)."""
 
     local_commit = True  # a commit is a local WAL append: group commit runs on the event loop
