@@ -520,6 +520,8 @@ class Runtime:
             raise RunStateError(f"run {run_id} is already paused")
         if action == "resume" and rec.status != RunStatus.PAUSED:
             raise RunStateError(f"run {run_id} is {rec.status}; only a paused run can be resumed")
+        if action == "answer" and rec.status in RUN_TERMINAL:
+            raise RunStateError(f"run {run_id} is {rec.status}; it has no open question to answer", hint=f"see its log with `llmflow runs events {run_id}`")
         if runner is not None:
             runner.control(action, payload)
             return f"{action} sent to the running run"
