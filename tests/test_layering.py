@@ -36,6 +36,8 @@ COMPONENT = {
     "settings": "app",
     "stats": "app",
     "worker": "app",
+    "flowcache": "app",
+    "views": "app",
     "api": "api",
     "batch": "batch",
     # evaluation and optimisation: over batch mode and the runtime

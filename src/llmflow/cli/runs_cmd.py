@@ -200,7 +200,7 @@ def register(app: typer.Typer) -> None:
             if "record_id" in f.inputs:
                 inputs["record_id"] = record_id
         opts = RunOptions(models=_models(model), timeout=timeout, workspace=workspace, metadata={"record_id": record_id} if record_id else {}, thread=thread)
-        rec = rt.create_run(loaded, inputs, opts)
+        rec = rt.create_run(loaded, inputs, opts, claim=True)  # executed here: no worker may take it
         tty = sys.stdout.isatty() and not as_json
         if not as_json:
             print(f"run {rec.id}: flow {f.name}", file=sys.stderr if not tty else sys.stdout)
@@ -329,6 +329,18 @@ def register(app: typer.Typer) -> None:
     def runs_pause(run_id: Annotated[str, typer.Argument()]) -> int:
         """Pause a run: running steps finish, no new step starts."""
         return _control(run_id, "pause")
+
+    @runs.command("answer")
+    def runs_answer(
+        run_id: Annotated[str, typer.Argument(help="Run id")],
+        answer: Annotated[str, typer.Argument(help="The answer (for a confirm question: yes / no)")],
+        request: Annotated[str | None, typer.Option("--request", help="The request id (default: the run's open question)")] = None,
+    ) -> int:
+        """Answer a run's human-input question, also when nobody is at its console (a parked run continues)."""
+        rt = _runtime()
+        what = rt.control(run_id, "answer", {"request_id": request, "answer": answer})
+        print(f"run {run_id}: {what}")
+        return 0
 
     @runs.command("resume")
     def runs_resume(
