@@ -184,7 +184,9 @@ def test_cancel_in_the_middle_of_a_fan_out_ends_every_attempt(tmp_path):
 def test_units_are_capped_by_the_setting_before_they_are_built(tmp_path):
     flow = tmp_path / "big.yaml"
     flow.write_text("name: big\nsteps:\n  - id: each\n    for_each: \"{{ range(100000) | list }}\"\n    llm: x\n")
-    env = env_for(tmp_path, LLMFLOW_MAX_UNITS="1000")
+    # the template's own range cap (LLMFLOW_TEMPLATE_MAX_RANGE, default 10,000) is raised so
+    # that the unit cap is what stops this one
+    env = env_for(tmp_path, LLMFLOW_MAX_UNITS="1000", LLMFLOW_TEMPLATE_MAX_RANGE="100000")
     p = subprocess.run([sys.executable, "-m", "llmflow", "run", str(flow)], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=120)
     assert p.returncode == 1
     assert "100000 units" in p.stderr and "cap of 1000" in p.stderr
