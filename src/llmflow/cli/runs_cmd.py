@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import sys
 import time
 from typing import Annotated, Any
@@ -37,16 +38,22 @@ def _parse_kv(items: list[str] | None, what: str) -> dict[str, str]:
     return out
 
 
+_STEP_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_.\-/]*$")
+
+
 def _models(items: list[str] | None) -> dict[str, str]:
+    """``STEP=provider:model`` for one step, ``provider:model`` for every step. A value that
+    starts with ``provider:`` is a model even when its options hold ``=``
+    (``fake:?latency=0.2``)."""
     out: dict[str, str] = {}
     for it in items or []:
-        step, sep, model = it.partition("=")
-        if sep and ":" in model:
-            out[step.strip()] = model.strip()
-        elif ":" in it and "=" not in it:
+        head, sep, model = it.partition("=")
+        if sep and ":" not in head and _STEP_KEY.match(head.strip()) and model.strip():
+            out[head.strip()] = model.strip()
+        elif ":" in it.partition("=")[0]:
             out["*"] = it.strip()
         else:
-            raise typer.BadParameter(f"{it!r}: expected STEP=provider:model or provider:model")
+            raise typer.BadParameter(f"{it!r}: expected STEP=provider:model, or provider:model for every step (e.g. --model fake: or --model report=openai:gpt-4o-mini)")
     return out
 
 

@@ -328,7 +328,7 @@ class Runner:
                     async with asyncio.timeout(cmd.timeout):
                         out = await executor(ctx)
                 except TimeoutError:
-                    raise StepTimeoutError(f"step timed out after {cmd.timeout:g}s") from None
+                    raise StepTimeoutError(f"step timed out after {cmd.timeout:g}s", retryable=False) from None
             else:
                 out = await executor(ctx)
             out = _jsonable(out)
