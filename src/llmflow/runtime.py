@@ -30,6 +30,7 @@ from llmflow.model.graph import build_graph
 from llmflow.model.loader import LoadedFlow, load_flow
 from llmflow.model.spec import Flow
 from llmflow.model.validate import validate_inputs
+from llmflow.providers.preflight import check_run_models
 from llmflow.settings import Settings
 from llmflow.store.base import RunRecord
 
@@ -145,6 +146,7 @@ class Runtime:
                 from llmflow.model.diagnostics import Diagnostic, did_you_mean
 
                 raise FlowValidationError([Diagnostic("unknown-step", f"--model names unknown step '{step}'", f"models.{step}", did_you_mean(step, [s.id for s in flow.all_steps()]) or "use STEP=provider:model")])
+        check_run_models(self.gateway, loaded, options.models, self.settings.env_models)  # unknown provider, no key: refused now
         now = self.clock.now()
         run = RunRecord(
             id=options.run_id or new_run_id(),

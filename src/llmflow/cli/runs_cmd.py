@@ -57,6 +57,38 @@ def _models(items: list[str] | None) -> dict[str, str]:
     return out
 
 
+def located(exc: Any, source: str) -> Any:
+    """The same problems, pointing at the flow file (not ``<flow>``) and with the CLI's own
+    fix for a missing input (``--input NAME=...``)."""
+    from dataclasses import replace
+
+    from llmflow.errors import FlowValidationError
+    from llmflow.model.diagnostics import Location
+
+    out = []
+    for d in exc.diagnostics:
+        if d.location.file is None and d.location.origin is None:
+            if d.path.startswith("models."):
+                d = replace(d, location=Location(origin="--model"))
+            elif source and not source.startswith("<"):
+                d = replace(d, location=Location(file=source))
+        if d.path.startswith("options.models"):  # the CLI's name for it is the location: --model
+            d = replace(d, path="")
+        if d.code == "missing-input":
+            d = replace(d, hint=f"pass it with --input {d.path.removeprefix('inputs.')}=...")
+        out.append(d)
+    return FlowValidationError(out)
+
+
+def create_run_here(rt: Any, loaded: Any, inputs: dict[str, Any], opts: Any) -> Any:
+    from llmflow.errors import FlowValidationError
+
+    try:
+        return rt.create_run(loaded, inputs, opts)
+    except FlowValidationError as exc:
+        raise located(exc, loaded.source) from None
+
+
 def _fmt_ts(ts: float | None) -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ts)) if ts else "-"
 
@@ -206,7 +238,7 @@ def register(app: typer.Typer) -> None:
             if "record_id" in f.inputs:
                 inputs["record_id"] = record_id
         opts = RunOptions(models=_models(model), timeout=timeout, workspace=workspace, metadata={"record_id": record_id} if record_id else {})
-        rec = rt.create_run(loaded, inputs, opts)
+        rec = create_run_here(rt, loaded, inputs, opts)
         tty = sys.stdout.isatty() and not as_json
         if not as_json:
             print(f"run {rec.id}: flow {f.name}", file=sys.stderr if not tty else sys.stdout)
