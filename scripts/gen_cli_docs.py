@@ -19,8 +19,9 @@ current. Exit codes everywhere: 0 ok (run COMPLETED), 1 failed (run FAILED), 2 i
 definition, input or usage, 130 cancelled (Ctrl-C). Every listing and show command takes
 `--json` for scripts.
 
-Environment: `LLMFLOW_HOME` (project directory; state in `<home>/.llmflow`, default the
-current directory), `LLMFLOW_DATABASE_URL` (sqlite path or `postgresql://...`),
+Environment: `LLMFLOW_HOME` (project directory; state in `<home>/.llmflow`; default: the
+nearest directory at or above the current one holding `.llmflow/`, as git finds a repository,
+else the current directory), `LLMFLOW_DATABASE_URL` (sqlite path or `postgresql://...`),
 `LLMFLOW_CONFIG_DIR` (default `./conf`), `LLMFLOW_MODEL` / `LLMFLOW_MODEL_<STEP>` (model
 choice), `LLMFLOW_LOG_LEVEL`, `LLMFLOW_DISABLE_SHELL=1`, `LLMFLOW_FAKE_SCRIPTS` (scripted
 fake model answers). Logs: `<home>/.llmflow/logs/llmflow.log` (JSON lines, rotating).

@@ -174,7 +174,7 @@ def register(app: typer.Typer) -> None:
         """List batches, newest first, with their progress."""
         from llmflow.batch.summary import batch_view
 
-        rt = _runtime()
+        rt = _runtime(read_only=True)
         now = time.time()
         rows = [batch_view(rt.store, b, now) for b in rt.store.list_batches(limit=limit, offset=offset)]
         if as_json:
@@ -196,7 +196,7 @@ def register(app: typer.Typer) -> None:
         from llmflow.batch.summary import batch_view
         from llmflow.errors import BatchError
 
-        rt = _runtime()
+        rt = _runtime(read_only=True)
         b = rt.store.get_batch(batch_id)
         if b is None:
             return _bad_input(BatchError(f"no batch {batch_id!r}", hint="list batches with `llmflow batches list`"))

@@ -15,11 +15,20 @@ from llmflow.cli.flows_cmd import ConfigDir
 Json = Annotated[bool, typer.Option("--json", help="Print JSON for scripts")]
 
 
-def _runtime(config_dir: str | None = None, verbose: bool = False) -> Any:
+def _runtime(config_dir: str | None = None, verbose: bool = False, *, read_only: bool = False) -> Any:
+    """The runtime for a command. ``read_only`` commands (listings, show, stats) create no
+    ``.llmflow/`` where there is none: they read an empty store instead, so looking does
+    not plant a home that later runs would be found in."""
     from llmflow.app import build_runtime
     from llmflow.cli.logs import setup_logging
+    from llmflow.settings import Settings
 
-    rt = build_runtime()
+    settings = Settings.from_env()
+    if read_only and not settings.database_url and not (settings.state_dir / "llmflow.db").exists():
+        from llmflow.store.memory import MemoryStore
+
+        return build_runtime(settings, store=MemoryStore())
+    rt = build_runtime(settings)
     if config_dir:
         from pathlib import Path
 
@@ -183,7 +192,24 @@ def _finish(rt: Any, run_id: str, as_json: bool) -> int:
                 print(f"  {k}: {text}")
         if status == "PAUSED":
             print(f"paused; continue with `llmflow runs resume {run_id}`")
+        _say_where_files_went(v)
     return _exit_for(v["status"])
+
+
+def _say_where_files_went(v: dict[str, Any]) -> None:
+    """The files the run's steps wrote, and where: the default workspace is inside the
+    store (``.llmflow/runs/ID/workspace``), which is easy to miss."""
+    from pathlib import Path
+
+    files = [a["path"] for a in v.get("artifacts") or []]
+    if not files:
+        return
+    ws = Path(v["workspace"])
+    shown = ", ".join(files[:5]) + (f" and {len(files) - 5} more" if len(files) > 5 else "")
+    print(f"files: {shown}")
+    print(f"  in {ws}/")
+    if ws.parts[-4:-2] == (".llmflow", "runs"):
+        print("  (the run's own workspace; pass -w DIR to write them somewhere else)")
 
 
 def register(app: typer.Typer) -> None:
@@ -237,11 +263,16 @@ def register(app: typer.Typer) -> None:
         if record_id is not None:
             if "record_id" in f.inputs:
                 inputs["record_id"] = record_id
+        if workspace is not None:  # relative to where the command runs, not to the home found above it
+            from pathlib import Path
+
+            workspace = str(Path(workspace).expanduser().resolve())
         opts = RunOptions(models=_models(model), timeout=timeout, workspace=workspace, metadata={"record_id": record_id} if record_id else {})
         rec = create_run_here(rt, loaded, inputs, opts)
         tty = sys.stdout.isatty() and not as_json
         if not as_json:
-            print(f"run {rec.id}: flow {f.name}", file=sys.stderr if not tty else sys.stdout)
+            where = f" (llmflow home {rt.settings.home}: {rt.settings.home_source})" if rt.settings.home_source.startswith("found") else ""
+            print(f"run {rec.id}: flow {f.name}{where}", file=sys.stderr if not tty else sys.stdout)
         view = ConsoleView(live=tty, quiet=as_json)
         with view:
             run_blocking(_drive(rt, rec.id, view, human))
@@ -257,7 +288,7 @@ def register(app: typer.Typer) -> None:
         as_json: Json = False,
     ) -> int:
         """List runs, newest first."""
-        rt = _runtime()
+        rt = _runtime(read_only=True)
         rows = rt.store.list_runs(flow=flow, status=status.upper() if status else None, batch_id=batch, limit=limit, offset=offset)
         data = [
             {"id": r.id, "flow": r.flow_name, "status": r.status, "created_at": r.created_at, "started_at": r.started_at, "ended_at": r.ended_at, "duration": (r.ended_at - r.started_at) if r.ended_at and r.started_at else None, "tokens": r.tokens_in + r.tokens_out, "cost": r.cost, "batch_id": r.batch_id, "parent_run_id": r.parent_run_id}
@@ -267,8 +298,9 @@ def register(app: typer.Typer) -> None:
             print(json.dumps(data, indent=2))
             return 0
         if not data:
-            print("no runs yet; start one with `llmflow run FLOW`")
+            print(f"no runs yet in {rt.settings.store_label()}; start one with `llmflow run FLOW`")
             return 0
+        print(f"runs in {rt.settings.store_label()}")
         print(f"{'id':<24} {'flow':<20} {'status':<10} {'started':<19} {'duration':>9} {'tokens':>7}")
         for d in data:
             print(f"{d['id']:<24} {d['flow'][:20]:<20} {d['status']:<10} {_fmt_ts(d['started_at'] or d['created_at']):<19} {_dur(d['duration']):>9} {d['tokens']:>7}")
@@ -282,7 +314,7 @@ def register(app: typer.Typer) -> None:
         as_json: Json = False,
     ) -> int:
         """Show a run: status, steps with durations and models, outputs."""
-        rt = _runtime()
+        rt = _runtime(read_only=True)
         v = rt.view(run_id)
         steps = v["steps"]
         if step is not None:
@@ -321,7 +353,7 @@ def register(app: typer.Typer) -> None:
         as_json: Json = False,
     ) -> int:
         """Print a run's event log (also while another process runs it)."""
-        rt = _runtime()
+        rt = _runtime(read_only=True)
         rt.get(run_id)
         seq = after
         terminal = {"RUN_COMPLETED", "RUN_FAILED", "RUN_CANCELED"}
@@ -424,11 +456,12 @@ def register(app: typer.Typer) -> None:
         """Run statistics: totals, p50/p95 durations of runs and steps, tokens per model."""
         from llmflow.stats import compute_stats
 
-        rt = _runtime()
+        rt = _runtime(read_only=True)
         s = compute_stats(rt.store, flow)
         if as_json:
             print(json.dumps(s, indent=2))
             return 0
+        print(f"store: {rt.settings.store_label()}")
         print(f"runs: {s['runs']['total']} total, {s['runs']['completed']} completed, {s['runs']['failed']} failed, {s['runs']['canceled']} canceled")
         print(f"run duration: p50 {_dur(s['runs']['p50'])}  p95 {_dur(s['runs']['p95'])}")
         for sid, d in s["steps"].items():
