@@ -34,6 +34,7 @@ COMPONENT = {
     "gateway": "app",
     "settings": "app",
     "stats": "app",
+    "views": "app",
     "worker": "app",
     "api": "api",
     "batch": "batch",

@@ -6,6 +6,7 @@ retried. The policy is pure (first tests); the rest run flows on the fake model 
 from __future__ import annotations
 
 import json
+
 import pytest
 
 from llmflow.engine.retry import backoff_delay, should_retry
