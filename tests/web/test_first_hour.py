@@ -37,3 +37,14 @@ def test_a_model_that_cannot_work_is_refused_at_the_form(page: Any, server: Cons
     expect(box).to_have_attribute("title", re.compile("did you mean 'openai'"))
     with server.client() as c:
         assert c.get("/api/v1/runs", params={"flow": "note"}).json()["total"] == before  # nothing recorded
+
+
+def test_a_conductor_confirmation_reads_as_buttons_not_terminal_keys(page: Any, server: ConsoleServer) -> None:
+    run_id = server.start_run("panel", {"topic": "tabs or spaces"})
+    page.goto(f"{server.url}/#/runs/{run_id}")
+    expect(page.get_by_role("heading", name="Your input is needed")).to_be_visible()
+    expect(page.locator(".human-request .prompt")).to_have_text("Next: optimist. Proceed?")
+    expect(page.locator(".human")).not_to_contain_text("Enter")
+    expect(page.get_by_role("button", name="Confirm")).to_be_visible()
+    page.get_by_role("button", name="Reject").click()
+    expect(page.locator(".page-head .badge")).to_have_text("completed")

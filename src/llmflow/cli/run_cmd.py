@@ -31,14 +31,14 @@ async def _drive(rt: Any, run_id: str, view: Any, human: bool, *, rerun: tuple[s
         if e.type == E.HUMAN_INPUT_REQUESTED:
             questions.put_nowait(e)
 
-    def ask_in_thread(payload: dict[str, Any]) -> asyncio.Future[str]:
-        fut: asyncio.Future[str] = loop.create_future()
+    def ask_in_thread(payload: dict[str, Any]) -> asyncio.Future[str | None]:
+        fut: asyncio.Future[str | None] = loop.create_future()
 
         def work() -> None:
             try:
                 ans = view.ask(payload)
-            except Exception:  # noqa: BLE001
-                ans = payload.get("default") or ""
+            except (OSError, ValueError):  # stdin closed or unreadable: nobody can answer
+                ans = None
             loop.call_soon_threadsafe(lambda: fut.done() or fut.set_result(ans))
 
         threading.Thread(target=work, daemon=True).start()
@@ -48,10 +48,22 @@ async def _drive(rt: Any, run_id: str, view: Any, human: bool, *, rerun: tuple[s
         while True:
             e = await questions.get()
             p = e.payload
-            ans: Any = await ask_in_thread(p) if human else (p.get("default") if p.get("default") is not None else "")
             r = box.get("runner")
-            if r is not None:
-                r.control("answer", {"request_id": p.get("request_id"), "answer": ans})
+            rid, default, prompt = p.get("request_id"), p.get("default"), str(p.get("prompt", "")).strip()
+            if not human:  # --no-human: the defaults answer (a confirmation's default is yes)
+                ans: Any = default if default is not None else ""
+                print(f"--no-human: answering {prompt!r} with {'the default ' + repr(ans) if default is not None else 'yes' if p.get('input') == 'confirm' else 'an empty answer'}", file=sys.stderr)
+            else:
+                ans = await ask_in_thread(p)
+                if ans is None and default is not None:
+                    print(f"no answer to {prompt!r}: standard input is at end of file; using its default {default!r}", file=sys.stderr)
+                    ans = default
+            if r is None:
+                continue
+            if ans is None:  # end of file and no default: fail the step, never guess
+                r.control("decline", {"request_id": rid, "reason": f"no answer to {prompt!r}: standard input is at end of file; run it in a terminal, pipe the answers in (one line each), give the step a default, or pass --no-human to answer with defaults"})
+            else:
+                r.control("answer", {"request_id": rid, "answer": ans})
 
     interrupts = {"n": 0}
 

@@ -215,7 +215,7 @@ def register(app: typer.Typer) -> None:
         tty = sys.stdout.isatty() and not as_json
         view = ConsoleView(live=tty, quiet=as_json)
         with view:
-            run_blocking(_drive(rt, run_id, view, sys.stdin.isatty(), force=force))
+            run_blocking(_drive(rt, run_id, view, True, force=force))
         return _finish(rt, run_id, as_json)
 
     @runs.command("rerun")
@@ -248,7 +248,7 @@ def register(app: typer.Typer) -> None:
         tty = sys.stdout.isatty() and not as_json
         view = ConsoleView(live=tty, quiet=as_json)
         with view:
-            run_blocking(_drive(rt, target, view, sys.stdin.isatty(), rerun=rerun))
+            run_blocking(_drive(rt, target, view, True, rerun=rerun))
         return _finish(rt, target, as_json)
 
     @app.command("stats")

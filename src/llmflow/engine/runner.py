@@ -211,6 +211,10 @@ class Runner:
                 self._decide(NewEvent(E.RUN_RESUMED, "Run resumed", payload=payload), batch, cmds)
         elif action == "answer":
             self._deliver_answer(payload.get("request_id"), payload.get("answer"), batch, cmds)
+        elif action == "decline":  # nobody can answer (the CLI's stdin is at end of file): the step fails
+            fut = self.human_waiters.pop(payload.get("request_id") or "", None)
+            if fut is not None and not fut.done():
+                fut.set_exception(StepError(str(payload.get("reason") or "no human answer"), retryable=False, hint=payload.get("hint")))
         elif action == "directive":
             self._decide(NewEvent(E.DIRECTIVE, str(payload.get("text", "")), payload=payload), batch, cmds)
 
