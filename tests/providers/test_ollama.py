@@ -174,5 +174,5 @@ def test_not_running_names_the_url_and_the_fix() -> None:
     url = f"http://127.0.0.1:{free_port()}"
     with pytest.raises(ProviderUnavailableError) as info:
         run(provider(url), request("llama3.1"))
-    assert str(info.value) == f"Ollama is not reachable at {url}: start it or set OLLAMA_BASE_URL"
+    assert str(info.value) == f"Ollama is not reachable at {url}: start it or set OLLAMA_HOST (or OLLAMA_BASE_URL)"
     assert not info.value.retryable
