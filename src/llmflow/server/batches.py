@@ -10,6 +10,7 @@ from fastapi import APIRouter, Depends, Path, Query, Request
 
 from llmflow.batch.summary import batch_view
 from llmflow.server.services import Services
+from llmflow.views import iso_batch
 
 router = APIRouter(prefix="/api/v1", tags=["native"])
 
@@ -25,7 +26,7 @@ Svc = Annotated[Services, Depends(_services)]
 def list_batches(svc: Svc, limit: Annotated[int, Query(ge=1, le=500)] = 50, offset: Annotated[int, Query(ge=0, le=2**31)] = 0) -> dict[str, Any]:
     now = time.time()
     rows = svc.store.list_batches(limit=limit, offset=offset)
-    return {"batches": [batch_view(svc.store, b, now) for b in rows], "limit": limit, "offset": offset}
+    return {"batches": [iso_batch(batch_view(svc.store, b, now)) for b in rows], "limit": limit, "offset": offset}
 
 
 @router.get("/batches/{batch_id}", summary="One batch's progress: done, failed, remaining, rate, ETA, tokens, cost")
@@ -35,4 +36,4 @@ def show_batch(svc: Svc, batch_id: Annotated[str, Path(max_length=200)]) -> dict
         from fastapi import HTTPException
 
         raise HTTPException(status_code=404, detail=f"no batch {batch_id!r}; list them with GET /api/v1/batches")
-    return batch_view(svc.store, b, time.time())
+    return iso_batch(batch_view(svc.store, b, time.time()))

@@ -19,6 +19,7 @@ from llmflow.server.errors import diagnostics_detail
 from llmflow.server.schemas import AnswerIn, CreateRunIn, DirectiveIn, ForkIn, ProjectIn, RerunIn, ValidateIn
 from llmflow.server.services import Services
 from llmflow.server.sse import event_frames, last_event_id, sse_response
+from llmflow.views import iso, iso_event, iso_view
 
 router = APIRouter(prefix="/api/v1", tags=["native"])
 
@@ -54,9 +55,9 @@ def run_summary(rec: Any) -> dict[str, Any]:
         "project_id": rec.project_id,
         "batch_id": rec.batch_id,
         "parent_run_id": rec.parent_run_id,
-        "created_at": rec.created_at,
-        "started_at": rec.started_at,
-        "ended_at": rec.ended_at,
+        "created_at": iso(rec.created_at),
+        "started_at": iso(rec.started_at),
+        "ended_at": iso(rec.ended_at),
         "duration": (rec.ended_at - rec.started_at) if rec.ended_at and rec.started_at else None,
         "usage": {"input_tokens": rec.tokens_in, "output_tokens": rec.tokens_out, "cost": rec.cost},
         "error": rec.error,
@@ -66,7 +67,7 @@ def run_summary(rec: Any) -> dict[str, Any]:
 
 
 def project_dict(p: Any) -> dict[str, Any]:
-    return {"id": p.id, "name": p.name, "local_path": p.local_path, "created_at": p.created_at}
+    return {"id": p.id, "name": p.name, "local_path": p.local_path, "created_at": iso(p.created_at)}
 
 
 # -- flows ----------------------------------------------------------------------------------------
@@ -130,7 +131,7 @@ async def create_run(body: CreateRunIn, svc: Svc) -> Any:
     if not body.wait:
         return run_summary(rec)
     rec = await svc.wait(rec.id, body.wait_timeout)
-    view = await asyncio.to_thread(svc.runtime.view, rec.id)
+    view = iso_view(await asyncio.to_thread(svc.runtime.view, rec.id))
     return JSONResponse(view, status_code=200 if svc.is_terminal(rec) else 202)
 
 
@@ -156,7 +157,7 @@ async def list_runs(
 @router.get("/runs/{run_id}", summary="Show a run: steps, attempts, outputs, usage")
 async def show_run(run_id: RunId, svc: Svc) -> dict[str, Any]:
     get_run(svc, run_id)
-    return await asyncio.to_thread(svc.runtime.view, run_id)  # folding a long log must not block the loop
+    return iso_view(await asyncio.to_thread(svc.runtime.view, run_id))  # folding a long log must not block the loop
 
 
 @router.get("/runs/{run_id}/events", summary="A run's events after a cursor")
@@ -164,7 +165,7 @@ async def run_events(run_id: RunId, svc: Svc, after: Cursor = 0, limit: Limit = 
     get_run(svc, run_id)
     events = svc.store.events(run_id, after, limit)
     last = events[-1].seq if events else after
-    rows = [e.to_dict() for e in events if tokens or e.type != "LLM_TOKENS"]
+    rows = [iso_event(e.to_dict()) for e in events if tokens or e.type != "LLM_TOKENS"]
     return {"run_id": run_id, "events": rows, "next_after": last}
 
 
@@ -172,7 +173,7 @@ async def run_events(run_id: RunId, svc: Svc, after: Cursor = 0, limit: Limit = 
 async def run_stream(run_id: RunId, request: Request, svc: Svc, after: Cursor = 0) -> Any:
     get_run(svc, run_id)
     start = last_event_id(request)
-    return sse_response(event_frames(svc, run_id, start if start is not None else after, lambda e: (e.seq, e.type, e.to_dict())))
+    return sse_response(event_frames(svc, run_id, start if start is not None else after, lambda e: (e.seq, e.type, iso_event(e.to_dict()))))
 
 
 async def _control(svc: Services, run_id: str, action: str, payload: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -207,7 +208,7 @@ async def answer_run(run_id: RunId, body: AnswerIn, svc: Svc) -> dict[str, Any]:
 async def directive(run_id: RunId, body: DirectiveIn, svc: Svc) -> dict[str, Any]:
     get_run(svc, run_id)
     events = svc.directive(run_id, body.text)
-    return {"run_id": run_id, "recorded": [e.to_dict() for e in events], "result": "recorded" if events else "sent to the running run"}
+    return {"run_id": run_id, "recorded": [iso_event(e.to_dict()) for e in events], "result": "recorded" if events else "sent to the running run"}
 
 
 @router.post("/runs/{run_id}/rerun", summary="Re-run one step in place (dependents become STALE)")
@@ -228,7 +229,7 @@ async def fork(run_id: RunId, body: ForkIn, svc: Svc) -> dict[str, Any]:
 # -- artifacts ------------------------------------------------------------------------------------
 def artifact_rows(svc: Services, rec: Any, prefix: str) -> list[dict[str, Any]]:
     return [
-        {"path": a.path, "size": a.size, "sha256": a.sha256, "mime": a.mime, "step_id": a.step_id, "attempt": a.attempt, "created_at": a.created_at, "url": f"{prefix}/runs/{quote(rec.id)}/artifacts/{quote(a.path)}"}
+        {"path": a.path, "size": a.size, "sha256": a.sha256, "mime": a.mime, "step_id": a.step_id, "attempt": a.attempt, "created_at": iso(a.created_at), "url": f"{prefix}/runs/{quote(rec.id)}/artifacts/{quote(a.path)}"}
         for a in svc.store.artifacts(rec.id)
     ]
 
