@@ -54,7 +54,9 @@ def create_app(target: Settings | Runtime | None = None, config: ServerConfig | 
         finally:
             await stop_services(services, close_runtime=not isinstance(target, Runtime))
 
-    app = FastAPI(title="llmflow", version=__version__, description=DESCRIPTION, lifespan=lifespan)
+    from llmflow.server.openapi_ids import operation_id
+
+    app = FastAPI(title="llmflow", version=__version__, description=DESCRIPTION, lifespan=lifespan, generate_unique_id_function=operation_id)
     errors.install(app)
 
     @app.get("/health", tags=["service"], summary="Liveness: version, store and worker state")

@@ -205,21 +205,21 @@ async def answer_run(run_id: RunId, body: AnswerIn, svc: Svc) -> dict[str, Any]:
 
 
 @router.post("/runs/{run_id}/directive", summary="Record a directive in the run's log")
-async def directive(run_id: RunId, body: DirectiveIn, svc: Svc) -> dict[str, Any]:
+async def record_directive(run_id: RunId, body: DirectiveIn, svc: Svc) -> dict[str, Any]:
     get_run(svc, run_id)
     events = svc.directive(run_id, body.text)
     return {"run_id": run_id, "recorded": [iso_event(e.to_dict()) for e in events], "result": "recorded" if events else "sent to the running run"}
 
 
 @router.post("/runs/{run_id}/rerun", summary="Re-run one step in place (dependents become STALE)")
-async def rerun(run_id: RunId, body: RerunIn, svc: Svc) -> dict[str, Any]:
+async def rerun_step(run_id: RunId, body: RerunIn, svc: Svc) -> dict[str, Any]:
     get_run(svc, run_id)
     stale = svc.rerun(run_id, body.step, body.unit, body.downstream)
     return {"run_id": run_id, "step": body.step, "unit": body.unit, "stale": stale, "status": svc.store.get_run(run_id).status}
 
 
 @router.post("/runs/{run_id}/fork", status_code=201, summary="A new run reusing this run's outputs before a step")
-async def fork(run_id: RunId, body: ForkIn, svc: Svc) -> dict[str, Any]:
+async def fork_run(run_id: RunId, body: ForkIn, svc: Svc) -> dict[str, Any]:
     get_run(svc, run_id)
     new = svc.runtime.fork(run_id, body.from_step)
     svc.kick(new.id)
@@ -278,7 +278,7 @@ async def create_project(body: ProjectIn, svc: Svc) -> dict[str, Any]:
 
 
 @router.get("/stats", summary="Run statistics: totals, p50/p95 durations, tokens per model")
-async def stats(svc: Svc, flow: Annotated[str | None, Query(max_length=200)] = None) -> dict[str, Any]:
+async def run_stats(svc: Svc, flow: Annotated[str | None, Query(max_length=200)] = None) -> dict[str, Any]:
     from llmflow.stats import compute_stats
 
     if flow is not None and "\x00" in flow:
