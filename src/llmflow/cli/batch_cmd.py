@@ -110,9 +110,9 @@ def register(app: typer.Typer) -> None:
 
         Exit codes: 0 every job completed, 1 some failed or the batch stopped, 2 invalid
         input, 130 interrupted (continue with --resume)."""
-        from llmflow.batch.plan import BatchRequest, plan_batch
+        from llmflow.batch.plan import BatchRequest
         from llmflow.batch.progress import ProgressView
-        from llmflow.batch.runner import BatchDriver
+        from llmflow.batch.start import prepare_batch
         from llmflow.errors import BatchError
         from llmflow.runtime import run_blocking
 
@@ -145,21 +145,11 @@ def register(app: typer.Typer) -> None:
             force=force,
         )
         try:
-            plan = plan_batch(rt, req)
+            driver = prepare_batch(rt, req)
         except BatchError as exc:  # bad input: nothing ran
             return _bad_input(exc)
-        executor = None
-        try:
-            if engine == "ray":
-                from llmflow.batch.ray_executor import RayExecutor
-
-                executor = RayExecutor(rt, address=ray_address, max_workers=max_workers, force=force)
-        except BatchError as exc:
-            rt.store.update_batch(plan.id, status="STOPPED", owner=None, metadata={**plan.batch.metadata, "reason": exc.message})
-            return _bad_input(exc)
-        _print_start(plan)
-        driver = BatchDriver(rt, plan, executor=executor)
-        driver.view = ProgressView(driver.counters, plan.id, live=sys.stderr.isatty() and not as_json, interval=progress_interval)
+        _print_start(driver.plan)
+        driver.view = ProgressView(driver.counters, driver.plan.id, live=sys.stderr.isatty() and not as_json, interval=progress_interval)
         with driver.view:
             result = run_blocking(_drive(driver))
         _print_result(result, as_json)

@@ -132,6 +132,8 @@ async def start_services(services: Any) -> None:
 async def stop_services(services: Any, *, close_runtime: bool) -> None:
     """Stop the worker first: its runs release their leases and stay RUNNING in the log, so
     the next server (or any worker) recovers them."""
+    if getattr(services, "background_batches", None) is not None:  # batches resumed over the API
+        await services.background_batches.stop()
     await services.worker.stop()
     await services.sessions.close()
     if close_runtime:

@@ -143,14 +143,15 @@ async def list_runs(
     project_id: Annotated[int | None, Query(ge=-(2**53), le=2**53)] = None,
     batch_id: Annotated[str | None, Query(max_length=300)] = None,
     parent_run_id: Annotated[str | None, Query(max_length=300)] = None,
+    in_batch: Annotated[bool | None, Query(description="false: only runs of no batch (the dashboard groups batch runs under their batch); true: only batch runs")] = None,
     limit: Limit = 50,
     offset: Annotated[int, Query(ge=0, le=10**9)] = 0,
 ) -> dict[str, Any]:
     for v in (flow, batch_id, parent_run_id):
         if v is not None and "\x00" in v:
             return {"runs": [], "total": 0, "limit": limit, "offset": offset}
-    rows = svc.store.list_runs(flow=flow, status=status, project_id=project_id, batch_id=batch_id, parent_run_id=parent_run_id, limit=limit, offset=offset)
-    total = svc.store.count_runs(flow=flow, status=status, batch_id=batch_id) if project_id is None and parent_run_id is None else None
+    rows = svc.store.list_runs(flow=flow, status=status, project_id=project_id, batch_id=batch_id, parent_run_id=parent_run_id, limit=limit, offset=offset, in_batch=in_batch)
+    total = svc.store.count_runs(flow=flow, status=status, batch_id=batch_id, in_batch=in_batch) if project_id is None and parent_run_id is None else None
     return {"runs": [run_summary(r) for r in rows], "total": total, "limit": limit, "offset": offset}
 
 

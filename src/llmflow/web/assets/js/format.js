@@ -103,3 +103,9 @@ export function shortId(id) {
 export function runLink(id) {
   return h("a", { href: `#/runs/${encodeURIComponent(id)}`, class: "mono", title: id }, shortId(id));
 }
+
+/** Text kept to one line: cut with an ellipsis by CSS, the full text on hover. */
+export function clip(text, cls = "") {
+  if (text == null || text === "") return null;
+  return h("span", { class: `clip ${cls}`.trim(), title: String(text) }, String(text));
+}
