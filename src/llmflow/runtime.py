@@ -9,7 +9,7 @@ import secrets
 import socket
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +26,7 @@ from llmflow.errors import (
     RunStateError,
     StepError,
 )
+from llmflow.model.diagnostics import Location
 from llmflow.model.graph import build_graph
 from llmflow.model.loader import LoadedFlow, load_flow
 from llmflow.model.spec import Flow
@@ -139,8 +140,8 @@ class Runtime:
         flow = loaded.flow
         options = options or RunOptions()
         clean, diags = validate_inputs(flow, dict(inputs or {}), coerce_strings=coerce_strings)
-        if diags:
-            raise FlowValidationError(diags)
+        if diags:  # located in the flow's file (not "<flow>") when it has one
+            raise FlowValidationError([d if d.location.file or d.location.origin or loaded.source.startswith("<") else replace(d, location=Location(file=loaded.source)) for d in diags])
         for step in options.models:
             if step != "*" and step not in {s.id for s in flow.all_steps()}:
                 from llmflow.model.diagnostics import Diagnostic, did_you_mean
@@ -264,7 +265,7 @@ class Runtime:
             flow = self.flow_of(rec, force=force, check_source=started)
             st = new_state(rec.id, flow, rec.inputs, self._state_options(rec))
             fold(st, events)
-            initial = self._initial_events(st, started)
+            initial = self._initial_events(st, started, events)
             workspace = self.workspace_of(rec)  # created by the first step that writes into it
             runner = Runner(
                 log_=self.store,
@@ -296,7 +297,7 @@ class Runtime:
             self.active.pop(run_id, None)
             self.store.release(run_id, self.owner)
 
-    def _initial_events(self, st: RunState, started: bool) -> list[NewEvent]:
+    def _initial_events(self, st: RunState, started: bool, events: list[Event] | None = None) -> list[NewEvent]:
         if not started:
             return [
                 NewEvent(E.RUN_STARTED, "Run started", payload={"owner": self.owner}),
@@ -310,7 +311,10 @@ class Runtime:
                     a = u.attempts[-1]
                     interrupted.append(f"{n.id}{'[' + u.key + ']' if u.key else ''}#{a.n}")
                     out.append(NewEvent(E.ATTEMPT_INTERRUPTED, f"Attempt {a.n} of {n.short_id} was interrupted; it will run again", n.id, u.key or None, a.n, {"error": "the process running it stopped"}))
-        if st.status in (RunStatus.PAUSED, RunStatus.QUEUED):
+        reruns = [e.step_id for e in reversed(events or []) if e.type == E.STEP_RERUN][:1] if events and events[-1].type in (E.STEP_RERUN, E.STEP_STALE) else []
+        if reruns and not interrupted:  # a re-run in place, not a recovery: say what happens
+            out.append(NewEvent(E.RUN_RESUMED, f"Re-running step {reruns[0]}", payload={"owner": self.owner, "rerun": reruns[0]}))
+        elif st.status in (RunStatus.PAUSED, RunStatus.QUEUED):
             out.append(NewEvent(E.RUN_RESUMED, "Run resumed", payload={"owner": self.owner}))
         else:
             out.append(NewEvent(E.RUN_RECOVERED, f"Run recovered by {self.owner}" + (f"; interrupted: {', '.join(interrupted)}" if interrupted else ""), payload={"owner": self.owner, "interrupted": interrupted}))

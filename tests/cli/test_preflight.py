@@ -124,3 +124,11 @@ def test_a_missing_input_names_the_file_and_the_flag(tmp_path):
     assert p.returncode == 2
     assert "error: f.yaml: inputs.n: missing required input 'n' (integer) (hint: pass it with --input n=...)" in p.stderr
     assert "<flow>" not in p.stderr
+
+
+def test_a_batch_with_a_model_that_cannot_work_is_refused_and_not_recorded(tmp_path):
+    (tmp_path / "f.yaml").write_text("name: f\ninputs:\n  text: {type: string}\nsteps:\n  - id: a\n    llm: '{{ inputs.text }}'\n")
+    (tmp_path / "d.jsonl").write_text('{"text": "a"}\n{"text": "b"}\n')
+    p = piped(tmp_path, "batch", "f.yaml", "--data", "d.jsonl", "--model", "openai:gpt-4o-mini")
+    assert p.returncode == 2 and "OPENAI_API_KEY is not set" in p.stderr
+    assert json.loads(piped(tmp_path, "batches", "list", "--json").stdout) == []

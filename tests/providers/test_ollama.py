@@ -129,7 +129,7 @@ def test_missing_model_without_pull_says_how_to_get_it(ollama: tuple[FakeOllama,
 def test_missing_model_is_pulled_when_allowed(ollama: tuple[FakeOllama, str]) -> None:
     state, url = ollama
     items = run(provider(url, allow_pull=True), request("phi3"))
-    assert items[0] == Status("loading", "Loading model: phi3")
+    assert items[0] == Status("loading", "Pulling phi3 into Ollama (LLMFLOW_OLLAMA_PULL is on)")
     assert ("pull", {"model": "phi3", "stream": True}) in state.calls
     assert final(items).text == "Hello from Ollama"
 

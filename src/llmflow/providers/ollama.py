@@ -138,7 +138,7 @@ class OllamaProvider:
                 f"Ollama at {self.base_url} has no model {model!r}",
                 hint=f"run `ollama pull {model}`, or set LLMFLOW_OLLAMA_PULL=1 to let llmflow pull it",
             )
-        yield Status("loading", f"Loading model: {model}")
+        yield Status("loading", f"Pulling {model} into Ollama (LLMFLOW_OLLAMA_PULL is on)")
         async with client.stream("POST", "/api/pull", json={"model": model, "stream": True}) as pull:
             if pull.status_code != 200:
                 raise self._http_error(pull.status_code, (await pull.aread()).decode(errors="replace"), model)
