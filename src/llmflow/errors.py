@@ -17,8 +17,10 @@
     ├── RunStateError                            the operation is not allowed in the run's state
     ├── ResumeRefusedError                       the flow changed since the run started
     ├── StoreError                               the event store failed or is locked
-    └── BatchError                               a batch cannot start or resume (llmflow batch)
-        └── DatasetError (also ValueError)       a dataset cannot be read or mapped to inputs
+    ├── BatchError                               a batch cannot start or resume (llmflow batch)
+    │   └── DatasetError (also ValueError)       a dataset cannot be read or mapped to inputs
+    └── EvalError (also ValueError)              an evaluation or optimisation cannot start: a bad
+                                                 metric, data, playbook or option (llmflow eval)
 """
 
 from __future__ import annotations
@@ -128,4 +130,8 @@ class BatchError(LlmflowError):
 
 
 class DatasetError(BatchError, ValueError):
+    pass
+
+
+class EvalError(LlmflowError, ValueError):
     pass

@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-import json
-import sys
 import time
 from pathlib import Path
 
 import pytest
 
 from llmflow.engine.events import EventType as E
-from llmflow.errors import FlowValidationError, ResumeRefusedError, RunStateError, WorkspaceError
+from llmflow.errors import FlowValidationError, ResumeRefusedError, RunStateError
 from llmflow.model.loader import parse_flow_text
 from llmflow.runtime import RunOptions
 

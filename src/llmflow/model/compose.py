@@ -104,6 +104,8 @@ def find_target(name_or_path: str, config_dir: str | Path | None = None) -> Targ
                 return _target_in_conf(name_or_path, p)
             elif _looks_like_conf_dir(p):
                 return _target_in_conf(name_or_path, p, conf=p)
+            elif len(books := sorted(p.glob("*_playbook.yaml"))) == 1:
+                p = books[0]  # a SuperOptiX agent's directory (llmflow.model.playbook)
             else:
                 raise FlowNotFoundError(
                     f"{name_or_path}: directory has no flow.yaml and no conf/ directory",

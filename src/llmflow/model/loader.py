@@ -120,6 +120,7 @@ def load_flow(
         from llmflow.model.orchestra import orchestra_to_flow
 
         doc = orchestra_to_flow(doc, default_name=target.flow_file.stem)
+    doc = _from_playbook(doc, target.flow_file.stem)
     if "name" not in doc:
         # named after the key wrapping it (`tox: {...}`, `flows.judges`), else the file
         if composed.flow_path:
@@ -132,6 +133,13 @@ def load_flow(
     if diags or flow is None:
         raise FlowValidationError(diags)
     return LoadedFlow(flow, composed, display_path(target.flow_file))
+
+
+def _from_playbook(doc: Any, default_name: str) -> Any:
+    """A SuperOptiX playbook (``kind: AgentSpec``) is read as the flow it describes."""
+    from llmflow.model.playbook import is_playbook, playbook_to_flow
+
+    return playbook_to_flow(doc, default_name=default_name) if is_playbook(doc) else doc
 
 
 def parse_flow_text(text: str, file: str = "<text>") -> Flow:
@@ -158,6 +166,7 @@ def parse_flow_text(text: str, file: str = "<text>") -> Flow:
         from llmflow.model.orchestra import orchestra_to_flow
 
         doc = orchestra_to_flow(doc)
+    doc = _from_playbook(doc, "agent")
     flow, diags = validate_document(doc, sm, file)
     if diags or flow is None:
         raise FlowValidationError(diags)

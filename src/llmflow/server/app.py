@@ -70,6 +70,9 @@ def create_app(target: Settings | Runtime | None = None, config: ServerConfig | 
     from llmflow.server import batches
 
     app.include_router(batches.router)
+    from llmflow.server import evals as evals_routes
+
+    app.include_router(evals_routes.router)
     app.include_router(agent_runner.router)
     app.include_router(buttermilk.router)
     app.include_router(ws.router)

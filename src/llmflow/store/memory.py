@@ -11,10 +11,11 @@ from llmflow.engine.events import Event, NewEvent
 from llmflow.errors import StoreError
 from llmflow.store.base import ArtifactRow, AttemptRow, Control, Project, RunRecord
 from llmflow.store.batches import MemoryBatches
+from llmflow.store.evals import MemoryEvals
 from llmflow.store.projection import project
 
 
-class MemoryStore(MemoryBatches):
+class MemoryStore(MemoryBatches, MemoryEvals):
     url = "memory://"
 
     def __init__(self) -> None:

@@ -149,6 +149,46 @@ SQLITE: list[tuple[int, list[str]]] = [
             "CREATE INDEX IF NOT EXISTS runs_batch_status ON runs (batch_id, status)",
         ],
     ),
+    (
+        3,
+        [
+            # evaluations (llmflow.store.evals); an evaluation's runs are a batch's
+            """CREATE TABLE IF NOT EXISTS evals (
+                id TEXT PRIMARY KEY,
+                flow_name TEXT NOT NULL,
+                status TEXT NOT NULL DEFAULT 'RUNNING',
+                created_at REAL NOT NULL DEFAULT 0,
+                updated_at REAL NOT NULL DEFAULT 0,
+                ended_at REAL,
+                batch_id TEXT,
+                spec TEXT NOT NULL DEFAULT '{}',
+                summary TEXT NOT NULL DEFAULT '{}',
+                metadata TEXT NOT NULL DEFAULT '{}'
+            )""",
+            "CREATE INDEX IF NOT EXISTS evals_created ON evals (created_at, id)",
+            """CREATE TABLE IF NOT EXISTS eval_results (
+                eval_id TEXT NOT NULL REFERENCES evals (id) ON DELETE CASCADE,
+                job_key TEXT NOT NULL,
+                record_id TEXT NOT NULL,
+                variant TEXT NOT NULL DEFAULT '',
+                parameters TEXT NOT NULL DEFAULT '{}',
+                run_id TEXT NOT NULL,
+                run_seq INTEGER NOT NULL DEFAULT 0,
+                status TEXT NOT NULL DEFAULT '',
+                score REAL NOT NULL DEFAULT 0,
+                passed INTEGER NOT NULL DEFAULT 0,
+                scores TEXT NOT NULL DEFAULT '{}',
+                reason TEXT,
+                expected TEXT,
+                output TEXT,
+                tokens INTEGER NOT NULL DEFAULT 0,
+                cost REAL NOT NULL DEFAULT 0,
+                latency REAL,
+                created_at REAL NOT NULL DEFAULT 0,
+                PRIMARY KEY (eval_id, job_key)
+            )""",
+        ],
+    ),
 ]
 
 POSTGRES: list[tuple[int, list[str]]] = [
@@ -275,6 +315,46 @@ POSTGRES: list[tuple[int, list[str]]] = [
             )""",
             "CREATE INDEX IF NOT EXISTS batches_created ON batches (created_at, id)",
             "CREATE INDEX IF NOT EXISTS runs_batch_status ON runs (batch_id, status)",
+        ],
+    ),
+    (
+        3,
+        [
+            # evaluations (llmflow.store.evals); an evaluation's runs are a batch's
+            """CREATE TABLE IF NOT EXISTS evals (
+                id TEXT PRIMARY KEY,
+                flow_name TEXT NOT NULL,
+                status TEXT NOT NULL DEFAULT 'RUNNING',
+                created_at DOUBLE PRECISION NOT NULL DEFAULT 0,
+                updated_at DOUBLE PRECISION NOT NULL DEFAULT 0,
+                ended_at DOUBLE PRECISION,
+                batch_id TEXT,
+                spec JSONB NOT NULL DEFAULT '{}',
+                summary JSONB NOT NULL DEFAULT '{}',
+                metadata JSONB NOT NULL DEFAULT '{}'
+            )""",
+            "CREATE INDEX IF NOT EXISTS evals_created ON evals (created_at, id)",
+            """CREATE TABLE IF NOT EXISTS eval_results (
+                eval_id TEXT NOT NULL REFERENCES evals (id) ON DELETE CASCADE,
+                job_key TEXT NOT NULL,
+                record_id TEXT NOT NULL,
+                variant TEXT NOT NULL DEFAULT '',
+                parameters JSONB NOT NULL DEFAULT '{}',
+                run_id TEXT NOT NULL,
+                run_seq BIGINT NOT NULL DEFAULT 0,
+                status TEXT NOT NULL DEFAULT '',
+                score DOUBLE PRECISION NOT NULL DEFAULT 0,
+                passed INTEGER NOT NULL DEFAULT 0,
+                scores JSONB NOT NULL DEFAULT '{}',
+                reason TEXT,
+                expected JSONB,
+                output JSONB,
+                tokens BIGINT NOT NULL DEFAULT 0,
+                cost DOUBLE PRECISION NOT NULL DEFAULT 0,
+                latency DOUBLE PRECISION,
+                created_at DOUBLE PRECISION NOT NULL DEFAULT 0,
+                PRIMARY KEY (eval_id, job_key)
+            )""",
         ],
     ),
 ]

@@ -20,6 +20,7 @@ from llmflow.errors import StoreError
 from llmflow.store import migrations
 from llmflow.store.base import ArtifactRow, AttemptRow, Control, Project, RunRecord
 from llmflow.store.batches import SqlBatches
+from llmflow.store.evals import SqlEvals
 from llmflow.store.sqlite import (
     ARTIFACT_COLUMNS,
     ATTEMPT_COLUMNS,
@@ -64,7 +65,7 @@ def _import_psycopg() -> Any:
     return psycopg
 
 
-class PostgresStore(SqlBatches):
+class PostgresStore(SqlBatches, SqlEvals):
     """Event log and projections in a Postgres database (tables in the search_path schema)."""
 
     def __init__(self, url: str, *, connect_timeout: float = 10.0) -> None:

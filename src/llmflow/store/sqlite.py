@@ -28,6 +28,7 @@ from llmflow.errors import StoreError
 from llmflow.store import migrations
 from llmflow.store.base import ArtifactRow, AttemptRow, Control, Project, RunRecord
 from llmflow.store.batches import SqlBatches
+from llmflow.store.evals import SqlEvals
 from llmflow.store.projection import project
 
 # --- shared with the postgres store: row mapping and SQL building are dialect-neutral,
@@ -309,7 +310,7 @@ _CLAIM_FREE = "(owner IS NULL OR owner = ? OR COALESCE(lease_expires_at, 0) < ?)
 _SCAN_FREE = "(owner IS NULL OR COALESCE(lease_expires_at, 0) < ?)"
 
 
-class SqliteStore(SqlBatches):
+class SqliteStore(SqlBatches, SqlEvals):
     """Event log and projections in one SQLite file (WAL mode)."""
 
     def __init__(self, path: str | Path, *, busy_timeout: float = 10.0) -> None:

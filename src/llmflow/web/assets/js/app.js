@@ -9,6 +9,7 @@ import * as dashboard from "./pages/dashboard.js";
 import * as runPage from "./pages/run.js";
 import * as flows from "./pages/flows.js";
 import * as batches from "./pages/batches.js";
+import * as evals from "./pages/evals.js";
 import * as projects from "./pages/projects.js";
 
 const ROUTES = [
@@ -19,6 +20,8 @@ const ROUTES = [
   { match: ["flows", ":id"], nav: "flows", page: flows.renderFlow },
   { match: ["batches"], nav: "batches", page: batches.renderList },
   { match: ["batches", ":id"], nav: "batches", page: batches.renderBatch },
+  { match: ["evals"], nav: "evals", page: evals.renderList },
+  { match: ["evals", ":id"], nav: "evals", page: evals.renderEval },
   { match: ["projects"], nav: "projects", page: projects.renderList },
   { match: ["projects", ":id"], nav: "projects", page: projects.renderProject },
 ];
@@ -175,7 +178,7 @@ function setupKeys() {
     }
     if (pendingG) {
       pendingG = false;
-      const to = { r: "#/runs", f: "#/flows", b: "#/batches", p: "#/projects" }[ev.key];
+      const to = { r: "#/runs", f: "#/flows", b: "#/batches", e: "#/evals", p: "#/projects" }[ev.key];
       if (to) { ev.preventDefault(); location.hash = to; }
       return;
     }
