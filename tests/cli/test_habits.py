@@ -52,8 +52,10 @@ def test_help_names_values_the_cli_way():
     text = (ROOT / "docs" / "cli.md").read_text()  # every command's --help (kept current by test_docs)
     assert not re.search(r"<(str|int|float|list\[|bool)", text), "Python types leak into --help"
     assert "--status [QUEUED|RUNNING|PAUSED|COMPLETED|FAILED|CANCELED]" in text
-    assert "--model [STEP=]PROVIDER:MODEL" in text and "-m, --multirun" in text
-    assert "-m, --model" not in text  # -m is Hydra's --multirun now
+    sections = dict(re.findall(r"^## `(llmflow [^`]+)`\n(.*?)(?=^## |\Z)", text, re.S | re.M))
+    run, batch = sections["llmflow run"], sections["llmflow batch"]
+    assert "--model [STEP=]PROVIDER:MODEL" in run and "-m, --multirun" in run
+    assert "-m, --model" not in run + batch  # -m is Hydra's --multirun; --model is long-form only
 
 
 def test_status_filter_takes_any_case_and_an_empty_match_says_so(home):
