@@ -1,7 +1,7 @@
 """Which prompt frame gets the best answers out of the embedded model (Gemma 3 270M, a small
 *base* model, where the frame decides much of the quality)?
 
-Run: python bench/frames.py [--questions bench/data/general_questions.jsonl] [--max-tokens 64] [--markdown]
+Run: python bench/frames.py [--questions bench/data/general_questions.jsonl] [--max-tokens 48] [--only 0 2] [--markdown]
 
 Every frame answers the same shipped general questions on the same loaded model file; an
 answer scores the share of the question's keyword groups it contains (any word of a group
@@ -60,8 +60,6 @@ def chat(q: str) -> str:
 QA_STOP = ["\nQuestion:", "\n\n"]
 FRAMES = [
     Frame("llmflow's frame (whatever local.py builds now)", lambda q: build_prompt([ChatMessage("user", q)]), {"stop": QA_STOP, "temperature": 0.3}),
-    Frame("bare Question/Answer", qa([], ""), {"stop": QA_STOP, "temperature": 0.3}),
-    Frame("preamble + 1 example, temp 0.3 (the old frame)", qa(FEW_SHOT[:1], "The following are questions with short, accurate answers."), {"stop": QA_STOP, "temperature": 0.3}),
     Frame("preamble + 4 examples (short and explained), temp 0.3", qa(FEW_SHOT, "The following are questions with short, accurate answers."), {"stop": QA_STOP, "temperature": 0.3}),
     Frame("preamble + 4 examples, greedy (temp 0)", qa(FEW_SHOT, "The following are questions with short, accurate answers."), {"stop": QA_STOP, "temperature": 0.0}),
     Frame("explaining preamble + 4 examples, greedy", qa(FEW_SHOT, "A science teacher answers questions correctly, in one or two clear sentences that give the reason."), {"stop": QA_STOP, "temperature": 0.0}),
@@ -77,7 +75,8 @@ def score(answer: str, groups: list[list[str]]) -> float:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--questions", default=str(HERE / "data" / "general_questions.jsonl"))
-    ap.add_argument("--max-tokens", type=int, default=64)
+    ap.add_argument("--max-tokens", type=int, default=48)
+    ap.add_argument("--only", type=int, nargs="*", help="run only these frames (indexes into FRAMES)")
     ap.add_argument("--markdown", action="store_true", help="print the table as Markdown (for docs/models.md)")
     args = ap.parse_args()
     import llama_cpp
@@ -86,7 +85,7 @@ def main() -> None:
     llm = llama_cpp.Llama(model_path=str(gemma_model_path()), n_ctx=2048, n_threads=os.cpu_count() or 1, verbose=False, seed=7)
     rows = []
     samples: dict[str, str] = {}
-    for frame in FRAMES:
+    for frame in [f for i, f in enumerate(FRAMES) if args.only is None or i in args.only]:
         scores, words, secs = [], [], []
         for i, item in enumerate(items):
             opts = {"max_tokens": args.max_tokens, "repeat_penalty": 1.1, "seed": 7, **frame.options}
