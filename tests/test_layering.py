@@ -26,6 +26,7 @@ COMPONENT = {
     "model": "model",
     "engine": "engine",
     "steps": "steps",
+    "tools": "tools",
     "providers": "providers",
     "store": "store",
     # the composition root and what it wires: settings, the runtime, the provider gateway
@@ -51,12 +52,15 @@ COMPONENT = {
 }
 
 _CORE = {"errors", "root"}  # root: `from llmflow import __version__` (its exports resolve to their homes)
-_APP = _CORE | {"model", "engine", "steps", "providers", "store", "app"}
+_APP = _CORE | {"model", "engine", "steps", "tools", "providers", "store", "app"}
 ALLOWED = {
     "errors": {"errors"},
     "model": _CORE | {"model"},
     "engine": _CORE | {"model", "engine"},
-    "steps": _CORE | {"model", "engine", "steps"},
+    "steps": _CORE | {"model", "engine", "steps", "tools"},
+    # tool calling: the llm step runs the tool loop (steps -> tools); tools reach models' message
+    # types and embeddings (providers) and reuse the workspace and human-answer helpers of steps
+    "tools": _CORE | {"model", "engine", "providers", "steps", "tools"},
     "providers": _CORE | {"model", "engine", "providers"},
     "store": _CORE | {"model", "engine", "store"},
     "app": _APP,

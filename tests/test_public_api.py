@@ -27,6 +27,7 @@ PUBLIC = [
     "run_sync",
     "start",
     "step_function",
+    "tool",
     "validate_flow",
 ]
 

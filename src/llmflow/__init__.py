@@ -16,6 +16,7 @@ _EXPORTS = {
     "FlowValidationError": "llmflow.errors",
     "LlmflowError": "llmflow.errors",
     "step_function": "llmflow.model.registry",
+    "tool": "llmflow.tools.registry",
     "run": "llmflow.api",
     "run_sync": "llmflow.api",
     "start": "llmflow.api",

@@ -33,16 +33,20 @@ class Gateway:
         params: dict[str, Any],
         output_schema: dict[str, Any] | None = None,
         stream: bool = True,
+        tools: list[Any] | None = None,
     ) -> LlmResult:
         from llmflow.providers.base import ChatMessage, Chunk, Final, ModelRequest, Status
 
         provider, name = self.registry.resolve(model)
-        est = sum(len(c.split()) for _, c in messages) + int(params.get("max_tokens", 256) or 256)
+        chat = [m if isinstance(m, ChatMessage) else ChatMessage(m[0], m[1]) for m in messages]
+        est = sum(len(m.content.split()) for m in chat) + int(params.get("max_tokens", 256) or 256)
         if self.limiter is not None:
             await self.limiter.acquire(model, est)
         ctx.event(E.LLM_LOADING_MODEL, f"Loading model: {model}", model=model, model_source=model_source)
-        ctx.event(E.LLM_GENERATING, f"Generating with {model}", model=model, model_source=model_source, messages=[{"role": r, "content": c[:20_000]} for r, c in messages])
-        req = ModelRequest(model=name, messages=[ChatMessage(r, c) for r, c in messages], params=dict(params), output_schema=output_schema, stream=stream, timeout=ctx.step.timeout)
+        shown = [_shown(m) for m in chat]
+        extra = {"tools": [t.name for t in tools]} if tools else {}
+        ctx.event(E.LLM_GENERATING, f"Generating with {model}", model=model, model_source=model_source, messages=shown, **extra)
+        req = ModelRequest(model=name, messages=chat, params=dict(params), output_schema=output_schema, stream=stream, timeout=ctx.step.timeout, tools=tuple(tools or ()))
         t0 = time.monotonic()
         last = t0
         parts: list[str] = []
@@ -86,13 +90,27 @@ class Gateway:
             c = self.prices(model, usage)
             cost = float(c) if c is not None else 0.0
         dt = time.monotonic() - t0
+        calls = tuple(final.tool_calls) if final is not None else ()
+        done = {"tool_calls": [c.name for c in calls]} if calls else {}
         ctx.event(
             E.LLM_DONE,
-            f"Generation complete ({len(text)} chars, {dt:.1f}s)",
+            f"Generation complete ({len(text)} chars, {dt:.1f}s)" + (f"; asks for {len(calls)} tool call{'s' if len(calls) != 1 else ''}" if calls else ""),
             model=model,
             model_source=model_source,
             usage={"input_tokens": tin, "output_tokens": tout},
             cost=cost,
             duration=round(dt, 4),
+            **done,
         )
-        return LlmResult(text=text, model=model, input_tokens=tin, output_tokens=tout, cost=cost)
+        return LlmResult(text=text, model=model, input_tokens=tin, output_tokens=tout, cost=cost, tool_calls=calls)
+
+
+def _shown(m: Any) -> dict[str, Any]:
+    """A message as LLM_GENERATING records it (long contents cut)."""
+    d: dict[str, Any] = {"role": m.role, "content": m.content[:20_000]}
+    if m.tool_calls:
+        d["tool_calls"] = [c.to_dict() for c in m.tool_calls]
+    if m.tool_call_id:
+        d["tool_call_id"] = m.tool_call_id
+        d["name"] = m.name
+    return d

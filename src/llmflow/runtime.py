@@ -85,9 +85,10 @@ class RunOptions:
     run_type: str = "flow"
     metadata: dict[str, Any] = field(default_factory=dict)
     run_id: str | None = None
+    thread: str | None = None  # continue this conversation thread (kept as metadata.thread)
 
     def to_dict(self) -> dict[str, Any]:
-        return {k: v for k, v in self.__dict__.items() if v not in (None, {}, []) and k not in ("run_id",)}
+        return {k: v for k, v in self.__dict__.items() if v not in (None, {}, []) and k not in ("run_id", "thread")}
 
 
 def changed_keys(a: Any, b: Any, path: str = "") -> list[str]:
@@ -125,6 +126,9 @@ class Runtime:
         self.active: dict[str, Runner] = {}
         self._flows: dict[str, Flow] = {}  # fingerprint -> validated Flow (specs are immutable)
         self._fingerprints: dict[int, tuple[Flow, str]] = {}
+        from llmflow.tools.services import ToolServices
+
+        self.tool_services = ToolServices(settings, run_child=self._run_child, store=store)
 
     # -- flows ------------------------------------------------------------------------------
     def load(self, flow_ref: str | Path | Flow | LoadedFlow, overrides: list[str] | None = None) -> LoadedFlow:
@@ -142,6 +146,11 @@ class Runtime:
         clean, diags = validate_inputs(flow, dict(inputs or {}), coerce_strings=coerce_strings)
         if diags:  # located in the flow's file (not "<flow>") when it has one
             raise FlowValidationError([d if d.location.file or d.location.origin or loaded.source.startswith("<") else replace(d, location=Location(file=loaded.source)) for d in diags])
+        from llmflow.tools.check import check_loaded
+
+        diags = check_loaded(loaded, self.tool_services, self.functions, thread=options.thread)
+        if diags:
+            raise FlowValidationError(diags)
         for step in options.models:
             if step != "*" and step not in {s.id for s in flow.all_steps()}:
                 from llmflow.model.diagnostics import Diagnostic, did_you_mean
@@ -158,7 +167,7 @@ class Runtime:
             spec=loaded.record(),
             fingerprint=self._fingerprint(flow),
             options=options.to_dict(),
-            metadata=dict(options.metadata),
+            metadata={**options.metadata, **({"thread": options.thread} if options.thread else {})},
             parent_run_id=options.parent_run_id,
             batch_id=options.batch_id,
             project_id=options.project_id,
@@ -284,6 +293,7 @@ class Runtime:
                     env_models=self.settings.env_models,
                     functions=self.functions,
                     cache_dir=self.settings.state_dir / "cache",
+                    settings=self._step_settings(rec),
                 ),
                 llm=self.gateway,
                 run_child=self._run_child,
@@ -296,6 +306,12 @@ class Runtime:
         finally:
             self.active.pop(run_id, None)
             self.store.release(run_id, self.owner)
+
+    def _step_settings(self, rec: RunRecord) -> dict[str, Any]:
+        """What steps read from ``ctx.settings``: tool services, the run's thread, the flow's directory."""
+        src = rec.spec.get("source")
+        flow_dir = str(Path(src).resolve().parent) if src and not src.startswith("<") else None
+        return {"tools": self.tool_services, "thread": (rec.metadata or {}).get("thread"), "flow_dir": flow_dir}
 
     def _initial_events(self, st: RunState, started: bool, events: list[Event] | None = None) -> list[NewEvent]:
         if not started:
@@ -425,9 +441,9 @@ class Runtime:
         return new
 
     # -- child runs -------------------------------------------------------------------------
-    async def _run_child(self, ctx: StepContext, flow_ref: str, inputs: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    async def _run_child(self, ctx: StepContext, flow_ref: str, inputs: dict[str, Any], overrides: list[str], key: str | None = None) -> dict[str, Any]:
         parent = self.get(ctx.run_id)
-        base = f"{ctx.run_id}.{ctx.node_id.replace('/', '.')}" + (f".{abs(hash(ctx.unit)) % 10**6}" if ctx.unit else "")
+        base = f"{ctx.run_id}.{ctx.node_id.replace('/', '.')}" + (f".{abs(hash(ctx.unit)) % 10**6}" if ctx.unit else "") + (f".{key}" if key else "")
         existing = self.store.get_run(base)
         child_id = base
         if existing is not None:
@@ -458,6 +474,9 @@ class Runtime:
         st = self.state_of(rec)
         attempts = self.store.attempts(run_id)
         rows = self.store.step_rows(run_id)
+        from llmflow.tools.view import tool_calls_by_step
+
+        calls = tool_calls_by_step(self.store.events(run_id))
         steps = []
         for nid, n in st.nodes.items():
             r = rows.get(nid, {})
@@ -476,6 +495,7 @@ class Runtime:
                     "model": next((a.model for a in reversed(atts) if a.model), None),
                     "tokens_in": sum(a.tokens_in for a in atts),
                     "tokens_out": sum(a.tokens_out for a in atts),
+                    "tool_calls": calls.get(nid, []),
                     "attempts": [
                         {
                             "unit": a.unit,

@@ -44,7 +44,7 @@ def test_the_example_playbook_loads_as_a_flow_with_its_scenarios_as_data() -> No
 def test_a_genie_playbook_brings_persona_tools_and_a_text_output() -> None:
     f = parse_flow_text(GENIE)
     a = f.agents["Math_Helper"]
-    assert a.model == "ollama:llama3.1:8b" and a.tools == ["calculator"]
+    assert a.model == "ollama:llama3.1:8b" and [t.tool for t in a.tools] == ["calculator"]
     assert a.system == "You are a patient tutor.\nGoal: Explain arithmetic\nTraits: kind, precise"
     assert f.steps[0].id == "solve" and f.steps[0].output is None and f.outputs == {"answer": "{{ steps.solve.output }}"}
     assert f.data == [{"record_id": "add", "question": "What is 2+2?", "expected_output": {"answer": "4"}}]

@@ -131,7 +131,7 @@ def test_every_step_kind_validates_in_one_flow():
         "sub": FlowStep,
     }  # fmt: skip
     assert sorted(registry.kinds) == sorted(
-        ["llm", "shell", "write_file", "python", "human", "flow", "parallel", "broadcast", "route", "loop", "conductor"]
+        ["llm", "shell", "write_file", "python", "human", "flow", "parallel", "broadcast", "route", "loop", "conductor", "retrieve"]
     )
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -33,10 +34,13 @@ def register(app: typer.Typer) -> None:
     ) -> int:
         """Validate flows without running them. Exit 0 when all are valid, 2 otherwise."""
         from llmflow.cli.errors import eprint
-        from llmflow.model.loader import validate_flow
+        from llmflow.settings import Settings
+        from llmflow.tools.check import validate_flow_and_tools
 
         targets = [t for p in paths for t in _expand(p)]
-        results = {p: validate_flow(p, overrides or [], config_dir_default(config_dir)) for p in targets}
+        settings = Settings.from_env()
+        settings.config_dir = settings.config_dir or (Path(config_dir) if config_dir else None)
+        results = {p: validate_flow_and_tools(p, overrides or [], config_dir_default(config_dir), settings) for p in targets}
         bad = sum(1 for d in results.values() if d)
         if as_json:
             print(json.dumps({p: {"valid": not d, "diagnostics": [x.to_dict() for x in d]} for p, d in results.items()}, indent=2))

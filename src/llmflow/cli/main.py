@@ -77,6 +77,7 @@ def _register() -> None:
     __import__("llmflow.cli.worker_cmd", fromlist=["register"]).register(app)
     __import__("llmflow.cli.ws_cmd", fromlist=["register"]).register(app)
     __import__("llmflow.cli.batch_cmd", fromlist=["register"]).register(app)
+    __import__("llmflow.cli.index_cmd", fromlist=["register"]).register(app)
     __import__("llmflow.cli.eval_cmd", fromlist=["register"]).register(app)
 
 

@@ -27,6 +27,7 @@ class StepLine:
     detail: str = ""
     attempts: int = 0
     units: dict[str, str] = field(default_factory=dict)
+    tools: dict[str, str] = field(default_factory=dict)  # call id -> "name: status"
 
 
 class ConsoleView:
@@ -103,6 +104,10 @@ class ConsoleView:
                     self._write(("\n" if self._streaming else "") + f"[{key}] ")
                     self._streaming = key
                 self._write(chunk)
+        elif t in (E.TOOL_CALL_STARTED, E.TOOL_CALL_COMPLETED, E.TOOL_CALL_FAILED) and line:
+            p = e.payload
+            state = {E.TOOL_CALL_STARTED: "running", E.TOOL_CALL_COMPLETED: "done"}.get(t, "retrying" if p.get("retrying") else "failed")
+            line.tools[str(p.get("call_id"))] = f"{p.get('name')}: {state}"
         elif t == E.LLM_DONE and line:
             u = e.payload.get("usage") or {}
             line.tokens += int(u.get("input_tokens", 0)) + int(u.get("output_tokens", 0))
@@ -117,6 +122,7 @@ class ConsoleView:
             E.RUN_STARTED, E.RUN_RECOVERED, E.RUN_RESUMED, E.RUN_PAUSED, E.STEP_STARTED, E.STEP_COMPLETED, E.STEP_FAILED,
             E.STEP_SKIPPED, E.STEP_CANCELED, E.STEP_RETRYING, E.SHELL_EXECUTING, E.ARTIFACT_CREATED, E.LLM_HEARTBEAT,
             E.HUMAN_INPUT_REQUESTED, E.CONDUCTOR_TURN, E.RUN_COMPLETED, E.RUN_FAILED, E.RUN_CANCELED,
+            E.TOOL_CALL_STARTED, E.TOOL_CALL_COMPLETED, E.TOOL_CALL_FAILED,
         }
         if t not in interesting:
             return
@@ -149,6 +155,9 @@ class ConsoleView:
             if s.units:
                 done = sum(1 for v in s.units.values() if v == "COMPLETED")
                 units = f"{done}/{len(s.units)}"
+            if s.tools:
+                running = [v.split(":")[0] for v in s.tools.values() if v.endswith("running")]
+                units = (units + " " if units else "") + f"tools {len(s.tools)}" + (f" ({', '.join(running[:3])} running)" if running else "")
             style = STYLES.get(s.status, "")
             table.add_row(Text(ICONS.get(s.status, "?"), style=style), sid, s.kind, Text(s.status, style=style), dur, s.model or "", str(s.tokens or ""), units or (s.detail[:60] if s.detail else ""))
         parts: list[Any] = [table]

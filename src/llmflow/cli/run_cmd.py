@@ -208,6 +208,7 @@ def register(app: typer.Typer) -> None:
         human: Annotated[bool, typer.Option("--human/--no-human", help="Ask for human input (--no-human answers with defaults)")] = True,
         workspace: Annotated[str | None, typer.Option("--workspace", "-w", metavar="DIR", help="Run file and shell steps in this directory (default: the run's own, under .llmflow/runs/)")] = None,
         timeout: Annotated[float | None, typer.Option("--timeout", metavar="SECONDS", help="Run timeout")] = None,
+        thread: Annotated[str | None, typer.Option("--thread", "-t", metavar="THREAD", help="Continue this conversation thread (agents see their earlier messages)")] = None,
         as_json: Json = False,
         verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug logs on stderr")] = False,
         config_dir: ConfigDir = None,
@@ -238,7 +239,7 @@ def register(app: typer.Typer) -> None:
             meta: dict[str, Any] = {"record_id": record_id} if record_id else {}
             if group is not None:
                 meta.update(sweep=group, overrides=combo)
-            opts = RunOptions(models=models, timeout=timeout, workspace=workspace, metadata=meta, batch_id=group, name=" ".join(o for i, o in enumerate(combo) if i in swept) or " ".join(combo) if group else None)
+            opts = RunOptions(models=models, timeout=timeout, workspace=workspace, metadata=meta, batch_id=group, thread=thread, name=" ".join(o for i, o in enumerate(combo) if i in swept) or " ".join(combo) if group else None)
             recs.append(create_run_here(rt, loaded, inputs, opts))
         if group is not None:
             rt.store.update_batch(group, total=len(recs))

@@ -124,6 +124,15 @@ def register(app: typer.Typer) -> None:
             print(f"  {s['status']:<10} {s['id']:<24} {s['kind']:<10} {_dur(s['duration']):>8}  {s['model'] or ''}")
             if s["error"]:
                 print(f"             error: {s['error']}")
+            calls = s.get("tool_calls") or []
+            if calls:
+                failed = sum(1 for c in calls if c["status"] == "FAILED")
+                print(f"             tool calls: {len(calls)}" + (f" ({failed} failed)" if failed else ""))
+                if attempts or step is not None:
+                    for c in calls:
+                        args = json.dumps(c.get("arguments"), ensure_ascii=False, default=str)
+                        outcome = c.get("error") if c["status"] == "FAILED" else json.dumps(c.get("result"), ensure_ascii=False, default=str)
+                        print(f"             {c['status']:<10} {c['name']}({args[:60]}) {_dur(c.get('duration')):>8}  {(outcome or '').replace(chr(10), ' ')[:80]}")
             if attempts or step is not None:
                 for a in s["attempts"]:
                     label = f"{a['unit']}#{a['attempt']}" if a["unit"] else f"#{a['attempt']}"

@@ -44,6 +44,9 @@ class EventType(StrEnum):
     LOOP_ITERATION = "LOOP_ITERATION"
     CONDUCTOR_TURN = "CONDUCTOR_TURN"
     CHILD_RUN_STARTED = "CHILD_RUN_STARTED"
+    TOOL_CALL_STARTED = "TOOL_CALL_STARTED"  # payload: call_id, name, arguments
+    TOOL_CALL_COMPLETED = "TOOL_CALL_COMPLETED"  # payload: call_id, name, arguments, result, duration
+    TOOL_CALL_FAILED = "TOOL_CALL_FAILED"  # payload: call_id, name, arguments, error, duration
     HUMAN_INPUT_REQUESTED = "HUMAN_INPUT_REQUESTED"
     HUMAN_INPUT_RECEIVED = "HUMAN_INPUT_RECEIVED"
     RUN_PAUSED = "RUN_PAUSED"
@@ -119,6 +122,9 @@ INFORMATIONAL = frozenset(
         EventType.CONDUCTOR_TURN,
         EventType.DIRECTIVE,
         EventType.STEP_CACHE_HIT,
+        EventType.TOOL_CALL_STARTED,
+        EventType.TOOL_CALL_COMPLETED,
+        EventType.TOOL_CALL_FAILED,
         EventType.WORKFLOW_STARTED,
         EventType.WORKFLOW_COMPLETED,
         EventType.WORKFLOW_FAILED,

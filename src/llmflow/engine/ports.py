@@ -29,6 +29,7 @@ class LlmResult:
     input_tokens: int = 0
     output_tokens: int = 0
     cost: float = 0.0
+    tool_calls: tuple[Any, ...] = ()  # providers.base.ToolCall items the model asked for
 
 
 class LlmGateway(Protocol):
@@ -42,6 +43,7 @@ class LlmGateway(Protocol):
         params: dict[str, Any],
         output_schema: dict[str, Any] | None = None,
         stream: bool = True,
+        tools: list[Any] | None = None,  # providers.base.ToolDef; messages may then be ChatMessage
     ) -> LlmResult: ...
 
 
@@ -78,6 +80,12 @@ class StepContext:
     allow_shell: bool = True
     functions: dict[str, Callable[..., Any]] = field(default_factory=dict)
     settings: dict[str, Any] = field(default_factory=dict)
+    prior: Callable[[], list[Event]] | None = None
+
+    def prior_events(self) -> list[Event]:
+        """The events recorded for this step and unit by earlier attempts of the current
+        generation that ended ATTEMPT_INTERRUPTED, in order ([] for a fresh attempt)."""
+        return self.prior() if self.prior is not None else []
 
     def event(self, type: str, message: str = "", **payload: Any) -> None:
         self.emit(NewEvent(type, message, self.node_id, self.unit or None, self.attempt, payload))

@@ -309,8 +309,21 @@ class Runner:
             allow_shell=self.cfg.allow_shell,
             functions=self.cfg.functions,
             settings=self.cfg.settings,
+            prior=lambda: self._prior_events(cmd),
         )
         return ctx
+
+    def _prior_events(self, cmd: Execute) -> list[Event]:
+        """Events of this step+unit's attempts since its last re-run that ended interrupted."""
+        read = getattr(self.log, "events", None)
+        if read is None:
+            return []
+        unit = cmd.unit or None
+        mine = [e for e in read(self.st.run_id) if e.step_id == cmd.node_id and ((e.unit or None) == unit or (e.type == E.STEP_RERUN and e.unit is None))]
+        start = max((i for i, e in enumerate(mine) if e.type == E.STEP_RERUN), default=-1) + 1
+        mine = mine[start:]
+        interrupted = {e.attempt for e in mine if e.type == E.ATTEMPT_INTERRUPTED and e.attempt is not None and e.attempt < cmd.attempt}
+        return [e for e in mine if e.attempt in interrupted]
 
     async def _run_unit(self, cmd: Execute) -> None:
         key = (cmd.node_id, cmd.unit)

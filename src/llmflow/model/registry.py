@@ -19,6 +19,7 @@ from llmflow.model.spec import (
     LoopStep,
     ParallelStep,
     PythonStep,
+    RetrieveStep,
     RouteStep,
     ShellStep,
     StepSpec,
@@ -39,6 +40,7 @@ BUILTIN_KINDS: dict[str, type[StepSpec]] = {
         RouteStep,
         LoopStep,
         ConductorStep,
+        RetrieveStep,
     )
 }
 

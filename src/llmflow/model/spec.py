@@ -52,30 +52,6 @@ def _input_shorthand(v: Any) -> Any:
     return v
 
 
-class AgentSpec(Spec):
-    """A reusable named LLM configuration. Buttermilk agent keys are accepted for migration."""
-
-    model: str | None = None
-    system: str | None = None
-    prompt: str | None = None
-    description: str | None = None
-    params: dict[str, Any] = Field(default_factory=dict)
-    tools: list[str] = Field(default_factory=list)
-    weight: float = 1.0
-    role: str | None = None
-    # Buttermilk-compatible keys (kept, mostly informational)
-    parameters: dict[str, Any] = Field(default_factory=dict)
-    variants: dict[str, Any] = Field(default_factory=dict)
-    agent_obj: str | None = None
-    name_components: list[Any] | None = None
-    num_runs: int = 1
-    inputs: dict[str, Any] | None = None
-    outputs: dict[str, Any] | None = None
-    tasks: dict[str, Any] | None = None
-    data: Any = None
-    unique_identifier: str | None = None
-
-
 # "transient": a retryable provider error (429, 5xx, connection reset, provider timeout);
 # the engine's retry policy (engine/retry.py) says which error kinds count.
 RetryOn = Literal["transient", "rate_limit", "provider", "timeout", "error", "any"]
@@ -101,6 +77,87 @@ def _retry_shorthand(v: Any) -> Any:
     if isinstance(v, int):
         return {"attempts": v}
     return v
+
+
+class ToolSpec(Spec):
+    """One entry of a ``tools:`` list written as a mapping (a plain string is ``tool:``).
+
+    Exactly one of ``tool`` (a built-in or registered tool name, ``module:function``, an MCP
+    server ``name`` or ``name.tool``), ``flow`` (a flow run as a tool, as a linked child run)
+    or ``index`` (a retrieval index the model can search)."""
+
+    tool: str | None = Field(None, min_length=1)
+    flow: str | None = Field(None, min_length=1)
+    index: str | None = Field(None, min_length=1)
+    name: str | None = Field(None, pattern=r"^[A-Za-z_][A-Za-z0-9_\-]{0,63}$")  # the name the model sees
+    description: str | None = None
+    confirm: bool = False  # ask a human before each call
+    timeout: float | None = Field(None, gt=0)  # seconds per call (default 60)
+    retry: Annotated[RetrySpec | None, BeforeValidator(_retry_shorthand)] = None
+    top_k: int = Field(5, ge=1, le=50)  # index tools: results per search
+
+    @model_validator(mode="after")
+    def _one_target(self) -> ToolSpec:
+        given = [k for k in ("tool", "flow", "index") if getattr(self, k) is not None]
+        if len(given) != 1:
+            raise ValueError("a tool entry needs exactly one of 'tool', 'flow' or 'index'" + (f" (got {', '.join(given)})" if given else ""))
+        return self
+
+    @property
+    def ref(self) -> str:
+        return self.tool or (f"flow {self.flow}" if self.flow else f"index {self.index}")
+
+
+def _tool_entry(v: Any) -> Any:
+    return {"tool": v} if isinstance(v, str) else v
+
+
+ToolRef = Annotated[ToolSpec, BeforeValidator(_tool_entry), PlainSerializer(lambda t: t.tool if t.model_fields_set <= {"tool"} else t.model_dump(mode="json", exclude_defaults=True))]
+
+
+class McpServerSpec(Spec):
+    """An MCP server: a command spoken to over stdio, or a streamable-HTTP ``url``."""
+
+    command: str | None = Field(None, min_length=1)
+    args: list[str] = Field(default_factory=list)
+    env: dict[str, str] = Field(default_factory=dict)
+    cwd: str | None = None
+    url: str | None = Field(None, pattern=r"^https?://")
+    headers: dict[str, str] = Field(default_factory=dict)
+    timeout: float = Field(30.0, gt=0)  # seconds to connect and list the tools
+
+    @model_validator(mode="after")
+    def _one_transport(self) -> McpServerSpec:
+        if (self.command is None) == (self.url is None):
+            raise ValueError("an MCP server needs exactly one of 'command' (stdio) or 'url' (streamable HTTP)")
+        if self.url is not None and (self.args or self.env or self.cwd):
+            raise ValueError("'args', 'env' and 'cwd' apply to 'command' servers, not to 'url' ones")
+        return self
+
+
+class AgentSpec(Spec):
+    """A reusable named LLM configuration. Buttermilk agent keys are accepted for migration."""
+
+    model: str | None = None
+    system: str | None = None
+    prompt: str | None = None
+    description: str | None = None
+    params: dict[str, Any] = Field(default_factory=dict)
+    tools: list[ToolRef] = Field(default_factory=list)
+    max_turns: int | None = Field(None, ge=1, le=100)
+    weight: float = 1.0
+    role: str | None = None
+    # Buttermilk-compatible keys (kept, mostly informational)
+    parameters: dict[str, Any] = Field(default_factory=dict)
+    variants: dict[str, Any] = Field(default_factory=dict)
+    agent_obj: str | None = None
+    name_components: list[Any] | None = None
+    num_runs: int = 1
+    inputs: dict[str, Any] | None = None
+    outputs: dict[str, Any] | None = None
+    tasks: dict[str, Any] | None = None
+    data: Any = None
+    unique_identifier: str | None = None
 
 
 class RunOptions(Spec):
@@ -177,6 +234,8 @@ class LlmStep(StepSpec):
     messages: list[Message] | None = None
     params: dict[str, Any] = Field(default_factory=dict)
     stream: bool = True
+    tools: list[ToolRef] = Field(default_factory=list)
+    max_turns: int | None = Field(None, ge=1, le=100)  # model calls in a tool loop (default 10)
 
     @model_validator(mode="after")
     def _has_prompt(self) -> LlmStep:
@@ -254,6 +313,19 @@ StepList = Annotated[
     BeforeValidator(_step_list),
     PlainSerializer(lambda steps: [s.to_dict() for s in steps]),
 ]
+
+
+class RetrieveStep(StepSpec):
+    """Search a retrieval index (``llmflow index add``); the output is the list of hits,
+    each with source, chunk, text and score."""
+
+    KIND: ClassVar[str] = "retrieve"
+    TEMPLATE_FIELDS: ClassVar[tuple[str, ...]] = ("query",)
+    kind: Literal["retrieve"] = "retrieve"
+    index: str = Field(min_length=1)
+    query: str
+    top_k: int = Field(5, ge=1, le=100)
+    mode: Literal["hybrid", "bm25", "vector"] = "hybrid"
 
 
 class ParallelStep(StepSpec):
@@ -358,6 +430,7 @@ class Flow(Spec):
     inputs: Annotated[dict[str, InputSpec], BeforeValidator(_inputs)] = Field(default_factory=dict)
     outputs: Annotated[dict[str, str] | None, BeforeValidator(_outputs)] = None
     agents: dict[str, AgentSpec] = Field(default_factory=dict)
+    mcp_servers: dict[Annotated[str, Field(pattern=IDENT)], McpServerSpec] = Field(default_factory=dict)
     model: str | None = None
     parameters: dict[str, Any] = Field(default_factory=dict)
     options: RunOptions = Field(default_factory=RunOptions)

@@ -15,9 +15,36 @@ from typing import Any, Protocol
 
 
 @dataclass(frozen=True)
+class ToolDef:
+    """A tool offered to the model: its name, what it does, and its arguments' JSON schema."""
+
+    name: str
+    description: str
+    parameters: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class ToolCall:
+    """A call the model asked for. ``id`` is the provider's (or a stable made-up one)."""
+
+    id: str
+    name: str
+    arguments: dict[str, Any]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"id": self.id, "name": self.name, "arguments": self.arguments}
+
+
+@dataclass(frozen=True)
 class ChatMessage:
-    role: str  # system | user | assistant
+    """One message. ``assistant`` messages may carry ``tool_calls``; a ``tool`` message is
+    the result of the call ``tool_call_id`` (``name`` is the tool's)."""
+
+    role: str  # system | user | assistant | tool
     content: str
+    tool_calls: tuple[ToolCall, ...] = ()
+    tool_call_id: str | None = None
+    name: str | None = None
 
 
 @dataclass(frozen=True)
@@ -28,6 +55,7 @@ class ModelRequest:
     output_schema: dict[str, Any] | None = None  # JSON schema for structured output
     stream: bool = True
     timeout: float | None = None
+    tools: tuple[ToolDef, ...] = ()  # offered tools; the model may answer with tool calls
 
     @property
     def prompt_text(self) -> str:
@@ -62,6 +90,7 @@ class Final:
     usage: Usage = Usage()
     model: str = ""
     finish_reason: str | None = None
+    tool_calls: tuple[ToolCall, ...] = ()  # calls the model asked for (then ``text`` may be empty)
 
 
 StreamItem = Chunk | Status | Final

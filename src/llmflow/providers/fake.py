@@ -19,6 +19,14 @@ retry_after    seconds carried by the ``429`` RateLimitError
 =============  ==========================================================================
 
 Usage counts tokens as whitespace-separated words of the prompt and of the answer.
+
+Tool calls: when a request offers tools, an answer written as a mapping with
+``tool_calls`` (``{tool_calls: [{name: lookup, arguments: {id: 7}}], text: "..."}``) is
+returned as calls the model asks for, with ids ``call_<turn>_<i>``. A list script is then
+indexed by the conversation's turn (the number of assistant messages so far) rather than by
+the call count, so a loop resumed in another process gets the same answers. In a text
+answer ``{tool_results}`` is replaced by the results of the calls since the last assistant
+message (joined with newlines).
 """
 
 from __future__ import annotations
@@ -33,7 +41,7 @@ from typing import Any
 from urllib.parse import parse_qsl
 
 from llmflow.errors import ProviderError, RateLimitError, StepTimeoutError
-from llmflow.providers.base import Chunk, Final, ModelRequest, StreamItem, Usage
+from llmflow.providers.base import Chunk, Final, ModelRequest, StreamItem, ToolCall, Usage
 from llmflow.providers.fake_schema import value_for_schema
 
 Answers = list[Any] | dict[str, Any] | Callable[[ModelRequest], Any]
@@ -125,6 +133,33 @@ def _as_text(answer: Any) -> str:
     return answer if isinstance(answer, str) else json.dumps(answer)
 
 
+def conversation_turn(request: ModelRequest) -> int:
+    """How many assistant messages the conversation already has."""
+    return sum(1 for m in request.messages if m.role == "assistant")
+
+
+def _tool_results(request: ModelRequest) -> str:
+    out: list[str] = []
+    for m in reversed(request.messages):
+        if m.role == "assistant":
+            break
+        if m.role == "tool":
+            out.append(m.content)
+    return "\n".join(reversed(out))
+
+
+def _tool_calls(answer: Any, turn: int) -> tuple[ToolCall, ...] | None:
+    if not isinstance(answer, Mapping) or "tool_calls" not in answer:
+        return None
+    calls = []
+    for i, c in enumerate(answer.get("tool_calls") or []):
+        if not isinstance(c, Mapping) or not isinstance(c.get("name"), str):
+            raise ProviderError(f"fake script: a tool call needs a 'name', got {c!r}", retryable=False)
+        args = c.get("arguments") or {}
+        calls.append(ToolCall(str(c.get("id") or f"call_{turn}_{i}"), c["name"], dict(args) if isinstance(args, Mapping) else {"value": args}))
+    return tuple(calls)
+
+
 def _split_words(text: str, per_chunk: int) -> list[str]:
     # Each piece keeps its trailing whitespace so the chunks join back to the exact text.
     words = re.findall(r"\S+\s*|\s+", text)
@@ -156,18 +191,21 @@ class FakeProvider:
         """Forget call counts (``fail_times`` and answer cycling start again)."""
         self._counters = _Counters()
 
-    def _pick_answer(self, script: FakeScript, request: ModelRequest, name: str, key: str) -> str:
+    def _pick_answer(self, script: FakeScript, request: ModelRequest, name: str, key: str) -> Any:
         answers = script.answers
         if callable(answers):
-            return _as_text(answers(request))
+            return answers(request)
         if isinstance(answers, Mapping):
             for pattern, answer in answers.items():
                 if re.search(pattern, request.prompt_text):
-                    return _as_text(answer)
+                    return answer
         elif answers:
-            index = self._counters.answered.get(key, 0)
-            self._counters.answered[key] = index + 1
-            return _as_text(answers[index % len(answers)])
+            if request.tools:
+                index = conversation_turn(request)
+            else:
+                index = self._counters.answered.get(key, 0)
+                self._counters.answered[key] = index + 1
+            return answers[index % len(answers)]
         return default_answer(request, name)
 
     async def stream(self, request: ModelRequest) -> AsyncIterator[StreamItem]:
@@ -181,15 +219,22 @@ class FakeProvider:
         failing = script.fail is not None and (script.fail_times is None or call <= script.fail_times)
         if failing:
             _raise_failure(script, f"fake:{request.model}")
-        text = MALFORMED_TEXT if failing else self._pick_answer(script, request, name, key)
-        if request.stream:
+        answer = MALFORMED_TEXT if failing else self._pick_answer(script, request, name, key)
+        calls = _tool_calls(answer, conversation_turn(request)) if request.tools else None
+        if calls is not None:
+            text = str(answer.get("text") or "")
+        else:
+            text = _as_text(answer)
+            if "{tool_results}" in text:
+                text = text.replace("{tool_results}", _tool_results(request))
+        if request.stream and text:
             pieces = _split_words(text, script.chunk)
             for i, piece in enumerate(pieces):
                 if i and script.chunk_delay > 0:
                     await asyncio.sleep(script.chunk_delay)
                 yield Chunk(piece)
         usage = Usage(input_tokens=count_tokens(request.prompt_text), output_tokens=count_tokens(text))
-        yield Final(text=text, usage=usage, model=f"fake:{name}", finish_reason="stop")
+        yield Final(text=text, usage=usage, model=f"fake:{name}", finish_reason="tool_calls" if calls else "stop", tool_calls=calls or ())
 
     async def aclose(self) -> None:
         return None

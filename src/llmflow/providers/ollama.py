@@ -19,7 +19,16 @@ from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 from llmflow.errors import ProviderError, ProviderUnavailableError, RateLimitError, StepTimeoutError
-from llmflow.providers.base import Chunk, Final, ModelRequest, Status, StreamItem, Usage
+from llmflow.providers.base import (
+    ChatMessage,
+    Chunk,
+    Final,
+    ModelRequest,
+    Status,
+    StreamItem,
+    ToolCall,
+    Usage,
+)
 
 DEFAULT_BASE_URL = "http://127.0.0.1:11434"
 DEFAULT_TIMEOUT = 300.0
@@ -51,6 +60,16 @@ def base_url_from_env(env: Mapping[str, str]) -> str:
 
 def _seconds(elapsed: float) -> str:
     return f"{elapsed:.1f}s" if elapsed < 10 else f"{elapsed:.0f}s"
+
+
+def _message(m: ChatMessage) -> dict[str, Any]:
+    """One message in Ollama's /api/chat shape (tool calls and tool results included)."""
+    out: dict[str, Any] = {"role": m.role, "content": m.content}
+    if m.tool_calls:
+        out["tool_calls"] = [{"function": {"name": c.name, "arguments": c.arguments}} for c in m.tool_calls]
+    if m.role == "tool" and m.name:
+        out["tool_name"] = m.name
+    return out
 
 
 class OllamaProvider:
@@ -156,12 +175,14 @@ class OllamaProvider:
                 options[theirs] = params[ours]
         payload: dict[str, Any] = {
             "model": request.model,
-            "messages": [{"role": m.role, "content": m.content} for m in request.messages],
+            "messages": [_message(m) for m in request.messages],
             "stream": True,
             "options": options,
         }
         if request.output_schema is not None:
             payload["format"] = request.output_schema
+        if request.tools:
+            payload["tools"] = [{"type": "function", "function": {"name": t.name, "description": t.description, "parameters": t.parameters}} for t in request.tools]
         return payload
 
     async def _read_chat(self, client: Any, payload: dict[str, Any], queue: asyncio.Queue[Any]) -> None:
@@ -210,6 +231,7 @@ class OllamaProvider:
         reader = asyncio.create_task(self._read_chat(client, self._payload(request), queue))
         started = time.monotonic()
         parts: list[str] = []
+        calls: list[ToolCall] = []
         got_token = False
         try:
             while True:
@@ -228,7 +250,15 @@ class OllamaProvider:
                     raise ProviderError(f"Ollama closed the stream for {model} before it was done")
                 if "error" in data:
                     raise ProviderError(f"Ollama error for {model}: {data['error']}")
-                text = (data.get("message") or {}).get("content") or ""
+                message = data.get("message") or {}
+                for c in message.get("tool_calls") or []:
+                    fn = c.get("function") or {}
+                    args = fn.get("arguments") or {}
+                    if isinstance(args, str):
+                        args = json.loads(args) if args.strip() else {}
+                    calls.append(ToolCall(str(c.get("id") or f"call_{len(calls)}"), str(fn.get("name", "")), dict(args)))
+                    got_token = True
+                text = message.get("content") or ""
                 if text:
                     got_token = True
                     parts.append(text)
@@ -236,7 +266,7 @@ class OllamaProvider:
                         yield Chunk(text)
                 if data.get("done"):
                     usage = Usage(int(data.get("prompt_eval_count") or 0), int(data.get("eval_count") or 0))
-                    yield Final("".join(parts), usage, model=f"ollama:{model}", finish_reason=data.get("done_reason"))
+                    yield Final("".join(parts), usage, model=f"ollama:{model}", finish_reason=data.get("done_reason"), tool_calls=tuple(calls))
                     return
         finally:
             reader.cancel()

@@ -29,7 +29,7 @@ from llmflow.errors import (
     StepError,
     StepTimeoutError,
 )
-from llmflow.providers.base import ChatMessage, Chunk, Final, ModelRequest, StreamItem, Usage
+from llmflow.providers.base import ChatMessage, Chunk, Final, ModelRequest, StreamItem, ToolCall, Usage
 
 OPENAI_DEFAULT_BASE_URL = "https://api.openai.com/v1"
 INSTALL_LINES = {
@@ -88,9 +88,17 @@ def connection_from_env(name: str, env: Mapping[str, str]) -> Connection:
 
 
 def to_model_messages(messages: list[ChatMessage]) -> list[Any]:
-    """llmflow messages -> pydantic-ai requests/responses (system and user parts grouped per turn)."""
+    """llmflow messages -> pydantic-ai requests/responses (system, user and tool-result parts
+    grouped per turn; an assistant's tool calls become ToolCallParts)."""
     from pydantic_ai.messages import ModelRequest as Turn
-    from pydantic_ai.messages import ModelResponse, SystemPromptPart, TextPart, UserPromptPart
+    from pydantic_ai.messages import (
+        ModelResponse,
+        SystemPromptPart,
+        TextPart,
+        ToolCallPart,
+        ToolReturnPart,
+        UserPromptPart,
+    )
 
     out: list[Any] = []
     parts: list[Any] = []
@@ -99,9 +107,13 @@ def to_model_messages(messages: list[ChatMessage]) -> list[Any]:
             if parts:
                 out.append(Turn(parts=parts))
                 parts = []
-            out.append(ModelResponse(parts=[TextPart(message.content)]))
+            reply: list[Any] = [TextPart(message.content)] if message.content or not message.tool_calls else []
+            reply += [ToolCallPart(c.name, dict(c.arguments), tool_call_id=c.id) for c in message.tool_calls]
+            out.append(ModelResponse(parts=reply))
         elif message.role == "system":
             parts.append(SystemPromptPart(message.content))
+        elif message.role == "tool":
+            parts.append(ToolReturnPart(message.name or "tool", message.content, tool_call_id=message.tool_call_id or ""))
         else:
             parts.append(UserPromptPart(message.content))
     if parts:
@@ -148,11 +160,13 @@ class PydanticAIProvider:
         self._models[model_name] = model
         return model
 
-    def _parameters(self, model: Any, schema: dict[str, Any] | None) -> Any:
+    def _parameters(self, model: Any, schema: dict[str, Any] | None, tools: tuple[Any, ...] = ()) -> Any:
         from pydantic_ai.models import ModelRequestParameters
+        from pydantic_ai.tools import ToolDefinition
 
+        function_tools = [ToolDefinition(name=t.name, description=t.description, parameters_json_schema=t.parameters) for t in tools]
         if schema is None:
-            return ModelRequestParameters()
+            return ModelRequestParameters(function_tools=function_tools)
         from pydantic_ai.output import OutputObjectDefinition
 
         mode = self.connection.structured_output
@@ -161,7 +175,7 @@ class PydanticAIProvider:
             mode = "native" if native else "prompted"
         title = re.sub(r"[^A-Za-z0-9_-]", "_", str(schema.get("title") or "output"))[:64]
         output = OutputObjectDefinition(json_schema=schema, name=title, description=schema.get("description"))
-        return ModelRequestParameters(output_mode=mode, output_object=output, allow_text_output=True)
+        return ModelRequestParameters(function_tools=function_tools, output_mode=mode, output_object=output, allow_text_output=True)
 
     def _settings(self, request: ModelRequest) -> dict[str, Any]:
         # Retries are the engine's job (it honours Retry-After and records attempts), not the SDK's.
@@ -181,7 +195,7 @@ class PydanticAIProvider:
             from pydantic_ai.messages import PartDeltaEvent, PartStartEvent, TextPart, TextPartDelta
 
             messages = to_model_messages(request.messages)
-            parameters = self._parameters(model, request.output_schema)
+            parameters = self._parameters(model, request.output_schema, request.tools)
             async with model:  # opens (and at the end closes) an HTTP client on this event loop
                 stream_cm = model_request_stream(
                     model, messages, model_settings=self._settings(request), model_request_parameters=parameters
@@ -202,13 +216,14 @@ class PydanticAIProvider:
         except Exception as exc:  # noqa: BLE001 — every failure leaves as an llmflow error
             raise self._map_error(exc, request.model) from None
         text = "".join(p.content for p in result.parts if isinstance(p, TextPart))
+        calls = tuple(ToolCall(p.tool_call_id, p.tool_name, p.args_as_dict()) for p in result.parts if getattr(p, "part_kind", None) == "tool-call")
         if request.output_schema is not None:
             text = _strip_fences(text)
         usage = Usage(reported.input_tokens, reported.output_tokens)
         if not usage.input_tokens and not usage.output_tokens:
             # Some servers (llama-cpp-python's, while streaming) report no usage: estimate it in words.
             usage = Usage(len(request.prompt_text.split()), len(text.split()))
-        yield Final(text, usage, model=f"{self.name}:{request.model}", finish_reason=result.finish_reason)
+        yield Final(text, usage, model=f"{self.name}:{request.model}", finish_reason=result.finish_reason, tool_calls=calls)
 
     def _redact(self, text: str) -> str:
         key = self.connection.api_key

@@ -67,9 +67,10 @@ def create_app(target: Settings | Runtime | None = None, config: ServerConfig | 
         return services.health()
 
     app.include_router(native.router)
-    from llmflow.server import batches
+    from llmflow.server import batches, threads
 
     app.include_router(batches.router)
+    app.include_router(threads.router)
     from llmflow.server import evals as evals_routes
 
     app.include_router(evals_routes.router)

@@ -124,7 +124,7 @@ async def create_run(body: CreateRunIn, svc: Svc) -> Any:
     else:
         loaded, posted = svc.parse_document(body.document), True  # type: ignore[arg-type]
     try:
-        opts = svc.options(models=o.models, timeout=o.timeout_seconds, project_id=o.project_id, name=o.name, metadata=o.metadata, posted=posted, max_concurrency=o.max_concurrency, max_tokens=o.max_tokens, max_cost=o.max_cost)
+        opts = svc.options(models=o.models, timeout=o.timeout_seconds, project_id=o.project_id, name=o.name, metadata=o.metadata, posted=posted, max_concurrency=o.max_concurrency, max_tokens=o.max_tokens, max_cost=o.max_cost, thread=o.thread)
     except LookupError as exc:
         return JSONResponse({"detail": [{"loc": ["body", "options", "project_id"], "msg": str(exc), "type": "not_found"}]}, status_code=404)
     rec = svc.submit(loaded, body.inputs, opts)

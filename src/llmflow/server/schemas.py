@@ -77,6 +77,7 @@ class RunOptionsIn(Strict):
     project_id: Id | None = Field(None, description="run in this project's directory")
     name: Name | None = None
     metadata: JsonObject | None = None
+    thread: Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:\-]{0,127}$")] | None = Field(None, description="continue this conversation thread")
 
 
 class CreateRunIn(Strict):

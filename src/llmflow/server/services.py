@@ -80,10 +80,26 @@ class Services:
                     raise FlowValidationError(diags)
         except FlowValidationError as exc:
             raise FlowValidationError([_under("document", d) for d in exc.diagnostics]) from None
-        problems = self.posted_flow_problems(flow)
+        problems = self.posted_flow_problems(flow) + self.posted_tool_problems(flow)
         if problems:
             raise FlowValidationError(problems)
         return LoadedFlow(flow, None, "<request>")
+
+    def posted_tool_problems(self, flow: Flow) -> list[Diagnostic]:
+        """Tools of a posted flow: checked like any flow's, and, without --allow-shell, no
+        tool that leads to code execution (module:function, shell, stdio MCP servers the
+        document declares, flows with code steps); operator-registered ones are fine."""
+        from llmflow.model.diagnostics import Location
+        from llmflow.tools.check import check_flow
+
+        out: list[Diagnostic] = []
+        if not self.config.allow_shell:
+            for name, spec in flow.mcp_servers.items():
+                if spec.command is not None:
+                    out.append(Diagnostic("not-allowed", f"MCP server {name!r} starts a command; flows posted over the API may not run code on the server", f"document.mcp_servers.{name}", "use a url server, one the operator declared, or start the server with --allow-shell"))
+        rt = self.runtime
+        found = check_flow(flow, rt.tool_services, rt.functions, locate=lambda _p: Location("<request>"), flow_dir=None, allow_code=self.config.allow_shell)
+        return out + [_under("document", d) for d in found]
 
     def posted_flow_problems(self, flow: Flow) -> list[Diagnostic]:
         out: list[Diagnostic] = []

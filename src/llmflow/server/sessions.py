@@ -18,6 +18,10 @@ ATTEMPT_FAILED, STEP_FAILED, RUN_FAILED        ``system_error``
 RUN_COMPLETED / RUN_FAILED / RUN_CANCELED      ``system_message`` with content ``flow_completed``
                                                (and ``status``): the end of the flow
 DIRECTIVE                                      ``system_message``
+TOOL_CALL_COMPLETED, TOOL_CALL_FAILED          ``tool_output`` (``content`` = the result or the
+                                               error; ``outputs``: call_id, name, arguments,
+                                               status, duration)
+TOOL_CALL_STARTED                              ``system_update``
 every other event (steps, shell, artifacts)    ``system_update``
 LLM_TOKENS, LLM_LOADING_MODEL, ...             no frame
 =============================================  ==================================================
@@ -26,6 +30,7 @@ LLM_TOKENS, LLM_LOADING_MODEL, ...             no frame
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import re
 import secrets
@@ -105,6 +110,12 @@ class FrameMapper:
             return [envelope("ui_message", p.get("prompt", e.message), agent_info=self._agent(e) if e.step_id else None, outputs={"options": options, "request_id": p.get("request_id"), "input": p.get("input")}, options=options, request_id=p.get("request_id"), **base)]
         if t == E.HUMAN_INPUT_RECEIVED:
             return [envelope("user_message", e.payload.get("answer"), outputs={"request_id": e.payload.get("request_id")}, **base)]
+        if t in (E.TOOL_CALL_COMPLETED, E.TOOL_CALL_FAILED):
+            p = e.payload
+            ok = t == E.TOOL_CALL_COMPLETED
+            content = p.get("result") if ok else f"Error: {p.get('error')}"
+            status = "COMPLETED" if ok else ("RETRYING" if p.get("retrying") else "FAILED")
+            return [envelope("tool_output", content if isinstance(content, str) else json.dumps(content, ensure_ascii=False, default=str), agent_info=self._agent(e), outputs={"call_id": p.get("call_id"), "name": p.get("name"), "arguments": p.get("arguments"), "status": status, "duration": p.get("duration"), "result": p.get("result") if ok else None, "error": None if ok else p.get("error")}, call_id=p.get("call_id"), name=p.get("name"), **base)]
         out: list[dict[str, Any]] = []
         if t in ERRORS:
             out.append(envelope("system_error", e.payload.get("error") or e.message, agent_info=self._agent(e) if e.step_id else None, **base))

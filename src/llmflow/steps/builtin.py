@@ -6,7 +6,7 @@ from llmflow.engine.ports import StepExecutor
 
 
 def builtin_executors() -> dict[str, StepExecutor]:
-    from llmflow.steps import conductor, human, llm, python_fn, shell, subflow, write_file
+    from llmflow.steps import conductor, human, llm, python_fn, retrieve, shell, subflow, write_file
 
     return {
         "llm": llm.execute,
@@ -17,4 +17,5 @@ def builtin_executors() -> dict[str, StepExecutor]:
         "human": human.execute,
         "flow": subflow.execute,
         "conductor": conductor.execute,
+        "retrieve": retrieve.execute,
     }

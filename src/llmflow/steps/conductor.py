@@ -14,7 +14,7 @@ from llmflow.engine.ports import HumanQuestion, StepContext
 from llmflow.model.expressions import render
 from llmflow.model.spec import ConductorStep
 from llmflow.steps.human import interpret
-from llmflow.steps.llm import call_model
+from llmflow.steps.llm import agent_answer, call_model
 
 
 def pick(answer: str, participants: list[str]) -> str | None:
@@ -56,7 +56,7 @@ async def execute(ctx: StepContext) -> Any:
         so_far = "\n".join(f"[{t['participant']}] {t['output']}" for t in transcript)
         prompt = f"{task}\n\n" + (f"Conversation so far:\n{so_far}\n\n" if so_far else "") + f"You are {nxt}. Give your contribution."
         msgs = ([("system", agent.system)] if agent and agent.system else []) + [("user", prompt)]
-        out = await call_model(ctx, agent, msgs, {}, None)
+        out = await agent_answer(ctx, agent, msgs, loop=f"turn{turn}")
         transcript.append({"turn": turn, "participant": nxt, "output": out})
         ctx.event(E.CONDUCTOR_TURN, f"Turn {turn}: {nxt}", turn=turn, participant=nxt, output=out)
     return {"transcript": transcript, "final": transcript[-1]["output"] if transcript else None, "turns": len(transcript)}

@@ -1,5 +1,9 @@
 """`llm` (and each agent of a `broadcast`): render the prompt, call the model through the
-gateway (streaming, usage, rate limits), validate structured output with a bounded repair."""
+gateway (streaming, usage, rate limits), validate structured output with a bounded repair.
+
+With ``tools:`` (on the step or its agent) the call becomes a durable tool loop
+(:mod:`llmflow.tools.loop`); in a run that belongs to a thread, the agent's earlier messages
+in that thread come first (:mod:`llmflow.tools.threads`)."""
 
 from __future__ import annotations
 
@@ -54,7 +58,7 @@ def schema_errors(value: Any, schema: dict[str, Any]) -> list[str]:
     return [f"{'/'.join(str(p) for p in e.absolute_path) or '(root)'}: {e.message}" for e in v.iter_errors(value)][:5]
 
 
-async def call_model(ctx: StepContext, agent: AgentSpec | None, messages: list[tuple[str, str]], params: dict[str, Any], schema: dict[str, Any] | None, stream: bool = True) -> Any:
+async def call_model(ctx: StepContext, agent: AgentSpec | None, messages: list[Any], params: dict[str, Any], schema: dict[str, Any] | None, stream: bool = True) -> Any:
     if ctx.llm is None:
         raise StepError("no LLM gateway configured", retryable=False)
     unit_model = (ctx.vars.get("matrix") or {}).get("model")
@@ -83,11 +87,54 @@ async def call_model(ctx: StepContext, agent: AgentSpec | None, messages: list[t
     return None  # unreachable
 
 
+async def agent_answer(ctx: StepContext, agent: AgentSpec | None, messages: list[Any], *, loop: str) -> Any:
+    """One answer of ``agent`` (with its tools, when it has some): for steps that call agents
+    several times in one attempt (the conductor); ``loop`` names this call's tool loop."""
+    if agent is not None and agent.tools:
+        return await call_with_tools(ctx, agent, messages, {}, None, True, list(agent.tools), loop=loop)
+    return await call_model(ctx, agent, messages, {}, None)
+
+
+def parse_output(text: str, schema: dict[str, Any] | None) -> tuple[Any, list[str]]:
+    """(value, problems) of a final answer: the text itself, or JSON matching ``schema``."""
+    if schema is None:
+        return text, []
+    try:
+        value = extract_json(text)
+        return value, schema_errors(value, schema)
+    except (json.JSONDecodeError, ValueError) as exc:
+        return None, [f"not valid JSON: {exc}"]
+
+
+async def call_with_tools(ctx: StepContext, agent: AgentSpec | None, messages: list[Any], params: dict[str, Any], schema: dict[str, Any] | None, stream: bool, refs: list[Any], loop: str | None = None) -> Any:
+    from llmflow.tools.loop import DEFAULT_MAX_TURNS, as_chat, run_loop
+    from llmflow.tools.resolve import Toolset
+
+    if ctx.llm is None:
+        raise StepError("no LLM gateway configured", retryable=False)
+    unit_model = (ctx.vars.get("matrix") or {}).get("model")
+    model, source = resolve_model(ctx.step, ctx.flow, agent=agent, run_models=ctx.run_models, env=ctx.env_models, unit_model=unit_model)
+    merged = {**(agent.params if agent else {}), **params}
+    max_turns = getattr(ctx.step, "max_turns", None) or (agent.max_turns if agent else None) or DEFAULT_MAX_TURNS
+    chat = as_chat(messages)
+    async with Toolset() as toolset:
+        await toolset.open(ctx, refs)
+        return await run_loop(ctx, model=model, model_source=source, messages=chat, tools=toolset.tools, params=merged, schema=schema, stream=stream, max_turns=max_turns, finish=lambda text: parse_output(text, schema), repairs=REPAIR_ATTEMPTS, loop=loop)
+
+
 async def execute(ctx: StepContext) -> Any:
     spec = ctx.step
     agent_name = ctx.vars.get("agent") if isinstance(spec, BroadcastStep | ConductorStep) else getattr(spec, "agent", None)
     agent = ctx.flow.agents.get(agent_name) if agent_name else None
-    messages = build_messages(ctx, agent)
+    messages: list[Any] = build_messages(ctx, agent)
     params = dict(getattr(spec, "params", {}) or {})
     stream = getattr(spec, "stream", True)
+    thread = ctx.settings.get("thread") if isinstance(ctx.settings, dict) else None
+    if thread:
+        from llmflow.tools.threads import with_history
+
+        messages = with_history(ctx, messages, thread, key=agent_name or ctx.step.id)
+    refs = [*(agent.tools if agent else []), *(getattr(spec, "tools", None) or [])]
+    if refs:
+        return await call_with_tools(ctx, agent, messages, params, spec.output, stream, refs)
     return await call_model(ctx, agent, messages, params, spec.output, stream)

@@ -13,9 +13,10 @@ from llmflow.store.base import ArtifactRow, AttemptRow, Control, Project, RunRec
 from llmflow.store.batches import MemoryBatches
 from llmflow.store.evals import MemoryEvals
 from llmflow.store.projection import project
+from llmflow.store.threads import MemoryThreads
 
 
-class MemoryStore(MemoryBatches, MemoryEvals):
+class MemoryStore(MemoryBatches, MemoryThreads, MemoryEvals):
     url = "memory://"
 
     def __init__(self) -> None:

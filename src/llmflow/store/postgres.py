@@ -41,6 +41,7 @@ from llmflow.store.sqlite import (
     run_params,
     step_row,
 )
+from llmflow.store.threads import SqlThreads
 
 CHANNEL = "llmflow_events"
 INSTALL_HINT = "pip install 'llmflow[postgres]'"
@@ -65,7 +66,7 @@ def _import_psycopg() -> Any:
     return psycopg
 
 
-class PostgresStore(SqlBatches, SqlEvals):
+class PostgresStore(SqlBatches, SqlThreads, SqlEvals):
     """Event log and projections in a Postgres database (tables in the search_path schema)."""
 
     def __init__(self, url: str, *, connect_timeout: float = 10.0) -> None:

@@ -30,6 +30,7 @@ from llmflow.store.base import ArtifactRow, AttemptRow, Control, Project, RunRec
 from llmflow.store.batches import SqlBatches
 from llmflow.store.evals import SqlEvals
 from llmflow.store.projection import project
+from llmflow.store.threads import SqlThreads
 
 # --- shared with the postgres store: row mapping and SQL building are dialect-neutral,
 # --- parameterised by the placeholder (``?`` or ``%s``).
@@ -310,7 +311,7 @@ _CLAIM_FREE = "(owner IS NULL OR owner = ? OR COALESCE(lease_expires_at, 0) < ?)
 _SCAN_FREE = "(owner IS NULL OR COALESCE(lease_expires_at, 0) < ?)"
 
 
-class SqliteStore(SqlBatches, SqlEvals):
+class SqliteStore(SqlBatches, SqlThreads, SqlEvals):
     """Event log and projections in one SQLite file (WAL mode)."""
 
     def __init__(self, path: str | Path, *, busy_timeout: float = 10.0) -> None:

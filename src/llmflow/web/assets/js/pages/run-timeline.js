@@ -16,6 +16,7 @@ function kindOf(type) {
   if (/CANCEL/.test(type)) return "warn";
   if (/COMPLETED|RECEIVED/.test(type)) return "good";
   if (/HUMAN_INPUT_REQUESTED|PAUSED|STALE|RERUN|RETRYING/.test(type)) return "attn";
+  if (type === "TOOL_CALL_STARTED") return "tool";
   return "";
 }
 
@@ -74,6 +75,13 @@ export function createTimeline() {
         const msg = e.message || "";
         let extra = null;
         if (e.type === "HUMAN_INPUT_REQUESTED" && e.payload?.prompt) extra = h("div", { class: "ev-detail" }, e.payload.prompt);
+        else if (e.type === "TOOL_CALL_COMPLETED") {
+          const r = e.payload?.result;
+          const text = typeof r === "string" ? r : JSON.stringify(r);
+          extra = h("div", { class: "ev-detail tool-result", dataset: { callId: e.payload?.call_id ?? "" } }, `${e.payload?.name} → ${text.length > 400 ? text.slice(0, 400) + "…" : text}`);
+        } else if (e.type === "TOOL_CALL_FAILED" && e.payload?.error) {
+          extra = h("div", { class: "ev-detail error-text tool-result", dataset: { callId: e.payload?.call_id ?? "" } }, `${e.payload?.name}: ${e.payload.error}${e.payload.retrying ? " (retrying)" : ""}`);
+        }
         else if ((e.type === "ATTEMPT_FAILED" || e.type === "STEP_FAILED" || e.type === "RUN_FAILED") && e.payload?.error) {
           const err = typeof e.payload.error === "string" ? e.payload.error : JSON.stringify(e.payload.error);
           if (!msg.includes(err)) extra = h("div", { class: "ev-detail error-text" }, err);
