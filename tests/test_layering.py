@@ -35,7 +35,7 @@ COMPONENT = {
     "gateway": "app",
     "settings": "app",
     "stats": "app",
-    "views": "app",
+    "isotime": "app",
     "worker": "app",
     "api": "api",
     "batch": "batch",

@@ -170,7 +170,7 @@ def register(app: typer.Typer) -> None:
         now = time.time()
         rows = [batch_view(rt.store, b, now) for b in rt.store.list_batches(limit=limit, offset=offset)]
         if as_json:
-            from llmflow.views import iso_batch
+            from llmflow.isotime import iso_batch
 
             print(json.dumps([iso_batch(r) for r in rows], indent=2, default=str))
             return 0
@@ -196,7 +196,7 @@ def register(app: typer.Typer) -> None:
             return _bad_input(BatchError(f"no batch {batch_id!r}", hint="list batches with `llmflow batches list`"))
         v = batch_view(rt.store, b, time.time())
         if as_json:
-            from llmflow.views import iso_batch
+            from llmflow.isotime import iso_batch
 
             print(json.dumps(iso_batch(v), indent=2, default=str))
             return 0

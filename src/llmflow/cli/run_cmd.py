@@ -102,7 +102,7 @@ async def _drive(rt: Any, run_id: str, view: Any, human: bool, *, rerun: tuple[s
 
 
 def _finish(rt: Any, run_id: str, as_json: bool) -> int:
-    from llmflow.views import iso_view
+    from llmflow.isotime import iso_view
 
     v = rt.view(run_id)
     if as_json:
@@ -286,7 +286,7 @@ def _finish_sweep(rt: Any, sweep_id: str, recs: list[Any], as_json: bool, code: 
             rt.control(rec.id, "cancel", {"reason": "the sweep was interrupted"})
     now = rt.clock.now()
     rt.store.update_batch(sweep_id, status="COMPLETED" if code != 130 else "STOPPED", ended_at=now, updated_at=now, owner=None)
-    from llmflow.views import iso_view
+    from llmflow.isotime import iso_view
 
     views = [rt.view(r.id) for r in recs]
     if as_json:

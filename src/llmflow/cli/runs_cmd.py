@@ -67,7 +67,7 @@ def register(app: typer.Typer) -> None:
             batch_id = resolve_batch_id(rt, batch)
         st = status.value if status is not None else None
         rows = rt.store.list_runs(flow=flow, status=st, batch_id=batch_id, limit=limit, offset=offset)
-        from llmflow.views import iso
+        from llmflow.isotime import iso
 
         data = [
             {"id": r.id, "flow": r.flow_name, "status": r.status, "name": r.name, "created_at": iso(r.created_at), "started_at": iso(r.started_at), "ended_at": iso(r.ended_at), "duration": (r.ended_at - r.started_at) if r.ended_at and r.started_at else None, "tokens": r.tokens_in + r.tokens_out, "cost": r.cost, "batch_id": r.batch_id, "parent_run_id": r.parent_run_id}
@@ -99,7 +99,7 @@ def register(app: typer.Typer) -> None:
         as_json: Json = False,
     ) -> int:
         """Show a run: status, steps with durations and models, outputs."""
-        from llmflow.views import iso_view
+        from llmflow.isotime import iso_view
 
         rt = _runtime(read_only=True)
         run_id = resolve_run_id(rt, run_id)
@@ -153,7 +153,7 @@ def register(app: typer.Typer) -> None:
     ) -> int:
         """Print a run's event log (also while another process runs it); --json: one JSON
         object per line."""
-        from llmflow.views import iso_event
+        from llmflow.isotime import iso_event
 
         rt = _runtime(read_only=True)
         run_id = resolve_run_id(rt, run_id)

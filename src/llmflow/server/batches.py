@@ -22,8 +22,8 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from llmflow.batch.summary import batch_view, driver_alive
+from llmflow.isotime import iso_batch
 from llmflow.server.services import Services
-from llmflow.views import iso_batch
 
 router = APIRouter(prefix="/api/v1", tags=["native"])
 log = logging.getLogger("llmflow.server.batches")

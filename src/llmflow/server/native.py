@@ -15,11 +15,11 @@ from fastapi import APIRouter, Depends, Path, Query, Request, Response
 from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse
 
 from llmflow.errors import FlowValidationError, RunNotFoundError, WorkspaceError
+from llmflow.isotime import iso, iso_event, iso_view
 from llmflow.server.errors import diagnostics_detail
 from llmflow.server.schemas import AnswerIn, CreateRunIn, DirectiveIn, ForkIn, ProjectIn, RerunIn, ValidateIn
 from llmflow.server.services import Services
 from llmflow.server.sse import event_frames, last_event_id, sse_response
-from llmflow.views import iso, iso_event, iso_view
 
 router = APIRouter(prefix="/api/v1", tags=["native"])
 

@@ -30,8 +30,8 @@ from typing import Any
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 
 from llmflow.errors import LlmflowError
+from llmflow.isotime import iso_event
 from llmflow.server.sessions import SESSION_ID, TooManySessions, envelope
-from llmflow.views import iso_event
 
 log = logging.getLogger("llmflow.server.ws")
 router = APIRouter()
