@@ -8,12 +8,13 @@ With ``--external-workers N`` the server runs no worker (``--workers 0``) and N
 
 1. submits ``--runs`` runs of ``examples/review`` (4 steps, 5 model calls each) over HTTP;
 2. meanwhile ``--ws-clients`` WebSocket clients each follow one run from its first event
-   (``/api/v1/runs/{id}/ws?after=0``) until it ends;
+   (``/api/v1/runs/{id}/ws?after=0``) until it ends, and as many SSE clients follow other
+   runs (``/api/v1/runs/{id}/events/stream``);
 3. meanwhile 4 clients read ``GET /api/v1/runs/{id}`` of random runs in a loop.
 
 Then it checks that every run completed, that no event was lost (each run's log is
 contiguous from seq 1 to the run's last_seq and every step completed exactly once), and that
-each WebSocket client got every event of its run, in order, once. Prints the figures; exits
+each WebSocket and SSE client got every event of its run, in order, once. Prints the figures; exits
 1 if a check fails. Not a test: timings belong here, never in tests.
 """
 
@@ -78,6 +79,22 @@ async def follow(ws_url: str, run_id: str) -> list[dict[str, Any]]:
     return events
 
 
+async def follow_sse(base: str, run_id: str) -> list[dict[str, Any]]:
+    events: list[dict[str, Any]] = []
+    async with httpx.AsyncClient(base_url=base, timeout=None) as c, c.stream("GET", f"/api/v1/runs/{run_id}/events/stream") as r:
+        data: list[str] = []
+        async for line in r.aiter_lines():
+            if line.startswith("data: "):
+                data.append(line[6:])
+            elif line == "" and data:
+                e = json.loads("\n".join(data))
+                data = []
+                events.append(e)
+                if e["type"] in ("RUN_COMPLETED", "RUN_FAILED", "RUN_CANCELED"):
+                    return events
+    return events
+
+
 async def sample_reads(client: httpx.AsyncClient, ids: list[str], stop: asyncio.Event, lat: list[float]) -> None:
     while not stop.is_set():
         if not ids:
@@ -130,6 +147,8 @@ async def main(args: argparse.Namespace) -> int:
             t0 = time.perf_counter()
             submit_s = await submit(client, args.runs, ids)
             followers = [asyncio.create_task(follow(ws_url, rid)) for rid in ids[: args.ws_clients]]
+            sse_ids = ids[args.ws_clients : 2 * args.ws_clients]
+            sse_followers = [asyncio.create_task(follow_sse(base, rid)) for rid in sse_ids]
             while True:
                 page = (await client.get("/api/v1/runs", params={"limit": 1, "status": "COMPLETED"})).json()
                 done = page["total"]
@@ -141,6 +160,7 @@ async def main(args: argparse.Namespace) -> int:
             stop.set()
             await asyncio.gather(*readers)
             streams = await asyncio.wait_for(asyncio.gather(*followers), 120)
+            sse_streams = await asyncio.wait_for(asyncio.gather(*sse_followers), 120)
 
             # checks: every run completed, no event lost, every WS client saw its whole run
             n_events = 0
@@ -160,7 +180,12 @@ async def main(args: argparse.Namespace) -> int:
                 stored = (await client.get(f"/api/v1/runs/{rid}/events", params={"limit": 10_000})).json()["events"]
                 if got != stored:
                     failures.append(f"ws client of run {rid}: got {len(got)} events, the log has {len(stored)} (or order differs)")
+            for rid, got in zip(sse_ids, sse_streams, strict=True):
+                stored = (await client.get(f"/api/v1/runs/{rid}/events", params={"limit": 10_000, "tokens": True})).json()["events"]
+                if [e["seq"] for e in got] != [e["seq"] for e in stored]:
+                    failures.append(f"sse client of run {rid}: got {len(got)} events, the log has {len(stored)} (or order differs)")
             ws_events = sum(len(s) for s in streams)
+            sse_events = sum(len(s) for s in sse_streams)
     finally:
         for p in (proc, *workers):
             p.terminate()
@@ -173,9 +198,11 @@ async def main(args: argparse.Namespace) -> int:
 
     where = f"{args.external_workers} `llmflow worker` processes" if args.external_workers else "the in-process worker"
     print(f"store: {'postgres' if args.postgres else 'sqlite'}; model fake:?latency={args.latency}; {where}, {args.workers} runs at once each")
-    print(f"runs: {args.runs} submitted in {submit_s:.2f}s ({args.runs / submit_s:.0f}/s); all finished after {wall:.2f}s ({args.runs / wall:.1f} runs/s)")
+    ideal = args.workers * max(1, args.external_workers) / (3 * args.latency)  # 3 model-call stages in sequence per run
+    print(f"runs: {args.runs} submitted in {submit_s:.2f}s ({args.runs / submit_s:.0f}/s); all finished after {wall:.2f}s ({args.runs / wall:.1f} runs/s; the concurrency allows about {ideal:.0f}/s: {args.runs / wall / ideal:.0%})")
     print(f"events: {n_events} stored ({n_events / args.runs:.0f} per run); lost: {'none' if not failures else 'SEE BELOW'}")
     print(f"websocket: {args.ws_clients} clients received {ws_events} events, each its run's whole log in order: {'yes' if not any('ws client' in f for f in failures) else 'NO'}")
+    print(f"sse: {len(sse_streams)} clients received {sse_events} events, each its run's whole log in order: {'yes' if not any('sse client' in f for f in failures) else 'NO'}")
     print(f"GET /api/v1/runs/{{id}} under load: n={len(lat)} p50 {pct(lat, 0.5) * 1000:.1f} ms, p99 {pct(lat, 0.99) * 1000:.1f} ms, mean {statistics.fmean(lat) * 1000:.1f} ms")
     print(f"GET /api/v1/runs/{{id}} idle:       n={len(idle)} p50 {pct(idle, 0.5) * 1000:.1f} ms, p99 {pct(idle, 0.99) * 1000:.1f} ms")
     for f in failures[:20]:

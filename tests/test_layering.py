@@ -37,6 +37,8 @@ COMPONENT = {
     "stats": "app",
     "isotime": "app",
     "worker": "app",
+    "flowcache": "app",
+    "views": "app",
     "api": "api",
     "batch": "batch",
     # evaluation and optimisation: over batch mode and the runtime

@@ -90,11 +90,12 @@ def _options(models: dict[str, str] | str | None, timeout: float | None, workspa
 
 
 def _runtime(runtime: Runtime | None, home: str | Path | None) -> tuple[Runtime, bool]:
+    """The caller's runtime, or the process's shared one (opened once, never closed here)."""
     if runtime is not None:
         return runtime, False
-    from llmflow.app import build_runtime
+    from llmflow.app import shared_runtime
 
-    return build_runtime(home=Path(home) if home else None), True
+    return shared_runtime(Path(home) if home else None), False
 
 
 class RunHandle:
@@ -177,7 +178,7 @@ async def start(
     **options: Any,
 ) -> RunHandle:
     rt, owns = _runtime(runtime, home)
-    rec = rt.create_run(flow, inputs, _options(models, timeout, workspace, **options), overrides=overrides)
+    rec = rt.create_run(flow, inputs, _options(models, timeout, workspace, **options), overrides=overrides, claim=True)
     h = RunHandle(rt, rec.id, owns)
     h._start()
     return h
@@ -199,7 +200,7 @@ async def run(
     """Run a flow (a name, a path, a Flow) to the end and return the result."""
     rt, owns = _runtime(runtime, home)
     try:
-        rec = rt.create_run(flow, inputs, _options(models, timeout, workspace, **options), overrides=overrides)
+        rec = rt.create_run(flow, inputs, _options(models, timeout, workspace, **options), overrides=overrides, claim=True)
         await rt.execute(rec.id, subscribers=[on_event] if on_event else None)
         return Run.from_view(rt.view(rec.id))
     finally:

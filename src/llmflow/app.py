@@ -1,8 +1,18 @@
-"""Composition root: settings -> store -> providers -> gateway -> runtime."""
+"""Composition root: settings -> store -> providers -> gateway -> runtime.
+
+:func:`shared_runtime` is the one process-wide cache: ``llmflow.run`` / ``run_sync`` /
+``start``, ``Runner`` and ``Orchestra`` called without a runtime share one runtime (so one
+store connection, one group-commit writer) per home and environment, instead of opening,
+migrating and closing the database on every call. It is closed at interpreter exit.
+"""
 
 from __future__ import annotations
 
+import atexit
 import logging
+import os
+import threading
+from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -20,7 +30,11 @@ def build_runtime(
     fake_scripts: dict[str, Any] | None = None,
     functions: dict[str, Callable[..., Any]] | None = None,
     clock: Any | None = None,
+    observers: list[Callable[[Any], None]] | None = None,
 ) -> Runtime:
+    """The runtime with its store, providers and gateway. ``observers`` get every event of
+    every run this runtime appends, once it is durable (an observer's exception is logged
+    and never breaks a run)."""
     settings = settings or Settings.from_env(env, home)
     if store is None:
         from llmflow.store.factory import open_store
@@ -35,7 +49,7 @@ def build_runtime(
     limiter = _limiter(settings)
     prices = _prices(settings)
     gateway = Gateway(registry, limiter, prices)
-    return Runtime(settings, store, executors=builtin_executors(), gateway=gateway, clock=clock, functions=functions)
+    return Runtime(settings, store, executors=builtin_executors(), gateway=gateway, clock=clock, functions=functions, observers=observers)
 
 
 def _fake_scripts_from_file(settings: Settings) -> dict[str, Any]:
@@ -89,3 +103,44 @@ def _prices(settings: Settings) -> Callable[[str, Any], float | None] | None:
         except Exception:  # noqa: BLE001
             logging.getLogger("llmflow").warning("ignoring invalid LLMFLOW_PRICES")
     return lambda model, usage: pricing.cost(model, usage)
+
+
+_SHARED: OrderedDict[tuple[str, tuple[tuple[str, str], ...]], Runtime] = OrderedDict()
+_SHARED_LOCK = threading.Lock()
+_SHARED_MAX = 32
+_atexit_registered = False
+
+
+def shared_runtime(home: Path | None = None) -> Runtime:
+    """The runtime for ``home`` (default: LLMFLOW_HOME or the working directory) and the
+    current environment, built on first use and reused by every later call."""
+    global _atexit_registered
+    env = dict(os.environ)
+    settings = Settings.from_env(env, home)
+    key = (str(settings.home), tuple(sorted(env.items())))
+    with _SHARED_LOCK:
+        rt = _SHARED.get(key)
+        if rt is not None and not rt._closed:
+            _SHARED.move_to_end(key)
+            return rt
+        rt = build_runtime(settings)
+        _SHARED[key] = rt
+        while len(_SHARED) > _SHARED_MAX:  # bounded: many homes in one process (tests)
+            _, old = _SHARED.popitem(last=False)
+            if not old.active:
+                old.close()
+        if not _atexit_registered:
+            atexit.register(close_shared_runtimes)
+            _atexit_registered = True
+        return rt
+
+
+def close_shared_runtimes() -> None:
+    with _SHARED_LOCK:
+        items = list(_SHARED.values())
+        _SHARED.clear()
+    for rt in items:
+        try:
+            rt.close()
+        except Exception:  # noqa: BLE001 - at exit: best effort
+            logging.getLogger("llmflow").debug("closing a shared runtime failed", exc_info=True)

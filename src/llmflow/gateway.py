@@ -13,8 +13,12 @@ from llmflow.engine.events import EventType as E
 from llmflow.engine.ports import LlmResult, StepContext
 from llmflow.errors import RateLimitError, StepError
 
-COALESCE_SECONDS = 0.05
-COALESCE_CHARS = 256
+# Token chunks are stored coalesced: one LLM_TOKENS event per COALESCE_SECONDS (or
+# COALESCE_CHARS) of streamed text. Subscribers in this process get each stored chunk as soon
+# as it is durable, so a console still updates ten times a second; the log holds a few
+# events per answer instead of one per token.
+COALESCE_SECONDS = 0.1
+COALESCE_CHARS = 1024
 
 
 class Gateway:
@@ -50,17 +54,16 @@ class Gateway:
         t0 = time.monotonic()
         last = t0
         parts: list[str] = []
-        buf: list[str] = []
+        pending = 0  # characters streamed since the last LLM_TOKENS
         final = None
         try:
             async for item in provider.stream(req):
                 if isinstance(item, Chunk):
                     parts.append(item.text)
-                    buf.append(item.text)
-                    now = time.monotonic()
-                    if now - last >= COALESCE_SECONDS or sum(len(b) for b in buf) >= COALESCE_CHARS:
-                        ctx.event(E.LLM_TOKENS, "", text="".join(buf))
-                        buf, last = [], now
+                    pending += len(item.text)
+                    if pending >= COALESCE_CHARS or time.monotonic() - last >= COALESCE_SECONDS:
+                        ctx.event(E.LLM_TOKENS, "", text="".join(parts[len(parts) - _count_back(parts, pending) :]))
+                        pending, last = 0, time.monotonic()
                 elif isinstance(item, Status):
                     kind = E.LLM_LOADING_MODEL if item.kind == "loading" else E.LLM_HEARTBEAT
                     ctx.event(kind, item.message, model=model, status=item.kind, elapsed=round(time.monotonic() - t0, 1))
@@ -77,8 +80,8 @@ class Gateway:
         except Exception as exc:
             ctx.event(E.LLM_ERROR, f"LLM error from {model}: {type(exc).__name__}: {exc}", model=model, kind="error")
             raise
-        if buf:
-            ctx.event(E.LLM_TOKENS, "", text="".join(buf))
+        if pending:
+            ctx.event(E.LLM_TOKENS, "", text="".join(parts[len(parts) - _count_back(parts, pending) :]))
         text = final.text if final is not None and final.text else "".join(parts)
         usage = final.usage if final is not None else None
         tin = usage.input_tokens if usage else 0
@@ -114,3 +117,14 @@ def _shown(m: Any) -> dict[str, Any]:
         d["tool_call_id"] = m.tool_call_id
         d["name"] = m.name
     return d
+
+
+def _count_back(parts: list[str], chars: int) -> int:
+    """How many of the last ``parts`` hold the last ``chars`` characters."""
+    n = 0
+    i = len(parts)
+    while chars > 0 and i > 0:
+        i -= 1
+        chars -= len(parts[i])
+        n += 1
+    return n

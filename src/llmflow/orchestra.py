@@ -59,7 +59,7 @@ def aggregate_answers(strategy: str, answers: dict[str, Any], weights: dict[str,
 
 class Orchestra:
     def __init__(self, agents: dict[str, Any] | None = None, *, runtime: Runtime | None = None, home: str | Path | None = None, models: dict[str, str] | str | None = None, name: str = "orchestra") -> None:
-        self._own = runtime is None
+        self._own = False  # a given runtime is the caller's; the shared one outlives this Orchestra
         self.runtime = _runtime(runtime, home)
         self.name = name
         self.models = {"*": models} if isinstance(models, str) else dict(models or {})
@@ -151,7 +151,7 @@ class Orchestra:
             raise RunStateError(f"orchestra {self.name!r} is stopped", hint="call resume_orchestra() to accept work again")
         rt = self.runtime
         opts = RunOptions(models=dict(self.models), run_type="orchestra", name=f"{self.name}:{workflow}", metadata={"orchestra": self.name, "workflow": workflow, "agents": agents})
-        rec = rt.create_run(flow, {"input": value}, opts)
+        rec = rt.create_run(flow, {"input": value}, opts, claim=True)
         with self._lock:
             self._active[rec.id] = workflow
             self._runs += 1
@@ -297,7 +297,7 @@ class Orchestra:
         (``success``, ``total_execution_time``, ``stats``, ``task_results``) plus ``run_id``."""
         rt = self.runtime
         t0 = time.time()
-        rec = rt.create_run(str(path), {"goal": goal}, RunOptions(models=dict(self.models), run_type="orchestra"))
+        rec = rt.create_run(str(path), {"goal": goal}, RunOptions(models=dict(self.models), run_type="orchestra"), claim=True)
         await rt.execute(rec.id)
         v = rt.view(rec.id)
         tasks = {s["id"]: s for s in v["steps"] if s["kind"] == "llm"}

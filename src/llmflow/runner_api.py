@@ -161,16 +161,16 @@ def run_result(v: dict[str, Any]) -> dict[str, Any]:
 def _runtime(runtime: Runtime | None, home: str | Path | None) -> Runtime:
     if runtime is not None:
         return runtime
-    from llmflow.app import build_runtime
+    from llmflow.app import shared_runtime  # one store per process, shared by every call
 
-    return build_runtime(home=Path(home) if home else None)
+    return shared_runtime(Path(home) if home else None)
 
 
 class Runner:
     """Run one flow (or one agent, or one callable) on a query or inputs; keep statistics."""
 
     def __init__(self, flow: Any, *, runtime: Runtime | None = None, home: str | Path | None = None, models: dict[str, str] | str | None = None, name: str | None = None) -> None:
-        self._own = runtime is None
+        self._own = False  # a given runtime is the caller's; the shared one outlives this Runner
         self.runtime = _runtime(runtime, home)
         self.models = {"*": models} if isinstance(models, str) else dict(models or {})
         if isinstance(flow, Flow | LoadedFlow) or (isinstance(flow, str | Path) and not callable(flow)):
@@ -214,7 +214,7 @@ class Runner:
     async def run(self, query_or_inputs: Any = None, /, **inputs: Any) -> dict[str, Any]:
         """Run once; returns ``{status, success, output, outputs, error, duration, run_id, usage}``."""
         rt = self.runtime
-        rec = rt.create_run(self.loaded, self.inputs_for(query_or_inputs, **inputs), self._options())
+        rec = rt.create_run(self.loaded, self.inputs_for(query_or_inputs, **inputs), self._options(), claim=True)
         await rt.execute(rec.id)
         return self._record(run_result(rt.view(rec.id)))
 

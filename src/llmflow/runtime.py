@@ -1,9 +1,22 @@
 """The runtime: create runs, execute them (fresh, resumed or recovered), control them,
-re-run steps in place and fork runs. Built by :func:`llmflow.app.build_runtime`."""
+re-run steps in place and fork runs. Built by :func:`llmflow.app.build_runtime`.
+
+Every decision about a run - also for a run no process executes (cancel, pause, resume,
+answer, re-run) - is made by :func:`llmflow.engine.scheduler.decide` on the run's folded
+state; the runtime only loads, appends and hands over. Every event it appends, by any path,
+reaches the runtime's ``observers`` once it is durable.
+
+A run keeps the choices it was created with (``options["choices"]``): the models the
+environment chose (``LLMFLOW_MODEL*``), the settings that change behaviour, the flow
+version. Executing it later, in this process or another, uses those, never the executing
+process's environment.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import logging
 import os
 import secrets
 import socket
@@ -15,9 +28,21 @@ from typing import Any
 
 from llmflow.engine.events import Event, NewEvent
 from llmflow.engine.events import EventType as E
+from llmflow.engine.inputs import (
+    CancelRequested,
+    HumanAnswered,
+    PauseRequested,
+    RerunRequested,
+    Resume,
+    ResumeRequested,
+    Start,
+)
+from llmflow.engine.models import resolve_model
+from llmflow.engine.payloads import RunCreated
 from llmflow.engine.ports import StepContext
 from llmflow.engine.runner import Runner, RunnerConfig
-from llmflow.engine.state import RunState, fold, new_state
+from llmflow.engine.scheduler import decide
+from llmflow.engine.state import FlowPlan, RunState, fold, new_state, plan_flow
 from llmflow.engine.states import RUN_TERMINAL, RunStatus, StepStatus
 from llmflow.errors import (
     FlowValidationError,
@@ -26,14 +51,19 @@ from llmflow.errors import (
     RunStateError,
     StepError,
 )
+from llmflow.flowcache import FlowCache
 from llmflow.model.diagnostics import Location
 from llmflow.model.graph import build_graph
-from llmflow.model.loader import LoadedFlow, load_flow
-from llmflow.model.spec import Flow
+from llmflow.model.loader import LoadedFlow
+from llmflow.model.spec import BroadcastStep, Flow
 from llmflow.model.validate import validate_inputs
 from llmflow.providers.preflight import check_run_models
 from llmflow.settings import Settings
 from llmflow.store.base import RunRecord
+
+log = logging.getLogger("llmflow.runtime")
+Observer = Callable[[Event], None]
+LLM_KINDS = ("llm", "broadcast", "conductor")
 
 
 class SystemClock:
@@ -66,7 +96,17 @@ def owner_is_dead_here(owner: str | None) -> bool:
 
 
 def new_run_id() -> str:
-    return time.strftime("%Y%m%d-%H%M%S", time.gmtime()) + "-" + secrets.token_hex(3)
+    # 48 random bits: thousands of runs a second must not collide (24 bits did, by birthday)
+    return time.strftime("%Y%m%d-%H%M%S", time.gmtime()) + "-" + secrets.token_hex(6)
+
+
+def child_run_id(parent_id: str, node_id: str, unit: str) -> str:
+    """Stable across processes (a content hash, never Python's salted ``hash()``): a resumed
+    parent finds the child a previous process started."""
+    base = f"{parent_id}.{node_id.replace('/', '.')}"
+    if not unit:
+        return base
+    return f"{base}.{hashlib.blake2b(unit.encode(), digest_size=4).hexdigest()}"
 
 
 @dataclass
@@ -115,31 +155,142 @@ class Runtime:
         gateway: Any,
         clock: Any | None = None,
         functions: dict[str, Callable[..., Any]] | None = None,
+        observers: list[Observer] | None = None,
+        writer: Any | None = None,
     ) -> None:
+        from llmflow.store.writer import writer_for
+
         self.settings = settings
         self.store = store
         self.executors = executors
         self.gateway = gateway
         self.clock = clock or SystemClock()
         self.functions = dict(functions or {})
+        self.observers: list[Observer] = list(observers or [])
+        self.writer = writer if writer is not None else writer_for(store)
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(2)}"
         self.active: dict[str, Runner] = {}
+        self.flows = FlowCache()
         self._flows: dict[str, Flow] = {}  # fingerprint -> validated Flow (specs are immutable)
         self._fingerprints: dict[int, tuple[Flow, str]] = {}
+        self._plans: dict[int, FlowPlan] = {}
+        self._records: dict[int, tuple[Flow, dict[str, Any], str]] = {}
+        self._choices: dict[Any, dict[str, Any]] = {}
+        self._closed = False
+        self._cache_dir = settings.state_dir / "cache"
+        self._inline_io = not getattr(store, "shared", True) or not hasattr(self.writer, "call")
+        self._fresh: dict[str, tuple[RunRecord, list[Event]]] = {}  # created here to run here next
         from llmflow.tools.services import ToolServices
 
         self.tool_services = ToolServices(settings, run_child=self._run_child, store=store)
 
-    # -- flows ------------------------------------------------------------------------------
+    async def io(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """A store call off the event loop (on the writer's thread) where the store is shared
+        with other processes; in memory, directly."""
+        if self._inline_io:
+            return fn(*args)
+        return await self.writer.call(fn, *args)
+
+    # -- events --------------------------------------------------------------------------------
+    def notify(self, events: list[Event]) -> None:
+        """Hand durable events to the observers (an observer's error is logged, never raised)."""
+        if not self.observers:
+            return
+        for e in events:
+            for obs in self.observers:
+                try:
+                    obs(e)
+                except Exception:  # noqa: BLE001 - observers never break a run
+                    log.exception("event observer failed")
+
+    def record(self, run_id: str, events: list[NewEvent]) -> list[Event]:
+        """Append events to a run outside a runner and tell the observers."""
+        stored = self.store.append(run_id, events, self.clock.now())
+        self.notify(stored)
+        return stored
+
+    def record_new_run(self, run: RunRecord, events: list[NewEvent]) -> list[Event]:
+        stored = self.store.create_run(run, events, self.clock.now())
+        self.notify(stored)
+        return stored
+
+    # -- flows ---------------------------------------------------------------------------------
     def load(self, flow_ref: str | Path | Flow | LoadedFlow, overrides: list[str] | None = None) -> LoadedFlow:
         if isinstance(flow_ref, LoadedFlow):
             return flow_ref
         if isinstance(flow_ref, Flow):
             return LoadedFlow(flow_ref, None, "<python>")
-        return load_flow(flow_ref, overrides or [], self.settings.config_dir)
+        return self.flows.load(flow_ref, list(overrides or []), self.settings.config_dir)
 
-    # -- runs -------------------------------------------------------------------------------
-    def create_run(self, flow_ref: Any, inputs: dict[str, Any] | None = None, options: RunOptions | None = None, *, overrides: list[str] | None = None, coerce_strings: bool = True) -> RunRecord:
+    def _record(self, loaded: LoadedFlow) -> dict[str, Any]:
+        if loaded.composed is not None:
+            rec = self.flows.record(loaded)
+            # ``source`` is shown relative to the working directory; a process resuming the
+            # run elsewhere (sub-flows, the source check) needs the absolute path too
+            rec.setdefault("source_path", str(loaded.composed.target.flow_file))
+            return rec
+        # a flow built in Python: the same Flow object gives the same record
+        hit = self._records.get(id(loaded.flow))
+        if hit is not None and hit[0] is loaded.flow and hit[2] == loaded.source:
+            return hit[1]
+        rec = loaded.record()
+        if len(self._records) > 256:
+            self._records.clear()
+        self._records[id(loaded.flow)] = (loaded.flow, rec, loaded.source)
+        return rec
+
+    def plan_of(self, flow: Flow) -> FlowPlan:
+        p = self._plans.get(id(flow))
+        if p is None or p.flow is not flow:
+            p = plan_flow(flow)
+            if len(self._plans) > 256:
+                self._plans.clear()
+            self._plans[id(flow)] = p
+        return p
+
+    # -- choices -------------------------------------------------------------------------------
+    def choices(self, flow: Flow, run_models: dict[str, str]) -> dict[str, Any]:
+        """What a run is created with and keeps: the models each LLM step resolves to (and
+        what chose them), the environment's model settings, the behaviour settings."""
+        s = self.settings
+        key = (id(flow), tuple(sorted(run_models.items())), tuple(sorted(s.env_models.items())))
+        hit = self._choices.get(key)
+        if hit is not None and hit["_flow"] is flow:
+            return {k: v for k, v in hit.items() if k != "_flow"}
+        models: dict[str, dict[str, str]] = {}
+        for step in flow.all_steps():
+            if step.kind not in LLM_KINDS:
+                continue
+            agents = list(step.agents) if isinstance(step, BroadcastStep) else [getattr(step, "agent", None)]
+            for a in agents:
+                agent = flow.agents.get(a) if a else None
+                model, source = resolve_model(step, flow, agent=agent, run_models=run_models, env=s.env_models)
+                models[f"{step.id}[{a}]" if isinstance(step, BroadcastStep) else step.id] = {"model": model, "source": source}
+        out = {
+            "models": models,
+            "env_models": dict(s.env_models),
+            "settings": {"allow_shell": s.allow_shell, "max_units": s.max_units, "human_timeout": s.human_timeout, "block_real_models": s.block_real_models},
+            "flow_version": flow.version,
+        }
+        if len(self._choices) > 256:
+            self._choices.clear()
+        self._choices[key] = {**out, "_flow": flow}
+        return out
+
+    # -- runs ----------------------------------------------------------------------------------
+    def create_run(
+        self,
+        flow_ref: Any,
+        inputs: dict[str, Any] | None = None,
+        options: RunOptions | None = None,
+        *,
+        overrides: list[str] | None = None,
+        coerce_strings: bool = True,
+        choices: dict[str, Any] | None = None,
+        claim: bool = False,
+    ) -> RunRecord:
+        """Record a QUEUED run. ``claim``: this process executes it next, so it is created
+        holding the lease (a worker polling the same queue cannot take it in between)."""
         loaded = self.load(flow_ref, overrides)
         flow = loaded.flow
         options = options or RunOptions()
@@ -151,22 +302,29 @@ class Runtime:
         diags = check_loaded(loaded, self.tool_services, self.functions, thread=options.thread)
         if diags:
             raise FlowValidationError(diags)
-        for step in options.models:
-            if step != "*" and step not in {s.id for s in flow.all_steps()}:
-                from llmflow.model.diagnostics import Diagnostic, did_you_mean
+        if options.models:
+            ids = None
+            for step in options.models:
+                if step == "*":
+                    continue
+                ids = ids or {s.id for s in flow.all_steps()}
+                if step not in ids:
+                    from llmflow.model.diagnostics import Diagnostic, did_you_mean
 
-                raise FlowValidationError([Diagnostic("unknown-step", f"--model names unknown step '{step}'", f"models.{step}", did_you_mean(step, [s.id for s in flow.all_steps()]) or "use STEP=provider:model")])
+                    raise FlowValidationError([Diagnostic("unknown-step", f"--model names unknown step '{step}'", f"models.{step}", did_you_mean(step, sorted(ids)) or "use STEP=provider:model")])
         check_run_models(self.gateway, loaded, options.models, self.settings.env_models)  # unknown provider, no key: refused now
         now = self.clock.now()
+        opts = options.to_dict()
+        opts["choices"] = choices if choices is not None else self.choices(flow, dict(options.models))
         run = RunRecord(
             id=options.run_id or new_run_id(),
             flow_name=flow.name,
-            status="QUEUED",
+            status=RunStatus.QUEUED,
             created_at=now,
             inputs=clean,
-            spec=loaded.record(),
+            spec=self._record(loaded),
             fingerprint=self._fingerprint(flow),
-            options=options.to_dict(),
+            options=opts,
             metadata={**options.metadata, **({"thread": options.thread} if options.thread else {})},
             parent_run_id=options.parent_run_id,
             batch_id=options.batch_id,
@@ -174,8 +332,14 @@ class Runtime:
             name=options.name,
             goal=options.goal,
             run_type=options.run_type,
+            owner=self.owner if claim else None,
+            lease_expires_at=now + self.settings.lease_seconds if claim else None,
         )
-        self.store.create_run(run, [NewEvent(E.RUN_CREATED, f"Run created for flow {flow.name}", payload={"flow": flow.name, "version": flow.version, "inputs": clean})], now)
+        stored = self.record_new_run(run, [NewEvent(E.RUN_CREATED, f"Run created for flow {flow.name}", payload=RunCreated(flow=flow.name, version=flow.version, inputs=clean))])
+        if claim:
+            if len(self._fresh) > 1024:
+                self._fresh.clear()
+            self._fresh[run.id] = (replace(run, last_seq=len(stored)), stored)
         return run
 
     def _fingerprint(self, flow: Flow) -> str:
@@ -206,14 +370,14 @@ class Runtime:
 
     def flow_of(self, rec: RunRecord, *, force: bool = False, check_source: bool = True) -> Flow:
         stored = self._stored_flow(rec)
-        source = rec.spec.get("source")
+        source = rec.spec.get("source_path") or rec.spec.get("source")
         if not check_source or not source or source.startswith("<") or not Path(source).exists():
             return stored
         try:
-            current = load_flow(source, rec.spec.get("overrides") or [], self.settings.config_dir).flow
+            current = self.flows.load(source, rec.spec.get("overrides") or [], self.settings.config_dir).flow
         except Exception:  # noqa: BLE001 - an unloadable source: keep running what was recorded
             return stored
-        if current.fingerprint() == rec.fingerprint:
+        if current is stored or self._fingerprint(current) == rec.fingerprint:
             return stored
         changed = changed_keys(stored.to_dict(), current.to_dict())
         if not force:
@@ -223,14 +387,17 @@ class Runtime:
             )
         return current
 
-    def state_of(self, rec: RunRecord, flow: Flow | None = None) -> RunState:
+    def state_of(self, rec: RunRecord, flow: Flow | None = None, events: list[Event] | None = None, workspace: Path | None = None) -> RunState:
         flow = flow or self._stored_flow(rec)
-        st = new_state(rec.id, flow, rec.inputs, self._state_options(rec))
-        return fold(st, self.store.events(rec.id))
+        st = new_state(rec.id, flow, rec.inputs, self._state_options(rec, workspace), self.plan_of(flow))
+        return fold(st, self.store.events(rec.id) if events is None else events)
 
-    def _state_options(self, rec: RunRecord) -> dict[str, Any]:
+    def _state_options(self, rec: RunRecord, workspace: Path | None = None) -> dict[str, Any]:
         o = dict(rec.options)
-        o["run_vars"] = {"workspace": str(self.workspace_of(rec)), "name": rec.name, "batch_id": rec.batch_id}
+        settings = (o.get("choices") or {}).get("settings") or {}
+        o.setdefault("max_units", settings.get("max_units") or self.settings.max_units)
+        o.setdefault("human_timeout", settings.get("human_timeout") if "human_timeout" in settings else self.settings.human_timeout)
+        o["run_vars"] = {"workspace": str(workspace or self.workspace_of(rec)), "name": rec.name, "batch_id": rec.batch_id}
         return o
 
     def workspace_of(self, rec: RunRecord) -> Path:
@@ -238,109 +405,109 @@ class Runtime:
         if ws:
             p = Path(ws).expanduser()
             if not p.is_absolute():
-                src = rec.spec.get("source")
+                src = rec.spec.get("source_path") or rec.spec.get("source")
                 base = Path(src).parent if src and not src.startswith("<") and not rec.options.get("workspace") else self.settings.home
                 p = base / p
             return p
-        return self.settings.state_dir / "runs" / rec.id / "workspace"
+        return Path(os.path.join(self.settings.state_dir, "runs", rec.id, "workspace"))
 
     def artifacts_of(self, rec: RunRecord) -> Path:
-        return self.settings.state_dir / "runs" / rec.id / "artifacts"
+        return Path(os.path.join(self.settings.state_dir, "runs", rec.id, "artifacts"))
+
+    def _runner_config(self, rec: RunRecord, workspace: Path, *, linger_when_paused: bool, park_after: float | None) -> RunnerConfig:
+        choices = rec.options.get("choices")
+        recorded = (choices or {}).get("settings") or {}
+        # a takeover never widens what the run may do: shell only if both allow it
+        allow_shell = self.settings.allow_shell and recorded.get("allow_shell", True) and not rec.options.get("disallow_shell")
+        shared = getattr(self.store, "shared", True)
+        return RunnerConfig(
+            workspace=workspace,
+            artifacts_dir=self.artifacts_of(rec),
+            owner=self.owner if shared else None,  # a store only this process sees needs no lease renewal
+            lease_seconds=self.settings.lease_seconds,
+            linger_when_paused=linger_when_paused,
+            allow_shell=bool(allow_shell),
+            run_models=dict(rec.options.get("models") or {}),
+            env_models=dict(choices["env_models"]) if choices and "env_models" in choices else self.settings.env_models,
+            functions=self.functions,
+            cache_dir=self._cache_dir,
+            park_after=park_after,
+            poll_controls=shared,
+            settings=self._step_settings(rec),
+        )
 
     async def execute(
         self,
         run_id: str,
         *,
-        subscribers: list[Callable[[Event], None]] | None = None,
+        subscribers: list[Observer] | None = None,
         linger_when_paused: bool = False,
         force: bool = False,
         on_runner: Callable[[Runner], None] | None = None,
+        park_after: float | None = None,
     ) -> RunState:
-        """Run (or continue) a run until it finishes, pauses, or its lease is lost."""
-        rec = self.get(run_id)
-        if rec.status in RUN_TERMINAL:  # a re-run in place re-opens the run first (STEP_RERUN)
-            raise RunStateError(f"run {run_id} is {rec.status}; nothing to resume", hint="use `llmflow runs rerun ID --step S` to re-run a step in place")
+        """Run (or continue) a run until it finishes, pauses, is parked (``park_after``: it
+        waited that long for a person), or its lease is lost."""
         now = self.clock.now()
-        claimed = self.store.claim(self.owner, now, self.settings.lease_seconds, run_id=run_id)
-        if claimed is None and owner_is_dead_here(rec.owner):
-            # its process on this machine is gone: no need to wait for the lease to expire
-            self.store.update_run(run_id, owner=None, lease_expires_at=None)
-            claimed = self.store.claim(self.owner, now, self.settings.lease_seconds, run_id=run_id)
+        io = self.io
+        fresh = self._fresh.pop(run_id, None)
+        if fresh is not None and now - fresh[0].created_at < self.settings.lease_seconds / 2:
+            # created here a moment ago, holding its lease: nothing to claim or read back
+            claimed, events = fresh
+        else:
+            claimed, events = await io(self.store.claim, self.owner, now, self.settings.lease_seconds, run_id), None
         if claimed is None:
-            raise RunStateError(f"run {run_id} is being executed by another process ({rec.owner})", hint="wait for it, or cancel it with `llmflow runs cancel ID`")
+            rec = self.get(run_id)
+            if rec.status in RUN_TERMINAL:  # a re-run in place re-opens the run first (STEP_RERUN)
+                raise RunStateError(f"run {run_id} is {rec.status}; nothing to resume", hint="use `llmflow runs rerun ID --step S` to re-run a step in place")
+            if owner_is_dead_here(rec.owner):
+                # its process on this machine is gone: no need to wait for the lease to expire
+                self.store.update_run(run_id, owner=None, lease_expires_at=None)
+                claimed = self.store.claim(self.owner, now, self.settings.lease_seconds, run_id=run_id)
+            if claimed is None:
+                raise RunStateError(f"run {run_id} is being executed by another process ({rec.owner})", hint="wait for it, or cancel it with `llmflow runs cancel ID`")
+        st: RunState | None = None
         try:
-            events = self.store.events(run_id)
+            if events is None:
+                events = await io(self.store.events, run_id)
             started = any(e.type == E.RUN_STARTED for e in events)
-            flow = self.flow_of(rec, force=force, check_source=started)
-            st = new_state(rec.id, flow, rec.inputs, self._state_options(rec))
-            fold(st, events)
-            initial = self._initial_events(st, started, events)
-            workspace = self.workspace_of(rec)  # created by the first step that writes into it
+            flow = self.flow_of(claimed, force=force, check_source=started)
+            workspace = self.workspace_of(claimed)
+            st = self.state_of(claimed, flow, events, workspace)
             runner = Runner(
                 log_=self.store,
                 clock=self.clock,
                 state=st,
                 executors=self.executors,
-                config=RunnerConfig(
-                    workspace=workspace,
-                    artifacts_dir=self.artifacts_of(rec),
-                    owner=self.owner,
-                    lease_seconds=self.settings.lease_seconds,
-                    linger_when_paused=linger_when_paused,
-                    run_timeout=rec.options.get("timeout") or flow.options.timeout,
-                    allow_shell=self.settings.allow_shell and not rec.options.get("disallow_shell"),
-                    run_models=dict(rec.options.get("models") or {}),
-                    env_models=self.settings.env_models,
-                    functions=self.functions,
-                    cache_dir=self.settings.state_dir / "cache",
-                    settings=self._step_settings(rec),
-                ),
+                config=self._runner_config(claimed, workspace, linger_when_paused=linger_when_paused, park_after=park_after),
                 llm=self.gateway,
                 run_child=self._run_child,
-                subscribers=subscribers,
+                subscribers=[*self.observers, *(subscribers or [])],
+                writer=self.writer,
             )
             self.active[run_id] = runner
             if on_runner is not None:
                 on_runner(runner)
-            return await runner.run(initial)
+            return await runner.run(Resume(self.owner) if started else Start(self.owner))
         finally:
             self.active.pop(run_id, None)
-            self.store.release(run_id, self.owner)
+            try:
+                if st is None or not (st.finished or st.status is RunStatus.WAITING):  # those events ended the lease
+                    await io(self.store.release, run_id, self.owner)
+            except Exception:  # noqa: BLE001 - the lease expires anyway; keep the real error
+                log.warning("run %s: releasing the lease failed", run_id, exc_info=True)
 
     def _step_settings(self, rec: RunRecord) -> dict[str, Any]:
         """What steps read from ``ctx.settings``: tool services, the run's thread, the flow's directory."""
-        src = rec.spec.get("source")
+        src = rec.spec.get("source_path") or rec.spec.get("source")
         flow_dir = str(Path(src).resolve().parent) if src and not src.startswith("<") else None
         return {"tools": self.tool_services, "thread": (rec.metadata or {}).get("thread"), "flow_dir": flow_dir}
 
-    def _initial_events(self, st: RunState, started: bool, events: list[Event] | None = None) -> list[NewEvent]:
-        if not started:
-            return [
-                NewEvent(E.RUN_STARTED, "Run started", payload={"owner": self.owner}),
-                NewEvent(E.WORKFLOW_STARTED, f"Starting {st.flow.name} v{st.flow.version}", payload={"flow": st.flow.name, "version": st.flow.version}),
-            ]
-        out: list[NewEvent] = []
-        interrupted = []
-        for n in st.nodes.values():
-            for u in n.units.values():
-                if u.status == "RUNNING" and u.attempts and u.attempts[-1].status == "RUNNING":
-                    a = u.attempts[-1]
-                    interrupted.append(f"{n.id}{'[' + u.key + ']' if u.key else ''}#{a.n}")
-                    out.append(NewEvent(E.ATTEMPT_INTERRUPTED, f"Attempt {a.n} of {n.short_id} was interrupted; it will run again", n.id, u.key or None, a.n, {"error": "the process running it stopped"}))
-        reruns = [e.step_id for e in reversed(events or []) if e.type == E.STEP_RERUN][:1] if events and events[-1].type in (E.STEP_RERUN, E.STEP_STALE) else []
-        if reruns and not interrupted:  # a re-run in place, not a recovery: say what happens
-            out.append(NewEvent(E.RUN_RESUMED, f"Re-running step {reruns[0]}", payload={"owner": self.owner, "rerun": reruns[0]}))
-        elif st.status in (RunStatus.PAUSED, RunStatus.QUEUED):
-            out.append(NewEvent(E.RUN_RESUMED, "Run resumed", payload={"owner": self.owner}))
-        else:
-            out.append(NewEvent(E.RUN_RECOVERED, f"Run recovered by {self.owner}" + (f"; interrupted: {', '.join(interrupted)}" if interrupted else ""), payload={"owner": self.owner, "interrupted": interrupted}))
-        return out
-
     async def run(self, flow_ref: Any, inputs: dict[str, Any] | None = None, options: RunOptions | None = None, **kw: Any) -> RunState:
-        rec = self.create_run(flow_ref, inputs, options, **kw)
+        rec = self.create_run(flow_ref, inputs, options, claim=True, **kw)
         return await self.execute(rec.id)
 
-    # -- control ----------------------------------------------------------------------------
+    # -- control -------------------------------------------------------------------------------
     def _owned_live(self, rec: RunRecord) -> bool:
         return rec.owner is not None and (rec.lease_expires_at or 0) > self.clock.now()
 
@@ -352,10 +519,12 @@ class Runtime:
         if action in ("cancel", "pause", "resume") and rec.status in RUN_TERMINAL:
             verb = {"pause": "paused", "resume": "resumed"}.get(action, action)
             raise RunStateError(f"run {run_id} is {rec.status}; it cannot be {verb}" if action != "cancel" else f"run {run_id} is {rec.status}; nothing to cancel")
-        if action == "pause" and rec.status == "PAUSED":
+        if action == "pause" and rec.status == RunStatus.PAUSED:
             raise RunStateError(f"run {run_id} is already paused")
-        if action == "resume" and rec.status not in ("PAUSED",):
+        if action == "resume" and rec.status != RunStatus.PAUSED:
             raise RunStateError(f"run {run_id} is {rec.status}; only a paused run can be resumed")
+        if action == "answer" and rec.status in RUN_TERMINAL:
+            raise RunStateError(f"run {run_id} is {rec.status}; it has no open question to answer", hint=f"see its log with `llmflow runs events {run_id}`")
         if runner is not None:
             runner.control(action, payload)
             return f"{action} sent to the running run"
@@ -363,29 +532,36 @@ class Runtime:
         if self._owned_live(rec):
             self.store.put_control(run_id, action, payload, now)
             return f"{action} requested; the process running it will act within a second"
-        # nobody runs it: apply directly
+        # nobody executes it: decide on its folded state and record the outcome directly
+        inp: Any = None
         if action == "cancel":
-            evs = [NewEvent(E.RUN_CANCEL_REQUESTED, "Cancel requested", payload=payload)]
+            inp = CancelRequested(payload.get("reason"), {k: v for k, v in payload.items() if k != "reason"})
+        elif action == "pause":
+            inp = PauseRequested(dict(payload))
+        elif action == "resume":
+            inp = ResumeRequested(dict(payload))
+        elif action == "answer":
             st = self.state_of(rec)
-            for n in st.nodes.values():
-                for u in n.units.values():
-                    if u.status == "RUNNING" and u.attempts:
-                        evs.append(NewEvent(E.ATTEMPT_CANCELED, "Attempt canceled", n.id, u.key or None, u.attempts[-1].n, {"error": "run canceled"}))
-                if n.status in (StepStatus.PENDING, StepStatus.RUNNING):
-                    evs.append(NewEvent(E.STEP_CANCELED, f"Step {n.short_id} canceled", n.id, payload={"reason": "run canceled"}))
-            evs.append(NewEvent(E.RUN_CANCELED, "Run canceled"))
-            self.store.append(run_id, evs, now)
-            return "canceled"
-        if action == "pause":
-            self.store.append(run_id, [NewEvent(E.RUN_PAUSED, "Run paused" + (" before it started" if rec.status == "QUEUED" else ""), payload=payload)], now)
-            return "paused"
-        if action == "resume":
-            self.store.append(run_id, [NewEvent(E.RUN_QUEUED, "Run re-queued after resume", payload=payload)], now)
-            return "re-queued"
-        self.store.put_control(run_id, action, payload, now)
-        return f"{action} recorded; it is delivered when the run continues"
+            rid = payload.get("request_id")
+            if st.open_requests and (rid is None or rid in st.open_requests):
+                d = decide(st, HumanAnswered(rid, payload.get("answer")), now)
+                self.record(run_id, d.events)
+                return "answered; the run continues" + (" (re-queued)" if st.status == RunStatus.QUEUED else "")
+            if rid is not None and rid in st.human_answers:
+                raise RunStateError(f"request {rid!r} of run {run_id} was answered already")
+        if inp is None:
+            self.store.put_control(run_id, action, payload, now)
+            return f"{action} recorded; it is delivered when the run continues"
+        d = decide(self.state_of(rec), inp, now)
+        self.record(run_id, d.events)
+        return {"cancel": "canceled", "pause": "paused", "resume": "re-queued"}[action]
 
-    # -- re-run in place and fork ----------------------------------------------------------------
+    def pending_requests(self, run_id: str) -> dict[str, dict[str, Any]]:
+        """The run's open human-input requests: request id -> the question."""
+        st = self.state_of(self.get(run_id))
+        return {rid: st.human_requests.get(rid) or {} for rid in st.open_requests}
+
+    # -- re-run in place and fork --------------------------------------------------------------
     def request_rerun(self, run_id: str, step_id: str, *, unit: str | None = None, downstream: bool = False) -> list[str]:
         """Record a re-run of one step (or one unit of it) inside the run; mark dependents
         STALE (and due to run again with ``downstream``). Returns the stale step ids."""
@@ -401,18 +577,13 @@ class Runtime:
         n = st.nodes[step_id]
         if unit is not None and unit not in n.units:
             raise RunStateError(f"step {step_id!r} has no unit {unit!r}", hint=f"units: {', '.join(n.units) or '(none)'}")
-        if n.status in (StepStatus.PENDING, StepStatus.RUNNING) and rec.status not in RUN_TERMINAL and rec.status != "PAUSED":
+        if n.status in (StepStatus.PENDING, StepStatus.RUNNING) and rec.status not in RUN_TERMINAL and rec.status != RunStatus.PAUSED:
             raise RunStateError(f"step {step_id!r} has not finished yet")
-        g = build_graph(flow.steps)
-        stale = g.downstream(step_id)
-        evs = [NewEvent(E.STEP_RERUN, f"Re-run of {step_id}{'[' + unit + ']' if unit else ''} requested" + (" with downstream" if downstream else ""), step_id, unit, payload={"unit": unit, "downstream": downstream})]
-        for d in stale:
-            if st.nodes[d].status in (StepStatus.COMPLETED, StepStatus.FAILED, StepStatus.SKIPPED, StepStatus.STALE, StepStatus.CANCELED):
-                evs.append(NewEvent(E.STEP_STALE, f"Step {d} is stale: {step_id} is re-running", d, payload={"because": step_id, "rerun": downstream}))
-        self.store.append(run_id, evs, self.clock.now())
-        return stale
+        d = decide(st, RerunRequested(step_id, unit, downstream), self.clock.now())
+        self.record(run_id, d.events)
+        return build_graph(flow.steps).downstream(step_id)
 
-    async def rerun(self, run_id: str, step_id: str, *, unit: str | None = None, downstream: bool = False, subscribers: list[Callable[[Event], None]] | None = None) -> RunState:
+    async def rerun(self, run_id: str, step_id: str, *, unit: str | None = None, downstream: bool = False, subscribers: list[Observer] | None = None) -> RunState:
         self.request_rerun(run_id, step_id, unit=unit, downstream=downstream)
         return await self.execute(run_id, subscribers=subscribers)
 
@@ -428,7 +599,7 @@ class Runtime:
         redo = {from_step, *g.downstream(from_step)}
         options = options or RunOptions(**{k: v for k, v in rec.options.items() if k in RunOptions.__dataclass_fields__})
         options.metadata = {**options.metadata, "forked_from": run_id, "from_step": from_step}
-        new = self.create_run(LoadedFlow(flow, None, rec.spec.get("source", "<fork>")), rec.inputs, options, coerce_strings=False)
+        new = self.create_run(LoadedFlow(flow, None, rec.spec.get("source", "<fork>")), rec.inputs, options, coerce_strings=False, choices=rec.options.get("choices"))
         evs: list[NewEvent] = []
         for nid in g.order:
             n = st.nodes[nid]
@@ -437,107 +608,65 @@ class Runtime:
             evs.append(NewEvent(E.STEP_STARTED, f"Step {nid} reused from run {run_id}", nid, payload={"kind": n.spec.kind, "units": [], "reused_from": run_id}))
             evs.append(NewEvent(E.STEP_COMPLETED, f"Step {nid} completed (reused output of run {run_id})", nid, payload={"output": n.output, "reused_from": run_id}))
         if evs:
-            self.store.append(new.id, evs, self.clock.now())
+            self.record(new.id, evs)
         return new
 
-    # -- child runs -------------------------------------------------------------------------
+    # -- child runs ----------------------------------------------------------------------------
     async def _run_child(self, ctx: StepContext, flow_ref: str, inputs: dict[str, Any], overrides: list[str], key: str | None = None) -> dict[str, Any]:
         parent = self.get(ctx.run_id)
-        base = f"{ctx.run_id}.{ctx.node_id.replace('/', '.')}" + (f".{abs(hash(ctx.unit)) % 10**6}" if ctx.unit else "") + (f".{key}" if key else "")
+        base = child_run_id(ctx.run_id, ctx.node_id, ctx.unit) + (f".{key}" if key else "")
         existing = self.store.get_run(base)
         child_id = base
         if existing is not None:
-            if existing.status == "COMPLETED":
+            if existing.status == RunStatus.COMPLETED:
                 return existing.outputs or {}
-            if existing.status in ("FAILED", "CANCELED"):
+            if existing.status in (RunStatus.FAILED, RunStatus.CANCELED):
                 child_id = f"{base}.a{ctx.attempt}"
                 existing = self.store.get_run(child_id)
         if existing is None:
             ref = flow_ref
-            src = parent.spec.get("source")
+            src = parent.spec.get("source_path") or parent.spec.get("source")
             if src and not src.startswith("<") and not Path(flow_ref).is_absolute():
                 cand = Path(src).parent / flow_ref
                 if cand.exists():
                     ref = str(cand)
             opts = RunOptions(models=dict(parent.options.get("models") or {}), parent_run_id=ctx.run_id, batch_id=parent.batch_id, run_id=child_id, workspace=str(ctx.workspace))
-            self.create_run(ref, inputs, opts, overrides=overrides)
+            loaded = self.load(ref, overrides)
+            inherited = parent.options.get("choices")
+            choices = self._choices_with_env(loaded.flow, dict(opts.models), inherited) if inherited else None
+            self.create_run(loaded, inputs, opts, choices=choices, claim=True)
         ctx.event(E.CHILD_RUN_STARTED, f"Sub-flow {flow_ref} running as run {child_id}", child_run_id=child_id, flow=flow_ref)
         st = await self.execute(child_id)
         if st.status != RunStatus.COMPLETED:
             raise StepError(f"sub-flow {flow_ref} (run {child_id}) ended {st.status}: {st.error or ''}".strip(), retryable=False)
         return st.outputs or {}
 
-    # -- views ------------------------------------------------------------------------------
+    def _choices_with_env(self, flow: Flow, run_models: dict[str, str], parent: dict[str, Any]) -> dict[str, Any]:
+        """A child run's choices: its own flow's models, resolved with the parent's recorded
+        environment and settings."""
+        env = parent.get("env_models") or {}
+        models: dict[str, dict[str, str]] = {}
+        for step in flow.all_steps():
+            if step.kind in LLM_KINDS and not isinstance(step, BroadcastStep):
+                agent_name = getattr(step, "agent", None)
+                model, source = resolve_model(step, flow, agent=flow.agents.get(agent_name) if agent_name else None, run_models=run_models, env=env)
+                models[step.id] = {"model": model, "source": source}
+        return {**parent, "models": models, "flow_version": flow.version}
+
+    # -- views ---------------------------------------------------------------------------------
     def view(self, run_id: str) -> dict[str, Any]:
         """A run with its steps, attempts, outputs and usage, for the CLI and the API."""
-        rec = self.get(run_id)
-        st = self.state_of(rec)
-        attempts = self.store.attempts(run_id)
-        rows = self.store.step_rows(run_id)
-        from llmflow.tools.view import tool_calls_by_step
+        from llmflow.views import run_view
 
-        calls = tool_calls_by_step(self.store.events(run_id))
-        steps = []
-        for nid, n in st.nodes.items():
-            r = rows.get(nid, {})
-            atts = [a for a in attempts if a.step_id == nid]
-            steps.append(
-                {
-                    "id": nid,
-                    "kind": n.spec.kind,
-                    "status": str(n.status),
-                    "output": n.output,
-                    "error": n.error,
-                    "reason": n.reason,
-                    "started_at": r.get("started_at"),
-                    "ended_at": r.get("ended_at"),
-                    "duration": (r["ended_at"] - r["started_at"]) if r.get("ended_at") and r.get("started_at") else None,
-                    "model": next((a.model for a in reversed(atts) if a.model), None),
-                    "tokens_in": sum(a.tokens_in for a in atts),
-                    "tokens_out": sum(a.tokens_out for a in atts),
-                    "tool_calls": calls.get(nid, []),
-                    "attempts": [
-                        {
-                            "unit": a.unit,
-                            "attempt": a.attempt,
-                            "status": a.status,
-                            "output": a.output,
-                            "error": a.error,
-                            "started_at": a.started_at,
-                            "ended_at": a.ended_at,
-                            "duration": (a.ended_at - a.started_at) if a.ended_at and a.started_at else None,
-                            "model": a.model,
-                            "tokens_in": a.tokens_in,
-                            "tokens_out": a.tokens_out,
-                            "cost": a.cost,
-                            "info": a.info,
-                        }
-                        for a in atts
-                    ],
-                }
-            )
-        return {
-            "id": rec.id,
-            "flow": rec.flow_name,
-            "status": rec.status,
-            "created_at": rec.created_at,
-            "started_at": rec.started_at,
-            "ended_at": rec.ended_at,
-            "duration": (rec.ended_at - rec.started_at) if rec.ended_at and rec.started_at else None,
-            "inputs": rec.inputs,
-            "outputs": rec.outputs,
-            "error": rec.error,
-            "usage": {"input_tokens": rec.tokens_in, "output_tokens": rec.tokens_out, "cost": rec.cost},
-            "parent_run_id": rec.parent_run_id,
-            "batch_id": rec.batch_id,
-            "project_id": rec.project_id,
-            "options": rec.options,
-            "workspace": str(self.workspace_of(rec)),
-            "steps": steps,
-            "artifacts": [a.__dict__ for a in self.store.artifacts(run_id)],
-        }
+        return run_view(self, run_id)
 
     def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        close = getattr(self.writer, "close", None)
+        if close is not None:
+            close()
         self.store.close()
 
 

@@ -6,6 +6,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 STATE_DIR = ".llmflow"
 
@@ -37,6 +38,9 @@ class Settings:
     log_level: str = "INFO"
     lease_seconds: float = 30.0
     env: dict[str, str] = field(default_factory=dict)
+    max_units: int = 10_000  # units one step may have (LLMFLOW_MAX_UNITS)
+    human_timeout: float | None = None  # default seconds a person has to answer (LLMFLOW_HUMAN_TIMEOUT)
+    park_after: float = 30.0  # a worker parks a run waiting this long for a person (LLMFLOW_HUMAN_PARK_AFTER)
 
     @property
     def state_dir(self) -> Path:
@@ -75,4 +79,22 @@ class Settings:
             log_level=env.get("LLMFLOW_LOG_LEVEL", "INFO").upper(),
             lease_seconds=float(env.get("LLMFLOW_LEASE_SECONDS", "30")),
             env=env,
+            max_units=_positive(env, "LLMFLOW_MAX_UNITS", 10_000, int),
+            human_timeout=_positive(env, "LLMFLOW_HUMAN_TIMEOUT", None, float),
+            park_after=_positive(env, "LLMFLOW_HUMAN_PARK_AFTER", 30.0, float),
         )
+
+
+def _positive(env: Mapping[str, str], key: str, default: Any, kind: Any) -> Any:
+    raw = (env.get(key) or "").strip()
+    if not raw:
+        return default
+    try:
+        v = kind(raw)
+    except ValueError:
+        v = None
+    if v is None or v <= 0:
+        from llmflow.errors import LlmflowError
+
+        raise LlmflowError(f"{key}={raw!r} is not a positive {'whole ' if kind is int else ''}number", hint=f"unset {key} or set it to a number above 0")
+    return v

@@ -7,6 +7,11 @@ each run is executed by one of them. The runner holds the lease with heartbeats 
 executes; when a worker dies, its lease expires and another worker's claim picks the run
 up: ``Runtime.execute`` recovers it from the log (in-flight attempts are marked
 interrupted and run again; completed steps are reused). Paused runs are not claimed.
+
+A run that waits for a person longer than ``park_after`` is parked (WAITING): it gives its
+slot and lease back; an answer (API, WebSocket, web console, ``llmflow runs answer``)
+re-queues it, and so does its earliest timer (a human-input timeout, the run deadline):
+the queue scan hands out WAITING runs whose ``wake_at`` has come.
 """
 
 from __future__ import annotations
@@ -18,6 +23,8 @@ from typing import Any
 
 from llmflow.engine.events import Event, NewEvent
 from llmflow.engine.events import EventType as E
+from llmflow.engine.payloads import RunFailed
+from llmflow.engine.states import RUN_ACTIVE
 from llmflow.errors import LlmflowError, StoreError
 
 log = logging.getLogger("llmflow.worker")
@@ -34,6 +41,7 @@ class Worker:
         check_interval: float = 1.0,
         subscribers: list[Callable[[Event], None]] | None = None,
         on_run: Callable[[str, str], None] | None = None,
+        park_after: float | None = None,
     ) -> None:
         if concurrency < 1:
             raise ValueError("a worker needs a concurrency of at least 1")
@@ -42,6 +50,8 @@ class Worker:
         self.check_interval = check_interval
         self.subscribers = list(subscribers or [])
         self.on_run = on_run  # (run_id, "started" | final status) for logs and the CLI
+        # a run that waits this long for a person is parked: it leaves its slot until answered
+        self.park_after = park_after if park_after is not None else runtime.settings.park_after
         self.tasks: dict[str, asyncio.Task[None]] = {}
         self.running = False
         self.processed = 0
@@ -69,7 +79,7 @@ class Worker:
         try:
             while not self._stopping:
                 try:
-                    self.fill()
+                    await self.fill_async()
                 except StoreError:
                     log.exception("claiming queued runs failed; retrying at the next poll")
                 try:
@@ -103,6 +113,18 @@ class Worker:
         while len(self.tasks) < self.concurrency and not self._stopping:
             rt = self.runtime
             rec = rt.store.claim(rt.owner, rt.clock.now(), rt.settings.lease_seconds)
+            if rec is None:
+                break
+            self.tasks[rec.id] = asyncio.create_task(self._execute(rec.id), name=f"llmflow-run:{rec.id}")
+            started.append(rec.id)
+        return started
+
+    async def fill_async(self) -> list[str]:
+        """``fill`` with the claims made off the event loop (SKIP LOCKED on Postgres)."""
+        started: list[str] = []
+        rt = self.runtime
+        while len(self.tasks) < self.concurrency and not self._stopping:
+            rec = await rt.io(rt.store.claim, rt.owner, rt.clock.now(), rt.settings.lease_seconds)
             if rec is None:
                 break
             self.tasks[rec.id] = asyncio.create_task(self._execute(rec.id), name=f"llmflow-run:{rec.id}")
@@ -143,7 +165,7 @@ class Worker:
         try:
             if self.on_run:
                 self.on_run(run_id, "started")
-            st = await self.runtime.execute(run_id, subscribers=self.subscribers)
+            st = await self.runtime.execute(run_id, subscribers=self.subscribers, park_after=self.park_after)
             status = str(st.status)
         except asyncio.CancelledError:
             status = "interrupted"
@@ -172,8 +194,8 @@ class Worker:
             log.error("run %s cannot be executed", run_id, exc_info=exc)
         try:
             rec = rt.store.get_run(run_id)
-            if rec is not None and rec.status in ("QUEUED", "RUNNING", "PAUSED"):
-                stored = rt.store.append(run_id, [NewEvent(E.RUN_FAILED, f"Run failed: {msg}", payload={"error": msg})], rt.clock.now())
+            if rec is not None and rec.status in RUN_ACTIVE:
+                stored = rt.record(run_id, [NewEvent(E.RUN_FAILED, f"Run failed: {msg}", payload=RunFailed(error=msg))])
                 for e in stored:
                     for sub in self.subscribers:
                         sub(e)

@@ -45,17 +45,17 @@ def test_shell_completion_is_offered_and_completes_commands_and_choices(home):
     assert script.returncode == 0 and "_llmflow_completion" in script.stdout
     env = env_for(home, _LLMFLOW_COMPLETE="complete_bash", COMP_WORDS="llmflow runs list --status ", COMP_CWORD="4")
     p = piped(home, env=env)
-    assert p.stdout.split() == ["QUEUED", "RUNNING", "PAUSED", "COMPLETED", "FAILED", "CANCELED"]
+    assert p.stdout.split() == ["QUEUED", "RUNNING", "PAUSED", "WAITING", "COMPLETED", "FAILED", "CANCELED"]
 
 
 def test_help_names_values_the_cli_way():
     text = (ROOT / "docs" / "cli.md").read_text()  # every command's --help (kept current by test_docs)
     assert not re.search(r"<(str|int|float|list\[|bool)", text), "Python types leak into --help"
-    assert "--status [QUEUED|RUNNING|PAUSED|COMPLETED|FAILED|CANCELED]" in text
+    assert "--status [QUEUED|RUNNING|PAUSED|WAITING|COMPLETED|FAILED|CANCELED]" in text
     sections = dict(re.findall(r"^## `(llmflow [^`]+)`\n(.*?)(?=^## |\Z)", text, re.S | re.M))
     run, batch = sections["llmflow run"], sections["llmflow batch"]
     assert "--model [STEP=]PROVIDER:MODEL" in run and "-m, --multirun" in run
-    assert "-m, --model" not in run + batch  # -m is Hydra's --multirun; --model is long-form only
+    assert "-m, --model" not in text  # -m is Hydra's --multirun; --model is long-form only
 
 
 def test_status_filter_takes_any_case_and_an_empty_match_says_so(home):

@@ -1,19 +1,38 @@
-"""The pure scheduler: no event loop, no I/O. Feed events, check events and commands."""
+"""The reducer: no event loop, no I/O. Feed inputs, check events and commands."""
 
 from __future__ import annotations
 
 from llmflow.engine.events import EventType as E
 from llmflow.engine.events import NewEvent
+from llmflow.engine.inputs import (
+    CancelRequested,
+    Emitted,
+    PauseRequested,
+    ResumeRequested,
+    Start,
+    StartTimer,
+    StepCanceled,
+    StepFailed,
+    StepSucceeded,
+    TimerFired,
+)
 from llmflow.engine.scheduler import Cancel, Execute, decide
 from llmflow.engine.state import new_state
 from llmflow.model.loader import parse_flow_text
+
+RUN_LEVEL = {E.RUN_STARTED, E.WORKFLOW_STARTED}
+
+
+def step(st, inp, now=1.0):
+    d = decide(st, inp, now)
+    return st, [*d.events, *d.commands]
 
 
 def start(yaml_text: str, inputs: dict | None = None, **options):
     flow = parse_flow_text(yaml_text)
     st = new_state("r1", flow, inputs or {}, options)
-    st, out = decide(st, NewEvent(E.RUN_STARTED, "Run started"), now=0.0)
-    return st, out
+    st, out = step(st, Start("test"), now=0.0)
+    return st, [x for x in out if not (isinstance(x, NewEvent) and x.type in RUN_LEVEL)]
 
 
 def events(out):
@@ -24,13 +43,13 @@ def execs(out):
     return [x for x in out if isinstance(x, Execute)]
 
 
-def done(st, cmd: Execute, output="ok"):
-    return decide(st, NewEvent(E.ATTEMPT_COMPLETED, "", cmd.node_id, cmd.unit or None, cmd.attempt, {"output": output}), now=1.0)
+def done(st, cmd: Execute, output="ok", now=1.0):
+    return step(st, StepSucceeded(cmd.node_id, cmd.unit, cmd.attempt, output), now)
 
 
-def fail(st, cmd: Execute, **payload):
+def fail(st, cmd: Execute, now=1.0, **payload):
     payload.setdefault("error", "boom")
-    return decide(st, NewEvent(E.ATTEMPT_FAILED, "", cmd.node_id, cmd.unit or None, cmd.attempt, payload), now=1.0)
+    return step(st, StepFailed(cmd.node_id, cmd.unit, cmd.attempt, **payload), now)
 
 
 PIPE = """
@@ -89,14 +108,20 @@ steps:
     retry: {attempts: 3, backoff: 1.0, multiplier: 2.0, jitter: 0}
 """)
     a1 = execs(out)[0]
-    st, out = fail(st, a1, kind="provider", retryable=True)
-    assert (E.STEP_RETRYING, "a", None) in events(out)
+    st, out = fail(st, a1, kind="provider", retryable=True, now=10.0)
+    retrying = next(x for x in out if isinstance(x, NewEvent) and x.type == E.STEP_RETRYING)
+    assert retrying.payload.get("delay") == 1.0 and retrying.payload.get("at") == 11.0  # durable: an absolute time
+    assert StartTimer("retry:a[]", 11.0) in out
+    assert not execs(out)  # nothing starts before the timer fires
+    st, out = step(st, TimerFired("retry:a[]"), now=11.0)
     (a2,) = execs(out)
-    assert a2.attempt == 2 and a2.delay == 1.0
-    st, out = fail(st, a2, kind="rate_limit", retryable=True, retry_after=7.5)
+    assert a2.attempt == 2
+    st, out = fail(st, a2, kind="rate_limit", retryable=True, retry_after=7.5, now=20.0)
+    assert StartTimer("retry:a[]", 27.5) in out  # Retry-After wins over the 2 s backoff
+    st, out = step(st, TimerFired("retry:a[]"), now=27.5)
     (a3,) = execs(out)
-    assert a3.attempt == 3 and a3.delay == 7.5  # Retry-After wins over the 2 s backoff
-    st, out = fail(st, a3, kind="provider", retryable=True)
+    assert a3.attempt == 3
+    st, out = fail(st, a3, kind="provider", retryable=True, now=30.0)
     assert not execs(out)
     assert str(st.status) == "FAILED"
 
@@ -242,9 +267,9 @@ steps:
 def test_cancel_cancels_running_units_then_finishes_canceled():
     st, out = start(PIPE)
     (a,) = execs(out)
-    st, out = decide(st, NewEvent(E.RUN_CANCEL_REQUESTED, ""), now=1.0)
-    assert out == [Cancel("a", "", "run canceled")]
-    st, out = decide(st, NewEvent(E.ATTEMPT_CANCELED, "", "a", None, 1, {"error": "run canceled"}), now=1.0)
+    st, out = step(st, CancelRequested())
+    assert [x for x in out if not isinstance(x, NewEvent)] == [Cancel("a", "", "run canceled")]
+    st, out = step(st, StepCanceled("a", "", 1, "run canceled"))
     types = [t for t, _, _ in events(out)]
     assert types[-1] == E.RUN_CANCELED
     assert not execs(out)
@@ -253,20 +278,20 @@ def test_cancel_cancels_running_units_then_finishes_canceled():
 def test_pause_lets_running_steps_finish_and_starts_none():
     st, out = start(PIPE)
     (a,) = execs(out)
-    st, out = decide(st, NewEvent(E.RUN_PAUSED, ""), now=1.0)
+    st, out = step(st, PauseRequested())
     st, out = done(st, a)
     assert (E.STEP_COMPLETED, "a", None) in events(out)
     assert not execs(out)
-    st, out = decide(st, NewEvent(E.RUN_RESUMED, ""), now=2.0)
+    st, out = step(st, ResumeRequested(), now=2.0)
     assert [c.node_id for c in execs(out)] == ["b"]
 
 
 def test_token_budget_stops_the_run_with_a_reason():
     st, out = start(PIPE, max_tokens=10)
     (a,) = execs(out)
-    st, out = decide(st, NewEvent(E.LLM_DONE, "", "a", None, 1, {"usage": {"input_tokens": 8, "output_tokens": 5}}), now=1.0)
-    assert out and isinstance(out[0], Cancel)
-    st, out = decide(st, NewEvent(E.ATTEMPT_CANCELED, "", "a", None, 1, {}), now=1.0)
+    st, out = step(st, Emitted(NewEvent(E.LLM_DONE, "", "a", None, 1, {"usage": {"input_tokens": 8, "output_tokens": 5}})))
+    assert Cancel("a", "", "token budget exceeded: used 13 tokens, max_tokens is 10") in out
+    st, out = step(st, StepCanceled("a", "", 1, "token budget exceeded"))
     assert str(st.status) == "FAILED"
     assert "token budget exceeded" in st.error
 
@@ -294,12 +319,13 @@ steps:
 
 
 def test_replaying_a_recorded_log_gives_the_same_state():
-    st, out = start(PIPE)
-    log = [NewEvent(E.RUN_STARTED, "")] + [x for x in out if isinstance(x, NewEvent)]
-    (a,) = execs(out)
-    ev = NewEvent(E.ATTEMPT_COMPLETED, "", "a", None, 1, {"output": "A"})
-    st, out = decide(st, ev, now=1.0)
-    log += [ev] + [x for x in out if isinstance(x, NewEvent)]
+    flow = parse_flow_text(PIPE)
+    st = new_state("r1", flow, {})
+    d = decide(st, Start("test"), 0.0)
+    log = list(d.events)
+    (a,) = [c for c in d.commands if isinstance(c, Execute)]
+    d = decide(st, StepSucceeded(a.node_id, a.unit, a.attempt, "A"), 1.0)
+    log += d.events
     from llmflow.engine.state import fold
 
     replay = fold(new_state("r1", st.flow, {}), log)

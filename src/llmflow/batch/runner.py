@@ -29,14 +29,15 @@ from llmflow.batch.progress import Counters
 from llmflow.batch.summary import driver_alive
 from llmflow.engine.events import EventType as E
 from llmflow.engine.events import NewEvent
-from llmflow.engine.states import StepStatus
+from llmflow.engine.payloads import RunFailed
+from llmflow.engine.states import RUN_TERMINAL, RunStatus, StepStatus
 from llmflow.errors import BatchError, FlowValidationError, LlmflowError
 from llmflow.runtime import RunOptions
 from llmflow.store.base import RunRecord
 
 log = logging.getLogger("llmflow.batch")
-TERMINAL = frozenset({"COMPLETED", "FAILED", "CANCELED"})
-RETRYABLE = frozenset({"FAILED", "CANCELED"})
+TERMINAL = RUN_TERMINAL
+RETRYABLE = frozenset({RunStatus.FAILED, RunStatus.CANCELED})
 HEARTBEAT_SECONDS = 2.0
 _RETRY = re.compile(r"~r(\d+)$")
 
@@ -178,13 +179,15 @@ class BatchDriver:
         error = job.error
         if error is None:
             try:
-                self.rt.create_run(loaded, job.inputs, opts)
+                # created holding the lease when this process executes it (another executor,
+                # Ray's actors, claims it itself)
+                self.rt.create_run(loaded, job.inputs, opts, claim=isinstance(self.executor, LocalExecutor))
                 return True
             except FlowValidationError as exc:
                 error = "invalid record: " + "; ".join(d.message for d in exc.diagnostics)
         now = self.rt.clock.now()
         rec = RunRecord(id=run_id, flow_name=loaded.flow.name, created_at=now, spec=loaded.record(), fingerprint=loaded.flow.fingerprint(), options=opts.to_dict(), metadata=opts.metadata, batch_id=self.plan.id, run_type="batch")
-        self.rt.store.create_run(rec, [NewEvent(E.RUN_CREATED, f"Run created for flow {loaded.flow.name}"), NewEvent(E.RUN_FAILED, f"Run failed: {error}", payload={"error": error})], now)
+        self.rt.record_new_run(rec, [NewEvent(E.RUN_CREATED, f"Run created for flow {loaded.flow.name}"), NewEvent(E.RUN_FAILED, f"Run failed: {error}", payload=RunFailed(error=error))])
         return False
 
     def _rerun_in_place(self, run_id: str) -> bool:

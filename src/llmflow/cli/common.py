@@ -4,25 +4,18 @@ small formatters."""
 
 from __future__ import annotations
 
-import enum
 import re
 import time
 from typing import Annotated, Any
 
 import typer
 
+from llmflow.engine.states import RunStatus
+
 Json = Annotated[bool, typer.Option("--json", help="Print JSON for scripts")]
 
 
-class Status(enum.StrEnum):
-    """A run status, as ``--status`` takes it (any case)."""
-
-    QUEUED = "QUEUED"
-    RUNNING = "RUNNING"
-    PAUSED = "PAUSED"
-    COMPLETED = "COMPLETED"
-    FAILED = "FAILED"
-    CANCELED = "CANCELED"
+Status = RunStatus  # what ``--status`` takes (any case): the engine's one run-status enum
 
 
 STATUS_METAVAR = "[" + "|".join(s.value for s in Status) + "]"
@@ -105,11 +98,11 @@ def located(exc: Any, source: str) -> Any:
     return FlowValidationError(out)
 
 
-def create_run_here(rt: Any, loaded: Any, inputs: dict[str, Any], opts: Any) -> Any:
+def create_run_here(rt: Any, loaded: Any, inputs: dict[str, Any], opts: Any, *, claim: bool = False) -> Any:
     from llmflow.errors import FlowValidationError
 
     try:
-        return rt.create_run(loaded, inputs, opts)
+        return rt.create_run(loaded, inputs, opts, claim=claim)
     except FlowValidationError as exc:
         raise located(exc, loaded.source) from None
 

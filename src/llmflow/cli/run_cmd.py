@@ -240,7 +240,7 @@ def register(app: typer.Typer) -> None:
             if group is not None:
                 meta.update(sweep=group, overrides=combo)
             opts = RunOptions(models=models, timeout=timeout, workspace=workspace, metadata=meta, batch_id=group, thread=thread, name=" ".join(o for i, o in enumerate(combo) if i in swept) or " ".join(combo) if group else None)
-            recs.append(create_run_here(rt, loaded, inputs, opts))
+            recs.append(create_run_here(rt, loaded, inputs, opts, claim=group is None))  # executed here at once: no worker may take it
         if group is not None:
             rt.store.update_batch(group, total=len(recs))
         tty = sys.stdout.isatty() and not as_json

@@ -197,6 +197,18 @@ def register(app: typer.Typer) -> None:
         """Pause a run: running steps finish, no new step starts."""
         return _control(run_id, "pause", as_json)
 
+    @runs.command("answer")
+    def runs_answer(
+        run_id: Annotated[str, typer.Argument(help="Run id")],
+        answer: Annotated[str, typer.Argument(help="The answer (for a confirm question: yes / no)")],
+        request: Annotated[str | None, typer.Option("--request", help="The request id (default: the run's open question)")] = None,
+    ) -> int:
+        """Answer a run's human-input question, also when nobody is at its console (a parked run continues)."""
+        rt = _runtime()
+        what = rt.control(run_id, "answer", {"request_id": request, "answer": answer})
+        print(f"run {run_id}: {what}")
+        return 0
+
     @runs.command("resume")
     def runs_resume(
         run_id: RunIdArg,

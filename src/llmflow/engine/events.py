@@ -9,7 +9,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from llmflow.engine.payloads import Payload
 
 
 class EventType(StrEnum):
@@ -51,6 +54,7 @@ class EventType(StrEnum):
     HUMAN_INPUT_RECEIVED = "HUMAN_INPUT_RECEIVED"
     RUN_PAUSED = "RUN_PAUSED"
     RUN_RESUMED = "RUN_RESUMED"
+    RUN_PARKED = "RUN_PARKED"  # waits for a human answer; no process holds it (status WAITING)
     RUN_CANCEL_REQUESTED = "RUN_CANCEL_REQUESTED"
     RUN_CANCELED = "RUN_CANCELED"
     DIRECTIVE = "DIRECTIVE"
@@ -62,14 +66,18 @@ class EventType(StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class NewEvent:
-    """An event before the store gives it a sequence number and a timestamp."""
+    """An event before the store gives it a sequence number and a timestamp.
+
+    ``payload`` is a typed payload (:mod:`llmflow.engine.payloads`) when the engine made
+    the event, or a plain dict (executors' ``ctx.event(...)``, older callers); the store
+    writes both the same way."""
 
     type: str
     message: str = ""
     step_id: str | None = None
     unit: str | None = None  # for_each item / matrix variant / broadcast agent / loop iteration
     attempt: int | None = None
-    payload: dict[str, Any] = field(default_factory=dict)
+    payload: dict[str, Any] | Payload = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,8 +90,9 @@ class Event:
     step_id: str | None = None
     unit: str | None = None
     attempt: int | None = None
-    payload: dict[str, Any] = field(default_factory=dict)
+    payload: dict[str, Any] = field(default_factory=dict)  # the wire form, always a dict
     id: int | None = None  # store-wide cursor (Agent Runner's event id)
+    schema_version: int = field(default=1, compare=False)  # of the payload's schema
 
     @property
     def attempt_id(self) -> str | None:
@@ -107,9 +116,13 @@ class Event:
         }
 
 
-# Events that only inform (streaming, heartbeats); the scheduler ignores them.
+# Events that only inform (streaming, heartbeats, tool calls): never folded into run state.
 INFORMATIONAL = frozenset(
     {
+        EventType.TOOL_CALL_STARTED,
+        EventType.TOOL_CALL_COMPLETED,
+        EventType.TOOL_CALL_FAILED,
+        EventType.CHILD_RUN_STARTED,
         EventType.LLM_LOADING_MODEL,
         EventType.LLM_GENERATING,
         EventType.LLM_HEARTBEAT,
@@ -122,11 +135,13 @@ INFORMATIONAL = frozenset(
         EventType.CONDUCTOR_TURN,
         EventType.DIRECTIVE,
         EventType.STEP_CACHE_HIT,
-        EventType.TOOL_CALL_STARTED,
-        EventType.TOOL_CALL_COMPLETED,
-        EventType.TOOL_CALL_FAILED,
         EventType.WORKFLOW_STARTED,
         EventType.WORKFLOW_COMPLETED,
         EventType.WORKFLOW_FAILED,
     }
 )
+
+# Informational, but folded: usage counts against the run's budget.
+FOLDED_INFORMATIONAL = frozenset({EventType.LLM_DONE})
+NOT_FOLDED = INFORMATIONAL - FOLDED_INFORMATIONAL
+RUN_END_EVENTS = frozenset({EventType.RUN_COMPLETED, EventType.RUN_FAILED, EventType.RUN_CANCELED})

@@ -14,6 +14,7 @@ from llmflow.model.spec import Flow, StepSpec
 
 class EventLog(Protocol):
     def append(self, run_id: str, events: list[NewEvent], now: float) -> list[Event]: ...
+    def events(self, run_id: str, after_seq: int = 0, limit: int | None = None) -> list[Event]: ...
     def take_controls(self, run_id: str) -> list[Any]: ...
     def heartbeat(self, run_id: str, owner: str, now: float, lease_seconds: float) -> bool: ...
 
@@ -82,13 +83,14 @@ class StepContext:
     settings: dict[str, Any] = field(default_factory=dict)
     prior: Callable[[], list[Event]] | None = None
 
-    def prior_events(self) -> list[Event]:
-        """The events recorded for this step and unit by earlier attempts of the current
-        generation that ended ATTEMPT_INTERRUPTED, in order ([] for a fresh attempt)."""
-        return self.prior() if self.prior is not None else []
-
     def event(self, type: str, message: str = "", **payload: Any) -> None:
         self.emit(NewEvent(type, message, self.node_id, self.unit or None, self.attempt, payload))
+
+    def prior_events(self) -> list[Event]:
+        """The events recorded for this step and unit by earlier attempts of the current
+        generation that ended interrupted (their process stopped), in order: what a durable
+        step (a tool loop) replays instead of doing again."""
+        return self.prior() if self.prior is not None else []
 
 
 class StepExecutor(Protocol):

@@ -1,9 +1,20 @@
-"""The async runner: executes the scheduler's commands and appends events.
+"""The async runner: receive -> decide -> append (durable) -> execute. One Runner drives one
+run; it decides nothing itself (every input goes through
+:func:`llmflow.engine.scheduler.decide`).
 
-One Runner drives one run. It owns the run's tasks (structured: every task it starts is
-awaited or cancelled before ``run`` returns), batches event writes (one transaction per
-turn of the loop, so streaming tokens do not cost a transaction each), polls the store's
-control mailbox for cross-process cancel / pause / answers, and holds the run's lease.
+- Inputs arrive in one inbox: step results (a done-callback on every unit task reports
+  success, failure or cancellation - also for a task cancelled before it ever ran), events
+  executors emit, fired timers, controls (in-process, or polled from the store's mailbox
+  for other processes), human answers.
+- Each turn drains the inbox, decides each input, appends the events of the whole turn in
+  one call and awaits it: the commands those events decided run only once the events are
+  durable (write-ahead). Observers see each event after it is durable.
+- Informational events (token chunks, heartbeats, tool calls) skip the reducer: they are
+  appended, never folded.
+- Timers are ``StartTimer(at)`` commands with absolute times from the log; the runner only
+  schedules the wake-up (``loop.call_later``) and reports ``TimerFired``. It never computes a
+  deadline of its own.
+- Structured: every task it starts is awaited or cancelled before ``run`` returns.
 """
 
 from __future__ import annotations
@@ -14,18 +25,63 @@ import logging
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from llmflow.engine.context import template_context
-from llmflow.engine.events import INFORMATIONAL, Event, NewEvent
+from llmflow.engine.events import NOT_FOLDED, Event, NewEvent
 from llmflow.engine.events import EventType as E
+from llmflow.engine.inputs import (
+    AnswerHuman,
+    AskHuman,
+    Cancel,
+    CancelRequested,
+    Command,
+    Emitted,
+    Execute,
+    HumanAnswered,
+    HumanAsked,
+    HumanDeclined,
+    PauseRequested,
+    ResumeRequested,
+    StartTimer,
+    StepCanceled,
+    StepFailed,
+    StepSucceeded,
+    Stop,
+    TimerFired,
+)
 from llmflow.engine.ports import Clock, EventLog, HumanQuestion, LlmGateway, StepContext, StepExecutor
-from llmflow.engine.scheduler import Cancel, Execute, decide, plan
-from llmflow.engine.state import RunState, apply
-from llmflow.engine.states import StepStatus
-from llmflow.errors import LlmflowError, RateLimitError, StepError, StepTimeoutError, TemplateError
+from llmflow.engine.scheduler import decide
+from llmflow.engine.state import RunState
+from llmflow.engine.states import RunStatus
+from llmflow.errors import LlmflowError, RateLimitError, StepError, TemplateError
 
 log = logging.getLogger("llmflow.engine")
+
+
+class HumanTimeoutError(StepError):
+    kind = "human"
+    retryable = False
+
+
+class EventWriter(Protocol):
+    """Where a runner appends (group commit lives behind it, see llmflow.store.writer)."""
+
+    async def append(self, run_id: str, events: list[NewEvent], now: float) -> list[Event]: ...
+    async def call(self, fn: Callable[..., Any], *args: Any) -> Any: ...
+
+
+class DirectWriter:
+    """Appends straight to the store, on the caller's thread (memory store, tests)."""
+
+    def __init__(self, store: EventLog) -> None:
+        self.store = store
+
+    async def append(self, run_id: str, events: list[NewEvent], now: float) -> list[Event]:
+        return self.store.append(run_id, events, now)
+
+    async def call(self, fn: Callable[..., Any], *args: Any) -> Any:
+        return fn(*args)
 
 
 @dataclass
@@ -36,16 +92,21 @@ class RunnerConfig:
     lease_seconds: float = 30.0
     poll_interval: float = 0.1
     linger_when_paused: bool = False  # keep waiting for "resume" while paused (in-process handles)
-    run_timeout: float | None = None
     allow_shell: bool = True
     run_models: dict[str, str] = field(default_factory=dict)
     env_models: dict[str, str] = field(default_factory=dict)
     functions: dict[str, Callable[..., Any]] = field(default_factory=dict)
     settings: dict[str, Any] = field(default_factory=dict)
     cache_dir: Path | None = None  # steps with `cache: true` reuse outputs stored here
+    park_after: float | None = None  # park the run when it waits this long for a person
+    poll_controls: bool = True  # read the store's control mailbox (other processes' controls)
 
 
 def _jsonable(v: Any) -> Any:
+    """``v`` if it is plain JSON data (checked without encoding it), else its JSON image
+    with ``str`` for what JSON cannot hold."""
+    if _plain(v, 0):
+        return v
     try:
         json.dumps(v)
         return v
@@ -53,7 +114,25 @@ def _jsonable(v: Any) -> Any:
         return json.loads(json.dumps(v, default=str))
 
 
-def _error_payload(exc: BaseException) -> dict[str, Any]:
+_SCALARS = (str, int, bool, type(None))
+
+
+def _plain(v: Any, depth: int) -> bool:
+    t = type(v)
+    if t in _SCALARS:
+        return True
+    if t is float:
+        return v == v and v not in (float("inf"), float("-inf"))
+    if depth > 50:
+        return False
+    if t is list or t is tuple:
+        return all(_plain(x, depth + 1) for x in v)
+    if t is dict:
+        return all(type(k) is str and _plain(x, depth + 1) for k, x in v.items())
+    return False
+
+
+def error_payload(exc: BaseException) -> dict[str, Any]:
     if isinstance(exc, StepError):
         p: dict[str, Any] = {"error": exc.message, "kind": exc.kind, "retryable": exc.retryable}
         if isinstance(exc, RateLimitError) and exc.retry_after is not None:
@@ -68,6 +147,17 @@ def _error_payload(exc: BaseException) -> dict[str, Any]:
     return {"error": f"{type(exc).__name__}: {exc}", "kind": "error", "retryable": False}
 
 
+_CONTROLS = {
+    "cancel": lambda p: CancelRequested(p.get("reason"), {k: v for k, v in p.items() if k != "reason"}),
+    "pause": lambda p: PauseRequested(dict(p)),
+    "resume": lambda p: ResumeRequested(dict(p)),
+    "answer": lambda p: HumanAnswered(p.get("request_id"), p.get("answer")),
+    # nobody can answer (the console's stdin is at end of file): the step fails, no answer recorded
+    "decline": lambda p: HumanDeclined(str(p.get("request_id") or ""), str(p.get("reason") or "no human answer"), p.get("hint")),
+    "directive": lambda p: Emitted(NewEvent(E.DIRECTIVE, str(p.get("text", "")), payload=dict(p))),
+}
+
+
 class Runner:
     def __init__(
         self,
@@ -80,6 +170,7 @@ class Runner:
         llm: LlmGateway | None = None,
         run_child: Callable[[StepContext, str, dict[str, Any], list[str]], Awaitable[dict[str, Any]]] | None = None,
         subscribers: list[Callable[[Event], None]] | None = None,
+        writer: EventWriter | None = None,
     ) -> None:
         self.log = log_
         self.clock = clock
@@ -89,188 +180,208 @@ class Runner:
         self.llm = llm
         self._run_child = run_child
         self.subscribers = list(subscribers or [])
-        self.inbox: asyncio.Queue[tuple[Any, ...]] = asyncio.Queue()
-        self.tasks: dict[tuple[str, str], tuple[asyncio.Task[None], Execute]] = {}
-        self.cancel_reasons: dict[tuple[str, str], str] = {}
+        self.writer: EventWriter = writer or DirectWriter(log_)
+        self.inbox: asyncio.Queue[Any] = asyncio.Queue()
+        self.tasks: dict[tuple[str, str], tuple[asyncio.Task[Any], Execute]] = {}
+        self.cancels: dict[tuple[str, str], Cancel] = {}
         self.human_waiters: dict[str, asyncio.Future[Any]] = {}
-        self.early_answers: list[Any] = []
+        self.ask_hooks: list[Callable[[AskHuman], None]] = []
+        self.timers: dict[str, float] = {}
         self.lease_lost = False
-        self._last_poll = 0.0
+        self.stopped: str | None = None
+        self._events: list[NewEvent] = []
+        self._commands: list[Command] = []
+        self._timer_handle: asyncio.TimerHandle | None = None
+        self._tick_handle: asyncio.TimerHandle | None = None
         self._last_beat = 0.0
+        self._tick_due = False
 
     # -- public -------------------------------------------------------------------------------
     def control(self, action: str, payload: dict[str, Any] | None = None) -> None:
         """In-process control (cancel | pause | resume | answer | directive)."""
         self.inbox.put_nowait(("control", action, payload or {}))
 
-    async def run(self, initial: list[NewEvent]) -> RunState:
-        batch: list[NewEvent] = []
-        cmds: list[Execute | Cancel] = []
-        for ev in initial:  # the scheduler decides once the whole preamble is applied
-            apply(self.st, ev)
-            batch.append(ev)
-        for x in plan(self.st, self.clock.now()):
-            if isinstance(x, NewEvent):
-                batch.append(x)
-            else:
-                cmds.append(x)
-        self._flush(batch)
-        self._execute(cmds)
-        start = self.clock.now()
-        deadline = start + self.cfg.run_timeout if self.cfg.run_timeout else None
-        ticker = asyncio.create_task(self._tick())
+    async def run(self, first: Any) -> RunState:
+        """Execute from ``first`` (Start or Resume) until the run finishes, pauses (unless it
+        lingers), is parked, or the lease is lost."""
+        self._take(first)
+        await self._commit()
+        self._last_beat = self.clock.now()
+        loop = asyncio.get_running_loop()
+        if self.cfg.poll_controls or self.cfg.owner:
+            self._tick_handle = loop.call_later(self.cfg.poll_interval, self._tick)
         try:
-            while not self.st.finished:
-                if self.lease_lost:
-                    log.warning("run %s: lease lost; stopping without finishing", self.st.run_id)
-                    break
-                if self._idle_paused() and not self.cfg.linger_when_paused:
-                    break
-                try:
-                    item = self.inbox.get_nowait()
-                except asyncio.QueueEmpty:
-                    item = await self.inbox.get()  # the ticker puts a "tick" at least every poll_interval
-                batch, cmds = [], []
-                if item is not None:
-                    self._handle(item, batch, cmds)
-                    while len(batch) < 1000:
-                        try:
-                            self._handle(self.inbox.get_nowait(), batch, cmds)
-                        except asyncio.QueueEmpty:
-                            break
-                now = self.clock.now()
-                if now - self._last_poll >= self.cfg.poll_interval:
-                    self._last_poll = now
-                    self._poll_controls(batch, cmds)
-                    self._heartbeat(now)
-                if deadline is not None and now > deadline and not self.st.finished:
-                    self._flush(batch)
-                    await self._time_out(now - start)
-                    break
-                self._flush(batch)
-                self._execute(cmds)
+            while not self._finished():
+                item = await self.inbox.get()
+                self._take(item)
+                n = self._drain(0)
+                if n < 1000:
+                    # one more turn of the loop: callbacks already due (a unit that just
+                    # finished reports through one) join this commit instead of the next
+                    await asyncio.sleep(0)
+                    self._drain(n)
+                await self._commit()
         finally:
-            ticker.cancel()
             await self._shutdown()
         return self.st
 
-    # -- internals ----------------------------------------------------------------------------
-    async def _tick(self) -> None:
-        while True:
-            await asyncio.sleep(self.cfg.poll_interval)
-            self.inbox.put_nowait(("tick",))
-    def _idle_paused(self) -> bool:
-        return str(self.st.status) == "PAUSED" and not self.tasks and self.inbox.empty()
+    # -- the loop -------------------------------------------------------------------------------
+    def _drain(self, n: int) -> int:
+        while n < 1000 and not self.inbox.empty():
+            self._take(self.inbox.get_nowait())
+            n += 1
+        return n
 
-    def _decide(self, ev: NewEvent, batch: list[NewEvent], cmds: list[Execute | Cancel]) -> None:
-        batch.append(ev)
-        if ev.type in INFORMATIONAL and ev.type != E.LLM_DONE:
-            apply(self.st, ev)
-            return
-        _, out = decide(self.st, ev, self.clock.now())
-        for x in out:
-            if isinstance(x, NewEvent):
-                batch.append(x)
-            else:
-                cmds.append(x)
-
-    def _handle(self, item: tuple[Any, ...], batch: list[NewEvent], cmds: list[Execute | Cancel]) -> None:
-        kind = item[0]
-        if kind == "event":
-            self._decide(item[1], batch, cmds)
-        elif kind == "done":
-            cmd, output = item[1], item[2]
-            self.tasks.pop((cmd.node_id, cmd.unit), None)
-            n = self.st.nodes[cmd.node_id]
-            label = f"{n.short_id}[{cmd.unit}]" if cmd.unit else n.short_id
-            self._decide(NewEvent(E.ATTEMPT_COMPLETED, f"Attempt {cmd.attempt} of {label} completed", cmd.node_id, cmd.unit or None, cmd.attempt, {"output": output}), batch, cmds)
-        elif kind == "failed":
-            cmd, payload = item[1], item[2]
-            self.tasks.pop((cmd.node_id, cmd.unit), None)
-            n = self.st.nodes[cmd.node_id]
-            label = f"{n.short_id}[{cmd.unit}]" if cmd.unit else n.short_id
-            self._decide(NewEvent(E.ATTEMPT_FAILED, f"Attempt {cmd.attempt} of {label} failed: {payload['error']}", cmd.node_id, cmd.unit or None, cmd.attempt, payload), batch, cmds)
-        elif kind == "canceled":
-            cmd, reason = item[1], item[2]
-            self.tasks.pop((cmd.node_id, cmd.unit), None)
-            self._decide(NewEvent(E.ATTEMPT_CANCELED, f"Attempt {cmd.attempt} of {cmd.node_id} canceled: {reason}", cmd.node_id, cmd.unit or None, cmd.attempt, {"error": reason}), batch, cmds)
-        elif kind == "control":
-            self._control(item[1], item[2], batch, cmds)
-        # "tick": nothing to do; the loop polls controls and the lease after each turn
-
-    def _control(self, action: str, payload: dict[str, Any], batch: list[NewEvent], cmds: list[Execute | Cancel]) -> None:
+    def _finished(self) -> bool:
         st = self.st
-        if action == "cancel":
-            if not st.cancel_requested and not st.finished:
-                self._decide(NewEvent(E.RUN_CANCEL_REQUESTED, "Cancel requested" + (f": {payload['reason']}" if payload.get("reason") else ""), payload=payload), batch, cmds)
-        elif action == "pause":
-            if str(st.status) == "RUNNING":
-                self._decide(NewEvent(E.RUN_PAUSED, "Run paused: running steps finish, no new step starts", payload=payload), batch, cmds)
-        elif action == "resume":
-            if str(st.status) == "PAUSED":
-                self._decide(NewEvent(E.RUN_RESUMED, "Run resumed", payload=payload), batch, cmds)
-        elif action == "answer":
-            self._deliver_answer(payload.get("request_id"), payload.get("answer"), batch, cmds)
-        elif action == "decline":  # nobody can answer (the CLI's stdin is at end of file): the step fails
-            fut = self.human_waiters.pop(payload.get("request_id") or "", None)
-            if fut is not None and not fut.done():
-                fut.set_exception(StepError(str(payload.get("reason") or "no human answer"), retryable=False, hint=payload.get("hint")))
-        elif action == "directive":
-            self._decide(NewEvent(E.DIRECTIVE, str(payload.get("text", "")), payload=payload), batch, cmds)
+        if st.finished or self.stopped is not None:
+            return True
+        if self.lease_lost:
+            log.warning("run %s: lease lost; stopping without finishing", st.run_id)
+            return True
+        return st.status is RunStatus.PAUSED and not self.tasks and self.inbox.empty() and not self.cfg.linger_when_paused
 
-    def _deliver_answer(self, rid: str | None, answer: Any, batch: list[NewEvent], cmds: list[Execute | Cancel]) -> None:
-        if rid is None or rid not in self.human_waiters:
-            waiting = [k for k, f in self.human_waiters.items() if not f.done()]
-            if rid is None and waiting:
-                rid = waiting[0]
-            elif rid is None or rid not in self.st.human_requests:
-                # an answer that arrives before its question is kept, not lost
-                self.early_answers.append((rid, answer))
+    def _take(self, item: Any) -> None:
+        if type(item) is tuple:
+            kind = item[0]
+            if kind == "tick":
+                self._tick_due = True  # handled in _commit: it awaits the store
                 return
-        fut = self.human_waiters.pop(rid, None)
-        self._decide(NewEvent(E.HUMAN_INPUT_RECEIVED, f"Human input received: {str(answer)[:80]}", payload={"request_id": rid, "answer": answer}), batch, cmds)
-        if fut is not None and not fut.done():
-            fut.set_result(answer)
-
-    def _poll_controls(self, batch: list[NewEvent], cmds: list[Execute | Cancel]) -> None:
-        try:
-            controls = self.log.take_controls(self.st.run_id)
-        except Exception:  # noqa: BLE001 - a failed poll is retried next tick
-            log.exception("polling controls failed")
+            if kind == "control":
+                make = _CONTROLS.get(item[1])
+                if make is None:
+                    return
+                item = make(item[2])
+        if type(item) is Emitted and item.event.type in NOT_FOLDED:
+            self._events.append(item.event)  # informational: appended, never folded
             return
-        for c in controls:
-            self._control(c.action, dict(c.payload), batch, cmds)
+        d = decide(self.st, item, self.clock.now())
+        self._events.extend(d.events)
+        self._commands.extend(d.commands)
 
-    def _heartbeat(self, now: float) -> None:
-        if not self.cfg.owner or now - self._last_beat < self.cfg.lease_seconds / 3:
-            return
-        self._last_beat = now
-        if not self.log.heartbeat(self.st.run_id, self.cfg.owner, now, self.cfg.lease_seconds):
-            self.lease_lost = True
+    async def _commit(self) -> None:
+        if self._tick_due:
+            self._tick_due = False
+            await self._poll()
+        events, self._events = self._events, []
+        if events:
+            stored = await self.writer.append(self.st.run_id, events, self.clock.now())
+            for e in stored:
+                for sub in self.subscribers:
+                    try:
+                        sub(e)
+                    except Exception:  # noqa: BLE001 - observers never break a run
+                        log.exception("event observer failed")
+        commands, self._commands = self._commands, []
+        for c in commands:
+            self._execute(c)
 
-    def _flush(self, batch: list[NewEvent]) -> None:
-        if not batch:
-            return
-        stored = self.log.append(self.st.run_id, batch, self.clock.now())
-        for e in stored:
-            for sub in self.subscribers:
-                try:
-                    sub(e)
-                except Exception:  # noqa: BLE001 - observers never break a run
-                    log.exception("event subscriber failed")
+    def _tick(self) -> None:
+        self.inbox.put_nowait(("tick",))
+        self._tick_handle = asyncio.get_running_loop().call_later(self.cfg.poll_interval, self._tick)
 
-    def _execute(self, cmds: list[Execute | Cancel]) -> None:
-        for c in cmds:
+    async def _poll(self) -> None:
+        now = self.clock.now()
+        if self.cfg.poll_controls:
+            try:
+                controls = await self.writer.call(self.log.take_controls, self.st.run_id)
+            except Exception:  # noqa: BLE001 - a failed poll is retried next tick
+                log.exception("polling controls failed")
+                controls = []
+            for c in controls:
+                self._take(("control", c.action, dict(c.payload)))
+        if self.cfg.owner and now - self._last_beat >= self.cfg.lease_seconds / 3:
+            self._last_beat = now
+            try:
+                ok = await self.writer.call(self.log.heartbeat, self.st.run_id, self.cfg.owner, now, self.cfg.lease_seconds)
+            except Exception:  # noqa: BLE001
+                log.exception("lease heartbeat failed")
+                ok = True
+            if not ok:
+                self.lease_lost = True
+
+    # -- commands -------------------------------------------------------------------------------
+    def _execute(self, c: Command) -> None:
+        t = type(c)
+        if t is Execute:
+            assert isinstance(c, Execute)
+            task = asyncio.create_task(self._run_unit(c), name=f"llmflow:{c.node_id}[{c.unit}]#{c.attempt}")
             key = (c.node_id, c.unit)
-            if isinstance(c, Execute):
-                task = asyncio.create_task(self._run_unit(c), name=f"llmflow:{c.node_id}[{c.unit}]#{c.attempt}")
-                self.tasks[key] = (task, c)
-            else:
-                entry = self.tasks.get(key)
-                if entry is not None and key not in self.cancel_reasons:
-                    self.cancel_reasons[key] = c.reason
-                    entry[0].cancel()
+            self.tasks[key] = (task, c)
+            task.add_done_callback(lambda tk, c=c: self._unit_done(c, tk))
+        elif t is Cancel:
+            assert isinstance(c, Cancel)
+            key = (c.node_id, c.unit)
+            entry = self.tasks.get(key)
+            if entry is not None and not entry[0].done() and key not in self.cancels:
+                self.cancels[key] = c
+                entry[0].cancel()
+        elif t is StartTimer:
+            assert isinstance(c, StartTimer)
+            self.timers[c.timer] = c.at
+            self._arm_timer()
+        elif t is AnswerHuman:
+            assert isinstance(c, AnswerHuman)
+            fut = self.human_waiters.pop(c.request_id, None)
+            if fut is not None and not fut.done():
+                if c.error is not None:
+                    fut.set_exception(HumanTimeoutError(c.error, hint=c.hint))
+                else:
+                    fut.set_result(c.answer)
+        elif t is AskHuman:
+            for hook in self.ask_hooks:
+                try:
+                    hook(c)  # type: ignore[arg-type]
+                except Exception:  # noqa: BLE001
+                    log.exception("human-input hook failed")
+        elif t is Stop:
+            assert isinstance(c, Stop)
+            self.stopped = c.reason
 
+    def _unit_done(self, cmd: Execute, task: asyncio.Task[Any]) -> None:
+        key = (cmd.node_id, cmd.unit)
+        entry = self.tasks.get(key)
+        if entry is not None and entry[0] is task:
+            del self.tasks[key]
+        cancel = self.cancels.pop(key, None)
+        if task.cancelled():
+            if cancel is not None and cancel.silent:
+                return
+            if cancel is not None and cancel.fail_kind:
+                inp: Any = StepFailed(cmd.node_id, cmd.unit, cmd.attempt, cancel.reason, cancel.fail_kind, False)
+            else:
+                inp = StepCanceled(cmd.node_id, cmd.unit, cmd.attempt, cancel.reason if cancel else "canceled")
+        else:
+            exc = task.exception()
+            if exc is None:
+                inp = StepSucceeded(cmd.node_id, cmd.unit, cmd.attempt, task.result())
+            else:
+                if not isinstance(exc, LlmflowError):
+                    log.warning("step %s raised", cmd.node_id, exc_info=exc)
+                p = error_payload(exc)
+                inp = StepFailed(cmd.node_id, cmd.unit, cmd.attempt, p["error"], p["kind"], p["retryable"], p.get("retry_after"), p.get("hint"))
+        self.inbox.put_nowait(inp)
+
+    def _arm_timer(self) -> None:
+        if self._timer_handle is not None:
+            self._timer_handle.cancel()
+            self._timer_handle = None
+        if not self.timers:
+            return
+        delay = min(self.timers.values()) - self.clock.now()
+        # at most a second: a clock that jumps (tests, a suspended machine) is noticed
+        self._timer_handle = asyncio.get_running_loop().call_later(min(max(delay, 0.0), 1.0), self._on_timer)
+
+    def _on_timer(self) -> None:
+        self._timer_handle = None
+        now = self.clock.now()
+        for tid, at in list(self.timers.items()):
+            if at <= now:
+                del self.timers[tid]
+                self.inbox.put_nowait(TimerFired(tid))
+        self._arm_timer()
+
+    # -- one unit -------------------------------------------------------------------------------
     def _context(self, cmd: Execute) -> StepContext:
         st = self.st
         n = st.nodes[cmd.node_id]
@@ -289,6 +400,11 @@ class Runner:
                 raise StepError("sub-flows are not available in this runtime")
             return await self._run_child(ctx, flow_ref, inputs, overrides)
 
+        inbox = self.inbox
+
+        def emit(ev: NewEvent) -> None:
+            inbox.put_nowait(Emitted(ev))
+
         ctx = StepContext(
             run_id=st.run_id,
             flow=st.flow,
@@ -300,7 +416,7 @@ class Runner:
             template=tmpl,
             workspace=self.cfg.workspace,
             artifacts_dir=self.cfg.artifacts_dir,
-            emit=lambda ev: self.inbox.put_nowait(("event", ev)),
+            emit=emit,
             ask_human=ask,
             run_child=child,
             llm=self.llm,
@@ -309,60 +425,39 @@ class Runner:
             allow_shell=self.cfg.allow_shell,
             functions=self.cfg.functions,
             settings=self.cfg.settings,
-            prior=lambda: self._prior_events(cmd),
+            prior=lambda: self.prior_events(cmd),
         )
         return ctx
 
-    def _prior_events(self, cmd: Execute) -> list[Event]:
-        """Events of this step+unit's attempts since its last re-run that ended interrupted."""
-        read = getattr(self.log, "events", None)
-        if read is None:
-            return []
+    def prior_events(self, cmd: Execute) -> list[Event]:
+        """Events recorded for this step and unit by its attempts since the step's last re-run
+        that ended interrupted (their process stopped), in order."""
         unit = cmd.unit or None
-        mine = [e for e in read(self.st.run_id) if e.step_id == cmd.node_id and ((e.unit or None) == unit or (e.type == E.STEP_RERUN and e.unit is None))]
+        mine = [e for e in self.log.events(self.st.run_id) if e.step_id == cmd.node_id and ((e.unit or None) == unit or (e.type == E.STEP_RERUN and e.unit is None))]
         start = max((i for i, e in enumerate(mine) if e.type == E.STEP_RERUN), default=-1) + 1
         mine = mine[start:]
         interrupted = {e.attempt for e in mine if e.type == E.ATTEMPT_INTERRUPTED and e.attempt is not None and e.attempt < cmd.attempt}
         return [e for e in mine if e.attempt in interrupted]
 
-    async def _run_unit(self, cmd: Execute) -> None:
-        key = (cmd.node_id, cmd.unit)
-        try:
-            if cmd.delay > 0:
-                await asyncio.sleep(cmd.delay)
-            ctx = self._context(cmd)
-            cache_file = self._cache_file(cmd, ctx) if ctx.step.cache and self.cfg.cache_dir else None
-            if cache_file is not None and cache_file.exists():
-                cached = json.loads(cache_file.read_text(encoding="utf-8"))["output"]
-                ctx.event("STEP_CACHE_HIT", f"Reusing the cached output of {ctx.node_id}", cache_key=cache_file.stem)
-                self.inbox.put_nowait(("done", cmd, cached))
-                return
-            executor = self.executors.get(ctx.step.kind)
-            if executor is None:
-                raise StepError(f"no executor for step kind {ctx.step.kind!r}")
-            if cmd.timeout:
-                try:
-                    async with asyncio.timeout(cmd.timeout):
-                        out = await executor(ctx)
-                except TimeoutError:
-                    raise StepTimeoutError(f"step timed out after {cmd.timeout:g}s", retryable=False) from None
-            else:
-                out = await executor(ctx)
-            out = _jsonable(out)
-            if cache_file is not None:
-                cache_file.parent.mkdir(parents=True, exist_ok=True)
-                tmp = cache_file.with_suffix(".tmp")
-                tmp.write_text(json.dumps({"output": out}), encoding="utf-8")
-                tmp.replace(cache_file)
-            self.inbox.put_nowait(("done", cmd, out))
-        except asyncio.CancelledError:
-            self.inbox.put_nowait(("canceled", cmd, self.cancel_reasons.pop(key, "canceled")))
-        except Exception as exc:  # noqa: BLE001 - every failure becomes an ATTEMPT_FAILED event
-            if not isinstance(exc, LlmflowError):
-                log.warning("step %s raised", cmd.node_id, exc_info=True)
-            self.inbox.put_nowait(("failed", cmd, _error_payload(exc)))
+    async def _run_unit(self, cmd: Execute) -> Any:
+        ctx = self._context(cmd)
+        cache_file = self._cache_file(cmd) if ctx.step.cache and self.cfg.cache_dir else None
+        if cache_file is not None and cache_file.exists():
+            cached = json.loads(cache_file.read_text(encoding="utf-8"))["output"]
+            ctx.event(E.STEP_CACHE_HIT, f"Reusing the cached output of {ctx.node_id}", cache_key=cache_file.stem)
+            return cached
+        executor = self.executors.get(ctx.step.kind)
+        if executor is None:
+            raise StepError(f"no executor for step kind {ctx.step.kind!r}")
+        out = _jsonable(await executor(ctx))
+        if cache_file is not None:
+            cache_file.parent.mkdir(parents=True, exist_ok=True)
+            tmp = cache_file.with_suffix(".tmp")
+            tmp.write_text(json.dumps({"output": out}), encoding="utf-8")
+            tmp.replace(cache_file)
+        return out
 
-    def _cache_file(self, cmd: Execute, ctx: StepContext) -> Path:
+    def _cache_file(self, cmd: Execute) -> Path:
         """Same step definition, same inputs, same upstream outputs, same unit and model
         choices -> same cache key."""
         import hashlib
@@ -382,63 +477,28 @@ class Runner:
 
     async def _ask_human(self, cmd: Execute, q: HumanQuestion) -> Any:
         rid = cmd.node_id + (f"[{cmd.unit}]" if cmd.unit else "") + (f":{q.key}" if q.key else "")
-        if rid in self.st.human_answers:
-            return self.st.human_answers[rid]
-        if not self.st.flow.options.human_in_loop:
-            answer = q.default if q.default is not None else ""
-            self.inbox.put_nowait(("event", NewEvent(E.HUMAN_INPUT_RECEIVED, f"human_in_loop is off; answering {q.prompt[:60]!r} with the default", cmd.node_id, cmd.unit or None, cmd.attempt, {"request_id": rid, "answer": answer, "source": "human_in_loop: false"})))
-            return answer
-        loop = asyncio.get_running_loop()
-        fut: asyncio.Future[Any] = loop.create_future()
+        fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self.human_waiters[rid] = fut
-        payload = {"request_id": rid, "prompt": q.prompt, "input": q.input, "options": q.options, "default": q.default}
-        self.inbox.put_nowait(("event", NewEvent(E.HUMAN_INPUT_REQUESTED, f"Waiting for human input: {q.prompt[:100]}", cmd.node_id, cmd.unit or None, cmd.attempt, payload)))
-        early = next((x for x in self.early_answers if x[0] in (None, rid)), None)
-        if early is not None:
-            self.early_answers.remove(early)
-            self.inbox.put_nowait(("control", "answer", {"request_id": rid, "answer": early[1]}))
+        self.inbox.put_nowait(HumanAsked(cmd.node_id, cmd.unit, cmd.attempt, rid, q.prompt, q.input, q.options, q.default, q.timeout, self.cfg.park_after))
         try:
-            if q.timeout:
-                return await asyncio.wait_for(asyncio.shield(fut), timeout=q.timeout)
             return await fut
-        except TimeoutError:
-            self.human_waiters.pop(rid, None)
-            if q.default is not None:
-                self.inbox.put_nowait(("event", NewEvent(E.HUMAN_INPUT_RECEIVED, f"No answer within {q.timeout:g}s; using the default", cmd.node_id, cmd.unit or None, cmd.attempt, {"request_id": rid, "answer": q.default, "source": "default"})))
-                return q.default
-            raise StepError(f"no human answer within {q.timeout:g}s", retryable=False) from None
+        finally:
+            if self.human_waiters.get(rid) is fut:
+                del self.human_waiters[rid]
 
-    async def _time_out(self, elapsed: float) -> None:
-        for task, _ in list(self.tasks.values()):
-            task.cancel()
-        await self._drain_tasks()
-        batch: list[NewEvent] = []
-        for n in self.st.nodes.values():
-            for u in n.units.values():
-                if u.status == "RUNNING" and u.attempts:
-                    batch.append(NewEvent(E.ATTEMPT_CANCELED, "Attempt canceled: run timed out", n.id, u.key or None, u.attempts[-1].n, {"error": "run timed out"}))
-            if n.status in (StepStatus.PENDING, StepStatus.RUNNING):
-                batch.append(NewEvent(E.STEP_CANCELED, f"Step {n.short_id} canceled: run timed out", n.id, payload={"reason": "run timed out"}))
-        err = f"run timed out after {elapsed:.1f}s (timeout {self.cfg.run_timeout:g}s)"
-        batch.append(NewEvent(E.WORKFLOW_FAILED, f"Workflow failed: {err}", payload={"error": err}))
-        batch.append(NewEvent(E.RUN_FAILED, f"Run failed: {err}", payload={"error": err}))
-        for ev in batch:
-            apply(self.st, ev)
-        self._flush(batch)
-
-    async def _drain_tasks(self) -> None:
+    # -- the end --------------------------------------------------------------------------------
+    async def _shutdown(self) -> None:
+        for h in (self._timer_handle, self._tick_handle):
+            if h is not None:
+                h.cancel()
         tasks = [t for t, _ in self.tasks.values()]
+        for t in tasks:
+            if not t.done():
+                t.cancel()
         if tasks:
             await asyncio.gather(*tasks, return_exceptions=True)
         self.tasks.clear()
-        while not self.inbox.empty():
-            self.inbox.get_nowait()
-
-    async def _shutdown(self) -> None:
-        for task, _ in list(self.tasks.values()):
-            if not task.done():
-                task.cancel()
-        await self._drain_tasks()
         for fut in self.human_waiters.values():
             if not fut.done():
                 fut.cancel()
+

@@ -168,6 +168,9 @@ class RunOptions(Spec):
     max_cost: float | None = Field(None, ge=0)
     workspace: str | None = None
     human_in_loop: bool = True
+    max_units: int | None = Field(None, ge=1)  # units per step (at most the LLMFLOW_MAX_UNITS setting)
+    on_budget: Literal["fail", "skip"] = "fail"  # what out-of-budget does to the units not started
+    human_timeout: float | None = Field(None, gt=0)  # seconds a person has to answer; then the default
 
 
 class StepSpec(Spec):

@@ -43,6 +43,7 @@ class RunRecord:
     tokens_in: int = 0
     tokens_out: int = 0
     cost: float = 0.0
+    wake_at: float | None = None  # a WAITING (parked) run is claimable again from then on
 
     @property
     def duration(self) -> float | None:

@@ -8,6 +8,7 @@ from dataclasses import replace
 from typing import Any
 
 from llmflow.engine.events import Event, NewEvent
+from llmflow.engine.payloads import as_dict, schema_version_of
 from llmflow.errors import StoreError
 from llmflow.store.base import ArtifactRow, AttemptRow, Control, Project, RunRecord
 from llmflow.store.batches import MemoryBatches
@@ -18,6 +19,7 @@ from llmflow.store.threads import MemoryThreads
 
 class MemoryStore(MemoryBatches, MemoryThreads, MemoryEvals):
     url = "memory://"
+    shared = False  # no other process can see it: runners need not poll its control mailbox
 
     def __init__(self) -> None:
         self._lock = threading.RLock()
@@ -92,6 +94,7 @@ class MemoryStore(MemoryBatches, MemoryThreads, MemoryEvals):
             log = self._events[run_id]
             out: list[Event] = []
             for ne in events:
+                p = ne.payload
                 e = Event(
                     run_id=run_id,
                     seq=len(log) + 1,
@@ -101,14 +104,19 @@ class MemoryStore(MemoryBatches, MemoryThreads, MemoryEvals):
                     step_id=ne.step_id,
                     unit=ne.unit,
                     attempt=ne.attempt,
-                    payload=ne.payload,
+                    payload=p if type(p) is dict else as_dict(p),
                     id=len(self._all) + 1,
+                    schema_version=schema_version_of(p, ne.type),
                 )
                 log.append(e)
                 self._all.append(e)
                 self._project(run, e)
                 out.append(e)
             return out
+
+    def append_many(self, batch: list[tuple[str, list[NewEvent], float]]) -> list[list[Event]]:
+        with self._lock:
+            return [self.append(run_id, events, now) for run_id, events, now in batch]
 
     def _project(self, run: RunRecord, e: Event) -> None:
         ops = project(e)
@@ -205,7 +213,7 @@ class MemoryStore(MemoryBatches, MemoryThreads, MemoryEvals):
                 expired = r.owner is None or (r.lease_expires_at or 0) < now
                 if run_id is None:  # the queue scan never hands back a live lease, not even ours
                     free = expired
-                    ok = r.status in ("QUEUED", "RUNNING")
+                    ok = r.status in ("QUEUED", "RUNNING") or (r.status == "WAITING" and r.wake_at is not None and r.wake_at <= now)
                 else:
                     free = expired or r.owner == owner
                     ok = r.status not in ("COMPLETED", "FAILED", "CANCELED")

@@ -189,6 +189,16 @@ SQLITE: list[tuple[int, list[str]]] = [
             )""",
         ],
     ),
+    (
+        4,
+        [
+            # the schema version of each stored payload (llmflow.engine.payloads)
+            "ALTER TABLE events ADD COLUMN schema_version INTEGER NOT NULL DEFAULT 1",
+            # a parked (WAITING) run is picked up again when its earliest timer is due
+            "ALTER TABLE runs ADD COLUMN wake_at REAL",
+            "CREATE INDEX IF NOT EXISTS runs_wake ON runs (wake_at) WHERE status = 'WAITING'",
+        ],
+    ),
 ]
 
 POSTGRES: list[tuple[int, list[str]]] = [
@@ -355,6 +365,14 @@ POSTGRES: list[tuple[int, list[str]]] = [
                 created_at DOUBLE PRECISION NOT NULL DEFAULT 0,
                 PRIMARY KEY (eval_id, job_key)
             )""",
+        ],
+    ),
+    (
+        4,
+        [
+            "ALTER TABLE events ADD COLUMN IF NOT EXISTS schema_version INTEGER NOT NULL DEFAULT 1",
+            "ALTER TABLE runs ADD COLUMN IF NOT EXISTS wake_at DOUBLE PRECISION",
+            "CREATE INDEX IF NOT EXISTS runs_wake ON runs (wake_at) WHERE status = 'WAITING'",
         ],
     ),
 ]

@@ -1,10 +1,23 @@
 """The Postgres store (psycopg 3): the same schema and semantics as the SQLite store.
 
-``append`` locks the run row (``SELECT ... FOR UPDATE``) to assign sequence numbers, then
-takes a transaction-scoped advisory lock before inserting so that event ids (the store-wide
-cursor read by ``events_since``) become visible in id order: without it a reader could see
-id 11 committed before id 10 and skip 10 for good. After appending, the store sends
-``NOTIFY llmflow_events, '<run_id>:<last_seq>'``; ``wait_for_events`` listens for it.
+Appends take no database-wide lock. ``append`` (and ``append_many``, the group commit of
+one process) locks only the runs it appends to (a per-run advisory lock, then the run row
+``FOR UPDATE``: their sequence numbers are contiguous and gap-free), and gives every event
+a store-wide id made of the appending transaction's id and a counter:
+``id = xid << 20 | n``; the transaction gets its id only once it holds its runs, so within a
+run ids grow with ``seq``.
+
+The "events since" cursor (``events_since``, the global SSE stream) reads in commit-safe
+order with transaction snapshots: it returns only events whose transaction id is below the
+snapshot's ``xmin`` - every transaction below it has finished, and every transaction that
+has not finished, or has not started, has an id at or above it, so no event can later
+appear below the cursor. Ids are therefore never skipped, with no lock on the write path.
+Why this design and not per-run cursors plus NOTIFY: the cursor stays one integer (what
+the API and SSE clients already hold, and JS-safe below 2^53), reads stay one indexed
+range scan, and per-run followers keep their gap-free per-run ``seq``. The price: a
+transaction left open anywhere in the cluster holds the global stream back (never the
+per-run streams) until it ends. After appending, the store sends ``NOTIFY llmflow_events,
+'<run_id>:<last_seq>'`` per run; ``wait_for_events`` listens for it.
 
 psycopg is imported when a store is opened, never when this module is imported.
 """
@@ -26,6 +39,7 @@ from llmflow.store.sqlite import (
     ATTEMPT_COLUMNS,
     EVENT_COLUMNS,
     EVENT_INSERT_CHUNK,
+    ROW_WIDTH,
     RUN_COLUMNS,
     RUN_JSON_COLUMNS,
     STEP_FIELDS,
@@ -35,7 +49,6 @@ from llmflow.store.sqlite import (
     dumps,
     dumps_nullable,
     event_from_row,
-    insert_events_sql,
     run_filters,
     run_from_row,
     run_params,
@@ -45,7 +58,9 @@ from llmflow.store.threads import SqlThreads
 
 CHANNEL = "llmflow_events"
 INSTALL_HINT = "pip install 'llmflow[postgres]'"
-_EVENTS_LOCK = 0x6C6D6576  # advisory lock key serialising event-id assignment ("lmev")
+ID_SHIFT = 20  # event id = transaction id << ID_SHIFT | counter (a million events per transaction)
+_XID = "pg_current_xact_id()::text::bigint"
+_HORIZON = f"(pg_snapshot_xmin(pg_current_snapshot())::text::bigint << {ID_SHIFT})"
 _RUN_SELECT = "SELECT " + ", ".join(RUN_COLUMNS) + " FROM runs"
 _RUN_RETURNING = " RETURNING " + ", ".join(RUN_COLUMNS)
 _JSON_CASTS = {c: "%s::jsonb" for c in RUN_JSON_COLUMNS}
@@ -53,6 +68,7 @@ _INSERT_RUN = f"INSERT INTO runs ({', '.join(RUN_COLUMNS)}) VALUES ({', '.join(_
 _CLAIM_FREE = "(owner IS NULL OR owner = %s OR COALESCE(lease_expires_at, 0) < %s)"
 # the queue scan never hands back a run whose lease is live, not even to its own holder
 _SCAN_FREE = "(owner IS NULL OR COALESCE(lease_expires_at, 0) < %s)"
+_SCAN_STATUS = "(status IN ('QUEUED', 'RUNNING') OR (status = 'WAITING' AND wake_at <= %s))"
 
 
 def _import_psycopg() -> Any:
@@ -144,7 +160,10 @@ class PostgresStore(SqlBatches, SqlThreads, SqlEvals):
             cur = conn.execute(f"{_INSERT_RUN} ON CONFLICT (id) DO NOTHING RETURNING id", run_params(run))
             if cur.fetchone() is None:
                 raise StoreError(f"run {run.id} already exists")
-            return self._append_in_tx(conn, run.id, events, now) if events else []
+            out = self._append_in_tx(conn, run.id, events, now) if events else []
+            if out:
+                conn.execute("SELECT pg_notify(%s, %s)", (CHANNEL, f"{run.id}:{out[-1].seq}"))
+            return out
 
         return self._run(tx)
 
@@ -198,29 +217,94 @@ class PostgresStore(SqlBatches, SqlThreads, SqlEvals):
 
     # events --------------------------------------------------------------------------------
     def append(self, run_id: str, events: list[NewEvent], now: float) -> list[Event]:
-        return self._run(self._append_in_tx, run_id, events, now)
+        return self.append_many([(run_id, events, now)])[0]
 
-    def _append_in_tx(self, conn: Any, run_id: str, events: list[NewEvent], now: float) -> list[Event]:
+    def append_many(self, batch: list[tuple[str, list[NewEvent], float]]) -> list[list[Event]]:
+        """Several appends (of any runs) in one transaction: all or none (group commit).
+
+        Two round trips whatever the batch size (psycopg pipeline mode): one takes the runs'
+        locks and reads their last seq and the transaction id, the other writes every run
+        update, every event and every projection row, and the notifications."""
+
+        def tx(conn: Any) -> list[list[Event]]:
+            cache = self._sql_cache
+            run_ids = list(dict.fromkeys(r for r, _, _ in batch))
+            # per-run locks first, before the transaction has an id: a run's appenders take
+            # turns, and each gets its transaction id only once it holds the run - so within
+            # a run, event ids grow with seq (sorted: no cycle between two batches)
+            keys = sorted({_run_lock_key(r) for r, e, _ in batch if e})
+            with conn.pipeline():
+                if keys:
+                    conn.execute("SELECT pg_advisory_xact_lock(k) FROM unnest(%s::bigint[]) AS k", (keys,))
+                rows = conn.execute("SELECT id, last_seq FROM runs WHERE id = ANY(%s) FOR UPDATE", (run_ids,))
+                xid_cur = conn.execute(f"SELECT {_XID}")
+                last = dict(rows.fetchall())
+                xid = int(xid_cur.fetchone()[0])
+            for r in run_ids:
+                if r not in last:
+                    raise StoreError(f"no run {r}")
+            next_id = (xid << ID_SHIFT) + 1
+            out: list[list[Event]] = []
+            statements: list[tuple[str, list[Any]]] = []
+            event_rows: list[list[Any]] = []
+            notes: dict[str, int] = {}
+            for run_id, events, now in batch:
+                if not events:
+                    out.append([])
+                    continue
+                first_seq = last[run_id] + 1
+                last[run_id] += len(events)
+                plan = AppendPlan(run_id, events, now, first_seq, "%s", cache)
+                statements.append(plan.run.sql(last[run_id], run_id, "%s", cache))
+                ids = list(range(next_id, next_id + len(events)))
+                next_id += len(events)
+                for j, id_ in enumerate(ids):
+                    event_rows.append([id_, *plan.rows[j * ROW_WIDTH : (j + 1) * ROW_WIDTH]])
+                statements.extend(plan.writes)
+                notes[run_id] = last[run_id]
+                out.append(plan.with_ids(ids))
+            if next_id - (xid << ID_SHIFT) >= 1 << ID_SHIFT:
+                raise StoreError(f"one transaction may append at most {(1 << ID_SHIFT) - 1} events")
+            with conn.pipeline():
+                for sql, params in statements[: len(statements)]:
+                    if sql.startswith("UPDATE runs"):
+                        conn.execute(sql, params)
+                for i in range(0, len(event_rows), EVENT_INSERT_CHUNK):
+                    chunk = event_rows[i : i + EVENT_INSERT_CHUNK]
+                    conn.execute(_insert_with_ids(len(chunk), cache), [v for row in chunk for v in row])
+                for sql, params in statements:
+                    if not sql.startswith("UPDATE runs"):
+                        conn.execute(sql, params)  # str params are untyped: the server casts JSON text
+                for run_id, seq in notes.items():
+                    conn.execute("SELECT pg_notify(%s, %s)", (CHANNEL, f"{run_id}:{seq}"))  # at commit
+            return out
+
+        return self._run(tx)
+
+    def _append_in_tx(self, conn: Any, run_id: str, events: list[NewEvent], now: float, ids: _IdSource | None = None) -> list[Event]:
         # The row lock makes concurrent appenders to one run take turns until commit.
         row = conn.execute("SELECT last_seq FROM runs WHERE id = %s FOR UPDATE", (run_id,)).fetchone()
         if row is None:
             raise StoreError(f"no run {run_id}")
         if not events:
             return []
+        ids = ids or _IdSource(conn)
         cache = self._sql_cache
         last = row[0] + len(events)
         plan = AppendPlan(run_id, events, now, row[0] + 1, "%s", cache)
         conn.execute(*plan.run.sql(last, run_id, "%s", cache))
-        conn.execute("SELECT pg_advisory_xact_lock(%s)", (_EVENTS_LOCK,))
-        by_seq: dict[int, int] = {}
+        first_id = ids.take(len(events))
+        rows = plan.rows
         for i in range(0, len(events), EVENT_INSERT_CHUNK):
             k = min(EVENT_INSERT_CHUNK, len(events) - i)
-            sql = insert_events_sql(k, "%s", cache, "::jsonb", " RETURNING seq, id")
-            by_seq.update(conn.execute(sql, plan.rows[i * 9 : (i + k) * 9]).fetchall())
+            params: list[Any] = []
+            for j in range(i, i + k):
+                params.append(first_id + j)
+                params.extend(rows[j * ROW_WIDTH : (j + 1) * ROW_WIDTH])
+            conn.execute(_insert_with_ids(k, cache), params)
         for sql, params in plan.writes:
             conn.execute(sql, params)  # str params are untyped: the server casts JSON text
-        conn.execute("SELECT pg_notify(%s, %s)", (CHANNEL, f"{run_id}:{last}"))  # delivered at commit
-        return plan.with_ids([by_seq[e.seq] for e in plan.events])
+        return plan.with_ids([first_id + j for j in range(len(events))])
 
     def events(self, run_id: str, after_seq: int = 0, limit: int | None = None) -> list[Event]:
         sql = f"SELECT {EVENT_COLUMNS} FROM events WHERE run_id = %s AND seq > %s ORDER BY seq"
@@ -231,8 +315,10 @@ class PostgresStore(SqlBatches, SqlThreads, SqlEvals):
         return [event_from_row(r) for r in self._read(sql, params)]
 
     def events_since(self, after_id: int, limit: int = 1000) -> list[Event]:
+        # commit-safe: only ids below the snapshot's horizon (see the module docstring)
         rows = self._read(
-            f"SELECT {EVENT_COLUMNS} FROM events WHERE id > %s ORDER BY id LIMIT %s", (after_id, limit)
+            f"SELECT {EVENT_COLUMNS} FROM events WHERE id > %s AND id < {_HORIZON} ORDER BY id LIMIT %s",
+            (after_id, limit),
         )
         return [event_from_row(r) for r in rows]
 
@@ -344,10 +430,10 @@ class PostgresStore(SqlBatches, SqlThreads, SqlEvals):
     ) -> RunRecord | None:
         if run_id is None:
             target = (
-                f"(SELECT id FROM runs WHERE status IN ('QUEUED', 'RUNNING') AND {_SCAN_FREE} "
+                f"(SELECT id FROM runs WHERE {_SCAN_STATUS} AND {_SCAN_FREE} "
                 'ORDER BY created_at, id COLLATE "C" LIMIT 1 FOR UPDATE SKIP LOCKED)'
             )
-            params: tuple[Any, ...] = (owner, now + lease_seconds, now)
+            params: tuple[Any, ...] = (owner, now + lease_seconds, now, now)
             cond = f"id = {target}"
         else:
             # Plain UPDATE: it waits for a concurrent claimer, then re-checks the condition.
@@ -400,3 +486,41 @@ class PostgresStore(SqlBatches, SqlThreads, SqlEvals):
             "SELECT id, name, local_path, created_at FROM projects WHERE id = %s", (project_id,)
         )
         return Project(*rows[0]) if rows else None
+
+
+class _IdSource:
+    """Event ids of one transaction: its transaction id shifted, then a counter."""
+
+    __slots__ = ("conn", "base", "n")
+
+    def __init__(self, conn: Any) -> None:
+        self.conn = conn
+        self.base: int | None = None
+        self.n = 0
+
+    def take(self, k: int) -> int:
+        if self.base is None:
+            self.base = int(self.conn.execute(f"SELECT {_XID}").fetchone()[0]) << ID_SHIFT
+        if self.n + k >= 1 << ID_SHIFT:
+            raise StoreError(f"one transaction may append at most {(1 << ID_SHIFT) - 1} events")
+        first = self.base + self.n + 1
+        self.n += k
+        return first
+
+
+def _insert_with_ids(n: int, cache: dict[Any, str]) -> str:
+    key = ("events-ids", n)
+    text = cache.get(key)
+    if text is None:
+        row = "(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s::jsonb, %s)"
+        text = cache[key] = (
+            "INSERT INTO events (id, run_id, seq, type, ts, message, step_id, unit, attempt, payload, schema_version) VALUES "
+            + ", ".join([row] * n)
+        )
+    return text
+
+
+def _run_lock_key(run_id: str) -> int:
+    import hashlib
+
+    return int.from_bytes(hashlib.blake2b(run_id.encode(), digest_size=8).digest(), "big", signed=True)

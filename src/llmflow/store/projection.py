@@ -14,6 +14,7 @@ _RUN_STATUS = {
     EventType.RUN_RECOVERED: "RUNNING",
     EventType.STEP_RERUN: "RUNNING",
     EventType.RUN_PAUSED: "PAUSED",
+    EventType.RUN_PARKED: "WAITING",
     EventType.RUN_COMPLETED: "COMPLETED",
     EventType.RUN_FAILED: "FAILED",
     EventType.RUN_CANCELED: "CANCELED",
@@ -51,8 +52,13 @@ def project(e: Event) -> ProjectionOps:
     ops.run["last_seq"] = e.seq
     if t in _RUN_STATUS:
         ops.run["status"] = _RUN_STATUS[t]  # type: ignore[index]
+        ops.run["wake_at"] = e.payload.get("wake_at") if t == EventType.RUN_PARKED else None
         if t == EventType.RUN_STARTED:
             ops.run["started_at_if_null"] = e.ts
+        if t in (EventType.RUN_COMPLETED, EventType.RUN_FAILED, EventType.RUN_CANCELED, EventType.RUN_PARKED):
+            # nobody holds a finished or parked run: its lease ends with the event
+            ops.run["owner"] = None
+            ops.run["lease_expires_at"] = None
         if t in (EventType.RUN_COMPLETED, EventType.RUN_FAILED, EventType.RUN_CANCELED):
             ops.run["ended_at"] = e.ts
             if "outputs" in e.payload:

@@ -14,6 +14,7 @@ built once and cached so the driver keeps them prepared.
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import threading
 import time
@@ -24,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from llmflow.engine.events import Event, NewEvent
+from llmflow.engine.payloads import Payload, as_dict
 from llmflow.errors import StoreError
 from llmflow.store import migrations
 from llmflow.store.base import ArtifactRow, AttemptRow, Control, Project, RunRecord
@@ -36,7 +38,7 @@ from llmflow.store.threads import SqlThreads
 # --- parameterised by the placeholder (``?`` or ``%s``).
 RUN_COLUMNS: tuple[str, ...] = tuple(f.name for f in fields(RunRecord))
 RUN_JSON_COLUMNS = frozenset({"inputs", "outputs", "spec", "options", "metadata"})
-EVENT_COLUMNS = "id, run_id, seq, type, ts, message, step_id, unit, attempt, payload"
+EVENT_COLUMNS = "id, run_id, seq, type, ts, message, step_id, unit, attempt, payload, schema_version"
 ATTEMPT_COLUMNS = "run_id, step_id, unit, attempt, status, started_at, ended_at, output, error, model, tokens_in, tokens_out, cost, info"
 ARTIFACT_COLUMNS = "run_id, path, size, sha256, step_id, attempt, created_at, mime"
 STEP_FIELDS = ("status", "output", "error", "started_at", "ended_at")
@@ -85,8 +87,8 @@ def check_run_fields(run_fields: dict[str, Any]) -> None:
 
 
 def event_from_row(row: Any) -> Event:
-    id_, run_id, seq, type_, ts, message, step_id, unit, attempt, payload = row
-    return Event(run_id, seq, type_, ts, message, step_id, unit, attempt, _loads(payload), id_)
+    id_, run_id, seq, type_, ts, message, step_id, unit, attempt, payload, version = row
+    return Event(run_id, seq, type_, ts, message, step_id, unit, attempt, _loads(payload), id_, version)
 
 
 def attempt_from_row(row: Any) -> AttemptRow:
@@ -211,21 +213,30 @@ class AppendPlan:
         self, run_id: str, events: list[NewEvent], now: float, first_seq: int, ph: str, cache: dict[Any, str]
     ) -> None:
         self.events: list[Event] = []
-        self.rows: list[Any] = []  # flat INSERT parameters, 9 per event
+        self.rows: list[Any] = []  # flat INSERT parameters, ROW_WIDTH per event
         self.run = RunUpdate()
         self.writes: list[tuple[str, list[Any]]] = []
+        merged = _MergedProjection()
         seq = first_seq
         for ne in events:
             type_ = str(ne.type)
-            e = Event(run_id, seq, type_, now, ne.message, ne.step_id, ne.unit, ne.attempt, ne.payload)
-            payload = "{}" if ne.payload == {} else _encode(ne.payload)
-            self.rows.extend((run_id, seq, type_, now, ne.message, ne.step_id, ne.unit, ne.attempt, payload))
+            p = ne.payload
+            version = 1
+            if type(p) is not dict:
+                if isinstance(p, Payload):
+                    version = p.SCHEMA_VERSION
+                p = as_dict(p)
+            e = Event(run_id, seq, type_, now, ne.message, ne.step_id, ne.unit, ne.attempt, p, None, version)
+            payload = _encode(p) if p else "{}"  # serialised once, here
+            self.rows.extend((run_id, seq, type_, now, ne.message, ne.step_id, ne.unit, ne.attempt, payload, version))
             ops = project(e)
             self.run.add(ops.run, ops.run_add)
             if ops.step or ops.attempt or ops.attempt_add or ops.artifact:
-                self.writes.extend(_projection_writes(run_id, ops, ph, cache))
+                merged.add(ops)
             self.events.append(e)
             seq += 1
+        if merged.any:
+            self.writes.extend(merged.writes(run_id, ph, cache))
 
     def with_ids(self, ids: list[int]) -> list[Event]:
         # The ids exist only once the rows are inserted. Nobody has seen these events yet,
@@ -233,6 +244,67 @@ class AppendPlan:
         for e, id_ in zip(self.events, ids, strict=True):
             _set(e, "id", id_)
         return self.events
+
+
+class _MergedProjection:
+    """The step / attempt / artifact changes of one append, one statement per row: the
+    events of a batch often touch the same attempt and step several times (started,
+    model chosen, usage, completed), and only the final values need writing."""
+
+    __slots__ = ("steps", "attempts", "adds", "artifacts", "any")
+
+    def __init__(self) -> None:
+        self.steps: dict[str, dict[str, Any]] = {}
+        self.attempts: dict[tuple[str, str, int], list[Any]] = {}  # key -> [fields, insert?]
+        self.adds: dict[tuple[str, str, int], dict[str, float]] = {}
+        self.artifacts: list[dict[str, Any]] = []
+        self.any = False
+
+    def add(self, ops: Any) -> None:
+        self.any = True
+        if ops.step:
+            sid, f = ops.step
+            cur = self.steps.get(sid)
+            if cur is None:
+                self.steps[sid] = dict(f)
+            else:
+                cur.update(f)
+        if ops.attempt:
+            key, f, insert = ops.attempt
+            cur = self.attempts.get(key)
+            if cur is None:
+                self.attempts[key] = [dict(f), insert]
+            else:
+                cur[0].update(f)
+                if insert is not None:
+                    cur[1] = bool(cur[1]) or insert
+        if ops.attempt_add:
+            key, add = ops.attempt_add
+            cur = self.adds.get(key)
+            if cur is None:
+                self.adds[key] = dict(add)
+            else:
+                for k, v in add.items():
+                    cur[k] = cur.get(k, 0) + v
+        if ops.artifact:
+            self.artifacts.append(ops.artifact)
+
+    def writes(self, run_id: str, ph: str, cache: dict[Any, str]) -> Iterator[tuple[str, list[Any]]]:
+        for sid, f in self.steps.items():
+            yield from _projection_writes(run_id, _Ops(step=(sid, f)), ph, cache)
+        for key, (f, insert) in self.attempts.items():
+            yield from _projection_writes(run_id, _Ops(attempt=(key, f, insert)), ph, cache)
+        for key, add in self.adds.items():
+            yield from _projection_writes(run_id, _Ops(attempt_add=(key, add)), ph, cache)
+        for a in self.artifacts:
+            yield from _projection_writes(run_id, _Ops(artifact=a), ph, cache)
+
+
+class _Ops:
+    __slots__ = ("step", "attempt", "attempt_add", "artifact")
+
+    def __init__(self, step: Any = None, attempt: Any = None, attempt_add: Any = None, artifact: Any = None) -> None:
+        self.step, self.attempt, self.attempt_add, self.artifact = step, attempt, attempt_add, artifact
 
 
 def _projection_writes(
@@ -288,6 +360,7 @@ def _projection_writes(
 
 
 EVENT_INSERT_CHUNK = 32  # rows per multi-row INSERT (bounds the statement cache)
+ROW_WIDTH = 10  # INSERT parameters per event
 
 
 def insert_events_sql(
@@ -296,9 +369,9 @@ def insert_events_sql(
     key = ("events", n)
     text = cache.get(key)
     if text is None:
-        row = "(" + ", ".join([ph] * 8 + [ph + payload_cast]) + ")"
+        row = "(" + ", ".join([ph] * 8 + [ph + payload_cast, ph]) + ")"
         text = cache[key] = (
-            "INSERT INTO events (run_id, seq, type, ts, message, step_id, unit, attempt, payload) VALUES "
+            "INSERT INTO events (run_id, seq, type, ts, message, step_id, unit, attempt, payload, schema_version) VALUES "
             + ", ".join([row] * n)
             + suffix
         )
@@ -309,10 +382,15 @@ _INSERT_RUN = f"INSERT INTO runs ({', '.join(RUN_COLUMNS)}) VALUES ({', '.join('
 _CLAIM_FREE = "(owner IS NULL OR owner = ? OR COALESCE(lease_expires_at, 0) < ?)"
 # the queue scan never hands back a run whose lease is live, not even to its own holder
 _SCAN_FREE = "(owner IS NULL OR COALESCE(lease_expires_at, 0) < ?)"
+# what the queue scan hands out: queued runs, runs whose process died, parked runs whose
+# earliest timer is due
+_SCAN_STATUS = "(status IN ('QUEUED', 'RUNNING') OR (status = 'WAITING' AND wake_at <= ?))"
 
 
 class SqliteStore(SqlBatches, SqlThreads, SqlEvals):
     """Event log and projections in one SQLite file (WAL mode)."""
+
+    local_commit = True  # a commit is a local WAL append: group commit runs on the event loop
 
     def __init__(self, path: str | Path, *, busy_timeout: float = 10.0) -> None:
         self.path = str(path)
@@ -342,6 +420,36 @@ class SqliteStore(SqlBatches, SqlThreads, SqlEvals):
         except sqlite3.Error as exc:
             raise StoreError(f"cannot open the SQLite database {self.path}: {exc}") from exc
         self._conn: sqlite3.Connection | None = conn
+        self._ident = self._file_ident()
+
+    def _file_ident(self) -> tuple[int, int] | None:
+        if self.path == ":memory:":
+            return None
+        try:
+            st = os.stat(self.path)
+        except OSError:
+            return None
+        return (st.st_dev, st.st_ino)
+
+    def _check_file(self) -> None:
+        """The database file must still be the one this handle opened: writing on after it
+        was deleted or replaced would 'succeed' into a file nobody can read any more."""
+        if self._ident is None:
+            return
+        try:
+            st = os.stat(self.path)
+        except FileNotFoundError:
+            raise StoreError(
+                f"the database file {self.path} was deleted while llmflow was using it; nothing more can be recorded",
+                hint="restore the file (or start over); do not delete .llmflow/llmflow.db while runs execute",
+            ) from None
+        except OSError as exc:
+            raise StoreError(f"cannot check the database file {self.path}: {exc}") from None
+        if (st.st_dev, st.st_ino) != self._ident:
+            raise StoreError(
+                f"the database file {self.path} was replaced by another file while llmflow was using it; nothing more can be recorded",
+                hint="do not move, copy over or delete .llmflow/llmflow.db while runs execute",
+            )
 
     def __repr__(self) -> str:
         return f"SqliteStore({self.path!r})"
@@ -358,6 +466,7 @@ class SqliteStore(SqlBatches, SqlThreads, SqlEvals):
         """One write transaction holding the database write lock (across processes)."""
         with self._lock:
             conn = self._db
+            self._check_file()
             try:
                 conn.execute("BEGIN IMMEDIATE")  # waits up to busy_timeout for other writers
             except sqlite3.Error as exc:
@@ -455,13 +564,19 @@ class SqliteStore(SqlBatches, SqlThreads, SqlEvals):
 
     # events --------------------------------------------------------------------------------
     def append(self, run_id: str, events: list[NewEvent], now: float) -> list[Event]:
+        return self.append_many([(run_id, events, now)])[0]
+
+    def append_many(self, batch: list[tuple[str, list[NewEvent], float]]) -> list[list[Event]]:
+        """Several appends (of any runs) in one transaction: all or none (group commit)."""
         with self._lock:
             with self._write() as conn:
-                out = self._append_in_tx(conn, run_id, events, now)
-            if out:  # committed: remember where this run's log ends
-                if len(self._last_seq) > 10_000:
-                    self._last_seq.clear()
-                self._last_seq[run_id] = out[-1].seq
+                out = [self._append_in_tx(conn, run_id, events, now) for run_id, events, now in batch]
+            # committed: remember where each run's log ends
+            if len(self._last_seq) > 10_000:
+                self._last_seq.clear()
+            for (run_id, _, _), stored in zip(batch, out, strict=True):
+                if stored:
+                    self._last_seq[run_id] = stored[-1].seq
             return out
 
     def _append_in_tx(
@@ -491,7 +606,7 @@ class SqliteStore(SqlBatches, SqlThreads, SqlEvals):
         ids: list[int] = []
         for i in range(0, n, EVENT_INSERT_CHUNK):
             k = min(EVENT_INSERT_CHUNK, n - i)
-            last_id = conn.execute(insert_events_sql(k, "?", cache), plan.rows[i * 9 : (i + k) * 9]).lastrowid
+            last_id = conn.execute(insert_events_sql(k, "?", cache), plan.rows[i * ROW_WIDTH : (i + k) * ROW_WIDTH]).lastrowid
             # We hold the write lock and ids are AUTOINCREMENT: one INSERT's ids are contiguous.
             ids += range(last_id - k + 1, last_id + 1)
         for sql, params in plan.writes:
@@ -571,8 +686,8 @@ class SqliteStore(SqlBatches, SqlThreads, SqlEvals):
         self, owner: str, now: float, lease_seconds: float, run_id: str | None = None
     ) -> RunRecord | None:
         if run_id is None:
-            where = f"status IN ('QUEUED', 'RUNNING') AND {_SCAN_FREE} ORDER BY created_at, id LIMIT 1"
-            params: tuple[Any, ...] = (now,)
+            where = f"{_SCAN_STATUS} AND {_SCAN_FREE} ORDER BY created_at, id LIMIT 1"
+            params: tuple[Any, ...] = (now, now)
         else:
             where = f"id = ? AND status NOT IN ('COMPLETED', 'FAILED', 'CANCELED') AND {_CLAIM_FREE}"
             params = (run_id, owner, now)
