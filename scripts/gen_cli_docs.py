@@ -16,11 +16,13 @@ HEADER = """# CLI reference
 
 Generated from `llmflow ... --help` by `python scripts/gen_cli_docs.py`; a test keeps it
 current. Exit codes everywhere: 0 ok (run COMPLETED), 1 failed (run FAILED), 2 invalid
-definition, input or usage, 130 cancelled (Ctrl-C). Every listing and show command takes
-`--json` for scripts.
+definition, input or usage, 130 cancelled (Ctrl-C). Every command that prints data takes
+`--json` for scripts (times in ISO 8601 UTC, durations in seconds). Wherever a run or batch
+id is taken, a unique prefix of it or `last` (the newest) works too.
 
-Environment: `LLMFLOW_HOME` (project directory; state in `<home>/.llmflow`, default the
-current directory), `LLMFLOW_DATABASE_URL` (sqlite path or `postgresql://...`),
+Environment: `LLMFLOW_HOME` (project directory; state in `<home>/.llmflow`; default: the
+nearest directory at or above the current one holding `.llmflow/`, as git finds a repository,
+else the current directory), `LLMFLOW_DATABASE_URL` (sqlite path or `postgresql://...`),
 `LLMFLOW_CONFIG_DIR` (default `./conf`), `LLMFLOW_MODEL` / `LLMFLOW_MODEL_<STEP>` (model
 choice), `LLMFLOW_LOG_LEVEL`, `LLMFLOW_DISABLE_SHELL=1`, `LLMFLOW_FAKE_SCRIPTS` (scripted
 fake model answers). Logs: `<home>/.llmflow/logs/llmflow.log` (JSON lines, rotating).

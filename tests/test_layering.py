@@ -35,6 +35,7 @@ COMPONENT = {
     "gateway": "app",
     "settings": "app",
     "stats": "app",
+    "isotime": "app",
     "worker": "app",
     "flowcache": "app",
     "views": "app",

@@ -69,7 +69,7 @@ def test_an_orchestra_file_loads_as_a_flow_with_agents_tasks_and_result_files(tm
     ids = [s.id for s in flow.steps]
     assert ids == ["design", "design_result", "implement", "implement_result", "test", "test_result", "release", "release_result", "docs", "docs_result"]
     impl = flow.step("implement")
-    assert impl.needs == ["design"] and impl.on_error == "continue" and impl.timeout == 30 and impl.retry is None
+    assert impl.needs == ["design"] and impl.on_error == "continue" and impl.timeout == 30 and impl.effective_retry().attempts == 1
     assert "{{ steps.design.output }}" in impl.prompt and impl.when == "steps.design.status == 'COMPLETED'"
     assert flow.step("docs").needs == ["design"]
 

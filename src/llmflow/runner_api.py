@@ -224,20 +224,19 @@ class Runner:
     async def run_batch(self, queries: list[Any], max_concurrent: int = 1, *, error_policy: str = "continue", output: str | None = None) -> list[dict[str, Any]]:
         """Run every query (a value or a dict of inputs) as one batch, at most
         ``max_concurrent`` at once; results in input order."""
-        from llmflow.batch.plan import BatchRequest, plan_batch
-        from llmflow.batch.runner import BatchDriver
+        from llmflow.batch.plan import BatchRequest
+        from llmflow.batch.start import prepare_batch
 
         if not queries:
             return []
         records = [{**self.inputs_for(q), "__record": str(i)} for i, q in enumerate(queries)]
         rows: dict[int, dict[str, Any]] = {}
         req = BatchRequest(flow=self.loaded, inline_records=records, record_id="__record", max_workers=max(1, max_concurrent), error_policy=error_policy, output=output, models=dict(self.models))
-        plan = plan_batch(self.runtime, req)
 
         def on_row(row: dict[str, Any]) -> None:
             rows[int(row["record_id"])] = row
 
-        await BatchDriver(self.runtime, plan, on_row=on_row).run()
+        await prepare_batch(self.runtime, req, on_row=on_row).run()
         out = []
         for i in range(len(queries)):
             row = rows.get(i)

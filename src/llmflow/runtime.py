@@ -52,12 +52,14 @@ from llmflow.errors import (
     StepError,
 )
 from llmflow.flowcache import FlowCache
+from llmflow.model.diagnostics import Location
 from llmflow.model.graph import build_graph
 from llmflow.model.limits import Limits
 from llmflow.model.limits import using as using_limits
 from llmflow.model.loader import LoadedFlow, restore_secrets
 from llmflow.model.spec import BroadcastStep, Flow
 from llmflow.model.validate import validate_inputs
+from llmflow.providers.preflight import check_run_models
 from llmflow.settings import Settings
 from llmflow.steps.trust import TrustPolicy
 from llmflow.store.base import RunRecord
@@ -299,8 +301,8 @@ class Runtime:
         flow = loaded.flow
         options = options or RunOptions()
         clean, diags = validate_inputs(flow, dict(inputs or {}), coerce_strings=coerce_strings)
-        if diags:
-            raise FlowValidationError(diags)
+        if diags:  # located in the flow's file (not "<flow>") when it has one
+            raise FlowValidationError([d if d.location.file or d.location.origin or loaded.source.startswith("<") else replace(d, location=Location(file=loaded.source)) for d in diags])
         from llmflow.tools.check import check_loaded
 
         diags = check_loaded(loaded, self.tool_services, self.functions, thread=options.thread)
@@ -316,6 +318,7 @@ class Runtime:
                     from llmflow.model.diagnostics import Diagnostic, did_you_mean
 
                     raise FlowValidationError([Diagnostic("unknown-step", f"--model names unknown step '{step}'", f"models.{step}", did_you_mean(step, sorted(ids)) or "use STEP=provider:model")])
+        check_run_models(self.gateway, loaded, options.models, self.settings.env_models)  # unknown provider, no key: refused now
         now = self.clock.now()
         opts = options.to_dict()
         opts["choices"] = choices if choices is not None else self.choices(flow, dict(options.models))

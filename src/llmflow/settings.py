@@ -8,14 +8,28 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+STATE_DIR = ".llmflow"
+
 
 def _flag(v: str | None) -> bool:
     return (v or "").strip().lower() in ("1", "true", "yes", "on")
 
 
+def find_home(start: Path) -> Path:
+    """The project directory, found like git finds a repository: ``start`` or the nearest
+    parent holding a ``.llmflow/`` directory; ``start`` itself when none does (its
+    ``.llmflow/`` is then created by the first run)."""
+    start = start.resolve()
+    for d in (start, *start.parents):
+        if (d / STATE_DIR).is_dir():
+            return d
+    return start
+
+
 @dataclass
 class Settings:
     home: Path  # the project directory; state lives in <home>/.llmflow
+    home_source: str = "given"  # how it was found: LLMFLOW_HOME, a parent's .llmflow/, the cwd
     database_url: str | None = None
     config_dir: Path | None = None
     env_models: dict[str, str] = field(default_factory=dict)
@@ -30,12 +44,25 @@ class Settings:
 
     @property
     def state_dir(self) -> Path:
-        return self.home / ".llmflow"
+        return self.home / STATE_DIR
+
+    def store_label(self) -> str:
+        """Where runs are stored, for headers (credentials redacted)."""
+        if self.database_url:
+            import re
+
+            return re.sub(r"(://[^:/@]*:)[^@/]*@", r"\1***@", self.database_url)
+        return str(self.state_dir / "llmflow.db")
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, home: Path | None = None) -> Settings:
         env = dict(os.environ if env is None else env)
-        home = Path(home or env.get("LLMFLOW_HOME") or Path.cwd()).resolve()
+        if home is not None or env.get("LLMFLOW_HOME"):
+            home, how = Path(home or env["LLMFLOW_HOME"]).resolve(), "LLMFLOW_HOME" if home is None else "argument"
+        else:
+            cwd = Path.cwd().resolve()
+            home = find_home(cwd)
+            how = "current directory" if home == cwd else f"found {STATE_DIR}/ above the current directory"
         models = {k: v for k, v in env.items() if (k == "LLMFLOW_MODEL" or k.startswith("LLMFLOW_MODEL_")) and v}
         for k in ("OLLAMA_PLANNER_MODEL", "OLLAMA_CODER_MODEL"):
             if env.get(k):
@@ -43,6 +70,7 @@ class Settings:
         cd = env.get("LLMFLOW_CONFIG_DIR")
         return cls(
             home=home,
+            home_source=how,
             database_url=env.get("LLMFLOW_DATABASE_URL") or None,
             config_dir=Path(cd) if cd else None,
             env_models=models,

@@ -126,7 +126,7 @@ def _cli(ex: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
 
 
 def test_the_cli_prints_json_on_a_clean_stdout(ex: Path) -> None:
-    p = _cli(ex, "optimize", "flow.yaml", "--step", "classify", "-d", "train.jsonl", "--dev", "dev.jsonl", "-m", "fake:topic", "--max-demos", "2", "--json")
+    p = _cli(ex, "optimize", "flow.yaml", "--step", "classify", "-d", "train.jsonl", "--dev", "dev.jsonl", "--model", "fake:topic", "--max-demos", "2", "--json")
     assert p.returncode == 0, p.stderr
     out = json.loads(p.stdout)
     assert out["improvement"] == 1.0 and out["output"].endswith("flow.optimized.yaml")
@@ -137,7 +137,7 @@ def test_the_cli_prints_json_on_a_clean_stdout(ex: Path) -> None:
 @pytest.mark.slow
 @pytest.mark.real_model
 def test_optimize_on_the_embedded_model(ex: Path) -> None:
-    p = _cli(ex, "optimize", "flow.yaml", "--step", "classify", "-d", "train.jsonl", "--dev", "dev.jsonl", "--metric", "contains", "-m", "local:gemma3-270m", "--max-demos", "2", "--json", LLMFLOW_BLOCK_REAL_MODELS="0")
+    p = _cli(ex, "optimize", "flow.yaml", "--step", "classify", "-d", "train.jsonl", "--dev", "dev.jsonl", "--metric", "contains", "--model", "local:gemma3-270m", "--max-demos", "2", "--json", LLMFLOW_BLOCK_REAL_MODELS="0")
     assert p.returncode == 0, p.stderr[-2000:]
     out = json.loads(p.stdout)
     assert out["demos"] >= 0 and out["calls"] >= 1 and out["tokens"] > 0

@@ -72,7 +72,7 @@ def test_input_and_output_shorthands():
 
 def test_retry_shorthands():
     f = parse_flow_text("name: f\nsteps:\n  - {id: a, llm: hi, retry: 4}\n  - {id: b, llm: hi, retry: true}\n  - {id: c, llm: hi, retry: false}\n")
-    assert [s.retry for s in f.steps] == [RetrySpec(attempts=4), RetrySpec(attempts=3), None]
+    assert [s.retry for s in f.steps] == [RetrySpec(attempts=4), RetrySpec(attempts=3), RetrySpec(attempts=1)]
     assert f.steps[2].effective_retry().attempts == 1
     f = parse_flow_text("name: f\nsteps: [{id: a, llm: hi, on_error: retry}]\n")
     assert f.steps[0].effective_retry().attempts == 3

@@ -402,7 +402,7 @@ FLOW = Flow(
 def test_missing_input():
     values, ds = validate_inputs(FLOW, {})
     assert [(d.code, d.message, d.path, d.hint) for d in ds] == [
-        ("missing-input", "missing required input 'text' (string)", "inputs.text", "pass it with --input text=...")
+        ("missing-input", "missing required input 'text' (string)", "inputs.text", "add 'text' to the run's inputs")
     ]
 
 

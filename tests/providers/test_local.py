@@ -66,7 +66,7 @@ def test_embedded_model_streams_a_short_completion(gemma: tuple[Any, str]) -> No
     loaded_before = bool(local._MODELS)
     items = run(provider, request(model, "What is the capital of France?", params={"temperature": 0, "max_tokens": 24}))
     if not loaded_before:
-        assert statuses(items)[0] == Status("loading", "Loading model: gemma3-270m")
+        assert statuses(items)[0] == Status("loading", "Reading gemma3-270m into memory (first use in this process)")
     result = final(items)
     assert result.text.strip() and "".join(chunks(items)).rstrip() == result.text
     assert result.usage.input_tokens > 10 and result.usage.output_tokens > 0

@@ -129,7 +129,7 @@ def test_missing_model_without_pull_says_how_to_get_it(ollama: tuple[FakeOllama,
 def test_missing_model_is_pulled_when_allowed(ollama: tuple[FakeOllama, str]) -> None:
     state, url = ollama
     items = run(provider(url, allow_pull=True), request("phi3"))
-    assert items[0] == Status("loading", "Loading model: phi3")
+    assert items[0] == Status("loading", "Pulling phi3 into Ollama (LLMFLOW_OLLAMA_PULL is on)")
     assert ("pull", {"model": "phi3", "stream": True}) in state.calls
     assert final(items).text == "Hello from Ollama"
 
@@ -174,5 +174,5 @@ def test_not_running_names_the_url_and_the_fix() -> None:
     url = f"http://127.0.0.1:{free_port()}"
     with pytest.raises(ProviderUnavailableError) as info:
         run(provider(url), request("llama3.1"))
-    assert str(info.value) == f"Ollama is not reachable at {url}: start it or set OLLAMA_BASE_URL"
+    assert str(info.value) == f"Ollama is not reachable at {url}: start it or set OLLAMA_HOST (or OLLAMA_BASE_URL)"
     assert not info.value.retryable

@@ -164,8 +164,8 @@ def test_run_socket_answers_and_cancel(srv: LiveServer, request: pytest.FixtureR
         acks = recv_until(ws, lambda f: f["type"] == "ack")
         assert acks[-1]["action"] == "answer"
         recv_until(ws, lambda f: f["type"] == "event" and f["event"]["type"] == "HUMAN_INPUT_REQUESTED" and f["event"]["step_id"] == "name")
+        ws.send(json.dumps({"type": "bogus"}))  # before the answer: the answer may end the run and the socket
         ws.send(json.dumps({"type": "answer", "answer": "Ada", "request_id": "name"}))
-        ws.send(json.dumps({"type": "bogus"}))
         frames = recv_until(ws, lambda f: f["type"] == "end")
         assert any(f["type"] == "error" and "bogus" in f["detail"] for f in frames)
     assert c.get(f"/api/v1/runs/{rid}").json()["outputs"] == {"approved": True, "name": "Ada"}

@@ -197,6 +197,8 @@ def plan_batch(rt: Any, req: BatchRequest) -> BatchPlan:
         batch = rt.store.get_batch(req.resume)
         if batch is None:
             raise BatchError(f"no batch {req.resume!r}", hint="list batches with `llmflow batches list`")
+        if batch.spec.get("kind") == "sweep":
+            raise BatchError(f"{batch.id} is a sweep of `llmflow run --multirun`, not a batch over a dataset; it cannot be resumed", hint="run the sweep again, or resume one of its runs with `llmflow runs resume RUN`")
         _check_resume(req, batch)
         spec = batch.spec
         loaded = _load(rt, spec["flow"], spec.get("overrides") or [])

@@ -9,8 +9,8 @@ from typing import Annotated, Any
 
 import typer
 
+from llmflow.cli.common import BatchIdArg, Json, _fmt_ts, _models, _parse_kv, _runtime, resolve_batch_id
 from llmflow.cli.flows_cmd import ConfigDir
-from llmflow.cli.runs_cmd import Json, _fmt_ts, _models, _parse_kv, _runtime
 
 
 def _print_start(plan: Any) -> None:
@@ -81,26 +81,26 @@ def register(app: typer.Typer) -> None:
 
     @app.command("batch")
     def batch(
-        flow: Annotated[str | None, typer.Argument(help="Flow file, directory or name (omit with --resume)")] = None,
-        overrides: Annotated[list[str] | None, typer.Argument(help="Hydra overrides: key=value, group=option")] = None,
-        data: Annotated[str | None, typer.Option("--data", "-d", help="Dataset: .csv .tsv .jsonl .json .parquet .txt (default: the flow's data:)")] = None,
-        data_format: Annotated[str | None, typer.Option("--format", help="Dataset format when the extension does not say")] = None,
-        columns: Annotated[list[str] | None, typer.Option("--columns", help="FIELD=COLUMN: flow input FIELD from dataset COLUMN (repeatable; dotted paths reach into JSON)")] = None,
-        record_id: Annotated[str | None, typer.Option("--record-id", help="Column holding each record's id (default: record_id or id, else a content hash)")] = None,
-        max_records: Annotated[int | None, typer.Option("--max-records", help="Only the first N records (after --shuffle)")] = None,
+        flow: Annotated[str | None, typer.Argument(metavar="FLOW", help="Flow file, directory or name (omit with --resume)")] = None,
+        overrides: Annotated[list[str] | None, typer.Argument(metavar="OVERRIDES", help="Hydra overrides: key=value, group=option")] = None,
+        data: Annotated[str | None, typer.Option("--data", "-d", metavar="FILE", help="Dataset: .csv .tsv .jsonl .json .parquet .txt (default: the flow's data:)")] = None,
+        data_format: Annotated[str | None, typer.Option("--format", metavar="FORMAT", help="Dataset format when the extension does not say")] = None,
+        columns: Annotated[list[str] | None, typer.Option("--columns", metavar="FIELD=COLUMN", help="FIELD=COLUMN: flow input FIELD from dataset COLUMN (repeatable; dotted paths reach into JSON)")] = None,
+        record_id: Annotated[str | None, typer.Option("--record-id", metavar="COLUMN", help="Column holding each record's id (default: record_id or id, else a content hash)")] = None,
+        max_records: Annotated[int | None, typer.Option("--max-records", metavar="N", help="Only the first N records (after --shuffle)")] = None,
         shuffle: Annotated[bool, typer.Option("--shuffle", help="Records in a random order (see --seed)")] = False,
-        seed: Annotated[int | None, typer.Option("--seed", help="Seed for --shuffle (stored, so --resume keeps the order)")] = None,
+        seed: Annotated[int | None, typer.Option("--seed", metavar="N", help="Seed for --shuffle (stored, so --resume keeps the order)")] = None,
         no_variants: Annotated[bool, typer.Option("--no-variants", help="Keep list parameters as lists (one job per record) instead of one job per value")] = False,
-        max_workers: Annotated[int, typer.Option("--max-workers", "-j", help="Jobs running at once")] = 16,
-        output: Annotated[str | None, typer.Option("--output", "-o", help="Result file: .jsonl, .csv or .parquet (default .llmflow/batches/ID/results.jsonl)")] = None,
-        error_policy: Annotated[str, typer.Option("--error-policy", help="continue: run every job; stop: stop after the first failed job")] = "continue",
-        resume: Annotated[str | None, typer.Option("--resume", help="Continue batch ID: only jobs that did not finish run")] = None,
+        max_workers: Annotated[int, typer.Option("--max-workers", "-j", metavar="N", help="Jobs running at once")] = 16,
+        output: Annotated[str | None, typer.Option("--output", "-o", metavar="FILE", help="Result file: .jsonl, .csv or .parquet (default .llmflow/batches/ID/results.jsonl)")] = None,
+        error_policy: Annotated[str, typer.Option("--error-policy", metavar="[continue|stop]", help="continue: run every job; stop: stop after the first failed job")] = "continue",
+        resume: Annotated[str | None, typer.Option("--resume", metavar="BATCH", help="Continue this batch (an id, a unique prefix, or 'last'): only jobs that did not finish run")] = None,
         retry_failed: Annotated[bool, typer.Option("--retry-failed", help="With --resume: also re-run failed and canceled jobs")] = False,
-        model: Annotated[list[str] | None, typer.Option("--model", "-m", help="STEP=provider:model, or provider:model for every step")] = None,
-        engine: Annotated[str, typer.Option("--engine", help="local (one process) or ray")] = "local",
-        ray_address: Annotated[str | None, typer.Option("--ray-address", help="Ray cluster to join: HOST:PORT, ray://HOST:PORT, or auto (the one `ray start` runs here); default: a private local instance")] = None,
+        model: Annotated[list[str] | None, typer.Option("--model", metavar="[STEP=]PROVIDER:MODEL", help="The model for every step, or STEP=provider:model for one step; repeatable")] = None,
+        engine: Annotated[str, typer.Option("--engine", metavar="[local|ray]", help="local (one process) or ray")] = "local",
+        ray_address: Annotated[str | None, typer.Option("--ray-address", metavar="ADDRESS", help="Ray cluster to join: HOST:PORT, ray://HOST:PORT, or auto (the one `ray start` runs here); default: a private local instance")] = None,
         force: Annotated[bool, typer.Option("--force", help="Resume even if the batch's driver still looks alive or the flow changed")] = False,
-        progress_interval: Annotated[float, typer.Option("--progress-interval", help="Seconds between progress lines when not in a terminal")] = 5.0,
+        progress_interval: Annotated[float, typer.Option("--progress-interval", metavar="SECONDS", help="Seconds between progress lines when not in a terminal")] = 5.0,
         as_json: Json = False,
         verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug logs on stderr")] = False,
         config_dir: ConfigDir = None,
@@ -110,9 +110,9 @@ def register(app: typer.Typer) -> None:
 
         Exit codes: 0 every job completed, 1 some failed or the batch stopped, 2 invalid
         input, 130 interrupted (continue with --resume)."""
-        from llmflow.batch.plan import BatchRequest, plan_batch
+        from llmflow.batch.plan import BatchRequest
         from llmflow.batch.progress import ProgressView
-        from llmflow.batch.runner import BatchDriver
+        from llmflow.batch.start import prepare_batch
         from llmflow.errors import BatchError
         from llmflow.runtime import run_blocking
 
@@ -121,6 +121,8 @@ def register(app: typer.Typer) -> None:
         if engine not in ("local", "ray"):
             raise typer.BadParameter(f"--engine must be local or ray, not {engine!r}")
         rt = _runtime(config_dir, verbose)
+        if resume is not None:
+            resume = resolve_batch_id(rt, resume)
         req = BatchRequest(
             flow=flow,
             data=data,
@@ -143,21 +145,11 @@ def register(app: typer.Typer) -> None:
             force=force,
         )
         try:
-            plan = plan_batch(rt, req)
+            driver = prepare_batch(rt, req)
         except BatchError as exc:  # bad input: nothing ran
             return _bad_input(exc)
-        executor = None
-        try:
-            if engine == "ray":
-                from llmflow.batch.ray_executor import RayExecutor
-
-                executor = RayExecutor(rt, address=ray_address, max_workers=max_workers, force=force)
-        except BatchError as exc:
-            rt.store.update_batch(plan.id, status="STOPPED", owner=None, metadata={**plan.batch.metadata, "reason": exc.message})
-            return _bad_input(exc)
-        _print_start(plan)
-        driver = BatchDriver(rt, plan, executor=executor)
-        driver.view = ProgressView(driver.counters, plan.id, live=sys.stderr.isatty() and not as_json, interval=progress_interval)
+        _print_start(driver.plan)
+        driver.view = ProgressView(driver.counters, driver.plan.id, live=sys.stderr.isatty() and not as_json, interval=progress_interval)
         with driver.view:
             result = run_blocking(_drive(driver))
         _print_result(result, as_json)
@@ -167,18 +159,20 @@ def register(app: typer.Typer) -> None:
 
     @batches.command("list")
     def batches_list(
-        limit: Annotated[int, typer.Option("--limit", "-n")] = 20,
-        offset: Annotated[int, typer.Option("--offset")] = 0,
+        limit: Annotated[int, typer.Option("--limit", "-n", metavar="N", min=1, help="At most this many")] = 20,
+        offset: Annotated[int, typer.Option("--offset", metavar="N", min=0, help="Skip the newest N")] = 0,
         as_json: Json = False,
     ) -> int:
         """List batches, newest first, with their progress."""
         from llmflow.batch.summary import batch_view
 
-        rt = _runtime()
+        rt = _runtime(read_only=True)
         now = time.time()
         rows = [batch_view(rt.store, b, now) for b in rt.store.list_batches(limit=limit, offset=offset)]
         if as_json:
-            print(json.dumps(rows, indent=2, default=str))
+            from llmflow.isotime import iso_batch
+
+            print(json.dumps([iso_batch(r) for r in rows], indent=2, default=str))
             return 0
         if not rows:
             print("no batches yet; start one with `llmflow batch FLOW --data FILE`")
@@ -190,19 +184,21 @@ def register(app: typer.Typer) -> None:
         return 0
 
     @batches.command("show")
-    def batches_show(batch_id: Annotated[str, typer.Argument(help="Batch id")], as_json: Json = False) -> int:
+    def batches_show(batch_id: BatchIdArg, as_json: Json = False) -> int:
         """Show a batch: progress, tokens, cost, rate, ETA, data, output and options."""
         from llmflow.batch.progress import fmt_duration
         from llmflow.batch.summary import batch_view
         from llmflow.errors import BatchError
 
-        rt = _runtime()
-        b = rt.store.get_batch(batch_id)
+        rt = _runtime(read_only=True)
+        b = rt.store.get_batch(resolve_batch_id(rt, batch_id))
         if b is None:
             return _bad_input(BatchError(f"no batch {batch_id!r}", hint="list batches with `llmflow batches list`"))
         v = batch_view(rt.store, b, time.time())
         if as_json:
-            print(json.dumps(v, indent=2, default=str))
+            from llmflow.isotime import iso_batch
+
+            print(json.dumps(iso_batch(v), indent=2, default=str))
             return 0
         print(f"batch {v['id']}  flow {v['flow']}  status {v['status']}")
         print(f"jobs: {v['done']}/{v['total'] if v['total'] is not None else '?'} done ({v['completed']} completed, {v['failed']} failed), {v['running']} running, {v['remaining']} remaining")

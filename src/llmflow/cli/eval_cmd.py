@@ -162,7 +162,7 @@ def register(app: typer.Typer) -> None:
         seed: Annotated[int | None, typer.Option("--seed", help="Seed for --shuffle")] = None,
         max_workers: Annotated[int, typer.Option("--max-workers", "-j", help="Records running at once")] = 8,
         error_policy: Annotated[str, typer.Option("--error-policy", help="continue: run every record; stop: stop after the first failed run")] = "continue",
-        model: Annotated[list[str] | None, typer.Option("--model", "-m", help="STEP=provider:model, or provider:model for every step")] = None,
+        model: Annotated[list[str] | None, typer.Option("--model", help="STEP=provider:model, or provider:model for every step")] = None,
         resume: Annotated[str | None, typer.Option("--resume", help="Continue evaluation ID: only unfinished or unscored records run")] = None,
         retry_failed: Annotated[bool, typer.Option("--retry-failed", help="With --resume: also re-run records whose run failed")] = False,
         force: Annotated[bool, typer.Option("--force", help="Resume even if the flow changed or its driver still looks alive")] = False,
@@ -210,7 +210,7 @@ def register(app: typer.Typer) -> None:
         name: Annotated[str, typer.Argument(help="Agent name (finds <name>_playbook.yaml under the project) or a playbook path")],
         fmt: Format = "table",
         output: Annotated[str | None, typer.Option("--output", "-o", "--save-report", help="Write the report to this file")] = None,
-        model: Annotated[list[str] | None, typer.Option("--model", "-m", help="provider:model for every step")] = None,
+        model: Annotated[list[str] | None, typer.Option("--model", help="provider:model for every step")] = None,
         verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
     ) -> int:
         """Run a playbook's BDD scenarios (SuperOptiX's `super agent evaluate`): PASS/FAIL

@@ -11,7 +11,7 @@ import typer
 
 ConfigDir = Annotated[
     str | None,
-    typer.Option("--config-dir", "-C", help="Project config directory (default: $LLMFLOW_CONFIG_DIR or ./conf)"),
+    typer.Option("--config-dir", "-C", metavar="DIR", help="Project config directory (default: $LLMFLOW_CONFIG_DIR or ./conf)"),
 ]
 
 
@@ -27,8 +27,8 @@ def register(app: typer.Typer) -> None:
 
     @app.command("validate")
     def validate(
-        paths: Annotated[list[str], typer.Argument(help="Flow files, directories or names")],
-        overrides: Annotated[list[str] | None, typer.Option("--override", "-o", help="Hydra override, repeatable")] = None,
+        paths: Annotated[list[str], typer.Argument(metavar="PATHS", help="Flow files, directories or names")],
+        overrides: Annotated[list[str] | None, typer.Option("--override", "-o", metavar="KEY=VALUE", help="Hydra override, repeatable")] = None,
         as_json: Annotated[bool, typer.Option("--json", help="Print diagnostics as JSON")] = False,
         config_dir: ConfigDir = None,
     ) -> int:
@@ -57,8 +57,8 @@ def register(app: typer.Typer) -> None:
 
     @app.command("config")
     def config(
-        flow: Annotated[str, typer.Argument(help="Flow file, directory or name")],
-        overrides: Annotated[list[str] | None, typer.Argument(help="Hydra overrides: key=value, +key=value, ~key, group=option")] = None,
+        flow: Annotated[str, typer.Argument(metavar="FLOW", help="Flow file, directory or name")],
+        overrides: Annotated[list[str] | None, typer.Argument(metavar="OVERRIDES", help="Hydra overrides: key=value, +key=value, ~key, group=option")] = None,
         provenance: Annotated[bool, typer.Option("--provenance", help="Show where each value was set")] = False,
         as_json: Annotated[bool, typer.Option("--json")] = False,
         config_dir: ConfigDir = None,
@@ -106,8 +106,8 @@ def register(app: typer.Typer) -> None:
 
     @flows.command("show")
     def flows_show(
-        flow: Annotated[str, typer.Argument(help="Flow file, directory or name")],
-        overrides: Annotated[list[str] | None, typer.Argument(help="Hydra overrides, as for 'llmflow config'")] = None,
+        flow: Annotated[str, typer.Argument(metavar="FLOW", help="Flow file, directory or name")],
+        overrides: Annotated[list[str] | None, typer.Argument(metavar="OVERRIDES", help="Hydra overrides, as for 'llmflow config'")] = None,
         graph: Annotated[bool, typer.Option("--graph", help="Print the step graph as Mermaid text")] = False,
         as_json: Annotated[bool, typer.Option("--json")] = False,
         config_dir: ConfigDir = None,

@@ -53,7 +53,7 @@ def register(app: typer.Typer, agent: typer.Typer) -> None:
         optimizer: Annotated[str, typer.Option("--optimizer", help="bootstrap (BootstrapFewShot) or mipro (MIPROv2: also rewrites the instructions; more calls)")] = "bootstrap",
         max_demos: Annotated[int, typer.Option("--max-demos", help="Few-shot demonstrations at most")] = 4,
         output: Annotated[str | None, typer.Option("--output", "-o", help="Where to write the optimized flow (default: FLOW.optimized.yaml next to it)")] = None,
-        model: Annotated[list[str] | None, typer.Option("--model", "-m", help="provider:model for the step (and the optimizer's calls)")] = None,
+        model: Annotated[list[str] | None, typer.Option("--model", help="provider:model for the step (and the optimizer's calls)")] = None,
         seed: Annotated[int, typer.Option("--seed", help="Seed of the optimizer's sampling")] = 0,
         as_json: Json = False,
         verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
@@ -67,7 +67,7 @@ def register(app: typer.Typer, agent: typer.Typer) -> None:
     def agent_optimize(
         name: Annotated[str, typer.Argument(help="Agent name (finds <name>_playbook.yaml) or a playbook path")],
         optimizer: Annotated[str, typer.Option("--optimizer", help="bootstrap or mipro")] = "bootstrap",
-        model: Annotated[list[str] | None, typer.Option("--model", "-m")] = None,
+        model: Annotated[list[str] | None, typer.Option("--model")] = None,
         as_json: Json = False,
     ) -> int:
         """Optimize a playbook's last stage on its BDD scenarios (SuperOptiX's `super agent optimize`)."""

@@ -169,18 +169,30 @@ class ConsoleView:
         return Group(*parts)
 
     # -- human input --------------------------------------------------------------------------
-    def ask(self, payload: dict[str, Any]) -> str:
-        prompt = str(payload.get("prompt", "?"))
+    def ask(self, payload: dict[str, Any]) -> str | None:
+        """Ask on stderr, read one line of stdin; None when stdin is at end of file (nobody
+        is there to answer: the caller decides what that means)."""
+        prompt = str(payload.get("prompt", "?")).rstrip()
         mode = payload.get("input", "text")
         options = payload.get("options")
-        hint = " [Enter confirms, n rejects]" if mode == "confirm" else (f" options: {', '.join(options)}" if options else "")
+        default = payload.get("default")
+        if mode == "confirm":
+            hint = " [Enter confirms, n rejects]"
+        elif options:
+            hint = " [" + ", ".join(f"{i}: {o}" for i, o in enumerate(options, 1)) + "]"
+        else:
+            hint = f" [Enter: {default}]" if default not in (None, "") else ""
         if self._live is not None:
             self._live.stop()
         try:
             sys.stderr.write(f"\n?? {prompt}{hint}\n> ")
             sys.stderr.flush()
             line = sys.stdin.readline()
-            return line.rstrip("\n") if line else (payload.get("default") or "")
+            if not line:
+                sys.stderr.write("\n")
+                return None
+            text = line.rstrip("\n")
+            return default if text == "" and default is not None and mode != "confirm" else text
         finally:
             if self._live is not None:
                 self._live.start()

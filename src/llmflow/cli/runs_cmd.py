@@ -1,4 +1,5 @@
-"""`llmflow run`, `llmflow runs ...`, `llmflow stats`."""
+"""`llmflow runs ...` (list, show, events, cancel, pause, resume, rerun) and `llmflow stats`.
+`llmflow run` lives in :mod:`llmflow.cli.run_cmd`."""
 
 from __future__ import annotations
 
@@ -9,252 +10,111 @@ from typing import Annotated, Any
 
 import typer
 
-from llmflow.cli.flows_cmd import ConfigDir
-
-Json = Annotated[bool, typer.Option("--json", help="Print JSON for scripts")]
-
-
-def _runtime(config_dir: str | None = None, verbose: bool = False) -> Any:
-    from llmflow.app import build_runtime
-    from llmflow.cli.logs import setup_logging
-
-    rt = build_runtime()
-    if config_dir:
-        from pathlib import Path
-
-        rt.settings.config_dir = Path(config_dir)
-    setup_logging(rt.settings.state_dir, rt.settings.log_level, verbose)
-    return rt
-
-
-def _parse_kv(items: list[str] | None, what: str) -> dict[str, str]:
-    out: dict[str, str] = {}
-    for it in items or []:
-        k, sep, v = it.partition("=")
-        if not sep or not k.strip():
-            raise typer.BadParameter(f"{it!r}: expected {what}")
-        out[k.strip()] = v
-    return out
+# re-exported: other command modules (and plugins) import these from here
+from llmflow.cli.common import (  # noqa: F401
+    STATUS_METAVAR,
+    Json,
+    RunIdArg,
+    Status,
+    _dur,
+    _exit_for,
+    _fmt_ts,
+    _models,
+    _parse_kv,
+    _runtime,
+    create_run_here,
+    located,
+    resolve_run_id,
+)
 
 
-def _models(items: list[str] | None) -> dict[str, str]:
-    out: dict[str, str] = {}
-    for it in items or []:
-        step, sep, model = it.partition("=")
-        if sep and ":" in model:
-            out[step.strip()] = model.strip()
-        elif ":" in it and "=" not in it:
-            out["*"] = it.strip()
-        else:
-            raise typer.BadParameter(f"{it!r}: expected STEP=provider:model or provider:model")
-    return out
+def _no_match(rt: Any, filters: dict[str, Any]) -> str:
+    """Why a filtered listing is empty, and what there is instead."""
+    given = " ".join(f"--{k} {v}" for k, v in filters.items() if v is not None)
+    total = rt.store.count_runs()
+    msg = f"no runs match {given} (of {total} in {rt.settings.store_label()})"
+    if filters.get("flow") is not None and total:
+        from llmflow.model.diagnostics import did_you_mean
 
-
-def _fmt_ts(ts: float | None) -> str:
-    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ts)) if ts else "-"
-
-
-def _dur(v: float | None) -> str:
-    return f"{v:.2f}s" if v is not None else "-"
-
-
-def _exit_for(status: str) -> int:
-    return {"COMPLETED": 0, "FAILED": 1, "CANCELED": 130}.get(status, 0)
-
-
-async def _drive(rt: Any, run_id: str, view: Any, human: bool, *, rerun: tuple[str, str | None, bool] | None = None, force: bool = False) -> Any:
-    import asyncio
-    import signal
-    import threading
-
-    from llmflow.engine.events import EventType as E
-
-    loop = asyncio.get_running_loop()
-    box: dict[str, Any] = {}
-    questions: asyncio.Queue[Any] = asyncio.Queue()
-
-    def sub(e: Any) -> None:
-        view.on_event(e)
-        if e.type == E.HUMAN_INPUT_REQUESTED:
-            questions.put_nowait(e)
-
-    def ask_in_thread(payload: dict[str, Any]) -> asyncio.Future[str]:
-        fut: asyncio.Future[str] = loop.create_future()
-
-        def work() -> None:
-            try:
-                ans = view.ask(payload)
-            except Exception:  # noqa: BLE001
-                ans = payload.get("default") or ""
-            loop.call_soon_threadsafe(lambda: fut.done() or fut.set_result(ans))
-
-        threading.Thread(target=work, daemon=True).start()
-        return fut
-
-    async def answerer() -> None:
-        while True:
-            e = await questions.get()
-            p = e.payload
-            ans: Any = await ask_in_thread(p) if human else (p.get("default") if p.get("default") is not None else "")
-            r = box.get("runner")
-            if r is not None:
-                r.control("answer", {"request_id": p.get("request_id"), "answer": ans})
-
-    interrupts = {"n": 0}
-
-    def on_sigint() -> None:
-        interrupts["n"] += 1
-        r = box.get("runner")
-        if interrupts["n"] > 1 or r is None:
-            raise KeyboardInterrupt
-        print("\ncanceling the run (Ctrl-C again to quit at once)...", file=sys.stderr)
-        r.control("cancel", {"reason": "Ctrl-C"})
-
-    try:
-        loop.add_signal_handler(signal.SIGINT, on_sigint)
-    except (NotImplementedError, RuntimeError):
-        pass
-    task = asyncio.create_task(answerer())
-    try:
-        if rerun is not None:
-            step, unit, downstream = rerun
-            rt.request_rerun(run_id, step, unit=unit, downstream=downstream)
-        return await rt.execute(run_id, subscribers=[sub], on_runner=lambda r: box.__setitem__("runner", r), force=force)
-    finally:
-        task.cancel()
-        try:
-            loop.remove_signal_handler(signal.SIGINT)
-        except (NotImplementedError, RuntimeError):
-            pass
-
-
-def _finish(rt: Any, run_id: str, as_json: bool) -> int:
-    v = rt.view(run_id)
-    if as_json:
-        print(json.dumps(v, indent=2, default=str))
-    else:
-        status = v["status"]
-        print(f"\nrun {run_id}: {status} in {_dur(v['duration'])}; tokens {v['usage']['input_tokens']} in / {v['usage']['output_tokens']} out")
-        if v["error"]:
-            print(f"error: {v['error']}", file=sys.stderr)
-        if v["outputs"]:
-            print("outputs:")
-            for k, val in v["outputs"].items():
-                text = val if isinstance(val, str) else json.dumps(val, indent=2, ensure_ascii=False, default=str)
-                print(f"  {k}: {text}")
-        if status == "PAUSED":
-            print(f"paused; continue with `llmflow runs resume {run_id}`")
-    return _exit_for(v["status"])
+        flows = sorted({r.flow_name for r in rt.store.list_runs(limit=500)})
+        hint = did_you_mean(str(filters["flow"]), flows)
+        msg += "; " + (hint or f"flows with runs: {', '.join(flows[:10])}")
+    return msg
 
 
 def register(app: typer.Typer) -> None:
+    from llmflow.cli import run_cmd
+
+    run_cmd.register(app)
     runs = typer.Typer(help="Inspect and control runs.", no_args_is_help=True)
     app.add_typer(runs, name="runs")
 
-    @app.command("run")
-    def run(
-        flow: Annotated[str, typer.Argument(help="Flow file, directory or name")],
-        overrides: Annotated[list[str] | None, typer.Argument(help="Hydra overrides: key=value, +key=value, ~key, group=option")] = None,
-        input_: Annotated[list[str] | None, typer.Option("--input", "-i", help="Input k=v, repeatable")] = None,
-        inputs_file: Annotated[str | None, typer.Option("--inputs", help="JSON file with the inputs")] = None,
-        prompt: Annotated[str | None, typer.Option("--prompt", "-p", help="Text for the flow's 'prompt' input (or its only required input)")] = None,
-        record_id: Annotated[str | None, typer.Option("--record-id", help="Record id (input 'record_id' when the flow has one)")] = None,
-        model: Annotated[list[str] | None, typer.Option("--model", "-m", help="STEP=provider:model, or provider:model for every step")] = None,
-        human: Annotated[bool, typer.Option("--human/--no-human", help="Ask for human input (--no-human answers with defaults)")] = True,
-        workspace: Annotated[str | None, typer.Option("--workspace", "-w", help="Run file and shell steps in this directory")] = None,
-        timeout: Annotated[float | None, typer.Option("--timeout", help="Run timeout in seconds")] = None,
-        thread: Annotated[str | None, typer.Option("--thread", "-t", help="Continue this conversation thread (agents see their earlier messages)")] = None,
-        as_json: Json = False,
-        verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug logs on stderr")] = False,
-        config_dir: ConfigDir = None,
-    ) -> int:
-        """Run a flow in the terminal: live step view, streaming text, human prompts.
-
-        Exit codes: 0 completed, 1 failed, 2 invalid definition or input, 130 cancelled."""
-        from llmflow.cli.render import ConsoleView
-        from llmflow.runtime import RunOptions, run_blocking
-
-        rt = _runtime(config_dir, verbose)
-        loaded = rt.load(flow, overrides or [])
-        inputs: dict[str, Any] = {}
-        if inputs_file:
-            from pathlib import Path
-
-            try:
-                inputs.update(json.loads(Path(inputs_file).read_text()))
-            except (OSError, ValueError) as exc:
-                raise typer.BadParameter(f"--inputs {inputs_file}: {exc}") from None
-        inputs.update(_parse_kv(input_, "k=v"))
-        f = loaded.flow
-        if prompt is not None:
-            if "prompt" in f.inputs:
-                inputs["prompt"] = prompt
-            else:
-                req = [k for k, s in f.inputs.items() if s.is_required and k not in inputs]
-                strs = [k for k, s in f.inputs.items() if s.type in ("string", "any")]
-                target = req[0] if len(req) == 1 else (strs[0] if len(strs) == 1 else None)
-                if target is None:
-                    raise typer.BadParameter(f"flow {f.name!r} has no 'prompt' input; use --input NAME=... (inputs: {', '.join(f.inputs) or 'none'})")
-                inputs[target] = prompt
-        if record_id is not None:
-            if "record_id" in f.inputs:
-                inputs["record_id"] = record_id
-        opts = RunOptions(models=_models(model), timeout=timeout, workspace=workspace, metadata={"record_id": record_id} if record_id else {}, thread=thread)
-        rec = rt.create_run(loaded, inputs, opts, claim=True)  # executed here: no worker may take it
-        tty = sys.stdout.isatty() and not as_json
-        if not as_json:
-            print(f"run {rec.id}: flow {f.name}", file=sys.stderr if not tty else sys.stdout)
-        view = ConsoleView(live=tty, quiet=as_json)
-        with view:
-            run_blocking(_drive(rt, rec.id, view, human))
-        return _finish(rt, rec.id, as_json)
-
     @runs.command("list")
     def runs_list(
-        flow: Annotated[str | None, typer.Option("--flow")] = None,
-        status: Annotated[str | None, typer.Option("--status")] = None,
-        batch: Annotated[str | None, typer.Option("--batch")] = None,
-        limit: Annotated[int, typer.Option("--limit", "-n")] = 20,
-        offset: Annotated[int, typer.Option("--offset")] = 0,
+        flow: Annotated[str | None, typer.Option("--flow", metavar="NAME", help="Only runs of this flow")] = None,
+        status: Annotated[Status | None, typer.Option("--status", metavar=STATUS_METAVAR, case_sensitive=False, help="Only runs in this status")] = None,
+        batch: Annotated[str | None, typer.Option("--batch", metavar="BATCH", help="Only the runs of this batch or sweep (an id, a prefix, or 'last')")] = None,
+        limit: Annotated[int, typer.Option("--limit", "-n", min=1, help="At most this many")] = 20,
+        offset: Annotated[int, typer.Option("--offset", min=0, help="Skip the newest N")] = 0,
         as_json: Json = False,
     ) -> int:
-        """List runs, newest first."""
-        rt = _runtime()
-        rows = rt.store.list_runs(flow=flow, status=status.upper() if status else None, batch_id=batch, limit=limit, offset=offset)
+        """List runs, newest first. The first line names the store they are read from."""
+        rt = _runtime(read_only=True)
+        batch_id = None
+        if batch is not None:
+            from llmflow.cli.common import resolve_batch_id
+
+            batch_id = resolve_batch_id(rt, batch)
+        st = status.value if status is not None else None
+        rows = rt.store.list_runs(flow=flow, status=st, batch_id=batch_id, limit=limit, offset=offset)
+        from llmflow.isotime import iso
+
         data = [
-            {"id": r.id, "flow": r.flow_name, "status": r.status, "created_at": r.created_at, "started_at": r.started_at, "ended_at": r.ended_at, "duration": (r.ended_at - r.started_at) if r.ended_at and r.started_at else None, "tokens": r.tokens_in + r.tokens_out, "cost": r.cost, "batch_id": r.batch_id, "parent_run_id": r.parent_run_id}
+            {"id": r.id, "flow": r.flow_name, "status": r.status, "name": r.name, "created_at": iso(r.created_at), "started_at": iso(r.started_at), "ended_at": iso(r.ended_at), "duration": (r.ended_at - r.started_at) if r.ended_at and r.started_at else None, "tokens": r.tokens_in + r.tokens_out, "cost": r.cost, "batch_id": r.batch_id, "parent_run_id": r.parent_run_id}
             for r in rows
         ]
         if as_json:
             print(json.dumps(data, indent=2))
             return 0
+        filtered = {"flow": flow, "status": st, "batch": batch_id}
         if not data:
-            print("no runs yet; start one with `llmflow run FLOW`")
+            if any(v is not None for v in filtered.values()):
+                print(_no_match(rt, filtered))
+            elif offset:
+                print(f"no runs after the newest {offset} in {rt.settings.store_label()}")
+            else:
+                print(f"no runs yet in {rt.settings.store_label()}; start one with `llmflow run FLOW`")
             return 0
+        print(f"runs in {rt.settings.store_label()}")
         print(f"{'id':<24} {'flow':<20} {'status':<10} {'started':<19} {'duration':>9} {'tokens':>7}")
-        for d in data:
-            print(f"{d['id']:<24} {d['flow'][:20]:<20} {d['status']:<10} {_fmt_ts(d['started_at'] or d['created_at']):<19} {_dur(d['duration']):>9} {d['tokens']:>7}")
+        for d, r in zip(data, rows, strict=True):
+            print(f"{d['id']:<24} {d['flow'][:20]:<20} {d['status']:<10} {_fmt_ts(r.started_at or r.created_at):<19} {_dur(d['duration']):>9} {d['tokens']:>7}")
         return 0
 
     @runs.command("show")
     def runs_show(
-        run_id: Annotated[str, typer.Argument(help="Run id")],
-        step: Annotated[str | None, typer.Option("--step", help="Show one step")] = None,
+        run_id: RunIdArg,
+        step: Annotated[str | None, typer.Option("--step", metavar="STEP", help="Show one step")] = None,
         attempts: Annotated[bool, typer.Option("--attempts", help="Show every attempt side by side")] = False,
         as_json: Json = False,
     ) -> int:
         """Show a run: status, steps with durations and models, outputs."""
-        rt = _runtime()
+        from llmflow.isotime import iso_view
+
+        rt = _runtime(read_only=True)
+        run_id = resolve_run_id(rt, run_id)
         v = rt.view(run_id)
         steps = v["steps"]
         if step is not None:
             steps = [s for s in steps if s["id"] == step]
             if not steps:
                 from llmflow.errors import RunStateError
+                from llmflow.model.diagnostics import did_you_mean
 
-                raise RunStateError(f"run {run_id} has no step {step!r}", hint=f"steps: {', '.join(s['id'] for s in v['steps'])}")
+                known = [s["id"] for s in v["steps"]]
+                raise RunStateError(f"run {run_id} has no step {step!r}", hint=did_you_mean(step, known) or f"steps: {', '.join(known)}")
         if as_json:
-            print(json.dumps(v if step is None else steps[0], indent=2, default=str))
+            print(json.dumps(iso_view(v) if step is None else iso_view({"steps": steps})["steps"][0], indent=2, default=str))
             return 0
         print(f"run {v['id']}  flow {v['flow']}  status {v['status']}  duration {_dur(v['duration'])}")
         print(f"created {_fmt_ts(v['created_at'])}  tokens {v['usage']['input_tokens']} in / {v['usage']['output_tokens']} out  cost ${v['usage']['cost']:.4f}")
@@ -285,15 +145,18 @@ def register(app: typer.Typer) -> None:
 
     @runs.command("events")
     def runs_events(
-        run_id: Annotated[str, typer.Argument(help="Run id")],
+        run_id: RunIdArg,
         follow: Annotated[bool, typer.Option("--follow", "-f", help="Keep printing new events until the run ends")] = False,
-        after: Annotated[int, typer.Option("--after", help="Only events after this sequence number")] = 0,
+        after: Annotated[int, typer.Option("--after", metavar="SEQ", min=0, help="Only events after this sequence number")] = 0,
         tokens: Annotated[bool, typer.Option("--tokens", help="Include token-chunk events")] = False,
         as_json: Json = False,
     ) -> int:
-        """Print a run's event log (also while another process runs it)."""
-        rt = _runtime()
-        rt.get(run_id)
+        """Print a run's event log (also while another process runs it); --json: one JSON
+        object per line."""
+        from llmflow.isotime import iso_event
+
+        rt = _runtime(read_only=True)
+        run_id = resolve_run_id(rt, run_id)
         seq = after
         terminal = {"RUN_COMPLETED", "RUN_FAILED", "RUN_CANCELED"}
         while True:
@@ -303,7 +166,7 @@ def register(app: typer.Typer) -> None:
                 if e.type == "LLM_TOKENS" and not tokens:
                     continue
                 if as_json:
-                    print(json.dumps(e.to_dict(), default=str), flush=True)
+                    print(json.dumps(iso_event(e.to_dict()), default=str), flush=True)
                 else:
                     step = f"[{e.step_id}{'/' + e.unit if e.unit else ''}] " if e.step_id else ""
                     print(f"{e.seq:>5} {_fmt_ts(e.ts)} {e.type:<22} {step}{e.message}", flush=True)
@@ -314,21 +177,25 @@ def register(app: typer.Typer) -> None:
                 return 0
             time.sleep(0.2)
 
-    def _control(run_id: str, action: str) -> int:
+    def _control(run_id: str, action: str, as_json: bool) -> int:
         rt = _runtime()
+        run_id = resolve_run_id(rt, run_id)
         what = rt.control(run_id, action)
-        print(f"run {run_id}: {what}")
+        if as_json:
+            print(json.dumps({"id": run_id, "action": action, "result": what, "status": rt.get(run_id).status}))
+        else:
+            print(f"run {run_id}: {what}")
         return 0
 
     @runs.command("cancel")
-    def runs_cancel(run_id: Annotated[str, typer.Argument()]) -> int:
+    def runs_cancel(run_id: RunIdArg, as_json: Json = False) -> int:
         """Cancel a run: in-flight LLM calls and shell processes stop; no step starts afterwards."""
-        return _control(run_id, "cancel")
+        return _control(run_id, "cancel", as_json)
 
     @runs.command("pause")
-    def runs_pause(run_id: Annotated[str, typer.Argument()]) -> int:
+    def runs_pause(run_id: RunIdArg, as_json: Json = False) -> int:
         """Pause a run: running steps finish, no new step starts."""
-        return _control(run_id, "pause")
+        return _control(run_id, "pause", as_json)
 
     @runs.command("answer")
     def runs_answer(
@@ -344,47 +211,52 @@ def register(app: typer.Typer) -> None:
 
     @runs.command("resume")
     def runs_resume(
-        run_id: Annotated[str, typer.Argument()],
+        run_id: RunIdArg,
         force: Annotated[bool, typer.Option("--force", help="Continue even if the flow definition changed")] = False,
         background: Annotated[bool, typer.Option("--queue", help="Only re-queue it for a worker; do not run it here")] = False,
         as_json: Json = False,
     ) -> int:
         """Resume a paused run, or recover a run whose process died, in this terminal."""
         from llmflow.cli.render import ConsoleView
+        from llmflow.cli.run_cmd import _drive, _finish
         from llmflow.runtime import run_blocking
 
         rt = _runtime()
+        run_id = resolve_run_id(rt, run_id)
         rec = rt.get(run_id)
         if rec.status == "PAUSED":
             if rt._owned_live(rec):
-                print(f"run {run_id}: {rt.control(run_id, 'resume')}")
+                what = rt.control(run_id, "resume")
+                print(json.dumps({"id": run_id, "action": "resume", "result": what}) if as_json else f"run {run_id}: {what}")
                 return 0
             rt.control(run_id, "resume")
             if background:
-                print(f"run {run_id}: re-queued")
+                print(json.dumps({"id": run_id, "action": "resume", "result": "re-queued"}) if as_json else f"run {run_id}: re-queued")
                 return 0
         tty = sys.stdout.isatty() and not as_json
         view = ConsoleView(live=tty, quiet=as_json)
         with view:
-            run_blocking(_drive(rt, run_id, view, sys.stdin.isatty(), force=force))
+            run_blocking(_drive(rt, run_id, view, True, force=force))
         return _finish(rt, run_id, as_json)
 
     @runs.command("rerun")
     def runs_rerun(
-        run_id: Annotated[str, typer.Argument()],
-        step: Annotated[str | None, typer.Option("--step", "-s", help="Re-run this step in place")] = None,
-        unit: Annotated[str | None, typer.Option("--unit", help="Only this unit (broadcast agent, for_each index, matrix variant)")] = None,
+        run_id: RunIdArg,
+        step: Annotated[str | None, typer.Option("--step", "-s", metavar="STEP", help="Re-run this step in place")] = None,
+        unit: Annotated[str | None, typer.Option("--unit", metavar="UNIT", help="Only this unit (broadcast agent, for_each index, matrix variant)")] = None,
         downstream: Annotated[bool, typer.Option("--downstream", help="Also re-run the steps that depend on it")] = False,
-        from_step: Annotated[str | None, typer.Option("--from", help="Fork a new run from this step, reusing earlier outputs")] = None,
+        from_step: Annotated[str | None, typer.Option("--from", metavar="STEP", help="Fork a new run from this step, reusing earlier outputs")] = None,
         as_json: Json = False,
     ) -> int:
         """Re-run one step inside an existing run (new attempt, dependents STALE), or fork with --from."""
         from llmflow.cli.render import ConsoleView
+        from llmflow.cli.run_cmd import _drive, _finish
         from llmflow.runtime import run_blocking
 
         if (step is None) == (from_step is None):
             raise typer.BadParameter("give exactly one of --step S or --from S")
         rt = _runtime()
+        run_id = resolve_run_id(rt, run_id)
         target = run_id
         rerun = None
         if from_step is not None:
@@ -393,24 +265,30 @@ def register(app: typer.Typer) -> None:
             print(f"forked run {new.id} from {run_id} at step {from_step}", file=sys.stderr)
         else:
             rerun = (step, unit, downstream)
+            print(f"run {run_id}: re-running step {step}{'[' + unit + ']' if unit else ''}{' and what depends on it' if downstream else ''}", file=sys.stderr)
         tty = sys.stdout.isatty() and not as_json
         view = ConsoleView(live=tty, quiet=as_json)
         with view:
-            run_blocking(_drive(rt, target, view, sys.stdin.isatty(), rerun=rerun))
+            run_blocking(_drive(rt, target, view, True, rerun=rerun))
         return _finish(rt, target, as_json)
 
     @app.command("stats")
     def stats(
-        flow: Annotated[str | None, typer.Argument(help="Only this flow")] = None,
+        flow: Annotated[str | None, typer.Argument(metavar="[FLOW]", help="Only this flow")] = None,
         as_json: Json = False,
     ) -> int:
-        """Run statistics: totals, p50/p95 durations of runs and steps, tokens per model."""
+        """Run statistics: totals, p50/p95 durations of runs and steps, tokens per model. The
+        first line names the store they are read from."""
         from llmflow.stats import compute_stats
 
-        rt = _runtime()
+        rt = _runtime(read_only=True)
         s = compute_stats(rt.store, flow)
         if as_json:
-            print(json.dumps(s, indent=2))
+            print(json.dumps({"store": rt.settings.store_label(), **s}, indent=2))
+            return 0
+        print(f"store: {rt.settings.store_label()}")
+        if flow is not None and not s["runs"]["total"]:
+            print(_no_match(rt, {"flow": flow}))
             return 0
         print(f"runs: {s['runs']['total']} total, {s['runs']['completed']} completed, {s['runs']['failed']} failed, {s['runs']['canceled']} canceled")
         print(f"run duration: p50 {_dur(s['runs']['p50'])}  p95 {_dur(s['runs']['p95'])}")

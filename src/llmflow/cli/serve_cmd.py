@@ -15,13 +15,13 @@ def register(app: typer.Typer) -> None:
 
     @app.command("serve")
     def serve(
-        host: Annotated[str, typer.Option("--host", help="Address to bind (non-loopback needs LLMFLOW_API_TOKEN)")] = "127.0.0.1",
+        host: Annotated[str, typer.Option("--host", metavar="ADDRESS", help="Address to bind (non-loopback needs LLMFLOW_API_TOKEN)")] = "127.0.0.1",
         port: Annotated[int, typer.Option("--port", min=0, max=65535, help="Port")] = 8000,
-        flows: Annotated[str | None, typer.Option("--flows", help="More flows to serve: names or paths, comma-separated")] = None,
-        workers: Annotated[int | None, typer.Option("--workers", min=0, help="Runs the in-process worker executes at once (0: no in-process worker)")] = None,
+        flows: Annotated[str | None, typer.Option("--flows", metavar="A,B", help="More flows to serve: names or paths, comma-separated")] = None,
+        workers: Annotated[int | None, typer.Option("--workers", metavar="N", min=0, help="Runs the in-process worker executes at once (0: no in-process worker)")] = None,
         allow_shell: Annotated[bool, typer.Option("--allow-shell", help="Let flow documents posted over the API run shell, python and sub-flow steps")] = False,
-        config_dir: Annotated[str | None, typer.Option("--config-dir", "-C", help="Flows by name from DIR/flows (default: $LLMFLOW_CONFIG_DIR or ./conf)")] = None,
-        log_level: Annotated[str, typer.Option("--log-level", help="Uvicorn log level")] = "info",
+        config_dir: Annotated[str | None, typer.Option("--config-dir", "-C", metavar="DIR", help="Flows by name from DIR/flows (default: $LLMFLOW_CONFIG_DIR or ./conf)")] = None,
+        log_level: Annotated[str, typer.Option("--log-level", metavar="LEVEL", help="Uvicorn log level")] = "info",
     ) -> int:
         """Serve flows over HTTP: the native API (/api/v1), Agent Runner's and Buttermilk's
         APIs, SSE and WebSockets; OpenAPI docs at /docs. Runs an in-process queue worker

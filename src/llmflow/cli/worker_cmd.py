@@ -13,8 +13,8 @@ def register(app: typer.Typer) -> None:
 
     @app.command("worker")
     def worker(
-        concurrency: Annotated[int, typer.Option("--concurrency", "-c", min=1, help="Runs executed at once")] = 4,
-        check_interval: Annotated[float | None, typer.Option("--check-interval", min=0.01, help="Seconds between queue polls (default $WORKER_CHECK_INTERVAL or 1)")] = None,
+        concurrency: Annotated[int, typer.Option("--concurrency", "-c", metavar="N", min=1, help="Runs executed at once")] = 4,
+        check_interval: Annotated[float | None, typer.Option("--check-interval", metavar="SECONDS", min=0.01, help="Seconds between queue polls (default $WORKER_CHECK_INTERVAL or 1)")] = None,
         once: Annotated[bool, typer.Option("--once", help="Execute what is queued now, then exit")] = False,
         verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug logs on stderr")] = False,
     ) -> int:

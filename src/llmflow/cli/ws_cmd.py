@@ -173,7 +173,7 @@ def register(app: typer.Typer) -> None:
         ctx: typer.Context,
         host: Annotated[str, typer.Option("--host", help="Server host")] = "localhost",
         port: Annotated[int, typer.Option("--port", help="Server port")] = 8000,
-        json_output: Annotated[bool, typer.Option("--json-output", help="Print JSON")] = False,
+        json_output: Annotated[bool, typer.Option("--json-output", "--json", help="Print JSON (Buttermilk's shapes); --json is the same")] = False,
     ) -> None:
         ctx.obj = {"client": DebugClient(host, port), "json": json_output}
 
@@ -205,10 +205,10 @@ def register(app: typer.Typer) -> None:
     @ws.command("start")
     def start(
         ctx: typer.Context,
-        flow: Annotated[str, typer.Argument(help="Flow name")],
-        query: Annotated[str, typer.Argument(help="The prompt")] = "",
-        wait: Annotated[float, typer.Option("--wait", help="Seconds to wait for frames (stops early at a question or the end)")] = 5,
-        record: Annotated[str, typer.Option("--record", help="Record id")] = "",
+        flow: Annotated[str, typer.Argument(metavar="FLOW", help="Flow name")],
+        query: Annotated[str, typer.Argument(metavar="QUERY", help="The prompt")] = "",
+        wait: Annotated[float, typer.Option("--wait", metavar="SECONDS", help="Seconds to wait for frames (stops early at a question or the end)")] = 5,
+        record: Annotated[str, typer.Option("--record", metavar="ID", help="Record id")] = "",
     ) -> int:
         """Start FLOW in a new session and print the frames that follow."""
 
@@ -230,10 +230,10 @@ def register(app: typer.Typer) -> None:
     @ws.command("send")
     def send(
         ctx: typer.Context,
-        content: Annotated[str, typer.Argument(help="What to send (an answer)")],
+        content: Annotated[str, typer.Argument(metavar="CONTENT", help="What to send (an answer)")],
         type_: Annotated[str, typer.Option("--type", help="'response' sends a manager_response; other types are sent as {type, content}")] = "response",
-        session: Annotated[str | None, typer.Option("--session", help="Session id (default: the last one)")] = None,
-        wait: Annotated[float, typer.Option("--wait", help="Seconds to wait for frames (stops early at a question or the end)")] = 5,
+        session: Annotated[str | None, typer.Option("--session", metavar="ID", help="Session id (default: the last one)")] = None,
+        wait: Annotated[float, typer.Option("--wait", metavar="SECONDS", help="Seconds to wait for frames (stops early at a question or the end)")] = 5,
     ) -> int:
         """Send a message to a session and print the frames that follow."""
 
@@ -251,10 +251,10 @@ def register(app: typer.Typer) -> None:
     @ws.command("wait")
     def wait_cmd(
         ctx: typer.Context,
-        session: Annotated[str | None, typer.Option("--session", help="Session id (default: the last one)")] = None,
-        pattern: Annotated[str | None, typer.Option("--pattern", help="Regular expression the content must match")] = None,
+        session: Annotated[str | None, typer.Option("--session", metavar="ID", help="Session id (default: the last one)")] = None,
+        pattern: Annotated[str | None, typer.Option("--pattern", metavar="REGEX", help="Regular expression the content must match")] = None,
         type_: Annotated[str | None, typer.Option("--type", help="Frame type, e.g. ui_message, chat_message")] = None,
-        wait: Annotated[float, typer.Option("--wait", help="Seconds to wait")] = 5,
+        wait: Annotated[float, typer.Option("--wait", metavar="SECONDS", help="Seconds to wait")] = 5,
     ) -> int:
         """Wait for new frames of a session (matching --type / --pattern); stops at the first match."""
         try:
@@ -308,8 +308,8 @@ def register(app: typer.Typer) -> None:
     @ws.command("logs")
     def logs(
         ctx: typer.Context,
-        n: Annotated[int, typer.Option("-n", "--lines", min=1, help="Lines to show")] = 50,
-        file: Annotated[str | None, typer.Option("--file", help="Log file (default: $LLMFLOW_HOME/.llmflow/logs/llmflow.log)")] = None,
+        n: Annotated[int, typer.Option("-n", "--lines", metavar="N", min=1, help="Lines to show")] = 50,
+        file: Annotated[str | None, typer.Option("--file", metavar="FILE", help="Log file (default: $LLMFLOW_HOME/.llmflow/logs/llmflow.log)")] = None,
     ) -> int:
         """The server's newest log lines (same machine)."""
 

@@ -115,6 +115,16 @@ class HumanAnswered:
     source: str | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class HumanDeclined:
+    """Nobody can answer ``request_id`` (the console's standard input is at end of file):
+    its step fails with ``reason``; nothing is recorded as an answer."""
+
+    request_id: str
+    reason: str
+    hint: str | None = None
+
+
 Input = (
     Start
     | Resume
@@ -129,6 +139,7 @@ Input = (
     | RerunRequested
     | HumanAsked
     | HumanAnswered
+    | HumanDeclined
 )
 
 # -- commands ------------------------------------------------------------------------------
@@ -175,6 +186,7 @@ class AnswerHuman:
     request_id: str
     answer: Any = None
     error: str | None = None
+    hint: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -6,6 +6,11 @@ from llmflow.model.spec import RetrySpec
 
 # failures a retry cannot fix, whatever the retry policy says
 NEVER_RETRY = frozenset({"workspace", "budget", "unavailable", "template", "validation", "human", "shell_disabled"})
+# `on: [transient]` (the default policy, model.spec.DEFAULT_RETRY): errors of these kinds that
+# say a retry can help. Providers raise them retryable for 429, 5xx, connection resets and
+# their own timeouts, non-retryable for 4xx and bad credentials; a step's own `timeout:`
+# expiring is not transient (the runner marks it non-retryable): it is the limit you set.
+TRANSIENT = frozenset({"rate_limit", "provider", "timeout"})
 
 
 def should_retry(spec: RetrySpec, failures: int, error_kind: str, retryable: bool) -> bool:
@@ -17,6 +22,8 @@ def should_retry(spec: RetrySpec, failures: int, error_kind: str, retryable: boo
     if "any" in spec.on:
         return True
     if error_kind in spec.on:
+        return True
+    if retryable and error_kind in TRANSIENT and "transient" in spec.on:
         return True
     return retryable and "error" in spec.on
 

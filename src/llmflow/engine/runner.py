@@ -40,6 +40,7 @@ from llmflow.engine.inputs import (
     Execute,
     HumanAnswered,
     HumanAsked,
+    HumanDeclined,
     PauseRequested,
     ResumeRequested,
     StartTimer,
@@ -151,6 +152,8 @@ _CONTROLS = {
     "pause": lambda p: PauseRequested(dict(p)),
     "resume": lambda p: ResumeRequested(dict(p)),
     "answer": lambda p: HumanAnswered(p.get("request_id"), p.get("answer")),
+    # nobody can answer (the console's stdin is at end of file): the step fails, no answer recorded
+    "decline": lambda p: HumanDeclined(str(p.get("request_id") or ""), str(p.get("reason") or "no human answer"), p.get("hint")),
     "directive": lambda p: Emitted(NewEvent(E.DIRECTIVE, str(p.get("text", "")), payload=dict(p))),
 }
 
@@ -322,7 +325,7 @@ class Runner:
             fut = self.human_waiters.pop(c.request_id, None)
             if fut is not None and not fut.done():
                 if c.error is not None:
-                    fut.set_exception(HumanTimeoutError(c.error))
+                    fut.set_exception(HumanTimeoutError(c.error, hint=c.hint))
                 else:
                     fut.set_result(c.answer)
         elif t is AskHuman:
@@ -345,7 +348,7 @@ class Runner:
             if cancel is not None and cancel.silent:
                 return
             if cancel is not None and cancel.fail_kind:
-                inp: Any = StepFailed(cmd.node_id, cmd.unit, cmd.attempt, cancel.reason, cancel.fail_kind, True)
+                inp: Any = StepFailed(cmd.node_id, cmd.unit, cmd.attempt, cancel.reason, cancel.fail_kind, False)
             else:
                 inp = StepCanceled(cmd.node_id, cmd.unit, cmd.attempt, cancel.reason if cancel else "canceled")
         else:

@@ -41,6 +41,7 @@ from llmflow.engine.inputs import (
     Execute,
     HumanAnswered,
     HumanAsked,
+    HumanDeclined,
     Input,
     PauseRequested,
     RerunRequested,
@@ -180,6 +181,9 @@ class _Decider(HumanDecisions):
             self._asked(inp)
         elif isinstance(inp, HumanAnswered):
             self._answered(inp.request_id, inp.answer, inp.source)
+        elif isinstance(inp, HumanDeclined):
+            if inp.request_id in st.open_requests and inp.request_id not in st.human_answers:
+                self.commands.append(AnswerHuman(inp.request_id, error=inp.reason, hint=inp.hint))
         else:  # a NewEvent given directly (tests, replays): fold it
             self.emit(inp)  # type: ignore[arg-type]
 
@@ -221,7 +225,9 @@ class _Decider(HumanDecisions):
                     a = u.attempts[-1]
                     interrupted.append(f"{n.id}{'[' + u.key + ']' if u.key else ''}#{a.n}")
                     self.ev(E.ATTEMPT_INTERRUPTED, f"Attempt {a.n} of {n.short_id} was interrupted; it will run again", n.id, u.key, a.n, AttemptInterrupted(error="the process running it stopped"))
-        if st.status in (RunStatus.PAUSED, RunStatus.QUEUED, RunStatus.WAITING):
+        if st.rerun_requested and not interrupted:  # a re-run in place, not a recovery: say so
+            self.ev(E.RUN_RESUMED, f"Re-running step {st.rerun_requested}", payload=RunResumed.from_dict({"owner": owner, "rerun": st.rerun_requested}))
+        elif st.status in (RunStatus.PAUSED, RunStatus.QUEUED, RunStatus.WAITING):
             self.ev(E.RUN_RESUMED, "Run resumed", payload=RunResumed(owner=owner))
         else:
             self.ev(E.RUN_RECOVERED, f"Run recovered by {owner}" + (f"; interrupted: {', '.join(interrupted)}" if interrupted else ""), payload=RunRecovered(owner=owner, interrupted=interrupted))

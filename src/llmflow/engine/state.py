@@ -133,6 +133,7 @@ class RunState:
     started: bool = False
     options: dict[str, Any] = field(default_factory=dict)
     deadline: float | None = None  # run timeout, absolute (recorded at RUN_STARTED / STEP_RERUN)
+    rerun_requested: str | None = None  # a re-run in place waiting to be picked up (its label)
     # -- counters and work lists kept by apply (see the module docstring) --
     running: int = 0
     running_budgeted: int = 0
@@ -417,6 +418,7 @@ def _run_started(st: RunState, e: Any, p: Any) -> None:
 def _run_resumed(st: RunState, e: Any, p: Any) -> None:
     set_run_status(st, RunStatus.RUNNING)
     st.started = True
+    st.rerun_requested = None
 
 
 def _run_queued(st: RunState, e: Any, p: Any) -> None:
@@ -611,6 +613,7 @@ def _step_rerun(st: RunState, e: Any, p: Any) -> None:
     if (d := _v(p.deadline)) is not None:
         st.deadline = d
     unit = _v(p.unit)
+    st.rerun_requested = n.id + (f"[{unit}]" if unit is not None else "")
     if unit is not None and unit in n.units:
         u = n.units[unit]
         u.failures = 0

@@ -51,8 +51,10 @@ def _agents(raw: Any) -> dict[str, Any]:
 
 
 def _retry(strategy: Any) -> dict[str, Any] | None:
-    if not strategy or str(strategy).lower() in ("none", "no", "false"):
-        return None
+    if not strategy:
+        return None  # the default policy: transient provider errors are retried
+    if str(strategy).lower() in ("none", "no", "false"):
+        return {"attempts": 1}
     multiplier = 1.0 if str(strategy).lower() in ("fixed", "linear", "constant") else 2.0
     return {"attempts": 3, "backoff": 1.0, "multiplier": multiplier}
 

@@ -52,7 +52,9 @@ def _input_shorthand(v: Any) -> Any:
     return v
 
 
-RetryOn = Literal["rate_limit", "provider", "timeout", "error", "any"]
+# "transient": a retryable provider error (429, 5xx, connection reset, provider timeout);
+# the engine's retry policy (engine/retry.py) says which error kinds count.
+RetryOn = Literal["transient", "rate_limit", "provider", "timeout", "error", "any"]
 
 
 class RetrySpec(Spec):
@@ -64,10 +66,14 @@ class RetrySpec(Spec):
     on: list[RetryOn] = Field(default_factory=lambda: ["any"])
 
 
+# A step without `retry:` gets this: transient provider errors are retried, nothing else.
+DEFAULT_RETRY = RetrySpec(attempts=3, on=["transient"])
+
+
 def _retry_shorthand(v: Any) -> Any:
-    # `retry: 3` = 3 attempts; `retry: true` = 3 attempts; `retry: false` = no retries
+    # `retry: 3` = 3 attempts; `retry: true` = 3 attempts; `retry: false` (or 1) = no retries
     if isinstance(v, bool):
-        return {"attempts": 3} if v else None
+        return {"attempts": 3} if v else {"attempts": 1}
     if isinstance(v, int):
         return {"attempts": v}
     return v
@@ -206,7 +212,9 @@ class StepSpec(Spec):
         return {"id": self.id, "kind": self.kind, **{k: v for k, v in d.items() if k not in ("id", "kind")}}
 
     def effective_retry(self) -> RetrySpec:
-        r = self.retry or RetrySpec()
+        if self.retry is None:
+            return RetrySpec(attempts=3) if self.on_error == "retry" else DEFAULT_RETRY
+        r = self.retry
         if self.on_error == "retry" and r.attempts == 1:
             r = r.model_copy(update={"attempts": 3})
         return r

@@ -337,7 +337,7 @@ def validate_inputs(flow: Flow, given: dict[str, Any], *, coerce_strings: bool =
         if k in out or any(d.path == f"inputs.{k}" for d in diags):
             continue
         if spec.is_required:
-            diags.append(Diagnostic("missing-input", f"missing required input '{k}' ({spec.type})", f"inputs.{k}", f"pass it with --input {k}=..."))
+            diags.append(Diagnostic("missing-input", f"missing required input '{k}' ({spec.type})", f"inputs.{k}", f"add '{k}' to the run's inputs"))
         else:
             out[k] = spec.default
     return out, diags

@@ -192,7 +192,7 @@ class LocalProvider:
         path, label = self._model_file(request.model)
         llama_cpp = _import_llama()
         if not self._is_loaded(path):
-            yield Status("loading", f"Loading model: {label}")
+            yield Status("loading", f"Reading {label} into memory (first use in this process)")
         loaded = await asyncio.to_thread(self._load, path)
         examples = None
         if request.tools:

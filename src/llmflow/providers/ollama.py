@@ -1,7 +1,8 @@
 """Native Ollama: model presence check, optional pull, streaming ``/api/chat`` with heartbeats.
 
 ``ollama:llama3.1`` (or ``ollama:llama3.1:8b``) talks to the Ollama server at
-``OLLAMA_BASE_URL`` (default ``http://127.0.0.1:11434``). Before the first call to a model
+``OLLAMA_BASE_URL``, else ``OLLAMA_HOST`` (Ollama's own variable), else
+``http://127.0.0.1:11434``. Before the first call to a model
 it checks ``/api/tags``; a missing model is pulled (``POST /api/pull``) only when pulling is
 allowed (``LLMFLOW_OLLAMA_PULL=1`` or ``OllamaProvider(allow_pull=True)``). While Ollama
 loads a model into memory no token arrives for a while, so until the first token a
@@ -33,6 +34,28 @@ DEFAULT_BASE_URL = "http://127.0.0.1:11434"
 DEFAULT_TIMEOUT = 300.0
 DEFAULT_HEARTBEAT = 15.0
 _TRUE = ("1", "true", "yes", "on")
+
+
+def base_url_from_env(env: Mapping[str, str]) -> str:
+    """``OLLAMA_BASE_URL`` (Agent Runner's) when set, else ``OLLAMA_HOST`` (Ollama's own:
+    ``host``, ``host:port`` or a URL, read the way Ollama's clients read it: http, port
+    11434 when not given), else ``http://127.0.0.1:11434``."""
+    if env.get("OLLAMA_BASE_URL"):
+        return env["OLLAMA_BASE_URL"]
+    host = (env.get("OLLAMA_HOST") or "").strip()
+    if not host:
+        return DEFAULT_BASE_URL
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(host if "://" in host else f"http://{host}")
+    name = parts.hostname or "127.0.0.1"
+    if ":" in name:  # IPv6
+        name = f"[{name}]"
+    try:
+        port = parts.port or (443 if parts.scheme == "https" and "://" in host else 11434)
+    except ValueError:
+        raise ProviderUnavailableError(f"OLLAMA_HOST={host!r} is not host[:port] or a URL", hint="e.g. OLLAMA_HOST=127.0.0.1:11434") from None
+    return f"{parts.scheme}://{name}:{port}{parts.path.rstrip('/')}"
 
 
 def _seconds(elapsed: float) -> str:
@@ -72,7 +95,7 @@ class OllamaProvider:
 
     @classmethod
     def from_env(cls, env: Mapping[str, str], **overrides: Any) -> OllamaProvider:
-        """Settings from ``OLLAMA_BASE_URL``, ``OLLAMA_TIMEOUT_SECONDS``, ``OLLAMA_HEARTBEAT_INTERVAL``, ``LLMFLOW_OLLAMA_PULL``."""
+        """Settings from ``OLLAMA_BASE_URL`` / ``OLLAMA_HOST``, ``OLLAMA_TIMEOUT_SECONDS``, ``OLLAMA_HEARTBEAT_INTERVAL``, ``LLMFLOW_OLLAMA_PULL``."""
 
         def number(key: str, default: float) -> float:
             try:
@@ -81,7 +104,7 @@ class OllamaProvider:
                 raise ProviderError(f"{key} must be a number of seconds, got {env.get(key)!r}", retryable=False) from None
 
         options: dict[str, Any] = {
-            "base_url": env.get("OLLAMA_BASE_URL") or DEFAULT_BASE_URL,
+            "base_url": base_url_from_env(env),
             "timeout": number("OLLAMA_TIMEOUT_SECONDS", DEFAULT_TIMEOUT),
             "heartbeat_interval": number("OLLAMA_HEARTBEAT_INTERVAL", DEFAULT_HEARTBEAT),
             "allow_pull": (env.get("LLMFLOW_OLLAMA_PULL") or "").strip().lower() in _TRUE,
@@ -100,8 +123,8 @@ class OllamaProvider:
 
     def _unreachable(self) -> ProviderUnavailableError:
         return ProviderUnavailableError(
-            f"Ollama is not reachable at {self.base_url}: start it or set OLLAMA_BASE_URL",
-            hint="start Ollama with `ollama serve`, or point OLLAMA_BASE_URL at a running server",
+            f"Ollama is not reachable at {self.base_url}: start it or set OLLAMA_HOST (or OLLAMA_BASE_URL)",
+            hint="start Ollama with `ollama serve`, or point OLLAMA_HOST (or OLLAMA_BASE_URL) at a running server",
         )
 
     def _http_error(self, status: int, body: str, model: str) -> ProviderError:
@@ -134,7 +157,7 @@ class OllamaProvider:
                 f"Ollama at {self.base_url} has no model {model!r}",
                 hint=f"run `ollama pull {model}`, or set LLMFLOW_OLLAMA_PULL=1 to let llmflow pull it",
             )
-        yield Status("loading", f"Loading model: {model}")
+        yield Status("loading", f"Pulling {model} into Ollama (LLMFLOW_OLLAMA_PULL is on)")
         async with client.stream("POST", "/api/pull", json={"model": model, "stream": True}) as pull:
             if pull.status_code != 200:
                 raise self._http_error(pull.status_code, (await pull.aread()).decode(errors="replace"), model)

@@ -1,16 +1,19 @@
-"""An optional price table: USD per 1M input / output tokens, by ``provider:model``.
+"""What a model call cost, in USD.
 
-The defaults below are EXAMPLES (list prices seen in 2025) so cost reports show
-something; prices change, so give your own table for anything you rely on::
+Prices come from `genai-prices <https://github.com/pydantic/genai-prices>`_ (Pydantic's
+maintained table of LLM API prices, installed with every hosted-provider extra because
+pydantic-ai depends on it), looked up by provider and model: ``openai:gpt-4o-mini``,
+``anthropic:claude-sonnet-4-5``, ``gemini:gemini-2.5-flash`` (dated snapshots such as
+``openai:gpt-4o-mini-2024-07-18`` match their model). Your own table wins over it:
 
-    # prices.yaml  (LLMFLOW_PRICES=prices.yaml)
-    openai:gpt-4o-mini: {input: 0.15, output: 0.60}
+    # prices.yaml  (LLMFLOW_PRICES=prices.yaml, or inline JSON/YAML)
+    openai:gpt-4o-mini: {input: 0.15, output: 0.60}     # USD per 1M tokens
     mycorp:llama-70b:   {input: 0.0, output: 0.0}
 
-A model matches its exact entry, else the longest entry it starts with (so dated
-snapshots such as ``openai:gpt-4o-mini-2024-07-18`` use ``openai:gpt-4o-mini``).
-``fake``, ``local`` and ``ollama`` models run on your machine and cost 0. Unknown models
-have no price: :func:`cost` returns ``None``.
+An entry matches its exact model, else the longest entry the model starts with.
+``fake``, ``local`` and ``ollama`` models run on your machine and cost 0. Anything else
+unknown (an OpenAI-compatible host you named, a model genai-prices does not list, or
+genai-prices not installed) has no price: :func:`cost` returns ``None``.
 """
 
 from __future__ import annotations
@@ -25,24 +28,14 @@ from llmflow.providers.base import Usage, split_model
 
 FREE_PROVIDERS = frozenset({"fake", "local", "ollama"})
 _ALIASES = {"google": "gemini"}
+# llmflow provider -> genai-prices provider id (only providers whose list prices apply)
+GENAI_PROVIDERS = {"openai": "openai", "anthropic": "anthropic", "gemini": "google"}
 
 
 @dataclass(frozen=True)
 class Price:
     input: float  # USD per 1M input tokens
     output: float  # USD per 1M output tokens
-
-
-# EXAMPLES ONLY — not kept up to date. Override with load_prices() / LLMFLOW_PRICES.
-EXAMPLE_PRICES: dict[str, Price] = {
-    "openai:gpt-4o-mini": Price(0.15, 0.60),
-    "openai:gpt-4o": Price(2.50, 10.00),
-    "openai:gpt-4.1-mini": Price(0.40, 1.60),
-    "anthropic:claude-3-5-haiku": Price(0.80, 4.00),
-    "anthropic:claude-sonnet-4": Price(3.00, 15.00),
-    "gemini:gemini-2.5-flash": Price(0.30, 2.50),
-    "gemini:gemini-2.5-pro": Price(1.25, 10.00),
-}
 
 
 def _normalise(spec: str) -> str:
@@ -60,18 +53,15 @@ def _price(value: Any, key: str) -> Price:
     raise ValueError(f"price for {key!r} must be {{input: USD per 1M, output: USD per 1M}}, got {value!r}")
 
 
-def price_table(overrides: Mapping[str, Any] | None = None, *, include_examples: bool = True) -> dict[str, Price]:
-    """The example prices (unless ``include_examples=False``) updated with ``overrides``."""
-    table = dict(EXAMPLE_PRICES) if include_examples else {}
-    for key, value in (overrides or {}).items():
-        table[_normalise(key)] = _price(value, key)
-    return table
+def price_table(overrides: Mapping[str, Any] | None = None) -> dict[str, Price]:
+    """Your prices, keyed by normalised ``provider:model`` (they win over genai-prices)."""
+    return {_normalise(key): _price(value, key) for key, value in (overrides or {}).items()}
 
 
-def load_prices(source: str | Path | Mapping[str, Any], *, include_examples: bool = True) -> dict[str, Price]:
+def load_prices(source: str | Path | Mapping[str, Any]) -> dict[str, Price]:
     """A price table from a mapping, a YAML/JSON file path, or inline YAML/JSON text."""
     if isinstance(source, Mapping):
-        return price_table(source, include_examples=include_examples)
+        return price_table(source)
     text = str(source)
     path = Path(text)
     if "\n" not in text and len(text) < 4096 and path.suffix.lower() in (".yaml", ".yml", ".json"):
@@ -86,12 +76,13 @@ def load_prices(source: str | Path | Mapping[str, Any], *, include_examples: boo
         data = yaml.safe_load(text)
     if not isinstance(data, Mapping):
         raise ValueError("a price table must map 'provider:model' to {input: ..., output: ...}")
-    return price_table(data, include_examples=include_examples)
+    return price_table(data)
 
 
-def lookup(model_spec: str, table: Mapping[str, Price] | None = None) -> Price | None:
-    """The price of ``model_spec``: exact entry, else the longest matching prefix."""
-    table = EXAMPLE_PRICES if table is None else table
+def lookup(model_spec: str, table: Mapping[str, Price] | None) -> Price | None:
+    """The price ``table`` gives ``model_spec``: exact entry, else the longest matching prefix."""
+    if not table:
+        return None
     spec = _normalise(model_spec)
     if spec in table:
         return table[spec]
@@ -99,11 +90,33 @@ def lookup(model_spec: str, table: Mapping[str, Price] | None = None) -> Price |
     return table[max(matches, key=len)] if matches else None
 
 
-def cost(model_spec: str, usage: Usage, table: Mapping[str, Price] | None = None) -> float | None:
-    """USD for ``usage`` on ``model_spec``; 0.0 for models on this machine; None when unpriced."""
-    if split_model(model_spec)[0] in FREE_PROVIDERS and lookup(model_spec, table) is None:
-        return 0.0
-    price = lookup(model_spec, table)
-    if price is None:
+_UNLISTED: set[tuple[str, str]] = set()  # (provider, model) genai-prices does not know: asked once
+
+
+def listed_cost(model_spec: str, usage: Usage) -> float | None:
+    """USD from genai-prices, or None (not a listed provider or model, or not installed)."""
+    provider, model = split_model(_normalise(model_spec))
+    pid = GENAI_PROVIDERS.get(provider)
+    if pid is None or not model or (pid, model) in _UNLISTED:
         return None
-    return (usage.input_tokens * price.input + usage.output_tokens * price.output) / 1_000_000
+    try:
+        import genai_prices
+    except ImportError:
+        return None
+    try:
+        calc = genai_prices.calc_price(genai_prices.Usage(input_tokens=usage.input_tokens, output_tokens=usage.output_tokens), model, provider_id=pid)
+    except LookupError:
+        _UNLISTED.add((pid, model))
+        return None
+    return float(calc.total_price)
+
+
+def cost(model_spec: str, usage: Usage, table: Mapping[str, Price] | None = None) -> float | None:
+    """USD for ``usage`` on ``model_spec``: your table, else 0 for models on this machine,
+    else genai-prices; None when nothing prices it."""
+    price = lookup(model_spec, table)
+    if price is not None:
+        return (usage.input_tokens * price.input + usage.output_tokens * price.output) / 1_000_000
+    if split_model(model_spec)[0] in FREE_PROVIDERS:
+        return 0.0
+    return listed_cost(model_spec, usage)

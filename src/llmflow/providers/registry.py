@@ -67,8 +67,12 @@ class ProviderRegistry:
     def _is_custom(self, name: str) -> bool:
         return name.replace("-", "_") in self.custom_names()
 
+    def plugin_names(self) -> list[str]:
+        """Providers registered by plugins under the ``llmflow.providers`` entry-point group."""
+        return sorted(_plugin_factories())
+
     def known_providers(self) -> list[str]:
-        return [*BUILTIN_PROVIDERS, *ALIASES, *self.custom_names(), *sorted(_plugin_factories())]
+        return [*BUILTIN_PROVIDERS, *ALIASES, *self.custom_names(), *self.plugin_names()]
 
     def resolve(self, model_spec: str) -> tuple[Provider, str]:
         """``"openai:gpt-4o-mini"`` -> (the openai provider, ``"gpt-4o-mini"``)."""

@@ -57,7 +57,9 @@ def create_app(target: Settings | Runtime | None = None, config: ServerConfig | 
         finally:
             await stop_services(services, close_runtime=not isinstance(target, Runtime))
 
-    app = FastAPI(title="llmflow", version=__version__, description=DESCRIPTION, lifespan=lifespan, default_response_class=errors.SafeJSONResponse)
+    from llmflow.server.openapi_ids import operation_id
+
+    app = FastAPI(title="llmflow", version=__version__, description=DESCRIPTION, lifespan=lifespan, default_response_class=errors.SafeJSONResponse, generate_unique_id_function=operation_id)
     errors.install(app)
 
     @app.get("/health", tags=["service"], summary="Liveness: exactly {\"status\": \"ok\"} (no token needed)")
@@ -149,6 +151,8 @@ async def start_services(services: Any) -> None:
 async def stop_services(services: Any, *, close_runtime: bool) -> None:
     """Stop the worker first: its runs release their leases and stay RUNNING in the log, so
     the next server (or any worker) recovers them."""
+    if getattr(services, "background_batches", None) is not None:  # batches resumed over the API
+        await services.background_batches.stop()
     await services.worker.stop()
     await services.sessions.close()
     if close_runtime:

@@ -15,6 +15,7 @@ from fastapi import APIRouter, Depends, Path, Query, Request, Response
 from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse
 
 from llmflow.errors import FlowValidationError, RunNotFoundError, WorkspaceError
+from llmflow.isotime import iso, iso_event, iso_view
 from llmflow.server.errors import diagnostics_detail
 from llmflow.server.schemas import AnswerIn, CreateRunIn, DirectiveIn, ForkIn, ProjectIn, RerunIn, ValidateIn
 from llmflow.server.services import Services
@@ -54,9 +55,9 @@ def run_summary(rec: Any) -> dict[str, Any]:
         "project_id": rec.project_id,
         "batch_id": rec.batch_id,
         "parent_run_id": rec.parent_run_id,
-        "created_at": rec.created_at,
-        "started_at": rec.started_at,
-        "ended_at": rec.ended_at,
+        "created_at": iso(rec.created_at),
+        "started_at": iso(rec.started_at),
+        "ended_at": iso(rec.ended_at),
         "duration": (rec.ended_at - rec.started_at) if rec.ended_at and rec.started_at else None,
         "usage": {"input_tokens": rec.tokens_in, "output_tokens": rec.tokens_out, "cost": rec.cost},
         "error": rec.error,
@@ -66,7 +67,7 @@ def run_summary(rec: Any) -> dict[str, Any]:
 
 
 def project_dict(p: Any) -> dict[str, Any]:
-    return {"id": p.id, "name": p.name, "local_path": p.local_path, "created_at": p.created_at}
+    return {"id": p.id, "name": p.name, "local_path": p.local_path, "created_at": iso(p.created_at)}
 
 
 # -- flows ----------------------------------------------------------------------------------------
@@ -130,7 +131,7 @@ async def create_run(body: CreateRunIn, svc: Svc) -> Any:
     if not body.wait:
         return run_summary(rec)
     rec = await svc.wait(rec.id, body.wait_timeout)
-    view = await asyncio.to_thread(svc.runtime.view, rec.id)
+    view = iso_view(await asyncio.to_thread(svc.runtime.view, rec.id))
     return JSONResponse(view, status_code=200 if svc.is_terminal(rec) else 202)
 
 
@@ -142,21 +143,22 @@ async def list_runs(
     project_id: Annotated[int | None, Query(ge=-(2**53), le=2**53)] = None,
     batch_id: Annotated[str | None, Query(max_length=300)] = None,
     parent_run_id: Annotated[str | None, Query(max_length=300)] = None,
+    in_batch: Annotated[bool | None, Query(description="false: only runs of no batch (the dashboard groups batch runs under their batch); true: only batch runs")] = None,
     limit: Limit = 50,
     offset: Annotated[int, Query(ge=0, le=10**9)] = 0,
 ) -> dict[str, Any]:
     for v in (flow, batch_id, parent_run_id):
         if v is not None and "\x00" in v:
             return {"runs": [], "total": 0, "limit": limit, "offset": offset}
-    rows = svc.store.list_runs(flow=flow, status=status, project_id=project_id, batch_id=batch_id, parent_run_id=parent_run_id, limit=limit, offset=offset)
-    total = svc.store.count_runs(flow=flow, status=status, batch_id=batch_id) if project_id is None and parent_run_id is None else None
+    rows = svc.store.list_runs(flow=flow, status=status, project_id=project_id, batch_id=batch_id, parent_run_id=parent_run_id, limit=limit, offset=offset, in_batch=in_batch)
+    total = svc.store.count_runs(flow=flow, status=status, batch_id=batch_id, in_batch=in_batch) if project_id is None and parent_run_id is None else None
     return {"runs": [run_summary(r) for r in rows], "total": total, "limit": limit, "offset": offset}
 
 
 @router.get("/runs/{run_id}", summary="Show a run: steps, attempts, outputs, usage")
 async def show_run(run_id: RunId, svc: Svc) -> dict[str, Any]:
     get_run(svc, run_id)
-    return await asyncio.to_thread(svc.runtime.view, run_id)  # folding a long log must not block the loop
+    return iso_view(await asyncio.to_thread(svc.runtime.view, run_id))  # folding a long log must not block the loop
 
 
 @router.get("/runs/{run_id}/events", summary="A run's events after a cursor")
@@ -164,7 +166,7 @@ async def run_events(run_id: RunId, svc: Svc, after: Cursor = 0, limit: Limit = 
     get_run(svc, run_id)
     events = svc.store.events(run_id, after, limit)
     last = events[-1].seq if events else after
-    rows = [e.to_dict() for e in events if tokens or e.type != "LLM_TOKENS"]
+    rows = [iso_event(e.to_dict()) for e in events if tokens or e.type != "LLM_TOKENS"]
     return {"run_id": run_id, "events": rows, "next_after": last}
 
 
@@ -172,7 +174,7 @@ async def run_events(run_id: RunId, svc: Svc, after: Cursor = 0, limit: Limit = 
 async def run_stream(run_id: RunId, request: Request, svc: Svc, after: Cursor = 0) -> Any:
     get_run(svc, run_id)
     start = last_event_id(request)
-    return sse_response(event_frames(svc, run_id, start if start is not None else after, lambda e: (e.seq, e.type, e.to_dict())))
+    return sse_response(event_frames(svc, run_id, start if start is not None else after, lambda e: (e.seq, e.type, iso_event(e.to_dict()))))
 
 
 async def _control(svc: Services, run_id: str, action: str, payload: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -204,21 +206,21 @@ async def answer_run(run_id: RunId, body: AnswerIn, svc: Svc) -> dict[str, Any]:
 
 
 @router.post("/runs/{run_id}/directive", summary="Record a directive in the run's log")
-async def directive(run_id: RunId, body: DirectiveIn, svc: Svc) -> dict[str, Any]:
+async def record_directive(run_id: RunId, body: DirectiveIn, svc: Svc) -> dict[str, Any]:
     get_run(svc, run_id)
     events = svc.directive(run_id, body.text)
-    return {"run_id": run_id, "recorded": [e.to_dict() for e in events], "result": "recorded" if events else "sent to the running run"}
+    return {"run_id": run_id, "recorded": [iso_event(e.to_dict()) for e in events], "result": "recorded" if events else "sent to the running run"}
 
 
 @router.post("/runs/{run_id}/rerun", summary="Re-run one step in place (dependents become STALE)")
-async def rerun(run_id: RunId, body: RerunIn, svc: Svc) -> dict[str, Any]:
+async def rerun_step(run_id: RunId, body: RerunIn, svc: Svc) -> dict[str, Any]:
     get_run(svc, run_id)
     stale = svc.rerun(run_id, body.step, body.unit, body.downstream)
     return {"run_id": run_id, "step": body.step, "unit": body.unit, "stale": stale, "status": svc.store.get_run(run_id).status}
 
 
 @router.post("/runs/{run_id}/fork", status_code=201, summary="A new run reusing this run's outputs before a step")
-async def fork(run_id: RunId, body: ForkIn, svc: Svc) -> dict[str, Any]:
+async def fork_run(run_id: RunId, body: ForkIn, svc: Svc) -> dict[str, Any]:
     get_run(svc, run_id)
     new = svc.runtime.fork(run_id, body.from_step)
     svc.kick(new.id)
@@ -228,7 +230,7 @@ async def fork(run_id: RunId, body: ForkIn, svc: Svc) -> dict[str, Any]:
 # -- artifacts ------------------------------------------------------------------------------------
 def artifact_rows(svc: Services, rec: Any, prefix: str) -> list[dict[str, Any]]:
     return [
-        {"path": a.path, "size": a.size, "sha256": a.sha256, "mime": a.mime, "step_id": a.step_id, "attempt": a.attempt, "created_at": a.created_at, "url": f"{prefix}/runs/{quote(rec.id)}/artifacts/{quote(a.path)}"}
+        {"path": a.path, "size": a.size, "sha256": a.sha256, "mime": a.mime, "step_id": a.step_id, "attempt": a.attempt, "created_at": iso(a.created_at), "url": f"{prefix}/runs/{quote(rec.id)}/artifacts/{quote(a.path)}"}
         for a in svc.store.artifacts(rec.id)
     ]
 
@@ -277,7 +279,7 @@ async def create_project(body: ProjectIn, svc: Svc) -> dict[str, Any]:
 
 
 @router.get("/stats", summary="Run statistics: totals, p50/p95 durations, tokens per model")
-async def stats(svc: Svc, flow: Annotated[str | None, Query(max_length=200)] = None) -> dict[str, Any]:
+async def run_stats(svc: Svc, flow: Annotated[str | None, Query(max_length=200)] = None) -> dict[str, Any]:
     from llmflow.stats import compute_stats
 
     if flow is not None and "\x00" in flow:

@@ -148,7 +148,9 @@ class Services:
         try:
             rec = self.runtime.create_run(loaded, inputs, options, coerce_strings=coerce_strings)
         except FlowValidationError as exc:
-            raise FlowValidationError([_under("", d) for d in exc.diagnostics]) from None
+            # a posted document's own values (a step's model) are under "document"
+            posted = loaded.source == "<request>"
+            raise FlowValidationError([_under("document" if posted and not d.path.startswith(("inputs", "options", "models")) and d.path else "", d) for d in exc.diagnostics]) from None
         self.kick(rec.id)
         return rec
 

@@ -30,6 +30,7 @@ from typing import Any
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 
 from llmflow.errors import LlmflowError
+from llmflow.isotime import iso_event
 from llmflow.server.sessions import SESSION_ID, TooManySessions, envelope
 
 log = logging.getLogger("llmflow.server.ws")
@@ -180,7 +181,7 @@ async def run_socket(ws: WebSocket, run_id: str) -> None:
         while True:
             events = await follower.next(15.0 if not ended else 60.0)
             for e in events:
-                await send({"type": "event", "event": e.to_dict()})
+                await send({"type": "event", "event": iso_event(e.to_dict())})
             if events:
                 ended = False
             if not ended and follower.finished():

@@ -48,7 +48,7 @@ async def execute(ctx: StepContext) -> Any:
             ctx.event(E.CONDUCTOR_TURN, f"Host ends the chat after {turn - 1} turn(s)", turn=turn, participant="END")
             break
         if spec.human_confirm:
-            ok = interpret(await ctx.ask_human(HumanQuestion(prompt=f"Next: {nxt}. Proceed? (Enter confirms, n rejects)", input="confirm", key=f"turn{turn}")), "confirm", None)
+            ok = interpret(await ctx.ask_human(HumanQuestion(prompt=f"Next: {nxt}. Proceed?", input="confirm", key=f"turn{turn}")), "confirm", None)
             if not ok:
                 ctx.event(E.CONDUCTOR_TURN, f"Human stopped the chat before {nxt}", turn=turn, participant="END", rejected=nxt)
                 break

@@ -52,8 +52,10 @@ class MemoryStore(MemoryBatches, MemoryThreads, MemoryEvals):
             r = self._runs.get(run_id)
             return replace(r) if r else None  # a shallow copy: callers treat records as read-only
 
-    def _filter(self, flow=None, status=None, batch_id=None, project_id=None, parent_run_id=None):  # noqa: ANN001, ANN202
+    def _filter(self, flow=None, status=None, batch_id=None, project_id=None, parent_run_id=None, in_batch=None):  # noqa: ANN001, ANN202
         rs = list(self._runs.values())
+        if in_batch is not None:
+            rs = [r for r in rs if (r.batch_id is not None) == in_batch]
         if flow:
             rs = [r for r in rs if r.flow_name == flow]
         if status:
@@ -66,15 +68,15 @@ class MemoryStore(MemoryBatches, MemoryThreads, MemoryEvals):
             rs = [r for r in rs if r.parent_run_id == parent_run_id]
         return rs
 
-    def list_runs(self, *, flow=None, status=None, batch_id=None, project_id=None, parent_run_id=None, limit=50, offset=0):  # noqa: ANN001, ANN201
+    def list_runs(self, *, flow=None, status=None, batch_id=None, project_id=None, parent_run_id=None, limit=50, offset=0, in_batch=None):  # noqa: ANN001, ANN201
         with self._lock:
-            rs = self._filter(flow, status, batch_id, project_id, parent_run_id)
+            rs = self._filter(flow, status, batch_id, project_id, parent_run_id, in_batch)
             rs.sort(key=lambda r: (r.created_at, r.id), reverse=True)
             return [replace(r) for r in rs[offset : offset + limit]]
 
-    def count_runs(self, *, flow=None, status=None, batch_id=None) -> int:  # noqa: ANN001
+    def count_runs(self, *, flow=None, status=None, batch_id=None, in_batch=None) -> int:  # noqa: ANN001
         with self._lock:
-            return len(self._filter(flow, status, batch_id))
+            return len(self._filter(flow, status, batch_id, in_batch=in_batch))
 
     def update_run(self, run_id: str, **fields: Any) -> None:
         with self._lock:

@@ -181,16 +181,17 @@ class PostgresStore(SqlBatches, SqlThreads, SqlEvals):
         parent_run_id: str | None = None,
         limit: int = 50,
         offset: int = 0,
+        in_batch: bool | None = None,
     ) -> list[RunRecord]:
-        where, params = run_filters(flow, status, batch_id, project_id, parent_run_id, "%s")
+        where, params = run_filters(flow, status, batch_id, project_id, parent_run_id, "%s", in_batch)
         # COLLATE "C": order ids by code point, as Python (and the other stores) do
         sql = f'{_RUN_SELECT}{where} ORDER BY created_at DESC, id COLLATE "C" DESC LIMIT %s OFFSET %s'
         return [run_from_row(r) for r in self._read(sql, [*params, limit, offset])]
 
     def count_runs(
-        self, *, flow: str | None = None, status: str | None = None, batch_id: str | None = None
+        self, *, flow: str | None = None, status: str | None = None, batch_id: str | None = None, in_batch: bool | None = None
     ) -> int:
-        where, params = run_filters(flow, status, batch_id, None, None, "%s")
+        where, params = run_filters(flow, status, batch_id, None, None, "%s", in_batch)
         return int(self._read(f"SELECT COUNT(*) FROM runs{where}", params)[0][0])
 
     def update_run(self, run_id: str, **run_fields: Any) -> None:

@@ -116,9 +116,13 @@ def run_filters(
     project_id: int | None,
     parent_run_id: str | None,
     ph: str,
+    in_batch: bool | None = None,
 ) -> tuple[str, list[Any]]:
-    """WHERE clause with the memory store's semantics (empty strings do not filter)."""
+    """WHERE clause with the memory store's semantics (empty strings do not filter;
+    ``in_batch`` False: only runs of no batch, True: only batch runs)."""
     where, params = [], []
+    if in_batch is not None:
+        where.append("batch_id IS NOT NULL" if in_batch else "batch_id IS NULL")
     for col, val in (
         ("flow_name", flow),
         ("status", status),
@@ -528,15 +532,16 @@ class SqliteStore(SqlBatches, SqlThreads, SqlEvals):
         parent_run_id: str | None = None,
         limit: int = 50,
         offset: int = 0,
+        in_batch: bool | None = None,
     ) -> list[RunRecord]:
-        where, params = run_filters(flow, status, batch_id, project_id, parent_run_id, "?")
+        where, params = run_filters(flow, status, batch_id, project_id, parent_run_id, "?", in_batch)
         sql = f"{_RUN_SELECT}{where} ORDER BY created_at DESC, id DESC LIMIT ? OFFSET ?"
         return [run_from_row(r) for r in self._read(sql, [*params, limit, offset])]
 
     def count_runs(
-        self, *, flow: str | None = None, status: str | None = None, batch_id: str | None = None
+        self, *, flow: str | None = None, status: str | None = None, batch_id: str | None = None, in_batch: bool | None = None
     ) -> int:
-        where, params = run_filters(flow, status, batch_id, None, None, "?")
+        where, params = run_filters(flow, status, batch_id, None, None, "?", in_batch)
         return int(self._read(f"SELECT COUNT(*) FROM runs{where}", params)[0][0])
 
     def update_run(self, run_id: str, **run_fields: Any) -> None:

@@ -10,20 +10,27 @@ const number = new Intl.NumberFormat();
 export const TERMINAL = new Set(["COMPLETED", "FAILED", "CANCELED"]);
 export const RUN_STATUSES = ["QUEUED", "RUNNING", "PAUSED", "COMPLETED", "FAILED", "CANCELED"];
 
-/** Unix seconds -> "22 Nov 2026, 10:04:05" in the viewer's timezone. */
+/** A time from the API as a Date: ISO 8601 text (what the API sends), or Unix seconds. */
+export function toDate(ts) {
+  if (ts == null || ts === "") return null;
+  return typeof ts === "number" ? new Date(ts * 1000) : new Date(ts);
+}
+
+/** An API time -> "22 Nov 2026, 10:04:05" in the viewer's timezone. */
 export function fmtTime(ts) {
-  if (ts == null) return "—";
-  return dateTime.format(new Date(ts * 1000));
+  const d = toDate(ts);
+  return d == null ? "—" : dateTime.format(d);
 }
 
 export function fmtClock(ts) {
-  return ts == null ? "" : timeOnly.format(new Date(ts * 1000));
+  const d = toDate(ts);
+  return d == null ? "" : timeOnly.format(d);
 }
 
 /** A <time> element: local text, ISO datetime, full text as its title. */
 export function timeEl(ts) {
-  if (ts == null) return h("span", { class: "muted" }, "—");
-  const d = new Date(ts * 1000);
+  const d = toDate(ts);
+  if (d == null) return h("span", { class: "muted" }, "—");
   return h("time", { datetime: d.toISOString(), title: `${dateTime.format(d)} (${Intl.DateTimeFormat().resolvedOptions().timeZone})` }, dateTime.format(d));
 }
 
@@ -40,7 +47,8 @@ export function fmtDuration(sec) {
 export function durationEl(item) {
   if (item.duration != null) return h("span", { class: "num" }, fmtDuration(item.duration));
   if (item.started_at != null && !TERMINAL.has(item.status) && item.status !== "QUEUED") {
-    return h("span", { class: "num ticking", dataset: { since: String(item.started_at) } }, fmtDuration(Date.now() / 1000 - item.started_at));
+    const since = toDate(item.started_at).getTime() / 1000;
+    return h("span", { class: "num ticking", dataset: { since: String(since) } }, fmtDuration(Date.now() / 1000 - since));
   }
   return h("span", { class: "muted" }, "—");
 }
@@ -94,4 +102,10 @@ export function shortId(id) {
 
 export function runLink(id) {
   return h("a", { href: `#/runs/${encodeURIComponent(id)}`, class: "mono", title: id }, shortId(id));
+}
+
+/** Text kept to one line: cut with an ellipsis by CSS, the full text on hover. */
+export function clip(text, cls = "") {
+  if (text == null || text === "") return null;
+  return h("span", { class: `clip ${cls}`.trim(), title: String(text) }, String(text));
 }

@@ -1,6 +1,7 @@
 // Batches: progress (done / failed / remaining, rate, ETA, tokens, cost), failed jobs with
 // their errors, resume and retry-failed. Reads GET /api/v1/batches[/{id}] and POSTs
-// /api/v1/batches/{id}/resume; a server without those routes gets a clear "not available".
+// /api/v1/batches/{id}/resume or /retry-failed; a server without those routes gets a clear
+// "not available".
 
 import { api, ApiError } from "../api.js";
 import { actionButton, h, notice, replace, toast } from "../dom.js";
@@ -128,11 +129,11 @@ export function renderBatch(main, { id }) {
   async function resume(retryFailed) {
     msg.hide();
     try {
-      await api(`/api/v1/batches/${enc}/resume`, { method: "POST", body: { retry_failed: retryFailed } });
-      toast(retryFailed ? "Retrying the failed jobs" : "Batch resumed");
+      const b = await api(`/api/v1/batches/${enc}/${retryFailed ? "retry-failed" : "resume"}`, { method: "POST", body: {} });
+      toast(retryFailed ? `Re-running the failed jobs of ${id}` : `Resumed ${id}: ${b.remaining ?? "the remaining"} jobs to run`);
       load();
     } catch (err) {
-      if (unavailable(err)) msg.show(`${retryFailed ? "Retry failed" : "Resume"} is not available on this server (no POST /api/v1/batches/{id}/resume). From a terminal: llmflow batch --resume ${id}${retryFailed ? " --retry-failed" : ""}`, "info");
+      if (unavailable(err)) msg.show(`${retryFailed ? "Retry failed" : "Resume"} is not available on this server (no POST /api/v1/batches/{id}/${retryFailed ? "retry-failed" : "resume"}). From a terminal: llmflow batch --resume ${id}${retryFailed ? " --retry-failed" : ""}`, "info");
       else msg.show(`${retryFailed ? "Retry failed" : "Resume"} is not possible now: ${err.message}`);
     }
   }

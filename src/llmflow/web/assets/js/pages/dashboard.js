@@ -3,18 +3,21 @@
 
 import { api, ApiError } from "../api.js";
 import { h, notice, replace } from "../dom.js";
-import { durationEl, fmtCost, fmtTokens, RUN_STATUSES, runLink, statusBadge, timeEl } from "../format.js";
+import { clip, durationEl, fmtCost, fmtDuration, fmtInt, fmtTokens, RUN_STATUSES, runLink, statusBadge, timeEl } from "../format.js";
 import * as live from "../live.js";
 
 const PAGE_SIZE = 25;
 const SEARCH_WINDOW = 500;
+const GROUPS = 10; // the newest batches and sweeps shown as group rows on the first page
 
 export function runRow(r, { showFlow = true } = {}) {
+  // one line per run: long names (a sweep's overrides, a goal), models and errors are cut
+  // with an ellipsis and shown in full on hover
   const label = r.name || r.goal;
   return h("tr", { dataset: { run: r.id } },
-    h("td", { "data-label": "Run" }, runLink(r.id), label ? h("div", { class: "sub" }, label.length > 80 ? `${label.slice(0, 79)}…` : label) : null),
+    h("td", { "data-label": "Run" }, h("span", { class: "one-line" }, runLink(r.id), label ? clip(label, "sub") : null)),
     showFlow ? h("td", { "data-label": "Flow" }, h("a", { href: `#/flows/${encodeURIComponent(r.flow)}` }, r.flow)) : null,
-    h("td", { "data-label": "Status" }, statusBadge(r.status), r.error ? h("div", { class: "sub error-text", title: r.error }, r.error.length > 60 ? `${r.error.slice(0, 59)}…` : r.error) : null),
+    h("td", { "data-label": "Status" }, h("span", { class: "one-line" }, statusBadge(r.status), r.error ? clip(r.error, "sub error-text") : null)),
     h("td", { "data-label": "Started" }, timeEl(r.started_at ?? r.created_at)),
     h("td", { "data-label": "Duration" }, durationEl(r)),
     h("td", { "data-label": "Tokens in / out", class: "num" }, fmtTokens(r.usage)),
@@ -29,11 +32,61 @@ export function runTable(runs, opts = {}) {
         h("th", { scope: "col" }, "Run"), showFlow ? h("th", { scope: "col" }, "Flow") : null, h("th", { scope: "col" }, "Status"),
         h("th", { scope: "col" }, "Started"), h("th", { scope: "col" }, "Duration"),
         h("th", { scope: "col", class: "num" }, "Tokens in / out"), h("th", { scope: "col", class: "num" }, "Cost"))),
+      opts.groups || null,
       h("tbody", {}, runs.map((r) => runRow(r, { showFlow })))));
+}
+
+/** A batch (or a sweep) as one row of the runs table; its runs open under it on demand. */
+function batchGroup(b, opened) {
+  const body = h("tbody", { class: "batch-group", dataset: { batch: b.id } });
+  const kind = String(b.id).startsWith("sweep-") ? "Sweep" : "Batch";
+  const count = b.total ?? b.done ?? 0;
+  const toggle = h("button", { type: "button", class: "link expand", "aria-expanded": "false", "aria-label": `Show the runs of ${kind.toLowerCase()} ${b.id}` }, "▸");
+  const progress = b.total ? `${fmtInt(b.done)} of ${fmtInt(b.total)} done` : `${fmtInt(b.done)} done`;
+  const head = h("tr", { class: "group-row" },
+    h("td", { "data-label": kind }, h("span", { class: "one-line" }, toggle, h("a", { href: `#/batches/${encodeURIComponent(b.id)}`, class: "mono" }, b.id), clip(`${kind.toLowerCase()} of ${fmtInt(count)} runs`, "sub"))),
+    h("td", { "data-label": "Flow" }, h("a", { href: `#/flows/${encodeURIComponent(b.flow)}` }, b.flow)),
+    h("td", { "data-label": "Status" }, h("span", { class: "one-line" }, statusBadge(b.status), clip(b.failed ? `${progress}, ${fmtInt(b.failed)} failed` : progress, "sub"))),
+    h("td", { "data-label": "Started" }, timeEl(b.created_at)),
+    h("td", { "data-label": "Duration" }, b.eta_seconds != null ? clip(`ETA ${fmtDuration(b.eta_seconds)}`, "sub") : h("span", { class: "muted" }, "—")),
+    h("td", { "data-label": "Tokens", class: "num" }, fmtInt(b.tokens?.total)),
+    h("td", { "data-label": "Cost", class: "num" }, fmtCost(b.cost)));
+  body.append(head);
+  let open = false;
+  const expand = async () => {
+    open = !open;
+    if (open) opened.add(b.id);
+    else opened.delete(b.id);
+    toggle.setAttribute("aria-expanded", String(open));
+    toggle.textContent = open ? "▾" : "▸";
+    for (const tr of [...body.querySelectorAll("tr.member, tr.more")]) tr.remove();
+    if (!open) return;
+    try {
+      const d = await api("/api/v1/runs", { query: { batch_id: b.id, limit: 25 } });
+      for (const r of d.runs || []) {
+        const tr = runRow(r);
+        tr.classList.add("member");
+        body.append(tr);
+      }
+      if ((d.total ?? 0) > (d.runs || []).length) {
+        body.append(h("tr", { class: "more" }, h("td", { colspan: 7 }, h("a", { href: `#/runs?batch=${encodeURIComponent(b.id)}` }, `All ${fmtInt(d.total)} runs of ${b.id}`))));
+      }
+    } catch (err) {
+      body.append(h("tr", { class: "more" }, h("td", { colspan: 7, class: "muted" }, `Could not list its runs: ${err.message}`)));
+    }
+  };
+  toggle.addEventListener("click", expand);
+  if (opened.has(b.id)) { opened.delete(b.id); expand(); } // still open after a live reload
+  return body;
 }
 
 function matches(r, f) {
   return (!f.flow || r.flow === f.flow) && (!f.status || r.status === f.status) && (!f.batch || r.batch_id === f.batch) && (!f.project || String(r.project_id) === f.project);
+}
+
+/** Without a batch filter a batch's runs are grouped under their batch, not listed one by one. */
+function grouping(f) {
+  return !f.batch && !f.q;
 }
 
 export function workerCard(w) {
@@ -105,6 +158,8 @@ export function render(main, { query, setQuery }) {
   api("/api/v1/worker").then((w) => replace(worker.lastChild, workerCard(w))).catch(() => {});
 
   let rows = new Map();
+  let batches = [];
+  const openGroups = new Set();
   let pending = null;
   let loading = null;
 
@@ -136,13 +191,22 @@ export function render(main, { query, setQuery }) {
         }
         pager.hidden = true;
       } else {
-        const d = await api("/api/v1/runs", { query: { ...base, limit: PAGE_SIZE, offset: (f.page - 1) * PAGE_SIZE }, signal: ctrl.signal });
+        const grouped = grouping(f);
+        const query = { ...base, limit: PAGE_SIZE, offset: (f.page - 1) * PAGE_SIZE, in_batch: grouped ? "false" : "" };
+        const [d, bd] = await Promise.all([
+          api("/api/v1/runs", { query, signal: ctrl.signal }),
+          grouped && f.page === 1 && !f.status && !f.project
+            ? api("/api/v1/batches", { query: { limit: GROUPS }, signal: ctrl.signal }).catch(() => ({ batches: [] }))
+            : Promise.resolve({ batches: [] }),
+        ]);
+        batches = (bd.batches || []).filter((b) => !f.flow || b.flow === f.flow);
         runs = d.runs || [];
         total = d.total;
         pager.hidden = false;
         const first = runs.length ? (f.page - 1) * PAGE_SIZE + 1 : 0;
         const last = (f.page - 1) * PAGE_SIZE + runs.length;
         note = total != null ? `${first}–${last} of ${total} runs${filterWords()}` : `${first}–${last}${filterWords()}`;
+        if (grouped) note += batches.length ? `; the runs of batches and sweeps are under their ${batches.length} group row${batches.length > 1 ? "s" : ""}` : "; runs of batches are on the Batches page";
         const more = total != null ? last < total : runs.length === PAGE_SIZE;
         replace(pager,
           h("button", { type: "button", disabled: f.page <= 1, onclick: () => { f.page--; apply(); } }, "← Newer"),
@@ -151,12 +215,12 @@ export function render(main, { query, setQuery }) {
       }
       info.textContent = note;
       rows = new Map();
-      if (!runs.length) {
+      if (!runs.length && !batches.length) {
         replace(tableBox, h("p", { class: "empty" }, f.q || f.flow || f.status || f.batch || f.project ? "No runs match." : "No runs yet. Start one from a flow's page, or with `llmflow run`."));
         return;
       }
-      const table = runTable(runs);
-      for (const tr of table.querySelectorAll("tbody tr")) rows.set(tr.dataset.run, tr);
+      const table = runTable(runs, { groups: batches.map((b) => batchGroup(b, openGroups)) });
+      for (const tr of table.querySelectorAll("tbody tr[data-run]:not(.member)")) rows.set(tr.dataset.run, tr);
       replace(tableBox, table);
     } catch (err) {
       if (err.name === "AbortError") return;
@@ -174,6 +238,11 @@ export function render(main, { query, setQuery }) {
   }
 
   function onRun(r) {
+    if (r.batch_id && grouping(f)) {
+      // a batch's run changed: its group row (progress) is redrawn with the next load
+      if (f.page === 1) { clearTimeout(pending); pending = setTimeout(load, 1000); }
+      return;
+    }
     const tr = rows.get(r.id);
     if (tr) {
       // updated in place even if it no longer matches the filters (it goes on the next load)

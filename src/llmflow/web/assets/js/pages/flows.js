@@ -213,6 +213,7 @@ function runForm(flow) {
   form.addEventListener("submit", async (ev) => {
     ev.preventDefault();
     msg.hide();
+    for (const box of [every, ...perStep.map((p) => p.input)]) { box.removeAttribute("aria-invalid"); box.removeAttribute("title"); }
     const inputs = {};
     let bad = false;
     for (const f of fields) {
@@ -246,6 +247,12 @@ function runForm(flow) {
         const loc = (d.loc || []).filter((p) => p !== "body" && p !== "inputs");
         const f = fields.find((x) => loc.includes(x.key));
         if (f) markField(f, d.msg);
+        if (loc[0] === "options" && loc[1] === "models") {
+          // a model that cannot work (unknown provider, no API key): mark the box it came from
+          const box = perStep.find((p) => p.id === loc[2])?.input || every;
+          box.setAttribute("aria-invalid", "true");
+          box.title = d.hint ? `${d.msg} (${d.hint})` : d.msg;
+        }
       }
     } finally {
       submit.disabled = false;

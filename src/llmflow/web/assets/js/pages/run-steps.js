@@ -3,7 +3,7 @@
 
 import { h } from "../dom.js";
 import { diffView } from "../diff.js";
-import { durationEl, fmtCost, fmtInt, pretty, statusBadge, timeEl } from "../format.js";
+import { clip, durationEl, fmtCost, fmtInt, pretty, statusBadge, timeEl } from "../format.js";
 import { looksLikeMarkdown, renderMarkdown } from "../markdown.js";
 
 let tabs = 0;
@@ -42,7 +42,7 @@ export function stepsTable(steps, selected, onSelect) {
           h("td", { "data-label": "Status" }, statusBadge(s.status)),
           h("td", { "data-label": "Attempts", class: "num" }, String((s.attempts || []).length)),
           h("td", { "data-label": "Duration" }, durationEl(s)),
-          h("td", { "data-label": "Model", class: "mono" }, s.model || "—"),
+          h("td", { "data-label": "Model", class: "mono" }, s.model ? clip(s.model) : "—"),
           h("td", { "data-label": "Tokens in / out", class: "num" }, s.tokens_in || s.tokens_out ? `${fmtInt(s.tokens_in)} / ${fmtInt(s.tokens_out)}` : "—"));
       }))));
 }

@@ -2,7 +2,7 @@
 // attempt (LLM_TOKENS) are gathered into one row whose text grows as the model streams.
 
 import { h } from "../dom.js";
-import { fmtClock, fmtTime } from "../format.js";
+import { fmtClock, fmtTime, toDate } from "../format.js";
 
 const QUIET = new Set(["LLM_TOKENS"]);
 const MINOR = new Set(["LLM_LOADING_MODEL", "LLM_GENERATING", "LLM_HEARTBEAT", "ATTEMPT_STARTED", "ATTEMPT_COMPLETED", "SHELL_EXECUTING"]);
@@ -42,7 +42,7 @@ export function createTimeline() {
   function row(e, body) {
     const who = e.step_id ? `${e.step_id}${e.unit ? `[${e.unit}]` : ""}${e.attempt ? ` #${e.attempt}` : ""}` : "";
     return h("li", { class: ["ev", kindOf(e.type), MINOR.has(e.type) && "minor"], dataset: { seq: String(e.seq), type: e.type } },
-      h("time", { datetime: new Date(e.ts * 1000).toISOString(), title: fmtTime(e.ts) }, fmtClock(e.ts)),
+      h("time", { datetime: toDate(e.ts).toISOString(), title: fmtTime(e.ts) }, fmtClock(e.ts)),
       h("span", { class: "ev-type" }, e.type),
       who ? h("span", { class: "ev-step" }, who) : null,
       body);
