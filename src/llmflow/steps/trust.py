@@ -147,7 +147,9 @@ class TrustPolicy:
                 return ws
             raise WorkspaceError(f"the workspace {ws} belongs to another run", hint="a run writes only in its own workspace or project")
         for d in self.protected_dirs:
-            if _inside(ws, d) or _inside(d, ws):
+            # a workspace around a config dir that does not exist is fine (`-w .` where no conf/ is):
+            # check_write still refuses any write into it
+            if _inside(ws, d) or (_inside(d, ws) and d.exists()):
                 raise WorkspaceError(
                     f"the workspace {ws} {'is inside' if _inside(ws, d) else 'contains'} {d}, which runs may not write to",
                     hint="config dirs and llmflow's state dir are read-only to runs; choose another workspace or project directory",
