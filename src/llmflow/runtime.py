@@ -129,6 +129,7 @@ class RunOptions:
     metadata: dict[str, Any] = field(default_factory=dict)
     run_id: str | None = None
     thread: str | None = None  # continue this conversation thread (kept as metadata.thread)
+    disallow_shell: bool | None = None  # no shell / imported code, whatever the process allows (posted flows, their child runs)
 
     def to_dict(self) -> dict[str, Any]:
         return {k: v for k, v in self.__dict__.items() if v not in (None, {}, []) and k not in ("run_id", "thread")}
@@ -179,6 +180,7 @@ class Runtime:
         self._plans: dict[int, FlowPlan] = {}
         self._records: dict[int, tuple[Flow, dict[str, Any], str]] = {}
         self._choices: dict[Any, dict[str, Any]] = {}
+        self._checked: dict[Any, Flow] = {}  # (flow id, run models) -> the flow whose models passed the preflight
         self._closed = False
         self._cache_dir = settings.state_dir / "cache"
         self._inline_io = not getattr(store, "shared", True) or not hasattr(self.writer, "call")
@@ -294,9 +296,12 @@ class Runtime:
         coerce_strings: bool = True,
         choices: dict[str, Any] | None = None,
         claim: bool = False,
+        spec_record: dict[str, Any] | None = None,
     ) -> RunRecord:
         """Record a QUEUED run. ``claim``: this process executes it next, so it is created
-        holding the lease (a worker polling the same queue cannot take it in between)."""
+        holding the lease (a worker polling the same queue cannot take it in between).
+        ``spec_record``: the stored spec to keep (a fork keeps its source run's, secrets as
+        their ``${oc.env:...}``), instead of recording the flow anew."""
         loaded = self.load(flow_ref, overrides)
         flow = loaded.flow
         options = options or RunOptions()
@@ -318,7 +323,7 @@ class Runtime:
                     from llmflow.model.diagnostics import Diagnostic, did_you_mean
 
                     raise FlowValidationError([Diagnostic("unknown-step", f"--model names unknown step '{step}'", f"models.{step}", did_you_mean(step, sorted(ids)) or "use STEP=provider:model")])
-        check_run_models(self.gateway, loaded, options.models, self.settings.env_models)  # unknown provider, no key: refused now
+        self._check_models(loaded, options.models)  # unknown provider, no key: refused now
         now = self.clock.now()
         opts = options.to_dict()
         opts["choices"] = choices if choices is not None else self.choices(flow, dict(options.models))
@@ -328,7 +333,7 @@ class Runtime:
             status=RunStatus.QUEUED,
             created_at=now,
             inputs=clean,
-            spec=self._record(loaded),
+            spec=spec_record if spec_record is not None else self._record(loaded),
             fingerprint=self._fingerprint(flow),
             options=opts,
             metadata={**options.metadata, **({"thread": options.thread} if options.thread else {})},
@@ -347,6 +352,19 @@ class Runtime:
                 self._fresh.clear()
             self._fresh[run.id] = (replace(run, last_seq=len(stored)), stored)
         return run
+
+    def _check_models(self, loaded: LoadedFlow, run_models: dict[str, str]) -> None:
+        """``check_run_models``, once per flow object and model choice: the registry, the
+        environment and the installed extras are fixed for this runtime (the check reads
+        the plugin entry points, tens of milliseconds with many packages installed)."""
+        key = (id(loaded.flow), tuple(sorted(run_models.items())))
+        hit = self._checked.get(key)
+        if hit is not None and hit is loaded.flow:
+            return
+        check_run_models(self.gateway, loaded, run_models, self.settings.env_models)
+        if len(self._checked) > 256:
+            self._checked.clear()
+        self._checked[key] = loaded.flow
 
     def _fingerprint(self, flow: Flow) -> str:
         hit = self._fingerprints.get(id(flow))
@@ -576,7 +594,7 @@ class Runtime:
         rec = self.get(run_id)
         if self._owned_live(rec) or run_id in self.active:
             raise RunStateError(f"run {run_id} is running; re-run a step once it has finished or paused")
-        flow = Flow.model_validate(rec.spec["flow"])
+        flow = self._stored_flow(rec)
         st = self.state_of(rec, flow)
         if step_id not in st.nodes:
             from llmflow.model.diagnostics import did_you_mean
@@ -599,7 +617,7 @@ class Runtime:
         """A new run of the same flow that reuses the recorded outputs of every step that
         does not depend on ``from_step`` and runs the rest."""
         rec = self.get(run_id)
-        flow = Flow.model_validate(rec.spec["flow"])
+        flow = self._stored_flow(rec)  # secrets read again from this process's environment
         st = self.state_of(rec, flow)
         g = build_graph(flow.steps)
         if from_step not in g.nodes:
@@ -607,7 +625,8 @@ class Runtime:
         redo = {from_step, *g.downstream(from_step)}
         options = options or RunOptions(**{k: v for k, v in rec.options.items() if k in RunOptions.__dataclass_fields__})
         options.metadata = {**options.metadata, "forked_from": run_id, "from_step": from_step}
-        new = self.create_run(LoadedFlow(flow, None, rec.spec.get("source", "<fork>")), rec.inputs, options, coerce_strings=False, choices=rec.options.get("choices"))
+        # the source run's spec record: its secrets stay stored as ${oc.env:...}, never as values
+        new = self.create_run(LoadedFlow(flow, None, rec.spec.get("source", "<fork>")), rec.inputs, options, coerce_strings=False, choices=rec.options.get("choices"), spec_record=rec.spec)
         evs: list[NewEvent] = []
         for nid in g.order:
             n = st.nodes[nid]
@@ -638,7 +657,8 @@ class Runtime:
                 cand = Path(src).parent / flow_ref
                 if cand.exists():
                     ref = str(cand)
-            opts = RunOptions(models=dict(parent.options.get("models") or {}), parent_run_id=ctx.run_id, batch_id=parent.batch_id, run_id=child_id, workspace=str(ctx.workspace))
+            # a child never may do more than its parent: a posted flow's sub-flow runs without shell too
+            opts = RunOptions(models=dict(parent.options.get("models") or {}), parent_run_id=ctx.run_id, batch_id=parent.batch_id, run_id=child_id, workspace=str(ctx.workspace), disallow_shell=True if parent.options.get("disallow_shell") else None)
             loaded = self.load(ref, overrides)
             inherited = parent.options.get("choices")
             choices = self._choices_with_env(loaded.flow, dict(opts.models), inherited) if inherited else None

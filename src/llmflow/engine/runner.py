@@ -189,6 +189,7 @@ class Runner:
         self.timers: dict[str, float] = {}
         self.lease_lost = False
         self.stopped: str | None = None
+        self._inputs: list[Any] = []  # taken, not yet decided (in arrival order)
         self._events: list[NewEvent] = []
         self._commands: list[Command] = []
         self._timer_handle: asyncio.TimerHandle | None = None
@@ -252,17 +253,32 @@ class Runner:
                 if make is None:
                     return
                 item = make(item[2])
-        if type(item) is Emitted and item.event.type in NOT_FOLDED:
-            self._events.append(item.event)  # informational: appended, never folded
-            return
-        d = decide(self.st, item, self.clock.now())
-        self._events.extend(d.events)
-        self._commands.extend(d.commands)
+        self._inputs.append(item)
+
+    def _decide(self) -> None:
+        """Decide every input taken since the last turn, in order."""
+        inputs, self._inputs = self._inputs, []
+        st, now = self.st, self.clock.now()
+        for item in inputs:
+            if type(item) is Emitted and item.event.type in NOT_FOLDED:
+                self._events.append(item.event)  # informational: appended, never folded
+                continue
+            d = decide(st, item, now)
+            self._events.extend(d.events)
+            self._commands.extend(d.commands)
 
     async def _commit(self) -> None:
         if self._tick_due:
             self._tick_due = False
             await self._poll()
+        if self._inputs:
+            if self.st.evaluates:
+                # the flow's conditions / for_each / outputs are templates: a slow one holds
+                # a worker thread (until its time cap), never the event loop. Nothing else
+                # reads the state meanwhile: units got their context when they started.
+                await asyncio.to_thread(self._decide)
+            else:
+                self._decide()
         events, self._events = self._events, []
         if events:
             stored = await self.writer.append(self.st.run_id, events, self.clock.now())
@@ -305,7 +321,9 @@ class Runner:
         t = type(c)
         if t is Execute:
             assert isinstance(c, Execute)
-            task = asyncio.create_task(self._run_unit(c), name=f"llmflow:{c.node_id}[{c.unit}]#{c.attempt}")
+            ctx = self._context(c)  # now, between decisions: the task never reads the state
+            cache_file = self._cache_file(c) if ctx.step.cache and self.cfg.cache_dir else None
+            task = asyncio.create_task(self._run_unit(ctx, cache_file), name=f"llmflow:{c.node_id}[{c.unit}]#{c.attempt}")
             key = (c.node_id, c.unit)
             self.tasks[key] = (task, c)
             task.add_done_callback(lambda tk, c=c: self._unit_done(c, tk))
@@ -439,9 +457,7 @@ class Runner:
         interrupted = {e.attempt for e in mine if e.type == E.ATTEMPT_INTERRUPTED and e.attempt is not None and e.attempt < cmd.attempt}
         return [e for e in mine if e.attempt in interrupted]
 
-    async def _run_unit(self, cmd: Execute) -> Any:
-        ctx = self._context(cmd)
-        cache_file = self._cache_file(cmd) if ctx.step.cache and self.cfg.cache_dir else None
+    async def _run_unit(self, ctx: StepContext, cache_file: Path | None) -> Any:
         if cache_file is not None and cache_file.exists():
             cached = json.loads(cache_file.read_text(encoding="utf-8"))["output"]
             ctx.event(E.STEP_CACHE_HIT, f"Reusing the cached output of {ctx.node_id}", cache_key=cache_file.stem)

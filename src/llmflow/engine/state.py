@@ -157,6 +157,7 @@ class RunState:
     budget_blocked: bool = False
     max_tokens: int | None = None
     max_cost: float | None = None
+    evaluates: bool = False  # deciding may evaluate templates (FlowPlan.evaluates)
 
     def running_units(self) -> int:
         return self.running
@@ -183,6 +184,20 @@ class FlowPlan:
     flow: Flow
     graph: Graph
     dependents: dict[str, tuple[str, ...]]
+    evaluates: bool = False  # deciding may evaluate the flow's templates (see _evaluates)
+
+
+def _evaluates(flow: Flow) -> bool:
+    """Whether the scheduler evaluates templates of this flow: ``when`` conditions, routes,
+    loop ``until``, for_each / matrix expressions, the flow's ``outputs``."""
+    if flow.outputs:
+        return True
+    for s in flow.all_steps():
+        if s.when is not None or isinstance(s, RouteStep | LoopStep) or isinstance(s.for_each, str):
+            return True
+        if s.matrix and any(isinstance(v, str) for v in s.matrix.values()):
+            return True
+    return False
 
 
 def plan_flow(flow: Flow) -> FlowPlan:
@@ -192,7 +207,7 @@ def plan_flow(flow: Flow) -> FlowPlan:
         for d in g.nodes[nid].needs:
             if d in deps:
                 deps[d].append(nid)
-    return FlowPlan(flow, g, {k: tuple(v) for k, v in deps.items()})
+    return FlowPlan(flow, g, {k: tuple(v) for k, v in deps.items()}, _evaluates(flow))
 
 
 def _fails_run(flow: Flow, spec: StepSpec) -> bool:
@@ -223,6 +238,7 @@ def new_state(run_id: str, flow: Flow, inputs: dict[str, Any], options: dict[str
     o = flow.options
     st.max_tokens = st.options.get("max_tokens", o.max_tokens)
     st.max_cost = st.options.get("max_cost", o.max_cost)
+    st.evaluates = plan.evaluates
     st.check.update(g.order)
     return st
 

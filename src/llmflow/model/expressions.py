@@ -145,15 +145,134 @@ def evaluate(expr: str, context: dict[str, Any]) -> Any:
         raise _explain(exc, expr) from None
 
 
+# -- look-ups: templates that only read values ------------------------------------------------
+# Most templates of a flow are literal text around ``{{ inputs.q }}`` / ``{{ steps.a.output }}``.
+# Those cannot loop, call or build anything, so they are rendered here, without Jinja and
+# without a thread hop, with Jinja's result; anything else (and any look-up that is not a plain
+# dict key or list index, or a value that is not a scalar) takes the Jinja path.
+_LOOKUP = re.compile(r"\{\{ *([A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*|\[[0-9]+\])*) *\}\}")
+_PART = re.compile(r"\.([A-Za-z_][A-Za-z0-9_]*)|\[([0-9]+)\]")
+_SCALARS = (str, int, float, bool, type(None))
+_NO = object()
+
+
+@lru_cache(maxsize=4096)
+def _lookups(text: str) -> tuple[Any, ...] | None:
+    """``text`` as literal strings and look-up paths (tuples of keys and indexes), or None
+    when it has anything else Jinja would interpret."""
+    out: list[Any] = []
+    pos = 0
+    for m in _LOOKUP.finditer(text):
+        out.append(text[pos : m.start()])
+        expr = m.group(1)
+        head = re.match(r"[A-Za-z_][A-Za-z0-9_]*", expr)
+        assert head is not None
+        path: list[Any] = [head.group(0)]
+        path += [k if k else int(i) for k, i in _PART.findall(expr[head.end() :])]
+        out.append(tuple(path))
+        pos = m.end()
+    out.append(text[pos:])
+    if any(isinstance(x, str) and ("{{" in x or "{%" in x or "{#" in x) for x in out):
+        return None
+    return tuple(out)
+
+
+def _look_up(path: tuple[Any, ...], context: dict[str, Any]) -> Any:
+    v: Any = context.get(path[0], _NO)
+    for k in path[1:]:
+        t = type(v)
+        if t is dict:
+            if isinstance(k, int) or hasattr(dict, k):  # Jinja would try the attribute first
+                return _NO
+            v = v.get(k, _NO)
+        elif t is list and isinstance(k, int):
+            v = v[k] if k < len(v) else _NO
+        else:
+            return _NO
+        if v is _NO:
+            return _NO
+    return v
+
+
+def render_lookups(text: str, context: dict[str, Any]) -> str | None:
+    """``render(text, context)`` for a template of plain look-ups of scalar values; None when
+    the template (or a value it reads) needs Jinja."""
+    parts = _lookups(text)
+    if parts is None:
+        return None
+    out: list[str] = []
+    size = 0
+    for i, x in enumerate(parts):
+        if i % 2:
+            v = _look_up(x, context)
+            if v is _NO or type(v) not in _SCALARS:
+                return None
+            x = str(v)
+        out.append(x)
+        size += len(x)
+    if size > _current_output_cap():
+        return None  # Jinja gives the size error
+    return "".join(out)
+
+
+def _current_output_cap() -> int:
+    from llmflow.model import limits
+
+    return limits.current().template_output
+
+
+def lookup_value(value: Any, context: dict[str, Any]) -> Any:
+    """``render_value(value, context)`` when every string in it is literal text or plain
+    look-ups (a whole ``{{ a.b }}`` string keeps the value's type); ``_NO`` otherwise."""
+    if isinstance(value, str):
+        if not is_template(value):
+            return value
+        parts = _lookups(value)
+        if parts is None:
+            return _NO
+        if len(parts) == 3 and parts[0] == "" and parts[2] == "":
+            return _look_up(parts[1], context)  # native type, as evaluate() gives it
+        r = render_lookups(value, context)
+        return _NO if r is None else r
+    if isinstance(value, list):
+        out = []
+        for v in value:
+            r = lookup_value(v, context)
+            if r is _NO:
+                return _NO
+            out.append(r)
+        return out
+    if isinstance(value, dict):
+        d = {}
+        for k, v in value.items():
+            r = lookup_value(v, context)
+            if r is _NO:
+                return _NO
+            d[k] = r
+        return d
+    return value
+
+
+def render_quick(text: str, context: dict[str, Any]) -> str:
+    """``render``, with plain look-ups done without Jinja."""
+    if not is_template(text):
+        return text
+    r = render_lookups(text, context)
+    return r if r is not None else render(text, context)
+
+
 # -- off the event loop ---------------------------------------------------------------------------
 # Step executors render in a worker thread, so a slow template holds a thread (until its
 # time cap stops it) and never the event loop. to_thread copies the context: the run's
-# limits (model/limits.py) apply in the thread too.
+# limits (model/limits.py) apply in the thread too. Plain look-ups render in place.
 
 
 async def render_async(text: str, context: dict[str, Any]) -> str:
     if not is_template(text):
         return text
+    r = render_lookups(text, context)
+    if r is not None:
+        return r
     import asyncio
 
     return await asyncio.to_thread(render, text, context)
@@ -162,6 +281,9 @@ async def render_async(text: str, context: dict[str, Any]) -> str:
 async def render_value_async(value: Any, context: dict[str, Any]) -> Any:
     if isinstance(value, str) and not is_template(value) or value is None or isinstance(value, int | float | bool):
         return value
+    r = lookup_value(value, context)
+    if r is not _NO:
+        return r
     import asyncio
 
     return await asyncio.to_thread(render_value, value, context)

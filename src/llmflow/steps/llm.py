@@ -15,13 +15,27 @@ from typing import Any
 from llmflow.engine.models import resolve_model
 from llmflow.engine.ports import StepContext
 from llmflow.errors import StepError
-from llmflow.model.expressions import render
+from llmflow.model.expressions import is_template, render, render_lookups
 from llmflow.model.spec import AgentSpec, BroadcastStep, ConductorStep, LlmStep
 
 REPAIR_ATTEMPTS = 2
 
 
-def build_messages(ctx: StepContext, agent: AgentSpec | None) -> list[tuple[str, str]]:
+class _NeedsJinja(Exception):
+    pass
+
+
+def _lookups_only(text: str, context: dict[str, Any]) -> str:
+    """``render`` for literal text and plain look-ups (no thread needed); _NeedsJinja else."""
+    if not is_template(text):
+        return text
+    r = render_lookups(text, context)
+    if r is None:
+        raise _NeedsJinja
+    return r
+
+
+def build_messages(ctx: StepContext, agent: AgentSpec | None, render: Any = render) -> list[tuple[str, str]]:
     spec = ctx.step
     msgs: list[tuple[str, str]] = []
     system = getattr(spec, "system", None) or (agent.system if agent else None)
@@ -127,7 +141,10 @@ async def execute(ctx: StepContext) -> Any:
     spec = ctx.step
     agent_name = ctx.vars.get("agent") if isinstance(spec, BroadcastStep | ConductorStep) else getattr(spec, "agent", None)
     agent = ctx.flow.agents.get(agent_name) if agent_name else None
-    messages: list[Any] = await asyncio.to_thread(build_messages, ctx, agent)  # templates render off the event loop
+    try:  # plain look-ups ({{ inputs.q }}) render here; real templates off the event loop
+        messages: list[Any] = build_messages(ctx, agent, _lookups_only)
+    except _NeedsJinja:
+        messages = await asyncio.to_thread(build_messages, ctx, agent)
     params = dict(getattr(spec, "params", {}) or {})
     stream = getattr(spec, "stream", True)
     thread = ctx.settings.get("thread") if isinstance(ctx.settings, dict) else None
