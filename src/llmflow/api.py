@@ -200,9 +200,9 @@ async def run(
     """Run a flow (a name, a path, a Flow) to the end and return the result."""
     rt, owns = _runtime(runtime, home)
     try:
-        rec = rt.create_run(flow, inputs, _options(models, timeout, workspace, **options), overrides=overrides, claim=True)
-        await rt.execute(rec.id, subscribers=[on_event] if on_event else None)
-        return Run.from_view(rt.view(rec.id))
+        rec = rt.create_run(flow, inputs, _options(models, timeout, workspace, **options), overrides=overrides, claim=True, defer=True)
+        st = await rt.execute(rec.id, subscribers=[on_event] if on_event else None)
+        return Run.from_view(rt.view(rec.id, st))
     finally:
         if owns:
             rt.close()

@@ -180,11 +180,13 @@ class Runtime:
         self._plans: dict[int, FlowPlan] = {}
         self._records: dict[int, tuple[Flow, dict[str, Any], str]] = {}
         self._choices: dict[Any, dict[str, Any]] = {}
+        self._tooled: dict[int, tuple[Flow, bool]] = {}
         self._checked: dict[Any, Flow] = {}  # (flow id, run models) -> the flow whose models passed the preflight
         self._closed = False
         self._cache_dir = settings.state_dir / "cache"
         self._inline_io = not getattr(store, "shared", True) or not hasattr(self.writer, "call")
         self._fresh: dict[str, tuple[RunRecord, list[Event]]] = {}  # created here to run here next
+        self._deferred: dict[str, tuple[RunRecord, list[NewEvent]]] = {}  # to be written with their first events
         # where runs may write (steps/trust.py); a server adds the dirs it serves flows from
         self.trust = TrustPolicy.build(settings.home, config_dirs=[settings.config_dir, "conf"], database_path=getattr(store, "path", None))
         self.limits = Limits.from_env(settings.env)  # template and flow limits of this process's runs
@@ -297,22 +299,26 @@ class Runtime:
         choices: dict[str, Any] | None = None,
         claim: bool = False,
         spec_record: dict[str, Any] | None = None,
+        defer: bool = False,
     ) -> RunRecord:
         """Record a QUEUED run. ``claim``: this process executes it next, so it is created
         holding the lease (a worker polling the same queue cannot take it in between).
         ``spec_record``: the stored spec to keep (a fork keeps its source run's, secrets as
-        their ``${oc.env:...}``), instead of recording the flow anew."""
+        their ``${oc.env:...}``), instead of recording the flow anew. ``defer`` (with
+        ``claim``, for a caller that executes the run right away): the run is written with its
+        first events, in one transaction, when it executes."""
         loaded = self.load(flow_ref, overrides)
         flow = loaded.flow
         options = options or RunOptions()
         clean, diags = validate_inputs(flow, dict(inputs or {}), coerce_strings=coerce_strings)
         if diags:  # located in the flow's file (not "<flow>") when it has one
             raise FlowValidationError([d if d.location.file or d.location.origin or loaded.source.startswith("<") else replace(d, location=Location(file=loaded.source)) for d in diags])
-        from llmflow.tools.check import check_loaded
+        if options.thread is not None or self._uses_tools(flow):
+            from llmflow.tools.check import check_loaded
 
-        diags = check_loaded(loaded, self.tool_services, self.functions, thread=options.thread)
-        if diags:
-            raise FlowValidationError(diags)
+            diags = check_loaded(loaded, self.tool_services, self.functions, thread=options.thread)
+            if diags:
+                raise FlowValidationError(diags)
         if options.models:
             ids = None
             for step in options.models:
@@ -346,12 +352,32 @@ class Runtime:
             owner=self.owner if claim else None,
             lease_expires_at=now + self.settings.lease_seconds if claim else None,
         )
-        stored = self.record_new_run(run, [NewEvent(E.RUN_CREATED, f"Run created for flow {flow.name}", payload=RunCreated(flow=flow.name, version=flow.version, inputs=clean))])
+        created = [NewEvent(E.RUN_CREATED, f"Run created for flow {flow.name}", payload=RunCreated(flow=flow.name, version=flow.version, inputs=clean))]
+        if claim and defer:
+            if len(self._deferred) > 1024:
+                self._deferred.clear()
+            self._deferred[run.id] = (run, created)
+            return run
+        stored = self.record_new_run(run, created)
         if claim:
             if len(self._fresh) > 1024:
                 self._fresh.clear()
             self._fresh[run.id] = (replace(run, last_seq=len(stored)), stored)
         return run
+
+    def _uses_tools(self, flow: Flow) -> bool:
+        """Whether the flow declares tools (only then is there anything for the tool check to
+        look at); once per flow object."""
+        hit = self._tooled.get(id(flow))
+        if hit is not None and hit[0] is flow:
+            return hit[1]
+        from llmflow.tools.check import tool_entries
+
+        uses = next(iter(tool_entries(flow)), None) is not None
+        if len(self._tooled) > 256:
+            self._tooled.clear()
+        self._tooled[id(flow)] = (flow, uses)
+        return uses
 
     def _check_models(self, loaded: LoadedFlow, run_models: dict[str, str]) -> None:
         """``check_run_models``, once per flow object and model choice: the registry, the
@@ -474,8 +500,11 @@ class Runtime:
         waited that long for a person), or its lease is lost."""
         now = self.clock.now()
         io = self.io
+        deferred = self._deferred.pop(run_id, None)
         fresh = self._fresh.pop(run_id, None)
-        if fresh is not None and now - fresh[0].created_at < self.settings.lease_seconds / 2:
+        if deferred is not None:  # not written yet: the runner's first commit creates it
+            claimed, events = deferred[0], []
+        elif fresh is not None and now - fresh[0].created_at < self.settings.lease_seconds / 2:
             # created here a moment ago, holding its lease: nothing to claim or read back
             claimed, events = fresh
         else:
@@ -508,6 +537,7 @@ class Runtime:
                 run_child=self._run_child,
                 subscribers=[*self.observers, *(subscribers or [])],
                 writer=self.writer,
+                create=deferred,
             )
             self.active[run_id] = runner
             if on_runner is not None:
@@ -530,7 +560,7 @@ class Runtime:
         return {"tools": self.tool_services, "thread": (rec.metadata or {}).get("thread"), "flow_dir": flow_dir, "trust": self.trust}
 
     async def run(self, flow_ref: Any, inputs: dict[str, Any] | None = None, options: RunOptions | None = None, **kw: Any) -> RunState:
-        rec = self.create_run(flow_ref, inputs, options, claim=True, **kw)
+        rec = self.create_run(flow_ref, inputs, options, claim=True, defer=True, **kw)
         return await self.execute(rec.id)
 
     # -- control -------------------------------------------------------------------------------
@@ -682,11 +712,12 @@ class Runtime:
         return {**parent, "models": models, "flow_version": flow.version}
 
     # -- views ---------------------------------------------------------------------------------
-    def view(self, run_id: str) -> dict[str, Any]:
-        """A run with its steps, attempts, outputs and usage, for the CLI and the API."""
+    def view(self, run_id: str, state: RunState | None = None) -> dict[str, Any]:
+        """A run with its steps, attempts, outputs and usage, for the CLI and the API
+        (``state``: its folded state, when the caller has it)."""
         from llmflow.views import run_view
 
-        return run_view(self, run_id)
+        return run_view(self, run_id, state)
 
     def close(self) -> None:
         if self._closed:

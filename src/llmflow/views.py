@@ -5,14 +5,23 @@ from __future__ import annotations
 from typing import Any
 
 
-def run_view(rt: Any, run_id: str) -> dict[str, Any]:
+def run_view(rt: Any, run_id: str, state: Any = None) -> dict[str, Any]:
+    """``state``: the run's folded state when the caller has it (the runner's, once it
+    returned), so the log is not read and folded again; the log is then read only for a flow
+    with tools (their calls are shown per step)."""
     rec = rt.get(run_id)
-    st = rt.state_of(rec)
+    events = None
+    if state is None or state.run_id != run_id or not state.finished:  # a finished state is the log folded
+        events = rt.store.events(run_id)
+        state = rt.state_of(rec, events=events)
+    st = state
     attempts = rt.store.attempts(run_id)
     rows = rt.store.step_rows(run_id)
     from llmflow.tools.view import tool_calls_by_step
 
-    calls = tool_calls_by_step(rt.store.events(run_id))
+    if events is None and rt._uses_tools(st.flow):
+        events = rt.store.events(run_id)
+    calls = tool_calls_by_step(events) if events else {}
     by_step: dict[str, list[Any]] = {}
     for a in attempts:
         by_step.setdefault(a.step_id, []).append(a)

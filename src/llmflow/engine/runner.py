@@ -171,6 +171,7 @@ class Runner:
         run_child: Callable[[StepContext, str, dict[str, Any], list[str]], Awaitable[dict[str, Any]]] | None = None,
         subscribers: list[Callable[[Event], None]] | None = None,
         writer: EventWriter | None = None,
+        create: tuple[Any, list[NewEvent]] | None = None,
     ) -> None:
         self.log = log_
         self.clock = clock
@@ -181,6 +182,9 @@ class Runner:
         self._run_child = run_child
         self.subscribers = list(subscribers or [])
         self.writer: EventWriter = writer or DirectWriter(log_)
+        # (run record, its creation events): the run is not stored yet; the first commit
+        # writes it with the first events it decided, in one transaction
+        self._create = create
         self.inbox: asyncio.Queue[Any] = asyncio.Queue()
         self.tasks: dict[tuple[str, str], tuple[asyncio.Task[Any], Execute]] = {}
         self.cancels: dict[tuple[str, str], Cancel] = {}
@@ -280,8 +284,14 @@ class Runner:
             else:
                 self._decide()
         events, self._events = self._events, []
-        if events:
+        if self._create is not None:
+            run, first = self._create
+            self._create = None
+            stored = await self.writer.call(self.log.create_run, run, [*first, *events], self.clock.now())  # type: ignore[attr-defined]
+            events = stored
+        elif events:
             stored = await self.writer.append(self.st.run_id, events, self.clock.now())
+        if events:
             for e in stored:
                 for sub in self.subscribers:
                     try:

@@ -53,14 +53,31 @@ async def execute(ctx: StepContext) -> Any:
     assert isinstance(spec, PythonStep)
     fn = resolve_function(spec.function, ctx.functions, allow_import=ctx.allow_shell)
     kwargs = await render_value_async(spec.args, ctx.template)
-    try:
-        params = inspect.signature(fn).parameters
-    except (TypeError, ValueError):
-        params = {}
+    params, is_async = _shape(fn)
     if "ctx" in params:
         kwargs["ctx"] = ctx
     if "item" in params and "item" not in kwargs and ctx.vars.get("item") is not None:
         kwargs["item"] = ctx.vars["item"]
-    if inspect.iscoroutinefunction(fn):
+    if is_async:
         return await fn(**kwargs)
     return await asyncio.to_thread(fn, **kwargs)
+
+
+_SHAPES: dict[Any, tuple[Callable[..., Any], frozenset[str], bool]] = {}
+
+
+def _shape(fn: Callable[..., Any]) -> tuple[frozenset[str], bool]:
+    """(parameter names, is a coroutine function) of ``fn``, inspected once per function."""
+    key = id(fn)
+    hit = _SHAPES.get(key)
+    if hit is not None and hit[0] is fn:
+        return hit[1], hit[2]
+    try:
+        params = frozenset(inspect.signature(fn).parameters)
+    except (TypeError, ValueError):
+        params = frozenset()
+    is_async = inspect.iscoroutinefunction(fn)
+    if len(_SHAPES) > 1024:
+        _SHAPES.clear()
+    _SHAPES[key] = (fn, params, is_async)
+    return params, is_async

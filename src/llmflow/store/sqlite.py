@@ -516,7 +516,10 @@ class SqliteStore(SqlBatches, SqlThreads, SqlEvals):
                 if "UNIQUE" in str(exc):
                     raise StoreError(f"run {run.id} already exists") from exc
                 raise StoreError(f"cannot create run {run.id}: {exc}") from exc
-            return self._append_in_tx(conn, run.id, events, now) if events else []
+            out = self._append_in_tx(conn, run.id, events, now) if events else []
+        if out:
+            self._last_seq[run.id] = out[-1].seq
+        return out
 
     def get_run(self, run_id: str) -> RunRecord | None:
         rows = self._read(_RUN_SELECT + " WHERE id = ?", (run_id,))
