@@ -135,6 +135,34 @@ class RunOptions:
         return {k: v for k, v in self.__dict__.items() if v not in (None, {}, []) and k not in ("run_id", "thread")}
 
 
+class ControlMailbox:
+    """The control mailbox as the runs this process executes poll it: one query per poll
+    interval tells which runs have a control waiting (``Store.runs_with_controls``), and only
+    those take theirs - instead of one transaction per run per interval (hundreds a second
+    for a busy worker on Postgres). A control is seen within one interval either way."""
+
+    def __init__(self, store: Any, io: Callable[..., Any], interval: float = 0.1) -> None:
+        self.store = store
+        self.io = io
+        self.interval = interval
+        self._pending: set[str] = set()
+        self._at = float("-inf")
+        self._busy = False
+
+    async def take(self, run_id: str) -> list[Any]:
+        if not self._busy and time.monotonic() - self._at >= self.interval:
+            self._busy = True  # one look at a time; the others use the last answer meanwhile
+            try:
+                self._pending = await self.io(self.store.runs_with_controls)
+                self._at = time.monotonic()
+            finally:
+                self._busy = False
+        if run_id not in self._pending:
+            return []
+        self._pending.discard(run_id)
+        return list(await self.io(self.store.take_controls, run_id))
+
+
 def changed_keys(a: Any, b: Any, path: str = "") -> list[str]:
     if isinstance(a, dict) and isinstance(b, dict):
         out: list[str] = []
@@ -185,6 +213,7 @@ class Runtime:
         self._closed = False
         self._cache_dir = settings.state_dir / "cache"
         self._inline_io = not getattr(store, "shared", True) or not hasattr(self.writer, "call")
+        self.mailbox = ControlMailbox(store, self.io) if hasattr(store, "runs_with_controls") else None
         self._fresh: dict[str, tuple[RunRecord, list[Event]]] = {}  # created here to run here next
         self._deferred: dict[str, tuple[RunRecord, list[NewEvent]]] = {}  # to be written with their first events
         # where runs may write (steps/trust.py); a server adds the dirs it serves flows from
@@ -495,14 +524,19 @@ class Runtime:
         force: bool = False,
         on_runner: Callable[[Runner], None] | None = None,
         park_after: float | None = None,
+        claimed: RunRecord | None = None,
     ) -> RunState:
         """Run (or continue) a run until it finishes, pauses, is parked (``park_after``: it
-        waited that long for a person), or its lease is lost."""
+        waited that long for a person), or its lease is lost. ``claimed``: the record of a run
+        this process has just claimed (a worker's queue scan), so it is not claimed again."""
         now = self.clock.now()
         io = self.io
         deferred = self._deferred.pop(run_id, None)
         fresh = self._fresh.pop(run_id, None)
-        if deferred is not None:  # not written yet: the runner's first commit creates it
+        events: list[Event] | None = None
+        if claimed is not None and claimed.id == run_id and claimed.owner == self.owner and now < (claimed.lease_expires_at or 0) - self.settings.lease_seconds / 2:
+            pass  # claimed by this process a moment ago
+        elif deferred is not None:  # not written yet: the runner's first commit creates it
             claimed, events = deferred[0], []
         elif fresh is not None and now - fresh[0].created_at < self.settings.lease_seconds / 2:
             # created here a moment ago, holding its lease: nothing to claim or read back
@@ -538,6 +572,7 @@ class Runtime:
                 subscribers=[*self.observers, *(subscribers or [])],
                 writer=self.writer,
                 create=deferred,
+                controls=self.mailbox.take if self.mailbox is not None else None,
             )
             self.active[run_id] = runner
             if on_runner is not None:

@@ -115,7 +115,7 @@ class Worker:
             rec = rt.store.claim(rt.owner, rt.clock.now(), rt.settings.lease_seconds)
             if rec is None:
                 break
-            self.tasks[rec.id] = asyncio.create_task(self._execute(rec.id), name=f"llmflow-run:{rec.id}")
+            self.tasks[rec.id] = asyncio.create_task(self._execute(rec.id, rec), name=f"llmflow-run:{rec.id}")
             started.append(rec.id)
         return started
 
@@ -127,7 +127,7 @@ class Worker:
             rec = await rt.io(rt.store.claim, rt.owner, rt.clock.now(), rt.settings.lease_seconds)
             if rec is None:
                 break
-            self.tasks[rec.id] = asyncio.create_task(self._execute(rec.id), name=f"llmflow-run:{rec.id}")
+            self.tasks[rec.id] = asyncio.create_task(self._execute(rec.id, rec), name=f"llmflow-run:{rec.id}")
             started.append(rec.id)
         return started
 
@@ -160,12 +160,12 @@ class Worker:
         return done
 
     # -- one run --------------------------------------------------------------------------------
-    async def _execute(self, run_id: str) -> None:
+    async def _execute(self, run_id: str, claimed: Any = None) -> None:
         status = "?"
         try:
             if self.on_run:
                 self.on_run(run_id, "started")
-            st = await self.runtime.execute(run_id, subscribers=self.subscribers, park_after=self.park_after)
+            st = await self.runtime.execute(run_id, subscribers=self.subscribers, park_after=self.park_after, claimed=claimed)
             status = str(st.status)
         except asyncio.CancelledError:
             status = "interrupted"

@@ -547,6 +547,15 @@ class StoreContract:
         c4 = store.put_control("r1", "resume", {}, now=4.0)
         assert [c.id for c in store.take_controls("r1")] == [c4]
 
+    def test_runs_with_controls_lists_the_runs_whose_mailbox_is_not_empty(self, store: Any) -> None:
+        store.create_run(rec("r1"), [], now=1.0)
+        assert store.runs_with_controls() == set()
+        store.put_control("r1", "pause", {}, now=2.0)
+        store.put_control("r2", "cancel", {}, now=2.5)
+        assert store.runs_with_controls() == {"r1", "r2"}
+        store.take_controls("r1")
+        assert store.runs_with_controls() == {"r2"}
+
     def test_concurrent_takers_never_get_the_same_control(self, store_factory: Any) -> None:
         writer = store_factory()
         ids = {writer.put_control("r1", "directive", {"i": i}, now=1.0) for i in range(50)}

@@ -203,6 +203,10 @@ class MemoryStore(MemoryBatches, MemoryThreads, MemoryEvals):
                     self._controls[i] = (c, True)
             return out
 
+    def runs_with_controls(self) -> set[str]:
+        with self._lock:
+            return {c.run_id for c, done in self._controls if not done}
+
     # leases --------------------------------------------------------------------------------
     def claim(self, owner: str, now: float, lease_seconds: float, run_id: str | None = None) -> RunRecord | None:
         with self._lock:

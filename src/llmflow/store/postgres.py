@@ -424,6 +424,11 @@ class PostgresStore(SqlBatches, SqlThreads, SqlEvals):
         )
         return sorted((Control(*r) for r in rows), key=lambda c: c.id)
 
+    def runs_with_controls(self) -> set[str]:
+        """The runs with a control waiting: one look for every run a process executes
+        (the partial index ``controls_pending`` holds only those rows)."""
+        return {r[0] for r in self._read("SELECT DISTINCT run_id FROM controls WHERE consumed_at IS NULL")}
+
     # leases --------------------------------------------------------------------------------
     def claim(
         self, owner: str, now: float, lease_seconds: float, run_id: str | None = None

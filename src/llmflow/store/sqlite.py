@@ -684,6 +684,11 @@ class SqliteStore(SqlBatches, SqlThreads, SqlEvals):
             ).fetchall()
         return sorted((Control(r[0], r[1], r[2], _loads(r[3]), r[4]) for r in rows), key=lambda c: c.id)
 
+    def runs_with_controls(self) -> set[str]:
+        """The runs with a control waiting: one look for every run a process executes
+        (the partial index ``controls_pending`` holds only those rows)."""
+        return {r[0] for r in self._read("SELECT DISTINCT run_id FROM controls WHERE consumed_at IS NULL")}
+
     # leases --------------------------------------------------------------------------------
     def claim(
         self, owner: str, now: float, lease_seconds: float, run_id: str | None = None
