@@ -1,9 +1,10 @@
 """Batch-mode throughput and memory on the fake model (not a test; figures in docs/batch.md).
 
-    python bench/batch.py w1 [--records 100000] [--workers 500] [--latency 0.05] [--store sqlite|memory]
+    python bench/batch.py w1 [--records 10000 | --full] [--workers 500] [--latency 0.05] [--store sqlite|memory]
     python bench/batch.py w2 [--records 1000] [--workers 100] [--latency 0.05]
 
-W1: N records through a one-step flow at W concurrent jobs. W2: N inputs through a 3-step
+W1: N records through a one-step flow at W concurrent jobs (10,000 by default, a few minutes
+at most; ``--full``: issue 10's 100,000 records). W2: N inputs through a 3-step
 pipeline (3 sequential model calls per job). Each job is a full run in the event log (SQLite
 in a temporary directory unless --store memory). Reported: wall time of the batch (the
 driver loop, after planning), the ideal wall time (ceil(N / W) x steps x latency), the
@@ -55,13 +56,14 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("workload", choices=["w1", "w2"])
     ap.add_argument("--records", type=int)
+    ap.add_argument("--full", action="store_true", help="w1 with 100,000 records (issue 10's figure; several minutes)")
     ap.add_argument("--workers", type=int)
     ap.add_argument("--latency", type=float, default=0.05)
     ap.add_argument("--store", choices=["sqlite", "memory"], default="sqlite")
     ap.add_argument("--check", action="store_true", help="verify every run and its events afterwards")
     ap.add_argument("--keep", action="store_true", help="keep the temporary project (database, result file)")
     args = ap.parse_args()
-    n = args.records or (100_000 if args.workload == "w1" else 1_000)
+    n = args.records or ((100_000 if args.full else 10_000) if args.workload == "w1" else 1_000)
     w = args.workers or (500 if args.workload == "w1" else 100)
     steps = 1 if args.workload == "w1" else 3
     tmp = Path(tempfile.mkdtemp(prefix="llmflow-bench-"))
@@ -95,6 +97,7 @@ def main() -> None:
     wall = time.perf_counter() - t0
     ideal = math.ceil(n / w) * steps * args.latency
     report = {
+        "load_average": [round(x, 1) for x in os.getloadavg()],
         "workload": args.workload,
         "records": n,
         "workers": w,

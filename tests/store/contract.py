@@ -547,6 +547,19 @@ class StoreContract:
         c4 = store.put_control("r1", "resume", {}, now=4.0)
         assert [c.id for c in store.take_controls("r1")] == [c4]
 
+    def test_append_many_writes_new_runs_with_their_first_events_all_or_nothing(self, store: Any) -> None:
+        store.create_run(rec("old"), [ev("RUN_CREATED")], now=1.0)
+        out = store.append_many([("old", [ev("RUN_STARTED")], 2.0), ("new", [ev("RUN_CREATED"), ev("RUN_STARTED")], 2.0, rec("new", created_at=2.0))])
+        assert [[(e.run_id, e.seq, e.type) for e in evs] for evs in out] == [[("old", 2, "RUN_STARTED")], [("new", 1, "RUN_CREATED"), ("new", 2, "RUN_STARTED")]]
+        assert store.get_run("new").status == "RUNNING" and store.get_run("new").last_seq == 2
+        assert [e.seq for e in store.events("new")] == [1, 2]
+        if isinstance(store, MemoryStore):
+            return  # memory appends one item at a time (it is never group-committed)
+        with pytest.raises(StoreError, match="already exists"):
+            store.append_many([("old", [ev("DIRECTIVE")], 3.0), ("new", [ev("RUN_CREATED")], 3.0, rec("new"))])
+        assert [e.seq for e in store.events("old")] == [1, 2]  # the whole batch was rolled back
+        assert store.append("old", [ev("DIRECTIVE")], 4.0)[0].seq == 3
+
     def test_runs_with_controls_lists_the_runs_whose_mailbox_is_not_empty(self, store: Any) -> None:
         store.create_run(rec("r1"), [], now=1.0)
         assert store.runs_with_controls() == set()

@@ -67,7 +67,7 @@ class HumanTimeoutError(StepError):
 class EventWriter(Protocol):
     """Where a runner appends (group commit lives behind it, see llmflow.store.writer)."""
 
-    async def append(self, run_id: str, events: list[NewEvent], now: float) -> list[Event]: ...
+    async def append(self, run_id: str, events: list[NewEvent], now: float, create: Any = None) -> list[Event]: ...
     async def call(self, fn: Callable[..., Any], *args: Any) -> Any: ...
 
 
@@ -77,7 +77,9 @@ class DirectWriter:
     def __init__(self, store: EventLog) -> None:
         self.store = store
 
-    async def append(self, run_id: str, events: list[NewEvent], now: float) -> list[Event]:
+    async def append(self, run_id: str, events: list[NewEvent], now: float, create: Any = None) -> list[Event]:
+        if create is not None:
+            return self.store.create_run(create, events, now)  # type: ignore[attr-defined, no-any-return]
         return self.store.append(run_id, events, now)
 
     async def call(self, fn: Callable[..., Any], *args: Any) -> Any:
@@ -289,7 +291,7 @@ class Runner:
         if self._create is not None:
             run, first = self._create
             self._create = None
-            stored = await self.writer.call(self.log.create_run, run, [*first, *events], self.clock.now())  # type: ignore[attr-defined]
+            stored = await self.writer.append(self.st.run_id, [*first, *events], self.clock.now(), create=run)
             events = stored
         elif events:
             stored = await self.writer.append(self.st.run_id, events, self.clock.now())

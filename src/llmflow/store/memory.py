@@ -114,9 +114,10 @@ class MemoryStore(MemoryBatches, MemoryThreads, MemoryEvals):
                 out.append(e)
             return out
 
-    def append_many(self, batch: list[tuple[str, list[NewEvent], float]]) -> list[list[Event]]:
+    def append_many(self, batch: list[tuple[Any, ...]]) -> list[list[Event]]:
+        """(run_id, events, now) items, or (run_id, events, now, run) for a new run."""
         with self._lock:
-            return [self.append(run_id, events, now) for run_id, events, now in batch]
+            return [self.create_run(it[3], it[1], it[2]) if len(it) > 3 else self.append(it[0], it[1], it[2]) for it in batch]
 
     def _project(self, run: RunRecord, e: Event) -> None:
         ops = project(e)

@@ -219,12 +219,17 @@ class PostgresStore(SqlBatches, SqlThreads, SqlEvals):
     def append(self, run_id: str, events: list[NewEvent], now: float) -> list[Event]:
         return self.append_many([(run_id, events, now)])[0]
 
-    def append_many(self, batch: list[tuple[str, list[NewEvent], float]]) -> list[list[Event]]:
-        """Several appends (of any runs) in one transaction: all or none (group commit).
+    def append_many(self, batch: list[tuple[Any, ...]]) -> list[list[Event]]:
+        """Several appends (of any runs) in one transaction: all or none (group commit). An
+        item is (run_id, events, now), or (run_id, events, now, run) for a new run written
+        with its first events.
 
-        Two round trips whatever the batch size (psycopg pipeline mode): one takes the runs'
-        locks and reads their last seq and the transaction id, the other writes every run
-        update, every event and every projection row, and the notifications."""
+        Two round trips whatever the batch size (psycopg pipeline mode): one inserts the new
+        runs, takes the runs' locks and reads their last seq and the transaction id, the
+        other writes every run update, every event and every projection row, and the
+        notifications."""
+        creates = [it[3] for it in batch if len(it) > 3]
+        batch = [(it[0], it[1], it[2]) for it in batch]
 
         def tx(conn: Any) -> list[list[Event]]:
             cache = self._sql_cache
@@ -236,10 +241,15 @@ class PostgresStore(SqlBatches, SqlThreads, SqlEvals):
             with conn.pipeline():
                 if keys:
                     conn.execute("SELECT pg_advisory_xact_lock(k) FROM unnest(%s::bigint[]) AS k", (keys,))
+                # new runs after the locks: inserting gives the transaction its id
+                inserted = [conn.execute(f"{_INSERT_RUN} ON CONFLICT (id) DO NOTHING RETURNING id", run_params(run)) for run in creates]
                 rows = conn.execute("SELECT id, last_seq FROM runs WHERE id = ANY(%s) FOR UPDATE", (run_ids,))
                 xid_cur = conn.execute(f"SELECT {_XID}")
                 last = dict(rows.fetchall())
                 xid = int(xid_cur.fetchone()[0])
+            for run, cur in zip(creates, inserted, strict=True):
+                if cur.fetchone() is None:
+                    raise StoreError(f"run {run.id} already exists")
             for r in run_ids:
                 if r not in last:
                     raise StoreError(f"no run {r}")

@@ -508,14 +508,18 @@ class SqliteStore(SqlBatches, SqlThreads, SqlEvals):
                 self._conn = None
 
     # runs ----------------------------------------------------------------------------------
+    def _insert_run(self, conn: sqlite3.Connection, run: RunRecord) -> None:
+        try:
+            conn.execute(_INSERT_RUN, run_params(run))
+        except sqlite3.IntegrityError as exc:
+            if "UNIQUE" in str(exc):
+                raise StoreError(f"run {run.id} already exists") from exc
+            raise StoreError(f"cannot create run {run.id}: {exc}") from exc
+        self._last_seq[run.id] = 0
+
     def create_run(self, run: RunRecord, events: list[NewEvent], now: float) -> list[Event]:
         with self._write() as conn:
-            try:
-                conn.execute(_INSERT_RUN, run_params(run))
-            except sqlite3.IntegrityError as exc:
-                if "UNIQUE" in str(exc):
-                    raise StoreError(f"run {run.id} already exists") from exc
-                raise StoreError(f"cannot create run {run.id}: {exc}") from exc
+            self._insert_run(conn, run)
             out = self._append_in_tx(conn, run.id, events, now) if events else []
         if out:
             self._last_seq[run.id] = out[-1].seq
@@ -569,17 +573,28 @@ class SqliteStore(SqlBatches, SqlThreads, SqlEvals):
     def append(self, run_id: str, events: list[NewEvent], now: float) -> list[Event]:
         return self.append_many([(run_id, events, now)])[0]
 
-    def append_many(self, batch: list[tuple[str, list[NewEvent], float]]) -> list[list[Event]]:
-        """Several appends (of any runs) in one transaction: all or none (group commit)."""
+    def append_many(self, batch: list[tuple[Any, ...]]) -> list[list[Event]]:
+        """Several appends (of any runs) in one transaction: all or none (group commit). An
+        item is (run_id, events, now), or (run_id, events, now, run) for a new run written
+        with its first events."""
         with self._lock:
-            with self._write() as conn:
-                out = [self._append_in_tx(conn, run_id, events, now) for run_id, events, now in batch]
-            # committed: remember where each run's log ends
             if len(self._last_seq) > 10_000:
                 self._last_seq.clear()
-            for (run_id, _, _), stored in zip(batch, out, strict=True):
+            try:
+                with self._write() as conn:
+                    out = []
+                    for item in batch:
+                        if len(item) > 3:
+                            self._insert_run(conn, item[3])
+                        out.append(self._append_in_tx(conn, item[0], item[1], item[2]))
+            except BaseException:
+                for item in batch:  # rolled back: what we remembered may be wrong now
+                    self._last_seq.pop(item[0], None)
+                raise
+            # committed: remember where each run's log ends
+            for item, stored in zip(batch, out, strict=True):
                 if stored:
-                    self._last_seq[run_id] = stored[-1].seq
+                    self._last_seq[item[0]] = stored[-1].seq
             return out
 
     def _append_in_tx(

@@ -1,6 +1,7 @@
 """Group commit: one writer per process and store batches the appends of all its runs.
 
-Runners ``await writer.append(run_id, events, now)``; the writer's thread takes every
+Runners ``await writer.append(run_id, events, now)`` (with ``create=run``: a run written with
+its first events, so a new run costs no transaction of its own); the writer's thread takes every
 append queued since its last commit and writes them in one transaction
 (``Store.append_many``), then hands each runner its stored events. A runner executes the
 commands its events decided only after that await returns, so the write-ahead order holds:
@@ -38,14 +39,27 @@ class InlineWriter:
     def __init__(self, store: Any) -> None:
         self.store = store
 
-    async def append(self, run_id: str, events: list[NewEvent], now: float) -> list[Event]:
-        return self.store.append(run_id, events, now)
+    async def append(self, run_id: str, events: list[NewEvent], now: float, create: Any = None) -> list[Event]:
+        return _one(self.store, run_id, events, now, create)
 
     async def call(self, fn: Callable[..., Any], *args: Any) -> Any:
         return fn(*args)
 
     def close(self) -> None:
         pass
+
+
+def _one(store: Any, run_id: str, events: list[NewEvent], now: float, create: Any) -> list[Event]:
+    """One append on its own (``create``: the run record to write first, in the same transaction)."""
+    if create is not None:
+        return store.create_run(create, events, now)
+    return store.append(run_id, events, now)
+
+
+def _items(batch: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
+    """``append_many``'s items: (run_id, events, now) or, for a run written with its first
+    events, (run_id, events, now, run record)."""
+    return [(b[0], b[1], b[2]) if b[3] is None else (b[0], b[1], b[2], b[3]) for b in batch]
 
 
 class GroupCommitWriter:
@@ -60,10 +74,11 @@ class GroupCommitWriter:
         self.appends = 0
 
     # -- callers (any thread, any event loop) ----------------------------------------------
-    async def append(self, run_id: str, events: list[NewEvent], now: float) -> list[Event]:
+    async def append(self, run_id: str, events: list[NewEvent], now: float, create: Any = None) -> list[Event]:
+        """``create``: a run record not stored yet; it is written with these events."""
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[list[Event]] = loop.create_future()
-        self._submit(("append", run_id, events, now, loop, fut))
+        self._submit(("append", run_id, events, now, loop, fut, create))
         return await fut
 
     async def call(self, fn: Callable[..., Any], *args: Any) -> Any:
@@ -123,15 +138,14 @@ class GroupCommitWriter:
 
     def _commit(self, batch: list[tuple[Any, ...]]) -> None:
         try:
-            results = self.store.append_many([(it[1], it[2], it[3]) for it in batch])
+            results = self.store.append_many(_items([(it[1], it[2], it[3], it[6]) for it in batch]))
         except BaseException as exc:  # noqa: BLE001
             if len(batch) == 1:
-                _, _, _, _, loop, fut = batch[0]
-                _resolve(loop, fut, None, exc)
+                _resolve(batch[0][4], batch[0][5], None, exc)
                 return
             for it in batch:  # isolate the failing append
                 try:
-                    out = self.store.append(it[1], it[2], it[3])
+                    out = _one(self.store, it[1], it[2], it[3], it[6])
                 except BaseException as one:  # noqa: BLE001
                     _resolve(it[4], it[5], None, one)
                 else:
@@ -171,14 +185,15 @@ class LoopGroupWriter:
         self.commits = 0
         self.appends = 0
 
-    async def append(self, run_id: str, events: list[NewEvent], now: float) -> list[Event]:
+    async def append(self, run_id: str, events: list[NewEvent], now: float, create: Any = None) -> list[Event]:
+        """``create``: a run record not stored yet; it is written with these events."""
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[list[Event]] = loop.create_future()
         batch = self._pending.get(loop)
         if batch is None:
             batch = self._pending[loop] = []
             loop.call_soon(self._flush, loop)
-        batch.append((run_id, events, now, fut))
+        batch.append((run_id, events, now, create, fut))
         return await fut
 
     def _flush(self, loop: asyncio.AbstractEventLoop) -> None:
@@ -186,21 +201,21 @@ class LoopGroupWriter:
         if not batch:
             return
         try:
-            results = self.store.append_many([(b[0], b[1], b[2]) for b in batch])
+            results = self.store.append_many(_items(batch))
         except BaseException as exc:  # noqa: BLE001
             if len(batch) == 1:
-                _set(batch[0][3], None, exc)
+                _set(batch[0][4], None, exc)
                 return
             for b in batch:  # isolate the failing append
                 try:
-                    _set(b[3], self.store.append(b[0], b[1], b[2]), None)
+                    _set(b[4], _one(self.store, b[0], b[1], b[2], b[3]), None)
                 except BaseException as one:  # noqa: BLE001
-                    _set(b[3], None, one)
+                    _set(b[4], None, one)
             return
         self.commits += 1
         self.appends += len(batch)
         for b, out in zip(batch, results, strict=True):
-            _set(b[3], out, None)
+            _set(b[4], out, None)
 
     async def call(self, fn: Callable[..., Any], *args: Any) -> Any:
         return fn(*args)
