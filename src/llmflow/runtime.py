@@ -336,6 +336,41 @@ class Runtime:
         their ``${oc.env:...}``), instead of recording the flow anew. ``defer`` (with
         ``claim``, for a caller that executes the run right away): the run is written with its
         first events, in one transaction, when it executes."""
+        run, created = self._build_run(flow_ref, inputs, options, overrides=overrides, coerce_strings=coerce_strings, choices=choices, claim=claim, spec_record=spec_record)
+        if claim and defer:
+            if len(self._deferred) > 1024:
+                self._deferred.clear()
+            self._deferred[run.id] = (run, created)
+            return run
+        stored = self.record_new_run(run, created)
+        if claim:
+            if len(self._fresh) > 1024:
+                self._fresh.clear()
+            self._fresh[run.id] = (replace(run, last_seq=len(stored)), stored)
+        return run
+
+    async def create_run_async(self, flow_ref: Any, inputs: dict[str, Any] | None = None, options: RunOptions | None = None, **kw: Any) -> RunRecord:
+        """``create_run`` for a queue (a server's ``POST /runs``): the run is written in the
+        writer's next group commit - off the event loop on Postgres, and the runs of
+        concurrent requests share one transaction."""
+        run, created = self._build_run(flow_ref, inputs, options, **kw)
+        stored = await self.writer.append(run.id, created, self.clock.now(), create=run)
+        self.notify(stored)
+        return run
+
+    def _build_run(
+        self,
+        flow_ref: Any,
+        inputs: dict[str, Any] | None = None,
+        options: RunOptions | None = None,
+        *,
+        overrides: list[str] | None = None,
+        coerce_strings: bool = True,
+        choices: dict[str, Any] | None = None,
+        claim: bool = False,
+        spec_record: dict[str, Any] | None = None,
+    ) -> tuple[RunRecord, list[NewEvent]]:
+        """The validated run record and its creation event (nothing written)."""
         loaded = self.load(flow_ref, overrides)
         flow = loaded.flow
         options = options or RunOptions()
@@ -381,18 +416,7 @@ class Runtime:
             owner=self.owner if claim else None,
             lease_expires_at=now + self.settings.lease_seconds if claim else None,
         )
-        created = [NewEvent(E.RUN_CREATED, f"Run created for flow {flow.name}", payload=RunCreated(flow=flow.name, version=flow.version, inputs=clean))]
-        if claim and defer:
-            if len(self._deferred) > 1024:
-                self._deferred.clear()
-            self._deferred[run.id] = (run, created)
-            return run
-        stored = self.record_new_run(run, created)
-        if claim:
-            if len(self._fresh) > 1024:
-                self._fresh.clear()
-            self._fresh[run.id] = (replace(run, last_seq=len(stored)), stored)
-        return run
+        return run, [NewEvent(E.RUN_CREATED, f"Run created for flow {flow.name}", payload=RunCreated(flow=flow.name, version=flow.version, inputs=clean))]
 
     def _uses_tools(self, flow: Flow) -> bool:
         """Whether the flow declares tools (only then is there anything for the tool check to

@@ -127,7 +127,7 @@ async def create_run(body: CreateRunIn, svc: Svc) -> Any:
         opts = svc.options(models=o.models, timeout=o.timeout_seconds, project_id=o.project_id, name=o.name, metadata=o.metadata, posted=posted, max_concurrency=o.max_concurrency, max_tokens=o.max_tokens, max_cost=o.max_cost, thread=o.thread)
     except LookupError as exc:
         return JSONResponse({"detail": [{"loc": ["body", "options", "project_id"], "msg": str(exc), "type": "not_found"}]}, status_code=404)
-    rec = svc.submit(loaded, body.inputs, opts)
+    rec = await svc.submit_async(loaded, body.inputs, opts)
     if not body.wait:
         return run_summary(rec)
     rec = await svc.wait(rec.id, body.wait_timeout)

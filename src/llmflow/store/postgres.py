@@ -58,6 +58,7 @@ from llmflow.store.threads import SqlThreads
 
 CHANNEL = "llmflow_events"
 INSTALL_HINT = "pip install 'llmflow[postgres]'"
+MAX_READERS = 3  # reader connections per store handle (beyond: reads share the main one)
 ID_SHIFT = 20  # event id = transaction id << ID_SHIFT | counter (a million events per transaction)
 _XID = "pg_current_xact_id()::text::bigint"
 _HORIZON = f"(pg_snapshot_xmin(pg_current_snapshot())::text::bigint << {ID_SHIFT})"
@@ -93,6 +94,9 @@ class PostgresStore(SqlBatches, SqlThreads, SqlEvals):
         self._sql_cache: dict[Any, str] = {}
         self._listeners: list[Any] = []  # idle LISTEN connections for wait_for_events
         self._listeners_lock = threading.Lock()
+        self._readers: list[Any] = []  # idle autocommit connections for reads (see _read)
+        self._n_readers = 0
+        self._readers_lock = threading.Lock()
         self._closed = False
         self._conn: Any = self._connect()
 
@@ -126,11 +130,47 @@ class PostgresStore(SqlBatches, SqlThreads, SqlEvals):
                 raise StoreError(f"Postgres store operation failed: {exc}") from exc
 
     def _read(self, sql: str, params: Any = ()) -> list[Any]:
-        with self._lock:
-            try:
-                return self._db().execute(sql, params).fetchall()
-            except self._pg.Error as exc:
-                raise StoreError(f"Postgres store read failed: {exc}") from exc
+        """One read statement (autocommit), on an idle reader connection when there is one:
+        reads never wait behind the writer's commits on the main connection."""
+        conn = self._reader()
+        if conn is None:
+            with self._lock:
+                try:
+                    return self._db().execute(sql, params).fetchall()
+                except self._pg.Error as exc:
+                    raise StoreError(f"Postgres store read failed: {exc}") from exc
+        try:
+            rows = conn.execute(sql, params).fetchall()
+        except self._pg.Error as exc:
+            conn.close()
+            raise StoreError(f"Postgres store read failed: {exc}") from exc
+        finally:
+            self._give_reader(conn)
+        return rows
+
+    def _reader(self) -> Any:
+        with self._readers_lock:
+            if self._closed:
+                raise StoreError("the Postgres store is closed")
+            if self._readers:
+                return self._readers.pop()
+            if self._n_readers >= MAX_READERS:
+                return None
+            self._n_readers += 1
+        try:
+            return self._connect()
+        except StoreError:
+            with self._readers_lock:
+                self._n_readers -= 1
+            return None
+
+    def _give_reader(self, conn: Any) -> None:
+        with self._readers_lock:
+            if self._closed or conn.closed:
+                self._n_readers -= 1
+                conn.close()
+            else:
+                self._readers.append(conn)
 
     _ph = "%s"
     _json_cast = "::jsonb"
@@ -153,6 +193,10 @@ class PostgresStore(SqlBatches, SqlThreads, SqlEvals):
             for c in self._listeners:
                 c.close()
             self._listeners.clear()
+        with self._readers_lock:
+            for c in self._readers:
+                c.close()
+            self._readers.clear()
 
     # runs ----------------------------------------------------------------------------------
     def create_run(self, run: RunRecord, events: list[NewEvent], now: float) -> list[Event]:
