@@ -123,12 +123,19 @@ class Worker:
         """``fill`` with the claims made off the event loop (SKIP LOCKED on Postgres)."""
         started: list[str] = []
         rt = self.runtime
+        many = getattr(rt.store, "claim_many", None)
         while len(self.tasks) < self.concurrency and not self._stopping:
-            rec = await rt.io(rt.store.claim, rt.owner, rt.clock.now(), rt.settings.lease_seconds)
-            if rec is None:
+            free = self.concurrency - len(self.tasks)
+            if many is not None:  # every free slot in one round trip
+                recs = await rt.io(many, rt.owner, rt.clock.now(), rt.settings.lease_seconds, free)
+            else:
+                rec = await rt.io(rt.store.claim, rt.owner, rt.clock.now(), rt.settings.lease_seconds)
+                recs = [rec] if rec is not None else []
+            for rec in recs:
+                self.tasks[rec.id] = asyncio.create_task(self._execute(rec.id, rec), name=f"llmflow-run:{rec.id}")
+                started.append(rec.id)
+            if len(recs) < (free if many is not None else 1):
                 break
-            self.tasks[rec.id] = asyncio.create_task(self._execute(rec.id, rec), name=f"llmflow-run:{rec.id}")
-            started.append(rec.id)
         return started
 
     async def process_available(self, timeout: float | None = None) -> list[str]:

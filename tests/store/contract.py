@@ -641,6 +641,16 @@ class StoreContract:
         assert store.claim("w1", now=3.0, lease_seconds=30.0) is None  # a worker would run it twice
         assert store.claim("w1", now=3.0, lease_seconds=30.0, run_id="r1").id == "r1"  # by id: yes
 
+    def test_claim_many_takes_the_oldest_claimable_runs_once(self, store: Any) -> None:
+        for i, t in enumerate((3.0, 1.0, 2.0, 4.0)):
+            store.create_run(rec(f"r{i}", created_at=t), [], now=t)
+        store.update_run("r3", status="PAUSED")
+        got = store.claim_many("w1", now=10.0, lease_seconds=30.0, limit=2)
+        assert [(r.id, r.owner, r.lease_expires_at) for r in got] == [("r1", "w1", 40.0), ("r2", "w1", 40.0)]
+        assert [r.id for r in store.claim_many("w2", now=11.0, lease_seconds=30.0, limit=5)] == ["r0"]
+        assert store.claim_many("w3", now=12.0, lease_seconds=30.0, limit=5) == []
+        assert [r.id for r in store.claim_many("w3", now=50.0, lease_seconds=30.0, limit=5)] == ["r1", "r2", "r0"]  # leases expired
+
     def test_a_running_run_without_owner_is_claimable(self, store: Any) -> None:
         store.create_run(rec("r1"), [ev(T.RUN_STARTED)], now=1.0)
         assert store.claim("w1", now=2.0, lease_seconds=5.0).owner == "w1"

@@ -228,6 +228,16 @@ class MemoryStore(MemoryBatches, MemoryThreads, MemoryEvals):
                     return replace(r)
             return None
 
+    def claim_many(self, owner: str, now: float, lease_seconds: float, limit: int) -> list[RunRecord]:
+        with self._lock:
+            out: list[RunRecord] = []
+            while len(out) < limit:
+                r = self.claim(owner, now, lease_seconds)
+                if r is None:
+                    break
+                out.append(r)
+            return out
+
     def heartbeat(self, run_id: str, owner: str, now: float, lease_seconds: float) -> bool:
         with self._lock:
             r = self._runs.get(run_id)

@@ -727,6 +727,19 @@ class SqliteStore(SqlBatches, SqlThreads, SqlEvals):
             )
             return run_from_row(conn.execute(_RUN_SELECT + " WHERE id = ?", (row[0],)).fetchone())
 
+    def claim_many(self, owner: str, now: float, lease_seconds: float, limit: int) -> list[RunRecord]:
+        """Up to ``limit`` runs of the queue scan at once, oldest first (one transaction)."""
+        sql = f"SELECT id FROM runs WHERE {_SCAN_STATUS} AND {_SCAN_FREE} ORDER BY created_at, id LIMIT ?"
+        params = (now, now, limit)
+        if limit < 1 or not self._read(sql, params):  # nothing to claim: skip the write lock
+            return []
+        with self._write() as conn:
+            ids = [r[0] for r in conn.execute(sql, params).fetchall()]  # again, under the lock
+            for rid in ids:
+                conn.execute("UPDATE runs SET owner = ?, lease_expires_at = ? WHERE id = ?", (owner, now + lease_seconds, rid))
+            rows = [conn.execute(_RUN_SELECT + " WHERE id = ?", (rid,)).fetchone() for rid in ids]
+        return [run_from_row(r) for r in rows]
+
     def heartbeat(self, run_id: str, owner: str, now: float, lease_seconds: float) -> bool:
         with self._write() as conn:
             cur = conn.execute(
