@@ -206,7 +206,7 @@ class Runtime:
         self._flows: dict[str, Flow] = {}  # fingerprint -> validated Flow (specs are immutable)
         self._fingerprints: dict[int, tuple[Flow, str]] = {}
         self._plans: dict[int, FlowPlan] = {}
-        self._records: dict[int, tuple[Flow, dict[str, Any], str]] = {}
+        self._records: dict[int, tuple[Any, dict[str, Any], str]] = {}  # id(LoadedFlow or Flow) -> (it, its spec record, source)
         self._choices: dict[Any, dict[str, Any]] = {}
         self._tooled: dict[int, tuple[Flow, bool]] = {}
         self._checked: dict[Any, Flow] = {}  # (flow id, run models) -> the flow whose models passed the preflight
@@ -263,10 +263,16 @@ class Runtime:
 
     def _record(self, loaded: LoadedFlow) -> dict[str, Any]:
         if loaded.composed is not None:
+            hit = self._records.get(id(loaded))
+            if hit is not None and hit[0] is loaded:  # a flow loaded elsewhere (a server's catalog), again
+                return hit[1]
             rec = self.flows.record(loaded)
             # ``source`` is shown relative to the working directory; a process resuming the
             # run elsewhere (sub-flows, the source check) needs the absolute path too
             rec.setdefault("source_path", str(loaded.composed.target.flow_file))
+            if len(self._records) > 256:
+                self._records.clear()
+            self._records[id(loaded)] = (loaded, rec, loaded.source)
             return rec
         # a flow built in Python: the same Flow object gives the same record
         hit = self._records.get(id(loaded.flow))
