@@ -160,7 +160,7 @@ def main() -> None:
         ideal = w3_inputs / 20 * lat
         rows[f"w3-{kind}"] = ideal / wall
         print(f"W3 {kind:<6} steps: efficiency {ideal / wall:5.0%} (ideal {ideal:.2f} s, measured {wall:.2f} s), SQLite")
-    print(f"peak RSS: {peak_rss_mb():.0f} MB")
+    print(f"peak RSS: {peak_rss_mb():.0f} MB; load average now {' '.join(f'{x:.1f}' for x in os.getloadavg())}")
     if not args.peers:
         return
     print("\npeers (in memory, same workloads, same invocation):")

@@ -197,6 +197,7 @@ async def main(args: argparse.Namespace) -> int:
         log.close()
 
     where = f"{args.external_workers} `llmflow worker` processes" if args.external_workers else "the in-process worker"
+    print(f"load average {' '.join(f'{x:.1f}' for x in os.getloadavg())} on {os.cpu_count()} cores (the API process, the workers, Postgres and this client share them)")
     print(f"store: {'postgres' if args.postgres else 'sqlite'}; model fake:?latency={args.latency}; {where}, {args.workers} runs at once each")
     ideal = args.workers * max(1, args.external_workers) / (3 * args.latency)  # 3 model-call stages in sequence per run
     print(f"runs: {args.runs} submitted in {submit_s:.2f}s ({args.runs / submit_s:.0f}/s); all finished after {wall:.2f}s ({args.runs / wall:.1f} runs/s; the concurrency allows about {ideal:.0f}/s: {args.runs / wall / ideal:.0%})")
