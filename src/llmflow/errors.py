@@ -7,12 +7,15 @@
     ├── FlowNotFoundError (also LookupError)     no flow of that name or path
     ├── TemplateError (also ValueError)          a template or condition failed to render
     ├── StepError                                a step attempt failed; ``retryable`` says if a
-    │   ├── ProviderError                        retry can help (rate limits, 5xx, timeouts)
+    │   │                                        retry can help (rate limits, 5xx, timeouts);
+    │   │                                        ``kind`` names the failure (given at construction)
+    │   ├── ProviderError
     │   │   ├── RateLimitError                   has ``retry_after`` seconds when the backend said so
     │   │   └── ProviderUnavailableError         backend not reachable / not installed
     │   ├── StepTimeoutError
     │   ├── WorkspaceError                       a path escapes the run's workspace
-    │   └── BudgetExceededError                  a run's token or cost budget is spent
+    │   ├── BudgetExceededError                  a run's token or cost budget is spent
+    │   └── AggregationError                     a broadcast's answers cannot be aggregated
     ├── RunNotFoundError (also LookupError)
     ├── RunStateError                            the operation is not allowed in the run's state
     ├── ResumeRefusedError                       the flow changed since the run started
@@ -71,10 +74,12 @@ class StepError(LlmflowError):
     retryable: bool = False
     kind: str = "error"
 
-    def __init__(self, message: str, *, retryable: bool | None = None, hint: str | None = None) -> None:
+    def __init__(self, message: str, *, retryable: bool | None = None, hint: str | None = None, kind: str | None = None) -> None:
         super().__init__(message, hint=hint)
         if retryable is not None:
             self.retryable = retryable
+        if kind is not None:  # e.g. "validation", "shell_disabled": never patched on afterwards
+            self.kind = kind
 
 
 class ProviderError(StepError):
@@ -107,6 +112,11 @@ class WorkspaceError(StepError):
 
 class BudgetExceededError(StepError):
     kind = "budget"
+    retryable = False
+
+
+class AggregationError(StepError):
+    kind = "aggregation"
     retryable = False
 
 

@@ -15,9 +15,9 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
+from llmflow.errors import AggregationError  # in the error tree; still importable from here
 
-class AggregationError(Exception):
-    pass
+__all__ = ["AggregationError", "Response", "aggregate"]
 
 
 @dataclass(frozen=True)

@@ -26,6 +26,5 @@ async def execute(ctx: StepContext) -> Any:
     try:
         return await asyncio.to_thread(search_index, svc.index_dir, spec.index, query, spec.top_k, spec.mode, dict(svc.env) or None)
     except IndexError_ as exc:
-        err = StepError(exc.message, retryable=False, hint=exc.hint)
-        err.kind = "validation"
+        err = StepError(exc.message, retryable=False, hint=exc.hint, kind="validation")
         raise err from None

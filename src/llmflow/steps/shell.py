@@ -25,8 +25,7 @@ async def execute(ctx: StepContext) -> Any:
     spec = ctx.step
     assert isinstance(spec, ShellStep)
     if not ctx.allow_shell:
-        err = StepError("shell steps are disabled in this runtime", retryable=False, hint="run with --allow-shell (server) or unset LLMFLOW_DISABLE_SHELL")
-        err.kind = "shell_disabled"
+        err = StepError("shell steps are disabled in this runtime", retryable=False, hint="run with --allow-shell (server) or unset LLMFLOW_DISABLE_SHELL", kind="shell_disabled")
         raise err
     cwd = safe_path(ctx.workspace, await render_async(spec.cwd, ctx.template)) if spec.cwd else ctx.workspace.resolve()
     policy = policy_of(ctx.settings, ctx.artifacts_dir)

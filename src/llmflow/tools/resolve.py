@@ -155,19 +155,16 @@ class Toolset:
             r = classify(spec, functions=ctx.functions, servers=servers, flow_dir=flow_dir, config_dir=svc.conf_dir, index_dir=svc.index_dir)
             if r.problem is not None:
                 code, message, hint = r.problem
-                err = StepError(message, retryable=False, hint=hint)
-                err.kind = "validation"
+                err = StepError(message, retryable=False, hint=hint, kind="validation")
                 raise err
             if r.runs_code and not ctx.allow_shell and not _operator_server(r, project, ctx.flow):
-                err = StepError(f"tool {spec.ref!r} runs code on this machine, which this runtime does not allow", retryable=False, hint="start the server with --allow-shell, or use a tool the operator registered")
-                err.kind = "shell_disabled"
+                err = StepError(f"tool {spec.ref!r} runs code on this machine, which this runtime does not allow", retryable=False, hint="start the server with --allow-shell, or use a tool the operator registered", kind="shell_disabled")
                 raise err
             if spec.index is not None:
                 from llmflow.tools.retrieval.store import index_file
 
                 if not index_file(svc.index_dir, spec.index).exists():
-                    err = StepError(f"retrieval index {spec.index!r} does not exist ({index_file(svc.index_dir, spec.index)})", retryable=False, hint=f"create it with `llmflow index add {spec.index} PATH...`")
-                    err.kind = "validation"
+                    err = StepError(f"retrieval index {spec.index!r} does not exist ({index_file(svc.index_dir, spec.index)})", retryable=False, hint=f"create it with `llmflow index add {spec.index} PATH...`", kind="validation")
                     raise err
             if r.server is not None:
                 conn = connections.get(r.server)
