@@ -181,7 +181,8 @@ class BatchDriver:
             try:
                 # created holding the lease when this process executes it (another executor,
                 # Ray's actors, claims it itself)
-                self.rt.create_run(loaded, job.inputs, opts, claim=isinstance(self.executor, LocalExecutor))
+                local = isinstance(self.executor, LocalExecutor)  # written with its first events, in the group commit
+                self.rt.create_run(loaded, job.inputs, opts, claim=local, defer=local)
                 return True
             except FlowValidationError as exc:
                 error = "invalid record: " + "; ".join(d.message for d in exc.diagnostics)
