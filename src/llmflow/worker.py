@@ -115,6 +115,8 @@ class Worker:
             rec = rt.store.claim(rt.owner, rt.clock.now(), rt.settings.lease_seconds)
             if rec is None:
                 break
+            if rec.id in self.tasks:  # ours already (see fill_async)
+                continue
             self.tasks[rec.id] = asyncio.create_task(self._execute(rec.id, rec), name=f"llmflow-run:{rec.id}")
             started.append(rec.id)
         return started
@@ -132,6 +134,8 @@ class Worker:
                 rec = await rt.io(rt.store.claim, rt.owner, rt.clock.now(), rt.settings.lease_seconds)
                 recs = [rec] if rec is not None else []
             for rec in recs:
+                if rec.id in self.tasks:  # ours already: its lease ran out under load; the claim renewed it
+                    continue
                 self.tasks[rec.id] = asyncio.create_task(self._execute(rec.id, rec), name=f"llmflow-run:{rec.id}")
                 started.append(rec.id)
             if len(recs) < (free if many is not None else 1):
