@@ -51,10 +51,14 @@ def create_app(target: Settings | Runtime | None = None, config: ServerConfig | 
         redact_tokens_in("uvicorn.access", "uvicorn.error")  # after Uvicorn configured its logging
         services = open_services(target if isinstance(target, Runtime) else settings, config)
         app.state.services = services
+        from llmflow.server import metrics
+
+        metrics.attach(app, services)
         await start_services(services)
         try:
             yield
         finally:
+            metrics.detach(app)
             await stop_services(services, close_runtime=not isinstance(target, Runtime))
 
     from llmflow.server.openapi_ids import operation_id
@@ -97,6 +101,9 @@ def create_app(target: Settings | Runtime | None = None, config: ServerConfig | 
         star = config.cors_origins == ["*"]
         app.add_middleware(CORSMiddleware, allow_origins=config.cors_origins, allow_credentials=not star, allow_methods=["*"], allow_headers=["*"], expose_headers=["*"])
     app.state.config = config
+    from llmflow.server import metrics
+
+    metrics.install(app, settings.env)  # outside the token check only with LLMFLOW_METRICS_PUBLIC=1
     from llmflow.server import live
     from llmflow.web.mount import mount_console
 
