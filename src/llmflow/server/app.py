@@ -54,9 +54,12 @@ def create_app(target: Settings | Runtime | None = None, config: ServerConfig | 
         from llmflow.server import metrics
 
         metrics.attach(app, services)
+        from llmflow.server import mcp
+
         await start_services(services)
         try:
-            yield
+            async with mcp.running(app):  # /mcp sessions (when the mcp extra is installed)
+                yield
         finally:
             metrics.detach(app)
             await stop_services(services, close_runtime=not isinstance(target, Runtime))
@@ -89,6 +92,12 @@ def create_app(target: Settings | Runtime | None = None, config: ServerConfig | 
     app.include_router(agent_runner.router)
     app.include_router(buttermilk.router)
     app.include_router(ws.router)
+    try:
+        from llmflow.server import mcp
+
+        mcp.install(app, config)  # /mcp: llmflow as an MCP server (docs/observability.md)
+    except ImportError:
+        log.debug("no /mcp: the mcp package is not installed (pip install 'llmflow[mcp]')")
     # outermost last: CORS answers preflights, then cross-site refusal, auth, the body limit
     app.add_middleware(BodyLimit, max_bytes=config.max_body_bytes)
     if config.api_token:
