@@ -66,8 +66,11 @@ def create_app(target: Settings | Runtime | None = None, config: ServerConfig | 
 
     from llmflow.server.openapi_ids import operation_id
 
-    app = FastAPI(title="llmflow", version=__version__, description=DESCRIPTION, lifespan=lifespan, default_response_class=errors.SafeJSONResponse, generate_unique_id_function=operation_id)
+    app = FastAPI(title="llmflow", version=__version__, description=DESCRIPTION, lifespan=lifespan, default_response_class=errors.SafeJSONResponse, generate_unique_id_function=operation_id, docs_url=None, redoc_url=None)
     errors.install(app)
+    from llmflow.server import docs
+
+    docs.install(app)  # Swagger UI and ReDoc from the package, no CDN
 
     @app.get("/health", tags=["service"], summary="Liveness: exactly {\"status\": \"ok\"} (no token needed)")
     async def health() -> dict[str, str]:
