@@ -89,7 +89,7 @@ def llmflow_run(home: Path, **otel: str) -> str:
     assert r.returncode == 0, r.stderr + r.stdout
     import json
 
-    return json.loads(r.stdout)["run_id"]
+    return json.loads(r.stdout)["id"]
 
 
 def spans_of(phoenix: dict[str, Any], trace_id: int) -> list[dict[str, Any]]:
