@@ -13,6 +13,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from tests.server.helpers import LiveServer, base_env, wait_until, write_flow
 
+from llmflow.observe.ids import run_trace_id, span_id
 from llmflow.server.app import create_app
 from llmflow.server.config import ServerConfig
 from llmflow.settings import Settings
@@ -87,6 +88,9 @@ def test_metrics_after_a_few_runs(tmp_path: Path) -> None:
         t.join(60)
         assert ended == [200]
         wait_until(lambda: c.get(f"/api/v1/runs/{slow}").json()["status"] == "COMPLETED", 60, what="the slow run")
+        trace = c.get(f"/api/v1/runs/{slow}/trace").json()
+        assert trace["trace_id"] == f"{run_trace_id(slow):032x}" and trace["traceparent"] == f"00-{trace['trace_id']}-{span_id(slow):016x}-01"
+        assert c.get("/api/v1/runs/nope/trace").status_code == 404
         r = c.get("/metrics")
         assert r.status_code == 200 and r.headers["content-type"].startswith("text/plain")
         m = samples(r.text)

@@ -247,23 +247,45 @@ async def _follow(svc: Any, run_id: str, after_seq: int, timeout: float) -> dict
 
 # -- transports ----------------------------------------------------------------------------------
 def install(app: Any, config: Any) -> None:
-    """``/mcp`` (streamable HTTP) on the service's app; the app's lifespan runs it with
-    :func:`running`. The token check and cross-site refusal cover it like any route."""
-    server = build_server(lambda: app.state.services)
-    sub = server.streamable_http_app(streamable_http_path="/mcp", host=config.host)
-    for route in sub.routes:
-        app.router.routes.append(route)
-    app.state.mcp = server
+    """``/mcp`` (streamable HTTP) on the service's app. Each lifespan of the app runs a fresh
+    MCP server (:func:`running`: the SDK's session manager runs once per instance). The token
+    check and cross-site refusal cover it like any route."""
+    from starlette.routing import Route
+
+    app.state.mcp_config = config
+    app.router.routes.append(Route("/mcp", endpoint=_Endpoint(app)))
+
+
+class _Endpoint:
+    """The ASGI endpoint of ``/mcp``: the running MCP server's, 503 outside a lifespan."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        handler = getattr(self.app.state, "mcp_asgi", None)
+        if handler is None:
+            from starlette.responses import JSONResponse
+
+            await JSONResponse({"detail": "the MCP server is not running"}, status_code=503)(scope, receive, send)
+            return
+        await handler(scope, receive, send)
 
 
 @asynccontextmanager
 async def running(app: Any) -> AsyncIterator[None]:
-    server = getattr(app.state, "mcp", None)
-    if server is None:
+    config = getattr(app.state, "mcp_config", None)
+    if config is None:
         yield
         return
+    server = build_server(lambda: app.state.services)
+    sub = server.streamable_http_app(streamable_http_path="/mcp", host=config.host)
     async with server.session_manager.run():
-        yield
+        app.state.mcp_asgi = sub
+        try:
+            yield
+        finally:
+            app.state.mcp_asgi = None
 
 
 async def serve_stdio(services: Any) -> None:

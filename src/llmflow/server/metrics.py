@@ -1,4 +1,5 @@
-"""``GET /metrics``: the service's Prometheus metrics (:mod:`llmflow.observe.metrics`).
+"""``GET /metrics``: the service's Prometheus metrics (:mod:`llmflow.observe.metrics`), and
+``GET /api/v1/runs/{id}/trace``: the trace a run is recorded under.
 
 Behind the API token like every route, unless ``LLMFLOW_METRICS_PUBLIC=1``: then it is
 answered by a small ASGI middleware outside the token check (a scraper without the token
@@ -33,6 +34,17 @@ def render(metrics: Any) -> tuple[bytes, str]:
 async def metrics_route(request: Request) -> Response:
     body, ctype = render(request.app.state.metrics)
     return Response(body, media_type=ctype)
+
+
+@router.get("/api/v1/runs/{run_id}/trace", tags=["runs"], summary="A run's OpenTelemetry trace: trace id and W3C traceparent of its run span")
+async def run_trace(run_id: str, request: Request) -> dict[str, Any]:
+    from llmflow.observe.context import traceparent_of
+    from llmflow.server.native import get_run
+
+    svc = request.app.state.services
+    get_run(svc, run_id)
+    tp = traceparent_of(svc.store, run_id)
+    return {"run_id": run_id, "trace_id": tp.split("-")[1], "traceparent": tp}
 
 
 class MetricsMiddleware:
