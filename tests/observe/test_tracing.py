@@ -14,9 +14,9 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 from llmflow.app import build_runtime
 from llmflow.model.loader import parse_flow_text
+from llmflow.observe.context import traceparent_of
 from llmflow.observe.ids import parse_traceparent, run_trace_id, span_id
 from llmflow.observe.otel_setup import tracer_provider
-from llmflow.observe.context import traceparent_of
 from llmflow.observe.tracing import TraceObserver
 from llmflow.runtime import RunOptions
 
