@@ -130,3 +130,26 @@ def test_phoenix_shows_the_runs_trace_with_llm_spans(phoenix: dict[str, Any], tm
     assert r.status_code == 200, r.text
     ours = [t for t in r.json()["data"] if t.get("trace_id") == f"{trace_id:032x}"]
     assert len(ours) == 1
+
+
+def test_a_run_continued_by_another_process_stays_one_trace(phoenix: dict[str, Any], tmp_path: Path) -> None:
+    """`llmflow run` in one process, `llmflow runs rerun` of a step in another: Phoenix holds
+    one trace, the re-run under the first run span."""
+    (tmp_path / "research.yaml").write_text(FLOW)
+    otel = {"OTEL_EXPORTER_OTLP_ENDPOINT": phoenix["url"]}
+    run_id = llmflow_run(tmp_path, **otel)
+    env = base_env(tmp_path, LLMFLOW_MODEL="fake:writer?latency=0.2", OTEL_SERVICE_NAME="llmflow-e2e", OTEL_RESOURCE_ATTRIBUTES=f"openinference.project.name={PROJECT}", **otel)
+    r = subprocess.run([LLMFLOW, "runs", "rerun", run_id, "--step", "critique"], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=180)
+    assert r.returncode == 0, r.stderr + r.stdout
+    trace_id = run_trace_id(run_id)
+
+    def both() -> list[dict[str, Any]]:
+        spans = spans_of(phoenix, trace_id)
+        return spans if any(s["name"] == "run research (re-run)" for s in spans) and any(s["name"] == "run research" for s in spans) else []
+
+    spans = wait_until(both, 120, 0.5, what="the re-run's spans in the run's trace")
+    first = next(s for s in spans if s["name"] == "run research")
+    again = next(s for s in spans if s["name"] == "run research (re-run)")
+    assert again["parent_span_id"] == first["span_id"]
+    critiques = [s for s in spans if s["name"] == "step critique"]
+    assert len(critiques) == 2 and {c["parent_span_id"] for c in critiques} == {first["span_id"], again["span_id"]}
