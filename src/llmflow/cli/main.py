@@ -79,6 +79,7 @@ def _register() -> None:
     __import__("llmflow.cli.batch_cmd", fromlist=["register"]).register(app)
     __import__("llmflow.cli.index_cmd", fromlist=["register"]).register(app)
     __import__("llmflow.cli.eval_cmd", fromlist=["register"]).register(app)
+    __import__("llmflow.cli.mcp_cmd", fromlist=["register"]).register(app)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -51,16 +51,26 @@ def create_app(target: Settings | Runtime | None = None, config: ServerConfig | 
         redact_tokens_in("uvicorn.access", "uvicorn.error")  # after Uvicorn configured its logging
         services = open_services(target if isinstance(target, Runtime) else settings, config)
         app.state.services = services
+        from llmflow.server import metrics
+
+        metrics.attach(app, services)
+        from llmflow.server import mcp
+
         await start_services(services)
         try:
-            yield
+            async with mcp.running(app):  # /mcp sessions (when the mcp extra is installed)
+                yield
         finally:
+            metrics.detach(app)
             await stop_services(services, close_runtime=not isinstance(target, Runtime))
 
     from llmflow.server.openapi_ids import operation_id
 
-    app = FastAPI(title="llmflow", version=__version__, description=DESCRIPTION, lifespan=lifespan, default_response_class=errors.SafeJSONResponse, generate_unique_id_function=operation_id)
+    app = FastAPI(title="llmflow", version=__version__, description=DESCRIPTION, lifespan=lifespan, default_response_class=errors.SafeJSONResponse, generate_unique_id_function=operation_id, docs_url=None, redoc_url=None)
     errors.install(app)
+    from llmflow.server import docs
+
+    docs.install(app)  # Swagger UI and ReDoc from the package, no CDN
 
     @app.get("/health", tags=["service"], summary="Liveness: exactly {\"status\": \"ok\"} (no token needed)")
     async def health() -> dict[str, str]:
@@ -85,6 +95,12 @@ def create_app(target: Settings | Runtime | None = None, config: ServerConfig | 
     app.include_router(agent_runner.router)
     app.include_router(buttermilk.router)
     app.include_router(ws.router)
+    try:
+        from llmflow.server import mcp
+
+        mcp.install(app, config)  # /mcp: llmflow as an MCP server (docs/observability.md)
+    except ImportError:
+        log.debug("no /mcp: the mcp package is not installed (pip install 'llmflow[mcp]')")
     # outermost last: CORS answers preflights, then cross-site refusal, auth, the body limit
     app.add_middleware(BodyLimit, max_bytes=config.max_body_bytes)
     if config.api_token:
@@ -97,6 +113,9 @@ def create_app(target: Settings | Runtime | None = None, config: ServerConfig | 
         star = config.cors_origins == ["*"]
         app.add_middleware(CORSMiddleware, allow_origins=config.cors_origins, allow_credentials=not star, allow_methods=["*"], allow_headers=["*"], expose_headers=["*"])
     app.state.config = config
+    from llmflow.server import metrics
+
+    metrics.install(app, settings.env)  # outside the token check only with LLMFLOW_METRICS_PUBLIC=1
     from llmflow.server import live
     from llmflow.web.mount import mount_console
 

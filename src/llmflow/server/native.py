@@ -11,7 +11,7 @@ from pathlib import Path as FsPath
 from typing import Annotated, Any, Literal
 from urllib.parse import quote
 
-from fastapi import APIRouter, Depends, Path, Query, Request, Response
+from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response
 from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse
 
 from llmflow.errors import FlowValidationError, RunNotFoundError, WorkspaceError
@@ -117,14 +117,16 @@ async def validate_flow(body: ValidateIn, svc: Svc) -> dict[str, Any]:
 
 # -- runs -----------------------------------------------------------------------------------------
 @router.post("/runs", status_code=201, summary="Create a run (queued; wait=true answers when it has finished)", response_model=None)
-async def create_run(body: CreateRunIn, svc: Svc) -> Any:
+async def create_run(body: CreateRunIn, svc: Svc, traceparent: Annotated[str | None, Header(max_length=256, description="W3C trace context: the run's trace continues it")] = None) -> Any:
+    from llmflow.observe.ids import with_traceparent
+
     o = body.options
     if body.flow is not None:
         loaded, posted = await svc.load(body.flow), False
     else:
         loaded, posted = svc.parse_document(body.document), True  # type: ignore[arg-type]
     try:
-        opts = svc.options(models=o.models, timeout=o.timeout_seconds, project_id=o.project_id, name=o.name, metadata=o.metadata, posted=posted, max_concurrency=o.max_concurrency, max_tokens=o.max_tokens, max_cost=o.max_cost, thread=o.thread)
+        opts = svc.options(models=o.models, timeout=o.timeout_seconds, project_id=o.project_id, name=o.name, metadata=with_traceparent(o.metadata, traceparent), posted=posted, max_concurrency=o.max_concurrency, max_tokens=o.max_tokens, max_cost=o.max_cost, thread=o.thread)
     except LookupError as exc:
         return JSONResponse({"detail": [{"loc": ["body", "options", "project_id"], "msg": str(exc), "type": "not_found"}]}, status_code=404)
     rec = await svc.submit_async(loaded, body.inputs, opts)

@@ -10,6 +10,7 @@ import * as live from "../live.js";
 import { artifactsSection } from "./artifacts.js";
 import { stepDetail, stepsTable, valueView } from "./run-steps.js";
 import { attemptKey, createTimeline } from "./run-timeline.js";
+import { createWaterfall } from "../waterfall.js";
 
 const STRUCTURAL = /^(RUN_|STEP_|ATTEMPT_|HUMAN_|ARTIFACT_|WORKFLOW_|CHILD_RUN|LLM_DONE)/;
 
@@ -49,6 +50,7 @@ export function render(main, { id, query, setQuery }) {
   const detailBox = h("div", { class: "detail-box" });
   const ioBox = h("div", { class: "io" });
   const timeline = createTimeline();
+  const waterfall = createWaterfall({ onSelect: (stepId) => { if (stepId && stepId !== selected) select(stepId); } });
   const artifacts = artifactsSection(id);
 
   const controls = h("div", { class: "button-row controls", role: "group", "aria-label": "Run controls" },
@@ -66,6 +68,7 @@ export function render(main, { id, query, setQuery }) {
       h("section", { class: "card", "aria-labelledby": "graph-h" }, h("h2", { id: "graph-h" }, "Steps"), graphNote, graphBox, stepsBox),
       h("section", { class: "card", "aria-label": "Selected step" }, detailBox)),
     h("section", { class: "card", "aria-labelledby": "io-h" }, h("h2", { id: "io-h" }, "Inputs and outputs"), ioBox),
+    h("section", { class: "card", "aria-labelledby": "wf-h", id: "waterfall" }, h("h2", { id: "wf-h" }, "Waterfall"), waterfall.el),
     h("section", { class: "card", "aria-labelledby": "tl-h" }, h("h2", { id: "tl-h" }, "Timeline ", h("small", { class: "muted", id: "tl-state" }, "")), timeline.el),
     artifacts.el);
 
@@ -117,6 +120,7 @@ export function render(main, { id, query, setQuery }) {
   function select(stepId) {
     selected = selected === stepId ? null : stepId;
     setQuery({ step: selected });
+    waterfall.select(selected);
     drawGraph();
     drawSteps();
     drawDetail();
@@ -126,6 +130,7 @@ export function render(main, { id, query, setQuery }) {
   // -- drawing ----------------------------------------------------------------------------------
   function draw() {
     replace(badge, statusBadge(view.status));
+    drawControls();
     drawFacts();
     loadGraph();
     drawGraph();
@@ -156,6 +161,16 @@ export function render(main, { id, query, setQuery }) {
       models ? [h("dt", {}, "Models"), h("dd", { class: "mono" }, models)] : null,
       h("dt", {}, "Workspace"), h("dd", { class: "mono" }, v.workspace || "—"));
     replace(errorBox, v.error ? [h("h3", {}, "Error"), h("pre", { class: "error-text" }, v.error)] : null);
+  }
+
+  function drawControls() {
+    // what the run's state allows: nothing on a finished run, Resume only when paused
+    const st = view.status;
+    const done = TERMINAL.has(st);
+    controls.querySelector("#btn-cancel").hidden = done;
+    controls.querySelector("#btn-pause").hidden = done || st === "PAUSED";
+    controls.querySelector("#btn-resume").hidden = st !== "PAUSED";
+    controls.hidden = done;
   }
 
   function statuses() {
@@ -313,6 +328,7 @@ export function render(main, { id, query, setQuery }) {
       if (STRUCTURAL.test(e.type)) structural = true;
     }
     timeline.add(batch);
+    waterfall.add(batch);
     for (const pre of detailBox.querySelectorAll(".live-output[data-key]")) {
       const [step, unit, attempt] = pre.dataset.key.split("|");
       pre.textContent = timeline.streamed(step, unit || null, Number(attempt)) ?? pre.textContent;
@@ -355,5 +371,6 @@ export function render(main, { id, query, setQuery }) {
     clearTimeout(retryTimer);
     offs.forEach((off) => off());
     artifacts.close();
+    waterfall.close();
   };
 }
