@@ -87,6 +87,7 @@ def create_app(target: Settings | Runtime | None = None, config: ServerConfig | 
     app.include_router(ws.router)
     # outermost last: CORS answers preflights, then cross-site refusal, auth, the body limit
     app.add_middleware(BodyLimit, max_bytes=config.max_body_bytes)
+    app.add_middleware(agent_runner.IntegerRunIds)  # /api/v1/runs/<Agent Runner's integer id>
     if config.api_token:
         app.add_middleware(TokenAuth, token=config.api_token)
     from llmflow.server.config import is_loopback
