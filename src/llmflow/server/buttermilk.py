@@ -124,12 +124,17 @@ async def get_flow(
 
 # -- sessions -------------------------------------------------------------------------------------
 @router.get("/api/session", summary="A new session id (both session_id and sessionId)", response_model=None)
-async def new_session(svc: Svc) -> Any:
+async def new_session(svc: Svc, session_id: Annotated[str | None, Query(max_length=128, pattern=r"^[A-Za-z0-9_\-]+$")] = None) -> Any:
+    """A new session; ``?session_id=<existing>`` answers with that session (a reconnecting
+    client keeps its id)."""
+    if session_id is not None and (existing := _session(svc, session_id)) is not None:
+        info = existing.info(svc.config.session_timeout)
+        return {"session_id": existing.id, "sessionId": existing.id, "status": info["status"], "created_at": info["created_at"], "websocket_url": f"/ws/{existing.id}"}
     try:
-        s = svc.sessions.create()
+        s = svc.sessions.create(session_id)
     except TooManySessions as exc:
         return JSONResponse({"detail": str(exc)}, status_code=429)
-    return {"session_id": s.id, "sessionId": s.id, "status": "new", "created_at": iso(s.created_at), "websocket_url": f"/ws/{s.id}"}
+    return {"session_id": s.id, "sessionId": s.id, "status": "initializing", "created_at": iso(s.created_at), "websocket_url": f"/ws/{s.id}"}
 
 
 def _session(svc: Services, sid: str) -> Any:

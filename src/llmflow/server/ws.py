@@ -135,17 +135,20 @@ async def _session_socket(ws: WebSocket, session_id: str | None) -> None:
     session.had_socket = True
     if fresh and session_id is None:
         session.add(envelope("system_message", "session_started", outputs={"session_id": session.id}))
-    since = _int_param(ws, "since") or 0
+    # a reconnect gets only what no client of the session has been sent: ?since=N (the last
+    # seq the client saw) wins, else the session's delivered cursor
+    since = _int_param(ws, "since")
     lock = asyncio.Lock()
 
     async def sender() -> None:
-        cursor = since
+        cursor = since if since is not None else session.delivered
         while True:
             frames = session.after(cursor)
             for fr in frames:
                 async with lock:
                     await _send_json(ws, fr)
                 cursor = fr["seq"]
+                session.delivered = max(session.delivered, cursor)
             if not frames:
                 await session.wait(30.0)
 
@@ -154,7 +157,7 @@ async def _session_socket(ws: WebSocket, session_id: str | None) -> None:
         while True:
             ok, msg = await _receive_json(ws)
             if not ok:
-                mgr.error(session, f"ignored a message that is {msg}")
+                log.info("session %s: ignored a message that is %s", session.id, msg)
                 continue
             await mgr.handle(session, msg)
     except (WebSocketDisconnect, _Closed):
