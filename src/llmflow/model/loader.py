@@ -217,7 +217,7 @@ def load_flow(
         from llmflow.model.orchestra import orchestra_to_flow
 
         doc = orchestra_to_flow(doc, default_name=target.flow_file.stem)
-    doc = _from_playbook(doc, target.flow_file.stem)
+    doc = _from_playbook(doc, target.flow_file.stem, display_path(target.flow_file))
     if "name" not in doc:
         # named after the key wrapping it (`tox: {...}`, `flows.judges`), else the file
         if composed.flow_path:
@@ -232,10 +232,14 @@ def load_flow(
     return LoadedFlow(flow, composed, display_path(target.flow_file))
 
 
-def _from_playbook(doc: Any, default_name: str) -> Any:
-    """A SuperOptiX playbook (``kind: AgentSpec``) is read as the flow it describes."""
+def _from_playbook(doc: Any, default_name: str, file: str = "<text>") -> Any:
+    """A SuperOptiX playbook (``kind: AgentSpec``) is read as the flow it describes; a
+    FlowRunner flow file (steps of actions) is converted, with a provenance note."""
+    from llmflow.model.flowrunner import flowrunner_to_flow, is_flowrunner
     from llmflow.model.playbook import is_playbook, playbook_to_flow
 
+    if is_flowrunner(doc):
+        return flowrunner_to_flow(doc, default_name=default_name, file=file)
     return playbook_to_flow(doc, default_name=default_name) if is_playbook(doc) else doc
 
 
@@ -263,7 +267,7 @@ def parse_flow_text(text: str, file: str = "<text>") -> Flow:
         from llmflow.model.orchestra import orchestra_to_flow
 
         doc = orchestra_to_flow(doc)
-    doc = _from_playbook(doc, "agent")
+    doc = _from_playbook(doc, "agent", file)
     flow, diags = validate_document(doc, sm, file)
     if diags or flow is None:
         raise FlowValidationError(diags)
