@@ -145,3 +145,18 @@ def test_abandoned_sessions_never_block_the_worker(make_app: Any, home: Path) ->
             ws.send(json.dumps({"type": "run_flow", "flow": "hello", "prompt": "still served"}))
             frames = recv_until(ws, is_complete, timeout=60)
         assert frames[-1]["status"] == "COMPLETED"
+
+
+def test_ws_wait_for_a_session_that_does_not_exist_is_an_error(srv: LiveServer, tmp_path: Path, home: Path) -> None:
+    """Item 14: `llmflow ws wait --session nosuch` (ws_debug_cli's `wait`) fails clearly
+    instead of printing an empty list (it used to start a new, empty session)."""
+    import subprocess
+
+    from server.helpers import LLMFLOW, base_env
+
+    env = {**base_env(home), "TMPDIR": str(tmp_path)}
+    for cmd in (["wait", "--session", "nosuch", "--wait", "1"], ["send", "yes", "--session", "nosuch", "--wait", "1"]):
+        p = subprocess.run([LLMFLOW, "ws", "--port", str(srv.port), "--json-output", *cmd], env=env, capture_output=True, text=True, timeout=60)
+        assert p.returncode == 1, p.stdout + p.stderr
+        assert "no session 'nosuch'" in json.loads(p.stdout)["error"]
+    assert httpx.get(f"{srv.url}/api/sessions").json()["total"] == 0  # nothing was created
