@@ -120,7 +120,7 @@ def open_services(target: Settings | Runtime, config: ServerConfig) -> Any:
 
         runtime = build_runtime(target)
     try:
-        catalog = FlowCatalog(config.resolved_config_dir(runtime.settings), config.flows)
+        catalog = FlowCatalog(config.resolved_config_dir(runtime.settings), config.flows, only=config.flows_only)
         runtime.trust = runtime.trust.with_config_dirs(*catalog.source_dirs())  # read-only to runs
         # sub-flows are found by name where the server serves flows from (--config-dir wins)
         runtime.settings.config_dir = catalog.config_dir

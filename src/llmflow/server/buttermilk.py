@@ -51,11 +51,40 @@ async def api_flows(request: Request, svc: Svc) -> Any:
     return _flow_choices(request, svc)
 
 
-@router.get("/api/flows/{flow}/info", summary="A flow's inputs, models and (empty) datasets")
+def _values(v: Any) -> list[Any]:
+    return list(v) if isinstance(v, list | tuple) else ([v] if v not in (None, "") else [])
+
+
+def flow_models_and_criteria(f: Any) -> tuple[list[str], list[str]]:
+    """Every model a flow can use (agents, steps, the flow's, matrix and variant values)
+    and its criteria (parameters.criteria, matrix / variants ``criteria``)."""
+    models: set[str] = {f.model} if f.model else set()
+    criteria: list[Any] = _values((f.parameters or {}).get("criteria"))
+    for a in f.agents.values():
+        if a.model:
+            models.add(a.model)
+        variants = a.variants or {}
+        models |= {str(m) for m in _values(variants.get("model"))}
+        criteria += _values(variants.get("criteria"))
+    for st in f.all_steps():
+        own = getattr(st, "model", None)
+        if isinstance(own, str) and own:
+            models.add(own)
+        matrix = st.matrix if isinstance(st.matrix, dict) else {}
+        models |= {str(m) for m in _values(matrix.get("model")) if not str(m).startswith("{{")}
+        criteria += [c for c in _values(matrix.get("criteria")) if not str(c).startswith("{{")]
+    seen: list[str] = []
+    for c in criteria:
+        if str(c) not in seen:
+            seen.append(str(c))
+    return sorted(models), seen
+
+
+@router.get("/api/flows/{flow}/info", summary="A flow's criteria, every model it can use, inputs and (empty) datasets")
 async def flow_info(flow: FlowName, svc: Svc) -> dict[str, Any]:
     f = (await svc.load(flow)).flow
-    models = sorted({a.model for a in f.agents.values() if a.model} | ({f.model} if f.model else set()))
-    return {"criteria": [], "record_ids": [], "models": models, "datasets": [], "inputs": list(f.inputs), "description": f.description}
+    models, criteria = flow_models_and_criteria(f)
+    return {"criteria": criteria, "record_ids": [], "models": models, "datasets": sorted((f.storage or {}).keys()) if isinstance(f.storage, dict) else [], "inputs": list(f.inputs), "description": f.description}
 
 
 async def _run(svc: Services, name: str, rr: FlowRequestIn, wait: bool) -> Any:
