@@ -274,3 +274,23 @@ def test_project_path_tilde_user_that_does_not_exist_is_400_not_500(client: Test
         assert r.status_code == 400, r.text
         assert "cannot resolve" in r.json()["detail"]
     assert httpx  # the live tests use httpx through LiveServer.client()
+
+
+def test_options_set_workflow_parameters_and_step_timeouts(make_app: Any, mvn: Path) -> None:
+    """Item 6 and 4: options.parameters sets the workflow's parameters (the test command);
+    options.timeout_seconds is the timeout of steps without their own."""
+    with TestClient(make_app()) as c:
+        pid = project(c, "q", "projects/q")["id"]
+        opts = {"models": {"coder": "fake:?answer=" + quote(FILES)}, "parameters": {"test_command": "mvn -B verify"}, "timeout_seconds": 77}
+        run = c.post("/runs", json={"project_id": pid, "goal": "x", "run_type": "workflow", "options": opts}).json()
+        assert finished(c, run["id"])["status"] == "COMPLETED"
+        lines = [e["payload"] for e in c.get(f"/runs/{run['id']}/events").json()]
+        assert "Running: mvn -B verify" in lines
+        # each attempt's deadline: planner keeps its own 300 s, save_plan (none of its own) gets 77
+        native = c.get(f"/api/v1/runs/{run['id']}/events").json()["events"]
+        from datetime import datetime
+
+        budget = {e["step_id"]: e["payload"]["timeout_at"] - datetime.fromisoformat(e["ts"].replace("Z", "+00:00")).timestamp() for e in native if e["type"] == "ATTEMPT_STARTED" and e["payload"].get("timeout_at")}
+        assert round(budget["planner"]) == 300 and round(budget["save_plan"]) == 77 and round(budget["maven_test"]) == 1800
+        r = c.post("/runs", json={"project_id": pid, "goal": "x", "run_type": "workflow", "options": {"parameters": {"nope": 1}}})
+        assert r.status_code == 422 and "test_command" in r.json()["detail"][0]["msg"]

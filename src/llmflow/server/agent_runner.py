@@ -152,6 +152,23 @@ def not_found_run(svc: Services, name: str, body: AgentRunIn, project: Any) -> A
     return svc.store.get_run(rec.id)
 
 
+def workflow_with(loaded: Any, parameters: dict[str, Any] | None, step_timeout: float | None) -> Any:
+    """The workflow with the run's ``options.parameters`` (e.g. ``test_command``) and, as
+    in Agent Runner, ``options.timeout_seconds`` as the timeout of the steps that have none
+    of their own (a step's own timeout wins)."""
+    from llmflow.model.loader import LoadedFlow
+
+    if not parameters and step_timeout is None:
+        return loaded
+    flow = loaded.flow
+    update: dict[str, Any] = {}
+    if parameters:
+        update["parameters"] = {**flow.parameters, **parameters}
+    if step_timeout is not None:
+        update["steps"] = [st if st.timeout is not None else st.model_copy(update={"timeout": float(step_timeout)}) for st in flow.steps]
+    return LoadedFlow(flow.model_copy(update=update), None, loaded.source)
+
+
 @router.post("/runs", summary="Create a run (status QUEUED) in a project")
 async def create_run(body: AgentRunIn, svc: Svc) -> Any:
     project = svc.store.get_project(body.project_id)
@@ -175,9 +192,17 @@ async def create_run(body: AgentRunIn, svc: Svc) -> Any:
         loaded = await svc.load(flow_name)
     except FlowNotFoundError:
         return run_dict(svc, not_found_run(svc, flow_name, body, project))
+    params = options.get("parameters")
+    if params is not None:
+        unknown = sorted(set(params) - set(loaded.flow.parameters)) if isinstance(params, dict) else None
+        if unknown is None or unknown:
+            known = ", ".join(sorted(loaded.flow.parameters)) or "none"
+            return JSONResponse({"detail": [{"loc": ["body", "options", "parameters"], "msg": f"workflow {flow_name!r} has no parameter(s) {', '.join(unknown or [])}; its parameters: {known}" if unknown else "parameters maps parameter names to values", "type": "value_error"}]}, status_code=422)
+    loaded = workflow_with(loaded, params, timeout)
     inputs = {"goal": body.goal} if "goal" in loaded.flow.inputs else {}
     name = body.name or time.strftime("Run - %Y-%m-%d %H:%M")
-    opts = svc.options(models=ollama_models(svc, models), timeout=timeout, project_id=project.id, name=name, goal=body.goal, run_type=body.run_type, metadata=body.metadata, request_options=body.options)
+    # timeout_seconds is Agent Runner's default for steps without their own (see workflow_with)
+    opts = svc.options(models=ollama_models(svc, models), timeout=None, project_id=project.id, name=name, goal=body.goal, run_type=body.run_type, metadata=body.metadata, request_options=body.options)
     rec = svc.submit(loaded, inputs, opts)
     return run_dict(svc, rec)
 
