@@ -13,16 +13,16 @@ import pytest
 
 from llmflow import Orchestra
 from llmflow.app import build_runtime
+from llmflow.errors import RunStateError
+from llmflow.model.loader import load_flow
+from llmflow.model.orchestra import orchestra_to_flow
+from llmflow.orchestra import condition_expr
 
 
 @pytest.fixture(autouse=True)
 def _in_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Orchestra workspaces are relative to where the command runs."""
     monkeypatch.chdir(tmp_path)
-from llmflow.errors import RunStateError
-from llmflow.model.loader import load_flow
-from llmflow.model.orchestra import orchestra_to_flow
-from llmflow.orchestra import condition_expr
 
 ORCHESTRA = """
 orchestra:

@@ -14,6 +14,7 @@ from urllib.parse import quote
 import httpx
 import pytest
 from fastapi.testclient import TestClient
+
 from providers.conftest import ThreadedServer
 from providers.test_ollama import FakeOllama
 from server.helpers import LiveServer, wait_until

@@ -10,8 +10,9 @@ from typing import Any
 
 import httpx
 import pytest
-from server.helpers import HUMAN_FLOW, LiveServer, write_flow
 from websockets.sync.client import ClientConnection, connect
+
+from server.helpers import HUMAN_FLOW, LiveServer, write_flow
 
 pytestmark = pytest.mark.timeout(180)
 

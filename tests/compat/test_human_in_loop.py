@@ -10,8 +10,9 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from server.helpers import LLMFLOW, LiveServer, base_env, wait_until, write_flow
 from websockets.sync.client import connect
+
+from server.helpers import LLMFLOW, LiveServer, base_env, wait_until, write_flow
 
 CONFIRM = """\
 name: confirm

@@ -7,6 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import httpx
+
 from server.helpers import ServeProcess, base_env, free_port, wait_http
 
 # Buttermilk-shaped: criteria in parameters, a judge with model x criteria variants

@@ -96,11 +96,11 @@ def flowrunner_to_flow(doc: dict[str, Any], default_name: str = "flow", file: st
         def step_ref(m: re.Match[str]) -> str:
             sn, am = int(m.group(1)), int(m.group(2))
             if 1 <= sn < n and 1 <= am <= len(steps_actions[sn - 1]):
-                return "{{ steps.step%d_action%d.output }}" % (sn, am)
+                return "{{ steps.step" + f"{sn}_action{am}" + ".output }}"
             return ""  # a forward or unknown reference is empty, as in FlowRunner
 
         s = STEP_REF.sub(step_ref, s)
-        return VAR.sub(lambda m: "{{ inputs.%s }}" % (m.group(1) or m.group(2)), s)
+        return VAR.sub(lambda m: "{{ inputs." + (m.group(1) or m.group(2)) + " }}", s)
 
     used_vars: set[str] = set()
     out_steps: list[dict[str, Any]] = []
@@ -149,7 +149,7 @@ def flowrunner_to_flow(doc: dict[str, Any], default_name: str = "flow", file: st
     for k in sorted(used_vars - set(inputs)):
         inputs[k] = {"type": "string", "default": ""}  # FlowRunner renders an unset variable as ""
     last = steps_actions[-1]
-    outputs = {f"action{m}": "{{ steps.step%d_action%d.output }}" % (len(steps_actions), m) for m in range(1, len(last) + 1)}
+    outputs = {f"action{m}": "{{ steps.step" + f"{len(steps_actions)}_action{m}" + ".output }}" for m in range(1, len(last) + 1)}
     name = str(doc.get("name") or doc.get("id") or default_name)
     note = f"Converted on load from the FlowRunner flow file {file}: {len(out_steps)} steps of actions -> llm steps (stepN_actionM), parallel groups for steps with several actions."
     return {"name": re.sub(r"[^\w.\- ]", "_", name), "description": note, "inputs": inputs, "steps": out_steps, "outputs": outputs}

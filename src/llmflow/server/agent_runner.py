@@ -29,8 +29,8 @@ from fastapi import APIRouter, Depends, Path, Query, Request, Response
 from fastapi.responses import JSONResponse, StreamingResponse
 
 from llmflow.errors import FlowNotFoundError, RunStateError
-from llmflow.server.catalog import AGENT_FLOW, DEFAULT_WORKFLOW
 from llmflow.server.agent_runner_view import SCALE, TimelineView, step_models, timeline
+from llmflow.server.catalog import AGENT_FLOW, DEFAULT_WORKFLOW
 from llmflow.server.native import artifact_rows, get_run
 from llmflow.server.schemas import AgentRunIn, DirectiveIn, check_text
 from llmflow.server.services import Services
