@@ -234,13 +234,18 @@ def load_flow(
 
 def _from_playbook(doc: Any, default_name: str, file: str = "<text>") -> Any:
     """A SuperOptiX playbook (``kind: AgentSpec``) is read as the flow it describes; a
-    FlowRunner flow file (steps of actions) is converted, with a provenance note."""
+    FlowRunner flow file (steps of actions) is converted, with a provenance note;
+    Buttermilk's agent shapes are expanded or refused (model/variants.py)."""
     from llmflow.model.flowrunner import flowrunner_to_flow, is_flowrunner
     from llmflow.model.playbook import is_playbook, playbook_to_flow
 
     if is_flowrunner(doc):
         return flowrunner_to_flow(doc, default_name=default_name, file=file)
-    return playbook_to_flow(doc, default_name=default_name) if is_playbook(doc) else doc
+    if is_playbook(doc):
+        return playbook_to_flow(doc, default_name=default_name)
+    from llmflow.model.variants import expand_buttermilk  # agents' variants, orchestrator -> conductor
+
+    return expand_buttermilk(doc, file)
 
 
 def parse_flow_text(text: str, file: str = "<text>") -> Flow:

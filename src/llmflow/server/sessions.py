@@ -77,6 +77,7 @@ class FrameMapper:
         self.flow = flow
         self.spec = spec  # the Flow: agents' configured roles and descriptions
         self.announced: set[str] = set()
+        self.unit_matrix: dict[tuple[str, str], dict[str, Any]] = {}  # (step, unit) -> its matrix values
         self.kinds: dict[str, str] = {}
         self.models: dict[str, str] = {}
         self.tokens: dict[tuple[str | None, str | None, int | None], list[str]] = {}
@@ -102,6 +103,13 @@ class FrameMapper:
         name = self._agent_name(e)
         agent = self.spec.agents.get(name) if (self.spec is not None and name) else None
         label = name or e.unit or sid
+        if agent is not None and e.unit and agent.name_components:
+            import hashlib
+
+            from llmflow.model.variants import unit_name
+
+            unique = hashlib.sha1(e.unit.encode()).hexdigest()[:6]  # Buttermilk's unique_identifier: short
+            label = unit_name(agent, self.unit_matrix.get((sid, e.unit)), unique) or label
         role = (agent.role if agent is not None and agent.role else None) or label
         model = self.models.get(sid) or (agent.model if agent is not None else None)
         return {
@@ -139,6 +147,9 @@ class FrameMapper:
         base = {"ts": e.ts, "message_id": f"{e.run_id}:{e.seq}", "run_id": e.run_id, "event_seq": e.seq, "event_type": t}
         if t == E.STEP_STARTED and e.step_id:
             self.kinds[e.step_id] = str(e.payload.get("kind", ""))
+            for u in e.payload.get("units") or []:
+                if isinstance(u, dict) and isinstance((u.get("vars") or {}).get("matrix"), dict):
+                    self.unit_matrix[(e.step_id, str(u.get("key")))] = u["vars"]["matrix"]
         if t in (E.LLM_LOADING_MODEL, E.LLM_GENERATING, E.LLM_DONE) and e.step_id and e.payload.get("model"):
             self.models[e.step_id] = str(e.payload["model"])
         if t == E.LLM_TOKENS:
