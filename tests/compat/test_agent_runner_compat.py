@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-import httpx
 import pytest
 from fastapi.testclient import TestClient
 
@@ -274,7 +273,6 @@ def test_project_path_tilde_user_that_does_not_exist_is_400_not_500(client: Test
         r = client.post(api, **kw)
         assert r.status_code == 400, r.text
         assert "cannot resolve" in r.json()["detail"]
-    assert httpx  # the live tests use httpx through LiveServer.client()
 
 
 def test_options_set_workflow_parameters_and_step_timeouts(make_app: Any, mvn: Path) -> None:
