@@ -301,12 +301,16 @@ class Orchestra:
         await rt.execute(rec.id)
         v = rt.view(rec.id)
         tasks = {s["id"]: s for s in v["steps"] if s["kind"] == "llm"}
-        results = {n: {"success": s["status"] == "COMPLETED", "status": s["status"], "output": s["output"], "error": s["error"] or s["reason"], "execution_time": s["duration"]} for n, s in tasks.items()}
+        # as SuperOptiX: only tasks that ran are in task_results (a failed task's dependents
+        # are absent, not listed as skipped)
+        ran = {n: s for n, s in tasks.items() if s["status"] in ("COMPLETED", "FAILED")}
+        results = {n: {"success": s["status"] == "COMPLETED", "status": s["status"], "output": s["output"], "error": s["error"] or s["reason"], "execution_time": s["duration"]} for n, s in ran.items()}
         failed = sum(1 for r in results.values() if r["status"] == "FAILED")
+        skipped = len(tasks) - len(ran)
         return {
             "success": v["status"] == "COMPLETED" and failed == 0,
             "total_execution_time": v["duration"] if v["duration"] is not None else time.time() - t0,
-            "stats": {"start_time": v["started_at"], "end_time": v["ended_at"], "total_tasks": len(results), "completed_tasks": sum(1 for r in results.values() if r["success"]), "failed_tasks": failed, "skipped_tasks": sum(1 for r in results.values() if r["status"] == "SKIPPED"), "execution_times": {n: r["execution_time"] for n, r in results.items()}},
+            "stats": {"start_time": v["started_at"], "end_time": v["ended_at"], "total_tasks": len(tasks), "completed_tasks": sum(1 for r in results.values() if r["success"]), "failed_tasks": failed, "skipped_tasks": skipped, "execution_times": {n: r["execution_time"] for n, r in results.items()}},
             "task_results": results,
             "run_id": v["id"],
             "workspace": v["workspace"],

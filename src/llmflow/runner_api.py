@@ -86,16 +86,32 @@ class Agent:
         return unwrap(f"steps.{sid}.output") if self.kind == "flow" else f"steps.{sid}.output"
 
 
+def _agent_error(exc: Exception) -> Exception:
+    """An agent's exception as the task's error (SuperOptiX reports it so): a StepError
+    with the exception's type and message, so no traceback reaches stderr."""
+    from llmflow.errors import LlmflowError, StepError
+
+    if isinstance(exc, LlmflowError):
+        return exc
+    return StepError(f"{type(exc).__name__}: {exc}", retryable=False)
+
+
 def _callable_wrapper(fn: Callable[..., Any]) -> Callable[..., Any]:
     if inspect.iscoroutinefunction(fn):
 
         async def acall(input: Any = None) -> Any:  # noqa: A002 - the step argument's name
-            return await fn(input)
+            try:
+                return await fn(input)
+            except Exception as exc:  # noqa: BLE001 - any agent failure is the task's error
+                raise _agent_error(exc) from exc
 
         return acall
 
     def call(input: Any = None) -> Any:  # noqa: A002
-        return fn(input)
+        try:
+            return fn(input)
+        except Exception as exc:  # noqa: BLE001 - any agent failure is the task's error
+            raise _agent_error(exc) from exc
 
     return call
 

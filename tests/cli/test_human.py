@@ -16,7 +16,7 @@ ASK = """\
 name: ask
 steps:
   - id: approve
-    human: {prompt: "Publish the draft?", input: confirm}
+    human: {prompt: "Publish the draft?", input: confirm, on_reject: continue}
   - id: name
     human: {prompt: "Your name?", default: anon}
   - id: tone

@@ -29,7 +29,7 @@ ASK = """\
 name: ask
 steps:
   - id: approve
-    human: {prompt: "Ship it?", input: confirm}
+    human: {prompt: "Ship it?", input: confirm, on_reject: continue}
   - id: after
     llm: {prompt: "approved={{ steps.approve.output }}"}
 outputs:

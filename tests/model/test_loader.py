@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -180,7 +181,7 @@ def test_orchestra_files_become_flows():
     }
     f = parse_flow_text(Flow.model_validate(orchestra_to_flow(doc)).to_yaml())
     assert f.name == "research"
-    assert [s.id for s in f.steps] == ["plan", "plan_result", "write", "write_result"]
+    assert [s.id for s in f.steps] == ["plan", "plan_result", "write", "write_result", "orchestra_result"]
     assert f.step("write").needs == ["plan"]
     assert "{{ steps.plan.output }}" in f.step("write").prompt
-    assert f.options.workspace == "ws"
+    assert f.options.workspace == os.path.abspath("ws")  # from where the command runs, as SuperOptiX

@@ -72,7 +72,7 @@ def test_async_start_returns_the_run_and_a_websocket_url(make_app: Any, home: Pa
 
 def test_sessions_create_status_list_delete(client: TestClient) -> None:
     s = client.get("/api/session").json()
-    assert s["session_id"] == s["sessionId"] and s["status"] == "new"
+    assert s["session_id"] == s["sessionId"] and s["status"] == "initializing"
     st = client.get(f"/api/session/{s['session_id']}/status").json()
     assert set(st) >= {"session_id", "status", "flow_name", "created_at", "last_activity", "is_expired"}
     assert st["is_expired"] is False

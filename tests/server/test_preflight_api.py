@@ -35,7 +35,8 @@ def test_a_posted_flow_with_a_bad_model_points_into_the_document(make_app) -> No
 
 def test_agent_runner_surface_refuses_an_unresolvable_model_at_post_runs(client: TestClient) -> None:
     pid = client.post("/projects", params={"name": "p", "local_path": "p"}).json()["id"]
-    r = client.post("/runs", json={"project_id": pid, "goal": "x", "options": {"models": {"plan": "nosuch:model"}}})
+    # a bare name is an Ollama model there ("nosuch:model" too, issue 15); this one cannot work
+    r = client.post("/runs", json={"project_id": pid, "goal": "x", "options": {"models": {"plan": "fake:?colour=red"}}})
     assert r.status_code == 422, r.text
-    assert "unknown provider 'nosuch'" in str(r.json()["detail"])
+    assert "unknown fake model option(s): colour" in str(r.json()["detail"])
     assert client.get("/runs").json() == []

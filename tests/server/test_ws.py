@@ -56,11 +56,11 @@ def test_human_in_the_loop_with_an_early_answer(srv: LiveServer) -> None:
         ws.send(json.dumps({"type": "manager_response", "content": "Ada"}))
         frames += recv_until(ws, is_end)
     types = [f["type"] for f in frames]
-    assert "chat_message" in types and "system_update" in types and "user_message" in types
+    assert "chat_message" in types and "system_update" in types and "user_message" not in types  # no echo
     chat = next(f for f in frames if f["type"] == "chat_message")
     assert chat["agent_info"]["step_id"] == "draft" and chat["agent_info"]["model"] == "fake:"
     q = next(f for f in frames if is_question(f))
-    assert q["options"] is True and q["message_id"]  # a yes/no question
+    assert q["options"] == ["confirm", "reject"] and q["outputs"]["options"] == ["confirm", "reject"] and q["message_id"]
     end = frames[-1]
     assert end["status"] == "COMPLETED" and end["outputs"]["outputs"] == {"approved": True, "name": "Ada"}
     assert [f["seq"] for f in frames] == list(range(1, len(frames) + 1))
@@ -81,8 +81,8 @@ def test_reconnecting_clients_get_every_frame_they_missed(make_app: Any, home: P
             rest = recv_until(ws, is_end, timeout=60)
         seqs = [f["seq"] for f in seen + rest]
         assert seqs == list(range(1, len(seqs) + 1))  # no gap, no duplicate
-        # without ?since a reconnecting client gets the whole session again
-        with connect(f"{srv.ws_url}/ws/{sid}") as ws:
+        # ?since=0 asks for the whole session again
+        with connect(f"{srv.ws_url}/ws/{sid}?since=0") as ws:
             again = recv_until(ws, is_end)
         assert [f["message_id"] for f in again] == [f["message_id"] for f in seen + rest]
         assert rest[-1]["status"] == "COMPLETED"
@@ -108,13 +108,10 @@ def test_an_answer_sent_before_the_flow_starts_is_kept(srv: LiveServer) -> None:
 def test_bad_and_unknown_messages_are_reported_not_fatal(srv: LiveServer) -> None:
     with connect(f"{srv.ws_url}/ws") as ws:
         json.loads(ws.recv(timeout=10))
+        # not JSON, unknown types, non-objects: logged and ignored, as Buttermilk does
         ws.send("not json")
-        assert json.loads(ws.recv(timeout=10))["type"] == "system_error"
         ws.send(json.dumps({"type": "pull_tox"}))
-        err = json.loads(ws.recv(timeout=10))
-        assert err["type"] == "system_error" and "pull_tox" in err["content"]
         ws.send(json.dumps(["a list"]))
-        assert json.loads(ws.recv(timeout=10))["type"] == "system_error"
         ws.send(json.dumps({"type": "run_flow", "flow": "nope"}))
         err = json.loads(ws.recv(timeout=10))
         assert err["type"] == "system_error" and "nope" in err["content"]

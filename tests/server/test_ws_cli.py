@@ -84,7 +84,7 @@ def test_a_human_in_the_loop_session_from_the_command_line(srv: LiveServer, caps
     code, sess, _ = ws(capsys, port, "session")
     assert sess["session_id"] == started["session_id"] and sess["status"]["status"] == "completed"
     code, unknown, _ = ws(capsys, port, "send", "hi", "--type", "bogus", "--wait", "2")
-    assert any(x["type"] == "system_error" and "bogus" in x["content"] for x in unknown["messages"])
+    assert not any(x["type"] == "system_error" for x in unknown["messages"])  # ignored, as Buttermilk does
 
     log = home / "server.log"
     log.write_text("\n".join(f'{{"level": "INFO", "msg": "line {i}"}}' for i in range(100)))
@@ -101,4 +101,4 @@ def test_plain_output(srv: LiveServer, capsys: pytest.CaptureFixture[str]) -> No
         main(["ws", "--port", str(srv.port), "--host", "127.0.0.1", "start", "hello", "why", "--wait", "30"])
     assert e.value.code == 0
     out = capsys.readouterr().out
-    assert "session_id:" in out and "[chat_message] ANSWER: fake answer to: why" in out and "flow_completed" in out
+    assert "session_id:" in out and "[chat_message] answer: fake answer to: why" in out and "flow_completed" in out

@@ -90,7 +90,7 @@ def test_confirm_over_the_buttermilk_websocket_and_tool_output_frames(server, co
             ws.send(json.dumps({"type": "run_flow", "flow": "guarded"}))
             frames = frames_until(ws, lambda f: f["type"] in ("ui_message", "system_error") or f.get("content") == "flow_completed")
             assert frames[-1]["type"] == "ui_message", [(f["type"], f.get("preview")) for f in frames]
-            assert "Allow the tool call record" in frames[-1]["content"] and frames[-1]["options"] is True
+            assert "Allow the tool call record" in frames[-1]["content"] and frames[-1]["options"] == ["confirm", "reject"]  # Buttermilk: a list of choices
             ws.send(json.dumps({"type": "manager_response", "confirm": confirm}))
             frames += frames_until(ws, lambda f: f["type"] == "system_message" and f.get("content") == "flow_completed")
     out = [f for f in frames if f["type"] == "tool_output"]

@@ -17,7 +17,7 @@ def register(app: typer.Typer) -> None:
     def serve(
         host: Annotated[str, typer.Option("--host", metavar="ADDRESS", help="Address to bind (non-loopback needs LLMFLOW_API_TOKEN)")] = "127.0.0.1",
         port: Annotated[int, typer.Option("--port", min=0, max=65535, help="Port")] = 8000,
-        flows: Annotated[str | None, typer.Option("--flows", metavar="A,B", help="More flows to serve: names or paths, comma-separated")] = None,
+        flows: Annotated[str | None, typer.Option("--flows", metavar="A,B", help="Serve only these flows: names (config dir or built-in) or paths, comma-separated (default: every flow of the config dir and the built-in ones)")] = None,
         workers: Annotated[int | None, typer.Option("--workers", metavar="N", min=0, help="Runs the in-process worker executes at once (0: no in-process worker)")] = None,
         allow_shell: Annotated[bool, typer.Option("--allow-shell", help="Let flow documents posted over the API run shell, python and sub-flow steps")] = False,
         config_dir: Annotated[str | None, typer.Option("--config-dir", "-C", metavar="DIR", help="Flows by name from DIR/flows (default: $LLMFLOW_CONFIG_DIR or ./conf)")] = None,
@@ -47,6 +47,7 @@ def register(app: typer.Typer) -> None:
                 host=host,
                 port=port,
                 flows=[f.strip() for f in (flows or "").split(",") if f.strip()],
+                flows_only=bool(flows and flows.strip()),
                 workers=workers,
                 allow_shell=allow_shell or None,
                 config_dir=Path(config_dir) if config_dir else None,
@@ -60,7 +61,7 @@ def register(app: typer.Typer) -> None:
         # fail fast on a bad --flows entry, before binding the port
         from llmflow.server.catalog import FlowCatalog
 
-        FlowCatalog(cfg.resolved_config_dir(settings), cfg.flows)
+        FlowCatalog(cfg.resolved_config_dir(settings), cfg.flows, only=cfg.flows_only)
         setup_logging(settings.state_dir, settings.log_level)
         app = create_app(settings, cfg)
         from llmflow.store.factory import _redact

@@ -107,6 +107,18 @@ class DebugClient:
         except (OSError, ValueError):
             return None
 
+    def existing(self, sid: str) -> None:
+        """ClientError unless the server has session ``sid`` (connecting to an unknown id
+        would start a new, empty session: `wait` would print nothing)."""
+        import httpx
+
+        try:
+            r = httpx.get(f"{self.base}/api/session/{sid}/status", headers=self.headers, timeout=10)
+        except httpx.HTTPError as exc:
+            raise ClientError(f"cannot reach the server at {self.base}: {exc}; is `llmflow serve` running (--host/--port)?") from None
+        if r.status_code == 404:
+            raise ClientError(f"no session {sid!r} on the server at {self.base}; start a flow first (`llmflow ws start FLOW`), or list sessions with `llmflow ws session`")
+
     def session(self, given: str | None) -> tuple[str, int]:
         """(session id, frames already seen)."""
         data = self.load_raw() or {}
@@ -239,6 +251,7 @@ def register(app: typer.Typer) -> None:
 
         def go(c: DebugClient) -> dict[str, Any]:
             sid, seen = c.session(session)
+            c.existing(sid)
             sent: dict[str, Any] = {"type": "manager_response" if type_ == "response" else type_, "content": content}
             with c.connect(f"/ws/{sid}?since={seen}") as conn:
                 conn.send(json.dumps(sent))
@@ -268,6 +281,7 @@ def register(app: typer.Typer) -> None:
 
         def go(c: DebugClient) -> dict[str, Any]:
             sid, seen = c.session(session)
+            c.existing(sid)
             with c.connect(f"/ws/{sid}?since={seen}") as conn:
                 frames = c.collect(conn, wait, stop=match if (type_ or rx) else None)
             c.save(sid, _last_seq(frames, seen))

@@ -217,7 +217,7 @@ def load_flow(
         from llmflow.model.orchestra import orchestra_to_flow
 
         doc = orchestra_to_flow(doc, default_name=target.flow_file.stem)
-    doc = _from_playbook(doc, target.flow_file.stem)
+    doc = _from_playbook(doc, target.flow_file.stem, display_path(target.flow_file))
     if "name" not in doc:
         # named after the key wrapping it (`tox: {...}`, `flows.judges`), else the file
         if composed.flow_path:
@@ -232,11 +232,20 @@ def load_flow(
     return LoadedFlow(flow, composed, display_path(target.flow_file))
 
 
-def _from_playbook(doc: Any, default_name: str) -> Any:
-    """A SuperOptiX playbook (``kind: AgentSpec``) is read as the flow it describes."""
+def _from_playbook(doc: Any, default_name: str, file: str = "<text>") -> Any:
+    """A SuperOptiX playbook (``kind: AgentSpec``) is read as the flow it describes; a
+    FlowRunner flow file (steps of actions) is converted, with a provenance note;
+    Buttermilk's agent shapes are expanded or refused (model/variants.py)."""
+    from llmflow.model.flowrunner import flowrunner_to_flow, is_flowrunner
     from llmflow.model.playbook import is_playbook, playbook_to_flow
 
-    return playbook_to_flow(doc, default_name=default_name) if is_playbook(doc) else doc
+    if is_flowrunner(doc):
+        return flowrunner_to_flow(doc, default_name=default_name, file=file)
+    if is_playbook(doc):
+        return playbook_to_flow(doc, default_name=default_name)
+    from llmflow.model.variants import expand_buttermilk  # agents' variants, orchestrator -> conductor
+
+    return expand_buttermilk(doc, file)
 
 
 def parse_flow_text(text: str, file: str = "<text>") -> Flow:
@@ -263,7 +272,7 @@ def parse_flow_text(text: str, file: str = "<text>") -> Flow:
         from llmflow.model.orchestra import orchestra_to_flow
 
         doc = orchestra_to_flow(doc)
-    doc = _from_playbook(doc, "agent")
+    doc = _from_playbook(doc, "agent", file)
     flow, diags = validate_document(doc, sm, file)
     if diags or flow is None:
         raise FlowValidationError(diags)

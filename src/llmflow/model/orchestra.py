@@ -22,7 +22,9 @@ A failed task stops only what depends on it: tasks have ``on_error: continue`` a
 dependent has a ``when:`` that requires its needs to have COMPLETED, so it is SKIPPED
 (and its own dependents after it) while independent branches finish. Each completed task's
 result is written to ``<workspace>/<task>_result.json`` (``{task_name, agent, success,
-result}``) by a ``write_file`` step. ``task_timeout_seconds`` (or a task's
+result}``) by a ``write_file`` step; a relative workspace path is taken from the directory
+the command runs in, as SuperOptiX does. The last step fails the run when a task failed, so
+the run's status agrees with the result's ``success``. ``task_timeout_seconds`` (or a task's
 ``timeout_seconds``) is the step timeout; ``retry_strategy`` gives 3 attempts with
 exponential (or, for ``fixed`` / ``linear``, constant) backoff; ``none`` disables retries.
 """
@@ -30,6 +32,7 @@ exponential (or, for ``fixed`` / ``linear``, constant) backoff; ``none`` disable
 from __future__ import annotations
 
 import json
+import os
 from typing import Any
 
 AGENT_KEYS = ("model", "system", "prompt", "description", "params", "tools", "weight", "role")
@@ -112,12 +115,18 @@ def orchestra_to_flow(doc: dict[str, Any], default_name: str = "orchestra") -> d
         )
         outputs[name] = f"{{{{ steps.{name}.output }}}}"
         prev = name
+    if prev is not None:
+        # the run's status agrees with the result's success: it fails when a task failed,
+        # once the independent tasks have finished
+        names = [str(t.get("name")) for t in doc.get("tasks") or []]
+        steps.append({"id": "orchestra_result", "kind": "python", "function": "llmflow.model.orchestra:check_tasks", "needs": [f"{n}_result" for n in names], "when": "true", "description": "the orchestra fails when a task failed", "args": {"statuses": {n: "{{ steps." + n + ".status }}" for n in names}, "errors": {n: "{{ steps." + n + ".error }}" for n in names}}})
     workspace = orch.get("workspace")
     path = workspace.get("path") if isinstance(workspace, dict) else workspace
     concurrency = 1 if strategy == "sequential" else int(execution.get("max_parallel_tasks") or 4)
     options: dict[str, Any] = {"max_concurrency": concurrency}
     if path:
-        options["workspace"] = str(path)
+        # relative to where the command runs, as in SuperOptiX (not to the orchestra file)
+        options["workspace"] = os.path.abspath(os.path.expanduser(str(path)))
     flow: dict[str, Any] = {
         "name": str(orch.get("id") or orch.get("name") or default_name),
         "description": str(orch.get("description") or "SuperOptiX orchestra"),
@@ -129,3 +138,15 @@ def orchestra_to_flow(doc: dict[str, Any], default_name: str = "orchestra") -> d
     if outputs:
         flow["outputs"] = outputs
     return flow
+
+
+def check_tasks(statuses: dict[str, str], errors: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The orchestra's last step: fails (so the run is FAILED, as ``success`` is false)
+    naming the tasks that failed; else the tasks' statuses."""
+    from llmflow.errors import StepError
+
+    failed = [n for n, s in statuses.items() if s == "FAILED"]
+    if failed:
+        why = "; ".join(f"{n}: {(errors or {}).get(n) or 'failed'}" for n in failed)
+        raise StepError(f"task(s) failed: {why}", retryable=False)
+    return {"statuses": statuses}

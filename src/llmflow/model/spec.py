@@ -293,6 +293,9 @@ class HumanStep(StepSpec):
     input: Literal["confirm", "text", "choice"] = "text"
     options: list[str] | None = None
     default: str | None = None
+    # a confirm answered "no" (n, reject, false, ...): stop the flow (the step fails with
+    # "declined"), as in Buttermilk; "continue" gives false to the steps after it
+    on_reject: Literal["stop", "continue"] = "stop"
 
 
 class FlowStep(StepSpec):
@@ -448,6 +451,17 @@ class Flow(Spec):
     @classmethod
     def _version_str(cls, v: Any) -> Any:
         return str(v) if isinstance(v, int | float) else v
+
+    @model_validator(mode="before")
+    @classmethod
+    def _human_in_loop_parameter(cls, v: Any) -> Any:
+        """Buttermilk keeps ``human_in_loop`` in the flow's parameters: honoured like
+        ``options.human_in_loop`` (which wins when both are given)."""
+        if isinstance(v, dict) and isinstance(v.get("parameters"), dict) and isinstance(v["parameters"].get("human_in_loop"), bool):
+            opts = v.get("options")
+            if opts is None or (isinstance(opts, dict) and "human_in_loop" not in opts):
+                v = {**v, "options": {**(opts or {}), "human_in_loop": v["parameters"]["human_in_loop"]}}
+        return v
 
     # -- conveniences -------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:

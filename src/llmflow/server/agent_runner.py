@@ -3,35 +3,43 @@ scripts keep working (``johnboyce/agent-runner`` ``app/routes.py``).
 
 Differences, on purpose:
 
-- ids of runs are opaque strings (theirs are integers); project ids stay integers;
+- runs have integer ids here, as in Agent Runner: the store-wide id of the run's first
+  event (a serial assigned at creation); every route also takes llmflow's string id;
+- the timeline is Agent Runner's (agent_runner_view.py): its event names and messages, as
+  a view over the same log; its event ids are integers too;
 - ``resume`` re-queues a run paused before it started; ``stop`` really stops a running
   workflow (cancel); a failing ``mvn test`` fails the run;
 - a stopped (canceled) run reports status ``STOPPED``, as theirs did;
 - ``run_type`` other than ``workflow`` runs the built-in ``agent`` flow (plan, then
   execute) unless ``options.workflow`` names a flow; theirs only simulated it;
-- errors are 404 / 409 / 422 / 400 with ``{"detail": ...}``, never 500.
+- pause / resume / stop on a finished run answer 200 with the run unchanged;
+- errors are 404 / 422 / 400 with ``{"detail": "<a string>"}`` (FastAPI's list only for
+  422 validation), never 500.
 """
 
 from __future__ import annotations
 
+import re
 import time
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Query, Request, Response
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, StreamingResponse
 
 from llmflow.errors import FlowNotFoundError, RunStateError
+from llmflow.server.agent_runner_view import SCALE, TimelineView, step_models, timeline
 from llmflow.server.catalog import AGENT_FLOW, DEFAULT_WORKFLOW
 from llmflow.server.native import artifact_rows, get_run
 from llmflow.server.schemas import AgentRunIn, DirectiveIn, check_text
 from llmflow.server.services import Services
-from llmflow.server.sse import event_frames, last_event_id, sse_response
+from llmflow.server.sse import SSE_HEADERS, frame, last_event_id
 
 router = APIRouter(tags=["agent-runner"])
 
 ACTIONS = ("pause", "resume", "stop")
-RunId = Annotated[str, Path(min_length=1, max_length=300, description="an opaque run id")]
+RunId = Annotated[str, Path(min_length=1, max_length=300, description="the run's integer id (or llmflow's string id)")]
 
 
 def get_services(request: Request) -> Services:
@@ -49,10 +57,29 @@ def status_of(rec: Any) -> str:
     return "STOPPED" if rec.status == "CANCELED" else rec.status
 
 
+def run_number(svc: Services, run_id: str) -> int | None:
+    """The run's integer id: the store-wide id of its first event (RUN_CREATED)."""
+    first = svc.store.events(run_id, 0, limit=1)
+    return first[0].id if first else None
+
+
+def find_run(svc: Services, ref: str) -> Any:
+    """The run named by its integer id or its string id; None when there is none."""
+    if "\x00" in ref:
+        return None
+    if ref.isdigit() and len(ref) < 19:
+        n = int(ref)
+        hit = svc.store.events_since(n - 1, limit=1) if n > 0 else []
+        if not hit or hit[0].id != n or hit[0].seq != 1:
+            return None
+        return svc.store.get_run(hit[0].run_id)
+    return svc.store.get_run(ref)
+
+
 def run_dict(svc: Services, rec: Any) -> dict[str, Any]:
     steps = svc.store.step_rows(rec.id)
     return {
-        "id": rec.id,
+        "id": run_number(svc, rec.id),
         "project_id": rec.project_id,
         "name": rec.name,
         "goal": rec.goal,
@@ -65,23 +92,17 @@ def run_dict(svc: Services, rec: Any) -> dict[str, Any]:
     }
 
 
-def event_dict(e: Any) -> dict[str, Any]:
-    return {"id": e.id, "run_id": e.run_id, "type": e.type, "payload": e.message, "created_at": iso(e.ts)}
-
-
 def project_dict(p: Any) -> dict[str, Any]:
     return {"id": p.id, "name": p.name, "local_path": p.local_path, "created_at": iso(p.created_at)}
 
 
-def seq_after_id(svc: Services, run_id: str, after_id: int) -> int:
-    """The per-run sequence number that corresponds to Agent Runner's global ``after_id``."""
-    if after_id <= 0:
-        return 0
-    events = svc.store.events(run_id)
-    for e in events:
-        if e.id is not None and e.id > after_id:
-            return e.seq - 1
-    return events[-1].seq if events else 0
+def lines(svc: Services, rec: Any, after_id: int = 0) -> list[dict[str, Any]]:
+    """The run's timeline as Agent Runner shows it, lines with ids above ``after_id``."""
+    number = run_number(svc, rec.id)
+    return [ln.to_dict(number, iso) for ln in timeline(svc.store.events(rec.id), rec.goal, rec.run_type, after_id, step_models(rec.options))]
+
+
+NOT_FOUND = {"detail": "Run not found"}
 
 
 # -- projects -------------------------------------------------------------------------------------
@@ -105,6 +126,49 @@ async def list_projects(svc: Svc) -> list[dict[str, Any]]:
 
 
 # -- runs -----------------------------------------------------------------------------------------
+def ollama_models(svc: Services, models: dict[str, str]) -> dict[str, str]:
+    """Agent Runner's model names are Ollama's: a name whose prefix is no provider llmflow
+    knows (``optcoder``, ``qwen3-coder:latest``) means ``ollama:<name>``."""
+    known = set(svc.runtime.gateway.registry.known_providers())
+    return {step: spec if spec.split(":", 1)[0] in known and ":" in spec else f"ollama:{spec}" for step, spec in models.items()}
+
+
+def not_found_run(svc: Services, name: str, body: AgentRunIn, project: Any) -> Any:
+    """An unknown workflow, as Agent Runner does it: the run exists, then fails with
+    WORKFLOW_NOT_FOUND (scripts read the run id from the answer)."""
+    from llmflow.engine.events import EventType as E
+    from llmflow.engine.events import NewEvent
+    from llmflow.model.loader import LoadedFlow
+    from llmflow.model.spec import Flow
+
+    flow = Flow.model_validate({"name": name, "description": "a workflow this server does not have", "steps": [{"id": "lookup", "python": {"function": "llmflow.missing:workflow"}}]})
+    opts = svc.options(project_id=project.id, name=body.name or time.strftime("Run - %Y-%m-%d %H:%M"), goal=body.goal, run_type=body.run_type, metadata=body.metadata, request_options=body.options)
+    rec = svc.runtime.create_run(LoadedFlow(flow, None, "<agent-runner>"), {}, opts, claim=True)
+    why = f"Workflow not found: {name}"
+    hint = ", ".join(svc.catalog.names())
+    now = svc.runtime.clock.now()
+    svc.store.append(rec.id, [NewEvent(E.WORKFLOW_FAILED, why, payload={"error": why, "not_found": name}), NewEvent(E.RUN_FAILED, why, payload={"error": f"{why} (this server has: {hint})"})], now)
+    svc.kick(rec.id)
+    return svc.store.get_run(rec.id)
+
+
+def workflow_with(loaded: Any, parameters: dict[str, Any] | None, step_timeout: float | None) -> Any:
+    """The workflow with the run's ``options.parameters`` (e.g. ``test_command``) and, as
+    in Agent Runner, ``options.timeout_seconds`` as the timeout of the steps that have none
+    of their own (a step's own timeout wins)."""
+    from llmflow.model.loader import LoadedFlow
+
+    if not parameters and step_timeout is None:
+        return loaded
+    flow = loaded.flow
+    update: dict[str, Any] = {}
+    if parameters:
+        update["parameters"] = {**flow.parameters, **parameters}
+    if step_timeout is not None:
+        update["steps"] = [st if st.timeout is not None else st.model_copy(update={"timeout": float(step_timeout)}) for st in flow.steps]
+    return LoadedFlow(flow.model_copy(update=update), None, loaded.source)
+
+
 @router.post("/runs", summary="Create a run (status QUEUED) in a project")
 async def create_run(body: AgentRunIn, svc: Svc) -> Any:
     project = svc.store.get_project(body.project_id)
@@ -114,24 +178,31 @@ async def create_run(body: AgentRunIn, svc: Svc) -> Any:
     named = options.get("workflow") or options.get("workflow_name")
     if named is not None and not isinstance(named, str):
         return JSONResponse({"detail": [{"loc": ["body", "options", "workflow"], "msg": "the workflow must be a flow name", "type": "string_type"}]}, status_code=422)
-    flow_name = named or (DEFAULT_WORKFLOW if body.run_type == "workflow" else AGENT_FLOW)
-    try:
-        loaded = await svc.load(flow_name)
-    except FlowNotFoundError as exc:
-        detail = f"Workflow {flow_name!r} not found" + (f" ({exc.hint})" if exc.hint else "")
-        return JSONResponse({"detail": [{"loc": ["body", "options", "workflow"], "msg": detail, "type": "workflow_not_found"}]}, status_code=422)
     models = options.get("models") or {}
     timeout = options.get("timeout_seconds")
     problems = []
-    if not isinstance(models, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in models.items()):
-        problems.append({"loc": ["body", "options", "models"], "msg": "models maps step names to provider:model strings", "type": "dict_type"})
+    if not isinstance(models, dict) or not all(isinstance(k, str) and isinstance(v, str) and v for k, v in models.items()):
+        problems.append({"loc": ["body", "options", "models"], "msg": "models maps step names to model names (an Ollama model, or provider:model)", "type": "dict_type"})
     if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, int | float) or not 0 < timeout <= 7 * 86400):
         problems.append({"loc": ["body", "options", "timeout_seconds"], "msg": "timeout_seconds must be a number of seconds above 0 (at most a week)", "type": "value_error"})
     if problems:
         return JSONResponse({"detail": problems}, status_code=422)
+    flow_name = named or (DEFAULT_WORKFLOW if body.run_type == "workflow" else AGENT_FLOW)
+    try:
+        loaded = await svc.load(flow_name)
+    except FlowNotFoundError:
+        return run_dict(svc, not_found_run(svc, flow_name, body, project))
+    params = options.get("parameters")
+    if params is not None:
+        unknown = sorted(set(params) - set(loaded.flow.parameters)) if isinstance(params, dict) else None
+        if unknown is None or unknown:
+            known = ", ".join(sorted(loaded.flow.parameters)) or "none"
+            return JSONResponse({"detail": [{"loc": ["body", "options", "parameters"], "msg": f"workflow {flow_name!r} has no parameter(s) {', '.join(unknown or [])}; its parameters: {known}" if unknown else "parameters maps parameter names to values", "type": "value_error"}]}, status_code=422)
+    loaded = workflow_with(loaded, params, timeout)
     inputs = {"goal": body.goal} if "goal" in loaded.flow.inputs else {}
     name = body.name or time.strftime("Run - %Y-%m-%d %H:%M")
-    opts = svc.options(models=models, timeout=timeout, project_id=project.id, name=name, goal=body.goal, run_type=body.run_type, metadata=body.metadata, request_options=body.options)
+    # timeout_seconds is Agent Runner's default for steps without their own (see workflow_with)
+    opts = svc.options(models=ollama_models(svc, models), timeout=None, project_id=project.id, name=name, goal=body.goal, run_type=body.run_type, metadata=body.metadata, request_options=body.options)
     rec = svc.submit(loaded, inputs, opts)
     return run_dict(svc, rec)
 
@@ -143,62 +214,96 @@ async def list_runs(svc: Svc, limit: Annotated[int, Query(ge=1, le=10_000)] = 10
 
 @router.get("/runs/{run_id}", summary="Show a run")
 async def show_run(run_id: RunId, svc: Svc) -> Any:
-    rec = svc.store.get_run(run_id) if "\x00" not in run_id else None
+    rec = find_run(svc, run_id)
     if rec is None:
-        return JSONResponse({"detail": "Run not found"}, status_code=404)
+        return JSONResponse(NOT_FOUND, status_code=404)
     return run_dict(svc, rec)
 
 
-@router.get("/runs/{run_id}/events", summary="A run's events with id > after_id, oldest first")
+@router.get("/runs/{run_id}/events", summary="A run's timeline (Agent Runner's events) with id > after_id, oldest first")
 async def run_events(run_id: RunId, svc: Svc, after_id: Annotated[int, Query(ge=0, le=2**62)] = 0) -> Any:
-    if "\x00" in run_id or svc.store.get_run(run_id) is None:
-        return JSONResponse({"detail": "Run not found"}, status_code=404)
-    return [event_dict(e) for e in svc.store.events(run_id, seq_after_id(svc, run_id, after_id))]
+    rec = find_run(svc, run_id)
+    if rec is None:
+        return JSONResponse(NOT_FOUND, status_code=404)
+    return lines(svc, rec, after_id)
 
 
-@router.get("/runs/{run_id}/events/stream", summary="SSE stream of a run's events (Last-Event-ID / after_id)", response_class=Response, responses={200: {"content": {"text/event-stream": {}}}})
+async def _stream(svc: Services, rec: Any, after_id: int) -> AsyncIterator[bytes]:
+    """Replay the timeline after ``after_id``, then follow the run; the stream stays open
+    after the run ends (keep-alives), as Agent Runner's does, until the client goes."""
+    number = run_number(svc, rec.id)
+    view = TimelineView(rec.goal, rec.run_type, step_models(rec.options))
+    follower = svc.follower(rec.id, 0)
+    yield b": connected\n\n"
+    while True:
+        events = await follower.next(svc.config.sse_keepalive)
+        if not events:
+            yield b": keepalive\n\n"
+            continue
+        for e in events:
+            for ln in view.feed(e):
+                if ln.id > after_id:
+                    yield frame(ln.to_dict(number, iso), id=ln.id, event=ln.type)
+
+
+@router.get("/runs/{run_id}/events/stream", summary="SSE stream of a run's timeline (Last-Event-ID / after_id); stays open", response_class=Response, responses={200: {"content": {"text/event-stream": {}}}})
 async def run_stream(run_id: RunId, request: Request, svc: Svc, after_id: Annotated[int, Query(ge=0, le=2**62)] = 0) -> Any:
-    if "\x00" in run_id or svc.store.get_run(run_id) is None:
-        return JSONResponse({"detail": "Run not found"}, status_code=404)
+    rec = find_run(svc, run_id)
+    if rec is None:
+        return JSONResponse(NOT_FOUND, status_code=404)
     start = last_event_id(request)
-    seq = seq_after_id(svc, run_id, start if start is not None else after_id)
-    return sse_response(event_frames(svc, run_id, seq, lambda e: (e.id, e.type, event_dict(e))))
+    return StreamingResponse(_stream(svc, rec, start if start is not None else after_id), media_type="text/event-stream", headers=SSE_HEADERS)
 
 
-@router.post("/runs/{run_id}/directive", summary="Record a directive")
+@router.post("/runs/{run_id}/directive", summary="Record a directive; answers with the recorded event")
 async def directive(run_id: RunId, body: DirectiveIn, svc: Svc) -> Any:
-    if "\x00" in run_id or svc.store.get_run(run_id) is None:
-        return JSONResponse({"detail": "Run not found"}, status_code=404)
-    events = svc.directive(run_id, body.text)
+    rec = find_run(svc, run_id)
+    if rec is None:
+        return JSONResponse(NOT_FOUND, status_code=404)
+    before = rec.last_seq if getattr(rec, "last_seq", None) is not None else len(svc.store.events(rec.id))
+    events = svc.directive(rec.id, body.text)
+    if not events:  # the runner executing it records it: wait for the event
+        follower = svc.follower(rec.id, before)
+        deadline = time.monotonic() + 10.0
+        while not events and time.monotonic() < deadline:
+            got = await follower.next(max(0.05, deadline - time.monotonic()))
+            events = [e for e in got if e.type == "DIRECTIVE"]
+    number = run_number(svc, rec.id)
     if events:
-        return event_dict(events[-1])
-    return {"id": None, "run_id": run_id, "type": "DIRECTIVE", "payload": body.text, "created_at": iso(time.time())}
+        e = events[-1]
+        return {"id": e.id * SCALE if e.id else None, "run_id": number, "type": "DIRECTIVE", "payload": body.text, "created_at": iso(e.ts)}
+    return JSONResponse({"detail": "the directive was sent to the run, which has not recorded it yet"}, status_code=202)
 
 
 @router.get("/runs/{run_id}/artifacts", summary="Files the run produced")
 async def artifacts(run_id: RunId, svc: Svc) -> Any:
-    if "\x00" in run_id or svc.store.get_run(run_id) is None:
-        return JSONResponse({"detail": "Run not found"}, status_code=404)
-    return artifact_rows(svc, get_run(svc, run_id), "/api/v1")
+    rec = find_run(svc, run_id)
+    if rec is None:
+        return JSONResponse(NOT_FOUND, status_code=404)
+    return artifact_rows(svc, get_run(svc, rec.id), "/api/v1")
 
 
-@router.post("/runs/{run_id}/{action}", summary="pause | resume | stop a run")
+FINISHED = frozenset({"COMPLETED", "FAILED", "CANCELED"})
+
+
+@router.post("/runs/{run_id}/{action}", summary="pause | resume | stop a run (a finished run: 200, unchanged)")
 async def control(run_id: RunId, action: Annotated[str, Path(max_length=100)], svc: Svc) -> Any:
     action = action.lower()
     if action not in ACTIONS:
         return JSONResponse({"detail": f"Invalid action. Must be one of: {sorted(ACTIONS)}"}, status_code=400)
-    rec = svc.store.get_run(run_id) if "\x00" not in run_id else None
+    rec = find_run(svc, run_id)
     if rec is None:
-        return JSONResponse({"detail": "Run not found"}, status_code=404)
-    # idempotent, as in Agent Runner: pausing a paused run or resuming a queued one is a no-op
-    noop = (action == "pause" and rec.status == "PAUSED") or (action == "resume" and rec.status in ("QUEUED", "RUNNING"))
+        return JSONResponse(NOT_FOUND, status_code=404)
+    # idempotent, as in Agent Runner: pausing a paused run or resuming a queued one is a no-op;
+    # a finished run stays as it is (Agent Runner answers 200 there too)
+    noop = rec.status in FINISHED or (action == "pause" and rec.status == "PAUSED") or (action == "resume" and rec.status in ("QUEUED", "RUNNING"))
     if not noop:
         try:
-            svc.control(run_id, "cancel" if action == "stop" else action)
-        except RunStateError as exc:
-            return JSONResponse({"detail": exc.message}, status_code=409)
-        want = {"pause": frozenset({"PAUSED", "COMPLETED", "FAILED", "CANCELED"}), "resume": frozenset({"QUEUED", "RUNNING", "COMPLETED", "FAILED", "CANCELED"}), "stop": frozenset({"CANCELED", "COMPLETED", "FAILED"})}[action]
-        rec = await svc.settle(run_id, want)
+            svc.control(rec.id, "cancel" if action == "stop" else action)
+        except RunStateError:
+            return run_dict(svc, svc.store.get_run(rec.id))  # it finished meanwhile
+        want = {"pause": frozenset({"PAUSED"}) | FINISHED, "resume": frozenset({"QUEUED", "RUNNING"}) | FINISHED, "stop": FINISHED}[action]
+        rec = await svc.settle(rec.id, want)
     return run_dict(svc, rec)
 
 
@@ -212,3 +317,24 @@ async def worker_status(svc: Svc) -> dict[str, Any]:
 async def worker_process(svc: Svc) -> dict[str, Any]:
     ids = await svc.worker.process_available(min(60.0, svc.config.wait_timeout))
     return {"message": "Processing triggered", "processed": ids}
+
+
+class IntegerRunIds:
+    """ASGI middleware: ``/api/v1/runs/<integer id>/...`` is the run with that Agent Runner
+    id, so every llmflow route takes both forms (an unknown number stays as it is: 404)."""
+
+    PATH = re.compile(r"^/api/v1/runs/(\d{1,18})(/.*)?$")
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] in ("http", "websocket"):
+            m = self.PATH.match(scope.get("path", ""))
+            svc = getattr(scope["app"].state, "services", None) if m and "app" in scope else None
+            if m and svc is not None:
+                rec = find_run(svc, m.group(1))
+                if rec is not None:
+                    path = f"/api/v1/runs/{rec.id}{m.group(2) or ''}"
+                    scope = {**scope, "path": path, "raw_path": path.encode()}
+        await self.app(scope, receive, send)

@@ -103,6 +103,7 @@ def create_app(target: Settings | Runtime | None = None, config: ServerConfig | 
         log.debug("no /mcp: the mcp package is not installed (pip install 'llmflow[mcp]')")
     # outermost last: CORS answers preflights, then cross-site refusal, auth, the body limit
     app.add_middleware(BodyLimit, max_bytes=config.max_body_bytes)
+    app.add_middleware(agent_runner.IntegerRunIds)  # /api/v1/runs/<Agent Runner's integer id>
     if config.api_token:
         app.add_middleware(TokenAuth, token=config.api_token)
     from llmflow.server.config import is_loopback
@@ -138,7 +139,7 @@ def open_services(target: Settings | Runtime, config: ServerConfig) -> Any:
 
         runtime = build_runtime(target)
     try:
-        catalog = FlowCatalog(config.resolved_config_dir(runtime.settings), config.flows)
+        catalog = FlowCatalog(config.resolved_config_dir(runtime.settings), config.flows, only=config.flows_only)
         runtime.trust = runtime.trust.with_config_dirs(*catalog.source_dirs())  # read-only to runs
         # sub-flows are found by name where the server serves flows from (--config-dir wins)
         runtime.settings.config_dir = catalog.config_dir

@@ -51,11 +51,40 @@ async def api_flows(request: Request, svc: Svc) -> Any:
     return _flow_choices(request, svc)
 
 
-@router.get("/api/flows/{flow}/info", summary="A flow's inputs, models and (empty) datasets")
+def _values(v: Any) -> list[Any]:
+    return list(v) if isinstance(v, list | tuple) else ([v] if v not in (None, "") else [])
+
+
+def flow_models_and_criteria(f: Any) -> tuple[list[str], list[str]]:
+    """Every model a flow can use (agents, steps, the flow's, matrix and variant values)
+    and its criteria (parameters.criteria, matrix / variants ``criteria``)."""
+    models: set[str] = {f.model} if f.model else set()
+    criteria: list[Any] = _values((f.parameters or {}).get("criteria"))
+    for a in f.agents.values():
+        if a.model:
+            models.add(a.model)
+        variants = a.variants or {}
+        models |= {str(m) for m in _values(variants.get("model"))}
+        criteria += _values(variants.get("criteria"))
+    for st in f.all_steps():
+        own = getattr(st, "model", None)
+        if isinstance(own, str) and own:
+            models.add(own)
+        matrix = st.matrix if isinstance(st.matrix, dict) else {}
+        models |= {str(m) for m in _values(matrix.get("model")) if not str(m).startswith("{{")}
+        criteria += [c for c in _values(matrix.get("criteria")) if not str(c).startswith("{{")]
+    seen: list[str] = []
+    for c in criteria:
+        if str(c) not in seen:
+            seen.append(str(c))
+    return sorted(models), seen
+
+
+@router.get("/api/flows/{flow}/info", summary="A flow's criteria, every model it can use, inputs and (empty) datasets")
 async def flow_info(flow: FlowName, svc: Svc) -> dict[str, Any]:
     f = (await svc.load(flow)).flow
-    models = sorted({a.model for a in f.agents.values() if a.model} | ({f.model} if f.model else set()))
-    return {"criteria": [], "record_ids": [], "models": models, "datasets": [], "inputs": list(f.inputs), "description": f.description}
+    models, criteria = flow_models_and_criteria(f)
+    return {"criteria": criteria, "record_ids": [], "models": models, "datasets": sorted((f.storage or {}).keys()) if isinstance(f.storage, dict) else [], "inputs": list(f.inputs), "description": f.description}
 
 
 async def _run(svc: Services, name: str, rr: FlowRequestIn, wait: bool) -> Any:
@@ -124,12 +153,17 @@ async def get_flow(
 
 # -- sessions -------------------------------------------------------------------------------------
 @router.get("/api/session", summary="A new session id (both session_id and sessionId)", response_model=None)
-async def new_session(svc: Svc) -> Any:
+async def new_session(svc: Svc, session_id: Annotated[str | None, Query(max_length=128, pattern=r"^[A-Za-z0-9_\-]+$")] = None) -> Any:
+    """A new session; ``?session_id=<existing>`` answers with that session (a reconnecting
+    client keeps its id)."""
+    if session_id is not None and (existing := _session(svc, session_id)) is not None:
+        info = existing.info(svc.config.session_timeout)
+        return {"session_id": existing.id, "sessionId": existing.id, "status": info["status"], "created_at": info["created_at"], "websocket_url": f"/ws/{existing.id}"}
     try:
-        s = svc.sessions.create()
+        s = svc.sessions.create(session_id)
     except TooManySessions as exc:
         return JSONResponse({"detail": str(exc)}, status_code=429)
-    return {"session_id": s.id, "sessionId": s.id, "status": "new", "created_at": iso(s.created_at), "websocket_url": f"/ws/{s.id}"}
+    return {"session_id": s.id, "sessionId": s.id, "status": "initializing", "created_at": iso(s.created_at), "websocket_url": f"/ws/{s.id}"}
 
 
 def _session(svc: Services, sid: str) -> Any:
@@ -156,3 +190,85 @@ async def list_sessions(svc: Svc) -> dict[str, Any]:
     svc.sessions.expire()
     rows = [s.info(svc.config.session_timeout) for s in svc.sessions.sessions.values()]
     return {"sessions": rows, "total": len(rows)}
+
+
+# -- records, monitoring, pull_task (Buttermilk's remaining routes) --------------------------------
+def _datasets(f: Any) -> dict[str, Any]:
+    """The flow's named data sources: ``data:`` (one source, or Buttermilk's named ones)
+    and ``storage:`` entries that read records (file types)."""
+    out: dict[str, Any] = {}
+    data = f.data
+    if isinstance(data, dict) and not ({"type", "path", "records"} & set(data)):
+        out.update({k: v for k, v in data.items() if isinstance(v, dict)})
+    elif data not in (None, {}, []):
+        out["data"] = data
+    for k, v in (f.storage or {}).items() if isinstance(f.storage, dict) else []:
+        if isinstance(v, dict) and str(v.get("type", "file")) in ("file", "jsonl", "json", "csv", "plaintext", "text", "parquet"):
+            out.setdefault(k, v)
+    return out
+
+
+def _records(svc: Services, loaded: Any, spec: Any, limit: int) -> list[dict[str, Any]]:
+    from llmflow.batch.datasets import BadRow, iter_rows, source_from_flow
+    from llmflow.batch.plan import _search_dirs
+
+    src = source_from_flow(spec, _search_dirs(loaded))
+    if src is None:
+        return []
+    rows = []
+    for i, row in iter_rows(src, limit=limit):
+        if isinstance(row, BadRow):
+            continue
+        rows.append({"record_id": str(row.get("record_id", row.get("id", i))), **row})
+    return rows
+
+
+@router.get("/api/flows/{flow}/records", summary="The records of the flow's dataset (Buttermilk: ?dataset= when it has several)", response_model=None)
+async def flow_records(flow: FlowName, svc: Svc, dataset: Annotated[str | None, Query(max_length=200)] = None, limit: Annotated[int, Query(ge=1, le=10_000)] = 1000) -> Any:
+    loaded = await svc.load(flow)
+    sets = _datasets(loaded.flow)
+    if dataset is None and len(sets) != 1:
+        return JSONResponse({"detail": "dataset parameter required", "error": "dataset parameter required", "available_datasets": sorted(sets)}, status_code=400)
+    name = dataset or next(iter(sets))
+    if name not in sets:
+        return JSONResponse({"detail": f"flow {flow!r} has no dataset {name!r}", "available_datasets": sorted(sets)}, status_code=404)
+    from llmflow.batch.datasets import DatasetError
+
+    try:
+        return _records(svc, loaded, sets[name], limit)
+    except DatasetError as exc:
+        return JSONResponse({"detail": exc.message + (f" (hint: {exc.hint})" if exc.hint else "")}, status_code=404)
+
+
+@router.get("/api/flows/{flow}/datasets/{dataset}/records", summary="The records of one of the flow's datasets", response_model=None)
+async def dataset_records(flow: FlowName, dataset: Annotated[str, Path(min_length=1, max_length=200)], svc: Svc, limit: Annotated[int, Query(ge=1, le=10_000)] = 1000) -> Any:
+    return await flow_records(flow, svc, dataset, limit)
+
+
+@router.get("/monitoring/health", summary="Buttermilk's monitoring health: overall and per component")
+async def monitoring_health(svc: Svc) -> dict[str, Any]:
+    from datetime import UTC, datetime
+
+    h = svc.health()
+    store_ok = h["store"]["ok"]
+    worker = h["worker"]
+    components = {
+        "store": {"status": "healthy" if store_ok else "unhealthy", **({"error": h["store"]["error"]} if not store_ok else {})},
+        "worker": {"status": "healthy" if worker.get("running") or not svc.config.worker_enabled else "degraded", "running": worker.get("running")},
+        "sessions": {"status": "healthy", "active": len(svc.sessions.sessions)},
+    }
+    overall = "healthy" if all(c["status"] == "healthy" for c in components.values()) else ("unhealthy" if not store_ok else "degraded")
+    return {"status": overall, "overall_status": overall, "timestamp": datetime.now(UTC).isoformat(), "components": components}
+
+
+@router.get("/monitoring/metrics", summary="Buttermilk's monitoring metrics: runs, sessions, worker")
+async def monitoring_metrics(svc: Svc) -> dict[str, Any]:
+    store = svc.store
+    runs = {s: store.count_runs(status=s) for s in ("QUEUED", "RUNNING", "WAITING", "PAUSED", "COMPLETED", "FAILED", "CANCELED")}
+    return {"runs": {"total": sum(runs.values()), "by_status": runs}, "sessions": {"active": len(svc.sessions.sessions)}, "worker": svc.worker.status(), "flows": len(svc.catalog.names())}
+
+
+@router.get("/api/pull_task", summary="Run the next queued job now (Buttermilk's worker pull); answers with the runs started")
+async def pull_task(svc: Svc) -> dict[str, Any]:
+    ids = await svc.worker.process_available(min(60.0, svc.config.wait_timeout))
+    return {"status": "pulled" if ids else "empty", "processed": ids, "message": f"ran {len(ids)} queued job(s)" if ids else "no queued job"}

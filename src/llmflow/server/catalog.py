@@ -41,8 +41,11 @@ def _stamp(files: list[str]) -> tuple[Any, ...]:
 
 
 class FlowCatalog:
-    def __init__(self, config_dir: Path, flows: list[str] | None = None, builtin_dir: Path = BUILTIN_DIR) -> None:
+    def __init__(self, config_dir: Path, flows: list[str] | None = None, builtin_dir: Path = BUILTIN_DIR, *, only: bool = False) -> None:
+        """``only``: serve exactly ``flows`` (``llmflow serve --flows a,b``, Buttermilk's
+        ``+flows=[a,b]``); built-in flows then only when named."""
         self.config_dir = Path(config_dir)
+        self.only = only
         self._lock = threading.Lock()  # Hydra composition is not thread-safe
         self._cache: dict[str, tuple[tuple[Any, ...], LoadedFlow]] = {}
         self._builtin = {p.stem: Entry(p.stem, str(p), "builtin") for p in sorted(Path(builtin_dir).glob("*.yaml"))}
@@ -54,6 +57,9 @@ class FlowCatalog:
         """Serve one more flow (a path, or a name in the config dir); loads it to learn its
         name. Raises FlowValidationError / FlowNotFoundError for a bad one."""
         ref = ref.strip()
+        if ref in self._builtin and not (self.config_dir / "flows" / f"{ref}.yaml").exists():
+            self._extra[ref] = self._builtin[ref]
+            return ref
         p = Path(ref).expanduser()
         is_path = p.suffix in (".yaml", ".yml") or "/" in ref or p.exists()
         loaded = self._load_ref(str(p.resolve()) if is_path else ref)
@@ -86,6 +92,8 @@ class FlowCatalog:
 
     # -- lookups --------------------------------------------------------------------------------
     def entries(self) -> dict[str, Entry]:
+        if self.only:
+            return dict(sorted(self._extra.items()))
         out = dict(self._builtin)
         for n in list_flows(self.config_dir):
             out[n] = Entry(n, n, "config")

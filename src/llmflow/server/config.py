@@ -52,6 +52,7 @@ class ServerConfig:
     port: int = 8000
     config_dir: Path | None = None  # flows by name: <config_dir>/flows/*.yaml (default ./conf)
     flows: list[str] = field(default_factory=list)  # extra flows: names or paths
+    flows_only: bool = False  # serve exactly `flows` (serve --flows): nothing else, no built-ins unless named
     workers: int = 8  # runs the in-process worker executes at once; 0 = no in-process worker
     worker_enabled: bool = True  # DISABLE_WORKER=1 turns it off
     check_interval: float = 1.0  # WORKER_CHECK_INTERVAL: seconds between queue polls

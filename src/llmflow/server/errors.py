@@ -7,7 +7,7 @@ FlowValidationError                422   [{loc, msg, type, hint}] - loc is the f
 request body / query / path        422   FastAPI's [{loc, msg, type}]
 FlowNotFoundError, RunNotFound...  404   the message
 RunStateError, ResumeRefusedError  409   the message (and hint)
-ProjectPathError                   400   the message
+ProjectPathError                   400   the message (which rule refused the path)
 body over LLMFLOW_MAX_BODY_BYTES   413
 nesting too deep to parse          422
 text that is not valid Unicode     422   (a lone surrogate, whichever layer finds it)
@@ -130,7 +130,8 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(ProjectPathError)
     async def _path(request: Request, exc: ProjectPathError) -> JSONResponse:
-        return SafeJSONResponse({"detail": [{"loc": list(exc.loc), "msg": str(exc), "type": "path_not_allowed"}]}, status_code=400)
+        # a string, as every non-422 detail: Agent Runner's console prints a list as [object Object]
+        return SafeJSONResponse({"detail": str(exc)}, status_code=400)
 
     @app.exception_handler(UnicodeError)
     async def _unicode(request: Request, exc: UnicodeError) -> JSONResponse:

@@ -217,13 +217,13 @@ class Services:
         from llmflow.server.config import is_loopback
 
         root = self.projects_root
-        p = Path(local_path).expanduser()
-        if not p.is_absolute():
-            p = (root or self.runtime.settings.home) / p
         try:
+            p = Path(local_path).expanduser()  # "~0" (no such user): RuntimeError
+            if not p.is_absolute():
+                p = (root or self.runtime.settings.home) / p
             p = p.resolve()
         except (OSError, RuntimeError) as exc:
-            raise ProjectPathError(f"cannot resolve {local_path!r}: {exc}", loc) from None
+            raise ProjectPathError(f"cannot resolve local_path {local_path!r}: {exc}", loc) from None
         if root is None and not is_loopback(self.config.host):
             raise ProjectPathError(f"this server listens on {self.config.host}; projects must be inside a projects root: set LLMFLOW_PROJECTS_ROOT", loc)
         if root is not None and p != root and root not in p.parents:

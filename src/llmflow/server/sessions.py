@@ -72,24 +72,84 @@ def envelope(type_: str, content: Any, *, ts: float | None = None, message_id: s
 class FrameMapper:
     """Turns one run's events, in order, into frames."""
 
-    def __init__(self, run_id: str, flow: str) -> None:
+    def __init__(self, run_id: str, flow: str, spec: Any = None) -> None:
         self.run_id = run_id
         self.flow = flow
+        self.spec = spec  # the Flow: agents' configured roles and descriptions
+        self.announced: set[str] = set()
+        self.unit_matrix: dict[tuple[str, str], dict[str, Any]] = {}  # (step, unit) -> its matrix values
         self.kinds: dict[str, str] = {}
         self.models: dict[str, str] = {}
         self.tokens: dict[tuple[str | None, str | None, int | None], list[str]] = {}
         self.chatted: set[str] = set()
 
+    def _agent_name(self, e: Event) -> str | None:
+        """The agent behind the event: a broadcast unit / conductor participant, or the
+        step's own agent."""
+        spec = self.spec
+        if spec is None:
+            return None
+        if e.type == E.CONDUCTOR_TURN:
+            who = e.payload.get("participant")
+            return str(who) if who and who != "END" else None
+        if e.unit and e.unit in spec.agents:
+            return e.unit
+        step = next((st for st in spec.all_steps() if st.id == e.step_id), None)
+        name = getattr(step, "agent", None)
+        return name if isinstance(name, str) else None
+
     def _agent(self, e: Event) -> dict[str, Any]:
         sid = e.step_id or ""
-        name = e.unit or sid
-        return {"agent_id": f"{sid}/{e.unit}" if e.unit else sid, "name": name, "role": name.upper(), "step_id": sid, "unit": e.unit, "model": self.models.get(sid), "parameters": {"model": self.models.get(sid)}}
+        name = self._agent_name(e)
+        agent = self.spec.agents.get(name) if (self.spec is not None and name) else None
+        label = name or e.unit or sid
+        if agent is not None and e.unit and agent.name_components:
+            import hashlib
+
+            from llmflow.model.variants import unit_name
+
+            unique = hashlib.sha1(e.unit.encode()).hexdigest()[:6]  # Buttermilk's unique_identifier: short
+            label = unit_name(agent, self.unit_matrix.get((sid, e.unit)), unique) or label
+        role = (agent.role if agent is not None and agent.role else None) or label
+        model = self.models.get(sid) or (agent.model if agent is not None else None)
+        return {
+            "agent_id": f"{sid}/{e.unit}" if e.unit else sid,
+            "agent_name": label,
+            "name": label,
+            "role": role,
+            "description": agent.description if agent is not None else None,
+            "step_id": sid,
+            "unit": e.unit,
+            "model": model,
+            "parameters": {"model": model},
+        }
+
+    def _announce(self, e: Event, base: dict[str, Any]) -> list[dict[str, Any]]:
+        """Buttermilk's agent_announcement, once per agent (FlowTestClient waits for them)."""
+        info = self._agent(e)
+        key = info["agent_name"]
+        if key in self.announced:
+            return []
+        self.announced.add(key)
+        data = {"agent_config": {"role": info["role"], "agent_id": info["agent_id"], "name": info["agent_name"], "description": info["description"]}, "status": "joining", "announcement_type": "initial"}
+        return [envelope("agent_announcement", f"{info['role']} joined", agent_info=info, outputs={"source": info["role"]}, data=data, **{**base, "message_id": f"{base['message_id']}:hello"})]
+
+    def waiting_on(self, e: Event) -> dict[str, Any]:
+        """Buttermilk's FlowProgressUpdate.waiting_on: what the flow waits for now."""
+        if e.type == E.HUMAN_INPUT_REQUESTED or e.type == E.RUN_PARKED:
+            return {"MANAGER": 1}
+        if e.type == E.STEP_STARTED and e.step_id:
+            return {self._agent(e)["role"]: 1}
+        return {}
 
     def frames(self, e: Event) -> list[dict[str, Any]]:
         t = e.type
         base = {"ts": e.ts, "message_id": f"{e.run_id}:{e.seq}", "run_id": e.run_id, "event_seq": e.seq, "event_type": t}
         if t == E.STEP_STARTED and e.step_id:
             self.kinds[e.step_id] = str(e.payload.get("kind", ""))
+            for u in e.payload.get("units") or []:
+                if isinstance(u, dict) and isinstance((u.get("vars") or {}).get("matrix"), dict):
+                    self.unit_matrix[(e.step_id, str(u.get("key")))] = u["vars"]["matrix"]
         if t in (E.LLM_LOADING_MODEL, E.LLM_GENERATING, E.LLM_DONE) and e.step_id and e.payload.get("model"):
             self.models[e.step_id] = str(e.payload["model"])
         if t == E.LLM_TOKENS:
@@ -101,15 +161,17 @@ class FrameMapper:
                 return []
             if e.step_id:
                 self.chatted.add(e.step_id)
-            return [envelope("chat_message", text, agent_info=self._agent(e), outputs={"model": self.models.get(e.step_id or "")}, **base)]
+            info = self._agent(e)
+            trace = envelope("agent_trace", text, agent_info=info, data={"agent_info": info, "outputs": text}, **{**base, "message_id": f"{base['message_id']}:trace"})
+            return [*self._announce(e, base), envelope("chat_message", text, agent_info=info, outputs={"model": self.models.get(e.step_id or "")}, **base), trace]
         if t in SILENT:
             return []
         if t == E.HUMAN_INPUT_REQUESTED:
             p = e.payload
-            options = p.get("options") or (True if p.get("input") == "confirm" else False)
+            options = p.get("options") or (["confirm", "reject"] if p.get("input") == "confirm" else [])
             return [envelope("ui_message", p.get("prompt", e.message), agent_info=self._agent(e) if e.step_id else None, outputs={"options": options, "request_id": p.get("request_id"), "input": p.get("input")}, options=options, request_id=p.get("request_id"), **base)]
         if t == E.HUMAN_INPUT_RECEIVED:
-            return [envelope("user_message", e.payload.get("answer"), outputs={"request_id": e.payload.get("request_id")}, **base)]
+            return []  # Buttermilk does not echo the user's answer back
         if t in (E.TOOL_CALL_COMPLETED, E.TOOL_CALL_FAILED):
             p = e.payload
             ok = t == E.TOOL_CALL_COMPLETED
@@ -123,13 +185,25 @@ class FrameMapper:
             out.append(envelope("system_message", e.message, **base))
         elif t not in ENDS:
             status = t.split("_", 1)[1] if "_" in t else t
-            out.append(envelope("system_update", e.message, outputs={"step_name": e.step_id, "status": status, "message": e.message}, **base))
+            source = self._agent(e)["role"] if e.step_id else self.flow
+            waiting = self.waiting_on(e)
+            if t == E.WORKFLOW_STARTED:
+                out.append(envelope("flow_event", "orchestrator_ready", outputs={"source": self.flow}, **{**base, "message_id": f"{base['message_id']}:ready"}))
+            out.append(envelope("system_update", e.message, outputs={"source": source, "step_name": e.step_id, "status": status, "message": e.message, "waiting_on": waiting}, **base))
+        if t == E.STEP_STARTED and e.step_id and self._agent_name(e):
+            out.extend(self._announce(e, base))
         if t == E.STEP_COMPLETED and e.step_id and self.kinds.get(e.step_id) == "llm" and e.step_id not in self.chatted:
             self.chatted.add(e.step_id)
-            out.append(envelope("chat_message", e.payload.get("output"), agent_info=self._agent(e), **{**base, "message_id": f"{e.run_id}:{e.seq}:chat"}))
+            info = self._agent(e)
+            out.extend(self._announce(e, base))
+            out.append(envelope("chat_message", e.payload.get("output"), agent_info=info, **{**base, "message_id": f"{e.run_id}:{e.seq}:chat"}))
+            out.append(envelope("agent_trace", e.payload.get("output"), agent_info=info, data={"agent_info": info, "outputs": e.payload.get("output")}, **{**base, "message_id": f"{e.run_id}:{e.seq}:trace"}))
         if t in ENDS:
             status = {E.RUN_COMPLETED: "COMPLETED", E.RUN_FAILED: "FAILED", E.RUN_CANCELED: "CANCELED"}[t]  # type: ignore[index]
             out.append(envelope("system_message", "flow_completed", outputs={"status": status, "flow": self.flow, "outputs": e.payload.get("outputs"), "error": e.payload.get("error")}, status=status, **{**base, "message_id": f"{e.run_id}:{e.seq}:end"}))
+            # the signals Buttermilk's FlowTestClient.wait_for_completion looks for
+            out.append(envelope("flow_event", "flow_completed", outputs={"source": self.flow, "status": status}, **{**base, "message_id": f"{e.run_id}:{e.seq}:event"}))
+            out.append(envelope("flow_complete", "flow_completed", outputs={"status": status, "flow": self.flow}, status=status, **{**base, "message_id": f"{e.run_id}:{e.seq}:complete"}))
         return out
 
 
@@ -146,6 +220,7 @@ class Session:
         self.next_seq = 1
         self.max_frames = max_frames
         self.sockets = 0
+        self.delivered = 0  # the last frame seq sent to a client of this session
         self.had_socket = False
         self.pending_answers: list[Any] = []
         self.follower: asyncio.Task[None] | None = None
@@ -193,7 +268,7 @@ class Session:
             return "active" if self.sockets or not self.had_socket else "reconnecting"
         if self.run_status is not None:
             return {"COMPLETED": "completed", "FAILED": "failed", "CANCELED": "terminated"}.get(self.run_status, "active")
-        return "active" if self.sockets else "new"
+        return "active" if self.sockets else "initializing"
 
     def expired(self, timeout: float) -> bool:
         return not self.sockets and not self.live and time.time() - self.last_activity > timeout
@@ -287,7 +362,7 @@ class SessionManager:
         """One message from a WebSocket client."""
         session.last_activity = time.time()
         if not isinstance(msg, dict):
-            self.error(session, "messages are JSON objects with a 'type' (run_flow, manager_response, ui_message); ignored")
+            log.info("session %s: ignored a message that is not a JSON object", session.id)
             return
         kind = msg.get("type")
         if kind is None and "flow" in msg:
@@ -305,8 +380,8 @@ class SessionManager:
                     self.error(session, f"{kind} needs 'content'; ignored")
                 else:
                     self.answer(session, content)
-            else:
-                self.error(session, f"unknown message type {kind!r}; ignored (known: run_flow, manager_response, ui_message)")
+            else:  # logged and ignored, as Buttermilk does (pull_task, TaskProcessing*, ...)
+                log.info("session %s: ignored a message of type %r (known: run_flow, manager_response, ui_message)", session.id, kind)
         except LlmflowError as exc:
             self.error(session, exc.message + (f" (hint: {exc.hint})" if exc.hint else ""))
 
@@ -342,18 +417,18 @@ class SessionManager:
         meta = {k: v for k, v in (("session_id", session.id), ("record_id", rr.record_id), ("uri", rr.uri)) if v is not None}
         opts = self.svc.options(metadata=meta, run_type="flow", name=f"{name} {rr.record_id or ''}".strip())
         rec = self.svc.submit(loaded, inputs, opts)
-        self.attach(session, rec.id, loaded.flow.name)
+        self.attach(session, rec.id, loaded.flow.name, loaded.flow)
         return rec.id
 
-    def attach(self, session: Session, run_id: str, flow: str) -> None:
+    def attach(self, session: Session, run_id: str, flow: str, spec: Any = None) -> None:
         session.run_id, session.flow_name, session.run_status = run_id, flow, "QUEUED"
         for value in session.pending_answers:
             self.svc.control(run_id, "answer", {"request_id": None, "answer": value})
         session.pending_answers.clear()
-        session.follower = asyncio.create_task(self._follow(session, run_id, flow), name=f"llmflow-session:{session.id}")
+        session.follower = asyncio.create_task(self._follow(session, run_id, flow, spec), name=f"llmflow-session:{session.id}")
 
-    async def _follow(self, session: Session, run_id: str, flow: str) -> None:
-        mapper = FrameMapper(run_id, flow)
+    async def _follow(self, session: Session, run_id: str, flow: str, spec: Any = None) -> None:
+        mapper = FrameMapper(run_id, flow, spec)
         follower = self.svc.follower(run_id, 0)
         try:
             while True:

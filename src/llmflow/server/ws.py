@@ -31,6 +31,7 @@ from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 
 from llmflow.errors import LlmflowError
 from llmflow.isotime import iso_event
+from llmflow.server.schemas import check_json
 from llmflow.server.sessions import SESSION_ID, TooManySessions, envelope
 
 log = logging.getLogger("llmflow.server.ws")
@@ -83,9 +84,15 @@ async def _receive_json(ws: WebSocket) -> tuple[bool, Any]:
     if len(text) > limit:
         await _close(ws, MESSAGE_TOO_BIG, f"messages are at most {limit} bytes (LLMFLOW_MAX_FRAME_BYTES)")
     try:
-        return True, json.loads(text)
+        value = json.loads(text)
     except (ValueError, RecursionError):
         return False, "not JSON"
+    try:  # what no store can hold (a lone surrogate "\\ud800", NaN, ...) is refused here
+        check_json(value, "message")
+    except ValueError as exc:
+        reason = str(exc).encode("utf-8", "replace").decode("utf-8")  # a bad key is in it
+        return False, f"not storable JSON ({reason})"
+    return True, value
 
 
 def _int_param(ws: WebSocket, name: str) -> int | None:
@@ -128,17 +135,20 @@ async def _session_socket(ws: WebSocket, session_id: str | None) -> None:
     session.had_socket = True
     if fresh and session_id is None:
         session.add(envelope("system_message", "session_started", outputs={"session_id": session.id}))
-    since = _int_param(ws, "since") or 0
+    # a reconnect gets only what no client of the session has been sent: ?since=N (the last
+    # seq the client saw) wins, else the session's delivered cursor
+    since = _int_param(ws, "since")
     lock = asyncio.Lock()
 
     async def sender() -> None:
-        cursor = since
+        cursor = since if since is not None else session.delivered
         while True:
             frames = session.after(cursor)
             for fr in frames:
                 async with lock:
                     await _send_json(ws, fr)
                 cursor = fr["seq"]
+                session.delivered = max(session.delivered, cursor)
             if not frames:
                 await session.wait(30.0)
 
@@ -147,7 +157,7 @@ async def _session_socket(ws: WebSocket, session_id: str | None) -> None:
         while True:
             ok, msg = await _receive_json(ws)
             if not ok:
-                mgr.error(session, f"ignored a message that is {msg}")
+                log.info("session %s: ignored a message that is %s", session.id, msg)
                 continue
             await mgr.handle(session, msg)
     except (WebSocketDisconnect, _Closed):
@@ -194,7 +204,8 @@ async def run_socket(ws: WebSocket, run_id: str) -> None:
         while True:
             ok, msg = await _receive_json(ws)
             if not ok or not isinstance(msg, dict):
-                await send({"type": "error", "detail": "messages are JSON objects with a 'type'"})
+                why = f"ignored a message that is {msg}; " if not ok else ""
+                await send({"type": "error", "detail": why + "messages are JSON objects with a 'type'"})
                 continue
             await send(_run_command(svc, run_id, msg))
     except (WebSocketDisconnect, _Closed):
