@@ -27,7 +27,7 @@ from llmflow.model.spec import (
 from llmflow.model.value_errors import short
 
 if TYPE_CHECKING:
-    from llmflow.model.validate import Collector
+    from llmflow.model.collector import Collector
 
 class _Scopes:
     """Which loop body each step belongs to, and every step's enclosing groups."""

@@ -20,73 +20,15 @@ from typing import Any
 from pydantic import ValidationError
 
 from llmflow.model import limits
-from llmflow.model.diagnostics import Diagnostic, Location, did_you_mean, format_path
+from llmflow.model.collector import Collector
+from llmflow.model.diagnostics import Diagnostic, did_you_mean, format_path
 from llmflow.model.references import check_references
-from llmflow.model.registry import normalise_step, registry
+from llmflow.model.registry import registry
 from llmflow.model.sourcemap import SourceMap
-from llmflow.model.spec import Flow, StepSpec
+from llmflow.model.spec import Flow, StepSpec, normalise_step
 from llmflow.model.value_errors import pydantic_errors, short
 
 _PLACEHOLDER = {"kind": "python", "id": "_placeholder", "function": "x"}
-
-
-class Collector:
-    """Diagnostics being gathered for one document, located through its SourceMap."""
-
-    def __init__(self, sources: SourceMap | None, file: str | None) -> None:
-        self.sources = sources or SourceMap()
-        self.file = file
-        self.items: list[Diagnostic] = []
-        self.step_paths: dict[str, tuple] = {}  # id of a valid step -> its key path
-        self.obj_paths: dict[int, tuple] = {}  # id(StepSpec) -> its key path
-        self.all_ids: dict[str, tuple] = {}  # every step id in the document -> first key path
-        self.written: dict[tuple, tuple[str, Any, set]] = {}  # step path -> (kind, body, its own keys) of a shorthand step
-        self.step_count = 0  # steps in the document, nested ones included
-
-    @staticmethod
-    def _put(src: dict[tuple, Any], key: tuple, value: Any) -> None:
-        if key not in src:
-            src[key] = value
-
-    def alias_shorthand(self, path: tuple, kind: str, shorthand: str | None, body: Any, keys: set) -> None:
-        """`{llm: {prompt: x}}` was flattened: make `path.prompt` point where `path.llm.prompt` is."""
-        head = (*path, kind)
-        n = len(head)
-        self.written[path] = (kind, body, keys)
-        for src in (self.sources.entries, self.sources.raw):
-            if isinstance(body, dict):
-                for k in src.under(head):
-                    self._put(src, (*path, *k[n:]), src[k])
-            elif isinstance(body, list) and src is self.sources.entries:
-                for k in src.under(head):
-                    self._put(src, (*path, "steps", *k[n:]), src[k])
-            elif shorthand and head in src:
-                self._put(src, (*path, shorthand), src[head])
-
-    def as_written(self, path: tuple) -> tuple:
-        """A normalised key path (`steps[0].prompt`) as the document spells it (`steps[0].llm.prompt`)."""
-        for i in range(len(path), 0, -1):
-            found = self.written.get(path[:i])
-            if found is None or i == len(path):
-                continue
-            kind, body, keys = found
-            rest = path[i:]
-            if isinstance(body, dict) and (rest[0] in body or rest[0] not in keys):
-                return (*self.as_written(path[:i]), kind, *rest)
-            if isinstance(body, list) and rest[0] == "steps":
-                return (*self.as_written(path[:i]), kind, *rest[1:])
-            if not isinstance(body, dict | list) and len(rest) == 1 and rest[0] != "id" and rest[0] not in ("needs", "when"):
-                cls = registry.kind(kind)
-                if cls is not None and rest[0] == cls.SHORTHAND:
-                    return (*self.as_written(path[:i]), kind)
-            return (*self.as_written(path[:i]), *rest)
-        return path
-
-    def add(self, code: str, message: str, path: tuple[str | int, ...], hint: str | None = None) -> None:
-        loc = self.sources.locate(path)
-        if loc.file is None and loc.origin is None and self.file:
-            loc = Location(self.file)
-        self.items.append(Diagnostic(code, message, format_path(self.as_written(path)), hint, loc))
 
 
 # -- pass 1: steps --------------------------------------------------------------------------
@@ -137,7 +79,7 @@ def _check_steps(c: Collector, raw: Any, prefix: tuple, bad_ids: set[str], depth
         c.add("invalid-value", f"{format_path(prefix)} needs at least one step", prefix, "add a step, e.g. '- id: hello' with 'llm: \"Say hello\"'")
         return None
     out: list[StepSpec] = []
-    kinds = sorted(registry.kinds)
+    kinds = registry.kind_names()
     for i, item in enumerate(raw):
         path = (*prefix, i)
         step = normalise_step(item)  # shorthand paths were aliased by _collect_ids

@@ -16,7 +16,7 @@ from pydantic import BaseModel, ValidationError
 from llmflow.model.diagnostics import did_you_mean, format_path
 
 if TYPE_CHECKING:
-    from llmflow.model.validate import Collector
+    from llmflow.model.collector import Collector
 
 ID_HINT = "ids start with a letter or '_' and use only letters, digits and '_'"
 
