@@ -8,8 +8,9 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
+
+from tests.support import wait_until
 
 from llmflow.store.factory import open_store
 
@@ -32,6 +33,21 @@ def batch_ids(home: Path) -> list[str]:
     p = llmflow(home, "batches", "list", "--json")
     assert p.returncode == 0, p.stderr
     return [b["id"] for b in json.loads(p.stdout)]
+
+
+def _rows(out: Path) -> int:
+    return len(out.read_text().splitlines()) if out.exists() else 0
+
+
+def _attempts_in_flight(home: Path, batch_id: str) -> bool:
+    """A job of the batch is RUNNING with its attempt started (durably): killing the driver
+    now leaves an attempt to recover."""
+    store = open_store(None, project_dir=home)
+    try:
+        running = [r for r, s in store.batch_run_statuses(batch_id).items() if s == "RUNNING"]
+        return any(e.type == "ATTEMPT_STARTED" for r in running for e in store.events(r))
+    finally:
+        store.close()
 
 
 def test_a_csv_batch_with_columns_record_id_and_exactly_max_records(tmp_path: Path) -> None:
@@ -74,15 +90,15 @@ def test_sigkill_mid_batch_then_resume_runs_each_job_once_into_one_complete_file
         stderr=subprocess.DEVNULL,
     )
     try:
-        deadline = time.monotonic() + 90
-        while time.monotonic() < deadline and (not out.exists() or len(out.read_text().splitlines()) < 7):
-            time.sleep(0.05)
-        time.sleep(0.1)  # the next jobs are waiting for the model
+        wait_until(lambda: _rows(out) >= 7, 90, what="seven finished rows")
+        (bid,) = batch_ids(tmp_path)
+        wait_until(lambda: _attempts_in_flight(tmp_path, bid), 60, what="a job whose attempt has started")
         os.kill(proc.pid, signal.SIGKILL)
     finally:
+        if proc.poll() is None:
+            proc.kill()
         proc.wait(timeout=30)
     assert proc.returncode == -signal.SIGKILL
-    (bid,) = batch_ids(tmp_path)
     store = open_store(None, project_dir=tmp_path)
     try:
         before = store.batch_run_statuses(bid)
@@ -143,9 +159,7 @@ def test_ctrl_c_stops_cleanly_with_exit_130_and_resume_finishes(tmp_path: Path) 
         stderr=subprocess.PIPE,
         text=True,
     )
-    deadline = time.monotonic() + 90
-    while time.monotonic() < deadline and (not out.exists() or len(out.read_text().splitlines()) < 4):
-        time.sleep(0.05)
+    wait_until(lambda: _rows(out) >= 4, 90, what="four finished rows")
     proc.send_signal(signal.SIGINT)
     stdout, stderr = proc.communicate(timeout=60)
     assert proc.returncode == 130, stderr
