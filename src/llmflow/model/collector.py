@@ -17,18 +17,18 @@ class Collector:
         self.sources = sources or SourceMap()
         self.file = file
         self.items: list[Diagnostic] = []
-        self.step_paths: dict[str, tuple] = {}  # id of a valid step -> its key path
-        self.obj_paths: dict[int, tuple] = {}  # id(StepSpec) -> its key path
-        self.all_ids: dict[str, tuple] = {}  # every step id in the document -> first key path
-        self.written: dict[tuple, tuple[str, Any, set]] = {}  # step path -> (kind, body, its own keys) of a shorthand step
+        self.step_paths: dict[str, tuple[Any, ...]] = {}  # id of a valid step -> its key path
+        self.obj_paths: dict[int, tuple[Any, ...]] = {}  # id(StepSpec) -> its key path
+        self.all_ids: dict[str, tuple[Any, ...]] = {}  # every step id in the document -> first key path
+        self.written: dict[tuple[Any, ...], tuple[str, Any, set[str]]] = {}  # step path -> (kind, body, its own keys) of a shorthand step
         self.step_count = 0  # steps in the document, nested ones included
 
     @staticmethod
-    def _put(src: dict[tuple, Any], key: tuple, value: Any) -> None:
+    def _put(src: dict[tuple[Any, ...], Any], key: tuple[Any, ...], value: Any) -> None:
         if key not in src:
             src[key] = value
 
-    def alias_shorthand(self, path: tuple, kind: str, shorthand: str | None, body: Any, keys: set) -> None:
+    def alias_shorthand(self, path: tuple[Any, ...], kind: str, shorthand: str | None, body: Any, keys: set[str]) -> None:
         """`{llm: {prompt: x}}` was flattened: make `path.prompt` point where `path.llm.prompt` is."""
         head = (*path, kind)
         n = len(head)
@@ -43,7 +43,7 @@ class Collector:
             elif shorthand and head in src:
                 self._put(src, (*path, shorthand), src[head])
 
-    def as_written(self, path: tuple) -> tuple:
+    def as_written(self, path: tuple[Any, ...]) -> tuple[Any, ...]:
         """A normalised key path (`steps[0].prompt`) as the document spells it (`steps[0].llm.prompt`)."""
         for i in range(len(path), 0, -1):
             found = self.written.get(path[:i])

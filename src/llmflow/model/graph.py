@@ -175,7 +175,8 @@ def to_mermaid(flow: Flow, statuses: dict[str, str] | None = None) -> str:
     with dotted edges and an ``until`` edge back. ``statuses`` (step id -> status) colours
     the nodes."""
     g = flow_graph(flow)
-    loop_children = [f"{nid}__{c.id}" for nid in g.order if isinstance(g.nodes[nid].step, LoopStep) for c in g.nodes[nid].step.steps]
+    loops = [(nid, step) for nid in g.order if isinstance(step := g.nodes[nid].step, LoopStep)]
+    loop_children = [f"{nid}__{c.id}" for nid, step in loops for c in step.steps]
     ids = _mermaid_ids([*g.order, *loop_children])
     targets = route_targets(flow.steps)
     lines = ["flowchart TD"]

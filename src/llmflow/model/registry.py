@@ -26,6 +26,7 @@ so validating a flow does not import the step implementations.
 from __future__ import annotations
 
 import importlib
+import threading
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
@@ -86,6 +87,8 @@ class Registry:
         self._stores: dict[str, Callable[..., Any] | str] = {}
         self.plugins: list[str] = []  # what was loaded, in order (for `llmflow doctor`-like listings)
         self._plugins_loaded = False
+        self._loading = False
+        self._lock = threading.RLock()
         self.executors = Executors(self)
 
     # -- what plugins call ---------------------------------------------------------------
@@ -172,7 +175,19 @@ class Registry:
         ``llmflow.plugins`` entry points, then the one-purpose groups."""
         if self._plugins_loaded:
             return
-        self._plugins_loaded = True
+        # one loader at a time (server threads validate concurrently); a plugin's own
+        # lookups while it registers (same thread) see what is registered so far
+        with self._lock:
+            if self._plugins_loaded or self._loading:
+                return
+            self._loading = True
+            try:
+                self._load_all()
+                self._plugins_loaded = True
+            finally:
+                self._loading = False
+
+    def _load_all(self) -> None:
         from importlib.metadata import entry_points
 
         found = list(entry_points(group=PLUGIN_GROUP))
@@ -190,7 +205,8 @@ class Registry:
         name = plugin if isinstance(plugin, str) else f"{plugin.__module__}:{plugin.__qualname__}"
         fn = _import_ref(plugin, f"the llmflow plugin {name}") if isinstance(plugin, str) else plugin
         fn(self)
-        self.plugins.append(name)
+        if name not in self.plugins:
+            self.plugins.append(name)
 
     def _load_legacy(self, ep: Any, attr: str) -> None:
         if attr == "providers":  # a factory imported only when a model names it

@@ -70,7 +70,7 @@ class RetrySpec(Spec):
     multiplier: float = Field(2.0, ge=1)
     max_backoff: float = Field(60.0, ge=0)
     jitter: float = Field(0.1, ge=0, le=1)  # +/- fraction of the delay
-    on: list[RetryOn] = Field(default_factory=lambda: ["any"])
+    on: list[RetryOn] = Field(default_factory=lambda: list[RetryOn](["any"]))
 
 
 # A step without `retry:` gets this: transient provider errors are retried, nothing else.

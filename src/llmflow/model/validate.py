@@ -34,7 +34,7 @@ _PLACEHOLDER = {"kind": "python", "id": "_placeholder", "function": "x"}
 # -- pass 1: steps --------------------------------------------------------------------------
 
 
-def _collect_ids(c: Collector, raw: Any, prefix: tuple, depth: int = 1) -> None:
+def _collect_ids(c: Collector, raw: Any, prefix: tuple[Any, ...], depth: int = 1) -> None:
     """Every step id in the document (valid steps or not), and repeated ids; steps nested
     past the depth limit are reported here, once, and not looked into."""
     if not isinstance(raw, list):
@@ -66,7 +66,7 @@ def _collect_ids(c: Collector, raw: Any, prefix: tuple, depth: int = 1) -> None:
             _collect_ids(c, step.get(f), (*path, f), depth + 1)
 
 
-def _check_steps(c: Collector, raw: Any, prefix: tuple, bad_ids: set[str], depth: int = 1) -> list[StepSpec] | None:
+def _check_steps(c: Collector, raw: Any, prefix: tuple[Any, ...], bad_ids: set[str], depth: int = 1) -> list[StepSpec] | None:
     """Validate a list of step documents. Returns the valid steps, or None when the list
     itself is unusable. Ids of invalid steps go to ``bad_ids`` so later checks skip them."""
     if depth > limits.current().flow_depth:
@@ -129,7 +129,7 @@ def _check_steps(c: Collector, raw: Any, prefix: tuple, bad_ids: set[str], depth
 # -- pass 2: the flow's own keys --------------------------------------------------------------
 
 
-def _header(c: Collector, doc: dict, steps: list[StepSpec] | None) -> tuple[Flow | None, set[str], set[str]]:
+def _header(c: Collector, doc: dict[str, Any], steps: list[StepSpec] | None) -> tuple[Flow | None, set[str], set[str]]:
     """Validate the flow's own keys. When some are invalid they are reported, set aside, and
     the rest is validated again so the reference checks can still run. Returns the flow and
     the names of inputs and agents set aside ("*" = all of them)."""
@@ -185,7 +185,7 @@ def validate_document(
         return None, _sorted(c.items)
 
 
-def _validate(c: Collector, doc: dict) -> tuple[Flow | None, list[Diagnostic]]:
+def _validate(c: Collector, doc: dict[str, Any]) -> tuple[Flow | None, list[Diagnostic]]:
     bad_ids: set[str] = set()
     _collect_ids(c, doc.get("steps"), ("steps",))
     lim = limits.current()
@@ -203,7 +203,7 @@ def _validate(c: Collector, doc: dict) -> tuple[Flow | None, list[Diagnostic]]:
 _YAML11_BOOLS = {True: ("on", "On", "ON", "yes", "Yes", "YES", "true", "True", "TRUE"), False: ("off", "Off", "OFF", "no", "No", "NO", "false", "False", "FALSE")}
 
 
-def _string_keys(v: Any, sources: SourceMap | None = None, path: tuple = ()) -> Any:
+def _string_keys(v: Any, sources: SourceMap | None = None, path: tuple[Any, ...] = ()) -> Any:
     """Mapping keys as strings, as YAML wrote them and as JSON (the event log) keeps them.
     Hydra reads YAML 1.1, where a key ``on`` is the boolean true: the source map, built
     from the text, says which word was written (``retry: {on: [...]}``)."""
@@ -218,7 +218,7 @@ def _string_keys(v: Any, sources: SourceMap | None = None, path: tuple = ()) -> 
     return v
 
 
-def _key_text(k: Any, sources: SourceMap | None = None, path: tuple = ()) -> str:
+def _key_text(k: Any, sources: SourceMap | None = None, path: tuple[Any, ...] = ()) -> str:
     if k is None:
         return "null"
     if isinstance(k, bool):
@@ -236,7 +236,7 @@ def _sorted(items: list[Diagnostic]) -> list[Diagnostic]:
 
 # -- inputs ----------------------------------------------------------------------------------
 
-_TYPES = {"string": str, "integer": int, "number": (int, float), "boolean": bool, "array": list, "object": dict}
+_TYPES: dict[str, type | tuple[type, ...]] = {"string": str, "integer": int, "number": (int, float), "boolean": bool, "array": list, "object": dict}
 
 
 def validate_inputs(flow: Flow, given: dict[str, Any], *, coerce_strings: bool = True) -> tuple[dict[str, Any], list[Diagnostic]]:
