@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 from tests.support import wait_until
 
@@ -39,15 +40,17 @@ def _rows(out: Path) -> int:
     return len(out.read_text().splitlines()) if out.exists() else 0
 
 
-def _attempts_in_flight(home: Path, batch_id: str) -> bool:
-    """A job of the batch is RUNNING with its attempt started (durably): killing the driver
-    now leaves an attempt to recover."""
-    store = open_store(None, project_dir=home)
-    try:
-        running = [r for r, s in store.batch_run_statuses(batch_id).items() if s == "RUNNING"]
-        return any(e.type == "ATTEMPT_STARTED" for r in running for e in store.events(r))
-    finally:
-        store.close()
+def _mid_batch(store: Any, done: int) -> bool:
+    """The store's one batch has ``done`` jobs COMPLETED and a RUNNING job whose attempt
+    has started: killing the driver now leaves an attempt to recover."""
+    batches = store.list_batches(limit=1)
+    if not batches:
+        return False
+    statuses = store.batch_run_statuses(batches[0].id)
+    if sum(s == "COMPLETED" for s in statuses.values()) < done:
+        return False
+    running = [r for r, s in statuses.items() if s == "RUNNING"]
+    return any(e.type == "ATTEMPT_STARTED" for r in running for e in store.events(r))
 
 
 def test_a_csv_batch_with_columns_record_id_and_exactly_max_records(tmp_path: Path) -> None:
@@ -90,15 +93,18 @@ def test_sigkill_mid_batch_then_resume_runs_each_job_once_into_one_complete_file
         stderr=subprocess.DEVNULL,
     )
     try:
-        wait_until(lambda: _rows(out) >= 7, 90, what="seven finished rows")
-        (bid,) = batch_ids(tmp_path)
-        wait_until(lambda: _attempts_in_flight(tmp_path, bid), 60, what="a job whose attempt has started")
+        watch = open_store(None, project_dir=tmp_path)
+        try:  # kill it with seven jobs done and one whose attempt has (durably) started
+            wait_until(lambda: _mid_batch(watch, done=7), 90, what="seven jobs done and one in flight")
+        finally:
+            watch.close()
         os.kill(proc.pid, signal.SIGKILL)
     finally:
         if proc.poll() is None:
             proc.kill()
         proc.wait(timeout=30)
     assert proc.returncode == -signal.SIGKILL
+    (bid,) = batch_ids(tmp_path)
     store = open_store(None, project_dir=tmp_path)
     try:
         before = store.batch_run_statuses(bid)
