@@ -259,6 +259,7 @@ def register(app: typer.Typer) -> None:
             code = max(code, _exit_for(status))
             if status == "CANCELED":
                 break  # Ctrl-C stops the sweep too; the runs not started stay queued
+        assert group is not None  # a single run returned above
         return _finish_sweep(rt, group, recs, as_json, code)
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import importlib
 import inspect
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from llmflow.engine.ports import StepContext
@@ -54,7 +54,7 @@ async def execute(ctx: StepContext) -> Any:
     fn = resolve_function(spec.function, ctx.functions, allow_import=ctx.allow_shell)
     kwargs = await render_value_async(spec.args, ctx.template)
     try:
-        params = inspect.signature(fn).parameters
+        params: Mapping[str, inspect.Parameter] = inspect.signature(fn).parameters
     except (TypeError, ValueError):
         params = {}
     if "ctx" in params:
