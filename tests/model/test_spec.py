@@ -6,7 +6,7 @@ import pytest
 
 from llmflow.errors import FlowValidationError
 from llmflow.model.loader import parse_flow_text
-from llmflow.model.registry import register_step_kind, registry, step_function
+from llmflow.model.registry import normalise_step, register_step_kind, registry, step_function
 from llmflow.model.spec import (
     AgentSpec,
     BroadcastStep,
@@ -25,7 +25,6 @@ from llmflow.model.spec import (
     ShellStep,
     StepSpec,
     WriteFileStep,
-    normalise_step,
 )
 
 # -- shorthand -------------------------------------------------------------------------------

@@ -30,6 +30,8 @@ import threading
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
+from pydantic import BaseModel
+
 from llmflow.errors import LlmflowError
 
 PLUGIN_GROUP = "llmflow.plugins"
@@ -242,6 +244,53 @@ def _import_ref(ref: str, what: str) -> Any:
 
 
 registry = Registry()
+
+
+def normalise_step(raw: Any) -> Any:
+    """Turn the shorthand ``{id: x, llm: {...}}`` into ``{id: x, kind: llm, ...}``.
+
+    Returns the input unchanged when it cannot tell (validation reports the problem)."""
+    if not isinstance(raw, dict) or "kind" in raw:
+        return raw
+    present = [k for k in raw if isinstance(k, str) and registry.kind(k) is not None]
+    if len(present) != 1:
+        return raw
+    kind = present[0]
+    body = raw[kind]
+    cls = registry.kinds[kind]
+    out = {k: v for k, v in raw.items() if k != kind}
+    out["kind"] = kind
+    if isinstance(body, dict):
+        for k, v in body.items():
+            out.setdefault(k, v)
+    elif isinstance(body, list) and cls.NESTED:
+        out.setdefault(cls.NESTED[0], body)
+    elif body is not None and cls.SHORTHAND:
+        out.setdefault(cls.SHORTHAND, body)
+    elif body is not None:
+        out[kind] = body  # leave it; validation reports the unknown key
+    return out
+
+
+def coerce_steps(value: Any) -> Any:
+    """Validate a list of step documents (or StepSpec objects) into StepSpec instances, each
+    with the spec class the registry holds for its kind."""
+    if not isinstance(value, list):
+        return value
+    out: list[Any] = []
+    for raw in value:
+        if isinstance(raw, BaseModel):  # a StepSpec already (pydantic checks the list's type)
+            out.append(raw)
+            continue
+        raw = normalise_step(raw)
+        if not isinstance(raw, dict):
+            raise ValueError("each step must be a mapping")
+        kind = raw.get("kind")
+        cls = registry.kind(kind) if isinstance(kind, str) else None
+        if cls is None:
+            raise ValueError(f"unknown step kind {kind!r}")
+        out.append(cls.model_validate(raw))
+    return out
 
 
 def register_step_kind(cls: StepSpecClass) -> StepSpecClass:

@@ -1,13 +1,17 @@
 """The flow model: immutable, validated specs (pydantic, ``kind``-discriminated steps).
 
 A flow document is either written with ``kind:`` on each step or with the shorthand
-``{id: x, llm: {...}}``; :func:`normalise_step` turns the shorthand into the ``kind`` form.
+``{id: x, llm: {...}}``; :func:`llmflow.model.registry.normalise_step` turns the shorthand
+into the ``kind`` form.
 Step kinds are looked up in :mod:`llmflow.model.registry`, so plugins can add their own.
 
 Imports inside ``model/`` point one way (registry <- spec <- graph <- references <-
 validate <- loader) with one exception: :meth:`Flow.check`, :meth:`Flow.validated` and
 :meth:`Flow.from_yaml` call back into ``validate`` and ``loader``, which build Flows. They are
 public conveniences; making them module functions is an API change, not a move.
+
+The module is long because it holds every spec class, one per step kind, and they refer to
+each other (a ``parallel``'s or ``loop``'s steps are specs too).
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ from pydantic import (
     model_validator,
 )
 
-from llmflow.model.registry import registry
+from llmflow.model.registry import coerce_steps
 
 IDENT = r"^[A-Za-z_][A-Za-z0-9_]*$"
 
@@ -310,53 +314,6 @@ class FlowStep(StepSpec):
     flow: str
     inputs: dict[str, Any] = Field(default_factory=dict)
     overrides: list[str] = Field(default_factory=list)
-
-
-def normalise_step(raw: Any) -> Any:
-    """Turn the shorthand ``{id: x, llm: {...}}`` into ``{id: x, kind: llm, ...}``.
-
-    Returns the input unchanged when it cannot tell (validation reports the problem)."""
-    if not isinstance(raw, dict) or "kind" in raw:
-        return raw
-    present = [k for k in raw if isinstance(k, str) and registry.kind(k) is not None]
-    if len(present) != 1:
-        return raw
-    kind = present[0]
-    body = raw[kind]
-    cls = registry.kinds[kind]
-    out = {k: v for k, v in raw.items() if k != kind}
-    out["kind"] = kind
-    if isinstance(body, dict):
-        for k, v in body.items():
-            out.setdefault(k, v)
-    elif isinstance(body, list) and cls.NESTED:
-        out.setdefault(cls.NESTED[0], body)
-    elif body is not None and cls.SHORTHAND:
-        out.setdefault(cls.SHORTHAND, body)
-    elif body is not None:
-        out[kind] = body  # leave it; validation reports the unknown key
-    return out
-
-
-def coerce_steps(value: Any) -> Any:
-    """Validate a list of step documents (or StepSpec objects) into StepSpec instances, each
-    with the spec class the registry holds for its kind."""
-    if not isinstance(value, list):
-        return value
-    out: list[Any] = []
-    for raw in value:
-        if isinstance(raw, StepSpec):
-            out.append(raw)
-            continue
-        raw = normalise_step(raw)
-        if not isinstance(raw, dict):
-            raise ValueError("each step must be a mapping")
-        kind = raw.get("kind")
-        cls = registry.kind(kind) if isinstance(kind, str) else None
-        if cls is None:
-            raise ValueError(f"unknown step kind {kind!r}")
-        out.append(cls.model_validate(raw))
-    return out
 
 
 StepList = Annotated[

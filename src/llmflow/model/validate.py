@@ -23,9 +23,9 @@ from llmflow.model import limits
 from llmflow.model.collector import Collector
 from llmflow.model.diagnostics import Diagnostic, did_you_mean, format_path
 from llmflow.model.references import check_references
-from llmflow.model.registry import registry
+from llmflow.model.registry import normalise_step, registry
 from llmflow.model.sourcemap import SourceMap
-from llmflow.model.spec import Flow, StepSpec, normalise_step
+from llmflow.model.spec import Flow, StepSpec
 from llmflow.model.value_errors import pydantic_errors, short
 
 _PLACEHOLDER = {"kind": "python", "id": "_placeholder", "function": "x"}
