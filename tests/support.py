@@ -22,7 +22,7 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def wait_until(fn: Callable[[], T], timeout: float = 30.0, what: str = "condition", interval: float = 0.02) -> T:
+def wait_until(fn: Callable[[], T], timeout: float = 30.0, interval: float = 0.02, what: str = "condition") -> T:
     """``fn()``'s first truthy value; AssertionError naming ``what`` after ``timeout`` s."""
     deadline = time.monotonic() + timeout
     while True:

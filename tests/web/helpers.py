@@ -81,7 +81,7 @@ class ConsoleServer(LoopbackServer):
             return c.get(f"/api/v1/runs/{run_id}").json()["status"]
 
     def wait_for(self, run_id: str, statuses: tuple[str, ...] = ("COMPLETED", "FAILED", "CANCELED")) -> str:
-        return wait_until(lambda: (s := self.status(run_id)) in statuses and s, 60, f"run {run_id} to reach {statuses}")
+        return wait_until(lambda: (s := self.status(run_id)) in statuses and s, 60, what=f"run {run_id} to reach {statuses}")
 
     def cli(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
         """`llmflow ARGS` with the server's home and store."""

@@ -30,8 +30,6 @@ import threading
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
-from pydantic import BaseModel
-
 from llmflow.errors import LlmflowError
 
 PLUGIN_GROUP = "llmflow.plugins"
@@ -277,6 +275,8 @@ def coerce_steps(value: Any) -> Any:
     with the spec class the registry holds for its kind."""
     if not isinstance(value, list):
         return value
+    from pydantic import BaseModel  # here, not at import: importing pydantic reads the environment
+
     out: list[Any] = []
     for raw in value:
         if isinstance(raw, BaseModel):  # a StepSpec already (pydantic checks the list's type)
