@@ -41,8 +41,10 @@ run: install
 test: install-dev
 	$(BIN)/python -m pytest
 
+## ruff check (rules in pyproject.toml) and mypy (strict on model/; see [tool.mypy])
 lint: install-dev
-	$(BIN)/python -m ruff check src tests bench
+	$(BIN)/python -m ruff check src tests bench scripts
+	$(BIN)/python -m mypy
 
 bench: install-dev
 	$(BIN)/python bench/engine.py

@@ -36,7 +36,7 @@ def python_blocks(path: Path) -> list[str]:
     return re.findall(r"```python\n(.*?)```", path.read_text(encoding="utf-8"), re.S)
 
 
-@pytest.mark.parametrize("doc", ["python-api.md", "runs.md"])
+@pytest.mark.parametrize("doc", ["python-api.md", "runs.md", "architecture.md"])
 def test_python_snippets_run(doc, tmp_path):
     blocks = python_blocks(ROOT / "docs" / doc)
     for i, code in enumerate(blocks):

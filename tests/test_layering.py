@@ -31,6 +31,7 @@ COMPONENT = {
     "store": "store",
     # the composition root and what it wires: settings, the runtime, the provider gateway
     "app": "app",
+    "plugins": "app",
     "runtime": "app",
     "gateway": "app",
     "settings": "app",

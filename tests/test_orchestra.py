@@ -5,11 +5,11 @@ from __future__ import annotations
 import asyncio
 import json
 import threading
-import time
 from pathlib import Path
 from typing import Any
 
 import pytest
+from tests.support import wait_until
 
 from llmflow import Orchestra
 from llmflow.app import build_runtime
@@ -220,13 +220,6 @@ def test_agents_and_status(orch: Orchestra) -> None:
         orch.add_agent("bad", 42)
 
 
-def wait_until(cond: Any, what: str, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while not cond():
-        assert time.monotonic() < deadline, f"gave up waiting for {what}"
-        time.sleep(0.02)
-
-
 def test_pause_holds_the_run_until_resume_and_stop_cancels_and_refuses_work(orch: Orchestra) -> None:
     gate = threading.Event()
 
@@ -239,13 +232,13 @@ def test_pause_holds_the_run_until_resume_and_stop_cancels_and_refuses_work(orch
     box: dict[str, Any] = {}
     t = threading.Thread(target=lambda: box.update(res=orch.run_pipeline_sync("x", ["slow", "clean"])))
     t.start()
-    wait_until(lambda: orch.get_orchestra_status()["active_runs"], "the run to start")
+    wait_until(lambda: orch.get_orchestra_status()["active_runs"], what="the run to start")
     run_id = orch.get_orchestra_status()["active_runs"][0]
     orch.pause_orchestra()
-    wait_until(lambda: rt.get(run_id).status == "PAUSED", "the run to pause")
+    wait_until(lambda: rt.get(run_id).status == "PAUSED", what="the run to pause")
     assert orch.get_orchestra_status()["status"] == "paused"
     gate.set()  # the running step finishes; the next one does not start while paused
-    wait_until(lambda: rt.view(run_id)["steps"][0]["status"] == "COMPLETED", "the slow step")
+    wait_until(lambda: rt.view(run_id)["steps"][0]["status"] == "COMPLETED", what="the slow step")
     assert t.is_alive() and rt.view(run_id)["steps"][1]["status"] == "PENDING"
     orch.resume_orchestra()
     t.join(30)
@@ -254,10 +247,10 @@ def test_pause_holds_the_run_until_resume_and_stop_cancels_and_refuses_work(orch
     gate.clear()
     t = threading.Thread(target=lambda: box.update(res=orch.run_pipeline_sync("x", ["slow"])))
     t.start()
-    wait_until(lambda: orch.get_orchestra_status()["active_runs"], "the second run to start")
+    wait_until(lambda: orch.get_orchestra_status()["active_runs"], what="the second run to start")
     run_id = orch.get_orchestra_status()["active_runs"][0]
     orch.stop_orchestra()
-    wait_until(lambda: rt.get(run_id).status == "CANCELED", "the run to be canceled")
+    wait_until(lambda: rt.get(run_id).status == "CANCELED", what="the run to be canceled")
     gate.set()  # the step's thread cannot be interrupted; let it end
     t.join(30)
     assert box["res"]["status"] == "CANCELED"

@@ -38,19 +38,19 @@ def build_runtime(
     and never breaks a run)."""
     settings = settings or Settings.from_env(env, home)
     if store is None:
-        from llmflow.store.factory import open_store
+        from llmflow.plugins import open_store
 
         store = open_store(settings.database_url, settings.home)
     from llmflow.gateway import Gateway
+    from llmflow.plugins import build_registry
     from llmflow.providers.registry import ProviderRegistry
-    from llmflow.steps.builtin import builtin_executors
 
     scripts = {**_fake_scripts_from_file(settings), **(fake_scripts or {})}
     registry = ProviderRegistry(settings.env, fake_scripts=scripts, allow_real=not settings.block_real_models)
     limiter = _limiter(settings)
     prices = _prices(settings)
     gateway = Gateway(registry, limiter, prices)
-    runtime = Runtime(settings, store, executors=builtin_executors(), gateway=gateway, clock=clock, functions=functions, observers=observers)
+    runtime = Runtime(settings, store, executors=build_registry().executors, gateway=gateway, clock=clock, functions=functions, observers=observers)
     runtime.observers += _plugin_observers(runtime)
     return runtime
 

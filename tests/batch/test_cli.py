@@ -8,8 +8,10 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
+from typing import Any
+
+from tests.support import wait_until
 
 from llmflow.store.factory import open_store
 
@@ -32,6 +34,23 @@ def batch_ids(home: Path) -> list[str]:
     p = llmflow(home, "batches", "list", "--json")
     assert p.returncode == 0, p.stderr
     return [b["id"] for b in json.loads(p.stdout)]
+
+
+def _rows(out: Path) -> int:
+    return len(out.read_text().splitlines()) if out.exists() else 0
+
+
+def _mid_batch(store: Any, done: int) -> bool:
+    """The store's one batch has ``done`` jobs COMPLETED and a RUNNING job whose attempt
+    has started: killing the driver now leaves an attempt to recover."""
+    batches = store.list_batches(limit=1)
+    if not batches:
+        return False
+    statuses = store.batch_run_statuses(batches[0].id)
+    if sum(s == "COMPLETED" for s in statuses.values()) < done:
+        return False
+    running = [r for r, s in statuses.items() if s == "RUNNING"]
+    return any(e.type == "ATTEMPT_STARTED" for r in running for e in store.events(r))
 
 
 def test_a_csv_batch_with_columns_record_id_and_exactly_max_records(tmp_path: Path) -> None:
@@ -74,12 +93,15 @@ def test_sigkill_mid_batch_then_resume_runs_each_job_once_into_one_complete_file
         stderr=subprocess.DEVNULL,
     )
     try:
-        deadline = time.monotonic() + 90
-        while time.monotonic() < deadline and (not out.exists() or len(out.read_text().splitlines()) < 7):
-            time.sleep(0.05)
-        time.sleep(0.1)  # the next jobs are waiting for the model
+        watch = open_store(None, project_dir=tmp_path)
+        try:  # kill it with seven jobs done and one whose attempt has (durably) started
+            wait_until(lambda: _mid_batch(watch, done=7), 90, what="seven jobs done and one in flight")
+        finally:
+            watch.close()
         os.kill(proc.pid, signal.SIGKILL)
     finally:
+        if proc.poll() is None:
+            proc.kill()
         proc.wait(timeout=30)
     assert proc.returncode == -signal.SIGKILL
     (bid,) = batch_ids(tmp_path)
@@ -143,9 +165,7 @@ def test_ctrl_c_stops_cleanly_with_exit_130_and_resume_finishes(tmp_path: Path) 
         stderr=subprocess.PIPE,
         text=True,
     )
-    deadline = time.monotonic() + 90
-    while time.monotonic() < deadline and (not out.exists() or len(out.read_text().splitlines()) < 4):
-        time.sleep(0.05)
+    wait_until(lambda: _rows(out) >= 4, 90, what="four finished rows")
     proc.send_signal(signal.SIGINT)
     stdout, stderr = proc.communicate(timeout=60)
     assert proc.returncode == 130, stderr

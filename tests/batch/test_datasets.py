@@ -29,6 +29,24 @@ def test_csv_rows_keep_quoted_newlines_commas_and_a_bom(tmp_path: Path) -> None:
     assert count_rows(src) == 3
 
 
+@pytest.mark.parametrize("arrow", [True, False], ids=["pyarrow", "own-parser"])
+def test_csv_reads_the_same_with_pyarrow_or_without(tmp_path: Path, arrow: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    # pyarrow parses CSV where it is installed (the batch extra); the module's own parser is
+    # the fallback, and takes over mid-file from a row pyarrow refuses (a short row here)
+    if arrow:
+        pytest.importorskip("pyarrow")
+    else:
+        monkeypatch.setattr(datasets, "_arrow_csv", lambda: None)
+    p = tmp_path / "d.csv"
+    p.write_bytes(b'\xef\xbb\xbf id ,text\n007,"a, b"\n,""\n\n008,"two\nlines"\n009\n010,"after, the short row"\n')
+    want = [{"id": "007", "text": "a, b"}, {"id": "", "text": ""}, {"id": "008", "text": "two\nlines"}, {"id": "009", "text": None}, {"id": "010", "text": "after, the short row"}]
+    src = open_source(p)
+    assert rows_of(src) == want
+    assert rows_of(src, limit=2) == want[:2]
+    assert count_rows(src) == 5
+    assert sorted(rows_of(src, shuffle=True, seed=3), key=lambda r: r["id"]) == sorted(want, key=lambda r: r["id"])
+
+
 def test_tsv_rows(tmp_path: Path) -> None:
     p = tmp_path / "d.tsv"
     p.write_text("id\ttext\na\tone\nb\ttwo\n")

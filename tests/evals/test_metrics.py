@@ -13,7 +13,7 @@ import llmflow
 from llmflow.errors import EvalError
 from llmflow.evals.declare import parse_metric, parse_metrics
 from llmflow.evals.metrics import MetricResult, Sample, ScoringContext
-from llmflow.evals.registry import registry
+from llmflow.model.registry import registry
 
 
 def score(decl: Any, output: Any, expected: Any = None, ctx: ScoringContext | None = None, **kw: Any) -> MetricResult:
@@ -141,7 +141,7 @@ def test_at_llmflow_metric_registers_a_function_with_its_threshold() -> None:
         assert not score({"type": "python", "function": "polite_test_metric", "threshold": 0.9}, "please").passed
         assert score(polite_test_metric, "please").passed  # the function itself
     finally:
-        registry.functions.pop("polite_test_metric", None)
+        registry.metrics.pop("polite_test_metric", None)
 
 
 def test_bdd_is_superoptix_confidence_field_by_field() -> None:

@@ -3,21 +3,15 @@
 from __future__ import annotations
 
 import asyncio
-import socket
-import threading
-import time
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from tests.support import LoopbackServer, free_port
 
 from llmflow.providers.base import ChatMessage, Chunk, Final, ModelRequest, Status
 
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+__all__ = ["free_port"]  # re-exported for the provider tests
 
 
 def request(model: str, prompt: str = "Hello there", **kwargs: Any) -> ModelRequest:
@@ -46,29 +40,12 @@ def final(items: list[Any]) -> Final:
     return finals[0]
 
 
-class ThreadedServer:
+class ThreadedServer(LoopbackServer):
     """Runs an ASGI app with uvicorn in a background thread on a free loopback port."""
 
     def __init__(self, app: Any) -> None:
-        uvicorn = pytest.importorskip("uvicorn")
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        config = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="off")
-        self.server = uvicorn.Server(config)
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-
-    def __enter__(self) -> ThreadedServer:
-        self.thread.start()
-        deadline = time.monotonic() + 10
-        while not self.server.started:
-            if time.monotonic() > deadline:
-                raise RuntimeError("test server did not start")
-            time.sleep(0.01)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.server.should_exit = True
-        self.thread.join(timeout=10)
+        pytest.importorskip("uvicorn")
+        super().__init__(app, lifespan="off")
 
 
 @pytest.fixture(scope="session")

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
+from typing import Any
 
 import pytest
 
 from llmflow.errors import ProviderError, RateLimitError, StepTimeoutError
+from llmflow.providers import fake as fake_module
 from llmflow.providers.base import ChatMessage, ModelRequest
 from llmflow.providers.fake import MALFORMED_TEXT, FakeProvider, FakeScript, count_tokens, parse_fake_model
 
@@ -100,27 +101,55 @@ def test_non_streaming_request_yields_only_the_final() -> None:
     assert chunks(items) == [] and final(items).text == "x y"
 
 
-def test_latency_sleeps_before_answering() -> None:
-    started = time.monotonic()
-    run(FakeProvider(), request("?latency=0.05"))
-    assert time.monotonic() - started >= 0.05
+class SleepLog:
+    """The fake's ``asyncio.sleep`` calls, recorded (and still slept): what it waits for and
+    how many calls wait at once, observed instead of timed."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.delays: list[float] = []
+        self.waiting = 0
+        self.most_waiting = 0
+        real = asyncio.sleep
+
+        async def sleep(delay: float, *args: Any, **kwargs: Any) -> Any:
+            self.delays.append(delay)
+            self.waiting += 1
+            self.most_waiting = max(self.most_waiting, self.waiting)
+            try:
+                return await real(delay, *args, **kwargs)
+            finally:
+                self.waiting -= 1
+
+        monkeypatch.setattr(fake_module.asyncio, "sleep", sleep)
 
 
-def test_chunk_delay_spaces_out_chunks() -> None:
-    started = time.monotonic()
-    run(FakeProvider(), request("?answer=a b c&chunk_delay=0.02"))
-    assert time.monotonic() - started >= 0.04
+def test_latency_sleeps_before_answering(monkeypatch: pytest.MonkeyPatch) -> None:
+    log = SleepLog(monkeypatch)
+    seen: list[Any] = []
+
+    async def go() -> None:
+        async for item in FakeProvider().stream(request("?latency=0.05&answer=a b")):
+            seen.append((list(log.delays), item))
+
+    asyncio.run(go())
+    assert seen and all(delays == [0.05] for delays, _ in seen)  # slept once, before the first chunk
 
 
-def test_concurrent_latency_calls_overlap() -> None:
+def test_chunk_delay_spaces_out_chunks(monkeypatch: pytest.MonkeyPatch) -> None:
+    log = SleepLog(monkeypatch)
+    items = run(FakeProvider(), request("?answer=a b c&chunk_delay=0.02"))
+    assert len(chunks(items)) == 3 and log.delays == [0.02, 0.02]  # between chunks, not before the first
+
+
+def test_concurrent_latency_calls_overlap(monkeypatch: pytest.MonkeyPatch) -> None:
+    log = SleepLog(monkeypatch)
     provider = FakeProvider()
 
     async def both() -> None:
         await asyncio.gather(*(_drain(provider, request("?latency=0.1", str(i))) for i in range(5)))
 
-    started = time.monotonic()
     asyncio.run(both())
-    assert time.monotonic() - started < 0.4  # five 0.1 s calls overlap rather than queue
+    assert log.delays == [0.1] * 5 and log.most_waiting == 5  # five calls wait at once rather than queue
 
 
 async def _drain(provider: FakeProvider, req: ModelRequest) -> None:

@@ -5,19 +5,19 @@ from __future__ import annotations
 
 import os
 import re
-import socket
 import subprocess
 import sys
-import threading
-import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+from tests.support import LoopbackServer, free_port, wait_until
+
+__all__ = ["LoopbackServer", "free_port", "wait_until"]  # re-exported for the server tests
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "examples"
@@ -69,23 +69,6 @@ steps:
 """
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_until(fn: Callable[[], Any], timeout: float = 30.0, interval: float = 0.05, what: str = "condition") -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = fn()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(interval)
-
-
 def base_env(home: Path, **extra: str) -> dict[str, str]:
     """The environment of an isolated llmflow process: its own home, the fake model, real
     models blocked, short leases."""
@@ -111,29 +94,8 @@ def write_flow(home: Path, name: str, text: str, **subst: str) -> Path:
     return p
 
 
-class LiveServer:
+class LiveServer(LoopbackServer):
     """A real Uvicorn serving ``app`` on a free loopback port, in a thread."""
-
-    def __init__(self, app: Any) -> None:
-        import uvicorn
-
-        self.app = app
-        self.port = free_port()
-        cfg = uvicorn.Config(app, host="127.0.0.1", port=self.port, ws="websockets-sansio", log_level="warning", lifespan="on", timeout_graceful_shutdown=2)
-        self.server = uvicorn.Server(cfg)
-        self.thread = threading.Thread(target=self.server.run, name="uvicorn", daemon=True)
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.ws_url = f"ws://127.0.0.1:{self.port}"
-
-    def __enter__(self) -> LiveServer:
-        self.thread.start()
-        wait_until(lambda: self.server.started or not self.thread.is_alive(), 20, what="uvicorn to start")
-        assert self.server.started, "uvicorn did not start"
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.server.should_exit = True
-        self.thread.join(15)
 
     @property
     def services(self) -> Any:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import Any
 
@@ -283,12 +282,11 @@ def test_posted_flow_documents_run_and_code_steps_are_refused(client: TestClient
     assert client.post("/api/v1/runs", json={"document": ws}).json()["detail"][0]["loc"] == ["body", "document", "options", "workspace"]
 
 
+@pytest.mark.timeout(60)  # the request must come back: with no worker the run never starts
 def test_wait_timeout_answers_202_with_the_run_as_it_is(make_app: Any) -> None:
     with TestClient(make_app(worker_enabled=False)) as c:
-        t0 = time.monotonic()
         r = c.post("/api/v1/runs", json={"flow": "hello", "inputs": {"prompt": "x"}, "wait": True, "wait_timeout": 0.3})
         assert r.status_code == 202 and r.json()["status"] == "QUEUED"
-        assert time.monotonic() - t0 < 30
 
 
 def test_worker_status_and_process(make_app: Any) -> None:

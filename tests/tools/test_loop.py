@@ -195,14 +195,14 @@ def test_a_registered_tool_works_from_python(tmp_path):
         """Upper-case a text."""
         return text.upper()
 
-    from llmflow.tools.registry import registry
+    from llmflow.model.registry import registry
 
     try:
         rt = runtime(tmp_path, [calls(("shout", {"text": "hey"})), "{tool_results}"])
         st = asyncio.run(rt.run(flow(["shout"])))
         assert st.outputs["result"] == "HEY"
     finally:
-        registry.functions.pop("shout", None)
+        registry.tools.pop("shout", None)
 
 
 def test_agents_carry_tools_into_broadcast_steps(tmp_path):

@@ -4,18 +4,17 @@ the app in a thread, the API through httpx, and the `llmflow` CLI as a subproces
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
-import threading
-import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import httpx
+from tests.support import LoopbackServer, free_port, wait_until
 
 from . import flows
+
+__all__ = ["free_port", "wait_until"]  # re-exported for the console tests
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "examples"
@@ -23,23 +22,6 @@ ARTIFACTS = ROOT / "test-artifacts" / "web"
 CHROMIUM = "/usr/bin/chromium"
 LLMFLOW = str(Path(sys.executable).parent / "llmflow")
 DEFAULT_MODEL = "fake:?latency=0.2&chunk_delay=0.03"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_until(fn: Callable[[], Any], timeout: float = 30.0, what: str = "condition") -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = fn()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.05)
 
 
 def make_home(home: Path) -> Path:
@@ -68,12 +50,10 @@ def env_for(home: Path, **extra: str) -> dict[str, str]:
     return env
 
 
-class ConsoleServer:
+class ConsoleServer(LoopbackServer):
     """create_app(...) on a free loopback port, in a thread, as `llmflow serve` builds it."""
 
     def __init__(self, home: Path, **env: str) -> None:
-        import uvicorn
-
         from llmflow.server.app import create_app
         from llmflow.server.config import ServerConfig
         from llmflow.settings import Settings
@@ -83,23 +63,8 @@ class ConsoleServer:
         settings = Settings.from_env(self.env)
         flows_ = [str(EXAMPLES / n) for n in ("review", "support-router", "panel", "hello")]
         cfg = ServerConfig.from_env(self.env, flows=flows_, config_dir=home / "conf")
-        self.app = create_app(settings, cfg)
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        config = uvicorn.Config(self.app, host="127.0.0.1", port=self.port, ws="websockets-sansio", log_level="warning", lifespan="on", timeout_graceful_shutdown=2)
-        self.server = uvicorn.Server(config)
-        self.thread = threading.Thread(target=self.server.run, name="uvicorn-console", daemon=True)
+        super().__init__(create_app(settings, cfg), name="uvicorn-console")
         self.token = env.get("LLMFLOW_API_TOKEN")
-
-    def __enter__(self) -> ConsoleServer:
-        self.thread.start()
-        wait_until(lambda: self.server.started or not self.thread.is_alive(), 20, "uvicorn to start")
-        assert self.server.started, "uvicorn did not start"
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.server.should_exit = True
-        self.thread.join(15)
 
     def client(self) -> httpx.Client:
         headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
@@ -116,7 +81,7 @@ class ConsoleServer:
             return c.get(f"/api/v1/runs/{run_id}").json()["status"]
 
     def wait_for(self, run_id: str, statuses: tuple[str, ...] = ("COMPLETED", "FAILED", "CANCELED")) -> str:
-        return wait_until(lambda: (s := self.status(run_id)) in statuses and s, 60, f"run {run_id} to reach {statuses}")
+        return wait_until(lambda: (s := self.status(run_id)) in statuses and s, 60, what=f"run {run_id} to reach {statuses}")
 
     def cli(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
         """`llmflow ARGS` with the server's home and store."""

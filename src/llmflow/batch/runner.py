@@ -188,7 +188,7 @@ class BatchDriver:
                 error = "invalid record: " + "; ".join(d.message for d in exc.diagnostics)
         now = self.rt.clock.now()
         rec = RunRecord(id=run_id, flow_name=loaded.flow.name, created_at=now, spec=loaded.record(), fingerprint=loaded.flow.fingerprint(), options=opts.to_dict(), metadata=opts.metadata, batch_id=self.plan.id, run_type="batch")
-        self.rt.record_new_run(rec, [NewEvent(E.RUN_CREATED, f"Run created for flow {loaded.flow.name}"), NewEvent(E.RUN_FAILED, f"Run failed: {error}", payload=RunFailed(error=error))])
+        self.rt.record_new_run(rec, [NewEvent(E.RUN_CREATED, f"Run created for flow {loaded.flow.name}"), NewEvent(E.RUN_FAILED, f"Run failed: {error}", payload=RunFailed(error=error))])  # type: ignore[call-arg]  # engine payloads take their fields by keyword (engine/payloads.py)
         return False
 
     def _rerun_in_place(self, run_id: str) -> bool:

@@ -132,7 +132,7 @@ def run_eval_command(
         return EXIT_CANCELED if outcome.reason == "interrupted" else EXIT_FAILED
     failing = outcome.gate(req.min_pass_rate if req.min_pass_rate is not None else plan.record.spec.get("min_pass_rate"))
     if failing:
-        rate = req.min_pass_rate if req.min_pass_rate is not None else plan.record.spec.get("min_pass_rate")
+        rate = req.min_pass_rate if req.min_pass_rate is not None else plan.record.spec.get("min_pass_rate") or 0.0
         eprint(f"pass rate under {rate * 100:.1f}% for: {', '.join(failing)}")
         return EXIT_FAILED
     return EXIT_OK

@@ -60,7 +60,7 @@ def _conventional_help() -> None:
         return None
 
     TyperOption.display_type_rich = option_value  # type: ignore[method-assign]
-    TyperArgument.display_type_rich = argument_value  # type: ignore[method-assign]
+    TyperArgument.display_type_rich = argument_value  # type: ignore[method-assign,assignment]
     TyperOption._llmflow_conventional = True  # type: ignore[attr-defined]
 
 

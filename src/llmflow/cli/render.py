@@ -106,7 +106,8 @@ class ConsoleView:
                 self._write(chunk)
         elif t in (E.TOOL_CALL_STARTED, E.TOOL_CALL_COMPLETED, E.TOOL_CALL_FAILED) and line:
             p = e.payload
-            state = {E.TOOL_CALL_STARTED: "running", E.TOOL_CALL_COMPLETED: "done"}.get(t, "retrying" if p.get("retrying") else "failed")
+            states: dict[str, str] = {E.TOOL_CALL_STARTED: "running", E.TOOL_CALL_COMPLETED: "done"}
+            state = states.get(t, "retrying" if p.get("retrying") else "failed")
             line.tools[str(p.get("call_id"))] = f"{p.get('name')}: {state}"
         elif t == E.LLM_DONE and line:
             u = e.payload.get("usage") or {}

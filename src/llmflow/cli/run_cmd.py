@@ -39,7 +39,7 @@ async def _drive(rt: Any, run_id: str, view: Any, human: bool, *, rerun: tuple[s
                 ans = view.ask(payload)
             except (OSError, ValueError):  # stdin closed or unreadable: nobody can answer
                 ans = None
-            loop.call_soon_threadsafe(lambda: fut.done() or fut.set_result(ans))
+            loop.call_soon_threadsafe(lambda: None if fut.done() else fut.set_result(ans))
 
         threading.Thread(target=work, daemon=True).start()
         return fut
@@ -259,6 +259,7 @@ def register(app: typer.Typer) -> None:
             code = max(code, _exit_for(status))
             if status == "CANCELED":
                 break  # Ctrl-C stops the sweep too; the runs not started stay queued
+        assert group is not None  # a single run returned above
         return _finish_sweep(rt, group, recs, as_json, code)
 
 

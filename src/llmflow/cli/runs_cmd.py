@@ -264,6 +264,7 @@ def register(app: typer.Typer) -> None:
             target = new.id
             print(f"forked run {new.id} from {run_id} at step {from_step}", file=sys.stderr)
         else:
+            assert step is not None  # exactly one of step / from_step, checked above
             rerun = (step, unit, downstream)
             print(f"run {run_id}: re-running step {step}{'[' + unit + ']' if unit else ''}{' and what depends on it' if downstream else ''}", file=sys.stderr)
         tty = sys.stdout.isatty() and not as_json

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -47,6 +47,7 @@ def register(app: typer.Typer) -> None:
                     loop.add_signal_handler(sig, stop.set)
                 except (NotImplementedError, RuntimeError):
                     pass
+            work: asyncio.Task[Any]
             if once:
                 work = asyncio.create_task(w.process_available())
             else:

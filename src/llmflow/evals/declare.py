@@ -20,7 +20,8 @@ from llmflow.evals.metrics import (
     Regex,
     Similarity,
 )
-from llmflow.evals.registry import _REF, MetricInfo, registry
+from llmflow.evals.registry import _REF, MetricInfo
+from llmflow.model.registry import registry
 
 TYPES: dict[str, type[Metric]] = {c.TYPE: c for c in (Exact, Contains, Regex, JsonSchema, FieldEquals, Numeric, Similarity, Judge, Python, Bdd)}
 ALIASES = {"equals": "exact", "answer_exact_match": "exact", "json": "json_schema", "schema": "json_schema", "fields": "field", "semantic": "similarity", "llm_judge": "judge", "function": "python"}
@@ -56,10 +57,10 @@ def parse_metric(raw: Any, declared: Mapping[str, Any] | None = None, *, allow_c
                 raw = {"type": kind, "threshold": arg}
             else:
                 raw = {"type": kind, cls.SHORTHAND: arg}
-        elif not sep and (registry.get(text) is not None or _REF.match(text)):
+        elif not sep and (registry.metric(text) is not None or _REF.match(text)):
             raw = {"type": "python", "name": text.rsplit(":", 1)[-1], "function": text}
         else:
-            known = sorted({*TYPES, *declared, *registry.functions})
+            known = sorted({*TYPES, *declared, *registry.metrics})
             from llmflow.model.diagnostics import did_you_mean
 
             raise EvalError(f"unknown metric {text!r}", hint=did_you_mean(kind, known) or f"metrics: {', '.join(known)}; or module:function, or a mapping {{type: ..., ...}}")

@@ -87,7 +87,7 @@ async def judge(metric: Metric, sample: Sample, ctx: ScoringContext) -> tuple[fl
         return 0.0, f"the judge's run {run_id} {rec.status.lower()}: {rec.error or ''}".strip(), details
     out = rec.outputs or {}
     try:
-        score = float(out.get("score"))
+        score = float(out.get("score"))  # type: ignore[arg-type]  # None and text fail below
     except (TypeError, ValueError):
         return 0.0, f"the judge answered no score ({out!r}); see run {run_id}", details
     return score, str(out.get("reason") or f"judged {score:.2f}"), details

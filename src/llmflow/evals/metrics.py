@@ -401,7 +401,10 @@ def default_embed() -> Embed:
             "the similarity metric needs llmflow.providers.embeddings, which this installation lacks",
             hint="upgrade llmflow, or use the judge or contains metrics",
         ) from None
-    return lambda texts, model=None: embed(texts, model=model)
+    def embed_texts(texts: list[str], model: str | None = None) -> Any:
+        return embed(texts, model=model)
+
+    return embed_texts
 
 
 class Judge(Metric):

@@ -1,6 +1,6 @@
-"""Custom metrics: ``@llmflow.metric`` and the registry of metric functions by name (filled
-by the decorator and the ``llmflow.metrics`` entry points), and resolving a function from
-``module:function`` or ``path/to/file.py:function``."""
+"""Custom metrics: ``@llmflow.metric`` files a function under its name in the one plugin
+registry (:mod:`llmflow.model.registry`, where plugins add theirs), and resolving a function
+from a registered name, ``module:function`` or ``path/to/file.py:function``."""
 
 from __future__ import annotations
 
@@ -13,33 +13,13 @@ from pathlib import Path
 from typing import Any
 
 from llmflow.errors import EvalError
+from llmflow.model.registry import registry
 
 
 @dataclass(frozen=True)
 class MetricInfo:
     name: str
     threshold: float
-
-
-class MetricRegistry:
-    """Python metric functions by name. One default instance (filled by ``@llmflow.metric``
-    and the ``llmflow.metrics`` entry points); tests may make their own."""
-
-    def __init__(self) -> None:
-        self.functions: dict[str, Callable[..., Any]] = {}
-        self._plugins_loaded = False
-
-    def get(self, name: str) -> Callable[..., Any] | None:
-        if name not in self.functions and not self._plugins_loaded:
-            self._plugins_loaded = True
-            from importlib.metadata import entry_points
-
-            for ep in entry_points(group="llmflow.metrics"):
-                self.functions.setdefault(ep.name, ep.load())
-        return self.functions.get(name)
-
-
-registry = MetricRegistry()
 
 
 def metric(fn: Callable[..., Any] | None = None, *, name: str | None = None, threshold: float = 0.5) -> Any:
@@ -57,7 +37,7 @@ def metric(fn: Callable[..., Any] | None = None, *, name: str | None = None, thr
     def deco(f: Callable[..., Any]) -> Callable[..., Any]:
         info = MetricInfo(name or f.__name__, float(threshold))
         f.__llmflow_metric__ = info  # type: ignore[attr-defined]
-        registry.functions[info.name] = f
+        registry.add_metric(info.name, f)
         return f
 
     return deco(fn) if fn is not None else deco
@@ -68,7 +48,7 @@ _REF = re.compile(r"^(?P<mod>[A-Za-z_][\w.]*|.+\.py):(?P<attr>[A-Za-z_][\w.]*)$"
 
 def resolve_metric_function(ref: str) -> Callable[..., Any]:
     """A registered metric name, ``module:function`` or ``path/to/file.py:function``."""
-    got = registry.get(ref)
+    got = registry.metric(ref)
     if got is not None:
         return got
     m = _REF.match(ref)

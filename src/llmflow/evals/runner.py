@@ -270,7 +270,8 @@ class Scorer:
         if rec is None or rec.status not in TERMINAL:
             return None
         md = rec.metadata or {}
-        expected = self.expected_by_index().get(md.get("index")) if md.get("index") is not None else None
+        index = md.get("index")
+        expected = self.expected_by_index().get(index) if isinstance(index, int) else None
         outputs = rec.outputs if isinstance(rec.outputs, dict) else ({"result": rec.outputs} if rec.outputs is not None else None)
         output = next(iter(outputs.values())) if outputs and len(outputs) == 1 else outputs
         sample = Sample(output=output, expected=expected, inputs=dict(rec.inputs or {}), outputs=outputs, record_id=str(md.get("record_id") or rec.id), run_id=rec.id, run_seq=rec.last_seq)

@@ -357,7 +357,8 @@ def _hydra_compose(target: Target, overrides: list[str], shown: dict[str, str]) 
     from hydra.types import RunMode
     from omegaconf import OmegaConf, open_dict
 
-    loader = GlobalHydra.instance().config_loader()
+    # Hydra's ConfigLoaderImpl: composition one step at a time needs its private methods
+    loader: Any = GlobalHydra.instance().config_loader()
     select = [] if _selects_flows(overrides) or not target.flow_name else [f"+flows={target.flow_name}"]
 
     def defaults_and_config(lines: list[str]) -> tuple[Any, Any]:

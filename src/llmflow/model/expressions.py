@@ -14,7 +14,8 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
-from jinja2 import StrictUndefined, TemplateSyntaxError, Undefined, nodes
+from jinja2 import StrictUndefined, Template, TemplateSyntaxError, Undefined, nodes
+from jinja2.environment import TemplateExpression
 from jinja2.exceptions import SecurityError, UndefinedError
 from jinja2.parser import Parser
 from jinja2.sandbox import ImmutableSandboxedEnvironment
@@ -66,12 +67,12 @@ def is_template(text: str) -> bool:
 
 
 @lru_cache(maxsize=4096)
-def _compile_template(text: str):  # noqa: ANN202
+def _compile_template(text: str) -> Template:
     return environment().from_string(text)
 
 
 @lru_cache(maxsize=4096)
-def _compile_expr(expr: str):  # noqa: ANN202
+def _compile_expr(expr: str) -> TemplateExpression:
     return environment().compile_expression(expr, undefined_to_none=False)
 
 
@@ -106,7 +107,7 @@ def render(text: str, context: dict[str, Any]) -> str:
         return text
     try:
         with budget():
-            return _compile_template(text).render(context)
+            return str(_compile_template(text).render(context))
     except Exception as exc:  # noqa: BLE001 - every template failure becomes a TemplateError
         raise _explain(exc, text) from None
 
@@ -318,7 +319,7 @@ def _parse_condition(src: str) -> nodes.Template:
     try:
         expr = parser.parse_expression()
     except TemplateSyntaxError as exc:
-        raise TemplateSyntaxError(exc.message.replace("end of template", "end of expression"), exc.lineno) from None
+        raise TemplateSyntaxError((exc.message or "").replace("end of template", "end of expression"), exc.lineno) from None
     if not parser.stream.eos:
         tok = parser.stream.current
         shown = "}}" if tok.type == "variable_end" else tok.value

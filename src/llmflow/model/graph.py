@@ -175,7 +175,8 @@ def to_mermaid(flow: Flow, statuses: dict[str, str] | None = None) -> str:
     with dotted edges and an ``until`` edge back. ``statuses`` (step id -> status) colours
     the nodes."""
     g = flow_graph(flow)
-    loop_children = [f"{nid}__{c.id}" for nid in g.order if isinstance(g.nodes[nid].step, LoopStep) for c in g.nodes[nid].step.steps]
+    loops = [(nid, step) for nid in g.order if isinstance(step := g.nodes[nid].step, LoopStep)]
+    loop_children = [f"{nid}__{c.id}" for nid, step in loops for c in step.steps]
     ids = _mermaid_ids([*g.order, *loop_children])
     targets = route_targets(flow.steps)
     lines = ["flowchart TD"]
@@ -209,3 +210,39 @@ def to_mermaid(flow: Flow, statuses: dict[str, str] | None = None) -> str:
         if colour and nid in g.nodes:
             lines.append(f"    style {ids[nid]} fill:{colour}")
     return "\n".join(lines) + "\n"
+
+
+def to_json(flow: Flow) -> dict[str, list[dict[str, object]]]:
+    """The step graph as plain nodes and edges, for a layout library to place (the web
+    console feeds it to dagre). The same graph as :func:`to_mermaid`:
+
+    - node ``{key, name, kind, shape, loop}``: ``shape`` is ``box``, ``route`` or ``group``
+      (a parallel group); a loop body's steps have ``loop`` = their loop's id and a key of
+      ``<loop>__<step>`` (a step id may repeat inside two loops)
+    - edge ``{from, to, label, dotted, back}``: ``label`` is ``route`` or ``until``; a loop
+      body's edges are dotted, and ``until`` runs back to the loop node."""
+    g = flow_graph(flow)
+    targets = route_targets(flow.steps)
+    nodes: list[dict[str, object]] = []
+    edges: list[dict[str, object]] = []
+
+    def edge(a: str, b: str, label: str = "", dotted: bool = False, back: bool = False) -> None:
+        edges.append({"from": a, "to": b, "label": label, "dotted": dotted, "back": back})
+
+    for nid in g.order:
+        step = g.nodes[nid].step
+        shape = "route" if isinstance(step, RouteStep) else "group" if isinstance(step, ParallelStep) else "box"
+        nodes.append({"key": nid, "name": nid, "kind": step.kind, "shape": shape, "loop": None})
+        if isinstance(step, LoopStep):
+            prev = nid
+            for c in step.steps:
+                key = f"{nid}__{c.id}"
+                nodes.append({"key": key, "name": c.id, "kind": c.kind, "shape": "box", "loop": nid})
+                edge(prev, key, dotted=True)
+                prev = key
+            edge(prev, nid, "until", dotted=True, back=True)
+    for nid in g.order:
+        for d in g.nodes[nid].needs:
+            if d in g.nodes:
+                edge(d, nid, "route" if targets.get(nid) == d else "")
+    return {"nodes": nodes, "edges": edges}

@@ -15,6 +15,7 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, fields, replace
+from typing import Any
 
 from llmflow.errors import SettingsError
 
@@ -35,7 +36,7 @@ class Limits:
     def from_env(cls, env: Mapping[str, str], base: Limits | None = None) -> Limits:
         """The limits that ``LLMFLOW_*`` settings in ``env`` give; ValueError names a bad one."""
         out = base or cls()
-        changes: dict[str, float | int] = {}
+        changes: dict[str, Any] = {}  # field name -> its int or float, as the field's type says
         for f in fields(cls):
             key = SETTINGS[f.name]
             raw = (env.get(key) or "").strip()

@@ -43,7 +43,12 @@ def restore_secrets(flow: dict[str, Any], secrets: list[list[str | int]], env: d
     for path in secrets:
         node: Any = out
         for k in path[:-1]:
-            node = node[k] if isinstance(node, dict | list) else None
+            if isinstance(node, dict):
+                node = node[k]
+            elif isinstance(node, list) and isinstance(k, int):
+                node = node[k]
+            else:
+                node = None
             if node is None:
                 break
         else:
@@ -114,7 +119,7 @@ class LoadedFlow:
     def record(self) -> dict[str, Any]:
         """What a run stores: the resolved spec (secrets as their ``${oc.env:...}``, listed
         under ``secrets`` for :func:`restore_secrets`) and where each value came from."""
-        out = {
+        out: dict[str, Any] = {
             "flow": self.public_dict(),
             "source": self.source,
             "overrides": self.composed.overrides if self.composed else [],
@@ -127,10 +132,10 @@ class LoadedFlow:
         return out
 
 
-def _leaf_paths(doc: Any) -> list[tuple]:
+def _leaf_paths(doc: Any) -> list[tuple[Any, ...]]:
     """The key path of every leaf, in the order provenance_rows walks them."""
-    out: list[tuple] = []
-    stack: list[tuple[Any, tuple]] = [(doc, ())]
+    out: list[tuple[Any, ...]] = []
+    stack: list[tuple[Any, tuple[Any, ...]]] = [(doc, ())]
     while stack:
         v, path = stack.pop()
         if isinstance(v, dict) and v:
@@ -147,7 +152,7 @@ def provenance_rows(
 ) -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = []
 
-    def walk(v: Any, path: tuple) -> None:
+    def walk(v: Any, path: tuple[Any, ...]) -> None:
         if isinstance(v, dict) and v:
             for k, x in v.items():
                 walk(x, (*path, k))
@@ -176,7 +181,7 @@ def provenance_rows(
     return rows
 
 
-def interpolation_target(raw: str, node_path: tuple) -> tuple | None:
+def interpolation_target(raw: str, node_path: tuple[Any, ...]) -> tuple[Any, ...] | None:
     """The key path a plain ``${a.b}`` / ``${..a}`` interpolation reads; None for resolvers
     (``${oc.env:...}``) or text mixing several interpolations."""
     import re
@@ -187,7 +192,7 @@ def interpolation_target(raw: str, node_path: tuple) -> tuple | None:
     dots, rest = m.group(1), m.group(2)
     from llmflow.model.compose import _key_path
 
-    base: tuple = ()
+    base: tuple[Any, ...] = ()
     if dots:
         # '.' is the node's own container, every further '.' one level up
         base = tuple(node_path[: len(node_path) - len(dots)])
@@ -196,7 +201,7 @@ def interpolation_target(raw: str, node_path: tuple) -> tuple | None:
     return (*base, *_key_path(rest))
 
 
-def _raw_for(sources: SourceMap, path: tuple) -> tuple[str, tuple] | None:
+def _raw_for(sources: SourceMap, path: tuple[Any, ...]) -> tuple[str, tuple[Any, ...]] | None:
     """The interpolation that produced the value at ``path`` and the key path holding it."""
     for i in range(len(path), -1, -1):
         if path[:i] in sources.raw:

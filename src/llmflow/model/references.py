@@ -27,7 +27,7 @@ from llmflow.model.spec import (
 from llmflow.model.value_errors import short
 
 if TYPE_CHECKING:
-    from llmflow.model.validate import Collector
+    from llmflow.model.collector import Collector
 
 class _Scopes:
     """Which loop body each step belongs to, and every step's enclosing groups."""
@@ -127,7 +127,7 @@ class _Scopes:
 
 
 def check_references(c: Collector, flow: Flow, bad_ids: set[str], dropped_inputs: set[str], dropped_agents: set[str]) -> None:
-    paths: dict[str, tuple] = dict(c.all_ids)
+    paths: dict[str, tuple[Any, ...]] = dict(c.all_ids)
     ids = {i for i in c.all_ids if i not in bad_ids}
     known = list(c.all_ids)
     scopes = _Scopes(flow)
@@ -183,11 +183,11 @@ def check_references(c: Collector, flow: Flow, bad_ids: set[str], dropped_inputs
         p = c.obj_paths.get(id(s), paths.get(s.id, ("steps",)))
         for field, text, is_cond in _templates_of(s):
             _check_template(c, flow, s, scopes, text, (*p, *field), is_cond, paths, ids, dropped_inputs)
-    for k, text in (flow.outputs or {}).items():
-        _check_template(c, flow, None, scopes, text, ("outputs", k), False, paths, ids, dropped_inputs)
+    for out_name, text in (flow.outputs or {}).items():
+        _check_template(c, flow, None, scopes, text, ("outputs", out_name), False, paths, ids, dropped_inputs)
 
 
-def _check_model(c: Collector, model: Any, owner: str, path: tuple) -> None:
+def _check_model(c: Collector, model: Any, owner: str, path: tuple[Any, ...]) -> None:
     if not isinstance(model, str) or ":" not in model:
         c.add(
             "invalid-value",
@@ -197,7 +197,7 @@ def _check_model(c: Collector, model: Any, owner: str, path: tuple) -> None:
         )
 
 
-def _check_route_target(c: Collector, s: RouteStep, t: str, path: tuple, paths: dict, scopes: _Scopes, known_hint: Any) -> None:
+def _check_route_target(c: Collector, s: RouteStep, t: str, path: tuple[Any, ...], paths: dict[str, Any], scopes: _Scopes, known_hint: Any) -> None:
     if t not in paths:
         c.add("unknown-step", f"route '{s.id}' goes to unknown step '{t}'", path, known_hint(t))
     elif t == s.id:
@@ -206,8 +206,8 @@ def _check_route_target(c: Collector, s: RouteStep, t: str, path: tuple, paths: 
         c.add("unknown-step", f"route '{s.id}' goes to '{t}', which is in another loop body", path, "a route can only choose steps at its own level")
 
 
-def _check_agents(c: Collector, flow: Flow, s: StepSpec, p: tuple, dropped: set[str]) -> None:
-    refs: list[tuple[str, tuple]] = []
+def _check_agents(c: Collector, flow: Flow, s: StepSpec, p: tuple[Any, ...], dropped: set[str]) -> None:
+    refs: list[tuple[str, tuple[Any, ...]]] = []
     if isinstance(s, LlmStep) and s.agent:
         refs.append((s.agent, (*p, "agent")))
     if isinstance(s, BroadcastStep):
@@ -228,7 +228,7 @@ def _check_agents(c: Collector, flow: Flow, s: StepSpec, p: tuple, dropped: set[
             c.add("unknown-agent", f"step '{s.id}' uses unknown agent '{name}'", ap, hint)
 
 
-def _check_cycles(c: Collector, scopes: _Scopes, paths: dict[str, tuple]) -> None:
+def _check_cycles(c: Collector, scopes: _Scopes, paths: dict[str, tuple[Any, ...]]) -> None:
     for g in scopes.graphs.values():
         for comp in _strongly_connected(g):
             if len(comp) < 2:
@@ -291,8 +291,8 @@ def _strongly_connected(g: Graph) -> list[list[str]]:
     return out
 
 
-def _templates_of(s: StepSpec) -> list[tuple[tuple, str, bool]]:
-    out: list[tuple[tuple, str, bool]] = []
+def _templates_of(s: StepSpec) -> list[tuple[tuple[Any, ...], str, bool]]:
+    out: list[tuple[tuple[Any, ...], str, bool]] = []
     if s.when:
         out.append((("when",), s.when, True))
     if isinstance(s.for_each, str):
@@ -305,7 +305,7 @@ def _templates_of(s: StepSpec) -> list[tuple[tuple, str, bool]]:
     if isinstance(s, LoopStep):
         out.append((("until",), s.until, True))
 
-    def strings(v: Any, path: tuple) -> None:
+    def strings(v: Any, path: tuple[Any, ...]) -> None:
         if isinstance(v, str):
             out.append((path, v, False))
         elif isinstance(v, list):
@@ -328,9 +328,9 @@ def _check_template(
     step: StepSpec | None,
     scopes: _Scopes,
     text: str,
-    path: tuple,
+    path: tuple[Any, ...],
     is_cond: bool,
-    paths: dict[str, tuple],
+    paths: dict[str, tuple[Any, ...]],
     ids: set[str],
     dropped_inputs: set[str],
 ) -> None:

@@ -203,7 +203,7 @@ def _replace_estimate(s: Any, old: Any, new: Any, count: Any = -1) -> int:
     return len(s) + n * max(0, len(new) - len(old))
 
 
-def _precheck_method(obj: Any, args: tuple, kwargs: dict) -> None:
+def _precheck_method(obj: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
     """Before a method of a str/bytes/list/tuple runs: refuse calls that would build a
     huge value in one step. (``str.format`` is checked where Jinja wraps it.)"""
     owner = getattr(obj, "__self__", None)
@@ -330,7 +330,7 @@ class _Guard(NodeTransformer):
 
     def visit_For(self, node: nodes.For) -> nodes.Node:
         node = self.generic_visit(node)  # type: ignore[assignment]
-        node.iter = _filter(node.iter, "llmflow_iter")
+        node.iter = _filter(node.iter, "llmflow_iter")  # type: ignore[arg-type]  # an iterable is an Expr in practice
         return node
 
     def visit_Concat(self, node: nodes.Concat) -> nodes.Node:

@@ -142,18 +142,19 @@ class SourceMap:
         """The best location for a key path: exact, or with one key inserted (step
         shorthand ``llm: {...}``), or the nearest ancestor."""
         p = tuple(path)
-        if p in self.entries:
-            return self.entries[p]
+        entries: dict[PathKey, Location] = self.entries
+        if p in entries:
+            return entries[p]
         kids = self.entries._kids
         for i in range(len(p), 0, -1):
             head, tail = p[:i], p[i:]
             for child in kids.get(head, ()):  # head + one inserted key, then the rest
                 k = (*child, *tail)
-                if k in self.entries:
-                    return self.entries[k]
-            if head in self.entries and i < len(p):
-                return self.entries[head]
-        return self.entries.get((), Location())
+                if k in entries:
+                    return entries[k]
+            if head in entries and i < len(p):
+                return entries[head]
+        return entries.get((), Location())
 
 
 _BOOL_TAG = "tag:yaml.org,2002:bool"
@@ -174,7 +175,8 @@ class FlowLoader(_Base):  # type: ignore[misc, valid-type]
         for key, _ in node.value:
             if isinstance(key, yaml.ScalarNode) and key.tag == _BOOL_TAG and not key.style:  # plain (libyaml: "")
                 key.tag = _STR_TAG
-        return super().construct_mapping(node, deep)
+        mapping: dict[Any, Any] = super().construct_mapping(node, deep)
+        return mapping
 
 
 # OmegaConf's float rule (omegaconf._utils.get_yaml_loader), and no timestamps
@@ -214,7 +216,7 @@ def check_depth(text: str) -> None:
         if isinstance(ev, yaml.CollectionStartEvent):
             depth += 1
             if depth > limit:
-                raise TooDeep(None, None, f"the document nests more than {limit} levels deep (LLMFLOW_MAX_DOCUMENT_DEPTH)", ev.start_mark)
+                raise TooDeep(None, None, f"the document nests more than {limit} levels deep (LLMFLOW_MAX_DOCUMENT_DEPTH)", _mark(ev))
         elif isinstance(ev, yaml.CollectionEndEvent):
             depth -= 1
 
@@ -308,3 +310,8 @@ def expanded_size(node: yaml.Node | None, limit: int = 10**9) -> int:
         return size(node)
     except RecursionError:
         return limit
+
+
+def _mark(event: Any) -> Any:
+    """An event's start mark (libyaml's and PyYAML's Mark types differ only for the checker)."""
+    return event.start_mark

@@ -1,8 +1,17 @@
 """The flow model: immutable, validated specs (pydantic, ``kind``-discriminated steps).
 
 A flow document is either written with ``kind:`` on each step or with the shorthand
-``{id: x, llm: {...}}``; :func:`normalise_step` turns the shorthand into the ``kind`` form.
+``{id: x, llm: {...}}``; :func:`llmflow.model.registry.normalise_step` turns the shorthand
+into the ``kind`` form.
 Step kinds are looked up in :mod:`llmflow.model.registry`, so plugins can add their own.
+
+Imports inside ``model/`` point one way (registry <- spec <- graph <- references <-
+validate <- loader) with one exception: :meth:`Flow.check`, :meth:`Flow.validated` and
+:meth:`Flow.from_yaml` call back into ``validate`` and ``loader``, which build Flows. They are
+public conveniences; making them module functions is an API change, not a move.
+
+The module is long because it holds every spec class, one per step kind, and they refer to
+each other (a ``parallel``'s or ``loop``'s steps are specs too).
 """
 
 from __future__ import annotations
@@ -19,6 +28,8 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+
+from llmflow.model.registry import coerce_steps
 
 IDENT = r"^[A-Za-z_][A-Za-z0-9_]*$"
 
@@ -63,7 +74,7 @@ class RetrySpec(Spec):
     multiplier: float = Field(2.0, ge=1)
     max_backoff: float = Field(60.0, ge=0)
     jitter: float = Field(0.1, ge=0, le=1)  # +/- fraction of the delay
-    on: list[RetryOn] = Field(default_factory=lambda: ["any"])
+    on: list[RetryOn] = Field(default_factory=lambda: list[RetryOn](["any"]))
 
 
 # A step without `retry:` gets this: transient provider errors are retried, nothing else.
@@ -308,15 +319,9 @@ class FlowStep(StepSpec):
     overrides: list[str] = Field(default_factory=list)
 
 
-def _step_list(v: Any) -> Any:
-    from llmflow.model.registry import coerce_steps
-
-    return coerce_steps(v)
-
-
 StepList = Annotated[
     list[StepSpec],
-    BeforeValidator(_step_list),
+    BeforeValidator(coerce_steps),
     PlainSerializer(lambda steps: [s.to_dict() for s in steps]),
 ]
 

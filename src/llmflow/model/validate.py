@@ -20,7 +20,8 @@ from typing import Any
 from pydantic import ValidationError
 
 from llmflow.model import limits
-from llmflow.model.diagnostics import Diagnostic, Location, did_you_mean, format_path
+from llmflow.model.collector import Collector
+from llmflow.model.diagnostics import Diagnostic, did_you_mean, format_path
 from llmflow.model.references import check_references
 from llmflow.model.registry import normalise_step, registry
 from llmflow.model.sourcemap import SourceMap
@@ -30,69 +31,10 @@ from llmflow.model.value_errors import pydantic_errors, short
 _PLACEHOLDER = {"kind": "python", "id": "_placeholder", "function": "x"}
 
 
-class Collector:
-    """Diagnostics being gathered for one document, located through its SourceMap."""
-
-    def __init__(self, sources: SourceMap | None, file: str | None) -> None:
-        self.sources = sources or SourceMap()
-        self.file = file
-        self.items: list[Diagnostic] = []
-        self.step_paths: dict[str, tuple] = {}  # id of a valid step -> its key path
-        self.obj_paths: dict[int, tuple] = {}  # id(StepSpec) -> its key path
-        self.all_ids: dict[str, tuple] = {}  # every step id in the document -> first key path
-        self.written: dict[tuple, tuple[str, Any, set]] = {}  # step path -> (kind, body, its own keys) of a shorthand step
-        self.step_count = 0  # steps in the document, nested ones included
-
-    @staticmethod
-    def _put(src: dict[tuple, Any], key: tuple, value: Any) -> None:
-        if key not in src:
-            src[key] = value
-
-    def alias_shorthand(self, path: tuple, kind: str, shorthand: str | None, body: Any, keys: set) -> None:
-        """`{llm: {prompt: x}}` was flattened: make `path.prompt` point where `path.llm.prompt` is."""
-        head = (*path, kind)
-        n = len(head)
-        self.written[path] = (kind, body, keys)
-        for src in (self.sources.entries, self.sources.raw):
-            if isinstance(body, dict):
-                for k in src.under(head):
-                    self._put(src, (*path, *k[n:]), src[k])
-            elif isinstance(body, list) and src is self.sources.entries:
-                for k in src.under(head):
-                    self._put(src, (*path, "steps", *k[n:]), src[k])
-            elif shorthand and head in src:
-                self._put(src, (*path, shorthand), src[head])
-
-    def as_written(self, path: tuple) -> tuple:
-        """A normalised key path (`steps[0].prompt`) as the document spells it (`steps[0].llm.prompt`)."""
-        for i in range(len(path), 0, -1):
-            found = self.written.get(path[:i])
-            if found is None or i == len(path):
-                continue
-            kind, body, keys = found
-            rest = path[i:]
-            if isinstance(body, dict) and (rest[0] in body or rest[0] not in keys):
-                return (*self.as_written(path[:i]), kind, *rest)
-            if isinstance(body, list) and rest[0] == "steps":
-                return (*self.as_written(path[:i]), kind, *rest[1:])
-            if not isinstance(body, dict | list) and len(rest) == 1 and rest[0] != "id" and rest[0] not in ("needs", "when"):
-                cls = registry.kind(kind)
-                if cls is not None and rest[0] == cls.SHORTHAND:
-                    return (*self.as_written(path[:i]), kind)
-            return (*self.as_written(path[:i]), *rest)
-        return path
-
-    def add(self, code: str, message: str, path: tuple[str | int, ...], hint: str | None = None) -> None:
-        loc = self.sources.locate(path)
-        if loc.file is None and loc.origin is None and self.file:
-            loc = Location(self.file)
-        self.items.append(Diagnostic(code, message, format_path(self.as_written(path)), hint, loc))
-
-
 # -- pass 1: steps --------------------------------------------------------------------------
 
 
-def _collect_ids(c: Collector, raw: Any, prefix: tuple, depth: int = 1) -> None:
+def _collect_ids(c: Collector, raw: Any, prefix: tuple[Any, ...], depth: int = 1) -> None:
     """Every step id in the document (valid steps or not), and repeated ids; steps nested
     past the depth limit are reported here, once, and not looked into."""
     if not isinstance(raw, list):
@@ -124,7 +66,7 @@ def _collect_ids(c: Collector, raw: Any, prefix: tuple, depth: int = 1) -> None:
             _collect_ids(c, step.get(f), (*path, f), depth + 1)
 
 
-def _check_steps(c: Collector, raw: Any, prefix: tuple, bad_ids: set[str], depth: int = 1) -> list[StepSpec] | None:
+def _check_steps(c: Collector, raw: Any, prefix: tuple[Any, ...], bad_ids: set[str], depth: int = 1) -> list[StepSpec] | None:
     """Validate a list of step documents. Returns the valid steps, or None when the list
     itself is unusable. Ids of invalid steps go to ``bad_ids`` so later checks skip them."""
     if depth > limits.current().flow_depth:
@@ -137,7 +79,7 @@ def _check_steps(c: Collector, raw: Any, prefix: tuple, bad_ids: set[str], depth
         c.add("invalid-value", f"{format_path(prefix)} needs at least one step", prefix, "add a step, e.g. '- id: hello' with 'llm: \"Say hello\"'")
         return None
     out: list[StepSpec] = []
-    kinds = sorted(registry.kinds)
+    kinds = registry.kind_names()
     for i, item in enumerate(raw):
         path = (*prefix, i)
         step = normalise_step(item)  # shorthand paths were aliased by _collect_ids
@@ -187,7 +129,7 @@ def _check_steps(c: Collector, raw: Any, prefix: tuple, bad_ids: set[str], depth
 # -- pass 2: the flow's own keys --------------------------------------------------------------
 
 
-def _header(c: Collector, doc: dict, steps: list[StepSpec] | None) -> tuple[Flow | None, set[str], set[str]]:
+def _header(c: Collector, doc: dict[str, Any], steps: list[StepSpec] | None) -> tuple[Flow | None, set[str], set[str]]:
     """Validate the flow's own keys. When some are invalid they are reported, set aside, and
     the rest is validated again so the reference checks can still run. Returns the flow and
     the names of inputs and agents set aside ("*" = all of them)."""
@@ -243,7 +185,7 @@ def validate_document(
         return None, _sorted(c.items)
 
 
-def _validate(c: Collector, doc: dict) -> tuple[Flow | None, list[Diagnostic]]:
+def _validate(c: Collector, doc: dict[str, Any]) -> tuple[Flow | None, list[Diagnostic]]:
     bad_ids: set[str] = set()
     _collect_ids(c, doc.get("steps"), ("steps",))
     lim = limits.current()
@@ -261,7 +203,7 @@ def _validate(c: Collector, doc: dict) -> tuple[Flow | None, list[Diagnostic]]:
 _YAML11_BOOLS = {True: ("on", "On", "ON", "yes", "Yes", "YES", "true", "True", "TRUE"), False: ("off", "Off", "OFF", "no", "No", "NO", "false", "False", "FALSE")}
 
 
-def _string_keys(v: Any, sources: SourceMap | None = None, path: tuple = ()) -> Any:
+def _string_keys(v: Any, sources: SourceMap | None = None, path: tuple[Any, ...] = ()) -> Any:
     """Mapping keys as strings, as YAML wrote them and as JSON (the event log) keeps them.
     Hydra reads YAML 1.1, where a key ``on`` is the boolean true: the source map, built
     from the text, says which word was written (``retry: {on: [...]}``)."""
@@ -276,7 +218,7 @@ def _string_keys(v: Any, sources: SourceMap | None = None, path: tuple = ()) -> 
     return v
 
 
-def _key_text(k: Any, sources: SourceMap | None = None, path: tuple = ()) -> str:
+def _key_text(k: Any, sources: SourceMap | None = None, path: tuple[Any, ...] = ()) -> str:
     if k is None:
         return "null"
     if isinstance(k, bool):
@@ -294,7 +236,7 @@ def _sorted(items: list[Diagnostic]) -> list[Diagnostic]:
 
 # -- inputs ----------------------------------------------------------------------------------
 
-_TYPES = {"string": str, "integer": int, "number": (int, float), "boolean": bool, "array": list, "object": dict}
+_TYPES: dict[str, type | tuple[type, ...]] = {"string": str, "integer": int, "number": (int, float), "boolean": bool, "array": list, "object": dict}
 
 
 def validate_inputs(flow: Flow, given: dict[str, Any], *, coerce_strings: bool = True) -> tuple[dict[str, Any], list[Diagnostic]]:

@@ -16,7 +16,7 @@ from pydantic import BaseModel, ValidationError
 from llmflow.model.diagnostics import did_you_mean, format_path
 
 if TYPE_CHECKING:
-    from llmflow.model.validate import Collector
+    from llmflow.model.collector import Collector
 
 ID_HINT = "ids start with a letter or '_' and use only letters, digits and '_'"
 
@@ -55,7 +55,7 @@ def _describe_tag(tag: Any) -> str:
     return _TAG_WORDS.get(base, "a mapping" if t[:1].isupper() else t)
 
 
-def _split_loc(cls: type[BaseModel], loc: tuple) -> tuple[tuple, list[Any], type[BaseModel] | None, int | None]:
+def _split_loc(cls: type[BaseModel], loc: tuple[Any, ...]) -> tuple[tuple[Any, ...], list[Any], type[BaseModel] | None, int | None]:
     """Clean an error location: drop pydantic's union member tags. Returns (path, tags,
     the model owning the last key, the length of the path where the first tag was)."""
     clean: list[Any] = []
@@ -112,8 +112,8 @@ _TYPE_WORDS = {
 }
 
 
-def pydantic_errors(c: Collector, exc: ValidationError, cls: type[BaseModel], prefix: tuple, skip: set[str]) -> None:
-    unions: dict[tuple, tuple[list[str], Any]] = {}  # path at a union -> (alternatives, input)
+def pydantic_errors(c: Collector, exc: ValidationError, cls: type[BaseModel], prefix: tuple[Any, ...], skip: set[str]) -> None:
+    unions: dict[tuple[Any, ...], tuple[list[str], Any]] = {}  # path at a union -> (alternatives, input)
     for err in exc.errors(include_url=False):
         loc = tuple(err["loc"])
         if loc and loc[0] in skip:
@@ -136,7 +136,7 @@ def pydantic_errors(c: Collector, exc: ValidationError, cls: type[BaseModel], pr
         c.add("invalid-value", f"{where} must be {expected}, {_got(given) if given is not None else 'got something else'}", path, f"give {expected}")
 
 
-def _one_error(c: Collector, err: Any, etype: str, given: Any, rel: tuple, path: tuple, owner: type[BaseModel] | None) -> None:
+def _one_error(c: Collector, err: Any, etype: str, given: Any, rel: tuple[Any, ...], path: tuple[Any, ...], owner: type[BaseModel] | None) -> None:
     ctx = err.get("ctx") or {}
     name = format_path(path) or "the flow"
     if etype == "extra_forbidden":
@@ -169,7 +169,7 @@ def _one_error(c: Collector, err: Any, etype: str, given: Any, rel: tuple, path:
         c.add("invalid-value", f"{name}: {err['msg']} ({_got(given)})", path)
 
 
-def _owner_name(c: Collector, path: tuple) -> str:
+def _owner_name(c: Collector, path: tuple[Any, ...]) -> str:
     """'step 'x'' for a step's key path, else the key path."""
     for sid, p in c.all_ids.items():
         if p == path:

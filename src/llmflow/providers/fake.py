@@ -222,7 +222,7 @@ class FakeProvider:
         answer = MALFORMED_TEXT if failing else self._pick_answer(script, request, name, key)
         calls = _tool_calls(answer, conversation_turn(request)) if request.tools else None
         if calls is not None:
-            text = str(answer.get("text") or "")
+            text = str(answer.get("text") or "") if isinstance(answer, dict) else ""
         else:
             text = _as_text(answer)
             if "{tool_results}" in text:

@@ -320,8 +320,8 @@ def parse_tool_answer(text: str, request: ModelRequest) -> tuple[str, tuple[Tool
         return text, ()
     if isinstance(data, dict) and isinstance(data.get("tool"), str):
         turn = sum(1 for m in request.messages if m.role == "assistant")
-        args = data.get("arguments") if isinstance(data.get("arguments"), dict) else {}
-        return "", (ToolCall(f"call_{turn}_0", data["tool"], args),)
+        args = data.get("arguments")
+        return "", (ToolCall(f"call_{turn}_0", data["tool"], args if isinstance(args, dict) else {}),)
     if isinstance(data, dict) and "answer" in data:
         answer = data["answer"]
         return (answer if isinstance(answer, str) else json.dumps(answer)), ()

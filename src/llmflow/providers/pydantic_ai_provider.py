@@ -175,7 +175,7 @@ class PydanticAIProvider:
             mode = "native" if native else "prompted"
         title = re.sub(r"[^A-Za-z0-9_-]", "_", str(schema.get("title") or "output"))[:64]
         output = OutputObjectDefinition(json_schema=schema, name=title, description=schema.get("description"))
-        return ModelRequestParameters(function_tools=function_tools, output_mode=mode, output_object=output, allow_text_output=True)
+        return ModelRequestParameters(function_tools=function_tools, output_mode=mode, output_object=output, allow_text_output=True)  # type: ignore[arg-type]  # mode is "native" or "prompted"
 
     def _settings(self, request: ModelRequest) -> dict[str, Any]:
         # Retries are the engine's job (it honours Retry-After and records attempts), not the SDK's.
@@ -192,13 +192,19 @@ class PydanticAIProvider:
         model = self._model(request.model)
         try:
             from pydantic_ai.direct import model_request_stream
-            from pydantic_ai.messages import PartDeltaEvent, PartStartEvent, TextPart, TextPartDelta
+            from pydantic_ai.messages import (
+                PartDeltaEvent,
+                PartStartEvent,
+                TextPart,
+                TextPartDelta,
+                ToolCallPart,
+            )
 
             messages = to_model_messages(request.messages)
             parameters = self._parameters(model, request.output_schema, request.tools)
             async with model:  # opens (and at the end closes) an HTTP client on this event loop
                 stream_cm = model_request_stream(
-                    model, messages, model_settings=self._settings(request), model_request_parameters=parameters
+                    model, messages, model_settings=self._settings(request), model_request_parameters=parameters  # type: ignore[arg-type]  # a ModelSettings TypedDict
                 )
                 async with stream_cm as response:
                     async for event in response:
@@ -216,7 +222,7 @@ class PydanticAIProvider:
         except Exception as exc:  # noqa: BLE001 — every failure leaves as an llmflow error
             raise self._map_error(exc, request.model) from None
         text = "".join(p.content for p in result.parts if isinstance(p, TextPart))
-        calls = tuple(ToolCall(p.tool_call_id, p.tool_name, p.args_as_dict()) for p in result.parts if getattr(p, "part_kind", None) == "tool-call")
+        calls = tuple(ToolCall(p.tool_call_id, p.tool_name, p.args_as_dict()) for p in result.parts if isinstance(p, ToolCallPart))
         if request.output_schema is not None:
             text = _strip_fences(text)
         usage = Usage(reported.input_tokens, reported.output_tokens)

@@ -8,8 +8,10 @@ Built into the composition root (``app.py``) with the process environment::
 
 Names: ``fake``, ``local``, ``openai``, ``anthropic``, ``gemini`` (alias ``google``),
 ``ollama``, every OpenAI-compatible host named by ``LLMFLOW_PROVIDER_<NAME>_BASE_URL``, and
-providers that plugins register under the ``llmflow.providers`` entry-point group (a factory
-called as ``factory(name, env)`` returning a Provider). One instance per provider name is
+providers that plugins add to the one plugin registry (:mod:`llmflow.model.registry`: a
+factory called as ``factory(name, env)`` returning a Provider). The built-in names stay
+here: ``fake`` takes the scripts given to this registry and the OpenAI-compatible hosts come
+from the environment, which a ``factory(name, env)`` plugin hook cannot carry. One instance per provider name is
 kept. ``allow_real=False`` (the test suite's setting) refuses everything except ``fake``.
 """
 
@@ -19,6 +21,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from llmflow.errors import ProviderUnavailableError
+from llmflow.model.registry import registry as plugins
 from llmflow.providers.base import Provider, Usage, split_model
 
 DEFAULT_MODEL = "local:gemma3-270m"
@@ -141,18 +144,7 @@ class ProviderRegistry:
 
 
 def _plugin_factories() -> dict[str, Callable[[str, Mapping[str, str]], Provider]]:
-    from importlib.metadata import entry_points
-
-    factories: dict[str, Any] = {}
-    for entry in entry_points(group=ENTRY_POINT_GROUP):
-        if entry.name not in BUILTIN_PROVIDERS:
-            factories[entry.name] = _LazyFactory(entry)
-    return factories
-
-
-class _LazyFactory:
-    def __init__(self, entry: Any) -> None:
-        self._entry = entry
-
-    def __call__(self, name: str, env: Mapping[str, str]) -> Provider:
-        return self._entry.load()(name, env)
+    """Provider factories plugins added to the one plugin registry (``add_provider`` in a
+    ``llmflow.plugins`` hook, or the ``llmflow.providers`` entry-point group)."""
+    plugins.load_plugins()
+    return {name: factory for name, factory in plugins.providers.items() if name not in BUILTIN_PROVIDERS}

@@ -67,7 +67,13 @@ class BackgroundBatches:
 
         task = asyncio.create_task(drive(), name=f"batch {driver.plan.id}")
         self.tasks[driver.plan.id] = (task, driver)
-        task.add_done_callback(lambda _t, bid=driver.plan.id: self.tasks.pop(bid, None) if self.tasks.get(bid, (None,))[0] is _t else None)
+        bid = driver.plan.id
+
+        def forget(done: asyncio.Task[Any]) -> None:
+            if self.tasks.get(bid, (None,))[0] is done:
+                self.tasks.pop(bid, None)
+
+        task.add_done_callback(forget)
 
     async def stop(self) -> None:
         """Interrupt every driver; their in-flight jobs are left for the next resume."""

@@ -31,7 +31,7 @@ class Entry:
 
 
 def _stamp(files: list[str]) -> tuple[Any, ...]:
-    out = []
+    out: list[tuple[str, int | None]] = []
     for f in files:
         try:
             out.append((f, Path(f).stat().st_mtime_ns))

@@ -132,7 +132,7 @@ async def create_eval(body: EvalIn, svc: Svc, request: Request) -> Any:
     tasks = _tasks(request)
     tasks.add(task)
     task.add_done_callback(tasks.discard)
-    task.add_done_callback(lambda t: t.cancelled() or t.exception() is None or log.error("evaluation %s failed", plan.id, exc_info=t.exception()))
+    task.add_done_callback(lambda t: None if t.cancelled() or t.exception() is None else log.error("evaluation %s failed", plan.id, exc_info=t.exception()))
     if body.wait:
         await asyncio.shield(task)
         return JSONResponse(evaluation_view(svc.store, plan.id), status_code=200)

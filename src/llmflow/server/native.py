@@ -93,14 +93,18 @@ async def show_flow(name: FlowName, svc: Svc) -> dict[str, Any]:
     }
 
 
-@router.get("/flows/{name}/graph", summary="A flow's step graph as Mermaid text", response_model=None)
+@router.get("/flows/{name}/graph", summary="A flow's step graph: Mermaid text, nodes and edges", response_model=None)
 async def flow_graph(name: FlowName, svc: Svc, format: Annotated[Literal["json", "text"], Query()] = "json") -> Any:
-    from llmflow.model.graph import to_mermaid
+    """JSON: ``{name, mermaid, nodes, edges}`` (nodes and edges as
+    :func:`llmflow.model.graph.to_json` describes; the console lays them out); ``text``:
+    the Mermaid text alone."""
+    from llmflow.model.graph import to_json, to_mermaid
 
-    text = to_mermaid((await svc.load(name)).flow)
+    flow = (await svc.load(name)).flow
+    text = to_mermaid(flow)
     if format == "text":
         return PlainTextResponse(text)
-    return {"name": name, "mermaid": text}
+    return {"name": name, "mermaid": text, **to_json(flow)}
 
 
 @router.post("/flows/validate", summary="Validate a served flow or a flow document")

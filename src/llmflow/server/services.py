@@ -80,9 +80,10 @@ class Services:
             else:
                 from llmflow.model.validate import validate_document
 
-                flow, diags = validate_document(document, file="<request>")
-                if diags or flow is None:
+                checked, diags = validate_document(document, file="<request>")
+                if diags or checked is None:
                     raise FlowValidationError(diags)
+                flow = checked
         except FlowValidationError as exc:
             raise FlowValidationError([_under("document", d) for d in exc.diagnostics]) from None
         problems = self.posted_flow_problems(flow)

@@ -57,9 +57,9 @@ def code_dirs() -> list[Path]:
 
     out = [Path(d) for d in SYSTEM_DIRS]
     for key in ("stdlib", "platstdlib", "purelib", "platlib", "scripts"):
-        p = sysconfig.get_paths().get(key)
-        if p:
-            out.append(Path(p))
+        found = sysconfig.get_paths().get(key)
+        if found:
+            out.append(Path(found))
     out += [Path(p) for p in sys.path if p and p.endswith(("site-packages", "dist-packages"))]
     resolved = []
     for p in out:

@@ -114,7 +114,7 @@ async def run_loop(
         if rounds in recorded.rounds:
             text, calls = recorded.rounds[rounds]
         else:
-            res = await ctx.llm.generate(ctx, model=model, model_source=model_source, messages=msgs, params=params, output_schema=schema, stream=stream, tools=defs)
+            res = await ctx.llm.generate(ctx, model=model, model_source=model_source, messages=msgs, params=params, output_schema=schema, stream=stream, tools=defs)  # type: ignore[arg-type]  # with tools, messages are ChatMessages (engine/ports.py LlmGateway)
             calls = _with_ids(list(res.tool_calls), rounds)
             text = res.text
             if not calls:

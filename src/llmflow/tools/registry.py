@@ -1,7 +1,8 @@
-"""Registered Python tools: ``@llmflow.tool`` and the ``llmflow.tools`` entry points.
+"""Registered Python tools: ``@llmflow.tool``.
 
-Like ``@llmflow.step_function`` (see :mod:`llmflow.model.registry`), the decorator files a
-function under its name in one process-wide catalogue, so a YAML flow can list it by name;
+Like ``@llmflow.step_function``, the decorator files a function under its name in the one
+plugin registry (:mod:`llmflow.model.registry`, where plugins add theirs), so a YAML flow
+can list it by name;
 the runtime's ``functions`` mapping and explicit ``module:function`` references need no
 registration at all.
 """
@@ -11,34 +12,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, overload
 
+from llmflow.model.registry import registry
 from llmflow.tools.python import ToolOptions
-
-
-class ToolRegistry:
-    def __init__(self) -> None:
-        self.functions: dict[str, Callable[..., Any]] = {}
-        self._plugins_loaded = False
-
-    def load_plugins(self) -> None:
-        if self._plugins_loaded:
-            return
-        self._plugins_loaded = True
-        from importlib.metadata import entry_points
-
-        for ep in entry_points(group="llmflow.tools"):
-            self.functions.setdefault(ep.name, ep.load())
-
-    def get(self, name: str) -> Callable[..., Any] | None:
-        if name not in self.functions:
-            self.load_plugins()
-        return self.functions.get(name)
-
-    def names(self) -> list[str]:
-        self.load_plugins()
-        return sorted(self.functions)
-
-
-registry = ToolRegistry()
 
 
 @overload
@@ -61,7 +36,7 @@ def tool(fn: Callable[..., Any] | None = None, /, *, name: str | None = None, de
     def deco(f: Callable[..., Any]) -> Callable[..., Any]:
         opts = ToolOptions(name or f.__name__, description, confirm)
         f.__llmflow_tool__ = opts  # type: ignore[attr-defined]
-        registry.functions[opts.name] = f
+        registry.add_tool(opts.name, f)
         return f
 
     return deco(fn) if fn is not None else deco

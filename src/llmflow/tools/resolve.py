@@ -17,10 +17,10 @@ from typing import Any
 
 from llmflow.errors import StepError
 from llmflow.model.diagnostics import did_you_mean
+from llmflow.model.registry import registry
 from llmflow.model.spec import Flow, McpServerSpec, ToolSpec
 from llmflow.tools.base import DEFAULT_TIMEOUT, Tool
 from llmflow.tools.builtins import BUILTINS
-from llmflow.tools.registry import registry
 
 
 @dataclass
@@ -36,7 +36,7 @@ class Resolved:
 
 
 def known_names(functions: dict[str, Callable[..., Any]], servers: dict[str, McpServerSpec]) -> list[str]:
-    return sorted({*BUILTINS, *functions, *registry.names(), *servers})
+    return sorted({*BUILTINS, *functions, *registry.tool_names(), *servers})
 
 
 def classify(
@@ -60,7 +60,7 @@ def classify(
     if ref in BUILTINS:
         t = BUILTINS[ref]
         return Resolved([t], runs_code=t.runs_code)
-    fn = functions.get(ref) or registry.get(ref)
+    fn = functions.get(ref) or registry.tool(ref)
     by_name = fn is not None
     source = None
     runs_code = False

@@ -62,7 +62,8 @@ def _step_keys(spec: dict[str, Any]) -> dict[str, str]:
         for s in steps or []:
             if not isinstance(s, dict) or not isinstance(s.get("id"), str):
                 continue
-            body = s.get("llm") if isinstance(s.get("llm"), dict) else s
+            llm = s.get("llm")
+            body = llm if isinstance(llm, dict) else s
             if s.get("kind") == "broadcast" or "broadcast" in s:
                 out[s["id"]] = ""  # one unit per agent: the unit is the agent's name
             else:

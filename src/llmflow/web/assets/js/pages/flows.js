@@ -90,7 +90,7 @@ export function renderFlow(main, { id: name }) {
         h("section", { class: "card", "aria-labelledby": "start-h" }, h("h2", { id: "start-h" }, "Start a run"), runForm(flow))),
       h("details", { class: "card" }, h("summary", {}, "Resolved definition"), h("pre", { class: "json" }, pretty(flow.definition))));
     api(`/api/v1/flows/${encodeURIComponent(name)}/graph`)
-      .then((g) => replace(graphBox, renderGraph(g.mermaid, { label: `Graph of flow ${name}` }).el))
+      .then((g) => replace(graphBox, renderGraph(g, { label: `Graph of flow ${name}` }).el))
       .catch((err) => replace(graphBox, h("p", { class: "muted" }, `No graph: ${err.message}`)));
   }
 

@@ -1,0 +1,1 @@
+"""llmflow-echo: an example plugin (see plugin.py)."""
