@@ -54,9 +54,9 @@ def _steps_of(steps: list[Any]) -> list[dict[str, Any]]:
 def _step_agent(s: dict[str, Any]) -> str | None:
     llm = s.get("llm")
     if isinstance(llm, dict) and isinstance(llm.get("agent"), str):
-        return llm["agent"]
+        return str(llm["agent"])
     if s.get("kind") == "llm" and isinstance(s.get("agent"), str):
-        return s["agent"]
+        return str(s["agent"])
     return None
 
 
@@ -96,7 +96,7 @@ def _conductor(doc: dict[str, Any], hosts: list[str]) -> dict[str, Any]:
     agents = doc["agents"]
     host_agent = next((n for n in agents if n in ("host", "HOST")), None)
     participants = [n for n in agents if n != host_agent]
-    params = doc.get("parameters") if isinstance(doc.get("parameters"), dict) else {}
+    params: dict[str, Any] = doc["parameters"] if isinstance(doc.get("parameters"), dict) else {}
     inputs = dict(doc.get("inputs") or {})
     inputs.setdefault("prompt", {"type": "string", "default": ""})
     step = {

@@ -28,8 +28,8 @@ log = logging.getLogger("llmflow.observe")
 
 DURATION_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600)
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5)
-RUN_ENDS = {E.RUN_COMPLETED: "COMPLETED", E.RUN_FAILED: "FAILED", E.RUN_CANCELED: "CANCELED"}
-STEP_ENDS = {E.STEP_COMPLETED: "COMPLETED", E.STEP_FAILED: "FAILED", E.STEP_CANCELED: "CANCELED"}
+RUN_ENDS: dict[str, str] = {E.RUN_COMPLETED: "COMPLETED", E.RUN_FAILED: "FAILED", E.RUN_CANCELED: "CANCELED"}
+STEP_ENDS: dict[str, str] = {E.STEP_COMPLETED: "COMPLETED", E.STEP_FAILED: "FAILED", E.STEP_CANCELED: "CANCELED"}
 MAX_TRACKED = 20_000  # runs / steps whose start this process remembers (bounded)
 
 
@@ -145,7 +145,8 @@ class RunMetrics:
             if start is None and self.runtime is not None:
                 rec = self.runtime.store.get_run(e.run_id)
                 start = rec.started_at if rec is not None else None
-            {E.RUN_COMPLETED: self.runs_completed, E.RUN_FAILED: self.runs_failed, E.RUN_CANCELED: self.runs_canceled}[t].labels(flow).inc()
+            ends: dict[str, Any] = {E.RUN_COMPLETED: self.runs_completed, E.RUN_FAILED: self.runs_failed, E.RUN_CANCELED: self.runs_canceled}
+            ends[t].labels(flow).inc()
             if start is not None:
                 self.run_duration.labels(flow, RUN_ENDS[t]).observe(max(0.0, e.ts - start))
             self._flows.pop(e.run_id, None)

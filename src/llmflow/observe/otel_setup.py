@@ -133,6 +133,7 @@ def tracer_provider(env: Mapping[str, str], exporter: Any | None = None, *, batc
             inner, endpoint = _otlp_exporter(env)
             _quiet_exporter_loggers()
             exporter = OneWarningExporter(inner, endpoint)
-        provider.add_span_processor(BatchSpanProcessor(exporter) if batch else SimpleSpanProcessor(exporter))
+        span_exporter: Any = exporter  # OneWarningExporter is a duck-typed SpanExporter (otel is an optional import)
+        provider.add_span_processor(BatchSpanProcessor(span_exporter) if batch else SimpleSpanProcessor(span_exporter))
         _PROVIDERS[key] = (provider, ids)
         return provider, ids

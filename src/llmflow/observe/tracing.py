@@ -43,9 +43,9 @@ from llmflow.observe.redact import Redactor
 log = logging.getLogger("llmflow.observe")
 
 MAX_OPEN_RUNS = 10_000  # runs whose end this process has not seen (parked ones): bounded
-RUN_END = {E.RUN_COMPLETED: None, E.RUN_FAILED: "error", E.RUN_CANCELED: "canceled"}
-STEP_END = {E.STEP_COMPLETED: None, E.STEP_FAILED: "error", E.STEP_CANCELED: "canceled", E.STEP_SKIPPED: None}
-ATTEMPT_END = {E.ATTEMPT_COMPLETED: None, E.ATTEMPT_FAILED: "error", E.ATTEMPT_INTERRUPTED: "interrupted", E.ATTEMPT_CANCELED: "canceled"}
+RUN_END: dict[str, str | None] = {E.RUN_COMPLETED: None, E.RUN_FAILED: "error", E.RUN_CANCELED: "canceled"}
+STEP_END: dict[str, str | None] = {E.STEP_COMPLETED: None, E.STEP_FAILED: "error", E.STEP_CANCELED: "canceled", E.STEP_SKIPPED: None}
+ATTEMPT_END: dict[str, str | None] = {E.ATTEMPT_COMPLETED: None, E.ATTEMPT_FAILED: "error", E.ATTEMPT_INTERRUPTED: "interrupted", E.ATTEMPT_CANCELED: "canceled"}
 RUN_START = (E.RUN_STARTED, E.RUN_RESUMED, E.RUN_RECOVERED)
 
 
@@ -181,7 +181,7 @@ class TraceObserver:
         elif t in RUN_END:
             self._end_run(run, e, emit)
         elif t == E.STEP_STARTED:
-            attrs = {"llmflow.step_id": e.step_id, "llmflow.step_kind": p.get("kind", "")}
+            attrs: dict[str, Any] = {"llmflow.step_id": e.step_id, "llmflow.step_kind": p.get("kind", "")}
             run.steps[e.step_id or ""] = _Open(e.seq, e.ts, span_id(run.run_id, "step", e.seq), run.span, attrs)
         elif t == E.STEP_CACHE_HIT and e.step_id in run.steps:
             run.steps[e.step_id].attrs["llmflow.cache_hit"] = True
@@ -210,7 +210,7 @@ class TraceObserver:
         elif t == E.LLM_GENERATING:
             model = str(p.get("model") or "")
             prov, name = split_model(model)
-            attrs: dict[str, Any] = {
+            attrs = {
                 "gen_ai.operation.name": "chat",
                 "gen_ai.request.model": name,
                 "gen_ai.provider.name": prov,

@@ -24,7 +24,7 @@ REDOC_LOGO = b"https://cdn.redoc.ly/redoc/logo-mini.svg"  # ReDoc's footer image
 
 
 def _offline(page: HTMLResponse, extra_head: bytes = b"") -> HTMLResponse:
-    body = page.body.replace(b"</head>", extra_head, 1) if extra_head else page.body
+    body = bytes(page.body).replace(b"</head>", extra_head, 1) if extra_head else bytes(page.body)
     return HTMLResponse(body, headers={"content-security-policy": CSP})
 
 
