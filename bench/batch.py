@@ -56,7 +56,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("workload", choices=["w1", "w2"])
     ap.add_argument("--records", type=int)
-    ap.add_argument("--full", action="store_true", help="w1 with 100,000 records (issue 10's figure; several minutes)")
+    ap.add_argument(
+        "--full", action="store_true", help="w1 with 100,000 records (issue 10's figure; several minutes)"
+    )
     ap.add_argument("--workers", type=int)
     ap.add_argument("--latency", type=float, default=0.05)
     ap.add_argument("--store", choices=["sqlite", "memory"], default="sqlite")
@@ -90,7 +92,12 @@ def main() -> None:
 
     rt = build_runtime(env=env, home=tmp)
     rss0 = peak_rss_mb()
-    plan = plan_batch(rt, BatchRequest(flow=str(tmp / "flow.yaml"), data=str(data), max_workers=w, output=str(tmp / "out.jsonl")))
+    plan = plan_batch(
+        rt,
+        BatchRequest(
+            flow=str(tmp / "flow.yaml"), data=str(data), max_workers=w, output=str(tmp / "out.jsonl")
+        ),
+    )
     driver = BatchDriver(rt, plan)
     t0 = time.perf_counter()
     result = asyncio.run(driver.run())
@@ -120,9 +127,17 @@ def main() -> None:
         sample = list(statuses)[:: max(1, len(statuses) // 200)]
         events_ok = all(any(e.type == "RUN_COMPLETED" for e in rt.store.events(r)) for r in sample)
         lines = sum(1 for _ in open(tmp / "out.jsonl"))
-        report.update(runs=len(statuses), not_completed=len(bad), events_checked=len(sample), events_ok=events_ok, result_rows=lines)
+        report.update(
+            runs=len(statuses),
+            not_completed=len(bad),
+            events_checked=len(sample),
+            events_ok=events_ok,
+            result_rows=lines,
+        )
     if args.store == "sqlite":
-        report["db_mb"] = round(sum(p.stat().st_size for p in (tmp / ".llmflow").glob("llmflow.db*")) / 2**20, 1)
+        report["db_mb"] = round(
+            sum(p.stat().st_size for p in (tmp / ".llmflow").glob("llmflow.db*")) / 2**20, 1
+        )
     rt.close()
     if args.keep:
         report["project"] = str(tmp)

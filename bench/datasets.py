@@ -29,10 +29,21 @@ def write_files(d: Path, n: int) -> tuple[Path, Path]:
         w = csv.writer(f)
         w.writerow(["id", "text", "label"])
         for i in range(n):
-            w.writerow([f"r{i}", f"record number {i}, with a comma and some words", "pos" if i % 2 else "neg"])
+            w.writerow(
+                [f"r{i}", f"record number {i}, with a comma and some words", "pos" if i % 2 else "neg"]
+            )
     with j.open("w") as f:
         for i in range(n):
-            f.write(json.dumps({"id": f"r{i}", "text": f"record number {i} and some words", "label": "pos" if i % 2 else "neg"}) + "\n")
+            f.write(
+                json.dumps(
+                    {
+                        "id": f"r{i}",
+                        "text": f"record number {i} and some words",
+                        "label": "pos" if i % 2 else "neg",
+                    }
+                )
+                + "\n"
+            )
     return c, j
 
 
@@ -60,7 +71,9 @@ def arrow_csv(path: Path) -> int:
         header = next(csv.reader(f))
     opts = pcsv.ConvertOptions(column_types={h: pa.string() for h in header}, strings_can_be_null=False)
     n = 0
-    for batch in pcsv.open_csv(path, convert_options=opts, parse_options=pcsv.ParseOptions(newlines_in_values=True)):
+    for batch in pcsv.open_csv(
+        path, convert_options=opts, parse_options=pcsv.ParseOptions(newlines_in_values=True)
+    ):
         n += len(batch.to_pylist())
     return n
 

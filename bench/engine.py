@@ -66,7 +66,10 @@ steps:
 
 W3_PY = (
     "name: w3py\ninputs: {q: string}\nsteps:\n  - id: agents\n    parallel:\n"
-    + "".join(f"      - id: a{i}\n        python: {{function: call, args: {{text: '{{{{ inputs.q }}}}'}}}}\n" for i in range(10))
+    + "".join(
+        f"      - id: a{i}\n        python: {{function: call, args: {{text: '{{{{ inputs.q }}}}'}}}}\n"
+        for i in range(10)
+    )
     + "  - id: agg\n    python: {function: vote, args: {answers: '{{ steps.agents.output }}'}}\n"
 )
 
@@ -76,7 +79,10 @@ def peak_rss_mb() -> float:
 
 
 def runtime(d: str, store: str, latency: float) -> Any:
-    env = {"LLMFLOW_MODEL": f"fake:?latency={latency}" if latency else "fake:", "LLMFLOW_BLOCK_REAL_MODELS": "1"}
+    env = {
+        "LLMFLOW_MODEL": f"fake:?latency={latency}" if latency else "fake:",
+        "LLMFLOW_BLOCK_REAL_MODELS": "1",
+    }
 
     async def call(text: str) -> str:
         return await afake_call(text, latency) if latency else fake_call(text)
@@ -86,7 +92,12 @@ def runtime(d: str, store: str, latency: float) -> Any:
 
         return majority(list(answers.values()))
 
-    return build_runtime(env=env, home=Path(d), store=MemoryStore() if store == "memory" else None, functions={"call": call, "vote": vote})
+    return build_runtime(
+        env=env,
+        home=Path(d),
+        store=MemoryStore() if store == "memory" else None,
+        functions={"call": call, "vote": vote},
+    )
 
 
 def w1(n: int, store: str, kind: str) -> tuple[float, float]:
@@ -136,31 +147,45 @@ def concurrent_runs(flow_text: str, inputs: int, concurrency: int, latency: floa
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true", help="fewer runs (smoke)")
-    ap.add_argument("--peers", action="store_true", help="also run Burr, Haystack and LangGraph (pip install 'llmflow[bench]')")
+    ap.add_argument(
+        "--peers",
+        action="store_true",
+        help="also run Burr, Haystack and LangGraph (pip install 'llmflow[bench]')",
+    )
     args = ap.parse_args()
     n = 300 if args.quick else 2000
     w2_inputs = 300 if args.quick else 1000
     w3_inputs = 100 if args.quick else 200
     lat = 0.05
-    print(f"python {sys.version.split()[0]}, {os.cpu_count()} cores, load average {' '.join(f'{x:.1f}' for x in os.getloadavg())}")
+    print(
+        f"python {sys.version.split()[0]}, {os.cpu_count()} cores, load average {' '.join(f'{x:.1f}' for x in os.getloadavg())}"
+    )
     rows: dict[str, float] = {}
     for kind in ("python", "llm"):
         mem, _ = w1(n, "memory", kind)
         sql, ev = w1(n, "sqlite", kind)
         rows[f"w1-{kind}"] = mem
-        print(f"W1 {kind:<6} steps: {mem:8.1f} us/step in memory, {sql:8.1f} us/step on SQLite ({ev:.0f} events per 3-step run, all durable)")
+        print(
+            f"W1 {kind:<6} steps: {mem:8.1f} us/step in memory, {sql:8.1f} us/step on SQLite ({ev:.0f} events per 3-step run, all durable)"
+        )
     for kind, text in (("python", W1_PY), ("llm", W1_LLM)):
         wall, cpu = concurrent_runs(text, w2_inputs, 100, lat)
         ideal = w2_inputs / 100 * 3 * lat
         rows[f"w2-{kind}"] = ideal / wall
         rows[f"cpu-{kind}"] = cpu / (w2_inputs * 3) * 1e6
-        print(f"W2 {kind:<6} steps: efficiency {ideal / wall:5.0%} (ideal {ideal:.2f} s, measured {wall:.2f} s), CPU {cpu / (w2_inputs * 3) * 1e6:6.0f} us per model call, SQLite")
+        print(
+            f"W2 {kind:<6} steps: efficiency {ideal / wall:5.0%} (ideal {ideal:.2f} s, measured {wall:.2f} s), CPU {cpu / (w2_inputs * 3) * 1e6:6.0f} us per model call, SQLite"
+        )
     for kind, text in (("python", W3_PY), ("llm", W3_LLM)):
         wall, _ = concurrent_runs(text, w3_inputs, 20, lat)
         ideal = w3_inputs / 20 * lat
         rows[f"w3-{kind}"] = ideal / wall
-        print(f"W3 {kind:<6} steps: efficiency {ideal / wall:5.0%} (ideal {ideal:.2f} s, measured {wall:.2f} s), SQLite")
-    print(f"peak RSS: {peak_rss_mb():.0f} MB; load average now {' '.join(f'{x:.1f}' for x in os.getloadavg())}")
+        print(
+            f"W3 {kind:<6} steps: efficiency {ideal / wall:5.0%} (ideal {ideal:.2f} s, measured {wall:.2f} s), SQLite"
+        )
+    print(
+        f"peak RSS: {peak_rss_mb():.0f} MB; load average now {' '.join(f'{x:.1f}' for x in os.getloadavg())}"
+    )
     if not args.peers:
         return
     print("\npeers (in memory, same workloads, same invocation):")

@@ -29,9 +29,15 @@ HERE = Path(__file__).resolve().parent
 
 FEW_SHOT = [
     ("What colour is the sky on a clear day?", "Blue."),
-    ("Why does metal feel colder than wood?", "Metal conducts heat away from your hand faster than wood, so it feels colder even at the same temperature."),
+    (
+        "Why does metal feel colder than wood?",
+        "Metal conducts heat away from your hand faster than wood, so it feels colder even at the same temperature.",
+    ),
     ("What is the capital of Japan?", "Tokyo."),
-    ("Why do we see lightning before we hear thunder?", "Light travels much faster than sound, so the flash reaches us before the sound of the thunder."),
+    (
+        "Why do we see lightning before we hear thunder?",
+        "Light travels much faster than sound, so the flash reaches us before the sound of the thunder.",
+    ),
 ]
 
 
@@ -59,10 +65,29 @@ def chat(q: str) -> str:
 
 QA_STOP = ["\nQuestion:", "\n\n"]
 FRAMES = [
-    Frame("llmflow's frame (whatever local.py builds now)", lambda q: build_prompt([ChatMessage("user", q)]), {"stop": QA_STOP, "temperature": 0.3}),
-    Frame("preamble + 4 examples (short and explained), temp 0.3", qa(FEW_SHOT, "The following are questions with short, accurate answers."), {"stop": QA_STOP, "temperature": 0.3}),
-    Frame("preamble + 4 examples, greedy (temp 0)", qa(FEW_SHOT, "The following are questions with short, accurate answers."), {"stop": QA_STOP, "temperature": 0.0}),
-    Frame("explaining preamble + 4 examples, greedy", qa(FEW_SHOT, "A science teacher answers questions correctly, in one or two clear sentences that give the reason."), {"stop": QA_STOP, "temperature": 0.0}),
+    Frame(
+        "llmflow's frame (whatever local.py builds now)",
+        lambda q: build_prompt([ChatMessage("user", q)]),
+        {"stop": QA_STOP, "temperature": 0.3},
+    ),
+    Frame(
+        "preamble + 4 examples (short and explained), temp 0.3",
+        qa(FEW_SHOT, "The following are questions with short, accurate answers."),
+        {"stop": QA_STOP, "temperature": 0.3},
+    ),
+    Frame(
+        "preamble + 4 examples, greedy (temp 0)",
+        qa(FEW_SHOT, "The following are questions with short, accurate answers."),
+        {"stop": QA_STOP, "temperature": 0.0},
+    ),
+    Frame(
+        "explaining preamble + 4 examples, greedy",
+        qa(
+            FEW_SHOT,
+            "A science teacher answers questions correctly, in one or two clear sentences that give the reason.",
+        ),
+        {"stop": QA_STOP, "temperature": 0.0},
+    ),
     Frame("Gemma chat template, greedy", chat, {"stop": ["<end_of_turn>", "\n\n"], "temperature": 0.0}),
 ]
 
@@ -77,12 +102,16 @@ def main() -> None:
     ap.add_argument("--questions", default=str(HERE / "data" / "general_questions.jsonl"))
     ap.add_argument("--max-tokens", type=int, default=48)
     ap.add_argument("--only", type=int, nargs="*", help="run only these frames (indexes into FRAMES)")
-    ap.add_argument("--markdown", action="store_true", help="print the table as Markdown (for docs/models.md)")
+    ap.add_argument(
+        "--markdown", action="store_true", help="print the table as Markdown (for docs/models.md)"
+    )
     args = ap.parse_args()
     import llama_cpp
 
     items = [json.loads(line) for line in Path(args.questions).read_text().splitlines() if line.strip()]
-    llm = llama_cpp.Llama(model_path=str(gemma_model_path()), n_ctx=2048, n_threads=os.cpu_count() or 1, verbose=False, seed=7)
+    llm = llama_cpp.Llama(
+        model_path=str(gemma_model_path()), n_ctx=2048, n_threads=os.cpu_count() or 1, verbose=False, seed=7
+    )
     rows = []
     samples: dict[str, str] = {}
     for frame in [f for i, f in enumerate(FRAMES) if args.only is None or i in args.only]:
@@ -98,7 +127,9 @@ def main() -> None:
             if i == 0:
                 samples[frame.name] = answer
         full = sum(1 for s in scores if s == 1.0)
-        rows.append((frame.name, sum(scores) / len(scores), full, sum(words) / len(words), sum(secs) / len(secs)))
+        rows.append(
+            (frame.name, sum(scores) / len(scores), full, sum(words) / len(words), sum(secs) / len(secs))
+        )
         print(f"# {frame.name}: score {rows[-1][1]:.2f}, {full} of {len(items)} fully answered", flush=True)
     n = len(items)
     if args.markdown:

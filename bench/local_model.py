@@ -29,8 +29,12 @@ QUESTION = "Explain in detail how rain forms, step by step."
 def direct(reps: int, max_tokens: int) -> list[float]:
     import llama_cpp
 
-    llm = llama_cpp.Llama(model_path=str(gemma_model_path()), n_ctx=2048, n_threads=os.cpu_count() or 1, verbose=False)
-    req = ModelRequest("gemma3-270m", [ChatMessage("user", QUESTION)], {"max_tokens": max_tokens, "temperature": 0})
+    llm = llama_cpp.Llama(
+        model_path=str(gemma_model_path()), n_ctx=2048, n_threads=os.cpu_count() or 1, verbose=False
+    )
+    req = ModelRequest(
+        "gemma3-270m", [ChatMessage("user", QUESTION)], {"max_tokens": max_tokens, "temperature": 0}
+    )
     prompt = build_prompt(req.messages)
     opts = _completion_options(llama_cpp, req)
     for _out in llm.create_completion(prompt, stream=True, **opts):  # warm up, like llmflow's first run
@@ -38,7 +42,9 @@ def direct(reps: int, max_tokens: int) -> list[float]:
     rates = []
     for _ in range(reps):
         t0 = time.perf_counter()
-        text = "".join(out["choices"][0].get("text") or "" for out in llm.create_completion(prompt, stream=True, **opts)).strip()
+        text = "".join(
+            out["choices"][0].get("text") or "" for out in llm.create_completion(prompt, stream=True, **opts)
+        ).strip()
         n = len(llm.tokenize(text.encode("utf-8"), add_bos=False))
         rates.append((n, time.perf_counter() - t0))
     llm.close()
@@ -46,7 +52,9 @@ def direct(reps: int, max_tokens: int) -> list[float]:
 
 
 def through_llmflow(reps: int, max_tokens: int, render: bool) -> list[float]:
-    flow = parse_flow_text(f"name: tps\nsteps:\n  - id: a\n    llm: {{prompt: '{QUESTION}', params: {{max_tokens: {max_tokens}, temperature: 0}}}}\n")
+    flow = parse_flow_text(
+        f"name: tps\nsteps:\n  - id: a\n    llm: {{prompt: '{QUESTION}', params: {{max_tokens: {max_tokens}, temperature: 0}}}}\n"
+    )
     with tempfile.TemporaryDirectory() as d:
         rt = build_runtime(env={"LLMFLOW_MODEL": "local:gemma3-270m"}, home=Path(d))
         rates = []
@@ -73,15 +81,22 @@ def main() -> None:
     ap.add_argument("--reps", type=int, default=5)
     ap.add_argument("--max-tokens", type=int, default=128)
     a = ap.parse_args()
+
     def rate(samples: list[tuple[int, float]]) -> tuple[float, int]:
         return statistics.median(n / t for n, t in samples), samples[0][0]
 
     d, nd = rate(direct(a.reps, a.max_tokens))
     q, nq = rate(through_llmflow(a.reps, a.max_tokens, render=False))
     r, nr = rate(through_llmflow(a.reps, a.max_tokens, render=True))
-    print(f"llama-cpp-python directly : {d:6.1f} tokens/s  ({nd} tokens per answer, prompt evaluation included)")
-    print(f"through llmflow           : {q:6.1f} tokens/s  ({q / d:.0%} of direct; {nq} tokens; a whole run, events in SQLite)")
-    print(f"through llmflow + console : {r:6.1f} tokens/s  ({r / d:.0%} of direct; {nr} tokens; every chunk rendered)")
+    print(
+        f"llama-cpp-python directly : {d:6.1f} tokens/s  ({nd} tokens per answer, prompt evaluation included)"
+    )
+    print(
+        f"through llmflow           : {q:6.1f} tokens/s  ({q / d:.0%} of direct; {nq} tokens; a whole run, events in SQLite)"
+    )
+    print(
+        f"through llmflow + console : {r:6.1f} tokens/s  ({r / d:.0%} of direct; {nr} tokens; every chunk rendered)"
+    )
 
 
 if __name__ == "__main__":

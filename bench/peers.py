@@ -122,7 +122,9 @@ def langgraph_w3(inputs: int, concurrency: int, latency: float) -> tuple[float, 
     g.add_node("agg", lambda s: {"result": majority(s["answers"])})
     g.add_edge("agg", END)
     app = g.compile()
-    return asyncio.run(concurrently(inputs, concurrency, lambda i: app.ainvoke({"q": f"input {i}", "answers": []})))
+    return asyncio.run(
+        concurrently(inputs, concurrency, lambda i: app.ainvoke({"q": f"input {i}", "answers": []}))
+    )
 
 
 # -- Burr ---------------------------------------------------------------------------------------
@@ -157,7 +159,14 @@ def _burr_pipeline(q: str, latency: float | None) -> Any:
         async def c(state: State) -> State:
             return state.update(c=await afake_call(state["b"], latency))
 
-    return ApplicationBuilder().with_actions(a=a, b=b, c=c).with_transitions(("a", "b"), ("b", "c")).with_state(q=q).with_entrypoint("a").build()
+    return (
+        ApplicationBuilder()
+        .with_actions(a=a, b=b, c=c)
+        .with_transitions(("a", "b"), ("b", "c"))
+        .with_state(q=q)
+        .with_entrypoint("a")
+        .build()
+    )
 
 
 def burr_w1(n: int) -> float:
@@ -165,7 +174,11 @@ def burr_w1(n: int) -> float:
 
 
 def burr_w2(inputs: int, concurrency: int, latency: float) -> tuple[float, float]:
-    return asyncio.run(concurrently(inputs, concurrency, lambda i: _burr_pipeline(f"input {i}", latency).arun(halt_after=["c"])))
+    return asyncio.run(
+        concurrently(
+            inputs, concurrency, lambda i: _burr_pipeline(f"input {i}", latency).arun(halt_after=["c"])
+        )
+    )
 
 
 def burr_w3(inputs: int, concurrency: int, latency: float) -> tuple[float, float]:
@@ -173,16 +186,27 @@ def burr_w3(inputs: int, concurrency: int, latency: float) -> tuple[float, float
 
     @action(reads=["q"], writes=["answers"])
     async def agents(state: State) -> State:
-        return state.update(answers=list(await asyncio.gather(*(afake_call(state["q"], latency) for _ in range(10)))))
+        return state.update(
+            answers=list(await asyncio.gather(*(afake_call(state["q"], latency) for _ in range(10))))
+        )
 
     @action(reads=["answers"], writes=["result"])
     def agg(state: State) -> State:
         return state.update(result=majority(state["answers"]))
 
     def build(q: str) -> Any:
-        return ApplicationBuilder().with_actions(agents=agents, agg=agg).with_transitions(("agents", "agg")).with_state(q=q).with_entrypoint("agents").build()
+        return (
+            ApplicationBuilder()
+            .with_actions(agents=agents, agg=agg)
+            .with_transitions(("agents", "agg"))
+            .with_state(q=q)
+            .with_entrypoint("agents")
+            .build()
+        )
 
-    return asyncio.run(concurrently(inputs, concurrency, lambda i: build(f"input {i}").arun(halt_after=["agg"])))
+    return asyncio.run(
+        concurrently(inputs, concurrency, lambda i: build(f"input {i}").arun(halt_after=["agg"]))
+    )
 
 
 # -- Haystack -----------------------------------------------------------------------------------
@@ -220,7 +244,9 @@ def haystack_w1(n: int) -> float:
 
 def haystack_w2(inputs: int, concurrency: int, latency: float) -> tuple[float, float]:
     p = _hs_pipeline(latency)
-    return asyncio.run(concurrently(inputs, concurrency, lambda i: p.run_async({"a": {"text": f"input {i}"}})))
+    return asyncio.run(
+        concurrently(inputs, concurrency, lambda i: p.run_async({"a": {"text": f"input {i}"}}))
+    )
 
 
 def haystack_w3(inputs: int, concurrency: int, latency: float) -> tuple[float, float]:
@@ -229,7 +255,9 @@ def haystack_w3(inputs: int, concurrency: int, latency: float) -> tuple[float, f
     @component
     class Aggregate:
         @component.output_types(result=str)
-        def run(self, a0: str, a1: str, a2: str, a3: str, a4: str, a5: str, a6: str, a7: str, a8: str, a9: str) -> dict[str, str]:
+        def run(
+            self, a0: str, a1: str, a2: str, a3: str, a4: str, a5: str, a6: str, a7: str, a8: str, a9: str
+        ) -> dict[str, str]:
             return {"result": majority([a0, a1, a2, a3, a4, a5, a6, a7, a8, a9])}
 
     p = Pipeline()
@@ -237,7 +265,13 @@ def haystack_w3(inputs: int, concurrency: int, latency: float) -> tuple[float, f
     for i in range(10):
         p.add_component(f"agent{i}", _hs_call(latency))
         p.connect(f"agent{i}.text", f"agg.a{i}")
-    return asyncio.run(concurrently(inputs, concurrency, lambda i: p.run_async({f"agent{k}": {"text": f"input {i}"} for k in range(10)})))
+    return asyncio.run(
+        concurrently(
+            inputs,
+            concurrency,
+            lambda i: p.run_async({f"agent{k}": {"text": f"input {i}"} for k in range(10)}),
+        )
+    )
 
 
 PEERS = {

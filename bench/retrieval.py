@@ -30,7 +30,9 @@ def main() -> None:
         report = add_paths(Path(d), "support", [str(EXAMPLE / "docs")], embed_model=args.embed_model, env={})
         t_index = time.perf_counter() - t0
         idx = Index.open(Path(d), "support")
-        print(f"corpus: {len(report.added)} documents, {report.chunks} chunks; embeddings: {idx.embed_model}; indexing took {t_index:.2f}s (model load included)")
+        print(
+            f"corpus: {len(report.added)} documents, {report.chunks} chunks; embeddings: {idx.embed_model}; indexing took {t_index:.2f}s (model load included)"
+        )
         print(f"{'mode':<8} {'recall@1':>9} {'recall@3':>9} {'ms/query':>9}")
         for mode in ("bm25", "vector", "hybrid"):
             at1 = at3 = 0

@@ -51,7 +51,9 @@ def main() -> None:
         assert r.ok, r.error
     print(f"load average {' '.join(f'{x:.1f}' for x in os.getloadavg())}")
     print(f"first call (composes the flow, opens and migrates the store): {first_s * 1000:.0f} ms")
-    print(f"next {a.calls} calls: median {statistics.median(times) * 1000:.1f} ms, mean {statistics.fmean(times) * 1000:.1f} ms per call (3 steps, every event durable on SQLite)")
+    print(
+        f"next {a.calls} calls: median {statistics.median(times) * 1000:.1f} ms, mean {statistics.fmean(times) * 1000:.1f} ms per call (3 steps, every event durable on SQLite)"
+    )
 
 
 if __name__ == "__main__":

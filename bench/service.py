@@ -81,7 +81,10 @@ async def follow(ws_url: str, run_id: str) -> list[dict[str, Any]]:
 
 async def follow_sse(base: str, run_id: str) -> list[dict[str, Any]]:
     events: list[dict[str, Any]] = []
-    async with httpx.AsyncClient(base_url=base, timeout=None) as c, c.stream("GET", f"/api/v1/runs/{run_id}/events/stream") as r:
+    async with (
+        httpx.AsyncClient(base_url=base, timeout=None) as c,
+        c.stream("GET", f"/api/v1/runs/{run_id}/events/stream") as r,
+    ):
         data: list[str] = []
         async for line in r.aiter_lines():
             if line.startswith("data: "):
@@ -95,7 +98,9 @@ async def follow_sse(base: str, run_id: str) -> list[dict[str, Any]]:
     return events
 
 
-async def sample_reads(client: httpx.AsyncClient, ids: list[str], stop: asyncio.Event, lat: list[float]) -> None:
+async def sample_reads(
+    client: httpx.AsyncClient, ids: list[str], stop: asyncio.Event, lat: list[float]
+) -> None:
     while not stop.is_set():
         if not ids:
             await asyncio.sleep(0.01)
@@ -111,20 +116,50 @@ async def main(args: argparse.Namespace) -> int:
     home = Path(tempfile.mkdtemp(prefix="llmflow-bench-"))
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("LLMFLOW_")}
-    env.update(LLMFLOW_HOME=str(home), LLMFLOW_MODEL=f"fake:?latency={args.latency}", LLMFLOW_BLOCK_REAL_MODELS="1", WORKER_CHECK_INTERVAL="0.2")
+    env.update(
+        LLMFLOW_HOME=str(home),
+        LLMFLOW_MODEL=f"fake:?latency={args.latency}",
+        LLMFLOW_BLOCK_REAL_MODELS="1",
+        WORKER_CHECK_INTERVAL="0.2",
+    )
     if args.postgres:
         env["LLMFLOW_DATABASE_URL"] = args.postgres
     log = (home / "serve.log").open("wb")
     in_process = 0 if args.external_workers else args.workers
-    proc = subprocess.Popen([LLMFLOW, "serve", "--port", str(port), "--flows", str(ROOT / "examples" / "review"), "--workers", str(in_process), "--log-level", "warning"], env=env, cwd=home, stdout=log, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(
+        [
+            LLMFLOW,
+            "serve",
+            "--port",
+            str(port),
+            "--flows",
+            str(ROOT / "examples" / "review"),
+            "--workers",
+            str(in_process),
+            "--log-level",
+            "warning",
+        ],
+        env=env,
+        cwd=home,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
     workers = [
-        subprocess.Popen([LLMFLOW, "worker", "--concurrency", str(args.workers)], env=env, cwd=home, stdout=log, stderr=subprocess.STDOUT)
+        subprocess.Popen(
+            [LLMFLOW, "worker", "--concurrency", str(args.workers)],
+            env=env,
+            cwd=home,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
         for _ in range(args.external_workers)
     ]
     base, ws_url = f"http://127.0.0.1:{port}", f"ws://127.0.0.1:{port}"
     failures: list[str] = []
     try:
-        async with httpx.AsyncClient(base_url=base, timeout=60, limits=httpx.Limits(max_connections=100)) as client:
+        async with httpx.AsyncClient(
+            base_url=base, timeout=60, limits=httpx.Limits(max_connections=100)
+        ) as client:
             for _ in range(300):
                 try:
                     if (await client.get("/health")).status_code == 200:
@@ -134,7 +169,11 @@ async def main(args: argparse.Namespace) -> int:
             else:
                 raise SystemExit(f"the server did not start; see {home / 'serve.log'}")
             # the same read with nothing else going on, for comparison
-            warm = (await client.post("/api/v1/runs", json={"flow": "review", "inputs": {"text": "warm-up"}, "wait": True})).json()["id"]
+            warm = (
+                await client.post(
+                    "/api/v1/runs", json={"flow": "review", "inputs": {"text": "warm-up"}, "wait": True}
+                )
+            ).json()["id"]
             idle: list[float] = []
             for _ in range(100):
                 t = time.perf_counter()
@@ -152,7 +191,9 @@ async def main(args: argparse.Namespace) -> int:
             while True:
                 page = (await client.get("/api/v1/runs", params={"limit": 1, "status": "COMPLETED"})).json()
                 done = page["total"]
-                failed = (await client.get("/api/v1/runs", params={"limit": 1, "status": "FAILED"})).json()["total"]
+                failed = (await client.get("/api/v1/runs", params={"limit": 1, "status": "FAILED"})).json()[
+                    "total"
+                ]
                 if done + failed >= args.runs + 1:  # + the warm-up run
                     break
                 await asyncio.sleep(0.1)
@@ -166,24 +207,36 @@ async def main(args: argparse.Namespace) -> int:
             n_events = 0
             for rid in ids:  # (the warm-up run is not counted)
                 v = (await client.get(f"/api/v1/runs/{rid}")).json()
-                evs = (await client.get(f"/api/v1/runs/{rid}/events", params={"limit": 10_000})).json()["events"]
+                evs = (await client.get(f"/api/v1/runs/{rid}/events", params={"limit": 10_000})).json()[
+                    "events"
+                ]
                 n_events += len(evs)
                 seqs = [e["seq"] for e in evs]
                 done_steps = sorted(e["step_id"] for e in evs if e["type"] == "STEP_COMPLETED")
                 if v["status"] != "COMPLETED":
                     failures.append(f"run {rid} is {v['status']}")
                 if seqs != list(range(1, len(seqs) + 1)) or evs[-1]["type"] != "RUN_COMPLETED":
-                    failures.append(f"run {rid}: the log is not contiguous or does not end with RUN_COMPLETED")
+                    failures.append(
+                        f"run {rid}: the log is not contiguous or does not end with RUN_COMPLETED"
+                    )
                 if done_steps != sorted(STEPS):
                     failures.append(f"run {rid}: steps completed {done_steps}")
             for rid, got in zip(ids[: args.ws_clients], streams, strict=True):
-                stored = (await client.get(f"/api/v1/runs/{rid}/events", params={"limit": 10_000})).json()["events"]
+                stored = (await client.get(f"/api/v1/runs/{rid}/events", params={"limit": 10_000})).json()[
+                    "events"
+                ]
                 if got != stored:
-                    failures.append(f"ws client of run {rid}: got {len(got)} events, the log has {len(stored)} (or order differs)")
+                    failures.append(
+                        f"ws client of run {rid}: got {len(got)} events, the log has {len(stored)} (or order differs)"
+                    )
             for rid, got in zip(sse_ids, sse_streams, strict=True):
-                stored = (await client.get(f"/api/v1/runs/{rid}/events", params={"limit": 10_000, "tokens": True})).json()["events"]
+                stored = (
+                    await client.get(f"/api/v1/runs/{rid}/events", params={"limit": 10_000, "tokens": True})
+                ).json()["events"]
                 if [e["seq"] for e in got] != [e["seq"] for e in stored]:
-                    failures.append(f"sse client of run {rid}: got {len(got)} events, the log has {len(stored)} (or order differs)")
+                    failures.append(
+                        f"sse client of run {rid}: got {len(got)} events, the log has {len(stored)} (or order differs)"
+                    )
             ws_events = sum(len(s) for s in streams)
             sse_events = sum(len(s) for s in sse_streams)
     finally:
@@ -196,16 +249,38 @@ async def main(args: argparse.Namespace) -> int:
                 p.kill()
         log.close()
 
-    where = f"{args.external_workers} `llmflow worker` processes" if args.external_workers else "the in-process worker"
-    print(f"load average {' '.join(f'{x:.1f}' for x in os.getloadavg())} on {os.cpu_count()} cores (the API process, the workers, Postgres and this client share them)")
-    print(f"store: {'postgres' if args.postgres else 'sqlite'}; model fake:?latency={args.latency}; {where}, {args.workers} runs at once each")
-    ideal = args.workers * max(1, args.external_workers) / (3 * args.latency)  # 3 model-call stages in sequence per run
-    print(f"runs: {args.runs} submitted in {submit_s:.2f}s ({args.runs / submit_s:.0f}/s); all finished after {wall:.2f}s ({args.runs / wall:.1f} runs/s; the concurrency allows about {ideal:.0f}/s: {args.runs / wall / ideal:.0%})")
-    print(f"events: {n_events} stored ({n_events / args.runs:.0f} per run); lost: {'none' if not failures else 'SEE BELOW'}")
-    print(f"websocket: {args.ws_clients} clients received {ws_events} events, each its run's whole log in order: {'yes' if not any('ws client' in f for f in failures) else 'NO'}")
-    print(f"sse: {len(sse_streams)} clients received {sse_events} events, each its run's whole log in order: {'yes' if not any('sse client' in f for f in failures) else 'NO'}")
-    print(f"GET /api/v1/runs/{{id}} under load: n={len(lat)} p50 {pct(lat, 0.5) * 1000:.1f} ms, p99 {pct(lat, 0.99) * 1000:.1f} ms, mean {statistics.fmean(lat) * 1000:.1f} ms")
-    print(f"GET /api/v1/runs/{{id}} idle:       n={len(idle)} p50 {pct(idle, 0.5) * 1000:.1f} ms, p99 {pct(idle, 0.99) * 1000:.1f} ms")
+    where = (
+        f"{args.external_workers} `llmflow worker` processes"
+        if args.external_workers
+        else "the in-process worker"
+    )
+    print(
+        f"load average {' '.join(f'{x:.1f}' for x in os.getloadavg())} on {os.cpu_count()} cores (the API process, the workers, Postgres and this client share them)"
+    )
+    print(
+        f"store: {'postgres' if args.postgres else 'sqlite'}; model fake:?latency={args.latency}; {where}, {args.workers} runs at once each"
+    )
+    ideal = (
+        args.workers * max(1, args.external_workers) / (3 * args.latency)
+    )  # 3 model-call stages in sequence per run
+    print(
+        f"runs: {args.runs} submitted in {submit_s:.2f}s ({args.runs / submit_s:.0f}/s); all finished after {wall:.2f}s ({args.runs / wall:.1f} runs/s; the concurrency allows about {ideal:.0f}/s: {args.runs / wall / ideal:.0%})"
+    )
+    print(
+        f"events: {n_events} stored ({n_events / args.runs:.0f} per run); lost: {'none' if not failures else 'SEE BELOW'}"
+    )
+    print(
+        f"websocket: {args.ws_clients} clients received {ws_events} events, each its run's whole log in order: {'yes' if not any('ws client' in f for f in failures) else 'NO'}"
+    )
+    print(
+        f"sse: {len(sse_streams)} clients received {sse_events} events, each its run's whole log in order: {'yes' if not any('sse client' in f for f in failures) else 'NO'}"
+    )
+    print(
+        f"GET /api/v1/runs/{{id}} under load: n={len(lat)} p50 {pct(lat, 0.5) * 1000:.1f} ms, p99 {pct(lat, 0.99) * 1000:.1f} ms, mean {statistics.fmean(lat) * 1000:.1f} ms"
+    )
+    print(
+        f"GET /api/v1/runs/{{id}} idle:       n={len(idle)} p50 {pct(idle, 0.5) * 1000:.1f} ms, p99 {pct(idle, 0.99) * 1000:.1f} ms"
+    )
     for f in failures[:20]:
         print(f"FAIL: {f}")
     return 1 if failures else 0
@@ -217,6 +292,8 @@ if __name__ == "__main__":
     p.add_argument("--ws-clients", type=int, default=50)
     p.add_argument("--latency", type=float, default=0.05)
     p.add_argument("--workers", type=int, default=16)
-    p.add_argument("--external-workers", type=int, default=0, help="run the runs in N `llmflow worker` processes instead")
+    p.add_argument(
+        "--external-workers", type=int, default=0, help="run the runs in N `llmflow worker` processes instead"
+    )
     p.add_argument("--postgres", default=None, help="a Postgres URL (its search_path schema is written to)")
     raise SystemExit(asyncio.run(main(p.parse_args())))

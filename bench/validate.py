@@ -21,7 +21,12 @@ from llmflow.model.validate import validate_document
 
 
 def chain(n: int) -> str:
-    lines = ["name: chain", "inputs: {t: string}", "steps:", '  - {id: s0, llm: {prompt: "x {{ inputs.t }}"}}']
+    lines = [
+        "name: chain",
+        "inputs: {t: string}",
+        "steps:",
+        '  - {id: s0, llm: {prompt: "x {{ inputs.t }}"}}',
+    ]
     lines += [f'  - {{id: s{i}, llm: {{prompt: "y {{{{ steps.s{i - 1}.output }}}}"}}}}' for i in range(1, n)]
     return "\n".join(lines) + "\n"
 

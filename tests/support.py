@@ -22,7 +22,9 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def wait_until(fn: Callable[[], T], timeout: float = 30.0, interval: float = 0.02, what: str = "condition") -> T:
+def wait_until(
+    fn: Callable[[], T], timeout: float = 30.0, interval: float = 0.02, what: str = "condition"
+) -> T:
     """``fn()``'s first truthy value; AssertionError naming ``what`` after ``timeout`` s."""
     deadline = time.monotonic() + timeout
     while True:
@@ -45,7 +47,15 @@ class LoopbackServer:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.ws_url = f"ws://127.0.0.1:{self.port}"
-        config = uvicorn.Config(app, host="127.0.0.1", port=self.port, ws="websockets-sansio", log_level="warning", lifespan=lifespan, timeout_graceful_shutdown=2)
+        config = uvicorn.Config(
+            app,
+            host="127.0.0.1",
+            port=self.port,
+            ws="websockets-sansio",
+            log_level="warning",
+            lifespan=lifespan,
+            timeout_graceful_shutdown=2,
+        )
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, name=name, daemon=True)
 

@@ -42,7 +42,19 @@ def test_python_snippets_run(doc, tmp_path):
     for i, code in enumerate(blocks):
         f = tmp_path / f"snippet{i}.py"
         f.write_text(code, encoding="utf-8")
-        p = subprocess.run([sys.executable, str(f)], cwd=tmp_path, capture_output=True, text=True, timeout=120, env={"PATH": "/usr/bin:/bin", "LLMFLOW_HOME": str(tmp_path), "LLMFLOW_BLOCK_REAL_MODELS": "1", "HOME": str(tmp_path)})
+        p = subprocess.run(
+            [sys.executable, str(f)],
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env={
+                "PATH": "/usr/bin:/bin",
+                "LLMFLOW_HOME": str(tmp_path),
+                "LLMFLOW_BLOCK_REAL_MODELS": "1",
+                "HOME": str(tmp_path),
+            },
+        )
         assert p.returncode == 0, f"{doc} snippet {i} failed:\n{code}\n{p.stderr[-3000:]}"
 
 
@@ -61,7 +73,9 @@ def runnable_blocks(path: Path) -> list[str]:
     return RUNNABLE.findall(path.read_text(encoding="utf-8"))
 
 
-@pytest.mark.parametrize("page", [p for p in PAGES if runnable_blocks(p)], ids=lambda p: str(p.relative_to(ROOT)))
+@pytest.mark.parametrize(
+    "page", [p for p in PAGES if runnable_blocks(p)], ids=lambda p: str(p.relative_to(ROOT))
+)
 def test_runnable_command_blocks_run(page: Path, tmp_path: Path):
     text = page.read_text(encoding="utf-8")
     for name, body in NAMED_YAML.findall(text):
@@ -77,8 +91,17 @@ def test_runnable_command_blocks_run(page: Path, tmp_path: Path):
         "COLUMNS": "100",
     }
     for i, block in enumerate(runnable_blocks(page)):
-        p = subprocess.run(["bash", "-euo", "pipefail", "-c", block], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
-        assert p.returncode == 0, f"{page.name} runnable block {i} failed (exit {p.returncode}):\n{block}\n--- stdout\n{p.stdout[-2000:]}\n--- stderr\n{p.stderr[-3000:]}"
+        p = subprocess.run(
+            ["bash", "-euo", "pipefail", "-c", block],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
+        assert p.returncode == 0, (
+            f"{page.name} runnable block {i} failed (exit {p.returncode}):\n{block}\n--- stdout\n{p.stdout[-2000:]}\n--- stderr\n{p.stderr[-3000:]}"
+        )
 
 
 def test_runnable_blocks_are_marked_in_the_readme_and_the_docs():
@@ -93,6 +116,18 @@ def test_the_readme_python_snippet_runs_on_its_flow(tmp_path: Path):
         (tmp_path / name).write_text(f"# {name}\n{body}", encoding="utf-8")
     (code,) = python_blocks(ROOT / "README.md")
     (tmp_path / "snippet.py").write_text(code, encoding="utf-8")
-    p = subprocess.run([sys.executable, "snippet.py"], cwd=tmp_path, capture_output=True, text=True, timeout=120, env={"PATH": "/usr/bin:/bin", "LLMFLOW_HOME": str(tmp_path), "LLMFLOW_BLOCK_REAL_MODELS": "1", "HOME": str(tmp_path)})
+    p = subprocess.run(
+        [sys.executable, "snippet.py"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={
+            "PATH": "/usr/bin:/bin",
+            "LLMFLOW_HOME": str(tmp_path),
+            "LLMFLOW_BLOCK_REAL_MODELS": "1",
+            "HOME": str(tmp_path),
+        },
+    )
     assert p.returncode == 0, p.stderr[-3000:]
     assert p.stdout.startswith("COMPLETED ") and "fake answer to:" in p.stdout

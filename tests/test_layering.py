@@ -147,7 +147,9 @@ def _root_exports() -> dict[str, str]:
         return {}
     tree = ast.parse((SRC / "__init__.py").read_text(encoding="utf-8"))
     for node in ast.walk(tree):
-        if isinstance(node, ast.Assign) and any(isinstance(t, ast.Name) and t.id == "_EXPORTS" for t in node.targets):
+        if isinstance(node, ast.Assign) and any(
+            isinstance(t, ast.Name) and t.id == "_EXPORTS" for t in node.targets
+        ):
             return ast.literal_eval(node.value)
     return {}
 
@@ -172,15 +174,21 @@ def violations() -> list[str]:
                 continue
             rel = Path("src") / path.relative_to(SRC.parent)
             if src_comp not in ALLOWED:
-                found.append(f"{rel}:{line}: {me} is not placed in the layering (add it to COMPONENT in tests/test_layering.py)")
+                found.append(
+                    f"{rel}:{line}: {me} is not placed in the layering (add it to COMPONENT in tests/test_layering.py)"
+                )
             elif dst_comp not in ALLOWED[src_comp]:
-                found.append(f"{rel}:{line}: {me} ({src_comp}) imports {target} ({dst_comp}); {src_comp} may import only {', '.join(sorted(ALLOWED[src_comp] - {src_comp})) or 'nothing from llmflow'}")
+                found.append(
+                    f"{rel}:{line}: {me} ({src_comp}) imports {target} ({dst_comp}); {src_comp} may import only {', '.join(sorted(ALLOWED[src_comp] - {src_comp})) or 'nothing from llmflow'}"
+                )
     return found
 
 
 def test_every_module_respects_the_layering():
     problems = violations()
-    assert not problems, "layering violations (see DESIGN.md 'Shape of the code'):\n  " + "\n  ".join(problems)
+    assert not problems, "layering violations (see DESIGN.md 'Shape of the code'):\n  " + "\n  ".join(
+        problems
+    )
 
 
 def test_the_layering_check_sees_lazy_relative_and_type_checking_imports(tmp_path, monkeypatch):
@@ -196,15 +204,16 @@ def test_the_layering_check_sees_lazy_relative_and_type_checking_imports(tmp_pat
     )
     monkeypatch.setattr(sys.modules[__name__], "SRC", pkg)
     found = violations()
-    assert [p.split(": ", 1)[0] for p in found] == ["src/llmflow/model/bad.py:5", "src/llmflow/model/bad.py:6"]
+    assert [p.split(": ", 1)[0] for p in found] == [
+        "src/llmflow/model/bad.py:5",
+        "src/llmflow/model/bad.py:6",
+    ]
     assert "llmflow.model.bad (model) imports llmflow.cli (cli); model may import only errors" in found[0]
 
 
 # -- import-time behaviour ---------------------------------------------------------------------
 
-_ALL_MODULES = sorted(
-    module_name(p) for p in SRC.rglob("*.py") if p.name != "__main__.py"
-)
+_ALL_MODULES = sorted(module_name(p) for p in SRC.rglob("*.py") if p.name != "__main__.py")
 
 _IMPORT_PROBE = r"""
 import json, logging, os, sys, sysconfig, site
@@ -342,4 +351,6 @@ def test_llmflow_help_does_not_import_heavy_modules():
     assert "validate" in res["help"] and "config" in res["help"]
     tops = sorted({m.split(".")[0] for m in res["heavy"]})
     forbidden = [m for m in tops if m in {"hydra", "omegaconf", "pydantic_ai", "llama_cpp", "fastapi"}]
-    assert forbidden == [], f"`llmflow --help` imports {forbidden}; import them inside the commands that need them"
+    assert forbidden == [], (
+        f"`llmflow --help` imports {forbidden}; import them inside the commands that need them"
+    )

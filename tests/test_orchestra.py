@@ -24,6 +24,7 @@ def _in_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Orchestra workspaces are relative to where the command runs."""
     monkeypatch.chdir(tmp_path)
 
+
 ORCHESTRA = """
 orchestra:
   id: sdlc
@@ -46,7 +47,9 @@ def make_rt(tmp_path: Path) -> Any:
     made: list[Any] = []
 
     def make(**env: str) -> Any:
-        rt = build_runtime(env={"LLMFLOW_BLOCK_REAL_MODELS": "1", "LLMFLOW_MODEL": "fake:", **env}, home=tmp_path)
+        rt = build_runtime(
+            env={"LLMFLOW_BLOCK_REAL_MODELS": "1", "LLMFLOW_MODEL": "fake:", **env}, home=tmp_path
+        )
         made.append(rt)
         return rt
 
@@ -71,11 +74,30 @@ def run_file(rt: Any, path: Path, goal: str = "a todo app") -> dict[str, Any]:
 def test_an_orchestra_file_loads_as_a_flow_with_agents_tasks_and_result_files(tmp_path: Path) -> None:
     flow = load_flow(orchestra_file(tmp_path, "mixed")).flow
     assert flow.name == "sdlc" and set(flow.agents) == {"developer", "writer"}
-    assert flow.options.max_concurrency == 2 and flow.options.workspace == str(tmp_path / "ws")  # from where the command runs, as SuperOptiX
+    assert flow.options.max_concurrency == 2 and flow.options.workspace == str(
+        tmp_path / "ws"
+    )  # from where the command runs, as SuperOptiX
     ids = [s.id for s in flow.steps]
-    assert ids == ["design", "design_result", "implement", "implement_result", "test", "test_result", "release", "release_result", "docs", "docs_result", "orchestra_result"]
+    assert ids == [
+        "design",
+        "design_result",
+        "implement",
+        "implement_result",
+        "test",
+        "test_result",
+        "release",
+        "release_result",
+        "docs",
+        "docs_result",
+        "orchestra_result",
+    ]
     impl = flow.step("implement")
-    assert impl.needs == ["design"] and impl.on_error == "continue" and impl.timeout == 30 and impl.effective_retry().attempts == 1
+    assert (
+        impl.needs == ["design"]
+        and impl.on_error == "continue"
+        and impl.timeout == 30
+        and impl.effective_retry().attempts == 1
+    )
     assert "{{ steps.design.output }}" in impl.prompt and impl.when == "steps.design.status == 'COMPLETED'"
     assert flow.step("docs").needs == ["design"]
 
@@ -85,22 +107,38 @@ def test_sequential_tasks_run_in_order_each_fed_the_previous_result(make_rt: Any
     res = run_file(rt, orchestra_file(tmp_path, "sequential"))
     assert res["success"] and res["stats"]["completed_tasks"] == 5
     v = rt.view(res["run_id"])
-    starts = [e.step_id for e in rt.store.events(res["run_id"]) if e.type == "STEP_STARTED" and not e.step_id.endswith("_result")]
+    starts = [
+        e.step_id
+        for e in rt.store.events(res["run_id"])
+        if e.type == "STEP_STARTED" and not e.step_id.endswith("_result")
+    ]
     assert starts == ["design", "implement", "test", "release", "docs"]
     docs = next(s for s in v["steps"] if s["id"] == "docs")
     assert "the result of release" in docs["attempts"][0]["output"] or docs["status"] == "COMPLETED"
     saved = json.loads((tmp_path / "ws" / "docs_result.json").read_text())
-    assert saved == {"task_name": "docs", "agent": "writer", "success": True, "result": res["task_results"]["docs"]["output"]}
+    assert saved == {
+        "task_name": "docs",
+        "agent": "writer",
+        "success": True,
+        "result": res["task_results"]["docs"]["output"],
+    }
 
 
 def test_parallel_tasks_really_overlap(make_rt: Any, tmp_path: Path) -> None:
     rt = make_rt(LLMFLOW_MODEL="fake:?latency=0.3")
     res = run_file(rt, orchestra_file(tmp_path, "parallel"))
     assert res["success"]
-    order = [(e.type, e.step_id) for e in rt.store.events(res["run_id"]) if e.type in ("ATTEMPT_STARTED", "ATTEMPT_COMPLETED")]
+    order = [
+        (e.type, e.step_id)
+        for e in rt.store.events(res["run_id"])
+        if e.type in ("ATTEMPT_STARTED", "ATTEMPT_COMPLETED")
+    ]
     # implement and docs both need only design: both start before either finishes
     first_done = min(order.index(("ATTEMPT_COMPLETED", s)) for s in ("implement", "docs"))
-    assert order.index(("ATTEMPT_STARTED", "implement")) < first_done and order.index(("ATTEMPT_STARTED", "docs")) < first_done
+    assert (
+        order.index(("ATTEMPT_STARTED", "implement")) < first_done
+        and order.index(("ATTEMPT_STARTED", "docs")) < first_done
+    )
 
 
 def test_a_failed_task_stops_only_its_dependents(make_rt: Any, tmp_path: Path) -> None:
@@ -115,7 +153,10 @@ def test_a_failed_task_stops_only_its_dependents(make_rt: Any, tmp_path: Path) -
 
 
 def test_retry_strategies_become_step_retries() -> None:
-    doc = {"orchestra": {"execution": {"retry_strategy": "exponential_backoff"}}, "tasks": [{"name": "a", "agent": "x", "description": "d"}]}
+    doc = {
+        "orchestra": {"execution": {"retry_strategy": "exponential_backoff"}},
+        "tasks": [{"name": "a", "agent": "x", "description": "d"}],
+    }
     assert orchestra_to_flow(doc)["steps"][0]["retry"] == {"attempts": 3, "backoff": 1.0, "multiplier": 2.0}
     doc["orchestra"]["execution"]["retry_strategy"] = "fixed"
     assert orchestra_to_flow(doc)["steps"][0]["retry"]["multiplier"] == 1.0
@@ -154,7 +195,9 @@ def test_pipeline_feeds_each_output_to_the_next_agent(orch: Orchestra) -> None:
 
 
 def test_a_flow_file_agent_chains_like_the_others(orch: Orchestra, tmp_path: Path) -> None:
-    (tmp_path / "wrap.yaml").write_text("name: wrap\ninputs: {text: string}\nsteps:\n  - id: w\n    llm: {model: 'fake:', prompt: 'wrap {{ inputs.text }}'}\n")
+    (tmp_path / "wrap.yaml").write_text(
+        "name: wrap\ninputs: {text: string}\nsteps:\n  - id: w\n    llm: {model: 'fake:', prompt: 'wrap {{ inputs.text }}'}\n"
+    )
     orch.add_agent("wrap", str(tmp_path / "wrap.yaml"))
     res = orch.run_pipeline_sync("X", ["clean", "wrap", "shout"])
     assert res["success"], res["error"]
@@ -170,8 +213,12 @@ def test_a_failing_pipeline_step_stops_the_pipeline(orch: Orchestra) -> None:
     assert "ZeroDivisionError" in res["steps"][1]["error"]
 
 
-@pytest.mark.parametrize(("aggregation", "expected"), [("majority", "yes"), ("consensus", "yes"), ("weighted", "no")])
-def test_broadcast_of_llm_agents_is_a_broadcast_step_with_aggregation(orch: Orchestra, aggregation: str, expected: str) -> None:
+@pytest.mark.parametrize(
+    ("aggregation", "expected"), [("majority", "yes"), ("consensus", "yes"), ("weighted", "no")]
+)
+def test_broadcast_of_llm_agents_is_a_broadcast_step_with_aggregation(
+    orch: Orchestra, aggregation: str, expected: str
+) -> None:
     res = orch.run_broadcast_sync("Is it good?", ["yes1", "yes2", "no"], aggregation=aggregation)
     assert res["success"] and res["output"] == expected
     assert {a: r["output"] for a, r in res["agents"].items()} == {"yes1": "yes", "yes2": "Yes.", "no": "no"}
@@ -187,7 +234,10 @@ def test_broadcast_over_mixed_agents_aggregates_in_a_recorded_step(orch: Orchest
 
 
 def test_conditional_runs_the_first_matching_agent_else_the_default(orch: Orchestra) -> None:
-    conds = [{"condition": "input.type == 'image'", "agent": "writer"}, {"condition": "input.type == 'text'", "agent": "clean"}]
+    conds = [
+        {"condition": "input.type == 'image'", "agent": "writer"},
+        {"condition": "input.type == 'text'", "agent": "clean"},
+    ]
     res = orch.run_conditional_sync({"type": "text", "content": "Hi"}, conds, default_agent="shout")
     assert res["selected_agent"] == "clean" and res["agents"]["writer"]["status"] == "SKIPPED"
     assert res["output"] == "{'type': 'text', 'content': 'hi'}"
@@ -200,9 +250,17 @@ def test_conditional_runs_the_first_matching_agent_else_the_default(orch: Orches
 
 def test_parallel_tasks_take_their_input_key_and_a_failure_stops_no_other(orch: Orchestra) -> None:
     orch.add_agent("boom", lambda x: 1 / 0)
-    tasks = [{"agent": "clean", "input_key": "raw"}, {"agent": "shout", "input_key": "meta"}, {"agent": "boom"}]
+    tasks = [
+        {"agent": "clean", "input_key": "raw"},
+        {"agent": "shout", "input_key": "meta"},
+        {"agent": "boom"},
+    ]
     res = orch.run_parallel_sync({"raw": "A B", "meta": "m"}, tasks, max_concurrent=2)
-    assert {n: r["status"] for n, r in res["results"].items()} == {"clean": "COMPLETED", "shout": "COMPLETED", "boom": "FAILED"}
+    assert {n: r["status"] for n, r in res["results"].items()} == {
+        "clean": "COMPLETED",
+        "shout": "COMPLETED",
+        "boom": "FAILED",
+    }
     assert res["results"]["clean"]["output"] == "a b" and res["results"]["shout"]["output"] == "m!"
     assert not res["success"]
     assert orch.runtime.get(res["run_id"]).spec["flow"]["options"]["max_concurrency"] == 2
@@ -264,7 +322,9 @@ def test_orchestra_methods_work_inside_a_running_event_loop(orch: Orchestra) -> 
     async def main() -> list[bool]:
         a = await orch.run_pipeline("x", ["clean"])
         b = orch.run_parallel_sync("y", [{"agent": "shout"}])
-        c = await orch.run_orchestra("z", "broadcast", target_agents=["yes1", "yes2"], aggregation_strategy="majority")
+        c = await orch.run_orchestra(
+            "z", "broadcast", target_agents=["yes1", "yes2"], aggregation_strategy="majority"
+        )
         return [a["success"], b["success"], c["output"] == "yes"]
 
     assert asyncio.run(main()) == [True, True, True]

@@ -32,13 +32,17 @@ def test_an_agent_config_runs_a_query_as_a_recorded_run(rt: Any) -> None:
 
 def test_a_flow_file_takes_a_query_for_its_main_input_or_a_dict(rt: Any, tmp_path: Path) -> None:
     f = tmp_path / "f.yaml"
-    f.write_text("name: f\ninputs: {text: string, tone: {type: string, default: calm}}\nsteps:\n  - id: a\n    llm: {model: 'fake:', prompt: '{{ inputs.tone }}: {{ inputs.text }}'}\n")
+    f.write_text(
+        "name: f\ninputs: {text: string, tone: {type: string, default: calm}}\nsteps:\n  - id: a\n    llm: {model: 'fake:', prompt: '{{ inputs.tone }}: {{ inputs.text }}'}\n"
+    )
     runner = Runner(str(f), runtime=rt)
     assert "calm: hello" in runner.run_sync("hello")["output"]
     assert "loud: hi" in runner.run_sync({"text": "hi", "tone": "loud"})["output"]
     assert "loud: kw" in runner.run_sync(text="kw", tone="loud")["output"]
     two = tmp_path / "two.yaml"
-    two.write_text("name: two\ninputs: {a: string, b: string}\nsteps:\n  - id: s\n    llm: {model: 'fake:', prompt: '{{ inputs.a }}{{ inputs.b }}'}\n")
+    two.write_text(
+        "name: two\ninputs: {a: string, b: string}\nsteps:\n  - id: s\n    llm: {model: 'fake:', prompt: '{{ inputs.a }}{{ inputs.b }}'}\n"
+    )
     with pytest.raises(RunStateError, match="several inputs"):
         Runner(str(two), runtime=rt).run_sync("x")
 

@@ -54,7 +54,9 @@ class Run:
         """The single output, when the run has one (``outputs['result']``)."""
         if not self.outputs:
             return None
-        return self.outputs.get("result", next(iter(self.outputs.values())) if len(self.outputs) == 1 else self.outputs)
+        return self.outputs.get(
+            "result", next(iter(self.outputs.values())) if len(self.outputs) == 1 else self.outputs
+        )
 
     def step(self, step_id: str) -> StepResult:
         for s in self.steps:
@@ -80,13 +82,28 @@ class Run:
             )
             for s in v["steps"]
         ]
-        return cls(v["id"], v["flow"], v["status"], v["outputs"], v["error"], steps, v["usage"], v["duration"], v.get("workspace"), v.get("artifacts", []))
+        return cls(
+            v["id"],
+            v["flow"],
+            v["status"],
+            v["outputs"],
+            v["error"],
+            steps,
+            v["usage"],
+            v["duration"],
+            v.get("workspace"),
+            v.get("artifacts", []),
+        )
 
 
-def _options(models: dict[str, str] | str | None, timeout: float | None, workspace: str | Path | None, **kw: Any) -> RunOptions:
+def _options(
+    models: dict[str, str] | str | None, timeout: float | None, workspace: str | Path | None, **kw: Any
+) -> RunOptions:
     if isinstance(models, str):
         models = {"*": models}
-    return RunOptions(models=dict(models or {}), timeout=timeout, workspace=str(workspace) if workspace else None, **kw)
+    return RunOptions(
+        models=dict(models or {}), timeout=timeout, workspace=str(workspace) if workspace else None, **kw
+    )
 
 
 def _runtime(runtime: Runtime | None, home: str | Path | None) -> tuple[Runtime, bool]:
@@ -115,7 +132,12 @@ class RunHandle:
 
         async def go() -> Any:
             try:
-                return await self.runtime.execute(self.id, subscribers=[self._queue.put_nowait], linger_when_paused=True, on_runner=on_runner)
+                return await self.runtime.execute(
+                    self.id,
+                    subscribers=[self._queue.put_nowait],
+                    linger_when_paused=True,
+                    on_runner=on_runner,
+                )
             finally:
                 self._queue.put_nowait(None)
 
@@ -178,7 +200,9 @@ async def start(
     **options: Any,
 ) -> RunHandle:
     rt, owns = _runtime(runtime, home)
-    rec = rt.create_run(flow, inputs, _options(models, timeout, workspace, **options), overrides=overrides, claim=True)
+    rec = rt.create_run(
+        flow, inputs, _options(models, timeout, workspace, **options), overrides=overrides, claim=True
+    )
     h = RunHandle(rt, rec.id, owns)
     h._start()
     return h
@@ -200,7 +224,14 @@ async def run(
     """Run a flow (a name, a path, a Flow) to the end and return the result."""
     rt, owns = _runtime(runtime, home)
     try:
-        rec = rt.create_run(flow, inputs, _options(models, timeout, workspace, **options), overrides=overrides, claim=True, defer=True)
+        rec = rt.create_run(
+            flow,
+            inputs,
+            _options(models, timeout, workspace, **options),
+            overrides=overrides,
+            claim=True,
+            defer=True,
+        )
         st = await rt.execute(rec.id, subscribers=[on_event] if on_event else None)
         return Run.from_view(rt.view(rec.id, st))
     finally:

@@ -50,7 +50,15 @@ def build_runtime(
     limiter = _limiter(settings)
     prices = _prices(settings)
     gateway = Gateway(registry, limiter, prices)
-    runtime = Runtime(settings, store, executors=build_registry().executors, gateway=gateway, clock=clock, functions=functions, observers=observers)
+    runtime = Runtime(
+        settings,
+        store,
+        executors=build_registry().executors,
+        gateway=gateway,
+        clock=clock,
+        functions=functions,
+        observers=observers,
+    )
     runtime.observers += _plugin_observers(runtime)
     return runtime
 
@@ -93,7 +101,10 @@ def _fake_scripts_from_file(settings: Settings) -> dict[str, Any]:
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     except (OSError, yaml.YAMLError) as exc:
-        raise LlmflowError(f"LLMFLOW_FAKE_SCRIPTS={raw}: cannot read the fake scripts ({exc})", hint="point it at a YAML file: {name: {answers: [...]}}") from None
+        raise LlmflowError(
+            f"LLMFLOW_FAKE_SCRIPTS={raw}: cannot read the fake scripts ({exc})",
+            hint="point it at a YAML file: {name: {answers: [...]}}",
+        ) from None
     if not isinstance(data, dict):
         raise LlmflowError(f"LLMFLOW_FAKE_SCRIPTS={raw}: expected a mapping of name -> script")
     return data

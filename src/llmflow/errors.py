@@ -1,30 +1,30 @@
 """The llmflow error tree.
 
-    LlmflowError
-    ├── FlowValidationError (also ValueError)   a flow definition or its inputs are invalid;
-    │                                            carries a list of Diagnostic
-    ├── CompositionError (also ValueError)       config composition / overrides failed
-    ├── FlowNotFoundError (also LookupError)     no flow of that name or path
-    ├── TemplateError (also ValueError)          a template or condition failed to render
-    ├── StepError                                a step attempt failed; ``retryable`` says if a
-    │   │                                        retry can help (rate limits, 5xx, timeouts);
-    │   │                                        ``kind`` names the failure (given at construction)
-    │   ├── ProviderError
-    │   │   ├── RateLimitError                   has ``retry_after`` seconds when the backend said so
-    │   │   └── ProviderUnavailableError         backend not reachable / not installed
-    │   ├── StepTimeoutError
-    │   ├── WorkspaceError                       a path escapes the run's workspace
-    │   ├── BudgetExceededError                  a run's token or cost budget is spent
-    │   └── AggregationError                     a broadcast's answers cannot be aggregated
-    ├── RunNotFoundError (also LookupError)
-    ├── RunStateError                            the operation is not allowed in the run's state
-    ├── ResumeRefusedError                       the flow changed since the run started
-    ├── StoreError                               the event store failed or is locked
-    ├── SettingsError (also ValueError)          an LLMFLOW_* setting has a value it cannot take
-    ├── BatchError                               a batch cannot start or resume (llmflow batch)
-    │   └── DatasetError (also ValueError)       a dataset cannot be read or mapped to inputs
-    └── EvalError (also ValueError)              an evaluation or optimisation cannot start: a bad
-                                                 metric, data, playbook or option (llmflow eval)
+LlmflowError
+├── FlowValidationError (also ValueError)   a flow definition or its inputs are invalid;
+│                                            carries a list of Diagnostic
+├── CompositionError (also ValueError)       config composition / overrides failed
+├── FlowNotFoundError (also LookupError)     no flow of that name or path
+├── TemplateError (also ValueError)          a template or condition failed to render
+├── StepError                                a step attempt failed; ``retryable`` says if a
+│   │                                        retry can help (rate limits, 5xx, timeouts);
+│   │                                        ``kind`` names the failure (given at construction)
+│   ├── ProviderError
+│   │   ├── RateLimitError                   has ``retry_after`` seconds when the backend said so
+│   │   └── ProviderUnavailableError         backend not reachable / not installed
+│   ├── StepTimeoutError
+│   ├── WorkspaceError                       a path escapes the run's workspace
+│   ├── BudgetExceededError                  a run's token or cost budget is spent
+│   └── AggregationError                     a broadcast's answers cannot be aggregated
+├── RunNotFoundError (also LookupError)
+├── RunStateError                            the operation is not allowed in the run's state
+├── ResumeRefusedError                       the flow changed since the run started
+├── StoreError                               the event store failed or is locked
+├── SettingsError (also ValueError)          an LLMFLOW_* setting has a value it cannot take
+├── BatchError                               a batch cannot start or resume (llmflow batch)
+│   └── DatasetError (also ValueError)       a dataset cannot be read or mapped to inputs
+└── EvalError (also ValueError)              an evaluation or optimisation cannot start: a bad
+                                             metric, data, playbook or option (llmflow eval)
 """
 
 from __future__ import annotations
@@ -74,7 +74,9 @@ class StepError(LlmflowError):
     retryable: bool = False
     kind: str = "error"
 
-    def __init__(self, message: str, *, retryable: bool | None = None, hint: str | None = None, kind: str | None = None) -> None:
+    def __init__(
+        self, message: str, *, retryable: bool | None = None, hint: str | None = None, kind: str | None = None
+    ) -> None:
         super().__init__(message, hint=hint)
         if retryable is not None:
             self.retryable = retryable

@@ -49,8 +49,23 @@ class Gateway:
         ctx.event(E.LLM_LOADING_MODEL, f"Loading model: {model}", model=model, model_source=model_source)
         shown = [_shown(m) for m in chat]
         extra = {"tools": [t.name for t in tools]} if tools else {}
-        ctx.event(E.LLM_GENERATING, f"Generating with {model}", model=model, model_source=model_source, messages=shown, **extra)
-        req = ModelRequest(model=name, messages=chat, params=dict(params), output_schema=output_schema, stream=stream, timeout=ctx.step.timeout, tools=tuple(tools or ()))
+        ctx.event(
+            E.LLM_GENERATING,
+            f"Generating with {model}",
+            model=model,
+            model_source=model_source,
+            messages=shown,
+            **extra,
+        )
+        req = ModelRequest(
+            model=name,
+            messages=chat,
+            params=dict(params),
+            output_schema=output_schema,
+            stream=stream,
+            timeout=ctx.step.timeout,
+            tools=tuple(tools or ()),
+        )
         t0 = time.monotonic()
         last = t0
         parts: list[str] = []
@@ -62,23 +77,39 @@ class Gateway:
                     parts.append(item.text)
                     pending += len(item.text)
                     if pending >= COALESCE_CHARS or time.monotonic() - last >= COALESCE_SECONDS:
-                        ctx.event(E.LLM_TOKENS, "", text="".join(parts[len(parts) - _count_back(parts, pending) :]))
+                        ctx.event(
+                            E.LLM_TOKENS, "", text="".join(parts[len(parts) - _count_back(parts, pending) :])
+                        )
                         pending, last = 0, time.monotonic()
                 elif isinstance(item, Status):
                     kind = E.LLM_LOADING_MODEL if item.kind == "loading" else E.LLM_HEARTBEAT
-                    ctx.event(kind, item.message, model=model, status=item.kind, elapsed=round(time.monotonic() - t0, 1))
+                    ctx.event(
+                        kind,
+                        item.message,
+                        model=model,
+                        status=item.kind,
+                        elapsed=round(time.monotonic() - t0, 1),
+                    )
                 elif isinstance(item, Final):
                     final = item
         except RateLimitError as exc:
             if self.limiter is not None:
                 self.limiter.penalise(model, exc.retry_after)
-            ctx.event(E.LLM_ERROR, f"LLM error from {model}: {exc.message}", model=model, kind=exc.kind, retry_after=exc.retry_after)
+            ctx.event(
+                E.LLM_ERROR,
+                f"LLM error from {model}: {exc.message}",
+                model=model,
+                kind=exc.kind,
+                retry_after=exc.retry_after,
+            )
             raise
         except StepError as exc:
             ctx.event(E.LLM_ERROR, f"LLM error from {model}: {exc.message}", model=model, kind=exc.kind)
             raise
         except Exception as exc:
-            ctx.event(E.LLM_ERROR, f"LLM error from {model}: {type(exc).__name__}: {exc}", model=model, kind="error")
+            ctx.event(
+                E.LLM_ERROR, f"LLM error from {model}: {type(exc).__name__}: {exc}", model=model, kind="error"
+            )
             raise
         if pending:
             ctx.event(E.LLM_TOKENS, "", text="".join(parts[len(parts) - _count_back(parts, pending) :]))
@@ -97,7 +128,8 @@ class Gateway:
         done = {"tool_calls": [c.name for c in calls]} if calls else {}
         ctx.event(
             E.LLM_DONE,
-            f"Generation complete ({len(text)} chars, {dt:.1f}s)" + (f"; asks for {len(calls)} tool call{'s' if len(calls) != 1 else ''}" if calls else ""),
+            f"Generation complete ({len(text)} chars, {dt:.1f}s)"
+            + (f"; asks for {len(calls)} tool call{'s' if len(calls) != 1 else ''}" if calls else ""),
             model=model,
             model_source=model_source,
             usage={"input_tokens": tin, "output_tokens": tout},
@@ -105,7 +137,9 @@ class Gateway:
             duration=round(dt, 4),
             **done,
         )
-        return LlmResult(text=text, model=model, input_tokens=tin, output_tokens=tout, cost=cost, tool_calls=calls)
+        return LlmResult(
+            text=text, model=model, input_tokens=tin, output_tokens=tout, cost=cost, tool_calls=calls
+        )
 
 
 def _shown(m: Any) -> dict[str, Any]:

@@ -31,7 +31,10 @@ def iso_view(view: dict[str, Any]) -> dict[str, Any]:
     times as ISO 8601."""
     out = _times(view, RUN_TIMES)
     if "steps" in view:
-        out["steps"] = [{**_times(s, STEP_TIMES), "attempts": [_times(a, STEP_TIMES) for a in s.get("attempts") or []]} for s in view["steps"]]
+        out["steps"] = [
+            {**_times(s, STEP_TIMES), "attempts": [_times(a, STEP_TIMES) for a in s.get("attempts") or []]}
+            for s in view["steps"]
+        ]
     if "artifacts" in view:
         out["artifacts"] = [_times(a, ("created_at",)) for a in view["artifacts"] or []]
     return out

@@ -58,7 +58,15 @@ def aggregate_answers(strategy: str, answers: dict[str, Any], weights: dict[str,
 
 
 class Orchestra:
-    def __init__(self, agents: dict[str, Any] | None = None, *, runtime: Runtime | None = None, home: str | Path | None = None, models: dict[str, str] | str | None = None, name: str = "orchestra") -> None:
+    def __init__(
+        self,
+        agents: dict[str, Any] | None = None,
+        *,
+        runtime: Runtime | None = None,
+        home: str | Path | None = None,
+        models: dict[str, str] | str | None = None,
+        name: str = "orchestra",
+    ) -> None:
         self._own = False  # a given runtime is the caller's; the shared one outlives this Orchestra
         self.runtime = _runtime(runtime, home)
         self.name = name
@@ -79,7 +87,17 @@ class Orchestra:
     def add_agent(self, agent_id: str, agent: Any) -> None:
         """Add (or replace) an agent: a config dict / AgentSpec, a Flow, a flow path, or a callable."""
         self.agents[agent_id] = make_agent(agent_id, agent, self.runtime)
-        self._stats.setdefault(agent_id, {"calls": 0, "successes": 0, "failures": 0, "total_duration": 0.0, "last_error": None, "last_run_id": None})
+        self._stats.setdefault(
+            agent_id,
+            {
+                "calls": 0,
+                "successes": 0,
+                "failures": 0,
+                "total_duration": 0.0,
+                "last_error": None,
+                "last_run_id": None,
+            },
+        )
 
     def remove_agent(self, agent_id: str) -> None:
         self._agent(agent_id)
@@ -90,7 +108,14 @@ class Orchestra:
         if name not in self.agents:
             from llmflow.model.diagnostics import did_you_mean
 
-            raise KeyError(f"orchestra {self.name!r} has no agent {name!r}" + (f"; {did_you_mean(name, list(self.agents))}" if did_you_mean(name, list(self.agents)) else f" (agents: {', '.join(self.agents) or 'none'})"))
+            raise KeyError(
+                f"orchestra {self.name!r} has no agent {name!r}"
+                + (
+                    f"; {did_you_mean(name, list(self.agents))}"
+                    if did_you_mean(name, list(self.agents))
+                    else f" (agents: {', '.join(self.agents) or 'none'})"
+                )
+            )
         return self.agents[name]
 
     def get_agent_status(self, agent_id: str) -> dict[str, Any]:
@@ -111,7 +136,15 @@ class Orchestra:
         }
 
     def get_orchestra_status(self) -> dict[str, Any]:
-        status = "stopped" if self._stopped else "paused" if self._paused else "running" if self._active else "idle"
+        status = (
+            "stopped"
+            if self._stopped
+            else "paused"
+            if self._paused
+            else "running"
+            if self._active
+            else "idle"
+        )
         return {
             "name": self.name,
             "status": status,
@@ -144,13 +177,22 @@ class Orchestra:
         self._signal("cancel")
 
     # -- running ----------------------------------------------------------------------------
-    async def _execute(self, flow: Flow, value: Any, workflow: str, agents: list[str]) -> tuple[dict[str, Any], dict[str, Any]]:
+    async def _execute(
+        self, flow: Flow, value: Any, workflow: str, agents: list[str]
+    ) -> tuple[dict[str, Any], dict[str, Any]]:
         while self._paused and not self._stopped:
             await asyncio.sleep(0.05)
         if self._stopped:
-            raise RunStateError(f"orchestra {self.name!r} is stopped", hint="call resume_orchestra() to accept work again")
+            raise RunStateError(
+                f"orchestra {self.name!r} is stopped", hint="call resume_orchestra() to accept work again"
+            )
         rt = self.runtime
-        opts = RunOptions(models=dict(self.models), run_type="orchestra", name=f"{self.name}:{workflow}", metadata={"orchestra": self.name, "workflow": workflow, "agents": agents})
+        opts = RunOptions(
+            models=dict(self.models),
+            run_type="orchestra",
+            name=f"{self.name}:{workflow}",
+            metadata={"orchestra": self.name, "workflow": workflow, "agents": agents},
+        )
         rec = rt.create_run(flow, {"input": value}, opts, claim=True)
         with self._lock:
             self._active[rec.id] = workflow
@@ -170,17 +212,26 @@ class Orchestra:
         v = rt.view(rec.id)
         return v, run_result(v)
 
-    def _agent_result(self, name: str, step: dict[str, Any] | None, run_id: str, unit: str | None = None) -> dict[str, Any]:
+    def _agent_result(
+        self, name: str, step: dict[str, Any] | None, run_id: str, unit: str | None = None
+    ) -> dict[str, Any]:
         if step is None:
             status, output, error, duration = "SKIPPED", None, None, None
         elif unit is not None:
             atts = [a for a in step["attempts"] if a["unit"] == unit]
             last = atts[-1] if atts else None
             status = last["status"] if last else "SKIPPED"
-            output, error, duration = (last["output"], last["error"], last["duration"]) if last else (None, None, None)
+            output, error, duration = (
+                (last["output"], last["error"], last["duration"]) if last else (None, None, None)
+            )
         else:
             status, output, error, duration = step["status"], step["output"], step["error"], step["duration"]
-        if self.agents.get(name) is not None and self.agents[name].kind == "flow" and isinstance(output, dict) and len(output) == 1:
+        if (
+            self.agents.get(name) is not None
+            and self.agents[name].kind == "flow"
+            and isinstance(output, dict)
+            and len(output) == 1
+        ):
             output = next(iter(output.values()))
         s = self._stats.get(name)
         if s is not None and status not in ("SKIPPED", "PENDING"):
@@ -190,7 +241,14 @@ class Orchestra:
             s["last_run_id"] = run_id
             if error:
                 s["last_error"] = error
-        return {"agent": name, "status": status, "success": status == "COMPLETED", "output": output, "error": error, "duration": duration}
+        return {
+            "agent": name,
+            "status": status,
+            "success": status == "COMPLETED",
+            "output": output,
+            "error": error,
+            "duration": duration,
+        }
 
     async def run_pipeline(self, input: Any, steps: list[str], **_: Any) -> dict[str, Any]:  # noqa: A002 - SuperOptiX's name
         """Each agent's output is the next one's input; stops at the first failure."""
@@ -203,36 +261,81 @@ class Orchestra:
         flow = flow_for(agents, specs, f"{self.name}-pipeline", {"result": "{{ " + expr + " }}"})
         v, res = await self._execute(flow, input, "pipeline", steps)
         by_id = {s["id"]: s for s in v["steps"]}
-        res["steps"] = [self._agent_result(a.name, by_id.get(step_id(i, a.name)), v["id"]) for i, a in enumerate(agents)]
+        res["steps"] = [
+            self._agent_result(a.name, by_id.get(step_id(i, a.name)), v["id"]) for i, a in enumerate(agents)
+        ]
         return res
 
-    async def run_broadcast(self, input: Any, agents: list[str], aggregation: str = "consensus", *, weights: dict[str, float] | None = None, min_responses: int | None = None, **_: Any) -> dict[str, Any]:  # noqa: A002
+    async def run_broadcast(
+        self,
+        input: Any,
+        agents: list[str],
+        aggregation: str = "consensus",
+        *,
+        weights: dict[str, float] | None = None,
+        min_responses: int | None = None,
+        **_: Any,
+    ) -> dict[str, Any]:  # noqa: A002
         """The same input to every agent; their answers aggregated (consensus, majority, weighted, all, first)."""
         if aggregation not in AGGREGATIONS:
             raise ValueError(f"aggregation must be one of {', '.join(AGGREGATIONS)}, not {aggregation!r}")
         objs = [self._agent(a) for a in agents]
         if all(a.kind == "llm" for a in objs):
-            step: dict[str, Any] = {"id": "broadcast", "kind": "broadcast", "agents": list(agents), "aggregate": aggregation, "prompt": "{{ inputs.input if inputs.input is string else inputs.input | tojson }}"}
+            step: dict[str, Any] = {
+                "id": "broadcast",
+                "kind": "broadcast",
+                "agents": list(agents),
+                "aggregate": aggregation,
+                "prompt": "{{ inputs.input if inputs.input is string else inputs.input | tojson }}",
+            }
             if weights:
                 step["weights"] = weights
             if min_responses:
                 step["min_responses"] = min_responses
-            flow = flow_for(objs, [step], f"{self.name}-broadcast", {"result": "{{ steps.broadcast.output }}"})
+            flow = flow_for(
+                objs, [step], f"{self.name}-broadcast", {"result": "{{ steps.broadcast.output }}"}
+            )
             v, res = await self._execute(flow, input, "broadcast", agents)
             b = next(s for s in v["steps"] if s["id"] == "broadcast")
             res["agents"] = {a: self._agent_result(a, b, v["id"], unit=a) for a in agents}
             return res
-        specs = [{**a.step(step_id(i, a.name), "inputs.input", input), "needs": [], "on_error": "continue"} for i, a in enumerate(objs)]
-        answers = {a.name: "{{ " + f"{a.output_expr(step_id(i, a.name))} if steps.{step_id(i, a.name)}.status == 'COMPLETED' else none" + " }}" for i, a in enumerate(objs)}
-        specs.append({"id": "aggregate", "kind": "python", "function": "llmflow.orchestra:aggregate_answers", "needs": [s["id"] for s in specs], "args": {"strategy": aggregation, "answers": answers, "weights": weights}})
-        flow = flow_for(objs, specs, f"{self.name}-broadcast", {"result": "{{ steps.aggregate.output.output }}", "aggregate": "{{ steps.aggregate.output }}"})
+        specs = [
+            {**a.step(step_id(i, a.name), "inputs.input", input), "needs": [], "on_error": "continue"}
+            for i, a in enumerate(objs)
+        ]
+        answers = {
+            a.name: "{{ "
+            + f"{a.output_expr(step_id(i, a.name))} if steps.{step_id(i, a.name)}.status == 'COMPLETED' else none"
+            + " }}"
+            for i, a in enumerate(objs)
+        }
+        specs.append(
+            {
+                "id": "aggregate",
+                "kind": "python",
+                "function": "llmflow.orchestra:aggregate_answers",
+                "needs": [s["id"] for s in specs],
+                "args": {"strategy": aggregation, "answers": answers, "weights": weights},
+            }
+        )
+        flow = flow_for(
+            objs,
+            specs,
+            f"{self.name}-broadcast",
+            {"result": "{{ steps.aggregate.output.output }}", "aggregate": "{{ steps.aggregate.output }}"},
+        )
         v, res = await self._execute(flow, input, "broadcast", agents)
         by_id = {s["id"]: s for s in v["steps"]}
         res["output"] = (res["outputs"] or {}).get("result")
-        res["agents"] = {a.name: self._agent_result(a.name, by_id.get(step_id(i, a.name)), v["id"]) for i, a in enumerate(objs)}
+        res["agents"] = {
+            a.name: self._agent_result(a.name, by_id.get(step_id(i, a.name)), v["id"])
+            for i, a in enumerate(objs)
+        }
         return res
 
-    async def run_conditional(self, input: Any, conditions: list[dict[str, Any]], default_agent: str | None = None, **_: Any) -> dict[str, Any]:  # noqa: A002
+    async def run_conditional(
+        self, input: Any, conditions: list[dict[str, Any]], default_agent: str | None = None, **_: Any
+    ) -> dict[str, Any]:  # noqa: A002
         """The first condition that holds picks the agent (else ``default_agent``; else none runs)."""
         names: list[str] = []
         for c in conditions:
@@ -245,20 +348,30 @@ class Orchestra:
         route = {
             "id": "route",
             "kind": "route",
-            "routes": [{"when": condition_expr(str(c["condition"])), "to": [sids[c["agent"]]]} for c in conditions],
+            "routes": [
+                {"when": condition_expr(str(c["condition"])), "to": [sids[c["agent"]]]} for c in conditions
+            ],
             "default": [sids[default_agent]] if default_agent else [],
         }
         specs = [route] + [a.step(sids[a.name], "inputs.input", input) for a in objs]
-        outputs = " or ".join(f"({a.output_expr(sids[a.name])} if steps.{sids[a.name]}.status == 'COMPLETED' else none)" for a in objs)
+        outputs = " or ".join(
+            f"({a.output_expr(sids[a.name])} if steps.{sids[a.name]}.status == 'COMPLETED' else none)"
+            for a in objs
+        )
         flow = flow_for(objs, specs, f"{self.name}-conditional", {"result": "{{ " + outputs + " }}"})
         v, res = await self._execute(flow, input, "conditional", names)
         by_id = {s["id"]: s for s in v["steps"]}
         selected = (by_id["route"]["output"] or {}).get("selected", []) if by_id.get("route") else []
         res["selected_agent"] = next((n for n in names if sids[n] in selected), None)
-        res["agents"] = {n: self._agent_result(n, by_id.get(sids[n]) if sids[n] in selected else None, v["id"]) for n in names}
+        res["agents"] = {
+            n: self._agent_result(n, by_id.get(sids[n]) if sids[n] in selected else None, v["id"])
+            for n in names
+        }
         return res
 
-    async def run_parallel(self, input: Any, tasks: list[dict[str, Any]], max_concurrent: int = 4, **_: Any) -> dict[str, Any]:  # noqa: A002
+    async def run_parallel(
+        self, input: Any, tasks: list[dict[str, Any]], max_concurrent: int = 4, **_: Any
+    ) -> dict[str, Any]:  # noqa: A002
         """Tasks ``{agent, input_key?, name?}`` at once (at most ``max_concurrent``); each
         gets ``input[input_key]`` (or the whole input). A failed task does not stop the others."""
         objs, specs, names = [], [], []
@@ -269,48 +382,87 @@ class Orchestra:
             value = input.get(key) if key and isinstance(input, dict) else input
             specs.append({**a.step(step_id(i, a.name), expr, value), "needs": [], "on_error": "continue"})
             objs.append(a)
-            names.append(str(t.get("name") or (a.name if sum(1 for x in tasks if x["agent"] == a.name) == 1 else f"{a.name}_{i}")))
+            names.append(
+                str(
+                    t.get("name")
+                    or (a.name if sum(1 for x in tasks if x["agent"] == a.name) == 1 else f"{a.name}_{i}")
+                )
+            )
         outputs = {n: "{{ " + objs[i].output_expr(specs[i]["id"]) + " }}" for i, n in enumerate(names)}
         flow = flow_for(objs, specs, f"{self.name}-parallel", outputs, max_concurrency=max(1, max_concurrent))
         v, res = await self._execute(flow, input, "parallel", [a.name for a in objs])
         by_id = {s["id"]: s for s in v["steps"]}
-        res["results"] = {n: self._agent_result(objs[i].name, by_id.get(specs[i]["id"]), v["id"]) for i, n in enumerate(names)}
+        res["results"] = {
+            n: self._agent_result(objs[i].name, by_id.get(specs[i]["id"]), v["id"])
+            for i, n in enumerate(names)
+        }
         res["success"] = res["success"] and all(r["success"] for r in res["results"].values())
         return res
 
-    async def run_orchestra(self, input_data: Any, workflow_type: str = "pipeline", **kw: Any) -> dict[str, Any]:
+    async def run_orchestra(
+        self, input_data: Any, workflow_type: str = "pipeline", **kw: Any
+    ) -> dict[str, Any]:
         """The seed API's dispatcher: pipeline (``pipeline_steps``), broadcast
         (``target_agents``, ``aggregation_strategy``), conditional (``conditions``), parallel
         (``parallel_tasks``, ``max_concurrent``)."""
         if workflow_type == "pipeline":
-            return await self.run_pipeline(input_data, kw.get("pipeline_steps") or kw.get("steps") or list(self.agents))
+            return await self.run_pipeline(
+                input_data, kw.get("pipeline_steps") or kw.get("steps") or list(self.agents)
+            )
         if workflow_type == "broadcast":
-            return await self.run_broadcast(input_data, kw.get("target_agents") or kw.get("agents") or list(self.agents), kw.get("aggregation_strategy") or kw.get("aggregation", "consensus"))
+            return await self.run_broadcast(
+                input_data,
+                kw.get("target_agents") or kw.get("agents") or list(self.agents),
+                kw.get("aggregation_strategy") or kw.get("aggregation", "consensus"),
+            )
         if workflow_type == "conditional":
             return await self.run_conditional(input_data, kw["conditions"], kw.get("default_agent"))
         if workflow_type == "parallel":
-            return await self.run_parallel(input_data, kw.get("parallel_tasks") or kw["tasks"], kw.get("max_concurrent", 4))
-        raise ValueError(f"workflow_type must be pipeline, broadcast, conditional or parallel, not {workflow_type!r}")
+            return await self.run_parallel(
+                input_data, kw.get("parallel_tasks") or kw["tasks"], kw.get("max_concurrent", 4)
+            )
+        raise ValueError(
+            f"workflow_type must be pipeline, broadcast, conditional or parallel, not {workflow_type!r}"
+        )
 
     async def run_file(self, path: str | Path, goal: str = "") -> dict[str, Any]:
         """Run a SuperOptiX orchestra file; the result has SuperOptiX's shape
         (``success``, ``total_execution_time``, ``stats``, ``task_results``) plus ``run_id``."""
         rt = self.runtime
         t0 = time.time()
-        rec = rt.create_run(str(path), {"goal": goal}, RunOptions(models=dict(self.models), run_type="orchestra"), claim=True)
+        rec = rt.create_run(
+            str(path), {"goal": goal}, RunOptions(models=dict(self.models), run_type="orchestra"), claim=True
+        )
         await rt.execute(rec.id)
         v = rt.view(rec.id)
         tasks = {s["id"]: s for s in v["steps"] if s["kind"] == "llm"}
         # as SuperOptiX: only tasks that ran are in task_results (a failed task's dependents
         # are absent, not listed as skipped)
         ran = {n: s for n, s in tasks.items() if s["status"] in ("COMPLETED", "FAILED")}
-        results = {n: {"success": s["status"] == "COMPLETED", "status": s["status"], "output": s["output"], "error": s["error"] or s["reason"], "execution_time": s["duration"]} for n, s in ran.items()}
+        results = {
+            n: {
+                "success": s["status"] == "COMPLETED",
+                "status": s["status"],
+                "output": s["output"],
+                "error": s["error"] or s["reason"],
+                "execution_time": s["duration"],
+            }
+            for n, s in ran.items()
+        }
         failed = sum(1 for r in results.values() if r["status"] == "FAILED")
         skipped = len(tasks) - len(ran)
         return {
             "success": v["status"] == "COMPLETED" and failed == 0,
             "total_execution_time": v["duration"] if v["duration"] is not None else time.time() - t0,
-            "stats": {"start_time": v["started_at"], "end_time": v["ended_at"], "total_tasks": len(tasks), "completed_tasks": sum(1 for r in results.values() if r["success"]), "failed_tasks": failed, "skipped_tasks": skipped, "execution_times": {n: r["execution_time"] for n, r in results.items()}},
+            "stats": {
+                "start_time": v["started_at"],
+                "end_time": v["ended_at"],
+                "total_tasks": len(tasks),
+                "completed_tasks": sum(1 for r in results.values() if r["success"]),
+                "failed_tasks": failed,
+                "skipped_tasks": skipped,
+                "execution_times": {n: r["execution_time"] for n, r in results.items()},
+            },
             "task_results": results,
             "run_id": v["id"],
             "workspace": v["workspace"],
@@ -320,16 +472,24 @@ class Orchestra:
     def run_pipeline_sync(self, input: Any, steps: list[str], **kw: Any) -> dict[str, Any]:  # noqa: A002
         return run_blocking(self.run_pipeline(input, steps, **kw))
 
-    def run_broadcast_sync(self, input: Any, agents: list[str], aggregation: str = "consensus", **kw: Any) -> dict[str, Any]:  # noqa: A002
+    def run_broadcast_sync(
+        self, input: Any, agents: list[str], aggregation: str = "consensus", **kw: Any
+    ) -> dict[str, Any]:  # noqa: A002
         return run_blocking(self.run_broadcast(input, agents, aggregation, **kw))
 
-    def run_conditional_sync(self, input: Any, conditions: list[dict[str, Any]], default_agent: str | None = None, **kw: Any) -> dict[str, Any]:  # noqa: A002
+    def run_conditional_sync(
+        self, input: Any, conditions: list[dict[str, Any]], default_agent: str | None = None, **kw: Any
+    ) -> dict[str, Any]:  # noqa: A002
         return run_blocking(self.run_conditional(input, conditions, default_agent, **kw))
 
-    def run_parallel_sync(self, input: Any, tasks: list[dict[str, Any]], max_concurrent: int = 4, **kw: Any) -> dict[str, Any]:  # noqa: A002
+    def run_parallel_sync(
+        self, input: Any, tasks: list[dict[str, Any]], max_concurrent: int = 4, **kw: Any
+    ) -> dict[str, Any]:  # noqa: A002
         return run_blocking(self.run_parallel(input, tasks, max_concurrent, **kw))
 
-    def run_orchestra_sync(self, input_data: Any, workflow_type: str = "pipeline", **kw: Any) -> dict[str, Any]:
+    def run_orchestra_sync(
+        self, input_data: Any, workflow_type: str = "pipeline", **kw: Any
+    ) -> dict[str, Any]:
         return run_blocking(self.run_orchestra(input_data, workflow_type, **kw))
 
     def run_file_sync(self, path: str | Path, goal: str = "") -> dict[str, Any]:

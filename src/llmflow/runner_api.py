@@ -73,7 +73,12 @@ class Agent:
         if self.kind == "llm":
             return {"id": sid, "kind": "llm", "agent": self.name, "prompt": text_of(expr)}
         if self.kind == "python":
-            return {"id": sid, "kind": "python", "function": self.function, "args": {"input": "{{ " + expr + " }}"}}
+            return {
+                "id": sid,
+                "kind": "python",
+                "function": self.function,
+                "args": {"input": "{{ " + expr + " }}"},
+            }
         assert self.flow is not None
         if isinstance(value, dict) and value and set(value) <= set(self.flow.inputs):
             inputs = {k: "{{ " + f"{expr}[{k!r}]" + " }}" for k in value}
@@ -138,19 +143,31 @@ def make_agent(name: str, obj: Any, rt: Runtime) -> Agent:
         key = f"python-agent:{name}:{id(obj):x}"
         rt.functions[key] = _callable_wrapper(obj)
         return Agent(name, "python", function=key)
-    raise TypeError(f"agent {name!r}: expected an agent config (dict or AgentSpec), a Flow, a flow path or a callable, got {type(obj).__name__}")
+    raise TypeError(
+        f"agent {name!r}: expected an agent config (dict or AgentSpec), a Flow, a flow path or a callable, got {type(obj).__name__}"
+    )
 
 
 def step_id(i: int, name: str) -> str:
     return f"s{i}_" + re.sub(r"\W", "_", name)[:40]
 
 
-def flow_for(agents: list[Agent], steps: list[dict[str, Any]], name: str, outputs: dict[str, str] | None = None, **options: Any) -> Flow:
+def flow_for(
+    agents: list[Agent],
+    steps: list[dict[str, Any]],
+    name: str,
+    outputs: dict[str, str] | None = None,
+    **options: Any,
+) -> Flow:
     return Flow.model_validate(
         {
             "name": name,
             "inputs": {"input": {"type": "any", "default": None}},
-            "agents": {a.name: a.spec.model_dump(exclude_defaults=True) for a in agents if a.kind == "llm" and a.spec is not None},
+            "agents": {
+                a.name: a.spec.model_dump(exclude_defaults=True)
+                for a in agents
+                if a.kind == "llm" and a.spec is not None
+            },
             "steps": steps,
             **({"outputs": outputs} if outputs else {}),
             **({"options": options} if options else {}),
@@ -161,7 +178,11 @@ def flow_for(agents: list[Agent], steps: list[dict[str, Any]], name: str, output
 def run_result(v: dict[str, Any]) -> dict[str, Any]:
     """A run's view -> the plain result dict."""
     outputs = v.get("outputs") or {}
-    output = outputs.get("result", next(iter(outputs.values())) if len(outputs) == 1 else outputs) if outputs else None
+    output = (
+        outputs.get("result", next(iter(outputs.values())) if len(outputs) == 1 else outputs)
+        if outputs
+        else None
+    )
     return {
         "status": v["status"],
         "success": v["status"] == "COMPLETED",
@@ -185,7 +206,15 @@ def _runtime(runtime: Runtime | None, home: str | Path | None) -> Runtime:
 class Runner:
     """Run one flow (or one agent, or one callable) on a query or inputs; keep statistics."""
 
-    def __init__(self, flow: Any, *, runtime: Runtime | None = None, home: str | Path | None = None, models: dict[str, str] | str | None = None, name: str | None = None) -> None:
+    def __init__(
+        self,
+        flow: Any,
+        *,
+        runtime: Runtime | None = None,
+        home: str | Path | None = None,
+        models: dict[str, str] | str | None = None,
+        name: str | None = None,
+    ) -> None:
         self._own = False  # a given runtime is the caller's; the shared one outlives this Runner
         self.runtime = _runtime(runtime, home)
         self.models = {"*": models} if isinstance(models, str) else dict(models or {})
@@ -194,7 +223,13 @@ class Runner:
         else:
             agent = make_agent(name or getattr(flow, "__name__", None) or "agent", flow, self.runtime)
             step = agent.step("run", "inputs.input")
-            self.loaded = LoadedFlow(flow_for([agent], [step], name or f"runner-{agent.name}", {"result": "{{ steps.run.output }}"}), None, "<python>")
+            self.loaded = LoadedFlow(
+                flow_for(
+                    [agent], [step], name or f"runner-{agent.name}", {"result": "{{ steps.run.output }}"}
+                ),
+                None,
+                "<python>",
+            )
         self.reset_stats()
 
     @property
@@ -210,7 +245,10 @@ class Runner:
         if target is None:
             from llmflow.errors import RunStateError
 
-            raise RunStateError(f"flow {self.flow.name!r} takes several inputs ({', '.join(self.flow.inputs)}); pass a dict", hint="runner.run({'name': value, ...})")
+            raise RunStateError(
+                f"flow {self.flow.name!r} takes several inputs ({', '.join(self.flow.inputs)}); pass a dict",
+                hint="runner.run({'name': value, ...})",
+            )
         return {target: query_or_inputs, **inputs}
 
     def _options(self, **kw: Any) -> RunOptions:
@@ -230,14 +268,23 @@ class Runner:
     async def run(self, query_or_inputs: Any = None, /, **inputs: Any) -> dict[str, Any]:
         """Run once; returns ``{status, success, output, outputs, error, duration, run_id, usage}``."""
         rt = self.runtime
-        rec = rt.create_run(self.loaded, self.inputs_for(query_or_inputs, **inputs), self._options(), claim=True)
+        rec = rt.create_run(
+            self.loaded, self.inputs_for(query_or_inputs, **inputs), self._options(), claim=True
+        )
         await rt.execute(rec.id)
         return self._record(run_result(rt.view(rec.id)))
 
     def run_sync(self, query_or_inputs: Any = None, /, **inputs: Any) -> dict[str, Any]:
         return run_blocking(self.run(query_or_inputs, **inputs))
 
-    async def run_batch(self, queries: list[Any], max_concurrent: int = 1, *, error_policy: str = "continue", output: str | None = None) -> list[dict[str, Any]]:
+    async def run_batch(
+        self,
+        queries: list[Any],
+        max_concurrent: int = 1,
+        *,
+        error_policy: str = "continue",
+        output: str | None = None,
+    ) -> list[dict[str, Any]]:
         """Run every query (a value or a dict of inputs) as one batch, at most
         ``max_concurrent`` at once; results in input order."""
         from llmflow.batch.plan import BatchRequest
@@ -247,7 +294,15 @@ class Runner:
             return []
         records = [{**self.inputs_for(q), "__record": str(i)} for i, q in enumerate(queries)]
         rows: dict[int, dict[str, Any]] = {}
-        req = BatchRequest(flow=self.loaded, inline_records=records, record_id="__record", max_workers=max(1, max_concurrent), error_policy=error_policy, output=output, models=dict(self.models))
+        req = BatchRequest(
+            flow=self.loaded,
+            inline_records=records,
+            record_id="__record",
+            max_workers=max(1, max_concurrent),
+            error_policy=error_policy,
+            output=output,
+            models=dict(self.models),
+        )
 
         def on_row(row: dict[str, Any]) -> None:
             rows[int(row["record_id"])] = row
@@ -257,11 +312,39 @@ class Runner:
         for i in range(len(queries)):
             row = rows.get(i)
             if row is None:
-                out.append({"status": "NOT_RUN", "success": False, "output": None, "outputs": {}, "error": "not run (the batch stopped)", "duration": None, "run_id": None, "usage": {}})
+                out.append(
+                    {
+                        "status": "NOT_RUN",
+                        "success": False,
+                        "output": None,
+                        "outputs": {},
+                        "error": "not run (the batch stopped)",
+                        "duration": None,
+                        "run_id": None,
+                        "usage": {},
+                    }
+                )
                 continue
             outputs = row["outputs"] or {}
-            output = outputs.get("result", next(iter(outputs.values())) if len(outputs) == 1 else outputs) if outputs else None
-            out.append(self._record({"status": row["status"], "success": row["status"] == "COMPLETED", "output": output, "outputs": outputs, "error": row["error"], "duration": row["duration"], "run_id": row["run_id"], "usage": row["usage"]}))
+            output = (
+                outputs.get("result", next(iter(outputs.values())) if len(outputs) == 1 else outputs)
+                if outputs
+                else None
+            )
+            out.append(
+                self._record(
+                    {
+                        "status": row["status"],
+                        "success": row["status"] == "COMPLETED",
+                        "output": output,
+                        "outputs": outputs,
+                        "error": row["error"],
+                        "duration": row["duration"],
+                        "run_id": row["run_id"],
+                        "usage": row["usage"],
+                    }
+                )
+            )
         return out
 
     def run_batch_sync(self, queries: list[Any], max_concurrent: int = 1, **kw: Any) -> list[dict[str, Any]]:
@@ -286,7 +369,15 @@ class Runner:
         }
 
     def reset_stats(self) -> None:
-        self._stats: dict[str, Any] = {"total_runs": 0, "successful_runs": 0, "failed_runs": 0, "durations": [], "total_tokens": 0, "total_cost": 0.0, "since": time.time()}
+        self._stats: dict[str, Any] = {
+            "total_runs": 0,
+            "successful_runs": 0,
+            "failed_runs": 0,
+            "durations": [],
+            "total_tokens": 0,
+            "total_cost": 0.0,
+            "since": time.time(),
+        }
 
     def close(self) -> None:
         if self._own:

@@ -129,10 +129,16 @@ class RunOptions:
     metadata: dict[str, Any] = field(default_factory=dict)
     run_id: str | None = None
     thread: str | None = None  # continue this conversation thread (kept as metadata.thread)
-    disallow_shell: bool | None = None  # no shell / imported code, whatever the process allows (posted flows, their child runs)
+    disallow_shell: bool | None = (
+        None  # no shell / imported code, whatever the process allows (posted flows, their child runs)
+    )
 
     def to_dict(self) -> dict[str, Any]:
-        return {k: v for k, v in self.__dict__.items() if v not in (None, {}, []) and k not in ("run_id", "thread")}
+        return {
+            k: v
+            for k, v in self.__dict__.items()
+            if v not in (None, {}, []) and k not in ("run_id", "thread")
+        }
 
 
 class ControlMailbox:
@@ -206,18 +212,28 @@ class Runtime:
         self._flows: dict[str, Flow] = {}  # fingerprint -> validated Flow (specs are immutable)
         self._fingerprints: dict[int, tuple[Flow, str]] = {}
         self._plans: dict[int, FlowPlan] = {}
-        self._records: dict[int, tuple[Any, dict[str, Any], str]] = {}  # id(LoadedFlow or Flow) -> (it, its spec record, source)
+        self._records: dict[
+            int, tuple[Any, dict[str, Any], str]
+        ] = {}  # id(LoadedFlow or Flow) -> (it, its spec record, source)
         self._choices: dict[Any, dict[str, Any]] = {}
         self._tooled: dict[int, tuple[Flow, bool]] = {}
-        self._checked: dict[Any, Flow] = {}  # (flow id, run models) -> the flow whose models passed the preflight
+        self._checked: dict[
+            Any, Flow
+        ] = {}  # (flow id, run models) -> the flow whose models passed the preflight
         self._closed = False
         self._cache_dir = settings.state_dir / "cache"
         self._inline_io = not getattr(store, "shared", True) or not hasattr(self.writer, "call")
         self.mailbox = ControlMailbox(store, self.io) if hasattr(store, "runs_with_controls") else None
         self._fresh: dict[str, tuple[RunRecord, list[Event]]] = {}  # created here to run here next
-        self._deferred: dict[str, tuple[RunRecord, list[NewEvent]]] = {}  # to be written with their first events
+        self._deferred: dict[
+            str, tuple[RunRecord, list[NewEvent]]
+        ] = {}  # to be written with their first events
         # where runs may write (steps/trust.py); a server adds the dirs it serves flows from
-        self.trust = TrustPolicy.build(settings.home, config_dirs=[settings.config_dir, "conf"], database_path=getattr(store, "path", None))
+        self.trust = TrustPolicy.build(
+            settings.home,
+            config_dirs=[settings.config_dir, "conf"],
+            database_path=getattr(store, "path", None),
+        )
         self.limits = Limits.from_env(settings.env)  # template and flow limits of this process's runs
         from llmflow.tools.services import ToolServices
 
@@ -254,7 +270,9 @@ class Runtime:
         return stored
 
     # -- flows ---------------------------------------------------------------------------------
-    def load(self, flow_ref: str | Path | Flow | LoadedFlow, overrides: list[str] | None = None) -> LoadedFlow:
+    def load(
+        self, flow_ref: str | Path | Flow | LoadedFlow, overrides: list[str] | None = None
+    ) -> LoadedFlow:
         if isinstance(flow_ref, LoadedFlow):
             return flow_ref
         if isinstance(flow_ref, Flow):
@@ -309,12 +327,22 @@ class Runtime:
             agents = list(step.agents) if isinstance(step, BroadcastStep) else [getattr(step, "agent", None)]
             for a in agents:
                 agent = flow.agents.get(a) if a else None
-                model, source = resolve_model(step, flow, agent=agent, run_models=run_models, env=s.env_models)
-                models[f"{step.id}[{a}]" if isinstance(step, BroadcastStep) else step.id] = {"model": model, "source": source}
+                model, source = resolve_model(
+                    step, flow, agent=agent, run_models=run_models, env=s.env_models
+                )
+                models[f"{step.id}[{a}]" if isinstance(step, BroadcastStep) else step.id] = {
+                    "model": model,
+                    "source": source,
+                }
         out = {
             "models": models,
             "env_models": dict(s.env_models),
-            "settings": {"allow_shell": s.allow_shell, "max_units": s.max_units, "human_timeout": s.human_timeout, "block_real_models": s.block_real_models},
+            "settings": {
+                "allow_shell": s.allow_shell,
+                "max_units": s.max_units,
+                "human_timeout": s.human_timeout,
+                "block_real_models": s.block_real_models,
+            },
             "flow_version": flow.version,
         }
         if len(self._choices) > 256:
@@ -342,7 +370,16 @@ class Runtime:
         their ``${oc.env:...}``), instead of recording the flow anew. ``defer`` (with
         ``claim``, for a caller that executes the run right away): the run is written with its
         first events, in one transaction, when it executes."""
-        run, created = self._build_run(flow_ref, inputs, options, overrides=overrides, coerce_strings=coerce_strings, choices=choices, claim=claim, spec_record=spec_record)
+        run, created = self._build_run(
+            flow_ref,
+            inputs,
+            options,
+            overrides=overrides,
+            coerce_strings=coerce_strings,
+            choices=choices,
+            claim=claim,
+            spec_record=spec_record,
+        )
         if claim and defer:
             if len(self._deferred) > 1024:
                 self._deferred.clear()
@@ -355,7 +392,13 @@ class Runtime:
             self._fresh[run.id] = (replace(run, last_seq=len(stored)), stored)
         return run
 
-    async def create_run_async(self, flow_ref: Any, inputs: dict[str, Any] | None = None, options: RunOptions | None = None, **kw: Any) -> RunRecord:
+    async def create_run_async(
+        self,
+        flow_ref: Any,
+        inputs: dict[str, Any] | None = None,
+        options: RunOptions | None = None,
+        **kw: Any,
+    ) -> RunRecord:
         """``create_run`` for a queue (a server's ``POST /runs``): the run is written in the
         writer's next group commit - off the event loop on Postgres, and the runs of
         concurrent requests share one transaction."""
@@ -382,7 +425,14 @@ class Runtime:
         options = options or RunOptions()
         clean, diags = validate_inputs(flow, dict(inputs or {}), coerce_strings=coerce_strings)
         if diags:  # located in the flow's file (not "<flow>") when it has one
-            raise FlowValidationError([d if d.location.file or d.location.origin or loaded.source.startswith("<") else replace(d, location=Location(file=loaded.source)) for d in diags])
+            raise FlowValidationError(
+                [
+                    d
+                    if d.location.file or d.location.origin or loaded.source.startswith("<")
+                    else replace(d, location=Location(file=loaded.source))
+                    for d in diags
+                ]
+            )
         if options.thread is not None or self._uses_tools(flow):
             from llmflow.tools.check import check_loaded
 
@@ -398,7 +448,16 @@ class Runtime:
                 if step not in ids:
                     from llmflow.model.diagnostics import Diagnostic, did_you_mean
 
-                    raise FlowValidationError([Diagnostic("unknown-step", f"--model names unknown step '{step}'", f"models.{step}", did_you_mean(step, sorted(ids)) or "use STEP=provider:model")])
+                    raise FlowValidationError(
+                        [
+                            Diagnostic(
+                                "unknown-step",
+                                f"--model names unknown step '{step}'",
+                                f"models.{step}",
+                                did_you_mean(step, sorted(ids)) or "use STEP=provider:model",
+                            )
+                        ]
+                    )
         self._check_models(loaded, options.models)  # unknown provider, no key: refused now
         now = self.clock.now()
         opts = options.to_dict()
@@ -422,7 +481,13 @@ class Runtime:
             owner=self.owner if claim else None,
             lease_expires_at=now + self.settings.lease_seconds if claim else None,
         )
-        return run, [NewEvent(E.RUN_CREATED, f"Run created for flow {flow.name}", payload=RunCreated(flow=flow.name, version=flow.version, inputs=clean))]
+        return run, [
+            NewEvent(
+                E.RUN_CREATED,
+                f"Run created for flow {flow.name}",
+                payload=RunCreated(flow=flow.name, version=flow.version, inputs=clean),
+            )
+        ]
 
     def _uses_tools(self, flow: Flow) -> bool:
         """Whether the flow declares tools (only then is there anything for the tool check to
@@ -471,7 +536,11 @@ class Runtime:
     def _stored_flow(self, rec: RunRecord) -> Flow:
         f = self._flows.get(rec.fingerprint)
         if f is None:  # secrets were stored as their ${oc.env:...}: read them from this process's env
-            f = Flow.model_validate(restore_secrets(rec.spec["flow"], rec.spec["secrets"], self.settings.env) if rec.spec.get("secrets") else rec.spec["flow"])
+            f = Flow.model_validate(
+                restore_secrets(rec.spec["flow"], rec.spec["secrets"], self.settings.env)
+                if rec.spec.get("secrets")
+                else rec.spec["flow"]
+            )
             if len(self._flows) > 256:
                 self._flows.clear()
             self._flows[rec.fingerprint] = f
@@ -491,12 +560,20 @@ class Runtime:
         changed = changed_keys(stored.to_dict(), current.to_dict())
         if not force:
             raise ResumeRefusedError(
-                f"flow {rec.flow_name!r} changed since run {rec.id} started ({source}): " + ", ".join(changed[:8]) + (" ..." if len(changed) > 8 else ""),
+                f"flow {rec.flow_name!r} changed since run {rec.id} started ({source}): "
+                + ", ".join(changed[:8])
+                + (" ..." if len(changed) > 8 else ""),
                 hint="restore the flow, or pass --force to continue with the new definition",
             )
         return current
 
-    def state_of(self, rec: RunRecord, flow: Flow | None = None, events: list[Event] | None = None, workspace: Path | None = None) -> RunState:
+    def state_of(
+        self,
+        rec: RunRecord,
+        flow: Flow | None = None,
+        events: list[Event] | None = None,
+        workspace: Path | None = None,
+    ) -> RunState:
         flow = flow or self._stored_flow(rec)
         st = new_state(rec.id, flow, rec.inputs, self._state_options(rec, workspace), self.plan_of(flow))
         return fold(st, self.store.events(rec.id) if events is None else events)
@@ -505,17 +582,30 @@ class Runtime:
         o = dict(rec.options)
         settings = (o.get("choices") or {}).get("settings") or {}
         o.setdefault("max_units", settings.get("max_units") or self.settings.max_units)
-        o.setdefault("human_timeout", settings.get("human_timeout") if "human_timeout" in settings else self.settings.human_timeout)
-        o["run_vars"] = {"workspace": str(workspace or self.workspace_of(rec)), "name": rec.name, "batch_id": rec.batch_id}
+        o.setdefault(
+            "human_timeout",
+            settings.get("human_timeout") if "human_timeout" in settings else self.settings.human_timeout,
+        )
+        o["run_vars"] = {
+            "workspace": str(workspace or self.workspace_of(rec)),
+            "name": rec.name,
+            "batch_id": rec.batch_id,
+        }
         return o
 
     def workspace_of(self, rec: RunRecord) -> Path:
-        ws = rec.options.get("workspace") or (rec.spec.get("flow", {}).get("options", {}) or {}).get("workspace")
+        ws = rec.options.get("workspace") or (rec.spec.get("flow", {}).get("options", {}) or {}).get(
+            "workspace"
+        )
         if ws:
             p = Path(ws).expanduser()
             if not p.is_absolute():
                 src = rec.spec.get("source_path") or rec.spec.get("source")
-                base = Path(src).parent if src and not src.startswith("<") and not rec.options.get("workspace") else self.settings.home
+                base = (
+                    Path(src).parent
+                    if src and not src.startswith("<") and not rec.options.get("workspace")
+                    else self.settings.home
+                )
                 p = base / p
             return p
         return Path(os.path.join(self.settings.state_dir, "runs", rec.id, "workspace"))
@@ -523,11 +613,17 @@ class Runtime:
     def artifacts_of(self, rec: RunRecord) -> Path:
         return Path(os.path.join(self.settings.state_dir, "runs", rec.id, "artifacts"))
 
-    def _runner_config(self, rec: RunRecord, workspace: Path, *, linger_when_paused: bool, park_after: float | None) -> RunnerConfig:
+    def _runner_config(
+        self, rec: RunRecord, workspace: Path, *, linger_when_paused: bool, park_after: float | None
+    ) -> RunnerConfig:
         choices = rec.options.get("choices")
         recorded = (choices or {}).get("settings") or {}
         # a takeover never widens what the run may do: shell only if both allow it
-        allow_shell = self.settings.allow_shell and recorded.get("allow_shell", True) and not rec.options.get("disallow_shell")
+        allow_shell = (
+            self.settings.allow_shell
+            and recorded.get("allow_shell", True)
+            and not rec.options.get("disallow_shell")
+        )
         shared = getattr(self.store, "shared", True)
         return RunnerConfig(
             workspace=workspace,
@@ -537,7 +633,9 @@ class Runtime:
             linger_when_paused=linger_when_paused,
             allow_shell=bool(allow_shell),
             run_models=dict(rec.options.get("models") or {}),
-            env_models=dict(choices["env_models"]) if choices and "env_models" in choices else self.settings.env_models,
+            env_models=dict(choices["env_models"])
+            if choices and "env_models" in choices
+            else self.settings.env_models,
             functions=self.functions,
             cache_dir=self._cache_dir,
             park_after=park_after,
@@ -564,7 +662,12 @@ class Runtime:
         deferred = self._deferred.pop(run_id, None)
         fresh = self._fresh.pop(run_id, None)
         events: list[Event] | None = None
-        if claimed is not None and claimed.id == run_id and claimed.owner == self.owner and now < (claimed.lease_expires_at or 0) - self.settings.lease_seconds / 2:
+        if (
+            claimed is not None
+            and claimed.id == run_id
+            and claimed.owner == self.owner
+            and now < (claimed.lease_expires_at or 0) - self.settings.lease_seconds / 2
+        ):
             pass  # claimed by this process a moment ago
         elif deferred is not None:  # not written yet: the runner's first commit creates it
             claimed, events = deferred[0], []
@@ -572,17 +675,26 @@ class Runtime:
             # created here a moment ago, holding its lease: nothing to claim or read back
             claimed, events = fresh
         else:
-            claimed, events = await io(self.store.claim, self.owner, now, self.settings.lease_seconds, run_id), None
+            claimed, events = (
+                await io(self.store.claim, self.owner, now, self.settings.lease_seconds, run_id),
+                None,
+            )
         if claimed is None:
             rec = self.get(run_id)
             if rec.status in RUN_TERMINAL:  # a re-run in place re-opens the run first (STEP_RERUN)
-                raise RunStateError(f"run {run_id} is {rec.status}; nothing to resume", hint="use `llmflow runs rerun ID --step S` to re-run a step in place")
+                raise RunStateError(
+                    f"run {run_id} is {rec.status}; nothing to resume",
+                    hint="use `llmflow runs rerun ID --step S` to re-run a step in place",
+                )
             if owner_is_dead_here(rec.owner):
                 # its process on this machine is gone: no need to wait for the lease to expire
                 self.store.update_run(run_id, owner=None, lease_expires_at=None)
                 claimed = self.store.claim(self.owner, now, self.settings.lease_seconds, run_id=run_id)
             if claimed is None:
-                raise RunStateError(f"run {run_id} is being executed by another process ({rec.owner})", hint="wait for it, or cancel it with `llmflow runs cancel ID`")
+                raise RunStateError(
+                    f"run {run_id} is being executed by another process ({rec.owner})",
+                    hint="wait for it, or cancel it with `llmflow runs cancel ID`",
+                )
         st: RunState | None = None
         try:
             if events is None:
@@ -596,7 +708,9 @@ class Runtime:
                 clock=self.clock,
                 state=st,
                 executors=self.executors,
-                config=self._runner_config(claimed, workspace, linger_when_paused=linger_when_paused, park_after=park_after),
+                config=self._runner_config(
+                    claimed, workspace, linger_when_paused=linger_when_paused, park_after=park_after
+                ),
                 llm=self.gateway,
                 run_child=self._run_child,
                 subscribers=[*self.observers, *(subscribers or [])],
@@ -612,7 +726,9 @@ class Runtime:
         finally:
             self.active.pop(run_id, None)
             try:
-                if st is None or not (st.finished or st.status is RunStatus.WAITING):  # those events ended the lease
+                if st is None or not (
+                    st.finished or st.status is RunStatus.WAITING
+                ):  # those events ended the lease
                     await io(self.store.release, run_id, self.owner)
             except Exception:  # noqa: BLE001 - the lease expires anyway; keep the real error
                 log.warning("run %s: releasing the lease failed", run_id, exc_info=True)
@@ -622,9 +738,20 @@ class Runtime:
         directory, and where the run may write (``trust``, steps/trust.py)."""
         src = rec.spec.get("source_path") or rec.spec.get("source")
         flow_dir = str(Path(src).resolve().parent) if src and not src.startswith("<") else None
-        return {"tools": self.tool_services, "thread": (rec.metadata or {}).get("thread"), "flow_dir": flow_dir, "trust": self.trust}
+        return {
+            "tools": self.tool_services,
+            "thread": (rec.metadata or {}).get("thread"),
+            "flow_dir": flow_dir,
+            "trust": self.trust,
+        }
 
-    async def run(self, flow_ref: Any, inputs: dict[str, Any] | None = None, options: RunOptions | None = None, **kw: Any) -> RunState:
+    async def run(
+        self,
+        flow_ref: Any,
+        inputs: dict[str, Any] | None = None,
+        options: RunOptions | None = None,
+        **kw: Any,
+    ) -> RunState:
         rec = self.create_run(flow_ref, inputs, options, claim=True, defer=True, **kw)
         return await self.execute(rec.id)
 
@@ -639,13 +766,20 @@ class Runtime:
         runner = self.active.get(run_id)
         if action in ("cancel", "pause", "resume") and rec.status in RUN_TERMINAL:
             verb = {"pause": "paused", "resume": "resumed"}.get(action, action)
-            raise RunStateError(f"run {run_id} is {rec.status}; it cannot be {verb}" if action != "cancel" else f"run {run_id} is {rec.status}; nothing to cancel")
+            raise RunStateError(
+                f"run {run_id} is {rec.status}; it cannot be {verb}"
+                if action != "cancel"
+                else f"run {run_id} is {rec.status}; nothing to cancel"
+            )
         if action == "pause" and rec.status == RunStatus.PAUSED:
             raise RunStateError(f"run {run_id} is already paused")
         if action == "resume" and rec.status != RunStatus.PAUSED:
             raise RunStateError(f"run {run_id} is {rec.status}; only a paused run can be resumed")
         if action == "answer" and rec.status in RUN_TERMINAL:
-            raise RunStateError(f"run {run_id} is {rec.status}; it has no open question to answer", hint=f"see its log with `llmflow runs events {run_id}`")
+            raise RunStateError(
+                f"run {run_id} is {rec.status}; it has no open question to answer",
+                hint=f"see its log with `llmflow runs events {run_id}`",
+            )
         if runner is not None:
             runner.control(action, payload)
             return f"{action} sent to the running run"
@@ -667,7 +801,9 @@ class Runtime:
             if st.open_requests and (rid is None or rid in st.open_requests):
                 d = decide(st, HumanAnswered(rid, payload.get("answer")), now)
                 self.record(run_id, d.events)
-                return "answered; the run continues" + (" (re-queued)" if st.status == RunStatus.QUEUED else "")
+                return "answered; the run continues" + (
+                    " (re-queued)" if st.status == RunStatus.QUEUED else ""
+                )
             if rid is not None and rid in st.human_answers:
                 raise RunStateError(f"request {rid!r} of run {run_id} was answered already")
         if inp is None:
@@ -683,7 +819,9 @@ class Runtime:
         return {rid: st.human_requests.get(rid) or {} for rid in st.open_requests}
 
     # -- re-run in place and fork --------------------------------------------------------------
-    def request_rerun(self, run_id: str, step_id: str, *, unit: str | None = None, downstream: bool = False) -> list[str]:
+    def request_rerun(
+        self, run_id: str, step_id: str, *, unit: str | None = None, downstream: bool = False
+    ) -> list[str]:
         """Record a re-run of one step (or one unit of it) inside the run; mark dependents
         STALE (and due to run again with ``downstream``). Returns the stale step ids."""
         rec = self.get(run_id)
@@ -694,17 +832,34 @@ class Runtime:
         if step_id not in st.nodes:
             from llmflow.model.diagnostics import did_you_mean
 
-            raise RunStateError(f"run {run_id} has no step {step_id!r}", hint=did_you_mean(step_id, list(st.nodes)) or f"steps: {', '.join(st.nodes)}")
+            raise RunStateError(
+                f"run {run_id} has no step {step_id!r}",
+                hint=did_you_mean(step_id, list(st.nodes)) or f"steps: {', '.join(st.nodes)}",
+            )
         n = st.nodes[step_id]
         if unit is not None and unit not in n.units:
-            raise RunStateError(f"step {step_id!r} has no unit {unit!r}", hint=f"units: {', '.join(n.units) or '(none)'}")
-        if n.status in (StepStatus.PENDING, StepStatus.RUNNING) and rec.status not in RUN_TERMINAL and rec.status != RunStatus.PAUSED:
+            raise RunStateError(
+                f"step {step_id!r} has no unit {unit!r}", hint=f"units: {', '.join(n.units) or '(none)'}"
+            )
+        if (
+            n.status in (StepStatus.PENDING, StepStatus.RUNNING)
+            and rec.status not in RUN_TERMINAL
+            and rec.status != RunStatus.PAUSED
+        ):
             raise RunStateError(f"step {step_id!r} has not finished yet")
         d = decide(st, RerunRequested(step_id, unit, downstream), self.clock.now())
         self.record(run_id, d.events)
         return build_graph(flow.steps).downstream(step_id)
 
-    async def rerun(self, run_id: str, step_id: str, *, unit: str | None = None, downstream: bool = False, subscribers: list[Observer] | None = None) -> RunState:
+    async def rerun(
+        self,
+        run_id: str,
+        step_id: str,
+        *,
+        unit: str | None = None,
+        downstream: bool = False,
+        subscribers: list[Observer] | None = None,
+    ) -> RunState:
         self.request_rerun(run_id, step_id, unit=unit, downstream=downstream)
         return await self.execute(run_id, subscribers=subscribers)
 
@@ -718,23 +873,53 @@ class Runtime:
         if from_step not in g.nodes:
             raise RunStateError(f"run {run_id} has no top-level step {from_step!r}")
         redo = {from_step, *g.downstream(from_step)}
-        options = options or RunOptions(**{k: v for k, v in rec.options.items() if k in RunOptions.__dataclass_fields__})
+        options = options or RunOptions(
+            **{k: v for k, v in rec.options.items() if k in RunOptions.__dataclass_fields__}
+        )
         options.metadata = {**options.metadata, "forked_from": run_id, "from_step": from_step}
         # the source run's spec record: its secrets stay stored as ${oc.env:...}, never as values
-        new = self.create_run(LoadedFlow(flow, None, rec.spec.get("source", "<fork>")), rec.inputs, options, coerce_strings=False, choices=rec.options.get("choices"), spec_record=rec.spec)
+        new = self.create_run(
+            LoadedFlow(flow, None, rec.spec.get("source", "<fork>")),
+            rec.inputs,
+            options,
+            coerce_strings=False,
+            choices=rec.options.get("choices"),
+            spec_record=rec.spec,
+        )
         evs: list[NewEvent] = []
         for nid in g.order:
             n = st.nodes[nid]
             if nid in redo or n.status != StepStatus.COMPLETED:
                 continue
-            evs.append(NewEvent(E.STEP_STARTED, f"Step {nid} reused from run {run_id}", nid, payload={"kind": n.spec.kind, "units": [], "reused_from": run_id}))
-            evs.append(NewEvent(E.STEP_COMPLETED, f"Step {nid} completed (reused output of run {run_id})", nid, payload={"output": n.output, "reused_from": run_id}))
+            evs.append(
+                NewEvent(
+                    E.STEP_STARTED,
+                    f"Step {nid} reused from run {run_id}",
+                    nid,
+                    payload={"kind": n.spec.kind, "units": [], "reused_from": run_id},
+                )
+            )
+            evs.append(
+                NewEvent(
+                    E.STEP_COMPLETED,
+                    f"Step {nid} completed (reused output of run {run_id})",
+                    nid,
+                    payload={"output": n.output, "reused_from": run_id},
+                )
+            )
         if evs:
             self.record(new.id, evs)
         return new
 
     # -- child runs ----------------------------------------------------------------------------
-    async def _run_child(self, ctx: StepContext, flow_ref: str, inputs: dict[str, Any], overrides: list[str], key: str | None = None) -> dict[str, Any]:
+    async def _run_child(
+        self,
+        ctx: StepContext,
+        flow_ref: str,
+        inputs: dict[str, Any],
+        overrides: list[str],
+        key: str | None = None,
+    ) -> dict[str, Any]:
         parent = self.get(ctx.run_id)
         base = child_run_id(ctx.run_id, ctx.node_id, ctx.unit) + (f".{key}" if key else "")
         existing = self.store.get_run(base)
@@ -753,18 +938,35 @@ class Runtime:
                 if cand.exists():
                     ref = str(cand)
             # a child never may do more than its parent: a posted flow's sub-flow runs without shell too
-            opts = RunOptions(models=dict(parent.options.get("models") or {}), parent_run_id=ctx.run_id, batch_id=parent.batch_id, run_id=child_id, workspace=str(ctx.workspace), disallow_shell=True if parent.options.get("disallow_shell") else None)
+            opts = RunOptions(
+                models=dict(parent.options.get("models") or {}),
+                parent_run_id=ctx.run_id,
+                batch_id=parent.batch_id,
+                run_id=child_id,
+                workspace=str(ctx.workspace),
+                disallow_shell=True if parent.options.get("disallow_shell") else None,
+            )
             loaded = self.load(ref, overrides)
             inherited = parent.options.get("choices")
             choices = self._choices_with_env(loaded.flow, dict(opts.models), inherited) if inherited else None
             self.create_run(loaded, inputs, opts, choices=choices, claim=True)
-        ctx.event(E.CHILD_RUN_STARTED, f"Sub-flow {flow_ref} running as run {child_id}", child_run_id=child_id, flow=flow_ref)
+        ctx.event(
+            E.CHILD_RUN_STARTED,
+            f"Sub-flow {flow_ref} running as run {child_id}",
+            child_run_id=child_id,
+            flow=flow_ref,
+        )
         st = await self.execute(child_id)
         if st.status != RunStatus.COMPLETED:
-            raise StepError(f"sub-flow {flow_ref} (run {child_id}) ended {st.status}: {st.error or ''}".strip(), retryable=False)
+            raise StepError(
+                f"sub-flow {flow_ref} (run {child_id}) ended {st.status}: {st.error or ''}".strip(),
+                retryable=False,
+            )
         return st.outputs or {}
 
-    def _choices_with_env(self, flow: Flow, run_models: dict[str, str], parent: dict[str, Any]) -> dict[str, Any]:
+    def _choices_with_env(
+        self, flow: Flow, run_models: dict[str, str], parent: dict[str, Any]
+    ) -> dict[str, Any]:
         """A child run's choices: its own flow's models, resolved with the parent's recorded
         environment and settings."""
         env = parent.get("env_models") or {}
@@ -772,7 +974,13 @@ class Runtime:
         for step in flow.all_steps():
             if step.kind in LLM_KINDS and not isinstance(step, BroadcastStep):
                 agent_name = getattr(step, "agent", None)
-                model, source = resolve_model(step, flow, agent=flow.agents.get(agent_name) if agent_name else None, run_models=run_models, env=env)
+                model, source = resolve_model(
+                    step,
+                    flow,
+                    agent=flow.agents.get(agent_name) if agent_name else None,
+                    run_models=run_models,
+                    env=env,
+                )
                 models[step.id] = {"model": model, "source": source}
         return {**parent, "models": models, "flow_version": flow.version}
 

@@ -58,12 +58,17 @@ class Settings:
     def from_env(cls, env: Mapping[str, str] | None = None, home: Path | None = None) -> Settings:
         env = dict(os.environ if env is None else env)
         if home is not None or env.get("LLMFLOW_HOME"):
-            home, how = Path(home or env["LLMFLOW_HOME"]).resolve(), "LLMFLOW_HOME" if home is None else "argument"
+            home, how = (
+                Path(home or env["LLMFLOW_HOME"]).resolve(),
+                "LLMFLOW_HOME" if home is None else "argument",
+            )
         else:
             cwd = Path.cwd().resolve()
             home = find_home(cwd)
             how = "current directory" if home == cwd else f"found {STATE_DIR}/ above the current directory"
-        models = {k: v for k, v in env.items() if (k == "LLMFLOW_MODEL" or k.startswith("LLMFLOW_MODEL_")) and v}
+        models = {
+            k: v for k, v in env.items() if (k == "LLMFLOW_MODEL" or k.startswith("LLMFLOW_MODEL_")) and v
+        }
         for k in ("OLLAMA_PLANNER_MODEL", "OLLAMA_CODER_MODEL"):
             if env.get(k):
                 models[k] = env[k]
@@ -96,5 +101,8 @@ def _positive(env: Mapping[str, str], key: str, default: Any, kind: Any) -> Any:
     if v is None or v <= 0:
         from llmflow.errors import LlmflowError
 
-        raise LlmflowError(f"{key}={raw!r} is not a positive {'whole ' if kind is int else ''}number", hint=f"unset {key} or set it to a number above 0")
+        raise LlmflowError(
+            f"{key}={raw!r} is not a positive {'whole ' if kind is int else ''}number",
+            hint=f"unset {key} or set it to a number above 0",
+        )
     return v

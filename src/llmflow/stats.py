@@ -43,11 +43,18 @@ def compute_stats(store: Any, flow: str | None = None, limit: int = 10_000) -> d
             if a.status == "FAILED":
                 failed[a.step_id] = failed.get(a.step_id, 0) + 1
             if a.model:
-                m = out["models"].setdefault(a.model, {"calls": 0, "input_tokens": 0, "output_tokens": 0, "cost": 0.0})
+                m = out["models"].setdefault(
+                    a.model, {"calls": 0, "input_tokens": 0, "output_tokens": 0, "cost": 0.0}
+                )
                 m["calls"] += 1
                 m["input_tokens"] += a.tokens_in
                 m["output_tokens"] += a.tokens_out
                 m["cost"] += a.cost
     for sid, d in sorted(steps.items()):
-        out["steps"][sid] = {"count": len(d), "p50": percentile(d, 0.5), "p95": percentile(d, 0.95), "failed": failed.get(sid, 0)}
+        out["steps"][sid] = {
+            "count": len(d),
+            "p50": percentile(d, 0.5),
+            "p95": percentile(d, 0.95),
+            "failed": failed.get(sid, 0),
+        }
     return out

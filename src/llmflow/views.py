@@ -39,7 +39,9 @@ def run_view(rt: Any, run_id: str, state: Any = None) -> dict[str, Any]:
                 "reason": n.reason,
                 "started_at": r.get("started_at"),
                 "ended_at": r.get("ended_at"),
-                "duration": (r["ended_at"] - r["started_at"]) if r.get("ended_at") and r.get("started_at") else None,
+                "duration": (r["ended_at"] - r["started_at"])
+                if r.get("ended_at") and r.get("started_at")
+                else None,
                 "model": next((a.model for a in reversed(atts) if a.model), None),
                 "tokens_in": sum(a.tokens_in for a in atts),
                 "tokens_out": sum(a.tokens_out for a in atts),
@@ -65,7 +67,16 @@ def run_view(rt: Any, run_id: str, state: Any = None) -> dict[str, Any]:
             }
         )
     waiting = [
-        {"request_id": rid, "step_id": where[0], "unit": where[1] or None, **{k: v for k, v in (st.human_requests.get(rid) or {}).items() if k in ("prompt", "input", "options", "default", "timeout_at")}}
+        {
+            "request_id": rid,
+            "step_id": where[0],
+            "unit": where[1] or None,
+            **{
+                k: v
+                for k, v in (st.human_requests.get(rid) or {}).items()
+                if k in ("prompt", "input", "options", "default", "timeout_at")
+            },
+        }
         for rid, where in st.open_requests.items()
     ]
     return {

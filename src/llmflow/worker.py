@@ -75,7 +75,12 @@ class Worker:
     async def run_forever(self) -> None:
         self._wake = asyncio.Event()
         self.running = True
-        log.info("worker %s polling every %gs, %d at once", self.runtime.owner, self.check_interval, self.concurrency)
+        log.info(
+            "worker %s polling every %gs, %d at once",
+            self.runtime.owner,
+            self.check_interval,
+            self.concurrency,
+        )
         try:
             while not self._stopping:
                 try:
@@ -136,7 +141,9 @@ class Worker:
             for rec in recs:
                 if rec.id in self.tasks:  # ours already: its lease ran out under load; the claim renewed it
                     continue
-                self.tasks[rec.id] = asyncio.create_task(self._execute(rec.id, rec), name=f"llmflow-run:{rec.id}")
+                self.tasks[rec.id] = asyncio.create_task(
+                    self._execute(rec.id, rec), name=f"llmflow-run:{rec.id}"
+                )
                 started.append(rec.id)
             if len(recs) < (free if many is not None else 1):
                 break
@@ -176,7 +183,9 @@ class Worker:
         try:
             if self.on_run:
                 self.on_run(run_id, "started")
-            st = await self.runtime.execute(run_id, subscribers=self.subscribers, park_after=self.park_after, claimed=claimed)
+            st = await self.runtime.execute(
+                run_id, subscribers=self.subscribers, park_after=self.park_after, claimed=claimed
+            )
             status = str(st.status)
         except asyncio.CancelledError:
             status = "interrupted"
@@ -206,7 +215,9 @@ class Worker:
         try:
             rec = rt.store.get_run(run_id)
             if rec is not None and rec.status in RUN_ACTIVE:
-                stored = rt.record(run_id, [NewEvent(E.RUN_FAILED, f"Run failed: {msg}", payload=RunFailed(error=msg))])
+                stored = rt.record(
+                    run_id, [NewEvent(E.RUN_FAILED, f"Run failed: {msg}", payload=RunFailed(error=msg))]
+                )
                 for e in stored:
                     for sub in self.subscribers:
                         sub(e)
@@ -215,7 +226,9 @@ class Worker:
             log.exception("run %s: recording the failure failed", run_id)
 
     def status(self) -> dict[str, Any]:
-        interval: float | int = int(self.check_interval) if float(self.check_interval).is_integer() else self.check_interval
+        interval: float | int = (
+            int(self.check_interval) if float(self.check_interval).is_integer() else self.check_interval
+        )
         return {
             "running": self.running,
             "check_interval": interval,

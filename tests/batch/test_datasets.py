@@ -13,7 +13,11 @@ from llmflow.errors import DatasetError
 
 from .conftest import write_csv, write_jsonl
 
-ROWS = [{"id": "a", "text": "héllo, world"}, {"id": "b", "text": "line one\nline two"}, {"id": "c", "text": 'quote " inside'}]
+ROWS = [
+    {"id": "a", "text": "héllo, world"},
+    {"id": "b", "text": "line one\nline two"},
+    {"id": "c", "text": 'quote " inside'},
+]
 
 
 def rows_of(src: DataSource, **kw: object) -> list[dict]:
@@ -30,7 +34,9 @@ def test_csv_rows_keep_quoted_newlines_commas_and_a_bom(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("arrow", [True, False], ids=["pyarrow", "own-parser"])
-def test_csv_reads_the_same_with_pyarrow_or_without(tmp_path: Path, arrow: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_csv_reads_the_same_with_pyarrow_or_without(
+    tmp_path: Path, arrow: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
     # pyarrow parses CSV where it is installed (the batch extra); the module's own parser is
     # the fallback, and takes over mid-file from a row pyarrow refuses (a short row here)
     if arrow:
@@ -38,13 +44,23 @@ def test_csv_reads_the_same_with_pyarrow_or_without(tmp_path: Path, arrow: bool,
     else:
         monkeypatch.setattr(datasets, "_arrow_csv", lambda: None)
     p = tmp_path / "d.csv"
-    p.write_bytes(b'\xef\xbb\xbf id ,text\n007,"a, b"\n,""\n\n008,"two\nlines"\n009\n010,"after, the short row"\n')
-    want = [{"id": "007", "text": "a, b"}, {"id": "", "text": ""}, {"id": "008", "text": "two\nlines"}, {"id": "009", "text": None}, {"id": "010", "text": "after, the short row"}]
+    p.write_bytes(
+        b'\xef\xbb\xbf id ,text\n007,"a, b"\n,""\n\n008,"two\nlines"\n009\n010,"after, the short row"\n'
+    )
+    want = [
+        {"id": "007", "text": "a, b"},
+        {"id": "", "text": ""},
+        {"id": "008", "text": "two\nlines"},
+        {"id": "009", "text": None},
+        {"id": "010", "text": "after, the short row"},
+    ]
     src = open_source(p)
     assert rows_of(src) == want
     assert rows_of(src, limit=2) == want[:2]
     assert count_rows(src) == 5
-    assert sorted(rows_of(src, shuffle=True, seed=3), key=lambda r: r["id"]) == sorted(want, key=lambda r: r["id"])
+    assert sorted(rows_of(src, shuffle=True, seed=3), key=lambda r: r["id"]) == sorted(
+        want, key=lambda r: r["id"]
+    )
 
 
 def test_tsv_rows(tmp_path: Path) -> None:
@@ -70,7 +86,10 @@ def test_plain_text_lines_become_text_records(tmp_path: Path) -> None:
 
 def test_json_arrays_stream_across_chunk_boundaries(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(datasets, "_CHUNK", 7)  # every record spans several reads
-    recs = [{"id": i, "text": "ünïcode " * (i % 5), "n": 12345.678 * i, "nested": {"a": [1, 2, {"b": None}]}} for i in range(50)]
+    recs = [
+        {"id": i, "text": "ünïcode " * (i % 5), "n": 12345.678 * i, "nested": {"a": [1, 2, {"b": None}]}}
+        for i in range(50)
+    ]
     p = tmp_path / "d.json"
     p.write_text("  \n[ " + " ,\n ".join(json.dumps(r, ensure_ascii=False) for r in recs) + " ]\n")
     assert rows_of(open_source(p)) == recs
@@ -80,7 +99,15 @@ def test_json_arrays_stream_across_chunk_boundaries(tmp_path: Path, monkeypatch:
     assert rows_of(open_source(p)) == []
 
 
-@pytest.mark.parametrize(("text", "msg"), [('{"id": 1}', "start with '\\['"), ('[{"id": 1} {"id": 2}]', "expected ','"), ('[{"id": 1}', "ends before"), ('[{"id": ', "Expecting value")])
+@pytest.mark.parametrize(
+    ("text", "msg"),
+    [
+        ('{"id": 1}', "start with '\\['"),
+        ('[{"id": 1} {"id": 2}]', "expected ','"),
+        ('[{"id": 1}', "ends before"),
+        ('[{"id": ', "Expecting value"),
+    ],
+)
 def test_malformed_json_arrays_fail_with_the_position(tmp_path: Path, text: str, msg: str) -> None:
     p = tmp_path / "d.json"
     p.write_text(text)
@@ -93,17 +120,23 @@ def test_parquet_rows_stream_in_batches(tmp_path: Path) -> None:
     import pyarrow.parquet as pq
 
     p = tmp_path / "d.parquet"
-    pq.write_table(pa.Table.from_pylist([{"id": f"r{i}", "n": i} for i in range(2500)]), p, row_group_size=1000)
+    pq.write_table(
+        pa.Table.from_pylist([{"id": f"r{i}", "n": i} for i in range(2500)]), p, row_group_size=1000
+    )
     src = open_source(p)
     got = rows_of(src)
     assert len(got) == 2500 and got[1234] == {"id": "r1234", "n": 1234}
     assert count_rows(src) == 2500
     shuffled = rows_of(src, shuffle=True, seed=3)
-    assert sorted(r["n"] for r in shuffled) == list(range(2500)) and [r["n"] for r in shuffled] != list(range(2500))
+    assert sorted(r["n"] for r in shuffled) == list(range(2500)) and [r["n"] for r in shuffled] != list(
+        range(2500)
+    )
 
 
 @pytest.mark.parametrize("fmt", ["csv", "jsonl", "json", "txt"])
-def test_shuffle_is_a_permutation_fixed_by_the_seed_and_max_records_is_exact(tmp_path: Path, fmt: str, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_shuffle_is_a_permutation_fixed_by_the_seed_and_max_records_is_exact(
+    tmp_path: Path, fmt: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setattr(datasets, "SHUFFLE_WINDOW", 7)
     recs = [{"text": f"record {i}"} for i in range(40)]
     p = tmp_path / f"d.{fmt}"
@@ -131,7 +164,9 @@ def test_inline_and_file_data_from_the_flow(tmp_path: Path) -> None:
     assert rows_of(inline) == [{"text": "a"}, {"text": "b"}]
     (tmp_path / "data").mkdir()
     write_jsonl(tmp_path / "data" / "x.jsonl", [{"t": 1}])
-    src = source_from_flow({"type": "file", "path": "data/x.jsonl", "columns": {"text": "t"}}, [tmp_path / "elsewhere", tmp_path])
+    src = source_from_flow(
+        {"type": "file", "path": "data/x.jsonl", "columns": {"text": "t"}}, [tmp_path / "elsewhere", tmp_path]
+    )
     assert src.format == "jsonl" and src.columns == {"text": "t"} and rows_of(src) == [{"t": 1}]
     named = source_from_flow({"sample": {"type": "file", "path": str(tmp_path / "data" / "x.jsonl")}}, [])
     assert named.path == str((tmp_path / "data" / "x.jsonl").resolve())

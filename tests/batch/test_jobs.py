@@ -24,7 +24,9 @@ from llmflow.model.spec import Flow
 
 
 def inputs_of(yaml_inputs: dict) -> dict:
-    return Flow.model_validate({"name": "f", "inputs": yaml_inputs, "steps": [{"id": "a", "llm": "x"}]}).inputs
+    return Flow.model_validate(
+        {"name": "f", "inputs": yaml_inputs, "steps": [{"id": "a", "llm": "x"}]}
+    ).inputs
 
 
 def test_list_parameters_expand_into_their_cross_product() -> None:
@@ -46,8 +48,18 @@ def test_record_x_variant_jobs_with_stable_ids() -> None:
     m = RecordMapper(inputs_of({"text": "string", "criteria": {"type": "string", "default": ""}}), {}, None)
     rows = [(0, {"id": "r1", "text": "a"}), (1, {"id": "r2", "text": "b"})]
     jobs = list(iter_jobs("B", rows, m, expand_variants({"criteria": ["x", "y"]})))
-    assert [j.job_id for j in jobs] == ["B:r1:criteria=x", "B:r1:criteria=y", "B:r2:criteria=x", "B:r2:criteria=y"]
-    assert [j.run_id for j in jobs] == ["B.r1.criteria-x", "B.r1.criteria-y", "B.r2.criteria-x", "B.r2.criteria-y"]
+    assert [j.job_id for j in jobs] == [
+        "B:r1:criteria=x",
+        "B:r1:criteria=y",
+        "B:r2:criteria=x",
+        "B:r2:criteria=y",
+    ]
+    assert [j.run_id for j in jobs] == [
+        "B.r1.criteria-x",
+        "B.r1.criteria-y",
+        "B.r2.criteria-x",
+        "B.r2.criteria-y",
+    ]
     assert jobs[1].inputs == {"text": "a", "criteria": "y"}  # a declared input gets the variant value
     assert list(iter_jobs("B", rows, m, [Variant("")]))[0].job_id == "B:r1"
 
@@ -86,9 +98,17 @@ def test_variant_run_ids_never_collide_with_sub_flow_runs() -> None:
 
 
 def test_columns_map_fields_to_inputs_with_dotted_paths() -> None:
-    m = RecordMapper(inputs_of({"text": "string", "n": "integer", "record_id": {"type": "string", "default": ""}}), {"text": "body.title", "n": "count"}, None)
+    m = RecordMapper(
+        inputs_of({"text": "string", "n": "integer", "record_id": {"type": "string", "default": ""}}),
+        {"text": "body.title", "n": "count"},
+        None,
+    )
     m.check({"body": {"title": "T"}, "count": "3"}, "d.jsonl")
-    assert m.to_inputs({"body": {"title": "T"}, "count": "3", "extra": 1}, "R", Variant("")) == {"text": "T", "n": "3", "record_id": "R"}
+    assert m.to_inputs({"body": {"title": "T"}, "count": "3", "extra": 1}, "R", Variant("")) == {
+        "text": "T",
+        "n": "3",
+        "record_id": "R",
+    }
 
 
 def test_one_input_and_one_field_map_to_each_other() -> None:
@@ -104,10 +124,18 @@ def test_one_input_and_one_field_map_to_each_other() -> None:
         ({"text": "string"}, {"text": "missing"}, None, {"x": 1}, "has no column 'missing'"),
         ({"text": "string"}, {}, "key", {"text": 1}, "no column 'key' for --record-id"),
         ({"text": "string", "n": "integer"}, {}, None, {"text": "a"}, "needs input\\(s\\) n"),
-        ({"a": {"type": "string", "default": ""}, "b": {"type": "string", "default": ""}}, {}, None, {"x": 1, "y": 2}, "none of the columns"),
+        (
+            {"a": {"type": "string", "default": ""}, "b": {"type": "string", "default": ""}},
+            {},
+            None,
+            {"x": 1, "y": 2},
+            "none of the columns",
+        ),
     ],
 )
-def test_mapping_problems_fail_before_any_job_runs(inputs: dict, columns: dict, id_col: str | None, first: dict, msg: str) -> None:
+def test_mapping_problems_fail_before_any_job_runs(
+    inputs: dict, columns: dict, id_col: str | None, first: dict, msg: str
+) -> None:
     with pytest.raises(DatasetError, match=msg) as e:
         RecordMapper(inputs_of(inputs), columns, id_col).check(first, "d.csv")
     assert e.value.hint

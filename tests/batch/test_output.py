@@ -104,7 +104,9 @@ def test_parquet_keeps_types_and_the_journal_until_the_batch_completes(tmp_path:
     journal = tmp_path / "r.parquet.partial.jsonl"
     assert journal.exists() and out.exists()
     t = pq.read_table(out)
-    assert t.schema.field("input_tokens").type == "int64" and t.column("output.result").to_pylist() == ["answer 1"]
+    assert t.schema.field("input_tokens").type == "int64" and t.column("output.result").to_pylist() == [
+        "answer 1"
+    ]
     journal.unlink()  # only the Parquet file is left: a resume rebuilds the journal from it
     g = ResultFile(out, ["result"])
     g.open()

@@ -15,7 +15,10 @@ def test_counters_rate_eta_and_the_plain_line() -> None:
     c.running = 3
     assert (c.finished, c.remaining, c.tokens, c.cost) == (4, 6, 6, 0.25)
     assert c.rate(now=104.0) == 0.5 and c.eta(now=104.0) == 12.0
-    assert c.line(now=104.0) == "4/10 done (3 completed, 1 failed), 3 running, 0.5 jobs/s, ETA 12s, tokens 6, cost $0.2500"
+    assert (
+        c.line(now=104.0)
+        == "4/10 done (3 completed, 1 failed), 3 running, 0.5 jobs/s, ETA 12s, tokens 6, cost $0.2500"
+    )
     assert Counters(total=None).eta() is None and Counters(total=0).eta() == 0.0
 
 

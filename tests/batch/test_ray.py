@@ -33,19 +33,25 @@ def local_ray() -> Iterator[Any]:
     ray.shutdown()
 
 
-def test_a_batch_runs_on_ray_actors_with_the_same_ids_and_output(local_ray: Any, make_rt: Any, project: Path) -> None:
+def test_a_batch_runs_on_ray_actors_with_the_same_ids_and_output(
+    local_ray: Any, make_rt: Any, project: Path
+) -> None:
     from llmflow.batch.plan import BatchRequest, plan_batch
     from llmflow.batch.ray_executor import RayExecutor
     from llmflow.batch.runner import BatchDriver
 
     rt = make_rt()
     write_csv(project / "d.csv", records(12))
-    plan = plan_batch(rt, BatchRequest(flow="flow.yaml", data="d.csv", output="o.jsonl", max_workers=4, engine="ray"))
+    plan = plan_batch(
+        rt, BatchRequest(flow="flow.yaml", data="d.csv", output="o.jsonl", max_workers=4, engine="ray")
+    )
     result = asyncio.run(BatchDriver(rt, plan, executor=RayExecutor(rt, max_workers=4)).run())
     assert (result.status, result.completed) == ("COMPLETED", 12)
     rows = read_rows(project / "o.jsonl")
     assert sorted(r["record_id"] for r in rows) == sorted(f"r{i}" for i in range(12))
-    owners = {e.payload.get("owner") for r in rows for e in rt.store.events(r["run_id"]) if e.type == "RUN_STARTED"}
+    owners = {
+        e.payload.get("owner") for r in rows for e in rt.store.events(r["run_id"]) if e.type == "RUN_STARTED"
+    }
     assert rt.owner not in owners and len(owners) >= 1  # executed by the actors' runtimes
     assert all(r["run_id"].startswith(plan.id + ".r") for r in rows)
 
@@ -72,7 +78,16 @@ def ray_cluster(tmp_path: Path) -> Iterator[str]:
     port = _free_port()
     exe = Path(sys.executable).with_name("ray")
     proc = subprocess.Popen(
-        [str(exe), "start", "--head", f"--port={port}", "--num-cpus=2", "--include-dashboard=false", "--disable-usage-stats", "--block"],
+        [
+            str(exe),
+            "start",
+            "--head",
+            f"--port={port}",
+            "--num-cpus=2",
+            "--include-dashboard=false",
+            "--disable-usage-stats",
+            "--block",
+        ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         start_new_session=True,
@@ -105,8 +120,27 @@ def test_sigkill_a_ray_batch_then_resume_it_on_ray(tmp_path: Path, ray_cluster: 
     (tmp_path / "flow.yaml").write_text(FLOW)
     write_csv(tmp_path / "d.csv", records(24))
     out = tmp_path / "out.jsonl"
-    args = ["batch", "flow.yaml", "--data", "d.csv", "-o", "out.jsonl", "-j", "4", "--engine", "ray", "--ray-address", ray_cluster]
-    proc = subprocess.Popen([sys.executable, "-m", "llmflow", *args], env=env_for(tmp_path, LLMFLOW_MODEL="fake:?latency=0.3"), cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    args = [
+        "batch",
+        "flow.yaml",
+        "--data",
+        "d.csv",
+        "-o",
+        "out.jsonl",
+        "-j",
+        "4",
+        "--engine",
+        "ray",
+        "--ray-address",
+        ray_cluster,
+    ]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "llmflow", *args],
+        env=env_for(tmp_path, LLMFLOW_MODEL="fake:?latency=0.3"),
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline and (not out.exists() or len(out.read_text().splitlines()) < 6):
@@ -119,7 +153,9 @@ def test_sigkill_a_ray_batch_then_resume_it_on_ray(tmp_path: Path, ray_cluster: 
     try:
         done = {r for r, s in store.batch_run_statuses(bid).items() if s == "COMPLETED"}
         assert len(done) >= 6
-        p = llmflow(tmp_path, "batch", "--resume", bid, "--engine", "ray", "--ray-address", ray_cluster, timeout=300)
+        p = llmflow(
+            tmp_path, "batch", "--resume", bid, "--engine", "ray", "--ray-address", ray_cluster, timeout=300
+        )
         assert p.returncode == 0, p.stderr
         rows = [json.loads(x) for x in out.read_text().splitlines()]
         assert sorted(r["record_id"] for r in rows) == sorted(f"r{i}" for i in range(24))

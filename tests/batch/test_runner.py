@@ -23,13 +23,19 @@ def attempts_started(rt: Any, run_id: str) -> int:
     return sum(1 for e in rt.store.events(run_id) if e.type == "ATTEMPT_STARTED")
 
 
-def test_a_csv_batch_runs_every_record_as_a_tagged_run_and_writes_one_row_each(rt: Any, project: Path) -> None:
+def test_a_csv_batch_runs_every_record_as_a_tagged_run_and_writes_one_row_each(
+    rt: Any, project: Path
+) -> None:
     write_csv(project / "d.csv", records(12))
     r = run_batch(rt, data="d.csv", output="out.jsonl", max_workers=4)
     assert (r.status, r.total, r.completed, r.failed) == ("COMPLETED", 12, 12, 0)
     rows = read_rows(project / "out.jsonl")
     assert sorted(x["record_id"] for x in rows) == sorted(f"r{i}" for i in range(12))
-    assert all(x["status"] == "COMPLETED" and x["outputs"]["result"].startswith("fake answer to: Summarise: text number") for x in rows)
+    assert all(
+        x["status"] == "COMPLETED"
+        and x["outputs"]["result"].startswith("fake answer to: Summarise: text number")
+        for x in rows
+    )
     assert all(x["usage"]["input_tokens"] > 0 and x["duration"] is not None for x in rows)
     runs = rt.store.list_runs(batch_id=r.batch_id, limit=100)
     assert len(runs) == 12 and {x.metadata["job_id"] for x in runs} == {x["job_id"] for x in rows}
@@ -66,18 +72,26 @@ def test_every_dataset_format_feeds_the_flow(make_rt: Any, project: Path, fmt: s
         (project / "d.txt").write_text("".join(r["body"] + "\n" for r in recs))
         req = {"output": "o.jsonl", "data": "d.txt"}  # one field -> the one input
     else:
-        (project / "flow.yaml").write_text((project / "flow.yaml").read_text() + "data:\n" + "".join(f"  - {{key: {r['key']}, body: '{r['body']}'}}\n" for r in recs))
+        (project / "flow.yaml").write_text(
+            (project / "flow.yaml").read_text()
+            + "data:\n"
+            + "".join(f"  - {{key: {r['key']}, body: '{r['body']}'}}\n" for r in recs)
+        )
     r = run_batch(rt, **req)
     assert (r.status, r.completed) == ("COMPLETED", 5)
     rows = read_rows(project / "o.jsonl")
-    assert sorted(x["outputs"]["result"].split(": ", 2)[-1].split(" [")[0] for x in rows) == [f"body {i}" for i in range(5)]
+    assert sorted(x["outputs"]["result"].split(": ", 2)[-1].split(" [")[0] for x in rows) == [
+        f"body {i}" for i in range(5)
+    ]
     if fmt != "txt":
         assert sorted(x["record_id"] for x in rows) == [f"k{i}" for i in range(5)]
 
 
 def test_flow_data_file_is_found_next_to_the_flow(make_rt: Any, project: Path) -> None:
     (project / "flows").mkdir()
-    (project / "flows" / "f.yaml").write_text((project / "flow.yaml").read_text() + "data: {type: file, path: data/in.jsonl, columns: {text: t}}\n")
+    (project / "flows" / "f.yaml").write_text(
+        (project / "flow.yaml").read_text() + "data: {type: file, path: data/in.jsonl, columns: {text: t}}\n"
+    )
     (project / "data").mkdir()
     write_jsonl(project / "data" / "in.jsonl", [{"t": "one"}, {"t": "two"}])
     sub = project / "elsewhere"
@@ -125,7 +139,9 @@ steps:
     r = run_batch(rt, flow="i.yaml", data="d.csv", output="o.jsonl")
     assert (r.status, r.completed) == ("COMPLETED", 4)
     for x in read_rows(project / "o.jsonl"):
-        assert x["outputs"]["result"].startswith(f"fake answer to: {x['parameters']['tone']} tone: text number")
+        assert x["outputs"]["result"].startswith(
+            f"fake answer to: {x['parameters']['tone']} tone: text number"
+        )
         spec = rt.get(x["run_id"]).spec
         assert spec["overrides"] == [f"parameters.tone='{x['parameters']['tone']}'"]
 
@@ -133,22 +149,30 @@ steps:
 def test_no_variants_keeps_list_parameters_for_flows_that_iterate_them(make_rt: Any, project: Path) -> None:
     """judges runs a matrix over all its criteria itself: one job per record."""
     rt = make_rt()
-    r = run_batch(rt, flow=str(EXAMPLES / "judges"), overrides=["llms=fake"], no_variants=True, output="o.jsonl")
+    r = run_batch(
+        rt, flow=str(EXAMPLES / "judges"), overrides=["llms=fake"], no_variants=True, output="o.jsonl"
+    )
     assert r.status == "COMPLETED" and r.total == 3  # the flow's own data: 3 records
     run = rt.store.list_runs(batch_id=r.batch_id, limit=1)[0]
     flow = rt.get(run.id).spec["flow"]
     criteria = flow["parameters"]["criteria"]
     assert isinstance(criteria, list) and len(criteria) > 1
-    assert len(rt.store.attempts(run.id, step_id="judge")) == len(criteria) * len(flow["steps"][0]["matrix"]["model"])
+    assert len(rt.store.attempts(run.id, step_id="judge")) == len(criteria) * len(
+        flow["steps"][0]["matrix"]["model"]
+    )
 
 
-def test_error_policy_continue_runs_everything_and_stop_stops_after_a_failure(make_rt: Any, project: Path) -> None:
+def test_error_policy_continue_runs_everything_and_stop_stops_after_a_failure(
+    make_rt: Any, project: Path
+) -> None:
     def check(text: str) -> str:
         if text.endswith(" 3"):
             raise ValueError("bad record")
         return text
 
-    (project / "p.yaml").write_text("name: p\ninputs: {text: string}\nsteps:\n  - id: c\n    python: {function: check, args: {text: '{{ inputs.text }}'}}\n")
+    (project / "p.yaml").write_text(
+        "name: p\ninputs: {text: string}\nsteps:\n  - id: c\n    python: {function: check, args: {text: '{{ inputs.text }}'}}\n"
+    )
     write_csv(project / "d.csv", records(10))
     rt = make_rt()
     rt.functions["check"] = check
@@ -167,7 +191,10 @@ def test_unusable_records_become_failed_runs_that_can_be_shown(rt: Any, project:
     r = run_batch(rt, data="d.jsonl", output="o.jsonl")
     assert (r.completed, r.failed) == (1, 2)
     rows = {x["record_id"]: x for x in read_rows(project / "o.jsonl")}
-    assert "not valid JSON" in rows["row1"]["error"] and "missing required input 'text'" in rows["noinput"]["error"]
+    assert (
+        "not valid JSON" in rows["row1"]["error"]
+        and "missing required input 'text'" in rows["noinput"]["error"]
+    )
     v = rt.view(rows["noinput"]["run_id"])
     assert v["status"] == "FAILED" and v["batch_id"] == r.batch_id
 
@@ -207,7 +234,9 @@ def test_resume_runs_only_what_did_not_finish_and_never_a_completed_job(make_rt:
         assert "ATTEMPT_INTERRUPTED" in evs and evs[-1] == "RUN_COMPLETED"
 
 
-def test_retry_failed_reruns_failed_jobs_in_place_and_keeps_the_file_exact(make_rt: Any, project: Path) -> None:
+def test_retry_failed_reruns_failed_jobs_in_place_and_keeps_the_file_exact(
+    make_rt: Any, project: Path
+) -> None:
     broken = {"on": True}
 
     def check(text: str) -> str:
@@ -254,11 +283,21 @@ def test_a_batch_whose_driver_is_alive_is_not_taken_over_without_force(rt: Any, 
 
     write_csv(project / "d.csv", records(2))
     r = run_batch(rt, data="d.csv", output="o.jsonl")
-    rt.store.update_batch(r.batch_id, status="RUNNING", owner=f"{socket.gethostname()}:{os.getpid()}:other", updated_at=rt.clock.now())
+    rt.store.update_batch(
+        r.batch_id,
+        status="RUNNING",
+        owner=f"{socket.gethostname()}:{os.getpid()}:other",
+        updated_at=rt.clock.now(),
+    )
     with pytest.raises(BatchError, match="being run by another process"):
         run_batch(rt, resume=r.batch_id)
     assert run_batch(rt, resume=r.batch_id, force=True).status == "COMPLETED"
-    rt.store.update_batch(r.batch_id, status="RUNNING", owner=f"{socket.gethostname()}:999999999:gone", updated_at=rt.clock.now())
+    rt.store.update_batch(
+        r.batch_id,
+        status="RUNNING",
+        owner=f"{socket.gethostname()}:999999999:gone",
+        updated_at=rt.clock.now(),
+    )
     assert run_batch(rt, resume=r.batch_id).status == "COMPLETED"  # that pid does not exist
 
 
@@ -277,7 +316,10 @@ def test_bad_requests_fail_before_anything_runs(rt: Any, project: Path) -> None:
 
 
 def test_latest_run_of_a_job_decides_its_state() -> None:
-    assert latest_runs({"B.a": "FAILED", "B.a~r2": "COMPLETED", "B.b": "RUNNING"}) == {"B.a": ("B.a~r2", "COMPLETED"), "B.b": ("B.b", "RUNNING")}
+    assert latest_runs({"B.a": "FAILED", "B.a~r2": "COMPLETED", "B.b": "RUNNING"}) == {
+        "B.a": ("B.a~r2", "COMPLETED"),
+        "B.b": ("B.b", "RUNNING"),
+    }
 
 
 def test_resume_refuses_a_changed_flow_unless_forced(rt: Any, project: Path) -> None:
@@ -294,7 +336,12 @@ def test_shuffle_with_max_records_picks_the_same_records_after_a_resume(make_rt:
 
     write_csv(project / "d.csv", records(30))
     rt = make_rt(LLMFLOW_MODEL="fake:?latency=0.2")
-    plan = plan_batch(rt, BatchRequest(flow="flow.yaml", data="d.csv", output="o.jsonl", max_records=6, shuffle=True, max_workers=2))
+    plan = plan_batch(
+        rt,
+        BatchRequest(
+            flow="flow.yaml", data="d.csv", output="o.jsonl", max_records=6, shuffle=True, max_workers=2
+        ),
+    )
     seed = rt.store.get_batch(plan.id).spec["seed"]
     assert isinstance(seed, int)
     driver = BatchDriver(rt, plan)
@@ -302,5 +349,7 @@ def test_shuffle_with_max_records_picks_the_same_records_after_a_resume(make_rt:
     asyncio.run(driver.run())
     r = run_batch(make_rt(), resume=plan.id)
     assert (r.status, r.total, r.completed) == ("COMPLETED", 6, 6)
-    chosen = {row["id"] for _, row in iter_rows(open_source(project / "d.csv"), shuffle=True, seed=seed, limit=6)}
+    chosen = {
+        row["id"] for _, row in iter_rows(open_source(project / "d.csv"), shuffle=True, seed=seed, limit=6)
+    }
     assert {x["record_id"] for x in read_rows(project / "o.jsonl")} == chosen

@@ -17,7 +17,17 @@ ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]|\x1b\][^\x07]*\x07|\r")
 
 def env_for(home: Path, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("LLMFLOW_", "OLLAMA_"))}
-    env.update({"LLMFLOW_HOME": str(home), "LLMFLOW_MODEL": "fake:", "LLMFLOW_BLOCK_REAL_MODELS": "1", "TERM": "xterm-256color", "COLUMNS": "120", "LINES": "40", **extra})
+    env.update(
+        {
+            "LLMFLOW_HOME": str(home),
+            "LLMFLOW_MODEL": "fake:",
+            "LLMFLOW_BLOCK_REAL_MODELS": "1",
+            "TERM": "xterm-256color",
+            "COLUMNS": "120",
+            "LINES": "40",
+            **extra,
+        }
+    )
     return env
 
 
@@ -32,14 +42,28 @@ class Result:
         return ANSI.sub("", self.raw)
 
 
-def in_terminal(cwd: Path, *args: str, answers: list[tuple[str, str]] | None = None, env: dict[str, str] | None = None, timeout: float = 120) -> Result:
+def in_terminal(
+    cwd: Path,
+    *args: str,
+    answers: list[tuple[str, str]] | None = None,
+    env: dict[str, str] | None = None,
+    timeout: float = 120,
+) -> Result:
     """Run ``llmflow ARGS`` on a pty. ``answers``: (text to wait for, line to type) pairs, in
     order; each line is typed once its text has appeared in the output."""
     import pty
 
     master, slave = pty.openpty()
     os.set_blocking(master, False)
-    proc = subprocess.Popen([sys.executable, "-m", "llmflow", *args], cwd=cwd, env=env or env_for(cwd), stdin=slave, stdout=slave, stderr=slave, start_new_session=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "llmflow", *args],
+        cwd=cwd,
+        env=env or env_for(cwd),
+        stdin=slave,
+        stdout=slave,
+        stderr=slave,
+        start_new_session=True,
+    )
     os.close(slave)
     pending = list(answers or [])
     out = b""
@@ -47,7 +71,9 @@ def in_terminal(cwd: Path, *args: str, answers: list[tuple[str, str]] | None = N
     try:
         while True:
             if time.monotonic() > deadline:
-                raise AssertionError(f"llmflow {' '.join(args)} did not finish in {timeout}s; output so far:\n{ANSI.sub('', out.decode(errors='replace'))}")
+                raise AssertionError(
+                    f"llmflow {' '.join(args)} did not finish in {timeout}s; output so far:\n{ANSI.sub('', out.decode(errors='replace'))}"
+                )
             ready, _, _ = select.select([master], [], [], 0.05)
             if ready:
                 try:
@@ -77,6 +103,16 @@ def in_terminal(cwd: Path, *args: str, answers: list[tuple[str, str]] | None = N
     return Result(proc.returncode, out.decode(errors="replace"))
 
 
-def piped(cwd: Path, *args: str, input: str | None = None, env: dict[str, str] | None = None, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+def piped(
+    cwd: Path, *args: str, input: str | None = None, env: dict[str, str] | None = None, timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
     """Run ``llmflow ARGS`` with pipes (not a terminal); stdin is ``input`` (empty: at EOF)."""
-    return subprocess.run([sys.executable, "-m", "llmflow", *args], cwd=cwd, env=env or env_for(cwd), input=input if input is not None else "", capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "llmflow", *args],
+        cwd=cwd,
+        env=env or env_for(cwd),
+        input=input if input is not None else "",
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )

@@ -164,7 +164,9 @@ def test_config_provenance(capsys):
     assert code == 0
     lines = {line.split()[0]: line for line in out.splitlines()}
     assert lines["model"].endswith("command-line override '+model=fake:m'")
-    assert lines["agents.judge.role"].endswith("examples/judges/conf/agents/judge.yaml:2:3 (group option agents=judge)")
+    assert lines["agents.judge.role"].endswith(
+        "examples/judges/conf/agents/judge.yaml:2:3 (group option agents=judge)"
+    )
     assert lines["steps[0].matrix.model[0]"].endswith(
         "examples/judges/conf/flows/judges.yaml:20:9 (group option flows=judges) via ${llms.judgers} = "
         "examples/judges/conf/llms/fake.yaml:5:11 (group option llms=fake, set on the command line)"
@@ -177,7 +179,12 @@ def test_config_provenance_json(capsys):
     data = json.loads(out)
     assert data["flow"]["name"] == "tox"
     assert data["source"] == ALLINONE
-    assert {"path": "parameters.criteria[0]", "value": "criteria_ordinary", "source": f"{ALLINONE}:15:16", "origin": None} in data["provenance"]
+    assert {
+        "path": "parameters.criteria[0]",
+        "value": "criteria_ordinary",
+        "source": f"{ALLINONE}:15:16",
+        "origin": None,
+    } in data["provenance"]
 
 
 @pytest.mark.parametrize(
@@ -207,10 +214,19 @@ def test_config_group_option_override(capsys):
 @pytest.mark.parametrize(
     ("override", "message"),
     [
-        ("llms=huge", "error: cannot compose flow 'judges' (override 'llms=huge'): In 'config': Could not find 'llms/huge'\n"),
+        (
+            "llms=huge",
+            "error: cannot compose flow 'judges' (override 'llms=huge'): In 'config': Could not find 'llms/huge'\n",
+        ),
         ("nope=1", "error: cannot compose flow 'judges' (override 'nope=1'): Could not override 'nope'"),
-        ("a.b=[1,", "error: cannot compose flow 'judges' (override 'a.b=[1,'): no viable alternative at input '[1,'\n"),
-        ("~zzz", "error: cannot compose flow 'judges' (override '~zzz'): Could not delete from config. 'zzz' does not exist.\n"),
+        (
+            "a.b=[1,",
+            "error: cannot compose flow 'judges' (override 'a.b=[1,'): no viable alternative at input '[1,'\n",
+        ),
+        (
+            "~zzz",
+            "error: cannot compose flow 'judges' (override '~zzz'): Could not delete from config. 'zzz' does not exist.\n",
+        ),
     ],
 )
 def test_a_bad_override_exits_2_with_the_message(capsys, override, message):
@@ -231,7 +247,11 @@ def test_config_of_an_invalid_flow_exits_2_with_diagnostics(capsys, tmp_path, mo
 
 def test_an_unsafe_template_fails_validation_with_a_clear_message(capsys, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    write(tmp_path, "evil.yaml", "name: evil\nsteps:\n  - id: a\n    shell: \"echo {{ ''.__class__.__mro__ }}\"\n")
+    write(
+        tmp_path,
+        "evil.yaml",
+        "name: evil\nsteps:\n  - id: a\n    shell: \"echo {{ ''.__class__.__mro__ }}\"\n",
+    )
     code, out, err = run(capsys, "validate", "evil.yaml")
     assert code == 2
     assert err.splitlines()[0] == (

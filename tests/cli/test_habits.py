@@ -43,7 +43,9 @@ def test_shell_completion_is_offered_and_completes_commands_and_choices(home):
     assert "--install-completion" in piped(home, "--help").stdout
     script = piped(home, "--show-completion", "bash")
     assert script.returncode == 0 and "_llmflow_completion" in script.stdout
-    env = env_for(home, _LLMFLOW_COMPLETE="complete_bash", COMP_WORDS="llmflow runs list --status ", COMP_CWORD="4")
+    env = env_for(
+        home, _LLMFLOW_COMPLETE="complete_bash", COMP_WORDS="llmflow runs list --status ", COMP_CWORD="4"
+    )
     p = piped(home, env=env)
     assert p.stdout.split() == ["QUEUED", "RUNNING", "PAUSED", "WAITING", "COMPLETED", "FAILED", "CANCELED"]
 
@@ -83,7 +85,11 @@ def test_run_ids_by_prefix_or_last_wherever_an_id_is_taken(home):
     events = piped(home, "runs", "events", "last", "--json").stdout.splitlines()
     assert json.loads(events[0])["run_id"] == newest
     p = piped(home, "runs", "show", newest[:4])
-    assert p.returncode == 2 and "is the start of several run ids" in p.stderr and "type more of the id" in p.stderr
+    assert (
+        p.returncode == 2
+        and "is the start of several run ids" in p.stderr
+        and "type more of the id" in p.stderr
+    )
     p = piped(home, "runs", "rerun", "last", "--step", "a", "--json")
     assert p.returncode == 0 and json.loads(p.stdout)["id"] == newest
     assert "re-running step a" in p.stderr
@@ -102,7 +108,13 @@ def test_every_command_that_prints_data_takes_json_with_iso_times(home):
     assert ISO.match(event["ts"])
     stats = json.loads(piped(home, "stats", "--json").stdout)
     assert stats["runs"]["total"] == 1 and stats["store"].endswith("llmflow.db")
-    for args in (["validate", "f.yaml"], ["config", "f.yaml"], ["flows", "show", "f.yaml"], ["flows", "list", "-C", "."], ["batches", "list"]):
+    for args in (
+        ["validate", "f.yaml"],
+        ["config", "f.yaml"],
+        ["flows", "show", "f.yaml"],
+        ["flows", "list", "-C", "."],
+        ["batches", "list"],
+    ):
         p = piped(home, *args, "--json")
         assert p.returncode == 0, (args, p.stderr)
         json.loads(p.stdout)
@@ -113,8 +125,17 @@ def test_cancel_answers_json(home):
     import sys
     import time
 
-    (home / "slow.yaml").write_text("name: slow\nsteps:\n  - id: s\n    shell: 'sleep 30'\n  - id: t\n    llm: hi\n")
-    proc = subprocess.Popen([sys.executable, "-m", "llmflow", "run", "slow.yaml", "--json"], cwd=home, env=env_for(home), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    (home / "slow.yaml").write_text(
+        "name: slow\nsteps:\n  - id: s\n    shell: 'sleep 30'\n  - id: t\n    llm: hi\n"
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "llmflow", "run", "slow.yaml", "--json"],
+        cwd=home,
+        env=env_for(home),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
@@ -141,8 +162,13 @@ def test_multirun_runs_every_combination_and_groups_them(home):
     sweep_id = summary.split()[1].rstrip(":")
     assert summary.endswith(f"4 of 4 runs completed (see `llmflow runs list --batch {sweep_id}`)")
     runs = json.loads(piped(home, "runs", "list", "--batch", sweep_id, "--json").stdout)
-    assert sorted(r["name"] for r in runs) == sorted(f"parameters.tone={t} parameters.size={s}" for t in ("calm", "angry") for s in ("short", "long"))
-    outputs = {r["name"]: json.loads(piped(home, "runs", "show", r["id"], "--json").stdout)["steps"][0]["output"] for r in runs}
+    assert sorted(r["name"] for r in runs) == sorted(
+        f"parameters.tone={t} parameters.size={s}" for t in ("calm", "angry") for s in ("short", "long")
+    )
+    outputs = {
+        r["name"]: json.loads(piped(home, "runs", "show", r["id"], "--json").stdout)["steps"][0]["output"]
+        for r in runs
+    }
     assert "Write something angry and long" in outputs["parameters.tone=angry parameters.size=long"]
     batch = json.loads(piped(home, "batches", "show", sweep_id, "--json").stdout)
     assert (batch["total"], batch["completed"], batch["status"]) == (4, 4, "COMPLETED")
@@ -153,10 +179,15 @@ def test_multirun_runs_every_combination_and_groups_them(home):
 def test_multirun_json_and_a_bad_sweep(home):
     (home / "sweep.yaml").write_text(SWEEP)
     out = json.loads(piped(home, "run", "sweep.yaml", "--multirun", "parameters.tone=a,b", "--json").stdout)
-    assert out["sweep"].startswith("sweep-") and [r["status"] for r in out["runs"]] == ["COMPLETED", "COMPLETED"]
+    assert out["sweep"].startswith("sweep-") and [r["status"] for r in out["runs"]] == [
+        "COMPLETED",
+        "COMPLETED",
+    ]
     p = piped(home, "run", "sweep.yaml", "-m", "parameters.tone=a,b", "--model", "opnai:x")
     assert p.returncode == 2 and "unknown provider 'opnai'" in p.stderr
-    assert json.loads(piped(home, "runs", "list", "--json").stdout)[0]["id"] == out["runs"][-1]["id"]  # nothing new recorded
+    assert (
+        json.loads(piped(home, "runs", "list", "--json").stdout)[0]["id"] == out["runs"][-1]["id"]
+    )  # nothing new recorded
 
 
 def test_multirun_in_a_terminal(home):

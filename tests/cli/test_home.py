@@ -64,14 +64,20 @@ def test_runs_started_in_a_subdirectory_are_seen_from_the_project_root(project):
     assert listing.stdout.splitlines()[0] == f"runs in {project / '.llmflow' / 'llmflow.db'}"
     assert len(json.loads(piped(project, "runs", "list", "--json", env=no_home_env(project)).stdout)) == 2
     stats = piped(deep, "stats", env=no_home_env(deep))
-    assert stats.stdout.splitlines()[:2] == [f"store: {project / '.llmflow' / 'llmflow.db'}", "runs: 2 total, 2 completed, 0 failed, 0 canceled"]
+    assert stats.stdout.splitlines()[:2] == [
+        f"store: {project / '.llmflow' / 'llmflow.db'}",
+        "runs: 2 total, 2 completed, 0 failed, 0 canceled",
+    ]
 
 
 def test_a_run_says_where_its_files_went(project):
     p = piped(project, "run", "save.yaml", env=no_home_env(project))
     run_id = p.stderr.split()[1].rstrip(":")
     ws = project / ".llmflow" / "runs" / run_id / "workspace"
-    assert f"files: reports/{run_id}.md\n  in {ws}/\n  (the run's own workspace; pass -w DIR to write them somewhere else)" in p.stdout
+    assert (
+        f"files: reports/{run_id}.md\n  in {ws}/\n  (the run's own workspace; pass -w DIR to write them somewhere else)"
+        in p.stdout
+    )
     assert (ws / "reports" / f"{run_id}.md").is_file()
 
 
@@ -100,5 +106,9 @@ def test_looking_creates_no_home(project):
         p = piped(project, *args, env=no_home_env(project))
         assert not (project / ".llmflow").exists(), args
     p = piped(project, "runs", "list", env=no_home_env(project))
-    assert p.returncode == 0 and p.stdout.strip() == f"no runs yet in {project / '.llmflow' / 'llmflow.db'}; start one with `llmflow run FLOW`"
+    assert (
+        p.returncode == 0
+        and p.stdout.strip()
+        == f"no runs yet in {project / '.llmflow' / 'llmflow.db'}; start one with `llmflow run FLOW`"
+    )
     assert piped(project, "stats", "--json", env=no_home_env(project)).returncode == 0

@@ -68,7 +68,12 @@ def test_no_human_answers_with_defaults_and_says_which(home):
 
 
 def test_in_a_terminal_each_question_is_asked_once_with_one_hint(home):
-    r = in_terminal(home, "run", "ask.yaml", answers=[("Publish the draft?", ""), ("Your name?", "Grace"), ("Which tone?", "1")])
+    r = in_terminal(
+        home,
+        "run",
+        "ask.yaml",
+        answers=[("Publish the draft?", ""), ("Your name?", "Grace"), ("Which tone?", "1")],
+    )
     assert r.code == 0, r.text
     assert r.text.count("?? Publish the draft? [Enter confirms, n rejects]") == 1
     assert "?? Your name? [Enter: anon]" in r.text and "?? Which tone? [1: dry, 2: warm]" in r.text
@@ -76,7 +81,9 @@ def test_in_a_terminal_each_question_is_asked_once_with_one_hint(home):
 
 
 def test_conductor_confirmations_carry_no_terminal_wording_in_the_question(tmp_path):
-    r = in_terminal(tmp_path, "run", str(ROOT / "examples" / "panel"), answers=[("Proceed?", ""), ("Proceed?", "n")])
+    r = in_terminal(
+        tmp_path, "run", str(ROOT / "examples" / "panel"), answers=[("Proceed?", ""), ("Proceed?", "n")]
+    )
     assert r.code == 0, r.text
     assert "?? Next: optimist. Proceed? [Enter confirms, n rejects]" in r.text
     assert "(Enter confirms" not in r.text  # the hint is the console's, once

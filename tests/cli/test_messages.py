@@ -16,9 +16,19 @@ FLOW = "name: f\ninputs:\n  n: {type: integer}\nsteps:\n  - id: a\n    llm: 'hi 
 def test_input_errors_name_the_file_in_the_cli_and_in_python(tmp_path):
     (tmp_path / "f.yaml").write_text(FLOW)
     p = piped(tmp_path, "run", "f.yaml", "-i", "n=abc")
-    assert "error: f.yaml: inputs.n: input 'n' must be an integer, got str 'abc'" in p.stderr and "<flow>" not in p.stderr
+    assert (
+        "error: f.yaml: inputs.n: input 'n' must be an integer, got str 'abc'" in p.stderr
+        and "<flow>" not in p.stderr
+    )
     code = "import llmflow\ntry:\n    llmflow.run_sync('f.yaml', {}, models='fake:')\nexcept llmflow.FlowValidationError as e:\n    print(e)\n"
-    out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, env={"LLMFLOW_HOME": str(tmp_path), "LLMFLOW_BLOCK_REAL_MODELS": "1", "PATH": "/usr/bin:/bin"}, timeout=120).stdout
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        env={"LLMFLOW_HOME": str(tmp_path), "LLMFLOW_BLOCK_REAL_MODELS": "1", "PATH": "/usr/bin:/bin"},
+        timeout=120,
+    ).stdout
     assert "f.yaml: inputs.n: missing required input 'n' (integer) (hint: add 'n' to the run's inputs)" in out
     assert "--input" not in out and "<flow>" not in out
 
@@ -38,7 +48,9 @@ def test_a_rerun_says_it_reruns_the_step(tmp_path):
 def test_loading_model_is_said_once_per_call(tmp_path):
     (tmp_path / "f.yaml").write_text(FLOW)
     run_id = json.loads(piped(tmp_path, "run", "f.yaml", "-i", "n=1", "--json").stdout)["id"]
-    events = [json.loads(line) for line in piped(tmp_path, "runs", "events", run_id, "--json").stdout.splitlines()]
+    events = [
+        json.loads(line) for line in piped(tmp_path, "runs", "events", run_id, "--json").stdout.splitlines()
+    ]
     calls = [e for e in events if e["type"] == "LLM_GENERATING"]
     loading = [e for e in events if "Loading model" in e["message"]]
     assert len(calls) == 2 and len(loading) == 2

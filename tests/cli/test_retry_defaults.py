@@ -82,10 +82,14 @@ def test_a_run_survives_two_injected_failures_by_default(tmp_path, failure):
 
 def test_a_long_retry_after_wins_over_the_backoff(tmp_path):
     f = write(tmp_path, "f.yaml", FLOW.format(extra=""))
-    p = llmflow(tmp_path, "run", str(f), "--model", "fake:busy?fail=429&fail_times=1&retry_after=1.5", "--json")
+    p = llmflow(
+        tmp_path, "run", str(f), "--model", "fake:busy?fail=429&fail_times=1&retry_after=1.5", "--json"
+    )
     assert p.returncode == 0, p.stderr
     run_id = json.loads(p.stdout)["id"]
-    events = [json.loads(e) for e in llmflow(tmp_path, "runs", "events", run_id, "--json").stdout.splitlines()]
+    events = [
+        json.loads(e) for e in llmflow(tmp_path, "runs", "events", run_id, "--json").stdout.splitlines()
+    ]
     assert [e["payload"]["delay"] for e in events if e["type"] == "STEP_RETRYING"] == [1.5]
 
 

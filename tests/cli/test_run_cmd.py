@@ -15,12 +15,24 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def env_for(home: Path, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("LLMFLOW_")}
-    env.update({"LLMFLOW_HOME": str(home), "LLMFLOW_MODEL": "fake:", "LLMFLOW_BLOCK_REAL_MODELS": "1", **extra})
+    env.update(
+        {"LLMFLOW_HOME": str(home), "LLMFLOW_MODEL": "fake:", "LLMFLOW_BLOCK_REAL_MODELS": "1", **extra}
+    )
     return env
 
 
-def llmflow(home: Path, *args: str, input: str | None = None, timeout: float = 120, **extra: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "llmflow", *args], capture_output=True, text=True, env=env_for(home, **extra), input=input, timeout=timeout, cwd=home)
+def llmflow(
+    home: Path, *args: str, input: str | None = None, timeout: float = 120, **extra: str
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "llmflow", *args],
+        capture_output=True,
+        text=True,
+        env=env_for(home, **extra),
+        input=input,
+        timeout=timeout,
+        cwd=home,
+    )
 
 
 def write(tmp: Path, name: str, text: str) -> Path:
@@ -55,7 +67,14 @@ def test_exit_codes_failed_and_invalid(tmp_path):
 
 def test_ctrl_c_cancels_cleanly_with_exit_130(tmp_path):
     f = write(tmp_path, "s.yaml", "name: s\nsteps:\n  - id: s\n    shell: 'sleep 60'\n")
-    proc = subprocess.Popen([sys.executable, "-m", "llmflow", "run", str(f)], env=env_for(tmp_path), cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "llmflow", "run", str(f)],
+        env=env_for(tmp_path),
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     deadline = time.monotonic() + 60
     out = ""
     while "SHELL_EXECUTING" not in out and time.monotonic() < deadline:
@@ -69,8 +88,19 @@ def test_ctrl_c_cancels_cleanly_with_exit_130(tmp_path):
 
 
 def test_runs_commands_render_from_the_log_while_another_process_runs(tmp_path):
-    f = write(tmp_path, "slow.yaml", "name: slow\nsteps:\n  - id: a\n    shell: 'sleep 1; echo one'\n  - id: b\n    llm: 'b'\n")
-    proc = subprocess.Popen([sys.executable, "-m", "llmflow", "run", str(f), "--json"], env=env_for(tmp_path), cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    f = write(
+        tmp_path,
+        "slow.yaml",
+        "name: slow\nsteps:\n  - id: a\n    shell: 'sleep 1; echo one'\n  - id: b\n    llm: 'b'\n",
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "llmflow", "run", str(f), "--json"],
+        env=env_for(tmp_path),
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     run_id = None
     deadline = time.monotonic() + 60
     while run_id is None and time.monotonic() < deadline:
@@ -88,7 +118,11 @@ def test_runs_commands_render_from_the_log_while_another_process_runs(tmp_path):
 
 
 def test_human_answers_come_from_stdin(tmp_path):
-    f = write(tmp_path, "h.yaml", "name: h\nsteps:\n  - id: name\n    human: 'Your name?'\n  - id: hi\n    llm: 'Hi {{ steps.name.output }}'\n")
+    f = write(
+        tmp_path,
+        "h.yaml",
+        "name: h\nsteps:\n  - id: name\n    human: 'Your name?'\n  - id: hi\n    llm: 'Hi {{ steps.name.output }}'\n",
+    )
     p = llmflow(tmp_path, "run", str(f), "--json", input="Grace\n")
     assert p.returncode == 0, p.stderr
     v = json.loads(p.stdout)
@@ -97,7 +131,11 @@ def test_human_answers_come_from_stdin(tmp_path):
 
 
 def test_rerun_and_stats_from_the_cli(tmp_path):
-    f = write(tmp_path, "r.yaml", "name: r\nsteps:\n  - id: a\n    llm: a\n  - id: b\n    llm: 'b {{ steps.a.output }}'\n")
+    f = write(
+        tmp_path,
+        "r.yaml",
+        "name: r\nsteps:\n  - id: a\n    llm: a\n  - id: b\n    llm: 'b {{ steps.a.output }}'\n",
+    )
     v = json.loads(llmflow(tmp_path, "run", str(f), "--json").stdout)
     p = llmflow(tmp_path, "runs", "rerun", v["id"], "--step", "a", "--json")
     assert p.returncode == 0, p.stderr
@@ -110,8 +148,19 @@ def test_rerun_and_stats_from_the_cli(tmp_path):
 
 
 def test_resume_after_kill_9_from_the_cli(tmp_path):
-    f = write(tmp_path, "k.yaml", "name: k\nsteps:\n  - id: a\n    llm: a\n  - id: s\n    shell: 'sleep 30'\n  - id: c\n    llm: c\n")
-    proc = subprocess.Popen([sys.executable, "-m", "llmflow", "run", str(f)], env=env_for(tmp_path), cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    f = write(
+        tmp_path,
+        "k.yaml",
+        "name: k\nsteps:\n  - id: a\n    llm: a\n  - id: s\n    shell: 'sleep 30'\n  - id: c\n    llm: c\n",
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "llmflow", "run", str(f)],
+        env=env_for(tmp_path),
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
     out = ""
     deadline = time.monotonic() + 60
     while "SHELL_EXECUTING" not in out and time.monotonic() < deadline:
@@ -120,7 +169,11 @@ def test_resume_after_kill_9_from_the_cli(tmp_path):
     proc.wait()
     proc.stdout.close()
     run_id = json.loads(llmflow(tmp_path, "runs", "list", "--json").stdout)[0]["id"]
-    write(tmp_path, "k.yaml", "name: k\nsteps:\n  - id: a\n    llm: a\n  - id: s\n    shell: 'true'\n  - id: c\n    llm: c\n")
+    write(
+        tmp_path,
+        "k.yaml",
+        "name: k\nsteps:\n  - id: a\n    llm: a\n  - id: s\n    shell: 'true'\n  - id: c\n    llm: c\n",
+    )
     p = llmflow(tmp_path, "runs", "resume", run_id)
     assert p.returncode == 2 and "changed since run" in p.stderr and "--force" in p.stderr
     p = llmflow(tmp_path, "runs", "resume", run_id, "--force", "--json")

@@ -36,7 +36,9 @@ outputs:
 """
 
 
-def recv_until(ws: ClientConnection, pred: Callable[[dict[str, Any]], bool], timeout: float = 30) -> list[dict[str, Any]]:
+def recv_until(
+    ws: ClientConnection, pred: Callable[[dict[str, Any]], bool], timeout: float = 30
+) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
     while True:
         frame = json.loads(ws.recv(timeout=timeout))
@@ -63,28 +65,44 @@ def test_flow_test_client_signals_roles_options_and_no_echo(srv: LiveServer) -> 
     manager_response, completion."""
     sid = httpx.get(f"{srv.url}/api/session").json()["session_id"]
     with connect(f"{srv.ws_url}/ws/{sid}") as ws:
-        ws.send(json.dumps({"type": "run_flow", "flow": "trans", "prompt": "some text", "criteria": "trans_simplified"}))
+        ws.send(
+            json.dumps(
+                {"type": "run_flow", "flow": "trans", "prompt": "some text", "criteria": "trans_simplified"}
+            )
+        )
         frames = recv_until(ws, lambda f: f["type"] == "ui_message")
         question = frames[-1]
-        assert question["outputs"]["options"] == ["confirm", "reject"] and question["options"] == ["confirm", "reject"]
+        assert question["outputs"]["options"] == ["confirm", "reject"] and question["options"] == [
+            "confirm",
+            "reject",
+        ]
         ws.send(json.dumps({"type": "manager_response", "content": "yes", "confirm": True}))
         frames += recv_until(ws, is_complete)
     types = [f["type"] for f in frames]
     assert "user_message" not in types  # the answer is not echoed back
-    ready = [f for f in frames if f["type"] == "flow_event" and f["outputs"]["content"] == "orchestrator_ready"]
+    ready = [
+        f for f in frames if f["type"] == "flow_event" and f["outputs"]["content"] == "orchestrator_ready"
+    ]
     assert ready  # wait_for_orchestrator_ready
     roles = [f["data"]["agent_config"]["role"] for f in frames if f["type"] == "agent_announcement"]
     assert roles == ["judge", "synthesiser"]  # wait_for_agents(["judge", "synthesiser"])
     traces = [f for f in frames if f["type"] == "agent_trace"]
-    assert [t["data"]["agent_info"]["role"] for t in traces] == ["judge", "synthesiser"]  # wait_for_agent_results
+    assert [t["data"]["agent_info"]["role"] for t in traces] == [
+        "judge",
+        "synthesiser",
+    ]  # wait_for_agent_results
     chat = [f for f in frames if f["type"] == "chat_message"]
     assert chat[0]["agent_info"]["role"] == "judge" and chat[0]["agent_info"]["agent_name"] == "judge"
     assert chat[0]["agent_info"]["description"] == "applies the criteria"
-    assert any(f["type"] == "flow_event" and f["outputs"]["content"] == "flow_completed" for f in frames)  # wait_for_completion
+    assert any(
+        f["type"] == "flow_event" and f["outputs"]["content"] == "flow_completed" for f in frames
+    )  # wait_for_completion
     assert not [f for f in frames if f["type"] == "error"]
     updates = [f for f in frames if f["type"] == "system_update"]
     assert all("source" in u["outputs"] and "waiting_on" in u["outputs"] for u in updates)
-    assert any(u["outputs"]["waiting_on"] == {"judge": 1} and u["outputs"]["source"] == "judge" for u in updates)
+    assert any(
+        u["outputs"]["waiting_on"] == {"judge": 1} and u["outputs"]["source"] == "judge" for u in updates
+    )
     # the session is Buttermilk's: its status names, and ?session_id returns it
     again = httpx.get(f"{srv.url}/api/session", params={"session_id": sid}).json()
     assert again["session_id"] == sid and again["status"] == "completed"
@@ -113,14 +131,21 @@ def test_unknown_and_unstorable_messages_are_ignored_not_fatal(srv: LiveServer) 
     directive holding "\\ud800" once crashed the SQLite append."""
     sid = httpx.get(f"{srv.url}/api/session").json()["session_id"]
     with connect(f"{srv.ws_url}/ws/{sid}") as ws:
-        for raw in ('{"type": "pull_task"}', '{"type": "TaskProcessingStarted"}', '{"type": "run_flow", "flow": "hello", "prompt": "\\ud800"}', "not json"):
+        for raw in (
+            '{"type": "pull_task"}',
+            '{"type": "TaskProcessingStarted"}',
+            '{"type": "run_flow", "flow": "hello", "prompt": "\\ud800"}',
+            "not json",
+        ):
             ws.send(raw)
         ws.send(json.dumps({"type": "run_flow", "flow": "hello", "prompt": "hi"}))
         frames = recv_until(ws, is_complete)
     assert not [f for f in frames if f["type"] == "system_error"]
     assert frames[-1]["status"] == "COMPLETED"
     # the native run socket answers such a message with a clean error frame
-    run = httpx.post(f"{srv.url}/api/v1/runs", json={"flow": "hello", "inputs": {"prompt": "x"}, "wait": True}).json()
+    run = httpx.post(
+        f"{srv.url}/api/v1/runs", json={"flow": "hello", "inputs": {"prompt": "x"}, "wait": True}
+    ).json()
     with connect(f"{srv.ws_url}/api/v1/runs/{run['id']}/ws") as ws:
         ws.send('{"type": "directive", "text": "\\ud800"}')
         reply = recv_until(ws, lambda f: f["type"] == "error")[-1]
@@ -148,7 +173,9 @@ def test_abandoned_sessions_never_block_the_worker(make_app: Any, home: Path) ->
         assert frames[-1]["status"] == "COMPLETED"
 
 
-def test_ws_wait_for_a_session_that_does_not_exist_is_an_error(srv: LiveServer, tmp_path: Path, home: Path) -> None:
+def test_ws_wait_for_a_session_that_does_not_exist_is_an_error(
+    srv: LiveServer, tmp_path: Path, home: Path
+) -> None:
     """Item 14: `llmflow ws wait --session nosuch` (ws_debug_cli's `wait`) fails clearly
     instead of printing an empty list (it used to start a new, empty session)."""
     import subprocess
@@ -156,8 +183,17 @@ def test_ws_wait_for_a_session_that_does_not_exist_is_an_error(srv: LiveServer, 
     from server.helpers import LLMFLOW, base_env
 
     env = {**base_env(home), "TMPDIR": str(tmp_path)}
-    for cmd in (["wait", "--session", "nosuch", "--wait", "1"], ["send", "yes", "--session", "nosuch", "--wait", "1"]):
-        p = subprocess.run([LLMFLOW, "ws", "--port", str(srv.port), "--json-output", *cmd], env=env, capture_output=True, text=True, timeout=60)
+    for cmd in (
+        ["wait", "--session", "nosuch", "--wait", "1"],
+        ["send", "yes", "--session", "nosuch", "--wait", "1"],
+    ):
+        p = subprocess.run(
+            [LLMFLOW, "ws", "--port", str(srv.port), "--json-output", *cmd],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
         assert p.returncode == 1, p.stdout + p.stderr
         assert "no session 'nosuch'" in json.loads(p.stdout)["error"]
     assert httpx.get(f"{srv.url}/api/sessions").json()["total"] == 0  # nothing was created

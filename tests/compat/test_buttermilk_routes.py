@@ -18,7 +18,10 @@ inputs:
 steps:
   - {id: a, llm: "Is it toxic? {{ inputs.text }}"}
 """
-TWO = TOX.replace("name: tox", "name: two").replace("  tox_train: {type: file, path: RECORDS}\n", "  a: {type: file, path: RECORDS}\n  b: {type: file, path: RECORDS}\n")
+TWO = TOX.replace("name: tox", "name: two").replace(
+    "  tox_train: {type: file, path: RECORDS}\n",
+    "  a: {type: file, path: RECORDS}\n  b: {type: file, path: RECORDS}\n",
+)
 
 
 def test_records_monitoring_and_pull_task(make_app: Any, home: Path, tmp_path: Path) -> None:
@@ -31,11 +34,18 @@ def test_records_monitoring_and_pull_task(make_app: Any, home: Path, tmp_path: P
         assert [r["record_id"] for r in rows] == ["r0", "r1", "r2"] and rows[0]["text"] == "t0"
         assert c.get("/api/flows/tox/datasets/tox_train/records").json() == rows
         r = c.get("/api/flows/two/records")
-        assert r.status_code == 400 and r.json()["available_datasets"] == ["a", "b"] and r.json()["error"] == "dataset parameter required"
+        assert (
+            r.status_code == 400
+            and r.json()["available_datasets"] == ["a", "b"]
+            and r.json()["error"] == "dataset parameter required"
+        )
         assert c.get("/api/flows/two/records", params={"dataset": "b"}).json() == rows
         assert c.get("/api/flows/two/datasets/nope/records").status_code == 404
         health = c.get("/monitoring/health").json()
-        assert health["overall_status"] in ("healthy", "degraded") and health["components"]["store"]["status"] == "healthy"
+        assert (
+            health["overall_status"] in ("healthy", "degraded")
+            and health["components"]["store"]["status"] == "healthy"
+        )
         # pull_task: the worker is off; a queued job runs when pulled
         rid = c.post("/api/v1/runs", json={"flow": "tox", "inputs": {"text": "hi"}}).json()["id"]
         assert c.get("/monitoring/metrics").json()["runs"]["by_status"]["QUEUED"] == 1

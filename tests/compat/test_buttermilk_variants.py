@@ -46,7 +46,14 @@ observers:
 
 
 def llmflow(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([LLMFLOW, *args], cwd=tmp_path, env=base_env(tmp_path / "home"), capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [LLMFLOW, *args],
+        cwd=tmp_path,
+        env=base_env(tmp_path / "home"),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 def test_variants_expand_to_the_steps_variants(tmp_path: Path) -> None:
@@ -56,7 +63,10 @@ def test_variants_expand_to_the_steps_variants(tmp_path: Path) -> None:
     run = json.loads(p.stdout)
     verdicts = run["outputs"]["verdicts"]
     assert len(verdicts) == 4  # 2 models x 2 criteria, as Buttermilk's AgentVariants
-    assert sum("Criteria cte" in v for v in verdicts) == 2 and sum("Criteria trans_simplified" in v for v in verdicts) == 2
+    assert (
+        sum("Criteria cte" in v for v in verdicts) == 2
+        and sum("Criteria trans_simplified" in v for v in verdicts) == 2
+    )
 
 
 def test_an_orchestrator_without_steps_runs_as_a_conductor(tmp_path: Path) -> None:
@@ -70,13 +80,23 @@ def test_an_orchestrator_without_steps_runs_as_a_conductor(tmp_path: Path) -> No
 
 
 def test_what_llmflow_cannot_honour_is_a_validation_error(tmp_path: Path) -> None:
-    (tmp_path / "spy.yaml").write_text(GROUPCHAT.replace("  host/sequence_host: {}\n", "  spy: {}\n  owl: {}\n"))
+    (tmp_path / "spy.yaml").write_text(
+        GROUPCHAT.replace("  host/sequence_host: {}\n", "  spy: {}\n  owl: {}\n")
+    )
     p = llmflow(tmp_path, "validate", "spy.yaml")
-    assert p.returncode == 2 and "observers spy, owl are not run by llmflow" in (p.stdout + p.stderr) and "Traceback" not in p.stderr
+    assert (
+        p.returncode == 2
+        and "observers spy, owl are not run by llmflow" in (p.stdout + p.stderr)
+        and "Traceback" not in p.stderr
+    )
     tasks = TRANS.replace("    role: judge\n", "    role: judge\n    tasks: {step: [a, b]}\n")
     (tmp_path / "tasks.yaml").write_text(tasks)
     p = llmflow(tmp_path, "validate", "tasks.yaml")
-    assert p.returncode == 2 and "'tasks'" in (p.stdout + p.stderr) and "write the sub-tasks as steps" in (p.stdout + p.stderr)
+    assert (
+        p.returncode == 2
+        and "'tasks'" in (p.stdout + p.stderr)
+        and "write the sub-tasks as steps" in (p.stdout + p.stderr)
+    )
 
 
 def test_frames_name_variant_instances_from_name_components(make_app: Any, home: Path) -> None:

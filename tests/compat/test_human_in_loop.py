@@ -36,13 +36,29 @@ NO_HUMAN = CONFIRM.replace("name: confirm\n", "name: unattended\nparameters: {hu
 def test_no_in_the_console_stops_the_flow(tmp_path: Path) -> None:
     home = tmp_path / "home"
     (tmp_path / "confirm.yaml").write_text(CONFIRM)
-    p = subprocess.run([LLMFLOW, "run", "confirm.yaml", "--json"], input="n\n", cwd=tmp_path, env=base_env(home), capture_output=True, text=True, timeout=120)
+    p = subprocess.run(
+        [LLMFLOW, "run", "confirm.yaml", "--json"],
+        input="n\n",
+        cwd=tmp_path,
+        env=base_env(home),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert p.returncode == 1, p.stderr
     run = json.loads(p.stdout)
     assert run["status"] == "FAILED" and "declined" in run["error"]
     assert {s["id"]: s["status"] for s in run["steps"]}["synth"] != "COMPLETED"
     (tmp_path / "unattended.yaml").write_text(NO_HUMAN)
-    p = subprocess.run([LLMFLOW, "run", "unattended.yaml", "--json"], stdin=subprocess.DEVNULL, cwd=tmp_path, env=base_env(home), capture_output=True, text=True, timeout=120)
+    p = subprocess.run(
+        [LLMFLOW, "run", "unattended.yaml", "--json"],
+        stdin=subprocess.DEVNULL,
+        cwd=tmp_path,
+        env=base_env(home),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert p.returncode == 0, p.stderr  # parameters.human_in_loop: false -> nobody is asked
     assert json.loads(p.stdout)["status"] == "COMPLETED"
 
@@ -53,12 +69,30 @@ def test_no_over_the_api_and_the_websocket_stops_the_flow(make_app: Any, home: P
     with LiveServer(make_app()) as srv:
         # native API
         rid = httpx.post(f"{srv.url}/api/v1/runs", json={"flow": "confirm"}).json()["id"]
-        wait_until(lambda: httpx.get(f"{srv.url}/api/v1/runs/{rid}").json()["status"] in ("RUNNING", "WAITING") and any(e["type"] == "HUMAN_INPUT_REQUESTED" for e in httpx.get(f"{srv.url}/api/v1/runs/{rid}/events").json()["events"]), what="the question")
+        wait_until(
+            lambda: (
+                httpx.get(f"{srv.url}/api/v1/runs/{rid}").json()["status"] in ("RUNNING", "WAITING")
+                and any(
+                    e["type"] == "HUMAN_INPUT_REQUESTED"
+                    for e in httpx.get(f"{srv.url}/api/v1/runs/{rid}/events").json()["events"]
+                )
+            ),
+            what="the question",
+        )
         assert httpx.post(f"{srv.url}/api/v1/runs/{rid}/answer", json={"answer": "no"}).status_code < 300
-        run = wait_until(lambda: (v := httpx.get(f"{srv.url}/api/v1/runs/{rid}").json())["status"] in ("FAILED", "COMPLETED") and v, what="the run to end")
+        run = wait_until(
+            lambda: (
+                (v := httpx.get(f"{srv.url}/api/v1/runs/{rid}").json())["status"] in ("FAILED", "COMPLETED")
+                and v
+            ),
+            what="the run to end",
+        )
         assert run["status"] == "FAILED" and "declined" in run["error"]
         # WebSocket: a manager_response that rejects (as the TS CLI's "n" and the chat UI's reject)
-        for answer in ({"type": "manager_response", "confirm": False}, {"type": "manager_response", "content": "no"}):
+        for answer in (
+            {"type": "manager_response", "confirm": False},
+            {"type": "manager_response", "content": "no"},
+        ):
             sid = httpx.get(f"{srv.url}/api/session").json()["session_id"]
             with connect(f"{srv.ws_url}/ws/{sid}") as ws:
                 ws.send(json.dumps({"type": "run_flow", "flow": "confirm", "prompt": "tea"}))

@@ -36,7 +36,12 @@ def serve(tmp_path: Path, *flags: str) -> tuple[ServeProcess, str]:
     home = tmp_path / "home"
     home.mkdir(exist_ok=True)
     port = free_port()
-    proc = ServeProcess(["serve", "--port", str(port), "--config-dir", str(tmp_path / "conf"), *flags], base_env(home), tmp_path, tmp_path / f"serve-{port}.log").start()
+    proc = ServeProcess(
+        ["serve", "--port", str(port), "--config-dir", str(tmp_path / "conf"), *flags],
+        base_env(home),
+        tmp_path,
+        tmp_path / f"serve-{port}.log",
+    ).start()
     url = f"http://127.0.0.1:{port}"
     wait_http(url, 60, proc)
     return proc, url
@@ -47,7 +52,9 @@ def test_flows_limits_what_the_server_serves(tmp_path: Path) -> None:
     try:
         assert httpx.get(f"{url}/api/flows").json() == {"flow_choices": ["tox", "trans"]}
         assert httpx.get(f"{url}/api/flows/other/info").status_code == 404
-        assert httpx.get(f"{url}/api/flows/quarkus-bootstrap-v1/info").status_code == 404  # built-ins only when asked for
+        assert (
+            httpx.get(f"{url}/api/flows/quarkus-bootstrap-v1/info").status_code == 404
+        )  # built-ins only when asked for
         info = httpx.get(f"{url}/api/flows/trans/info").json()
         assert info["criteria"] == ["trans_simplified", "cte", "tja", "glaad"]
         assert info["models"] == ["fake:", "fake:?seed=1", "fake:?seed=2", "fake:?seed=3"]
@@ -60,6 +67,8 @@ def test_flows_limits_what_the_server_serves(tmp_path: Path) -> None:
         proc.stop()
     proc, url = serve(tmp_path)  # no --flows: the config dir's flows and the built-in ones
     try:
-        assert httpx.get(f"{url}/api/flows").json() == {"flow_choices": ["agent", "other", "quarkus-bootstrap-v1", "tox", "trans"]}
+        assert httpx.get(f"{url}/api/flows").json() == {
+            "flow_choices": ["agent", "other", "quarkus-bootstrap-v1", "tox", "trans"]
+        }
     finally:
         proc.stop()

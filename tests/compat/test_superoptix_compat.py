@@ -49,7 +49,14 @@ def test_a_failed_task_leaves_its_dependents_out_and_the_run_failed(tmp_path: Pa
     (proj / "sdlc_orchestra.yaml").write_text(ORCHESTRA)
     home = tmp_path / "home"
     env = base_env(home, LLMFLOW_MODEL_TASK_TWO="fake:?fail=500")
-    p = subprocess.run([LLMFLOW, "run", "proj/orchestras/sdlc_orchestra.yaml", "-i", "goal=a todo app", "--json"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    p = subprocess.run(
+        [LLMFLOW, "run", "proj/orchestras/sdlc_orchestra.yaml", "-i", "goal=a todo app", "--json"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert p.returncode == 1, p.stderr
     run = json.loads(p.stdout)
     assert run["status"] == "FAILED" and "task_two" in run["error"]
@@ -68,19 +75,35 @@ def test_run_file_results_follow_superoptix(tmp_path: Path) -> None:
         "print(json.dumps(res, default=str))\n"
     )
     env = base_env(tmp_path / "home", LLMFLOW_MODEL_TASK_TWO="fake:?fail=500")
-    p = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    p = subprocess.run(
+        [sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120
+    )
     assert p.returncode == 0, p.stderr
     res = json.loads(p.stdout.strip().splitlines()[-1])
     assert res["success"] is False
     assert set(res["task_results"]) == {"task_one", "task_two"}  # task_three never ran: absent
-    assert res["task_results"]["task_two"]["success"] is False and "500" in res["task_results"]["task_two"]["error"]
-    assert res["stats"]["total_tasks"] == 3 and res["stats"]["failed_tasks"] == 1 and res["stats"]["completed_tasks"] == 1
+    assert (
+        res["task_results"]["task_two"]["success"] is False
+        and "500" in res["task_results"]["task_two"]["error"]
+    )
+    assert (
+        res["stats"]["total_tasks"] == 3
+        and res["stats"]["failed_tasks"] == 1
+        and res["stats"]["completed_tasks"] == 1
+    )
     assert (tmp_path / "orchestra_workspaces" / "sdlc" / "task_one_result.json").is_file()
     assert "Traceback" not in p.stderr
 
 
 def test_an_agents_exception_is_the_tasks_error_without_a_traceback(tmp_path: Path) -> None:
-    p = subprocess.run([sys.executable, "-c", SCRIPT], cwd=tmp_path, env=base_env(tmp_path / "home"), capture_output=True, text=True, timeout=120)
+    p = subprocess.run(
+        [sys.executable, "-c", SCRIPT],
+        cwd=tmp_path,
+        env=base_env(tmp_path / "home"),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert p.returncode == 0, p.stderr
     res = json.loads(p.stdout.strip().splitlines()[-1])
     assert res["success"] is False

@@ -18,7 +18,8 @@ from llmflow.store.memory import MemoryStore
 HERE = Path(__file__).parent / "golden"
 
 FLOWS = {
-    "pipeline_retry": ("""
+    "pipeline_retry": (
+        """
 name: pipeline_retry
 inputs: {q: string}
 steps:
@@ -27,8 +28,12 @@ steps:
     retry: {attempts: 3, backoff: 0, jitter: 0}
   - id: b
     write_file: {path: out.txt, content: "{{ steps.a.output }}"}
-""", {"q": "hi"}, {"a": "fake:flaky?fail=500&fail_times=1"}),
-    "broadcast_route_loop": ("""
+""",
+        {"q": "hi"},
+        {"a": "fake:flaky?fail=500&fail_times=1"},
+    ),
+    "broadcast_route_loop": (
+        """
 name: broadcast_route_loop
 agents: {x: {}, y: {}, z: {}}
 steps:
@@ -50,7 +55,10 @@ steps:
       steps:
         - id: body
           llm: "iteration {{ loop.iteration }}"
-""", {}, {}),
+""",
+        {},
+        {},
+    ),
 }
 
 

@@ -70,10 +70,23 @@ def test_sigkill_at_recorded_points_then_resume_completes_every_step_exactly_onc
         out.mkdir()
         flow = tmp_path / f"flow{i}.yaml"
         flow.write_text(FLOW.format(out=out, gate=gate))
-        proc = subprocess.Popen([sys.executable, "-m", "llmflow", "run", str(flow), "--json"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=repo)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "llmflow", "run", str(flow), "--json"],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            cwd=repo,
+        )
         wait_for(lambda i=i: watcher.store.count_runs() >= i + 1, "the run to be created", proc)
         rid = watcher.store.list_runs(limit=1)[0].id
-        wait_for(lambda rid=rid, step=step, unit=unit: any(e.type == "ATTEMPT_STARTED" and e.step_id == step and e.unit == unit for e in watcher.store.events(rid)), f"{gate} to start", proc)
+        wait_for(
+            lambda rid=rid, step=step, unit=unit: any(
+                e.type == "ATTEMPT_STARTED" and e.step_id == step and e.unit == unit
+                for e in watcher.store.events(rid)
+            ),
+            f"{gate} to start",
+            proc,
+        )
         proc.send_signal(signal.SIGKILL)
         proc.wait()
         killed[rid] = (step, unit)
@@ -89,7 +102,9 @@ def test_sigkill_at_recorded_points_then_resume_completes_every_step_exactly_onc
             evs = rt.store.events(rec.id)
             # killed mid-flight: the gated attempt started and never ended in the first process
             assert rec.status == "RUNNING"
-            assert not any(e.type == "ATTEMPT_COMPLETED" and e.step_id == step and e.unit == unit for e in evs)
+            assert not any(
+                e.type == "ATTEMPT_COMPLETED" and e.step_id == step and e.unit == unit for e in evs
+            )
             st = asyncio.run(rt.execute(rec.id))
             assert str(st.status) == "COMPLETED", (rec.id, st.error)
         for rec in rt.store.list_runs(limit=100):
@@ -98,9 +113,16 @@ def test_sigkill_at_recorded_points_then_resume_completes_every_step_exactly_onc
             assert [e.seq for e in evs] == list(range(1, len(evs) + 1))
             recovered = [e for e in evs if e.type == "RUN_RECOVERED"]
             step, unit = killed[rec.id]
-            assert len(recovered) == 1 and any(f"{step}{'[' + unit + ']' if unit else ''}#1" in x for x in recovered[0].payload["interrupted"])
+            assert len(recovered) == 1 and any(
+                f"{step}{'[' + unit + ']' if unit else ''}#1" in x
+                for x in recovered[0].payload["interrupted"]
+            )
             completed = collections.Counter((e.step_id, e.unit) for e in evs if e.type == "ATTEMPT_COMPLETED")
-            expected_units = {("start", None), ("join", None), ("last", None)} | {("left", str(k)) for k in range(4)} | {("right", str(k)) for k in range(3)}
+            expected_units = (
+                {("start", None), ("join", None), ("last", None)}
+                | {("left", str(k)) for k in range(4)}
+                | {("right", str(k)) for k in range(3)}
+            )
             assert set(completed) == expected_units
             assert all(n == 1 for n in completed.values()), completed
             step_done = collections.Counter(e.step_id for e in evs if e.type == "STEP_COMPLETED")

@@ -51,7 +51,13 @@ def start_and_kill(tmp_path: Path, flow_text: str, until: str) -> tuple[str, dic
     flow = tmp_path / "flow.yaml"
     flow.write_text(flow_text)
     watcher = build_runtime(env=env, home=tmp_path)
-    proc = subprocess.Popen([sys.executable, "-m", "llmflow", "run", str(flow)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=repo)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "llmflow", "run", str(flow)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        cwd=repo,
+    )
     try:
         deadline = time.monotonic() + 60
         while True:

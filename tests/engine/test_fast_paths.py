@@ -53,14 +53,24 @@ def test_anything_else_is_left_to_jinja(text):
 
 def test_a_whole_look_up_keeps_the_values_type_as_render_value_does():
     value = {"xs": "{{ inputs.l }}", "d": "{{ inputs.d }}", "s": ["{{ inputs.q }}!", 4]}
-    assert lookup_value(value, CTX) == render_value(value, CTX) == {"xs": [1, "two"], "d": {"k": "v"}, "s": ["hi!", 4]}
+    assert (
+        lookup_value(value, CTX)
+        == render_value(value, CTX)
+        == {"xs": [1, "two"], "d": {"k": "v"}, "s": ["hi!", 4]}
+    )
 
 
 def test_only_flows_with_templates_in_their_decisions_are_decided_off_the_event_loop():
     plain = parse_flow_text("name: p\ninputs: {q: string}\nsteps:\n  - id: a\n    llm: '{{ inputs.q }}'\n")
     when = parse_flow_text("name: w\nsteps:\n  - id: a\n    llm: x\n    when: '1 == 1'\n")
-    each = parse_flow_text("name: e\nsteps:\n  - id: a\n    llm: '{{ item }}'\n    for_each: '{{ [1, 2] }}'\n")
-    assert (plan_flow(plain).evaluates, plan_flow(when).evaluates, plan_flow(each).evaluates) == (False, True, True)
+    each = parse_flow_text(
+        "name: e\nsteps:\n  - id: a\n    llm: '{{ item }}'\n    for_each: '{{ [1, 2] }}'\n"
+    )
+    assert (plan_flow(plain).evaluates, plan_flow(when).evaluates, plan_flow(each).evaluates) == (
+        False,
+        True,
+        True,
+    )
 
 
 def test_conditions_evaluated_off_the_loop_still_decide_the_run(runtime):

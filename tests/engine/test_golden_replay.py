@@ -19,7 +19,10 @@ GOLDEN = sorted((Path(__file__).parent / "golden").glob("*.json"))
 def test_golden_log_replays_to_the_recorded_state(path):
     g = json.loads(path.read_text())
     flow = Flow.model_validate(g["flow"])
-    events = [NewEvent(e["type"], e["message"], e["step_id"], e["unit"], e["attempt"], e["payload"]) for e in g["events"]]
+    events = [
+        NewEvent(e["type"], e["message"], e["step_id"], e["unit"], e["attempt"], e["payload"])
+        for e in g["events"]
+    ]
     assert [e["seq"] for e in g["events"]] == list(range(1, len(events) + 1))
     st = fold(new_state("golden", flow, g["inputs"]), events)
     assert str(st.status) == g["expected"]["status"]

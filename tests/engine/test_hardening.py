@@ -34,7 +34,9 @@ steps:
 
 def env_for(home: Path, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("LLMFLOW_", "OLLAMA_"))}
-    env.update(LLMFLOW_HOME=str(home), LLMFLOW_BLOCK_REAL_MODELS="1", LLMFLOW_MODEL="fake:", PYTHONPATH=str(REPO))
+    env.update(
+        LLMFLOW_HOME=str(home), LLMFLOW_BLOCK_REAL_MODELS="1", LLMFLOW_MODEL="fake:", PYTHONPATH=str(REPO)
+    )
     env.update(extra)
     return env
 
@@ -42,9 +44,13 @@ def env_for(home: Path, **extra: str) -> dict[str, str]:
 def attempts_all_ended(events: list) -> None:
     """Every ATTEMPT_STARTED has exactly one end event."""
     ends = ("ATTEMPT_COMPLETED", "ATTEMPT_FAILED", "ATTEMPT_CANCELED", "ATTEMPT_INTERRUPTED")
-    started = collections.Counter((e.step_id, e.unit, e.attempt) for e in events if e.type == "ATTEMPT_STARTED")
+    started = collections.Counter(
+        (e.step_id, e.unit, e.attempt) for e in events if e.type == "ATTEMPT_STARTED"
+    )
     ended = collections.Counter((e.step_id, e.unit, e.attempt) for e in events if e.type in ends)
-    assert started == ended, {k: (started[k], ended[k]) for k in set(started) | set(ended) if started[k] != ended[k]}
+    assert started == ended, {
+        k: (started[k], ended[k]) for k in set(started) | set(ended) if started[k] != ended[k]
+    }
 
 
 def check_budget_run(rt, run_id: str) -> None:
@@ -53,7 +59,11 @@ def check_budget_run(rt, run_id: str) -> None:
     assert "token budget" in rec.error and "max_tokens" in rec.error
     evs = rt.store.events(run_id)
     attempts_all_ended(evs)
-    per_call = max(e.payload["usage"]["input_tokens"] + e.payload["usage"]["output_tokens"] for e in evs if e.type == "LLM_DONE")
+    per_call = max(
+        e.payload["usage"]["input_tokens"] + e.payload["usage"]["output_tokens"]
+        for e in evs
+        if e.type == "LLM_DONE"
+    )
     assert rec.tokens_in + rec.tokens_out <= 60 + per_call  # at most one call's worth over
     assert next(e for e in evs if e.type == "RUN_FAILED").payload["budget"] == "max_tokens"
     assert all(a.status != "RUNNING" for a in rt.store.attempts(run_id))
@@ -65,7 +75,14 @@ def test_the_budget_repro_ends_failed_naming_the_budget_via_the_cli(tmp_path):
     del env["LLMFLOW_MODEL"]  # the step's own model (0.3 s per call) applies
     for _ in range(3):
         # a hang guard, not a timing assertion: before the fix these runs never ended
-        p = subprocess.run([sys.executable, "-m", "llmflow", "run", "budget.yaml"], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=120)
+        p = subprocess.run(
+            [sys.executable, "-m", "llmflow", "run", "budget.yaml"],
+            env=env,
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
         assert p.returncode == 1, p.stderr
         assert "token budget" in p.stderr
     rt = build_runtime(env=env, home=tmp_path)
@@ -99,10 +116,22 @@ def test_the_budget_repro_ends_failed_via_the_api_and_cancel_stops_it(tmp_path):
             ids.append(r.json()["id"])
         slow = c.post("/api/v1/runs", json={"document": BUDGET_FLOW.replace("LATENCY", "30")}).json()["id"]
         for rid in ids:
-            wait_until(lambda rid=rid: c.get(f"/api/v1/runs/{rid}").json()["status"] in RUN_TERMINAL, 60, what=f"run {rid} to end")
-        wait_until(lambda: c.get(f"/api/v1/runs/{slow}").json()["status"] == "RUNNING", 30, what="the slow run to start")
+            wait_until(
+                lambda rid=rid: c.get(f"/api/v1/runs/{rid}").json()["status"] in RUN_TERMINAL,
+                60,
+                what=f"run {rid} to end",
+            )
+        wait_until(
+            lambda: c.get(f"/api/v1/runs/{slow}").json()["status"] == "RUNNING",
+            30,
+            what="the slow run to start",
+        )
         assert c.post(f"/api/v1/runs/{slow}/cancel").status_code in (200, 202)
-        wait_until(lambda: c.get(f"/api/v1/runs/{slow}").json()["status"] == "CANCELED", 30, what="the slow run to be canceled")
+        wait_until(
+            lambda: c.get(f"/api/v1/runs/{slow}").json()["status"] == "CANCELED",
+            30,
+            what="the slow run to be canceled",
+        )
         rt = app.state.services.runtime
         for rid in ids:
             check_budget_run(rt, rid)
@@ -123,24 +152,61 @@ steps:
 """
 
 FAILURE_MODES = {
-    "the step raises": ("[1, 2, 3, 4, 5, 6]", "    python: {function: 'tests.engine.crash_effects:fail_first', args: {marker: '/nonexistent/x'}}\n    retry: 1", "", "FAILED"),
-    "retries run out": ("[1, 2, 3, 4, 5, 6]", "    llm: {prompt: x, model: 'fake:?fail=500'}\n    retry: {attempts: 2, backoff: 0}", "", "FAILED"),
-    "the provider times out": ("[1, 2, 3, 4, 5, 6]", "    llm: {prompt: x, model: 'fake:?fail=timeout'}", "", "FAILED"),
-    "a step timeout": ("[1, 2, 3, 4, 5, 6]", "    python: {function: 'tests.engine.crash_effects:sleep_long', args: {seconds: 30}}\n    timeout: 0.2", "", "FAILED"),
-    "the token budget": ("[1, 2, 3, 4, 5, 6]", "    llm: {prompt: 'a b c d e f g h', model: 'fake:?latency=0.05'}", ", max_tokens: 20", "FAILED"),
-    "the run timeout": ("[1, 2, 3, 4, 5, 6]", "    python: {function: 'tests.engine.crash_effects:sleep_long', args: {seconds: 30}}", ", timeout: 0.3", "FAILED"),
-    "the unit cap": ("\"{{ range(50) | list }}\"", "    llm: x", ", max_units: 10", "FAILED"),
-    "a bad for_each": ("\"{{ 3 }}\"", "    llm: x", "", "FAILED"),
+    "the step raises": (
+        "[1, 2, 3, 4, 5, 6]",
+        "    python: {function: 'tests.engine.crash_effects:fail_first', args: {marker: '/nonexistent/x'}}\n    retry: 1",
+        "",
+        "FAILED",
+    ),
+    "retries run out": (
+        "[1, 2, 3, 4, 5, 6]",
+        "    llm: {prompt: x, model: 'fake:?fail=500'}\n    retry: {attempts: 2, backoff: 0}",
+        "",
+        "FAILED",
+    ),
+    "the provider times out": (
+        "[1, 2, 3, 4, 5, 6]",
+        "    llm: {prompt: x, model: 'fake:?fail=timeout'}",
+        "",
+        "FAILED",
+    ),
+    "a step timeout": (
+        "[1, 2, 3, 4, 5, 6]",
+        "    python: {function: 'tests.engine.crash_effects:sleep_long', args: {seconds: 30}}\n    timeout: 0.2",
+        "",
+        "FAILED",
+    ),
+    "the token budget": (
+        "[1, 2, 3, 4, 5, 6]",
+        "    llm: {prompt: 'a b c d e f g h', model: 'fake:?latency=0.05'}",
+        ", max_tokens: 20",
+        "FAILED",
+    ),
+    "the run timeout": (
+        "[1, 2, 3, 4, 5, 6]",
+        "    python: {function: 'tests.engine.crash_effects:sleep_long', args: {seconds: 30}}",
+        ", timeout: 0.3",
+        "FAILED",
+    ),
+    "the unit cap": ('"{{ range(50) | list }}"', "    llm: x", ", max_units: 10", "FAILED"),
+    "a bad for_each": ('"{{ 3 }}"', "    llm: x", "", "FAILED"),
     "a person who never answers": ("[1, 2, 3]", "    human: {prompt: 'ok?', timeout: 0.2}", "", "FAILED"),
     "a sub-flow that fails": ("[1, 2, 3]", "    flow: {flow: child.yaml}", "", "FAILED"),
-    "on_error continue": ("[1, 2, 3, 4, 5, 6]", "    llm: {prompt: x, model: 'fake:?fail=500'}\n    on_error: continue", "", "COMPLETED"),
+    "on_error continue": (
+        "[1, 2, 3, 4, 5, 6]",
+        "    llm: {prompt: x, model: 'fake:?fail=500'}\n    on_error: continue",
+        "",
+        "COMPLETED",
+    ),
 }
 
 
 @pytest.mark.parametrize("mode", list(FAILURE_MODES))
 def test_every_failure_mode_through_a_fan_out_ends_the_run_with_every_attempt_ended(tmp_path, mode):
     items, step, options, expected = FAILURE_MODES[mode]
-    (tmp_path / "child.yaml").write_text("name: child\nsteps:\n  - id: boom\n    llm: {prompt: x, model: 'fake:?fail=500'}\n")
+    (tmp_path / "child.yaml").write_text(
+        "name: child\nsteps:\n  - id: boom\n    llm: {prompt: x, model: 'fake:?fail=500'}\n"
+    )
     flow = tmp_path / "fan.yaml"
     flow.write_text(FAN.format(items=items, step=step, options=options))
     env = env_for(tmp_path)
@@ -162,7 +228,13 @@ def test_every_failure_mode_through_a_fan_out_ends_the_run_with_every_attempt_en
 
 def test_cancel_in_the_middle_of_a_fan_out_ends_every_attempt(tmp_path):
     flow = tmp_path / "fan.yaml"
-    flow.write_text(FAN.format(items="[1, 2, 3, 4, 5, 6]", step="    python: {function: 'tests.engine.crash_effects:sleep_long', args: {seconds: 30}}", options=""))
+    flow.write_text(
+        FAN.format(
+            items="[1, 2, 3, 4, 5, 6]",
+            step="    python: {function: 'tests.engine.crash_effects:sleep_long', args: {seconds: 30}}",
+            options="",
+        )
+    )
     rt = build_runtime(env=env_for(tmp_path), home=tmp_path)
 
     async def go():
@@ -183,11 +255,20 @@ def test_cancel_in_the_middle_of_a_fan_out_ends_every_attempt(tmp_path):
 
 def test_units_are_capped_by_the_setting_before_they_are_built(tmp_path):
     flow = tmp_path / "big.yaml"
-    flow.write_text("name: big\nsteps:\n  - id: each\n    for_each: \"{{ range(100000) | list }}\"\n    llm: x\n")
+    flow.write_text(
+        'name: big\nsteps:\n  - id: each\n    for_each: "{{ range(100000) | list }}"\n    llm: x\n'
+    )
     # the template's own range cap (LLMFLOW_TEMPLATE_MAX_RANGE, default 10,000) is raised so
     # that the unit cap is what stops this one
     env = env_for(tmp_path, LLMFLOW_MAX_UNITS="1000", LLMFLOW_TEMPLATE_MAX_RANGE="100000")
-    p = subprocess.run([sys.executable, "-m", "llmflow", "run", str(flow)], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    p = subprocess.run(
+        [sys.executable, "-m", "llmflow", "run", str(flow)],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert p.returncode == 1
     assert "100000 units" in p.stderr and "cap of 1000" in p.stderr
     rt = build_runtime(env=env, home=tmp_path)
@@ -216,13 +297,21 @@ steps:
 def test_a_run_resumed_by_another_process_keeps_the_model_it_was_created_with(tmp_path):
     (tmp_path / "two.yaml").write_text(TWO_STEPS.replace("SECONDS", "600"))
     env = env_for(tmp_path, LLMFLOW_MODEL="fake:?answer=from-the-first-process")
-    proc = subprocess.Popen([sys.executable, "-m", "llmflow", "run", "two.yaml"], env=env, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "llmflow", "run", "two.yaml"],
+        env=env,
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     watcher = build_runtime(env=env, home=tmp_path)
     try:
         deadline = time.monotonic() + 60
         while True:
             runs = watcher.store.list_runs(limit=1)
-            if runs and any(e.type == "ATTEMPT_STARTED" and e.step_id == "b" for e in watcher.store.events(runs[0].id)):
+            if runs and any(
+                e.type == "ATTEMPT_STARTED" and e.step_id == "b" for e in watcher.store.events(runs[0].id)
+            ):
                 break
             assert proc.poll() is None and time.monotonic() < deadline
             time.sleep(0.02)
@@ -230,13 +319,18 @@ def test_a_run_resumed_by_another_process_keeps_the_model_it_was_created_with(tm
         proc.wait()
         rid = runs[0].id
         choices = watcher.store.get_run(rid).options["choices"]
-        assert choices["models"]["a"] == {"model": "fake:?answer=from-the-first-process", "source": "environment LLMFLOW_MODEL"}
+        assert choices["models"]["a"] == {
+            "model": "fake:?answer=from-the-first-process",
+            "source": "environment LLMFLOW_MODEL",
+        }
         assert choices["env_models"] == {"LLMFLOW_MODEL": "fake:?answer=from-the-first-process"}
         assert choices["flow_version"] == "1" and choices["settings"]["max_units"] == 10_000
     finally:
         watcher.close()
     (tmp_path / "two.yaml").write_text(TWO_STEPS.replace("SECONDS", "0"))
-    other = build_runtime(env=env_for(tmp_path, LLMFLOW_MODEL="fake:?answer=from-the-second-process"), home=tmp_path)
+    other = build_runtime(
+        env=env_for(tmp_path, LLMFLOW_MODEL="fake:?answer=from-the-second-process"), home=tmp_path
+    )
     try:
         st = asyncio.run(other.execute(rid, force=True))
         assert str(st.status) == "COMPLETED", st.error
@@ -250,7 +344,13 @@ def test_a_run_resumed_by_another_process_keeps_the_model_it_was_created_with(tm
 def test_child_run_ids_do_not_depend_on_the_process():
     code = "from llmflow.runtime import child_run_id; print(child_run_id('r1', 'loop#2/each', '7'))"
     outs = {
-        subprocess.run([sys.executable, "-c", code], env={**os.environ, "PYTHONHASHSEED": seed}, capture_output=True, text=True, check=True).stdout.strip()
+        subprocess.run(
+            [sys.executable, "-c", code],
+            env={**os.environ, "PYTHONHASHSEED": seed},
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
         for seed in ("1", "2", "3")
     }
     assert outs == {child_run_id("r1", "loop#2/each", "7")}
@@ -264,9 +364,17 @@ def test_a_parent_resumed_in_another_process_finds_the_child_run_it_had_started(
         "name: child\ninputs: {n: integer}\nsteps:\n"
         f"  - id: x\n    python: {{function: 'tests.engine.crash_effects:effect', args: {{out_dir: '{gate}', name: x, gate: x}}}}\n"
     )
-    (tmp_path / "parent.yaml").write_text("name: parent\noptions: {max_concurrency: 1}\nsteps:\n  - id: kids\n    for_each: [1, 2, 3]\n    flow: {flow: child.yaml, inputs: {n: '{{ item }}'}}\n")
+    (tmp_path / "parent.yaml").write_text(
+        "name: parent\noptions: {max_concurrency: 1}\nsteps:\n  - id: kids\n    for_each: [1, 2, 3]\n    flow: {flow: child.yaml, inputs: {n: '{{ item }}'}}\n"
+    )
     env = env_for(tmp_path)
-    proc = subprocess.Popen([sys.executable, "-m", "llmflow", "run", "parent.yaml"], env=env, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "llmflow", "run", "parent.yaml"],
+        env=env,
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     watcher = build_runtime(env=env, home=tmp_path)
     try:
         deadline = time.monotonic() + 60
@@ -301,7 +409,14 @@ def test_a_database_file_deleted_or_replaced_mid_run_fails_the_run_loudly(tmp_pa
     (tmp_path / "two.yaml").write_text(TWO_STEPS.replace("SECONDS", "1.5"))
     env = env_for(tmp_path)
     db = tmp_path / ".llmflow" / "llmflow.db"
-    proc = subprocess.Popen([sys.executable, "-m", "llmflow", "run", "two.yaml"], env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "llmflow", "run", "two.yaml"],
+        env=env,
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     deadline = time.monotonic() + 60
     while not db.exists():
         assert proc.poll() is None and time.monotonic() < deadline

@@ -92,7 +92,14 @@ def test_a_waiting_run_is_parked_frees_its_slot_and_an_api_answer_requeues_it(cl
 def test_the_cli_answers_a_parked_run(client: TestClient, home: Path) -> None:
     rid = client.post("/api/v1/runs", json={"flow": "ask"}).json()["id"]
     wait_until(lambda: status(client, rid) == "WAITING", 30, what="the run to be parked")
-    p = subprocess.run([LLMFLOW, "runs", "answer", rid, "no", "--request", "approve"], env=base_env(home), cwd=home, capture_output=True, text=True, timeout=60)
+    p = subprocess.run(
+        [LLMFLOW, "runs", "answer", rid, "no", "--request", "approve"],
+        env=base_env(home),
+        cwd=home,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert p.returncode == 0, p.stderr
     assert "answered" in p.stdout
     wait_until(lambda: status(client, rid) == "COMPLETED", 30, what="the answered run to finish")
@@ -106,7 +113,9 @@ def test_a_human_timeout_applies_its_default_while_the_run_is_parked(client: Tes
     assert parked.payload["wake_at"] is not None
     wait_until(lambda: status(client, rid) == "COMPLETED", 30, what="the timeout to apply the default")
     assert client.get(f"/api/v1/runs/{rid}").json()["outputs"] == {"approved": "nobody answered"}
-    received = next(e for e in client.app.state.services.store.events(rid) if e.type == "HUMAN_INPUT_RECEIVED")
+    received = next(
+        e for e in client.app.state.services.store.events(rid) if e.type == "HUMAN_INPUT_RECEIVED"
+    )
     assert received.payload["source"] == "default"
 
 
@@ -115,7 +124,11 @@ def test_a_parked_run_is_answered_over_its_websocket(home: Path) -> None:
 
     with LiveServer(app_for(home)) as srv, srv.client() as c:
         rid = c.post("/api/v1/runs", json={"flow": "ask"}).json()["id"]
-        wait_until(lambda: c.get(f"/api/v1/runs/{rid}").json()["status"] == "WAITING", 30, what="the run to be parked")
+        wait_until(
+            lambda: c.get(f"/api/v1/runs/{rid}").json()["status"] == "WAITING",
+            30,
+            what="the run to be parked",
+        )
         with connect(f"{srv.ws_url}/api/v1/runs/{rid}/ws") as ws:
             ws.send(json.dumps({"type": "answer", "answer": "yes"}))
             frames = []
@@ -127,7 +140,14 @@ def test_a_parked_run_is_answered_over_its_websocket(home: Path) -> None:
 
 def test_a_killed_console_run_is_recovered_by_a_worker_parked_and_answered(home: Path) -> None:
     env = base_env(home, LLMFLOW_LEASE_SECONDS="1")
-    proc = subprocess.Popen([sys.executable, "-m", "llmflow", "run", "ask"], env=env, cwd=home, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "llmflow", "run", "ask"],
+        env=env,
+        cwd=home,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     from llmflow.app import build_runtime
 
     rt = build_runtime(env=env, home=home)
@@ -148,6 +168,9 @@ def test_a_killed_console_run_is_recovered_by_a_worker_parked_and_answered(home:
     with TestClient(app_for(home, LLMFLOW_LEASE_SECONDS="1")) as c:
         wait_until(lambda: status(c, rid) == "WAITING", 60, what="a worker to recover and park the run")
         assert c.app.state.services.worker.status()["active_runs"] == []
-        assert c.post(f"/api/v1/runs/{rid}/answer", json={"answer": "yes", "request_id": "approve"}).status_code == 200
+        assert (
+            c.post(f"/api/v1/runs/{rid}/answer", json={"answer": "yes", "request_id": "approve"}).status_code
+            == 200
+        )
         wait_until(lambda: status(c, rid) == "COMPLETED", 30, what="the answered run to finish")
     assert os.path.exists(home / ".llmflow" / "llmflow.db")

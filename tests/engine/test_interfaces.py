@@ -70,7 +70,15 @@ def test_prior_events_replay_what_an_interrupted_attempt_recorded(tmp_path):
         calls.append(prior)
         if ctx.attempt == 1:
             ctx.event(E.TOOL_CALL_STARTED, "search", call_id="c1", name="search", arguments={"q": "x"})
-            ctx.event(E.TOOL_CALL_COMPLETED, "search done", call_id="c1", name="search", arguments={"q": "x"}, result="found", duration=0.1)
+            ctx.event(
+                E.TOOL_CALL_COMPLETED,
+                "search done",
+                call_id="c1",
+                name="search",
+                arguments={"q": "x"},
+                result="found",
+                duration=0.1,
+            )
             await asyncio.sleep(3600)  # the process "dies" here
         return "done"
 
@@ -96,7 +104,10 @@ def test_prior_events_replay_what_an_interrupted_attempt_recorded(tmp_path):
         assert str(st.status) == "COMPLETED"
         assert calls[0] == []
         replayed = [e for e in calls[1] if e.type.startswith("TOOL_CALL_")]
-        assert [(e.type, e.attempt, e.payload.get("call_id")) for e in replayed] == [(E.TOOL_CALL_STARTED, 1, "c1"), (E.TOOL_CALL_COMPLETED, 1, "c1")]
+        assert [(e.type, e.attempt, e.payload.get("call_id")) for e in replayed] == [
+            (E.TOOL_CALL_STARTED, 1, "c1"),
+            (E.TOOL_CALL_COMPLETED, 1, "c1"),
+        ]
         assert replayed[1].payload["result"] == "found"
         assert {e.attempt for e in calls[1]} == {1}  # only the interrupted attempt's events
     finally:
@@ -109,7 +120,10 @@ def test_tool_call_events_are_informational_and_typed():
 
     for t in (E.TOOL_CALL_STARTED, E.TOOL_CALL_COMPLETED, E.TOOL_CALL_FAILED):
         assert t in INFORMATIONAL and t in REGISTRY
-    p = decode(E.TOOL_CALL_COMPLETED, {"call_id": "c1", "name": "search", "arguments": {"q": 1}, "result": [1], "duration": 0.5})
+    p = decode(
+        E.TOOL_CALL_COMPLETED,
+        {"call_id": "c1", "name": "search", "arguments": {"q": 1}, "result": [1], "duration": 0.5},
+    )
     assert isinstance(p, ToolCallCompleted) and p.result == [1] and p.duration == 0.5
 
 
@@ -126,7 +140,12 @@ def test_every_payload_is_frozen_slotted_and_round_trips_its_wire_form(cls):
 
 def test_typed_payloads_read_like_the_dicts_they_replace():
     p = AttemptStarted(kind="llm", vars={"item": 1})
-    assert p.get("kind") == "llm" and p["vars"] == {"item": 1} and "timeout_at" not in p and p.timeout_at is MISSING
+    assert (
+        p.get("kind") == "llm"
+        and p["vars"] == {"item": 1}
+        and "timeout_at" not in p
+        and p.timeout_at is MISSING
+    )
     assert dict(p) == {"kind": "llm", "vars": {"item": 1}}
     assert decode("PLUGIN_THING", {"a": 1}) == Generic({"a": 1})
 

@@ -138,7 +138,9 @@ def test_a_retry_waits_for_its_recorded_time_even_in_another_process():
 
 
 def test_a_step_timeout_fails_the_attempt_and_lets_the_retry_policy_decide():
-    r = Run("name: t\nsteps:\n  - id: a\n    python: {function: x}\n    timeout: 5\n    retry: {attempts: 2, backoff: 0}\n")
+    r = Run(
+        "name: t\nsteps:\n  - id: a\n    python: {function: x}\n    timeout: 5\n    retry: {attempts: 2, backoff: 0}\n"
+    )
     d = r(Start("p1"), now=0.0)
     (a,) = execs(d)
     assert StartTimer("attempt:a[]#1", 5.0) in d.commands
@@ -157,7 +159,13 @@ def test_cancel_of_a_run_nobody_executes_is_recorded_directly():
     r(Start("p1"), now=0.0)
     idle = r.replay()  # its process died; nobody executes it
     d = decide(idle, CancelRequested("stop"), 5.0)
-    assert types(d) == [E.RUN_CANCEL_REQUESTED, E.ATTEMPT_CANCELED, E.STEP_CANCELED, E.STEP_CANCELED, E.RUN_CANCELED]
+    assert types(d) == [
+        E.RUN_CANCEL_REQUESTED,
+        E.ATTEMPT_CANCELED,
+        E.STEP_CANCELED,
+        E.STEP_CANCELED,
+        E.RUN_CANCELED,
+    ]
     assert d.commands == []
 
 
@@ -252,7 +260,9 @@ def test_a_run_waiting_only_for_a_person_is_parked_and_an_answer_requeues_it():
     d = r(TimerFired("park"), 31.0)
     assert types(d) == [E.ATTEMPT_INTERRUPTED, E.RUN_PARKED]
     assert d.events[1].payload.get("wake_at") == 601.0  # a worker picks it up for the timeout
-    assert Cancel("ok", "", "parked", silent=True) in d.commands and any(isinstance(c, Stop) for c in d.commands)
+    assert Cancel("ok", "", "parked", silent=True) in d.commands and any(
+        isinstance(c, Stop) for c in d.commands
+    )
     assert r.st.status is RunStatus.WAITING
     idle = r.replay()  # nobody executes it now
     d = decide(idle, HumanAnswered(None, "no"), 40.0)
@@ -266,7 +276,9 @@ def test_a_run_waiting_only_for_a_person_is_parked_and_an_answer_requeues_it():
 
 
 def test_a_run_with_other_work_in_flight_is_not_parked():
-    r = Run("name: h\nsteps:\n  - id: g\n    parallel:\n      - id: ok\n        human: {prompt: 'x?'}\n      - id: work\n        llm: w\n")
+    r = Run(
+        "name: h\nsteps:\n  - id: g\n    parallel:\n      - id: ok\n        human: {prompt: 'x?'}\n      - id: work\n        llm: w\n"
+    )
     r(Start("p1"), now=0.0)
     r(HumanAsked("ok", "", 1, "ok", "x?", park_after=5), 1.0)
     assert r(TimerFired("park"), 6.0).events == []
@@ -278,7 +290,16 @@ FAN = "name: f\noptions: {max_tokens: 60, max_concurrency: 16}\nsteps:\n  - id: 
 
 
 def usage(c: Execute, tokens: int) -> Emitted:
-    return Emitted(NewEvent(E.LLM_DONE, "", c.node_id, c.unit or None, c.attempt, {"usage": {"input_tokens": 0, "output_tokens": tokens}}))
+    return Emitted(
+        NewEvent(
+            E.LLM_DONE,
+            "",
+            c.node_id,
+            c.unit or None,
+            c.attempt,
+            {"usage": {"input_tokens": 0, "output_tokens": tokens}},
+        )
+    )
 
 
 def test_budgeted_units_reserve_before_they_start_and_the_run_fails_naming_the_budget():
@@ -299,7 +320,9 @@ def test_budgeted_units_reserve_before_they_start_and_the_run_fails_naming_the_b
     failed = next(e for e in r.log if e.type == E.STEP_FAILED)
     assert len(failed.payload.get("units")) == 22  # every unit that never started failed
     assert next(e for e in r.log if e.type == E.RUN_FAILED).payload.get("budget") == "max_tokens"
-    assert all(u.status in (UnitStatus.COMPLETED, UnitStatus.FAILED) for u in r.st.nodes["each"].units.values())
+    assert all(
+        u.status in (UnitStatus.COMPLETED, UnitStatus.FAILED) for u in r.st.nodes["each"].units.values()
+    )
 
 
 def test_on_budget_skip_skips_the_units_that_never_started():
@@ -317,7 +340,9 @@ def test_on_budget_skip_skips_the_units_that_never_started():
 
 
 def test_units_past_the_cap_fail_the_step_before_any_unit_is_built():
-    r = Run("name: big\noptions: {max_units: 50}\nsteps:\n  - id: each\n    for_each: \"{{ range(1000) | list }}\"\n    llm: x\n")
+    r = Run(
+        'name: big\noptions: {max_units: 50}\nsteps:\n  - id: each\n    for_each: "{{ range(1000) | list }}"\n    llm: x\n'
+    )
     d = r(Start("p1"), now=0.0)
     failed = next(e for e in d.events if e.type == E.STEP_FAILED)
     assert "1000 units" in failed.message and "cap of 50" in failed.message
@@ -326,7 +351,10 @@ def test_units_past_the_cap_fail_the_step_before_any_unit_is_built():
 
 
 def test_the_setting_caps_what_a_flow_may_ask_for():
-    r = Run("name: big\noptions: {max_units: 5000}\nsteps:\n  - id: each\n    for_each: \"{{ range(200) | list }}\"\n    llm: x\n", max_units=100)
+    r = Run(
+        'name: big\noptions: {max_units: 5000}\nsteps:\n  - id: each\n    for_each: "{{ range(200) | list }}"\n    llm: x\n',
+        max_units=100,
+    )
     d = r(Start("p1"), now=0.0)
     assert "cap of 100" in next(e for e in d.events if e.type == E.STEP_FAILED).message
 

@@ -32,7 +32,20 @@ steps:
     st = asyncio.run(runtime.run(flow, {"q": "a service"}))
     assert str(st.status) == "COMPLETED"
     t = types(runtime, st.run_id)
-    expected = [E.RUN_CREATED, E.RUN_STARTED, E.WORKFLOW_STARTED, E.STEP_STARTED, E.LLM_LOADING_MODEL, E.LLM_GENERATING, E.LLM_DONE, E.STEP_COMPLETED, E.ARTIFACT_CREATED, E.SHELL_EXECUTING, E.WORKFLOW_COMPLETED, E.RUN_COMPLETED]
+    expected = [
+        E.RUN_CREATED,
+        E.RUN_STARTED,
+        E.WORKFLOW_STARTED,
+        E.STEP_STARTED,
+        E.LLM_LOADING_MODEL,
+        E.LLM_GENERATING,
+        E.LLM_DONE,
+        E.STEP_COMPLETED,
+        E.ARTIFACT_CREATED,
+        E.SHELL_EXECUTING,
+        E.WORKFLOW_COMPLETED,
+        E.RUN_COMPLETED,
+    ]
     pos = [t.index(x) for x in expected]
     assert pos == sorted(pos)
     evs = runtime.store.events(st.run_id)
@@ -80,7 +93,9 @@ def test_a_symlink_leading_outside_is_rejected(runtime, tmp_path):
 
 def test_file_blocks_are_split_into_real_files(runtime):
     answer = "Here you go\n=== FILE: pom.xml ===\n<project/>\n=== END FILE ===\n=== FILE: src/App.java ===\n```java\nclass App {}\n```\n=== END FILE ===\n"
-    flow = parse_flow_text("name: f\ninputs: {a: string}\nsteps:\n  - id: w\n    write_file: {split_files: true, content: '{{ inputs.a }}'}\n")
+    flow = parse_flow_text(
+        "name: f\ninputs: {a: string}\nsteps:\n  - id: w\n    write_file: {split_files: true, content: '{{ inputs.a }}'}\n"
+    )
     st = asyncio.run(runtime.run(flow, {"a": answer}))
     ws = Path(runtime.view(st.run_id)["workspace"])
     assert (ws / "pom.xml").read_text() == "<project/>\n"
@@ -89,7 +104,9 @@ def test_file_blocks_are_split_into_real_files(runtime):
 
 
 def test_missing_and_mistyped_inputs_are_rejected_before_anything_runs(runtime):
-    flow = parse_flow_text("name: i\ninputs: {n: integer, q: string}\nsteps:\n  - id: a\n    llm: '{{ inputs.q }}'\n")
+    flow = parse_flow_text(
+        "name: i\ninputs: {n: integer, q: string}\nsteps:\n  - id: a\n    llm: '{{ inputs.q }}'\n"
+    )
     with pytest.raises(FlowValidationError) as e:
         runtime.create_run(flow, {"n": "three", "qq": "x"})
     msgs = [d.message for d in e.value.diagnostics]
@@ -132,7 +149,9 @@ async def until_event(runtime, run_id, type_):
 
 def test_cancel_stops_a_running_shell_step_and_its_process(runtime):
     # how fast the cancel lands is a figure for bench/, not a test assertion
-    flow = parse_flow_text("name: c\nsteps:\n  - id: s\n    shell: 'sleep 60'\n  - id: after\n    shell: 'echo never'\n")
+    flow = parse_flow_text(
+        "name: c\nsteps:\n  - id: s\n    shell: 'sleep 60'\n  - id: after\n    shell: 'echo never'\n"
+    )
 
     async def go():
         rec = runtime.create_run(flow)
@@ -183,7 +202,9 @@ def test_pause_then_resume_in_process(runtime):
 
 
 def test_human_step_waits_for_an_answer_and_keeps_an_early_one(runtime):
-    flow = parse_flow_text("name: h\nsteps:\n  - id: ok\n    human: {prompt: 'Ship it?', input: confirm}\n  - id: say\n    human: 'Your name?'\n")
+    flow = parse_flow_text(
+        "name: h\nsteps:\n  - id: ok\n    human: {prompt: 'Ship it?', input: confirm}\n  - id: say\n    human: 'Your name?'\n"
+    )
 
     async def go():
         import llmflow
@@ -204,7 +225,9 @@ def test_human_step_waits_for_an_answer_and_keeps_an_early_one(runtime):
 
 
 def test_rerun_in_place_keeps_both_attempts_and_marks_dependents_stale(runtime):
-    flow = parse_flow_text("name: r\nsteps:\n  - id: a\n    llm: a\n  - id: b\n    llm: 'b {{ steps.a.output }}'\n")
+    flow = parse_flow_text(
+        "name: r\nsteps:\n  - id: a\n    llm: a\n  - id: b\n    llm: 'b {{ steps.a.output }}'\n"
+    )
     st = asyncio.run(runtime.run(flow))
     rid = st.run_id
     st2 = asyncio.run(runtime.rerun(rid, "a"))
@@ -221,7 +244,9 @@ def test_rerun_in_place_keeps_both_attempts_and_marks_dependents_stale(runtime):
 
 
 def test_rerun_of_one_broadcast_agent(runtime):
-    flow = parse_flow_text("name: b\nagents: {x: {}, y: {}}\nsteps:\n  - id: v\n    broadcast: {agents: [x, y], aggregate: all, prompt: q}\n")
+    flow = parse_flow_text(
+        "name: b\nagents: {x: {}, y: {}}\nsteps:\n  - id: v\n    broadcast: {agents: [x, y], aggregate: all, prompt: q}\n"
+    )
     st = asyncio.run(runtime.run(flow))
     asyncio.run(runtime.rerun(st.run_id, "v", unit="y"))
     atts = runtime.view(st.run_id)["steps"][0]["attempts"]
@@ -229,7 +254,9 @@ def test_rerun_of_one_broadcast_agent(runtime):
 
 
 def test_fork_from_a_step_reuses_upstream_outputs(runtime):
-    flow = parse_flow_text("name: f\nsteps:\n  - id: a\n    llm: a\n  - id: b\n    llm: 'b {{ steps.a.output }}'\n")
+    flow = parse_flow_text(
+        "name: f\nsteps:\n  - id: a\n    llm: a\n  - id: b\n    llm: 'b {{ steps.a.output }}'\n"
+    )
     st = asyncio.run(runtime.run(flow))
     new = runtime.fork(st.run_id, "b")
     st2 = asyncio.run(runtime.execute(new.id))
@@ -277,7 +304,9 @@ def test_resume_is_refused_when_the_flow_changed(runtime, tmp_path):
 
 
 def test_model_precedence_run_option_over_env_over_step(runtime):
-    flow = parse_flow_text("name: m\nsteps:\n  - id: a\n    llm: {prompt: x, model: 'fake:step'}\n  - id: b\n    llm: {prompt: y, model: 'fake:step'}\n")
+    flow = parse_flow_text(
+        "name: m\nsteps:\n  - id: a\n    llm: {prompt: x, model: 'fake:step'}\n  - id: b\n    llm: {prompt: y, model: 'fake:step'}\n"
+    )
     st = asyncio.run(runtime.run(flow, options=RunOptions(models={"a": "fake:option"})))
     gen = {e.step_id: e.payload for e in runtime.store.events(st.run_id) if e.type == E.LLM_GENERATING}
     assert gen["a"]["model"] == "fake:option" and gen["a"]["model_source"].startswith("run option")
@@ -316,7 +345,9 @@ def test_cancelling_a_finished_run_is_a_clear_error(runtime):
 
 
 def test_cache_true_reuses_the_output_for_the_same_inputs(runtime):
-    flow = parse_flow_text("name: c\ninputs: {q: string}\nsteps:\n  - id: a\n    llm: '{{ inputs.q }}'\n    cache: true\n")
+    flow = parse_flow_text(
+        "name: c\ninputs: {q: string}\nsteps:\n  - id: a\n    llm: '{{ inputs.q }}'\n    cache: true\n"
+    )
     first = asyncio.run(runtime.run(flow, {"q": "one"}))
     second = asyncio.run(runtime.run(flow, {"q": "one"}))
     third = asyncio.run(runtime.run(flow, {"q": "two"}))
@@ -327,7 +358,9 @@ def test_cache_true_reuses_the_output_for_the_same_inputs(runtime):
 
 
 def test_human_in_loop_false_answers_with_defaults(runtime):
-    flow = parse_flow_text("name: h\noptions: {human_in_loop: false}\nsteps:\n  - id: ok\n    human: {prompt: 'Ship?', input: confirm}\n  - id: pick\n    human: {prompt: 'Colour?', default: blue}\n")
+    flow = parse_flow_text(
+        "name: h\noptions: {human_in_loop: false}\nsteps:\n  - id: ok\n    human: {prompt: 'Ship?', input: confirm}\n  - id: pick\n    human: {prompt: 'Colour?', default: blue}\n"
+    )
     st = asyncio.run(runtime.run(flow))
     assert str(st.status) == "COMPLETED"
     assert st.nodes["ok"].output is True and st.nodes["pick"].output == "blue"

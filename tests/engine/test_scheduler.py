@@ -110,7 +110,9 @@ steps:
     a1 = execs(out)[0]
     st, out = fail(st, a1, kind="provider", retryable=True, now=10.0)
     retrying = next(x for x in out if isinstance(x, NewEvent) and x.type == E.STEP_RETRYING)
-    assert retrying.payload.get("delay") == 1.0 and retrying.payload.get("at") == 11.0  # durable: an absolute time
+    assert (
+        retrying.payload.get("delay") == 1.0 and retrying.payload.get("at") == 11.0
+    )  # durable: an absolute time
     assert StartTimer("retry:a[]", 11.0) in out
     assert not execs(out)  # nothing starts before the timer fires
     st, out = step(st, TimerFired("retry:a[]"), now=11.0)
@@ -140,7 +142,8 @@ steps:
 
 
 def test_when_false_skips_and_the_skip_propagates():
-    st, out = start("""
+    st, out = start(
+        """
 name: w
 inputs: {go: {type: boolean, default: false}}
 steps:
@@ -149,13 +152,16 @@ steps:
     when: "inputs.go"
   - id: b
     llm: "b"
-""", {"go": False})
+""",
+        {"go": False},
+    )
     assert events(out)[:2] == [(E.STEP_SKIPPED, "a", None), (E.STEP_SKIPPED, "b", None)]
     assert str(st.status) == "COMPLETED"
 
 
 def test_route_runs_the_matching_branch_and_skips_the_other():
-    st, out = start("""
+    st, out = start(
+        """
 name: route
 inputs: {kind: string}
 steps:
@@ -170,7 +176,9 @@ steps:
   - id: reply
     needs: [billing, general]
     llm: "r"
-""", {"kind": "other"})
+""",
+        {"kind": "other"},
+    )
     ev = events(out)
     assert (E.STEP_SKIPPED, "billing", None) in ev
     assert [c.node_id for c in execs(out)] == ["general"]
@@ -289,7 +297,10 @@ def test_pause_lets_running_steps_finish_and_starts_none():
 def test_token_budget_stops_the_run_with_a_reason():
     st, out = start(PIPE, max_tokens=10)
     (a,) = execs(out)
-    st, out = step(st, Emitted(NewEvent(E.LLM_DONE, "", "a", None, 1, {"usage": {"input_tokens": 8, "output_tokens": 5}})))
+    st, out = step(
+        st,
+        Emitted(NewEvent(E.LLM_DONE, "", "a", None, 1, {"usage": {"input_tokens": 8, "output_tokens": 5}})),
+    )
     assert Cancel("a", "", "token budget exceeded: used 13 tokens, max_tokens is 10") in out
     st, out = step(st, StepCanceled("a", "", 1, "token budget exceeded"))
     assert str(st.status) == "FAILED"
@@ -329,5 +340,7 @@ def test_replaying_a_recorded_log_gives_the_same_state():
     from llmflow.engine.state import fold
 
     replay = fold(new_state("r1", st.flow, {}), log)
-    assert {k: str(n.status) for k, n in replay.nodes.items()} == {k: str(n.status) for k, n in st.nodes.items()}
+    assert {k: str(n.status) for k, n in replay.nodes.items()} == {
+        k: str(n.status) for k, n in st.nodes.items()
+    }
     assert replay.nodes["a"].output == "A"

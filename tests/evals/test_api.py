@@ -26,12 +26,21 @@ steps:
     llm: {prompt: "Classify the sentiment of: {{ inputs.text }}"}
 """
 SCRIPTS = "good: {answers: {great: positive, awful: negative}}\nbad: {answers: {great: positive, awful: positive}}\n"
-RECORDS = [{"id": "r1", "text": "a great day", "label": "positive"}, {"id": "r2", "text": "an awful day", "label": "negative"}]
+RECORDS = [
+    {"id": "r1", "text": "a great day", "label": "positive"},
+    {"id": "r2", "text": "an awful day", "label": "negative"},
+]
 
 
 def _env(home: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("LLMFLOW_")}
-    env.update(LLMFLOW_HOME=str(home), LLMFLOW_MODEL="fake:good", LLMFLOW_BLOCK_REAL_MODELS="1", LLMFLOW_FAKE_SCRIPTS=str(home / "s.yaml"), WORKER_CHECK_INTERVAL="0.2")
+    env.update(
+        LLMFLOW_HOME=str(home),
+        LLMFLOW_MODEL="fake:good",
+        LLMFLOW_BLOCK_REAL_MODELS="1",
+        LLMFLOW_FAKE_SCRIPTS=str(home / "s.yaml"),
+        WORKER_CHECK_INTERVAL="0.2",
+    )
     return env
 
 
@@ -45,7 +54,10 @@ def home(tmp_path: Path) -> Path:
 @pytest.fixture
 def client(home: Path) -> Iterator[TestClient]:
     env = _env(home)
-    app = create_app(Settings.from_env(env), ServerConfig.from_env(env, flows=[str(home / "classify.yaml")], config_dir=home / "conf"))
+    app = create_app(
+        Settings.from_env(env),
+        ServerConfig.from_env(env, flows=[str(home / "classify.yaml")], config_dir=home / "conf"),
+    )
     with TestClient(app) as c:
         yield c
 
@@ -61,7 +73,14 @@ def _wait(client: TestClient, eval_id: str) -> dict[str, Any]:
 
 
 def test_post_starts_an_evaluation_and_get_shows_it_with_its_runs(client: TestClient) -> None:
-    r = client.post("/api/v1/evals", json={"flow": "classify", "records": RECORDS, "metrics": ["exact", {"type": "contains", "value": "ive"}]})
+    r = client.post(
+        "/api/v1/evals",
+        json={
+            "flow": "classify",
+            "records": RECORDS,
+            "metrics": ["exact", {"type": "contains", "value": "ive"}],
+        },
+    )
     assert r.status_code == 202, r.text
     eid = r.json()["id"]
     v = _wait(client, eid)
@@ -75,7 +94,10 @@ def test_post_starts_an_evaluation_and_get_shows_it_with_its_runs(client: TestCl
 
 def test_wait_true_answers_when_done_and_compare_finds_the_regression(client: TestClient) -> None:
     a = client.post("/api/v1/evals", json={"flow": "classify", "records": RECORDS, "wait": True})
-    b = client.post("/api/v1/evals", json={"flow": "classify", "records": RECORDS, "models": {"*": "fake:bad"}, "wait": True})
+    b = client.post(
+        "/api/v1/evals",
+        json={"flow": "classify", "records": RECORDS, "models": {"*": "fake:bad"}, "wait": True},
+    )
     assert a.status_code == b.status_code == 200
     assert b.json()["summary"]["overall"]["passed"] == 1
     c = client.get(f"/api/v1/evals/{a.json()['id']}/compare/{b.json()['id']}").json()
@@ -89,7 +111,14 @@ def test_bad_requests_are_4xx_and_code_metrics_are_refused(client: TestClient) -
     r = client.post("/api/v1/evals", json={"flow": "classify", "records": RECORDS, "metrics": ["exackt"]})
     assert r.status_code == 422 and "unknown metric" in r.json()["detail"]
     assert client.post("/api/v1/evals", json={"flow": "classify", "data": "/etc/passwd"}).status_code == 422
-    r = client.post("/api/v1/evals", json={"flow": "classify", "records": RECORDS, "metrics": [{"type": "json_schema", "schema": "/etc/schema.json"}]})
+    r = client.post(
+        "/api/v1/evals",
+        json={
+            "flow": "classify",
+            "records": RECORDS,
+            "metrics": [{"type": "json_schema", "schema": "/etc/schema.json"}],
+        },
+    )
     assert r.status_code == 422 and "never a file path" in r.json()["detail"]
     assert client.get("/api/v1/evals").json()["evals"] == []
 
@@ -103,7 +132,13 @@ def test_the_python_api_evaluates_and_reports(home: Path, monkeypatch: pytest.Mo
     def is_label(output: str) -> bool:
         return output in ("positive", "negative")
 
-    ev = llmflow.evaluate(str(home / "classify.yaml"), records=RECORDS, metrics=["exact", is_label], variants={"model": ["fake:good", "fake:bad"]}, min_pass_rate=0.9)
+    ev = llmflow.evaluate(
+        str(home / "classify.yaml"),
+        records=RECORDS,
+        metrics=["exact", is_label],
+        variants={"model": ["fake:good", "fake:bad"]},
+        min_pass_rate=0.9,
+    )
     assert ev.status == "COMPLETED" and not ev.passed and len(ev.gate_failed) == 1
     rates = {v["parameters"]["model"]: v["pass_rate"] for v in ev.summary["variants"]}
     assert rates == {"fake:good": 1.0, "fake:bad": 0.5}
@@ -117,7 +152,13 @@ def test_an_evaluation_on_the_postgres_store(home: Path, pg_url: str) -> None:
     env = {**_env(home), "LLMFLOW_DATABASE_URL": pg_url}
     rt = build_runtime(env=env, home=home)
     try:
-        ev = llmflow.evaluate(str(home / "classify.yaml"), records=RECORDS, metrics=["exact"], models={"*": "fake:bad"}, runtime=rt)
+        ev = llmflow.evaluate(
+            str(home / "classify.yaml"),
+            records=RECORDS,
+            metrics=["exact"],
+            models={"*": "fake:bad"},
+            runtime=rt,
+        )
         assert (ev.status, ev.summary["overall"]["passed"]) == ("COMPLETED", 1)
         assert [r.record_id for r in rt.store.eval_results(ev.id)] == ["r1", "r2"]
         assert rt.store.get_eval(ev.id).summary["overall"]["pass_rate"] == 0.5

@@ -16,14 +16,23 @@ from llmflow.evals.metrics import MetricResult, Sample, ScoringContext
 from llmflow.model.registry import registry
 
 
-def score(decl: Any, output: Any, expected: Any = None, ctx: ScoringContext | None = None, **kw: Any) -> MetricResult:
+def score(
+    decl: Any, output: Any, expected: Any = None, ctx: ScoringContext | None = None, **kw: Any
+) -> MetricResult:
     m = parse_metric(decl)
     outputs = kw.pop("outputs", None)
-    return asyncio.run(m.score(Sample(output=output, expected=expected, outputs=outputs, record_id="r1", run_id="run1", **kw), ctx or ScoringContext()))
+    return asyncio.run(
+        m.score(
+            Sample(output=output, expected=expected, outputs=outputs, record_id="r1", run_id="run1", **kw),
+            ctx or ScoringContext(),
+        )
+    )
 
 
 def test_exact_compares_stripped_text_and_says_how_it_differs() -> None:
-    assert score("exact", " positive\n", "positive") == MetricResult(1.0, True, "output equals the expected value")
+    assert score("exact", " positive\n", "positive") == MetricResult(
+        1.0, True, "output equals the expected value"
+    )
     r = score("exact", "Positive", "positive")
     assert (r.score, r.passed) == (0.0, False) and '"Positive"' in r.reason and '"positive"' in r.reason
     assert score({"type": "exact", "ignore_case": True}, "Positive", "positive").passed
@@ -42,7 +51,9 @@ def test_contains_uses_the_expected_value_or_its_own_and_scores_the_fraction_fou
     r = score({"type": "contains", "value": ["a", "zz", "the"]}, "the answer")
     assert r.score == pytest.approx(2 / 3) and not r.passed and '"zz"' in r.reason
     assert score({"type": "contains", "value": ["a", "zz"], "threshold": 0.5}, "the answer").passed
-    assert score({"type": "contains", "value": ["zz", "ANS"], "all": False, "ignore_case": True}, "the answer").passed
+    assert score(
+        {"type": "contains", "value": ["zz", "ANS"], "all": False, "ignore_case": True}, "the answer"
+    ).passed
 
 
 def test_regex_searches_and_a_bad_pattern_fails_when_declared() -> None:
@@ -71,7 +82,9 @@ def test_json_schema_reads_a_schema_file(tmp_path: Path) -> None:
 
 
 def test_field_equality_compares_named_fields_case_insensitively_by_default() -> None:
-    assert score("field=sentiment", {"sentiment": "Positive", "confidence": 0.2}, {"sentiment": "positive"}).passed
+    assert score(
+        "field=sentiment", {"sentiment": "Positive", "confidence": 0.2}, {"sentiment": "positive"}
+    ).passed
     r = score({"type": "field", "fields": ["a", "b"]}, '{"a": 1, "b": 2}', {"a": 1, "b": 3})
     assert r.score == 0.5 and not r.passed and r.reason == 'b: "2" != "3"'
     assert score("field=label", "spam", "spam").passed  # a plain output is the one field
@@ -99,7 +112,9 @@ def test_similarity_uses_the_embedding_function_and_its_threshold() -> None:
 
     ctx = ScoringContext(embed=embed)
     good = score("similarity", "a kitten", "a cat", ctx)
-    assert good.passed and good.score == pytest.approx(0.9 / (0.82**0.5)) and "cosine similarity" in good.reason
+    assert (
+        good.passed and good.score == pytest.approx(0.9 / (0.82**0.5)) and "cosine similarity" in good.reason
+    )
     bad = score({"type": "similarity", "threshold": 0.5, "model": "local:minilm"}, "a car", "a cat", ctx)
     assert (bad.score, bad.passed) == (0.0, False)
     assert seen[-1] == (["a car", "a cat"], "local:minilm")
@@ -138,7 +153,9 @@ def test_at_llmflow_metric_registers_a_function_with_its_threshold() -> None:
         m = parse_metric("polite_test_metric")
         assert (m.name, m.threshold) == ("polite_test_metric", 0.8)
         assert score("polite_test_metric", "please sit").passed
-        assert not score({"type": "python", "function": "polite_test_metric", "threshold": 0.9}, "please").passed
+        assert not score(
+            {"type": "python", "function": "polite_test_metric", "threshold": 0.9}, "please"
+        ).passed
         assert score(polite_test_metric, "please").passed  # the function itself
     finally:
         registry.metrics.pop("polite_test_metric", None)
@@ -146,7 +163,11 @@ def test_at_llmflow_metric_registers_a_function_with_its_threshold() -> None:
 
 def test_bdd_is_superoptix_confidence_field_by_field() -> None:
     r = score("bdd", {"sentiment": "positive", "confidence": 0.9}, {"sentiment": "positive"})
-    assert r.passed and r.score == pytest.approx(1.0) and r.details["criteria_breakdown"]["semantic_similarity"] == 1.0
+    assert (
+        r.passed
+        and r.score == pytest.approx(1.0)
+        and r.details["criteria_breakdown"]["semantic_similarity"] == 1.0
+    )
     r = score("bdd", {"sentiment": "neutral"}, {"sentiment": "positive"})
     assert not r.passed and r.reason == "semantic meaning differs significantly"
     assert score("bdd", "anything at all", None).passed  # no expected output: a non-empty answer passes
@@ -167,19 +188,38 @@ def test_declarations_unknown_names_options_and_thresholds_fail_with_a_hint() ->
         parse_metric("os:getcwd", allow_code=False)
     m = parse_metric("{type: numeric, field: score, tolerance: 0.5}")
     assert (m.TYPE, m.options["field"], m.options["tolerance"]) == ("numeric", "score", 0.5)
-    names = [m.name for m in parse_metrics(["contains=a", "contains=b", {"name": "mine", "type": "regex", "pattern": "x"}])]
+    names = [
+        m.name
+        for m in parse_metrics(
+            ["contains=a", "contains=b", {"name": "mine", "type": "regex", "pattern": "x"}]
+        )
+    ]
     assert names == ["contains", "contains#2", "mine"]
     assert parse_metric("verdict", {"verdict": {"type": "regex", "pattern": "OK"}}).TYPE == "regex"
     assert parse_metric("similarity=0.6").threshold == 0.6
 
 
 def test_the_output_option_selects_one_of_several_outputs() -> None:
-    assert score({"type": "exact", "output": "label"}, {"label": "a", "why": "b"}, "a", outputs={"label": "a", "why": "b"}).passed
+    assert score(
+        {"type": "exact", "output": "label"},
+        {"label": "a", "why": "b"},
+        "a",
+        outputs={"label": "a", "why": "b"},
+    ).passed
 
 
 def test_similarity_with_the_shared_embedding_function_when_it_is_installed() -> None:
-    pytest.importorskip("llmflow.providers.embeddings", reason="llmflow.providers.embeddings (the tools work) has not landed here")
-    same = score({"type": "similarity", "model": "fake:64"}, "the cat sat on the mat", "the cat sat on the mat")
+    pytest.importorskip(
+        "llmflow.providers.embeddings",
+        reason="llmflow.providers.embeddings (the tools work) has not landed here",
+    )
+    same = score(
+        {"type": "similarity", "model": "fake:64"}, "the cat sat on the mat", "the cat sat on the mat"
+    )
     assert same.passed and same.score == pytest.approx(1.0)
-    other = score({"type": "similarity", "model": "fake:64"}, "completely unrelated words here", "the cat sat on the mat")
+    other = score(
+        {"type": "similarity", "model": "fake:64"},
+        "completely unrelated words here",
+        "the cat sat on the mat",
+    )
     assert other.score < same.score

@@ -30,17 +30,37 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Any]:
 
 
 def _result(eval_id: str, key: str, **kw: Any) -> EvalResult:
-    base: dict[str, Any] = {"record_id": key, "run_id": key, "run_seq": 5, "status": "COMPLETED", "score": 1.0, "passed": True}
+    base: dict[str, Any] = {
+        "record_id": key,
+        "run_id": key,
+        "run_seq": 5,
+        "status": "COMPLETED",
+        "score": 1.0,
+        "passed": True,
+    }
     return EvalResult(eval_id, key, **{**base, **kw})
 
 
 def test_an_evaluation_round_trips_with_its_json_fields(store: Any) -> None:
-    ev = EvalRecord("e1", "flow", "RUNNING", 10.0, 10.0, None, "e1", {"metrics": [{"type": "exact"}]}, {}, {"source": "d.jsonl"})
+    ev = EvalRecord(
+        "e1",
+        "flow",
+        "RUNNING",
+        10.0,
+        10.0,
+        None,
+        "e1",
+        {"metrics": [{"type": "exact"}]},
+        {},
+        {"source": "d.jsonl"},
+    )
     store.create_eval(ev)
     assert store.get_eval("e1") == ev
     with pytest.raises(StoreError, match="already exists"):
         store.create_eval(ev)
-    store.update_eval("e1", status="COMPLETED", ended_at=12.0, summary={"variants": [{"label": "", "pass_rate": 0.5}]})
+    store.update_eval(
+        "e1", status="COMPLETED", ended_at=12.0, summary={"variants": [{"label": "", "pass_rate": 0.5}]}
+    )
     got = store.get_eval("e1")
     assert (got.status, got.ended_at, got.summary["variants"][0]["pass_rate"]) == ("COMPLETED", 12.0, 0.5)
     with pytest.raises(StoreError, match="no evaluation"):
@@ -60,7 +80,18 @@ def test_evaluations_list_newest_first_and_by_flow(store: Any) -> None:
 
 def test_a_result_is_one_row_per_job_and_a_second_write_replaces_it(store: Any) -> None:
     store.create_eval(EvalRecord("e1", "flow"))
-    r = _result("e1", "j1", scores={"exact": {"score": 0.0, "passed": False, "reason": "differs"}}, passed=False, score=0.0, expected={"label": "x"}, output="y", latency=0.25, tokens=7, cost=0.5)
+    r = _result(
+        "e1",
+        "j1",
+        scores={"exact": {"score": 0.0, "passed": False, "reason": "differs"}},
+        passed=False,
+        score=0.0,
+        expected={"label": "x"},
+        output="y",
+        latency=0.25,
+        tokens=7,
+        cost=0.5,
+    )
     store.put_eval_result(r)
     store.put_eval_result(_result("e1", "j2", parameters={"model": "fake:a"}, variant="model=h1"))
     assert [x.job_key for x in store.eval_results("e1")] == ["j1", "j2"]

@@ -44,9 +44,34 @@ TEMPLATES = [
     "é 🚀 \u202e \ufeff",
     "{% macro f(n) %}{{ f(n) }}{% endmacro %}{{ f(1) }}",
 ]
-CONDITIONS = ["true", "false", "inputs.n > 1", "steps.a.output", "1 / 0", "nope", "{{ range(100000) | list }}", "inputs.text == 'go'"]
-FOR_EACH = ["{{ range(3) | list }}", "[1, 2]", "{{ inputs.n }}", "{{ range(100000) | list }}", "{{ inputs.items }}", "{{ {'a': 1} }}"]
-PATHS = ["out.txt", "a/b/c.md", "../escape.txt", "/etc/passwd", ".hidden", "{{ inputs.text }}.txt", "", "sub/../../x"]
+CONDITIONS = [
+    "true",
+    "false",
+    "inputs.n > 1",
+    "steps.a.output",
+    "1 / 0",
+    "nope",
+    "{{ range(100000) | list }}",
+    "inputs.text == 'go'",
+]
+FOR_EACH = [
+    "{{ range(3) | list }}",
+    "[1, 2]",
+    "{{ inputs.n }}",
+    "{{ range(100000) | list }}",
+    "{{ inputs.items }}",
+    "{{ {'a': 1} }}",
+]
+PATHS = [
+    "out.txt",
+    "a/b/c.md",
+    "../escape.txt",
+    "/etc/passwd",
+    ".hidden",
+    "{{ inputs.text }}.txt",
+    "",
+    "sub/../../x",
+]
 
 
 def _ids() -> Iterator[str]:
@@ -69,11 +94,19 @@ def step(draw: Any, ids: Iterator[str], depth: int) -> dict[str, Any]:
     elif kind == "shell":
         s["shell"] = "echo {{ inputs.text }}"
     elif kind == "broadcast":
-        s["broadcast"] = {"agents": ["critic", "judge"], "prompt": draw(st.sampled_from(TEMPLATES)), "aggregate": draw(st.sampled_from(["all", "majority", "first"]))}
+        s["broadcast"] = {
+            "agents": ["critic", "judge"],
+            "prompt": draw(st.sampled_from(TEMPLATES)),
+            "aggregate": draw(st.sampled_from(["all", "majority", "first"])),
+        }
     elif kind == "parallel":
         s["parallel"] = draw(st.lists(step(ids, depth + 1), min_size=1, max_size=3))
     else:
-        s["loop"] = {"steps": draw(st.lists(step(ids, depth + 1), min_size=1, max_size=2)), "until": draw(st.sampled_from(CONDITIONS)), "max_iterations": draw(st.integers(1, 3))}
+        s["loop"] = {
+            "steps": draw(st.lists(step(ids, depth + 1), min_size=1, max_size=2)),
+            "until": draw(st.sampled_from(CONDITIONS)),
+            "max_iterations": draw(st.integers(1, 3)),
+        }
     if draw(st.booleans()) and kind in ("llm", "write_file"):
         s["for_each"] = draw(st.sampled_from(FOR_EACH))
     if draw(st.integers(0, 4)) == 0:
@@ -93,9 +126,16 @@ def flow_document(draw: Any) -> dict[str, Any]:
     steps = draw(st.lists(step(ids, 1), min_size=1, max_size=5))
     return {
         "name": "fuzzed",
-        "inputs": {"text": {"type": "string", "default": "go"}, "n": {"type": "integer", "default": 2}, "items": {"type": "array", "default": ["x", "y"]}},
+        "inputs": {
+            "text": {"type": "string", "default": "go"},
+            "n": {"type": "integer", "default": 2},
+            "items": {"type": "array", "default": ["x", "y"]},
+        },
         "agents": {"critic": {"model": "fake:"}, "judge": {"model": "fake:"}},
-        "options": {"max_concurrency": draw(st.integers(1, 8)), "on_error": draw(st.sampled_from(["fail", "continue"]))},
+        "options": {
+            "max_concurrency": draw(st.integers(1, 8)),
+            "on_error": draw(st.sampled_from(["fail", "continue"])),
+        },
         "steps": steps,
         "outputs": {"last": f"{{{{ steps.{steps[-1]['id']}.output }}}}"},
     }
@@ -104,14 +144,22 @@ def flow_document(draw: Any) -> dict[str, Any]:
 @pytest.fixture(scope="module")
 def runtime(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     home = tmp_path_factory.mktemp("fuzz-runs")
-    env = {"LLMFLOW_HOME": str(home), "LLMFLOW_MODEL": "fake:", "LLMFLOW_BLOCK_REAL_MODELS": "1", "LLMFLOW_DISABLE_SHELL": "1", "LLMFLOW_TEMPLATE_TIMEOUT": "0.3"}
+    env = {
+        "LLMFLOW_HOME": str(home),
+        "LLMFLOW_MODEL": "fake:",
+        "LLMFLOW_BLOCK_REAL_MODELS": "1",
+        "LLMFLOW_DISABLE_SHELL": "1",
+        "LLMFLOW_TEMPLATE_TIMEOUT": "0.3",
+    }
     rt = build_runtime(env=env, home=home)
     yield rt
     rt.close()
 
 
 # a bug shows as a plain Python exception in a step's or the run's error
-INTERNAL = re.compile(r"\b(KeyError|TypeError|AttributeError|IndexError|RecursionError|AssertionError|NameError|UnboundLocalError|RuntimeError)\b")
+INTERNAL = re.compile(
+    r"\b(KeyError|TypeError|AttributeError|IndexError|RecursionError|AssertionError|NameError|UnboundLocalError|RuntimeError)\b"
+)
 
 
 @given(doc=flow_document())
@@ -130,7 +178,11 @@ def test_a_fuzzed_flow_validates_then_runs_to_a_terminal_status(runtime: Any, do
     view = runtime.view(st_.run_id)
     event(f"ran: {view['status']}")
     assert view["status"] in ("COMPLETED", "FAILED"), view["status"]
-    errors = [view["error"] or ""] + [s["error"] or "" for s in view["steps"]] + [a["error"] or "" for s in view["steps"] for a in s["attempts"]]
+    errors = (
+        [view["error"] or ""]
+        + [s["error"] or "" for s in view["steps"]]
+        + [a["error"] or "" for s in view["steps"] for a in s["attempts"]]
+    )
     assert not [e for e in errors if INTERNAL.search(e)], errors
     if view["status"] == "FAILED":
         assert view["error"], "a failed run says why"

@@ -23,7 +23,10 @@ def test_every_limit_is_documented_with_its_default():
     for f in fields(Limits):
         default = getattr(DEFAULT, f.name)
         shown = f"{default:g}" if isinstance(default, float) else str(default)
-        assert f"`{shown}`" in _row(SETTINGS[f.name]) or f"`{shown} s`" in _row(SETTINGS[f.name]), (f.name, shown)
+        assert f"`{shown}`" in _row(SETTINGS[f.name]) or f"`{shown} s`" in _row(SETTINGS[f.name]), (
+            f.name,
+            shown,
+        )
     cfg = ServerConfig()
     assert f"`{cfg.max_body_bytes}`" in _row("LLMFLOW_MAX_BODY_BYTES")
     assert f"`{cfg.max_frame_bytes}`" in _row("LLMFLOW_MAX_FRAME_BYTES")

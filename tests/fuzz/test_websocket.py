@@ -32,7 +32,9 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
 
     home = tmp_path_factory.mktemp("wsfuzz")
     env = base_env(home, LLMFLOW_MAX_FRAME_BYTES=str(FRAME_LIMIT))
-    cfg = ServerConfig.from_env(env, flows=[str(EXAMPLES / "hello")], config_dir=home / "conf", max_sessions=10_000)
+    cfg = ServerConfig.from_env(
+        env, flows=[str(EXAMPLES / "hello")], config_dir=home / "conf", max_sessions=10_000
+    )
     with LiveServer(create_app(Settings.from_env(env), cfg)) as s:
         yield s
 
@@ -40,14 +42,21 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
 @pytest.fixture(scope="module")
 def run_id(server: LiveServer) -> str:
     with server.client() as c:
-        return c.post("/api/v1/runs", json={"flow": "hello", "inputs": {"prompt": "hi"}, "wait": True}).json()["id"]
+        return c.post(
+            "/api/v1/runs", json={"flow": "hello", "inputs": {"prompt": "hi"}, "wait": True}
+        ).json()["id"]
 
 
 @pytest.fixture(autouse=True)
 def no_tracebacks(caplog: pytest.LogCaptureFixture) -> Iterator[None]:
     with caplog.at_level(logging.ERROR):
         yield
-    bad = [r for r in caplog.records if r.levelno >= logging.ERROR and (r.exc_info or "Traceback" in r.getMessage() or "Exception in ASGI" in r.getMessage())]
+    bad = [
+        r
+        for r in caplog.records
+        if r.levelno >= logging.ERROR
+        and (r.exc_info or "Traceback" in r.getMessage() or "Exception in ASGI" in r.getMessage())
+    ]
     assert not bad, [r.getMessage() for r in bad]
 
 
@@ -57,13 +66,52 @@ def still_answers(server: LiveServer) -> None:
         assert json.loads(ws.recv(timeout=10))["content"] == "session_started"
 
 
-json_values = st.recursive(st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=30), lambda kids: st.lists(kids, max_size=4) | st.dictionaries(st.text(max_size=8), kids, max_size=4), max_leaves=12)
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=30),
+    lambda kids: st.lists(kids, max_size=4) | st.dictionaries(st.text(max_size=8), kids, max_size=4),
+    max_leaves=12,
+)
 messages = st.one_of(
-    st.fixed_dictionaries({"type": st.sampled_from(["run_flow", "manager_response", "ui_message", "answer", "cancel", "pause", "resume", "rerun", "directive", "nope", ""])}, optional={"flow": st.sampled_from(["hello", "nope", ""]) | st.text(max_size=10), "prompt": st.text(max_size=20), "content": json_values, "answer": json_values, "step": st.text(max_size=5), "confirm": st.booleans()}).map(json.dumps),
+    st.fixed_dictionaries(
+        {
+            "type": st.sampled_from(
+                [
+                    "run_flow",
+                    "manager_response",
+                    "ui_message",
+                    "answer",
+                    "cancel",
+                    "pause",
+                    "resume",
+                    "rerun",
+                    "directive",
+                    "nope",
+                    "",
+                ]
+            )
+        },
+        optional={
+            "flow": st.sampled_from(["hello", "nope", ""]) | st.text(max_size=10),
+            "prompt": st.text(max_size=20),
+            "content": json_values,
+            "answer": json_values,
+            "step": st.text(max_size=5),
+            "confirm": st.booleans(),
+        },
+    ).map(json.dumps),
     json_values.map(json.dumps),
     st.text(max_size=60),  # not JSON, or JSON that is not an object
     # lone surrogates arrive as JSON escapes (a text frame itself must be UTF-8)
-    st.sampled_from(["{", "[]" * 500, json.dumps({"type": "run_flow", "flow": "hello", "prompt": "\ud800"}), json.dumps({"type": "directive", "text": "\udfff"}), "\x00", "{\"type\": \"run_flow\", \"flow\": \"hello\"" + "}" * 3]),
+    st.sampled_from(
+        [
+            "{",
+            "[]" * 500,
+            json.dumps({"type": "run_flow", "flow": "hello", "prompt": "\ud800"}),
+            json.dumps({"type": "directive", "text": "\udfff"}),
+            "\x00",
+            '{"type": "run_flow", "flow": "hello"' + "}" * 3,
+        ]
+    ),
 )
 frames = st.one_of(
     messages.map(lambda m: ("text", m)),
@@ -100,7 +148,9 @@ def _play(url: str, plan: list[tuple[str, Any]]) -> int | None:
 
 @given(plan=st.lists(frames, min_size=1, max_size=12), socket=st.sampled_from(["session", "run"]))
 @settings(max_examples=40, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))
-def test_no_frame_sequence_breaks_a_socket_or_the_server(server: LiveServer, run_id: str, plan: list[tuple[str, Any]], socket: str) -> None:
+def test_no_frame_sequence_breaks_a_socket_or_the_server(
+    server: LiveServer, run_id: str, plan: list[tuple[str, Any]], socket: str
+) -> None:
     url = f"{server.ws_url}/ws" if socket == "session" else f"{server.ws_url}/api/v1/runs/{run_id}/ws"
     code = _play(url, plan)
     first_bad = next((k for k, _ in plan if k in BAD), None)
@@ -126,7 +176,9 @@ def test_binary_and_oversized_frames_close_with_their_codes(server: LiveServer) 
     still_answers(server)
 
 
-def test_a_flood_of_messages_is_answered_and_the_server_keeps_answering(server: LiveServer, run_id: str) -> None:
+def test_a_flood_of_messages_is_answered_and_the_server_keeps_answering(
+    server: LiveServer, run_id: str
+) -> None:
     with connect(f"{server.ws_url}/api/v1/runs/{run_id}/ws") as ws:
         for i in range(2000):
             ws.send(json.dumps({"type": "nope", "n": i}))

@@ -23,5 +23,3 @@ def one(text: str, code: str | None = None) -> Diagnostic:
     found = [d for d in problems(text) if code is None or d.code == code]
     assert len(found) == 1, [d.format() for d in problems(text)]
     return found[0]
-
-

@@ -71,7 +71,9 @@ def test_overrides_relative_to_the_flow(conf):
     assert load_flow("review", ["model=fake:m"], c).flow.model == "fake:m"
     assert load_flow("review", ["+options.max_concurrency=2"], c).flow.options.max_concurrency == 2
     assert load_flow("review", ["++version=7"], c).flow.version == "7"
-    assert "fan" not in load_flow("review", ["~agents.fan", "steps.0.broadcast.agents=[critic]"], c).flow.agents
+    assert (
+        "fan" not in load_flow("review", ["~agents.fan", "steps.0.broadcast.agents=[critic]"], c).flow.agents
+    )
 
 
 def test_root_keys_and_groups_are_not_made_relative(conf):
@@ -101,7 +103,9 @@ def test_oc_env_interpolation(conf, monkeypatch):
 
 
 def test_a_single_file_works_without_a_config_dir(write, tmp_path):
-    p = write("alone/hello.yaml", "name: hello\nmodel: ${oc.env:NOPE_NOT_SET,fake:x}\nsteps: [{id: a, llm: hi}]\n")
+    p = write(
+        "alone/hello.yaml", "name: hello\nmodel: ${oc.env:NOPE_NOT_SET,fake:x}\nsteps: [{id: a, llm: hi}]\n"
+    )
     loaded = load_flow(p, ["+description=hi"])
     assert (loaded.flow.name, loaded.flow.model, loaded.flow.description) == ("hello", "fake:x", "hi")
     assert loaded.composed.target.mode == "file"
@@ -118,7 +122,10 @@ def test_the_hierarchical_example():
     assert f.name == "judges"
     assert set(f.agents) == {"judge", "synth"}
     judge = f.step("judge")
-    assert judge.matrix == {"model": ["fake:judge-a", "fake:judge-b"], "criteria": ["criteria_ordinary", "criteria_gelber"]}
+    assert judge.matrix == {
+        "model": ["fake:judge-a", "fake:judge-b"],
+        "criteria": ["criteria_ordinary", "criteria_gelber"],
+    }
     assert f.agents["synth"].model == "fake:synth"
     assert "steps.judge.outputs" in f.step("synth").prompt
     hate = load_flow(JUDGES, ["flows/criteria@flows.judges.parameters.criteria=hate"]).flow
@@ -159,11 +166,16 @@ def test_a_bad_override_is_a_composition_error(conf):
     c = conf
     with pytest.raises(CompositionError) as e:
         load_flow("review", ["llms=huge"], c)
-    assert e.value.message == "cannot compose flow 'review' (override 'llms=huge'): In 'config': Could not find 'llms/huge'"
+    assert (
+        e.value.message
+        == "cannot compose flow 'review' (override 'llms=huge'): In 'config': Could not find 'llms/huge'"
+    )
     assert e.value.hint == "available options in 'llms': big, lite"
     with pytest.raises(CompositionError) as e:
         load_flow("review", ["nothing_here=1"], c)
-    assert e.value.message.startswith("cannot compose flow 'review' (override 'nothing_here=1'): Could not override 'nothing_here'")
+    assert e.value.message.startswith(
+        "cannot compose flow 'review' (override 'nothing_here=1'): Could not override 'nothing_here'"
+    )
     assert e.value.hint == "To append to your config use +nothing_here=1"
     with pytest.raises(CompositionError) as e:
         load_flow("review", ["agents.fan.model=fake:x"], c)
@@ -184,7 +196,9 @@ def test_a_missing_interpolation_is_a_located_composition_error(write):
     p = write("x/f.yaml", "name: f\nmodel: ${llms.nope}\nsteps: [{id: a, llm: hi}]\n")
     with pytest.raises(CompositionError) as e:
         load_flow(p)
-    assert e.value.message.startswith("x/f.yaml:2:1: cannot resolve model: Interpolation key 'llms.nope' not found") or (
+    assert e.value.message.startswith(
+        "x/f.yaml:2:1: cannot resolve model: Interpolation key 'llms.nope' not found"
+    ) or (
         e.value.message.endswith("cannot resolve model: Interpolation key 'llms.nope' not found")
         and ":2:1: " in e.value.message
     )
@@ -205,7 +219,11 @@ def test_a_flow_file_must_hold_a_mapping(write):
         with pytest.raises(FlowValidationError) as e:
             load_flow(p)
         (d,) = e.value.diagnostics
-        assert (d.code, d.message, d.location.line) == ("invalid-value", f"a flow file must hold a mapping, got {got}", 1)
+        assert (d.code, d.message, d.location.line) == (
+            "invalid-value",
+            f"a flow file must hold a mapping, got {got}",
+            1,
+        )
 
 
 def test_a_group_file_that_is_not_a_mapping_is_a_composition_error(conf, write):

@@ -29,7 +29,9 @@ def snippets(lang: str) -> list[tuple[str, str]]:
     return out
 
 
-@pytest.mark.parametrize(("where", "text"), snippets("yaml"), ids=lambda v: v if isinstance(v, str) and ".md:" in v else "")
+@pytest.mark.parametrize(
+    ("where", "text"), snippets("yaml"), ids=lambda v: v if isinstance(v, str) and ".md:" in v else ""
+)
 def test_yaml_snippets(where, text):
     if text.startswith("name:"):
         parse_flow_text(text, file=where)  # a whole flow: it validates
@@ -37,7 +39,9 @@ def test_yaml_snippets(where, text):
         yaml.safe_load(text)  # a config fragment: it is YAML
 
 
-@pytest.mark.parametrize(("where", "text"), snippets("python"), ids=lambda v: v if isinstance(v, str) and ".md:" in v else "")
+@pytest.mark.parametrize(
+    ("where", "text"), snippets("python"), ids=lambda v: v if isinstance(v, str) and ".md:" in v else ""
+)
 def test_python_snippets(where, text):
     exec(compile(text, where, "exec"), {})
 
@@ -58,7 +62,9 @@ def _commands() -> list[tuple[str, str, list[str]]]:
     return out
 
 
-@pytest.mark.parametrize(("where", "cmd", "expected"), _commands(), ids=lambda v: v if isinstance(v, str) and ".md:" in v else "")
+@pytest.mark.parametrize(
+    ("where", "cmd", "expected"), _commands(), ids=lambda v: v if isinstance(v, str) and ".md:" in v else ""
+)
 def test_shown_command_output(where, cmd, expected, monkeypatch):
     from llmflow.cli.main import main
 
@@ -66,8 +72,15 @@ def test_shown_command_output(where, cmd, expected, monkeypatch):
     argv = shlex.split(cmd)
     assert argv[0] == "llmflow"
     out, err = io.StringIO(), io.StringIO()
-    with _registrations_restored(), contextlib.redirect_stdout(out), contextlib.redirect_stderr(err), pytest.raises(SystemExit):
+    with (
+        _registrations_restored(),
+        contextlib.redirect_stdout(out),
+        contextlib.redirect_stderr(err),
+        pytest.raises(SystemExit),
+    ):
         main(argv[1:])
     actual = {" ".join(line.split()) for line in (out.getvalue() + err.getvalue()).splitlines()}
     for line in expected:
-        assert " ".join(line.split()) in actual, f"{where}: `{cmd}` does not print:\n{line}\n\nit prints:\n{out.getvalue()}{err.getvalue()}"
+        assert " ".join(line.split()) in actual, (
+            f"{where}: `{cmd}` does not print:\n{line}\n\nit prints:\n{out.getvalue()}{err.getvalue()}"
+        )

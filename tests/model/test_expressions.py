@@ -29,7 +29,10 @@ def test_render_value_keeps_native_types_for_a_single_expression():
     assert render_value("{{ inputs.items }}", CTX) == [1, 2]
     assert render_value("  {{ inputs.n + 1 }} ", CTX) == 4
     assert render_value("n={{ inputs.n }}", CTX) == "n=3"
-    assert render_value({"a": ["{{ inputs.n }}", 5], "b": "{{ steps.a.output }}"}, CTX) == {"a": [3, 5], "b": "yes"}
+    assert render_value({"a": ["{{ inputs.n }}", 5], "b": "{{ steps.a.output }}"}, CTX) == {
+        "a": [3, 5],
+        "b": "yes",
+    }
     assert render_value(7, CTX) == 7
 
 
@@ -43,7 +46,10 @@ def test_conditions_are_bare_expressions_or_one_template():
 def test_strict_undefined_names_what_is_available():
     with pytest.raises(TemplateError) as e:
         render("{{ inputs.txt }}", CTX)
-    assert e.value.message == "undefined value in '{{ inputs.txt }}': no key 'txt' here (available: text, n, items)"
+    assert (
+        e.value.message
+        == "undefined value in '{{ inputs.txt }}': no key 'txt' here (available: text, n, items)"
+    )
     assert e.value.hint.startswith("check the name; available: inputs, steps.<id>.output")
     with pytest.raises(TemplateError) as e:
         render("{{ nothing }}", CTX)
@@ -75,7 +81,10 @@ def test_the_sandbox_blocks_escapes_at_render_time(text):
 
 
 def test_the_sandbox_refuses_huge_values():
-    with pytest.raises(TemplateError, match=r"value too large in .*'\*' would build a value larger than 10000000 characters/items \(LLMFLOW_TEMPLATE_MAX_OUTPUT\)"):
+    with pytest.raises(
+        TemplateError,
+        match=r"value too large in .*'\*' would build a value larger than 10000000 characters/items \(LLMFLOW_TEMPLATE_MAX_OUTPUT\)",
+    ):
         render("{{ 'a' * 100000000 }}", {})
     with pytest.raises(TemplateError, match=r"'\*\*' would build an integer"):
         evaluate("2 ** 100000", {})
@@ -89,9 +98,16 @@ def test_syntax_errors_at_render_time():
 
 
 def test_analyse_finds_references():
-    a = analyse("{{ inputs.text }} {{ steps.a.output }} {{ steps['b'].output }} {{ item }} {% set y = 1 %}{{ y }}")
+    a = analyse(
+        "{{ inputs.text }} {{ steps.a.output }} {{ steps['b'].output }} {{ item }} {% set y = 1 %}{{ y }}"
+    )
     assert a.error is None
-    assert a.references == [Reference("inputs", "text"), Reference("item", None), Reference("steps", "a"), Reference("steps", "b")]
+    assert a.references == [
+        Reference("inputs", "text"),
+        Reference("item", None),
+        Reference("steps", "a"),
+        Reference("steps", "b"),
+    ]
     assert analyse("x.y and z", condition=True).references == [Reference("x", "y"), Reference("z", None)]
 
 
@@ -106,7 +122,11 @@ def test_analyse_finds_references():
         ("{{ x", False, "syntax error: unexpected end of template, expected 'end of print statement'."),
         ("a ==", True, "syntax error: unexpected 'end of expression'"),
         ("a b", True, "syntax error: a condition is one expression; unexpected 'b' after it"),
-        ("{{ a }} and {{ b }}", True, "syntax error: a condition is one expression; unexpected '}}' after it"),
+        (
+            "{{ a }} and {{ b }}",
+            True,
+            "syntax error: a condition is one expression; unexpected '}}' after it",
+        ),
         ("", True, "syntax error: empty expression"),
     ],
 )

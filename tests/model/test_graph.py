@@ -12,11 +12,17 @@ def needs(text: str) -> dict[str, tuple[str, ...]]:
 
 
 def test_a_plain_list_is_a_pipeline():
-    assert needs("name: f\nsteps: [{id: a, llm: x}, {id: b, llm: x}, {id: c, llm: x}]\n") == {"a": (), "b": ("a",), "c": ("b",)}
+    assert needs("name: f\nsteps: [{id: a, llm: x}, {id: b, llm: x}, {id: c, llm: x}]\n") == {
+        "a": (),
+        "b": ("a",),
+        "c": ("b",),
+    }
 
 
 def test_explicit_needs_replace_the_pipeline_order_and_empty_needs_make_a_root():
-    assert needs("name: f\nsteps: [{id: a, llm: x}, {id: b, llm: x, needs: []}, {id: c, llm: x, needs: [a, b]}]\n") == {
+    assert needs(
+        "name: f\nsteps: [{id: a, llm: x}, {id: b, llm: x, needs: []}, {id: c, llm: x, needs: [a, b]}]\n"
+    ) == {
         "a": (),
         "b": (),
         "c": ("a", "b"),
@@ -27,7 +33,13 @@ def test_parallel_children_need_the_groups_predecessors_and_the_group_is_a_barri
     text = "name: f\nsteps:\n  - {id: a, llm: x}\n  - {id: g, parallel: [{id: p, llm: x}, {id: q, llm: x}]}\n  - {id: z, llm: x}\n"
     g = flow_graph(parse_flow_text(text))
     assert g.order == ["a", "p", "q", "g", "z"]
-    assert {n: g.nodes[n].needs for n in g.order} == {"a": (), "p": ("a",), "q": ("a",), "g": ("p", "q"), "z": ("g",)}
+    assert {n: g.nodes[n].needs for n in g.order} == {
+        "a": (),
+        "p": ("a",),
+        "q": ("a",),
+        "g": ("p", "q"),
+        "z": ("g",),
+    }
     assert (g.nodes["p"].group, g.nodes["g"].group) == ("g", None)
 
 
@@ -66,7 +78,9 @@ def test_loop_bodies_stay_inside_their_loop():
 
 
 def test_downstream_dependents_and_cycles():
-    f = parse_flow_text("name: f\nsteps: [{id: a, llm: x}, {id: b, llm: x}, {id: c, llm: x, needs: [a]}, {id: d, llm: x}]\n")
+    f = parse_flow_text(
+        "name: f\nsteps: [{id: a, llm: x}, {id: b, llm: x}, {id: c, llm: x, needs: [a]}, {id: d, llm: x}]\n"
+    )
     g = build_graph(f.steps)
     assert g.dependents("a") == ["b", "c"]
     assert g.downstream("a") == ["b", "c", "d"]

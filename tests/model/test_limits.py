@@ -43,8 +43,13 @@ def test_any_long_running_template_stops_at_the_time_cap(text: str):
 def test_conditions_and_for_each_evaluated_by_the_scheduler_have_the_same_caps():
     # the scheduler calls evaluate() as it always did: the caps apply without any change there
     with using(Limits(template_seconds=0.2)), pytest.raises(TemplateError, match="took too long"):
-        evaluate("range(9999) | map('string') | map('center', 400) | map('wordwrap', 3) | map('length') | sum > 0", {})
-    with pytest.raises(TemplateError, match=r"range\(\) of 100000 items is longer than 10000 \(LLMFLOW_TEMPLATE_MAX_RANGE\)"):
+        evaluate(
+            "range(9999) | map('string') | map('center', 400) | map('wordwrap', 3) | map('length') | sum > 0",
+            {},
+        )
+    with pytest.raises(
+        TemplateError, match=r"range\(\) of 100000 items is longer than 10000 \(LLMFLOW_TEMPLATE_MAX_RANGE\)"
+    ):
         evaluate("{{ range(100000) | list }}", {})
     assert evaluate("{{ range(3) | list }}", {}) == [0, 1, 2]
 
@@ -89,10 +94,16 @@ def test_filters_written_in_python_take_bounded_inputs():
 
 
 def test_ordinary_templates_are_untouched_by_the_caps():
-    ctx = {"inputs": {"items": ["a", "b"], "n": 3, "big": "z" * 2_000_000}, "steps": {"s": {"output": {"k": 1}}}}
+    ctx = {
+        "inputs": {"items": ["a", "b"], "n": 3, "big": "z" * 2_000_000},
+        "steps": {"s": {"output": {"k": 1}}},
+    }
     text = "{% for i in inputs['items'] %}{{ loop.index }}:{{ i | upper }} {% endfor %}{{ '%03d' % inputs.n }} {{ '{:>5}'.format('x') }} {{ steps.s.output | tojson }} {{ inputs.big | length }}"
     assert render(text, ctx) == '1:A 2:B 003     x {"k": 1} 2000000'
-    assert render_value({"a": "{{ inputs['items'] }}", "b": ["{{ inputs.n + 1 }}"]}, ctx) == {"a": ["a", "b"], "b": [4]}
+    assert render_value({"a": "{{ inputs['items'] }}", "b": ["{{ inputs.n + 1 }}"]}, ctx) == {
+        "a": ["a", "b"],
+        "b": [4],
+    }
     assert len(render("{{ inputs.big }}{{ inputs.big }}", ctx)) == 4_000_000
 
 
@@ -118,9 +129,16 @@ def test_rendering_off_the_event_loop_keeps_the_runs_limits():
 
 
 def test_limits_come_from_settings_and_say_which_one_is_wrong():
-    lim = Limits.from_env({"LLMFLOW_TEMPLATE_TIMEOUT": "0.5", "LLMFLOW_MAX_STEPS": "10", "LLMFLOW_TEMPLATE_MAX_RANGE": " "})
+    lim = Limits.from_env(
+        {"LLMFLOW_TEMPLATE_TIMEOUT": "0.5", "LLMFLOW_MAX_STEPS": "10", "LLMFLOW_TEMPLATE_MAX_RANGE": " "}
+    )
     assert (lim.template_seconds, lim.flow_steps, lim.template_range) == (0.5, 10, DEFAULT.template_range)
-    for bad in ({"LLMFLOW_MAX_STEPS": "many"}, {"LLMFLOW_TEMPLATE_TIMEOUT": "0"}, {"LLMFLOW_MAX_FLOW_BYTES": "-1"}, {"LLMFLOW_TEMPLATE_TIMEOUT": "nan"}):
+    for bad in (
+        {"LLMFLOW_MAX_STEPS": "many"},
+        {"LLMFLOW_TEMPLATE_TIMEOUT": "0"},
+        {"LLMFLOW_MAX_FLOW_BYTES": "-1"},
+        {"LLMFLOW_TEMPLATE_TIMEOUT": "nan"},
+    ):
         with pytest.raises(SettingsError) as e:
             Limits.from_env(bad)
         assert next(iter(bad)) in e.value.message and "default" in e.value.hint
@@ -170,13 +188,20 @@ def test_steps_per_flow_are_capped():
     doc = {"name": "many", "steps": [{"id": f"s{i}", "llm": "x"} for i in range(30)]}
     with using(Limits(flow_steps=20)):
         flow, diags = validate_document(doc)
-    assert flow is None and [d.code for d in diags] == ["too-large"] and "30 steps, more than 20 (LLMFLOW_MAX_STEPS)" in diags[0].message
+    assert (
+        flow is None
+        and [d.code for d in diags] == ["too-large"]
+        and "30 steps, more than 20 (LLMFLOW_MAX_STEPS)" in diags[0].message
+    )
     assert validate_document(doc)[0] is not None
 
 
 def test_flow_documents_are_capped_in_size():
     text = "name: big\nsteps:\n" + "".join(f"  - {{id: s{i}, llm: '{'x' * 80}'}}\n" for i in range(200))
-    with using(Limits(flow_bytes=5000)), pytest.raises(FlowValidationError, match=r"more than 5000 \(LLMFLOW_MAX_FLOW_BYTES\)"):
+    with (
+        using(Limits(flow_bytes=5000)),
+        pytest.raises(FlowValidationError, match=r"more than 5000 \(LLMFLOW_MAX_FLOW_BYTES\)"),
+    ):
         parse_flow_text(text)
     assert parse_flow_text(text).name == "big"
 
@@ -186,7 +211,12 @@ def test_validation_is_linear_enough_for_20000_steps(tmp_path):
     # a chain where each step reads the one before: the quadratic cases of issue 14
     # (upstream sets, source-map scans, Hydra parsing the file three times) all show here
     lines = ["name: big", "inputs: {t: string}", "steps:"]
-    lines += [f'  - {{id: s{i}, llm: {{prompt: "y {{{{ steps.s{i - 1}.output }}}}"}}}}' if i else '  - {id: s0, llm: {prompt: "x {{ inputs.t }}"}}' for i in range(20_000)]
+    lines += [
+        f'  - {{id: s{i}, llm: {{prompt: "y {{{{ steps.s{i - 1}.output }}}}"}}}}'
+        if i
+        else '  - {id: s0, llm: {prompt: "x {{ inputs.t }}"}}'
+        for i in range(20_000)
+    ]
     f = tmp_path / "big.yaml"
     f.write_text("\n".join(lines) + "\n")
     with using(Limits(flow_steps=20_000)):
@@ -198,7 +228,9 @@ def test_validation_is_linear_enough_for_20000_steps(tmp_path):
 
 # -- YAML 1.1 booleans --------------------------------------------------------------------------------
 
-RETRY_ON = "name: r\nsteps:\n  - id: a\n    llm: {prompt: x}\n    retry: {attempts: 2, on: [timeout, rate_limit]}\n"
+RETRY_ON = (
+    "name: r\nsteps:\n  - id: a\n    llm: {prompt: x}\n    retry: {attempts: 2, on: [timeout, rate_limit]}\n"
+)
 
 
 def test_retry_on_works_in_plain_yaml_text_files_and_composed_files(tmp_path):
@@ -211,5 +243,13 @@ def test_retry_on_works_in_plain_yaml_text_files_and_composed_files(tmp_path):
     loaded = load_flow(f)
     assert loaded.flow.steps[0].retry.on == ["timeout", "rate_limit"] and loaded.flow.model == "fake:"
     # values keep YAML's reading: a yes is still true
-    assert parse_flow_text("name: r\noptions: {human_in_loop: no}\nsteps: [{id: a, llm: x}]\n").options.human_in_loop is False
-    assert json.loads(json.dumps(load_flow(f).record()))["flow"]["steps"][0]["retry"]["on"] == ["timeout", "rate_limit"]
+    assert (
+        parse_flow_text(
+            "name: r\noptions: {human_in_loop: no}\nsteps: [{id: a, llm: x}]\n"
+        ).options.human_in_loop
+        is False
+    )
+    assert json.loads(json.dumps(load_flow(f).record()))["flow"]["steps"][0]["retry"]["on"] == [
+        "timeout",
+        "rate_limit",
+    ]

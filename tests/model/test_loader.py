@@ -73,14 +73,19 @@ def test_provenance_follows_interpolations_to_where_the_value_was_set():
     assert r["value"] == "fake:judge-b"
     assert r["source"] == "examples/judges/conf/flows/judges.yaml:20:9"
     assert r["interpolated_from"] == "${llms.judgers}"
-    assert r["interpolation_source"] == "examples/judges/conf/llms/fake.yaml:5:25 (group option llms=fake, set on the command line)"
+    assert (
+        r["interpolation_source"]
+        == "examples/judges/conf/llms/fake.yaml:5:25 (group option llms=fake, set on the command line)"
+    )
     r = rows["steps[0].matrix.criteria[0]"]
     assert r["interpolated_from"] == "${....parameters.criteria}"
     assert r["interpolation_source"].startswith("examples/judges/conf/flows/criteria/ordinary.yaml:1:3")
 
 
 def test_provenance_of_command_line_overrides():
-    rows = rows_by_path(load_flow(JUDGES, ["+model=fake:m", "flows.judges.description=D", "agents.judge.role=boss"]))
+    rows = rows_by_path(
+        load_flow(JUDGES, ["+model=fake:m", "flows.judges.description=D", "agents.judge.role=boss"])
+    )
     assert rows["model"]["source"] == "command-line override '+model=fake:m'"
     assert rows["model"]["origin"] == "command-line override '+model=fake:m'"
     assert rows["description"]["source"] == "command-line override 'flows.judges.description=D'"
@@ -92,7 +97,10 @@ def test_provenance_of_an_all_in_one_flow_and_oc_env(monkeypatch):
     rows = rows_by_path(load_flow("examples/allinone/flow.yaml", ["parameters.judgers=[fake:a]"]))
     assert rows["name"]["origin"] == "default: the key 'tox'"
     assert rows["parameters.criteria[2]"]["source"] == "examples/allinone/flow.yaml:15:52"
-    assert rows["steps[0].matrix.model[0]"]["interpolation_source"] == "command-line override 'parameters.judgers=[fake:a]'"
+    assert (
+        rows["steps[0].matrix.model[0]"]["interpolation_source"]
+        == "command-line override 'parameters.judgers=[fake:a]'"
+    )
     path = rows["storage.tox_train.path"]
     assert path["value"] == "./data/tox_train.jsonl"
     assert path["interpolated_from"] == "${oc.env:LLMFLOW_DATA_PATH,./data}/tox_train.jsonl"
@@ -119,7 +127,11 @@ def test_resolved_yaml_loads_back_as_the_same_flow():
         ("${llms.judgers}", ("flows", "j", "steps", 0, "matrix", "model"), ("llms", "judgers")),
         ("${a.b[1].c}", ("x",), ("a", "b", 1, "c")),
         ("${.sibling}", ("a", "b", "c"), ("a", "b", "sibling")),
-        ("${....parameters.criteria}", ("flows", "j", "steps", 0, "matrix", "criteria"), ("flows", "j", "parameters", "criteria")),
+        (
+            "${....parameters.criteria}",
+            ("flows", "j", "steps", 0, "matrix", "criteria"),
+            ("flows", "j", "parameters", "criteria"),
+        ),
         ("${oc.env:X,y}", ("a",), None),
         ("pre ${a} post", ("a",), None),
         ("${.......too.far}", ("a",), None),
@@ -149,7 +161,10 @@ def test_validate_flow_accepts_a_python_flow():
 def test_validation_errors_from_composed_flows_point_into_the_right_file(write, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     write("conf/agents/a.yaml", "a:\n  modle: fake:x\n")
-    write("conf/flows/f.yaml", "defaults:\n  - _self_\n  - /agents@f.agents: [a]\nf:\n  steps: [{id: s, llm: {prompt: hi, agent: a}}]\n")
+    write(
+        "conf/flows/f.yaml",
+        "defaults:\n  - _self_\n  - /agents@f.agents: [a]\nf:\n  steps: [{id: s, llm: {prompt: hi, agent: a}}]\n",
+    )
     with pytest.raises(FlowValidationError) as e:
         load_flow("f")
     (d,) = e.value.diagnostics

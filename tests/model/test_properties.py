@@ -25,7 +25,11 @@ from .test_spec import ALL_KINDS
 
 BASE_DOCS = [
     yaml.safe_load(ALL_KINDS),
-    {"name": "x", "inputs": {"text": "string"}, "steps": [{"id": "a", "llm": "{{ inputs.text }}"}, {"id": "b", "shell": "echo"}]},
+    {
+        "name": "x",
+        "inputs": {"text": "string"},
+        "steps": [{"id": "a", "llm": "{{ inputs.text }}"}, {"id": "b", "shell": "echo"}],
+    },
     {
         "name": "y",
         "agents": {"a": {"model": "fake:a"}},
@@ -169,7 +173,9 @@ def test_mutated_flows_as_yaml_text_raise_only_flow_validation_error(doc):
 @PROPS
 @given(
     st.lists(
-        st.sampled_from([*"abc:-[]{}#&*!|>'\"%@` \n\t$.", "{{", "}}", "id: ", "steps:", "name: ", "\n  - ", "llm: "]),
+        st.sampled_from(
+            [*"abc:-[]{}#&*!|>'\"%@` \n\t$.", "{{", "}}", "id: ", "steps:", "name: ", "\n  - ", "llm: "]
+        ),
         max_size=40,
     ).map("".join)
 )
@@ -190,11 +196,29 @@ override_keys = st.sampled_from(
      "options.max_concurrency", "llms", "flows", "a.b", "steps.0.prompt", "hydra.run", "x@y", "", "=", "~"]
 )  # fmt: skip
 override_values = st.one_of(
-    st.sampled_from(["fake:y", "[1,2]", "{a: 1}", "${oc.env:NOPE,d}", "${nope}", "'q'", "null", "1", "true", "[", "a,b", "???", ""]),
+    st.sampled_from(
+        [
+            "fake:y",
+            "[1,2]",
+            "{a: 1}",
+            "${oc.env:NOPE,d}",
+            "${nope}",
+            "'q'",
+            "null",
+            "1",
+            "true",
+            "[",
+            "a,b",
+            "???",
+            "",
+        ]
+    ),
     st.text(max_size=12),
 )
 overrides = st.one_of(
-    st.builds(lambda p, k, v: f"{p}{k}={v}", st.sampled_from(["", "+", "++", "~"]), override_keys, override_values),
+    st.builds(
+        lambda p, k, v: f"{p}{k}={v}", st.sampled_from(["", "+", "++", "~"]), override_keys, override_values
+    ),
     st.builds(lambda k: f"~{k}", override_keys),
     st.text(max_size=25),
 )
@@ -210,7 +234,12 @@ def _run_cli(argv: list[str]) -> tuple[int, str, str]:
     from llmflow.cli.main import main
 
     out, err = io.StringIO(), io.StringIO()
-    with _registrations_restored(), contextlib.redirect_stdout(out), contextlib.redirect_stderr(err), pytest.raises(SystemExit) as e:
+    with (
+        _registrations_restored(),
+        contextlib.redirect_stdout(out),
+        contextlib.redirect_stderr(err),
+        pytest.raises(SystemExit) as e,
+    ):
         main(argv)
     return e.value.code, out.getvalue(), err.getvalue()
 
@@ -222,7 +251,11 @@ def flow_file(tmp_path_factory) -> Path:
     return p
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=60,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
 @given(st.lists(overrides, min_size=1, max_size=2))
 def test_random_overrides_exit_0_or_2_without_a_traceback(flow_file, ovs):
     assume(not any(o.startswith("-") for o in ovs))  # options, not overrides
@@ -234,7 +267,11 @@ def test_random_overrides_exit_0_or_2_without_a_traceback(flow_file, ovs):
         assert err.strip().startswith("error:"), err
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=40,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
 @given(mutated_docs(), st.booleans())
 def test_random_flow_files_validate_with_exit_0_or_2_without_a_traceback(tmp_path, doc, wrapped):
     try:

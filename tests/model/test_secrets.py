@@ -31,16 +31,34 @@ steps:
 
 def _env(home: Path, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("LLMFLOW_")}
-    env.update(LLMFLOW_HOME=str(home), LLMFLOW_MODEL="fake:", LLMFLOW_BLOCK_REAL_MODELS="1", PYTHONPATH=str(ROOT), **extra)
+    env.update(
+        LLMFLOW_HOME=str(home),
+        LLMFLOW_MODEL="fake:",
+        LLMFLOW_BLOCK_REAL_MODELS="1",
+        PYTHONPATH=str(ROOT),
+        **extra,
+    )
     return env
 
 
 def _llmflow(args: list[str], env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "llmflow", *args], env=env, cwd=cwd, capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "llmflow", *args],
+        env=env,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 def test_which_interpolations_read_secrets():
-    for raw in ("${oc.env:OPENAI_API_KEY}", "${oc.env:GH_TOKEN,}", "Bearer ${oc.env:SERVICE_TOKEN}", "${oc.env:DB_PASSWORD}"):
+    for raw in (
+        "${oc.env:OPENAI_API_KEY}",
+        "${oc.env:GH_TOKEN,}",
+        "Bearer ${oc.env:SERVICE_TOKEN}",
+        "${oc.env:DB_PASSWORD}",
+    ):
         assert secret_interpolation(raw) == raw
     assert secret_interpolation("${oc.env:API_KEY} ${llms.x}") == "***"  # cannot be re-read alone
     for raw in ("${oc.env:LLMFLOW_MODEL,fake:}", "${llms.general}", "plain"):
@@ -63,7 +81,12 @@ def test_a_secret_is_used_by_the_step_but_not_stored_nor_printed(tmp_path):
     assert SECRET.encode() not in stored  # not in the run's spec, events or files
     shown = _llmflow(["runs", "show", view["id"], "--json"], env, tmp_path)
     assert SECRET not in shown.stdout
-    for args in (["config", str(flow)], ["config", str(flow), "--provenance"], ["config", str(flow), "--json"], ["config", str(flow), "--json", "--provenance"]):
+    for args in (
+        ["config", str(flow)],
+        ["config", str(flow), "--provenance"],
+        ["config", str(flow), "--json"],
+        ["config", str(flow), "--json", "--provenance"],
+    ):
         printed = _llmflow(args, env, tmp_path)
         assert printed.returncode == 0, printed.stderr
         assert SECRET not in printed.stdout + printed.stderr, args

@@ -45,7 +45,8 @@ def test_shorthand_paths_are_found_with_one_key_inserted():
 def test_duplicate_keys_and_alias_bombs_are_found():
     assert duplicate_keys(yaml_tree("a: 1\nb: {x: 1, x: 2}\na: 3\n")) == [("x", 2, 11, 2), ("a", 3, 1, 1)]
     bomb = "a: &a [1, 1, 1, 1, 1, 1, 1, 1, 1, 1]\n" + "".join(
-        f"{c}: &{c} [*{p}, *{p}, *{p}, *{p}, *{p}, *{p}, *{p}, *{p}, *{p}, *{p}]\n" for p, c in zip("abcdefg", "bcdefgh", strict=True)
+        f"{c}: &{c} [*{p}, *{p}, *{p}, *{p}, *{p}, *{p}, *{p}, *{p}, *{p}, *{p}]\n"
+        for p, c in zip("abcdefg", "bcdefgh", strict=True)
     )
     assert expanded_size(yaml_tree(bomb)) > 10**8
     assert expanded_size(yaml_tree("a: [1, 2]\n")) == 5  # mapping, key, list, 2 items

@@ -34,7 +34,10 @@ from llmflow.model.spec import (
     ("short", "long"),
     [
         ({"id": "a", "llm": "hi"}, {"id": "a", "kind": "llm", "prompt": "hi"}),
-        ({"id": "a", "llm": {"prompt": "hi", "agent": "x"}}, {"id": "a", "kind": "llm", "prompt": "hi", "agent": "x"}),
+        (
+            {"id": "a", "llm": {"prompt": "hi", "agent": "x"}},
+            {"id": "a", "kind": "llm", "prompt": "hi", "agent": "x"},
+        ),
         ({"id": "a", "shell": "ls"}, {"id": "a", "kind": "shell", "command": "ls"}),
         ({"id": "a", "python": "mod:fn"}, {"id": "a", "kind": "python", "function": "mod:fn"}),
         ({"id": "a", "human": "ok?"}, {"id": "a", "kind": "human", "prompt": "ok?"}),
@@ -55,13 +58,19 @@ def test_step_level_keys_win_over_the_shorthand_body():
 
 
 def test_shorthand_and_long_forms_give_the_same_flow():
-    short = parse_flow_text("name: f\nsteps:\n  - {id: a, llm: hi}\n  - {id: b, shell: {command: ls, check: false}}\n")
-    long = parse_flow_text("name: f\nsteps:\n  - {id: a, kind: llm, prompt: hi}\n  - {id: b, kind: shell, command: ls, check: false}\n")
+    short = parse_flow_text(
+        "name: f\nsteps:\n  - {id: a, llm: hi}\n  - {id: b, shell: {command: ls, check: false}}\n"
+    )
+    long = parse_flow_text(
+        "name: f\nsteps:\n  - {id: a, kind: llm, prompt: hi}\n  - {id: b, kind: shell, command: ls, check: false}\n"
+    )
     assert short == long
 
 
 def test_input_and_output_shorthands():
-    f = parse_flow_text("name: f\ninputs: {text: string, n: {type: integer, default: 2}, any_: }\noutputs: [a]\nsteps: [{id: a, llm: hi}]\n")
+    f = parse_flow_text(
+        "name: f\ninputs: {text: string, n: {type: integer, default: 2}, any_: }\noutputs: [a]\nsteps: [{id: a, llm: hi}]\n"
+    )
     assert f.inputs["text"] == InputSpec(type="string")
     assert f.inputs["text"].is_required and not f.inputs["n"].is_required
     assert f.inputs["any_"].type == "string"
@@ -71,7 +80,9 @@ def test_input_and_output_shorthands():
 
 
 def test_retry_shorthands():
-    f = parse_flow_text("name: f\nsteps:\n  - {id: a, llm: hi, retry: 4}\n  - {id: b, llm: hi, retry: true}\n  - {id: c, llm: hi, retry: false}\n")
+    f = parse_flow_text(
+        "name: f\nsteps:\n  - {id: a, llm: hi, retry: 4}\n  - {id: b, llm: hi, retry: true}\n  - {id: c, llm: hi, retry: false}\n"
+    )
     assert [s.retry for s in f.steps] == [RetrySpec(attempts=4), RetrySpec(attempts=3), RetrySpec(attempts=1)]
     assert f.steps[2].effective_retry().attempts == 1
     f = parse_flow_text("name: f\nsteps: [{id: a, llm: hi, on_error: retry}]\n")
@@ -131,7 +142,20 @@ def test_every_step_kind_validates_in_one_flow():
         "sub": FlowStep,
     }  # fmt: skip
     assert sorted(registry.kinds) == sorted(
-        ["llm", "shell", "write_file", "python", "human", "flow", "parallel", "broadcast", "route", "loop", "conductor", "retrieve"]
+        [
+            "llm",
+            "shell",
+            "write_file",
+            "python",
+            "human",
+            "flow",
+            "parallel",
+            "broadcast",
+            "route",
+            "loop",
+            "conductor",
+            "retrieve",
+        ]
     )
 
 
@@ -146,7 +170,11 @@ def build_in_python() -> Flow:
         steps=[
             LlmStep(id="draft", prompt="Write about {{ inputs.topic }}"),
             LlmStep(id="each", for_each="{{ inputs.items }}", prompt="Item {{ item }}"),
-            LlmStep(id="grid", matrix={"model": ["fake:a", "fake:b"], "tone": ["dry", "warm"]}, prompt="{{ matrix.tone }}"),
+            LlmStep(
+                id="grid",
+                matrix={"model": ["fake:a", "fake:b"], "tone": ["dry", "warm"]},
+                prompt="{{ matrix.tone }}",
+            ),
             ParallelStep(
                 id="both",
                 steps=[
@@ -159,12 +187,24 @@ def build_in_python() -> Flow:
                 id="refine",
                 until="{{ steps.critique.output == 'ok' }}",
                 max_iterations=3,
-                steps=[LlmStep(id="critique", prompt="Critique {{ steps.draft.output }} ({{ loop.iteration }})")],
+                steps=[
+                    LlmStep(id="critique", prompt="Critique {{ steps.draft.output }} ({{ loop.iteration }})")
+                ],
             ),
-            RouteStep(id="decide", routes=[Route(when="'yes' in steps.refine.output", to=["publish"])], default=["discard"]),
+            RouteStep(
+                id="decide",
+                routes=[Route(when="'yes' in steps.refine.output", to=["publish"])],
+                default=["discard"],
+            ),
             WriteFileStep(id="publish", path="out/{{ run.id }}.md", content="{{ steps.draft.output }}"),
             HumanStep(id="discard", prompt="Discard?", input="confirm"),
-            ConductorStep(id="chat", needs=["publish", "discard"], host="host", participants=["a", "b"], prompt="Discuss"),
+            ConductorStep(
+                id="chat",
+                needs=["publish", "discard"],
+                host="host",
+                participants=["a", "b"],
+                prompt="Discuss",
+            ),
             FlowStep(id="sub", flow="other", inputs={"text": "{{ steps.chat.output }}"}),
         ],
     )
@@ -177,7 +217,9 @@ def test_a_flow_built_in_python_equals_the_yaml_one():
 
 def test_steps_may_be_given_as_plain_dicts_in_python():
     f = Flow(name="f", inputs={"text": "string"}, steps=[{"id": "a", "llm": "hi {{ inputs.text }}"}])
-    assert f == Flow(name="f", inputs={"text": InputSpec()}, steps=[LlmStep(id="a", prompt="hi {{ inputs.text }}")])
+    assert f == Flow(
+        name="f", inputs={"text": InputSpec()}, steps=[LlmStep(id="a", prompt="hi {{ inputs.text }}")]
+    )
 
 
 def test_to_yaml_from_yaml_round_trips():
@@ -188,7 +230,9 @@ def test_to_yaml_from_yaml_round_trips():
 
 
 def test_to_yaml_writes_multi_line_strings_as_blocks_and_keeps_optional_nulls():
-    f = Flow(name="f", inputs={"note": InputSpec(default=None)}, steps=[LlmStep(id="a", prompt="line 1\nline 2\n")])
+    f = Flow(
+        name="f", inputs={"note": InputSpec(default=None)}, steps=[LlmStep(id="a", prompt="line 1\nline 2\n")]
+    )
     text = f.to_yaml()
     assert "prompt: |\n    line 1\n    line 2\n" in text
     assert "note:\n    type: string\n    default: null\n" in text
@@ -208,7 +252,9 @@ def test_from_yaml_raises_flow_validation_error_with_every_problem():
         Flow.from_yaml("name: f\nsteps:\n  - {id: a, llm: '{{ steps.zz.output }}'}\n  - {id: a, lmm: x}\n")
     assert [d.code for d in e.value.diagnostics] == ["unknown-step", "unknown-kind", "duplicate-id"]
     assert isinstance(e.value, ValueError)
-    assert str(e.value).startswith("3 problems in the flow definition: <text>:3:13: steps[0].llm: unknown step 'zz'")
+    assert str(e.value).startswith(
+        "3 problems in the flow definition: <text>:3:13: steps[0].llm: unknown step 'zz'"
+    )
 
 
 def test_check_and_validated_find_reference_problems_in_python_flows():

@@ -73,9 +73,18 @@ def test_missing_key():
     d = one("name: x\n")
     assert (d.code, d.message, d.path) == ("missing-key", "missing required key 'steps' in the flow", "steps")
     d = one("steps: [{id: a, llm: hi}]\n")
-    assert (d.code, d.message, d.path, d.hint) == ("missing-key", "missing required key 'name' in the flow", "name", "add it")
+    assert (d.code, d.message, d.path, d.hint) == (
+        "missing-key",
+        "missing required key 'name' in the flow",
+        "name",
+        "add it",
+    )
     d = one("name: x\nsteps: [{id: a, shell: {cwd: /}}]\n")
-    assert (d.code, d.message, d.path) == ("missing-key", "missing required key 'command' in step 'a'", "steps[0].shell.command")
+    assert (d.code, d.message, d.path) == (
+        "missing-key",
+        "missing required key 'command' in step 'a'",
+        "steps[0].shell.command",
+    )
 
 
 def test_invalid_value_of_a_literal_suggests_the_close_one():
@@ -88,7 +97,11 @@ def test_invalid_value_of_a_literal_suggests_the_close_one():
 
 def test_invalid_value_of_a_wrong_type():
     d = one("name: x\nsteps: [{id: a, llm: hi, timeout: soon}]\n")
-    assert (d.code, d.message, d.path) == ("invalid-value", "steps[0].timeout must be a number, got str 'soon'", "steps[0].timeout")
+    assert (d.code, d.message, d.path) == (
+        "invalid-value",
+        "steps[0].timeout must be a number, got str 'soon'",
+        "steps[0].timeout",
+    )
     d = one("name: x\noptions: {max_concurrency: 0}\nsteps: [{id: a, llm: hi}]\n")
     assert d.message == "options.max_concurrency must be >= 1, got 0"
 
@@ -108,18 +121,32 @@ def test_invalid_step_id():
 
 def test_a_step_rule_is_reported_as_invalid_value():
     d = one("name: x\nsteps: [{id: a, kind: llm}]\n")
-    assert (d.code, d.message, d.path) == ("invalid-value", "an llm step needs 'prompt' or 'messages'", "steps[0]")
+    assert (d.code, d.message, d.path) == (
+        "invalid-value",
+        "an llm step needs 'prompt' or 'messages'",
+        "steps[0]",
+    )
 
 
 def test_unknown_kind():
     d = one("name: x\nsteps:\n  - id: a\n    kind: shel\n    command: ls\n")
-    assert (d.code, d.message, d.path, d.hint) == ("unknown-kind", "unknown step kind 'shel' in step 'a'", "steps[0].kind", "did you mean 'shell'?")
+    assert (d.code, d.message, d.path, d.hint) == (
+        "unknown-kind",
+        "unknown step kind 'shel' in step 'a'",
+        "steps[0].kind",
+        "did you mean 'shell'?",
+    )
     assert (d.location.line, d.location.column) == (4, 5)
 
 
 def test_a_step_without_a_kind_gets_the_closest_kind():
     d = one("name: x\nsteps:\n  - id: a\n    lmm: hi\n")
-    assert (d.code, d.message, d.path, d.hint) == ("unknown-kind", "step 'a' has no kind", "steps[0]", "did you mean 'llm'?")
+    assert (d.code, d.message, d.path, d.hint) == (
+        "unknown-kind",
+        "step 'a' has no kind",
+        "steps[0]",
+        "did you mean 'llm'?",
+    )
     assert (d.location.line, d.location.column) == (3, 5)
 
 
@@ -149,7 +176,9 @@ def test_a_flow_must_be_a_mapping():
 
 
 def test_duplicate_id_even_when_the_first_step_is_invalid():
-    ds = problems("name: x\nsteps:\n  - {id: a, llm: hi, bad: 1}\n  - {id: b, llm: hi}\n  - {id: a, shell: ls}\n")
+    ds = problems(
+        "name: x\nsteps:\n  - {id: a, llm: hi, bad: 1}\n  - {id: b, llm: hi}\n  - {id: a, shell: ls}\n"
+    )
     dup = [d for d in ds if d.code == "duplicate-id"]
     assert len(dup) == 1
     d = dup[0]
@@ -160,13 +189,21 @@ def test_duplicate_id_even_when_the_first_step_is_invalid():
 
 
 def test_duplicate_id_inside_a_parallel_group():
-    d = one("name: x\nsteps:\n  - {id: a, llm: hi}\n  - id: g\n    parallel:\n      - {id: a, llm: again}\n", "duplicate-id")
+    d = one(
+        "name: x\nsteps:\n  - {id: a, llm: hi}\n  - id: g\n    parallel:\n      - {id: a, llm: again}\n",
+        "duplicate-id",
+    )
     assert d.path == "steps[1].parallel[0].id"
 
 
 def test_unknown_step_in_needs():
     d = one("name: x\nsteps:\n  - {id: fetch, llm: hi}\n  - {id: b, llm: hi, needs: [fecth]}\n")
-    assert (d.code, d.message, d.path, d.hint) == ("unknown-step", "step 'b' needs unknown step 'fecth'", "steps[1].needs[0]", "did you mean 'fetch'?")
+    assert (d.code, d.message, d.path, d.hint) == (
+        "unknown-step",
+        "step 'b' needs unknown step 'fecth'",
+        "steps[1].needs[0]",
+        "did you mean 'fetch'?",
+    )
     assert (d.location.line, d.location.column) == (4, 30)
 
 
@@ -179,8 +216,14 @@ def test_unknown_step_in_a_template():
 
 
 def test_unknown_step_in_a_route():
-    d = one("name: x\nsteps:\n  - id: r\n    route: {routes: [{when: 'true', to: pubish}]}\n  - {id: publish, llm: hi}\n")
-    assert (d.code, d.message, d.hint) == ("unknown-step", "route 'r' goes to unknown step 'pubish'", "did you mean 'publish'?")
+    d = one(
+        "name: x\nsteps:\n  - id: r\n    route: {routes: [{when: 'true', to: pubish}]}\n  - {id: publish, llm: hi}\n"
+    )
+    assert (d.code, d.message, d.hint) == (
+        "unknown-step",
+        "route 'r' goes to unknown step 'pubish'",
+        "did you mean 'publish'?",
+    )
     assert d.path == "steps[0].route.routes[0].to[0]"
 
 
@@ -206,38 +249,65 @@ def test_needs_across_a_loop_boundary_is_reported():
 
 def test_unknown_agent():
     d = one("name: x\nagents: {critic: {}}\nsteps: [{id: a, llm: {prompt: hi, agent: critc}}]\n")
-    assert (d.code, d.message, d.hint, d.path) == ("unknown-agent", "step 'a' uses unknown agent 'critc'", "did you mean 'critic'?", "steps[0].llm.agent")
+    assert (d.code, d.message, d.hint, d.path) == (
+        "unknown-agent",
+        "step 'a' uses unknown agent 'critc'",
+        "did you mean 'critic'?",
+        "steps[0].llm.agent",
+    )
     d = one("name: x\nsteps: [{id: a, broadcast: {agents: [x]}}]\n")
     assert (d.message, d.hint) == ("step 'a' uses unknown agent 'x'", "define it under 'agents:'")
-    d = one("name: x\nagents: {a: {}}\nsteps: [{id: c, conductor: {host: boss, participants: [a], prompt: go}}]\n")
+    d = one(
+        "name: x\nagents: {a: {}}\nsteps: [{id: c, conductor: {host: boss, participants: [a], prompt: go}}]\n"
+    )
     assert d.hint == "known agents: a; or use host: sequence"
 
 
 def test_unknown_input():
     d = one("name: x\ninputs: {text: string}\nsteps: [{id: a, llm: '{{ inputs.txt }}'}]\n")
-    assert (d.code, d.message, d.hint) == ("unknown-input", "unknown input 'txt' in template '{{ inputs.txt }}'", "did you mean 'text'?")
+    assert (d.code, d.message, d.hint) == (
+        "unknown-input",
+        "unknown input 'txt' in template '{{ inputs.txt }}'",
+        "did you mean 'text'?",
+    )
     d = one("name: x\nsteps: [{id: a, llm: '{{ inputs.topic }}'}]\n")
     assert d.hint == "declare it under 'inputs:', e.g. 'inputs: {topic: string}'"
 
 
 def test_unknown_input_in_a_condition():
     d = one("name: x\ninputs: {n: integer}\nsteps: [{id: a, llm: hi, when: 'inputs.m > 1'}]\n")
-    assert (d.code, d.message, d.path) == ("unknown-input", "unknown input 'm' in condition 'inputs.m > 1'", "steps[0].when")
+    assert (d.code, d.message, d.path) == (
+        "unknown-input",
+        "unknown input 'm' in condition 'inputs.m > 1'",
+        "steps[0].when",
+    )
 
 
 def test_unknown_name():
     d = one("name: x\nsteps: [{id: a, llm: '{{ input.text }}'}]\n")
-    assert (d.code, d.message, d.hint) == ("unknown-name", "unknown name 'input' in template '{{ input.text }}'", "did you mean 'inputs'?")
+    assert (d.code, d.message, d.hint) == (
+        "unknown-name",
+        "unknown name 'input' in template '{{ input.text }}'",
+        "did you mean 'inputs'?",
+    )
     d = one("name: x\nsteps: [{id: a, llm: '{{ item }}'}]\n")
     assert d.message == "'item' used in step 'a', which has no for_each"
     d = one("name: x\nsteps: [{id: a, llm: '{{ matrix.m }}', matrix: {model: ['fake:a']}}]\n")
-    assert (d.message, d.hint) == ("unknown matrix key 'm' in template '{{ matrix.m }}'", "matrix keys: model")
+    assert (d.message, d.hint) == (
+        "unknown matrix key 'm' in template '{{ matrix.m }}'",
+        "matrix keys: model",
+    )
     d = one("name: x\nsteps: [{id: a, llm: '{{ loop.iteration }}'}]\n")
     assert d.message == "'loop' used in step 'a', which is not inside a loop"
 
 
 def test_jinja_globals_and_for_loops_are_not_unknown_names():
-    assert problems("name: x\nsteps: [{id: a, llm: '{% for x in range(3) %}{{ loop.index }}{{ x }}{% endfor %}'}]\n") == []
+    assert (
+        problems(
+            "name: x\nsteps: [{id: a, llm: '{% for x in range(3) %}{{ loop.index }}{{ x }}{% endfor %}'}]\n"
+        )
+        == []
+    )
 
 
 def test_not_upstream():
@@ -248,25 +318,36 @@ def test_not_upstream():
 
 
 def test_parallel_siblings_do_not_run_before_each_other():
-    d = one("name: x\nsteps:\n  - id: g\n    parallel:\n      - {id: a, llm: hi}\n      - {id: b, llm: '{{ steps.a.output }}'}\n")
+    d = one(
+        "name: x\nsteps:\n  - id: g\n    parallel:\n      - {id: a, llm: hi}\n      - {id: b, llm: '{{ steps.a.output }}'}\n"
+    )
     assert d.code == "not-upstream"
     assert d.message == "step 'b' reads step 'a', which does not run before it"
 
 
 def test_cycle():
     d = one("name: x\nsteps:\n  - {id: a, llm: hi, needs: [b]}\n  - {id: b, llm: hi, needs: [a]}\n")
-    assert (d.code, d.message, d.hint) == ("cycle", "steps form a cycle: a -> b -> a", "use a 'loop' step to repeat steps")
+    assert (d.code, d.message, d.hint) == (
+        "cycle",
+        "steps form a cycle: a -> b -> a",
+        "use a 'loop' step to repeat steps",
+    )
     assert (d.path, d.location.line) == ("steps[0].needs", 3)
 
 
 def test_a_cycle_through_the_pipeline_order_explains_the_implicit_need():
     d = one("name: x\nsteps:\n  - {id: a, llm: hi, needs: [b]}\n  - {id: b, llm: hi}\n")
     assert d.message == "steps form a cycle: a -> b -> a"
-    assert d.hint == "'b' has no 'needs', so it runs after the step before it ('a'); give 'b' its own 'needs', or use a 'loop' step"
+    assert (
+        d.hint
+        == "'b' has no 'needs', so it runs after the step before it ('a'); give 'b' its own 'needs', or use a 'loop' step"
+    )
 
 
 def test_every_cycle_is_reported():
-    ds = problems("name: x\nsteps:\n  - {id: a, llm: hi, needs: [b]}\n  - {id: b, llm: hi, needs: [a]}\n  - {id: c, llm: hi, needs: [d]}\n  - {id: d, llm: hi, needs: [c]}\n")
+    ds = problems(
+        "name: x\nsteps:\n  - {id: a, llm: hi, needs: [b]}\n  - {id: b, llm: hi, needs: [a]}\n  - {id: c, llm: hi, needs: [d]}\n  - {id: d, llm: hi, needs: [c]}\n"
+    )
     assert [d.message for d in ds] == ["steps form a cycle: a -> b -> a", "steps form a cycle: c -> d -> c"]
 
 
@@ -310,7 +391,10 @@ def test_bad_expression():
     d = one("name: x\nsteps: [{id: a, llm: hi, when: 'steps.a.output =='}]\n")
     assert d.message == "syntax error: unexpected 'end of expression' in condition 'steps.a.output =='"
     d = one("name: x\nsteps: [{id: a, llm: '{{ 1 | uper }}'}]\n")
-    assert (d.message, d.hint) == ("unknown filter 'uper' in template '{{ 1 | uper }}'", "did you mean 'upper'?")
+    assert (d.message, d.hint) == (
+        "unknown filter 'uper' in template '{{ 1 | uper }}'",
+        "did you mean 'upper'?",
+    )
 
 
 def test_unsafe_expression_fails_validation():
@@ -323,20 +407,27 @@ def test_unsafe_expression_fails_validation():
 
 
 def test_a_model_is_not_a_template():
-    d = one("name: x\nsteps: [{id: a, llm: {prompt: hi, model: '{{ matrix.model }}'}, matrix: {model: ['fake:a', 'fake:b']}}]\n")
+    d = one(
+        "name: x\nsteps: [{id: a, llm: {prompt: hi, model: '{{ matrix.model }}'}, matrix: {model: ['fake:a', 'fake:b']}}]\n"
+    )
     assert d.code == "invalid-value"
     assert d.message == "step 'a': 'model' is not a template ('{{ matrix.model }}')"
     assert d.hint == "to run one variant per model, use 'matrix: {model: [provider:a, provider:b]}'"
 
 
 def test_a_model_names_its_provider():
-    ds = problems("name: x\nmodel: gpt-4o\nagents: {a: {model: o4mini}}\nsteps: [{id: s, llm: {prompt: hi, model: 'fake:'}, matrix: {model: ['fake:a', gemini]}}]\n")
+    ds = problems(
+        "name: x\nmodel: gpt-4o\nagents: {a: {model: o4mini}}\nsteps: [{id: s, llm: {prompt: hi, model: 'fake:'}, matrix: {model: ['fake:a', gemini]}}]\n"
+    )
     assert [(d.code, d.message, d.path) for d in ds] == [
         ("invalid-value", "flow 'x': model 'gpt-4o' does not name a provider", "model"),
         ("invalid-value", "agent 'a': model 'o4mini' does not name a provider", "agents.a.model"),
         ("invalid-value", "step 's': model 'gemini' does not name a provider", "steps[0].matrix.model[1]"),
     ]
-    assert ds[0].hint == "write it as provider:model, e.g. openai:gpt-4o-mini, local:gemma3-270m or fake: (see docs/models.md)"
+    assert (
+        ds[0].hint
+        == "write it as provider:model, e.g. openai:gpt-4o-mini, local:gemma3-270m or fake: (see docs/models.md)"
+    )
 
 
 def test_every_problem_is_reported_at_once_in_file_order():
@@ -402,13 +493,20 @@ FLOW = Flow(
 def test_missing_input():
     values, ds = validate_inputs(FLOW, {})
     assert [(d.code, d.message, d.path, d.hint) for d in ds] == [
-        ("missing-input", "missing required input 'text' (string)", "inputs.text", "add 'text' to the run's inputs")
+        (
+            "missing-input",
+            "missing required input 'text' (string)",
+            "inputs.text",
+            "add 'text' to the run's inputs",
+        )
     ]
 
 
 def test_wrong_type():
     _, ds = validate_inputs(FLOW, {"text": "x", "n": "three"})
-    assert [(d.code, d.message, d.hint) for d in ds] == [("wrong-type", "input 'n' must be an integer, got str 'three'", "give an integer")]
+    assert [(d.code, d.message, d.hint) for d in ds] == [
+        ("wrong-type", "input 'n' must be an integer, got str 'three'", "give an integer")
+    ]
     _, ds = validate_inputs(FLOW, {"text": "x", "n": True}, coerce_strings=False)
     assert ds[0].message == "input 'n' must be an integer, got bool True"
 
@@ -416,7 +514,15 @@ def test_wrong_type():
 def test_command_line_strings_are_coerced_and_defaults_filled():
     values, ds = validate_inputs(FLOW, {"text": "x", "n": "4", "ratio": "1", "flag": "yes", "tags": '["a"]'})
     assert ds == []
-    assert values == {"text": "x", "n": 4, "ratio": 1.0, "flag": True, "tags": ["a"], "mode": "fast", "opt": None}
+    assert values == {
+        "text": "x",
+        "n": 4,
+        "ratio": 1.0,
+        "flag": True,
+        "tags": ["a"],
+        "mode": "fast",
+        "opt": None,
+    }
 
 
 def test_unknown_input_and_enum():

@@ -45,14 +45,26 @@ def test_tracing_is_switched_by_the_standard_variables(tmp_path: Path, env: dict
 
 
 def test_service_name_and_resource_attributes() -> None:
-    attrs = resource_attributes({"OTEL_RESOURCE_ATTRIBUTES": "deployment.environment=prod,team=ml%20ops", "OTEL_SERVICE_NAME": "flows"})
+    attrs = resource_attributes(
+        {
+            "OTEL_RESOURCE_ATTRIBUTES": "deployment.environment=prod,team=ml%20ops",
+            "OTEL_SERVICE_NAME": "flows",
+        }
+    )
     assert attrs == {"deployment.environment": "prod", "team": "ml ops", "service.name": "flows"}
     assert resource_attributes({})["service.name"] == "llmflow"
 
 
-def test_a_dead_collector_costs_one_warning_and_never_fails_a_run(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+def test_a_dead_collector_costs_one_warning_and_never_fails_a_run(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     port = free_port()  # nothing listens there
-    env = {"LLMFLOW_MODEL": "fake:", "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{port}", "OTEL_EXPORTER_OTLP_TIMEOUT": "2", "OTEL_SERVICE_NAME": f"dead-{port}"}
+    env = {
+        "LLMFLOW_MODEL": "fake:",
+        "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{port}",
+        "OTEL_EXPORTER_OTLP_TIMEOUT": "2",
+        "OTEL_SERVICE_NAME": f"dead-{port}",
+    }
     rt = build_runtime(env=env, home=tmp_path)
     obs = next(o for o in rt.observers if isinstance(o, TraceObserver))
     caplog.set_level(logging.WARNING)

@@ -46,15 +46,35 @@ steps:
 
 def data(result: Any) -> dict[str, Any]:
     assert not result.is_error, result.content
-    return result.structured_content if result.structured_content is not None else json.loads(result.content[0].text)
+    return (
+        result.structured_content
+        if result.structured_content is not None
+        else json.loads(result.content[0].text)
+    )
 
 
 async def scenario(client: Any) -> None:
     names = {t.name for t in (await client.list_tools()).tools}
-    assert {"list_flows", "validate_flow", "start_run", "show_run", "run_events", "follow_run", "answer_prompt", "cancel_run", "rerun_step", "list_artifacts", "read_artifact"} <= names
+    assert {
+        "list_flows",
+        "validate_flow",
+        "start_run",
+        "show_run",
+        "run_events",
+        "follow_run",
+        "answer_prompt",
+        "cancel_run",
+        "rerun_step",
+        "list_artifacts",
+        "read_artifact",
+    } <= names
     flows = data(await client.call_tool("list_flows", {}))["flows"]
     assert {"ask", "wait"} <= {f["name"] for f in flows}
-    bad = data(await client.call_tool("validate_flow", {"document": "name: x\nsteps:\n  - id: a\n    llm: hi\n    bogus: 1\n"}))
+    bad = data(
+        await client.call_tool(
+            "validate_flow", {"document": "name: x\nsteps:\n  - id: a\n    llm: hi\n    bogus: 1\n"}
+        )
+    )
     assert bad["valid"] is False and any("bogus" in d for d in bad["diagnostics"])
     assert data(await client.call_tool("validate_flow", {"flow": "ask"}))["valid"] is True
 
@@ -66,9 +86,17 @@ async def scenario(client: Any) -> None:
     assert "HUMAN_INPUT_REQUESTED" in [e["type"] for e in followed["events"]]
     answered = data(await client.call_tool("answer_prompt", {"run_id": rid, "answer": "yes"}))
     assert "answer" in answered["result"]
-    done = data(await client.call_tool("follow_run", {"run_id": rid, "after_seq": followed["next_after"], "timeout": 60}))
+    done = data(
+        await client.call_tool(
+            "follow_run", {"run_id": rid, "after_seq": followed["next_after"], "timeout": 60}
+        )
+    )
     while not done["finished"]:
-        done = data(await client.call_tool("follow_run", {"run_id": rid, "after_seq": done["next_after"], "timeout": 60}))
+        done = data(
+            await client.call_tool(
+                "follow_run", {"run_id": rid, "after_seq": done["next_after"], "timeout": 60}
+            )
+        )
     assert done["status"] == "COMPLETED" and done["outputs"] == {"approved": True}
     shown = data(await client.call_tool("show_run", {"run_id": rid}))
     assert [s["id"] for s in shown["steps"]] == ["draft", "approve", "save"] and shown["open_questions"] == []
@@ -77,17 +105,31 @@ async def scenario(client: Any) -> None:
     art = data(await client.call_tool("read_artifact", {"run_id": rid, "path": "post.md"}))
     assert "owls" in art["text"] and art["text"].endswith("approved=True")
     missing = await client.call_tool("read_artifact", {"run_id": rid, "path": "nope.md"})
-    assert missing.is_error and "no artifact 'nope.md'" in missing.content[0].text and "post.md" in missing.content[0].text
+    assert (
+        missing.is_error
+        and "no artifact 'nope.md'" in missing.content[0].text
+        and "post.md" in missing.content[0].text
+    )
 
     rerun = data(await client.call_tool("rerun_step", {"run_id": rid, "step": "save"}))
-    again = data(await client.call_tool("follow_run", {"run_id": rid, "after_seq": rerun["follow_after_seq"], "timeout": 60}))
+    again = data(
+        await client.call_tool(
+            "follow_run", {"run_id": rid, "after_seq": rerun["follow_after_seq"], "timeout": 60}
+        )
+    )
     while not again["finished"]:
-        again = data(await client.call_tool("follow_run", {"run_id": rid, "after_seq": again["next_after"], "timeout": 60}))
+        again = data(
+            await client.call_tool(
+                "follow_run", {"run_id": rid, "after_seq": again["next_after"], "timeout": 60}
+            )
+        )
     assert again["status"] == "COMPLETED"
     types = [e["type"] for e in again["events"]]
     assert "STEP_RERUN" in types and types.count("STEP_COMPLETED") == 1
     events = data(await client.call_tool("run_events", {"run_id": rid}))["events"]
-    assert [e for e in events if e["type"] == "ATTEMPT_STARTED" and e["step_id"] == "save"][-1]["attempt"] == 2
+    assert [e for e in events if e["type"] == "ATTEMPT_STARTED" and e["step_id"] == "save"][-1][
+        "attempt"
+    ] == 2
 
     w = data(await client.call_tool("start_run", {"flow": "wait"}))["id"]
     data(await client.call_tool("follow_run", {"run_id": w, "timeout": 60}))
@@ -109,7 +151,9 @@ def home(tmp_path: Path) -> Path:
 
 def test_stdio_server_driven_by_the_sdk_client(home: Path) -> None:
     env = base_env(home)
-    params = StdioServerParameters(command=LLMFLOW, args=["mcp", "--config-dir", str(home / "conf")], env=env, cwd=str(home))
+    params = StdioServerParameters(
+        command=LLMFLOW, args=["mcp", "--config-dir", str(home / "conf")], env=env, cwd=str(home)
+    )
 
     async def main() -> None:
         async with mcp.Client(stdio_client(params)) as client:
@@ -128,6 +172,10 @@ def test_streamable_http_server_behind_the_token(home: Path) -> None:
                 await scenario(client)
 
     with LiveServer(app) as srv:
-        r = httpx.post(srv.url + "/mcp", json={"jsonrpc": "2.0", "id": 1, "method": "tools/list"}, headers={"Accept": "application/json, text/event-stream"})
+        r = httpx.post(
+            srv.url + "/mcp",
+            json={"jsonrpc": "2.0", "id": 1, "method": "tools/list"},
+            headers={"Accept": "application/json, text/event-stream"},
+        )
         assert r.status_code == 401
         asyncio.run(main(srv.url))

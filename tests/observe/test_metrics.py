@@ -59,7 +59,12 @@ def serve(home: Path, **env: str) -> LiveServer:
     for name, text in (("ok", OK), ("bad", BAD), ("ask", ASK)):
         write_flow(home, name, text)
     e = base_env(home, LLMFLOW_API_TOKEN=TOKEN, LLMFLOW_ALLOW_SHELL="1", **env)
-    return LiveServer(create_app(Settings.from_env(e), ServerConfig.from_env(e, config_dir=home / "conf", workers=1, allow_shell=True)))
+    return LiveServer(
+        create_app(
+            Settings.from_env(e),
+            ServerConfig.from_env(e, config_dir=home / "conf", workers=1, allow_shell=True),
+        )
+    )
 
 
 def test_metrics_after_a_few_runs(tmp_path: Path) -> None:
@@ -74,7 +79,10 @@ def test_metrics_after_a_few_runs(tmp_path: Path) -> None:
         ended: list[Any] = []
 
         def follow() -> None:
-            with httpx.Client(base_url=srv.url, headers=auth, timeout=60) as s, s.stream("GET", f"/api/v1/runs/{slow}/events/stream") as resp:
+            with (
+                httpx.Client(base_url=srv.url, headers=auth, timeout=60) as s,
+                s.stream("GET", f"/api/v1/runs/{slow}/events/stream") as resp,
+            ):
                 opened.set()
                 for _ in resp.iter_lines():
                     pass
@@ -83,18 +91,29 @@ def test_metrics_after_a_few_runs(tmp_path: Path) -> None:
         t = threading.Thread(target=follow, daemon=True)
         t.start()
         assert opened.wait(30)
-        during = wait_until(lambda: (m := samples(c.get("/metrics").text)) and value(m, "llmflow_sse_clients") == 1 and m, 30, what="the SSE client counted")
+        during = wait_until(
+            lambda: (m := samples(c.get("/metrics").text)) and value(m, "llmflow_sse_clients") == 1 and m,
+            30,
+            what="the SSE client counted",
+        )
         assert c.post(f"/api/v1/runs/{slow}/answer", json={"answer": "yes"}).status_code == 200
         t.join(60)
         assert ended == [200]
-        wait_until(lambda: c.get(f"/api/v1/runs/{slow}").json()["status"] == "COMPLETED", 60, what="the slow run")
+        wait_until(
+            lambda: c.get(f"/api/v1/runs/{slow}").json()["status"] == "COMPLETED", 60, what="the slow run"
+        )
         trace = c.get(f"/api/v1/runs/{slow}/trace").json()
-        assert trace["trace_id"] == f"{run_trace_id(slow):032x}" and trace["traceparent"] == f"00-{trace['trace_id']}-{span_id(slow):016x}-01"
+        assert (
+            trace["trace_id"] == f"{run_trace_id(slow):032x}"
+            and trace["traceparent"] == f"00-{trace['trace_id']}-{span_id(slow):016x}-01"
+        )
         assert c.get("/api/v1/runs/nope/trace").status_code == 404
         r = c.get("/metrics")
         assert r.status_code == 200 and r.headers["content-type"].startswith("text/plain")
         m = samples(r.text)
-    assert value(during, "llmflow_runs", status="RUNNING") + value(during, "llmflow_runs", status="WAITING") == 1
+    assert (
+        value(during, "llmflow_runs", status="RUNNING") + value(during, "llmflow_runs", status="WAITING") == 1
+    )
     assert value(m, "llmflow_sse_clients") == 0
     assert value(m, "llmflow_runs_started_total", flow="ok") == 2
     assert value(m, "llmflow_runs_completed_total", flow="ok") == 2
@@ -104,7 +123,9 @@ def test_metrics_after_a_few_runs(tmp_path: Path) -> None:
     assert value(m, "llmflow_run_duration_seconds_count", flow="ask", status="COMPLETED") == 1
     assert value(m, "llmflow_step_duration_seconds_count", flow="ok", kind="llm", status="COMPLETED") == 4
     assert value(m, "llmflow_step_duration_seconds_count", flow="bad", kind="shell", status="FAILED") == 1
-    assert value(m, "llmflow_model_calls_total", model="fake:", status="ok") == 5  # 2 x 2 + the step after the answer
+    assert (
+        value(m, "llmflow_model_calls_total", model="fake:", status="ok") == 5
+    )  # 2 x 2 + the step after the answer
     assert value(m, "llmflow_tokens_total", model="fake:", direction="input") > 0
     assert value(m, "llmflow_tokens_total", model="fake:", direction="output") > 0
     assert value(m, "llmflow_event_append_latency_seconds_count") > 20
@@ -129,8 +150,16 @@ def test_websocket_clients_are_counted(tmp_path: Path) -> None:
     with serve(tmp_path) as srv, srv.client(headers={"Authorization": f"Bearer {TOKEN}"}) as c:
         rid = c.post("/api/v1/runs", json={"flow": "ask"}).json()["id"]
         with connect(f"{srv.ws_url}/api/v1/runs/{rid}/ws?token={TOKEN}"):
-            wait_until(lambda: value(samples(c.get("/metrics").text), "llmflow_websocket_clients") == 1, 30, what="the WebSocket counted")
-        wait_until(lambda: value(samples(c.get("/metrics").text), "llmflow_websocket_clients") == 0, 30, what="the WebSocket gone")
+            wait_until(
+                lambda: value(samples(c.get("/metrics").text), "llmflow_websocket_clients") == 1,
+                30,
+                what="the WebSocket counted",
+            )
+        wait_until(
+            lambda: value(samples(c.get("/metrics").text), "llmflow_websocket_clients") == 0,
+            30,
+            what="the WebSocket gone",
+        )
 
 
 @pytest.fixture(autouse=True)

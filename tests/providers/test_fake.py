@@ -32,8 +32,12 @@ def test_different_prompts_give_different_answers() -> None:
 def test_answer_quotes_the_last_user_message() -> None:
     req = ModelRequest(
         "",
-        [ChatMessage("system", "be terse"), ChatMessage("user", "first"), ChatMessage("assistant", "ok"),
-         ChatMessage("user", "second question")],
+        [
+            ChatMessage("system", "be terse"),
+            ChatMessage("user", "first"),
+            ChatMessage("assistant", "ok"),
+            ChatMessage("user", "second question"),
+        ],
     )
     assert "second question" in final(run(FakeProvider(), req)).text
 

@@ -14,13 +14,24 @@ leaf = st.one_of(
     st.just({"type": "string"}),
     st.just({"type": "boolean"}),
     st.just({"type": "null"}),
-    st.builds(lambda lo, span: {"type": "integer", "minimum": lo, "maximum": lo + span},
-              st.integers(-50, 50), st.integers(0, 20)),
-    st.builds(lambda lo, span: {"type": "number", "exclusiveMinimum": lo, "exclusiveMaximum": lo + span},
-              st.floats(-10, 10, allow_nan=False), st.floats(0.01, 5, allow_nan=False)),
-    st.lists(st.text(min_size=1, max_size=5), min_size=1, max_size=4, unique=True).map(lambda xs: {"enum": xs}),
-    st.builds(lambda lo, hi: {"type": "string", "minLength": lo, "maxLength": lo + hi},
-              st.integers(0, 20), st.integers(0, 10)),
+    st.builds(
+        lambda lo, span: {"type": "integer", "minimum": lo, "maximum": lo + span},
+        st.integers(-50, 50),
+        st.integers(0, 20),
+    ),
+    st.builds(
+        lambda lo, span: {"type": "number", "exclusiveMinimum": lo, "exclusiveMaximum": lo + span},
+        st.floats(-10, 10, allow_nan=False),
+        st.floats(0.01, 5, allow_nan=False),
+    ),
+    st.lists(st.text(min_size=1, max_size=5), min_size=1, max_size=4, unique=True).map(
+        lambda xs: {"enum": xs}
+    ),
+    st.builds(
+        lambda lo, hi: {"type": "string", "minLength": lo, "maxLength": lo + hi},
+        st.integers(0, 20),
+        st.integers(0, 10),
+    ),
 )
 schemas = st.recursive(
     leaf,
@@ -43,7 +54,9 @@ def test_generated_value_validates(schema: dict, seed: str) -> None:
 
 def test_refs_into_defs_are_followed() -> None:
     schema = {
-        "$defs": {"Verdict": {"type": "object", "properties": {"ok": {"type": "boolean"}}, "required": ["ok"]}},
+        "$defs": {
+            "Verdict": {"type": "object", "properties": {"ok": {"type": "boolean"}}, "required": ["ok"]}
+        },
         "type": "object",
         "properties": {"verdict": {"$ref": "#/$defs/Verdict"}, "maybe": {"type": ["null", "integer"]}},
         "required": ["verdict", "maybe"],

@@ -19,12 +19,14 @@ from .conftest import chunks, collect, final, request, run, statuses
 
 
 def test_prompt_frame_turns_messages_into_question_and_answer() -> None:
-    prompt = build_prompt([
-        ChatMessage("system", "You answer in one word."),
-        ChatMessage("user", "Capital of France?"),
-        ChatMessage("assistant", "Paris."),
-        ChatMessage("user", "Capital of Italy?"),
-    ])
+    prompt = build_prompt(
+        [
+            ChatMessage("system", "You answer in one word."),
+            ChatMessage("user", "Capital of France?"),
+            ChatMessage("assistant", "Paris."),
+            ChatMessage("user", "Capital of Italy?"),
+        ]
+    )
     assert prompt.startswith("You answer in one word.\n\nQuestion: ")
     assert "Question: Capital of France?\nAnswer: Paris.\n" in prompt
     assert prompt.endswith("Question: Capital of Italy?\nAnswer:")
@@ -64,9 +66,14 @@ def gemma(gemma_path: str) -> tuple[Any, str]:
 def test_embedded_model_streams_a_short_completion(gemma: tuple[Any, str]) -> None:
     provider, model = gemma
     loaded_before = bool(local._MODELS)
-    items = run(provider, request(model, "What is the capital of France?", params={"temperature": 0, "max_tokens": 24}))
+    items = run(
+        provider,
+        request(model, "What is the capital of France?", params={"temperature": 0, "max_tokens": 24}),
+    )
     if not loaded_before:
-        assert statuses(items)[0] == Status("loading", "Reading gemma3-270m into memory (first use in this process)")
+        assert statuses(items)[0] == Status(
+            "loading", "Reading gemma3-270m into memory (first use in this process)"
+        )
     result = final(items)
     assert result.text.strip() and "".join(chunks(items)).rstrip() == result.text
     assert result.usage.input_tokens > 10 and result.usage.output_tokens > 0
@@ -94,8 +101,14 @@ def test_embedded_model_is_shared_by_concurrent_tasks(gemma: tuple[Any, str], ge
 @pytest.mark.real_model
 def test_embedded_model_answers_json_for_a_schema(gemma: tuple[Any, str]) -> None:
     provider, model = gemma
-    schema = {"type": "object", "properties": {"label": {"enum": ["news", "opinion", "other"]}}, "required": ["label"]}
-    req = request(model, "Classify: The president signed the bill today.", output_schema=schema, params={"seed": 3})
+    schema = {
+        "type": "object",
+        "properties": {"label": {"enum": ["news", "opinion", "other"]}},
+        "required": ["label"],
+    }
+    req = request(
+        model, "Classify: The president signed the bill today.", output_schema=schema, params={"seed": 3}
+    )
     value = json.loads(final(run(provider, req)).text)
     assert value["label"] in {"news", "opinion", "other"}
 
@@ -106,7 +119,9 @@ def test_abandoning_a_stream_frees_the_model(gemma: tuple[Any, str]) -> None:
     provider, model = gemma
 
     async def first_chunk_then_stop() -> str:
-        req = ModelRequest(model, [ChatMessage("user", "Write a long story about a dragon.")], params={"max_tokens": 128})
+        req = ModelRequest(
+            model, [ChatMessage("user", "Write a long story about a dragon.")], params={"max_tokens": 128}
+        )
         stream = provider.stream(req)
         async for item in stream:
             if isinstance(item, Chunk):

@@ -22,7 +22,13 @@ class FakeOllama:
     """State of the test server: installed models and what it was asked."""
 
     def __init__(self) -> None:
-        self.models = ["llama3.1:latest", "qwen2.5:0.5b", "slow-model:latest", "broken-model:latest", "midway-model:latest"]
+        self.models = [
+            "llama3.1:latest",
+            "qwen2.5:0.5b",
+            "slow-model:latest",
+            "broken-model:latest",
+            "midway-model:latest",
+        ]
         self.calls: list[tuple[str, Any]] = []
 
     def app(self) -> Any:
@@ -61,16 +67,41 @@ class FakeOllama:
             async def lines() -> Any:
                 await asyncio.sleep(first_delay)
                 if model.startswith("midway"):
-                    yield json.dumps({"model": model, "message": {"role": "assistant", "content": "par"}, "done": False}) + "\n"
+                    yield (
+                        json.dumps(
+                            {
+                                "model": model,
+                                "message": {"role": "assistant", "content": "par"},
+                                "done": False,
+                            }
+                        )
+                        + "\n"
+                    )
                     yield json.dumps({"error": "out of memory"}) + "\n"
                     return
                 words = ["Hello", " from", " Ollama"]
                 for i, word in enumerate(words):
                     if i:
                         await asyncio.sleep(gap)
-                    yield json.dumps({"model": model, "message": {"role": "assistant", "content": word}, "done": False}) + "\n"
-                yield json.dumps({"model": model, "message": {"role": "assistant", "content": ""}, "done": True,
-                                  "done_reason": "stop", "prompt_eval_count": 11, "eval_count": 3}) + "\n"
+                    yield (
+                        json.dumps(
+                            {"model": model, "message": {"role": "assistant", "content": word}, "done": False}
+                        )
+                        + "\n"
+                    )
+                yield (
+                    json.dumps(
+                        {
+                            "model": model,
+                            "message": {"role": "assistant", "content": ""},
+                            "done": True,
+                            "done_reason": "stop",
+                            "prompt_eval_count": 11,
+                            "eval_count": 3,
+                        }
+                    )
+                    + "\n"
+                )
 
             return StreamingResponse(lines(), media_type="application/x-ndjson")
 
@@ -90,7 +121,10 @@ def provider(url: str, **kwargs: Any) -> OllamaProvider:
 
 def test_streams_chat_text_and_usage(ollama: tuple[FakeOllama, str]) -> None:
     state, url = ollama
-    items = run(provider(url), request("llama3.1", "Say hello", params={"temperature": 0.2, "max_tokens": 9, "seed": 4}))
+    items = run(
+        provider(url),
+        request("llama3.1", "Say hello", params={"temperature": 0.2, "max_tokens": 9, "seed": 4}),
+    )
     assert chunks(items) == ["Hello", " from", " Ollama"]
     result = final(items)
     assert result.text == "Hello from Ollama"
@@ -123,7 +157,9 @@ def test_missing_model_without_pull_says_how_to_get_it(ollama: tuple[FakeOllama,
     with pytest.raises(ProviderUnavailableError) as info:
         run(provider(url), request("mistral"))
     assert "has no model 'mistral'" in str(info.value)
-    assert "ollama pull mistral" in (info.value.hint or "") and "LLMFLOW_OLLAMA_PULL=1" in (info.value.hint or "")
+    assert "ollama pull mistral" in (info.value.hint or "") and "LLMFLOW_OLLAMA_PULL=1" in (
+        info.value.hint or ""
+    )
 
 
 def test_missing_model_is_pulled_when_allowed(ollama: tuple[FakeOllama, str]) -> None:
@@ -139,7 +175,9 @@ def test_slow_first_token_yields_heartbeats_then_stops_them(ollama: tuple[FakeOl
     items = run(provider(url, heartbeat_interval=0.2), request("slow-model"))
     beats = statuses(items)
     assert len(beats) >= 2
-    assert all(b.kind == "heartbeat" and b.message.startswith("Still waiting on slow-model... ") for b in beats)
+    assert all(
+        b.kind == "heartbeat" and b.message.startswith("Still waiting on slow-model... ") for b in beats
+    )
     assert beats[0].message.endswith("s elapsed")
     first_chunk = next(i for i, item in enumerate(items) if isinstance(item, Chunk))
     assert not statuses(items[first_chunk:])  # later gaps (0.3 s) between tokens are not heartbeats
@@ -174,5 +212,8 @@ def test_not_running_names_the_url_and_the_fix() -> None:
     url = f"http://127.0.0.1:{free_port()}"
     with pytest.raises(ProviderUnavailableError) as info:
         run(provider(url), request("llama3.1"))
-    assert str(info.value) == f"Ollama is not reachable at {url}: start it or set OLLAMA_HOST (or OLLAMA_BASE_URL)"
+    assert (
+        str(info.value)
+        == f"Ollama is not reachable at {url}: start it or set OLLAMA_HOST (or OLLAMA_BASE_URL)"
+    )
     assert not info.value.retryable

@@ -50,7 +50,14 @@ def test_a_flow_runs_on_the_ollama_that_ollama_host_names(tmp_path: Path):
         hostport = server.url.removeprefix("http://")
         env = {k: v for k, v in os.environ.items() if not k.startswith(("LLMFLOW_", "OLLAMA_"))}
         env.update(LLMFLOW_HOME=str(tmp_path), OLLAMA_HOST=hostport, LLMFLOW_MODEL="ollama:llama3.1")
-        p = subprocess.run([sys.executable, "-m", "llmflow", "run", "f.yaml", "--json"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+        p = subprocess.run(
+            [sys.executable, "-m", "llmflow", "run", "f.yaml", "--json"],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
     assert p.returncode == 0, p.stderr
     assert json.loads(p.stdout)["steps"][0]["output"] == "Hello from Ollama"
     assert ("chat", state.calls[-1][1]) == state.calls[-1] and state.calls[-1][1]["model"] == "llama3.1"

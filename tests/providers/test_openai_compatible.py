@@ -47,33 +47,67 @@ class FakeOpenAI:
             self.auth.append(req.headers.get("authorization"))
             model = body["model"]
             if model == "limited":
-                error = {"error": {"message": "Rate limit reached", "type": "rate_limit_error", "code": "rate_limit_exceeded"}}
+                error = {
+                    "error": {
+                        "message": "Rate limit reached",
+                        "type": "rate_limit_error",
+                        "code": "rate_limit_exceeded",
+                    }
+                }
                 return JSONResponse(error, status_code=429, headers={"Retry-After": "7"})
             if model == "auth":
-                error = {"error": {"message": f"Incorrect API key provided: {SECRET}", "type": "invalid_request_error",
-                                   "code": "invalid_api_key"}}
+                error = {
+                    "error": {
+                        "message": f"Incorrect API key provided: {SECRET}",
+                        "type": "invalid_request_error",
+                        "code": "invalid_api_key",
+                    }
+                }
                 return JSONResponse(error, status_code=401)
             if model == "boom":
-                return JSONResponse({"error": {"message": "upstream exploded", "type": "server_error"}}, status_code=500)
+                return JSONResponse(
+                    {"error": {"message": "upstream exploded", "type": "server_error"}}, status_code=500
+                )
             if model == "boom-key":  # a server error whose text talks about keys
-                return JSONResponse({"error": {"message": "Internal error while checking the API key", "type": "server_error", "code": "invalid_api_key"}}, status_code=500)
-            text = json.dumps({"label": "news"}) if body.get("response_format") else "Hello from the test server"
+                return JSONResponse(
+                    {
+                        "error": {
+                            "message": "Internal error while checking the API key",
+                            "type": "server_error",
+                            "code": "invalid_api_key",
+                        }
+                    },
+                    status_code=500,
+                )
+            text = (
+                json.dumps({"label": "news"}) if body.get("response_format") else "Hello from the test server"
+            )
             return StreamingResponse(self._sse(model, text), media_type="text/event-stream")
 
         return app
 
     async def _sse(self, model: str, text: str) -> Any:
         def event(choices: list[dict[str, Any]], **extra: Any) -> str:
-            data = {"id": "chatcmpl-1", "object": "chat.completion.chunk", "created": 1, "model": model,
-                    "choices": choices, **extra}
+            data = {
+                "id": "chatcmpl-1",
+                "object": "chat.completion.chunk",
+                "created": 1,
+                "model": model,
+                "choices": choices,
+                **extra,
+            }
             return f"data: {json.dumps(data)}\n\n"
 
         words = text.split(" ")
         for i, word in enumerate(words):
             piece = word if i == 0 else " " + word
-            yield event([{"index": 0, "delta": {"role": "assistant", "content": piece}, "finish_reason": None}])
+            yield event(
+                [{"index": 0, "delta": {"role": "assistant", "content": piece}, "finish_reason": None}]
+            )
         yield event([{"index": 0, "delta": {}, "finish_reason": "stop"}])
-        yield event([], usage={"prompt_tokens": 12, "completion_tokens": len(words), "total_tokens": 12 + len(words)})
+        yield event(
+            [], usage={"prompt_tokens": 12, "completion_tokens": len(words), "total_tokens": 12 + len(words)}
+        )
         yield "data: [DONE]\n\n"
 
 
@@ -92,8 +126,11 @@ def localhost(url: str, **extra: str) -> Any:
 def test_streams_text_and_reports_usage(fake_openai: tuple[FakeOpenAI, str]) -> None:
     state, url = fake_openai
     provider, model = localhost(url).resolve("localhost:tiny")
-    req = ModelRequest(model, [ChatMessage("system", "Be brief."), ChatMessage("user", "Hi")],
-                       params={"max_tokens": 20, "temperature": 0.0})
+    req = ModelRequest(
+        model,
+        [ChatMessage("system", "Be brief."), ChatMessage("user", "Hi")],
+        params={"max_tokens": 20, "temperature": 0.0},
+    )
     items = run(provider, req)
     assert chunks(items) == ["Hello", " from", " the", " test", " server"]
     result = final(items)
@@ -121,7 +158,12 @@ def test_native_structured_output_can_be_switched_on(fake_openai: tuple[FakeOpen
     state, url = fake_openai
     registry = localhost(url, LLMFLOW_PROVIDER_LOCALHOST_STRUCTURED_OUTPUT="native")
     provider, model = registry.resolve("localhost:tiny")
-    schema = {"type": "object", "properties": {"label": {"type": "string"}}, "required": ["label"], "title": "Verdict"}
+    schema = {
+        "type": "object",
+        "properties": {"label": {"type": "string"}},
+        "required": ["label"],
+        "title": "Verdict",
+    }
     run(provider, request(model, "Classify", output_schema=schema))
     fmt = state.bodies[-1]["response_format"]
     assert fmt["type"] == "json_schema" and fmt["json_schema"]["name"] == "Verdict"
@@ -137,7 +179,9 @@ def test_429_maps_to_rate_limit_error_with_retry_after(fake_openai: tuple[FakeOp
     assert len(state.bodies) == calls + 1  # no hidden SDK retries: the engine decides
 
 
-def test_401_is_not_retryable_names_the_env_var_and_hides_the_key(fake_openai: tuple[FakeOpenAI, str]) -> None:
+def test_401_is_not_retryable_names_the_env_var_and_hides_the_key(
+    fake_openai: tuple[FakeOpenAI, str],
+) -> None:
     _, url = fake_openai
     provider, _ = localhost(url).resolve("localhost:auth")
     with pytest.raises(ProviderError) as info:
@@ -157,7 +201,9 @@ def test_5xx_is_retryable(fake_openai: tuple[FakeOpenAI, str]) -> None:
     assert info.value.retryable and not isinstance(info.value, RateLimitError)
 
 
-def test_a_5xx_that_mentions_the_api_key_is_a_server_error_not_rejected_credentials(fake_openai: tuple[FakeOpenAI, str]) -> None:
+def test_a_5xx_that_mentions_the_api_key_is_a_server_error_not_rejected_credentials(
+    fake_openai: tuple[FakeOpenAI, str],
+) -> None:
     _, url = fake_openai
     provider, _ = localhost(url).resolve("localhost:boom-key")
     with pytest.raises(ProviderError) as info:
@@ -180,8 +226,13 @@ def test_openai_without_a_key_says_which_env_var_to_set() -> None:
         run(provider, request("gpt-4o-mini"))
 
 
-@pytest.mark.parametrize(("spec", "var"), [("anthropic:claude-3-5-haiku-latest", "ANTHROPIC_API_KEY"),
-                                           ("gemini:gemini-2.5-flash", "GEMINI_API_KEY")])
+@pytest.mark.parametrize(
+    ("spec", "var"),
+    [
+        ("anthropic:claude-3-5-haiku-latest", "ANTHROPIC_API_KEY"),
+        ("gemini:gemini-2.5-flash", "GEMINI_API_KEY"),
+    ],
+)
 def test_hosted_providers_without_keys_name_their_env_var(spec: str, var: str) -> None:
     provider, model = ProviderRegistry({}).resolve(spec)
     with pytest.raises(ProviderUnavailableError) as info:
@@ -189,11 +240,29 @@ def test_hosted_providers_without_keys_name_their_env_var(spec: str, var: str) -
     assert var in str(info.value)
 
 
-@pytest.mark.parametrize(("spec", "env", "module", "line"), [
-    ("anthropic:claude-x", {"ANTHROPIC_API_KEY": "k"}, "pydantic_ai.models.anthropic", "pip install 'llmflow[anthropic]'"),
-    ("gemini:gemini-x", {"GEMINI_API_KEY": "k"}, "pydantic_ai.models.google", "pip install 'llmflow[gemini]'"),
-    ("openai:gpt-x", {"OPENAI_API_KEY": "k"}, "pydantic_ai.models.openai", "pip install 'llmflow[openai]'"),
-])
+@pytest.mark.parametrize(
+    ("spec", "env", "module", "line"),
+    [
+        (
+            "anthropic:claude-x",
+            {"ANTHROPIC_API_KEY": "k"},
+            "pydantic_ai.models.anthropic",
+            "pip install 'llmflow[anthropic]'",
+        ),
+        (
+            "gemini:gemini-x",
+            {"GEMINI_API_KEY": "k"},
+            "pydantic_ai.models.google",
+            "pip install 'llmflow[gemini]'",
+        ),
+        (
+            "openai:gpt-x",
+            {"OPENAI_API_KEY": "k"},
+            "pydantic_ai.models.openai",
+            "pip install 'llmflow[openai]'",
+        ),
+    ],
+)
 def test_missing_extra_gives_the_exact_pip_line(
     monkeypatch: pytest.MonkeyPatch, spec: str, env: dict[str, str], module: str, line: str
 ) -> None:
@@ -215,10 +284,25 @@ def llama_server(gemma_path: str, tmp_path_factory: pytest.TempPathFactory) -> I
         pytest.skip(f"llama-cpp-python[server] is not installed: {exc}")
     port = free_port()
     log = Path(tmp_path_factory.mktemp("llama-server")) / "server.log"
-    cmd = [sys.executable, "-m", "llama_cpp.server", "--model", gemma_path, "--host", "127.0.0.1",
-           "--port", str(port), "--chat_format", "gemma", "--n_ctx", "2048"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "llama_cpp.server",
+        "--model",
+        gemma_path,
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--chat_format",
+        "gemma",
+        "--n_ctx",
+        "2048",
+    ]
     with log.open("wb") as out:
-        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONWARNINGS": "ignore"})
+        proc = subprocess.Popen(
+            cmd, stdout=out, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONWARNINGS": "ignore"}
+        )
     try:
         _wait_until_serving(proc, port, log)
         yield f"http://127.0.0.1:{port}/v1"
@@ -251,7 +335,9 @@ def _wait_until_serving(proc: subprocess.Popen[bytes], port: int, log: Path) -> 
 @pytest.mark.real_model
 def test_real_llama_cpp_server_streams_text(llama_server: str) -> None:
     provider, model = localhost(llama_server).resolve("localhost:gemma3-270m")
-    req = request(model, "What is the capital of France?", params={"max_tokens": 16, "temperature": 0.0, "seed": 1})
+    req = request(
+        model, "What is the capital of France?", params={"max_tokens": 16, "temperature": 0.0, "seed": 1}
+    )
     items = run(provider, req)
     pieces = chunks(items)
     result = final(items)

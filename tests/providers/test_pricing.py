@@ -19,16 +19,28 @@ genai_prices = pytest.importorskip("genai_prices")
 
 def listed(provider: str, model: str, usage: Usage) -> float:
     """What genai-prices itself says (the test does not hard-code a price that will change)."""
-    return float(genai_prices.calc_price(genai_prices.Usage(input_tokens=usage.input_tokens, output_tokens=usage.output_tokens), model, provider_id=provider).total_price)
+    return float(
+        genai_prices.calc_price(
+            genai_prices.Usage(input_tokens=usage.input_tokens, output_tokens=usage.output_tokens),
+            model,
+            provider_id=provider,
+        ).total_price
+    )
 
 
 def test_hosted_models_are_priced_from_genai_prices():
     usage = Usage(1_000_000, 200_000)
     assert cost("openai:gpt-4o-mini", usage) == pytest.approx(listed("openai", "gpt-4o-mini", usage))
-    assert cost("anthropic:claude-sonnet-4-5", usage) == pytest.approx(listed("anthropic", "claude-sonnet-4-5", usage))
-    assert cost("gemini:gemini-2.5-flash", usage) == pytest.approx(listed("google", "gemini-2.5-flash", usage))
+    assert cost("anthropic:claude-sonnet-4-5", usage) == pytest.approx(
+        listed("anthropic", "claude-sonnet-4-5", usage)
+    )
+    assert cost("gemini:gemini-2.5-flash", usage) == pytest.approx(
+        listed("google", "gemini-2.5-flash", usage)
+    )
     assert cost("google:gemini-2.5-flash", usage) == cost("gemini:gemini-2.5-flash", usage)  # an alias
-    assert cost("openai:gpt-4o-mini-2024-07-18", usage) == pytest.approx(listed("openai", "gpt-4o-mini", usage))
+    assert cost("openai:gpt-4o-mini-2024-07-18", usage) == pytest.approx(
+        listed("openai", "gpt-4o-mini", usage)
+    )
     assert cost("openai:gpt-4o-mini", usage) > 0
 
 
@@ -64,8 +76,19 @@ def test_a_run_records_the_cost_from_llmflow_prices(tmp_path: Path):
     """End to end: LLMFLOW_PRICES prices a model; the run's cost is what the table says."""
     (tmp_path / "f.yaml").write_text("name: f\nsteps:\n  - id: a\n    llm: 'one two three'\n")
     env = {k: v for k, v in os.environ.items() if not k.startswith("LLMFLOW_")}
-    env.update(LLMFLOW_HOME=str(tmp_path), LLMFLOW_BLOCK_REAL_MODELS="1", LLMFLOW_PRICES='{"fake:priced": {"input": 1000000, "output": 2000000}}')
-    p = subprocess.run([sys.executable, "-m", "llmflow", "run", "f.yaml", "--model", "fake:priced", "--json"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)
+    env.update(
+        LLMFLOW_HOME=str(tmp_path),
+        LLMFLOW_BLOCK_REAL_MODELS="1",
+        LLMFLOW_PRICES='{"fake:priced": {"input": 1000000, "output": 2000000}}',
+    )
+    p = subprocess.run(
+        [sys.executable, "-m", "llmflow", "run", "f.yaml", "--model", "fake:priced", "--json"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     run = json.loads(p.stdout)
     tokens_in, tokens_out = run["usage"]["input_tokens"], run["usage"]["output_tokens"]
     assert run["usage"]["cost"] == pytest.approx(tokens_in * 1.0 + tokens_out * 2.0)

@@ -18,7 +18,15 @@ from .conftest import final, request, run
 
 
 @pytest.mark.parametrize(
-    "spec", ["local:gemma3-270m", "openai:gpt-4o-mini", "anthropic:claude-x", "gemini:g", "google:g", "ollama:llama3.1"]
+    "spec",
+    [
+        "local:gemma3-270m",
+        "openai:gpt-4o-mini",
+        "anthropic:claude-x",
+        "gemini:g",
+        "google:g",
+        "ollama:llama3.1",
+    ],
 )
 def test_real_providers_are_blocked_when_not_allowed(spec: str) -> None:
     registry = ProviderRegistry({}, allow_real=False)
@@ -46,7 +54,9 @@ def test_instances_are_cached_per_provider_name() -> None:
 
 
 def test_unknown_provider_lists_the_known_ones() -> None:
-    registry = ProviderRegistry({"LLMFLOW_PROVIDER_MYHOST_BASE_URL": "http://127.0.0.1:1/v1"}, allow_real=False)
+    registry = ProviderRegistry(
+        {"LLMFLOW_PROVIDER_MYHOST_BASE_URL": "http://127.0.0.1:1/v1"}, allow_real=False
+    )
     with pytest.raises(ProviderUnavailableError) as info:
         registry.resolve("nosuch:model")
     message = str(info.value)
@@ -70,7 +80,10 @@ def test_empty_spec_means_the_default_model() -> None:
 
 
 def test_custom_openai_compatible_host_from_env() -> None:
-    env = {"LLMFLOW_PROVIDER_LOCALHOST_BASE_URL": "http://127.0.0.1:8000/v1", "LLMFLOW_PROVIDER_LOCALHOST_API_KEY": "k-123"}
+    env = {
+        "LLMFLOW_PROVIDER_LOCALHOST_BASE_URL": "http://127.0.0.1:8000/v1",
+        "LLMFLOW_PROVIDER_LOCALHOST_API_KEY": "k-123",
+    }
     registry = ProviderRegistry(env)
     provider, model = registry.resolve("localhost:qwen2.5")
     assert isinstance(provider, PydanticAIProvider) and model == "qwen2.5"
@@ -85,12 +98,19 @@ def test_builtin_names_win_over_custom_hosts() -> None:
 
 
 def test_ollama_settings_come_from_env() -> None:
-    env = {"OLLAMA_BASE_URL": "http://10.9.9.9:1234/", "OLLAMA_TIMEOUT_SECONDS": "7", "LLMFLOW_OLLAMA_PULL": "1",
-           "OLLAMA_HEARTBEAT_INTERVAL": "0"}
+    env = {
+        "OLLAMA_BASE_URL": "http://10.9.9.9:1234/",
+        "OLLAMA_TIMEOUT_SECONDS": "7",
+        "LLMFLOW_OLLAMA_PULL": "1",
+        "OLLAMA_HEARTBEAT_INTERVAL": "0",
+    }
     provider = ProviderRegistry(env).resolve("ollama:llama3.1:8b")[0]
     assert isinstance(provider, OllamaProvider)
     assert (provider.base_url, provider.timeout, provider.allow_pull, provider.heartbeat_interval) == (
-        "http://10.9.9.9:1234", 7.0, True, 0.0,
+        "http://10.9.9.9:1234",
+        7.0,
+        True,
+        0.0,
     )
 
 

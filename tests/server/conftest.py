@@ -43,7 +43,9 @@ def make_app(home: Path, database_url: str | None) -> Callable[..., Any]:
         if database_url:
             e["LLMFLOW_DATABASE_URL"] = database_url
         settings = Settings.from_env(e)
-        config.setdefault("flows", [str(EXAMPLES / "review"), str(EXAMPLES / "hello"), str(EXAMPLES / "panel")])
+        config.setdefault(
+            "flows", [str(EXAMPLES / "review"), str(EXAMPLES / "hello"), str(EXAMPLES / "panel")]
+        )
         config.setdefault("config_dir", home / "conf")
         cfg = ServerConfig.from_env(e, **config)
         return create_app(settings, cfg)

@@ -72,7 +72,11 @@ steps:
 def base_env(home: Path, **extra: str) -> dict[str, str]:
     """The environment of an isolated llmflow process: its own home, the fake model, real
     models blocked, short leases."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("LLMFLOW_", "OLLAMA_")) and k not in ("DISABLE_WORKER", "WORKER_CHECK_INTERVAL")}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("LLMFLOW_", "OLLAMA_")) and k not in ("DISABLE_WORKER", "WORKER_CHECK_INTERVAL")
+    }
     env.update(
         LLMFLOW_HOME=str(home),
         LLMFLOW_MODEL="fake:",
@@ -114,7 +118,9 @@ class ServeProcess:
 
     def start(self) -> ServeProcess:
         self._fh = self.log.open("ab")
-        self.proc = subprocess.Popen([LLMFLOW, *self.args], env=self.env, cwd=self.cwd, stdout=self._fh, stderr=subprocess.STDOUT)
+        self.proc = subprocess.Popen(
+            [LLMFLOW, *self.args], env=self.env, cwd=self.cwd, stdout=self._fh, stderr=subprocess.STDOUT
+        )
         return self
 
     def output(self) -> str:

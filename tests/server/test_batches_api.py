@@ -13,7 +13,24 @@ ROOT = Path(__file__).resolve().parents[2]
 def test_batches_started_from_the_cli_are_listed_with_their_progress(home, client):
     env = {k: v for k, v in os.environ.items() if not k.startswith("LLMFLOW_")}
     env.update({"LLMFLOW_HOME": str(home), "LLMFLOW_MODEL": "fake:", "LLMFLOW_BLOCK_REAL_MODELS": "1"})
-    p = subprocess.run([sys.executable, "-m", "llmflow", "batch", str(ROOT / "examples" / "batch"), "--max-records", "2", "-o", "out.jsonl"], capture_output=True, text=True, env=env, cwd=home, timeout=180)
+    p = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "llmflow",
+            "batch",
+            str(ROOT / "examples" / "batch"),
+            "--max-records",
+            "2",
+            "-o",
+            "out.jsonl",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=home,
+        timeout=180,
+    )
     assert p.returncode == 0, p.stderr
     r = client.get("/api/v1/batches")
     assert r.status_code == 200
@@ -47,7 +64,14 @@ outputs:
 def _cli(home: Path, *args: str, timeout: float = 180) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("LLMFLOW_")}
     env.update({"LLMFLOW_HOME": str(home), "LLMFLOW_MODEL": "fake:", "LLMFLOW_BLOCK_REAL_MODELS": "1"})
-    return subprocess.run([sys.executable, "-m", "llmflow", *args], capture_output=True, text=True, env=env, cwd=home, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "llmflow", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=home,
+        timeout=timeout,
+    )
 
 
 def _wait_batch(c, batch_id: str, done: int) -> dict:
@@ -82,15 +106,37 @@ def test_retry_failed_over_http_reruns_the_failed_jobs_to_completion(home, live)
         runs = c.get("/api/v1/runs", params={"batch_id": batch_id}).json()["runs"]
         assert sorted(r["status"] for r in runs) == ["COMPLETED"] * 3  # re-run in place, not new runs
     rows = [json.loads(line) for line in Path(after["output"]).read_text().splitlines()]
-    assert sorted(r["outputs"]["said"].split(" [")[0] for r in rows) == [f"fake answer to: record {i}" for i in range(3)]
+    assert sorted(r["outputs"]["said"].split(" [")[0] for r in rows) == [
+        f"fake answer to: record {i}" for i in range(3)
+    ]
 
 
 def test_resume_over_http_finishes_a_batch_whose_driver_was_killed(home, live):
     (home / "data.jsonl").write_text("".join(json.dumps({"text": f"r{i}"}) + "\n" for i in range(6)))
-    (home / "slow.yaml").write_text("name: slow\ninputs:\n  text: {type: string}\nsteps:\n  - id: a\n    llm: '{{ inputs.text }}'\n")
+    (home / "slow.yaml").write_text(
+        "name: slow\ninputs:\n  text: {type: string}\nsteps:\n  - id: a\n    llm: '{{ inputs.text }}'\n"
+    )
     env = {k: v for k, v in os.environ.items() if not k.startswith("LLMFLOW_")}
     env.update({"LLMFLOW_HOME": str(home), "LLMFLOW_BLOCK_REAL_MODELS": "1"})
-    proc = subprocess.Popen([sys.executable, "-m", "llmflow", "batch", "slow.yaml", "--data", "data.jsonl", "-j", "1", "--model", "fake:?latency=0.5"], env=env, cwd=home, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "llmflow",
+            "batch",
+            "slow.yaml",
+            "--data",
+            "data.jsonl",
+            "-j",
+            "1",
+            "--model",
+            "fake:?latency=0.5",
+        ],
+        env=env,
+        cwd=home,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     with live.client() as c:
         deadline = time.monotonic() + 60
         batch = None
@@ -110,12 +156,19 @@ def test_resume_over_http_finishes_a_batch_whose_driver_was_killed(home, live):
         again = c.post(f"/api/v1/batches/{batch['id']}/resume")
         assert again.status_code == 409 and "already running on this server" in again.json()["detail"]
         after = _wait_batch(c, batch["id"], 6)
-        assert (after["status"], after["completed"], after["failed"], after["remaining"]) == ("COMPLETED", 6, 0, 0)
+        assert (after["status"], after["completed"], after["failed"], after["remaining"]) == (
+            "COMPLETED",
+            6,
+            0,
+            0,
+        )
 
 
 def test_resume_refuses_what_cannot_be_resumed(home, client):
     assert client.post("/api/v1/batches/nope/resume").status_code == 404
-    (home / "sweep.yaml").write_text("name: s\nparameters: {x: 1}\nsteps:\n  - id: a\n    llm: '{{ parameters.x }}'\n")
+    (home / "sweep.yaml").write_text(
+        "name: s\nparameters: {x: 1}\nsteps:\n  - id: a\n    llm: '{{ parameters.x }}'\n"
+    )
     assert _cli(home, "run", "sweep.yaml", "-m", "parameters.x=1,2").returncode == 0
     sweep = client.get("/api/v1/batches").json()["batches"][0]
     r = client.post(f"/api/v1/batches/{sweep['id']}/retry-failed")
@@ -137,7 +190,10 @@ def test_runs_can_leave_out_batch_runs_for_the_dashboard(home, client):
     from llmflow.runtime import run_blocking
 
     rt = client.app.state.services.runtime
-    driver = prepare_batch(rt, BatchRequest(flow=Flow.model_validate(flow), inline_records=[{}, {}], output=str(home / "out.jsonl")))
+    driver = prepare_batch(
+        rt,
+        BatchRequest(flow=Flow.model_validate(flow), inline_records=[{}, {}], output=str(home / "out.jsonl")),
+    )
     run_blocking(driver.run())
     standalone = client.get("/api/v1/runs", params={"in_batch": "false"}).json()
     assert [r["id"] for r in standalone["runs"]] == [solo] and standalone["total"] == 1

@@ -31,16 +31,23 @@ def test_post_flow_runs_it_and_answers_with_the_result(client: TestClient) -> No
 
 
 def test_q_text_and_parameters_map_onto_inputs(client: TestClient) -> None:
-    r = client.post("/flow/review", json={"q": "ignored?", "text": "An article", "record_id": "r1", "parameters": {"unknown": 1}})
+    r = client.post(
+        "/flow/review",
+        json={"q": "ignored?", "text": "An article", "record_id": "r1", "parameters": {"unknown": 1}},
+    )
     # review has no 'prompt' input but one required text input: the prompt goes to the
     # declared 'text' only when text itself is not given -> here text wins and prompt has nowhere to go
     assert r.status_code == 422 and r.json()["detail"][0]["loc"] == ["body", "prompt"]
-    r = client.post("/flow/review", json={"text": "An article", "record_id": "r1", "parameters": {"unknown": 1}})
+    r = client.post(
+        "/flow/review", json={"text": "An article", "record_id": "r1", "parameters": {"unknown": 1}}
+    )
     assert r.status_code == 200
     assert client.get(f"/api/v1/runs/{r.json()['run_id']}").json()["inputs"] == {"text": "An article"}
     r = client.post("/flow/review", json={"q": "Use the prompt as the text"})
     assert r.status_code == 200
-    assert client.get(f"/api/v1/runs/{r.json()['run_id']}").json()["inputs"] == {"text": "Use the prompt as the text"}
+    assert client.get(f"/api/v1/runs/{r.json()['run_id']}").json()["inputs"] == {
+        "text": "Use the prompt as the text"
+    }
     r = client.post("/flow/hello", json={"parameters": {"prompt": "from parameters"}})
     assert r.json()["output"].startswith("fake answer to: from parameters")
 
@@ -59,14 +66,20 @@ def test_unknown_flows_are_404(client: TestClient) -> None:
 def test_async_start_returns_the_run_and_a_websocket_url(make_app: Any, home: Path) -> None:
     write_flow(home, "ask", HUMAN_FLOW)
     with TestClient(make_app()) as c:
-        for r in (c.post("/flow/hello?async=true", json={"prompt": "x"}), c.post("/flow/ask", json={"wait": False})):
+        for r in (
+            c.post("/flow/hello?async=true", json={"prompt": "x"}),
+            c.post("/flow/ask", json={"wait": False}),
+        ):
             assert r.status_code == 202
             body = r.json()
             assert body["websocket_url"] == f"/ws/{body['session_id']}" and body["run_id"]
             status = c.get(f"/api/session/{body['session_id']}/status").json()
             assert status["run_id"] == body["run_id"]
         ask = body
-        wait_until(lambda: c.get(f"/api/session/{ask['session_id']}/status").json()["status"] == "active", what="the session to be active")
+        wait_until(
+            lambda: c.get(f"/api/session/{ask['session_id']}/status").json()["status"] == "active",
+            what="the session to be active",
+        )
         assert c.post("/flow/ask", json={"wait": False, "session_id": ask["session_id"]}).status_code == 409
 
 
@@ -78,7 +91,9 @@ def test_sessions_create_status_list_delete(client: TestClient) -> None:
     assert st["is_expired"] is False
     listed = client.get("/api/sessions").json()
     assert listed["total"] == 1 and listed["sessions"][0]["session_id"] == s["session_id"]
-    assert client.delete(f"/api/session/{s['session_id']}").json() == {"message": f"Session {s['session_id']} cleaned up successfully"}
+    assert client.delete(f"/api/session/{s['session_id']}").json() == {
+        "message": f"Session {s['session_id']} cleaned up successfully"
+    }
     assert client.delete(f"/api/session/{s['session_id']}").status_code == 404
     assert client.get(f"/api/session/{s['session_id']}/status").status_code == 404
     assert client.get("/api/session/bad id!/status").status_code == 404
@@ -88,9 +103,18 @@ def test_deleting_a_session_cancels_its_running_flow(make_app: Any, home: Path) 
     write_flow(home, "ask", HUMAN_FLOW)
     with TestClient(make_app()) as c:
         body = c.post("/flow/ask?async=true", json={}).json()
-        wait_until(lambda: any(e["type"] == "HUMAN_INPUT_REQUESTED" for e in c.get(f"/api/v1/runs/{body['run_id']}/events").json()["events"]), what="the question")
+        wait_until(
+            lambda: any(
+                e["type"] == "HUMAN_INPUT_REQUESTED"
+                for e in c.get(f"/api/v1/runs/{body['run_id']}/events").json()["events"]
+            ),
+            what="the question",
+        )
         c.delete(f"/api/session/{body['session_id']}")
-        wait_until(lambda: c.get(f"/api/v1/runs/{body['run_id']}").json()["status"] == "CANCELED", what="the run to be canceled")
+        wait_until(
+            lambda: c.get(f"/api/v1/runs/{body['run_id']}").json()["status"] == "CANCELED",
+            what="the run to be canceled",
+        )
 
 
 def test_too_many_sessions_is_429(make_app: Any) -> None:

@@ -43,7 +43,13 @@ def test_the_shell_snippets_run_against_a_server(live: LiveServer, tmp_path: Pat
     assert len(SH) >= 8
     script = tmp_path / "doc.sh"
     script.write_text("set -eu\n" + "\n".join(SH))
-    out = subprocess.run(["bash", str(script)], env={"BASE": live.url, "PATH": "/usr/bin:/bin:/usr/local/bin"}, capture_output=True, text=True, timeout=300)
+    out = subprocess.run(
+        ["bash", str(script)],
+        env={"BASE": live.url, "PATH": "/usr/bin:/bin:/usr/local/bin"},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert out.returncode == 0, f"{out.stdout[-3000:]}\n{out.stderr[-3000:]}"
     assert '"healthy"' in out.stdout and "COMPLETED" in out.stdout and "Invalid action" in out.stdout
     assert "404" in out.stdout.splitlines()

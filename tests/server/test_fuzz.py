@@ -24,14 +24,18 @@ pytestmark = pytest.mark.slow
 # The schema is static: build it from an app that is never started (nothing opens here).
 # SSE answers never end by themselves: read one event of them, then move on.
 _config = schemathesis.config.SchemathesisConfig.from_dict({"max-stream-events": 1})
-schema = schemathesis.openapi.from_dict(create_app(Settings(home=Path("/nonexistent")), ServerConfig()).openapi(), config=_config)
+schema = schemathesis.openapi.from_dict(
+    create_app(Settings(home=Path("/nonexistent")), ServerConfig()).openapi(), config=_config
+)
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
     home = tmp_path_factory.mktemp("fuzz")
     env = base_env(home)
-    cfg = ServerConfig.from_env(env, flows=[str(EXAMPLES / "hello")], config_dir=home / "conf", wait_timeout=2.0, max_sessions=50)
+    cfg = ServerConfig.from_env(
+        env, flows=[str(EXAMPLES / "hello")], config_dir=home / "conf", wait_timeout=2.0, max_sessions=50
+    )
     with LiveServer(create_app(Settings.from_env(env), cfg)) as s:
         yield s
 
@@ -42,7 +46,9 @@ def detail_is_explained(ctx: Any, response: Any, case: Any) -> bool | None:
         return None  # refused by Uvicorn's HTTP parser before the app sees it (e.g. a raw control character)
     if 400 <= response.status_code < 500:
         body = response.json()
-        assert isinstance(body, dict) and "detail" in body, f"{response.status_code} without detail: {response.text[:200]}"
+        assert isinstance(body, dict) and "detail" in body, (
+            f"{response.status_code} without detail: {response.text[:200]}"
+        )
         if response.status_code == 422 and isinstance(body["detail"], list):
             assert all(isinstance(d, dict) and "loc" in d for d in body["detail"]), body
     return None
@@ -69,7 +75,24 @@ import httpx  # noqa: E402
 from hypothesis import given  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
-EDGES = ["\ud800", "\udfff", "a\udc80b", "\ud83d", "\x00", "\ufeff", "\u202e", "e\u0301", "\U0001f600", "\u2028", "\uffff", "\U0010ffff", "𝔘𝔫𝔦", "", " " * 3, "x" * 20_000]
+EDGES = [
+    "\ud800",
+    "\udfff",
+    "a\udc80b",
+    "\ud83d",
+    "\x00",
+    "\ufeff",
+    "\u202e",
+    "e\u0301",
+    "\U0001f600",
+    "\u2028",
+    "\uffff",
+    "\U0010ffff",
+    "𝔘𝔫𝔦",
+    "",
+    " " * 3,
+    "x" * 20_000,
+]
 RAW_QUERY = ["%ED%A0%80", "%FF", "%C0%AF", "%00", "%EF%BB%BF"]  # surrogate, invalid, overlong, NUL, BOM
 OPERATIONS = [r.ok() for r in schema.get_all_operations()]
 
@@ -114,16 +137,24 @@ def edge_requests(draw: Any) -> tuple[str, str, bytes | None, str]:
         path = op.path.replace("{" + name + "}", quote(edge.encode("utf-8", "surrogatepass"), safe=""))
         for k, v in case.path_parameters.items():
             path = path.replace("{" + k + "}", quote(str(v), safe=""))
-    qs = "&".join(f"{quote(str(k))}={quote(str(v).encode('utf-8', 'surrogatepass'), safe='')}" for k, v in query.items())
+    qs = "&".join(
+        f"{quote(str(k))}={quote(str(v).encode('utf-8', 'surrogatepass'), safe='')}" for k, v in query.items()
+    )
     if where == "raw-query":
-        qs = (qs + "&" if qs else "") + f"{draw(st.sampled_from(sorted(query) or ['q']))}={draw(st.sampled_from(RAW_QUERY))}"
-    data = json.dumps(body, ensure_ascii=True).encode() if body is not None else None  # NaN as a bare token, surrogates as escapes
+        qs = (
+            qs + "&" if qs else ""
+        ) + f"{draw(st.sampled_from(sorted(query) or ['q']))}={draw(st.sampled_from(RAW_QUERY))}"
+    data = (
+        json.dumps(body, ensure_ascii=True).encode() if body is not None else None
+    )  # NaN as a bare token, surrogates as escapes
     return case.method.upper(), path + (f"?{qs}" if qs else ""), data, case.media_type or "application/json"
 
 
 @given(req=edge_requests())
 @settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)
-def test_unicode_edge_cases_never_get_a_server_error(server: LiveServer, req: tuple[str, str, bytes | None, str]) -> None:
+def test_unicode_edge_cases_never_get_a_server_error(
+    server: LiveServer, req: tuple[str, str, bytes | None, str]
+) -> None:
     method, url, data, media = req
     if "/events/stream" in url or url.startswith("/runs/") and url.endswith("/stream"):
         return  # streams never end by themselves
@@ -135,7 +166,9 @@ def test_unicode_edge_cases_never_get_a_server_error(server: LiveServer, req: tu
     if 400 <= r.status_code < 500:
         body = r.json()
         assert "detail" in body, r.text[:200]
-        assert not re.search(r"[\ud800-\udfff]", json.dumps(body, ensure_ascii=False, default=str)), "an answer echoed a lone surrogate"
+        assert not re.search(r"[\ud800-\udfff]", json.dumps(body, ensure_ascii=False, default=str)), (
+            "an answer echoed a lone surrogate"
+        )
 
 
 BODY_OPERATIONS = sorted({(o.method.upper(), o.path) for o in OPERATIONS if o.body}, key=str)

@@ -12,7 +12,11 @@ from .helpers import HUMAN_FLOW, SLOW, SLOW_FLOW, both_stores, wait_until, write
 
 
 def wait_status(c: TestClient, run_id: str, *statuses: str, timeout: float = 30) -> dict[str, Any]:
-    return wait_until(lambda: (r := c.get(f"/api/v1/runs/{run_id}").json())["status"] in statuses and r, timeout, what=f"run {run_id} to be {statuses}")
+    return wait_until(
+        lambda: (r := c.get(f"/api/v1/runs/{run_id}").json())["status"] in statuses and r,
+        timeout,
+        what=f"run {run_id} to be {statuses}",
+    )
 
 
 def test_health_reports_version_store_and_worker(client: TestClient) -> None:
@@ -29,7 +33,11 @@ def test_flows_lists_served_config_dir_and_builtin_flows(make_app: Any, home: Pa
     with TestClient(make_app()) as c:
         rows = {f["name"]: f for f in c.get("/api/v1/flows").json()["flows"]}
     assert {"review", "hello", "panel", "ask", "quarkus-bootstrap-v1", "agent"} <= set(rows)
-    assert rows["ask"]["origin"] == "config" and rows["review"]["origin"] == "flows" and rows["quarkus-bootstrap-v1"]["origin"] == "builtin"
+    assert (
+        rows["ask"]["origin"] == "config"
+        and rows["review"]["origin"] == "flows"
+        and rows["quarkus-bootstrap-v1"]["origin"] == "builtin"
+    )
     assert rows["review"]["inputs"]["text"]["required"] is True
 
 
@@ -56,10 +64,20 @@ def test_show_flow_and_its_graph(client: TestClient) -> None:
 
 
 def test_validate_a_served_flow_or_a_document_with_field_paths(client: TestClient) -> None:
-    assert client.post("/api/v1/flows/validate", json={"flow": "review"}).json() == {"valid": True, "flow": "review", "diagnostics": []}
-    ok = client.post("/api/v1/flows/validate", json={"document": {"name": "d", "steps": [{"id": "a", "llm": {"prompt": "hi"}}]}}).json()
+    assert client.post("/api/v1/flows/validate", json={"flow": "review"}).json() == {
+        "valid": True,
+        "flow": "review",
+        "diagnostics": [],
+    }
+    ok = client.post(
+        "/api/v1/flows/validate",
+        json={"document": {"name": "d", "steps": [{"id": "a", "llm": {"prompt": "hi"}}]}},
+    ).json()
     assert ok["valid"] is True
-    bad = client.post("/api/v1/flows/validate", json={"document": "name: d\nsteps:\n  - id: a\n    llm: {prompt: hi, bogus: 1}\n"}).json()
+    bad = client.post(
+        "/api/v1/flows/validate",
+        json={"document": "name: d\nsteps:\n  - id: a\n    llm: {prompt: hi, bogus: 1}\n"},
+    ).json()
     assert bad["valid"] is False
     assert bad["diagnostics"][0]["loc"][:3] == ["body", "document", "steps"]
     assert client.post("/api/v1/flows/validate", json={"flow": "nope"}).status_code == 404
@@ -79,7 +97,19 @@ def test_create_with_wait_answers_with_the_finished_run(client: TestClient) -> N
 
 @both_stores
 def test_a_queued_run_is_executed_by_the_worker(client: TestClient) -> None:
-    r = client.post("/api/v1/runs", json={"flow": "hello", "inputs": {"prompt": "why?"}, "options": {"models": "fake:?answer=because", "timeout_seconds": 60, "name": "mine", "metadata": {"k": "v"}}})
+    r = client.post(
+        "/api/v1/runs",
+        json={
+            "flow": "hello",
+            "inputs": {"prompt": "why?"},
+            "options": {
+                "models": "fake:?answer=because",
+                "timeout_seconds": 60,
+                "name": "mine",
+                "metadata": {"k": "v"},
+            },
+        },
+    )
     assert r.status_code == 201
     summary = r.json()
     assert summary["status"] == "QUEUED" and summary["name"] == "mine"
@@ -103,7 +133,9 @@ def test_create_run_errors_name_the_field(client: TestClient) -> None:
     assert code == 422
     code, detail = post({"flow": "review", "inputs": {"text": "x"}, "options": {"modles": {}}})
     assert code == 422 and detail[0]["loc"] == ["body", "options", "modles"]
-    code, detail = post({"flow": "review", "inputs": {"text": "x"}, "options": {"models": {"nostep": "fake:"}}})
+    code, detail = post(
+        {"flow": "review", "inputs": {"text": "x"}, "options": {"models": {"nostep": "fake:"}}}
+    )
     assert code == 422 and detail[0]["loc"] == ["body", "models", "nostep"]
     code, detail = post({"flow": "review", "inputs": {"text": "x"}, "options": {"models": "no-provider"}})
     assert code == 422 and detail[0]["loc"][:3] == ["body", "options", "models"]
@@ -113,13 +145,20 @@ def test_create_run_errors_name_the_field(client: TestClient) -> None:
     assert code == 422 and detail[0]["loc"] == ["body", "options", "timeout_seconds"]
     r = client.post("/api/v1/runs", content=b"{not json", headers={"content-type": "application/json"})
     assert r.status_code == 422
-    r = client.post("/api/v1/runs", content=b'{"flow": "hello", "inputs": {"prompt": NaN}}', headers={"content-type": "application/json"})
+    r = client.post(
+        "/api/v1/runs",
+        content=b'{"flow": "hello", "inputs": {"prompt": NaN}}',
+        headers={"content-type": "application/json"},
+    )
     assert r.status_code == 422 and r.json()["detail"][0]["loc"][:2] == ["body", "inputs"]
 
 
 def test_list_runs_filters_and_pages(make_app: Any) -> None:
     with TestClient(make_app(worker_enabled=False)) as c:
-        ids = [c.post("/api/v1/runs", json={"flow": "hello", "inputs": {"prompt": f"p{i}"}}).json()["id"] for i in range(5)]
+        ids = [
+            c.post("/api/v1/runs", json={"flow": "hello", "inputs": {"prompt": f"p{i}"}}).json()["id"]
+            for i in range(5)
+        ]
         c.post("/api/v1/runs", json={"flow": "review", "inputs": {"text": "t"}})
         page = c.get("/api/v1/runs", params={"flow": "hello", "limit": 2}).json()
         assert page["total"] == 5 and len(page["runs"]) == 2
@@ -133,7 +172,9 @@ def test_list_runs_filters_and_pages(make_app: Any) -> None:
 
 
 def test_events_after_a_cursor(client: TestClient) -> None:
-    rid = client.post("/api/v1/runs", json={"flow": "hello", "inputs": {"prompt": "x"}, "wait": True}).json()["id"]
+    rid = client.post("/api/v1/runs", json={"flow": "hello", "inputs": {"prompt": "x"}, "wait": True}).json()[
+        "id"
+    ]
     every = client.get(f"/api/v1/runs/{rid}/events").json()
     seqs = [e["seq"] for e in every["events"]]
     assert seqs == list(range(1, len(seqs) + 1)) and every["next_after"] == seqs[-1]
@@ -189,7 +230,9 @@ def test_pause_and_resume_a_running_run(make_app: Any, home: Path) -> None:
         rid = c.post("/api/v1/runs", json={"flow": "slow", "options": {"models": SLOW}}).json()["id"]
         wait_status(c, rid, "RUNNING")
         assert c.post(f"/api/v1/runs/{rid}/pause").json()["status"] == "PAUSED"
-        wait_until(lambda: not c.get("/api/v1/worker").json()["active_runs"], what="the runner to stop at the pause")
+        wait_until(
+            lambda: not c.get("/api/v1/worker").json()["active_runs"], what="the runner to stop at the pause"
+        )
         v = c.get(f"/api/v1/runs/{rid}").json()
         assert v["status"] == "PAUSED" and any(s["status"] == "PENDING" for s in v["steps"])
         c.post(f"/api/v1/runs/{rid}/resume")
@@ -204,17 +247,35 @@ def test_answers_to_human_input_including_one_sent_early(make_app: Any, home: Pa
         # sent before the run started, before any question: kept for the first question
         assert c.post(f"/api/v1/runs/{rid}/answer", json={"answer": "yes"}).status_code == 200
         c.post("/api/v1/worker/process", params={"timeout": 0.5})
-        wait_until(lambda: any(e["type"] == "HUMAN_INPUT_REQUESTED" and e["step_id"] == "name" for e in c.get(f"/api/v1/runs/{rid}/events").json()["events"]), what="the second question")
+        wait_until(
+            lambda: any(
+                e["type"] == "HUMAN_INPUT_REQUESTED" and e["step_id"] == "name"
+                for e in c.get(f"/api/v1/runs/{rid}/events").json()["events"]
+            ),
+            what="the second question",
+        )
         c.post(f"/api/v1/runs/{rid}/answer", json={"answer": "Ada", "request_id": "name"})
         v = wait_status(c, rid, "COMPLETED")
     assert v["outputs"] == {"approved": True, "name": "Ada"}
 
 
 def test_rerun_a_step_in_place(client: TestClient) -> None:
-    rid = client.post("/api/v1/runs", json={"flow": "review", "inputs": {"text": "x"}, "wait": True}).json()["id"]
+    rid = client.post("/api/v1/runs", json={"flow": "review", "inputs": {"text": "x"}, "wait": True}).json()[
+        "id"
+    ]
     r = client.post(f"/api/v1/runs/{rid}/rerun", json={"step": "report", "downstream": True})
     assert r.status_code == 200 and r.json()["stale"] == ["save"]
-    wait_until(lambda: [e["step_id"] for e in client.get(f"/api/v1/runs/{rid}/events").json()["events"] if e["type"] == "STEP_COMPLETED"].count("save") == 2, what="the re-run")
+    wait_until(
+        lambda: (
+            [
+                e["step_id"]
+                for e in client.get(f"/api/v1/runs/{rid}/events").json()["events"]
+                if e["type"] == "STEP_COMPLETED"
+            ].count("save")
+            == 2
+        ),
+        what="the re-run",
+    )
     v = wait_status(client, rid, "COMPLETED")
     report = next(s for s in v["steps"] if s["id"] == "report")
     assert len(report["attempts"]) == 2
@@ -223,7 +284,9 @@ def test_rerun_a_step_in_place(client: TestClient) -> None:
 
 
 def test_fork_reuses_outputs_before_the_step(client: TestClient) -> None:
-    rid = client.post("/api/v1/runs", json={"flow": "review", "inputs": {"text": "x"}, "wait": True}).json()["id"]
+    rid = client.post("/api/v1/runs", json={"flow": "review", "inputs": {"text": "x"}, "wait": True}).json()[
+        "id"
+    ]
     new = client.post(f"/api/v1/runs/{rid}/fork", json={"from_step": "report"})
     assert new.status_code == 201
     v = wait_status(client, new.json()["id"], "COMPLETED")
@@ -232,14 +295,18 @@ def test_fork_reuses_outputs_before_the_step(client: TestClient) -> None:
 
 
 def test_directive_is_recorded(client: TestClient) -> None:
-    rid = client.post("/api/v1/runs", json={"flow": "hello", "inputs": {"prompt": "x"}, "wait": True}).json()["id"]
+    rid = client.post("/api/v1/runs", json={"flow": "hello", "inputs": {"prompt": "x"}, "wait": True}).json()[
+        "id"
+    ]
     r = client.post(f"/api/v1/runs/{rid}/directive", json={"text": "be brief"}).json()
     assert r["recorded"][0]["type"] == "DIRECTIVE" and r["recorded"][0]["message"] == "be brief"
     assert client.post(f"/api/v1/runs/{rid}/directive", json={}).status_code == 422
 
 
 def test_artifacts_list_and_download(client: TestClient) -> None:
-    rid = client.post("/api/v1/runs", json={"flow": "review", "inputs": {"text": "x"}, "wait": True}).json()["id"]
+    rid = client.post("/api/v1/runs", json={"flow": "review", "inputs": {"text": "x"}, "wait": True}).json()[
+        "id"
+    ]
     arts = client.get(f"/api/v1/runs/{rid}/artifacts").json()["artifacts"]
     assert [a["path"] for a in arts] == [f"reports/{rid}.md"]
     body = client.get(arts[0]["url"])
@@ -256,7 +323,10 @@ def test_projects_and_a_run_in_the_project_directory(client: TestClient, home: P
     assert proj["local_path"] == str((home / "work" / "site").resolve())
     assert client.post("/api/v1/projects", json={"name": "site", "local_path": "other"}).status_code == 409
     assert client.get("/api/v1/projects").json()["projects"] == [proj]
-    v = client.post("/api/v1/runs", json={"flow": "review", "inputs": {"text": "x"}, "options": {"project_id": proj["id"]}, "wait": True}).json()
+    v = client.post(
+        "/api/v1/runs",
+        json={"flow": "review", "inputs": {"text": "x"}, "options": {"project_id": proj["id"]}, "wait": True},
+    ).json()
     assert v["status"] == "COMPLETED" and v["project_id"] == proj["id"]
     assert (home / "work" / "site" / "reports" / f"{v['id']}.md").is_file()
     assert client.get("/api/v1/runs", params={"project_id": proj["id"]}).json()["runs"][0]["id"] == v["id"]
@@ -279,13 +349,21 @@ def test_posted_flow_documents_run_and_code_steps_are_refused(client: TestClient
     py = {"name": "py", "steps": [{"id": "x", "python": {"function": "os:getcwd"}}]}
     assert client.post("/api/v1/runs", json={"document": py}).status_code == 422
     ws = {"name": "w", "options": {"workspace": "/"}, "steps": [{"id": "a", "llm": {"prompt": "x"}}]}
-    assert client.post("/api/v1/runs", json={"document": ws}).json()["detail"][0]["loc"] == ["body", "document", "options", "workspace"]
+    assert client.post("/api/v1/runs", json={"document": ws}).json()["detail"][0]["loc"] == [
+        "body",
+        "document",
+        "options",
+        "workspace",
+    ]
 
 
 @pytest.mark.timeout(60)  # the request must come back: with no worker the run never starts
 def test_wait_timeout_answers_202_with_the_run_as_it_is(make_app: Any) -> None:
     with TestClient(make_app(worker_enabled=False)) as c:
-        r = c.post("/api/v1/runs", json={"flow": "hello", "inputs": {"prompt": "x"}, "wait": True, "wait_timeout": 0.3})
+        r = c.post(
+            "/api/v1/runs",
+            json={"flow": "hello", "inputs": {"prompt": "x"}, "wait": True, "wait_timeout": 0.3},
+        )
         assert r.status_code == 202 and r.json()["status"] == "QUEUED"
 
 
@@ -293,5 +371,8 @@ def test_worker_status_and_process(make_app: Any) -> None:
     with TestClient(make_app(worker_enabled=False)) as c:
         assert c.get("/api/v1/worker").json()["running"] is False
         rid = c.post("/api/v1/runs", json={"flow": "hello", "inputs": {"prompt": "x"}}).json()["id"]
-        assert c.post("/api/v1/worker/process").json() == {"message": "Processing triggered", "processed": [rid]}
+        assert c.post("/api/v1/worker/process").json() == {
+            "message": "Processing triggered",
+            "processed": [rid],
+        }
         assert c.get(f"/api/v1/runs/{rid}").json()["status"] == "COMPLETED"

@@ -33,7 +33,9 @@ def test_other_hosts_need_a_token(host: str) -> None:
     assert ServerConfig(host=host, api_token="t").security_problem() is None
 
 
-def test_serve_refuses_to_start_on_a_public_address_without_a_token(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+def test_serve_refuses_to_start_on_a_public_address_without_a_token(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
     monkeypatch.delenv("LLMFLOW_API_TOKEN", raising=False)
     monkeypatch.setenv("LLMFLOW_HOME", str(tmp_path))
     with pytest.raises(SystemExit) as info:
@@ -47,7 +49,10 @@ def test_every_route_but_health_needs_the_token(make_app: Any) -> None:
     with TestClient(app) as c:
         assert c.get("/health").status_code == 200
         schema = app.openapi()["paths"]
-        paths = sorted(p for p, ops in schema.items() if "get" in ops and "{" not in p and p != "/health") + ["/docs", "/openapi.json"]
+        paths = sorted(p for p, ops in schema.items() if "get" in ops and "{" not in p and p != "/health") + [
+            "/docs",
+            "/openapi.json",
+        ]
         assert {"/api/v1/runs", "/runs", "/api/flows", "/api/session", "/worker/status"} <= set(paths)
         for p in paths:
             r = c.get(p)
@@ -57,7 +62,9 @@ def test_every_route_but_health_needs_the_token(make_app: Any) -> None:
         assert c.get("/api/v1/runs", headers={"Authorization": "Bearer wrong"}).status_code == 401
         assert c.get("/api/v1/runs", headers={"Authorization": f"Bearer {TOKEN}"}).status_code == 200
         assert c.get("/api/v1/runs", headers={"Authorization": f"bearer {TOKEN}"}).status_code == 200
-        assert c.get("/api/v1/runs", params={"token": TOKEN}).status_code == 401  # query tokens: WebSockets only
+        assert (
+            c.get("/api/v1/runs", params={"token": TOKEN}).status_code == 401
+        )  # query tokens: WebSockets only
 
 
 @pytest.mark.slow
@@ -75,18 +82,35 @@ def test_websockets_need_the_token_too(make_app: Any) -> None:
 
 def test_cors_origins_are_configurable_and_default_to_agent_runners_console(make_app: Any) -> None:
     with TestClient(make_app(cors_origins=["http://localhost:3001"], api_token=TOKEN)) as c:
-        pre = c.options("/runs", headers={"Origin": "http://localhost:3001", "Access-Control-Request-Method": "POST"})
-        assert pre.status_code == 200 and pre.headers["access-control-allow-origin"] == "http://localhost:3001"
-        other = c.options("/runs", headers={"Origin": "http://evil.example", "Access-Control-Request-Method": "POST"})
+        pre = c.options(
+            "/runs", headers={"Origin": "http://localhost:3001", "Access-Control-Request-Method": "POST"}
+        )
+        assert (
+            pre.status_code == 200 and pre.headers["access-control-allow-origin"] == "http://localhost:3001"
+        )
+        other = c.options(
+            "/runs", headers={"Origin": "http://evil.example", "Access-Control-Request-Method": "POST"}
+        )
         assert "access-control-allow-origin" not in other.headers
         r = c.get("/health", headers={"Origin": "http://localhost:3001"})
         assert r.headers["access-control-allow-origin"] == "http://localhost:3001"
     # Agent Runner's CORS_ORIGINS default applies (issue 15); LLMFLOW_CORS_ORIGINS="" turns it off
     with TestClient(make_app()) as c:
-        assert c.get("/health", headers={"Origin": "http://127.0.0.1:3001"}).headers["access-control-allow-origin"] == "http://127.0.0.1:3001"
+        assert (
+            c.get("/health", headers={"Origin": "http://127.0.0.1:3001"}).headers[
+                "access-control-allow-origin"
+            ]
+            == "http://127.0.0.1:3001"
+        )
     with TestClient(make_app(env={"LLMFLOW_CORS_ORIGINS": ""})) as c:
-        assert "access-control-allow-origin" not in c.get("/health", headers={"Origin": "http://localhost:3001"}).headers
-    assert ServerConfig.from_env({"CORS_ORIGINS": "http://a:1/, http://b:2"}).cors_origins == ["http://a:1", "http://b:2"]
+        assert (
+            "access-control-allow-origin"
+            not in c.get("/health", headers={"Origin": "http://localhost:3001"}).headers
+        )
+    assert ServerConfig.from_env({"CORS_ORIGINS": "http://a:1/, http://b:2"}).cors_origins == [
+        "http://a:1",
+        "http://b:2",
+    ]
 
 
 def test_shell_steps_of_posted_flows_need_allow_shell(make_app: Any, home: Path) -> None:
@@ -110,7 +134,9 @@ def test_a_posted_flow_run_refuses_shell_even_if_it_gets_past_the_check(make_app
         loaded = svc.parse_document({"name": "ok", "steps": [{"id": "a", "llm": {"prompt": "x"}}]})
         from llmflow.model.spec import Flow
 
-        flow = Flow.model_validate({"name": "sneaky", "steps": [{"id": "run", "kind": "shell", "command": "echo hi"}]})
+        flow = Flow.model_validate(
+            {"name": "sneaky", "steps": [{"id": "run", "kind": "shell", "command": "echo hi"}]}
+        )
         loaded.flow = flow
         rec = svc.submit(loaded, {}, svc.options(posted=True))
         c.post("/api/v1/worker/process")
@@ -118,7 +144,9 @@ def test_a_posted_flow_run_refuses_shell_even_if_it_gets_past_the_check(make_app
     assert v["status"] == "FAILED" and "disabled" in v["steps"][0]["error"]
 
 
-def test_project_paths_may_be_anywhere_the_trust_boundaries_allow(make_app: Any, home: Path, tmp_path: Path) -> None:
+def test_project_paths_may_be_anywhere_the_trust_boundaries_allow(
+    make_app: Any, home: Path, tmp_path: Path
+) -> None:
     outside = tmp_path / "outside"
     outside.mkdir()
     (home / "conf" / "flows").mkdir(parents=True)
@@ -149,17 +177,27 @@ def test_project_paths_may_be_anywhere_the_trust_boundaries_allow(make_app: Any,
         r = c.post("/api/v1/projects", json={"name": "x", "local_path": "."})
         assert r.status_code == 400 and "local_path '.'" in r.json()["detail"]
         # as in Agent Runner, any other directory the server's user can use (issue 15)
-        assert c.post("/projects", params={"name": "out", "local_path": str(outside)}).json()["local_path"] == str(outside)
-        assert c.post("/projects", params={"name": "rel", "local_path": "../outside/p"}).json()["local_path"] == str(outside / "p")
-        assert c.post("/projects", params={"name": "in", "local_path": "work/a"}).json()["local_path"] == str(home / "work" / "a")
+        assert c.post("/projects", params={"name": "out", "local_path": str(outside)}).json()[
+            "local_path"
+        ] == str(outside)
+        assert c.post("/projects", params={"name": "rel", "local_path": "../outside/p"}).json()[
+            "local_path"
+        ] == str(outside / "p")
+        assert c.post("/projects", params={"name": "in", "local_path": "work/a"}).json()["local_path"] == str(
+            home / "work" / "a"
+        )
     root = tmp_path / "projects"
     root.mkdir()
     with TestClient(make_app(projects_root=root)) as c:
-        assert c.post("/projects", params={"name": "in2", "local_path": "p"}).json()["local_path"] == str(root / "p")
+        assert c.post("/projects", params={"name": "in2", "local_path": "p"}).json()["local_path"] == str(
+            root / "p"
+        )
         r = c.post("/projects", params={"name": "out2", "local_path": str(outside)})
         assert r.status_code == 400 and "LLMFLOW_PROJECTS_ROOT" in r.json()["detail"]
     # a server other machines can reach keeps projects in a projects root
-    with TestClient(make_app(host="0.0.0.0", api_token=TOKEN), headers={"Authorization": f"Bearer {TOKEN}"}) as c:
+    with TestClient(
+        make_app(host="0.0.0.0", api_token=TOKEN), headers={"Authorization": f"Bearer {TOKEN}"}
+    ) as c:
         r = c.post("/projects", params={"name": "lan", "local_path": str(outside)})
         assert r.status_code == 400 and "set LLMFLOW_PROJECTS_ROOT" in r.json()["detail"]
 
@@ -177,12 +215,34 @@ def test_request_bodies_are_limited(make_app: Any) -> None:
 
         r = c.post("/api/v1/flows/validate", content=chunks(), headers={"content-type": "application/json"})
         assert r.status_code == 413
-        assert c.post("/api/v1/runs", json={"flow": "hello", "inputs": {"prompt": "small"}}).status_code == 201
+        assert (
+            c.post("/api/v1/runs", json={"flow": "hello", "inputs": {"prompt": "small"}}).status_code == 201
+        )
 
 
 def test_env_settings_are_read_by_the_config() -> None:
-    cfg = ServerConfig.from_env({"LLMFLOW_API_TOKEN": " t ", "LLMFLOW_CORS_ORIGINS": "http://a, http://b", "LLMFLOW_PROJECTS_ROOT": "/srv/p", "LLMFLOW_MAX_BODY_BYTES": "10", "LLMFLOW_MAX_FRAME_BYTES": "20", "DISABLE_WORKER": "1", "WORKER_CHECK_INTERVAL": "5"}, workers=3)
-    assert (cfg.api_token, cfg.cors_origins, str(cfg.projects_root), cfg.max_body_bytes, cfg.max_frame_bytes, cfg.worker_enabled, cfg.check_interval, cfg.workers) == ("t", ["http://a", "http://b"], "/srv/p", 10, 20, False, 5.0, 3)
+    cfg = ServerConfig.from_env(
+        {
+            "LLMFLOW_API_TOKEN": " t ",
+            "LLMFLOW_CORS_ORIGINS": "http://a, http://b",
+            "LLMFLOW_PROJECTS_ROOT": "/srv/p",
+            "LLMFLOW_MAX_BODY_BYTES": "10",
+            "LLMFLOW_MAX_FRAME_BYTES": "20",
+            "DISABLE_WORKER": "1",
+            "WORKER_CHECK_INTERVAL": "5",
+        },
+        workers=3,
+    )
+    assert (
+        cfg.api_token,
+        cfg.cors_origins,
+        str(cfg.projects_root),
+        cfg.max_body_bytes,
+        cfg.max_frame_bytes,
+        cfg.worker_enabled,
+        cfg.check_interval,
+        cfg.workers,
+    ) == ("t", ["http://a", "http://b"], "/srv/p", 10, 20, False, 5.0, 3)
     with pytest.raises(ValueError, match="WORKER_CHECK_INTERVAL"):
         ServerConfig.from_env({"WORKER_CHECK_INTERVAL": "soon"})
     assert ServerConfig.from_env({}, workers=0).worker_enabled is False
@@ -196,7 +256,12 @@ def test_the_token_never_reaches_the_access_log(tmp_path: Path) -> None:
     home.mkdir()
     port = free_port()
     secret = "tok-" + "9" * 24
-    proc = ServeProcess(["serve", "--port", str(port), "--log-level", "info"], base_env(home, LLMFLOW_API_TOKEN=secret), home, tmp_path / "serve.log").start()
+    proc = ServeProcess(
+        ["serve", "--port", str(port), "--log-level", "info"],
+        base_env(home, LLMFLOW_API_TOKEN=secret),
+        home,
+        tmp_path / "serve.log",
+    ).start()
     try:
         wait_http(f"http://127.0.0.1:{port}", 60, proc)
         with connect(f"ws://127.0.0.1:{port}/ws?token={secret}&since=0") as ws:

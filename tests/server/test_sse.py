@@ -52,7 +52,9 @@ def test_stream_resumes_from_last_event_id_with_nothing_lost_or_repeated(srv: Li
                 if f["event"] == "STEP_COMPLETED":
                     break  # the client drops mid-run
         assert all(f["id"] == f["data"]["seq"] and f["event"] == f["data"]["type"] for f in first)
-        with c.stream("GET", f"/api/v1/runs/{rid}/events/stream", headers={"Last-Event-ID": str(first[-1]["id"])}) as r:
+        with c.stream(
+            "GET", f"/api/v1/runs/{rid}/events/stream", headers={"Last-Event-ID": str(first[-1]["id"])}
+        ) as r:
             rest = list(frames(r))  # the stream ends after the run's last event
         assert rest[-1]["event"] == "RUN_COMPLETED"
         seqs = [f["id"] for f in first + rest]
@@ -62,7 +64,12 @@ def test_stream_resumes_from_last_event_id_with_nothing_lost_or_repeated(srv: Li
         # ?after= works like Last-Event-ID; the header wins when both are given
         with c.stream("GET", f"/api/v1/runs/{rid}/events/stream", params={"after": len(seqs) - 2}) as r:
             assert [f["id"] for f in frames(r)] == seqs[-2:]
-        with c.stream("GET", f"/api/v1/runs/{rid}/events/stream", params={"after": 0}, headers={"Last-Event-ID": str(len(seqs) - 1)}) as r:
+        with c.stream(
+            "GET",
+            f"/api/v1/runs/{rid}/events/stream",
+            params={"after": 0},
+            headers={"Last-Event-ID": str(len(seqs) - 1)},
+        ) as r:
             assert [f["id"] for f in frames(r)] == seqs[-1:]
 
 

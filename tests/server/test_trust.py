@@ -35,7 +35,11 @@ steps:
 
 
 def _write_doc(path: str, content: str, **extra: Any) -> dict[str, Any]:
-    return {"name": "writer", "steps": [{"id": "w", "write_file": {"path": path, "content": content}}], **extra}
+    return {
+        "name": "writer",
+        "steps": [{"id": "w", "write_file": {"path": path, "content": content}}],
+        **extra,
+    }
 
 
 @pytest.fixture(scope="module")
@@ -47,7 +51,9 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path
     write_flow(home, "summarise", SAFE_FLOW)
     write_flow(home, "sh", PWN_FLOW.replace("name: pwn", "name: sh").replace("MARKER", str(home / "sh-ran")))
     port = free_port()
-    proc = ServeProcess(["serve", "--port", str(port)], base_env(home), home, home.parent / "serve.log").start()
+    proc = ServeProcess(
+        ["serve", "--port", str(port)], base_env(home), home, home.parent / "serve.log"
+    ).start()
     url = f"http://127.0.0.1:{port}"
     try:
         wait_http(url, 60, proc)
@@ -57,7 +63,13 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path
 
 
 def _wait_run(c: httpx.Client, rid: str) -> dict[str, Any]:
-    return wait_until(lambda: (r := c.get(f"/api/v1/runs/{rid}").json())["status"] in ("COMPLETED", "FAILED", "CANCELED") and r, 60, what=f"run {rid} to end")
+    return wait_until(
+        lambda: (
+            (r := c.get(f"/api/v1/runs/{rid}").json())["status"] in ("COMPLETED", "FAILED", "CANCELED") and r
+        ),
+        60,
+        what=f"run {rid} to end",
+    )
 
 
 @pytest.mark.slow
@@ -87,11 +99,21 @@ def test_the_shell_bypass_of_issue_14_is_refused_at_every_step(served: tuple[str
         work.mkdir()
         (work / "cfg").symlink_to(home / "conf")
         pid = c.post("/api/v1/projects", json={"name": "work", "local_path": "work"}).json()["id"]
-        for path in ("../conf/flows/pwn.yaml", "cfg/flows/pwn.yaml", "../.llmflow/llmflow.db", str(home / "conf" / "flows" / "pwn.yaml")):
-            r = c.post("/api/v1/runs", json={"document": _write_doc(path, pwn), "options": {"project_id": pid}})
+        for path in (
+            "../conf/flows/pwn.yaml",
+            "cfg/flows/pwn.yaml",
+            "../.llmflow/llmflow.db",
+            str(home / "conf" / "flows" / "pwn.yaml"),
+        ):
+            r = c.post(
+                "/api/v1/runs", json={"document": _write_doc(path, pwn), "options": {"project_id": pid}}
+            )
             v = _wait_run(c, r.json()["id"])
             assert v["status"] == "FAILED", (path, v["status"])
-            assert any(w in v["steps"][0]["error"] for w in ("escapes the workspace", "absolute path", "runs may not write to")), v["steps"][0]["error"]
+            assert any(
+                w in v["steps"][0]["error"]
+                for w in ("escapes the workspace", "absolute path", "runs may not write to")
+            ), v["steps"][0]["error"]
         assert not (home / "conf" / "flows" / "pwn.yaml").exists()
         # 4. so there is no flow 'pwn' to run, and the shell command never ran
         assert c.post("/api/v1/runs", json={"flow": "pwn"}).status_code == 404
@@ -99,7 +121,11 @@ def test_the_shell_bypass_of_issue_14_is_refused_at_every_step(served: tuple[str
         r = c.post("/api/v1/runs", json={"document": pwn})
         assert r.status_code == 422 and "--allow-shell" in r.json()["detail"][0]["hint"]
         # 6. and a plain cross-site form post cannot create the project in the first place
-        r = c.post("/projects", params={"name": "csrf", "local_path": str(home.parent / "elsewhere")}, headers={"Origin": "http://evil.example", "Content-Type": "application/x-www-form-urlencoded"})
+        r = c.post(
+            "/projects",
+            params={"name": "csrf", "local_path": str(home.parent / "elsewhere")},
+            headers={"Origin": "http://evil.example", "Content-Type": "application/x-www-form-urlencoded"},
+        )
         assert r.status_code == 403 and "evil.example" in r.json()["detail"]
     assert not marker.exists()
     assert (home / ".llmflow" / "llmflow.db").stat().st_size > 0
@@ -109,16 +135,65 @@ def test_the_shell_bypass_of_issue_14_is_refused_at_every_step(served: tuple[str
 
 REFUSED = {
     "shell step": ({"name": "x", "steps": [{"id": "s", "shell": "echo hi"}]}, "shell step"),
-    "python step": ({"name": "x", "steps": [{"id": "p", "python": {"function": "os:system", "args": {"command": "id"}}}]}, "python step"),
-    "nested in parallel": ({"name": "x", "steps": [{"id": "g", "parallel": [{"id": "s", "shell": "id"}]}]}, "shell step"),
-    "sub-flow by path": ({"name": "x", "steps": [{"id": "f", "flow": "conf/flows/sh.yaml"}]}, "only a flow this server serves"),
-    "sub-flow by template": ({"name": "x", "steps": [{"id": "f", "flow": "{{ inputs.which }}"}], "inputs": {"which": {"type": "string", "default": "sh"}}}, "only a flow this server serves"),
-    "sub-flow that runs shell": ({"name": "x", "steps": [{"id": "f", "flow": "sh"}]}, "which runs code on the server"),
-    "sub-flow with overrides": ({"name": "x", "steps": [{"id": "f", "flow": {"flow": "summarise", "overrides": ["+steps.0.shell=id"]}}]}, "overrides"),
-    "importable tool": ({"name": "x", "agents": {"a": {"tools": ["os:system"]}}, "steps": [{"id": "l", "llm": {"prompt": "x", "agent": "a"}}]}, "runs code"),
-    "importable agent_obj": ({"name": "x", "agents": {"a": {"agent_obj": "subprocess.Popen"}}, "steps": [{"id": "l", "llm": {"prompt": "x", "agent": "a"}}]}, "names code to import"),
-    "its own workspace": ({"name": "x", "options": {"workspace": "/tmp"}, "steps": [{"id": "l", "llm": "x"}]}, "cannot choose its workspace"),
-    "its own storage": ({"name": "x", "storage": {"type": "file", "path": "/tmp/out.jsonl"}, "steps": [{"id": "l", "llm": "x"}]}, "where its results are stored"),
+    "python step": (
+        {"name": "x", "steps": [{"id": "p", "python": {"function": "os:system", "args": {"command": "id"}}}]},
+        "python step",
+    ),
+    "nested in parallel": (
+        {"name": "x", "steps": [{"id": "g", "parallel": [{"id": "s", "shell": "id"}]}]},
+        "shell step",
+    ),
+    "sub-flow by path": (
+        {"name": "x", "steps": [{"id": "f", "flow": "conf/flows/sh.yaml"}]},
+        "only a flow this server serves",
+    ),
+    "sub-flow by template": (
+        {
+            "name": "x",
+            "steps": [{"id": "f", "flow": "{{ inputs.which }}"}],
+            "inputs": {"which": {"type": "string", "default": "sh"}},
+        },
+        "only a flow this server serves",
+    ),
+    "sub-flow that runs shell": (
+        {"name": "x", "steps": [{"id": "f", "flow": "sh"}]},
+        "which runs code on the server",
+    ),
+    "sub-flow with overrides": (
+        {
+            "name": "x",
+            "steps": [{"id": "f", "flow": {"flow": "summarise", "overrides": ["+steps.0.shell=id"]}}],
+        },
+        "overrides",
+    ),
+    "importable tool": (
+        {
+            "name": "x",
+            "agents": {"a": {"tools": ["os:system"]}},
+            "steps": [{"id": "l", "llm": {"prompt": "x", "agent": "a"}}],
+        },
+        "runs code",
+    ),
+    "importable agent_obj": (
+        {
+            "name": "x",
+            "agents": {"a": {"agent_obj": "subprocess.Popen"}},
+            "steps": [{"id": "l", "llm": {"prompt": "x", "agent": "a"}}],
+        },
+        "names code to import",
+    ),
+    "its own workspace": (
+        {"name": "x", "options": {"workspace": "/tmp"}, "steps": [{"id": "l", "llm": "x"}]},
+        "cannot choose its workspace",
+    ),
+    "its own storage": (
+        {
+            "name": "x",
+            "storage": {"type": "file", "path": "/tmp/out.jsonl"},
+            "steps": [{"id": "l", "llm": "x"}],
+        },
+        "where its results are stored",
+    ),
 }
 
 
@@ -132,15 +207,25 @@ def test_a_posted_flow_may_not_lead_to_code_execution(make_app: Any, home: Path,
             r = c.post(route, json={"document": doc})
             body = r.json()
             problems = body["detail"] if route.endswith("runs") else body["diagnostics"]
-            assert (r.status_code, body.get("valid")) == ((422, None) if route.endswith("runs") else (200, False)), r.text
+            assert (r.status_code, body.get("valid")) == (
+                (422, None) if route.endswith("runs") else (200, False)
+            ), r.text
             assert any(words in p["msg"] for p in problems), problems
             assert problems[0]["loc"][:2] == ["body", "document"]
         assert c.get("/api/v1/runs").json()["total"] == 0
 
 
-def test_a_posted_flow_may_run_served_sub_flows_without_code_and_write_in_its_workspace(make_app: Any, home: Path) -> None:
+def test_a_posted_flow_may_run_served_sub_flows_without_code_and_write_in_its_workspace(
+    make_app: Any, home: Path
+) -> None:
     write_flow(home, "summarise", SAFE_FLOW)
-    doc = {"name": "ok", "steps": [{"id": "sub", "flow": {"flow": "summarise", "inputs": {"text": "tea"}}}, {"id": "w", "write_file": {"path": "out/notes.md", "content": "{{ steps.sub.output }}"}}]}
+    doc = {
+        "name": "ok",
+        "steps": [
+            {"id": "sub", "flow": {"flow": "summarise", "inputs": {"text": "tea"}}},
+            {"id": "w", "write_file": {"path": "out/notes.md", "content": "{{ steps.sub.output }}"}},
+        ],
+    }
     with TestClient(make_app()) as c:
         v = c.post("/api/v1/runs", json={"document": doc, "wait": True}).json()
     assert v["status"] == "COMPLETED", v
@@ -149,19 +234,42 @@ def test_a_posted_flow_may_run_served_sub_flows_without_code_and_write_in_its_wo
 
 def test_allow_shell_lets_posted_flows_run_code(make_app: Any) -> None:
     with TestClient(make_app(allow_shell=True)) as c:
-        assert c.post("/api/v1/flows/validate", json={"document": REFUSED["python step"][0]}).json()["valid"] is True
+        assert (
+            c.post("/api/v1/flows/validate", json={"document": REFUSED["python step"][0]}).json()["valid"]
+            is True
+        )
         # the workspace and storage of a posted flow stay the server's choice even then
-        assert c.post("/api/v1/flows/validate", json={"document": REFUSED["its own workspace"][0]}).json()["valid"] is False
+        assert (
+            c.post("/api/v1/flows/validate", json={"document": REFUSED["its own workspace"][0]}).json()[
+                "valid"
+            ]
+            is False
+        )
 
 
-def test_a_posted_run_writes_no_hidden_files_that_other_programs_execute(make_app: Any, home: Path, tmp_path: Path) -> None:
+def test_a_posted_run_writes_no_hidden_files_that_other_programs_execute(
+    make_app: Any, home: Path, tmp_path: Path
+) -> None:
     proj = tmp_path / "proj"
     with TestClient(make_app()) as c:
         pid = c.post("/api/v1/projects", json={"name": "p", "local_path": str(proj)}).json()["id"]
         for path in (".bashrc", ".git/hooks/pre-commit", "lib/evil.pth"):
-            v = c.post("/api/v1/runs", json={"document": _write_doc(path, "x"), "options": {"project_id": pid}, "wait": True}).json()
-            assert v["status"] == "FAILED" and "files other programs execute" in v["steps"][0]["error"], (path, v["steps"][0]["error"])
-        v = c.post("/api/v1/runs", json={"document": _write_doc("src/app.py", "print(1)"), "options": {"project_id": pid}, "wait": True}).json()
+            v = c.post(
+                "/api/v1/runs",
+                json={"document": _write_doc(path, "x"), "options": {"project_id": pid}, "wait": True},
+            ).json()
+            assert v["status"] == "FAILED" and "files other programs execute" in v["steps"][0]["error"], (
+                path,
+                v["steps"][0]["error"],
+            )
+        v = c.post(
+            "/api/v1/runs",
+            json={
+                "document": _write_doc("src/app.py", "print(1)"),
+                "options": {"project_id": pid},
+                "wait": True,
+            },
+        ).json()
         assert v["status"] == "COMPLETED"
     assert (proj / "src" / "app.py").exists() and not (proj / ".bashrc").exists()
 
@@ -177,7 +285,9 @@ CROSS_SITE = [
 
 
 @pytest.mark.parametrize(("headers", "named"), CROSS_SITE)
-def test_cross_site_requests_cannot_create_projects_or_runs_on_any_surface(make_app: Any, home: Path, headers: dict[str, str], named: str) -> None:
+def test_cross_site_requests_cannot_create_projects_or_runs_on_any_surface(
+    make_app: Any, home: Path, headers: dict[str, str], named: str
+) -> None:
     with TestClient(make_app()) as c:
         attempts = [
             c.post("/projects", params={"name": "a", "local_path": "work/a"}, headers=headers),
@@ -189,8 +299,14 @@ def test_cross_site_requests_cannot_create_projects_or_runs_on_any_surface(make_
         ]
         for r in attempts:
             assert r.status_code == 403, (r.request.url, r.text)
-            assert named in r.json()["detail"] and "LLMFLOW_CORS_ORIGINS" in r.json()["detail"] or "Sec-Fetch-Site" in r.json()["detail"]
-        assert c.get("/api/v1/projects").json()["projects"] == [] and c.get("/api/v1/runs").json()["total"] == 0
+            assert (
+                named in r.json()["detail"]
+                and "LLMFLOW_CORS_ORIGINS" in r.json()["detail"]
+                or "Sec-Fetch-Site" in r.json()["detail"]
+            )
+        assert (
+            c.get("/api/v1/projects").json()["projects"] == [] and c.get("/api/v1/runs").json()["total"] == 0
+        )
         # reading stays possible (CORS decides what a page may read)
         assert c.get("/api/v1/runs", headers=headers).status_code == 200
 
@@ -198,20 +314,44 @@ def test_cross_site_requests_cannot_create_projects_or_runs_on_any_surface(make_
 def test_agent_runners_console_scripts_and_the_servers_own_pages_may_post(make_app: Any, home: Path) -> None:
     with TestClient(make_app(), base_url="http://127.0.0.1:8000") as c:
         # Agent Runner's console at :3001 posts the query form with fetch (a default CORS origin)
-        r = c.post("/projects?name=ar&local_path=work/ar", headers={"Origin": "http://localhost:3001", "Sec-Fetch-Site": "same-site"})
+        r = c.post(
+            "/projects?name=ar&local_path=work/ar",
+            headers={"Origin": "http://localhost:3001", "Sec-Fetch-Site": "same-site"},
+        )
         assert r.status_code == 200, r.text
         # the web console served by this server: same origin
-        assert c.post("/api/v1/projects", json={"name": "web", "local_path": "work/web"}, headers={"Origin": "http://127.0.0.1:8000", "Sec-Fetch-Site": "same-origin"}).status_code == 201
+        assert (
+            c.post(
+                "/api/v1/projects",
+                json={"name": "web", "local_path": "work/web"},
+                headers={"Origin": "http://127.0.0.1:8000", "Sec-Fetch-Site": "same-origin"},
+            ).status_code
+            == 201
+        )
         # curl and scripts send neither header
         assert c.post("/api/v1/projects", json={"name": "cli", "local_path": "work/cli"}).status_code == 201
     with TestClient(make_app(cors_origins=["*"])) as c:  # Buttermilk's CORS: '*' lets every origin in
-        assert c.post("/api/v1/projects", json={"name": "any", "local_path": "work/any"}, headers={"Origin": "http://evil.example"}).status_code == 201
+        assert (
+            c.post(
+                "/api/v1/projects",
+                json={"name": "any", "local_path": "work/any"},
+                headers={"Origin": "http://evil.example"},
+            ).status_code
+            == 201
+        )
 
 
-@pytest.mark.parametrize("content_type", ["text/plain", "application/x-www-form-urlencoded", "multipart/form-data; boundary=x"])
+@pytest.mark.parametrize(
+    "content_type", ["text/plain", "application/x-www-form-urlencoded", "multipart/form-data; boundary=x"]
+)
 def test_json_routes_take_only_json_bodies(client: TestClient, content_type: str) -> None:
     # a form can only send these types: they never create anything
-    for route, body in (("/api/v1/runs", {"flow": "hello"}), ("/api/v1/projects", {"name": "f", "local_path": "work/f"}), ("/runs", {"project_id": 1, "goal": "g"}), ("/flow/hello", {"prompt": "x"})):
+    for route, body in (
+        ("/api/v1/runs", {"flow": "hello"}),
+        ("/api/v1/projects", {"name": "f", "local_path": "work/f"}),
+        ("/runs", {"project_id": 1, "goal": "g"}),
+        ("/flow/hello", {"prompt": "x"}),
+    ):
         r = client.post(route, content=json.dumps(body), headers={"Content-Type": content_type})
         assert r.status_code == 422, (route, r.text)
 

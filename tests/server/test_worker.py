@@ -60,7 +60,9 @@ def test_process_available_executes_the_queue(home: Path) -> None:
         rt.close()
 
 
-def test_a_run_that_cannot_start_is_failed_not_claimed_forever(home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_run_that_cannot_start_is_failed_not_claimed_forever(
+    home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     rt = runtime(base_env(home))
     try:
         rid = rt.create_run(REVIEW, {"text": "x"}).id
@@ -114,7 +116,9 @@ def _assert_executed_once(rt: Any, rid: str) -> None:
 
 
 @pytest.mark.slow
-def test_a_killed_workers_run_is_taken_over_and_no_step_runs_twice(store_env: dict[str, str], home: Path) -> None:
+def test_a_killed_workers_run_is_taken_over_and_no_step_runs_twice(
+    store_env: dict[str, str], home: Path
+) -> None:
     env = {**store_env, "LLMFLOW_MODEL": "fake:?latency=0.5", "LLMFLOW_LEASE_SECONDS": "2"}
     rt = runtime(env)
     a = b = None
@@ -122,11 +126,24 @@ def test_a_killed_workers_run_is_taken_over_and_no_step_runs_twice(store_env: di
         rid = rt.create_run(REVIEW, {"text": "x"}).id
         a = _worker(env, home, "a")
         # mid-run: one step done and the next one's model call in flight
-        wait_until(lambda: "classify" in completed_steps(rt.store, rid) and event_types(rt.store, rid)[-1] in ("LLM_GENERATING", "LLM_LOADING_MODEL", "ATTEMPT_STARTED", "STEP_STARTED"), 60, what="worker a to be mid-run")
+        wait_until(
+            lambda: (
+                "classify" in completed_steps(rt.store, rid)
+                and event_types(rt.store, rid)[-1]
+                in ("LLM_GENERATING", "LLM_LOADING_MODEL", "ATTEMPT_STARTED", "STEP_STARTED")
+            ),
+            60,
+            what="worker a to be mid-run",
+        )
         a.kill(signal.SIGKILL)
         assert rt.get(rid).status == "RUNNING"
         b = _worker(env, home, "b")
-        wait_until(lambda: rt.get(rid).status == "COMPLETED", 90, 0.1, what=f"worker b to finish the run\n{b.output()}")
+        wait_until(
+            lambda: rt.get(rid).status == "COMPLETED",
+            90,
+            0.1,
+            what=f"worker b to finish the run\n{b.output()}",
+        )
         types = event_types(rt.store, rid)
         assert "RUN_RECOVERED" in types and "ATTEMPT_INTERRUPTED" in types
         assert Counter(completed_steps(rt.store, rid)) == Counter(STEPS)
@@ -142,14 +159,21 @@ def test_a_killed_workers_run_is_taken_over_and_no_step_runs_twice(store_env: di
 
 
 @pytest.mark.slow
-def test_two_workers_racing_for_one_queue_execute_each_run_once(store_env: dict[str, str], home: Path) -> None:
+def test_two_workers_racing_for_one_queue_execute_each_run_once(
+    store_env: dict[str, str], home: Path
+) -> None:
     env = {**store_env, "LLMFLOW_MODEL": "fake:?latency=0.05", "WORKER_CHECK_INTERVAL": "0.05"}
     rt = runtime(env)
     workers: list[ServeProcess] = []
     try:
         ids = [rt.create_run(REVIEW, {"text": f"t{i}"}).id for i in range(16)]
         workers = [_worker(env, home, f"w{i}", "--concurrency", "3") for i in range(2)]
-        wait_until(lambda: all(rt.get(i).status == "COMPLETED" for i in ids), 120, 0.2, what="every run to complete\n" + "\n".join(w.output() for w in workers))
+        wait_until(
+            lambda: all(rt.get(i).status == "COMPLETED" for i in ids),
+            120,
+            0.2,
+            what="every run to complete\n" + "\n".join(w.output() for w in workers),
+        )
         owners = set()
         for rid in ids:
             _assert_executed_once(rt, rid)
@@ -178,12 +202,19 @@ def test_restarting_serve_mid_run_resumes_the_run(home: Path, sig: int) -> None:
         wait_until(lambda: "classify" in completed_steps(rt.store, rid), 60, what="the run to be mid-way")
         first.kill(sig)
         assert rt.get(rid).status == "RUNNING"
-        if sig == signal.SIGTERM:  # graceful: the worker released the run (uvicorn re-raises SIGTERM once shut down)
+        if (
+            sig == signal.SIGTERM
+        ):  # graceful: the worker released the run (uvicorn re-raises SIGTERM once shut down)
             assert "Application shutdown complete" in first.output() and rt.get(rid).owner is None
         # after SIGKILL the lease (2 s here) has to expire before the new server takes the run
         second = ServeProcess(args, env, home, home / "serve2.log").start()
         wait_http(url, proc=second)
-        wait_until(lambda: httpx.get(f"{url}/api/v1/runs/{rid}").json()["status"] == "COMPLETED", 90, 0.1, what="the restarted server to finish the run")
+        wait_until(
+            lambda: httpx.get(f"{url}/api/v1/runs/{rid}").json()["status"] == "COMPLETED",
+            90,
+            0.1,
+            what="the restarted server to finish the run",
+        )
         _assert_executed_once(rt, rid)
         assert "RUN_RECOVERED" in event_types(rt.store, rid)
     finally:

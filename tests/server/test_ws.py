@@ -26,7 +26,9 @@ def srv(make_app: Any, home: Path) -> Iterator[LiveServer]:
         yield s
 
 
-def recv_until(ws: ClientConnection, pred: Callable[[dict[str, Any]], bool], timeout: float = 30) -> list[dict[str, Any]]:
+def recv_until(
+    ws: ClientConnection, pred: Callable[[dict[str, Any]], bool], timeout: float = 30
+) -> list[dict[str, Any]]:
     """Frames up to and including the first one ``pred`` accepts."""
     out: list[dict[str, Any]] = []
     while True:
@@ -60,7 +62,11 @@ def test_human_in_the_loop_with_an_early_answer(srv: LiveServer) -> None:
     chat = next(f for f in frames if f["type"] == "chat_message")
     assert chat["agent_info"]["step_id"] == "draft" and chat["agent_info"]["model"] == "fake:"
     q = next(f for f in frames if is_question(f))
-    assert q["options"] == ["confirm", "reject"] and q["outputs"]["options"] == ["confirm", "reject"] and q["message_id"]
+    assert (
+        q["options"] == ["confirm", "reject"]
+        and q["outputs"]["options"] == ["confirm", "reject"]
+        and q["message_id"]
+    )
     end = frames[-1]
     assert end["status"] == "COMPLETED" and end["outputs"]["outputs"] == {"approved": True, "name": "Ada"}
     assert [f["seq"] for f in frames] == list(range(1, len(frames) + 1))
@@ -76,7 +82,10 @@ def test_reconnecting_clients_get_every_frame_they_missed(make_app: Any, home: P
             ws.send(json.dumps({"type": "run_flow", "flow": "slow", "parameters": {"text": "go"}}))
             seen = recv_until(ws, lambda f: f.get("event_type") == "STEP_STARTED")
         # frames keep coming while nobody listens; a new socket asks for what follows seq N
-        wait_until(lambda: httpx.get(f"{srv.url}/api/session/{sid}/status").json()["frames"] > seen[-1]["seq"], what="frames produced while disconnected")
+        wait_until(
+            lambda: httpx.get(f"{srv.url}/api/session/{sid}/status").json()["frames"] > seen[-1]["seq"],
+            what="frames produced while disconnected",
+        )
         with connect(f"{srv.ws_url}/ws/{sid}?since={seen[-1]['seq']}") as ws:
             rest = recv_until(ws, is_end, timeout=60)
         seqs = [f["seq"] for f in seen + rest]
@@ -93,7 +102,9 @@ def test_an_answer_sent_before_the_flow_starts_is_kept(srv: LiveServer) -> None:
         hello = json.loads(ws.recv(timeout=10))
         assert hello["content"] == "session_started" and hello["session_id"]
         # the topic is given, so the prompt has no input to go to: reported, not a crash
-        ws.send(json.dumps({"type": "run_flow", "flow": "ask", "prompt": "p", "parameters": {"topic": "tea"}}))
+        ws.send(
+            json.dumps({"type": "run_flow", "flow": "ask", "prompt": "p", "parameters": {"topic": "tea"}})
+        )
         err = recv_until(ws, lambda f: f["type"] == "system_error")[-1]
         assert "prompt" in err["content"]
         ws.send(json.dumps({"type": "manager_response", "content": "yes"}))  # before any flow runs
@@ -138,7 +149,9 @@ def test_invalid_session_ids_are_refused(srv: LiveServer) -> None:
 
 # -- native run socket ----------------------------------------------------------------------------
 @both_stores
-def test_run_socket_replays_then_follows_live_with_no_gap(srv: LiveServer, request: pytest.FixtureRequest) -> None:
+def test_run_socket_replays_then_follows_live_with_no_gap(
+    srv: LiveServer, request: pytest.FixtureRequest
+) -> None:
     c = srv.client()
     request.addfinalizer(c.close)
     rid = c.post("/api/v1/runs", json={"flow": "slow", "options": {"models": SLOW}}).json()["id"]
@@ -160,7 +173,14 @@ def test_run_socket_answers_and_cancel(srv: LiveServer, request: pytest.FixtureR
         ws.send(json.dumps({"type": "answer", "answer": "yes"}))  # early: kept for the first question
         acks = recv_until(ws, lambda f: f["type"] == "ack")
         assert acks[-1]["action"] == "answer"
-        recv_until(ws, lambda f: f["type"] == "event" and f["event"]["type"] == "HUMAN_INPUT_REQUESTED" and f["event"]["step_id"] == "name")
+        recv_until(
+            ws,
+            lambda f: (
+                f["type"] == "event"
+                and f["event"]["type"] == "HUMAN_INPUT_REQUESTED"
+                and f["event"]["step_id"] == "name"
+            ),
+        )
         ws.send(json.dumps({"type": "bogus"}))  # before the answer: the answer may end the run and the socket
         ws.send(json.dumps({"type": "answer", "answer": "Ada", "request_id": "name"}))
         frames = recv_until(ws, lambda f: f["type"] == "end")

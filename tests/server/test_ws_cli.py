@@ -53,7 +53,9 @@ def test_without_a_server_every_command_fails_clearly(capsys: pytest.CaptureFixt
     assert code == 1 and "no session" in out["error"]
 
 
-def test_a_human_in_the_loop_session_from_the_command_line(srv: LiveServer, capsys: pytest.CaptureFixture[str], home: Path) -> None:
+def test_a_human_in_the_loop_session_from_the_command_line(
+    srv: LiveServer, capsys: pytest.CaptureFixture[str], home: Path
+) -> None:
     port = srv.port
     code, out, _ = ws(capsys, port, "test-connection")
     assert code == 0 and out["status"] == "ok" and out["websocket"] is True
@@ -101,4 +103,8 @@ def test_plain_output(srv: LiveServer, capsys: pytest.CaptureFixture[str]) -> No
         main(["ws", "--port", str(srv.port), "--host", "127.0.0.1", "start", "hello", "why", "--wait", "30"])
     assert e.value.code == 0
     out = capsys.readouterr().out
-    assert "session_id:" in out and "[chat_message] answer: fake answer to: why" in out and "flow_completed" in out
+    assert (
+        "session_id:" in out
+        and "[chat_message] answer: fake answer to: why" in out
+        and "flow_completed" in out
+    )

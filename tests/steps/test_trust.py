@@ -21,7 +21,9 @@ def policy(tmp_path: Path) -> TrustPolicy:
     home = tmp_path / "home"
     (home / "conf" / "flows").mkdir(parents=True)
     (home / ".llmflow" / "runs").mkdir(parents=True)
-    return TrustPolicy.build(home, config_dirs=[tmp_path / "served"], database_path=tmp_path / "db" / "llmflow.db")
+    return TrustPolicy.build(
+        home, config_dirs=[tmp_path / "served"], database_path=tmp_path / "db" / "llmflow.db"
+    )
 
 
 def test_a_run_writes_in_its_own_workspace_and_a_sub_flow_in_its_parents(policy: TrustPolicy) -> None:
@@ -61,8 +63,20 @@ def test_without_code_a_run_writes_no_hidden_or_pth_files(policy: TrustPolicy, t
             policy.check_write(ws / rel, ws, "r1", allow_code=False)
 
 
-def test_projects_stay_out_of_the_home_its_config_store_and_system_dirs(policy: TrustPolicy, tmp_path: Path) -> None:
-    refused = [policy.home, policy.home.parent, Path("/"), policy.home / "conf", policy.home / ".llmflow" / "runs" / "x", tmp_path / "served", tmp_path / "db", Path("/etc"), Path(sysconfig.get_paths()["purelib"]) / "pkg"]
+def test_projects_stay_out_of_the_home_its_config_store_and_system_dirs(
+    policy: TrustPolicy, tmp_path: Path
+) -> None:
+    refused = [
+        policy.home,
+        policy.home.parent,
+        Path("/"),
+        policy.home / "conf",
+        policy.home / ".llmflow" / "runs" / "x",
+        tmp_path / "served",
+        tmp_path / "db",
+        Path("/etc"),
+        Path(sysconfig.get_paths()["purelib"]) / "pkg",
+    ]
     for p in refused:
         assert policy.project_problem(p.resolve()) is not None, p
     for p in (policy.home / "work", tmp_path / "elsewhere", policy.home / "conf-not"):
@@ -70,14 +84,26 @@ def test_projects_stay_out_of_the_home_its_config_store_and_system_dirs(policy: 
 
 
 def test_importable_references() -> None:
-    assert is_importable_reference("os:system") and is_importable_reference("a.b:c.d") and is_importable_reference("a.b.c")
-    assert not is_importable_reference("summarise") and not is_importable_reference("http://x") and not is_importable_reference("fake:")
+    assert (
+        is_importable_reference("os:system")
+        and is_importable_reference("a.b:c.d")
+        and is_importable_reference("a.b.c")
+    )
+    assert (
+        not is_importable_reference("summarise")
+        and not is_importable_reference("http://x")
+        and not is_importable_reference("fake:")
+    )
 
 
 def test_posted_flow_problems_walk_nested_steps_and_served_sub_flows() -> None:
     served = {
-        "inner": Flow.model_validate({"name": "inner", "steps": [{"id": "p", "kind": "python", "function": "os:getcwd"}]}),
-        "outer": Flow.model_validate({"name": "outer", "steps": [{"id": "f", "kind": "flow", "flow": "inner"}]}),
+        "inner": Flow.model_validate(
+            {"name": "inner", "steps": [{"id": "p", "kind": "python", "function": "os:getcwd"}]}
+        ),
+        "outer": Flow.model_validate(
+            {"name": "outer", "steps": [{"id": "f", "kind": "flow", "flow": "inner"}]}
+        ),
         "safe": Flow.model_validate({"name": "safe", "steps": [{"id": "l", "kind": "llm", "prompt": "x"}]}),
     }
 
@@ -86,9 +112,26 @@ def test_posted_flow_problems_walk_nested_steps_and_served_sub_flows() -> None:
             raise LookupError(name)
         return served[name]
 
-    doc = Flow.model_validate({"name": "d", "steps": [{"id": "loop1", "kind": "loop", "until": "true", "steps": [{"id": "f", "kind": "flow", "flow": "outer"}]}, {"id": "s", "kind": "flow", "flow": "safe"}, {"id": "m", "kind": "flow", "flow": "missing"}]})
+    doc = Flow.model_validate(
+        {
+            "name": "d",
+            "steps": [
+                {
+                    "id": "loop1",
+                    "kind": "loop",
+                    "until": "true",
+                    "steps": [{"id": "f", "kind": "flow", "flow": "outer"}],
+                },
+                {"id": "s", "kind": "flow", "flow": "safe"},
+                {"id": "m", "kind": "flow", "flow": "missing"},
+            ],
+        }
+    )
     problems = posted_flow_problems(doc, allow_code=False, served_flow=load)
-    assert [(p.code, p.path) for p in problems] == [("not-allowed", "document.steps[0].steps[0].flow"), ("unknown-flow", "document.steps[2].flow")]
+    assert [(p.code, p.path) for p in problems] == [
+        ("not-allowed", "document.steps[0].steps[0].flow"),
+        ("unknown-flow", "document.steps[2].flow"),
+    ]
     assert "python step" in problems[0].message
     assert posted_flow_problems(doc, allow_code=True, served_flow=load) == []
 
@@ -100,12 +143,26 @@ def test_a_flow_cannot_write_into_the_config_dir_it_was_loaded_from(tmp_path: Pa
     (flows / "selfwrite.yaml").write_text(
         "name: selfwrite\noptions: {workspace: .}\nsteps:\n  - id: w\n    write_file: {path: evil.yaml, content: 'name: evil'}\n"
     )
-    env = {"PATH": "/usr/bin:/bin", "LLMFLOW_HOME": str(home), "LLMFLOW_MODEL": "fake:", "LLMFLOW_BLOCK_REAL_MODELS": "1"}
-    out = subprocess.run([sys.executable, "-m", "llmflow", "run", "selfwrite", "--json"], env=env, cwd=home, capture_output=True, text=True, timeout=120)
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "LLMFLOW_HOME": str(home),
+        "LLMFLOW_MODEL": "fake:",
+        "LLMFLOW_BLOCK_REAL_MODELS": "1",
+    }
+    out = subprocess.run(
+        [sys.executable, "-m", "llmflow", "run", "selfwrite", "--json"],
+        env=env,
+        cwd=home,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert out.returncode != 0
     assert not (flows / "evil.yaml").exists()
     view = json.loads(out.stdout)
-    assert view["status"] == "FAILED" and "runs may not write to" in view["steps"][0]["error"], view["steps"][0]["error"]
+    assert view["status"] == "FAILED" and "runs may not write to" in view["steps"][0]["error"], view["steps"][
+        0
+    ]["error"]
 
 
 def test_the_write_file_tool_keeps_to_the_same_boundaries(tmp_path, monkeypatch):
@@ -119,16 +176,47 @@ def test_the_write_file_tool_keeps_to_the_same_boundaries(tmp_path, monkeypatch)
     home = tmp_path / "home"
     (home / "conf" / "flows").mkdir(parents=True)
     proj = tmp_path / "proj"
-    calls = {"tool_calls": [{"name": "write_file", "arguments": {"path": p, "content": "x"}} for p in (".git/hooks/pre-commit", "src/ok.py")]}
+    calls = {
+        "tool_calls": [
+            {"name": "write_file", "arguments": {"path": p, "content": "x"}}
+            for p in (".git/hooks/pre-commit", "src/ok.py")
+        ]
+    }
     rt = build_runtime(home=home, fake_scripts={"agent": {"answers": [calls, "{tool_results}"]}})
-    flow = Flow.model_validate({"name": "t", "model": "fake:agent", "steps": [{"id": "ask", "kind": "llm", "prompt": "go", "tools": ["write_file"]}]})
+    flow = Flow.model_validate(
+        {
+            "name": "t",
+            "model": "fake:agent",
+            "steps": [{"id": "ask", "kind": "llm", "prompt": "go", "tools": ["write_file"]}],
+        }
+    )
     st = asyncio.run(rt.run(flow, options=RunOptions(workspace=str(proj))))
     lines = st.outputs["result"].splitlines()
     assert lines[0].startswith("Error:") and "files other programs execute" in lines[0], lines
     assert (proj / "src" / "ok.py").read_text() == "x" and not (proj / ".git").exists()
     # a workspace around a config dir: the tool may not write into it
-    rt2 = build_runtime(home=home, fake_scripts={"agent": {"answers": [{"tool_calls": [{"name": "write_file", "arguments": {"path": "conf/flows/pwn.yaml", "content": "x"}}]}, "{tool_results}"]}})
+    rt2 = build_runtime(
+        home=home,
+        fake_scripts={
+            "agent": {
+                "answers": [
+                    {
+                        "tool_calls": [
+                            {
+                                "name": "write_file",
+                                "arguments": {"path": "conf/flows/pwn.yaml", "content": "x"},
+                            }
+                        ]
+                    },
+                    "{tool_results}",
+                ]
+            }
+        },
+    )
     st = asyncio.run(rt2.run(flow, options=RunOptions(workspace=str(home))))
-    assert "runs may not write to" in st.outputs["result"] and not (home / "conf" / "flows" / "pwn.yaml").exists()
+    assert (
+        "runs may not write to" in st.outputs["result"]
+        and not (home / "conf" / "flows" / "pwn.yaml").exists()
+    )
     rt.close()
     rt2.close()

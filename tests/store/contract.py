@@ -549,14 +549,24 @@ class StoreContract:
 
     def test_append_many_writes_new_runs_with_their_first_events_all_or_nothing(self, store: Any) -> None:
         store.create_run(rec("old"), [ev("RUN_CREATED")], now=1.0)
-        out = store.append_many([("old", [ev("RUN_STARTED")], 2.0), ("new", [ev("RUN_CREATED"), ev("RUN_STARTED")], 2.0, rec("new", created_at=2.0))])
-        assert [[(e.run_id, e.seq, e.type) for e in evs] for evs in out] == [[("old", 2, "RUN_STARTED")], [("new", 1, "RUN_CREATED"), ("new", 2, "RUN_STARTED")]]
+        out = store.append_many(
+            [
+                ("old", [ev("RUN_STARTED")], 2.0),
+                ("new", [ev("RUN_CREATED"), ev("RUN_STARTED")], 2.0, rec("new", created_at=2.0)),
+            ]
+        )
+        assert [[(e.run_id, e.seq, e.type) for e in evs] for evs in out] == [
+            [("old", 2, "RUN_STARTED")],
+            [("new", 1, "RUN_CREATED"), ("new", 2, "RUN_STARTED")],
+        ]
         assert store.get_run("new").status == "RUNNING" and store.get_run("new").last_seq == 2
         assert [e.seq for e in store.events("new")] == [1, 2]
         if isinstance(store, MemoryStore):
             return  # memory appends one item at a time (it is never group-committed)
         with pytest.raises(StoreError, match="already exists"):
-            store.append_many([("old", [ev("DIRECTIVE")], 3.0), ("new", [ev("RUN_CREATED")], 3.0, rec("new"))])
+            store.append_many(
+                [("old", [ev("DIRECTIVE")], 3.0), ("new", [ev("RUN_CREATED")], 3.0, rec("new"))]
+            )
         assert [e.seq for e in store.events("old")] == [1, 2]  # the whole batch was rolled back
         assert store.append("old", [ev("DIRECTIVE")], 4.0)[0].seq == 3
 
@@ -649,7 +659,11 @@ class StoreContract:
         assert [(r.id, r.owner, r.lease_expires_at) for r in got] == [("r1", "w1", 40.0), ("r2", "w1", 40.0)]
         assert [r.id for r in store.claim_many("w2", now=11.0, lease_seconds=30.0, limit=5)] == ["r0"]
         assert store.claim_many("w3", now=12.0, lease_seconds=30.0, limit=5) == []
-        assert [r.id for r in store.claim_many("w3", now=50.0, lease_seconds=30.0, limit=5)] == ["r1", "r2", "r0"]  # leases expired
+        assert [r.id for r in store.claim_many("w3", now=50.0, lease_seconds=30.0, limit=5)] == [
+            "r1",
+            "r2",
+            "r0",
+        ]  # leases expired
 
     def test_a_running_run_without_owner_is_claimable(self, store: Any) -> None:
         store.create_run(rec("r1"), [ev(T.RUN_STARTED)], now=1.0)
@@ -717,7 +731,14 @@ class StoreContract:
     def test_batches_are_created_found_listed_and_updated(self, store: Any) -> None:
         from llmflow.store.batches import BatchRecord
 
-        b1 = BatchRecord("b1", "review", created_at=1.0, updated_at=1.0, spec={"data": {"path": "x.csv"}, "n": [1, None]}, owner="h:1:a")
+        b1 = BatchRecord(
+            "b1",
+            "review",
+            created_at=1.0,
+            updated_at=1.0,
+            spec={"data": {"path": "x.csv"}, "n": [1, None]},
+            owner="h:1:a",
+        )
         store.create_batch(b1)
         store.create_batch(BatchRecord("b2", "judges", created_at=2.0))
         assert store.get_batch("b1") == b1
@@ -726,7 +747,13 @@ class StoreContract:
         assert [b.id for b in store.list_batches(limit=1, offset=1)] == ["b1"]
         store.update_batch("b1", status="COMPLETED", total=12, ended_at=5.5, metadata={"k": "v"}, owner=None)
         got = store.get_batch("b1")
-        assert (got.status, got.total, got.ended_at, got.metadata, got.owner) == ("COMPLETED", 12, 5.5, {"k": "v"}, None)
+        assert (got.status, got.total, got.ended_at, got.metadata, got.owner) == (
+            "COMPLETED",
+            12,
+            5.5,
+            {"k": "v"},
+            None,
+        )
         assert got.spec == b1.spec
 
     def test_a_duplicate_or_unknown_batch_raises_store_error(self, store: Any) -> None:
@@ -742,10 +769,28 @@ class StoreContract:
 
     def test_batch_summary_counts_top_level_runs_by_status_with_usage(self, store: Any) -> None:
         store.create_run(rec("j1", 1.0, batch_id="b1"), [ev(T.RUN_CREATED), ev(T.RUN_STARTED)], now=10.0)
-        store.append("j1", [ev(T.LLM_DONE, step_id="s", attempt=1, payload={"usage": {"input_tokens": 3, "output_tokens": 4}, "cost": 0.5}), ev(T.RUN_COMPLETED)], now=12.0)
-        store.create_run(rec("j2", 2.0, batch_id="b1"), [ev(T.RUN_CREATED), ev(T.RUN_STARTED), ev(T.RUN_FAILED, payload={"error": "x"})], now=11.0)
+        store.append(
+            "j1",
+            [
+                ev(
+                    T.LLM_DONE,
+                    step_id="s",
+                    attempt=1,
+                    payload={"usage": {"input_tokens": 3, "output_tokens": 4}, "cost": 0.5},
+                ),
+                ev(T.RUN_COMPLETED),
+            ],
+            now=12.0,
+        )
+        store.create_run(
+            rec("j2", 2.0, batch_id="b1"),
+            [ev(T.RUN_CREATED), ev(T.RUN_STARTED), ev(T.RUN_FAILED, payload={"error": "x"})],
+            now=11.0,
+        )
         store.create_run(rec("j3", 3.0, batch_id="b1"), [ev(T.RUN_CREATED)], now=3.0)
-        store.create_run(rec("j1.child", 4.0, batch_id="b1", parent_run_id="j1"), [ev(T.RUN_CREATED)], now=4.0)
+        store.create_run(
+            rec("j1.child", 4.0, batch_id="b1", parent_run_id="j1"), [ev(T.RUN_CREATED)], now=4.0
+        )
         store.create_run(rec("other", 5.0, batch_id="b2"), [ev(T.RUN_CREATED)], now=5.0)
         s = store.batch_summary("b1")
         assert s["statuses"] == {"COMPLETED": 1, "FAILED": 1, "QUEUED": 1}

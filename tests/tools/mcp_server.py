@@ -9,7 +9,10 @@ import sys
 from mcp.server.mcpserver import MCPServer
 
 server = MCPServer("notes", log_level="WARNING")
-NOTES = {"mcp": "The Model Context Protocol lets tools be shared between agents.", "llmflow": "llmflow runs flows of agents."}
+NOTES = {
+    "mcp": "The Model Context Protocol lets tools be shared between agents.",
+    "llmflow": "llmflow runs flows of agents.",
+}
 
 
 def _log(line: str) -> None:

@@ -43,7 +43,14 @@ def cli(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
 
     env = {k: v for k, v in os.environ.items() if not k.startswith("LLMFLOW_")}
     env.update(LLMFLOW_HOME=str(home), LLMFLOW_BLOCK_REAL_MODELS="1", PYTHONPATH=str(ROOT))
-    return subprocess.run([sys.executable, "-m", "llmflow", *args], capture_output=True, text=True, env=env, cwd=home, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "llmflow", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=home,
+        timeout=120,
+    )
 
 
 def test_every_tool_problem_is_reported_with_its_line(tmp_path):
@@ -79,12 +86,18 @@ def test_validate_and_run_show_tool_problems_and_exit_2(tmp_path):
     assert p.returncode == 2 and "unknown tool 'read_fil'" in p.stderr
     p = cli(tmp_path, "validate", "--json", str(f))
     data = json.loads(p.stdout)
-    assert {d["code"] for d in data[str(f)]["diagnostics"]} >= {"unknown-tool", "unknown-mcp-server", "tool-schema"}
+    assert {d["code"] for d in data[str(f)]["diagnostics"]} >= {
+        "unknown-tool",
+        "unknown-mcp-server",
+        "tool-schema",
+    }
 
 
 def test_a_valid_tool_list_validates(tmp_path):
     f = tmp_path / "ok.yaml"
-    f.write_text("name: ok\nmcp_servers: {docs: {url: 'http://127.0.0.1:9/mcp'}}\nsteps:\n  - id: a\n    llm: {prompt: hi, tools: [read_file, docs, docs.search, 'tests.tools.helpers:record']}\n")
+    f.write_text(
+        "name: ok\nmcp_servers: {docs: {url: 'http://127.0.0.1:9/mcp'}}\nsteps:\n  - id: a\n    llm: {prompt: hi, tools: [read_file, docs, docs.search, 'tests.tools.helpers:record']}\n"
+    )
     p = cli(tmp_path, "validate", str(f))
     assert p.returncode == 0, p.stderr
 

@@ -27,8 +27,18 @@ steps:
 SCRIPT = {
     "agent": {
         "answers": [
-            {"tool_calls": [{"name": "record", "arguments": {"key": "a"}}, {"name": "record", "arguments": {"key": "b"}}]},
-            {"tool_calls": [{"name": "record", "arguments": {"key": "c"}}, {"name": "slow", "arguments": {"key": "d"}}]},
+            {
+                "tool_calls": [
+                    {"name": "record", "arguments": {"key": "a"}},
+                    {"name": "record", "arguments": {"key": "b"}},
+                ]
+            },
+            {
+                "tool_calls": [
+                    {"name": "record", "arguments": {"key": "c"}},
+                    {"name": "slow", "arguments": {"key": "d"}},
+                ]
+            },
             "finished: {tool_results}",
         ]
     }
@@ -37,7 +47,13 @@ SCRIPT = {
 
 def env_for(home: Path, effects: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("LLMFLOW_")}
-    env.update(LLMFLOW_HOME=str(home), LLMFLOW_BLOCK_REAL_MODELS="1", LLMFLOW_FAKE_SCRIPTS=str(home / "scripts.json"), LLMFLOW_TEST_EFFECTS=str(effects), PYTHONPATH=str(ROOT))
+    env.update(
+        LLMFLOW_HOME=str(home),
+        LLMFLOW_BLOCK_REAL_MODELS="1",
+        LLMFLOW_FAKE_SCRIPTS=str(home / "scripts.json"),
+        LLMFLOW_TEST_EFFECTS=str(effects),
+        PYTHONPATH=str(ROOT),
+    )
     return env
 
 
@@ -50,19 +66,43 @@ def test_kill_9_mid_loop_then_resume_never_reruns_a_finished_call(tmp_path):
     (tmp_path / "durable.yaml").write_text(FLOW)
     effects = tmp_path / "effects.txt"
     env = env_for(tmp_path, effects)
-    proc = subprocess.Popen([sys.executable, "-m", "llmflow", "run", "durable.yaml"], env=env, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "llmflow", "run", "durable.yaml"],
+        env=env,
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     deadline = time.monotonic() + 60
     while "slow-start:d" not in effects_of(effects) and time.monotonic() < deadline:
         time.sleep(0.05)
-    time.sleep(0.3)  # let the runner flush record:c's COMPLETED event (it finished before slow started blocking)
+    time.sleep(
+        0.3
+    )  # let the runner flush record:c's COMPLETED event (it finished before slow started blocking)
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     assert sorted(effects_of(effects)) == ["record:a", "record:b", "record:c", "slow-start:d"]
 
     effects.with_suffix(".release").write_text("go")
-    runs = json.loads(subprocess.run([sys.executable, "-m", "llmflow", "runs", "list", "--json"], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=60).stdout)
+    runs = json.loads(
+        subprocess.run(
+            [sys.executable, "-m", "llmflow", "runs", "list", "--json"],
+            env=env,
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        ).stdout
+    )
     run_id = runs[0]["id"]
-    p = subprocess.run([sys.executable, "-m", "llmflow", "runs", "resume", run_id, "--json"], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    p = subprocess.run(
+        [sys.executable, "-m", "llmflow", "runs", "resume", run_id, "--json"],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert p.returncode == 0, p.stderr
     view = json.loads(p.stdout)
     assert view["status"] == "COMPLETED"
@@ -70,7 +110,9 @@ def test_kill_9_mid_loop_then_resume_never_reruns_a_finished_call(tmp_path):
     for key in ("a", "b", "c"):
         assert done.count(f"record:{key}") == 1, done  # finished before the kill: not run again
     assert done.count("slow-done:d") == 1  # the call that was running is run again, once
-    assert view["outputs"]["result"] == "finished: recorded c\nslow d"  # the replayed result of c reached the model
+    assert (
+        view["outputs"]["result"] == "finished: recorded c\nslow d"
+    )  # the replayed result of c reached the model
     step = view["steps"][0]
     assert [a["status"] for a in step["attempts"]] == ["INTERRUPTED", "COMPLETED"]
     calls = {c["call_id"]: c for c in step["tool_calls"]}
@@ -78,7 +120,20 @@ def test_kill_9_mid_loop_then_resume_never_reruns_a_finished_call(tmp_path):
     assert all(c["status"] == "COMPLETED" for c in calls.values())
     assert calls["call_0_0"]["attempt"] == 1 and calls["call_1_1"]["attempt"] == 2
 
-    events = json.loads("[" + ",".join(subprocess.run([sys.executable, "-m", "llmflow", "runs", "events", run_id, "--json"], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=60).stdout.splitlines()) + "]")
+    events = json.loads(
+        "["
+        + ",".join(
+            subprocess.run(
+                [sys.executable, "-m", "llmflow", "runs", "events", run_id, "--json"],
+                env=env,
+                cwd=tmp_path,
+                capture_output=True,
+                text=True,
+                timeout=60,
+            ).stdout.splitlines()
+        )
+        + "]"
+    )
     second = [e for e in events if e["attempt"] == 2 and e["step_id"] == "work"]
     started_again = [e["payload"]["call_id"] for e in second if e["type"] == "TOOL_CALL_STARTED"]
     assert started_again == ["call_1_1"]  # only the interrupted call starts again
@@ -86,7 +141,14 @@ def test_kill_9_mid_loop_then_resume_never_reruns_a_finished_call(tmp_path):
     assert len(model_calls) == 1  # the two recorded rounds are replayed, not asked again
 
     # a re-run in place is a fresh loop: every tool runs again
-    p = subprocess.run([sys.executable, "-m", "llmflow", "runs", "rerun", run_id, "--step", "work", "--json"], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    p = subprocess.run(
+        [sys.executable, "-m", "llmflow", "runs", "rerun", run_id, "--step", "work", "--json"],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert p.returncode == 0, p.stderr
     done = effects_of(effects)
     assert done.count("record:a") == 2 and done.count("slow-done:d") == 2

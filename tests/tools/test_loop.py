@@ -20,7 +20,13 @@ def runtime(tmp_path: Path, answers: list, **fns):
 
 
 def flow(tools: list, **step) -> Flow:
-    return Flow.model_validate({"name": "t", "model": "fake:agent", "steps": [{"id": "ask", "kind": "llm", "prompt": "go", "tools": tools, **step}]})
+    return Flow.model_validate(
+        {
+            "name": "t",
+            "model": "fake:agent",
+            "steps": [{"id": "ask", "kind": "llm", "prompt": "go", "tools": tools, **step}],
+        }
+    )
 
 
 def calls(*specs) -> dict:
@@ -47,7 +53,15 @@ def test_parallel_calls_run_at_once_and_a_failing_tool_goes_back_to_the_model(tm
         """Always fails."""
         raise RuntimeError("disk on fire")
 
-    rt = runtime(tmp_path, [calls(("meet", {"name": "a"}), ("meet", {"name": "b"}), ("broken", {"x": 1})), "done: {tool_results}"], meet=meet, broken=broken)
+    rt = runtime(
+        tmp_path,
+        [
+            calls(("meet", {"name": "a"}), ("meet", {"name": "b"}), ("broken", {"x": 1})),
+            "done: {tool_results}",
+        ],
+        meet=meet,
+        broken=broken,
+    )
     st = asyncio.run(rt.run(flow(["meet", "broken"])))
     assert st.status == "COMPLETED", st.error
     out = st.outputs["result"]
@@ -57,10 +71,18 @@ def test_parallel_calls_run_at_once_and_a_failing_tool_goes_back_to_the_model(tm
     done = {e.payload["call_id"]: e for e in evs if e.type != E.TOOL_CALL_STARTED}
     assert done["call_0_0"].type == E.TOOL_CALL_COMPLETED and done["call_0_0"].payload["result"] == "met a"
     failed = done["call_0_2"]
-    assert failed.type == E.TOOL_CALL_FAILED and "disk on fire" in failed.payload["error"] and failed.payload["retrying"] is False
+    assert (
+        failed.type == E.TOOL_CALL_FAILED
+        and "disk on fire" in failed.payload["error"]
+        and failed.payload["retrying"] is False
+    )
     assert {"call_id", "name", "arguments", "duration"} <= set(failed.payload)
     view = rt.view(st.run_id)["steps"][0]["tool_calls"]
-    assert [(c["name"], c["status"]) for c in view] == [("meet", "COMPLETED"), ("meet", "COMPLETED"), ("broken", "FAILED")]
+    assert [(c["name"], c["status"]) for c in view] == [
+        ("meet", "COMPLETED"),
+        ("meet", "COMPLETED"),
+        ("broken", "FAILED"),
+    ]
 
 
 def test_a_flaky_tool_is_retried_and_a_slow_one_times_out(tmp_path):
@@ -78,14 +100,24 @@ def test_a_flaky_tool_is_retried_and_a_slow_one_times_out(tmp_path):
         await asyncio.sleep(30)
         return "late"
 
-    rt = runtime(tmp_path, [calls(("flaky", {}), ("sleepy", {})), "{tool_results}"], flaky=flaky, sleepy=sleepy)
+    rt = runtime(
+        tmp_path, [calls(("flaky", {}), ("sleepy", {})), "{tool_results}"], flaky=flaky, sleepy=sleepy
+    )
     f = flow([{"tool": "flaky", "retry": {"attempts": 3, "backoff": 0}}, {"tool": "sleepy", "timeout": 0.2}])
     st = asyncio.run(rt.run(f))
     assert st.status == "COMPLETED", st.error
     assert tries["n"] == 3
     assert st.outputs["result"].splitlines() == ["ok", "Error: timed out after 0.2s"]
-    flaky_events = [e for e in tool_events(rt, st.run_id) if e.payload["name"] == "flaky" and e.type != E.TOOL_CALL_STARTED]
-    assert [(e.type, e.payload.get("retrying")) for e in flaky_events] == [(E.TOOL_CALL_FAILED, True), (E.TOOL_CALL_FAILED, True), (E.TOOL_CALL_COMPLETED, None)]
+    flaky_events = [
+        e
+        for e in tool_events(rt, st.run_id)
+        if e.payload["name"] == "flaky" and e.type != E.TOOL_CALL_STARTED
+    ]
+    assert [(e.type, e.payload.get("retrying")) for e in flaky_events] == [
+        (E.TOOL_CALL_FAILED, True),
+        (E.TOOL_CALL_FAILED, True),
+        (E.TOOL_CALL_COMPLETED, None),
+    ]
 
 
 def test_structured_output_is_validated_after_the_tools(tmp_path):
@@ -122,14 +154,33 @@ def test_a_tool_the_model_invents_is_an_error_result_not_a_crash(tmp_path):
 
 def test_built_in_file_tools_stay_inside_the_workspace(tmp_path):
     ws = tmp_path / "ws"
-    rt = runtime(tmp_path, [calls(("write_file", {"path": "notes/a.txt", "content": "hi"})), calls(("read_file", {"path": "notes/a.txt"}), ("read_file", {"path": "../../etc/passwd"}), ("list_files", {})), "{tool_results}"])
-    st = asyncio.run(rt.run(flow(["read_file", "write_file", "list_files"]), options=llmflow.runtime.RunOptions(workspace=str(ws))))
+    rt = runtime(
+        tmp_path,
+        [
+            calls(("write_file", {"path": "notes/a.txt", "content": "hi"})),
+            calls(
+                ("read_file", {"path": "notes/a.txt"}),
+                ("read_file", {"path": "../../etc/passwd"}),
+                ("list_files", {}),
+            ),
+            "{tool_results}",
+        ],
+    )
+    st = asyncio.run(
+        rt.run(
+            flow(["read_file", "write_file", "list_files"]),
+            options=llmflow.runtime.RunOptions(workspace=str(ws)),
+        )
+    )
     lines = st.outputs["result"].splitlines()
     assert lines[0] == "hi"
     assert lines[1].startswith("Error:") and "escapes the workspace" in lines[1]
     assert lines[2] == '["notes/a.txt"]'
     assert (ws / "notes" / "a.txt").read_text() == "hi"
-    assert any(e.type == E.ARTIFACT_CREATED and e.payload.get("tool_call_id") == "call_0_0" for e in rt.store.events(st.run_id))
+    assert any(
+        e.type == E.ARTIFACT_CREATED and e.payload.get("tool_call_id") == "call_0_0"
+        for e in rt.store.events(st.run_id)
+    )
 
 
 def test_shell_tool_refuses_where_shell_steps_are_not_allowed(tmp_path, monkeypatch):
@@ -182,8 +233,12 @@ def test_confirm_asks_a_human_and_records_the_answer(tmp_path, answer, expect_ru
 
 def test_without_a_human_a_guarded_tool_is_declined(tmp_path):
     ran = []
-    rt = runtime(tmp_path, [calls(("refund", {"order": 1})), "{tool_results}"], refund=lambda order: ran.append(order))
-    f = Flow.model_validate({**flow([{"tool": "refund", "confirm": True}]).to_dict(), "options": {"human_in_loop": False}})
+    rt = runtime(
+        tmp_path, [calls(("refund", {"order": 1})), "{tool_results}"], refund=lambda order: ran.append(order)
+    )
+    f = Flow.model_validate(
+        {**flow([{"tool": "refund", "confirm": True}]).to_dict(), "options": {"human_in_loop": False}}
+    )
     st = asyncio.run(rt.run(f))
     assert st.status == "COMPLETED" and ran == []
     assert "declined" in st.outputs["result"]
@@ -211,7 +266,14 @@ def test_agents_carry_tools_into_broadcast_steps(tmp_path):
         return f"stamped {who}"
 
     rt = runtime(tmp_path, [calls(("stamp", {"who": "x"})), "{tool_results}"], stamp=stamp)
-    f = Flow.model_validate({"name": "b", "model": "fake:agent", "agents": {"a": {"tools": ["stamp"]}, "b": {"tools": ["stamp"]}}, "steps": [{"id": "all", "kind": "broadcast", "agents": ["a", "b"], "prompt": "go"}]})
+    f = Flow.model_validate(
+        {
+            "name": "b",
+            "model": "fake:agent",
+            "agents": {"a": {"tools": ["stamp"]}, "b": {"tools": ["stamp"]}},
+            "steps": [{"id": "all", "kind": "broadcast", "agents": ["a", "b"], "prompt": "go"}],
+        }
+    )
     st = asyncio.run(rt.run(f))
     assert st.status == "COMPLETED"
     assert sum(1 for e in tool_events(rt, st.run_id) if e.type == E.TOOL_CALL_COMPLETED) == 2
@@ -239,7 +301,11 @@ def test_tool_calls_in_the_fake_are_the_same_after_a_restart(tmp_path):
     msgs = [ChatMessage("user", "go")]
     p1 = FakeProvider({"s": script})
     assert asyncio.run(first_answer(p1, msgs)).tool_calls[0].id == "call_0_0"
-    later = [*msgs, ChatMessage("assistant", "", tool_calls=asyncio.run(first_answer(p1, msgs)).tool_calls), ChatMessage("tool", "r", tool_call_id="call_0_0", name="a")]
+    later = [
+        *msgs,
+        ChatMessage("assistant", "", tool_calls=asyncio.run(first_answer(p1, msgs)).tool_calls),
+        ChatMessage("tool", "r", tool_call_id="call_0_0", name="a"),
+    ]
     p2 = FakeProvider({"s": script})  # a new process: no call counter
     assert asyncio.run(first_answer(p2, later)).text == "final"
 
@@ -250,7 +316,14 @@ def test_conductor_participants_use_their_tools_in_separate_loops(tmp_path):
         return f"stamped {who}"
 
     rt = runtime(tmp_path, [calls(("stamp", {"who": "x"})), "{tool_results}"], stamp=stamp)
-    f = Flow.model_validate({"name": "c", "model": "fake:agent", "agents": {"a": {"tools": ["stamp"]}, "b": {"tools": ["stamp"]}}, "steps": [{"id": "chat", "kind": "conductor", "participants": ["a", "b"], "prompt": "go"}]})
+    f = Flow.model_validate(
+        {
+            "name": "c",
+            "model": "fake:agent",
+            "agents": {"a": {"tools": ["stamp"]}, "b": {"tools": ["stamp"]}},
+            "steps": [{"id": "chat", "kind": "conductor", "participants": ["a", "b"], "prompt": "go"}],
+        }
+    )
     st = asyncio.run(rt.run(f))
     assert st.status == "COMPLETED", st.error
     assert [t["output"] for t in st.nodes["chat"].output["transcript"]] == ["stamped x", "stamped x"]

@@ -31,7 +31,14 @@ def free_port() -> int:
 
 
 def flow(servers: dict, tools: list) -> Flow:
-    return Flow.model_validate({"name": "m", "model": "fake:agent", "mcp_servers": servers, "steps": [{"id": "ask", "kind": "llm", "prompt": "go", "tools": tools}]})
+    return Flow.model_validate(
+        {
+            "name": "m",
+            "model": "fake:agent",
+            "mcp_servers": servers,
+            "steps": [{"id": "ask", "kind": "llm", "prompt": "go", "tools": tools}],
+        }
+    )
 
 
 def run(tmp_path, f, answers):
@@ -42,8 +49,20 @@ def run(tmp_path, f, answers):
 
 def test_a_stdio_server_lends_all_its_tools(tmp_path):
     log = tmp_path / "calls.txt"
-    f = flow({"notes": {"command": "python", "args": [str(SERVER)], "env": {"MCP_CALLS_FILE": str(log)}}}, ["notes"])
-    rt, st = run(tmp_path, f, [calls(("lookup", {"topic": "MCP"}), ("add", {"a": 2, "b": 40}), ("fail", {"reason": "on purpose"})), "{tool_results}"])
+    f = flow(
+        {"notes": {"command": "python", "args": [str(SERVER)], "env": {"MCP_CALLS_FILE": str(log)}}},
+        ["notes"],
+    )
+    rt, st = run(
+        tmp_path,
+        f,
+        [
+            calls(
+                ("lookup", {"topic": "MCP"}), ("add", {"a": 2, "b": 40}), ("fail", {"reason": "on purpose"})
+            ),
+            "{tool_results}",
+        ],
+    )
     assert st.status == "COMPLETED", st.error
     lines = st.outputs["result"].splitlines()
     assert lines[0].startswith("The Model Context Protocol")
@@ -70,7 +89,16 @@ def test_one_tool_of_a_server_by_name_and_a_missing_one(tmp_path):
 
 
 def test_a_server_that_does_not_start_fails_the_step_clearly(tmp_path):
-    f = flow({"broken": {"command": "python", "args": ["-c", "import sys; print('boom', file=sys.stderr); sys.exit(3)"], "timeout": 10}}, ["broken"])
+    f = flow(
+        {
+            "broken": {
+                "command": "python",
+                "args": ["-c", "import sys; print('boom', file=sys.stderr); sys.exit(3)"],
+                "timeout": 10,
+            }
+        },
+        ["broken"],
+    )
     _, st = run(tmp_path, f, ["x"])
     assert st.status == "FAILED"
     assert "MCP server 'broken'" in st.error and "boom" in st.error
@@ -79,7 +107,12 @@ def test_a_server_that_does_not_start_fails_the_step_clearly(tmp_path):
 def test_a_streamable_http_server(tmp_path):
     port = free_port()
     env = {**os.environ, "MCP_CALLS_FILE": str(tmp_path / "http-calls.txt")}
-    proc = subprocess.Popen([sys.executable, str(SERVER), "--http", str(port)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [sys.executable, str(SERVER), "--http", str(port)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline and proc.poll() is None:

@@ -27,13 +27,34 @@ steps:
       prompt: refund order 7
       tools: [{tool: "tests.tools.helpers:record", confirm: true}]
 """
-SCRIPT = {"agent": {"answers": [{"tool_calls": [{"name": "record", "arguments": {"key": "refund-7"}}]}, "result: {tool_results}"]}}
+SCRIPT = {
+    "agent": {
+        "answers": [
+            {"tool_calls": [{"name": "record", "arguments": {"key": "refund-7"}}]},
+            "result: {tool_results}",
+        ]
+    }
+}
 
 
 def cli(home: Path, *args: str, input: str | None = None, **extra: str) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("LLMFLOW_")}
-    env.update(LLMFLOW_HOME=str(home), LLMFLOW_BLOCK_REAL_MODELS="1", LLMFLOW_FAKE_SCRIPTS=str(home / "scripts.json"), PYTHONPATH=str(ROOT), **extra)
-    return subprocess.run([sys.executable, "-m", "llmflow", *args], capture_output=True, text=True, env=env, cwd=home, input=input, timeout=120)
+    env.update(
+        LLMFLOW_HOME=str(home),
+        LLMFLOW_BLOCK_REAL_MODELS="1",
+        LLMFLOW_FAKE_SCRIPTS=str(home / "scripts.json"),
+        PYTHONPATH=str(ROOT),
+        **extra,
+    )
+    return subprocess.run(
+        [sys.executable, "-m", "llmflow", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=home,
+        input=input,
+        timeout=120,
+    )
 
 
 @pytest.mark.parametrize("typed, runs", [("n\n", False), ("\n", True)])
@@ -67,7 +88,9 @@ def server(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     def start(**config: Any) -> LiveServer:
         env = base_env(home, LLMFLOW_FAKE_SCRIPTS=str(home / "scripts.json"))
         env.pop("LLMFLOW_MODEL")  # the flow's model (the scripted fake) must win
-        return LiveServer(create_app(Settings.from_env(env), ServerConfig.from_env(env, config_dir=home / "conf", **config)))
+        return LiveServer(
+            create_app(Settings.from_env(env), ServerConfig.from_env(env, config_dir=home / "conf", **config))
+        )
 
     return home, start
 
@@ -88,11 +111,19 @@ def test_confirm_over_the_buttermilk_websocket_and_tool_output_frames(server, co
         sid = httpx.get(f"{srv.url}/api/session").json()["session_id"]
         with connect(f"{srv.ws_url}/ws/{sid}") as ws:
             ws.send(json.dumps({"type": "run_flow", "flow": "guarded"}))
-            frames = frames_until(ws, lambda f: f["type"] in ("ui_message", "system_error") or f.get("content") == "flow_completed")
+            frames = frames_until(
+                ws,
+                lambda f: f["type"] in ("ui_message", "system_error") or f.get("content") == "flow_completed",
+            )
             assert frames[-1]["type"] == "ui_message", [(f["type"], f.get("preview")) for f in frames]
-            assert "Allow the tool call record" in frames[-1]["content"] and frames[-1]["options"] == ["confirm", "reject"]  # Buttermilk: a list of choices
+            assert "Allow the tool call record" in frames[-1]["content"] and frames[-1]["options"] == [
+                "confirm",
+                "reject",
+            ]  # Buttermilk: a list of choices
             ws.send(json.dumps({"type": "manager_response", "confirm": confirm}))
-            frames += frames_until(ws, lambda f: f["type"] == "system_message" and f.get("content") == "flow_completed")
+            frames += frames_until(
+                ws, lambda f: f["type"] == "system_message" and f.get("content") == "flow_completed"
+            )
     out = [f for f in frames if f["type"] == "tool_output"]
     assert len(out) == 1
     assert out[0]["name"] == "record" and out[0]["call_id"] == "call_0_0"
@@ -106,14 +137,27 @@ def test_confirm_over_the_buttermilk_websocket_and_tool_output_frames(server, co
 
 def test_api_run_view_posted_flow_rules_and_threads(server):
     home, start = server
-    posted = {"name": "p", "model": "fake:agent", "steps": [{"id": "a", "kind": "llm", "prompt": "hi", "tools": ["tests.tools.helpers:record", "read_file"]}]}
+    posted = {
+        "name": "p",
+        "model": "fake:agent",
+        "steps": [
+            {"id": "a", "kind": "llm", "prompt": "hi", "tools": ["tests.tools.helpers:record", "read_file"]}
+        ],
+    }
     with start() as srv, srv.client() as c:
         r = c.post("/api/v1/runs", json={"document": posted})
         assert r.status_code == 422
         detail = json.dumps(r.json())
-        assert "tests.tools.helpers:record" in detail and "not-allowed" in detail and "read_file" not in detail
+        assert (
+            "tests.tools.helpers:record" in detail and "not-allowed" in detail and "read_file" not in detail
+        )
         r = c.post("/api/v1/runs", json={"document": {**posted, "mcp_servers": {"x": {"command": "python"}}}})
-        assert r.status_code == 422 and r.json()["detail"][0]["loc"] == ["body", "document", "mcp_servers", "x"]
+        assert r.status_code == 422 and r.json()["detail"][0]["loc"] == [
+            "body",
+            "document",
+            "mcp_servers",
+            "x",
+        ]
         ok = {**posted, "steps": [{"id": "a", "kind": "llm", "prompt": "hi", "tools": ["read_file"]}]}
         for _ in range(2):
             r = c.post("/api/v1/runs", json={"document": ok, "options": {"thread": "t-1"}, "wait": True})

@@ -19,18 +19,24 @@ from llmflow.model.spec import Flow
 from llmflow.runtime import RunOptions
 from llmflow.tools.threads import history
 
-FLOW = Flow.model_validate({
-    "name": "chat", "model": "fake:", "inputs": {"say": {"type": "string"}},
-    "agents": {"buddy": {"system": "Be kind."}},
-    "steps": [
-        {"id": "reply", "kind": "llm", "agent": "buddy", "prompt": "{{ inputs.say }}"},
-        {"id": "other", "kind": "llm", "prompt": "unrelated {{ inputs.say }}"},
-    ],
-})
+FLOW = Flow.model_validate(
+    {
+        "name": "chat",
+        "model": "fake:",
+        "inputs": {"say": {"type": "string"}},
+        "agents": {"buddy": {"system": "Be kind."}},
+        "steps": [
+            {"id": "reply", "kind": "llm", "agent": "buddy", "prompt": "{{ inputs.say }}"},
+            {"id": "other", "kind": "llm", "prompt": "unrelated {{ inputs.say }}"},
+        ],
+    }
+)
 
 
 def sent_messages(rt, run_id: str, step: str) -> list[dict]:
-    return next(e for e in rt.store.events(run_id) if e.type == E.LLM_GENERATING and e.step_id == step).payload["messages"]
+    return next(
+        e for e in rt.store.events(run_id) if e.type == E.LLM_GENERATING and e.step_id == step
+    ).payload["messages"]
 
 
 def test_a_thread_continues_the_agents_conversation(tmp_path):
@@ -45,7 +51,11 @@ def test_a_thread_continues_the_agents_conversation(tmp_path):
     assert msgs[2]["content"].startswith("fake answer to: My name is Ada.")
     assert msgs[5]["content"] == "What is my name?"
     other = sent_messages(rt, ids[2], "other")  # another step keeps its own history
-    assert [m["content"] for m in other if m["role"] == "user"] == ["unrelated My name is Ada.", "unrelated I like tea.", "unrelated What is my name?"]
+    assert [m["content"] for m in other if m["role"] == "user"] == [
+        "unrelated My name is Ada.",
+        "unrelated I like tea.",
+        "unrelated What is my name?",
+    ]
     outside = asyncio.run(rt.run(FLOW, {"say": "hi"}))
     assert len(sent_messages(rt, outside.run_id, "reply")) == 2  # no thread: no history
     threads = rt.store.list_threads()
@@ -54,12 +64,20 @@ def test_a_thread_continues_the_agents_conversation(tmp_path):
 
 def test_the_budget_keeps_the_newest_exchanges_whole(tmp_path):
     rt = build_runtime(home=tmp_path)
-    runs = [asyncio.run(rt.run(FLOW, {"say": f"message number {i} " + "x" * 200}, RunOptions(thread="long"))).run_id for i in range(4)]
+    runs = [
+        asyncio.run(
+            rt.run(FLOW, {"say": f"message number {i} " + "x" * 200}, RunOptions(thread="long"))
+        ).run_id
+        for i in range(4)
+    ]
     full = history(rt.store, "long", "buddy", before_run=runs[3], budget=10_000)
     assert [ex.user[:16] for ex in full] == ["message number 0", "message number 1", "message number 2"]
     one = full[-1].tokens()
     cut = history(rt.store, "long", "buddy", before_run=runs[3], budget=2 * one + one // 2)
-    assert [ex.user[:16] for ex in cut] == ["message number 1", "message number 2"]  # oldest dropped, none cut
+    assert [ex.user[:16] for ex in cut] == [
+        "message number 1",
+        "message number 2",
+    ]  # oldest dropped, none cut
     assert history(rt.store, "long", "buddy", before_run=runs[3], budget=one - 1) == []
 
 
@@ -76,10 +94,19 @@ def test_python_api_and_cli(tmp_path):
     env = {k: v for k, v in os.environ.items() if not k.startswith("LLMFLOW_")}
     env.update(LLMFLOW_HOME=str(tmp_path), LLMFLOW_MODEL="fake:", LLMFLOW_BLOCK_REAL_MODELS="1")
     f = tmp_path / "hello.yaml"
-    f.write_text("name: hello\nsteps:\n  - id: answer\n    llm: '{{ inputs.prompt }}'\ninputs: {prompt: string}\n")
+    f.write_text(
+        "name: hello\nsteps:\n  - id: answer\n    llm: '{{ inputs.prompt }}'\ninputs: {prompt: string}\n"
+    )
 
     def cli(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([sys.executable, "-m", "llmflow", *args], capture_output=True, text=True, env=env, cwd=tmp_path, timeout=120)
+        return subprocess.run(
+            [sys.executable, "-m", "llmflow", *args],
+            capture_output=True,
+            text=True,
+            env=env,
+            cwd=tmp_path,
+            timeout=120,
+        )
 
     assert cli("run", str(f), "--prompt", "remember 42", "--thread", "cli").returncode == 0
     p = cli("run", str(f), "--prompt", "what number?", "--thread", "cli", "--json")
@@ -104,12 +131,17 @@ def test_threads_on_postgres(tmp_path):
     except Exception as exc:  # noqa: BLE001 - no server here
         pytest.skip(f"no PostgreSQL: {exc}")
     try:
-        rt = build_runtime(env={"LLMFLOW_DATABASE_URL": url, "LLMFLOW_HOME": str(tmp_path), "LLMFLOW_BLOCK_REAL_MODELS": "1"})
+        rt = build_runtime(
+            env={"LLMFLOW_DATABASE_URL": url, "LLMFLOW_HOME": str(tmp_path), "LLMFLOW_BLOCK_REAL_MODELS": "1"}
+        )
         a = asyncio.run(rt.run(FLOW, {"say": "one"}, RunOptions(thread="pg")))
         b = asyncio.run(rt.run(FLOW, {"say": "two"}, RunOptions(thread="pg")))
         assert [r[0] for r in rt.store.thread_runs("pg")] == [a.run_id, b.run_id]
         assert rt.store.list_threads()[0]["runs"] == 2
-        assert [m["content"] for m in sent_messages(rt, b.run_id, "reply") if m["role"] == "user"] == ["one", "two"]
+        assert [m["content"] for m in sent_messages(rt, b.run_id, "reply") if m["role"] == "user"] == [
+            "one",
+            "two",
+        ]
         rt.close()
     finally:
         ctx.__exit__(None, None, None)

@@ -70,12 +70,24 @@ def page(browser: Any, request: pytest.FixtureRequest) -> Iterator[Any]:
     from playwright.sync_api import expect
 
     expect.set_options(timeout=TIMEOUT_MS)
-    ctx = browser.new_context(viewport={"width": 1280, "height": 800}, accept_downloads=True, timezone_id="Europe/Berlin", locale="en-GB")
+    ctx = browser.new_context(
+        viewport={"width": 1280, "height": 800},
+        accept_downloads=True,
+        timezone_id="Europe/Berlin",
+        locale="en-GB",
+    )
     ctx.set_default_timeout(TIMEOUT_MS)
     pg = ctx.new_page()
     errors: list[str] = []
     pg.on("pageerror", lambda exc: errors.append(f"page error: {exc}"))
-    pg.on("console", lambda msg: errors.append(f"console error: {msg.text}") if msg.type == "error" and "status of 4" not in msg.text else None)
+    pg.on(
+        "console",
+        lambda msg: (
+            errors.append(f"console error: {msg.text}")
+            if msg.type == "error" and "status of 4" not in msg.text
+            else None
+        ),
+    )
     yield pg
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     name = re.sub(r"[^\w.-]+", "_", request.node.name)

@@ -35,7 +35,11 @@ def make_home(home: Path) -> Path:
 
 def env_for(home: Path, **extra: str) -> dict[str, str]:
     """An isolated llmflow environment: its own home, the fake model, real models blocked."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("LLMFLOW_", "OLLAMA_")) and k not in ("DISABLE_WORKER", "WORKER_CHECK_INTERVAL")}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("LLMFLOW_", "OLLAMA_")) and k not in ("DISABLE_WORKER", "WORKER_CHECK_INTERVAL")
+    }
     env.update(
         LLMFLOW_HOME=str(home),
         LLMFLOW_MODEL=DEFAULT_MODEL,
@@ -81,8 +85,12 @@ class ConsoleServer(LoopbackServer):
             return c.get(f"/api/v1/runs/{run_id}").json()["status"]
 
     def wait_for(self, run_id: str, statuses: tuple[str, ...] = ("COMPLETED", "FAILED", "CANCELED")) -> str:
-        return wait_until(lambda: (s := self.status(run_id)) in statuses and s, 60, what=f"run {run_id} to reach {statuses}")
+        return wait_until(
+            lambda: (s := self.status(run_id)) in statuses and s, 60, what=f"run {run_id} to reach {statuses}"
+        )
 
     def cli(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
         """`llmflow ARGS` with the server's home and store."""
-        return subprocess.run([LLMFLOW, *args], env=self.env, cwd=self.home, capture_output=True, text=True, timeout=timeout)
+        return subprocess.run(
+            [LLMFLOW, *args], env=self.env, cwd=self.home, capture_output=True, text=True, timeout=timeout
+        )

@@ -64,7 +64,9 @@ def test_cancel_a_running_run(page: Any, server: ConsoleServer) -> None:
     expect(page.locator('.gnode[data-step="one"]')).to_have_class(re.compile(r"\bst-canceled\b"))
     # a finished run offers no controls (the API still refuses them: tests/server)
     for name in ("Cancel", "Pause", "Resume"):
-        expect(page.get_by_role("group", name="Run controls").get_by_role("button", name=name, exact=True)).to_be_hidden()
+        expect(
+            page.get_by_role("group", name="Run controls").get_by_role("button", name=name, exact=True)
+        ).to_be_hidden()
 
 
 def test_pause_and_resume_a_run(page: Any, server: ConsoleServer) -> None:
@@ -132,7 +134,9 @@ def test_open_and_download_an_artifact(page: Any, server: ConsoleServer) -> None
     assert "Camellia sinensis" in Path(download.path()).read_text(encoding="utf-8")
 
 
-def test_dashboard_shows_a_run_started_from_the_cli_without_reloading(page: Any, server: ConsoleServer) -> None:
+def test_dashboard_shows_a_run_started_from_the_cli_without_reloading(
+    page: Any, server: ConsoleServer
+) -> None:
     page.goto(f"{server.url}/#/runs")
     expect(page.locator("#live-state")).to_have_text("live")
     page.evaluate("window.__not_reloaded = true")
@@ -217,7 +221,11 @@ def test_phone_width_has_no_sideways_scrolling(browser: Any, server: ConsoleServ
     ctx = browser.new_context(viewport={"width": 390, "height": 844}, is_mobile=True, has_touch=True)
     page = ctx.new_page()
     try:
-        for route, ready in ((f"#/runs/{run_id}", ".run-id"), ("#/runs", "table.runs"), ("#/flows/review", ".run-form")):
+        for route, ready in (
+            (f"#/runs/{run_id}", ".run-id"),
+            ("#/runs", "table.runs"),
+            ("#/flows/review", ".run-form"),
+        ):
             page.goto(f"{server.url}/{route}")
             expect(page.locator(ready)).to_be_visible()
             expect(page.locator(".top nav")).to_be_visible()

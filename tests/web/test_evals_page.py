@@ -8,12 +8,19 @@ from typing import Any
 
 from .helpers import ARTIFACTS, ConsoleServer
 
-RECORDS = [{"id": "q1", "prompt": "Why is the sky blue?", "expected": "answer"}, {"id": "q2", "prompt": "Why is grass green?", "expected": "answer"}]
+RECORDS = [
+    {"id": "q1", "prompt": "Why is the sky blue?", "expected": "answer"},
+    {"id": "q2", "prompt": "Why is grass green?", "expected": "answer"},
+]
 
 
 def _eval(server: ConsoleServer, **body: Any) -> dict[str, Any]:
     with server.client() as c:
-        r = c.post("/api/v1/evals", json={"flow": "hello", "records": RECORDS, "metrics": ["contains"], "wait": True, **body}, timeout=120)
+        r = c.post(
+            "/api/v1/evals",
+            json={"flow": "hello", "records": RECORDS, "metrics": ["contains"], "wait": True, **body},
+            timeout=120,
+        )
         assert r.status_code == 200, r.text
         return r.json()
 

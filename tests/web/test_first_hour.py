@@ -39,7 +39,9 @@ def test_a_model_that_cannot_work_is_refused_at_the_form(page: Any, server: Cons
         assert c.get("/api/v1/runs", params={"flow": "note"}).json()["total"] == before  # nothing recorded
 
 
-def test_a_conductor_confirmation_reads_as_buttons_not_terminal_keys(page: Any, server: ConsoleServer) -> None:
+def test_a_conductor_confirmation_reads_as_buttons_not_terminal_keys(
+    page: Any, server: ConsoleServer
+) -> None:
     run_id = server.start_run("panel", {"topic": "tabs or spaces"})
     page.goto(f"{server.url}/#/runs/{run_id}")
     expect(page.get_by_role("heading", name="Your input is needed")).to_be_visible()
@@ -68,13 +70,26 @@ def _gated_batch(server: ConsoleServer, tmp_path: Any, *extra: str) -> tuple[str
 
     flag = tmp_path / "ok.flag"
     (tmp_path / "gated.yaml").write_text(GATED.replace("FLAG", str(flag)))
-    (tmp_path / "data.jsonl").write_text("".join(_json.dumps({"text": f"record {i}"}) + "\n" for i in range(3)))
-    p = server.cli("batch", str(tmp_path / "gated.yaml"), "--data", str(tmp_path / "data.jsonl"), "-j", "1", "--json", *extra)
+    (tmp_path / "data.jsonl").write_text(
+        "".join(_json.dumps({"text": f"record {i}"}) + "\n" for i in range(3))
+    )
+    p = server.cli(
+        "batch",
+        str(tmp_path / "gated.yaml"),
+        "--data",
+        str(tmp_path / "data.jsonl"),
+        "-j",
+        "1",
+        "--json",
+        *extra,
+    )
     assert p.returncode == 1, p.stderr
     return _json.loads(p.stdout)["batch_id"], flag
 
 
-def test_resume_and_retry_failed_buttons_finish_a_batch(page: Any, server: ConsoleServer, tmp_path: Any) -> None:
+def test_resume_and_retry_failed_buttons_finish_a_batch(
+    page: Any, server: ConsoleServer, tmp_path: Any
+) -> None:
     batch_id, flag = _gated_batch(server, tmp_path, "--error-policy", "stop")  # stops after the first failure
     page.goto(f"{server.url}/#/batches/{batch_id}")
     facts = page.locator(".card .facts").first
@@ -97,7 +112,9 @@ def test_resume_and_retry_failed_buttons_finish_a_batch(page: Any, server: Conso
         assert (b["status"], b["completed"], b["failed"]) == ("COMPLETED", 3, 0)
 
 
-def test_the_dashboard_groups_a_batchs_runs_under_the_batch(page: Any, server: ConsoleServer, tmp_path: Any) -> None:
+def test_the_dashboard_groups_a_batchs_runs_under_the_batch(
+    page: Any, server: ConsoleServer, tmp_path: Any
+) -> None:
     batch_id, _ = _gated_batch(server, tmp_path)
     solo = server.start_run("note", {"topic": "solo"}, models="fake:writer?latency=0.01&answer=" + "x" * 10)
     server.wait_for(solo)
@@ -112,7 +129,9 @@ def test_the_dashboard_groups_a_batchs_runs_under_the_batch(page: Any, server: C
     group.get_by_role("button", name=f"Show the runs of batch {batch_id}").click()
     expect(group.locator("tr.member")).to_have_count(3)
     # one line per row: no row is taller than its first row by more than a rounding error
-    heights = page.locator("table.runs tbody tr").evaluate_all("rows => rows.map(r => r.getBoundingClientRect().height)")
+    heights = page.locator("table.runs tbody tr").evaluate_all(
+        "rows => rows.map(r => r.getBoundingClientRect().height)"
+    )
     assert max(heights) < 1.5 * min(heights), heights
 
 

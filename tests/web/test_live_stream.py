@@ -43,7 +43,13 @@ def frames(resp: httpx.Response) -> Iterator[dict[str, Any]]:
                 cur[k] = v
 
 
-def collect_until(server: ConsoleServer, stop: Any, headers: dict[str, str] | None = None, params: dict[str, Any] | None = None, on_hello: Any = None) -> list[dict[str, Any]]:
+def collect_until(
+    server: ConsoleServer,
+    stop: Any,
+    headers: dict[str, str] | None = None,
+    params: dict[str, Any] | None = None,
+    on_hello: Any = None,
+) -> list[dict[str, Any]]:
     got: list[dict[str, Any]] = []
     with httpx.Client(base_url=server.url, timeout=httpx.Timeout(30, read=30)) as c:
         with c.stream("GET", "/api/v1/events/stream", headers=headers or {}, params=params or {}) as resp:
@@ -64,7 +70,13 @@ def test_a_new_run_is_followed_from_queued_to_completed(server: ConsoleServer) -
     def start(_: dict[str, Any]) -> None:
         started.append(server.start_run("note", {"topic": "live"}))
 
-    got = collect_until(server, lambda fr: fr.get("event") == "run" and fr["data"]["id"] in started and fr["data"]["status"] == "COMPLETED", on_hello=start)
+    got = collect_until(
+        server,
+        lambda fr: (
+            fr.get("event") == "run" and fr["data"]["id"] in started and fr["data"]["status"] == "COMPLETED"
+        ),
+        on_hello=start,
+    )
     hello = got[0]
     assert hello["event"] == "hello" and hello["data"]["worker"]["running"] is True
     runs = [fr for fr in got if fr.get("event") == "run" and fr["data"]["id"] == started[0]]
@@ -77,7 +89,13 @@ def test_last_event_id_replays_what_changed_meanwhile(server: ConsoleServer) -> 
     before = head_id(server.app.state.services.store)
     run_id = server.start_run("note", {"topic": "offline"})
     server.wait_for(run_id)
-    got = collect_until(server, lambda fr: fr.get("event") == "run" and fr["data"]["id"] == run_id and fr["data"]["status"] == "COMPLETED", headers={"Last-Event-ID": str(before)})
+    got = collect_until(
+        server,
+        lambda fr: (
+            fr.get("event") == "run" and fr["data"]["id"] == run_id and fr["data"]["status"] == "COMPLETED"
+        ),
+        headers={"Last-Event-ID": str(before)},
+    )
     assert got[0]["data"]["last_id"] == before
 
 

@@ -104,4 +104,3 @@ def test_every_asset_is_package_data_and_modules_stay_small() -> None:
     # each vendored library ships with its licence
     for lib in ("marked", "dompurify", "diff", "dagre"):
         assert (ASSETS / "vendor" / lib / "LICENSE").is_file(), lib
-

@@ -40,9 +40,16 @@ def runs(server: ConsoleServer) -> dict[str, str]:
     """A history: finished runs of several flows, one re-run, one canceled, one waiting for a
     person, one still running."""
     out: dict[str, str] = {}
-    out["review"] = server.start_run("review", {"text": "The council approved the new **cycle lanes** on Tuesday, after a year of consultation."})
-    out["router"] = server.start_run("support-router", {"message": "I was charged twice for my subscription this month."})
-    out["note"] = server.start_run("note", {"topic": "tea", "words": 60}, models="fake:writer", name="tea note")
+    out["review"] = server.start_run(
+        "review",
+        {"text": "The council approved the new **cycle lanes** on Tuesday, after a year of consultation."},
+    )
+    out["router"] = server.start_run(
+        "support-router", {"message": "I was charged twice for my subscription this month."}
+    )
+    out["note"] = server.start_run(
+        "note", {"topic": "tea", "words": 60}, models="fake:writer", name="tea note"
+    )
     for k in ("review", "router", "note"):
         server.wait_for(out[k])
     with server.client() as c:
@@ -86,7 +93,9 @@ def test_screenshots_of_the_main_pages(page: Any, server: ConsoleServer, runs: d
     expect(page.locator(".compare .diff")).to_be_visible()
     expect(page.locator(".gnode")).to_have_count(2)
     shot(page, "run")
-    page.evaluate("[...document.querySelectorAll('.step-detail h3')].find(e => e.textContent.startsWith('Attempts')).scrollIntoView({block: 'start'}); window.scrollBy(0, -70)")
+    page.evaluate(
+        "[...document.querySelectorAll('.step-detail h3')].find(e => e.textContent.startsWith('Attempts')).scrollIntoView({block: 'start'}); window.scrollBy(0, -70)"
+    )
     shot(page, "attempts")
 
     page.goto(f"{base}/#/runs/{runs['review']}?step=critics")
@@ -149,5 +158,16 @@ def test_the_docs_show_every_page() -> None:
     doc = (ROOT / "docs" / "web-console.md").read_text(encoding="utf-8")
     for img in re.findall(r"\]\((img/[^)]+)\)", doc):
         assert (ROOT / "docs" / img).is_file(), f"docs/web-console.md shows {img}, which is missing"
-    for name in ("runs", "run", "attempts", "timeline", "human", "flow", "flows", "projects", "phone-run", "sign-in"):
+    for name in (
+        "runs",
+        "run",
+        "attempts",
+        "timeline",
+        "human",
+        "flow",
+        "flows",
+        "projects",
+        "phone-run",
+        "sign-in",
+    ):
         assert f"img/console-{name}.png" in doc, f"docs/web-console.md does not show console-{name}.png"

@@ -29,10 +29,19 @@ steps:
       prompt: check the files
       tools: [list_files, write_file]
 """
-SCRIPTS = {"agent": {"answers": [
-    {"tool_calls": [{"name": "write_file", "arguments": {"path": "hello.txt", "content": "hi"}}, {"name": "list_files", "arguments": {"path": "../.."}}]},
-    "done: {tool_results}",
-]}}
+SCRIPTS = {
+    "agent": {
+        "answers": [
+            {
+                "tool_calls": [
+                    {"name": "write_file", "arguments": {"path": "hello.txt", "content": "hi"}},
+                    {"name": "list_files", "arguments": {"path": "../.."}},
+                ]
+            },
+            "done: {tool_results}",
+        ]
+    }
+}
 
 
 @pytest.fixture(scope="module")

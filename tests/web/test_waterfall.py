@@ -45,14 +45,21 @@ def test_waterfall_bars_per_step_with_parallel_steps_overlapping(page: Any, serv
     page.goto(f"{server.url}/#/runs/{rid}")
     steps = page.locator("#waterfall .wf-bar.wf-step")
     expect(steps).to_have_count(4)
-    bars = {b["step"]: b for b in steps.evaluate_all("els => els.map(e => ({step: e.dataset.step, status: e.dataset.status, start: +e.dataset.start, end: +e.dataset.end, x: e.getBoundingClientRect().left, r: e.getBoundingClientRect().right}))")}
+    bars = {
+        b["step"]: b
+        for b in steps.evaluate_all(
+            "els => els.map(e => ({step: e.dataset.step, status: e.dataset.status, start: +e.dataset.start, end: +e.dataset.end, x: e.getBoundingClientRect().left, r: e.getBoundingClientRect().right}))"
+        )
+    }
     assert set(bars) == {"plan", "left", "right", "join"}
     assert {b["status"] for b in bars.values()} == {"completed"}
     left, right, plan, join = bars["left"], bars["right"], bars["plan"], bars["join"]
     # the two parallel steps overlap in time and on screen; plan before them, join after
     assert left["start"] < right["end"] and right["start"] < left["end"]
     assert left["x"] < right["r"] and right["x"] < left["r"]
-    assert plan["end"] <= min(left["start"], right["start"]) and join["start"] >= max(left["end"], right["end"])
+    assert plan["end"] <= min(left["start"], right["start"]) and join["start"] >= max(
+        left["end"], right["end"]
+    )
     # attempts and model calls nested under their steps
     expect(page.locator('#waterfall .wf-bar.wf-attempt[data-step="left"]')).to_have_count(1)
     expect(page.locator('#waterfall .wf-bar.wf-llm[data-step="left"]')).to_have_count(1)
@@ -60,7 +67,9 @@ def test_waterfall_bars_per_step_with_parallel_steps_overlapping(page: Any, serv
     # click through to the step detail
     page.locator('#waterfall .wf-bar.wf-step[data-step="right"]').click()
     expect(page.locator(".detail-box h2").first).to_contain_text("right")
-    expect(page.locator('#waterfall .wf-row.wf-selected[data-kind="step"]')).to_have_attribute("data-step", "right")
+    expect(page.locator('#waterfall .wf-row.wf-selected[data-kind="step"]')).to_have_attribute(
+        "data-step", "right"
+    )
     # a finished run offers no Cancel / Pause
     expect(page.locator("#btn-cancel")).to_be_hidden()
     expect(page.locator("#btn-pause")).to_be_hidden()
@@ -82,7 +91,9 @@ def test_controls_follow_the_run_state(page: Any, server: ConsoleServer) -> None
 
 
 @pytest.mark.parametrize(("path", "ready"), [("/docs", ".opblock-summary"), ("/redoc", "[data-section-id]")])
-def test_api_docs_render_with_the_network_cut_off(page: Any, server: ConsoleServer, path: str, ready: str) -> None:
+def test_api_docs_render_with_the_network_cut_off(
+    page: Any, server: ConsoleServer, path: str, ready: str
+) -> None:
     """Swagger UI and ReDoc come from the package: with every request off this host
     refused, they still render the API's operations."""
     from playwright.sync_api import expect

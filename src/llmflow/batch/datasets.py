@@ -81,12 +81,16 @@ class DataSource:
         return self.path or f"the flow's inline data ({len(self.records or [])} records)"
 
 
-def open_source(path: str | Path, fmt: str | None = None, columns: dict[str, str] | None = None) -> DataSource:
+def open_source(
+    path: str | Path, fmt: str | None = None, columns: dict[str, str] | None = None
+) -> DataSource:
     p = Path(path).expanduser()
     if not p.exists():
         raise DatasetError(f"data file {p} does not exist", hint="check the path given to --data")
     if p.is_dir():
-        raise DatasetError(f"{p} is a directory; --data takes one file", hint=f"formats: {', '.join(FORMAT_NAMES)}")
+        raise DatasetError(
+            f"{p} is a directory; --data takes one file", hint=f"formats: {', '.join(FORMAT_NAMES)}"
+        )
     fmt = fmt or FORMATS.get(p.suffix.lower())
     if fmt is None:
         raise DatasetError(
@@ -109,7 +113,9 @@ def source_from_flow(data: Any, search_dirs: list[Path]) -> DataSource | None:
     if isinstance(data, list):
         return DataSource("inline", None, list(data), {})
     if not isinstance(data, dict):
-        raise DatasetError(f"the flow's data must be a list of records or a mapping, got {type(data).__name__}")
+        raise DatasetError(
+            f"the flow's data must be a list of records or a mapping, got {type(data).__name__}"
+        )
     if not ({"type", "path", "records"} & set(data)):
         named = {k: v for k, v in data.items() if isinstance(v, dict)}
         if len(named) != 1:
@@ -229,7 +235,9 @@ class _CsvReader(_Reader):
         self.delimiter = "\t" if src.format == "tsv" else ","
         self._header: list[str] | None = None
 
-    def _records(self, f: BinaryIO, pos: int, header: list[str] | None) -> Iterator[tuple[int, dict[str, Any]]]:
+    def _records(
+        self, f: BinaryIO, pos: int, header: list[str] | None
+    ) -> Iterator[tuple[int, dict[str, Any]]]:
         starts: dict[int, int] = {}
 
         def text_lines() -> Iterator[str]:
@@ -285,9 +293,15 @@ class _CsvReader(_Reader):
             raise arrow.ArrowInvalid("repeated column names")
         read = arrow.csv.ReadOptions(column_names=names, skip_rows=1, block_size=1 << 20)
         parse = arrow.csv.ParseOptions(delimiter=self.delimiter, newlines_in_values=True)
-        convert = arrow.csv.ConvertOptions(column_types={n: arrow.string() for n in names}, strings_can_be_null=False, quoted_strings_can_be_null=False)
+        convert = arrow.csv.ConvertOptions(
+            column_types={n: arrow.string() for n in names},
+            strings_can_be_null=False,
+            quoted_strings_can_be_null=False,
+        )
         try:
-            reader = arrow.csv.open_csv(self.src.path or "", read_options=read, parse_options=parse, convert_options=convert)
+            reader = arrow.csv.open_csv(
+                self.src.path or "", read_options=read, parse_options=parse, convert_options=convert
+            )
         except OSError as exc:
             raise DatasetError(f"cannot read {self.src.path}: {exc}") from exc
         yield from reader
@@ -342,7 +356,10 @@ class _JsonReader(_Reader):
                 fill()
 
         def fail(msg: str) -> DatasetError:
-            return DatasetError(f"{self.src.path}: not a JSON array of records: {msg} (near byte {at})", hint="one record per line? name the file .jsonl")
+            return DatasetError(
+                f"{self.src.path}: not a JSON array of records: {msg} (near byte {at})",
+                hint="one record per line? name the file .jsonl",
+            )
 
         skip_ws()
         if top:
@@ -400,7 +417,9 @@ class _ParquetReader(_Reader):
         try:
             import pyarrow.parquet as pq
         except ImportError:
-            raise DatasetError("reading Parquet needs pyarrow, which is not installed", hint=PARQUET_HINT) from None
+            raise DatasetError(
+                "reading Parquet needs pyarrow, which is not installed", hint=PARQUET_HINT
+            ) from None
         try:
             return pq.ParquetFile(self.src.path or "")
         except Exception as exc:  # noqa: BLE001 - pyarrow raises several types for bad files

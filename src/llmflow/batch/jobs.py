@@ -147,7 +147,10 @@ class RecordMapper:
                 hint=f"columns: {', '.join(keys)}",
             )
         if self.id_column and get_path(first, self.id_column) is None and self.id_column not in first:
-            raise DatasetError(f"{source} has no column {self.id_column!r} for --record-id", hint=f"columns: {', '.join(keys)}")
+            raise DatasetError(
+                f"{source} has no column {self.id_column!r} for --record-id",
+                hint=f"columns: {', '.join(keys)}",
+            )
         required = [k for k, s in self.inputs.items() if s.is_required and k != "record_id"]
         unmapped = [k for k in required if k not in self.columns and k not in first]
         matched = [k for k in self.inputs if k in self.columns or k in first]
@@ -210,7 +213,10 @@ class Job:
 
 
 def iter_jobs(
-    batch_id: str, rows: Iterable[tuple[int, dict[str, Any] | BadRow]], mapper: RecordMapper, variants: list[Variant]
+    batch_id: str,
+    rows: Iterable[tuple[int, dict[str, Any] | BadRow]],
+    mapper: RecordMapper,
+    variants: list[Variant],
 ) -> Iterator[Job]:
     """Record x variant jobs, in record order. Holds the set of record ids seen (to make
     repeated ids unique), never the records."""
@@ -232,4 +238,12 @@ def iter_jobs(
             rid = f"{rid}#{n}"
         for v in variants:
             inputs = None if error or isinstance(row, BadRow) else mapper.to_inputs(row, rid, v)
-            yield Job(job_id(batch_id, rid, v.label), run_id_for(batch_id, rid, v.label), rid, index, v, inputs, error)
+            yield Job(
+                job_id(batch_id, rid, v.label),
+                run_id_for(batch_id, rid, v.label),
+                rid,
+                index,
+                v,
+                inputs,
+                error,
+            )

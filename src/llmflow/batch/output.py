@@ -26,7 +26,13 @@ from typing import Any
 
 from llmflow.errors import BatchError
 
-OUTPUT_FORMATS = {".jsonl": "jsonl", ".ndjson": "jsonl", ".csv": "csv", ".parquet": "parquet", ".pq": "parquet"}
+OUTPUT_FORMATS = {
+    ".jsonl": "jsonl",
+    ".ndjson": "jsonl",
+    ".csv": "csv",
+    ".parquet": "parquet",
+    ".pq": "parquet",
+}
 FLAT_HEAD = ["job_id", "record_id", "variant", "status"]
 FLAT_TAIL = ["error", "input_tokens", "output_tokens", "cost", "duration", "run_id"]
 
@@ -34,7 +40,10 @@ FLAT_TAIL = ["error", "input_tokens", "output_tokens", "cost", "duration", "run_
 def output_format(path: str | Path) -> str:
     fmt = OUTPUT_FORMATS.get(Path(path).suffix.lower())
     if fmt is None:
-        raise BatchError(f"cannot tell the output format of {Path(path).name}: name it .jsonl, .csv or .parquet", hint="--output results.jsonl")
+        raise BatchError(
+            f"cannot tell the output format of {Path(path).name}: name it .jsonl, .csv or .parquet",
+            hint="--output results.jsonl",
+        )
     return fmt
 
 
@@ -91,7 +100,9 @@ class ResultFile:
     @property
     def journal(self) -> Path:
         """The file rows are appended to (the output itself, or Parquet's journal)."""
-        return self.path.with_name(self.path.name + ".partial.jsonl") if self.format == "parquet" else self.path
+        return (
+            self.path.with_name(self.path.name + ".partial.jsonl") if self.format == "parquet" else self.path
+        )
 
     # -- reading back ------------------------------------------------------------------------
     def _existing(self) -> Iterator[dict[str, Any]]:
@@ -146,12 +157,16 @@ class ResultFile:
     def _writer(self, fh: Any, header: bool) -> Any:
         if self.format != "csv":
             return lambda row: fh.write(json.dumps(_jsonl(row), ensure_ascii=False, default=str) + "\n")
-        w = csv.DictWriter(fh, fieldnames=self.columns, extrasaction="ignore", restval="", lineterminator="\n")
+        w = csv.DictWriter(
+            fh, fieldnames=self.columns, extrasaction="ignore", restval="", lineterminator="\n"
+        )
         if header:
             w.writeheader()
 
         def write(row: dict[str, Any]) -> None:
-            w.writerow(row if "output_tokens" in row and "usage" not in row else flat_row(row, self.output_keys))
+            w.writerow(
+                row if "output_tokens" in row and "usage" not in row else flat_row(row, self.output_keys)
+            )
 
         return write
 
@@ -189,7 +204,11 @@ def _jsonl(row: dict[str, Any]) -> dict[str, Any]:
         "status": row.get("status"),
         "outputs": outputs,
         "error": row.get("error") or None,
-        "usage": {"input_tokens": _num(row.get("input_tokens"), int), "output_tokens": _num(row.get("output_tokens"), int), "cost": _num(row.get("cost"), float)},
+        "usage": {
+            "input_tokens": _num(row.get("input_tokens"), int),
+            "output_tokens": _num(row.get("output_tokens"), int),
+            "cost": _num(row.get("cost"), float),
+        },
         "duration": _num(row.get("duration"), float, None),
         "run_id": row.get("run_id"),
     }
@@ -207,7 +226,9 @@ def _pyarrow() -> Any:
         import pyarrow as pa
         import pyarrow.parquet as pq
     except ImportError:
-        raise BatchError("writing Parquet needs pyarrow, which is not installed", hint="pip install 'llmflow[batch]'") from None
+        raise BatchError(
+            "writing Parquet needs pyarrow, which is not installed", hint="pip install 'llmflow[batch]'"
+        ) from None
     return pa, pq
 
 
@@ -217,9 +238,16 @@ def _parquet_rows(path: Path) -> Iterator[dict[str, Any]]:
         yield from batch.to_pylist()
 
 
-def _write_parquet(path: Path, rows: Iterator[dict[str, Any]], output_keys: list[str], columns: list[str]) -> None:
+def _write_parquet(
+    path: Path, rows: Iterator[dict[str, Any]], output_keys: list[str], columns: list[str]
+) -> None:
     pa, pq = _pyarrow()
-    types = {"input_tokens": pa.int64(), "output_tokens": pa.int64(), "cost": pa.float64(), "duration": pa.float64()}
+    types = {
+        "input_tokens": pa.int64(),
+        "output_tokens": pa.int64(),
+        "cost": pa.float64(),
+        "duration": pa.float64(),
+    }
     schema = pa.schema([(c, types.get(c, pa.string())) for c in columns])
     tmp = path.with_name(path.name + ".tmp")
     with pq.ParquetWriter(tmp, schema) as writer:

@@ -24,7 +24,18 @@ from llmflow.model.spec import Flow
 from llmflow.store.batches import BatchRecord
 
 # options that decide which jobs exist and what their ids are: fixed once a batch starts
-FIXED = ("data", "data_format", "columns", "record_id", "max_records", "shuffle", "seed", "overrides", "no_variants", "models")
+FIXED = (
+    "data",
+    "data_format",
+    "columns",
+    "record_id",
+    "max_records",
+    "shuffle",
+    "seed",
+    "overrides",
+    "no_variants",
+    "models",
+)
 
 
 @dataclass
@@ -89,7 +100,12 @@ class BatchPlan:
 
     def rows(self) -> Any:
         spec = self.batch.spec
-        return iter_rows(self.source, shuffle=bool(spec.get("shuffle")), seed=spec.get("seed"), limit=spec.get("max_records"))
+        return iter_rows(
+            self.source,
+            shuffle=bool(spec.get("shuffle")),
+            seed=spec.get("seed"),
+            limit=spec.get("max_records"),
+        )
 
     def flow_for(self, rt: Any, variant: Variant) -> LoadedFlow:
         """The flow a job of ``variant`` runs: the variant's values set as parameters with
@@ -146,7 +162,10 @@ def _source(req: BatchRequest, loaded: LoadedFlow) -> DataSource:
         return open_source(req.data, req.data_format)
     src = source_from_flow(loaded.flow.data, _search_dirs(loaded))
     if src is None:
-        raise BatchError(f"flow {loaded.flow.name!r} has no data", hint="pass a dataset with --data PATH (CSV, JSONL, JSON, Parquet or text)")
+        raise BatchError(
+            f"flow {loaded.flow.name!r} has no data",
+            hint="pass a dataset with --data PATH (CSV, JSONL, JSON, Parquet or text)",
+        )
     return src
 
 
@@ -174,7 +193,9 @@ def _check_resume(req: BatchRequest, batch: BatchRecord) -> None:
     stored = {**{k: spec.get(k) for k in FIXED}, "data": (spec.get("data") or {}).get("path")}
     for k, v in given.items():
         if v is not None and v != stored.get(k):
-            opt = {"models": "--model", "data_format": "--format", "overrides": "the overrides"}.get(k, "--" + k.replace("_", "-"))
+            opt = {"models": "--model", "data_format": "--format", "overrides": "the overrides"}.get(
+                k, "--" + k.replace("_", "-")
+            )
             raise BatchError(
                 f"batch {batch.id} was started with {opt} {stored.get(k)!r}; --resume runs the jobs it was started with",
                 hint=f"drop {opt}, or start a new batch",
@@ -182,7 +203,9 @@ def _check_resume(req: BatchRequest, batch: BatchRecord) -> None:
     if req.flow is not None and not isinstance(req.flow, Flow | LoadedFlow):
         ref = _flow_ref(req.flow).get("ref")
         if ref and spec["flow"].get("ref") and ref != spec["flow"]["ref"]:
-            raise BatchError(f"batch {batch.id} runs flow {spec['flow']['ref']}, not {ref}", hint="drop FLOW when resuming")
+            raise BatchError(
+                f"batch {batch.id} runs flow {spec['flow']['ref']}, not {ref}", hint="drop FLOW when resuming"
+            )
 
 
 def plan_batch(rt: Any, req: BatchRequest) -> BatchPlan:
@@ -198,7 +221,10 @@ def plan_batch(rt: Any, req: BatchRequest) -> BatchPlan:
         if batch is None:
             raise BatchError(f"no batch {req.resume!r}", hint="list batches with `llmflow batches list`")
         if batch.spec.get("kind") == "sweep":
-            raise BatchError(f"{batch.id} is a sweep of `llmflow run --multirun`, not a batch over a dataset; it cannot be resumed", hint="run the sweep again, or resume one of its runs with `llmflow runs resume RUN`")
+            raise BatchError(
+                f"{batch.id} is a sweep of `llmflow run --multirun`, not a batch over a dataset; it cannot be resumed",
+                hint="run the sweep again, or resume one of its runs with `llmflow runs resume RUN`",
+            )
         _check_resume(req, batch)
         spec = batch.spec
         loaded = _load(rt, spec["flow"], spec.get("overrides") or [])
@@ -210,7 +236,10 @@ def plan_batch(rt: Any, req: BatchRequest) -> BatchPlan:
             )
         output = Path(req.output).resolve() if req.output else Path(spec["output"])
         if req.output and output_format(output) != output_format(spec["output"]):
-            raise BatchError("--output on resume must keep the format the batch started with", hint=f"it writes {spec['output']}")
+            raise BatchError(
+                "--output on resume must keep the format the batch started with",
+                hint=f"it writes {spec['output']}",
+            )
         resumed = True
     else:
         if req.flow is None:
@@ -223,7 +252,11 @@ def plan_batch(rt: Any, req: BatchRequest) -> BatchPlan:
         if req.columns:
             source = DataSource(source.format, source.path, source.records, {**source.columns, **req.columns})
         batch_id = req.batch_id or new_batch_id()
-        output = Path(req.output).resolve() if req.output else rt.settings.state_dir / "batches" / batch_id / "results.jsonl"
+        output = (
+            Path(req.output).resolve()
+            if req.output
+            else rt.settings.state_dir / "batches" / batch_id / "results.jsonl"
+        )
         output_format(output)
         seed = req.seed if req.seed is not None else (secrets.randbelow(2**31) if req.shuffle else None)
         data = source.describe()
@@ -248,7 +281,18 @@ def plan_batch(rt: Any, req: BatchRequest) -> BatchPlan:
             "fingerprint": loaded.flow.fingerprint(),
         }
         now = rt.clock.now()
-        batch = BatchRecord(batch_id, loaded.flow.name, "RUNNING", now, now, None, None, spec, rt.owner, {"source": source.label})
+        batch = BatchRecord(
+            batch_id,
+            loaded.flow.name,
+            "RUNNING",
+            now,
+            now,
+            None,
+            None,
+            spec,
+            rt.owner,
+            {"source": source.label},
+        )
         resumed = False
     variants = [Variant("")] if batch.spec.get("no_variants") else expand_variants(loaded.flow.parameters)
     mapper = RecordMapper(loaded.flow.inputs, source.columns, batch.spec.get("record_id"))
@@ -262,6 +306,9 @@ def plan_batch(rt: Any, req: BatchRequest) -> BatchPlan:
         batch.total = (min(n, limit) if limit is not None else n) * len(variants)
         batch.spec["variants"] = [v.label for v in variants]
         if batch.total == 0:
-            raise BatchError(f"{source.label} has no records" + (" (--max-records 0)" if limit == 0 else ""), hint="check the data, or --max-records")
+            raise BatchError(
+                f"{source.label} has no records" + (" (--max-records 0)" if limit == 0 else ""),
+                hint="check the data, or --max-records",
+            )
         rt.store.create_batch(batch)
     return plan

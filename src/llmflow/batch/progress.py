@@ -75,7 +75,15 @@ class ProgressView:
     """``with ProgressView(counters, live=...) as p: ... p.refresh()``; refresh is cheap to
     call after every job (the plain mode prints at most every ``interval`` seconds)."""
 
-    def __init__(self, counters: Counters, label: str, *, live: bool, interval: float = 5.0, stream: TextIO | None = None) -> None:
+    def __init__(
+        self,
+        counters: Counters,
+        label: str,
+        *,
+        live: bool,
+        interval: float = 5.0,
+        stream: TextIO | None = None,
+    ) -> None:
         self.c = counters
         self.label = label
         self.live = live
@@ -130,7 +138,9 @@ class ProgressView:
 
     def refresh(self, force: bool = False) -> None:
         if self._progress is not None:
-            self._progress.update(self._task, completed=self.c.finished, total=self.c.total, summary=self._summary())
+            self._progress.update(
+                self._task, completed=self.c.finished, total=self.c.total, summary=self._summary()
+            )
             return
         now = time.monotonic()
         if force or now - self._last >= self.interval:

@@ -50,7 +50,15 @@ class JobWorker:
 
 
 class RayExecutor:
-    def __init__(self, rt: Any, *, address: str | None = None, max_workers: int = 16, actors: int | None = None, force: bool = False) -> None:
+    def __init__(
+        self,
+        rt: Any,
+        *,
+        address: str | None = None,
+        max_workers: int = 16,
+        actors: int | None = None,
+        force: bool = False,
+    ) -> None:
         ray = _ray()
         self.force = force
         url = getattr(rt.store, "url", "")

@@ -90,7 +90,9 @@ class BatchResult:
 
 
 class BatchDriver:
-    def __init__(self, rt: Any, plan: BatchPlan, *, executor: Any = None, view: Any = None, on_row: Any = None) -> None:
+    def __init__(
+        self, rt: Any, plan: BatchPlan, *, executor: Any = None, view: Any = None, on_row: Any = None
+    ) -> None:
         self.rt = rt
         self.plan = plan
         self.executor = executor or LocalExecutor(rt, force=plan.request.force)
@@ -132,7 +134,11 @@ class BatchDriver:
     def _open_output(self, latest: dict[str, tuple[str, str]]) -> set[str]:
         """Open the result file and add the rows of finished jobs it lacks; returns the base
         run ids to run again (``--retry-failed``)."""
-        retry = {b for b, (_, st) in latest.items() if st in RETRYABLE} if self.plan.request.retry_failed else set()
+        retry = (
+            {b for b, (_, st) in latest.items() if st in RETRYABLE}
+            if self.plan.request.retry_failed
+            else set()
+        )
         self.file.open((lambda row: base_run_id(str(row.get("run_id") or ""))[0] in retry) if retry else None)
         c = self.counters
         for base, (rid, st) in latest.items():
@@ -168,8 +174,20 @@ class BatchDriver:
     # -- one job ---------------------------------------------------------------------------
     def _options(self, job: Job) -> RunOptions:
         spec = self.plan.batch.spec
-        md = {"job_id": job.job_id, "record_id": job.record_id, "variant": job.variant.label, "parameters": job.variant.values, "index": job.index}
-        return RunOptions(models=dict(spec.get("models") or {}), batch_id=self.plan.id, run_id=job.run_id, metadata=md, run_type="batch")
+        md = {
+            "job_id": job.job_id,
+            "record_id": job.record_id,
+            "variant": job.variant.label,
+            "parameters": job.variant.values,
+            "index": job.index,
+        }
+        return RunOptions(
+            models=dict(spec.get("models") or {}),
+            batch_id=self.plan.id,
+            run_id=job.run_id,
+            metadata=md,
+            run_type="batch",
+        )
 
     def _create(self, job: Job, run_id: str) -> bool:
         """Create the job's run; a record that cannot feed the flow becomes a FAILED run."""
@@ -181,14 +199,32 @@ class BatchDriver:
             try:
                 # created holding the lease when this process executes it (another executor,
                 # Ray's actors, claims it itself)
-                local = isinstance(self.executor, LocalExecutor)  # written with its first events, in the group commit
+                local = isinstance(
+                    self.executor, LocalExecutor
+                )  # written with its first events, in the group commit
                 self.rt.create_run(loaded, job.inputs, opts, claim=local, defer=local)
                 return True
             except FlowValidationError as exc:
                 error = "invalid record: " + "; ".join(d.message for d in exc.diagnostics)
         now = self.rt.clock.now()
-        rec = RunRecord(id=run_id, flow_name=loaded.flow.name, created_at=now, spec=loaded.record(), fingerprint=loaded.flow.fingerprint(), options=opts.to_dict(), metadata=opts.metadata, batch_id=self.plan.id, run_type="batch")
-        self.rt.record_new_run(rec, [NewEvent(E.RUN_CREATED, f"Run created for flow {loaded.flow.name}"), NewEvent(E.RUN_FAILED, f"Run failed: {error}", payload=RunFailed(error=error))])  # type: ignore[call-arg]  # engine payloads take their fields by keyword (engine/payloads.py)
+        rec = RunRecord(
+            id=run_id,
+            flow_name=loaded.flow.name,
+            created_at=now,
+            spec=loaded.record(),
+            fingerprint=loaded.flow.fingerprint(),
+            options=opts.to_dict(),
+            metadata=opts.metadata,
+            batch_id=self.plan.id,
+            run_type="batch",
+        )
+        self.rt.record_new_run(
+            rec,
+            [
+                NewEvent(E.RUN_CREATED, f"Run created for flow {loaded.flow.name}"),
+                NewEvent(E.RUN_FAILED, f"Run failed: {error}", payload=RunFailed(error=error)),
+            ],
+        )  # type: ignore[call-arg]  # engine payloads take their fields by keyword (engine/payloads.py)
         return False
 
     def _rerun_in_place(self, run_id: str) -> bool:
@@ -204,7 +240,9 @@ class BatchDriver:
         frontier = [
             n.id
             for n in st.nodes.values()
-            if n.scope is None and n.status in (StepStatus.FAILED, StepStatus.CANCELED) and all(st.nodes[d].status in ok for d in n.needs if d in st.nodes)
+            if n.scope is None
+            and n.status in (StepStatus.FAILED, StepStatus.CANCELED)
+            and all(st.nodes[d].status in ok for d in n.needs if d in st.nodes)
         ]
         for nid in frontier:
             rt.request_rerun(run_id, nid, downstream=True)
@@ -305,12 +343,28 @@ class BatchDriver:
         self.file.close(completed=done)
         now = self.rt.clock.now()
         md = {**self.plan.batch.metadata, "reason": reason}
-        self.rt.store.update_batch(self.plan.id, status=status, ended_at=now, updated_at=now, owner=None, metadata=md)
+        self.rt.store.update_batch(
+            self.plan.id, status=status, ended_at=now, updated_at=now, owner=None, metadata=md
+        )
         if self.view is not None:
             self.view.refresh(force=True)
-        return BatchResult(self.plan.id, status, c.total, c.completed, c.failed, (c.total - c.finished) if c.total is not None else self._unfinished, str(self.plan.output), c.tokens, c.cost, elapsed, reason)
+        return BatchResult(
+            self.plan.id,
+            status,
+            c.total,
+            c.completed,
+            c.failed,
+            (c.total - c.finished) if c.total is not None else self._unfinished,
+            str(self.plan.output),
+            c.tokens,
+            c.cost,
+            elapsed,
+            reason,
+        )
 
 
-async def run_batch(rt: Any, plan: BatchPlan, *, executor: Any = None, view: Any = None, on_row: Any = None) -> BatchResult:
+async def run_batch(
+    rt: Any, plan: BatchPlan, *, executor: Any = None, view: Any = None, on_row: Any = None
+) -> BatchResult:
     driver = BatchDriver(rt, plan, executor=executor, view=view, on_row=on_row)
     return await driver.run()

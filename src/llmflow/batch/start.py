@@ -30,7 +30,13 @@ def prepare_batch(rt: Any, req: BatchRequest, *, on_row: Any = None, local_only:
     the jobs on ``rt`` whatever engine the batch was started with (a server resuming it)."""
     if not req.resume and req.flow is not None:
         # before plan_batch records the batch: a refused start leaves nothing behind
-        loaded = req.flow if isinstance(req.flow, LoadedFlow) else LoadedFlow(req.flow, None, "<python>") if isinstance(req.flow, Flow) else rt.load(req.flow, req.overrides)
+        loaded = (
+            req.flow
+            if isinstance(req.flow, LoadedFlow)
+            else LoadedFlow(req.flow, None, "<python>")
+            if isinstance(req.flow, Flow)
+            else rt.load(req.flow, req.overrides)
+        )
         _check_models(rt, loaded, req.models)
     plan = plan_batch(rt, req)
     if plan.resumed:
@@ -42,6 +48,8 @@ def prepare_batch(rt: Any, req: BatchRequest, *, on_row: Any = None, local_only:
 
             executor = RayExecutor(rt, address=req.ray_address, max_workers=req.max_workers, force=req.force)
         except BatchError as exc:
-            rt.store.update_batch(plan.id, status="STOPPED", owner=None, metadata={**plan.batch.metadata, "reason": exc.message})
+            rt.store.update_batch(
+                plan.id, status="STOPPED", owner=None, metadata={**plan.batch.metadata, "reason": exc.message}
+            )
             raise
     return BatchDriver(rt, plan, executor=executor, on_row=on_row)

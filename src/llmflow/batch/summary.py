@@ -66,7 +66,11 @@ def batch_view(store: Any, batch: Any, now: float) -> dict[str, Any]:
         "failed": failed,
         "running": running,
         "remaining": remaining,
-        "tokens": {"input": s["tokens_in"], "output": s["tokens_out"], "total": s["tokens_in"] + s["tokens_out"]},
+        "tokens": {
+            "input": s["tokens_in"],
+            "output": s["tokens_out"],
+            "total": s["tokens_in"] + s["tokens_out"],
+        },
         "cost": round(s["cost"], 6),
         "rate": round(rate, 3) if rate is not None else None,
         "eta_seconds": round(eta, 1) if eta is not None else None,
@@ -77,6 +81,21 @@ def batch_view(store: Any, batch: Any, now: float) -> dict[str, Any]:
         "reason": (batch.metadata or {}).get("reason"),
         "data": spec.get("data", {}).get("path") or spec.get("data", {}).get("format"),
         "output": spec.get("output"),
-        "options": {k: spec.get(k) for k in ("columns", "record_id", "max_records", "shuffle", "seed", "error_policy", "max_workers", "engine", "overrides", "models") if spec.get(k) not in (None, [], {})},
+        "options": {
+            k: spec.get(k)
+            for k in (
+                "columns",
+                "record_id",
+                "max_records",
+                "shuffle",
+                "seed",
+                "error_policy",
+                "max_workers",
+                "engine",
+                "overrides",
+                "models",
+            )
+            if spec.get(k) not in (None, [], {})
+        },
         "variants": spec.get("variants") or [],
     }

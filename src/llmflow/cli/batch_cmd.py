@@ -17,7 +17,9 @@ def _print_start(plan: Any) -> None:
     b = plan.batch
     what = "resuming" if plan.resumed else "starting"
     v = len(plan.variants)
-    shape = f"{b.total} jobs" + (f" ({b.total // v} records x {v} variants)" if v > 1 and b.total is not None else "")
+    shape = f"{b.total} jobs" + (
+        f" ({b.total // v} records x {v} variants)" if v > 1 and b.total is not None else ""
+    )
     print(f"batch {b.id}: {what}: flow {b.flow_name} over {plan.source.label}: {shape}", file=sys.stderr)
     print(f"results: {plan.output}", file=sys.stderr)
 
@@ -27,13 +29,18 @@ def _print_result(r: Any, as_json: bool) -> None:
         print(json.dumps(r.to_dict(), indent=2, default=str))
         return
     total = "?" if r.total is None else r.total
-    print(f"batch {r.batch_id}: {r.status}: {r.completed + r.failed}/{total} jobs done ({r.completed} completed, {r.failed} failed) in {r.elapsed:.1f}s; tokens {r.tokens}, cost ${r.cost:.4f}")
+    print(
+        f"batch {r.batch_id}: {r.status}: {r.completed + r.failed}/{total} jobs done ({r.completed} completed, {r.failed} failed) in {r.elapsed:.1f}s; tokens {r.tokens}, cost ${r.cost:.4f}"
+    )
     print(f"results: {r.output}")
     if r.status != "COMPLETED":
         print(f"stopped: {r.reason}", file=sys.stderr)
         print(f"continue with: llmflow batch --resume {r.batch_id}", file=sys.stderr)
     elif r.failed:
-        print(f"re-run the failed jobs with: llmflow batch --resume {r.batch_id} --retry-failed", file=sys.stderr)
+        print(
+            f"re-run the failed jobs with: llmflow batch --resume {r.batch_id} --retry-failed",
+            file=sys.stderr,
+        )
 
 
 def _bad_input(exc: Any) -> int:
@@ -57,7 +64,10 @@ async def _drive(driver: Any) -> Any:
         hits["n"] += 1
         if hits["n"] > 1:
             raise KeyboardInterrupt
-        print("\nstopping the batch: in-flight jobs are left for --resume (Ctrl-C again to quit at once)", file=sys.stderr)
+        print(
+            "\nstopping the batch: in-flight jobs are left for --resume (Ctrl-C again to quit at once)",
+            file=sys.stderr,
+        )
         driver.interrupt("interrupted")
 
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -81,26 +91,127 @@ def register(app: typer.Typer) -> None:
 
     @app.command("batch")
     def batch(
-        flow: Annotated[str | None, typer.Argument(metavar="FLOW", help="Flow file, directory or name (omit with --resume)")] = None,
-        overrides: Annotated[list[str] | None, typer.Argument(metavar="OVERRIDES", help="Hydra overrides: key=value, group=option")] = None,
-        data: Annotated[str | None, typer.Option("--data", "-d", metavar="FILE", help="Dataset: .csv .tsv .jsonl .json .parquet .txt (default: the flow's data:)")] = None,
-        data_format: Annotated[str | None, typer.Option("--format", metavar="FORMAT", help="Dataset format when the extension does not say")] = None,
-        columns: Annotated[list[str] | None, typer.Option("--columns", metavar="FIELD=COLUMN", help="FIELD=COLUMN: flow input FIELD from dataset COLUMN (repeatable; dotted paths reach into JSON)")] = None,
-        record_id: Annotated[str | None, typer.Option("--record-id", metavar="COLUMN", help="Column holding each record's id (default: record_id or id, else a content hash)")] = None,
-        max_records: Annotated[int | None, typer.Option("--max-records", metavar="N", help="Only the first N records (after --shuffle)")] = None,
-        shuffle: Annotated[bool, typer.Option("--shuffle", help="Records in a random order (see --seed)")] = False,
-        seed: Annotated[int | None, typer.Option("--seed", metavar="N", help="Seed for --shuffle (stored, so --resume keeps the order)")] = None,
-        no_variants: Annotated[bool, typer.Option("--no-variants", help="Keep list parameters as lists (one job per record) instead of one job per value")] = False,
-        max_workers: Annotated[int, typer.Option("--max-workers", "-j", metavar="N", help="Jobs running at once")] = 16,
-        output: Annotated[str | None, typer.Option("--output", "-o", metavar="FILE", help="Result file: .jsonl, .csv or .parquet (default .llmflow/batches/ID/results.jsonl)")] = None,
-        error_policy: Annotated[str, typer.Option("--error-policy", metavar="[continue|stop]", help="continue: run every job; stop: stop after the first failed job")] = "continue",
-        resume: Annotated[str | None, typer.Option("--resume", metavar="BATCH", help="Continue this batch (an id, a unique prefix, or 'last'): only jobs that did not finish run")] = None,
-        retry_failed: Annotated[bool, typer.Option("--retry-failed", help="With --resume: also re-run failed and canceled jobs")] = False,
-        model: Annotated[list[str] | None, typer.Option("--model", metavar="[STEP=]PROVIDER:MODEL", help="The model for every step, or STEP=provider:model for one step; repeatable")] = None,
-        engine: Annotated[str, typer.Option("--engine", metavar="[local|ray]", help="local (one process) or ray")] = "local",
-        ray_address: Annotated[str | None, typer.Option("--ray-address", metavar="ADDRESS", help="Ray cluster to join: HOST:PORT, ray://HOST:PORT, or auto (the one `ray start` runs here); default: a private local instance")] = None,
-        force: Annotated[bool, typer.Option("--force", help="Resume even if the batch's driver still looks alive or the flow changed")] = False,
-        progress_interval: Annotated[float, typer.Option("--progress-interval", metavar="SECONDS", help="Seconds between progress lines when not in a terminal")] = 5.0,
+        flow: Annotated[
+            str | None,
+            typer.Argument(metavar="FLOW", help="Flow file, directory or name (omit with --resume)"),
+        ] = None,
+        overrides: Annotated[
+            list[str] | None,
+            typer.Argument(metavar="OVERRIDES", help="Hydra overrides: key=value, group=option"),
+        ] = None,
+        data: Annotated[
+            str | None,
+            typer.Option(
+                "--data",
+                "-d",
+                metavar="FILE",
+                help="Dataset: .csv .tsv .jsonl .json .parquet .txt (default: the flow's data:)",
+            ),
+        ] = None,
+        data_format: Annotated[
+            str | None,
+            typer.Option("--format", metavar="FORMAT", help="Dataset format when the extension does not say"),
+        ] = None,
+        columns: Annotated[
+            list[str] | None,
+            typer.Option(
+                "--columns",
+                metavar="FIELD=COLUMN",
+                help="FIELD=COLUMN: flow input FIELD from dataset COLUMN (repeatable; dotted paths reach into JSON)",
+            ),
+        ] = None,
+        record_id: Annotated[
+            str | None,
+            typer.Option(
+                "--record-id",
+                metavar="COLUMN",
+                help="Column holding each record's id (default: record_id or id, else a content hash)",
+            ),
+        ] = None,
+        max_records: Annotated[
+            int | None,
+            typer.Option("--max-records", metavar="N", help="Only the first N records (after --shuffle)"),
+        ] = None,
+        shuffle: Annotated[
+            bool, typer.Option("--shuffle", help="Records in a random order (see --seed)")
+        ] = False,
+        seed: Annotated[
+            int | None,
+            typer.Option(
+                "--seed", metavar="N", help="Seed for --shuffle (stored, so --resume keeps the order)"
+            ),
+        ] = None,
+        no_variants: Annotated[
+            bool,
+            typer.Option(
+                "--no-variants",
+                help="Keep list parameters as lists (one job per record) instead of one job per value",
+            ),
+        ] = False,
+        max_workers: Annotated[
+            int, typer.Option("--max-workers", "-j", metavar="N", help="Jobs running at once")
+        ] = 16,
+        output: Annotated[
+            str | None,
+            typer.Option(
+                "--output",
+                "-o",
+                metavar="FILE",
+                help="Result file: .jsonl, .csv or .parquet (default .llmflow/batches/ID/results.jsonl)",
+            ),
+        ] = None,
+        error_policy: Annotated[
+            str,
+            typer.Option(
+                "--error-policy",
+                metavar="[continue|stop]",
+                help="continue: run every job; stop: stop after the first failed job",
+            ),
+        ] = "continue",
+        resume: Annotated[
+            str | None,
+            typer.Option(
+                "--resume",
+                metavar="BATCH",
+                help="Continue this batch (an id, a unique prefix, or 'last'): only jobs that did not finish run",
+            ),
+        ] = None,
+        retry_failed: Annotated[
+            bool, typer.Option("--retry-failed", help="With --resume: also re-run failed and canceled jobs")
+        ] = False,
+        model: Annotated[
+            list[str] | None,
+            typer.Option(
+                "--model",
+                metavar="[STEP=]PROVIDER:MODEL",
+                help="The model for every step, or STEP=provider:model for one step; repeatable",
+            ),
+        ] = None,
+        engine: Annotated[
+            str, typer.Option("--engine", metavar="[local|ray]", help="local (one process) or ray")
+        ] = "local",
+        ray_address: Annotated[
+            str | None,
+            typer.Option(
+                "--ray-address",
+                metavar="ADDRESS",
+                help="Ray cluster to join: HOST:PORT, ray://HOST:PORT, or auto (the one `ray start` runs here); default: a private local instance",
+            ),
+        ] = None,
+        force: Annotated[
+            bool,
+            typer.Option(
+                "--force", help="Resume even if the batch's driver still looks alive or the flow changed"
+            ),
+        ] = False,
+        progress_interval: Annotated[
+            float,
+            typer.Option(
+                "--progress-interval",
+                metavar="SECONDS",
+                help="Seconds between progress lines when not in a terminal",
+            ),
+        ] = 5.0,
         as_json: Json = False,
         verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug logs on stderr")] = False,
         config_dir: ConfigDir = None,
@@ -149,7 +260,12 @@ def register(app: typer.Typer) -> None:
         except BatchError as exc:  # bad input: nothing ran
             return _bad_input(exc)
         _print_start(driver.plan)
-        driver.view = ProgressView(driver.counters, driver.plan.id, live=sys.stderr.isatty() and not as_json, interval=progress_interval)
+        driver.view = ProgressView(
+            driver.counters,
+            driver.plan.id,
+            live=sys.stderr.isatty() and not as_json,
+            interval=progress_interval,
+        )
         with driver.view:
             result = run_blocking(_drive(driver))
         _print_result(result, as_json)
@@ -159,7 +275,9 @@ def register(app: typer.Typer) -> None:
 
     @batches.command("list")
     def batches_list(
-        limit: Annotated[int, typer.Option("--limit", "-n", metavar="N", min=1, help="At most this many")] = 20,
+        limit: Annotated[
+            int, typer.Option("--limit", "-n", metavar="N", min=1, help="At most this many")
+        ] = 20,
         offset: Annotated[int, typer.Option("--offset", metavar="N", min=0, help="Skip the newest N")] = 0,
         as_json: Json = False,
     ) -> int:
@@ -177,10 +295,14 @@ def register(app: typer.Typer) -> None:
         if not rows:
             print("no batches yet; start one with `llmflow batch FLOW --data FILE`")
             return 0
-        print(f"{'id':<30} {'flow':<16} {'status':<12} {'done':>7} {'failed':>7} {'running':>7} {'remaining':>9} {'created':<19}")
+        print(
+            f"{'id':<30} {'flow':<16} {'status':<12} {'done':>7} {'failed':>7} {'running':>7} {'remaining':>9} {'created':<19}"
+        )
         for r in rows:
             total = r["remaining"] if r["remaining"] is not None else "?"
-            print(f"{r['id']:<30} {r['flow'][:16]:<16} {r['status']:<12} {r['done']:>7} {r['failed']:>7} {r['running']:>7} {total:>9} {_fmt_ts(r['created_at']):<19}")
+            print(
+                f"{r['id']:<30} {r['flow'][:16]:<16} {r['status']:<12} {r['done']:>7} {r['failed']:>7} {r['running']:>7} {total:>9} {_fmt_ts(r['created_at']):<19}"
+            )
         return 0
 
     @batches.command("show")
@@ -193,7 +315,9 @@ def register(app: typer.Typer) -> None:
         rt = _runtime(read_only=True)
         b = rt.store.get_batch(resolve_batch_id(rt, batch_id))
         if b is None:
-            return _bad_input(BatchError(f"no batch {batch_id!r}", hint="list batches with `llmflow batches list`"))
+            return _bad_input(
+                BatchError(f"no batch {batch_id!r}", hint="list batches with `llmflow batches list`")
+            )
         v = batch_view(rt.store, b, time.time())
         if as_json:
             from llmflow.isotime import iso_batch
@@ -201,20 +325,30 @@ def register(app: typer.Typer) -> None:
             print(json.dumps(iso_batch(v), indent=2, default=str))
             return 0
         print(f"batch {v['id']}  flow {v['flow']}  status {v['status']}")
-        print(f"jobs: {v['done']}/{v['total'] if v['total'] is not None else '?'} done ({v['completed']} completed, {v['failed']} failed), {v['running']} running, {v['remaining']} remaining")
+        print(
+            f"jobs: {v['done']}/{v['total'] if v['total'] is not None else '?'} done ({v['completed']} completed, {v['failed']} failed), {v['running']} running, {v['remaining']} remaining"
+        )
         rate = f"{v['rate']:.2f} jobs/s" if v["rate"] is not None else "-"
-        print(f"rate {rate}  ETA {fmt_duration(v['eta_seconds'])}  tokens {v['tokens']['total']} ({v['tokens']['input']} in / {v['tokens']['output']} out)  cost ${v['cost']:.4f}")
-        print(f"created {_fmt_ts(v['created_at'])}  updated {_fmt_ts(v['updated_at'])}  ended {_fmt_ts(v['ended_at'])}")
+        print(
+            f"rate {rate}  ETA {fmt_duration(v['eta_seconds'])}  tokens {v['tokens']['total']} ({v['tokens']['input']} in / {v['tokens']['output']} out)  cost ${v['cost']:.4f}"
+        )
+        print(
+            f"created {_fmt_ts(v['created_at'])}  updated {_fmt_ts(v['updated_at'])}  ended {_fmt_ts(v['ended_at'])}"
+        )
         print(f"data: {v['data']}")
         print(f"output: {v['output']}")
         if v["variants"] and v["variants"] != [""]:
             print(f"variants: {', '.join(v['variants'])}")
         if v["options"]:
-            print("options: " + ", ".join(f"{k}={json.dumps(x) if not isinstance(x, str) else x}" for k, x in v["options"].items()))
+            print(
+                "options: "
+                + ", ".join(
+                    f"{k}={json.dumps(x) if not isinstance(x, str) else x}" for k, x in v["options"].items()
+                )
+            )
         if v["reason"]:
             print(f"stopped: {v['reason']}")
         if v["status"] in ("STOPPED", "INTERRUPTED") or (v["status"] == "COMPLETED" and v["failed"]):
             extra = " --retry-failed" if v["status"] == "COMPLETED" else ""
             print(f"continue with: llmflow batch --resume {v['id']}{extra}")
         return 0
-

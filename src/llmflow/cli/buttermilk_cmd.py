@@ -62,7 +62,9 @@ def to_llmflow(argv: list[str]) -> list[str]:
         a = args[i]
         if a in ("-c", "--cfg") and i + 1 < len(args):
             if args[i + 1] != "job":
-                raise MappingError(f"{a} {args[i + 1]}: only '{a} job' (print the resolved config) has an llmflow form (llmflow config FLOW)")
+                raise MappingError(
+                    f"{a} {args[i + 1]}: only '{a} job' (print the resolved config) has an llmflow form (llmflow config FLOW)"
+                )
             cfg_job = True
             i += 2
             continue
@@ -137,7 +139,10 @@ def main(argv: list[str] | None = None) -> int:
     except MappingError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    print(f"note: buttermilk {shlex.join(args)} is `llmflow {shlex.join(mapped)}` (the native form)", file=sys.stderr)
+    print(
+        f"note: buttermilk {shlex.join(args)} is `llmflow {shlex.join(mapped)}` (the native form)",
+        file=sys.stderr,
+    )
     from llmflow.cli.main import main as llmflow_main
 
     llmflow_main(mapped)  # exits with llmflow's code

@@ -19,8 +19,12 @@ Status = RunStatus  # what ``--status`` takes (any case): the engine's one run-s
 
 
 STATUS_METAVAR = "[" + "|".join(s.value for s in Status) + "]"
-RunIdArg = Annotated[str, typer.Argument(metavar="RUN", help="Run id, a unique prefix of one, or 'last' (the newest run)")]
-BatchIdArg = Annotated[str, typer.Argument(metavar="BATCH", help="Batch id, a unique prefix of one, or 'last'")]
+RunIdArg = Annotated[
+    str, typer.Argument(metavar="RUN", help="Run id, a unique prefix of one, or 'last' (the newest run)")
+]
+BatchIdArg = Annotated[
+    str, typer.Argument(metavar="BATCH", help="Batch id, a unique prefix of one, or 'last'")
+]
 
 
 def _runtime(config_dir: str | None = None, verbose: bool = False, *, read_only: bool = False) -> Any:
@@ -43,7 +47,6 @@ def _runtime(config_dir: str | None = None, verbose: bool = False, *, read_only:
         rt.settings.config_dir = Path(config_dir)
     setup_logging(rt.settings.state_dir, rt.settings.log_level, verbose)
     return rt
-
 
 
 def _parse_kv(items: list[str] | None, what: str) -> dict[str, str]:
@@ -71,7 +74,9 @@ def _models(items: list[str] | None) -> dict[str, str]:
         elif ":" in it.partition("=")[0]:
             out["*"] = it.strip()
         else:
-            raise typer.BadParameter(f"{it!r}: expected STEP=provider:model, or provider:model for every step (e.g. --model fake: or --model report=openai:gpt-4o-mini)")
+            raise typer.BadParameter(
+                f"{it!r}: expected STEP=provider:model, or provider:model for every step (e.g. --model fake: or --model report=openai:gpt-4o-mini)"
+            )
     return out
 
 
@@ -119,8 +124,6 @@ def _exit_for(status: str) -> int:
     return {"COMPLETED": 0, "FAILED": 1, "CANCELED": 130}.get(status, 0)
 
 
-
-
 def resolve_run_id(rt: Any, text: str) -> str:
     """A run id from what a person typed: the id, ``last`` (the newest run), or a prefix
     that only one run's id starts with (like git's short hashes)."""
@@ -132,7 +135,9 @@ def resolve_run_id(rt: Any, text: str) -> str:
     if text == "last":
         newest = rt.store.list_runs(limit=1)
         if not newest:
-            raise RunNotFoundError(f"no runs yet in {rt.settings.store_label()}", hint="start one with `llmflow run FLOW`")
+            raise RunNotFoundError(
+                f"no runs yet in {rt.settings.store_label()}", hint="start one with `llmflow run FLOW`"
+            )
         return newest[0].id
     matches = _prefixed([r.id for r in _all(rt.store.list_runs)], text)
     return _one(matches, text, "run", "llmflow runs list", RunNotFoundError)
@@ -180,6 +185,9 @@ def _one(matches: list[str], text: str, what: str, lister: str, error: Any) -> s
     if len(matches) == 1:
         return matches[0]
     if not matches:
-        raise error(f"no {what} {text!r}", hint=f"list them with `{lister}`; give the id, a unique prefix of it, or 'last'")
+        raise error(
+            f"no {what} {text!r}",
+            hint=f"list them with `{lister}`; give the id, a unique prefix of it, or 'last'",
+        )
     shown = ", ".join(matches[:5]) + (", ..." if len(matches) > 5 else "")
     raise error(f"{text!r} is the start of several {what} ids: {shown}", hint="type more of the id")

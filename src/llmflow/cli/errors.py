@@ -59,7 +59,14 @@ def run_guarded(app: Any, argv: list[str]) -> int:
         n = len(exc.diagnostics)
         eprint(f"{n} problem{'s' if n != 1 else ''} found; nothing was run")
         return EXIT_INVALID
-    except (CompositionError, FlowNotFoundError, RunNotFoundError, RunStateError, ResumeRefusedError, BatchError) as exc:
+    except (
+        CompositionError,
+        FlowNotFoundError,
+        RunNotFoundError,
+        RunStateError,
+        ResumeRefusedError,
+        BatchError,
+    ) as exc:
         eprint(f"error: {exc.message}")
         if exc.hint:
             eprint(f"hint: {exc.hint}")

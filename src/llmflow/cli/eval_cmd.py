@@ -51,7 +51,9 @@ async def _drive(rt: Any, plan: Any, view: Any) -> Any:
         hits["n"] += 1
         if hits["n"] > 1:
             raise KeyboardInterrupt
-        eprint("\nstopping the evaluation: unfinished records are left for --resume (Ctrl-C again to quit at once)")
+        eprint(
+            "\nstopping the evaluation: unfinished records are left for --resume (Ctrl-C again to quit at once)"
+        )
         if "driver" in box:
             box["driver"].interrupt("interrupted")
 
@@ -99,7 +101,12 @@ def run_eval_command(
             from llmflow.evals.runner import EvalRequest
 
             req = EvalRequest(**{k: v for k, v in options.items() if v not in (None, [], {})})
-        if t is not None and t.playbook is not None and not req.data and not ((t.playbook.get("spec") or {}).get("feature_specifications") or {}).get("scenarios"):
+        if (
+            t is not None
+            and t.playbook is not None
+            and not req.data
+            and not ((t.playbook.get("spec") or {}).get("feature_specifications") or {}).get("scenarios")
+        ):
             res = no_scenarios()
             _write(json.dumps(res, indent=2) + "\n" if fmt == "json" else superoptix_table(res), output)
             return EXIT_FAILED
@@ -109,8 +116,15 @@ def run_eval_command(
             raise
         return _bad(exc)
     b = plan.batch.batch
-    eprint(f"evaluation {plan.id}: {'resuming' if plan.resumed else 'starting'}: flow {b.flow_name} over {plan.batch.source.label}: {b.total} jobs, metrics {', '.join(m.name for m in plan.metrics)}")
-    view = ProgressView(Counters(total=plan.batch.batch.total), plan.id, live=sys.stderr.isatty() and fmt == "table" and not output, interval=progress_interval)
+    eprint(
+        f"evaluation {plan.id}: {'resuming' if plan.resumed else 'starting'}: flow {b.flow_name} over {plan.batch.source.label}: {b.total} jobs, metrics {', '.join(m.name for m in plan.metrics)}"
+    )
+    view = ProgressView(
+        Counters(total=plan.batch.batch.total),
+        plan.id,
+        live=sys.stderr.isatty() and fmt == "table" and not output,
+        interval=progress_interval,
+    )
     with view:
         outcome = run_blocking(_drive(rt, plan, view))
     ev = evaluation_view(rt.store, outcome.eval_id)
@@ -122,17 +136,27 @@ def run_eval_command(
         src = plan.batch.loaded.source
         playbook = read_playbook(src) if src and not src.startswith("<") else None
     if playbook is not None and fmt in ("table", "json"):
-        res = superoptix_result(ev, plan.batch.loaded.flow.data if isinstance(plan.batch.loaded.flow.data, list) else None)
-        _write(json.dumps(res, indent=2, default=str) + "\n" if fmt == "json" else superoptix_table(res), output)
+        res = superoptix_result(
+            ev, plan.batch.loaded.flow.data if isinstance(plan.batch.loaded.flow.data, list) else None
+        )
+        _write(
+            json.dumps(res, indent=2, default=str) + "\n" if fmt == "json" else superoptix_table(res), output
+        )
     else:
         _write(render(ev, fmt), output)
     if outcome.status != "COMPLETED":
         eprint(f"stopped: {outcome.reason}")
         eprint(f"continue with: llmflow eval --resume {outcome.eval_id}")
         return EXIT_CANCELED if outcome.reason == "interrupted" else EXIT_FAILED
-    failing = outcome.gate(req.min_pass_rate if req.min_pass_rate is not None else plan.record.spec.get("min_pass_rate"))
+    failing = outcome.gate(
+        req.min_pass_rate if req.min_pass_rate is not None else plan.record.spec.get("min_pass_rate")
+    )
     if failing:
-        rate = req.min_pass_rate if req.min_pass_rate is not None else plan.record.spec.get("min_pass_rate") or 0.0
+        rate = (
+            req.min_pass_rate
+            if req.min_pass_rate is not None
+            else plan.record.spec.get("min_pass_rate") or 0.0
+        )
         eprint(f"pass rate under {rate * 100:.1f}% for: {', '.join(failing)}")
         return EXIT_FAILED
     return EXIT_OK
@@ -141,32 +165,99 @@ def run_eval_command(
 def register(app: typer.Typer) -> None:
     evals = typer.Typer(help="Inspect and compare evaluations.", no_args_is_help=True)
     app.add_typer(evals, name="evals")
-    agent = typer.Typer(help="SuperOptiX's agent commands on playbooks (evaluate, optimize).", no_args_is_help=True)
+    agent = typer.Typer(
+        help="SuperOptiX's agent commands on playbooks (evaluate, optimize).", no_args_is_help=True
+    )
     app.add_typer(agent, name="agent")
 
     @app.command("eval")
     def eval_cmd(
-        target: Annotated[str | None, typer.Argument(help="Flow (file, directory, name), eval file, or SuperOptiX playbook; omit with --resume")] = None,
+        target: Annotated[
+            str | None,
+            typer.Argument(
+                help="Flow (file, directory, name), eval file, or SuperOptiX playbook; omit with --resume"
+            ),
+        ] = None,
         overrides: Annotated[list[str] | None, typer.Argument(help="Hydra overrides: key=value")] = None,
-        data: Annotated[str | None, typer.Option("--data", "-d", help="Dataset (.csv .jsonl .json .parquet .txt); default: the flow's data: or the playbook's scenarios")] = None,
-        metric: Annotated[list[str] | None, typer.Option("--metric", "-M", help="exact, contains=TEXT, regex=PATTERN, json_schema=FILE, field=NAME, numeric=TOL, similarity=THRESHOLD, judge=RUBRIC, bdd, module:function, a declared name or a YAML mapping (repeatable)")] = None,
-        variants: Annotated[list[str] | None, typer.Option("--variants", "-V", help="KEY=V1,V2: an axis of variants (model=... sets the model); repeatable")] = None,
-        expected: Annotated[str | None, typer.Option("--expected", help="Column with the expected value (default: expected, expected_output, label, answer, target, reference)")] = None,
+        data: Annotated[
+            str | None,
+            typer.Option(
+                "--data",
+                "-d",
+                help="Dataset (.csv .jsonl .json .parquet .txt); default: the flow's data: or the playbook's scenarios",
+            ),
+        ] = None,
+        metric: Annotated[
+            list[str] | None,
+            typer.Option(
+                "--metric",
+                "-M",
+                help="exact, contains=TEXT, regex=PATTERN, json_schema=FILE, field=NAME, numeric=TOL, similarity=THRESHOLD, judge=RUBRIC, bdd, module:function, a declared name or a YAML mapping (repeatable)",
+            ),
+        ] = None,
+        variants: Annotated[
+            list[str] | None,
+            typer.Option(
+                "--variants",
+                "-V",
+                help="KEY=V1,V2: an axis of variants (model=... sets the model); repeatable",
+            ),
+        ] = None,
+        expected: Annotated[
+            str | None,
+            typer.Option(
+                "--expected",
+                help="Column with the expected value (default: expected, expected_output, label, answer, target, reference)",
+            ),
+        ] = None,
         fmt: Format = "table",
-        output: Annotated[str | None, typer.Option("--output", "-o", help="Write the report to this file")] = None,
-        min_pass_rate: Annotated[str | None, typer.Option("--min-pass-rate", help="Exit 1 when a variant's pass rate is under P (0.8 or 80%)")] = None,
-        columns: Annotated[list[str] | None, typer.Option("--columns", help="FIELD=COLUMN: flow input FIELD from dataset COLUMN")] = None,
-        record_id: Annotated[str | None, typer.Option("--record-id", help="Column holding each record's id")] = None,
-        max_records: Annotated[int | None, typer.Option("--max-records", help="Only the first N records")] = None,
-        shuffle: Annotated[bool, typer.Option("--shuffle", help="Records in a random order (see --seed)")] = False,
+        output: Annotated[
+            str | None, typer.Option("--output", "-o", help="Write the report to this file")
+        ] = None,
+        min_pass_rate: Annotated[
+            str | None,
+            typer.Option("--min-pass-rate", help="Exit 1 when a variant's pass rate is under P (0.8 or 80%)"),
+        ] = None,
+        columns: Annotated[
+            list[str] | None,
+            typer.Option("--columns", help="FIELD=COLUMN: flow input FIELD from dataset COLUMN"),
+        ] = None,
+        record_id: Annotated[
+            str | None, typer.Option("--record-id", help="Column holding each record's id")
+        ] = None,
+        max_records: Annotated[
+            int | None, typer.Option("--max-records", help="Only the first N records")
+        ] = None,
+        shuffle: Annotated[
+            bool, typer.Option("--shuffle", help="Records in a random order (see --seed)")
+        ] = False,
         seed: Annotated[int | None, typer.Option("--seed", help="Seed for --shuffle")] = None,
         max_workers: Annotated[int, typer.Option("--max-workers", "-j", help="Records running at once")] = 8,
-        error_policy: Annotated[str, typer.Option("--error-policy", help="continue: run every record; stop: stop after the first failed run")] = "continue",
-        model: Annotated[list[str] | None, typer.Option("--model", help="STEP=provider:model, or provider:model for every step")] = None,
-        resume: Annotated[str | None, typer.Option("--resume", help="Continue evaluation ID: only unfinished or unscored records run")] = None,
-        retry_failed: Annotated[bool, typer.Option("--retry-failed", help="With --resume: also re-run records whose run failed")] = False,
-        force: Annotated[bool, typer.Option("--force", help="Resume even if the flow changed or its driver still looks alive")] = False,
-        progress_interval: Annotated[float, typer.Option("--progress-interval", help="Seconds between progress lines when not in a terminal")] = 5.0,
+        error_policy: Annotated[
+            str,
+            typer.Option(
+                "--error-policy", help="continue: run every record; stop: stop after the first failed run"
+            ),
+        ] = "continue",
+        model: Annotated[
+            list[str] | None,
+            typer.Option("--model", help="STEP=provider:model, or provider:model for every step"),
+        ] = None,
+        resume: Annotated[
+            str | None,
+            typer.Option("--resume", help="Continue evaluation ID: only unfinished or unscored records run"),
+        ] = None,
+        retry_failed: Annotated[
+            bool, typer.Option("--retry-failed", help="With --resume: also re-run records whose run failed")
+        ] = False,
+        force: Annotated[
+            bool,
+            typer.Option("--force", help="Resume even if the flow changed or its driver still looks alive"),
+        ] = False,
+        progress_interval: Annotated[
+            float,
+            typer.Option("--progress-interval", help="Seconds between progress lines when not in a terminal"),
+        ] = 5.0,
         verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug logs on stderr")] = False,
         config_dir: ConfigDir = None,
     ) -> int:
@@ -181,7 +272,9 @@ def register(app: typer.Typer) -> None:
         if retry_failed and not resume:
             raise typer.BadParameter("--retry-failed goes with --resume EVAL_ID")
         if target is None and not resume:
-            raise typer.BadParameter("give a FLOW (or eval file, or playbook) to evaluate, or --resume EVAL_ID")
+            raise typer.BadParameter(
+                "give a FLOW (or eval file, or playbook) to evaluate, or --resume EVAL_ID"
+            )
         try:
             opts = dict(
                 data=data,
@@ -203,14 +296,32 @@ def register(app: typer.Typer) -> None:
             )
         except EvalError as exc:
             return _bad(exc)
-        return run_eval_command(target, overrides=overrides, fmt=fmt, output=output, progress_interval=progress_interval, config_dir=config_dir, verbose=verbose, **opts)
+        return run_eval_command(
+            target,
+            overrides=overrides,
+            fmt=fmt,
+            output=output,
+            progress_interval=progress_interval,
+            config_dir=config_dir,
+            verbose=verbose,
+            **opts,
+        )
 
     @agent.command("evaluate")
     def agent_evaluate(
-        name: Annotated[str, typer.Argument(help="Agent name (finds <name>_playbook.yaml under the project) or a playbook path")],
+        name: Annotated[
+            str,
+            typer.Argument(
+                help="Agent name (finds <name>_playbook.yaml under the project) or a playbook path"
+            ),
+        ],
         fmt: Format = "table",
-        output: Annotated[str | None, typer.Option("--output", "-o", "--save-report", help="Write the report to this file")] = None,
-        model: Annotated[list[str] | None, typer.Option("--model", help="provider:model for every step")] = None,
+        output: Annotated[
+            str | None, typer.Option("--output", "-o", "--save-report", help="Write the report to this file")
+        ] = None,
+        model: Annotated[
+            list[str] | None, typer.Option("--model", help="provider:model for every step")
+        ] = None,
         verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
     ) -> int:
         """Run a playbook's BDD scenarios (SuperOptiX's `super agent evaluate`): PASS/FAIL
@@ -219,10 +330,21 @@ def register(app: typer.Typer) -> None:
 
         path = find_agent_playbook(name)
         if path is None:
-            eprint(f"error: no playbook for agent {name!r} (looked for {name}_playbook.yaml under {Path.cwd()})")
+            eprint(
+                f"error: no playbook for agent {name!r} (looked for {name}_playbook.yaml under {Path.cwd()})"
+            )
             eprint("hint: give the playbook's path")
             return EXIT_INVALID
-        return run_eval_command(str(path), overrides=[], fmt=fmt, output=output, progress_interval=5.0, config_dir=None, verbose=verbose, models=_models(model))
+        return run_eval_command(
+            str(path),
+            overrides=[],
+            fmt=fmt,
+            output=output,
+            progress_interval=5.0,
+            config_dir=None,
+            verbose=verbose,
+            models=_models(model),
+        )
 
     @evals.command("list")
     def evals_list(
@@ -238,19 +360,35 @@ def register(app: typer.Typer) -> None:
         rows = []
         for e in rt.store.list_evals(flow=flow, limit=limit, offset=offset):
             ov = (e.summary or {}).get("overall") or {}
-            rows.append({"id": e.id, "flow": e.flow_name, "status": e.status, "created_at": e.created_at, "total": ov.get("total"), "passed": ov.get("passed"), "pass_rate": ov.get("pass_rate"), "score": ov.get("score"), "variants": len((e.summary or {}).get("variants") or [])})
+            rows.append(
+                {
+                    "id": e.id,
+                    "flow": e.flow_name,
+                    "status": e.status,
+                    "created_at": e.created_at,
+                    "total": ov.get("total"),
+                    "passed": ov.get("passed"),
+                    "pass_rate": ov.get("pass_rate"),
+                    "score": ov.get("score"),
+                    "variants": len((e.summary or {}).get("variants") or []),
+                }
+            )
         if as_json:
             print(json.dumps(rows, indent=2, default=str))
             return EXIT_OK
         if not rows:
             print("no evaluations yet; run one with `llmflow eval FLOW --data FILE --metric exact`")
             return EXIT_OK
-        print(f"{'id':<30} {'flow':<20} {'status':<10} {'passed':>9} {'rate':>7} {'score':>6} {'variants':>8} {'created':<19}")
+        print(
+            f"{'id':<30} {'flow':<20} {'status':<10} {'passed':>9} {'rate':>7} {'score':>6} {'variants':>8} {'created':<19}"
+        )
         for r in rows:
             passed = f"{r['passed']}/{r['total']}" if r["total"] is not None else "-"
             rate = fmt_rate(r["pass_rate"]) if r["pass_rate"] is not None else "-"
             score = f"{r['score']:.3f}" if r["score"] is not None else "-"
-            print(f"{r['id']:<30} {r['flow'][:20]:<20} {r['status']:<10} {passed:>9} {rate:>7} {score:>6} {r['variants']:>8} {_fmt_ts(r['created_at']):<19}")
+            print(
+                f"{r['id']:<30} {r['flow'][:20]:<20} {r['status']:<10} {passed:>9} {rate:>7} {score:>6} {r['variants']:>8} {_fmt_ts(r['created_at']):<19}"
+            )
         return EXIT_OK
 
     @evals.command("show")
@@ -258,7 +396,9 @@ def register(app: typer.Typer) -> None:
         eval_id: Annotated[str, typer.Argument(help="Evaluation id")],
         as_json: Json = False,
         fmt: Format = "table",
-        output: Annotated[str | None, typer.Option("--output", "-o", help="Write the report to this file")] = None,
+        output: Annotated[
+            str | None, typer.Option("--output", "-o", help="Write the report to this file")
+        ] = None,
     ) -> int:
         """Show an evaluation: per-variant table, failed records with their runs (--json: everything)."""
         from llmflow.evals.report import FORMATS, render
@@ -280,7 +420,9 @@ def register(app: typer.Typer) -> None:
         a: Annotated[str, typer.Argument(help="The baseline evaluation id")],
         b: Annotated[str, typer.Argument(help="The evaluation to compare with it")],
         as_json: Json = False,
-        fail_on_regression: Annotated[bool, typer.Option("--fail-on-regression", help="Exit 1 when any record regressed")] = False,
+        fail_on_regression: Annotated[
+            bool, typer.Option("--fail-on-regression", help="Exit 1 when any record regressed")
+        ] = False,
     ) -> int:
         """Per-metric deltas (B - A) and the records that regressed (passed in A, fail in B,
         or scored lower)."""

@@ -11,7 +11,12 @@ import typer
 
 ConfigDir = Annotated[
     str | None,
-    typer.Option("--config-dir", "-C", metavar="DIR", help="Project config directory (default: $LLMFLOW_CONFIG_DIR or ./conf)"),
+    typer.Option(
+        "--config-dir",
+        "-C",
+        metavar="DIR",
+        help="Project config directory (default: $LLMFLOW_CONFIG_DIR or ./conf)",
+    ),
 ]
 
 
@@ -28,7 +33,10 @@ def register(app: typer.Typer) -> None:
     @app.command("validate")
     def validate(
         paths: Annotated[list[str], typer.Argument(metavar="PATHS", help="Flow files, directories or names")],
-        overrides: Annotated[list[str] | None, typer.Option("--override", "-o", metavar="KEY=VALUE", help="Hydra override, repeatable")] = None,
+        overrides: Annotated[
+            list[str] | None,
+            typer.Option("--override", "-o", metavar="KEY=VALUE", help="Hydra override, repeatable"),
+        ] = None,
         as_json: Annotated[bool, typer.Option("--json", help="Print diagnostics as JSON")] = False,
         config_dir: ConfigDir = None,
     ) -> int:
@@ -40,10 +48,21 @@ def register(app: typer.Typer) -> None:
         targets = [t for p in paths for t in _expand(p)]
         settings = Settings.from_env()
         settings.config_dir = settings.config_dir or (Path(config_dir) if config_dir else None)
-        results = {p: validate_flow_and_tools(p, overrides or [], config_dir_default(config_dir), settings) for p in targets}
+        results = {
+            p: validate_flow_and_tools(p, overrides or [], config_dir_default(config_dir), settings)
+            for p in targets
+        }
         bad = sum(1 for d in results.values() if d)
         if as_json:
-            print(json.dumps({p: {"valid": not d, "diagnostics": [x.to_dict() for x in d]} for p, d in results.items()}, indent=2))
+            print(
+                json.dumps(
+                    {
+                        p: {"valid": not d, "diagnostics": [x.to_dict() for x in d]}
+                        for p, d in results.items()
+                    },
+                    indent=2,
+                )
+            )
         else:
             for p, diags in results.items():
                 if not diags:
@@ -52,14 +71,23 @@ def register(app: typer.Typer) -> None:
                     eprint(f"error: {d.format()}")
             if bad:
                 n = sum(len(d) for d in results.values())
-                eprint(f"{n} problem{'s' if n != 1 else ''} in {bad} of {len(targets)} flow{'s' if len(targets) != 1 else ''}")
+                eprint(
+                    f"{n} problem{'s' if n != 1 else ''} in {bad} of {len(targets)} flow{'s' if len(targets) != 1 else ''}"
+                )
         return 2 if bad else 0
 
     @app.command("config")
     def config(
         flow: Annotated[str, typer.Argument(metavar="FLOW", help="Flow file, directory or name")],
-        overrides: Annotated[list[str] | None, typer.Argument(metavar="OVERRIDES", help="Hydra overrides: key=value, +key=value, ~key, group=option")] = None,
-        provenance: Annotated[bool, typer.Option("--provenance", help="Show where each value was set")] = False,
+        overrides: Annotated[
+            list[str] | None,
+            typer.Argument(
+                metavar="OVERRIDES", help="Hydra overrides: key=value, +key=value, ~key, group=option"
+            ),
+        ] = None,
+        provenance: Annotated[
+            bool, typer.Option("--provenance", help="Show where each value was set")
+        ] = False,
         as_json: Annotated[bool, typer.Option("--json")] = False,
         config_dir: ConfigDir = None,
     ) -> int:
@@ -93,7 +121,14 @@ def register(app: typer.Typer) -> None:
             except Exception as exc:  # noqa: BLE001 - a broken flow is listed as invalid
                 diags = getattr(exc, "diagnostics", None)
                 why = diags[0].format() if diags else str(exc)
-                rows.append({"name": n, "description": why.splitlines()[0] if why else type(exc).__name__, "steps": 0, "valid": False})
+                rows.append(
+                    {
+                        "name": n,
+                        "description": why.splitlines()[0] if why else type(exc).__name__,
+                        "steps": 0,
+                        "valid": False,
+                    }
+                )
         if as_json:
             print(json.dumps(rows, indent=2))
         elif not rows:
@@ -107,7 +142,10 @@ def register(app: typer.Typer) -> None:
     @flows.command("show")
     def flows_show(
         flow: Annotated[str, typer.Argument(metavar="FLOW", help="Flow file, directory or name")],
-        overrides: Annotated[list[str] | None, typer.Argument(metavar="OVERRIDES", help="Hydra overrides, as for 'llmflow config'")] = None,
+        overrides: Annotated[
+            list[str] | None,
+            typer.Argument(metavar="OVERRIDES", help="Hydra overrides, as for 'llmflow config'"),
+        ] = None,
         graph: Annotated[bool, typer.Option("--graph", help="Print the step graph as Mermaid text")] = False,
         as_json: Annotated[bool, typer.Option("--json")] = False,
         config_dir: ConfigDir = None,

@@ -31,10 +31,26 @@ def register(app: typer.Typer) -> None:
     def index_add(
         name: Annotated[str, typer.Argument(help="Index name (letters, digits, _ and -)")],
         paths: Annotated[list[str], typer.Argument(help="Files or directories: .txt .md .pdf .csv .jsonl")],
-        embed_model: Annotated[str | None, typer.Option("--embed-model", help="provider:model for embeddings, or 'none' for BM25 only (default: $LLMFLOW_EMBED_MODEL or the embedded model); fixed when the index is made")] = None,
-        fields: Annotated[str | None, typer.Option("--fields", help="CSV/JSONL: comma-separated fields to index (default: all)")] = None,
-        chunk_size: Annotated[int, typer.Option("--chunk-size", min=200, max=20000, help="Characters per chunk")] = 1200,
-        overlap: Annotated[int, typer.Option("--overlap", min=0, max=2000, help="Characters repeated when a long paragraph is cut")] = 150,
+        embed_model: Annotated[
+            str | None,
+            typer.Option(
+                "--embed-model",
+                help="provider:model for embeddings, or 'none' for BM25 only (default: $LLMFLOW_EMBED_MODEL or the embedded model); fixed when the index is made",
+            ),
+        ] = None,
+        fields: Annotated[
+            str | None,
+            typer.Option("--fields", help="CSV/JSONL: comma-separated fields to index (default: all)"),
+        ] = None,
+        chunk_size: Annotated[
+            int, typer.Option("--chunk-size", min=200, max=20000, help="Characters per chunk")
+        ] = 1200,
+        overlap: Annotated[
+            int,
+            typer.Option(
+                "--overlap", min=0, max=2000, help="Characters repeated when a long paragraph is cut"
+            ),
+        ] = 150,
         as_json: Json = False,
     ) -> int:
         """Add documents to an index (made on first use); unchanged files are skipped."""
@@ -42,11 +58,23 @@ def register(app: typer.Typer) -> None:
 
         svc = _services()
         say = (lambda m: print(m, file=sys.stderr)) if not as_json else None
-        report = add_paths(svc.index_dir, name, paths, embed_model=embed_model, fields=[f.strip() for f in fields.split(",")] if fields else None, chunk_size=chunk_size, overlap=overlap, env=dict(svc.env), progress=say)
+        report = add_paths(
+            svc.index_dir,
+            name,
+            paths,
+            embed_model=embed_model,
+            fields=[f.strip() for f in fields.split(",")] if fields else None,
+            chunk_size=chunk_size,
+            overlap=overlap,
+            env=dict(svc.env),
+            progress=say,
+        )
         if as_json:
             print(json.dumps(report.to_dict(), indent=2))
         else:
-            print(f"index {name}: {len(report.added)} added, {len(report.updated)} updated, {len(report.unchanged)} unchanged, {len(report.skipped)} skipped; {report.chunks} chunks written")
+            print(
+                f"index {name}: {len(report.added)} added, {len(report.updated)} updated, {len(report.unchanged)} unchanged, {len(report.skipped)} skipped; {report.chunks} chunks written"
+            )
             for src, why in report.skipped.items():
                 print(f"  skipped {src}: {why}", file=sys.stderr)
         return 0 if (report.added or report.updated or report.unchanged) else 1
@@ -73,7 +101,10 @@ def register(app: typer.Typer) -> None:
             print("no results")
         for i, h in enumerate(hits, 1):
             text = " ".join(h["text"].split())
-            print(f"{i}. {h['source']}#{h['chunk']}  score {h['score']:.4f}" + (f"  [{h['title']}]" if h.get("title") else ""))
+            print(
+                f"{i}. {h['source']}#{h['chunk']}  score {h['score']:.4f}"
+                + (f"  [{h['title']}]" if h.get("title") else "")
+            )
             print(f"   {text[:200]}{'...' if len(text) > 200 else ''}")
         return 0
 
@@ -96,7 +127,9 @@ def register(app: typer.Typer) -> None:
             print(f"no indexes in {svc.index_dir}; make one with `llmflow index add NAME PATH...`")
         else:
             for r in rows:
-                print(f"{r['name']:<24} {r['documents']:>5} docs {r['chunks']:>7} chunks  embeddings: {r['embed_model']}")
+                print(
+                    f"{r['name']:<24} {r['documents']:>5} docs {r['chunks']:>7} chunks  embeddings: {r['embed_model']}"
+                )
         return 0
 
     @index.command("show")
@@ -144,7 +177,9 @@ def register(app: typer.Typer) -> None:
             print("no threads yet; start one with `llmflow run FLOW --thread NAME`")
         else:
             for r in rows:
-                print(f"{r['name']:<32} {r['runs']:>4} runs  last {time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(r['last_at']))}")
+                print(
+                    f"{r['name']:<32} {r['runs']:>4} runs  last {time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(r['last_at']))}"
+                )
         return 0
 
     @threads.command("show")

@@ -30,7 +30,10 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def _root(
-    version: Annotated[bool, typer.Option("--version", "-V", is_eager=True, callback=_version, help="Print the version and exit")] = False,
+    version: Annotated[
+        bool,
+        typer.Option("--version", "-V", is_eager=True, callback=_version, help="Print the version and exit"),
+    ] = False,
 ) -> None:
     """Run multi-step, multi-agent LLM flows with a durable event log."""
 

@@ -10,8 +10,23 @@ from typing import Any
 from llmflow.engine.events import Event
 from llmflow.engine.events import EventType as E
 
-ICONS = {"PENDING": "·", "RUNNING": "▶", "COMPLETED": "✔", "FAILED": "✘", "SKIPPED": "↷", "CANCELED": "■", "STALE": "~"}
-STYLES = {"RUNNING": "cyan", "COMPLETED": "green", "FAILED": "red", "SKIPPED": "dim", "CANCELED": "yellow", "STALE": "yellow"}
+ICONS = {
+    "PENDING": "·",
+    "RUNNING": "▶",
+    "COMPLETED": "✔",
+    "FAILED": "✘",
+    "SKIPPED": "↷",
+    "CANCELED": "■",
+    "STALE": "~",
+}
+STYLES = {
+    "RUNNING": "cyan",
+    "COMPLETED": "green",
+    "FAILED": "red",
+    "SKIPPED": "dim",
+    "CANCELED": "yellow",
+    "STALE": "yellow",
+}
 
 
 @dataclass
@@ -120,10 +135,27 @@ class ConsoleView:
     def _plain(self, e: Event, line: StepLine | None) -> None:
         t = e.type
         interesting = {
-            E.RUN_STARTED, E.RUN_RECOVERED, E.RUN_RESUMED, E.RUN_PAUSED, E.STEP_STARTED, E.STEP_COMPLETED, E.STEP_FAILED,
-            E.STEP_SKIPPED, E.STEP_CANCELED, E.STEP_RETRYING, E.SHELL_EXECUTING, E.ARTIFACT_CREATED, E.LLM_HEARTBEAT,
-            E.HUMAN_INPUT_REQUESTED, E.CONDUCTOR_TURN, E.RUN_COMPLETED, E.RUN_FAILED, E.RUN_CANCELED,
-            E.TOOL_CALL_STARTED, E.TOOL_CALL_COMPLETED, E.TOOL_CALL_FAILED,
+            E.RUN_STARTED,
+            E.RUN_RECOVERED,
+            E.RUN_RESUMED,
+            E.RUN_PAUSED,
+            E.STEP_STARTED,
+            E.STEP_COMPLETED,
+            E.STEP_FAILED,
+            E.STEP_SKIPPED,
+            E.STEP_CANCELED,
+            E.STEP_RETRYING,
+            E.SHELL_EXECUTING,
+            E.ARTIFACT_CREATED,
+            E.LLM_HEARTBEAT,
+            E.HUMAN_INPUT_REQUESTED,
+            E.CONDUCTOR_TURN,
+            E.RUN_COMPLETED,
+            E.RUN_FAILED,
+            E.RUN_CANCELED,
+            E.TOOL_CALL_STARTED,
+            E.TOOL_CALL_COMPLETED,
+            E.TOOL_CALL_FAILED,
         }
         if t not in interesting:
             return
@@ -158,9 +190,22 @@ class ConsoleView:
                 units = f"{done}/{len(s.units)}"
             if s.tools:
                 running = [v.split(":")[0] for v in s.tools.values() if v.endswith("running")]
-                units = (units + " " if units else "") + f"tools {len(s.tools)}" + (f" ({', '.join(running[:3])} running)" if running else "")
+                units = (
+                    (units + " " if units else "")
+                    + f"tools {len(s.tools)}"
+                    + (f" ({', '.join(running[:3])} running)" if running else "")
+                )
             style = STYLES.get(s.status, "")
-            table.add_row(Text(ICONS.get(s.status, "?"), style=style), sid, s.kind, Text(s.status, style=style), dur, s.model or "", str(s.tokens or ""), units or (s.detail[:60] if s.detail else ""))
+            table.add_row(
+                Text(ICONS.get(s.status, "?"), style=style),
+                sid,
+                s.kind,
+                Text(s.status, style=style),
+                dur,
+                s.model or "",
+                str(s.tokens or ""),
+                units or (s.detail[:60] if s.detail else ""),
+            )
         parts: list[Any] = [table]
         for sid in self.order:
             s = self.steps[sid]

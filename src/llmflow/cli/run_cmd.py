@@ -13,7 +13,16 @@ from llmflow.cli.common import Json, _dur, _exit_for, _models, _parse_kv, _runti
 from llmflow.cli.flows_cmd import ConfigDir
 
 
-async def _drive(rt: Any, run_id: str, view: Any, human: bool, *, rerun: tuple[str, str | None, bool] | None = None, force: bool = False, heartbeat: str | None = None) -> Any:
+async def _drive(
+    rt: Any,
+    run_id: str,
+    view: Any,
+    human: bool,
+    *,
+    rerun: tuple[str, str | None, bool] | None = None,
+    force: bool = False,
+    heartbeat: str | None = None,
+) -> Any:
     """Execute the run here, with the view subscribed, human questions asked, Ctrl-C as a
     clean cancel; ``heartbeat``: a sweep whose driver heartbeat this process keeps."""
     import asyncio
@@ -52,16 +61,28 @@ async def _drive(rt: Any, run_id: str, view: Any, human: bool, *, rerun: tuple[s
             rid, default, prompt = p.get("request_id"), p.get("default"), str(p.get("prompt", "")).strip()
             if not human:  # --no-human: the defaults answer (a confirmation's default is yes)
                 ans: Any = default if default is not None else ""
-                print(f"--no-human: answering {prompt!r} with {'the default ' + repr(ans) if default is not None else 'yes' if p.get('input') == 'confirm' else 'an empty answer'}", file=sys.stderr)
+                print(
+                    f"--no-human: answering {prompt!r} with {'the default ' + repr(ans) if default is not None else 'yes' if p.get('input') == 'confirm' else 'an empty answer'}",
+                    file=sys.stderr,
+                )
             else:
                 ans = await ask_in_thread(p)
                 if ans is None and default is not None:
-                    print(f"no answer to {prompt!r}: standard input is at end of file; using its default {default!r}", file=sys.stderr)
+                    print(
+                        f"no answer to {prompt!r}: standard input is at end of file; using its default {default!r}",
+                        file=sys.stderr,
+                    )
                     ans = default
             if r is None:
                 continue
             if ans is None:  # end of file and no default: fail the step, never guess
-                r.control("decline", {"request_id": rid, "reason": f"no answer to {prompt!r}: standard input is at end of file; run it in a terminal, pipe the answers in (one line each), give the step a default, or pass --no-human to answer with defaults"})
+                r.control(
+                    "decline",
+                    {
+                        "request_id": rid,
+                        "reason": f"no answer to {prompt!r}: standard input is at end of file; run it in a terminal, pipe the answers in (one line each), give the step a default, or pass --no-human to answer with defaults",
+                    },
+                )
             else:
                 r.control("answer", {"request_id": rid, "answer": ans})
 
@@ -79,6 +100,7 @@ async def _drive(rt: Any, run_id: str, view: Any, human: bool, *, rerun: tuple[s
         loop.add_signal_handler(signal.SIGINT, on_sigint)
     except (NotImplementedError, RuntimeError):
         pass
+
     async def beat() -> None:
         while True:
             rt.store.update_batch(heartbeat, updated_at=rt.clock.now())
@@ -90,7 +112,9 @@ async def _drive(rt: Any, run_id: str, view: Any, human: bool, *, rerun: tuple[s
         if rerun is not None:
             step, unit, downstream = rerun
             rt.request_rerun(run_id, step, unit=unit, downstream=downstream)
-        return await rt.execute(run_id, subscribers=[sub], on_runner=lambda r: box.__setitem__("runner", r), force=force)
+        return await rt.execute(
+            run_id, subscribers=[sub], on_runner=lambda r: box.__setitem__("runner", r), force=force
+        )
     finally:
         task.cancel()
         if beating is not None:
@@ -109,13 +133,19 @@ def _finish(rt: Any, run_id: str, as_json: bool) -> int:
         print(json.dumps(iso_view(v), indent=2, default=str))
     else:
         status = v["status"]
-        print(f"\nrun {run_id}: {status} in {_dur(v['duration'])}; tokens {v['usage']['input_tokens']} in / {v['usage']['output_tokens']} out")
+        print(
+            f"\nrun {run_id}: {status} in {_dur(v['duration'])}; tokens {v['usage']['input_tokens']} in / {v['usage']['output_tokens']} out"
+        )
         if v["error"]:
             print(f"error: {v['error']}", file=sys.stderr)
         if v["outputs"]:
             print("outputs:")
             for k, val in v["outputs"].items():
-                text = val if isinstance(val, str) else json.dumps(val, indent=2, ensure_ascii=False, default=str)
+                text = (
+                    val
+                    if isinstance(val, str)
+                    else json.dumps(val, indent=2, ensure_ascii=False, default=str)
+                )
                 print(f"  {k}: {text}")
         if status == "PAUSED":
             print(f"paused; continue with `llmflow runs resume {run_id}`")
@@ -139,8 +169,6 @@ def _say_where_files_went(v: dict[str, Any]) -> None:
         print("  (the run's own workspace; pass -w DIR to write them somewhere else)")
 
 
-
-
 def sweep(overrides: list[str]) -> list[list[str]]:
     """Hydra's multirun: ``model=a,b criteria=x,y`` -> one override list per combination
     (the cartesian product, in Hydra's order), parsed by Hydra's own override grammar, so
@@ -159,14 +187,18 @@ def sweep(overrides: list[str]) -> list[list[str]]:
         key = o.get_key_element()
         if o.is_sweep_override():
             if not o.is_discrete_sweep() or o.value_type.name == "GLOB_CHOICE_SWEEP":  # type: ignore[union-attr]
-                raise typer.BadParameter(f"{key}: only lists (a,b), choice(...) and range(...) can be swept here")
+                raise typer.BadParameter(
+                    f"{key}: only lists (a,b), choice(...) and range(...) can be swept here"
+                )
             axes[key] = [f"{key}={v}" for v in o.sweep_string_iterator()]
         else:
             axes[key] = [f"{key}={o.get_value_element_as_str()}"]
     return [list(c) for c in itertools.product(*axes.values())] if axes else [[]]
 
 
-def _inputs_for(f: Any, inputs_file: str | None, input_: list[str] | None, prompt: str | None, record_id: str | None) -> dict[str, Any]:
+def _inputs_for(
+    f: Any, inputs_file: str | None, input_: list[str] | None, prompt: str | None, record_id: str | None
+) -> dict[str, Any]:
     inputs: dict[str, Any] = {}
     if inputs_file:
         from pathlib import Path
@@ -184,7 +216,9 @@ def _inputs_for(f: Any, inputs_file: str | None, input_: list[str] | None, promp
             strs = [k for k, s in f.inputs.items() if s.type in ("string", "any")]
             target = req[0] if len(req) == 1 else (strs[0] if len(strs) == 1 else None)
             if target is None:
-                raise typer.BadParameter(f"flow {f.name!r} has no 'prompt' input; use --input NAME=... (inputs: {', '.join(f.inputs) or 'none'})")
+                raise typer.BadParameter(
+                    f"flow {f.name!r} has no 'prompt' input; use --input NAME=... (inputs: {', '.join(f.inputs) or 'none'})"
+                )
             inputs[target] = prompt
     if record_id is not None and "record_id" in f.inputs:
         inputs["record_id"] = record_id
@@ -198,17 +232,76 @@ def register(app: typer.Typer) -> None:
     @app.command("run")
     def run(
         flow: Annotated[str, typer.Argument(metavar="FLOW", help="Flow file, directory or name")],
-        overrides: Annotated[list[str] | None, typer.Argument(metavar="OVERRIDES", help="Hydra overrides: key=value, +key=value, ~key, group=option; with -m, a,b sweeps")] = None,
-        multirun: Annotated[bool, typer.Option("--multirun", "-m", help="Hydra's multirun: one run per combination of the comma-separated override values (model=a,b criteria=x,y: 4 runs), grouped as a sweep")] = False,
-        input_: Annotated[list[str] | None, typer.Option("--input", "-i", metavar="NAME=VALUE", help="Input value, repeatable")] = None,
-        inputs_file: Annotated[str | None, typer.Option("--inputs", metavar="FILE", help="JSON file with the inputs")] = None,
-        prompt: Annotated[str | None, typer.Option("--prompt", "-p", metavar="TEXT", help="Text for the flow's 'prompt' input (or its only required input)")] = None,
-        record_id: Annotated[str | None, typer.Option("--record-id", metavar="ID", help="Record id (input 'record_id' when the flow has one)")] = None,
-        model: Annotated[list[str] | None, typer.Option("--model", metavar="[STEP=]PROVIDER:MODEL", help="The model for every step, or STEP=provider:model for one step; repeatable")] = None,
-        human: Annotated[bool, typer.Option("--human/--no-human", help="Ask for human input (--no-human answers with defaults)")] = True,
-        workspace: Annotated[str | None, typer.Option("--workspace", "-w", metavar="DIR", help="Run file and shell steps in this directory (default: the run's own, under .llmflow/runs/)")] = None,
-        timeout: Annotated[float | None, typer.Option("--timeout", metavar="SECONDS", help="Run timeout")] = None,
-        thread: Annotated[str | None, typer.Option("--thread", "-t", metavar="THREAD", help="Continue this conversation thread (agents see their earlier messages)")] = None,
+        overrides: Annotated[
+            list[str] | None,
+            typer.Argument(
+                metavar="OVERRIDES",
+                help="Hydra overrides: key=value, +key=value, ~key, group=option; with -m, a,b sweeps",
+            ),
+        ] = None,
+        multirun: Annotated[
+            bool,
+            typer.Option(
+                "--multirun",
+                "-m",
+                help="Hydra's multirun: one run per combination of the comma-separated override values (model=a,b criteria=x,y: 4 runs), grouped as a sweep",
+            ),
+        ] = False,
+        input_: Annotated[
+            list[str] | None,
+            typer.Option("--input", "-i", metavar="NAME=VALUE", help="Input value, repeatable"),
+        ] = None,
+        inputs_file: Annotated[
+            str | None, typer.Option("--inputs", metavar="FILE", help="JSON file with the inputs")
+        ] = None,
+        prompt: Annotated[
+            str | None,
+            typer.Option(
+                "--prompt",
+                "-p",
+                metavar="TEXT",
+                help="Text for the flow's 'prompt' input (or its only required input)",
+            ),
+        ] = None,
+        record_id: Annotated[
+            str | None,
+            typer.Option(
+                "--record-id", metavar="ID", help="Record id (input 'record_id' when the flow has one)"
+            ),
+        ] = None,
+        model: Annotated[
+            list[str] | None,
+            typer.Option(
+                "--model",
+                metavar="[STEP=]PROVIDER:MODEL",
+                help="The model for every step, or STEP=provider:model for one step; repeatable",
+            ),
+        ] = None,
+        human: Annotated[
+            bool,
+            typer.Option("--human/--no-human", help="Ask for human input (--no-human answers with defaults)"),
+        ] = True,
+        workspace: Annotated[
+            str | None,
+            typer.Option(
+                "--workspace",
+                "-w",
+                metavar="DIR",
+                help="Run file and shell steps in this directory (default: the run's own, under .llmflow/runs/)",
+            ),
+        ] = None,
+        timeout: Annotated[
+            float | None, typer.Option("--timeout", metavar="SECONDS", help="Run timeout")
+        ] = None,
+        thread: Annotated[
+            str | None,
+            typer.Option(
+                "--thread",
+                "-t",
+                metavar="THREAD",
+                help="Continue this conversation thread (agents see their earlier messages)",
+            ),
+        ] = None,
         as_json: Json = False,
         verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug logs on stderr")] = False,
         config_dir: ConfigDir = None,
@@ -233,23 +326,46 @@ def register(app: typer.Typer) -> None:
             inputs = _inputs_for(loaded.flow, inputs_file, input_, prompt, record_id)
             planned.append((combo, loaded, inputs))
         group = _start_sweep(rt, flow, overrides or [], planned) if multirun else None
-        swept = {i for i in range(len(combos[0])) if len({c[i] for c in combos}) > 1} if combos and combos[0] else set()
+        swept = (
+            {i for i in range(len(combos[0])) if len({c[i] for c in combos}) > 1}
+            if combos and combos[0]
+            else set()
+        )
         recs = []
         for combo, loaded, inputs in planned:
             meta: dict[str, Any] = {"record_id": record_id} if record_id else {}
             if group is not None:
                 meta.update(sweep=group, overrides=combo)
-            opts = RunOptions(models=models, timeout=timeout, workspace=workspace, metadata=meta, batch_id=group, thread=thread, name=" ".join(o for i, o in enumerate(combo) if i in swept) or " ".join(combo) if group else None)
-            recs.append(create_run_here(rt, loaded, inputs, opts, claim=group is None))  # executed here at once: no worker may take it
+            opts = RunOptions(
+                models=models,
+                timeout=timeout,
+                workspace=workspace,
+                metadata=meta,
+                batch_id=group,
+                thread=thread,
+                name=" ".join(o for i, o in enumerate(combo) if i in swept) or " ".join(combo)
+                if group
+                else None,
+            )
+            recs.append(
+                create_run_here(rt, loaded, inputs, opts, claim=group is None)
+            )  # executed here at once: no worker may take it
         if group is not None:
             rt.store.update_batch(group, total=len(recs))
         tty = sys.stdout.isatty() and not as_json
         code = 0
         for n, (rec, (combo, loaded, _)) in enumerate(zip(recs, planned, strict=True), 1):
             if not as_json:
-                where = f" (llmflow home {rt.settings.home}: {rt.settings.home_source})" if rt.settings.home_source.startswith("found") and n == 1 else ""
+                where = (
+                    f" (llmflow home {rt.settings.home}: {rt.settings.home_source})"
+                    if rt.settings.home_source.startswith("found") and n == 1
+                    else ""
+                )
                 part = f" [{n} of {len(recs)}: {' '.join(combo)}]" if group else ""
-                print(f"run {rec.id}: flow {loaded.flow.name}{part}{where}", file=sys.stderr if not tty else sys.stdout)
+                print(
+                    f"run {rec.id}: flow {loaded.flow.name}{part}{where}",
+                    file=sys.stderr if not tty else sys.stdout,
+                )
             view = ConsoleView(live=tty, quiet=as_json)
             with view:
                 run_blocking(_drive(rt, rec.id, view, human, heartbeat=group))
@@ -275,8 +391,26 @@ def _start_sweep(rt: Any, flow: str, overrides: list[str], planned: list[Any]) -
     sweep_id = "sweep-" + time.strftime("%Y%m%d-%H%M%S", time.gmtime()) + "-" + secrets.token_hex(3)
     now = rt.clock.now()
     ref = str(Path(flow).resolve()) if Path(flow).exists() else flow
-    spec = {"kind": "sweep", "flow": {"ref": ref}, "overrides": list(overrides), "variants": [" ".join(c) for c, _, _ in planned]}
-    rt.store.create_batch(BatchRecord(sweep_id, planned[0][1].flow.name, "RUNNING", now, now, None, len(planned), spec, rt.owner, {"source": "llmflow run --multirun"}))
+    spec = {
+        "kind": "sweep",
+        "flow": {"ref": ref},
+        "overrides": list(overrides),
+        "variants": [" ".join(c) for c, _, _ in planned],
+    }
+    rt.store.create_batch(
+        BatchRecord(
+            sweep_id,
+            planned[0][1].flow.name,
+            "RUNNING",
+            now,
+            now,
+            None,
+            len(planned),
+            spec,
+            rt.owner,
+            {"source": "llmflow run --multirun"},
+        )
+    )
     return sweep_id
 
 
@@ -286,7 +420,9 @@ def _finish_sweep(rt: Any, sweep_id: str, recs: list[Any], as_json: bool, code: 
         if rt.get(rec.id).status == "QUEUED":
             rt.control(rec.id, "cancel", {"reason": "the sweep was interrupted"})
     now = rt.clock.now()
-    rt.store.update_batch(sweep_id, status="COMPLETED" if code != 130 else "STOPPED", ended_at=now, updated_at=now, owner=None)
+    rt.store.update_batch(
+        sweep_id, status="COMPLETED" if code != 130 else "STOPPED", ended_at=now, updated_at=now, owner=None
+    )
     from llmflow.isotime import iso_view
 
     views = [rt.view(r.id) for r in recs]
@@ -294,7 +430,9 @@ def _finish_sweep(rt: Any, sweep_id: str, recs: list[Any], as_json: bool, code: 
         print(json.dumps({"sweep": sweep_id, "runs": [iso_view(v) for v in views]}, indent=2, default=str))
         return code
     done = sum(1 for v in views if v["status"] == "COMPLETED")
-    print(f"\nsweep {sweep_id}: {done} of {len(views)} runs completed (see `llmflow runs list --batch {sweep_id}`)")
+    print(
+        f"\nsweep {sweep_id}: {done} of {len(views)} runs completed (see `llmflow runs list --batch {sweep_id}`)"
+    )
     width = max(len(r.name or "") for r in recs)
     for rec, v in zip(recs, views, strict=True):
         out = v["outputs"] or {}

@@ -51,9 +51,23 @@ def register(app: typer.Typer) -> None:
 
     @runs.command("list")
     def runs_list(
-        flow: Annotated[str | None, typer.Option("--flow", metavar="NAME", help="Only runs of this flow")] = None,
-        status: Annotated[Status | None, typer.Option("--status", metavar=STATUS_METAVAR, case_sensitive=False, help="Only runs in this status")] = None,
-        batch: Annotated[str | None, typer.Option("--batch", metavar="BATCH", help="Only the runs of this batch or sweep (an id, a prefix, or 'last')")] = None,
+        flow: Annotated[
+            str | None, typer.Option("--flow", metavar="NAME", help="Only runs of this flow")
+        ] = None,
+        status: Annotated[
+            Status | None,
+            typer.Option(
+                "--status", metavar=STATUS_METAVAR, case_sensitive=False, help="Only runs in this status"
+            ),
+        ] = None,
+        batch: Annotated[
+            str | None,
+            typer.Option(
+                "--batch",
+                metavar="BATCH",
+                help="Only the runs of this batch or sweep (an id, a prefix, or 'last')",
+            ),
+        ] = None,
         limit: Annotated[int, typer.Option("--limit", "-n", min=1, help="At most this many")] = 20,
         offset: Annotated[int, typer.Option("--offset", min=0, help="Skip the newest N")] = 0,
         as_json: Json = False,
@@ -70,7 +84,20 @@ def register(app: typer.Typer) -> None:
         from llmflow.isotime import iso
 
         data = [
-            {"id": r.id, "flow": r.flow_name, "status": r.status, "name": r.name, "created_at": iso(r.created_at), "started_at": iso(r.started_at), "ended_at": iso(r.ended_at), "duration": (r.ended_at - r.started_at) if r.ended_at and r.started_at else None, "tokens": r.tokens_in + r.tokens_out, "cost": r.cost, "batch_id": r.batch_id, "parent_run_id": r.parent_run_id}
+            {
+                "id": r.id,
+                "flow": r.flow_name,
+                "status": r.status,
+                "name": r.name,
+                "created_at": iso(r.created_at),
+                "started_at": iso(r.started_at),
+                "ended_at": iso(r.ended_at),
+                "duration": (r.ended_at - r.started_at) if r.ended_at and r.started_at else None,
+                "tokens": r.tokens_in + r.tokens_out,
+                "cost": r.cost,
+                "batch_id": r.batch_id,
+                "parent_run_id": r.parent_run_id,
+            }
             for r in rows
         ]
         if as_json:
@@ -88,7 +115,9 @@ def register(app: typer.Typer) -> None:
         print(f"runs in {rt.settings.store_label()}")
         print(f"{'id':<24} {'flow':<20} {'status':<10} {'started':<19} {'duration':>9} {'tokens':>7}")
         for d, r in zip(data, rows, strict=True):
-            print(f"{d['id']:<24} {d['flow'][:20]:<20} {d['status']:<10} {_fmt_ts(r.started_at or r.created_at):<19} {_dur(d['duration']):>9} {d['tokens']:>7}")
+            print(
+                f"{d['id']:<24} {d['flow'][:20]:<20} {d['status']:<10} {_fmt_ts(r.started_at or r.created_at):<19} {_dur(d['duration']):>9} {d['tokens']:>7}"
+            )
         return 0
 
     @runs.command("show")
@@ -112,16 +141,29 @@ def register(app: typer.Typer) -> None:
                 from llmflow.model.diagnostics import did_you_mean
 
                 known = [s["id"] for s in v["steps"]]
-                raise RunStateError(f"run {run_id} has no step {step!r}", hint=did_you_mean(step, known) or f"steps: {', '.join(known)}")
+                raise RunStateError(
+                    f"run {run_id} has no step {step!r}",
+                    hint=did_you_mean(step, known) or f"steps: {', '.join(known)}",
+                )
         if as_json:
-            print(json.dumps(iso_view(v) if step is None else iso_view({"steps": steps})["steps"][0], indent=2, default=str))
+            print(
+                json.dumps(
+                    iso_view(v) if step is None else iso_view({"steps": steps})["steps"][0],
+                    indent=2,
+                    default=str,
+                )
+            )
             return 0
         print(f"run {v['id']}  flow {v['flow']}  status {v['status']}  duration {_dur(v['duration'])}")
-        print(f"created {_fmt_ts(v['created_at'])}  tokens {v['usage']['input_tokens']} in / {v['usage']['output_tokens']} out  cost ${v['usage']['cost']:.4f}")
+        print(
+            f"created {_fmt_ts(v['created_at'])}  tokens {v['usage']['input_tokens']} in / {v['usage']['output_tokens']} out  cost ${v['usage']['cost']:.4f}"
+        )
         if v["error"]:
             print(f"error: {v['error']}")
         for s in steps:
-            print(f"  {s['status']:<10} {s['id']:<24} {s['kind']:<10} {_dur(s['duration']):>8}  {s['model'] or ''}")
+            print(
+                f"  {s['status']:<10} {s['id']:<24} {s['kind']:<10} {_dur(s['duration']):>8}  {s['model'] or ''}"
+            )
             if s["error"]:
                 print(f"             error: {s['error']}")
             calls = s.get("tool_calls") or []
@@ -131,14 +173,24 @@ def register(app: typer.Typer) -> None:
                 if attempts or step is not None:
                     for c in calls:
                         args = json.dumps(c.get("arguments"), ensure_ascii=False, default=str)
-                        outcome = c.get("error") if c["status"] == "FAILED" else json.dumps(c.get("result"), ensure_ascii=False, default=str)
-                        print(f"             {c['status']:<10} {c['name']}({args[:60]}) {_dur(c.get('duration')):>8}  {(outcome or '').replace(chr(10), ' ')[:80]}")
+                        outcome = (
+                            c.get("error")
+                            if c["status"] == "FAILED"
+                            else json.dumps(c.get("result"), ensure_ascii=False, default=str)
+                        )
+                        print(
+                            f"             {c['status']:<10} {c['name']}({args[:60]}) {_dur(c.get('duration')):>8}  {(outcome or '').replace(chr(10), ' ')[:80]}"
+                        )
             if attempts or step is not None:
                 for a in s["attempts"]:
                     label = f"{a['unit']}#{a['attempt']}" if a["unit"] else f"#{a['attempt']}"
-                    out = a["output"] if isinstance(a["output"], str) else json.dumps(a["output"], default=str)
+                    out = (
+                        a["output"] if isinstance(a["output"], str) else json.dumps(a["output"], default=str)
+                    )
                     out = (out or "").replace("\n", " ")
-                    print(f"             attempt {label:<10} {a['status']:<11} {_dur(a['duration']):>8}  {(a['error'] or out)[:100]}")
+                    print(
+                        f"             attempt {label:<10} {a['status']:<11} {_dur(a['duration']):>8}  {(a['error'] or out)[:100]}"
+                    )
         if v["outputs"] and step is None:
             print("outputs: " + json.dumps(v["outputs"], ensure_ascii=False, default=str)[:2000])
         return 0
@@ -146,8 +198,12 @@ def register(app: typer.Typer) -> None:
     @runs.command("events")
     def runs_events(
         run_id: RunIdArg,
-        follow: Annotated[bool, typer.Option("--follow", "-f", help="Keep printing new events until the run ends")] = False,
-        after: Annotated[int, typer.Option("--after", metavar="SEQ", min=0, help="Only events after this sequence number")] = 0,
+        follow: Annotated[
+            bool, typer.Option("--follow", "-f", help="Keep printing new events until the run ends")
+        ] = False,
+        after: Annotated[
+            int, typer.Option("--after", metavar="SEQ", min=0, help="Only events after this sequence number")
+        ] = 0,
         tokens: Annotated[bool, typer.Option("--tokens", help="Include token-chunk events")] = False,
         as_json: Json = False,
     ) -> int:
@@ -182,7 +238,9 @@ def register(app: typer.Typer) -> None:
         run_id = resolve_run_id(rt, run_id)
         what = rt.control(run_id, action)
         if as_json:
-            print(json.dumps({"id": run_id, "action": action, "result": what, "status": rt.get(run_id).status}))
+            print(
+                json.dumps({"id": run_id, "action": action, "result": what, "status": rt.get(run_id).status})
+            )
         else:
             print(f"run {run_id}: {what}")
         return 0
@@ -201,7 +259,9 @@ def register(app: typer.Typer) -> None:
     def runs_answer(
         run_id: Annotated[str, typer.Argument(help="Run id")],
         answer: Annotated[str, typer.Argument(help="The answer (for a confirm question: yes / no)")],
-        request: Annotated[str | None, typer.Option("--request", help="The request id (default: the run's open question)")] = None,
+        request: Annotated[
+            str | None, typer.Option("--request", help="The request id (default: the run's open question)")
+        ] = None,
     ) -> int:
         """Answer a run's human-input question, also when nobody is at its console (a parked run continues)."""
         rt = _runtime()
@@ -212,8 +272,12 @@ def register(app: typer.Typer) -> None:
     @runs.command("resume")
     def runs_resume(
         run_id: RunIdArg,
-        force: Annotated[bool, typer.Option("--force", help="Continue even if the flow definition changed")] = False,
-        background: Annotated[bool, typer.Option("--queue", help="Only re-queue it for a worker; do not run it here")] = False,
+        force: Annotated[
+            bool, typer.Option("--force", help="Continue even if the flow definition changed")
+        ] = False,
+        background: Annotated[
+            bool, typer.Option("--queue", help="Only re-queue it for a worker; do not run it here")
+        ] = False,
         as_json: Json = False,
     ) -> int:
         """Resume a paused run, or recover a run whose process died, in this terminal."""
@@ -227,11 +291,19 @@ def register(app: typer.Typer) -> None:
         if rec.status == "PAUSED":
             if rt._owned_live(rec):
                 what = rt.control(run_id, "resume")
-                print(json.dumps({"id": run_id, "action": "resume", "result": what}) if as_json else f"run {run_id}: {what}")
+                print(
+                    json.dumps({"id": run_id, "action": "resume", "result": what})
+                    if as_json
+                    else f"run {run_id}: {what}"
+                )
                 return 0
             rt.control(run_id, "resume")
             if background:
-                print(json.dumps({"id": run_id, "action": "resume", "result": "re-queued"}) if as_json else f"run {run_id}: re-queued")
+                print(
+                    json.dumps({"id": run_id, "action": "resume", "result": "re-queued"})
+                    if as_json
+                    else f"run {run_id}: re-queued"
+                )
                 return 0
         tty = sys.stdout.isatty() and not as_json
         view = ConsoleView(live=tty, quiet=as_json)
@@ -242,10 +314,26 @@ def register(app: typer.Typer) -> None:
     @runs.command("rerun")
     def runs_rerun(
         run_id: RunIdArg,
-        step: Annotated[str | None, typer.Option("--step", "-s", metavar="STEP", help="Re-run this step in place")] = None,
-        unit: Annotated[str | None, typer.Option("--unit", metavar="UNIT", help="Only this unit (broadcast agent, for_each index, matrix variant)")] = None,
-        downstream: Annotated[bool, typer.Option("--downstream", help="Also re-run the steps that depend on it")] = False,
-        from_step: Annotated[str | None, typer.Option("--from", metavar="STEP", help="Fork a new run from this step, reusing earlier outputs")] = None,
+        step: Annotated[
+            str | None, typer.Option("--step", "-s", metavar="STEP", help="Re-run this step in place")
+        ] = None,
+        unit: Annotated[
+            str | None,
+            typer.Option(
+                "--unit",
+                metavar="UNIT",
+                help="Only this unit (broadcast agent, for_each index, matrix variant)",
+            ),
+        ] = None,
+        downstream: Annotated[
+            bool, typer.Option("--downstream", help="Also re-run the steps that depend on it")
+        ] = False,
+        from_step: Annotated[
+            str | None,
+            typer.Option(
+                "--from", metavar="STEP", help="Fork a new run from this step, reusing earlier outputs"
+            ),
+        ] = None,
         as_json: Json = False,
     ) -> int:
         """Re-run one step inside an existing run (new attempt, dependents STALE), or fork with --from."""
@@ -266,7 +354,10 @@ def register(app: typer.Typer) -> None:
         else:
             assert step is not None  # exactly one of step / from_step, checked above
             rerun = (step, unit, downstream)
-            print(f"run {run_id}: re-running step {step}{'[' + unit + ']' if unit else ''}{' and what depends on it' if downstream else ''}", file=sys.stderr)
+            print(
+                f"run {run_id}: re-running step {step}{'[' + unit + ']' if unit else ''}{' and what depends on it' if downstream else ''}",
+                file=sys.stderr,
+            )
         tty = sys.stdout.isatty() and not as_json
         view = ConsoleView(live=tty, quiet=as_json)
         with view:
@@ -291,10 +382,16 @@ def register(app: typer.Typer) -> None:
         if flow is not None and not s["runs"]["total"]:
             print(_no_match(rt, {"flow": flow}))
             return 0
-        print(f"runs: {s['runs']['total']} total, {s['runs']['completed']} completed, {s['runs']['failed']} failed, {s['runs']['canceled']} canceled")
+        print(
+            f"runs: {s['runs']['total']} total, {s['runs']['completed']} completed, {s['runs']['failed']} failed, {s['runs']['canceled']} canceled"
+        )
         print(f"run duration: p50 {_dur(s['runs']['p50'])}  p95 {_dur(s['runs']['p95'])}")
         for sid, d in s["steps"].items():
-            print(f"  step {sid:<24} n={d['count']:<5} p50 {_dur(d['p50'])}  p95 {_dur(d['p95'])}  failed {d['failed']}")
+            print(
+                f"  step {sid:<24} n={d['count']:<5} p50 {_dur(d['p50'])}  p95 {_dur(d['p95'])}  failed {d['failed']}"
+            )
         for m, d in s["models"].items():
-            print(f"  model {m:<30} calls={d['calls']:<5} tokens in {d['input_tokens']} out {d['output_tokens']}  cost ${d['cost']:.4f}")
+            print(
+                f"  model {m:<30} calls={d['calls']:<5} tokens in {d['input_tokens']} out {d['output_tokens']}  cost ${d['cost']:.4f}"
+            )
         return 0

@@ -15,13 +15,49 @@ def register(app: typer.Typer) -> None:
 
     @app.command("serve")
     def serve(
-        host: Annotated[str, typer.Option("--host", metavar="ADDRESS", help="Address to bind (non-loopback needs LLMFLOW_API_TOKEN)")] = "127.0.0.1",
+        host: Annotated[
+            str,
+            typer.Option(
+                "--host", metavar="ADDRESS", help="Address to bind (non-loopback needs LLMFLOW_API_TOKEN)"
+            ),
+        ] = "127.0.0.1",
         port: Annotated[int, typer.Option("--port", min=0, max=65535, help="Port")] = 8000,
-        flows: Annotated[str | None, typer.Option("--flows", metavar="A,B", help="Serve only these flows: names (config dir or built-in) or paths, comma-separated (default: every flow of the config dir and the built-in ones)")] = None,
-        workers: Annotated[int | None, typer.Option("--workers", metavar="N", min=0, help="Runs the in-process worker executes at once (0: no in-process worker)")] = None,
-        allow_shell: Annotated[bool, typer.Option("--allow-shell", help="Let flow documents posted over the API run shell, python and sub-flow steps")] = False,
-        config_dir: Annotated[str | None, typer.Option("--config-dir", "-C", metavar="DIR", help="Flows by name from DIR/flows (default: $LLMFLOW_CONFIG_DIR or ./conf)")] = None,
-        log_level: Annotated[str, typer.Option("--log-level", metavar="LEVEL", help="Uvicorn log level")] = "info",
+        flows: Annotated[
+            str | None,
+            typer.Option(
+                "--flows",
+                metavar="A,B",
+                help="Serve only these flows: names (config dir or built-in) or paths, comma-separated (default: every flow of the config dir and the built-in ones)",
+            ),
+        ] = None,
+        workers: Annotated[
+            int | None,
+            typer.Option(
+                "--workers",
+                metavar="N",
+                min=0,
+                help="Runs the in-process worker executes at once (0: no in-process worker)",
+            ),
+        ] = None,
+        allow_shell: Annotated[
+            bool,
+            typer.Option(
+                "--allow-shell",
+                help="Let flow documents posted over the API run shell, python and sub-flow steps",
+            ),
+        ] = False,
+        config_dir: Annotated[
+            str | None,
+            typer.Option(
+                "--config-dir",
+                "-C",
+                metavar="DIR",
+                help="Flows by name from DIR/flows (default: $LLMFLOW_CONFIG_DIR or ./conf)",
+            ),
+        ] = None,
+        log_level: Annotated[
+            str, typer.Option("--log-level", metavar="LEVEL", help="Uvicorn log level")
+        ] = "info",
     ) -> int:
         """Serve flows over HTTP: the native API (/api/v1), Agent Runner's and Buttermilk's
         APIs, SSE and WebSockets; OpenAPI docs at /docs. Runs an in-process queue worker
@@ -38,7 +74,9 @@ def register(app: typer.Typer) -> None:
 
             from llmflow.server.app import create_app
         except ImportError as exc:
-            eprint(f"error: the server needs FastAPI and Uvicorn ({exc.name} is missing); install them with: {SERVER_HINT}")
+            eprint(
+                f"error: the server needs FastAPI and Uvicorn ({exc.name} is missing); install them with: {SERVER_HINT}"
+            )
             return 1
         settings = Settings.from_env()
         try:
@@ -66,7 +104,19 @@ def register(app: typer.Typer) -> None:
         app = create_app(settings, cfg)
         from llmflow.store.factory import _redact
 
-        store = _redact(settings.database_url) if settings.database_url else str(settings.state_dir / "llmflow.db")
+        store = (
+            _redact(settings.database_url)
+            if settings.database_url
+            else str(settings.state_dir / "llmflow.db")
+        )
         eprint(f"llmflow serving on http://{host}:{port} (docs at /docs); store {store}")
-        uvicorn.run(app, host=host, port=port, ws="websockets-sansio", log_level=log_level, timeout_graceful_shutdown=3, ws_max_size=cfg.max_frame_bytes)
+        uvicorn.run(
+            app,
+            host=host,
+            port=port,
+            ws="websockets-sansio",
+            log_level=log_level,
+            timeout_graceful_shutdown=3,
+            ws_max_size=cfg.max_frame_bytes,
+        )
         return 0

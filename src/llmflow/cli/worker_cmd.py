@@ -13,8 +13,18 @@ def register(app: typer.Typer) -> None:
 
     @app.command("worker")
     def worker(
-        concurrency: Annotated[int, typer.Option("--concurrency", "-c", metavar="N", min=1, help="Runs executed at once")] = 4,
-        check_interval: Annotated[float | None, typer.Option("--check-interval", metavar="SECONDS", min=0.01, help="Seconds between queue polls (default $WORKER_CHECK_INTERVAL or 1)")] = None,
+        concurrency: Annotated[
+            int, typer.Option("--concurrency", "-c", metavar="N", min=1, help="Runs executed at once")
+        ] = 4,
+        check_interval: Annotated[
+            float | None,
+            typer.Option(
+                "--check-interval",
+                metavar="SECONDS",
+                min=0.01,
+                help="Seconds between queue polls (default $WORKER_CHECK_INTERVAL or 1)",
+            ),
+        ] = None,
         once: Annotated[bool, typer.Option("--once", help="Execute what is queued now, then exit")] = False,
         verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug logs on stderr")] = False,
     ) -> int:
@@ -59,7 +69,11 @@ def register(app: typer.Typer) -> None:
             if work.done() and not work.cancelled() and work.exception() is not None:
                 raise work.exception()  # type: ignore[misc]
 
-        print(f"worker {rt.owner}: polling {rt.store.url if not rt.settings.database_url else 'the database'} every {interval:g}s, {concurrency} at once", file=sys.stderr, flush=True)
+        print(
+            f"worker {rt.owner}: polling {rt.store.url if not rt.settings.database_url else 'the database'} every {interval:g}s, {concurrency} at once",
+            file=sys.stderr,
+            flush=True,
+        )
         try:
             asyncio.run(main())
         finally:

@@ -48,7 +48,9 @@ class DebugClient:
         try:
             r = httpx.request(method, self.base + path, headers=self.headers, timeout=10, **kw)
         except httpx.HTTPError as exc:
-            raise ClientError(f"cannot reach the server at {self.base}: {exc}; is `llmflow serve` running (--host/--port)?") from None
+            raise ClientError(
+                f"cannot reach the server at {self.base}: {exc}; is `llmflow serve` running (--host/--port)?"
+            ) from None
         if r.status_code >= 400:
             raise ClientError(f"{method} {path} answered {r.status_code}: {r.text[:300]}")
         return r.json()
@@ -59,13 +61,17 @@ class DebugClient:
             from websockets.exceptions import InvalidStatus, WebSocketException
             from websockets.sync.client import connect
         except ImportError:
-            raise ClientError(f"the WebSocket client needs the 'websockets' package; install it with: {WS_HINT}") from None
+            raise ClientError(
+                f"the WebSocket client needs the 'websockets' package; install it with: {WS_HINT}"
+            ) from None
         url = f"ws://{self.host}:{self.port}{path}"
         try:
             cm = connect(url, additional_headers=self.headers, open_timeout=5, max_size=16 * 2**20)
             conn = cm.__enter__()
         except (OSError, TimeoutError) as exc:
-            raise ClientError(f"cannot connect to {url}: {exc}; is `llmflow serve` running (--host/--port)?") from None
+            raise ClientError(
+                f"cannot connect to {url}: {exc}; is `llmflow serve` running (--host/--port)?"
+            ) from None
         except (InvalidStatus, WebSocketException) as exc:
             raise ClientError(f"the server refused the WebSocket {url}: {exc}") from None
         try:
@@ -98,7 +104,14 @@ class DebugClient:
     # -- session file ---------------------------------------------------------------------------
     def save(self, session_id: str, last_seq: int, flow: str | None = None) -> None:
         old = self.load_raw() or {}
-        data = {"session_id": session_id, "host": self.host, "port": self.port, "last_seq": last_seq, "flow": flow or (old.get("flow") if old.get("session_id") == session_id else None), "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S")}
+        data = {
+            "session_id": session_id,
+            "host": self.host,
+            "port": self.port,
+            "last_seq": last_seq,
+            "flow": flow or (old.get("flow") if old.get("session_id") == session_id else None),
+            "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        }
         session_file().write_text(json.dumps(data, indent=2))
 
     def load_raw(self) -> dict[str, Any] | None:
@@ -115,9 +128,13 @@ class DebugClient:
         try:
             r = httpx.get(f"{self.base}/api/session/{sid}/status", headers=self.headers, timeout=10)
         except httpx.HTTPError as exc:
-            raise ClientError(f"cannot reach the server at {self.base}: {exc}; is `llmflow serve` running (--host/--port)?") from None
+            raise ClientError(
+                f"cannot reach the server at {self.base}: {exc}; is `llmflow serve` running (--host/--port)?"
+            ) from None
         if r.status_code == 404:
-            raise ClientError(f"no session {sid!r} on the server at {self.base}; start a flow first (`llmflow ws start FLOW`), or list sessions with `llmflow ws session`")
+            raise ClientError(
+                f"no session {sid!r} on the server at {self.base}; start a flow first (`llmflow ws start FLOW`), or list sessions with `llmflow ws session`"
+            )
 
     def session(self, given: str | None) -> tuple[str, int]:
         """(session id, frames already seen)."""
@@ -126,7 +143,9 @@ class DebugClient:
         if given:
             return given, int(data.get("last_seq", 0)) if same and data.get("session_id") == given else 0
         if not data.get("session_id") or not same:
-            raise ClientError("no session given and no saved session for this server; start a flow first (`llmflow ws start FLOW`)")
+            raise ClientError(
+                "no session given and no saved session for this server; start a flow first (`llmflow ws start FLOW`)"
+            )
         return str(data["session_id"]), int(data.get("last_seq", 0))
 
 
@@ -135,7 +154,13 @@ def message(frame: dict[str, Any]) -> dict[str, Any]:
     if content is not None and not isinstance(content, str):
         content = json.dumps(content, ensure_ascii=False, default=str)
     agent = frame.get("agent_info") or {}
-    return {"timestamp": frame.get("timestamp"), "type": frame.get("type"), "content": content, "agent_role": agent.get("role"), "data": frame}
+    return {
+        "timestamp": frame.get("timestamp"),
+        "type": frame.get("type"),
+        "content": content,
+        "agent_role": agent.get("role"),
+        "data": frame,
+    }
 
 
 def finished(frame: dict[str, Any]) -> bool:
@@ -177,7 +202,9 @@ def _emit(obj: dict[str, Any], json_output: bool) -> int:
 def register(app: typer.Typer) -> None:
     if any(g.name == "ws" for g in app.registered_groups):
         return
-    ws = typer.Typer(help="Debug a running server over its WebSocket (Buttermilk's ws_debug_cli).", no_args_is_help=True)
+    ws = typer.Typer(
+        help="Debug a running server over its WebSocket (Buttermilk's ws_debug_cli).", no_args_is_help=True
+    )
     app.add_typer(ws, name="ws")
 
     @ws.callback()
@@ -185,7 +212,12 @@ def register(app: typer.Typer) -> None:
         ctx: typer.Context,
         host: Annotated[str, typer.Option("--host", help="Server host")] = "localhost",
         port: Annotated[int, typer.Option("--port", help="Server port")] = 8000,
-        json_output: Annotated[bool, typer.Option("--json-output", "--json", help="Print JSON (Buttermilk's shapes); --json is the same")] = False,
+        json_output: Annotated[
+            bool,
+            typer.Option(
+                "--json-output", "--json", help="Print JSON (Buttermilk's shapes); --json is the same"
+            ),
+        ] = False,
     ) -> None:
         ctx.obj = {"client": DebugClient(host, port), "json": json_output}
 
@@ -219,7 +251,14 @@ def register(app: typer.Typer) -> None:
         ctx: typer.Context,
         flow: Annotated[str, typer.Argument(metavar="FLOW", help="Flow name")],
         query: Annotated[str, typer.Argument(metavar="QUERY", help="The prompt")] = "",
-        wait: Annotated[float, typer.Option("--wait", metavar="SECONDS", help="Seconds to wait for frames (stops early at a question or the end)")] = 5,
+        wait: Annotated[
+            float,
+            typer.Option(
+                "--wait",
+                metavar="SECONDS",
+                help="Seconds to wait for frames (stops early at a question or the end)",
+            ),
+        ] = 5,
         record: Annotated[str, typer.Option("--record", metavar="ID", help="Record id")] = "",
     ) -> int:
         """Start FLOW in a new session and print the frames that follow."""
@@ -235,7 +274,13 @@ def register(app: typer.Typer) -> None:
                 conn.send(json.dumps(msg))
                 frames = c.collect(conn, wait, stop=needs_user)
             c.save(sid, _last_seq(frames, 0), flow)
-            return {"session_id": sid, "flow": flow, "query": query, "completed": any(finished(f) for f in frames), "messages": [message(f) for f in frames]}
+            return {
+                "session_id": sid,
+                "flow": flow,
+                "query": query,
+                "completed": any(finished(f) for f in frames),
+                "messages": [message(f) for f in frames],
+            }
 
         return run(ctx, go)
 
@@ -243,30 +288,58 @@ def register(app: typer.Typer) -> None:
     def send(
         ctx: typer.Context,
         content: Annotated[str, typer.Argument(metavar="CONTENT", help="What to send (an answer)")],
-        type_: Annotated[str, typer.Option("--type", help="'response' sends a manager_response; other types are sent as {type, content}")] = "response",
-        session: Annotated[str | None, typer.Option("--session", metavar="ID", help="Session id (default: the last one)")] = None,
-        wait: Annotated[float, typer.Option("--wait", metavar="SECONDS", help="Seconds to wait for frames (stops early at a question or the end)")] = 5,
+        type_: Annotated[
+            str,
+            typer.Option(
+                "--type", help="'response' sends a manager_response; other types are sent as {type, content}"
+            ),
+        ] = "response",
+        session: Annotated[
+            str | None, typer.Option("--session", metavar="ID", help="Session id (default: the last one)")
+        ] = None,
+        wait: Annotated[
+            float,
+            typer.Option(
+                "--wait",
+                metavar="SECONDS",
+                help="Seconds to wait for frames (stops early at a question or the end)",
+            ),
+        ] = 5,
     ) -> int:
         """Send a message to a session and print the frames that follow."""
 
         def go(c: DebugClient) -> dict[str, Any]:
             sid, seen = c.session(session)
             c.existing(sid)
-            sent: dict[str, Any] = {"type": "manager_response" if type_ == "response" else type_, "content": content}
+            sent: dict[str, Any] = {
+                "type": "manager_response" if type_ == "response" else type_,
+                "content": content,
+            }
             with c.connect(f"/ws/{sid}?since={seen}") as conn:
                 conn.send(json.dumps(sent))
                 frames = c.collect(conn, wait, stop=needs_user)
             c.save(sid, _last_seq(frames, seen))
-            return {"session_id": sid, "message_sent": {"type": type_, "content": content}, "messages": [message(f) for f in frames]}
+            return {
+                "session_id": sid,
+                "message_sent": {"type": type_, "content": content},
+                "messages": [message(f) for f in frames],
+            }
 
         return run(ctx, go)
 
     @ws.command("wait")
     def wait_cmd(
         ctx: typer.Context,
-        session: Annotated[str | None, typer.Option("--session", metavar="ID", help="Session id (default: the last one)")] = None,
-        pattern: Annotated[str | None, typer.Option("--pattern", metavar="REGEX", help="Regular expression the content must match")] = None,
-        type_: Annotated[str | None, typer.Option("--type", help="Frame type, e.g. ui_message, chat_message")] = None,
+        session: Annotated[
+            str | None, typer.Option("--session", metavar="ID", help="Session id (default: the last one)")
+        ] = None,
+        pattern: Annotated[
+            str | None,
+            typer.Option("--pattern", metavar="REGEX", help="Regular expression the content must match"),
+        ] = None,
+        type_: Annotated[
+            str | None, typer.Option("--type", help="Frame type, e.g. ui_message, chat_message")
+        ] = None,
         wait: Annotated[float, typer.Option("--wait", metavar="SECONDS", help="Seconds to wait")] = 5,
     ) -> int:
         """Wait for new frames of a session (matching --type / --pattern); stops at the first match."""
@@ -277,7 +350,9 @@ def register(app: typer.Typer) -> None:
 
         def match(f: dict[str, Any]) -> bool:
             m = message(f)
-            return (type_ is None or m["type"] == type_) and (rx is None or bool(rx.search(m["content"] or "")))
+            return (type_ is None or m["type"] == type_) and (
+                rx is None or bool(rx.search(m["content"] or ""))
+            )
 
         def go(c: DebugClient) -> dict[str, Any]:
             sid, seen = c.session(session)
@@ -285,7 +360,11 @@ def register(app: typer.Typer) -> None:
             with c.connect(f"/ws/{sid}?since={seen}") as conn:
                 frames = c.collect(conn, wait, stop=match if (type_ or rx) else None)
             c.save(sid, _last_seq(frames, seen))
-            return {"session_id": sid, "filter": {"pattern": pattern, "message_type": type_}, "messages": [message(f) for f in frames if match(f)]}
+            return {
+                "session_id": sid,
+                "filter": {"pattern": pattern, "message_type": type_},
+                "messages": [message(f) for f in frames if match(f)],
+            }
 
         return run(ctx, go)
 
@@ -323,7 +402,12 @@ def register(app: typer.Typer) -> None:
     def logs(
         ctx: typer.Context,
         n: Annotated[int, typer.Option("-n", "--lines", metavar="N", min=1, help="Lines to show")] = 50,
-        file: Annotated[str | None, typer.Option("--file", metavar="FILE", help="Log file (default: $LLMFLOW_HOME/.llmflow/logs/llmflow.log)")] = None,
+        file: Annotated[
+            str | None,
+            typer.Option(
+                "--file", metavar="FILE", help="Log file (default: $LLMFLOW_HOME/.llmflow/logs/llmflow.log)"
+            ),
+        ] = None,
     ) -> int:
         """The server's newest log lines (same machine)."""
 
@@ -336,7 +420,9 @@ def register(app: typer.Typer) -> None:
             try:
                 lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
             except OSError as exc:
-                raise ClientError(f"cannot read the log {path}: {exc.strerror or exc}; give --file or set LLMFLOW_HOME") from None
+                raise ClientError(
+                    f"cannot read the log {path}: {exc.strerror or exc}; give --file or set LLMFLOW_HOME"
+                ) from None
             return {"log_file": str(path), "lines": lines[-n:]}
 
         return run(ctx, go)

@@ -50,7 +50,11 @@ def aggregate(
         raise AggregationError("no agent answered")
     by_order = sorted(responses, key=lambda r: r.order)
     if strategy == "all":
-        return {"output": {r.agent: r.output for r in by_order}, "strategy": "all", "responses": len(by_order)}
+        return {
+            "output": {r.agent: r.output for r in by_order},
+            "strategy": "all",
+            "responses": len(by_order),
+        }
     if strategy == "first":
         r = by_order[0]
         return {"output": r.output, "strategy": "first", "agent": r.agent}
@@ -79,6 +83,12 @@ def aggregate(
             raise AggregationError(f"no consensus: best agreement {agreement:.0%} is below {threshold:.0%}")
         if fallback == "first":
             r = by_order[0]
-            return {"output": r.output, "strategy": "consensus", "consensus": False, "fallback": "first", "agreement": round(agreement, 4)}
+            return {
+                "output": r.output,
+                "strategy": "consensus",
+                "consensus": False,
+                "fallback": "first",
+                "agreement": round(agreement, 4),
+            }
         return result | {"consensus": False, "fallback": "majority"}
     raise AggregationError(f"unknown aggregation {strategy!r}")

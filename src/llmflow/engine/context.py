@@ -13,11 +13,15 @@ def step_view(n: NodeState) -> dict[str, Any]:
     multi = len(units) > 1 or (units and units[0].key != "")
     outputs = [u.output for u in units] if multi else ([n.output] if n.status == StepStatus.COMPLETED else [])
     return {
-        "output": n.output if n.status in (StepStatus.COMPLETED, StepStatus.STALE, StepStatus.FAILED) else None,
+        "output": n.output
+        if n.status in (StepStatus.COMPLETED, StepStatus.STALE, StepStatus.FAILED)
+        else None,
         "outputs": outputs,
         "status": str(n.status),
         "error": n.error,
-        "units": [{"key": u.key, **u.vars, "output": u.output, "status": u.status} for u in units] if multi else [],
+        "units": [{"key": u.key, **u.vars, "output": u.output, "status": u.status} for u in units]
+        if multi
+        else [],
     }
 
 
@@ -47,7 +51,12 @@ def template_context(
     ctx: dict[str, Any] = {
         "inputs": st.inputs,
         "steps": steps_namespace(st, node_id),
-        "run": {"id": st.run_id, "flow": st.flow.name, "version": st.flow.version, **st.options.get("run_vars", {})},
+        "run": {
+            "id": st.run_id,
+            "flow": st.flow.name,
+            "version": st.flow.version,
+            **st.options.get("run_vars", {}),
+        },
         "parameters": st.flow.parameters,
         "item": unit_vars.get("item"),
         "matrix": unit_vars.get("matrix") or {},

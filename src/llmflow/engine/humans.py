@@ -38,19 +38,39 @@ class HumanDecisions:
             return
         if not st.flow.options.human_in_loop:
             answer = q.default if q.default is not None else ""
-            self.ev(E.HUMAN_INPUT_RECEIVED, f"human_in_loop is off; answering {q.prompt[:60]!r} with the default", q.node_id, q.unit, q.attempt, HumanInputReceived(request_id=rid, answer=answer, source="human_in_loop: false"))
+            self.ev(
+                E.HUMAN_INPUT_RECEIVED,
+                f"human_in_loop is off; answering {q.prompt[:60]!r} with the default",
+                q.node_id,
+                q.unit,
+                q.attempt,
+                HumanInputReceived(request_id=rid, answer=answer, source="human_in_loop: false"),
+            )
             self.commands.append(AnswerHuman(rid, answer))
             return
         old = st.human_requests.get(rid) if rid in st.open_requests else None
-        p = HumanInputRequested(request_id=rid, prompt=q.prompt, input=q.input, options=q.options, default=q.default)
+        p = HumanInputRequested(
+            request_id=rid, prompt=q.prompt, input=q.input, options=q.options, default=q.default
+        )
         if old is not None:  # asked again after a takeover: the same deadline
             timeout, at = old.get("timeout"), old.get("timeout_at")
         else:
-            timeout = q.timeout or st.options.get("human_timeout") or getattr(st.flow.options, "human_timeout", None)
+            timeout = (
+                q.timeout
+                or st.options.get("human_timeout")
+                or getattr(st.flow.options, "human_timeout", None)
+            )
             at = self.now + float(timeout) if timeout else None
         if at is not None:
             p = replace(p, timeout=float(timeout or 0), timeout_at=at)
-        self.ev(E.HUMAN_INPUT_REQUESTED, f"Waiting for human input: {q.prompt[:100]}", q.node_id, q.unit, q.attempt, p)
+        self.ev(
+            E.HUMAN_INPUT_REQUESTED,
+            f"Waiting for human input: {q.prompt[:100]}",
+            q.node_id,
+            q.unit,
+            q.attempt,
+            p,
+        )
         if at is not None:
             self.commands.append(StartTimer(f"human:{rid}", at))
         self.commands.append(AskHuman(rid, q.node_id, q.unit, q.prompt, q.input, q.options, q.default))
@@ -72,11 +92,19 @@ class HumanDecisions:
             elif rid in st.human_answers:
                 return  # answered already: the first answer wins
         node_id, unit = st.open_requests.get(rid, (None, ""))
-        p = HumanInputReceived(request_id=rid, answer=answer, source=source) if source else HumanInputReceived(request_id=rid, answer=answer)
+        p = (
+            HumanInputReceived(request_id=rid, answer=answer, source=source)
+            if source
+            else HumanInputReceived(request_id=rid, answer=answer)
+        )
         self.ev(E.HUMAN_INPUT_RECEIVED, message or f"Human input received: {str(answer)[:80]}", payload=p)
         self.commands.append(AnswerHuman(rid, answer))
         if st.status is RunStatus.WAITING and not st.open_requests:
-            self.ev(E.RUN_QUEUED, "Run re-queued: human input received", payload=RunQueued(reason="human input received"))
+            self.ev(
+                E.RUN_QUEUED,
+                "Run re-queued: human input received",
+                payload=RunQueued(reason="human input received"),
+            )
 
     def _maybe_park(self) -> None:
         """Park the run when every running unit waits for a person: record the waiting
@@ -94,11 +122,22 @@ class HumanDecisions:
             return
         for n, u, _ in asking:
             a = u.attempts[-1]
-            self.ev(E.ATTEMPT_INTERRUPTED, f"Attempt {a.n} of {_label(n, u.key)} parked: waiting for human input", n.id, u.key, a.n, AttemptInterrupted(error="parked: waiting for human input"))
+            self.ev(
+                E.ATTEMPT_INTERRUPTED,
+                f"Attempt {a.n} of {_label(n, u.key)} parked: waiting for human input",
+                n.id,
+                u.key,
+                a.n,
+                AttemptInterrupted(error="parked: waiting for human input"),
+            )
             self.commands.append(Cancel(n.id, u.key, "parked", silent=True))
         rids = [rid for _, _, rid in asking]
         wake = [t.at for t in durable_timers(st, self.now)]
-        self.ev(E.RUN_PARKED, f"Run parked: waiting for human input ({', '.join(rids)}); answer it to continue", payload=RunParked(requests=rids, wake_at=min(wake) if wake else None))
+        self.ev(
+            E.RUN_PARKED,
+            f"Run parked: waiting for human input ({', '.join(rids)}); answer it to continue",
+            payload=RunParked(requests=rids, wake_at=min(wake) if wake else None),
+        )
         self.commands.append(Stop("parked: waiting for human input"))
 
 

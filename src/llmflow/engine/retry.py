@@ -5,7 +5,9 @@ from __future__ import annotations
 from llmflow.model.spec import RetrySpec
 
 # failures a retry cannot fix, whatever the retry policy says
-NEVER_RETRY = frozenset({"workspace", "budget", "unavailable", "template", "validation", "human", "shell_disabled"})
+NEVER_RETRY = frozenset(
+    {"workspace", "budget", "unavailable", "template", "validation", "human", "shell_disabled"}
+)
 # `on: [transient]` (the default policy, model.spec.DEFAULT_RETRY): errors of these kinds that
 # say a retry can help. Providers raise them retryable for 429, 5xx, connection resets and
 # their own timeouts, non-retryable for 4xx and bad credentials; a step's own `timeout:`

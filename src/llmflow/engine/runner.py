@@ -67,7 +67,9 @@ class HumanTimeoutError(StepError):
 class EventWriter(Protocol):
     """Where a runner appends (group commit lives behind it, see llmflow.store.writer)."""
 
-    async def append(self, run_id: str, events: list[NewEvent], now: float, create: Any = None) -> list[Event]: ...
+    async def append(
+        self, run_id: str, events: list[NewEvent], now: float, create: Any = None
+    ) -> list[Event]: ...
     async def call(self, fn: Callable[..., Any], *args: Any) -> Any: ...
 
 
@@ -77,7 +79,9 @@ class DirectWriter:
     def __init__(self, store: EventLog) -> None:
         self.store = store
 
-    async def append(self, run_id: str, events: list[NewEvent], now: float, create: Any = None) -> list[Event]:
+    async def append(
+        self, run_id: str, events: list[NewEvent], now: float, create: Any = None
+    ) -> list[Event]:
         if create is not None:
             return self.store.create_run(create, events, now)  # type: ignore[attr-defined, no-any-return]
         return self.store.append(run_id, events, now)
@@ -155,7 +159,9 @@ _CONTROLS = {
     "resume": lambda p: ResumeRequested(dict(p)),
     "answer": lambda p: HumanAnswered(p.get("request_id"), p.get("answer")),
     # nobody can answer (the console's stdin is at end of file): the step fails, no answer recorded
-    "decline": lambda p: HumanDeclined(str(p.get("request_id") or ""), str(p.get("reason") or "no human answer"), p.get("hint")),
+    "decline": lambda p: HumanDeclined(
+        str(p.get("request_id") or ""), str(p.get("reason") or "no human answer"), p.get("hint")
+    ),
     "directive": lambda p: Emitted(NewEvent(E.DIRECTIVE, str(p.get("text", "")), payload=dict(p))),
 }
 
@@ -170,7 +176,8 @@ class Runner:
         executors: Mapping[str, StepExecutor],
         config: RunnerConfig,
         llm: LlmGateway | None = None,
-        run_child: Callable[[StepContext, str, dict[str, Any], list[str]], Awaitable[dict[str, Any]]] | None = None,
+        run_child: Callable[[StepContext, str, dict[str, Any], list[str]], Awaitable[dict[str, Any]]]
+        | None = None,
         subscribers: list[Callable[[Event], None]] | None = None,
         writer: EventWriter | None = None,
         create: tuple[Any, list[NewEvent]] | None = None,
@@ -248,7 +255,12 @@ class Runner:
         if self.lease_lost:
             log.warning("run %s: lease lost; stopping without finishing", st.run_id)
             return True
-        return st.status is RunStatus.PAUSED and not self.tasks and self.inbox.empty() and not self.cfg.linger_when_paused
+        return (
+            st.status is RunStatus.PAUSED
+            and not self.tasks
+            and self.inbox.empty()
+            and not self.cfg.linger_when_paused
+        )
 
     def _take(self, item: Any) -> None:
         if type(item) is tuple:
@@ -326,7 +338,9 @@ class Runner:
         if self.cfg.owner and now - self._last_beat >= self.cfg.lease_seconds / 3:
             self._last_beat = now
             try:
-                ok = await self.writer.call(self.log.heartbeat, self.st.run_id, self.cfg.owner, now, self.cfg.lease_seconds)
+                ok = await self.writer.call(
+                    self.log.heartbeat, self.st.run_id, self.cfg.owner, now, self.cfg.lease_seconds
+                )
             except Exception:  # noqa: BLE001
                 log.exception("lease heartbeat failed")
                 ok = True
@@ -340,7 +354,9 @@ class Runner:
             assert isinstance(c, Execute)
             ctx = self._context(c)  # now, between decisions: the task never reads the state
             cache_file = self._cache_file(c) if ctx.step.cache and self.cfg.cache_dir else None
-            task = asyncio.create_task(self._run_unit(ctx, cache_file), name=f"llmflow:{c.node_id}[{c.unit}]#{c.attempt}")
+            task = asyncio.create_task(
+                self._run_unit(ctx, cache_file), name=f"llmflow:{c.node_id}[{c.unit}]#{c.attempt}"
+            )
             key = (c.node_id, c.unit)
             self.tasks[key] = (task, c)
             task.add_done_callback(lambda tk, c=c: self._unit_done(c, tk))
@@ -383,9 +399,13 @@ class Runner:
             if cancel is not None and cancel.silent:
                 return
             if cancel is not None and cancel.fail_kind:
-                inp: Any = StepFailed(cmd.node_id, cmd.unit, cmd.attempt, cancel.reason, cancel.fail_kind, False)
+                inp: Any = StepFailed(
+                    cmd.node_id, cmd.unit, cmd.attempt, cancel.reason, cancel.fail_kind, False
+                )
             else:
-                inp = StepCanceled(cmd.node_id, cmd.unit, cmd.attempt, cancel.reason if cancel else "canceled")
+                inp = StepCanceled(
+                    cmd.node_id, cmd.unit, cmd.attempt, cancel.reason if cancel else "canceled"
+                )
         else:
             exc = task.exception()
             if exc is None:
@@ -394,7 +414,16 @@ class Runner:
                 if not isinstance(exc, LlmflowError):
                     log.warning("step %s raised", cmd.node_id, exc_info=exc)
                 p = error_payload(exc)
-                inp = StepFailed(cmd.node_id, cmd.unit, cmd.attempt, p["error"], p["kind"], p["retryable"], p.get("retry_after"), p.get("hint"))
+                inp = StepFailed(
+                    cmd.node_id,
+                    cmd.unit,
+                    cmd.attempt,
+                    p["error"],
+                    p["kind"],
+                    p["retryable"],
+                    p.get("retry_after"),
+                    p.get("hint"),
+                )
         self.inbox.put_nowait(inp)
 
     def _arm_timer(self) -> None:
@@ -468,16 +497,27 @@ class Runner:
         """Events recorded for this step and unit by its attempts since the step's last re-run
         that ended interrupted (their process stopped), in order."""
         unit = cmd.unit or None
-        mine = [e for e in self.log.events(self.st.run_id) if e.step_id == cmd.node_id and ((e.unit or None) == unit or (e.type == E.STEP_RERUN and e.unit is None))]
+        mine = [
+            e
+            for e in self.log.events(self.st.run_id)
+            if e.step_id == cmd.node_id
+            and ((e.unit or None) == unit or (e.type == E.STEP_RERUN and e.unit is None))
+        ]
         start = max((i for i, e in enumerate(mine) if e.type == E.STEP_RERUN), default=-1) + 1
         mine = mine[start:]
-        interrupted = {e.attempt for e in mine if e.type == E.ATTEMPT_INTERRUPTED and e.attempt is not None and e.attempt < cmd.attempt}
+        interrupted = {
+            e.attempt
+            for e in mine
+            if e.type == E.ATTEMPT_INTERRUPTED and e.attempt is not None and e.attempt < cmd.attempt
+        }
         return [e for e in mine if e.attempt in interrupted]
 
     async def _run_unit(self, ctx: StepContext, cache_file: Path | None) -> Any:
         if cache_file is not None and cache_file.exists():
             cached = json.loads(cache_file.read_text(encoding="utf-8"))["output"]
-            ctx.event(E.STEP_CACHE_HIT, f"Reusing the cached output of {ctx.node_id}", cache_key=cache_file.stem)
+            ctx.event(
+                E.STEP_CACHE_HIT, f"Reusing the cached output of {ctx.node_id}", cache_key=cache_file.stem
+            )
             return cached
         executor = self.executors.get(ctx.step.kind)
         if executor is None:
@@ -512,7 +552,20 @@ class Runner:
         rid = cmd.node_id + (f"[{cmd.unit}]" if cmd.unit else "") + (f":{q.key}" if q.key else "")
         fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self.human_waiters[rid] = fut
-        self.inbox.put_nowait(HumanAsked(cmd.node_id, cmd.unit, cmd.attempt, rid, q.prompt, q.input, q.options, q.default, q.timeout, self.cfg.park_after))
+        self.inbox.put_nowait(
+            HumanAsked(
+                cmd.node_id,
+                cmd.unit,
+                cmd.attempt,
+                rid,
+                q.prompt,
+                q.input,
+                q.options,
+                q.default,
+                q.timeout,
+                self.cfg.park_after,
+            )
+        )
         try:
             return await fut
         finally:
@@ -534,4 +587,3 @@ class Runner:
         for fut in self.human_waiters.values():
             if not fut.done():
                 fut.cancel()
-

@@ -91,7 +91,19 @@ from llmflow.errors import TemplateError
 from llmflow.model.expressions import evaluate
 from llmflow.model.spec import BroadcastStep, LoopStep, ParallelStep, RouteStep
 
-__all__ = ["Cancel", "Decision", "Execute", "StartTimer", "decide", "plan", "compute_units", "durable_timers", "unit_cap", "UnitCapError", "DEFAULT_MAX_UNITS"]
+__all__ = [
+    "Cancel",
+    "Decision",
+    "Execute",
+    "StartTimer",
+    "decide",
+    "plan",
+    "compute_units",
+    "durable_timers",
+    "unit_cap",
+    "UnitCapError",
+    "DEFAULT_MAX_UNITS",
+]
 
 
 def _jitter(run_id: str, node: str, unit: str, attempt: int) -> float:
@@ -116,8 +128,18 @@ class _Decider(HumanDecisions):
         apply(self.st, ev)
         self.events.append(ev)
 
-    def ev(self, type_: str, message: str, step_id: str | None = None, unit: str | None = None, attempt: int | None = None, payload: Any = None) -> None:
-        self.emit(NewEvent(type_, message, step_id, unit or None, attempt, payload if payload is not None else {}))
+    def ev(
+        self,
+        type_: str,
+        message: str,
+        step_id: str | None = None,
+        unit: str | None = None,
+        attempt: int | None = None,
+        payload: Any = None,
+    ) -> None:
+        self.emit(
+            NewEvent(type_, message, step_id, unit or None, attempt, payload if payload is not None else {})
+        )
 
     # == inputs ==========================================================================
     def take(self, inp: Input) -> None:
@@ -131,7 +153,14 @@ class _Decider(HumanDecisions):
         elif isinstance(inp, StepSucceeded):
             if self._live_attempt(inp.node_id, inp.unit, inp.attempt):
                 n = st.nodes[inp.node_id]
-                self.ev(E.ATTEMPT_COMPLETED, f"Attempt {inp.attempt} of {_label(n, inp.unit)} completed", n.id, inp.unit, inp.attempt, AttemptCompleted(output=inp.output))
+                self.ev(
+                    E.ATTEMPT_COMPLETED,
+                    f"Attempt {inp.attempt} of {_label(n, inp.unit)} completed",
+                    n.id,
+                    inp.unit,
+                    inp.attempt,
+                    AttemptCompleted(output=inp.output),
+                )
         elif isinstance(inp, StepFailed):
             if self._live_attempt(inp.node_id, inp.unit, inp.attempt):
                 n = st.nodes[inp.node_id]
@@ -139,11 +168,29 @@ class _Decider(HumanDecisions):
                 if inp.retry_after is not None or inp.hint:
                     from dataclasses import replace
 
-                    p = replace(p, **({"retry_after": inp.retry_after} if inp.retry_after is not None else {}), **({"hint": inp.hint} if inp.hint else {}))
-                self.ev(E.ATTEMPT_FAILED, f"Attempt {inp.attempt} of {_label(n, inp.unit)} failed: {inp.error}", n.id, inp.unit, inp.attempt, p)
+                    p = replace(
+                        p,
+                        **({"retry_after": inp.retry_after} if inp.retry_after is not None else {}),
+                        **({"hint": inp.hint} if inp.hint else {}),
+                    )
+                self.ev(
+                    E.ATTEMPT_FAILED,
+                    f"Attempt {inp.attempt} of {_label(n, inp.unit)} failed: {inp.error}",
+                    n.id,
+                    inp.unit,
+                    inp.attempt,
+                    p,
+                )
         elif isinstance(inp, StepCanceled):
             if self._live_attempt(inp.node_id, inp.unit, inp.attempt):
-                self.ev(E.ATTEMPT_CANCELED, f"Attempt {inp.attempt} of {inp.node_id} canceled: {inp.reason}", inp.node_id, inp.unit, inp.attempt, AttemptCanceled(error=inp.reason))
+                self.ev(
+                    E.ATTEMPT_CANCELED,
+                    f"Attempt {inp.attempt} of {inp.node_id} canceled: {inp.reason}",
+                    inp.node_id,
+                    inp.unit,
+                    inp.attempt,
+                    AttemptCanceled(error=inp.reason),
+                )
         elif isinstance(inp, Start):
             if st.started:
                 self._resume(inp.owner)
@@ -166,15 +213,23 @@ class _Decider(HumanDecisions):
                 p = RunPaused.from_dict(inp.payload)
                 if st.executing:
                     if st.status is RunStatus.RUNNING:
-                        self.ev(E.RUN_PAUSED, "Run paused: running steps finish, no new step starts", payload=p)
+                        self.ev(
+                            E.RUN_PAUSED, "Run paused: running steps finish, no new step starts", payload=p
+                        )
                 else:
-                    self.ev(E.RUN_PAUSED, "Run paused" + (" before it started" if st.status is RunStatus.QUEUED else ""), payload=p)
+                    self.ev(
+                        E.RUN_PAUSED,
+                        "Run paused" + (" before it started" if st.status is RunStatus.QUEUED else ""),
+                        payload=p,
+                    )
         elif isinstance(inp, ResumeRequested):
             if st.status is RunStatus.PAUSED:
                 if st.executing:
                     self.ev(E.RUN_RESUMED, "Run resumed", payload=RunResumed.from_dict(inp.payload))
                 else:
-                    self.ev(E.RUN_QUEUED, "Run re-queued after resume", payload=RunQueued.from_dict(inp.payload))
+                    self.ev(
+                        E.RUN_QUEUED, "Run re-queued after resume", payload=RunQueued.from_dict(inp.payload)
+                    )
         elif isinstance(inp, RerunRequested):
             self._rerun(inp)
         elif isinstance(inp, HumanAsked):
@@ -209,7 +264,11 @@ class _Decider(HumanDecisions):
         timeout = self._timeout()
         p = RunStarted(owner=owner, deadline=self.now + timeout) if timeout else RunStarted(owner=owner)
         self.ev(E.RUN_STARTED, "Run started", payload=p)
-        self.ev(E.WORKFLOW_STARTED, f"Starting {st.flow.name} v{st.flow.version}", payload=WorkflowStarted(flow=st.flow.name, version=st.flow.version))
+        self.ev(
+            E.WORKFLOW_STARTED,
+            f"Starting {st.flow.name} v{st.flow.version}",
+            payload=WorkflowStarted(flow=st.flow.name, version=st.flow.version),
+        )
         if st.deadline is not None:
             self.commands.append(StartTimer("run", st.deadline))
 
@@ -224,13 +283,29 @@ class _Decider(HumanDecisions):
                 if u.status is UnitStatus.RUNNING and u.attempts:
                     a = u.attempts[-1]
                     interrupted.append(f"{n.id}{'[' + u.key + ']' if u.key else ''}#{a.n}")
-                    self.ev(E.ATTEMPT_INTERRUPTED, f"Attempt {a.n} of {n.short_id} was interrupted; it will run again", n.id, u.key, a.n, AttemptInterrupted(error="the process running it stopped"))
+                    self.ev(
+                        E.ATTEMPT_INTERRUPTED,
+                        f"Attempt {a.n} of {n.short_id} was interrupted; it will run again",
+                        n.id,
+                        u.key,
+                        a.n,
+                        AttemptInterrupted(error="the process running it stopped"),
+                    )
         if st.rerun_requested and not interrupted:  # a re-run in place, not a recovery: say so
-            self.ev(E.RUN_RESUMED, f"Re-running step {st.rerun_requested}", payload=RunResumed.from_dict({"owner": owner, "rerun": st.rerun_requested}))
+            self.ev(
+                E.RUN_RESUMED,
+                f"Re-running step {st.rerun_requested}",
+                payload=RunResumed.from_dict({"owner": owner, "rerun": st.rerun_requested}),
+            )
         elif st.status in (RunStatus.PAUSED, RunStatus.QUEUED, RunStatus.WAITING):
             self.ev(E.RUN_RESUMED, "Run resumed", payload=RunResumed(owner=owner))
         else:
-            self.ev(E.RUN_RECOVERED, f"Run recovered by {owner}" + (f"; interrupted: {', '.join(interrupted)}" if interrupted else ""), payload=RunRecovered(owner=owner, interrupted=interrupted))
+            self.ev(
+                E.RUN_RECOVERED,
+                f"Run recovered by {owner}"
+                + (f"; interrupted: {', '.join(interrupted)}" if interrupted else ""),
+                payload=RunRecovered(owner=owner, interrupted=interrupted),
+            )
         self.commands.extend(durable_timers(st, self.now))
         st.check.update(st.nodes)
         st.touched.update(nid for nid, n in st.nodes.items() if n.status is StepStatus.RUNNING)
@@ -252,17 +327,31 @@ class _Decider(HumanDecisions):
             u = n.units.get(unit) if n is not None else None
             if n is not None and u is not None and u.attempts:
                 a = u.attempts[-1]
-                if a.n == int(num) and a.status is AttemptStatus.RUNNING and a.timeout_at is not None and self.now >= a.timeout_at:
+                if (
+                    a.n == int(num)
+                    and a.status is AttemptStatus.RUNNING
+                    and a.timeout_at is not None
+                    and self.now >= a.timeout_at
+                ):
                     t = self._attempt_timeout(n)
-                    self.commands.append(Cancel(n.id, unit, f"step timed out after {t:g}s", fail_kind="timeout"))
+                    self.commands.append(
+                        Cancel(n.id, unit, f"step timed out after {t:g}s", fail_kind="timeout")
+                    )
         elif kind == "human":
             req = st.human_requests.get(rest)
             at = req.get("timeout_at") if req else None
             if rest in st.open_requests and at is not None and self.now >= at:
                 if req.get("default") is not None:
-                    self._answered(rest, req["default"], "default", f"No answer within {req.get('timeout', 0):g}s; using the default")
+                    self._answered(
+                        rest,
+                        req["default"],
+                        "default",
+                        f"No answer within {req.get('timeout', 0):g}s; using the default",
+                    )
                 else:
-                    self.commands.append(AnswerHuman(rest, error=f"no human answer within {req.get('timeout', 0):g}s"))
+                    self.commands.append(
+                        AnswerHuman(rest, error=f"no human answer within {req.get('timeout', 0):g}s")
+                    )
         elif kind == "park":
             self._maybe_park()
         # "run": the deadline is in the state; settle() sees that it passed
@@ -283,10 +372,28 @@ class _Decider(HumanDecisions):
         st = self.st
         timeout = self._timeout()
         extra: dict[str, Any] = {"deadline": self.now + timeout} if timeout else {}
-        self.ev(E.STEP_RERUN, f"Re-run of {r.step_id}{'[' + r.unit + ']' if r.unit else ''} requested" + (" with downstream" if r.downstream else ""), r.step_id, r.unit, payload=StepRerun(unit=r.unit, downstream=r.downstream, **extra))
+        self.ev(
+            E.STEP_RERUN,
+            f"Re-run of {r.step_id}{'[' + r.unit + ']' if r.unit else ''} requested"
+            + (" with downstream" if r.downstream else ""),
+            r.step_id,
+            r.unit,
+            payload=StepRerun(unit=r.unit, downstream=r.downstream, **extra),
+        )
         for d in st.graph.downstream(r.step_id):
-            if st.nodes[d].status in (StepStatus.COMPLETED, StepStatus.FAILED, StepStatus.SKIPPED, StepStatus.STALE, StepStatus.CANCELED):
-                self.ev(E.STEP_STALE, f"Step {d} is stale: {r.step_id} is re-running", d, payload=StepStale(because=r.step_id, rerun=r.downstream))
+            if st.nodes[d].status in (
+                StepStatus.COMPLETED,
+                StepStatus.FAILED,
+                StepStatus.SKIPPED,
+                StepStatus.STALE,
+                StepStatus.CANCELED,
+            ):
+                self.ev(
+                    E.STEP_STALE,
+                    f"Step {d} is stale: {r.step_id} is re-running",
+                    d,
+                    payload=StepStale(because=r.step_id, rerun=r.downstream),
+                )
 
     # == settling: what follows from the state ===========================================
     def settle(self) -> None:
@@ -337,9 +444,15 @@ class _Decider(HumanDecisions):
             return f"cost budget exceeded: spent ${st.cost:.4f}, max_cost is ${st.max_cost:.4f}", "max_cost"
         if st.budget_blocked and not st.running_budgeted:
             if st.max_tokens and used + st.reserved >= st.max_tokens:
-                return f"token budget exhausted: used {used} of max_tokens {st.max_tokens}; the remaining units cannot start", "max_tokens"
+                return (
+                    f"token budget exhausted: used {used} of max_tokens {st.max_tokens}; the remaining units cannot start",
+                    "max_tokens",
+                )
             if st.max_cost is not None:
-                return f"cost budget exhausted: spent ${st.cost:.4f} of max_cost ${st.max_cost:.4f}; the remaining units cannot start", "max_cost"
+                return (
+                    f"cost budget exhausted: spent ${st.cost:.4f} of max_cost ${st.max_cost:.4f}; the remaining units cannot start",
+                    "max_cost",
+                )
         return None
 
     def _admit(self) -> tuple[bool, int, float]:
@@ -377,9 +490,17 @@ class _Decider(HumanDecisions):
     # -- the one wind-down path ------------------------------------------------------------
     def wind_down(self, why: str, message: str, budget: str | None) -> None:
         st = self.st
-        running = [(n, u) for n in st.nodes.values() if n.n_running for u in n.units.values() if u.status is UnitStatus.RUNNING]
+        running = [
+            (n, u)
+            for n in st.nodes.values()
+            if n.n_running
+            for u in n.units.values()
+            if u.status is UnitStatus.RUNNING
+        ]
         if running:
-            reason = {"canceled": "run canceled", "timeout": "run timed out"}.get(why, message if why == "budget" else message.split(":", 1)[0])
+            reason = {"canceled": "run canceled", "timeout": "run timed out"}.get(
+                why, message if why == "budget" else message.split(":", 1)[0]
+            )
             for n, u in running:
                 a = u.attempts[-1]
                 if st.executing:
@@ -388,7 +509,14 @@ class _Decider(HumanDecisions):
                         st.cancels_sent.add(key)
                         self.commands.append(Cancel(n.id, u.key, reason))
                 else:  # nobody executes it: record the end directly
-                    self.ev(E.ATTEMPT_CANCELED, "Attempt canceled", n.id, u.key, a.n, AttemptCanceled(error=reason))
+                    self.ev(
+                        E.ATTEMPT_CANCELED,
+                        "Attempt canceled",
+                        n.id,
+                        u.key,
+                        a.n,
+                        AttemptCanceled(error=reason),
+                    )
             if st.executing:
                 return  # finish once every running attempt has reported back
         on_budget = getattr(st.flow.options, "on_budget", "fail")
@@ -398,11 +526,30 @@ class _Decider(HumanDecisions):
                 continue
             pending = [k for k, u in n.units.items() if u.status is UnitStatus.PENDING]
             if why == "budget" and on_budget == "skip":
-                self.ev(E.STEP_SKIPPED, f"Step {n.short_id} skipped: {message}", n.id, payload=StepSkipped(reason=message, units=pending) if pending else StepSkipped(reason=message))
+                self.ev(
+                    E.STEP_SKIPPED,
+                    f"Step {n.short_id} skipped: {message}",
+                    n.id,
+                    payload=StepSkipped(reason=message, units=pending)
+                    if pending
+                    else StepSkipped(reason=message),
+                )
             elif why == "budget" and n.status is StepStatus.RUNNING:
-                self.ev(E.STEP_FAILED, f"Step {n.short_id} failed: {message}", n.id, payload=StepFailedP(error=message, units=pending) if pending else StepFailedP(error=message))
+                self.ev(
+                    E.STEP_FAILED,
+                    f"Step {n.short_id} failed: {message}",
+                    n.id,
+                    payload=StepFailedP(error=message, units=pending)
+                    if pending
+                    else StepFailedP(error=message),
+                )
             else:
-                self.ev(E.STEP_CANCELED, f"Step {n.short_id} canceled" + (": run timed out" if why == "timeout" else ""), n.id, payload=StepCanceledP(reason=step_reason))
+                self.ev(
+                    E.STEP_CANCELED,
+                    f"Step {n.short_id} canceled" + (": run timed out" if why == "timeout" else ""),
+                    n.id,
+                    payload=StepCanceledP(reason=step_reason),
+                )
         if why == "canceled":
             self.ev(E.RUN_CANCELED, "Run canceled", payload=RunCanceled())
             return
@@ -421,7 +568,11 @@ class _Decider(HumanDecisions):
         try:
             outputs = self._outputs()
         except TemplateError as exc:
-            self.ev(E.WORKFLOW_FAILED, f"Workflow failed: {exc.message}", payload=WorkflowFailed(error=exc.message))
+            self.ev(
+                E.WORKFLOW_FAILED,
+                f"Workflow failed: {exc.message}",
+                payload=WorkflowFailed(error=exc.message),
+            )
             self.ev(E.RUN_FAILED, f"Run failed: {exc.message}", payload=RunFailed(error=exc.message))
             return
         steps = done = 0
@@ -429,7 +580,11 @@ class _Decider(HumanDecisions):
             if n.scope is None:
                 steps += 1
                 done += n.status is StepStatus.COMPLETED
-        self.ev(E.WORKFLOW_COMPLETED, f"Workflow completed: {done} of {steps} steps completed", payload=WorkflowCompleted(steps=steps, completed=done))
+        self.ev(
+            E.WORKFLOW_COMPLETED,
+            f"Workflow completed: {done} of {steps} steps completed",
+            payload=WorkflowCompleted(steps=steps, completed=done),
+        )
         self.ev(E.RUN_COMPLETED, "Run completed", payload=RunCompleted(outputs=outputs))
 
     def _outputs(self) -> dict[str, Any]:
@@ -461,7 +616,14 @@ class _Decider(HumanDecisions):
                 continue
             delay = backoff_delay(retry, u.failures, _jitter(st.run_id, n.id, u.key, a.n), a.retry_after)
             at = self.now + delay
-            self.ev(E.STEP_RETRYING, f"Retrying {n.short_id} in {delay:.1f}s (attempt {a.n + 1} of {retry.attempts}): {a.error}", n.id, u.key, a.n, StepRetrying(delay=delay, error=a.error, at=at))
+            self.ev(
+                E.STEP_RETRYING,
+                f"Retrying {n.short_id} in {delay:.1f}s (attempt {a.n + 1} of {retry.attempts}): {a.error}",
+                n.id,
+                u.key,
+                a.n,
+                StepRetrying(delay=delay, error=a.error, at=at),
+            )
             if delay > 0:
                 self.commands.append(StartTimer(f"retry:{n.id}[{u.key}]", at))
 
@@ -482,7 +644,12 @@ class _Decider(HumanDecisions):
                 if r == "wait":
                     continue
                 if r.startswith("skip:"):
-                    self.ev(E.STEP_SKIPPED, f"Step {n.short_id} skipped: {r[5:]}", n.id, payload=StepSkipped(reason=r[5:]))
+                    self.ev(
+                        E.STEP_SKIPPED,
+                        f"Step {n.short_id} skipped: {r[5:]}",
+                        n.id,
+                        payload=StepSkipped(reason=r[5:]),
+                    )
                     continue
                 self._start_step(n)
 
@@ -497,7 +664,11 @@ class _Decider(HumanDecisions):
             if dn is None:
                 continue
             s = dn.status
-            if s is StepStatus.PENDING or s is StepStatus.RUNNING or (s is StepStatus.STALE and dn.rerun_pending):
+            if (
+                s is StepStatus.PENDING
+                or s is StepStatus.RUNNING
+                or (s is StepStatus.STALE and dn.rerun_pending)
+            ):
                 return "wait"
             if s is StepStatus.FAILED and dn.fails_run:
                 return "wait"
@@ -513,7 +684,12 @@ class _Decider(HumanDecisions):
 
     def _fail_step(self, n: NodeState, error: str, started: bool) -> None:
         if not started:
-            self.ev(E.STEP_STARTED, f"Step {n.short_id} started", n.id, payload=StepStarted(kind=n.spec.kind, units=[]))
+            self.ev(
+                E.STEP_STARTED,
+                f"Step {n.short_id} started",
+                n.id,
+                payload=StepStarted(kind=n.spec.kind, units=[]),
+            )
         self.ev(E.STEP_FAILED, f"Step {n.short_id} failed: {error}", n.id, payload=StepFailedP(error=error))
 
     def _start_step(self, n: NodeState) -> None:
@@ -526,13 +702,28 @@ class _Decider(HumanDecisions):
                 self._fail_step(n, f"condition failed to evaluate: {exc.message}", False)
                 return
             if not ok:
-                self.ev(E.STEP_SKIPPED, f"Step {n.short_id} skipped: condition {spec.when!r} is false", n.id, payload=StepSkipped(reason=f"condition {spec.when!r} is false"))
+                self.ev(
+                    E.STEP_SKIPPED,
+                    f"Step {n.short_id} skipped: condition {spec.when!r} is false",
+                    n.id,
+                    payload=StepSkipped(reason=f"condition {spec.when!r} is false"),
+                )
                 return
         desc = spec.description or spec.kind
         if isinstance(spec, ParallelStep):
-            self.ev(E.STEP_STARTED, f"Step {n.short_id} - {desc}", n.id, payload=StepStarted(kind=spec.kind, units=[]))
+            self.ev(
+                E.STEP_STARTED,
+                f"Step {n.short_id} - {desc}",
+                n.id,
+                payload=StepStarted(kind=spec.kind, units=[]),
+            )
             out = {c.id: st.nodes[c.id].output for c in spec.steps}
-            self.ev(E.STEP_COMPLETED, f"Step {n.short_id} completed (barrier of {len(out)})", n.id, payload=StepCompleted(output=out))
+            self.ev(
+                E.STEP_COMPLETED,
+                f"Step {n.short_id} completed (barrier of {len(out)})",
+                n.id,
+                payload=StepCompleted(output=out),
+            )
             return
         if isinstance(spec, RouteStep):
             try:
@@ -545,20 +736,45 @@ class _Decider(HumanDecisions):
             except TemplateError as exc:
                 self._fail_step(n, f"route condition failed: {exc.message}", False)
                 return
-            self.ev(E.STEP_STARTED, f"Step {n.short_id} - route", n.id, payload=StepStarted(kind=spec.kind, units=[]))
-            self.ev(E.STEP_COMPLETED, f"Route {n.short_id} -> {', '.join(selected) or '(nothing)'}", n.id, payload=StepCompleted(output={"selected": selected, "matched": matched}))
+            self.ev(
+                E.STEP_STARTED,
+                f"Step {n.short_id} - route",
+                n.id,
+                payload=StepStarted(kind=spec.kind, units=[]),
+            )
+            self.ev(
+                E.STEP_COMPLETED,
+                f"Route {n.short_id} -> {', '.join(selected) or '(nothing)'}",
+                n.id,
+                payload=StepCompleted(output={"selected": selected, "matched": matched}),
+            )
             return
         if isinstance(spec, LoopStep):
-            self.ev(E.STEP_STARTED, f"Step {n.short_id} - loop (iteration 1)", n.id, payload=StepStarted(kind=spec.kind, units=[], iteration=1))
+            self.ev(
+                E.STEP_STARTED,
+                f"Step {n.short_id} - loop (iteration 1)",
+                n.id,
+                payload=StepStarted(kind=spec.kind, units=[], iteration=1),
+            )
             return
         try:
             units = compute_units(st, n)
         except TemplateError as exc:
             self._fail_step(n, exc.message, False)
             return
-        self.ev(E.STEP_STARTED, f"Step {n.short_id} - {desc}", n.id, payload=StepStarted(kind=spec.kind, units=units))
+        self.ev(
+            E.STEP_STARTED,
+            f"Step {n.short_id} - {desc}",
+            n.id,
+            payload=StepStarted(kind=spec.kind, units=units),
+        )
         if not units:
-            self.ev(E.STEP_COMPLETED, f"Step {n.short_id} completed (no items)", n.id, payload=StepCompleted(output=[]))
+            self.ev(
+                E.STEP_COMPLETED,
+                f"Step {n.short_id} completed (no items)",
+                n.id,
+                payload=StepCompleted(output=[]),
+            )
 
     # -- progress of running steps ---------------------------------------------------------
     def _capacity(self) -> int:
@@ -642,7 +858,9 @@ class _Decider(HumanDecisions):
         p = AttemptStarted(**kw)
         if reserve_cost:
             p = AttemptStarted(**kw, extra={"reserve_cost": reserve_cost})
-        self.ev(E.ATTEMPT_STARTED, f"Attempt {attempt} of {_label(n, u.key)} started", n.id, u.key, attempt, p)
+        self.ev(
+            E.ATTEMPT_STARTED, f"Attempt {attempt} of {_label(n, u.key)} started", n.id, u.key, attempt, p
+        )
         if timeout:
             self.commands.append(StartTimer(f"attempt:{n.id}[{u.key}]#{attempt}", self.now + timeout))
         self.commands.append(Execute(n.id, u.key, attempt, u.vars))
@@ -658,25 +876,63 @@ class _Decider(HumanDecisions):
                 if u.status is UnitStatus.RUNNING:
                     self.commands.append(Cancel(n.id, u.key, "another agent answered first"))
             winner = min((u for u in units if u.status is UnitStatus.COMPLETED), key=lambda u: u.order or 0)
-            self.ev(E.STEP_COMPLETED, f"Step {n.short_id} completed (first answer from {winner.vars.get('agent')})", n.id, payload=StepCompleted(output=winner.output, aggregate={"strategy": "first", "agent": winner.vars.get("agent")}))
+            self.ev(
+                E.STEP_COMPLETED,
+                f"Step {n.short_id} completed (first answer from {winner.vars.get('agent')})",
+                n.id,
+                payload=StepCompleted(
+                    output=winner.output, aggregate={"strategy": "first", "agent": winner.vars.get("agent")}
+                ),
+            )
             return
         if n.n_final < len(n.units) or (not n.units and n.pending):
             return
         units = list(n.units.values())
-        failed = [u for u in units if u.status in (UnitStatus.FAILED, UnitStatus.CANCELED, UnitStatus.SKIPPED)]
+        failed = [
+            u for u in units if u.status in (UnitStatus.FAILED, UnitStatus.CANCELED, UnitStatus.SKIPPED)
+        ]
         if isinstance(spec, BroadcastStep):
-            responses = [Response(u.vars.get("agent", u.key), u.output, u.order or 0) for u in units if u.status is UnitStatus.COMPLETED]
+            responses = [
+                Response(u.vars.get("agent", u.key), u.output, u.order or 0)
+                for u in units
+                if u.status is UnitStatus.COMPLETED
+            ]
             if failed and spec.min_responses is None and spec.aggregate == "all":
                 f0 = failed[0]
-                self.ev(E.STEP_FAILED, f"Step {n.short_id} failed: agent {f0.key} failed: {f0.error}", n.id, payload=StepFailedP(error=f"agent {f0.key}: {f0.error}"))
+                self.ev(
+                    E.STEP_FAILED,
+                    f"Step {n.short_id} failed: agent {f0.key} failed: {f0.error}",
+                    n.id,
+                    payload=StepFailedP(error=f"agent {f0.key}: {f0.error}"),
+                )
                 return
             try:
-                weights = spec.weights or {a: st.flow.agents[a].weight for a in spec.agents if a in st.flow.agents}
-                agg = aggregate(spec.aggregate, responses, weights=weights, threshold=spec.consensus_threshold, fallback=spec.fallback, min_responses=spec.min_responses, total_agents=len(spec.agents))
+                weights = spec.weights or {
+                    a: st.flow.agents[a].weight for a in spec.agents if a in st.flow.agents
+                }
+                agg = aggregate(
+                    spec.aggregate,
+                    responses,
+                    weights=weights,
+                    threshold=spec.consensus_threshold,
+                    fallback=spec.fallback,
+                    min_responses=spec.min_responses,
+                    total_agents=len(spec.agents),
+                )
             except AggregationError as exc:
-                self.ev(E.STEP_FAILED, f"Step {n.short_id} failed: {exc}", n.id, payload=StepFailedP(error=str(exc)))
+                self.ev(
+                    E.STEP_FAILED,
+                    f"Step {n.short_id} failed: {exc}",
+                    n.id,
+                    payload=StepFailedP(error=str(exc)),
+                )
                 return
-            self.ev(E.STEP_COMPLETED, f"Step {n.short_id} completed ({spec.aggregate} of {len(responses)} answers)", n.id, payload=StepCompleted(output=agg["output"], aggregate=agg))
+            self.ev(
+                E.STEP_COMPLETED,
+                f"Step {n.short_id} completed ({spec.aggregate} of {len(responses)} answers)",
+                n.id,
+                payload=StepCompleted(output=agg["output"], aggregate=agg),
+            )
             return
         if not units:
             return
@@ -685,7 +941,12 @@ class _Decider(HumanDecisions):
         if failed:
             f0 = failed[0]
             err = f0.error or "failed"
-            self.ev(E.STEP_FAILED, f"Step {_label(n, f0.key) if multi else n.short_id} failed: {err}", n.id, payload=StepFailedP(error=err, output=output if multi else None))
+            self.ev(
+                E.STEP_FAILED,
+                f"Step {_label(n, f0.key) if multi else n.short_id} failed: {err}",
+                n.id,
+                payload=StepFailedP(error=err, output=output if multi else None),
+            )
             return
         self.ev(E.STEP_COMPLETED, f"Step {n.short_id} completed", n.id, payload=StepCompleted(output=output))
 
@@ -701,19 +962,39 @@ class _Decider(HumanDecisions):
             return
         bad = next((x for x in nodes if x.status is StepStatus.FAILED), None)
         if bad is not None and bad.fails_run:
-            self.ev(E.STEP_FAILED, f"Loop {n.short_id} failed in iteration {n.iteration}: {bad.error}", n.id, payload=StepFailedP(error=f"{bad.short_id}: {bad.error}"))
+            self.ev(
+                E.STEP_FAILED,
+                f"Loop {n.short_id} failed in iteration {n.iteration}: {bad.error}",
+                n.id,
+                payload=StepFailedP(error=f"{bad.short_id}: {bad.error}"),
+            )
             return
         last = nodes[-1]
         try:
             done = bool(evaluate(spec.until, template_context(st, last.id)))
         except TemplateError as exc:
-            self.ev(E.STEP_FAILED, f"Loop {n.short_id}: until failed: {exc.message}", n.id, payload=StepFailedP(error=exc.message))
+            self.ev(
+                E.STEP_FAILED,
+                f"Loop {n.short_id}: until failed: {exc.message}",
+                n.id,
+                payload=StepFailedP(error=exc.message),
+            )
             return
         if done or n.iteration >= spec.max_iterations:
             why = "condition met" if done else f"max_iterations {spec.max_iterations} reached"
-            self.ev(E.STEP_COMPLETED, f"Loop {n.short_id} completed after {n.iteration} iteration(s): {why}", n.id, payload=StepCompleted(output=last.output, iterations=n.iteration, until_met=done))
+            self.ev(
+                E.STEP_COMPLETED,
+                f"Loop {n.short_id} completed after {n.iteration} iteration(s): {why}",
+                n.id,
+                payload=StepCompleted(output=last.output, iterations=n.iteration, until_met=done),
+            )
             return
-        self.ev(E.LOOP_ITERATION, f"Loop {n.short_id}: iteration {n.iteration + 1}", n.id, payload=LoopIteration(iteration=n.iteration + 1))
+        self.ev(
+            E.LOOP_ITERATION,
+            f"Loop {n.short_id}: iteration {n.iteration + 1}",
+            n.id,
+            payload=LoopIteration(iteration=n.iteration + 1),
+        )
 
 
 def decide(st: RunState, inp: Input | NewEvent, now: float) -> Decision:

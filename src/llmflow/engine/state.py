@@ -109,7 +109,11 @@ class NodeState:
     @property
     def unfinished(self) -> bool:
         s = self.status
-        return s is StepStatus.PENDING or s is StepStatus.RUNNING or (s is StepStatus.STALE and self.rerun_pending)
+        return (
+            s is StepStatus.PENDING
+            or s is StepStatus.RUNNING
+            or (s is StepStatus.STALE and self.rerun_pending)
+        )
 
 
 @dataclass
@@ -218,7 +222,14 @@ def _fails_run(flow: Flow, spec: StepSpec) -> bool:
     return True
 
 
-def _new_node(st: RunState, nid: str, spec: StepSpec, needs: tuple[str, ...], group: str | None, scope: str | None = None) -> NodeState:
+def _new_node(
+    st: RunState,
+    nid: str,
+    spec: StepSpec,
+    needs: tuple[str, ...],
+    group: str | None,
+    scope: str | None = None,
+) -> NodeState:
     n = NodeState(nid, spec, needs, group, scope, index=len(st.nodes))
     n.fails_run = _fails_run(st.flow, spec)
     n.budgeted = spec.kind in BUDGETED_KINDS
@@ -227,7 +238,13 @@ def _new_node(st: RunState, nid: str, spec: StepSpec, needs: tuple[str, ...], gr
     return n
 
 
-def new_state(run_id: str, flow: Flow, inputs: dict[str, Any], options: dict[str, Any] | None = None, plan: FlowPlan | None = None) -> RunState:
+def new_state(
+    run_id: str,
+    flow: Flow,
+    inputs: dict[str, Any],
+    options: dict[str, Any] | None = None,
+    plan: FlowPlan | None = None,
+) -> RunState:
     plan = plan if plan is not None and plan.flow is flow else plan_flow(flow)
     g = plan.graph
     st = RunState(run_id=run_id, flow=flow, graph=g, inputs=dict(inputs), options=dict(options or {}))
@@ -380,7 +397,9 @@ def _reset_units(st: RunState, n: NodeState, units: list[dict[str, Any]] | None)
         st.fillable.add(n.id)
 
 
-def _attempt(n: NodeState | None, unit: str | None, attempt: int | None) -> tuple[UnitState | None, AttemptState | None]:
+def _attempt(
+    n: NodeState | None, unit: str | None, attempt: int | None
+) -> tuple[UnitState | None, AttemptState | None]:
     u = n.units.get(unit or "") if n is not None else None
     if u is None or not u.attempts:
         return u, None

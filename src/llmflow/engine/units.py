@@ -17,6 +17,7 @@ DEFAULT_MAX_UNITS = 10_000
 """Units one step may have (for_each items x matrix variants x agents) unless the
 ``max_units`` setting or flow option says otherwise."""
 
+
 class UnitCapError(TemplateError):
     pass
 
@@ -62,13 +63,21 @@ def compute_units(st: RunState, n: NodeState) -> list[dict[str, Any]]:
     cap = unit_cap(st)
     if count > cap:
         what = " x ".join(
-            w for w in (f"{len(seq)} for_each items" if seq is not None else "", f"{math.prod(len(a[1]) for a in axes)} matrix variants" if axes else "", f"{len(agents)} agents" if agents else "") if w
+            w
+            for w in (
+                f"{len(seq)} for_each items" if seq is not None else "",
+                f"{math.prod(len(a[1]) for a in axes)} matrix variants" if axes else "",
+                f"{len(agents)} agents" if agents else "",
+            )
+            if w
         )
         raise UnitCapError(
             f"step '{n.short_id}' would run {count} units ({what}), more than the cap of {cap} units per step; "
             f"split the work, or raise the cap with options.max_units (at most the LLMFLOW_MAX_UNITS setting)"
         )
-    items: list[tuple[str, dict[str, Any]]] = [("", {})] if seq is None else [(str(i), {"item": v, "index": i}) for i, v in enumerate(seq)]
+    items: list[tuple[str, dict[str, Any]]] = (
+        [("", {})] if seq is None else [(str(i), {"item": v, "index": i}) for i, v in enumerate(seq)]
+    )
     variants: list[tuple[str, dict[str, Any]]] = [("", {})]
     if axes:
         variants = []

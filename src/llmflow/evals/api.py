@@ -51,7 +51,10 @@ def parse_variants(items: list[str] | dict[str, Any] | None) -> dict[str, list[A
     for it in items or []:
         k, sep, v = it.partition("=")
         if not sep or not k.strip() or not v.strip():
-            raise EvalError(f"--variants {it!r}: expected KEY=VALUE1,VALUE2", hint="for example --variants model=fake:a,fake:b")
+            raise EvalError(
+                f"--variants {it!r}: expected KEY=VALUE1,VALUE2",
+                hint="for example --variants model=fake:a,fake:b",
+            )
         import yaml
 
         values = [yaml.safe_load(x) if x.strip() else x for x in v.split(",")]
@@ -128,20 +131,31 @@ def _runtime(runtime: Runtime | None, home: str | Path | None) -> tuple[Runtime,
     return build_runtime(home=Path(home) if home else None), True
 
 
-async def evaluate_async(target: Any = None, *, runtime: Runtime | None = None, home: str | Path | None = None, **options: Any) -> Evaluation:
+async def evaluate_async(
+    target: Any = None, *, runtime: Runtime | None = None, home: str | Path | None = None, **options: Any
+) -> Evaluation:
     rt, owns = _runtime(runtime, home)
     try:
         t = target_request(target, **options)
         plan = await asyncio.to_thread(plan_eval, rt, t.request)
         outcome: EvalOutcome = await run_eval(rt, plan)
         view = evaluation_view(rt.store, outcome.eval_id) or {}
-        return Evaluation(outcome.eval_id, outcome.status, view["summary"], view["results"], view, outcome.gate(t.request.min_pass_rate or plan.record.spec.get("min_pass_rate")))
+        return Evaluation(
+            outcome.eval_id,
+            outcome.status,
+            view["summary"],
+            view["results"],
+            view,
+            outcome.gate(t.request.min_pass_rate or plan.record.spec.get("min_pass_rate")),
+        )
     finally:
         if owns:
             rt.close()
 
 
-def evaluate(target: Any = None, *, runtime: Runtime | None = None, home: str | Path | None = None, **options: Any) -> Evaluation:
+def evaluate(
+    target: Any = None, *, runtime: Runtime | None = None, home: str | Path | None = None, **options: Any
+) -> Evaluation:
     """Evaluate a flow over a dataset and score every record (see docs/evals.md)::
 
         ev = llmflow.evaluate("flow.yaml", data="cases.jsonl", metrics=["exact", "contains=ok"])

@@ -23,9 +23,20 @@ from llmflow.evals.metrics import (
 from llmflow.evals.registry import _REF, MetricInfo
 from llmflow.model.registry import registry
 
-TYPES: dict[str, type[Metric]] = {c.TYPE: c for c in (Exact, Contains, Regex, JsonSchema, FieldEquals, Numeric, Similarity, Judge, Python, Bdd)}
-ALIASES = {"equals": "exact", "answer_exact_match": "exact", "json": "json_schema", "schema": "json_schema", "fields": "field", "semantic": "similarity", "llm_judge": "judge", "function": "python"}
-
+TYPES: dict[str, type[Metric]] = {
+    c.TYPE: c
+    for c in (Exact, Contains, Regex, JsonSchema, FieldEquals, Numeric, Similarity, Judge, Python, Bdd)
+}
+ALIASES = {
+    "equals": "exact",
+    "answer_exact_match": "exact",
+    "json": "json_schema",
+    "schema": "json_schema",
+    "fields": "field",
+    "semantic": "similarity",
+    "llm_judge": "judge",
+    "function": "python",
+}
 
 
 def parse_metric(raw: Any, declared: Mapping[str, Any] | None = None, *, allow_code: bool = True) -> Metric:
@@ -52,7 +63,9 @@ def parse_metric(raw: Any, declared: Mapping[str, Any] | None = None, *, allow_c
             if not sep:
                 raw = {"type": kind}
             elif cls.SHORTHAND is None:
-                raise EvalError(f"metric {kind!r} takes no argument ({text!r})", hint=f"write --metric {kind}")
+                raise EvalError(
+                    f"metric {kind!r} takes no argument ({text!r})", hint=f"write --metric {kind}"
+                )
             elif cls.SHORTHAND == "threshold":
                 raw = {"type": kind, "threshold": arg}
             else:
@@ -63,13 +76,25 @@ def parse_metric(raw: Any, declared: Mapping[str, Any] | None = None, *, allow_c
             known = sorted({*TYPES, *declared, *registry.metrics})
             from llmflow.model.diagnostics import did_you_mean
 
-            raise EvalError(f"unknown metric {text!r}", hint=did_you_mean(kind, known) or f"metrics: {', '.join(known)}; or module:function, or a mapping {{type: ..., ...}}")
+            raise EvalError(
+                f"unknown metric {text!r}",
+                hint=did_you_mean(kind, known)
+                or f"metrics: {', '.join(known)}; or module:function, or a mapping {{type: ..., ...}}",
+            )
     if callable(raw):
-        raw = {"type": "python", "function": raw, "name": getattr(raw, "__llmflow_metric__", MetricInfo(getattr(raw, "__name__", "metric"), 0.5)).name}
+        raw = {
+            "type": "python",
+            "function": raw,
+            "name": getattr(
+                raw, "__llmflow_metric__", MetricInfo(getattr(raw, "__name__", "metric"), 0.5)
+            ).name,
+        }
     if isinstance(raw, Metric):
         return raw
     if not isinstance(raw, Mapping):
-        raise EvalError(f"a metric is a name, TYPE=ARG, module:function or a mapping, not {type(raw).__name__}")
+        raise EvalError(
+            f"a metric is a name, TYPE=ARG, module:function or a mapping, not {type(raw).__name__}"
+        )
     d = dict(raw)
     given = str(d.pop("type", "") or "")
     kind = ALIASES.get(given, given)
@@ -78,11 +103,25 @@ def parse_metric(raw: Any, declared: Mapping[str, Any] | None = None, *, allow_c
     if kind not in TYPES:
         from llmflow.model.diagnostics import did_you_mean
 
-        raise EvalError(f"unknown metric type {kind!r}" if kind else f"metric {d.get('name', '?')!r} has no 'type'", hint=did_you_mean(kind, list(TYPES)) or f"types: {', '.join(TYPES)}")
-    if kind == "json_schema" and not allow_code and isinstance(d.get("schema"), str) and not d["schema"].lstrip().startswith("{"):
-        raise EvalError("a posted json_schema metric carries its schema inline (a mapping or JSON text), never a file path", hint="send the schema itself")
+        raise EvalError(
+            f"unknown metric type {kind!r}" if kind else f"metric {d.get('name', '?')!r} has no 'type'",
+            hint=did_you_mean(kind, list(TYPES)) or f"types: {', '.join(TYPES)}",
+        )
+    if (
+        kind == "json_schema"
+        and not allow_code
+        and isinstance(d.get("schema"), str)
+        and not d["schema"].lstrip().startswith("{")
+    ):
+        raise EvalError(
+            "a posted json_schema metric carries its schema inline (a mapping or JSON text), never a file path",
+            hint="send the schema itself",
+        )
     if kind == "python" and not allow_code:
-        raise EvalError("python metrics run code, which this server does not allow for posted evaluations", hint="use a built-in metric, or start the server with --allow-shell")
+        raise EvalError(
+            "python metrics run code, which this server does not allow for posted evaluations",
+            hint="use a built-in metric, or start the server with --allow-shell",
+        )
     cls = TYPES[kind]
     name = str(d.pop("name", "") or _default_name(kind, d))
     threshold = d.pop("threshold", None)
@@ -90,7 +129,9 @@ def parse_metric(raw: Any, declared: Mapping[str, Any] | None = None, *, allow_c
         try:
             threshold = float(threshold)
         except (TypeError, ValueError):
-            raise EvalError(f"metric {name!r}: threshold must be a number in [0, 1], not {threshold!r}") from None
+            raise EvalError(
+                f"metric {name!r}: threshold must be a number in [0, 1], not {threshold!r}"
+            ) from None
     output = d.pop("output", None)
     return cls(name, threshold, output, **d)
 
@@ -103,7 +144,9 @@ def _default_name(kind: str, d: Mapping[str, Any]) -> str:
     return kind
 
 
-def parse_metrics(raws: list[Any], declared: Mapping[str, Any] | None = None, *, allow_code: bool = True) -> list[Metric]:
+def parse_metrics(
+    raws: list[Any], declared: Mapping[str, Any] | None = None, *, allow_code: bool = True
+) -> list[Metric]:
     """Several metrics; names are made unique (``contains``, ``contains#2``)."""
     out: list[Metric] = []
     seen: dict[str, int] = {}

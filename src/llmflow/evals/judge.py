@@ -47,9 +47,24 @@ def judge_flow(params: dict[str, Any] | None = None) -> LoadedFlow:
         {
             "name": "judge",
             "description": "LLM-as-judge: grades an output against a rubric (llmflow eval)",
-            "inputs": {k: {"type": "string", "default": ""} for k in ("rubric", "input", "output", "expected")},
-            "steps": [{"id": "grade", "kind": "llm", "system": SYSTEM, "prompt": PROMPT, "output": SCHEMA, "params": dict(params or {}), "stream": False}],
-            "outputs": {"score": "{{ steps.grade.output.score }}", "reason": "{{ steps.grade.output.reason }}"},
+            "inputs": {
+                k: {"type": "string", "default": ""} for k in ("rubric", "input", "output", "expected")
+            },
+            "steps": [
+                {
+                    "id": "grade",
+                    "kind": "llm",
+                    "system": SYSTEM,
+                    "prompt": PROMPT,
+                    "output": SCHEMA,
+                    "params": dict(params or {}),
+                    "stream": False,
+                }
+            ],
+            "outputs": {
+                "score": "{{ steps.grade.output.score }}",
+                "reason": "{{ steps.grade.output.reason }}",
+            },
         }
     )
     return LoadedFlow(flow, None, "<judge>")
@@ -75,9 +90,19 @@ async def judge(metric: Metric, sample: Sample, ctx: ScoringContext) -> tuple[fl
             models={"*": model} if model else {},
             run_id=run_id,
             run_type="judge",
-            metadata={"eval_id": ctx.eval_id, "judged_run": sample.run_id, "metric": metric.name, "record_id": sample.record_id},
+            metadata={
+                "eval_id": ctx.eval_id,
+                "judged_run": sample.run_id,
+                "metric": metric.name,
+                "record_id": sample.record_id,
+            },
         )
-        values = {"rubric": metric.options["rubric"], "input": shown_input, "output": as_text(metric.select(sample)), "expected": as_text(sample.expected)}
+        values = {
+            "rubric": metric.options["rubric"],
+            "input": shown_input,
+            "output": as_text(metric.select(sample)),
+            "expected": as_text(sample.expected),
+        }
         rec = rt.create_run(judge_flow(metric.options.get("params")), values, opts, coerce_strings=False)
     if rec.status not in ("COMPLETED", "FAILED", "CANCELED"):
         await rt.execute(run_id)

@@ -121,11 +121,16 @@ class Metric:
     DEFAULT_THRESHOLD: ClassVar[float] = 1.0
     NEEDS_EXPECTED: ClassVar[bool] = False
 
-    def __init__(self, name: str, threshold: float | None = None, output: str | None = None, **options: Any) -> None:
+    def __init__(
+        self, name: str, threshold: float | None = None, output: str | None = None, **options: Any
+    ) -> None:
         unknown = sorted(set(options) - set(self.OPTIONS))
         if unknown:
             known = ", ".join(("name", "type", "threshold", "output", *self.OPTIONS))
-            raise EvalError(f"metric {name!r} ({self.TYPE}): unknown option(s) {', '.join(unknown)}", hint=f"{self.TYPE} takes: {known}")
+            raise EvalError(
+                f"metric {name!r} ({self.TYPE}): unknown option(s) {', '.join(unknown)}",
+                hint=f"{self.TYPE} takes: {known}",
+            )
         self.name = name
         self.threshold = self.DEFAULT_THRESHOLD if threshold is None else float(threshold)
         if not 0.0 <= self.threshold <= 1.0:
@@ -159,7 +164,11 @@ class Metric:
 
     async def score(self, sample: Sample, ctx: ScoringContext) -> MetricResult:
         if self.NEEDS_EXPECTED and sample.expected is None and self.TYPE != "contains":
-            return MetricResult(0.0, False, f"no expected value for record {sample.record_id!r}: {self.TYPE} compares the output with it")
+            return MetricResult(
+                0.0,
+                False,
+                f"no expected value for record {sample.record_id!r}: {self.TYPE} compares the output with it",
+            )
         try:
             score, reason, details = await self.measure(sample, ctx)
         except EvalError as exc:
@@ -193,7 +202,15 @@ class Exact(Metric):
         if not isinstance(exp, dict | list):
             out, exp = as_text(out), as_text(exp)
         ok = _norm(out, ic) == _norm(exp, ic)
-        return (1.0 if ok else 0.0), ("output equals the expected value" if ok else f"output {short(out)} differs from expected {short(exp)}"), {}
+        return (
+            (1.0 if ok else 0.0),
+            (
+                "output equals the expected value"
+                if ok
+                else f"output {short(out)} differs from expected {short(exp)}"
+            ),
+            {},
+        )
 
 
 class Contains(Metric):
@@ -205,7 +222,9 @@ class Contains(Metric):
     async def measure(self, sample: Sample, ctx: ScoringContext) -> tuple[float, str, dict[str, Any]]:
         values = self.options.get("value", sample.expected)
         if values is None:
-            raise EvalError(f"no expected value for record {sample.record_id!r} and no 'value' for metric {self.name!r}")
+            raise EvalError(
+                f"no expected value for record {sample.record_id!r} and no 'value' for metric {self.name!r}"
+            )
         values = [as_text(v) for v in (values if isinstance(values, list) else [values])]
         ic = bool(self.options.get("ignore_case", False))
         text = as_text(self.select(sample))
@@ -214,9 +233,21 @@ class Contains(Metric):
         missing = [v for v in values if v not in found]
         if self.options.get("all", True) is False:  # any of them
             ok = bool(found)
-            return (1.0 if ok else 0.0), (f"output contains {short(found[0])}" if ok else f"output contains none of {', '.join(short(v) for v in values)}"), {}
+            return (
+                (1.0 if ok else 0.0),
+                (
+                    f"output contains {short(found[0])}"
+                    if ok
+                    else f"output contains none of {', '.join(short(v) for v in values)}"
+                ),
+                {},
+            )
         score = len(found) / len(values)
-        reason = "output contains " + ", ".join(short(v) for v in found) if not missing else "output lacks " + ", ".join(short(v) for v in missing)
+        reason = (
+            "output contains " + ", ".join(short(v) for v in found)
+            if not missing
+            else "output lacks " + ", ".join(short(v) for v in missing)
+        )
         return score, reason, {}
 
 
@@ -228,7 +259,10 @@ class Regex(Metric):
     def setup(self) -> None:
         pattern = self.options.get("pattern")
         if not isinstance(pattern, str) or not pattern:
-            raise EvalError(f"metric {self.name!r} (regex) needs a 'pattern'", hint="for example regex='^(positive|negative)$'")
+            raise EvalError(
+                f"metric {self.name!r} (regex) needs a 'pattern'",
+                hint="for example regex='^(positive|negative)$'",
+            )
         try:
             self._re = re.compile(pattern, re.I if self.options.get("ignore_case") else 0)
         except re.error as exc:
@@ -237,7 +271,15 @@ class Regex(Metric):
     async def measure(self, sample: Sample, ctx: ScoringContext) -> tuple[float, str, dict[str, Any]]:
         text = as_text(self.select(sample))
         m = self._re.search(text)
-        return (1.0 if m else 0.0), (f"output matches /{self._re.pattern}/ at {short(m.group(0))}" if m else f"output {short(text)} does not match /{self._re.pattern}/"), {}
+        return (
+            (1.0 if m else 0.0),
+            (
+                f"output matches /{self._re.pattern}/ at {short(m.group(0))}"
+                if m
+                else f"output {short(text)} does not match /{self._re.pattern}/"
+            ),
+            {},
+        )
 
 
 class JsonSchema(Metric):
@@ -252,11 +294,19 @@ class JsonSchema(Metric):
         if isinstance(schema, str):
             p = Path(schema)
             try:
-                schema = json.loads(p.read_text(encoding="utf-8")) if p.suffix == ".json" and p.exists() else json.loads(schema)
+                schema = (
+                    json.loads(p.read_text(encoding="utf-8"))
+                    if p.suffix == ".json" and p.exists()
+                    else json.loads(schema)
+                )
             except (OSError, ValueError) as exc:
-                raise EvalError(f"metric {self.name!r}: 'schema' is neither a JSON schema nor a readable .json file: {exc}") from None
+                raise EvalError(
+                    f"metric {self.name!r}: 'schema' is neither a JSON schema nor a readable .json file: {exc}"
+                ) from None
         if not isinstance(schema, dict):
-            raise EvalError(f"metric {self.name!r} (json_schema) needs a 'schema' (a mapping, JSON text or a .json file)")
+            raise EvalError(
+                f"metric {self.name!r} (json_schema) needs a 'schema' (a mapping, JSON text or a .json file)"
+            )
         try:
             jsonschema.Draft202012Validator.check_schema(schema)
         except jsonschema.SchemaError as exc:
@@ -310,7 +360,9 @@ class FieldEquals(Metric):
         for f in self._fields:
             want = get_path(exp, f) if isinstance(exp, dict) else exp
             got = get_path(out, f)
-            same = _norm(got, ic) == _norm(want, ic) or (not isinstance(want, dict | list) and _norm(as_text(got), ic) == _norm(as_text(want), ic))
+            same = _norm(got, ic) == _norm(want, ic) or (
+                not isinstance(want, dict | list) and _norm(as_text(got), ic) == _norm(as_text(want), ic)
+            )
             if not same:
                 bad.append(f"{f}: {short(got, 30)} != {short(want, 30)}")
         score = (len(self._fields) - len(bad)) / len(self._fields)
@@ -367,7 +419,11 @@ class Numeric(Metric):
         tol = max(self.options.get("tolerance") or 0.0, (self.options.get("relative") or 0.0) * abs(want))
         diff = abs(got - want)
         ok = diff <= tol + 1e-12
-        return (1.0 if ok else 0.0), f"{got:g} vs {want:g}: off by {diff:g} ({'within' if ok else 'beyond'} tolerance {tol:g})", {"difference": diff}
+        return (
+            (1.0 if ok else 0.0),
+            f"{got:g} vs {want:g}: off by {diff:g} ({'within' if ok else 'beyond'} tolerance {tol:g})",
+            {"difference": diff},
+        )
 
 
 def cosine(a: list[float], b: list[float]) -> float:
@@ -388,7 +444,11 @@ class Similarity(Metric):
         a, b = as_text(self.select(sample)), as_text(sample.expected)
         va, vb = await asyncio.to_thread(embed, [a, b], self.options.get("model"))
         sim = cosine(va, vb)
-        return sim, f"cosine similarity {sim:.3f} to the expected text (threshold {self.threshold:g})", {"similarity": round(sim, 6)}
+        return (
+            sim,
+            f"cosine similarity {sim:.3f} to the expected text (threshold {self.threshold:g})",
+            {"similarity": round(sim, 6)},
+        )
 
 
 def default_embed() -> Embed:
@@ -401,6 +461,7 @@ def default_embed() -> Embed:
             "the similarity metric needs llmflow.providers.embeddings, which this installation lacks",
             hint="upgrade llmflow, or use the judge or contains metrics",
         ) from None
+
     def embed_texts(texts: list[str], model: str | None = None) -> Any:
         return embed(texts, model=model)
 
@@ -415,10 +476,16 @@ class Judge(Metric):
 
     def setup(self) -> None:
         if not isinstance(self.options.get("rubric"), str) or not self.options["rubric"].strip():
-            raise EvalError(f"metric {self.name!r} (judge) needs a 'rubric': what a good output is", hint="for example judge='Is the answer polite and correct?'")
+            raise EvalError(
+                f"metric {self.name!r} (judge) needs a 'rubric': what a good output is",
+                hint="for example judge='Is the answer polite and correct?'",
+            )
         model = self.options.get("model")
         if model is not None and (not isinstance(model, str) or ":" not in model):
-            raise EvalError(f"metric {self.name!r}: judge model {model!r} is not provider:model", hint="for example model: fake:judge or local:gemma3-270m")
+            raise EvalError(
+                f"metric {self.name!r}: judge model {model!r} is not provider:model",
+                hint="for example model: fake:judge or local:gemma3-270m",
+            )
 
     async def measure(self, sample: Sample, ctx: ScoringContext) -> tuple[float, str, dict[str, Any]]:
         from llmflow.evals.judge import judge
@@ -432,7 +499,9 @@ class Python(Metric):
     OPTIONS = ("function", "args")
     DEFAULT_THRESHOLD = 0.5
 
-    def __init__(self, name: str, threshold: float | None = None, output: str | None = None, **options: Any) -> None:
+    def __init__(
+        self, name: str, threshold: float | None = None, output: str | None = None, **options: Any
+    ) -> None:
         fn = options.get("function")
         self._fn = fn if callable(fn) else resolve_metric_function(str(fn or ""))
         info = getattr(self._fn, "__llmflow_metric__", None)
@@ -450,7 +519,13 @@ class Python(Metric):
         fn = self.options.get("function")
         info = getattr(fn, "__llmflow_metric__", None)
         # stored so a resumed evaluation finds it again: by its registered name, else module:name
-        d["function"] = fn if isinstance(fn, str) else info.name if info else f"{getattr(fn, '__module__', '?')}:{getattr(fn, '__qualname__', '?')}"
+        d["function"] = (
+            fn
+            if isinstance(fn, str)
+            else info.name
+            if info
+            else f"{getattr(fn, '__module__', '?')}:{getattr(fn, '__qualname__', '?')}"
+        )
         return d
 
     async def measure(self, sample: Sample, ctx: ScoringContext) -> tuple[float, str, dict[str, Any]]:
@@ -485,12 +560,20 @@ class Python(Metric):
             s, why = value
             return (float(s) if not isinstance(s, bool) else float(s)), str(why), {}
         if isinstance(value, Mapping) and "score" in value:
-            return float(value["score"]), str(value.get("reason") or f"{name}: {float(value['score']):.3f}"), {k: v for k, v in value.items() if k not in ("score", "reason", "passed")}
-        raise EvalError(f"metric {name!r} returned {type(value).__name__}; return a bool, a number in [0, 1], (score, reason), a dict with 'score', or a MetricResult")
+            return (
+                float(value["score"]),
+                str(value.get("reason") or f"{name}: {float(value['score']):.3f}"),
+                {k: v for k, v in value.items() if k not in ("score", "reason", "passed")},
+            )
+        raise EvalError(
+            f"metric {name!r} returned {type(value).__name__}; return a bool, a number in [0, 1], (score, reason), a dict with 'score', or a MetricResult"
+        )
 
 
 # -- SuperOptiX's BDD scenario confidence -----------------------------------------------------
-_COMMON = frozenset("the and or but in on at to for of with by is are was were be been have has had do does did will would could should may might can this that these those".split())
+_COMMON = frozenset(
+    "the and or but in on at to for of with by is are was were be been have has had do does did will would could should may might can this that these those".split()
+)
 
 
 def _keywords(text: str) -> set[str]:
@@ -509,7 +592,11 @@ class Bdd(Metric):
         out, exp = self.select(sample), sample.expected
         if exp is None or exp == {} or exp == "":
             ok = bool(as_text(out).strip())
-            return (1.0 if ok else 0.0), ("a non-empty response" if ok else "Empty or no response generated"), {}
+            return (
+                (1.0 if ok else 0.0),
+                ("a non-empty response" if ok else "Empty or no response generated"),
+                {},
+            )
         if isinstance(exp, dict) and isinstance(out, str):
             try:
                 parsed = as_json(out)
@@ -517,10 +604,15 @@ class Bdd(Metric):
             except ValueError:
                 pass
         if isinstance(exp, dict) and isinstance(out, dict) and all(k in out for k in exp):
-            actual, expected = "\n".join(as_text(out[k]) for k in exp), "\n".join(as_text(v) for v in exp.values())
+            actual, expected = (
+                "\n".join(as_text(out[k]) for k in exp),
+                "\n".join(as_text(v) for v in exp.values()),
+            )
         else:
             actual = as_text(out)
-            expected = as_text(next(iter(exp.values()))) if isinstance(exp, dict) and len(exp) == 1 else as_text(exp)
+            expected = (
+                as_text(next(iter(exp.values()))) if isinstance(exp, dict) and len(exp) == 1 else as_text(exp)
+            )
         actual, expected = actual.strip(), expected.strip()
         if not actual:
             return 0.0, "Empty response generated", {}
@@ -535,7 +627,12 @@ class Bdd(Metric):
         bullets = 1.0 if any(c in actual for c in "•*-") == any(c in expected for c in "•*-") else 0.5
         structure = (min(lines_a, lines_e) / max(lines_a, lines_e) + bullets) / 2
         score = 0.5 * semantic + 0.2 * keyword + 0.2 * structure + 0.1 * length
-        breakdown = {"semantic_similarity": round(semantic, 4), "keyword_presence": round(keyword, 4), "structure_match": round(structure, 4), "output_length": round(length, 4)}
+        breakdown = {
+            "semantic_similarity": round(semantic, 4),
+            "keyword_presence": round(keyword, 4),
+            "structure_match": round(structure, 4),
+            "output_length": round(length, 4),
+        }
         if score >= self.threshold:
             reason = f"confidence {score:.2f}"
         elif semantic < 0.5:

@@ -53,7 +53,11 @@ def _raw(text: str) -> str:
     """Text that the step's template engine shows as is (demos may hold ``{{``)."""
     if not any(t in text for t in ("{{", "{%", "{#")):
         return text
-    return "{% raw %}" + text.replace("{% endraw %}", "{% endraw %}{{ '{% endraw %}' }}{% raw %}") + "{% endraw %}"
+    return (
+        "{% raw %}"
+        + text.replace("{% endraw %}", "{% endraw %}{{ '{% endraw %}' }}{% raw %}")
+        + "{% endraw %}"
+    )
 
 
 @dataclass
@@ -68,13 +72,20 @@ def step_target(flow: Flow, step_id: str) -> StepTarget:
     if step_id not in ids:
         from llmflow.model.diagnostics import did_you_mean
 
-        raise EvalError(f"flow {flow.name!r} has no step {step_id!r}", hint=did_you_mean(step_id, ids) or f"steps: {', '.join(ids)}")
+        raise EvalError(
+            f"flow {flow.name!r} has no step {step_id!r}",
+            hint=did_you_mean(step_id, ids) or f"steps: {', '.join(ids)}",
+        )
     step = flow.step(step_id)
     if not isinstance(step, LlmStep) or step.prompt is None:
-        raise EvalError(f"step {step_id!r} is a {step.kind} step; optimize works on an llm step with a prompt")
+        raise EvalError(
+            f"step {step_id!r} is a {step.kind} step; optimize works on an llm step with a prompt"
+        )
     texts = [step.prompt or "", step.system or "", *[m.content for m in step.messages or []]]
     if any(_STEPS_REF.search(t) for t in texts):
-        raise EvalError(f"step {step_id!r} uses the outputs of other steps (steps....); optimize a step whose prompt uses only inputs and parameters")
+        raise EvalError(
+            f"step {step_id!r} uses the outputs of other steps (steps....); optimize a step whose prompt uses only inputs and parameters"
+        )
     used = list(dict.fromkeys(m.group(1) for t in texts for m in _INPUT_REF.finditer(t)))
     fields_ = [f for f in used if f in flow.inputs] or list(flow.inputs)
     if not fields_:
@@ -86,7 +97,15 @@ def render_prompt(target: StepTarget, inputs: dict[str, Any]) -> str:
     from llmflow.model.expressions import render
 
     # the names a step's template sees (llmflow.engine.context), for a prompt of inputs only
-    ctx = {"inputs": {**{k: s.default for k, s in target.flow.inputs.items()}, **inputs}, "parameters": target.flow.parameters, "steps": {}, "run": {}, "matrix": {}, "item": None, "agent": {}}
+    ctx = {
+        "inputs": {**{k: s.default for k, s in target.flow.inputs.items()}, **inputs},
+        "parameters": target.flow.parameters,
+        "steps": {},
+        "run": {},
+        "matrix": {},
+        "item": None,
+        "agent": {},
+    }
     return render(target.step.prompt or "", ctx)
 
 
@@ -96,7 +115,21 @@ def call_flow(messages: list[tuple[str, str]], params: dict[str, Any]) -> Loaded
         "name": "optimize-call",
         "description": "One language-model call made by the optimizer (llmflow optimize)",
         "inputs": {f"m{i}": {"type": "string", "default": ""} for i in range(len(messages))},
-        "steps": [{"id": "call", "kind": "llm", "messages": [{"role": r if r in ("system", "user", "assistant") else "user", "content": f"{{{{ inputs.m{i} }}}}"} for i, (r, _) in enumerate(messages)], "params": params, "stream": False}],
+        "steps": [
+            {
+                "id": "call",
+                "kind": "llm",
+                "messages": [
+                    {
+                        "role": r if r in ("system", "user", "assistant") else "user",
+                        "content": f"{{{{ inputs.m{i} }}}}",
+                    }
+                    for i, (r, _) in enumerate(messages)
+                ],
+                "params": params,
+                "stream": False,
+            }
+        ],
     }
     return LoadedFlow(Flow.model_validate(doc), None, "<optimize>")
 
@@ -114,7 +147,11 @@ class LlmflowEngine:
     def _messages(self, request: Any) -> list[tuple[str, str]]:
         msgs: list[tuple[str, str]] = []
         if request.system is not None:
-            system = request.system if isinstance(request.system, str) else "".join(getattr(p, "text", "") or "" for p in request.system)
+            system = (
+                request.system
+                if isinstance(request.system, str)
+                else "".join(getattr(p, "text", "") or "" for p in request.system)
+            )
             msgs.append(("system", system))
         msgs += [(m.role, m.text or "") for m in request.messages]
         return msgs
@@ -124,7 +161,14 @@ class LlmflowEngine:
 
         msgs = self._messages(request)
         cfg = request.config
-        params = {k: v for k, v in (("temperature", getattr(cfg, "temperature", None)), ("max_tokens", getattr(cfg, "max_tokens", None))) if v is not None}
+        params = {
+            k: v
+            for k, v in (
+                ("temperature", getattr(cfg, "temperature", None)),
+                ("max_tokens", getattr(cfg, "max_tokens", None)),
+            )
+            if v is not None
+        }
         with self._lock:
             self.calls += 1
             run_id = f"{self.opt_id}.call-{self.calls}"
@@ -134,12 +178,25 @@ class LlmflowEngine:
         if rec.status != "COMPLETED":
             raise RuntimeError(f"optimizer call {run_id} {rec.status.lower()}: {rec.error}")
         text = str((rec.outputs or {}).get("result") or "")
-        usage = Usage(input_tokens=rec.tokens_in, output_tokens=rec.tokens_out, total_tokens=rec.tokens_in + rec.tokens_out)
-        return Response(id=run_id, model=self.model, message=Message.assistant(text), finish_reason="stop", usage=usage)
+        usage = Usage(
+            input_tokens=rec.tokens_in,
+            output_tokens=rec.tokens_out,
+            total_tokens=rec.tokens_in + rec.tokens_out,
+        )
+        return Response(
+            id=run_id, model=self.model, message=Message.assistant(text), finish_reason="stop", usage=usage
+        )
 
     async def _run(self, run_id: str, msgs: list[tuple[str, str]], params: dict[str, Any]) -> Any:
-        opts = RunOptions(models={"*": self.model}, run_id=run_id, run_type="optimize", metadata={"optimization": self.opt_id})
-        rec = self.rt.create_run(call_flow(msgs, params), {f"m{i}": c for i, (_, c) in enumerate(msgs)}, opts, coerce_strings=False)
+        opts = RunOptions(
+            models={"*": self.model},
+            run_id=run_id,
+            run_type="optimize",
+            metadata={"optimization": self.opt_id},
+        )
+        rec = self.rt.create_run(
+            call_flow(msgs, params), {f"m{i}": c for i, (_, c) in enumerate(msgs)}, opts, coerce_strings=False
+        )
         await self.rt.execute(rec.id)
         return self.rt.get(rec.id)
 
@@ -160,7 +217,9 @@ def step_adapter(target: StepTarget, placeholder: str | None) -> Any:
         def _ours(self, sig: Any) -> bool:
             return list(sig.output_fields) == ["output"] and list(sig.input_fields) == target.fields
 
-        def format(self, sig: Any, demos: list[dict[str, Any]], inputs: dict[str, Any]) -> list[dict[str, Any]]:
+        def format(
+            self, sig: Any, demos: list[dict[str, Any]], inputs: dict[str, Any]
+        ) -> list[dict[str, Any]]:
             if not self._ours(sig):
                 return super().format(sig, demos, inputs)
             msgs: list[dict[str, Any]] = []
@@ -168,9 +227,13 @@ def step_adapter(target: StepTarget, placeholder: str | None) -> Any:
                 msgs.append({"role": "system", "content": sig.instructions})
             for d in demos:
                 if all(f in d for f in target.fields) and d.get("output") is not None:
-                    msgs.append({"role": "user", "content": render_prompt(target, {f: d[f] for f in target.fields})})
+                    msgs.append(
+                        {"role": "user", "content": render_prompt(target, {f: d[f] for f in target.fields})}
+                    )
                     msgs.append({"role": "assistant", "content": str(d["output"])})
-            msgs.append({"role": "user", "content": render_prompt(target, {f: inputs.get(f) for f in target.fields})})
+            msgs.append(
+                {"role": "user", "content": render_prompt(target, {f: inputs.get(f) for f in target.fields})}
+            )
             return msgs
 
         def parse(self, sig: Any, completion: str) -> dict[str, Any]:
@@ -227,16 +290,52 @@ def _records(path: str | None, records: list[Any] | None) -> list[dict[str, Any]
     return out
 
 
-def _score(rt: Runtime, flow: Any, dev: list[dict[str, Any]], metric: Any, expected: str | None, models: dict[str, str], meta: dict[str, Any]) -> dict[str, Any]:
+def _score(
+    rt: Runtime,
+    flow: Any,
+    dev: list[dict[str, Any]],
+    metric: Any,
+    expected: str | None,
+    models: dict[str, str],
+    meta: dict[str, Any],
+) -> dict[str, Any]:
     from llmflow.evals.runner import EvalRequest, plan_eval, run_eval
 
-    plan = plan_eval(rt, EvalRequest(flow=flow, records=dev, metrics=[metric], expected=expected, models=dict(models), metadata=meta, max_workers=4))
+    plan = plan_eval(
+        rt,
+        EvalRequest(
+            flow=flow,
+            records=dev,
+            metrics=[metric],
+            expected=expected,
+            models=dict(models),
+            metadata=meta,
+            max_workers=4,
+        ),
+    )
     out = run_blocking(run_eval(rt, plan))
     ov = out.summary["overall"]
-    return {"eval_id": out.eval_id, "pass_rate": ov["pass_rate"], "score": ov["score"], "passed": ov["passed"], "total": ov["total"]}
+    return {
+        "eval_id": out.eval_id,
+        "pass_rate": ov["pass_rate"],
+        "score": ov["score"],
+        "passed": ov["passed"],
+        "total": ov["total"],
+    }
 
 
-async def _compile(rt: Runtime, target: StepTarget, train: list[dict[str, Any]], metric: Any, expected: str, model: str, optimizer: str, opt_id: str, max_demos: int, seed: int) -> tuple[Any, LlmflowEngine]:
+async def _compile(
+    rt: Runtime,
+    target: StepTarget,
+    train: list[dict[str, Any]],
+    metric: Any,
+    expected: str,
+    model: str,
+    optimizer: str,
+    opt_id: str,
+    max_demos: int,
+    seed: int,
+) -> tuple[Any, LlmflowEngine]:
     from llmflow.evals.metrics import Sample, ScoringContext
 
     dspy = _dspy()
@@ -245,13 +344,25 @@ async def _compile(rt: Runtime, target: StepTarget, train: list[dict[str, Any]],
     # the step's system prompt is the instructions; without one, a placeholder that is never sent
     placeholder = None if target.step.system else "Answer as the prompt asks."
     fields_ = {f: (str, dspy.InputField()) for f in target.fields}
-    sig = dspy.make_signature({**fields_, "output": (str, dspy.OutputField())}, target.step.system or placeholder)
+    sig = dspy.make_signature(
+        {**fields_, "output": (str, dspy.OutputField())}, target.step.system or placeholder
+    )
     program = dspy.Predict(sig)
-    examples = [dspy.Example(**{f: r.get(f) for f in target.fields}, expected=r.get(expected), output=r.get(expected)).with_inputs(*target.fields) for r in train]
+    examples = [
+        dspy.Example(
+            **{f: r.get(f) for f in target.fields}, expected=r.get(expected), output=r.get(expected)
+        ).with_inputs(*target.fields)
+        for r in train
+    ]
     ctx = ScoringContext(runtime=rt, eval_id=opt_id)
 
     def dspy_metric(example: Any, pred: Any, trace: Any = None) -> Any:
-        sample = Sample(output=getattr(pred, "output", None), expected=example.expected, inputs={f: example[f] for f in target.fields}, record_id="train")
+        sample = Sample(
+            output=getattr(pred, "output", None),
+            expected=example.expected,
+            inputs={f: example[f] for f in target.fields},
+            record_id="train",
+        )
         res = asyncio.run_coroutine_threadsafe(metric.score(sample, ctx), loop).result()
         return res.passed if trace is not None else res.score
 
@@ -267,9 +378,23 @@ async def _compile(rt: Runtime, target: StepTarget, train: list[dict[str, Any]],
             warnings.simplefilter("ignore", DeprecationWarning)  # DSPy 3.4's own migration notices
             with dspy.context(lm=lm, adapter=step_adapter(target, placeholder)):
                 if optimizer == "mipro":
-                    opt = dspy.MIPROv2(metric=dspy_metric, auto=None, num_candidates=2, max_bootstrapped_demos=max_demos, max_labeled_demos=max_demos, seed=seed, verbose=False, num_threads=1)
+                    opt = dspy.MIPROv2(
+                        metric=dspy_metric,
+                        auto=None,
+                        num_candidates=2,
+                        max_bootstrapped_demos=max_demos,
+                        max_labeled_demos=max_demos,
+                        seed=seed,
+                        verbose=False,
+                        num_threads=1,
+                    )
                     return opt.compile(program, trainset=examples, num_trials=2, minibatch=False)
-                opt = dspy.BootstrapFewShot(metric=dspy_metric, max_bootstrapped_demos=max_demos, max_labeled_demos=max_demos, max_rounds=1)
+                opt = dspy.BootstrapFewShot(
+                    metric=dspy_metric,
+                    max_bootstrapped_demos=max_demos,
+                    max_labeled_demos=max_demos,
+                    max_rounds=1,
+                )
                 return opt.compile(program, trainset=examples)
 
     try:
@@ -278,12 +403,21 @@ async def _compile(rt: Runtime, target: StepTarget, train: list[dict[str, Any]],
         raise
     except Exception as exc:  # noqa: BLE001 - DSPy's errors (unparseable answers, ...) become a message
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-        hint = "MIPROv2 asks the model to answer in DSPy's [[ ## field ## ]] format; a small or fake model may not: try --optimizer bootstrap" if optimizer == "mipro" else "see the optimizer's recorded runs: llmflow runs list"
-        raise EvalError(f"the {optimizer} optimizer failed after {engine.calls} call(s): {type(exc).__name__}: {first}", hint=hint) from None
+        hint = (
+            "MIPROv2 asks the model to answer in DSPy's [[ ## field ## ]] format; a small or fake model may not: try --optimizer bootstrap"
+            if optimizer == "mipro"
+            else "see the optimizer's recorded runs: llmflow runs list"
+        )
+        raise EvalError(
+            f"the {optimizer} optimizer failed after {engine.calls} call(s): {type(exc).__name__}: {first}",
+            hint=hint,
+        ) from None
     return compiled, engine
 
 
-def optimized_flow(target: StepTarget, instructions: str | None, demos: list[tuple[dict[str, Any], str]]) -> Flow:
+def optimized_flow(
+    target: StepTarget, instructions: str | None, demos: list[tuple[dict[str, Any], str]]
+) -> Flow:
     """The flow with the step's instructions and few-shot demonstrations in place."""
     doc = target.flow.to_dict()
 
@@ -303,7 +437,9 @@ def optimized_flow(target: StepTarget, instructions: str | None, demos: list[tup
 
     patch(doc["steps"])
     desc = doc.get("description") or ""
-    doc["description"] = (desc + " " if desc else "") + f"(step {target.step.id} optimized by llmflow optimize: {len(demos)} demonstrations)"
+    doc["description"] = (
+        desc + " " if desc else ""
+    ) + f"(step {target.step.id} optimized by llmflow optimize: {len(demos)} demonstrations)"
     return Flow.model_validate(doc).validated()
 
 
@@ -360,28 +496,63 @@ def optimize(
             train, held = train[:-cut], train[-cut:]
         column = expected or next((c for c in EXPECTED_COLUMNS if c in train[0]), None)
         if column is None or column not in train[0]:
-            raise EvalError("the training data has no expected column (expected, label, answer, ...)", hint="name it with --expected COLUMN")
+            raise EvalError(
+                "the training data has no expected column (expected, label, answer, ...)",
+                hint="name it with --expected COLUMN",
+            )
         from llmflow.engine.models import resolve_model
 
         agent = loaded.flow.agents.get(target.step.agent) if target.step.agent else None
-        model, _ = resolve_model(target.step, loaded.flow, agent=agent, run_models=models or {}, env=rt.settings.env_models)
+        model, _ = resolve_model(
+            target.step, loaded.flow, agent=agent, run_models=models or {}, env=rt.settings.env_models
+        )
         opt_id = new_eval_id().replace("eval-", "opt-", 1)
         meta = {"optimization": opt_id}
         before = _score(rt, loaded, held, metric, column, models or {}, {**meta, "phase": "before"})
-        compiled, engine = run_blocking(_compile(rt, target, train, m, column, model, optimizer, opt_id, max_demos, seed))
+        compiled, engine = run_blocking(
+            _compile(rt, target, train, m, column, model, optimizer, opt_id, max_demos, seed)
+        )
         pred = compiled.predictors()[0]
-        demos = [({f: d[f] for f in target.fields}, str(d["output"])) for d in pred.demos if all(f in d for f in target.fields) and d.get("output") is not None]
+        demos = [
+            ({f: d[f] for f in target.fields}, str(d["output"]))
+            for d in pred.demos
+            if all(f in d for f in target.fields) and d.get("output") is not None
+        ]
         instr = pred.signature.instructions if optimizer == "mipro" or target.step.system else None
         new = optimized_flow(target, instr, demos)
-        src = Path(loaded.source) if loaded.source and not loaded.source.startswith("<") else Path.cwd() / f"{loaded.flow.name}.yaml"
+        src = (
+            Path(loaded.source)
+            if loaded.source and not loaded.source.startswith("<")
+            else Path.cwd() / f"{loaded.flow.name}.yaml"
+        )
         base = src / "flow.yaml" if src.is_dir() else src
         out = (Path(output) if output else base.with_name(base.stem + ".optimized.yaml")).resolve()
-        out.write_text(f"# Optimized by `llmflow optimize --step {step}` ({optimizer}, {len(demos)} demonstrations) from {src.name}\n" + dump_yaml(new.to_dict()), encoding="utf-8")
+        out.write_text(
+            f"# Optimized by `llmflow optimize --step {step}` ({optimizer}, {len(demos)} demonstrations) from {src.name}\n"
+            + dump_yaml(new.to_dict()),
+            encoding="utf-8",
+        )
         after = _score(rt, str(out), held, metric, column, models or {}, {**meta, "phase": "after"})
         runs = [rt.store.get_run(r) for r in engine.run_ids]
         tokens = sum(r.tokens_in + r.tokens_out for r in runs if r)
         cost = sum(r.cost for r in runs if r)
-        return OptimizeResult(opt_id, loaded.flow.name, step, optimizer, str(out), len(train), len(held), len(demos), instr, before, after, engine.calls, tokens, cost, engine.run_ids)
+        return OptimizeResult(
+            opt_id,
+            loaded.flow.name,
+            step,
+            optimizer,
+            str(out),
+            len(train),
+            len(held),
+            len(demos),
+            instr,
+            before,
+            after,
+            engine.calls,
+            tokens,
+            cost,
+            engine.run_ids,
+        )
     finally:
         if owns:
             rt.close()

@@ -47,7 +47,11 @@ def find_agent_playbook(name: str, root: Path | None = None) -> Path | None:
     if p.exists():
         return p
     root = root or Path.cwd()
-    for pattern in (f"**/agents/{name}/playbook/{name}_playbook.yaml", f"**/{name}_playbook.yaml", f"**/{name}_playbook.yml"):
+    for pattern in (
+        f"**/agents/{name}/playbook/{name}_playbook.yaml",
+        f"**/{name}_playbook.yaml",
+        f"**/{name}_playbook.yml",
+    ):
         found = sorted(root.glob(pattern))
         if found:
             return found[0]
@@ -65,7 +69,9 @@ def no_scenarios() -> dict[str, Any]:
         "summary": {"total": 0, "passed": 0, "failed": 0, "pass_rate": "0.00%"},
         "bdd_results": {"detailed_results": []},
         "model_analysis": {},
-        "recommendations": ["Add BDD scenarios to your agent playbook (spec.feature_specifications.scenarios) for proper testing"],
+        "recommendations": [
+            "Add BDD scenarios to your agent playbook (spec.feature_specifications.scenarios) for proper testing"
+        ],
     }
 
 
@@ -73,7 +79,9 @@ def superoptix_result(view: dict[str, Any], scenarios: list[dict[str, Any]] | No
     by_name = {str(s.get("record_id")): s for s in scenarios or []}
     order = {name: i for i, name in enumerate(by_name)}
     detailed = []
-    for r in sorted(view["results"], key=lambda r: (order.get(r["record_id"], len(order)), r["record_id"], r["variant"])):
+    for r in sorted(
+        view["results"], key=lambda r: (order.get(r["record_id"], len(order)), r["record_id"], r["variant"])
+    ):
         sc = by_name.get(r["record_id"], {})
         conf = r["scores"].get("bdd", {}).get("score", r["score"])
         item = {
@@ -96,9 +104,13 @@ def superoptix_result(view: dict[str, Any], scenarios: list[dict[str, Any]] | No
     status = gate(rate)
     recs = []
     if passed < total:
-        recs.append(f"{total - passed} scenario(s) failed: open their runs (llmflow runs show RUN_ID) to see why")
+        recs.append(
+            f"{total - passed} scenario(s) failed: open their runs (llmflow runs show RUN_ID) to see why"
+        )
     if rate < 0.6:
-        recs.append("Improve the instructions or try a stronger model (llmflow eval --variants model=A,B compares them)")
+        recs.append(
+            "Improve the instructions or try a stronger model (llmflow eval --variants model=A,B compares them)"
+        )
     if rate >= 0.8:
         recs.append("Ready: consider optimizing (llmflow optimize) or adding harder scenarios")
     return {
@@ -113,7 +125,14 @@ def superoptix_result(view: dict[str, Any], scenarios: list[dict[str, Any]] | No
             "pass_rate": fmt_rate(rate),
             "bdd_score": round(rate, 4),
         },
-        "model_analysis": {"capability_score": round(avg, 4), "performance_category": "excellent" if avg >= 0.8 else "good" if avg >= 0.6 else "needs_improvement"},
+        "model_analysis": {
+            "capability_score": round(avg, 4),
+            "performance_category": "excellent"
+            if avg >= 0.8
+            else "good"
+            if avg >= 0.6
+            else "needs_improvement",
+        },
         "recommendations": recs,
         "quality_gate": {"status": status, "pass_rate": fmt_rate(rate), "thresholds": dict(THRESHOLDS)},
     }
@@ -130,6 +149,8 @@ def superoptix_table(res: dict[str, Any]) -> str:
     s = res["summary"]
     g = res["quality_gate"]
     lines.append(f"{s['passed']}/{s['total']} scenarios passed ({s['pass_rate']})")
-    lines.append(f"quality gate: {g['status']} (EXCELLENT {THRESHOLDS['EXCELLENT']}, GOOD {THRESHOLDS['GOOD']}, NEEDS WORK {THRESHOLDS['NEEDS WORK']})")
+    lines.append(
+        f"quality gate: {g['status']} (EXCELLENT {THRESHOLDS['EXCELLENT']}, GOOD {THRESHOLDS['GOOD']}, NEEDS WORK {THRESHOLDS['NEEDS WORK']})"
+    )
     lines.append(f"evaluation {res['evaluation_id']}: llmflow evals show {res['evaluation_id']}")
     return "\n".join(lines) + "\n"

@@ -53,13 +53,19 @@ def resolve_metric_function(ref: str) -> Callable[..., Any]:
         return got
     m = _REF.match(ref)
     if m is None:
-        raise EvalError(f"unknown metric function {ref!r}", hint="register it with @llmflow.metric, or write module:function or file.py:function")
+        raise EvalError(
+            f"unknown metric function {ref!r}",
+            hint="register it with @llmflow.metric, or write module:function or file.py:function",
+        )
     mod, attr = m.group("mod"), m.group("attr")
     try:
         if mod.endswith(".py"):
             path = Path(mod).expanduser().resolve()
             if not path.is_file():
-                raise EvalError(f"metric file {mod} does not exist", hint="give the path of a .py file: metrics.py:function")
+                raise EvalError(
+                    f"metric file {mod} does not exist",
+                    hint="give the path of a .py file: metrics.py:function",
+                )
             spec = importlib.util.spec_from_file_location(f"llmflow_metrics_{abs(hash(str(path)))}", path)
             assert spec is not None and spec.loader is not None
             obj: Any = importlib.util.module_from_spec(spec)
@@ -69,7 +75,10 @@ def resolve_metric_function(ref: str) -> Callable[..., Any]:
     except EvalError:
         raise
     except Exception as exc:  # noqa: BLE001 - any import failure is the user's module: say which
-        raise EvalError(f"cannot load metric module {mod!r}: {type(exc).__name__}: {exc}", hint="check the path and PYTHONPATH") from None
+        raise EvalError(
+            f"cannot load metric module {mod!r}: {type(exc).__name__}: {exc}",
+            hint="check the path and PYTHONPATH",
+        ) from None
     for part in attr.split("."):
         if not hasattr(obj, part):
             raise EvalError(f"{mod!r} has no function {attr!r}")

@@ -98,7 +98,11 @@ class EvalOutcome:
         """The variants whose pass rate is under ``min_pass_rate`` (empty: the gate passes)."""
         if min_pass_rate is None:
             return []
-        return [v["label"] or "(all)" for v in self.summary.get("variants", []) if v["total"] == 0 or v["pass_rate"] < min_pass_rate - 1e-12]
+        return [
+            v["label"] or "(all)"
+            for v in self.summary.get("variants", [])
+            if v["total"] == 0 or v["pass_rate"] < min_pass_rate - 1e-12
+        ]
 
 
 def _with_axes(loaded: Any, req: EvalRequest, rt: Any) -> tuple[Any, list[str]]:
@@ -109,17 +113,26 @@ def _with_axes(loaded: Any, req: EvalRequest, rt: Any) -> tuple[Any, list[str]]:
             raise EvalError(f"variant axis {k!r} has no values", hint="--variants KEY=V1,V2")
     if not axes:
         return req.flow, list(req.overrides)
-    if isinstance(req.flow, Flow | LoadedFlow) or (isinstance(loaded, LoadedFlow) and loaded.composed is None):
+    if isinstance(req.flow, Flow | LoadedFlow) or (
+        isinstance(loaded, LoadedFlow) and loaded.composed is None
+    ):
         flow = loaded.flow
-        return LoadedFlow(flow.model_copy(update={"parameters": {**flow.parameters, **axes}}), None, loaded.source), list(req.overrides)
-    extra = [f"{'' if k in loaded.flow.parameters else '+'}parameters.{k}={hydra_value(v)}" for k, v in axes.items()]
+        return LoadedFlow(
+            flow.model_copy(update={"parameters": {**flow.parameters, **axes}}), None, loaded.source
+        ), list(req.overrides)
+    extra = [
+        f"{'' if k in loaded.flow.parameters else '+'}parameters.{k}={hydra_value(v)}"
+        for k, v in axes.items()
+    ]
     return req.flow, [*req.overrides, *extra]
 
 
 def _expected_column(first: Any, wanted: str | None) -> str | None:
     if wanted:
         if isinstance(first, dict) and get_path(first, wanted) is None and wanted not in first:
-            raise EvalError(f"the data has no column {wanted!r} for --expected", hint=f"columns: {', '.join(first)}")
+            raise EvalError(
+                f"the data has no column {wanted!r} for --expected", hint=f"columns: {', '.join(first)}"
+            )
         return wanted
     if isinstance(first, dict):
         for c in EXPECTED_COLUMNS:
@@ -139,16 +152,29 @@ def plan_eval(rt: Any, req: EvalRequest) -> EvalPlan:
             raise EvalError(f"no evaluation {req.resume!r}", hint="list them with `llmflow evals list`")
         metrics = parse_metrics(ev.spec.get("metrics") or [], allow_code=req.allow_code)
         try:
-            batch = plan_batch(rt, BatchRequest(resume=ev.batch_id or ev.id, retry_failed=req.retry_failed, force=req.force, max_workers=req.max_workers))
+            batch = plan_batch(
+                rt,
+                BatchRequest(
+                    resume=ev.batch_id or ev.id,
+                    retry_failed=req.retry_failed,
+                    force=req.force,
+                    max_workers=req.max_workers,
+                ),
+            )
         except BatchError as exc:
             raise EvalError(exc.message, hint=exc.hint) from None
         rt.store.update_eval(ev.id, status="RUNNING", updated_at=rt.clock.now(), ended_at=None)
         return EvalPlan(ev, batch, metrics, ev.spec.get("expected_column"), True)
     if req.flow is None:
         raise EvalError("give a FLOW to evaluate, or --resume EVAL_ID")
-    metrics = parse_metrics(list(req.metrics) or list(req.default_metrics), req.declared, allow_code=req.allow_code)
+    metrics = parse_metrics(
+        list(req.metrics) or list(req.default_metrics), req.declared, allow_code=req.allow_code
+    )
     if not metrics:
-        raise EvalError("no metrics to score with", hint="--metric exact (or contains=..., regex=..., judge=..., module:function)")
+        raise EvalError(
+            "no metrics to score with",
+            hint="--metric exact (or contains=..., regex=..., judge=..., module:function)",
+        )
     loaded = rt.load(req.flow, req.overrides) if not isinstance(req.flow, LoadedFlow) else req.flow
     flow_ref, overrides = _with_axes(loaded, req, rt)
     eval_id = req.eval_id or new_eval_id()
@@ -173,12 +199,20 @@ def plan_eval(rt: Any, req: EvalRequest) -> EvalPlan:
     # check the expected column before the batch is recorded: bad input records nothing
     from llmflow.batch import plan as batch_plan
 
-    probe = batch_plan._source(breq, loaded) if req.data or req.records is not None else batch_plan._source(breq, rt.load(flow_ref, overrides) if not isinstance(flow_ref, LoadedFlow) else flow_ref)
+    probe = (
+        batch_plan._source(breq, loaded)
+        if req.data or req.records is not None
+        else batch_plan._source(
+            breq, rt.load(flow_ref, overrides) if not isinstance(flow_ref, LoadedFlow) else flow_ref
+        )
+    )
     from llmflow.batch.datasets import iter_rows
 
     first = next(iter_rows(probe, limit=1), (0, None))[1]
     column = _expected_column(first if not isinstance(first, BadRow) else None, req.expected)
-    needs = [m.name for m in metrics if m.NEEDS_EXPECTED and not (m.TYPE == "contains" and "value" in m.options)]
+    needs = [
+        m.name for m in metrics if m.NEEDS_EXPECTED and not (m.TYPE == "contains" and "value" in m.options)
+    ]
     if needs and column is None and first is not None:
         raise EvalError(
             f"metric {needs[0]!r} compares outputs with an expected value, but the data has no expected column ({', '.join(EXPECTED_COLUMNS[:4])}, ...)",
@@ -198,7 +232,9 @@ def plan_eval(rt: Any, req: EvalRequest) -> EvalPlan:
         "min_pass_rate": req.min_pass_rate,
         "max_workers": req.max_workers,
     }
-    ev = EvalRecord(eval_id, batch.loaded.flow.name, "RUNNING", now, now, None, batch.id, spec, {}, dict(req.metadata))
+    ev = EvalRecord(
+        eval_id, batch.loaded.flow.name, "RUNNING", now, now, None, batch.id, spec, {}, dict(req.metadata)
+    )
     rt.store.create_eval(ev)
     return EvalPlan(ev, batch, metrics, column, False)
 
@@ -217,7 +253,9 @@ class EvalDriver(BatchDriver):
 class Scorer:
     """Scores finished job runs into ``eval_results``, at most ``concurrency`` at once."""
 
-    def __init__(self, rt: Any, plan: EvalPlan, *, concurrency: int = 8, embed: Any = None, on_result: Any = None) -> None:
+    def __init__(
+        self, rt: Any, plan: EvalPlan, *, concurrency: int = 8, embed: Any = None, on_result: Any = None
+    ) -> None:
         self.rt = rt
         self.plan = plan
         self.ctx = ScoringContext(runtime=rt, eval_id=plan.id, embed=embed)
@@ -272,9 +310,21 @@ class Scorer:
         md = rec.metadata or {}
         index = md.get("index")
         expected = self.expected_by_index().get(index) if isinstance(index, int) else None
-        outputs = rec.outputs if isinstance(rec.outputs, dict) else ({"result": rec.outputs} if rec.outputs is not None else None)
+        outputs = (
+            rec.outputs
+            if isinstance(rec.outputs, dict)
+            else ({"result": rec.outputs} if rec.outputs is not None else None)
+        )
         output = next(iter(outputs.values())) if outputs and len(outputs) == 1 else outputs
-        sample = Sample(output=output, expected=expected, inputs=dict(rec.inputs or {}), outputs=outputs, record_id=str(md.get("record_id") or rec.id), run_id=rec.id, run_seq=rec.last_seq)
+        sample = Sample(
+            output=output,
+            expected=expected,
+            inputs=dict(rec.inputs or {}),
+            outputs=outputs,
+            record_id=str(md.get("record_id") or rec.id),
+            run_id=rec.id,
+            run_seq=rec.last_seq,
+        )
         scores: dict[str, Any] = {}
         if rec.status != "COMPLETED":
             why = f"run {rec.status.lower()}: {rec.error or ''}".strip().rstrip(":")
@@ -334,9 +384,20 @@ class Scorer:
         return len(todo)
 
 
-async def run_eval(rt: Any, plan: EvalPlan, *, executor: Any = None, view: Any = None, embed: Any = None, on_result: Any = None, driver_hook: Any = None) -> EvalOutcome:
+async def run_eval(
+    rt: Any,
+    plan: EvalPlan,
+    *,
+    executor: Any = None,
+    view: Any = None,
+    embed: Any = None,
+    on_result: Any = None,
+    driver_hook: Any = None,
+) -> EvalOutcome:
     """Run the batch (scoring as jobs finish), sweep, summarise, and record the outcome."""
-    scorer = Scorer(rt, plan, concurrency=max(1, int(plan.batch.request.max_workers)), embed=embed, on_result=on_result)
+    scorer = Scorer(
+        rt, plan, concurrency=max(1, int(plan.batch.request.max_workers)), embed=embed, on_result=on_result
+    )
     driver = EvalDriver(rt, plan.batch, executor=executor, view=view, on_row=scorer.on_row)
     if driver_hook is not None:
         driver_hook(driver, scorer)
@@ -355,11 +416,22 @@ async def run_eval(rt: Any, plan: EvalPlan, *, executor: Any = None, view: Any =
 def finish(rt: Any, plan: EvalPlan, batch: BatchResult | None, reason: str | None) -> EvalOutcome:
     results = rt.store.eval_results(plan.id)
     summary = summarize(results, [m.name for m in plan.metrics], total=plan.batch.batch.total)
-    status = "COMPLETED" if reason is None and summary["scored"] == (plan.batch.batch.total or summary["scored"]) else "STOPPED"
+    status = (
+        "COMPLETED"
+        if reason is None and summary["scored"] == (plan.batch.batch.total or summary["scored"])
+        else "STOPPED"
+    )
     if status == "STOPPED" and reason is None:
         reason = f"{summary['scored']} of {plan.batch.batch.total} jobs scored"
     now = rt.clock.now()
-    rt.store.update_eval(plan.id, status=status, summary=summary, updated_at=now, ended_at=now, metadata={**plan.record.metadata, "reason": reason})
+    rt.store.update_eval(
+        plan.id,
+        status=status,
+        summary=summary,
+        updated_at=now,
+        ended_at=now,
+        metadata={**plan.record.metadata, "reason": reason},
+    )
     return EvalOutcome(plan.id, status, summary, batch, reason)
 
 

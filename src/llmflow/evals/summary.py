@@ -71,13 +71,21 @@ def aggregate(rows: list[EvalResult], metric_names: list[str]) -> dict[str, Any]
     }
 
 
-def summarize(results: list[EvalResult], metric_names: list[str], *, total: int | None = None) -> dict[str, Any]:
+def summarize(
+    results: list[EvalResult], metric_names: list[str], *, total: int | None = None
+) -> dict[str, Any]:
     """Overall and per-variant aggregates (variants in label order)."""
     variants = []
     for label, rows in sorted(_group(results).items()):
         variants.append({"label": label, "parameters": rows[0].parameters, **aggregate(rows, metric_names)})
     overall = aggregate(results, metric_names)
-    return {"total": total if total is not None else len(results), "scored": len(results), "overall": overall, "variants": variants, "metrics": list(metric_names)}
+    return {
+        "total": total if total is not None else len(results),
+        "scored": len(results),
+        "overall": overall,
+        "variants": variants,
+        "metrics": list(metric_names),
+    }
 
 
 def variant_name(v: dict[str, Any]) -> str:
@@ -103,12 +111,21 @@ def compare(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
         for name in dict.fromkeys([*x["metrics"], *y["metrics"]]):
             mx, my = x["metrics"].get(name), y["metrics"].get(name)
             if mx and my:
-                metrics[name] = {"a": mx["mean"], "b": my["mean"], "delta": round(my["mean"] - mx["mean"], 6), "pass_rate_delta": round(my["pass_rate"] - mx["pass_rate"], 6)}
+                metrics[name] = {
+                    "a": mx["mean"],
+                    "b": my["mean"],
+                    "delta": round(my["mean"] - mx["mean"], 6),
+                    "pass_rate_delta": round(my["pass_rate"] - mx["pass_rate"], 6),
+                }
         variants.append(
             {
                 "label": kb,
                 "name": variant_name(y),
-                "pass_rate": {"a": x["pass_rate"], "b": y["pass_rate"], "delta": round(y["pass_rate"] - x["pass_rate"], 6)},
+                "pass_rate": {
+                    "a": x["pass_rate"],
+                    "b": y["pass_rate"],
+                    "delta": round(y["pass_rate"] - x["pass_rate"], 6),
+                },
                 "score": {"a": x["score"], "b": y["score"], "delta": round(y["score"] - x["score"], 6)},
                 "metrics": metrics,
                 "cost": {"a": x["cost"], "b": y["cost"]},
@@ -123,7 +140,12 @@ def compare(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
         old = ra.get((r["record_id"], inv.get(r["variant"], r["variant"])))
         if old is None:
             continue
-        row = {"record_id": r["record_id"], "variant": r["variant"], "a": {"passed": old["passed"], "score": old["score"], "run_id": old["run_id"]}, "b": {"passed": r["passed"], "score": r["score"], "run_id": r["run_id"], "reason": r["reason"]}}
+        row = {
+            "record_id": r["record_id"],
+            "variant": r["variant"],
+            "a": {"passed": old["passed"], "score": old["score"], "run_id": old["run_id"]},
+            "b": {"passed": r["passed"], "score": r["score"], "run_id": r["run_id"], "reason": r["reason"]},
+        }
         if (old["passed"] and not r["passed"]) or r["score"] < old["score"] - EPS:
             regressed.append(row)
         elif (r["passed"] and not old["passed"]) or r["score"] > old["score"] + EPS:

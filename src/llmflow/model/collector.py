@@ -20,7 +20,9 @@ class Collector:
         self.step_paths: dict[str, tuple[Any, ...]] = {}  # id of a valid step -> its key path
         self.obj_paths: dict[int, tuple[Any, ...]] = {}  # id(StepSpec) -> its key path
         self.all_ids: dict[str, tuple[Any, ...]] = {}  # every step id in the document -> first key path
-        self.written: dict[tuple[Any, ...], tuple[str, Any, set[str]]] = {}  # step path -> (kind, body, its own keys) of a shorthand step
+        self.written: dict[
+            tuple[Any, ...], tuple[str, Any, set[str]]
+        ] = {}  # step path -> (kind, body, its own keys) of a shorthand step
         self.step_count = 0  # steps in the document, nested ones included
 
     @staticmethod
@@ -28,7 +30,9 @@ class Collector:
         if key not in src:
             src[key] = value
 
-    def alias_shorthand(self, path: tuple[Any, ...], kind: str, shorthand: str | None, body: Any, keys: set[str]) -> None:
+    def alias_shorthand(
+        self, path: tuple[Any, ...], kind: str, shorthand: str | None, body: Any, keys: set[str]
+    ) -> None:
         """`{llm: {prompt: x}}` was flattened: make `path.prompt` point where `path.llm.prompt` is."""
         head = (*path, kind)
         n = len(head)
@@ -55,7 +59,12 @@ class Collector:
                 return (*self.as_written(path[:i]), kind, *rest)
             if isinstance(body, list) and rest[0] == "steps":
                 return (*self.as_written(path[:i]), kind, *rest[1:])
-            if not isinstance(body, dict | list) and len(rest) == 1 and rest[0] != "id" and rest[0] not in ("needs", "when"):
+            if (
+                not isinstance(body, dict | list)
+                and len(rest) == 1
+                and rest[0] != "id"
+                and rest[0] not in ("needs", "when")
+            ):
                 cls = registry.kind(kind)
                 if cls is not None and rest[0] == cls.SHORTHAND:
                     return (*self.as_written(path[:i]), kind)

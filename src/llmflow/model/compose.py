@@ -99,7 +99,9 @@ def find_target(name_or_path: str, config_dir: str | Path | None = None) -> Targ
     """Resolve a flow name (in ``<config_dir>/flows``), a flow file, or a directory holding
     ``flow.yaml`` or a ``conf/`` dir. Raises FlowNotFoundError with what is available."""
     if not name_or_path or "\x00" in name_or_path:
-        raise FlowNotFoundError(f"{name_or_path!r} is not a flow name or path", hint="give a flow file (.yaml) or a flow name")
+        raise FlowNotFoundError(
+            f"{name_or_path!r} is not a flow name or path", hint="give a flow file (.yaml) or a flow name"
+        )
     p = Path(name_or_path)
     try:
         exists = p.exists()
@@ -163,7 +165,9 @@ def list_flow_names(conf: Path) -> list[str]:
 
 def yaml_error_diagnostic(exc: yaml.YAMLError, file: str) -> Diagnostic:
     mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
-    where = display_path(mark.name) if mark is not None and mark.name and not mark.name.startswith("<") else file
+    where = (
+        display_path(mark.name) if mark is not None and mark.name and not mark.name.startswith("<") else file
+    )
     loc = Location(where, mark.line + 1 if mark else None, mark.column + 1 if mark else None)
     problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
     context = getattr(exc, "context", None)
@@ -177,12 +181,28 @@ def check_yaml_text(text: str, file: str) -> list[Diagnostic]:
     past the size and nesting limits (:mod:`llmflow.model.limits`)."""
     lim = limits.current()
     if len(text) > lim.flow_bytes:
-        return [Diagnostic("too-large", f"the flow document is {len(text)} characters long, more than {lim.flow_bytes} (LLMFLOW_MAX_FLOW_BYTES)", "", "split it into flows that call each other", Location(file))]
+        return [
+            Diagnostic(
+                "too-large",
+                f"the flow document is {len(text)} characters long, more than {lim.flow_bytes} (LLMFLOW_MAX_FLOW_BYTES)",
+                "",
+                "split it into flows that call each other",
+                Location(file),
+            )
+        ]
     try:
         tree = yaml_tree(text)
     except TooDeep as exc:
         mark = exc.problem_mark
-        return [Diagnostic("too-deep", str(exc.problem), "", "flatten it: nest steps in fewer groups, values in fewer levels", Location(file, mark.line + 1 if mark else None, mark.column + 1 if mark else None))]
+        return [
+            Diagnostic(
+                "too-deep",
+                str(exc.problem),
+                "",
+                "flatten it: nest steps in fewer groups, values in fewer levels",
+                Location(file, mark.line + 1 if mark else None, mark.column + 1 if mark else None),
+            )
+        ]
     except yaml.YAMLError as exc:
         return [yaml_error_diagnostic(exc, file)]
     if expanded_size(tree) > MAX_NODES:
@@ -254,11 +274,27 @@ def compose(target: Target, overrides: list[str] | None = None) -> Composed:
         raise _composition_error(target, overrides, exc, shown) from None
     except yaml.YAMLError as exc:  # a group file that is not YAML
         raise FlowValidationError([yaml_error_diagnostic(exc, display_path(target.flow_file))]) from None
-    except (AssertionError, OSError, RecursionError, UnicodeDecodeError, ValueError, TypeError, KeyError, IndexError, AttributeError) as exc:
+    except (
+        AssertionError,
+        OSError,
+        RecursionError,
+        UnicodeDecodeError,
+        ValueError,
+        TypeError,
+        KeyError,
+        IndexError,
+        AttributeError,
+    ) as exc:
         # Hydra and OmegaConf let a few plain errors (even assertions) escape on odd input;
         # they are still the user's input problem, so they get a message, not a traceback
-        hint = OVERRIDE_HINT if overrides else "check the config files the defaults lists name: each holds a mapping (or a list)"
-        raise CompositionError(f"cannot compose {_what(target)}: {type(exc).__name__}: {exc}".strip(), hint=hint) from None
+        hint = (
+            OVERRIDE_HINT
+            if overrides
+            else "check the config files the defaults lists name: each holds a mapping (or a list)"
+        )
+        raise CompositionError(
+            f"cannot compose {_what(target)}: {type(exc).__name__}: {exc}".strip(), hint=hint
+        ) from None
 
 
 def _what(target: Target) -> str:
@@ -324,7 +360,12 @@ def _lone_file(target: Target) -> tuple[dict[str, Any], SourceMap, list[str], li
     if "${" in text or package_header(text) is not None:
         return None
     data = load_yaml(text)
-    if not isinstance(data, dict) or "defaults" in data or "hydra" in data or not all(isinstance(k, str) for k in data):
+    if (
+        not isinstance(data, dict)
+        or "defaults" in data
+        or "hydra" in data
+        or not all(isinstance(k, str) for k in data)
+    ):
         return None
     rel = display_path(target.flow_file)
     sm = SourceMap()
@@ -341,7 +382,9 @@ def _select(cfg: dict[str, Any], path: tuple[str, ...]) -> Any:
     return node
 
 
-def _hydra_compose(target: Target, overrides: list[str], shown: dict[str, str]) -> tuple[Any, Any, list[Any], list[str]]:
+def _hydra_compose(
+    target: Target, overrides: list[str], shown: dict[str, str]
+) -> tuple[Any, Any, list[Any], list[str]]:
     """Hydra's own composition, step by step as ``ConfigLoaderImpl`` does it, so that the
     defaults list is computed once and reused for provenance, and so that key=value
     overrides relative to the flow can be placed once the flow's position is known.
@@ -365,7 +408,11 @@ def _hydra_compose(target: Target, overrides: list[str], shown: dict[str, str]) 
         parsed, repo = loader._parse_overrides_and_create_caching_repo(target.config_name, lines)
         loader.validate_sweep_overrides_legal(overrides=parsed, run_mode=RunMode.RUN, from_shell=True)
         dl = create_defaults_list(
-            repo=repo, config_name=target.config_name, overrides_list=parsed, prepend_hydra=True, skip_missing=False
+            repo=repo,
+            config_name=target.config_name,
+            overrides_list=parsed,
+            prepend_hydra=True,
+            skip_missing=False,
         )
         return dl, loader._compose_config_from_defaults_list(defaults=dl.defaults, repo=repo)
 
@@ -427,7 +474,9 @@ def _key_path(key: str) -> tuple[str | int, ...]:
     return tuple(out)
 
 
-def _composition_error(target: Target, overrides: list[str], exc: Exception, shown: dict[str, str]) -> CompositionError:
+def _composition_error(
+    target: Target, overrides: list[str], exc: Exception, shown: dict[str, str]
+) -> CompositionError:
     text = str(exc).strip()
     for applied, original in shown.items():  # speak in the user's terms
         text = text.replace(applied.lstrip("+~"), original.lstrip("+~"))

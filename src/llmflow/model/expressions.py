@@ -26,10 +26,25 @@ from llmflow.model.sandbox import GUARDS, RenderTimeout, Sandbox, ValueTooLarge,
 
 NAMESPACES = ("inputs", "steps", "item", "matrix", "run", "agent", "parameters", "loop")
 # Jinja's own globals: always available, never a reference to flow data
-JINJA_GLOBALS = ("range", "lipsum", "dict", "cycler", "joiner", "namespace", "true", "false", "none", "True", "False", "None")
+JINJA_GLOBALS = (
+    "range",
+    "lipsum",
+    "dict",
+    "cycler",
+    "joiner",
+    "namespace",
+    "true",
+    "false",
+    "none",
+    "True",
+    "False",
+    "None",
+)
 _SINGLE_EXPR = re.compile(r"^\s*\{\{(.*)\}\}\s*$", re.S)
 _UNSAFE_HINT = "templates may only read values; attributes starting with '_' and methods that change data are not allowed"
 _NAMES_HINT = "available: inputs, steps.<id>.output / .outputs, item, matrix, run, agent, parameters, loop"
+
+
 def _tojson(value: Any, indent: int | None = None) -> str:
     return json.dumps(value, indent=indent, ensure_ascii=False, default=str)
 
@@ -51,7 +66,6 @@ class _Undefined(StrictUndefined):
         if isinstance(obj, list | tuple) and not isinstance(name, str):
             return f"index {name!r} is out of range for a list of {len(obj)}"
         return f"a {type(obj).__name__} value has no attribute {name!r}"
-
 
 
 @lru_cache(maxsize=1)
@@ -84,13 +98,24 @@ def condition_source(text: str) -> str:
 def _explain(exc: Exception, source: str) -> TemplateError:
     shown = repr(source if len(source) <= 200 else source[:200] + "...")
     if isinstance(exc, RenderTimeout):
-        return TemplateError(f"template took too long: {exc}, in {shown}", hint="templates may not loop for long; do heavy work in a python step, or raise LLMFLOW_TEMPLATE_TIMEOUT")
+        return TemplateError(
+            f"template took too long: {exc}, in {shown}",
+            hint="templates may not loop for long; do heavy work in a python step, or raise LLMFLOW_TEMPLATE_TIMEOUT",
+        )
     if isinstance(exc, ValueTooLarge):
-        return TemplateError(f"value too large in {shown}: {exc}", hint="templates may not build huge strings, lists or numbers")
+        return TemplateError(
+            f"value too large in {shown}: {exc}",
+            hint="templates may not build huge strings, lists or numbers",
+        )
     if isinstance(exc, RecursionError):
-        return TemplateError(f"template nests too deeply in {shown}", hint="macros and recursive loops may not recurse without end")
+        return TemplateError(
+            f"template nests too deeply in {shown}",
+            hint="macros and recursive loops may not recurse without end",
+        )
     if isinstance(exc, MemoryError):
-        return TemplateError(f"template ran out of memory in {shown}", hint="templates may not build huge values")
+        return TemplateError(
+            f"template ran out of memory in {shown}", hint="templates may not build huge values"
+        )
     if isinstance(exc, SecurityError):
         return TemplateError(f"unsafe expression in {shown}: {exc}", hint=_UNSAFE_HINT)
     if isinstance(exc, UndefinedError):
@@ -280,7 +305,12 @@ async def render_async(text: str, context: dict[str, Any]) -> str:
 
 
 async def render_value_async(value: Any, context: dict[str, Any]) -> Any:
-    if isinstance(value, str) and not is_template(value) or value is None or isinstance(value, int | float | bool):
+    if (
+        isinstance(value, str)
+        and not is_template(value)
+        or value is None
+        or isinstance(value, int | float | bool)
+    ):
         return value
     r = lookup_value(value, context)
     if r is not _NO:
@@ -319,7 +349,9 @@ def _parse_condition(src: str) -> nodes.Template:
     try:
         expr = parser.parse_expression()
     except TemplateSyntaxError as exc:
-        raise TemplateSyntaxError((exc.message or "").replace("end of template", "end of expression"), exc.lineno) from None
+        raise TemplateSyntaxError(
+            (exc.message or "").replace("end of template", "end of expression"), exc.lineno
+        ) from None
     if not parser.stream.eos:
         tok = parser.stream.current
         shown = "}}" if tok.type == "variable_end" else tok.value
@@ -339,10 +371,18 @@ def analyse(text: str, *, condition: bool = False) -> Analysis:
         tree = _parse_condition(condition_source(text)) if condition else env.parse(text)
     except TemplateSyntaxError as exc:
         return Analysis([], f"syntax error: {exc.message}", "check brackets and quotes in the expression")
-    found: dict[type, list[Any]] = {nodes.Getattr: [], nodes.Getitem: [], nodes.Filter: [], nodes.Test: [], nodes.Name: []}
+    found: dict[type, list[Any]] = {
+        nodes.Getattr: [],
+        nodes.Getitem: [],
+        nodes.Filter: [],
+        nodes.Test: [],
+        nodes.Name: [],
+    }
     for node in tree.find_all((nodes.Getattr, nodes.Getitem, nodes.Filter, nodes.Test, nodes.Name)):
         found[type(node)].append(node)
-    getattrs, getitems, filters, tests, names = (found[t] for t in (nodes.Getattr, nodes.Getitem, nodes.Filter, nodes.Test, nodes.Name))
+    getattrs, getitems, filters, tests, names = (
+        found[t] for t in (nodes.Getattr, nodes.Getitem, nodes.Filter, nodes.Test, nodes.Name)
+    )
     for node in getattrs:
         if node.attr.startswith("_"):
             return Analysis([], f"unsafe attribute '{node.attr}'", _UNSAFE_HINT)
@@ -351,13 +391,24 @@ def analyse(text: str, *, condition: bool = False) -> Analysis:
         if isinstance(arg, nodes.Const) and isinstance(arg.value, str) and arg.value.startswith("_"):
             return Analysis([], f"unsafe attribute '{arg.value}'", _UNSAFE_HINT)
     for node in filters:
-        if node.name == "attr" and any(isinstance(a, nodes.Const) and str(a.value).startswith("_") for a in node.args):
+        if node.name == "attr" and any(
+            isinstance(a, nodes.Const) and str(a.value).startswith("_") for a in node.args
+        ):
             return Analysis([], "unsafe attribute in 'attr' filter", _UNSAFE_HINT)
         if node.name not in env.filters or node.name in GUARDS:
-            return Analysis([], f"unknown filter '{node.name}'", did_you_mean(node.name, [f for f in env.filters if f not in GUARDS]) or "see docs/expressions.md for the filters")
+            return Analysis(
+                [],
+                f"unknown filter '{node.name}'",
+                did_you_mean(node.name, [f for f in env.filters if f not in GUARDS])
+                or "see docs/expressions.md for the filters",
+            )
     for node in tests:
         if node.name not in env.tests:
-            return Analysis([], f"unknown test '{node.name}'", did_you_mean(node.name, env.tests) or "see docs/expressions.md for the tests")
+            return Analysis(
+                [],
+                f"unknown test '{node.name}'",
+                did_you_mean(node.name, env.tests) or "see docs/expressions.md for the tests",
+            )
     declared = {n.name for n in names if n.ctx in ("store", "param")}
     seen: set[tuple[str, str | None]] = set()
     for node in names:
@@ -380,5 +431,9 @@ def analyse(text: str, *, condition: bool = False) -> Analysis:
             seen.add((node.node.name, node.arg.value))
     # a bare name seen also with an attribute is covered by the attribute form
     named = {ns for ns, n in seen if n is not None}
-    refs = [Reference(ns, n) for ns, n in sorted(seen, key=lambda x: (x[0], x[1] or "")) if n is not None or ns not in named]
+    refs = [
+        Reference(ns, n)
+        for ns, n in sorted(seen, key=lambda x: (x[0], x[1] or ""))
+        if n is not None or ns not in named
+    ]
     return Analysis(refs)

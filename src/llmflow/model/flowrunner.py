@@ -69,7 +69,9 @@ def _error(message: str, path: str, hint: str, file: str) -> FlowValidationError
     return FlowValidationError([Diagnostic("flowrunner", message, path, hint, Location(file))])
 
 
-def flowrunner_to_flow(doc: dict[str, Any], default_name: str = "flow", file: str = "<flowrunner>") -> dict[str, Any]:
+def flowrunner_to_flow(
+    doc: dict[str, Any], default_name: str = "flow", file: str = "<flowrunner>"
+) -> dict[str, Any]:
     """The llmflow flow document for a FlowRunner flow document."""
     actions_by_id = doc.get("actions") if isinstance(doc.get("actions"), dict) else {}
     if isinstance(actions_by_id, dict) and "byId" in actions_by_id:  # the Redux slice itself
@@ -84,10 +86,17 @@ def flowrunner_to_flow(doc: dict[str, Any], default_name: str = "flow", file: st
             for aid in step.get("actionIds") or []:
                 a = actions_by_id.get(aid) if isinstance(actions_by_id, dict) else None
                 if not isinstance(a, dict):
-                    raise _error(f"step {n} names action {aid!r}, which is not in 'actions'", f"steps[{n - 1}].actionIds", "add the action to the top-level 'actions' map", file)
+                    raise _error(
+                        f"step {n} names action {aid!r}, which is not in 'actions'",
+                        f"steps[{n - 1}].actionIds",
+                        "add the action to the top-level 'actions' map",
+                        file,
+                    )
                 acts.append(a)
         if not isinstance(acts, list) or not acts:
-            raise _error(f"step {n} has no actions", f"steps[{n - 1}]", "give each step at least one action", file)
+            raise _error(
+                f"step {n} has no actions", f"steps[{n - 1}]", "give each step at least one action", file
+            )
         steps_actions.append(acts)
 
     def convert(text: Any, n: int) -> str:
@@ -110,37 +119,72 @@ def flowrunner_to_flow(doc: dict[str, Any], default_name: str = "flow", file: st
         llm_steps = []
         for m, a in enumerate(acts, 1):
             where = f"steps[{n - 1}].actions[{m - 1}]"
-            if a.get("filesEnabled") or any(isinstance(x, dict) and x.get("filesEnabled") and x.get("files") for x in a.get("messages") or []):
-                raise _error(f"step {n} action {m} attaches files, which a flow file does not hold", where, "put the text in the message, or give it as a variable", file)
+            if a.get("filesEnabled") or any(
+                isinstance(x, dict) and x.get("filesEnabled") and x.get("files")
+                for x in a.get("messages") or []
+            ):
+                raise _error(
+                    f"step {n} action {m} attaches files, which a flow file does not hold",
+                    where,
+                    "put the text in the message, or give it as a variable",
+                    file,
+                )
             messages = []
             for msg in a.get("messages") or []:
                 if not isinstance(msg, dict) or msg.get("role") not in ("user", "assistant", "system"):
-                    raise _error(f"step {n} action {m}: a message needs role user|assistant and content", where + ".messages", "e.g. {role: user, content: ...}", file)
+                    raise _error(
+                        f"step {n} action {m}: a message needs role user|assistant and content",
+                        where + ".messages",
+                        "e.g. {role: user, content: ...}",
+                        file,
+                    )
                 content = msg.get("content")
                 if isinstance(content, list):  # the execution view's [{type: text, text}]
                     content = "".join(str(c.get("text", "")) for c in content if isinstance(c, dict))
                 used_vars |= {v1 or v2 for v1, v2 in VAR.findall(str(content or ""))}
                 messages.append({"role": msg["role"], "content": convert(content, n)})
             if not messages:
-                raise _error(f"step {n} action {m} has no messages", where, "give the action at least one user message", file)
-            llm: dict[str, Any] = {"model": "openai:" + str(a.get("selectedModel") or "gpt-4o"), "messages": messages}
+                raise _error(
+                    f"step {n} action {m} has no messages",
+                    where,
+                    "give the action at least one user message",
+                    file,
+                )
+            llm: dict[str, Any] = {
+                "model": "openai:" + str(a.get("selectedModel") or "gpt-4o"),
+                "messages": messages,
+            }
             if a.get("temperature") is not None:
                 llm["params"] = {"temperature": a["temperature"]}
             if a.get("systemPromptEnabled", bool(a.get("systemPrompt"))) and a.get("systemPrompt"):
                 used_vars |= {v1 or v2 for v1, v2 in VAR.findall(str(a["systemPrompt"]))}
                 llm["system"] = convert(a["systemPrompt"], n)
-            s: dict[str, Any] = {"id": f"step{n}_action{m}", "description": str(a.get("name") or f"{step.get('name') or f'Step {n}'}, action {m}"), "llm": llm}
+            s: dict[str, Any] = {
+                "id": f"step{n}_action{m}",
+                "description": str(a.get("name") or f"{step.get('name') or f'Step {n}'}, action {m}"),
+                "llm": llm,
+            }
             if a.get("structuredOutputEnabled") and a.get("structuredOutput"):
                 schema = a["structuredOutput"]
                 try:
                     s["output"] = json.loads(schema) if isinstance(schema, str) else schema
                 except ValueError:
-                    raise _error(f"step {n} action {m}: structuredOutput is not JSON", where + ".structuredOutput", "give a JSON schema", file) from None
+                    raise _error(
+                        f"step {n} action {m}: structuredOutput is not JSON",
+                        where + ".structuredOutput",
+                        "give a JSON schema",
+                        file,
+                    ) from None
             llm_steps.append(s)
         if len(llm_steps) == 1:
             group = llm_steps[0]
         else:
-            group = {"id": f"step{n}", "kind": "parallel", "description": str(step.get("name") or f"Step {n}"), "steps": llm_steps}
+            group = {
+                "id": f"step{n}",
+                "kind": "parallel",
+                "description": str(step.get("name") or f"Step {n}"),
+                "steps": llm_steps,
+            }
         if prev is not None:
             group["needs"] = [prev]
         prev = group["id"]
@@ -149,7 +193,16 @@ def flowrunner_to_flow(doc: dict[str, Any], default_name: str = "flow", file: st
     for k in sorted(used_vars - set(inputs)):
         inputs[k] = {"type": "string", "default": ""}  # FlowRunner renders an unset variable as ""
     last = steps_actions[-1]
-    outputs = {f"action{m}": "{{ steps.step" + f"{len(steps_actions)}_action{m}" + ".output }}" for m in range(1, len(last) + 1)}
+    outputs = {
+        f"action{m}": "{{ steps.step" + f"{len(steps_actions)}_action{m}" + ".output }}"
+        for m in range(1, len(last) + 1)
+    }
     name = str(doc.get("name") or doc.get("id") or default_name)
     note = f"Converted on load from the FlowRunner flow file {file}: {len(out_steps)} steps of actions -> llm steps (stepN_actionM), parallel groups for steps with several actions."
-    return {"name": re.sub(r"[^\w.\- ]", "_", name), "description": note, "inputs": inputs, "steps": out_steps, "outputs": outputs}
+    return {
+        "name": re.sub(r"[^\w.\- ]", "_", name),
+        "description": note,
+        "inputs": inputs,
+        "steps": out_steps,
+        "outputs": outputs,
+    }

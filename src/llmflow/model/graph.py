@@ -139,7 +139,21 @@ def loop_body_graph(loop: LoopStep) -> Graph:
 
 # words Mermaid reads as syntax; a step with such an id gets a different node id
 _MERMAID_RESERVED = frozenset(
-    {"end", "graph", "flowchart", "subgraph", "style", "class", "classdef", "click", "linkstyle", "direction", "call", "href", "default"}
+    {
+        "end",
+        "graph",
+        "flowchart",
+        "subgraph",
+        "style",
+        "class",
+        "classdef",
+        "click",
+        "linkstyle",
+        "direction",
+        "call",
+        "href",
+        "default",
+    }
 )
 
 
@@ -231,7 +245,9 @@ def to_json(flow: Flow) -> dict[str, list[dict[str, object]]]:
 
     for nid in g.order:
         step = g.nodes[nid].step
-        shape = "route" if isinstance(step, RouteStep) else "group" if isinstance(step, ParallelStep) else "box"
+        shape = (
+            "route" if isinstance(step, RouteStep) else "group" if isinstance(step, ParallelStep) else "box"
+        )
         nodes.append({"key": nid, "name": nid, "kind": step.kind, "shape": shape, "loop": None})
         if isinstance(step, LoopStep):
             prev = nid

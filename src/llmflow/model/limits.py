@@ -45,9 +45,15 @@ class Limits:
             try:
                 value = float(raw) if f.type in ("float", float) else int(raw)
             except ValueError:
-                raise SettingsError(f"{key}={raw!r} is not a {'number' if f.type in ('float', float) else 'whole number'}", hint=f"unset it for the default ({getattr(DEFAULT, f.name)})") from None
+                raise SettingsError(
+                    f"{key}={raw!r} is not a {'number' if f.type in ('float', float) else 'whole number'}",
+                    hint=f"unset it for the default ({getattr(DEFAULT, f.name)})",
+                ) from None
             if not value > 0 or value != value:
-                raise SettingsError(f"{key}={raw!r} must be above 0", hint=f"unset it for the default ({getattr(DEFAULT, f.name)})")
+                raise SettingsError(
+                    f"{key}={raw!r} must be above 0",
+                    hint=f"unset it for the default ({getattr(DEFAULT, f.name)})",
+                )
             changes[f.name] = value
         return replace(out, **changes) if changes else out
 

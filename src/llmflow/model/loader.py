@@ -17,7 +17,9 @@ from llmflow.model.spec import Flow, dump_yaml
 from llmflow.model.validate import validate_document
 
 # an environment variable whose value is a secret: its value is used, never stored or shown
-SECRET_NAME = re.compile(r"(?i)(key|token|secret|passw(or)?d|passwd|credential|auth|private|cookie|session|signature|dsn|database_url|conn(ection)?_?str)")
+SECRET_NAME = re.compile(
+    r"(?i)(key|token|secret|passw(or)?d|passwd|credential|auth|private|cookie|session|signature|dsn|database_url|conn(ection)?_?str)"
+)
 _INTERPOLATION = re.compile(r"\$\{([^{}]*)\}")
 _ENV = re.compile(r"^\s*oc\.env\s*:\s*([A-Za-z_][A-Za-z0-9_]*)\s*(?:,(.*))?$", re.S)
 
@@ -33,7 +35,9 @@ def secret_interpolation(raw: str) -> str | None:
     return raw if only_env else "***"
 
 
-def restore_secrets(flow: dict[str, Any], secrets: list[list[str | int]], env: dict[str, str]) -> dict[str, Any]:
+def restore_secrets(
+    flow: dict[str, Any], secrets: list[list[str | int]], env: dict[str, str]
+) -> dict[str, Any]:
     """A stored flow with the values at ``secrets`` (their ``${oc.env:NAME}`` text, see
     :meth:`LoadedFlow.record`) read again from ``env``: the environment of the process that
     runs the flow. Only those paths are read: a posted flow's text is never interpolated."""
@@ -228,7 +232,10 @@ def load_flow(
         if composed.flow_path:
             name, origin = composed.flow_path[-1], f"default: the key '{'.'.join(composed.flow_path)}'"
         else:
-            name, origin = target.flow_name or target.flow_file.stem, f"default: named after {target.flow_file.name}"
+            name, origin = (
+                target.flow_name or target.flow_file.stem,
+                f"default: named after {target.flow_file.name}",
+            )
         doc = {"name": name, **doc}
         composed.sources.entries[("name",)] = Location(origin=origin)
     flow, diags = validate_document(doc, composed.sources, display_path(target.flow_file))
@@ -269,7 +276,9 @@ def parse_flow_text(text: str, file: str = "<text>") -> Flow:
     except yaml.YAMLError as exc:
         raise FlowValidationError([yaml_error_diagnostic(exc, file)]) from None
     except (ValueError, TypeError, OverflowError) as exc:  # e.g. a date YAML cannot build
-        raise FlowValidationError([Diagnostic("yaml-syntax", f"invalid YAML value: {exc}", "", "quote the value", Location(file))]) from None
+        raise FlowValidationError(
+            [Diagnostic("yaml-syntax", f"invalid YAML value: {exc}", "", "quote the value", Location(file))]
+        ) from None
     sm = SourceMap()
     if tree is not None:
         sm.set_tree((), tree, file, None)

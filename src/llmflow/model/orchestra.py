@@ -79,7 +79,10 @@ def orchestra_to_flow(doc: dict[str, Any], default_name: str = "orchestra") -> d
         name = str(t.get("name"))
         agent = t.get("agent")
         if agent and agent not in agents:
-            agents[agent] = {"description": agent, "system": f"You are the {str(agent).replace('_', ' ')} agent."}
+            agents[agent] = {
+                "description": agent,
+                "system": f"You are the {str(agent).replace('_', ' ')} agent.",
+            }
         ctx = [str(c) for c in (t.get("context") or [])]
         prompt = str(t.get("description", "")).replace("{goal}", "{{ inputs.goal }}").strip()
         if t.get("expected_output"):
@@ -88,8 +91,16 @@ def orchestra_to_flow(doc: dict[str, Any], default_name: str = "orchestra") -> d
         if strategy == "sequential" and prev and prev not in ctx:
             prompt += f"\n\nInput (the result of {prev}):\n{{{{ steps.{prev}.output }}}}"
         if ctx:
-            prompt += "\n\nContext from earlier tasks:\n" + "\n".join(f"[{c}]\n{{{{ steps.{c}.output }}}}" for c in ctx)
-        step: dict[str, Any] = {"id": name, "kind": "llm", "prompt": prompt, "needs": needs, "on_error": "continue"}
+            prompt += "\n\nContext from earlier tasks:\n" + "\n".join(
+                f"[{c}]\n{{{{ steps.{c}.output }}}}" for c in ctx
+            )
+        step: dict[str, Any] = {
+            "id": name,
+            "kind": "llm",
+            "prompt": prompt,
+            "needs": needs,
+            "on_error": "continue",
+        }
         if t.get("description"):
             step["description"] = " ".join(str(t["description"]).split())[:120]
         if agent:
@@ -119,7 +130,20 @@ def orchestra_to_flow(doc: dict[str, Any], default_name: str = "orchestra") -> d
         # the run's status agrees with the result's success: it fails when a task failed,
         # once the independent tasks have finished
         names = [str(t.get("name")) for t in doc.get("tasks") or []]
-        steps.append({"id": "orchestra_result", "kind": "python", "function": "llmflow.model.orchestra:check_tasks", "needs": [f"{n}_result" for n in names], "when": "true", "description": "the orchestra fails when a task failed", "args": {"statuses": {n: "{{ steps." + n + ".status }}" for n in names}, "errors": {n: "{{ steps." + n + ".error }}" for n in names}}})
+        steps.append(
+            {
+                "id": "orchestra_result",
+                "kind": "python",
+                "function": "llmflow.model.orchestra:check_tasks",
+                "needs": [f"{n}_result" for n in names],
+                "when": "true",
+                "description": "the orchestra fails when a task failed",
+                "args": {
+                    "statuses": {n: "{{ steps." + n + ".status }}" for n in names},
+                    "errors": {n: "{{ steps." + n + ".error }}" for n in names},
+                },
+            }
+        )
     workspace = orch.get("workspace")
     path = workspace.get("path") if isinstance(workspace, dict) else workspace
     concurrency = 1 if strategy == "sequential" else int(execution.get("max_parallel_tasks") or 4)
@@ -130,7 +154,13 @@ def orchestra_to_flow(doc: dict[str, Any], default_name: str = "orchestra") -> d
     flow: dict[str, Any] = {
         "name": str(orch.get("id") or orch.get("name") or default_name),
         "description": str(orch.get("description") or "SuperOptiX orchestra"),
-        "inputs": {"goal": {"type": "string", "default": "", "description": "The orchestra's goal ({goal} in task descriptions)"}},
+        "inputs": {
+            "goal": {
+                "type": "string",
+                "default": "",
+                "description": "The orchestra's goal ({goal} in task descriptions)",
+            }
+        },
         "agents": agents,
         "options": options,
         "steps": steps,

@@ -34,12 +34,31 @@ from __future__ import annotations
 import re
 from typing import Any
 
-TYPES = {"str": "string", "string": "string", "text": "string", "int": "integer", "integer": "integer", "float": "number", "number": "number", "bool": "boolean", "boolean": "boolean", "list": "array", "array": "array", "dict": "object", "object": "object"}
+TYPES = {
+    "str": "string",
+    "string": "string",
+    "text": "string",
+    "int": "integer",
+    "integer": "integer",
+    "float": "number",
+    "number": "number",
+    "bool": "boolean",
+    "boolean": "boolean",
+    "list": "array",
+    "array": "array",
+    "dict": "object",
+    "object": "object",
+}
 _IDENT = re.compile(r"[^A-Za-z0-9_]")
 
 
 def is_playbook(doc: Any) -> bool:
-    return isinstance(doc, dict) and doc.get("kind") == "AgentSpec" and "apiVersion" in doc and "steps" not in doc
+    return (
+        isinstance(doc, dict)
+        and doc.get("kind") == "AgentSpec"
+        and "apiVersion" in doc
+        and "steps" not in doc
+    )
 
 
 def ident(text: str, default: str = "step") -> str:
@@ -94,7 +113,9 @@ def _tools(raw: Any) -> list[str]:
     if isinstance(raw, list):
         return [str(t.get("name") if isinstance(t, dict) else t) for t in raw if t]
     if isinstance(raw, dict) and raw.get("enabled", True) is not False:
-        return [str(t.get("name") if isinstance(t, dict) else t) for t in raw.get("specific_tools") or [] if t]
+        return [
+            str(t.get("name") if isinstance(t, dict) else t) for t in raw.get("specific_tools") or [] if t
+        ]
     return []
 
 
@@ -122,7 +143,12 @@ def playbook_to_flow(doc: dict[str, Any], default_name: str = "agent") -> dict[s
     lm = spec.get("language_model") or {}
     params = {k: lm[k] for k in ("temperature", "max_tokens") if lm.get(k) is not None}
     tasks = {str(t.get("name")): t for t in spec.get("tasks") or [] if isinstance(t, dict) and t.get("name")}
-    agent: dict[str, Any] = {"description": str(meta.get("description") or meta.get("name") or name), "system": _system(spec, name), "params": params, "role": "agent"}
+    agent: dict[str, Any] = {
+        "description": str(meta.get("description") or meta.get("name") or name),
+        "system": _system(spec, name),
+        "params": params,
+        "role": "agent",
+    }
     if _model(lm):
         agent["model"] = _model(lm)
     tools = _tools(spec.get("tools"))
@@ -130,20 +156,30 @@ def playbook_to_flow(doc: dict[str, Any], default_name: str = "agent") -> dict[s
         agent["tools"] = tools
     inputs_f = _fields(spec.get("input_fields"))
     outputs_f = _fields(spec.get("output_fields"))
-    inputs = {ident(f["name"], "input"): {"type": TYPES.get(str(f.get("type", "str")).lower(), "string"), **({"description": f["description"]} if f.get("description") else {})} for f in inputs_f}
+    inputs = {
+        ident(f["name"], "input"): {
+            "type": TYPES.get(str(f.get("type", "str")).lower(), "string"),
+            **({"description": f["description"]} if f.get("description") else {}),
+        }
+        for f in inputs_f
+    }
     if not inputs:
         inputs = {"query": {"type": "string", "description": "The request"}}
     stages = [s for s in spec.get("agentflow") or [] if isinstance(s, dict)]
     if not stages:
         stages = [{"name": n, "task": n} for n in tasks] or [{"name": "respond", "task": None}]
-    structured = len(outputs_f) > 1 or (len(outputs_f) == 1 and TYPES.get(str(outputs_f[0].get("type", "str")).lower(), "string") != "string")
+    structured = len(outputs_f) > 1 or (
+        len(outputs_f) == 1 and TYPES.get(str(outputs_f[0].get("type", "str")).lower(), "string") != "string"
+    )
     steps: list[dict[str, Any]] = []
     prev: str | None = None
     for i, stage in enumerate(stages):
         sid = ident(stage.get("name") or f"stage_{i + 1}")
         task = tasks.get(str(stage.get("task"))) or {}
         text = str(task.get("instruction") or task.get("description") or "Respond to the input.").strip()
-        wanted = [ident(x if isinstance(x, str) else x.get("name", ""), "") for x in task.get("inputs") or []] or list(inputs)
+        wanted = [
+            ident(x if isinstance(x, str) else x.get("name", ""), "") for x in task.get("inputs") or []
+        ] or list(inputs)
         lines = [text, ""] + [f"{k}: {{{{ inputs.{k} }}}}" for k in wanted if k in inputs]
         if prev:
             lines += ["", f"Result of {prev}:", f"{{{{ steps.{prev}.output }}}}"]
@@ -155,9 +191,14 @@ def playbook_to_flow(doc: dict[str, Any], default_name: str = "agent") -> dict[s
     last = steps[-1]
     outputs: dict[str, str] = {}
     if structured:
-        props = {ident(f["name"], "field"): {"type": TYPES.get(str(f.get("type", "str")).lower(), "string")} for f in outputs_f}
+        props = {
+            ident(f["name"], "field"): {"type": TYPES.get(str(f.get("type", "str")).lower(), "string")}
+            for f in outputs_f
+        }
         last["output"] = {"type": "object", "properties": props, "required": list(props)}
-        last["prompt"] += "\n\nAnswer with a JSON object with the fields: " + ", ".join(f"{k} ({v['type']})" for k, v in props.items())
+        last["prompt"] += "\n\nAnswer with a JSON object with the fields: " + ", ".join(
+            f"{k} ({v['type']})" for k, v in props.items()
+        )
         outputs = {k: f"{{{{ steps.{last['id']}.output.{k} }}}}" for k in props}
     elif outputs_f:
         outputs = {ident(outputs_f[0]["name"], "result"): f"{{{{ steps.{last['id']}.output }}}}"}

@@ -29,6 +29,7 @@ from llmflow.model.value_errors import short
 if TYPE_CHECKING:
     from llmflow.model.collector import Collector
 
+
 class _Scopes:
     """Which loop body each step belongs to, and every step's enclosing groups."""
 
@@ -126,7 +127,9 @@ class _Scopes:
         return bool(self._ancestor_bits(sid) & self._bit.get(other, 0))
 
 
-def check_references(c: Collector, flow: Flow, bad_ids: set[str], dropped_inputs: set[str], dropped_agents: set[str]) -> None:
+def check_references(
+    c: Collector, flow: Flow, bad_ids: set[str], dropped_inputs: set[str], dropped_agents: set[str]
+) -> None:
     paths: dict[str, tuple[Any, ...]] = dict(c.all_ids)
     ids = {i for i in c.all_ids if i not in bad_ids}
     known = list(c.all_ids)
@@ -143,7 +146,9 @@ def check_references(c: Collector, flow: Flow, bad_ids: set[str], dropped_inputs
         here = scopes.loop_of.get(s.id)
         for j, n in enumerate(s.needs or []):
             if n not in paths:
-                c.add("unknown-step", f"step '{s.id}' needs unknown step '{n}'", (*p, "needs", j), known_hint(n))
+                c.add(
+                    "unknown-step", f"step '{s.id}' needs unknown step '{n}'", (*p, "needs", j), known_hint(n)
+                )
             elif n == s.id:
                 c.add("cycle", f"step '{s.id}' needs itself", (*p, "needs", j), "remove it from needs")
             elif n in scopes.loop_of and scopes.loop_of[n] != here:
@@ -153,7 +158,12 @@ def check_references(c: Collector, flow: Flow, bad_ids: set[str], dropped_inputs
                     if here
                     else f"steps inside a loop repeat; need the loop '{there}' instead"
                 )
-                c.add("unknown-step", f"step '{s.id}' needs '{n}', which is inside {loop_name(there)}, not in {loop_name(here)}", (*p, "needs", j), hint)
+                c.add(
+                    "unknown-step",
+                    f"step '{s.id}' needs '{n}', which is inside {loop_name(there)}, not in {loop_name(here)}",
+                    (*p, "needs", j),
+                    hint,
+                )
         if isinstance(s, RouteStep):
             for r_i, r in enumerate(s.routes):
                 for t_i, t in enumerate(r.to):
@@ -162,7 +172,12 @@ def check_references(c: Collector, flow: Flow, bad_ids: set[str], dropped_inputs
                 _check_route_target(c, s, t, (*p, "default", t_i), paths, scopes, known_hint)
         _check_agents(c, flow, s, p, dropped_agents)
         if isinstance(s, LlmStep) and s.model and "{{" in s.model:
-            c.add("invalid-value", f"step '{s.id}': 'model' is not a template ({s.model!r})", (*p, "model"), "to run one variant per model, use 'matrix: {model: [provider:a, provider:b]}'")
+            c.add(
+                "invalid-value",
+                f"step '{s.id}': 'model' is not a template ({s.model!r})",
+                (*p, "model"),
+                "to run one variant per model, use 'matrix: {model: [provider:a, provider:b]}'",
+            )
         elif isinstance(s, LlmStep) and s.model:
             _check_model(c, s.model, f"step '{s.id}'", (*p, "model"))
         models = (s.matrix or {}).get("model")
@@ -171,7 +186,12 @@ def check_references(c: Collector, flow: Flow, bad_ids: set[str], dropped_inputs
                 _check_model(c, m, f"step '{s.id}'", (*p, "matrix", "model", k))
     for name, a in flow.agents.items():
         if a.model and "{{" in a.model:
-            c.add("invalid-value", f"agent '{name}': 'model' is not a template ({a.model!r})", ("agents", name, "model"), "write provider:model, or use ${...} to take it from the config")
+            c.add(
+                "invalid-value",
+                f"agent '{name}': 'model' is not a template ({a.model!r})",
+                ("agents", name, "model"),
+                "write provider:model, or use ${...} to take it from the config",
+            )
         elif a.model:
             _check_model(c, a.model, f"agent '{name}'", ("agents", name, "model"))
     if flow.model:
@@ -197,13 +217,26 @@ def _check_model(c: Collector, model: Any, owner: str, path: tuple[Any, ...]) ->
         )
 
 
-def _check_route_target(c: Collector, s: RouteStep, t: str, path: tuple[Any, ...], paths: dict[str, Any], scopes: _Scopes, known_hint: Any) -> None:
+def _check_route_target(
+    c: Collector,
+    s: RouteStep,
+    t: str,
+    path: tuple[Any, ...],
+    paths: dict[str, Any],
+    scopes: _Scopes,
+    known_hint: Any,
+) -> None:
     if t not in paths:
         c.add("unknown-step", f"route '{s.id}' goes to unknown step '{t}'", path, known_hint(t))
     elif t == s.id:
         c.add("cycle", f"route '{s.id}' goes to itself", path, "use a 'loop' step to repeat steps")
     elif t in scopes.loop_of and scopes.loop_of[t] != scopes.loop_of.get(s.id):
-        c.add("unknown-step", f"route '{s.id}' goes to '{t}', which is in another loop body", path, "a route can only choose steps at its own level")
+        c.add(
+            "unknown-step",
+            f"route '{s.id}' goes to '{t}', which is in another loop body",
+            path,
+            "a route can only choose steps at its own level",
+        )
 
 
 def _check_agents(c: Collector, flow: Flow, s: StepSpec, p: tuple[Any, ...], dropped: set[str]) -> None:
@@ -214,7 +247,12 @@ def _check_agents(c: Collector, flow: Flow, s: StepSpec, p: tuple[Any, ...], dro
         refs += [(a, (*p, "agents", k)) for k, a in enumerate(s.agents)]
         for k in s.weights or {}:
             if k not in s.agents:
-                c.add("unknown-agent", f"step '{s.id}' weighs agent '{k}', which it does not broadcast to", (*p, "weights", k), did_you_mean(k, s.agents) or f"agents: {', '.join(s.agents)}")
+                c.add(
+                    "unknown-agent",
+                    f"step '{s.id}' weighs agent '{k}', which it does not broadcast to",
+                    (*p, "weights", k),
+                    did_you_mean(k, s.agents) or f"agents: {', '.join(s.agents)}",
+                )
     if isinstance(s, ConductorStep):
         refs += [(a, (*p, "participants", k)) for k, a in enumerate(s.participants)]
         if s.host != "sequence":
@@ -222,7 +260,9 @@ def _check_agents(c: Collector, flow: Flow, s: StepSpec, p: tuple[Any, ...], dro
     for name, ap in refs:
         if name not in flow.agents and name not in dropped and "*" not in dropped:
             known = list(flow.agents)
-            hint = did_you_mean(name, known) or (f"known agents: {', '.join(known)}" if known else "define it under 'agents:'")
+            hint = did_you_mean(name, known) or (
+                f"known agents: {', '.join(known)}" if known else "define it under 'agents:'"
+            )
             if isinstance(s, ConductorStep) and ap[-1] == "host":
                 hint += "; or use host: sequence"
             c.add("unknown-agent", f"step '{s.id}' uses unknown agent '{name}'", ap, hint)
@@ -244,7 +284,12 @@ def _check_cycles(c: Collector, scopes: _Scopes, paths: dict[str, tuple[Any, ...
                 a, b = implicit[0]
                 hint = f"'{a}' has no 'needs', so it runs after the step before it ('{b}'); give '{a}' its own 'needs', or use a 'loop' step"
             first = cyc[0]
-            c.add("cycle", f"steps form a cycle: {' -> '.join(cyc)}", (*paths.get(first, ("steps",)), "needs"), hint)
+            c.add(
+                "cycle",
+                f"steps form a cycle: {' -> '.join(cyc)}",
+                (*paths.get(first, ("steps",)), "needs"),
+                hint,
+            )
 
 
 def _strongly_connected(g: Graph) -> list[list[str]]:
@@ -346,7 +391,9 @@ def _check_template(
 
     def upstream(name: str) -> bool:
         assert step is not None
-        return scopes.runs_before(step.id, name) or (isinstance(step, LoopStep) and scopes.in_group(step.id, name))
+        return scopes.runs_before(step.id, name) or (
+            isinstance(step, LoopStep) and scopes.in_group(step.id, name)
+        )
 
     has_jinja_for = "{%" in text and "for " in text
     for ref in a.references:
@@ -354,33 +401,88 @@ def _check_template(
         if ns not in NAMESPACES:
             if ns in JINJA_GLOBALS:
                 continue
-            c.add("unknown-name", f"unknown name '{ns}' in {what} {short(text)}", path, did_you_mean(ns, NAMESPACES) or f"available: {', '.join(NAMESPACES)}")
+            c.add(
+                "unknown-name",
+                f"unknown name '{ns}' in {what} {short(text)}",
+                path,
+                did_you_mean(ns, NAMESPACES) or f"available: {', '.join(NAMESPACES)}",
+            )
         elif ns == "inputs" and name is not None and name not in flow.inputs:
             if name in dropped_inputs or "*" in dropped_inputs:
                 continue
             declared = list(flow.inputs)
-            hint = did_you_mean(name, declared) or (f"declared inputs: {', '.join(declared)}" if declared else f"declare it under 'inputs:', e.g. 'inputs: {{{name}: string}}'")
+            hint = did_you_mean(name, declared) or (
+                f"declared inputs: {', '.join(declared)}"
+                if declared
+                else f"declare it under 'inputs:', e.g. 'inputs: {{{name}: string}}'"
+            )
             c.add("unknown-input", f"unknown input '{name}' in {what} {short(text)}", path, hint)
         elif ns == "steps" and name is not None:
             body_of = scopes.loop_of.get(name)
-            visible = scopes.enclosing_loops(step.id) | ({step.id} if isinstance(step, LoopStep) else set()) if step else set()
+            visible = (
+                scopes.enclosing_loops(step.id) | ({step.id} if isinstance(step, LoopStep) else set())
+                if step
+                else set()
+            )
             if name not in paths:
-                c.add("unknown-step", f"unknown step '{name}' in {what} {short(text)}", path, did_you_mean(name, paths) or f"known steps: {', '.join(paths)}")
+                c.add(
+                    "unknown-step",
+                    f"unknown step '{name}' in {what} {short(text)}",
+                    path,
+                    did_you_mean(name, paths) or f"known steps: {', '.join(paths)}",
+                )
             elif body_of is not None and body_of not in visible and name in ids:
                 reader = f"step '{step.id}'" if step else "the flow's outputs"
-                c.add("not-upstream", f"{reader} reads step '{name}', which is inside loop '{body_of}'", path, f"outside a loop, read its result: steps.{body_of}.output (the last body step's output)")
+                c.add(
+                    "not-upstream",
+                    f"{reader} reads step '{name}', which is inside loop '{body_of}'",
+                    path,
+                    f"outside a loop, read its result: steps.{body_of}.output (the last body step's output)",
+                )
             elif step is not None and name in ids and not upstream(name):
                 if name == step.id:
-                    msg, hint = f"step '{step.id}' reads its own output", "a step can read only steps that ran before it"
+                    msg, hint = (
+                        f"step '{step.id}' reads its own output",
+                        "a step can read only steps that ran before it",
+                    )
                 else:
-                    msg, hint = f"step '{step.id}' reads step '{name}', which does not run before it", f"add '{name}' to the needs of '{step.id}'"
+                    msg, hint = (
+                        f"step '{step.id}' reads step '{name}', which does not run before it",
+                        f"add '{name}' to the needs of '{step.id}'",
+                    )
                 c.add("not-upstream", msg, path, hint)
         elif ns == "item" and step is not None and step.for_each is None:
-            c.add("unknown-name", f"'item' used in step '{step.id}', which has no for_each", path, "add 'for_each:' or remove the reference")
+            c.add(
+                "unknown-name",
+                f"'item' used in step '{step.id}', which has no for_each",
+                path,
+                "add 'for_each:' or remove the reference",
+            )
         elif ns == "matrix" and step is not None and name is not None and name not in (step.matrix or {}):
             if not step.matrix:
-                c.add("unknown-name", f"'matrix' used in step '{step.id}', which has no matrix", path, "add 'matrix:' or remove the reference")
+                c.add(
+                    "unknown-name",
+                    f"'matrix' used in step '{step.id}', which has no matrix",
+                    path,
+                    "add 'matrix:' or remove the reference",
+                )
             else:
-                c.add("unknown-name", f"unknown matrix key '{name}' in {what} {short(text)}", path, did_you_mean(name, step.matrix) or f"matrix keys: {', '.join(step.matrix)}")
-        elif ns == "loop" and step is not None and loop is None and not isinstance(step, LoopStep) and not has_jinja_for:
-            c.add("unknown-name", f"'loop' used in step '{step.id}', which is not inside a loop", path, "'loop' (id, iteration) exists only in the steps of a 'loop'")
+                c.add(
+                    "unknown-name",
+                    f"unknown matrix key '{name}' in {what} {short(text)}",
+                    path,
+                    did_you_mean(name, step.matrix) or f"matrix keys: {', '.join(step.matrix)}",
+                )
+        elif (
+            ns == "loop"
+            and step is not None
+            and loop is None
+            and not isinstance(step, LoopStep)
+            and not has_jinja_for
+        ):
+            c.add(
+                "unknown-name",
+                f"'loop' used in step '{step.id}', which is not inside a loop",
+                path,
+                "'loop' (id, iteration) exists only in the steps of a 'loop'",
+            )

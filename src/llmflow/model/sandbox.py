@@ -77,8 +77,7 @@ class Budget:
         self.ticks += 1
         if self.ticks % _TICK_EVERY == 0 and time.monotonic() > self.deadline:
             raise RenderTimeout(
-                f"the template ran longer than {self.limits.template_seconds:g}s "
-                f"(LLMFLOW_TEMPLATE_TIMEOUT)"
+                f"the template ran longer than {self.limits.template_seconds:g}s (LLMFLOW_TEMPLATE_TIMEOUT)"
             )
 
 
@@ -139,7 +138,9 @@ def weight(value: Any, limit: int) -> int:
 def _too_large(what: str, size: int | None = None) -> ValueTooLarge:
     cap = _cap()
     shown = f" ({size} characters/items)" if size is not None else ""
-    return ValueTooLarge(f"{what} would build a value larger than {cap} characters/items{shown} (LLMFLOW_TEMPLATE_MAX_OUTPUT)")
+    return ValueTooLarge(
+        f"{what} would build a value larger than {cap} characters/items{shown} (LLMFLOW_TEMPLATE_MAX_OUTPUT)"
+    )
 
 
 def check_weight(value: Any, what: str) -> Any:
@@ -183,7 +184,13 @@ def _check_format(fmt: Any, args: Any, what: str) -> None:
     if any(len(n) > 12 or int(n) > cap for n in numbers):
         raise _too_large(what)
     if from_args:
-        flat = list(args.values()) if isinstance(args, dict) else list(args) if isinstance(args, tuple | list) else [args]
+        flat = (
+            list(args.values())
+            if isinstance(args, dict)
+            else list(args)
+            if isinstance(args, tuple | list)
+            else [args]
+        )
         _check_ints(flat, what)
 
 
@@ -218,7 +225,10 @@ def _precheck_method(obj: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) ->
         if _join_estimate(str(owner), args[0]) > cap:
             raise _too_large(what)
     elif name == "replace" and len(args) >= 2:
-        if _replace_estimate(owner, args[0], args[1], args[2] if len(args) > 2 else kwargs.get("count", -1)) > cap:
+        if (
+            _replace_estimate(owner, args[0], args[1], args[2] if len(args) > 2 else kwargs.get("count", -1))
+            > cap
+        ):
             raise _too_large(what)
     elif name == "translate" and args and isinstance(owner, str) and isinstance(args[0], dict):
         longest = max((len(v) for v in args[0].values() if isinstance(v, str)), default=1)
@@ -230,7 +240,14 @@ def _precheck_method(obj: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) ->
 _SIZE_ARG_FILTERS = frozenset({"center", "indent", "wordwrap", "batch", "slice", "truncate"})
 # filters written in Python that take seconds on inputs near the size cap, in one call the
 # deadline cannot interrupt: the input they take (about half a second's work)
-_SLOW_FILTER_INPUT = {"wordwrap": 300_000, "urlize": 1_000_000, "pprint": 200_000, "title": 3_000_000, "striptags": 3_000_000, "xmlattr": 100_000}
+_SLOW_FILTER_INPUT = {
+    "wordwrap": 300_000,
+    "urlize": 1_000_000,
+    "pprint": 200_000,
+    "title": 3_000_000,
+    "striptags": 3_000_000,
+    "xmlattr": 100_000,
+}
 
 
 def _guard_filter(name: str, fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -251,7 +268,12 @@ def _guard_filter(name: str, fn: Callable[..., Any]) -> Callable[..., Any]:
         elif name == "format" and real:
             _check_format(real[0], real[1:] if len(real) > 1 else kwargs, what)
         elif name == "replace" and len(real) >= 3:
-            if _replace_estimate(str(real[0]), real[1], real[2], real[3] if len(real) > 3 else kwargs.get("count", -1)) > _cap():
+            if (
+                _replace_estimate(
+                    str(real[0]), real[1], real[2], real[3] if len(real) > 3 else kwargs.get("count", -1)
+                )
+                > _cap()
+            ):
                 raise _too_large(what)
         elif name == "join" and real:
             sep = real[1] if len(real) > 1 else kwargs.get("d", "")
@@ -314,7 +336,9 @@ def _output_guard(context: Any, value: Any) -> Any:
     b.tick()
     b.produced += len(value) if isinstance(value, str) else len(str(value))
     if b.produced > b.limits.template_output:
-        raise ValueTooLarge(f"the template's output would exceed {b.limits.template_output} characters (LLMFLOW_TEMPLATE_MAX_OUTPUT)")
+        raise ValueTooLarge(
+            f"the template's output would exceed {b.limits.template_output} characters (LLMFLOW_TEMPLATE_MAX_OUTPUT)"
+        )
     return value
 
 
@@ -339,7 +363,13 @@ class _Guard(NodeTransformer):
 
     def visit_Output(self, node: nodes.Output) -> nodes.Node:
         node = self.generic_visit(node)  # type: ignore[assignment]
-        node.nodes = [_filter(nodes.Const(c.data, lineno=c.lineno) if isinstance(c, nodes.TemplateData) else c, "llmflow_out") for c in node.nodes]
+        node.nodes = [
+            _filter(
+                nodes.Const(c.data, lineno=c.lineno) if isinstance(c, nodes.TemplateData) else c,
+                "llmflow_out",
+            )
+            for c in node.nodes
+        ]
         return node
 
 
@@ -355,7 +385,9 @@ class Sandbox(ImmutableSandboxedEnvironment):
         self.filters = {name: _guard_filter(name, fn) for name, fn in self.filters.items()}
         self.filters.update(GUARDS)
 
-    def _generate(self, source: nodes.Template, name: str | None, filename: str | None, defer_init: bool = False) -> str:
+    def _generate(
+        self, source: nodes.Template, name: str | None, filename: str | None, defer_init: bool = False
+    ) -> str:
         return super()._generate(_Guard().visit(source), name, filename, defer_init)  # type: ignore[arg-type]
 
     def wrap_str_format(self, value: Any) -> Callable[..., str] | None:
@@ -366,7 +398,11 @@ class Sandbox(ImmutableSandboxedEnvironment):
 
         def checked(*args: Any, **kwargs: Any) -> str:
             _tick()
-            _check_format(fmt, args[0] if name == "format_map" and args else {**dict(enumerate(args)), **kwargs}, f"'.{name}()'")
+            _check_format(
+                fmt,
+                args[0] if name == "format_map" and args else {**dict(enumerate(args)), **kwargs},
+                f"'.{name}()'",
+            )
             return wrapped(*args, **kwargs)
 
         return checked
@@ -392,10 +428,19 @@ class Sandbox(ImmutableSandboxedEnvironment):
         cap = _cap()
         if operator == "*":
             for seq, n in ((left, right), (right, left)):
-                if isinstance(seq, str | list | tuple) and isinstance(n, int) and n > 0 and weight(seq, cap) * n > cap:
+                if (
+                    isinstance(seq, str | list | tuple)
+                    and isinstance(n, int)
+                    and n > 0
+                    and weight(seq, cap) * n > cap
+                ):
                     raise _too_large("'*'")
         elif operator == "+":
-            if isinstance(left, str | list | tuple) and isinstance(right, str | list | tuple) and weight(left, cap) + weight(right, cap) > cap:
+            if (
+                isinstance(left, str | list | tuple)
+                and isinstance(right, str | list | tuple)
+                and weight(left, cap) + weight(right, cap) > cap
+            ):
                 raise _too_large("'+'")
         elif operator == "%":
             if isinstance(left, str):

@@ -101,7 +101,12 @@ class SourceMap:
             self.raw[path] = str(node.value)
 
     def merge_tree(
-        self, prefix: PathKey, node: yaml.MappingNode, file: str, origin: str | None, skip: tuple[str, ...] = ()
+        self,
+        prefix: PathKey,
+        node: yaml.MappingNode,
+        file: str,
+        origin: str | None,
+        skip: tuple[str, ...] = (),
     ) -> None:
         """Merge a mapping at ``prefix`` the way OmegaConf merges configs: nested mappings
         merge, anything else replaces."""
@@ -173,7 +178,9 @@ class FlowLoader(_Base):  # type: ignore[misc, valid-type]
 
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
         for key, _ in node.value:
-            if isinstance(key, yaml.ScalarNode) and key.tag == _BOOL_TAG and not key.style:  # plain (libyaml: "")
+            if (
+                isinstance(key, yaml.ScalarNode) and key.tag == _BOOL_TAG and not key.style
+            ):  # plain (libyaml: "")
                 key.tag = _STR_TAG
         mapping: dict[Any, Any] = super().construct_mapping(node, deep)
         return mapping
@@ -216,7 +223,12 @@ def check_depth(text: str) -> None:
         if isinstance(ev, yaml.CollectionStartEvent):
             depth += 1
             if depth > limit:
-                raise TooDeep(None, None, f"the document nests more than {limit} levels deep (LLMFLOW_MAX_DOCUMENT_DEPTH)", _mark(ev))
+                raise TooDeep(
+                    None,
+                    None,
+                    f"the document nests more than {limit} levels deep (LLMFLOW_MAX_DOCUMENT_DEPTH)",
+                    _mark(ev),
+                )
         elif isinstance(ev, yaml.CollectionEndEvent):
             depth -= 1
 

@@ -111,7 +111,10 @@ class ToolSpec(Spec):
     def _one_target(self) -> ToolSpec:
         given = [k for k in ("tool", "flow", "index") if getattr(self, k) is not None]
         if len(given) != 1:
-            raise ValueError("a tool entry needs exactly one of 'tool', 'flow' or 'index'" + (f" (got {', '.join(given)})" if given else ""))
+            raise ValueError(
+                "a tool entry needs exactly one of 'tool', 'flow' or 'index'"
+                + (f" (got {', '.join(given)})" if given else "")
+            )
         return self
 
     @property
@@ -123,7 +126,15 @@ def _tool_entry(v: Any) -> Any:
     return {"tool": v} if isinstance(v, str) else v
 
 
-ToolRef = Annotated[ToolSpec, BeforeValidator(_tool_entry), PlainSerializer(lambda t: t.tool if t.model_fields_set <= {"tool"} else t.model_dump(mode="json", exclude_defaults=True))]
+ToolRef = Annotated[
+    ToolSpec,
+    BeforeValidator(_tool_entry),
+    PlainSerializer(
+        lambda t: (
+            t.tool if t.model_fields_set <= {"tool"} else t.model_dump(mode="json", exclude_defaults=True)
+        )
+    ),
+]
 
 
 class McpServerSpec(Spec):
@@ -140,7 +151,9 @@ class McpServerSpec(Spec):
     @model_validator(mode="after")
     def _one_transport(self) -> McpServerSpec:
         if (self.command is None) == (self.url is None):
-            raise ValueError("an MCP server needs exactly one of 'command' (stdio) or 'url' (streamable HTTP)")
+            raise ValueError(
+                "an MCP server needs exactly one of 'command' (stdio) or 'url' (streamable HTTP)"
+            )
         if self.url is not None and (self.args or self.env or self.cwd):
             raise ValueError("'args', 'env' and 'cwd' apply to 'command' servers, not to 'url' ones")
         return self
@@ -424,9 +437,11 @@ def _inputs(v: Any) -> Any:
 
 def _outputs(v: Any) -> Any:
     if isinstance(v, list):
-        return {s: f"{{{{ steps.{s}.output }}}}" for s in v if isinstance(s, str)} if all(
-            isinstance(s, str) for s in v
-        ) else v
+        return (
+            {s: f"{{{{ steps.{s}.output }}}}" for s in v if isinstance(s, str)}
+            if all(isinstance(s, str) for s in v)
+            else v
+        )
     if isinstance(v, str):
         return {"result": v if "{{" in v else f"{{{{ steps.{v}.output }}}}"}
     return v
@@ -462,7 +477,11 @@ class Flow(Spec):
     def _human_in_loop_parameter(cls, v: Any) -> Any:
         """Buttermilk keeps ``human_in_loop`` in the flow's parameters: honoured like
         ``options.human_in_loop`` (which wins when both are given)."""
-        if isinstance(v, dict) and isinstance(v.get("parameters"), dict) and isinstance(v["parameters"].get("human_in_loop"), bool):
+        if (
+            isinstance(v, dict)
+            and isinstance(v.get("parameters"), dict)
+            and isinstance(v["parameters"].get("human_in_loop"), bool)
+        ):
             opts = v.get("options")
             if opts is None or (isinstance(opts, dict) and "human_in_loop" not in opts):
                 v = {**v, "options": {**(opts or {}), "human_in_loop": v["parameters"]["human_in_loop"]}}
@@ -539,7 +558,6 @@ class Flow(Spec):
             if s.id == step_id:
                 return s
         raise KeyError(step_id)
-
 
 
 def _looks_like_path(text: str) -> bool:

@@ -41,7 +41,12 @@ def _collect_ids(c: Collector, raw: Any, prefix: tuple[Any, ...], depth: int = 1
         return
     lim = limits.current()
     if depth > lim.flow_depth:
-        c.add("too-deep", f"steps nest more than {lim.flow_depth} levels deep (LLMFLOW_MAX_STEP_DEPTH)", prefix, "flatten the flow: fewer parallel / loop groups inside each other, or sub-flows")
+        c.add(
+            "too-deep",
+            f"steps nest more than {lim.flow_depth} levels deep (LLMFLOW_MAX_STEP_DEPTH)",
+            prefix,
+            "flatten the flow: fewer parallel / loop groups inside each other, or sub-flows",
+        )
         return
     c.step_count += len(raw)
     for i, item in enumerate(raw):
@@ -57,7 +62,12 @@ def _collect_ids(c: Collector, raw: Any, prefix: tuple[Any, ...], depth: int = 1
         if isinstance(sid, str):
             if sid in c.all_ids:
                 first = format_path(c.all_ids[sid])
-                c.add("duplicate-id", f"duplicate step id '{sid}'", (*path, "id"), f"first used at {first}; ids must be unique in a flow")
+                c.add(
+                    "duplicate-id",
+                    f"duplicate step id '{sid}'",
+                    (*path, "id"),
+                    f"first used at {first}; ids must be unique in a flow",
+                )
             else:
                 c.all_ids[sid] = path
         kind = step.get("kind")
@@ -66,17 +76,29 @@ def _collect_ids(c: Collector, raw: Any, prefix: tuple[Any, ...], depth: int = 1
             _collect_ids(c, step.get(f), (*path, f), depth + 1)
 
 
-def _check_steps(c: Collector, raw: Any, prefix: tuple[Any, ...], bad_ids: set[str], depth: int = 1) -> list[StepSpec] | None:
+def _check_steps(
+    c: Collector, raw: Any, prefix: tuple[Any, ...], bad_ids: set[str], depth: int = 1
+) -> list[StepSpec] | None:
     """Validate a list of step documents. Returns the valid steps, or None when the list
     itself is unusable. Ids of invalid steps go to ``bad_ids`` so later checks skip them."""
     if depth > limits.current().flow_depth:
         return None  # reported by _collect_ids
     if not isinstance(raw, list):
         got = f"got {type(raw).__name__}" if raw is not None else "got nothing"
-        c.add("invalid-value", f"{format_path(prefix)} must be a list of steps, {got}", prefix, "write steps as a YAML list: '- id: ...'")
+        c.add(
+            "invalid-value",
+            f"{format_path(prefix)} must be a list of steps, {got}",
+            prefix,
+            "write steps as a YAML list: '- id: ...'",
+        )
         return None
     if not raw:
-        c.add("invalid-value", f"{format_path(prefix)} needs at least one step", prefix, "add a step, e.g. '- id: hello' with 'llm: \"Say hello\"'")
+        c.add(
+            "invalid-value",
+            f"{format_path(prefix)} needs at least one step",
+            prefix,
+            "add a step, e.g. '- id: hello' with 'llm: \"Say hello\"'",
+        )
         return None
     out: list[StepSpec] = []
     kinds = registry.kind_names()
@@ -84,7 +106,12 @@ def _check_steps(c: Collector, raw: Any, prefix: tuple[Any, ...], bad_ids: set[s
         path = (*prefix, i)
         step = normalise_step(item)  # shorthand paths were aliased by _collect_ids
         if not isinstance(step, dict):
-            c.add("invalid-step", f"step {i + 1} must be a mapping with 'id' and a kind, got {type(item).__name__} {short(item)}", path, "write '- id: NAME' and a kind, e.g. 'llm: \"...\"'")
+            c.add(
+                "invalid-step",
+                f"step {i + 1} must be a mapping with 'id' and a kind, got {type(item).__name__} {short(item)}",
+                path,
+                "write '- id: NAME' and a kind, e.g. 'llm: \"...\"'",
+            )
             continue
         sid = step.get("id")
         label = f"step '{sid}'" if isinstance(sid, str) else f"step {i + 1}"
@@ -94,7 +121,12 @@ def _check_steps(c: Collector, raw: Any, prefix: tuple[Any, ...], bad_ids: set[s
         if kind is None:
             present = [k for k in step if isinstance(k, str) and registry.kind(k)]
             if len(present) > 1:
-                c.add("ambiguous-kind", f"{label} has several kinds: {', '.join(present)}", path, "a step does one thing; keep one kind, or split it into steps")
+                c.add(
+                    "ambiguous-kind",
+                    f"{label} has several kinds: {', '.join(present)}",
+                    path,
+                    "a step does one thing; keep one kind, or split it into steps",
+                )
             else:
                 close = [did_you_mean(str(k), kinds) for k in step if k != "id"]
                 hint = next((h for h in close if h), None) or f"add one of: {', '.join(kinds)}"
@@ -102,7 +134,13 @@ def _check_steps(c: Collector, raw: Any, prefix: tuple[Any, ...], bad_ids: set[s
             continue
         cls = registry.kind(kind) if isinstance(kind, str) else None
         if cls is None:
-            c.add("unknown-kind", f"unknown step kind {short(kind)} in {label}", (*path, "kind"), (did_you_mean(str(kind), kinds) if isinstance(kind, str) else None) or f"known kinds: {', '.join(kinds)}")
+            c.add(
+                "unknown-kind",
+                f"unknown step kind {short(kind)} in {label}",
+                (*path, "kind"),
+                (did_you_mean(str(kind), kinds) if isinstance(kind, str) else None)
+                or f"known kinds: {', '.join(kinds)}",
+            )
             continue
         data = dict(step)
         nested_bad: set[str] = set()
@@ -129,7 +167,9 @@ def _check_steps(c: Collector, raw: Any, prefix: tuple[Any, ...], bad_ids: set[s
 # -- pass 2: the flow's own keys --------------------------------------------------------------
 
 
-def _header(c: Collector, doc: dict[str, Any], steps: list[StepSpec] | None) -> tuple[Flow | None, set[str], set[str]]:
+def _header(
+    c: Collector, doc: dict[str, Any], steps: list[StepSpec] | None
+) -> tuple[Flow | None, set[str], set[str]]:
     """Validate the flow's own keys. When some are invalid they are reported, set aside, and
     the rest is validated again so the reference checks can still run. Returns the flow and
     the names of inputs and agents set aside ("*" = all of them)."""
@@ -152,7 +192,12 @@ def _header(c: Collector, doc: dict[str, Any], steps: list[StepSpec] | None) -> 
                 if not loc or loc[0] == "steps":
                     continue
                 top = loc[0]
-                if top in ("inputs", "agents") and len(loc) > 1 and isinstance(data.get(top), dict) and loc[1] in data[top]:
+                if (
+                    top in ("inputs", "agents")
+                    and len(loc) > 1
+                    and isinstance(data.get(top), dict)
+                    and loc[1] in data[top]
+                ):
                     data[top] = {k: v for k, v in data[top].items() if k != loc[1]}
                     (dropped_inputs if top == "inputs" else dropped_agents).add(str(loc[1]))
                     changed = True
@@ -176,12 +221,22 @@ def validate_document(
     sorted by file position. Never raises for bad input."""
     c = Collector(sources, file)
     if not isinstance(doc, dict):
-        c.add("invalid-value", f"a flow must be a mapping, got {type(doc).__name__ if doc is not None else 'an empty document'}", (), "start with 'name:' and 'steps:'")
+        c.add(
+            "invalid-value",
+            f"a flow must be a mapping, got {type(doc).__name__ if doc is not None else 'an empty document'}",
+            (),
+            "start with 'name:' and 'steps:'",
+        )
         return None, c.items
     try:
         return _validate(c, _string_keys(doc, c.sources))
     except RecursionError:
-        c.add("invalid-value", "the flow is nested too deeply (or refers to itself through YAML aliases)", (), "flatten it")
+        c.add(
+            "invalid-value",
+            "the flow is nested too deeply (or refers to itself through YAML aliases)",
+            (),
+            "flatten it",
+        )
         return None, _sorted(c.items)
 
 
@@ -190,17 +245,30 @@ def _validate(c: Collector, doc: dict[str, Any]) -> tuple[Flow | None, list[Diag
     _collect_ids(c, doc.get("steps"), ("steps",))
     lim = limits.current()
     if c.step_count > lim.flow_steps:
-        c.add("too-large", f"the flow has {c.step_count} steps, more than {lim.flow_steps} (LLMFLOW_MAX_STEPS)", ("steps",), "split it into flows that call each other (a 'flow' step), or raise LLMFLOW_MAX_STEPS")
+        c.add(
+            "too-large",
+            f"the flow has {c.step_count} steps, more than {lim.flow_steps} (LLMFLOW_MAX_STEPS)",
+            ("steps",),
+            "split it into flows that call each other (a 'flow' step), or raise LLMFLOW_MAX_STEPS",
+        )
     steps = _check_steps(c, doc["steps"], ("steps",), bad_ids) if "steps" in doc else None
     if "steps" not in doc:
-        c.add("missing-key", "missing required key 'steps' in the flow", ("steps",), "add a list of steps, e.g. 'steps: [{id: hello, llm: \"Say hello\"}]'")
+        c.add(
+            "missing-key",
+            "missing required key 'steps' in the flow",
+            ("steps",),
+            "add a list of steps, e.g. 'steps: [{id: hello, llm: \"Say hello\"}]'",
+        )
     flow, dropped_inputs, dropped_agents = _header(c, doc, steps)
     if flow is not None and steps:
         check_references(c, flow, bad_ids, dropped_inputs, dropped_agents)
     return (flow if not c.items else None), _sorted(c.items)
 
 
-_YAML11_BOOLS = {True: ("on", "On", "ON", "yes", "Yes", "YES", "true", "True", "TRUE"), False: ("off", "Off", "OFF", "no", "No", "NO", "false", "False", "FALSE")}
+_YAML11_BOOLS = {
+    True: ("on", "On", "ON", "yes", "Yes", "YES", "true", "True", "TRUE"),
+    False: ("off", "Off", "OFF", "no", "No", "NO", "false", "False", "FALSE"),
+}
 
 
 def _string_keys(v: Any, sources: SourceMap | None = None, path: tuple[Any, ...] = ()) -> Any:
@@ -236,10 +304,19 @@ def _sorted(items: list[Diagnostic]) -> list[Diagnostic]:
 
 # -- inputs ----------------------------------------------------------------------------------
 
-_TYPES: dict[str, type | tuple[type, ...]] = {"string": str, "integer": int, "number": (int, float), "boolean": bool, "array": list, "object": dict}
+_TYPES: dict[str, type | tuple[type, ...]] = {
+    "string": str,
+    "integer": int,
+    "number": (int, float),
+    "boolean": bool,
+    "array": list,
+    "object": dict,
+}
 
 
-def validate_inputs(flow: Flow, given: dict[str, Any], *, coerce_strings: bool = True) -> tuple[dict[str, Any], list[Diagnostic]]:
+def validate_inputs(
+    flow: Flow, given: dict[str, Any], *, coerce_strings: bool = True
+) -> tuple[dict[str, Any], list[Diagnostic]]:
     """Check run inputs against the flow: unknown names, missing required, wrong types.
     With ``coerce_strings`` (command-line values), "3" becomes 3 for an integer input, etc."""
     import json
@@ -249,7 +326,15 @@ def validate_inputs(flow: Flow, given: dict[str, Any], *, coerce_strings: bool =
     for k, v in given.items():
         if k not in flow.inputs:
             known = list(flow.inputs)
-            diags.append(Diagnostic("unknown-input", f"flow '{flow.name}' has no input '{k}'", f"inputs.{k}", did_you_mean(k, known) or (f"inputs: {', '.join(known)}" if known else "this flow takes no inputs")))
+            diags.append(
+                Diagnostic(
+                    "unknown-input",
+                    f"flow '{flow.name}' has no input '{k}'",
+                    f"inputs.{k}",
+                    did_you_mean(k, known)
+                    or (f"inputs: {', '.join(known)}" if known else "this flow takes no inputs"),
+                )
+            )
             continue
         spec = flow.inputs[k]
         if coerce_strings and isinstance(v, str) and spec.type not in ("string", "any"):
@@ -267,23 +352,52 @@ def validate_inputs(flow: Flow, given: dict[str, Any], *, coerce_strings: bool =
             except ValueError:
                 pass
         expected = _TYPES.get(spec.type)
-        bad = expected is not None and (not isinstance(v, expected) or (spec.type in ("integer", "number") and isinstance(v, bool)))
+        bad = expected is not None and (
+            not isinstance(v, expected) or (spec.type in ("integer", "number") and isinstance(v, bool))
+        )
         if bad:
-            diags.append(Diagnostic("wrong-type", f"input '{k}' must be {_A.get(spec.type, spec.type)}, got {type(v).__name__} {short(v)}", f"inputs.{k}", f"give {_A.get(spec.type, spec.type)}"))
+            diags.append(
+                Diagnostic(
+                    "wrong-type",
+                    f"input '{k}' must be {_A.get(spec.type, spec.type)}, got {type(v).__name__} {short(v)}",
+                    f"inputs.{k}",
+                    f"give {_A.get(spec.type, spec.type)}",
+                )
+            )
             continue
         if spec.enum is not None and v not in spec.enum:
-            diags.append(Diagnostic("invalid-value", f"input '{k}' must be one of {spec.enum}, got {short(v)}", f"inputs.{k}", did_you_mean(str(v), [str(e) for e in spec.enum])))
+            diags.append(
+                Diagnostic(
+                    "invalid-value",
+                    f"input '{k}' must be one of {spec.enum}, got {short(v)}",
+                    f"inputs.{k}",
+                    did_you_mean(str(v), [str(e) for e in spec.enum]),
+                )
+            )
             continue
         out[k] = v
     for k, spec in flow.inputs.items():
         if k in out or any(d.path == f"inputs.{k}" for d in diags):
             continue
         if spec.is_required:
-            diags.append(Diagnostic("missing-input", f"missing required input '{k}' ({spec.type})", f"inputs.{k}", f"add '{k}' to the run's inputs"))
+            diags.append(
+                Diagnostic(
+                    "missing-input",
+                    f"missing required input '{k}' ({spec.type})",
+                    f"inputs.{k}",
+                    f"add '{k}' to the run's inputs",
+                )
+            )
         else:
             out[k] = spec.default
     return out, diags
 
 
-_A = {"string": "a string", "integer": "an integer", "number": "a number", "boolean": "a boolean", "array": "an array", "object": "an object"}
-
+_A = {
+    "string": "a string",
+    "integer": "an integer",
+    "number": "a number",
+    "boolean": "a boolean",
+    "array": "an array",
+    "object": "an object",
+}

@@ -46,7 +46,14 @@ def _member_for_tag(members: list[Any], tag: Any) -> Any:
     return None
 
 
-_TAG_WORDS = {"str": "a string", "int": "an integer", "float": "a number", "bool": "true or false", "list": "a list", "dict": "a mapping"}
+_TAG_WORDS = {
+    "str": "a string",
+    "int": "an integer",
+    "float": "a number",
+    "bool": "true or false",
+    "list": "a list",
+    "dict": "a mapping",
+}
 
 
 def _describe_tag(tag: Any) -> str:
@@ -55,7 +62,9 @@ def _describe_tag(tag: Any) -> str:
     return _TAG_WORDS.get(base, "a mapping" if t[:1].isupper() else t)
 
 
-def _split_loc(cls: type[BaseModel], loc: tuple[Any, ...]) -> tuple[tuple[Any, ...], list[Any], type[BaseModel] | None, int | None]:
+def _split_loc(
+    cls: type[BaseModel], loc: tuple[Any, ...]
+) -> tuple[tuple[Any, ...], list[Any], type[BaseModel] | None, int | None]:
     """Clean an error location: drop pydantic's union member tags. Returns (path, tags,
     the model owning the last key, the length of the path where the first tag was)."""
     clean: list[Any] = []
@@ -68,7 +77,11 @@ def _split_loc(cls: type[BaseModel], loc: tuple[Any, ...]) -> tuple[tuple[Any, .
         if isinstance(tp, type) and issubclass(tp, BaseModel):
             owner = tp
             clean.append(part)
-            tp = tp.model_fields[part].annotation if isinstance(part, str) and part in tp.model_fields else None
+            tp = (
+                tp.model_fields[part].annotation
+                if isinstance(part, str) and part in tp.model_fields
+                else None
+            )
             continue
         origin = typing.get_origin(tp)
         if origin is typing.Union or origin is types.UnionType:
@@ -112,7 +125,9 @@ _TYPE_WORDS = {
 }
 
 
-def pydantic_errors(c: Collector, exc: ValidationError, cls: type[BaseModel], prefix: tuple[Any, ...], skip: set[str]) -> None:
+def pydantic_errors(
+    c: Collector, exc: ValidationError, cls: type[BaseModel], prefix: tuple[Any, ...], skip: set[str]
+) -> None:
     unions: dict[tuple[Any, ...], tuple[list[str], Any]] = {}  # path at a union -> (alternatives, input)
     for err in exc.errors(include_url=False):
         loc = tuple(err["loc"])
@@ -133,10 +148,23 @@ def pydantic_errors(c: Collector, exc: ValidationError, cls: type[BaseModel], pr
     for path, (alts, given) in unions.items():
         expected = " or ".join(alts)
         where = format_path(path) or "the flow"
-        c.add("invalid-value", f"{where} must be {expected}, {_got(given) if given is not None else 'got something else'}", path, f"give {expected}")
+        c.add(
+            "invalid-value",
+            f"{where} must be {expected}, {_got(given) if given is not None else 'got something else'}",
+            path,
+            f"give {expected}",
+        )
 
 
-def _one_error(c: Collector, err: Any, etype: str, given: Any, rel: tuple[Any, ...], path: tuple[Any, ...], owner: type[BaseModel] | None) -> None:
+def _one_error(
+    c: Collector,
+    err: Any,
+    etype: str,
+    given: Any,
+    rel: tuple[Any, ...],
+    path: tuple[Any, ...],
+    owner: type[BaseModel] | None,
+) -> None:
     ctx = err.get("ctx") or {}
     name = format_path(path) or "the flow"
     if etype == "extra_forbidden":
@@ -145,19 +173,33 @@ def _one_error(c: Collector, err: Any, etype: str, given: Any, rel: tuple[Any, .
         hint = did_you_mean(key, fields) or (f"known keys: {', '.join(fields)}" if fields else "remove it")
         c.add("unknown-key", f"unknown key '{key}' in {_owner_name(c, path[:-1])}", path, hint)
     elif etype == "missing":
-        c.add("missing-key", f"missing required key '{rel[-1] if rel else '?'}' in {_owner_name(c, path[:-1])}", path, "add it")
+        c.add(
+            "missing-key",
+            f"missing required key '{rel[-1] if rel else '?'}' in {_owner_name(c, path[:-1])}",
+            path,
+            "add it",
+        )
     elif etype == "literal_error":
         options = re.findall(r"'([^']*)'", str(ctx.get("expected", "")))
-        hint = (did_you_mean(str(given), options) if isinstance(given, str) else None) or f"expected {ctx.get('expected', '')}"
+        hint = (
+            did_you_mean(str(given), options) if isinstance(given, str) else None
+        ) or f"expected {ctx.get('expected', '')}"
         c.add("invalid-value", f"invalid value {short(given)} for {name}", path, hint)
     elif etype == "string_pattern_mismatch" and rel and rel[-1] == "id":
         c.add("invalid-value", f"invalid step id {short(given)}", path, ID_HINT)
     elif etype == "value_error":
         c.add("invalid-value", str(err["msg"]).removeprefix("Value error, "), path)
     elif etype in _TYPE_WORDS:
-        c.add("invalid-value", f"{name} must be {_TYPE_WORDS[etype]}, {_got(given)}", path, f"give {_TYPE_WORDS[etype]}")
+        c.add(
+            "invalid-value",
+            f"{name} must be {_TYPE_WORDS[etype]}, {_got(given)}",
+            path,
+            f"give {_TYPE_WORDS[etype]}",
+        )
     elif etype in ("greater_than", "greater_than_equal", "less_than", "less_than_equal"):
-        op = {"greater_than": ">", "greater_than_equal": ">=", "less_than": "<", "less_than_equal": "<="}[etype]
+        op = {"greater_than": ">", "greater_than_equal": ">=", "less_than": "<", "less_than_equal": "<="}[
+            etype
+        ]
         bound = next(iter(ctx.values()), "?")
         c.add("invalid-value", f"{name} must be {op} {bound}, got {short(given)}", path)
     elif etype == "too_short":

@@ -33,7 +33,9 @@ def _error(code: str, message: str, path: str, hint: str, file: str) -> Diagnost
 
 def _axes(agent: dict[str, Any]) -> dict[str, Any]:
     variants = agent.get("variants") or {}
-    axes = {k: v for k, v in variants.items() if v not in (None, [], "")} if isinstance(variants, dict) else {}
+    axes = (
+        {k: v for k, v in variants.items() if v not in (None, [], "")} if isinstance(variants, dict) else {}
+    )
     runs = agent.get("num_runs")
     if isinstance(runs, int) and runs > 1:
         axes["run"] = list(range(1, runs + 1))
@@ -45,7 +47,11 @@ def _steps_of(steps: list[Any]) -> list[dict[str, Any]]:
     for s in steps or []:
         if isinstance(s, dict):
             out.append(s)
-            nested = s.get("steps") if isinstance(s.get("steps"), list) else (s.get("parallel") if isinstance(s.get("parallel"), list) else None)
+            nested = (
+                s.get("steps")
+                if isinstance(s.get("steps"), list)
+                else (s.get("parallel") if isinstance(s.get("parallel"), list) else None)
+            )
             if nested:
                 out += _steps_of(nested)
     return out
@@ -67,15 +73,42 @@ def expand_buttermilk(doc: Any, file: str = "<flow>") -> Any:
     problems: list[Diagnostic] = []
     for name, a in agents.items():
         if isinstance(a, dict) and a.get("tasks"):
-            problems.append(_error("not-supported", f"agent {name!r} has 'tasks' (Buttermilk's sequential sub-tasks per instance), which llmflow does not run", f"agents.{name}.tasks", "write the sub-tasks as steps one after another (each an llm step with agent: " + name + ")", file))
+            problems.append(
+                _error(
+                    "not-supported",
+                    f"agent {name!r} has 'tasks' (Buttermilk's sequential sub-tasks per instance), which llmflow does not run",
+                    f"agents.{name}.tasks",
+                    "write the sub-tasks as steps one after another (each an llm step with agent: "
+                    + name
+                    + ")",
+                    file,
+                )
+            )
     observers = doc.get("observers") or {}
-    hosts = [o for o in observers if str(o).split("/")[-1] in HOST_NAMES or str(o) in HOST_NAMES] if isinstance(observers, dict) else []
+    hosts = (
+        [o for o in observers if str(o).split("/")[-1] in HOST_NAMES or str(o) in HOST_NAMES]
+        if isinstance(observers, dict)
+        else []
+    )
     others = [o for o in observers if o not in hosts] if isinstance(observers, dict) else []
     if others:
-        problems.append(_error("not-supported", f"observers {', '.join(map(str, others))} are not run by llmflow (Buttermilk's spy / owl / scorer / fetch agents)", "observers", "save results with storage: (a file), score with `llmflow eval`, and fetch records with a data source; remove them from observers", file))
+        problems.append(
+            _error(
+                "not-supported",
+                f"observers {', '.join(map(str, others))} are not run by llmflow (Buttermilk's spy / owl / scorer / fetch agents)",
+                "observers",
+                "save results with storage: (a file), score with `llmflow eval`, and fetch records with a data source; remove them from observers",
+                file,
+            )
+        )
     if problems:
         raise FlowValidationError(problems)
-    doc = {**doc, "agents": {k: ({kk: vv for kk, vv in v.items()} if isinstance(v, dict) else v) for k, v in agents.items()}}
+    doc = {
+        **doc,
+        "agents": {
+            k: ({kk: vv for kk, vv in v.items()} if isinstance(v, dict) else v) for k, v in agents.items()
+        },
+    }
     if not doc.get("steps") and doc.get("orchestrator"):
         doc = _conductor(doc, hosts)
     doc.pop("observers", None)

@@ -29,7 +29,11 @@ def child_parent_span(store: Any | None, parent_run_id: str, child_run_id: str) 
     from the parent's log when this process did not see it), else the parent run."""
     if store is not None:
         for e in store.events(parent_run_id):
-            if e.type == E.CHILD_RUN_STARTED and (e.payload or {}).get("child_run_id") == child_run_id and e.attempt_id:
+            if (
+                e.type == E.CHILD_RUN_STARTED
+                and (e.payload or {}).get("child_run_id") == child_run_id
+                and e.attempt_id
+            ):
                 return span_id(parent_run_id, "attempt", e.attempt_id)
     return span_id(parent_run_id)
 

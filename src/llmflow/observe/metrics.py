@@ -29,7 +29,11 @@ log = logging.getLogger("llmflow.observe")
 DURATION_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600)
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5)
 RUN_ENDS: dict[str, str] = {E.RUN_COMPLETED: "COMPLETED", E.RUN_FAILED: "FAILED", E.RUN_CANCELED: "CANCELED"}
-STEP_ENDS: dict[str, str] = {E.STEP_COMPLETED: "COMPLETED", E.STEP_FAILED: "FAILED", E.STEP_CANCELED: "CANCELED"}
+STEP_ENDS: dict[str, str] = {
+    E.STEP_COMPLETED: "COMPLETED",
+    E.STEP_FAILED: "FAILED",
+    E.STEP_CANCELED: "CANCELED",
+}
 MAX_TRACKED = 20_000  # runs / steps whose start this process remembers (bounded)
 
 
@@ -42,7 +46,9 @@ class StoreCollector:
 
     def collect(self) -> Any:
         store = self.runtime.store
-        runs = GaugeMetricFamily("llmflow_runs", "Runs in the store by status (every process sharing it)", labels=["status"])
+        runs = GaugeMetricFamily(
+            "llmflow_runs", "Runs in the store by status (every process sharing it)", labels=["status"]
+        )
         try:
             for status in ("QUEUED", "RUNNING", "PAUSED", "WAITING"):
                 runs.add_metric([status], store.count_runs(status=status))
@@ -55,7 +61,9 @@ class StoreCollector:
         queue.add_metric([], next(s.value for s in runs.samples if s.labels["status"] == "QUEUED"))
         yield queue
         now = self.clock()
-        leases = GaugeMetricFamily("llmflow_worker_leases", "Runs held by a live worker lease, by owner host", labels=["host"])
+        leases = GaugeMetricFamily(
+            "llmflow_worker_leases", "Runs held by a live worker lease, by owner host", labels=["host"]
+        )
         by_host: dict[str, int] = {}
         for r in running:
             if r.owner and (r.lease_expires_at or 0) > now:
@@ -80,14 +88,41 @@ class RunMetrics:
         self.runs_completed = Counter("llmflow_runs_completed", "Runs completed", ["flow"], registry=r)
         self.runs_failed = Counter("llmflow_runs_failed", "Runs failed", ["flow"], registry=r)
         self.runs_canceled = Counter("llmflow_runs_canceled", "Runs canceled", ["flow"], registry=r)
-        self.run_duration = Histogram("llmflow_run_duration_seconds", "Run duration, first start to end", ["flow", "status"], buckets=DURATION_BUCKETS, registry=r)
-        self.step_duration = Histogram("llmflow_step_duration_seconds", "Step duration", ["flow", "kind", "status"], buckets=DURATION_BUCKETS, registry=r)
+        self.run_duration = Histogram(
+            "llmflow_run_duration_seconds",
+            "Run duration, first start to end",
+            ["flow", "status"],
+            buckets=DURATION_BUCKETS,
+            registry=r,
+        )
+        self.step_duration = Histogram(
+            "llmflow_step_duration_seconds",
+            "Step duration",
+            ["flow", "kind", "status"],
+            buckets=DURATION_BUCKETS,
+            registry=r,
+        )
         self.model_calls = Counter("llmflow_model_calls", "Model calls", ["model", "status"], registry=r)
-        self.model_duration = Histogram("llmflow_model_call_duration_seconds", "Model call duration", ["model"], buckets=DURATION_BUCKETS, registry=r)
-        self.tokens = Counter("llmflow_tokens", "Tokens used by model calls", ["model", "direction"], registry=r)
-        self.cost = Counter("llmflow_cost_usd", "Cost of model calls (USD, from the price table)", ["model"], registry=r)
+        self.model_duration = Histogram(
+            "llmflow_model_call_duration_seconds",
+            "Model call duration",
+            ["model"],
+            buckets=DURATION_BUCKETS,
+            registry=r,
+        )
+        self.tokens = Counter(
+            "llmflow_tokens", "Tokens used by model calls", ["model", "direction"], registry=r
+        )
+        self.cost = Counter(
+            "llmflow_cost_usd", "Cost of model calls (USD, from the price table)", ["model"], registry=r
+        )
         self.tool_calls = Counter("llmflow_tool_calls", "Tool calls", ["tool", "status"], registry=r)
-        self.append_latency = Histogram("llmflow_event_append_latency_seconds", "From an event's timestamp to it being durable and observed", buckets=LATENCY_BUCKETS, registry=r)
+        self.append_latency = Histogram(
+            "llmflow_event_append_latency_seconds",
+            "From an event's timestamp to it being durable and observed",
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
         self.sse_clients = Gauge("llmflow_sse_clients", "Connected Server-Sent Events streams", registry=r)
         self.websocket_clients = Gauge("llmflow_websocket_clients", "Connected WebSocket clients", registry=r)
         ProcessCollector(registry=r)
@@ -145,7 +180,11 @@ class RunMetrics:
             if start is None and self.runtime is not None:
                 rec = self.runtime.store.get_run(e.run_id)
                 start = rec.started_at if rec is not None else None
-            ends: dict[str, Any] = {E.RUN_COMPLETED: self.runs_completed, E.RUN_FAILED: self.runs_failed, E.RUN_CANCELED: self.runs_canceled}
+            ends: dict[str, Any] = {
+                E.RUN_COMPLETED: self.runs_completed,
+                E.RUN_FAILED: self.runs_failed,
+                E.RUN_CANCELED: self.runs_canceled,
+            }
             ends[t].labels(flow).inc()
             if start is not None:
                 self.run_duration.labels(flow, RUN_ENDS[t]).observe(max(0.0, e.ts - start))
@@ -157,7 +196,9 @@ class RunMetrics:
         elif t in STEP_ENDS and e.step_id:
             hit = self._steps.pop((e.run_id, e.step_id), None)
             if hit is not None:
-                self.step_duration.labels(self._flow(e.run_id), hit[1], STEP_ENDS[t]).observe(max(0.0, e.ts - hit[0]))
+                self.step_duration.labels(self._flow(e.run_id), hit[1], STEP_ENDS[t]).observe(
+                    max(0.0, e.ts - hit[0])
+                )
         elif t == E.LLM_DONE:
             model = _model(p)
             usage = p.get("usage") or {}
@@ -170,7 +211,9 @@ class RunMetrics:
         elif t == E.LLM_ERROR:
             self.model_calls.labels(_model(p), "error").inc()
         elif t in (E.TOOL_CALL_COMPLETED, E.TOOL_CALL_FAILED):
-            self.tool_calls.labels(str(p.get("name") or "?"), "ok" if t == E.TOOL_CALL_COMPLETED else "error").inc()
+            self.tool_calls.labels(
+                str(p.get("name") or "?"), "ok" if t == E.TOOL_CALL_COMPLETED else "error"
+            ).inc()
 
 
 def _model(p: dict[str, Any]) -> str:

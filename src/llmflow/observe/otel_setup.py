@@ -79,7 +79,11 @@ class OneWarningExporter:
             self._failing = False
         elif not self._failing:
             self._failing = True
-            log.warning("cannot export traces to %s (%s); runs go on, their spans are dropped until it answers (check OTEL_EXPORTER_OTLP_ENDPOINT or unset it)", self._endpoint, why)
+            log.warning(
+                "cannot export traces to %s (%s); runs go on, their spans are dropped until it answers (check OTEL_EXPORTER_OTLP_ENDPOINT or unset it)",
+                self._endpoint,
+                why,
+            )
         return result
 
     def shutdown(self) -> None:
@@ -90,15 +94,27 @@ class OneWarningExporter:
 
 
 def _otlp_exporter(env: Mapping[str, str]) -> tuple[Any, str]:
-    protocol = (env.get("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL") or env.get("OTEL_EXPORTER_OTLP_PROTOCOL") or "http/protobuf").strip().lower()
+    protocol = (
+        (
+            env.get("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL")
+            or env.get("OTEL_EXPORTER_OTLP_PROTOCOL")
+            or "http/protobuf"
+        )
+        .strip()
+        .lower()
+    )
     traces = env.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
     base = env.get("OTEL_EXPORTER_OTLP_ENDPOINT")
-    timeout = float(env.get("OTEL_EXPORTER_OTLP_TRACES_TIMEOUT") or env.get("OTEL_EXPORTER_OTLP_TIMEOUT") or 10)
+    timeout = float(
+        env.get("OTEL_EXPORTER_OTLP_TRACES_TIMEOUT") or env.get("OTEL_EXPORTER_OTLP_TIMEOUT") or 10
+    )
     if protocol == "grpc":
         from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter as GrpcExporter
 
         endpoint = traces or base or "http://localhost:4317"
-        return GrpcExporter(endpoint=endpoint, insecure=endpoint.startswith("http://"), timeout=timeout), endpoint
+        return GrpcExporter(
+            endpoint=endpoint, insecure=endpoint.startswith("http://"), timeout=timeout
+        ), endpoint
     from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter as HttpExporter
 
     endpoint = traces or (base.rstrip("/") + "/v1/traces" if base else "http://localhost:4318/v1/traces")
@@ -108,11 +124,17 @@ def _otlp_exporter(env: Mapping[str, str]) -> tuple[Any, str]:
 def _quiet_exporter_loggers() -> None:
     """The OTLP exporters log every failed batch at WARNING/ERROR with a traceback; the
     wrapper above says it once instead."""
-    for name in ("opentelemetry.exporter.otlp.proto.http.trace_exporter", "opentelemetry.exporter.otlp.proto.grpc.exporter", "opentelemetry.exporter.otlp.proto.http._common"):
+    for name in (
+        "opentelemetry.exporter.otlp.proto.http.trace_exporter",
+        "opentelemetry.exporter.otlp.proto.grpc.exporter",
+        "opentelemetry.exporter.otlp.proto.http._common",
+    ):
         logging.getLogger(name).setLevel(logging.CRITICAL)
 
 
-def tracer_provider(env: Mapping[str, str], exporter: Any | None = None, *, batch: bool = True) -> tuple[Any, Any]:
+def tracer_provider(
+    env: Mapping[str, str], exporter: Any | None = None, *, batch: bool = True
+) -> tuple[Any, Any]:
     """(TracerProvider, PresetIds) for ``env``: built once per configuration and process.
     ``exporter`` replaces the OTLP exporter (tests: an in-memory one, with ``batch=False``)."""
     from opentelemetry.sdk.resources import Resource
@@ -122,7 +144,12 @@ def tracer_provider(env: Mapping[str, str], exporter: Any | None = None, *, batc
     from llmflow.observe.tracing import PresetIds
 
     attrs = resource_attributes(env)
-    key = (tuple(sorted(attrs.items())), tuple(sorted((k, v) for k, v in env.items() if k.startswith("OTEL_EXPORTER_OTLP"))), id(exporter), batch)
+    key = (
+        tuple(sorted(attrs.items())),
+        tuple(sorted((k, v) for k, v in env.items() if k.startswith("OTEL_EXPORTER_OTLP"))),
+        id(exporter),
+        batch,
+    )
     with _LOCK:
         hit = _PROVIDERS.get(key)
         if hit is not None:
@@ -133,7 +160,11 @@ def tracer_provider(env: Mapping[str, str], exporter: Any | None = None, *, batc
             inner, endpoint = _otlp_exporter(env)
             _quiet_exporter_loggers()
             exporter = OneWarningExporter(inner, endpoint)
-        span_exporter: Any = exporter  # OneWarningExporter is a duck-typed SpanExporter (otel is an optional import)
-        provider.add_span_processor(BatchSpanProcessor(span_exporter) if batch else SimpleSpanProcessor(span_exporter))
+        span_exporter: Any = (
+            exporter  # OneWarningExporter is a duck-typed SpanExporter (otel is an optional import)
+        )
+        provider.add_span_processor(
+            BatchSpanProcessor(span_exporter) if batch else SimpleSpanProcessor(span_exporter)
+        )
         _PROVIDERS[key] = (provider, ids)
         return provider, ids

@@ -26,7 +26,9 @@ def otel_observer(runtime: Any) -> Any | None:
         from llmflow.observe.otel_setup import tracer_provider
         from llmflow.observe.tracing import TraceObserver
     except ImportError:
-        log.warning("tracing is enabled (LLMFLOW_OTEL / OTEL_EXPORTER_OTLP_ENDPOINT) but OpenTelemetry is not installed: pip install 'llmflow[otel]'")
+        log.warning(
+            "tracing is enabled (LLMFLOW_OTEL / OTEL_EXPORTER_OTLP_ENDPOINT) but OpenTelemetry is not installed: pip install 'llmflow[otel]'"
+        )
         return None
     provider, ids = tracer_provider(env)
     return TraceObserver(provider, ids, store=runtime.store, env=env, capture_content=capture_content(env))

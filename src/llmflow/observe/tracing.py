@@ -44,8 +44,18 @@ log = logging.getLogger("llmflow.observe")
 
 MAX_OPEN_RUNS = 10_000  # runs whose end this process has not seen (parked ones): bounded
 RUN_END: dict[str, str | None] = {E.RUN_COMPLETED: None, E.RUN_FAILED: "error", E.RUN_CANCELED: "canceled"}
-STEP_END: dict[str, str | None] = {E.STEP_COMPLETED: None, E.STEP_FAILED: "error", E.STEP_CANCELED: "canceled", E.STEP_SKIPPED: None}
-ATTEMPT_END: dict[str, str | None] = {E.ATTEMPT_COMPLETED: None, E.ATTEMPT_FAILED: "error", E.ATTEMPT_INTERRUPTED: "interrupted", E.ATTEMPT_CANCELED: "canceled"}
+STEP_END: dict[str, str | None] = {
+    E.STEP_COMPLETED: None,
+    E.STEP_FAILED: "error",
+    E.STEP_CANCELED: "canceled",
+    E.STEP_SKIPPED: None,
+}
+ATTEMPT_END: dict[str, str | None] = {
+    E.ATTEMPT_COMPLETED: None,
+    E.ATTEMPT_FAILED: "error",
+    E.ATTEMPT_INTERRUPTED: "interrupted",
+    E.ATTEMPT_CANCELED: "canceled",
+}
 RUN_START = (E.RUN_STARTED, E.RUN_RESUMED, E.RUN_RECOVERED)
 
 
@@ -116,7 +126,15 @@ def split_model(model: str) -> tuple[str, str]:
 class TraceObserver:
     """An event observer (``runtime.observers``) that turns runs into traces."""
 
-    def __init__(self, provider: TracerProvider, ids: PresetIds, *, store: Any | None = None, env: dict[str, str] | None = None, capture_content: bool = False) -> None:
+    def __init__(
+        self,
+        provider: TracerProvider,
+        ids: PresetIds,
+        *,
+        store: Any | None = None,
+        env: dict[str, str] | None = None,
+        capture_content: bool = False,
+    ) -> None:
         from llmflow import __version__
 
         self.provider = provider
@@ -153,7 +171,14 @@ class TraceObserver:
     # -- run state ---------------------------------------------------------------------------
     def _begin(self, e: Event) -> _Run:
         trace_id, parent, sampled, rec = trace_of(self._store, e.run_id)
-        run = _Run(e.run_id, trace_id, sampled, parent, getattr(rec, "parent_run_id", None), getattr(rec, "flow_name", "") or "")
+        run = _Run(
+            e.run_id,
+            trace_id,
+            sampled,
+            parent,
+            getattr(rec, "parent_run_id", None),
+            getattr(rec, "flow_name", "") or "",
+        )
         if rec is not None:
             run.inputs = rec.inputs
         self._runs[e.run_id] = run
@@ -182,21 +207,38 @@ class TraceObserver:
             self._end_run(run, e, emit)
         elif t == E.STEP_STARTED:
             attrs: dict[str, Any] = {"llmflow.step_id": e.step_id, "llmflow.step_kind": p.get("kind", "")}
-            run.steps[e.step_id or ""] = _Open(e.seq, e.ts, span_id(run.run_id, "step", e.seq), run.span, attrs)
+            run.steps[e.step_id or ""] = _Open(
+                e.seq, e.ts, span_id(run.run_id, "step", e.seq), run.span, attrs
+            )
         elif t == E.STEP_CACHE_HIT and e.step_id in run.steps:
             run.steps[e.step_id].attrs["llmflow.cache_hit"] = True
         elif t in STEP_END:
             o = run.steps.pop(e.step_id or "", None)
             if o is not None and emit:
                 out = {"output.value": p.get("output")} if t == E.STEP_COMPLETED and "output" in p else {}
-                self._span(run, f"step {e.step_id}", o, e.ts, "CHAIN", o.attrs, content=out, error=STEP_END[t] and (p.get("error") or p.get("reason") or STEP_END[t]))
+                self._span(
+                    run,
+                    f"step {e.step_id}",
+                    o,
+                    e.ts,
+                    "CHAIN",
+                    o.attrs,
+                    content=out,
+                    error=STEP_END[t] and (p.get("error") or p.get("reason") or STEP_END[t]),
+                )
         elif t == E.ATTEMPT_STARTED:
             step = run.steps.get(e.step_id or "")
             aid = e.attempt_id or f"{e.step_id}#{e.attempt}"
-            attrs = {"llmflow.step_id": e.step_id, "llmflow.attempt": e.attempt, "llmflow.step_kind": p.get("kind", "")}
+            attrs = {
+                "llmflow.step_id": e.step_id,
+                "llmflow.attempt": e.attempt,
+                "llmflow.step_kind": p.get("kind", ""),
+            }
             if e.unit:
                 attrs["llmflow.unit"] = e.unit
-            run.attempts[aid] = _Open(e.seq, e.ts, span_id(run.run_id, "attempt", aid), step.span if step else run.span, attrs)
+            run.attempts[aid] = _Open(
+                e.seq, e.ts, span_id(run.run_id, "attempt", aid), step.span if step else run.span, attrs
+            )
         elif t in ATTEMPT_END:
             aid = e.attempt_id or ""
             for table in (run.llm, run.shells):
@@ -206,7 +248,16 @@ class TraceObserver:
             o = run.attempts.pop(aid, None)
             if o is not None and emit:
                 out = {"output.value": p.get("output")} if "output" in p else {}
-                self._span(run, f"attempt {aid}", o, e.ts, "CHAIN", o.attrs, content=out, error=ATTEMPT_END[t] and (p.get("error") or ATTEMPT_END[t]))
+                self._span(
+                    run,
+                    f"attempt {aid}",
+                    o,
+                    e.ts,
+                    "CHAIN",
+                    o.attrs,
+                    content=out,
+                    error=ATTEMPT_END[t] and (p.get("error") or ATTEMPT_END[t]),
+                )
         elif t == E.LLM_GENERATING:
             model = str(p.get("model") or "")
             prov, name = split_model(model)
@@ -236,7 +287,13 @@ class TraceObserver:
         elif t in (E.TOOL_CALL_COMPLETED, E.TOOL_CALL_FAILED) and emit:
             self._tool(run, e)
         elif t == E.SHELL_EXECUTING:
-            o = _Open(e.seq, e.ts, span_id(run.run_id, "shell", e.seq), self._parent(run, e), {"llmflow.span": "shell"})
+            o = _Open(
+                e.seq,
+                e.ts,
+                span_id(run.run_id, "shell", e.seq),
+                self._parent(run, e),
+                {"llmflow.span": "shell"},
+            )
             o.attrs["_command"] = p.get("command")
             prev = run.shells.pop(e.attempt_id or "", None)
             if prev is not None and emit:
@@ -248,15 +305,33 @@ class TraceObserver:
                 o.text.append(str(p.get("text", "")))
         elif t == E.HUMAN_INPUT_REQUESTED:
             key = str(p.get("request_id") or e.seq)
-            o = _Open(e.seq, e.ts, span_id(run.run_id, "human", e.seq), self._parent(run, e), {"llmflow.request_id": key})
+            o = _Open(
+                e.seq,
+                e.ts,
+                span_id(run.run_id, "human", e.seq),
+                self._parent(run, e),
+                {"llmflow.request_id": key},
+            )
             o.attrs["_prompt"] = p.get("prompt")
             run.humans[key] = o
         elif t == E.HUMAN_INPUT_RECEIVED:
             key = str(p.get("request_id") or "")
-            o = run.humans.pop(key, None) if key in run.humans else (run.humans.popitem()[1] if len(run.humans) == 1 else None)
+            o = (
+                run.humans.pop(key, None)
+                if key in run.humans
+                else (run.humans.popitem()[1] if len(run.humans) == 1 else None)
+            )
             if o is not None and emit:
                 content = {"input.value": o.attrs.pop("_prompt", None), "output.value": p.get("answer")}
-                self._span(run, "human input", o, e.ts, "CHAIN", {**o.attrs, "llmflow.answer_source": p.get("source", "")}, content=content)
+                self._span(
+                    run,
+                    "human input",
+                    o,
+                    e.ts,
+                    "CHAIN",
+                    {**o.attrs, "llmflow.answer_source": p.get("source", "")},
+                    content=content,
+                )
         elif t == E.CHILD_RUN_STARTED and p.get("child_run_id"):
             self._children[str(p["child_run_id"])] = self._parent(run, e)
 
@@ -286,25 +361,57 @@ class TraceObserver:
         if run.reopened:
             parent = span_id(run.run_id)
         elif parent is None and run.parent_run_id:
-            parent = self._children.pop(run.run_id, None) or child_parent_span(self._store, run.parent_run_id, run.run_id)
+            parent = self._children.pop(run.run_id, None) or child_parent_span(
+                self._store, run.parent_run_id, run.run_id
+            )
         start = run.start if run.start is not None else e.ts
-        attrs = {"llmflow.run_id": run.run_id, "llmflow.flow": run.flow, "llmflow.status": e.type.removeprefix("RUN_")}
+        attrs = {
+            "llmflow.run_id": run.run_id,
+            "llmflow.flow": run.flow,
+            "llmflow.status": e.type.removeprefix("RUN_"),
+        }
         if run.parent_run_id:
             attrs["llmflow.parent_run_id"] = run.parent_run_id
         content = {"input.value": run.inputs, "output.value": p.get("outputs")}
         o = _Open(0, start, run.span, parent or 0, attrs)
         name = f"run {run.flow or run.run_id}" + (" (re-run)" if run.reopened else "")
-        self._span(run, name, o, e.ts, "CHAIN", attrs, content=content, error=RUN_END[e.type] and (p.get("error") or p.get("reason") or RUN_END[e.type]), root=parent is None)
+        self._span(
+            run,
+            name,
+            o,
+            e.ts,
+            "CHAIN",
+            attrs,
+            content=content,
+            error=RUN_END[e.type] and (p.get("error") or p.get("reason") or RUN_END[e.type]),
+            root=parent is None,
+        )
 
     def _end_child(self, run: _Run, o: _Open, end: float, error: str | None) -> None:
         if "_messages" in o.attrs:
-            self._span(run, f"chat {o.attrs.get('gen_ai.request.model', '')}", o, end, "LLM", o.attrs, error=error)
+            self._span(
+                run, f"chat {o.attrs.get('gen_ai.request.model', '')}", o, end, "LLM", o.attrs, error=error
+            )
         elif "_command" in o.attrs:
-            self._span(run, "shell", o, end, "TOOL", {**o.attrs, "tool.name": "shell"}, content={"input.value": o.attrs.get("_command"), "output.value": "".join(o.text) or None})
+            self._span(
+                run,
+                "shell",
+                o,
+                end,
+                "TOOL",
+                {**o.attrs, "tool.name": "shell"},
+                content={"input.value": o.attrs.get("_command"), "output.value": "".join(o.text) or None},
+            )
         elif "_prompt" in o.attrs:
-            self._span(run, "human input", o, end, "CHAIN", o.attrs, content={"input.value": o.attrs.get("_prompt")})
+            self._span(
+                run, "human input", o, end, "CHAIN", o.attrs, content={"input.value": o.attrs.get("_prompt")}
+            )
         else:  # a step or attempt still open when its run ended
-            name = f"attempt {o.attrs.get('llmflow.step_id')}#{o.attrs['llmflow.attempt']}" if "llmflow.attempt" in o.attrs else f"step {o.attrs.get('llmflow.step_id')}"
+            name = (
+                f"attempt {o.attrs.get('llmflow.step_id')}#{o.attrs['llmflow.attempt']}"
+                if "llmflow.attempt" in o.attrs
+                else f"step {o.attrs.get('llmflow.step_id')}"
+            )
             self._span(run, name, o, end, "CHAIN", o.attrs, error=error)
 
     def _end_llm(self, run: _Run, o: _Open, e: Event) -> None:
@@ -315,15 +422,17 @@ class TraceObserver:
         if e.type == E.LLM_DONE:
             usage = p.get("usage") or {}
             tin, tout = int(usage.get("input_tokens") or 0), int(usage.get("output_tokens") or 0)
-            attrs.update({
-                "gen_ai.response.model": attrs["gen_ai.request.model"],
-                "gen_ai.usage.input_tokens": tin,
-                "gen_ai.usage.output_tokens": tout,
-                "llm.token_count.prompt": tin,
-                "llm.token_count.completion": tout,
-                "llm.token_count.total": tin + tout,
-                "llmflow.cost": float(p.get("cost") or 0.0),
-            })
+            attrs.update(
+                {
+                    "gen_ai.response.model": attrs["gen_ai.request.model"],
+                    "gen_ai.usage.input_tokens": tin,
+                    "gen_ai.usage.output_tokens": tout,
+                    "llm.token_count.prompt": tin,
+                    "llm.token_count.completion": tout,
+                    "llm.token_count.total": tin + tout,
+                    "llmflow.cost": float(p.get("cost") or 0.0),
+                }
+            )
             if p.get("tool_calls"):
                 attrs["llmflow.tool_calls"] = [str(x) for x in p["tool_calls"]]
         else:
@@ -341,31 +450,69 @@ class TraceObserver:
                 content["output.value"] = text
                 attrs["llm.output_messages.0.message.role"] = "assistant"
                 attrs["llm.output_messages.0.message.content"] = self._redact.text(text)
-        self._span(run, f"chat {attrs['gen_ai.request.model']}", o, e.ts, "LLM", attrs, content=content, error=error and (e.message or error), kind=SpanKind.CLIENT)
+        self._span(
+            run,
+            f"chat {attrs['gen_ai.request.model']}",
+            o,
+            e.ts,
+            "LLM",
+            attrs,
+            content=content,
+            error=error and (e.message or error),
+            kind=SpanKind.CLIENT,
+        )
 
     def _tool(self, run: _Run, e: Event) -> None:
         p = e.payload or {}
         name = str(p.get("name") or "tool")
         dur = float(p.get("duration") or 0.0)
         o = _Open(e.seq, e.ts - max(dur, 0.0), span_id(run.run_id, "tool", e.seq), self._parent(run, e))
-        attrs = {"gen_ai.operation.name": "execute_tool", "gen_ai.tool.name": name, "gen_ai.tool.call.id": str(p.get("call_id") or ""), "tool.name": name}
+        attrs = {
+            "gen_ai.operation.name": "execute_tool",
+            "gen_ai.tool.name": name,
+            "gen_ai.tool.call.id": str(p.get("call_id") or ""),
+            "tool.name": name,
+        }
         if "try" in p:
             attrs["llmflow.try"] = p["try"]
-        content = {"input.value": p.get("arguments"), "output.value": p.get("result") if e.type == E.TOOL_CALL_COMPLETED else None}
+        content = {
+            "input.value": p.get("arguments"),
+            "output.value": p.get("result") if e.type == E.TOOL_CALL_COMPLETED else None,
+        }
         error = None if e.type == E.TOOL_CALL_COMPLETED else str(p.get("error") or "failed")
         self._span(run, f"execute_tool {name}", o, e.ts, "TOOL", attrs, content=content, error=error)
 
-    def _span(self, run: _Run, name: str, o: _Open, end: float, oi_kind: str, attrs: dict[str, Any], *, content: dict[str, Any] | None = None, error: Any = None, kind: SpanKind = SpanKind.INTERNAL, root: bool = False) -> None:
+    def _span(
+        self,
+        run: _Run,
+        name: str,
+        o: _Open,
+        end: float,
+        oi_kind: str,
+        attrs: dict[str, Any],
+        *,
+        content: dict[str, Any] | None = None,
+        error: Any = None,
+        kind: SpanKind = SpanKind.INTERNAL,
+        root: bool = False,
+    ) -> None:
         out: dict[str, Any] = {"openinference.span.kind": oi_kind, "llmflow.run_id": run.run_id}
         for k, v in attrs.items():
             if k.startswith("_") or v is None:
                 continue
-            out[k] = v if isinstance(v, str | bool | int | float) or (isinstance(v, list) and all(isinstance(x, str) for x in v)) else self._redact.text(v)
+            out[k] = (
+                v
+                if isinstance(v, str | bool | int | float)
+                or (isinstance(v, list) and all(isinstance(x, str) for x in v))
+                else self._redact.text(v)
+            )
         if self.capture:
             for k, v in (content or {}).items():
                 if v is not None:
                     out[k] = self._redact.text(v)
-                    out[k.replace(".value", ".mime_type")] = "text/plain" if isinstance(v, str) else "application/json"
+                    out[k.replace(".value", ".mime_type")] = (
+                        "text/plain" if isinstance(v, str) else "application/json"
+                    )
         flags = TraceFlags(TraceFlags.SAMPLED if run.sampled else TraceFlags.DEFAULT)
         if root:
             ctx = otel_context.Context()

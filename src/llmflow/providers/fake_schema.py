@@ -56,7 +56,9 @@ def _value(schema: dict[str, Any], root: dict[str, Any], path: str, depth: int) 
     for combinator in ("anyOf", "oneOf", "allOf"):
         branches = schema.get(combinator)
         if branches:
-            usable = [b for b in branches if not (isinstance(b, dict) and b.get("type") == "null")] or branches
+            usable = [
+                b for b in branches if not (isinstance(b, dict) and b.get("type") == "null")
+            ] or branches
             return _value(usable[0], root, path, depth + 1)
     kind = _type_of(schema)
     if kind == "object":

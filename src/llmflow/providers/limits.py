@@ -77,7 +77,9 @@ class RateLimiter:
         for key, cfg in self._limits.items():
             unknown = set(cfg) - {"rpm", "tpm"}
             if unknown:
-                raise ValueError(f"rate limit for {key!r} has unknown fields {sorted(unknown)}; use rpm and tpm")
+                raise ValueError(
+                    f"rate limit for {key!r} has unknown fields {sorted(unknown)}; use rpm and tpm"
+                )
         self._clock = clock
         self._sleep = sleep
         self._states: dict[str, _KeyState] = {}

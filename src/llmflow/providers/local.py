@@ -120,7 +120,11 @@ def gemma_model_path(cache_dir: str | None = None) -> Path:
         return _GEMMA_PATHS[key]
 
 
-def build_prompt(messages: list[ChatMessage], output_schema: dict[str, Any] | None = None, examples: list[tuple[str, str]] | None = None) -> str:
+def build_prompt(
+    messages: list[ChatMessage],
+    output_schema: dict[str, Any] | None = None,
+    examples: list[tuple[str, str]] | None = None,
+) -> str:
     """A completion frame a base model follows: preamble, example turns, then Question/Answer turns."""
     system = "\n".join(m.content.strip() for m in messages if m.role == "system" and m.content.strip())
     lines = [system or DEFAULT_PREAMBLE, ""]
@@ -158,7 +162,9 @@ class LocalProvider:
         if name.endswith(".gguf") or os.sep in name or name.startswith("~"):
             path = Path(name).expanduser()
             if not path.is_file():
-                raise ProviderUnavailableError(f"local model file {path} does not exist", hint="give the path of a .gguf file")
+                raise ProviderUnavailableError(
+                    f"local model file {path} does not exist", hint="give the path of a .gguf file"
+                )
             return str(path.resolve()), path.name
         raise ProviderUnavailableError(
             f"unknown local model {name!r}",
@@ -173,7 +179,10 @@ class LocalProvider:
             if loaded is None:
                 try:
                     llm = llama_cpp.Llama(
-                        model_path=file, n_ctx=self._context_size, n_threads=os.cpu_count() or 1, verbose=False
+                        model_path=file,
+                        n_ctx=self._context_size,
+                        n_threads=os.cpu_count() or 1,
+                        verbose=False,
                     )
                 except (OSError, ValueError, RuntimeError) as exc:
                     raise ProviderUnavailableError(f"could not load model file {file}: {exc}") from None
@@ -243,7 +252,13 @@ class LocalProvider:
                     calls: tuple[ToolCall, ...] = ()
                     if request.params.get(_TOOL_MODE):
                         text, calls = parse_tool_answer(text, request)
-                    yield Final(text, Usage(n_in, n_out), model=f"local:{label}", finish_reason="tool_calls" if calls else finish, tool_calls=calls)
+                    yield Final(
+                        text,
+                        Usage(n_in, n_out),
+                        model=f"local:{label}",
+                        finish_reason="tool_calls" if calls else finish,
+                        tool_calls=calls,
+                    )
                     break
         finally:
             cancelled.set()
@@ -267,7 +282,10 @@ def _close_models() -> None:
 _TOOL_MODE = "_llmflow_tool_mode"  # set on the rewritten request; not a llama.cpp option
 TOOL_EXAMPLES = [  # a base model copies the shape of the turns it sees
     ("What is the weather in Paris?", '{"tool": "weather", "arguments": {"city": "Paris"}}'),
-    ("What is the weather in Paris?\nResult of weather: sunny, 18 degrees", '{"answer": "Sunny, 18 degrees."}'),
+    (
+        "What is the weather in Paris?\nResult of weather: sunny, 18 degrees",
+        '{"answer": "Sunny, 18 degrees."}',
+    ),
 ]
 
 
@@ -276,12 +294,22 @@ def tool_choice_schema(request: ModelRequest) -> dict[str, Any]:
     (``{"tool": name, "arguments": {...}}``) or a final ``{"answer": ...}``. llama.cpp turns
     it into a grammar, so the small model cannot answer anything else."""
     options: list[dict[str, Any]] = [
-        {"type": "object", "properties": {"tool": {"const": t.name}, "arguments": t.parameters or {"type": "object"}}, "required": ["tool", "arguments"]}
+        {
+            "type": "object",
+            "properties": {"tool": {"const": t.name}, "arguments": t.parameters or {"type": "object"}},
+            "required": ["tool", "arguments"],
+        }
         for t in request.tools
     ]
     called = any(m.role == "tool" for m in request.messages)
     if request.params.get("tool_choice") != "required" or called:
-        options.append({"type": "object", "properties": {"answer": request.output_schema or {"type": "string"}}, "required": ["answer"]})
+        options.append(
+            {
+                "type": "object",
+                "properties": {"answer": request.output_schema or {"type": "string"}},
+                "required": ["answer"],
+            }
+        )
     return {"anyOf": options}
 
 
@@ -290,8 +318,13 @@ def tool_request(request: ModelRequest) -> ModelRequest:
     calls and results as plain turns, the answer constrained to :func:`tool_choice_schema`."""
     from dataclasses import replace
 
-    lines = ["You can use these tools. To call one, answer {\"tool\": NAME, \"arguments\": {...}}; when you know the answer, answer {\"answer\": ...}."]
-    lines += [f"- {t.name}: {t.description} Arguments: {json.dumps(t.parameters.get('properties', {}))}" for t in request.tools]
+    lines = [
+        'You can use these tools. To call one, answer {"tool": NAME, "arguments": {...}}; when you know the answer, answer {"answer": ...}.'
+    ]
+    lines += [
+        f"- {t.name}: {t.description} Arguments: {json.dumps(t.parameters.get('properties', {}))}"
+        for t in request.tools
+    ]
     messages: list[ChatMessage] = []
     asked = next((m.content for m in reversed(request.messages) if m.role == "user"), "")
     for m in request.messages:
@@ -332,7 +365,9 @@ def _completion_options(llama_cpp: Any, request: ModelRequest) -> dict[str, Any]
     params = request.params
     schema = request.output_schema
     options: dict[str, Any] = {
-        "max_tokens": int(params.get("max_tokens") or (DEFAULT_SCHEMA_MAX_TOKENS if schema else DEFAULT_MAX_TOKENS)),
+        "max_tokens": int(
+            params.get("max_tokens") or (DEFAULT_SCHEMA_MAX_TOKENS if schema else DEFAULT_MAX_TOKENS)
+        ),
         "temperature": float(params.get("temperature", DEFAULT_TEMPERATURE)),
         "repeat_penalty": float(params.get("repeat_penalty", 1.1)),
     }
@@ -355,7 +390,9 @@ def _completion_options(llama_cpp: Any, request: ModelRequest) -> dict[str, Any]
     return options
 
 
-def _generate(loaded: _LoadedModel, prompt: str, options: dict[str, Any], emit: Any, cancelled: threading.Event) -> None:
+def _generate(
+    loaded: _LoadedModel, prompt: str, options: dict[str, Any], emit: Any, cancelled: threading.Event
+) -> None:
     try:
         with loaded.lock:
             if cancelled.is_set():

@@ -54,7 +54,9 @@ def base_url_from_env(env: Mapping[str, str]) -> str:
     try:
         port = parts.port or (443 if parts.scheme == "https" and "://" in host else 11434)
     except ValueError:
-        raise ProviderUnavailableError(f"OLLAMA_HOST={host!r} is not host[:port] or a URL", hint="e.g. OLLAMA_HOST=127.0.0.1:11434") from None
+        raise ProviderUnavailableError(
+            f"OLLAMA_HOST={host!r} is not host[:port] or a URL", hint="e.g. OLLAMA_HOST=127.0.0.1:11434"
+        ) from None
     return f"{parts.scheme}://{name}:{port}{parts.path.rstrip('/')}"
 
 
@@ -101,7 +103,9 @@ class OllamaProvider:
             try:
                 return float(env.get(key) or default)
             except ValueError:
-                raise ProviderError(f"{key} must be a number of seconds, got {env.get(key)!r}", retryable=False) from None
+                raise ProviderError(
+                    f"{key} must be a number of seconds, got {env.get(key)!r}", retryable=False
+                ) from None
 
         options: dict[str, Any] = {
             "base_url": base_url_from_env(env),
@@ -169,8 +173,14 @@ class OllamaProvider:
     def _payload(self, request: ModelRequest) -> dict[str, Any]:
         params = request.params
         options: dict[str, Any] = {}
-        for ours, theirs in (("temperature", "temperature"), ("max_tokens", "num_predict"), ("seed", "seed"),
-                             ("top_p", "top_p"), ("top_k", "top_k"), ("stop", "stop")):
+        for ours, theirs in (
+            ("temperature", "temperature"),
+            ("max_tokens", "num_predict"),
+            ("seed", "seed"),
+            ("top_p", "top_p"),
+            ("top_k", "top_k"),
+            ("stop", "stop"),
+        ):
             if params.get(ours) is not None:
                 options[theirs] = params[ours]
         payload: dict[str, Any] = {
@@ -182,7 +192,13 @@ class OllamaProvider:
         if request.output_schema is not None:
             payload["format"] = request.output_schema
         if request.tools:
-            payload["tools"] = [{"type": "function", "function": {"name": t.name, "description": t.description, "parameters": t.parameters}} for t in request.tools]
+            payload["tools"] = [
+                {
+                    "type": "function",
+                    "function": {"name": t.name, "description": t.description, "parameters": t.parameters},
+                }
+                for t in request.tools
+            ]
         return payload
 
     async def _read_chat(self, client: Any, payload: dict[str, Any], queue: asyncio.Queue[Any]) -> None:
@@ -200,7 +216,14 @@ class OllamaProvider:
         except httpx.ConnectError:
             await queue.put(("error", self._unreachable()))
         except httpx.TimeoutException:
-            await queue.put(("error", StepTimeoutError(f"Ollama did not answer within {self.timeout:g}s (OLLAMA_TIMEOUT_SECONDS)")))
+            await queue.put(
+                (
+                    "error",
+                    StepTimeoutError(
+                        f"Ollama did not answer within {self.timeout:g}s (OLLAMA_TIMEOUT_SECONDS)"
+                    ),
+                )
+            )
         except (httpx.HTTPError, ValueError) as exc:
             await queue.put(("error", ProviderError(f"Ollama stream failed: {type(exc).__name__}: {exc}")))
         except ProviderError as exc:
@@ -220,7 +243,9 @@ class OllamaProvider:
             except httpx.ConnectError:
                 raise self._unreachable() from None
             except httpx.TimeoutException:
-                raise StepTimeoutError(f"Ollama at {self.base_url} did not answer within {timeout:g}s") from None
+                raise StepTimeoutError(
+                    f"Ollama at {self.base_url} did not answer within {timeout:g}s"
+                ) from None
             except httpx.HTTPError as exc:
                 raise ProviderError(f"Ollama request failed: {type(exc).__name__}: {exc}") from None
             async for item in self._chat(client, request, model):
@@ -256,7 +281,11 @@ class OllamaProvider:
                     args = fn.get("arguments") or {}
                     if isinstance(args, str):
                         args = json.loads(args) if args.strip() else {}
-                    calls.append(ToolCall(str(c.get("id") or f"call_{len(calls)}"), str(fn.get("name", "")), dict(args)))
+                    calls.append(
+                        ToolCall(
+                            str(c.get("id") or f"call_{len(calls)}"), str(fn.get("name", "")), dict(args)
+                        )
+                    )
                     got_token = True
                 text = message.get("content") or ""
                 if text:
@@ -266,7 +295,13 @@ class OllamaProvider:
                         yield Chunk(text)
                 if data.get("done"):
                     usage = Usage(int(data.get("prompt_eval_count") or 0), int(data.get("eval_count") or 0))
-                    yield Final("".join(parts), usage, model=f"ollama:{model}", finish_reason=data.get("done_reason"), tool_calls=tuple(calls))
+                    yield Final(
+                        "".join(parts),
+                        usage,
+                        model=f"ollama:{model}",
+                        finish_reason=data.get("done_reason"),
+                        tool_calls=tuple(calls),
+                    )
                     return
         finally:
             reader.cancel()

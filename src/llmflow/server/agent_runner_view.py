@@ -87,7 +87,13 @@ class Line:
     run_id: str
 
     def to_dict(self, run_ref: Any, iso: Any) -> dict[str, Any]:
-        return {"id": self.id, "run_id": run_ref, "type": self.type, "payload": self.payload, "created_at": iso(self.ts)}
+        return {
+            "id": self.id,
+            "run_id": run_ref,
+            "type": self.type,
+            "payload": self.payload,
+            "created_at": iso(self.ts),
+        }
 
 
 @dataclass
@@ -168,7 +174,10 @@ class TimelineView:
                     return [("PLAN_GENERATED", out if isinstance(out, str) else str(out))]
                 return []
             return [("STEP_COMPLETED", f"Step {self.step_no[sid]} completed: {sid}")]
-        if t in (E.STEP_SKIPPED, E.STEP_CANCELED, E.STEP_STALE, E.STEP_RERUN) and self.kinds.get(sid) in FOLDED_KINDS:
+        if (
+            t in (E.STEP_SKIPPED, E.STEP_CANCELED, E.STEP_STALE, E.STEP_RERUN)
+            and self.kinds.get(sid) in FOLDED_KINDS
+        ):
             return []
         if t.startswith("LLM_"):
             if self.agent:
@@ -181,7 +190,14 @@ class TimelineView:
                 return [("LLM_GENERATING", f"Generating response with {model}...")]
             if t == E.LLM_HEARTBEAT:
                 elapsed = p.get("elapsed")
-                return [("LLM_HEARTBEAT", f"Still waiting on {model}... {int(elapsed)}s elapsed" if isinstance(elapsed, int | float) else e.message)]
+                return [
+                    (
+                        "LLM_HEARTBEAT",
+                        f"Still waiting on {model}... {int(elapsed)}s elapsed"
+                        if isinstance(elapsed, int | float)
+                        else e.message,
+                    )
+                ]
             if t == E.LLM_DONE:
                 chars, secs = self.chars.get(sid), p.get("duration")
                 if chars and isinstance(secs, int | float):
@@ -205,14 +221,22 @@ class TimelineView:
         if t == E.WORKFLOW_FAILED:
             missing = p.get("not_found")
             if missing:
-                return [("WORKFLOW_LOOKUP", f"Looking up workflow: {missing}"), ("WORKFLOW_NOT_FOUND", f"Workflow not found: {missing}")]
+                return [
+                    ("WORKFLOW_LOOKUP", f"Looking up workflow: {missing}"),
+                    ("WORKFLOW_NOT_FOUND", f"Workflow not found: {missing}"),
+                ]
             msg = f"Workflow execution failed: {strip_ansi(str(p.get('error') or e.message))}"
             return [("WORKFLOW_FAILED", msg), ("WORKFLOW_ERROR", msg)]
         if t == E.RUN_COMPLETED:
             return [("RUN_COMPLETED", "Agent execution completed successfully")]
         if t == E.RUN_FAILED:
             err = p.get("error")
-            return [("RUN_FAILED", f"Agent execution failed: {strip_ansi(str(err))}" if err else "Agent execution failed")]
+            return [
+                (
+                    "RUN_FAILED",
+                    f"Agent execution failed: {strip_ansi(str(err))}" if err else "Agent execution failed",
+                )
+            ]
         if t == E.DIRECTIVE:
             return [("DIRECTIVE", str(p.get("text", e.message)))]
         if self.agent and t in (E.SHELL_EXECUTING, E.WORKFLOW_COMPLETED):
@@ -226,7 +250,13 @@ def step_models(options: dict[str, Any]) -> dict[str, str]:
     return {sid: str(c["model"]) for sid, c in models.items() if isinstance(c, dict) and c.get("model")}
 
 
-def timeline(events: list[Event], goal: str | None, run_type: str, after_id: int = 0, models: dict[str, str] | None = None) -> list[Line]:
+def timeline(
+    events: list[Event],
+    goal: str | None,
+    run_type: str,
+    after_id: int = 0,
+    models: dict[str, str] | None = None,
+) -> list[Line]:
     """The view of ``events`` (a run's, from its first) with ids above ``after_id``."""
     view = TimelineView(goal, run_type, dict(models or {}))
     out: list[Line] = []

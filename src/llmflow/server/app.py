@@ -66,13 +66,22 @@ def create_app(target: Settings | Runtime | None = None, config: ServerConfig | 
 
     from llmflow.server.openapi_ids import operation_id
 
-    app = FastAPI(title="llmflow", version=__version__, description=DESCRIPTION, lifespan=lifespan, default_response_class=errors.SafeJSONResponse, generate_unique_id_function=operation_id, docs_url=None, redoc_url=None)
+    app = FastAPI(
+        title="llmflow",
+        version=__version__,
+        description=DESCRIPTION,
+        lifespan=lifespan,
+        default_response_class=errors.SafeJSONResponse,
+        generate_unique_id_function=operation_id,
+        docs_url=None,
+        redoc_url=None,
+    )
     errors.install(app)
     from llmflow.server import docs
 
     docs.install(app)  # Swagger UI and ReDoc from the package, no CDN
 
-    @app.get("/health", tags=["service"], summary="Liveness: exactly {\"status\": \"ok\"} (no token needed)")
+    @app.get("/health", tags=["service"], summary='Liveness: exactly {"status": "ok"} (no token needed)')
     async def health() -> dict[str, str]:
         # open to anyone: it says nothing about runs, paths or processes (details: /api/v1/health)
         return {"status": "ok"}
@@ -108,11 +117,20 @@ def create_app(target: Settings | Runtime | None = None, config: ServerConfig | 
         app.add_middleware(TokenAuth, token=config.api_token)
     from llmflow.server.config import is_loopback
 
-    app.add_middleware(OriginGuard, allowed_origins=config.cors_origins, server_is_loopback=is_loopback(config.host))
+    app.add_middleware(
+        OriginGuard, allowed_origins=config.cors_origins, server_is_loopback=is_loopback(config.host)
+    )
     redact_tokens_in("uvicorn.access", "uvicorn.error")
     if config.cors_origins:
         star = config.cors_origins == ["*"]
-        app.add_middleware(CORSMiddleware, allow_origins=config.cors_origins, allow_credentials=not star, allow_methods=["*"], allow_headers=["*"], expose_headers=["*"])
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=config.cors_origins,
+            allow_credentials=not star,
+            allow_methods=["*"],
+            allow_headers=["*"],
+            expose_headers=["*"],
+        )
     app.state.config = config
     from llmflow.server import metrics
 
@@ -139,12 +157,19 @@ def open_services(target: Settings | Runtime, config: ServerConfig) -> Any:
 
         runtime = build_runtime(target)
     try:
-        catalog = FlowCatalog(config.resolved_config_dir(runtime.settings), config.flows, only=config.flows_only)
+        catalog = FlowCatalog(
+            config.resolved_config_dir(runtime.settings), config.flows, only=config.flows_only
+        )
         runtime.trust = runtime.trust.with_config_dirs(*catalog.source_dirs())  # read-only to runs
         # sub-flows are found by name where the server serves flows from (--config-dir wins)
         runtime.settings.config_dir = catalog.config_dir
         hub = EventHub()
-        worker = Worker(runtime, concurrency=max(1, config.workers), check_interval=config.check_interval, subscribers=[hub.publish])
+        worker = Worker(
+            runtime,
+            concurrency=max(1, config.workers),
+            check_interval=config.check_interval,
+            subscribers=[hub.publish],
+        )
         services = Services(runtime, config, catalog, hub, worker)
         services.sessions = SessionManager(services)
     except BaseException:

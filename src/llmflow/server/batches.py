@@ -41,8 +41,12 @@ class ResumeIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     retry_failed: bool = Field(False, description="also re-run the jobs that FAILED or were CANCELED")
-    force: bool = Field(False, description="take over a batch whose driver still looks alive, or whose flow changed")
-    max_workers: int | None = Field(None, ge=1, le=256, description="jobs at once (default: what the batch was started with)")
+    force: bool = Field(
+        False, description="take over a batch whose driver still looks alive, or whose flow changed"
+    )
+    max_workers: int | None = Field(
+        None, ge=1, le=256, description="jobs at once (default: what the batch was started with)"
+    )
 
 
 class BackgroundBatches:
@@ -59,7 +63,13 @@ class BackgroundBatches:
         async def drive() -> None:
             try:
                 result = await driver.run()
-                log.info("batch %s: %s (%d completed, %d failed)", result.batch_id, result.status, result.completed, result.failed)
+                log.info(
+                    "batch %s: %s (%d completed, %d failed)",
+                    result.batch_id,
+                    result.status,
+                    result.completed,
+                    result.failed,
+                )
             except asyncio.CancelledError:
                 raise
             except Exception:  # noqa: BLE001 - one batch's failure must not reach the server
@@ -95,18 +105,30 @@ def background(svc: Services) -> BackgroundBatches:
 def _get(svc: Services, batch_id: str) -> Any:
     b = svc.store.get_batch(batch_id) if "\x00" not in batch_id else None
     if b is None:
-        raise HTTPException(status_code=404, detail=f"no batch {batch_id!r}; list them with GET /api/v1/batches")
+        raise HTTPException(
+            status_code=404, detail=f"no batch {batch_id!r}; list them with GET /api/v1/batches"
+        )
     return b
 
 
 @router.get("/batches", summary="Batches, newest first, with their progress")
-def list_batches(svc: Svc, limit: Annotated[int, Query(ge=1, le=500)] = 50, offset: Annotated[int, Query(ge=0, le=2**31)] = 0) -> dict[str, Any]:
+def list_batches(
+    svc: Svc,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    offset: Annotated[int, Query(ge=0, le=2**31)] = 0,
+) -> dict[str, Any]:
     now = time.time()
     rows = svc.store.list_batches(limit=limit, offset=offset)
-    return {"batches": [iso_batch(batch_view(svc.store, b, now)) for b in rows], "limit": limit, "offset": offset}
+    return {
+        "batches": [iso_batch(batch_view(svc.store, b, now)) for b in rows],
+        "limit": limit,
+        "offset": offset,
+    }
 
 
-@router.get("/batches/{batch_id}", summary="One batch's progress: done, failed, remaining, rate, ETA, tokens, cost")
+@router.get(
+    "/batches/{batch_id}", summary="One batch's progress: done, failed, remaining, rate, ETA, tokens, cost"
+)
 def show_batch(svc: Svc, batch_id: BatchId) -> dict[str, Any]:
     return iso_batch(batch_view(svc.store, _get(svc, batch_id), time.time()))
 
@@ -121,28 +143,57 @@ async def _resume(svc: Services, batch_id: str, body: ResumeIn) -> Any:
     now = time.time()
     what = "retry-failed" if body.retry_failed else "resume"
     if background(svc).running(batch_id):
-        return JSONResponse({"detail": f"batch {batch_id} is already running on this server"}, status_code=409)
-    if b.status == "RUNNING" and b.owner and b.owner != rt.owner and driver_alive(b.owner, b.updated_at, now) and not body.force:
-        return JSONResponse({"detail": f"batch {batch_id} is being run by another process ({b.owner}); {what} it when that stops, or with \"force\": true if it is gone"}, status_code=409)
+        return JSONResponse(
+            {"detail": f"batch {batch_id} is already running on this server"}, status_code=409
+        )
+    if (
+        b.status == "RUNNING"
+        and b.owner
+        and b.owner != rt.owner
+        and driver_alive(b.owner, b.updated_at, now)
+        and not body.force
+    ):
+        return JSONResponse(
+            {
+                "detail": f'batch {batch_id} is being run by another process ({b.owner}); {what} it when that stops, or with "force": true if it is gone'
+            },
+            status_code=409,
+        )
     max_workers = body.max_workers or int((b.spec or {}).get("max_workers") or 16)
-    req = BatchRequest(resume=batch_id, retry_failed=body.retry_failed, force=body.force, max_workers=max_workers)
+    req = BatchRequest(
+        resume=batch_id, retry_failed=body.retry_failed, force=body.force, max_workers=max_workers
+    )
     try:
         driver = await asyncio.to_thread(prepare_batch, rt, req, local_only=True)
     except BatchError as exc:
-        return JSONResponse({"detail": exc.message + (f" (hint: {exc.hint})" if exc.hint else "")}, status_code=409)
+        return JSONResponse(
+            {"detail": exc.message + (f" (hint: {exc.hint})" if exc.hint else "")}, status_code=409
+        )
     # the driver takes the batch over when it starts; mark it now so the answer shows it
-    rt.store.update_batch(batch_id, status="RUNNING", owner=rt.owner, updated_at=rt.clock.now(), ended_at=None)
+    rt.store.update_batch(
+        batch_id, status="RUNNING", owner=rt.owner, updated_at=rt.clock.now(), ended_at=None
+    )
     background(svc).start(driver)
     view = iso_batch(batch_view(svc.store, svc.store.get_batch(batch_id), time.time()))
     return JSONResponse({**view, "action": what}, status_code=202)
 
 
-@router.post("/batches/{batch_id}/resume", summary="Resume a batch here: run the jobs that did not finish (retry_failed: also the failed ones)", status_code=202, response_model=None)
+@router.post(
+    "/batches/{batch_id}/resume",
+    summary="Resume a batch here: run the jobs that did not finish (retry_failed: also the failed ones)",
+    status_code=202,
+    response_model=None,
+)
 async def resume_batch(svc: Svc, batch_id: BatchId, body: ResumeIn | None = None) -> Any:
     return await _resume(svc, batch_id, body or ResumeIn())
 
 
-@router.post("/batches/{batch_id}/retry-failed", summary="Resume a batch here and re-run its failed and canceled jobs", status_code=202, response_model=None)
+@router.post(
+    "/batches/{batch_id}/retry-failed",
+    summary="Resume a batch here and re-run its failed and canceled jobs",
+    status_code=202,
+    response_model=None,
+)
 async def retry_failed_batch(svc: Svc, batch_id: BatchId, body: ResumeIn | None = None) -> Any:
     b = body or ResumeIn()
     return await _resume(svc, batch_id, b.model_copy(update={"retry_failed": True}))

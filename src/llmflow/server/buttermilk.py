@@ -80,11 +80,20 @@ def flow_models_and_criteria(f: Any) -> tuple[list[str], list[str]]:
     return sorted(models), seen
 
 
-@router.get("/api/flows/{flow}/info", summary="A flow's criteria, every model it can use, inputs and (empty) datasets")
+@router.get(
+    "/api/flows/{flow}/info", summary="A flow's criteria, every model it can use, inputs and (empty) datasets"
+)
 async def flow_info(flow: FlowName, svc: Svc) -> dict[str, Any]:
     f = (await svc.load(flow)).flow
     models, criteria = flow_models_and_criteria(f)
-    return {"criteria": criteria, "record_ids": [], "models": models, "datasets": sorted((f.storage or {}).keys()) if isinstance(f.storage, dict) else [], "inputs": list(f.inputs), "description": f.description}
+    return {
+        "criteria": criteria,
+        "record_ids": [],
+        "models": models,
+        "datasets": sorted((f.storage or {}).keys()) if isinstance(f.storage, dict) else [],
+        "inputs": list(f.inputs),
+        "description": f.description,
+    }
 
 
 async def _run(svc: Services, name: str, rr: FlowRequestIn, wait: bool) -> Any:
@@ -97,19 +106,28 @@ async def _run(svc: Services, name: str, rr: FlowRequestIn, wait: bool) -> Any:
             return JSONResponse({"detail": str(exc)}, status_code=429)
     if session is not None:
         if session.live:
-            return JSONResponse({"detail": f"session {session.id} is already running run {session.run_id}"}, status_code=409)
+            return JSONResponse(
+                {"detail": f"session {session.id} is already running run {session.run_id}"}, status_code=409
+            )
         run_id = await mgr.start_run(session, rr, flow=name)
     else:
         loaded = await svc.load(name)
         params = {**rr.extra_parameters(), **rr.parameters}
-        inputs = svc.request_inputs(loaded.flow, prompt=rr.prompt, text=rr.text, uri=rr.uri, record_id=rr.record_id, parameters=params)
+        inputs = svc.request_inputs(
+            loaded.flow, prompt=rr.prompt, text=rr.text, uri=rr.uri, record_id=rr.record_id, parameters=params
+        )
         meta = {k: v for k, v in (("record_id", rr.record_id), ("uri", rr.uri)) if v is not None}
-        run_id = svc.submit(loaded, inputs, svc.options(metadata=meta, name=f"{name} {rr.record_id or ''}".strip())).id
+        run_id = svc.submit(
+            loaded, inputs, svc.options(metadata=meta, name=f"{name} {rr.record_id or ''}".strip())
+        ).id
     out: dict[str, Any] = {"flow": name, "run_id": run_id}
     if session is not None:
         out.update(session_id=session.id, websocket_url=f"/ws/{session.id}")
     if not wait:
-        out.update(status="QUEUED", message=f"Flow started. Connect via WebSocket to {out.get('websocket_url')} to follow it.")
+        out.update(
+            status="QUEUED",
+            message=f"Flow started. Connect via WebSocket to {out.get('websocket_url')} to follow it.",
+        )
         return JSONResponse(out, status_code=202)
     rec = await svc.wait(run_id)
     out.update(status=rec.status, outputs=rec.outputs, error=rec.error)
@@ -120,12 +138,18 @@ async def _run(svc: Services, name: str, rr: FlowRequestIn, wait: bool) -> Any:
     return JSONResponse(out, status_code=200 if svc.is_terminal(rec) else 202)
 
 
-@router.post("/flow/{flow_name}", summary="Run a flow and answer with its result (?async=true: at once)", response_model=None)
+@router.post(
+    "/flow/{flow_name}",
+    summary="Run a flow and answer with its result (?async=true: at once)",
+    response_model=None,
+)
 async def post_flow(
     flow_name: FlowName,
     svc: Svc,
     body: FlowRequestIn | None = None,
-    async_: Annotated[bool, Query(alias="async", description="answer at once with the run id and a websocket_url")] = False,
+    async_: Annotated[
+        bool, Query(alias="async", description="answer at once with the run id and a websocket_url")
+    ] = False,
 ) -> Any:
     svc.catalog.entry(flow_name)  # 404 for an unknown flow before anything else
     rr = body or FlowRequestIn()
@@ -143,27 +167,51 @@ async def get_flow(
     svc.catalog.entry(flow_name)
     text = prompt if prompt is not None else q
     if not text:
-        return JSONResponse({"detail": [{"loc": ["query", "prompt"], "msg": "GET /flow/{name} needs ?prompt=", "type": "missing"}]}, status_code=400)
+        return JSONResponse(
+            {
+                "detail": [
+                    {"loc": ["query", "prompt"], "msg": "GET /flow/{name} needs ?prompt=", "type": "missing"}
+                ]
+            },
+            status_code=400,
+        )
     try:
         check_text(text)
     except ValueError as exc:
-        return JSONResponse({"detail": [{"loc": ["query", "prompt"], "msg": str(exc), "type": "value_error"}]}, status_code=422)
+        return JSONResponse(
+            {"detail": [{"loc": ["query", "prompt"], "msg": str(exc), "type": "value_error"}]},
+            status_code=422,
+        )
     return await _run(svc, flow_name, FlowRequestIn(prompt=text), wait=not async_)
 
 
 # -- sessions -------------------------------------------------------------------------------------
 @router.get("/api/session", summary="A new session id (both session_id and sessionId)", response_model=None)
-async def new_session(svc: Svc, session_id: Annotated[str | None, Query(max_length=128, pattern=r"^[A-Za-z0-9_\-]+$")] = None) -> Any:
+async def new_session(
+    svc: Svc, session_id: Annotated[str | None, Query(max_length=128, pattern=r"^[A-Za-z0-9_\-]+$")] = None
+) -> Any:
     """A new session; ``?session_id=<existing>`` answers with that session (a reconnecting
     client keeps its id)."""
     if session_id is not None and (existing := _session(svc, session_id)) is not None:
         info = existing.info(svc.config.session_timeout)
-        return {"session_id": existing.id, "sessionId": existing.id, "status": info["status"], "created_at": info["created_at"], "websocket_url": f"/ws/{existing.id}"}
+        return {
+            "session_id": existing.id,
+            "sessionId": existing.id,
+            "status": info["status"],
+            "created_at": info["created_at"],
+            "websocket_url": f"/ws/{existing.id}",
+        }
     try:
         s = svc.sessions.create(session_id)
     except TooManySessions as exc:
         return JSONResponse({"detail": str(exc)}, status_code=429)
-    return {"session_id": s.id, "sessionId": s.id, "status": "initializing", "created_at": iso(s.created_at), "websocket_url": f"/ws/{s.id}"}
+    return {
+        "session_id": s.id,
+        "sessionId": s.id,
+        "status": "initializing",
+        "created_at": iso(s.created_at),
+        "websocket_url": f"/ws/{s.id}",
+    }
 
 
 def _session(svc: Services, sid: str) -> Any:
@@ -178,7 +226,9 @@ async def session_status(session_id: SessionId, svc: Svc) -> Any:
     return s.info(svc.config.session_timeout)
 
 
-@router.delete("/api/session/{session_id}", summary="End a session (cancels its running flow)", response_model=None)
+@router.delete(
+    "/api/session/{session_id}", summary="End a session (cancels its running flow)", response_model=None
+)
 async def delete_session(session_id: SessionId, svc: Svc) -> Any:
     if _session(svc, session_id) is None or not svc.sessions.delete(session_id):
         return JSONResponse({"detail": f"Session {session_id} not found"}, status_code=404)
@@ -203,7 +253,15 @@ def _datasets(f: Any) -> dict[str, Any]:
     elif data not in (None, {}, []):
         out["data"] = data
     for k, v in (f.storage or {}).items() if isinstance(f.storage, dict) else []:
-        if isinstance(v, dict) and str(v.get("type", "file")) in ("file", "jsonl", "json", "csv", "plaintext", "text", "parquet"):
+        if isinstance(v, dict) and str(v.get("type", "file")) in (
+            "file",
+            "jsonl",
+            "json",
+            "csv",
+            "plaintext",
+            "text",
+            "parquet",
+        ):
             out.setdefault(k, v)
     return out
 
@@ -223,25 +281,55 @@ def _records(svc: Services, loaded: Any, spec: Any, limit: int) -> list[dict[str
     return rows
 
 
-@router.get("/api/flows/{flow}/records", summary="The records of the flow's dataset (Buttermilk: ?dataset= when it has several)", response_model=None)
-async def flow_records(flow: FlowName, svc: Svc, dataset: Annotated[str | None, Query(max_length=200)] = None, limit: Annotated[int, Query(ge=1, le=10_000)] = 1000) -> Any:
+@router.get(
+    "/api/flows/{flow}/records",
+    summary="The records of the flow's dataset (Buttermilk: ?dataset= when it has several)",
+    response_model=None,
+)
+async def flow_records(
+    flow: FlowName,
+    svc: Svc,
+    dataset: Annotated[str | None, Query(max_length=200)] = None,
+    limit: Annotated[int, Query(ge=1, le=10_000)] = 1000,
+) -> Any:
     loaded = await svc.load(flow)
     sets = _datasets(loaded.flow)
     if dataset is None and len(sets) != 1:
-        return JSONResponse({"detail": "dataset parameter required", "error": "dataset parameter required", "available_datasets": sorted(sets)}, status_code=400)
+        return JSONResponse(
+            {
+                "detail": "dataset parameter required",
+                "error": "dataset parameter required",
+                "available_datasets": sorted(sets),
+            },
+            status_code=400,
+        )
     name = dataset or next(iter(sets))
     if name not in sets:
-        return JSONResponse({"detail": f"flow {flow!r} has no dataset {name!r}", "available_datasets": sorted(sets)}, status_code=404)
+        return JSONResponse(
+            {"detail": f"flow {flow!r} has no dataset {name!r}", "available_datasets": sorted(sets)},
+            status_code=404,
+        )
     from llmflow.batch.datasets import DatasetError
 
     try:
         return _records(svc, loaded, sets[name], limit)
     except DatasetError as exc:
-        return JSONResponse({"detail": exc.message + (f" (hint: {exc.hint})" if exc.hint else "")}, status_code=404)
+        return JSONResponse(
+            {"detail": exc.message + (f" (hint: {exc.hint})" if exc.hint else "")}, status_code=404
+        )
 
 
-@router.get("/api/flows/{flow}/datasets/{dataset}/records", summary="The records of one of the flow's datasets", response_model=None)
-async def dataset_records(flow: FlowName, dataset: Annotated[str, Path(min_length=1, max_length=200)], svc: Svc, limit: Annotated[int, Query(ge=1, le=10_000)] = 1000) -> Any:
+@router.get(
+    "/api/flows/{flow}/datasets/{dataset}/records",
+    summary="The records of one of the flow's datasets",
+    response_model=None,
+)
+async def dataset_records(
+    flow: FlowName,
+    dataset: Annotated[str, Path(min_length=1, max_length=200)],
+    svc: Svc,
+    limit: Annotated[int, Query(ge=1, le=10_000)] = 1000,
+) -> Any:
     return await flow_records(flow, svc, dataset, limit)
 
 
@@ -253,22 +341,52 @@ async def monitoring_health(svc: Svc) -> dict[str, Any]:
     store_ok = h["store"]["ok"]
     worker = h["worker"]
     components = {
-        "store": {"status": "healthy" if store_ok else "unhealthy", **({"error": h["store"]["error"]} if not store_ok else {})},
-        "worker": {"status": "healthy" if worker.get("running") or not svc.config.worker_enabled else "degraded", "running": worker.get("running")},
+        "store": {
+            "status": "healthy" if store_ok else "unhealthy",
+            **({"error": h["store"]["error"]} if not store_ok else {}),
+        },
+        "worker": {
+            "status": "healthy" if worker.get("running") or not svc.config.worker_enabled else "degraded",
+            "running": worker.get("running"),
+        },
         "sessions": {"status": "healthy", "active": len(svc.sessions.sessions)},
     }
-    overall = "healthy" if all(c["status"] == "healthy" for c in components.values()) else ("unhealthy" if not store_ok else "degraded")
-    return {"status": overall, "overall_status": overall, "timestamp": datetime.now(UTC).isoformat(), "components": components}
+    overall = (
+        "healthy"
+        if all(c["status"] == "healthy" for c in components.values())
+        else ("unhealthy" if not store_ok else "degraded")
+    )
+    return {
+        "status": overall,
+        "overall_status": overall,
+        "timestamp": datetime.now(UTC).isoformat(),
+        "components": components,
+    }
 
 
 @router.get("/monitoring/metrics", summary="Buttermilk's monitoring metrics: runs, sessions, worker")
 async def monitoring_metrics(svc: Svc) -> dict[str, Any]:
     store = svc.store
-    runs = {s: store.count_runs(status=s) for s in ("QUEUED", "RUNNING", "WAITING", "PAUSED", "COMPLETED", "FAILED", "CANCELED")}
-    return {"runs": {"total": sum(runs.values()), "by_status": runs}, "sessions": {"active": len(svc.sessions.sessions)}, "worker": svc.worker.status(), "flows": len(svc.catalog.names())}
+    runs = {
+        s: store.count_runs(status=s)
+        for s in ("QUEUED", "RUNNING", "WAITING", "PAUSED", "COMPLETED", "FAILED", "CANCELED")
+    }
+    return {
+        "runs": {"total": sum(runs.values()), "by_status": runs},
+        "sessions": {"active": len(svc.sessions.sessions)},
+        "worker": svc.worker.status(),
+        "flows": len(svc.catalog.names()),
+    }
 
 
-@router.get("/api/pull_task", summary="Run the next queued job now (Buttermilk's worker pull); answers with the runs started")
+@router.get(
+    "/api/pull_task",
+    summary="Run the next queued job now (Buttermilk's worker pull); answers with the runs started",
+)
 async def pull_task(svc: Svc) -> dict[str, Any]:
     ids = await svc.worker.process_available(min(60.0, svc.config.wait_timeout))
-    return {"status": "pulled" if ids else "empty", "processed": ids, "message": f"ran {len(ids)} queued job(s)" if ids else "no queued job"}
+    return {
+        "status": "pulled" if ids else "empty",
+        "processed": ids,
+        "message": f"ran {len(ids)} queued job(s)" if ids else "no queued job",
+    }

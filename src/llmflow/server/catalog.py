@@ -41,14 +41,23 @@ def _stamp(files: list[str]) -> tuple[Any, ...]:
 
 
 class FlowCatalog:
-    def __init__(self, config_dir: Path, flows: list[str] | None = None, builtin_dir: Path = BUILTIN_DIR, *, only: bool = False) -> None:
+    def __init__(
+        self,
+        config_dir: Path,
+        flows: list[str] | None = None,
+        builtin_dir: Path = BUILTIN_DIR,
+        *,
+        only: bool = False,
+    ) -> None:
         """``only``: serve exactly ``flows`` (``llmflow serve --flows a,b``, Buttermilk's
         ``+flows=[a,b]``); built-in flows then only when named."""
         self.config_dir = Path(config_dir)
         self.only = only
         self._lock = threading.Lock()  # Hydra composition is not thread-safe
         self._cache: dict[str, tuple[tuple[Any, ...], LoadedFlow]] = {}
-        self._builtin = {p.stem: Entry(p.stem, str(p), "builtin") for p in sorted(Path(builtin_dir).glob("*.yaml"))}
+        self._builtin = {
+            p.stem: Entry(p.stem, str(p), "builtin") for p in sorted(Path(builtin_dir).glob("*.yaml"))
+        }
         self._extra: dict[str, Entry] = {}
         for ref in flows or []:
             self.add(ref)
@@ -129,13 +138,25 @@ class FlowCatalog:
         except Exception as exc:  # noqa: BLE001 - a broken flow is listed as invalid
             diags = getattr(exc, "diagnostics", None)
             why = diags[0].format() if diags else str(exc)
-            return {"name": name, "origin": e.origin, "valid": False, "error": why, "description": "", "version": None, "inputs": {}, "steps": 0}
+            return {
+                "name": name,
+                "origin": e.origin,
+                "valid": False,
+                "error": why,
+                "description": "",
+                "version": None,
+                "inputs": {},
+                "steps": 0,
+            }
         return {
             "name": name,
             "origin": e.origin,
             "valid": True,
             "description": f.description,
             "version": f.version,
-            "inputs": {k: {"type": s.type, "required": s.is_required, "description": s.description} for k, s in f.inputs.items()},
+            "inputs": {
+                k: {"type": s.type, "required": s.is_required, "description": s.description}
+                for k, s in f.inputs.items()
+            },
             "steps": len(f.steps),
         }

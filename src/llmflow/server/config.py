@@ -61,7 +61,9 @@ class ServerConfig:
     # LLMFLOW_CORS_ORIGINS (or Agent Runner's CORS_ORIGINS): browser origins that may call the
     # API, and the only cross-site origins whose requests may change anything (CSRF)
     cors_origins: list[str] = field(default_factory=lambda: list(AGENT_RUNNER_ORIGINS))
-    projects_root: Path | None = None  # LLMFLOW_PROJECTS_ROOT: projects must be inside it (needed off loopback)
+    projects_root: Path | None = (
+        None  # LLMFLOW_PROJECTS_ROOT: projects must be inside it (needed off loopback)
+    )
     max_body_bytes: int = 1_048_576  # LLMFLOW_MAX_BODY_BYTES
     max_frame_bytes: int = 1_048_576  # LLMFLOW_MAX_FRAME_BYTES: largest WebSocket message
     sse_keepalive: float = 15.0  # LLMFLOW_SSE_KEEPALIVE: seconds between ': keepalive' comments
@@ -78,7 +80,11 @@ class ServerConfig:
         cfg.worker_enabled = not _flag(env.get("DISABLE_WORKER"))
         cfg.check_interval = _float(env, "WORKER_CHECK_INTERVAL", cfg.check_interval)
         cfg.api_token = (env.get("LLMFLOW_API_TOKEN") or "").strip() or None
-        origins = env.get("LLMFLOW_CORS_ORIGINS") if env.get("LLMFLOW_CORS_ORIGINS") is not None else env.get("CORS_ORIGINS")
+        origins = (
+            env.get("LLMFLOW_CORS_ORIGINS")
+            if env.get("LLMFLOW_CORS_ORIGINS") is not None
+            else env.get("CORS_ORIGINS")
+        )
         if origins is not None:
             cfg.cors_origins = [o.strip().rstrip("/") for o in origins.split(",") if o.strip()]
         root = (env.get("LLMFLOW_PROJECTS_ROOT") or "").strip()

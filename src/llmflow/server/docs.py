@@ -19,7 +19,9 @@ CSP = (
     "default-src 'self'; script-src 'self' 'unsafe-inline'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
     "font-src 'self' data:; worker-src 'self' blob:; connect-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'"
 )
-HIDE_BRANDING = b"<style>a[href*='redocly.com'], a[href*='redoc.ly'] { display: none !important; }</style></head>"
+HIDE_BRANDING = (
+    b"<style>a[href*='redocly.com'], a[href*='redoc.ly'] { display: none !important; }</style></head>"
+)
 REDOC_LOGO = b"https://cdn.redoc.ly/redoc/logo-mini.svg"  # ReDoc's footer image: pointed at our favicon
 
 
@@ -41,8 +43,14 @@ def install(app: FastAPI, docs_url: str = "/docs", redoc_url: str = "/redoc") ->
     @app.get(f"{STATIC_URL}/redoc.standalone.js", include_in_schema=False)
     async def redoc_script() -> Response:
         if not redoc_js:
-            redoc_js.append((static_dir() / "redoc.standalone.js").read_bytes().replace(REDOC_LOGO, f"{STATIC_URL}/favicon.png".encode()))
-        return Response(redoc_js[0], media_type="text/javascript", headers={"cache-control": "public, max-age=86400"})
+            redoc_js.append(
+                (static_dir() / "redoc.standalone.js")
+                .read_bytes()
+                .replace(REDOC_LOGO, f"{STATIC_URL}/favicon.png".encode())
+            )
+        return Response(
+            redoc_js[0], media_type="text/javascript", headers={"cache-control": "public, max-age=86400"}
+        )
 
     app.mount(STATIC_URL, StaticFiles(directory=static_dir()), name="docs-assets")
     openapi_url = app.openapi_url or "/openapi.json"
@@ -51,15 +59,17 @@ def install(app: FastAPI, docs_url: str = "/docs", redoc_url: str = "/redoc") ->
     @app.get(docs_url, include_in_schema=False)
     async def swagger_ui(request: Request) -> HTMLResponse:
         root = request.scope.get("root_path", "")
-        return _offline(get_swagger_ui_html(
-            openapi_url=f"{root}{openapi_url}",
-            title=f"{app.title} - API docs",
-            oauth2_redirect_url=f"{root}{oauth_redirect}",
-            swagger_js_url=f"{root}{STATIC_URL}/swagger-ui-bundle.js",
-            swagger_css_url=f"{root}{STATIC_URL}/swagger-ui.css",
-            swagger_favicon_url=f"{root}{STATIC_URL}/favicon.png",
-            swagger_ui_parameters=app.swagger_ui_parameters,
-        ))
+        return _offline(
+            get_swagger_ui_html(
+                openapi_url=f"{root}{openapi_url}",
+                title=f"{app.title} - API docs",
+                oauth2_redirect_url=f"{root}{oauth_redirect}",
+                swagger_js_url=f"{root}{STATIC_URL}/swagger-ui-bundle.js",
+                swagger_css_url=f"{root}{STATIC_URL}/swagger-ui.css",
+                swagger_favicon_url=f"{root}{STATIC_URL}/favicon.png",
+                swagger_ui_parameters=app.swagger_ui_parameters,
+            )
+        )
 
     @app.get(oauth_redirect, include_in_schema=False)
     async def swagger_ui_redirect() -> HTMLResponse:
@@ -68,10 +78,13 @@ def install(app: FastAPI, docs_url: str = "/docs", redoc_url: str = "/redoc") ->
     @app.get(redoc_url, include_in_schema=False)
     async def redoc(request: Request) -> HTMLResponse:
         root = request.scope.get("root_path", "")
-        return _offline(get_redoc_html(
-            openapi_url=f"{root}{openapi_url}",
-            title=f"{app.title} - API reference",
-            redoc_js_url=f"{root}{STATIC_URL}/redoc.standalone.js",
-            redoc_favicon_url=f"{root}{STATIC_URL}/favicon.png",
-            with_google_fonts=False,
-        ), HIDE_BRANDING)
+        return _offline(
+            get_redoc_html(
+                openapi_url=f"{root}{openapi_url}",
+                title=f"{app.title} - API reference",
+                redoc_js_url=f"{root}{STATIC_URL}/redoc.standalone.js",
+                redoc_favicon_url=f"{root}{STATIC_URL}/favicon.png",
+                with_google_fonts=False,
+            ),
+            HIDE_BRANDING,
+        )

@@ -139,18 +139,40 @@ def install(app: FastAPI) -> None:
         # whichever layer trips over it (the validators' regex engine, a store), the text
         # came from the request
         log.info("%s %s: text that is not valid Unicode: %s", request.method, request.url.path, exc)
-        return SafeJSONResponse({"detail": [{"loc": ["body"], "msg": "the request holds text that is not valid Unicode (a lone surrogate such as \\ud800)", "type": "unicode"}]}, status_code=422)
+        return SafeJSONResponse(
+            {
+                "detail": [
+                    {
+                        "loc": ["body"],
+                        "msg": "the request holds text that is not valid Unicode (a lone surrogate such as \\ud800)",
+                        "type": "unicode",
+                    }
+                ]
+            },
+            status_code=422,
+        )
 
     @app.exception_handler(RecursionError)
     async def _deep(request: Request, exc: RecursionError) -> JSONResponse:
-        return SafeJSONResponse({"detail": [{"loc": ["body"], "msg": "the JSON document is nested too deeply", "type": "too_deep"}]}, status_code=422)
+        return SafeJSONResponse(
+            {
+                "detail": [
+                    {"loc": ["body"], "msg": "the JSON document is nested too deeply", "type": "too_deep"}
+                ]
+            },
+            status_code=422,
+        )
 
     @app.exception_handler(LlmflowError)
     async def _other(request: Request, exc: LlmflowError) -> JSONResponse:
         log.warning("%s %s: %s", request.method, request.url.path, exc.message)
-        return SafeJSONResponse({"detail": _message(exc)}, status_code=503 if type(exc).__name__ == "StoreError" else 400)
+        return SafeJSONResponse(
+            {"detail": _message(exc)}, status_code=503 if type(exc).__name__ == "StoreError" else 400
+        )
 
     @app.exception_handler(Exception)
     async def _bug(request: Request, exc: Exception) -> JSONResponse:
         log.error("internal error in %s %s", request.method, request.url.path, exc_info=exc)
-        return SafeJSONResponse({"detail": f"internal error: {type(exc).__name__}; see the server log"}, status_code=500)
+        return SafeJSONResponse(
+            {"detail": f"internal error: {type(exc).__name__}; see the server log"}, status_code=500
+        )

@@ -39,9 +39,17 @@ class EvalIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     flow: str = Field(min_length=1, max_length=200, description="a flow this server serves")
-    records: list[dict[str, Any]] | None = Field(None, max_length=MAX_RECORDS, description="the records; default: the flow's data")
-    metrics: list[str | dict[str, Any]] = Field(default_factory=list, max_length=50, description="metric declarations (see docs/evals.md); default: exact")
-    variants: dict[str, list[Any]] = Field(default_factory=dict, description="axes of variants, e.g. {model: [a, b]}")
+    records: list[dict[str, Any]] | None = Field(
+        None, max_length=MAX_RECORDS, description="the records; default: the flow's data"
+    )
+    metrics: list[str | dict[str, Any]] = Field(
+        default_factory=list,
+        max_length=50,
+        description="metric declarations (see docs/evals.md); default: exact",
+    )
+    variants: dict[str, list[Any]] = Field(
+        default_factory=dict, description="axes of variants, e.g. {model: [a, b]}"
+    )
     expected: str | None = Field(None, max_length=200, description="the column with the expected value")
     record_id: str | None = Field(None, max_length=200)
     columns: dict[str, str] = Field(default_factory=dict)
@@ -70,8 +78,17 @@ def _row(e: Any) -> dict[str, Any]:
 
 
 @router.get("/evals", summary="Evaluations, newest first, with their pass rate")
-def list_evals(svc: Svc, flow: Annotated[str | None, Query(max_length=200)] = None, limit: Annotated[int, Query(ge=1, le=500)] = 50, offset: Annotated[int, Query(ge=0, le=2**31)] = 0) -> dict[str, Any]:
-    return {"evals": [_row(e) for e in svc.store.list_evals(flow=flow, limit=limit, offset=offset)], "limit": limit, "offset": offset}
+def list_evals(
+    svc: Svc,
+    flow: Annotated[str | None, Query(max_length=200)] = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    offset: Annotated[int, Query(ge=0, le=2**31)] = 0,
+) -> dict[str, Any]:
+    return {
+        "evals": [_row(e) for e in svc.store.list_evals(flow=flow, limit=limit, offset=offset)],
+        "limit": limit,
+        "offset": offset,
+    }
 
 
 def _view(svc: Services, eval_id: str) -> dict[str, Any]:
@@ -79,16 +96,23 @@ def _view(svc: Services, eval_id: str) -> dict[str, Any]:
 
     v = evaluation_view(svc.store, eval_id) if "\x00" not in eval_id else None
     if v is None:
-        raise HTTPException(status_code=404, detail=f"no evaluation {eval_id!r}; list them with GET /api/v1/evals")
+        raise HTTPException(
+            status_code=404, detail=f"no evaluation {eval_id!r}; list them with GET /api/v1/evals"
+        )
     return v
 
 
-@router.get("/evals/{eval_id}", summary="One evaluation: per-variant summary and every record's scores, with its run")
+@router.get(
+    "/evals/{eval_id}", summary="One evaluation: per-variant summary and every record's scores, with its run"
+)
 def show_eval(svc: Svc, eval_id: EvalId) -> dict[str, Any]:
     return _view(svc, eval_id)
 
 
-@router.get("/evals/{eval_id}/compare/{other_id}", summary="Per-metric deltas from eval_id (A) to other_id (B) and the records that regressed")
+@router.get(
+    "/evals/{eval_id}/compare/{other_id}",
+    summary="Per-metric deltas from eval_id (A) to other_id (B) and the records that regressed",
+)
 def compare_evals(svc: Svc, eval_id: EvalId, other_id: EvalId) -> dict[str, Any]:
     from llmflow.evals.summary import compare
 
@@ -102,7 +126,12 @@ def _tasks(request: Request) -> set[asyncio.Task[Any]]:
     return tasks
 
 
-@router.post("/evals", status_code=202, summary="Start an evaluation of a served flow (202 with its id; wait=true answers when done)", response_model=None)
+@router.post(
+    "/evals",
+    status_code=202,
+    summary="Start an evaluation of a served flow (202 with its id; wait=true answers when done)",
+    response_model=None,
+)
 async def create_eval(body: EvalIn, svc: Svc, request: Request) -> Any:
     from llmflow.evals.runner import EvalRequest, evaluation_view, plan_eval, run_eval
 
@@ -127,13 +156,27 @@ async def create_eval(body: EvalIn, svc: Svc, request: Request) -> Any:
     try:
         plan = await asyncio.to_thread(plan_eval, svc.runtime, req)
     except EvalError as exc:
-        raise HTTPException(status_code=422, detail=exc.message + (f" (hint: {exc.hint})" if exc.hint else "")) from None
+        raise HTTPException(
+            status_code=422, detail=exc.message + (f" (hint: {exc.hint})" if exc.hint else "")
+        ) from None
     task = asyncio.get_running_loop().create_task(run_eval(svc.runtime, plan))
     tasks = _tasks(request)
     tasks.add(task)
     task.add_done_callback(tasks.discard)
-    task.add_done_callback(lambda t: None if t.cancelled() or t.exception() is None else log.error("evaluation %s failed", plan.id, exc_info=t.exception()))
+    task.add_done_callback(
+        lambda t: (
+            None
+            if t.cancelled() or t.exception() is None
+            else log.error("evaluation %s failed", plan.id, exc_info=t.exception())
+        )
+    )
     if body.wait:
         await asyncio.shield(task)
         return JSONResponse(evaluation_view(svc.store, plan.id), status_code=200)
-    return {"id": plan.id, "status": "RUNNING", "flow": plan.record.flow_name, "total": plan.batch.batch.total, "links": {"self": f"/api/v1/evals/{plan.id}"}}
+    return {
+        "id": plan.id,
+        "status": "RUNNING",
+        "flow": plan.record.flow_name,
+        "total": plan.batch.batch.total,
+        "links": {"self": f"/api/v1/evals/{plan.id}"},
+    }

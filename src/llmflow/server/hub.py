@@ -55,7 +55,16 @@ class EventHub:
 class EventFollower:
     """Reads one run's events after a sequence number, in order, as they are stored."""
 
-    def __init__(self, store: Any, hub: EventHub, run_id: str, after_seq: int = 0, *, poll_interval: float = 0.5, batch: int = 500) -> None:
+    def __init__(
+        self,
+        store: Any,
+        hub: EventHub,
+        run_id: str,
+        after_seq: int = 0,
+        *,
+        poll_interval: float = 0.5,
+        batch: int = 500,
+    ) -> None:
         self.store = store
         self.hub = hub
         self.run_id = run_id
@@ -93,7 +102,15 @@ class EventFollower:
         return rec is None or (rec.status in TERMINAL_STATUSES and rec.last_seq <= self.seq)
 
 
-async def wait_for_status(store: Any, hub: EventHub, run_id: str, timeout: float, *, statuses: frozenset[str] = TERMINAL_STATUSES, poll_interval: float = 0.5) -> Any:
+async def wait_for_status(
+    store: Any,
+    hub: EventHub,
+    run_id: str,
+    timeout: float,
+    *,
+    statuses: frozenset[str] = TERMINAL_STATUSES,
+    poll_interval: float = 0.5,
+) -> Any:
     """The run record once its status is in ``statuses``, or as it is after ``timeout``."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout

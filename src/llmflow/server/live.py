@@ -103,7 +103,13 @@ async def live_frames(svc: Any, cursor: int, *, keepalive: float | None = None) 
     response_class=Response,
     responses={200: {"content": {"text/event-stream": {}}}},
 )
-async def all_runs_stream(request: Request, svc: Svc, after: Annotated[int | None, Query(ge=0, le=2**62, description="store-wide event id to start after")] = None) -> Any:
+async def all_runs_stream(
+    request: Request,
+    svc: Svc,
+    after: Annotated[
+        int | None, Query(ge=0, le=2**62, description="store-wide event id to start after")
+    ] = None,
+) -> Any:
     start = last_event_id(request)
     if start is None:
         start = after

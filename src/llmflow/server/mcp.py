@@ -93,7 +93,13 @@ def build_server(services: Callable[[], Any]) -> Any:
 
     @server.tool()
     @_tool
-    async def start_run(flow: str, inputs: dict[str, Any] | None = None, model: str | None = None, wait: bool = False, wait_timeout: float = 60.0) -> dict[str, Any]:
+    async def start_run(
+        flow: str,
+        inputs: dict[str, Any] | None = None,
+        model: str | None = None,
+        wait: bool = False,
+        wait_timeout: float = 60.0,
+    ) -> dict[str, Any]:
         """Start a run of a served flow with inputs (queued for the worker). model
         (provider:model) overrides every LLM step's model. wait=true answers when the run
         has finished or stopped to wait for a person (at most wait_timeout seconds)."""
@@ -107,11 +113,15 @@ def build_server(services: Callable[[], Any]) -> Any:
 
     @server.tool()
     @_tool
-    async def list_runs(flow: str | None = None, status: str | None = None, limit: int = 20) -> dict[str, Any]:
+    async def list_runs(
+        flow: str | None = None, status: str | None = None, limit: int = 20
+    ) -> dict[str, Any]:
         """Recent runs, newest first (filter by flow name or status: QUEUED, RUNNING,
         WAITING, PAUSED, COMPLETED, FAILED, CANCELED)."""
         svc = services()
-        rows = svc.store.list_runs(flow=flow, status=status.upper() if status else None, limit=max(1, min(limit, 200)))
+        rows = svc.store.list_runs(
+            flow=flow, status=status.upper() if status else None, limit=max(1, min(limit, 200))
+        )
         return {"runs": [run_summary(r) for r in rows]}
 
     @server.tool()
@@ -128,7 +138,9 @@ def build_server(services: Callable[[], Any]) -> Any:
 
     @server.tool()
     @_tool
-    async def run_events(run_id: str, after_seq: int = 0, limit: int = 200, tokens: bool = False) -> dict[str, Any]:
+    async def run_events(
+        run_id: str, after_seq: int = 0, limit: int = 200, tokens: bool = False
+    ) -> dict[str, Any]:
         """A run's events after a sequence number (streamed token chunks left out unless
         tokens=true). next_after is the cursor for the next call."""
         svc = services()
@@ -169,14 +181,22 @@ def build_server(services: Callable[[], Any]) -> Any:
 
     @server.tool()
     @_tool
-    async def rerun_step(run_id: str, step: str, unit: str | None = None, downstream: bool = False) -> dict[str, Any]:
+    async def rerun_step(
+        run_id: str, step: str, unit: str | None = None, downstream: bool = False
+    ) -> dict[str, Any]:
         """Re-run one step of a finished (or paused) run in place; the steps depending on
         it become STALE (and run again with downstream=true). Follow it with follow_run."""
         svc = services()
         get_run(svc, run_id)
         after = svc.store.get_run(run_id).last_seq
         stale = svc.rerun(run_id, step, unit, downstream)
-        return {"run_id": run_id, "step": step, "stale": stale, "status": svc.store.get_run(run_id).status, "follow_after_seq": after}
+        return {
+            "run_id": run_id,
+            "step": step,
+            "stale": stale,
+            "status": svc.store.get_run(run_id).status,
+            "follow_after_seq": after,
+        }
 
     @server.tool()
     @_tool
@@ -199,7 +219,12 @@ def build_server(services: Callable[[], Any]) -> Any:
             raise LlmflowError(f"run {run_id} has no artifact {path!r}", hint=f"its artifacts: {names}")
         limit = max(1, min(max_bytes, MAX_ARTIFACT_BYTES))
         data = f.read_bytes()
-        out: dict[str, Any] = {"run_id": run_id, "path": path, "size": len(data), "truncated": len(data) > limit}
+        out: dict[str, Any] = {
+            "run_id": run_id,
+            "path": path,
+            "size": len(data),
+            "truncated": len(data) > limit,
+        }
         try:
             out["text"] = data[:limit].decode("utf-8")
         except UnicodeDecodeError:
@@ -210,7 +235,17 @@ def build_server(services: Callable[[], Any]) -> Any:
 
 
 def _questions(svc: Any, run_id: str) -> list[dict[str, Any]]:
-    return [{"request_id": rid, **{k: q.get(k) for k in ("prompt", "input", "options", "default", "step_id") if q.get(k) is not None}} for rid, q in svc.runtime.pending_requests(run_id).items()]
+    return [
+        {
+            "request_id": rid,
+            **{
+                k: q.get(k)
+                for k in ("prompt", "input", "options", "default", "step_id")
+                if q.get(k) is not None
+            },
+        }
+        for rid, q in svc.runtime.pending_requests(run_id).items()
+    ]
 
 
 async def _follow(svc: Any, run_id: str, after_seq: int, timeout: float) -> dict[str, Any]:
@@ -229,7 +264,13 @@ async def _follow(svc: Any, run_id: str, after_seq: int, timeout: float) -> dict
                 rows.append(_event(e))
             if e.type in ENDS or e.type == E.HUMAN_INPUT_REQUESTED:
                 stop = True
-        if not events and svc.store.get_run(run_id).status in ("WAITING", "PAUSED", "COMPLETED", "FAILED", "CANCELED"):
+        if not events and svc.store.get_run(run_id).status in (
+            "WAITING",
+            "PAUSED",
+            "COMPLETED",
+            "FAILED",
+            "CANCELED",
+        ):
             stop = True  # nothing new and it is not moving: say so now
     rec = svc.store.get_run(run_id)
     questions = _questions(svc, run_id) if rec.status not in ("COMPLETED", "FAILED", "CANCELED") else []
@@ -267,7 +308,9 @@ class _Endpoint:
         if handler is None:
             from starlette.responses import JSONResponse
 
-            await JSONResponse({"detail": "the MCP server is not running"}, status_code=503)(scope, receive, send)
+            await JSONResponse({"detail": "the MCP server is not running"}, status_code=503)(
+                scope, receive, send
+            )
             return
         await handler(scope, receive, send)
 

@@ -30,13 +30,21 @@ def render(metrics: Any) -> tuple[bytes, str]:
     return generate_latest(metrics.registry), CONTENT_TYPE_LATEST
 
 
-@router.get(PATH, summary="Prometheus metrics: runs, steps, model calls, tokens, cost, queue, leases, clients", response_class=Response)
+@router.get(
+    PATH,
+    summary="Prometheus metrics: runs, steps, model calls, tokens, cost, queue, leases, clients",
+    response_class=Response,
+)
 async def metrics_route(request: Request) -> Response:
     body, ctype = render(request.app.state.metrics)
     return Response(body, media_type=ctype)
 
 
-@router.get("/api/v1/runs/{run_id}/trace", tags=["runs"], summary="A run's OpenTelemetry trace: trace id and W3C traceparent of its run span")
+@router.get(
+    "/api/v1/runs/{run_id}/trace",
+    tags=["runs"],
+    summary="A run's OpenTelemetry trace: trace id and W3C traceparent of its run span",
+)
 async def run_trace(run_id: str, request: Request) -> dict[str, Any]:
     from llmflow.observe.context import traceparent_of
     from llmflow.server.native import get_run
@@ -59,9 +67,23 @@ class MetricsMiddleware:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "websocket":
             await self._websocket(scope, receive, send)
-        elif scope["type"] == "http" and self.public and scope.get("path") == PATH and scope.get("method") in ("GET", "HEAD"):
+        elif (
+            scope["type"] == "http"
+            and self.public
+            and scope.get("path") == PATH
+            and scope.get("method") in ("GET", "HEAD")
+        ):
             body, ctype = render(self.metrics)
-            await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", ctype.encode()), (b"content-length", str(len(body)).encode())]})
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": 200,
+                    "headers": [
+                        (b"content-type", ctype.encode()),
+                        (b"content-length", str(len(body)).encode()),
+                    ],
+                }
+            )
             await send({"type": "http.response.body", "body": body if scope.get("method") == "GET" else b""})
         elif scope["type"] == "http":
             await self._http(scope, receive, send)

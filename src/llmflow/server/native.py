@@ -62,7 +62,12 @@ def run_summary(rec: Any) -> dict[str, Any]:
         "usage": {"input_tokens": rec.tokens_in, "output_tokens": rec.tokens_out, "cost": rec.cost},
         "error": rec.error,
         "last_seq": rec.last_seq,
-        "links": {"self": f"/api/v1/runs/{quote(rec.id)}", "events": f"/api/v1/runs/{quote(rec.id)}/events", "stream": f"/api/v1/runs/{quote(rec.id)}/events/stream", "ws": f"/api/v1/runs/{quote(rec.id)}/ws"},
+        "links": {
+            "self": f"/api/v1/runs/{quote(rec.id)}",
+            "events": f"/api/v1/runs/{quote(rec.id)}/events",
+            "stream": f"/api/v1/runs/{quote(rec.id)}/events/stream",
+            "ws": f"/api/v1/runs/{quote(rec.id)}/ws",
+        },
     }
 
 
@@ -87,14 +92,24 @@ async def show_flow(name: FlowName, svc: Svc) -> dict[str, Any]:
         "origin": entry.origin,
         "description": f.description,
         "version": f.version,
-        "inputs": {k: {"type": s.type, "required": s.is_required, "default": s.default, "description": s.description} for k, s in f.inputs.items()},
-        "steps": [{"id": s.id, "kind": s.kind, "needs": s.needs or [], "description": s.description} for s in f.steps],
+        "inputs": {
+            k: {"type": s.type, "required": s.is_required, "default": s.default, "description": s.description}
+            for k, s in f.inputs.items()
+        },
+        "steps": [
+            {"id": s.id, "kind": s.kind, "needs": s.needs or [], "description": s.description}
+            for s in f.steps
+        ],
         "definition": loaded.public_dict(),  # secrets as their ${oc.env:...}
     }
 
 
-@router.get("/flows/{name}/graph", summary="A flow's step graph: Mermaid text, nodes and edges", response_model=None)
-async def flow_graph(name: FlowName, svc: Svc, format: Annotated[Literal["json", "text"], Query()] = "json") -> Any:
+@router.get(
+    "/flows/{name}/graph", summary="A flow's step graph: Mermaid text, nodes and edges", response_model=None
+)
+async def flow_graph(
+    name: FlowName, svc: Svc, format: Annotated[Literal["json", "text"], Query()] = "json"
+) -> Any:
     """JSON: ``{name, mermaid, nodes, edges}`` (nodes and edges as
     :func:`llmflow.model.graph.to_json` describes; the console lays them out); ``text``:
     the Mermaid text alone."""
@@ -120,8 +135,19 @@ async def validate_flow(body: ValidateIn, svc: Svc) -> dict[str, Any]:
 
 
 # -- runs -----------------------------------------------------------------------------------------
-@router.post("/runs", status_code=201, summary="Create a run (queued; wait=true answers when it has finished)", response_model=None)
-async def create_run(body: CreateRunIn, svc: Svc, traceparent: Annotated[str | None, Header(max_length=256, description="W3C trace context: the run's trace continues it")] = None) -> Any:
+@router.post(
+    "/runs",
+    status_code=201,
+    summary="Create a run (queued; wait=true answers when it has finished)",
+    response_model=None,
+)
+async def create_run(
+    body: CreateRunIn,
+    svc: Svc,
+    traceparent: Annotated[
+        str | None, Header(max_length=256, description="W3C trace context: the run's trace continues it")
+    ] = None,
+) -> Any:
     from llmflow.observe.ids import with_traceparent
 
     o = body.options
@@ -130,9 +156,23 @@ async def create_run(body: CreateRunIn, svc: Svc, traceparent: Annotated[str | N
     else:
         loaded, posted = svc.parse_document(body.document), True  # type: ignore[arg-type]
     try:
-        opts = svc.options(models=o.models, timeout=o.timeout_seconds, project_id=o.project_id, name=o.name, metadata=with_traceparent(o.metadata, traceparent), posted=posted, max_concurrency=o.max_concurrency, max_tokens=o.max_tokens, max_cost=o.max_cost, thread=o.thread)
+        opts = svc.options(
+            models=o.models,
+            timeout=o.timeout_seconds,
+            project_id=o.project_id,
+            name=o.name,
+            metadata=with_traceparent(o.metadata, traceparent),
+            posted=posted,
+            max_concurrency=o.max_concurrency,
+            max_tokens=o.max_tokens,
+            max_cost=o.max_cost,
+            thread=o.thread,
+        )
     except LookupError as exc:
-        return JSONResponse({"detail": [{"loc": ["body", "options", "project_id"], "msg": str(exc), "type": "not_found"}]}, status_code=404)
+        return JSONResponse(
+            {"detail": [{"loc": ["body", "options", "project_id"], "msg": str(exc), "type": "not_found"}]},
+            status_code=404,
+        )
     rec = await svc.submit_async(loaded, body.inputs, opts)
     if not body.wait:
         return run_summary(rec)
@@ -149,26 +189,48 @@ async def list_runs(
     project_id: Annotated[int | None, Query(ge=-(2**53), le=2**53)] = None,
     batch_id: Annotated[str | None, Query(max_length=300)] = None,
     parent_run_id: Annotated[str | None, Query(max_length=300)] = None,
-    in_batch: Annotated[bool | None, Query(description="false: only runs of no batch (the dashboard groups batch runs under their batch); true: only batch runs")] = None,
+    in_batch: Annotated[
+        bool | None,
+        Query(
+            description="false: only runs of no batch (the dashboard groups batch runs under their batch); true: only batch runs"
+        ),
+    ] = None,
     limit: Limit = 50,
     offset: Annotated[int, Query(ge=0, le=10**9)] = 0,
 ) -> dict[str, Any]:
     for v in (flow, batch_id, parent_run_id):
         if v is not None and "\x00" in v:
             return {"runs": [], "total": 0, "limit": limit, "offset": offset}
-    rows = svc.store.list_runs(flow=flow, status=status, project_id=project_id, batch_id=batch_id, parent_run_id=parent_run_id, limit=limit, offset=offset, in_batch=in_batch)
-    total = svc.store.count_runs(flow=flow, status=status, batch_id=batch_id, in_batch=in_batch) if project_id is None and parent_run_id is None else None
+    rows = svc.store.list_runs(
+        flow=flow,
+        status=status,
+        project_id=project_id,
+        batch_id=batch_id,
+        parent_run_id=parent_run_id,
+        limit=limit,
+        offset=offset,
+        in_batch=in_batch,
+    )
+    total = (
+        svc.store.count_runs(flow=flow, status=status, batch_id=batch_id, in_batch=in_batch)
+        if project_id is None and parent_run_id is None
+        else None
+    )
     return {"runs": [run_summary(r) for r in rows], "total": total, "limit": limit, "offset": offset}
 
 
 @router.get("/runs/{run_id}", summary="Show a run: steps, attempts, outputs, usage")
 async def show_run(run_id: RunId, svc: Svc) -> dict[str, Any]:
     get_run(svc, run_id)
-    return iso_view(await asyncio.to_thread(svc.runtime.view, run_id))  # folding a long log must not block the loop
+    return iso_view(
+        await asyncio.to_thread(svc.runtime.view, run_id)
+    )  # folding a long log must not block the loop
 
 
 @router.get("/runs/{run_id}/events", summary="A run's events after a cursor")
-async def run_events(run_id: RunId, svc: Svc, after: Cursor = 0, limit: Limit = 1000, tokens: bool = True) -> dict[str, Any]:
+async def run_events(
+    run_id: RunId, svc: Svc, after: Cursor = 0, limit: Limit = 1000, tokens: bool = True
+) -> dict[str, Any]:
     get_run(svc, run_id)
     events = svc.store.events(run_id, after, limit)
     last = events[-1].seq if events else after
@@ -176,17 +238,35 @@ async def run_events(run_id: RunId, svc: Svc, after: Cursor = 0, limit: Limit = 
     return {"run_id": run_id, "events": rows, "next_after": last}
 
 
-@router.get("/runs/{run_id}/events/stream", summary="SSE stream of a run's events (resumes from Last-Event-ID)", response_class=Response, responses={200: {"content": {"text/event-stream": {}}}})
+@router.get(
+    "/runs/{run_id}/events/stream",
+    summary="SSE stream of a run's events (resumes from Last-Event-ID)",
+    response_class=Response,
+    responses={200: {"content": {"text/event-stream": {}}}},
+)
 async def run_stream(run_id: RunId, request: Request, svc: Svc, after: Cursor = 0) -> Any:
     get_run(svc, run_id)
     start = last_event_id(request)
-    return sse_response(event_frames(svc, run_id, start if start is not None else after, lambda e: (e.seq, e.type, iso_event(e.to_dict()))))
+    return sse_response(
+        event_frames(
+            svc,
+            run_id,
+            start if start is not None else after,
+            lambda e: (e.seq, e.type, iso_event(e.to_dict())),
+        )
+    )
 
 
-async def _control(svc: Services, run_id: str, action: str, payload: dict[str, Any] | None = None) -> dict[str, Any]:
+async def _control(
+    svc: Services, run_id: str, action: str, payload: dict[str, Any] | None = None
+) -> dict[str, Any]:
     get_run(svc, run_id)
     result = svc.control(run_id, action, payload)
-    want = {"cancel": frozenset({"CANCELED", "COMPLETED", "FAILED"}), "pause": frozenset({"PAUSED", "COMPLETED", "FAILED", "CANCELED"}), "resume": frozenset({"QUEUED", "RUNNING", "COMPLETED", "FAILED", "CANCELED"})}.get(action)
+    want = {
+        "cancel": frozenset({"CANCELED", "COMPLETED", "FAILED"}),
+        "pause": frozenset({"PAUSED", "COMPLETED", "FAILED", "CANCELED"}),
+        "resume": frozenset({"QUEUED", "RUNNING", "COMPLETED", "FAILED", "CANCELED"}),
+    }.get(action)
     rec = await svc.settle(run_id, want) if want else svc.store.get_run(run_id)
     return {"run_id": run_id, "action": action, "result": result, "status": rec.status}
 
@@ -215,17 +295,29 @@ async def answer_run(run_id: RunId, body: AnswerIn, svc: Svc) -> dict[str, Any]:
 async def record_directive(run_id: RunId, body: DirectiveIn, svc: Svc) -> dict[str, Any]:
     get_run(svc, run_id)
     events = svc.directive(run_id, body.text)
-    return {"run_id": run_id, "recorded": [iso_event(e.to_dict()) for e in events], "result": "recorded" if events else "sent to the running run"}
+    return {
+        "run_id": run_id,
+        "recorded": [iso_event(e.to_dict()) for e in events],
+        "result": "recorded" if events else "sent to the running run",
+    }
 
 
 @router.post("/runs/{run_id}/rerun", summary="Re-run one step in place (dependents become STALE)")
 async def rerun_step(run_id: RunId, body: RerunIn, svc: Svc) -> dict[str, Any]:
     get_run(svc, run_id)
     stale = svc.rerun(run_id, body.step, body.unit, body.downstream)
-    return {"run_id": run_id, "step": body.step, "unit": body.unit, "stale": stale, "status": svc.store.get_run(run_id).status}
+    return {
+        "run_id": run_id,
+        "step": body.step,
+        "unit": body.unit,
+        "stale": stale,
+        "status": svc.store.get_run(run_id).status,
+    }
 
 
-@router.post("/runs/{run_id}/fork", status_code=201, summary="A new run reusing this run's outputs before a step")
+@router.post(
+    "/runs/{run_id}/fork", status_code=201, summary="A new run reusing this run's outputs before a step"
+)
 async def fork_run(run_id: RunId, body: ForkIn, svc: Svc) -> dict[str, Any]:
     get_run(svc, run_id)
     new = svc.runtime.fork(run_id, body.from_step)
@@ -236,7 +328,16 @@ async def fork_run(run_id: RunId, body: ForkIn, svc: Svc) -> dict[str, Any]:
 # -- artifacts ------------------------------------------------------------------------------------
 def artifact_rows(svc: Services, rec: Any, prefix: str) -> list[dict[str, Any]]:
     return [
-        {"path": a.path, "size": a.size, "sha256": a.sha256, "mime": a.mime, "step_id": a.step_id, "attempt": a.attempt, "created_at": iso(a.created_at), "url": f"{prefix}/runs/{quote(rec.id)}/artifacts/{quote(a.path)}"}
+        {
+            "path": a.path,
+            "size": a.size,
+            "sha256": a.sha256,
+            "mime": a.mime,
+            "step_id": a.step_id,
+            "attempt": a.attempt,
+            "created_at": iso(a.created_at),
+            "url": f"{prefix}/runs/{quote(rec.id)}/artifacts/{quote(a.path)}",
+        }
         for a in svc.store.artifacts(rec.id)
     ]
 
@@ -264,7 +365,12 @@ async def list_artifacts(run_id: RunId, svc: Svc) -> dict[str, Any]:
     return {"run_id": run_id, "artifacts": artifact_rows(svc, rec, "/api/v1")}
 
 
-@router.get("/runs/{run_id}/artifacts/{path:path}", summary="Download one artifact", response_class=Response, responses={200: {"content": {"application/octet-stream": {}}}})
+@router.get(
+    "/runs/{run_id}/artifacts/{path:path}",
+    summary="Download one artifact",
+    response_class=Response,
+    responses={200: {"content": {"application/octet-stream": {}}}},
+)
 async def download_artifact(run_id: RunId, path: str, svc: Svc) -> Any:
     rec = get_run(svc, run_id)
     f = artifact_file(svc, rec, path)
@@ -279,7 +385,9 @@ async def list_projects(svc: Svc) -> dict[str, Any]:
     return {"projects": [project_dict(p) for p in svc.store.list_projects()]}
 
 
-@router.post("/projects", status_code=201, summary="Create a project (a workspace directory under the projects root)")
+@router.post(
+    "/projects", status_code=201, summary="Create a project (a workspace directory under the projects root)"
+)
 async def create_project(body: ProjectIn, svc: Svc) -> dict[str, Any]:
     return project_dict(svc.create_project(body.name, body.local_path, ("body", "local_path")))
 
@@ -299,6 +407,8 @@ async def worker_status(svc: Svc) -> dict[str, Any]:
 
 
 @router.post("/worker/process", summary="Execute queued runs now and wait for them (or for timeout seconds)")
-async def worker_process(svc: Svc, timeout: Annotated[float, Query(gt=0, le=3600, allow_inf_nan=False)] = 60.0) -> dict[str, Any]:
+async def worker_process(
+    svc: Svc, timeout: Annotated[float, Query(gt=0, le=3600, allow_inf_nan=False)] = 60.0
+) -> dict[str, Any]:
     ids = await svc.worker.process_available(timeout)
     return {"message": "Processing triggered", "processed": ids}

@@ -21,7 +21,9 @@ def check_text(s: str, where: str = "") -> str:
     try:
         s.encode("utf-8")
     except UnicodeEncodeError:
-        raise ValueError(f"{where + ': ' if where else ''}the text is not valid Unicode (lone surrogate)") from None
+        raise ValueError(
+            f"{where + ': ' if where else ''}the text is not valid Unicode (lone surrogate)"
+        ) from None
     return s
 
 
@@ -60,7 +62,9 @@ JsonObject = Annotated[dict[str, Any], AfterValidator(check_json)]
 JsonValue = Annotated[Any, AfterValidator(check_json)]
 Id = Annotated[int, Field(ge=-BIG, le=BIG)]
 Seconds = Annotated[float, Field(gt=0, le=7 * 86400, allow_inf_nan=False)]
-ModelSpec = Annotated[str, Field(min_length=3, max_length=300, pattern=r"^[A-Za-z0-9_.\-]+:"), AfterValidator(check_text)]
+ModelSpec = Annotated[
+    str, Field(min_length=3, max_length=300, pattern=r"^[A-Za-z0-9_.\-]+:"), AfterValidator(check_text)
+]
 
 
 class Strict(BaseModel):
@@ -69,7 +73,9 @@ class Strict(BaseModel):
 
 # -- native (/api/v1) ----------------------------------------------------------------------------
 class RunOptionsIn(Strict):
-    models: dict[Name, ModelSpec] | ModelSpec | None = Field(None, description="step id -> provider:model, or one provider:model for every step")
+    models: dict[Name, ModelSpec] | ModelSpec | None = Field(
+        None, description="step id -> provider:model, or one provider:model for every step"
+    )
     timeout_seconds: Seconds | None = Field(None, description="run timeout")
     max_concurrency: int | None = Field(None, ge=1, le=1000)
     max_tokens: int | None = Field(None, ge=1, le=BIG)
@@ -77,13 +83,15 @@ class RunOptionsIn(Strict):
     project_id: Id | None = Field(None, description="run in this project's directory")
     name: Name | None = None
     metadata: JsonObject | None = None
-    thread: Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:\-]{0,127}$")] | None = Field(None, description="continue this conversation thread")
+    thread: Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:\-]{0,127}$")] | None = Field(
+        None, description="continue this conversation thread"
+    )
 
 
 class CreateRunIn(Strict):
     flow: Name | None = Field(None, description="a flow this server offers (GET /api/v1/flows)")
-    document: Annotated[str, Field(max_length=500_000), AfterValidator(check_text)] | JsonObject | None = Field(
-        None, description="a flow definition (YAML text or a JSON object) instead of a flow name"
+    document: Annotated[str, Field(max_length=500_000), AfterValidator(check_text)] | JsonObject | None = (
+        Field(None, description="a flow definition (YAML text or a JSON object) instead of a flow name")
     )
     inputs: JsonObject = Field(default_factory=dict)
     options: RunOptionsIn = Field(default_factory=RunOptionsIn)
@@ -151,7 +159,9 @@ class FlowRequestIn(BaseModel):
 
     model_config = ConfigDict(extra="allow", populate_by_name=True)
     flow: Name | None = None
-    prompt: Annotated[str, Field(max_length=500_000), AfterValidator(check_text)] | None = Field(None, validation_alias=AliasChoices("prompt", "q"))
+    prompt: Annotated[str, Field(max_length=500_000), AfterValidator(check_text)] | None = Field(
+        None, validation_alias=AliasChoices("prompt", "q")
+    )
     text: Annotated[str, Field(max_length=500_000), AfterValidator(check_text)] | None = None
     uri: Annotated[str, Field(max_length=10_000), AfterValidator(check_text)] | None = None
     record_id: Annotated[str, Field(max_length=500), AfterValidator(check_text)] | None = None

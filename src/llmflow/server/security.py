@@ -36,9 +36,21 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 OPEN_PATHS = frozenset({"/health"})
 
 
-async def _json(send: Send, status: int, body: dict[str, Any], headers: list[tuple[bytes, bytes]] | None = None) -> None:
+async def _json(
+    send: Send, status: int, body: dict[str, Any], headers: list[tuple[bytes, bytes]] | None = None
+) -> None:
     data = json.dumps(body).encode()
-    await send({"type": "http.response.start", "status": status, "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(data)).encode()), *(headers or [])]})
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(data)).encode()),
+                *(headers or []),
+            ],
+        }
+    )
     await send({"type": "http.response.body", "body": data})
 
 
@@ -71,7 +83,12 @@ class TokenAuth:
         if scope.get("method") == "OPTIONS":  # CORS preflight carries no credentials
             await self.app(scope, receive, send)
             return
-        await _json(send, 401, {"detail": "missing or wrong bearer token: send 'Authorization: Bearer <LLMFLOW_API_TOKEN>'"}, [(b"www-authenticate", b"Bearer")])
+        await _json(
+            send,
+            401,
+            {"detail": "missing or wrong bearer token: send 'Authorization: Bearer <LLMFLOW_API_TOKEN>'"},
+            [(b"www-authenticate", b"Bearer")],
+        )
 
 
 UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
@@ -100,7 +117,9 @@ class OriginGuard:
         if scope["type"] != "http":
             return False
         method = scope.get("method", "GET")
-        return method in UNSAFE_METHODS or (method in ("GET", "HEAD") and str(scope.get("path", "")).startswith(RUN_BY_GET))
+        return method in UNSAFE_METHODS or (
+            method in ("GET", "HEAD") and str(scope.get("path", "")).startswith(RUN_BY_GET)
+        )
 
     def refusal(self, scope: Scope) -> str | None:
         """Why this request is refused, or None."""
@@ -152,7 +171,9 @@ class RedactTokens(logging.Filter):
         if isinstance(record.msg, str) and "=" in record.msg:
             record.msg = _TOKEN_IN_URL.sub(r"\1***", record.msg)
         if isinstance(record.args, tuple):
-            record.args = tuple(_TOKEN_IN_URL.sub(r"\1***", a) if isinstance(a, str) and "=" in a else a for a in record.args)
+            record.args = tuple(
+                _TOKEN_IN_URL.sub(r"\1***", a) if isinstance(a, str) and "=" in a else a for a in record.args
+            )
         return True
 
 
@@ -165,7 +186,11 @@ class ClientFaultsAreWarnings(logging.Filter):
     keep the line, as a warning, without the traceback."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if record.levelno >= logging.ERROR and isinstance(record.msg, str) and record.msg.startswith(CLIENT_FAULTS):
+        if (
+            record.levelno >= logging.ERROR
+            and isinstance(record.msg, str)
+            and record.msg.startswith(CLIENT_FAULTS)
+        ):
             record.levelno, record.levelname = logging.WARNING, "WARNING"
             record.exc_info, record.exc_text = None, None
         return True
@@ -198,9 +223,19 @@ class BodyLimit:
                     await _json(send, 400, {"detail": "invalid Content-Length header"})
                     return
                 if declared > self.max_bytes:
-                    await _json(send, 413, {"detail": f"request body too large: {declared} bytes, at most {self.max_bytes} (LLMFLOW_MAX_BODY_BYTES)"})
+                    await _json(
+                        send,
+                        413,
+                        {
+                            "detail": f"request body too large: {declared} bytes, at most {self.max_bytes} (LLMFLOW_MAX_BODY_BYTES)"
+                        },
+                    )
                     return
-        if not any(k == b"content-length" for k, _ in scope.get("headers") or []) and scope.get("method") in ("POST", "PUT", "PATCH"):
+        if not any(k == b"content-length" for k, _ in scope.get("headers") or []) and scope.get("method") in (
+            "POST",
+            "PUT",
+            "PATCH",
+        ):
             # a body of unknown length (chunked): read it here, up to the limit, then replay it
             parts: list[bytes] = []
             size = 0
@@ -211,7 +246,13 @@ class BodyLimit:
                 parts.append(msg.get("body", b""))
                 size += len(parts[-1])
                 if size > self.max_bytes:
-                    await _json(send, 413, {"detail": f"request body too large: more than {self.max_bytes} bytes (LLMFLOW_MAX_BODY_BYTES)"})
+                    await _json(
+                        send,
+                        413,
+                        {
+                            "detail": f"request body too large: more than {self.max_bytes} bytes (LLMFLOW_MAX_BODY_BYTES)"
+                        },
+                    )
                     return
                 if not msg.get("more_body"):
                     break

@@ -42,7 +42,9 @@ class ProjectPathError(ValueError):
 
 
 class Services:
-    def __init__(self, runtime: Any, config: ServerConfig, catalog: FlowCatalog, hub: EventHub, worker: Any) -> None:
+    def __init__(
+        self, runtime: Any, config: ServerConfig, catalog: FlowCatalog, hub: EventHub, worker: Any
+    ) -> None:
         self.runtime = runtime
         self.config = config
         self.catalog = catalog
@@ -104,24 +106,58 @@ class Services:
         if not allow_code:
             for name, spec in flow.mcp_servers.items():
                 if spec.command is not None:
-                    out.append(Diagnostic("not-allowed", f"MCP server {name!r} starts a command; flows posted over the API may not run code on the server", f"document.mcp_servers.{name}", "use a url server, one the operator declared, or start the server with --allow-shell"))
+                    out.append(
+                        Diagnostic(
+                            "not-allowed",
+                            f"MCP server {name!r} starts a command; flows posted over the API may not run code on the server",
+                            f"document.mcp_servers.{name}",
+                            "use a url server, one the operator declared, or start the server with --allow-shell",
+                        )
+                    )
         rt = self.runtime
-        found = check_flow(flow, rt.tool_services, rt.functions, locate=lambda _p: Location("<request>"), flow_dir=None, allow_code=allow_code)
+        found = check_flow(
+            flow,
+            rt.tool_services,
+            rt.functions,
+            locate=lambda _p: Location("<request>"),
+            flow_dir=None,
+            allow_code=allow_code,
+        )
         return out + [_under("document", d) for d in found]
 
     def posted_flow_problems(self, flow: Flow) -> list[Diagnostic]:
-        return posted_flow_problems(flow, allow_code=self.config.allow_shell, served_flow=self._sub_flow, tool_problems=self.posted_tool_problems)
+        return posted_flow_problems(
+            flow,
+            allow_code=self.config.allow_shell,
+            served_flow=self._sub_flow,
+            tool_problems=self.posted_tool_problems,
+        )
 
     def _sub_flow(self, name: str) -> Flow:
         """A flow a posted sub-flow step may name: one the runtime finds by that name too,
         i.e. in the config dir (not --flows, not built in)."""
         entry = self.catalog.entry(name)
         if entry.origin != "config":
-            raise FlowNotFoundError(f"flow {name!r} is not in the config dir {self.catalog.config_dir}, where sub-flows are found")
+            raise FlowNotFoundError(
+                f"flow {name!r} is not in the config dir {self.catalog.config_dir}, where sub-flows are found"
+            )
         return self.catalog.load(name).flow
 
     # -- runs -----------------------------------------------------------------------------------
-    def options(self, *, models: dict[str, str] | str | None = None, timeout: float | None = None, project_id: int | None = None, name: str | None = None, goal: str | None = None, run_type: str = "flow", metadata: dict[str, Any] | None = None, posted: bool = False, request_options: dict[str, Any] | None = None, **kw: Any) -> ApiRunOptions:
+    def options(
+        self,
+        *,
+        models: dict[str, str] | str | None = None,
+        timeout: float | None = None,
+        project_id: int | None = None,
+        name: str | None = None,
+        goal: str | None = None,
+        run_type: str = "flow",
+        metadata: dict[str, Any] | None = None,
+        posted: bool = False,
+        request_options: dict[str, Any] | None = None,
+        **kw: Any,
+    ) -> ApiRunOptions:
         if isinstance(models, str):
             models = {"*": models}
         workspace = None
@@ -144,7 +180,14 @@ class Services:
             **kw,
         )
 
-    def submit(self, loaded: LoadedFlow, inputs: dict[str, Any], options: ApiRunOptions, *, coerce_strings: bool = False) -> Any:
+    def submit(
+        self,
+        loaded: LoadedFlow,
+        inputs: dict[str, Any],
+        options: ApiRunOptions,
+        *,
+        coerce_strings: bool = False,
+    ) -> Any:
         """Create a QUEUED run and wake the worker. FlowValidationError for bad inputs."""
         try:
             rec = self.runtime.create_run(loaded, inputs, options, coerce_strings=coerce_strings)
@@ -153,7 +196,14 @@ class Services:
         self.kick(rec.id)
         return rec
 
-    async def submit_async(self, loaded: LoadedFlow, inputs: dict[str, Any], options: ApiRunOptions, *, coerce_strings: bool = False) -> Any:
+    async def submit_async(
+        self,
+        loaded: LoadedFlow,
+        inputs: dict[str, Any],
+        options: ApiRunOptions,
+        *,
+        coerce_strings: bool = False,
+    ) -> Any:
         """``submit`` with the write in the store's group commit (off the event loop)."""
         try:
             rec = await self.runtime.create_run_async(loaded, inputs, options, coerce_strings=coerce_strings)
@@ -165,7 +215,17 @@ class Services:
     def _located(self, loaded: LoadedFlow, exc: FlowValidationError) -> FlowValidationError:
         # a posted document's own values (a step's model) are under "document"
         posted = loaded.source == "<request>"
-        return FlowValidationError([_under("document" if posted and not d.path.startswith(("inputs", "options", "models")) and d.path else "", d) for d in exc.diagnostics])
+        return FlowValidationError(
+            [
+                _under(
+                    "document"
+                    if posted and not d.path.startswith(("inputs", "options", "models")) and d.path
+                    else "",
+                    d,
+                )
+                for d in exc.diagnostics
+            ]
+        )
 
     def kick(self, run_id: str | None = None) -> None:
         if run_id is not None:
@@ -178,7 +238,9 @@ class Services:
 
     async def settle(self, run_id: str, statuses: frozenset[str], timeout: float = 2.0) -> Any:
         """The run once a control took effect (or as it is after ``timeout``)."""
-        return await wait_for_status(self.store, self.hub, run_id, timeout, statuses=statuses, poll_interval=0.05)
+        return await wait_for_status(
+            self.store, self.hub, run_id, timeout, statuses=statuses, poll_interval=0.05
+        )
 
     def control(self, run_id: str, action: str, payload: dict[str, Any] | None = None) -> str:
         result = self.runtime.control(run_id, action, payload or {})
@@ -193,7 +255,9 @@ class Services:
         if run_id in self.runtime.active or held:
             self.control(run_id, "directive", {"text": text})
             return []
-        events = self.store.append(run_id, [NewEvent(E.DIRECTIVE, text, payload={"text": text})], self.runtime.clock.now())
+        events = self.store.append(
+            run_id, [NewEvent(E.DIRECTIVE, text, payload={"text": text})], self.runtime.clock.now()
+        )
         self.kick(run_id)
         return events
 
@@ -226,15 +290,22 @@ class Services:
         except (OSError, RuntimeError) as exc:
             raise ProjectPathError(f"cannot resolve local_path {local_path!r}: {exc}", loc) from None
         if root is None and not is_loopback(self.config.host):
-            raise ProjectPathError(f"this server listens on {self.config.host}; projects must be inside a projects root: set LLMFLOW_PROJECTS_ROOT", loc)
+            raise ProjectPathError(
+                f"this server listens on {self.config.host}; projects must be inside a projects root: set LLMFLOW_PROJECTS_ROOT",
+                loc,
+            )
         if root is not None and p != root and root not in p.parents:
-            raise ProjectPathError(f"local_path {local_path!r} is outside the projects root {root} (LLMFLOW_PROJECTS_ROOT)", loc)
+            raise ProjectPathError(
+                f"local_path {local_path!r} is outside the projects root {root} (LLMFLOW_PROJECTS_ROOT)", loc
+            )
         problem = self.runtime.trust.project_problem(p)
         if problem:
             raise ProjectPathError(f"local_path {local_path!r} cannot be a project: {problem}", loc)
         return p
 
-    def create_project(self, name: str, local_path: str, loc: tuple[str, ...] = ("query", "local_path")) -> Any:
+    def create_project(
+        self, name: str, local_path: str, loc: tuple[str, ...] = ("query", "local_path")
+    ) -> Any:
         path = self.confine(local_path, loc)
         try:
             return self.store.create_project(name, str(path), self.runtime.clock.now())
@@ -245,7 +316,15 @@ class Services:
 
     # -- inputs ---------------------------------------------------------------------------------
     @staticmethod
-    def request_inputs(flow: Flow, *, prompt: str | None = None, text: str | None = None, uri: str | None = None, record_id: str | None = None, parameters: dict[str, Any] | None = None) -> dict[str, Any]:
+    def request_inputs(
+        flow: Flow,
+        *,
+        prompt: str | None = None,
+        text: str | None = None,
+        uri: str | None = None,
+        record_id: str | None = None,
+        parameters: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
         """Buttermilk's RunRequest mapped onto a flow's inputs: parameters by name, prompt to
         ``prompt`` (or the flow's only required / only string input), text, uri and record_id
         to inputs of the same name when the flow declares them."""
@@ -257,12 +336,27 @@ class Services:
             if "prompt" in flow.inputs:
                 inputs["prompt"] = prompt
             else:
-                required = [k for k, s in flow.inputs.items() if s.is_required and s.type in ("string", "any") and k not in inputs]
-                strings = [k for k, s in flow.inputs.items() if s.type in ("string", "any") and k not in inputs]
+                required = [
+                    k
+                    for k, s in flow.inputs.items()
+                    if s.is_required and s.type in ("string", "any") and k not in inputs
+                ]
+                strings = [
+                    k for k, s in flow.inputs.items() if s.type in ("string", "any") and k not in inputs
+                ]
                 target = required[0] if len(required) == 1 else (strings[0] if len(strings) == 1 else None)
                 if target is None:
                     names = ", ".join(flow.inputs) or "none"
-                    raise FlowValidationError([Diagnostic("unknown-input", f"flow '{flow.name}' has no 'prompt' input and no single text input to give the prompt to", "prompt", f"pass the inputs as parameters (inputs: {names})")])
+                    raise FlowValidationError(
+                        [
+                            Diagnostic(
+                                "unknown-input",
+                                f"flow '{flow.name}' has no 'prompt' input and no single text input to give the prompt to",
+                                "prompt",
+                                f"pass the inputs as parameters (inputs: {names})",
+                            )
+                        ]
+                    )
                 inputs[target] = prompt
         return inputs
 
@@ -297,4 +391,3 @@ def _redact(url: str) -> str:
     import re
 
     return re.sub(r"(://[^:/@]*:)[^@/]*@", r"\1***@", url)
-

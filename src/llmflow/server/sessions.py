@@ -45,7 +45,20 @@ log = logging.getLogger("llmflow.server.sessions")
 
 SESSION_ID = re.compile(r"^[A-Za-z0-9_\-]{1,128}$")
 PREVIEW = 200
-SILENT = frozenset({E.LLM_LOADING_MODEL, E.LLM_GENERATING, E.LLM_HEARTBEAT, E.LLM_ERROR, E.WORKFLOW_FAILED, E.WORKFLOW_COMPLETED, E.ATTEMPT_STARTED, E.ATTEMPT_COMPLETED, E.ATTEMPT_CANCELED, E.ATTEMPT_INTERRUPTED})
+SILENT = frozenset(
+    {
+        E.LLM_LOADING_MODEL,
+        E.LLM_GENERATING,
+        E.LLM_HEARTBEAT,
+        E.LLM_ERROR,
+        E.WORKFLOW_FAILED,
+        E.WORKFLOW_COMPLETED,
+        E.ATTEMPT_STARTED,
+        E.ATTEMPT_COMPLETED,
+        E.ATTEMPT_CANCELED,
+        E.ATTEMPT_INTERRUPTED,
+    }
+)
 ERRORS = frozenset({E.ATTEMPT_FAILED, E.STEP_FAILED, E.RUN_FAILED})
 ENDS = frozenset({E.RUN_COMPLETED, E.RUN_FAILED, E.RUN_CANCELED})
 
@@ -54,7 +67,16 @@ def iso(ts: float) -> str:
     return datetime.fromtimestamp(ts, UTC).isoformat()
 
 
-def envelope(type_: str, content: Any, *, ts: float | None = None, message_id: str | None = None, agent_info: dict[str, Any] | None = None, outputs: dict[str, Any] | None = None, **extra: Any) -> dict[str, Any]:
+def envelope(
+    type_: str,
+    content: Any,
+    *,
+    ts: float | None = None,
+    message_id: str | None = None,
+    agent_info: dict[str, Any] | None = None,
+    outputs: dict[str, Any] | None = None,
+    **extra: Any,
+) -> dict[str, Any]:
     text = content if isinstance(content, str) else ("" if content is None else str(content))
     frame = {
         "type": type_,
@@ -131,8 +153,26 @@ class FrameMapper:
         if key in self.announced:
             return []
         self.announced.add(key)
-        data = {"agent_config": {"role": info["role"], "agent_id": info["agent_id"], "name": info["agent_name"], "description": info["description"]}, "status": "joining", "announcement_type": "initial"}
-        return [envelope("agent_announcement", f"{info['role']} joined", agent_info=info, outputs={"source": info["role"]}, data=data, **{**base, "message_id": f"{base['message_id']}:hello"})]
+        data = {
+            "agent_config": {
+                "role": info["role"],
+                "agent_id": info["agent_id"],
+                "name": info["agent_name"],
+                "description": info["description"],
+            },
+            "status": "joining",
+            "announcement_type": "initial",
+        }
+        return [
+            envelope(
+                "agent_announcement",
+                f"{info['role']} joined",
+                agent_info=info,
+                outputs={"source": info["role"]},
+                data=data,
+                **{**base, "message_id": f"{base['message_id']}:hello"},
+            )
+        ]
 
     def waiting_on(self, e: Event) -> dict[str, Any]:
         """Buttermilk's FlowProgressUpdate.waiting_on: what the flow waits for now."""
@@ -144,7 +184,13 @@ class FrameMapper:
 
     def frames(self, e: Event) -> list[dict[str, Any]]:
         t = e.type
-        base = {"ts": e.ts, "message_id": f"{e.run_id}:{e.seq}", "run_id": e.run_id, "event_seq": e.seq, "event_type": t}
+        base = {
+            "ts": e.ts,
+            "message_id": f"{e.run_id}:{e.seq}",
+            "run_id": e.run_id,
+            "event_seq": e.seq,
+            "event_type": t,
+        }
         if t == E.STEP_STARTED and e.step_id:
             self.kinds[e.step_id] = str(e.payload.get("kind", ""))
             for u in e.payload.get("units") or []:
@@ -162,14 +208,40 @@ class FrameMapper:
             if e.step_id:
                 self.chatted.add(e.step_id)
             info = self._agent(e)
-            trace = envelope("agent_trace", text, agent_info=info, data={"agent_info": info, "outputs": text}, **{**base, "message_id": f"{base['message_id']}:trace"})
-            return [*self._announce(e, base), envelope("chat_message", text, agent_info=info, outputs={"model": self.models.get(e.step_id or "")}, **base), trace]
+            trace = envelope(
+                "agent_trace",
+                text,
+                agent_info=info,
+                data={"agent_info": info, "outputs": text},
+                **{**base, "message_id": f"{base['message_id']}:trace"},
+            )
+            return [
+                *self._announce(e, base),
+                envelope(
+                    "chat_message",
+                    text,
+                    agent_info=info,
+                    outputs={"model": self.models.get(e.step_id or "")},
+                    **base,
+                ),
+                trace,
+            ]
         if t in SILENT:
             return []
         if t == E.HUMAN_INPUT_REQUESTED:
             p = e.payload
             options = p.get("options") or (["confirm", "reject"] if p.get("input") == "confirm" else [])
-            return [envelope("ui_message", p.get("prompt", e.message), agent_info=self._agent(e) if e.step_id else None, outputs={"options": options, "request_id": p.get("request_id"), "input": p.get("input")}, options=options, request_id=p.get("request_id"), **base)]
+            return [
+                envelope(
+                    "ui_message",
+                    p.get("prompt", e.message),
+                    agent_info=self._agent(e) if e.step_id else None,
+                    outputs={"options": options, "request_id": p.get("request_id"), "input": p.get("input")},
+                    options=options,
+                    request_id=p.get("request_id"),
+                    **base,
+                )
+            ]
         if t == E.HUMAN_INPUT_RECEIVED:
             return []  # Buttermilk does not echo the user's answer back
         if t in (E.TOOL_CALL_COMPLETED, E.TOOL_CALL_FAILED):
@@ -177,10 +249,37 @@ class FrameMapper:
             ok = t == E.TOOL_CALL_COMPLETED
             content = p.get("result") if ok else f"Error: {p.get('error')}"
             status = "COMPLETED" if ok else ("RETRYING" if p.get("retrying") else "FAILED")
-            return [envelope("tool_output", content if isinstance(content, str) else json.dumps(content, ensure_ascii=False, default=str), agent_info=self._agent(e), outputs={"call_id": p.get("call_id"), "name": p.get("name"), "arguments": p.get("arguments"), "status": status, "duration": p.get("duration"), "result": p.get("result") if ok else None, "error": None if ok else p.get("error")}, call_id=p.get("call_id"), name=p.get("name"), **base)]
+            return [
+                envelope(
+                    "tool_output",
+                    content
+                    if isinstance(content, str)
+                    else json.dumps(content, ensure_ascii=False, default=str),
+                    agent_info=self._agent(e),
+                    outputs={
+                        "call_id": p.get("call_id"),
+                        "name": p.get("name"),
+                        "arguments": p.get("arguments"),
+                        "status": status,
+                        "duration": p.get("duration"),
+                        "result": p.get("result") if ok else None,
+                        "error": None if ok else p.get("error"),
+                    },
+                    call_id=p.get("call_id"),
+                    name=p.get("name"),
+                    **base,
+                )
+            ]
         out: list[dict[str, Any]] = []
         if t in ERRORS:
-            out.append(envelope("system_error", e.payload.get("error") or e.message, agent_info=self._agent(e) if e.step_id else None, **base))
+            out.append(
+                envelope(
+                    "system_error",
+                    e.payload.get("error") or e.message,
+                    agent_info=self._agent(e) if e.step_id else None,
+                    **base,
+                )
+            )
         elif t == E.DIRECTIVE:
             out.append(envelope("system_message", e.message, **base))
         elif t not in ENDS:
@@ -188,22 +287,90 @@ class FrameMapper:
             source = self._agent(e)["role"] if e.step_id else self.flow
             waiting = self.waiting_on(e)
             if t == E.WORKFLOW_STARTED:
-                out.append(envelope("flow_event", "orchestrator_ready", outputs={"source": self.flow}, **{**base, "message_id": f"{base['message_id']}:ready"}))
-            out.append(envelope("system_update", e.message, outputs={"source": source, "step_name": e.step_id, "status": status, "message": e.message, "waiting_on": waiting}, **base))
+                out.append(
+                    envelope(
+                        "flow_event",
+                        "orchestrator_ready",
+                        outputs={"source": self.flow},
+                        **{**base, "message_id": f"{base['message_id']}:ready"},
+                    )
+                )
+            out.append(
+                envelope(
+                    "system_update",
+                    e.message,
+                    outputs={
+                        "source": source,
+                        "step_name": e.step_id,
+                        "status": status,
+                        "message": e.message,
+                        "waiting_on": waiting,
+                    },
+                    **base,
+                )
+            )
         if t == E.STEP_STARTED and e.step_id and self._agent_name(e):
             out.extend(self._announce(e, base))
-        if t == E.STEP_COMPLETED and e.step_id and self.kinds.get(e.step_id) == "llm" and e.step_id not in self.chatted:
+        if (
+            t == E.STEP_COMPLETED
+            and e.step_id
+            and self.kinds.get(e.step_id) == "llm"
+            and e.step_id not in self.chatted
+        ):
             self.chatted.add(e.step_id)
             info = self._agent(e)
             out.extend(self._announce(e, base))
-            out.append(envelope("chat_message", e.payload.get("output"), agent_info=info, **{**base, "message_id": f"{e.run_id}:{e.seq}:chat"}))
-            out.append(envelope("agent_trace", e.payload.get("output"), agent_info=info, data={"agent_info": info, "outputs": e.payload.get("output")}, **{**base, "message_id": f"{e.run_id}:{e.seq}:trace"}))
+            out.append(
+                envelope(
+                    "chat_message",
+                    e.payload.get("output"),
+                    agent_info=info,
+                    **{**base, "message_id": f"{e.run_id}:{e.seq}:chat"},
+                )
+            )
+            out.append(
+                envelope(
+                    "agent_trace",
+                    e.payload.get("output"),
+                    agent_info=info,
+                    data={"agent_info": info, "outputs": e.payload.get("output")},
+                    **{**base, "message_id": f"{e.run_id}:{e.seq}:trace"},
+                )
+            )
         if t in ENDS:
             status = {E.RUN_COMPLETED: "COMPLETED", E.RUN_FAILED: "FAILED", E.RUN_CANCELED: "CANCELED"}[t]  # type: ignore[index]
-            out.append(envelope("system_message", "flow_completed", outputs={"status": status, "flow": self.flow, "outputs": e.payload.get("outputs"), "error": e.payload.get("error")}, status=status, **{**base, "message_id": f"{e.run_id}:{e.seq}:end"}))
+            out.append(
+                envelope(
+                    "system_message",
+                    "flow_completed",
+                    outputs={
+                        "status": status,
+                        "flow": self.flow,
+                        "outputs": e.payload.get("outputs"),
+                        "error": e.payload.get("error"),
+                    },
+                    status=status,
+                    **{**base, "message_id": f"{e.run_id}:{e.seq}:end"},
+                )
+            )
             # the signals Buttermilk's FlowTestClient.wait_for_completion looks for
-            out.append(envelope("flow_event", "flow_completed", outputs={"source": self.flow, "status": status}, **{**base, "message_id": f"{e.run_id}:{e.seq}:event"}))
-            out.append(envelope("flow_complete", "flow_completed", outputs={"status": status, "flow": self.flow}, status=status, **{**base, "message_id": f"{e.run_id}:{e.seq}:complete"}))
+            out.append(
+                envelope(
+                    "flow_event",
+                    "flow_completed",
+                    outputs={"source": self.flow, "status": status},
+                    **{**base, "message_id": f"{e.run_id}:{e.seq}:event"},
+                )
+            )
+            out.append(
+                envelope(
+                    "flow_complete",
+                    "flow_completed",
+                    outputs={"status": status, "flow": self.flow},
+                    status=status,
+                    **{**base, "message_id": f"{e.run_id}:{e.seq}:complete"},
+                )
+            )
         return out
 
 
@@ -267,7 +434,9 @@ class Session:
         if self.live:
             return "active" if self.sockets or not self.had_socket else "reconnecting"
         if self.run_status is not None:
-            return {"COMPLETED": "completed", "FAILED": "failed", "CANCELED": "terminated"}.get(self.run_status, "active")
+            return {"COMPLETED": "completed", "FAILED": "failed", "CANCELED": "terminated"}.get(
+                self.run_status, "active"
+            )
         return "active" if self.sockets else "initializing"
 
     def expired(self, timeout: float) -> bool:
@@ -329,7 +498,9 @@ class SessionManager:
         if sid is not None and sid in self.sessions:
             return self.sessions[sid]
         if len(self.sessions) >= self.cfg.max_sessions:
-            raise TooManySessions(f"too many sessions ({self.cfg.max_sessions}); delete some with DELETE /api/session/ID")
+            raise TooManySessions(
+                f"too many sessions ({self.cfg.max_sessions}); delete some with DELETE /api/session/ID"
+            )
         sid = sid or secrets.token_hex(8)
         s = self.sessions[sid] = Session(sid, self.cfg.max_frames)
         return s
@@ -381,7 +552,11 @@ class SessionManager:
                 else:
                     self.answer(session, content)
             else:  # logged and ignored, as Buttermilk does (pull_task, TaskProcessing*, ...)
-                log.info("session %s: ignored a message of type %r (known: run_flow, manager_response, ui_message)", session.id, kind)
+                log.info(
+                    "session %s: ignored a message of type %r (known: run_flow, manager_response, ui_message)",
+                    session.id,
+                    kind,
+                )
         except LlmflowError as exc:
             self.error(session, exc.message + (f" (hint: {exc.hint})" if exc.hint else ""))
 
@@ -390,7 +565,10 @@ class SessionManager:
         from llmflow.server.schemas import FlowRequestIn
 
         if session.live:
-            self.error(session, f"a flow is already running in this session (run {session.run_id}); wait for flow_completed or send manager_response with halt")
+            self.error(
+                session,
+                f"a flow is already running in this session (run {session.run_id}); wait for flow_completed or send manager_response with halt",
+            )
             return None
         body = {k: v for k, v in req.items() if k != "type"}
         try:
@@ -399,7 +577,10 @@ class SessionManager:
             self.error(session, f"invalid run_flow message: {exc}")
             return None
         if not rr.flow:
-            self.error(session, "run_flow needs 'flow' (the flow name); flows: " + ", ".join(self.svc.catalog.names()))
+            self.error(
+                session,
+                "run_flow needs 'flow' (the flow name); flows: " + ", ".join(self.svc.catalog.names()),
+            )
             return None
         try:
             return await self.start_run(session, rr)
@@ -413,8 +594,14 @@ class SessionManager:
         name = flow or rr.flow
         loaded = await self.svc.load(name)
         params = {**rr.extra_parameters(), **rr.parameters}
-        inputs = self.svc.request_inputs(loaded.flow, prompt=rr.prompt, text=rr.text, uri=rr.uri, record_id=rr.record_id, parameters=params)
-        meta = {k: v for k, v in (("session_id", session.id), ("record_id", rr.record_id), ("uri", rr.uri)) if v is not None}
+        inputs = self.svc.request_inputs(
+            loaded.flow, prompt=rr.prompt, text=rr.text, uri=rr.uri, record_id=rr.record_id, parameters=params
+        )
+        meta = {
+            k: v
+            for k, v in (("session_id", session.id), ("record_id", rr.record_id), ("uri", rr.uri))
+            if v is not None
+        }
         opts = self.svc.options(metadata=meta, run_type="flow", name=f"{name} {rr.record_id or ''}".strip())
         rec = self.svc.submit(loaded, inputs, opts)
         self.attach(session, rec.id, loaded.flow.name, loaded.flow)
@@ -425,7 +612,9 @@ class SessionManager:
         for value in session.pending_answers:
             self.svc.control(run_id, "answer", {"request_id": None, "answer": value})
         session.pending_answers.clear()
-        session.follower = asyncio.create_task(self._follow(session, run_id, flow, spec), name=f"llmflow-session:{session.id}")
+        session.follower = asyncio.create_task(
+            self._follow(session, run_id, flow, spec), name=f"llmflow-session:{session.id}"
+        )
 
     async def _follow(self, session: Session, run_id: str, flow: str, spec: Any = None) -> None:
         mapper = FrameMapper(run_id, flow, spec)
@@ -468,6 +657,9 @@ class SessionManager:
         if session.run_id is None:
             session.pending_answers.append(value)
         elif not session.live:
-            self.error(session, f"no flow is running in this session (run {session.run_id} is {session.run_status}); answer ignored")
+            self.error(
+                session,
+                f"no flow is running in this session (run {session.run_id} is {session.run_status}); answer ignored",
+            )
         else:
             self.svc.control(session.run_id, "answer", {"request_id": None, "answer": value})

@@ -47,7 +47,9 @@ def last_event_id(request: Request) -> int | None:
     return value if 0 <= value <= 2**62 else None
 
 
-async def event_frames(services: Any, run_id: str, after_seq: int, fmt: Formatter, *, keepalive: float | None = None) -> AsyncIterator[bytes]:
+async def event_frames(
+    services: Any, run_id: str, after_seq: int, fmt: Formatter, *, keepalive: float | None = None
+) -> AsyncIterator[bytes]:
     follower = services.follower(run_id, after_seq)
     keepalive = keepalive or services.config.sse_keepalive
     yield b": connected\n\n"

@@ -220,7 +220,11 @@ def _run_command(svc: Any, run_id: str, msg: dict[str, Any]) -> dict[str, Any]:
     try:
         if kind == "answer":
             rid = msg.get("request_id")
-            result = svc.control(run_id, "answer", {"request_id": rid if isinstance(rid, str) else None, "answer": msg.get("answer")})
+            result = svc.control(
+                run_id,
+                "answer",
+                {"request_id": rid if isinstance(rid, str) else None, "answer": msg.get("answer")},
+            )
         elif kind in ("cancel", "pause", "resume"):
             result = svc.control(run_id, kind)
         elif kind == "directive":
@@ -231,10 +235,20 @@ def _run_command(svc: Any, run_id: str, msg: dict[str, Any]) -> dict[str, Any]:
             if not isinstance(step, str) or not step:
                 return {"type": "error", "action": kind, "detail": "rerun needs 'step'"}
             unit = msg.get("unit")
-            stale = svc.rerun(run_id, step, unit if isinstance(unit, str) else None, bool(msg.get("downstream")))
+            stale = svc.rerun(
+                run_id, step, unit if isinstance(unit, str) else None, bool(msg.get("downstream"))
+            )
             result = f"re-run of {step} queued; stale: {', '.join(stale) or 'none'}"
         else:
-            return {"type": "error", "action": kind, "detail": f"unknown message type {kind!r} (known: answer, cancel, pause, resume, rerun, directive)"}
+            return {
+                "type": "error",
+                "action": kind,
+                "detail": f"unknown message type {kind!r} (known: answer, cancel, pause, resume, rerun, directive)",
+            }
     except LlmflowError as exc:
-        return {"type": "error", "action": kind, "detail": exc.message + (f" (hint: {exc.hint})" if exc.hint else "")}
+        return {
+            "type": "error",
+            "action": kind,
+            "detail": exc.message + (f" (hint: {exc.hint})" if exc.hint else ""),
+        }
     return {"type": "ack", "action": kind, "result": result}

@@ -33,11 +33,21 @@ def interpret(answer: Any, mode: str, options: list[str] | None) -> Any:
 async def execute(ctx: StepContext) -> Any:
     spec = ctx.step
     assert isinstance(spec, HumanStep)
-    q = HumanQuestion(prompt=await render_async(spec.prompt, ctx.template), input=spec.input, options=spec.options, default=spec.default, timeout=spec.timeout)
+    q = HumanQuestion(
+        prompt=await render_async(spec.prompt, ctx.template),
+        input=spec.input,
+        options=spec.options,
+        default=spec.default,
+        timeout=spec.timeout,
+    )
     answer = await ctx.ask_human(q)
     value = interpret(answer, spec.input, spec.options)
     if spec.input == "confirm" and value is False and spec.on_reject == "stop":
         from llmflow.errors import StepError
 
-        raise StepError(f"declined: the answer to {q.prompt[:80]!r} was no, so the flow stops", retryable=False, hint="answer yes to go on, or give the step on_reject: continue to carry on with false")
+        raise StepError(
+            f"declined: the answer to {q.prompt[:80]!r} was no, so the flow stops",
+            retryable=False,
+            hint="answer yes to go on, or give the step on_reject: continue to carry on with false",
+        )
     return value

@@ -70,16 +70,35 @@ def schema_errors(value: Any, schema: dict[str, Any]) -> list[str]:
     import jsonschema
 
     v = jsonschema.Draft202012Validator(schema)
-    return [f"{'/'.join(str(p) for p in e.absolute_path) or '(root)'}: {e.message}" for e in v.iter_errors(value)][:5]
+    return [
+        f"{'/'.join(str(p) for p in e.absolute_path) or '(root)'}: {e.message}" for e in v.iter_errors(value)
+    ][:5]
 
 
-async def call_model(ctx: StepContext, agent: AgentSpec | None, messages: list[Any], params: dict[str, Any], schema: dict[str, Any] | None, stream: bool = True) -> Any:
+async def call_model(
+    ctx: StepContext,
+    agent: AgentSpec | None,
+    messages: list[Any],
+    params: dict[str, Any],
+    schema: dict[str, Any] | None,
+    stream: bool = True,
+) -> Any:
     if ctx.llm is None:
         raise StepError("no LLM gateway configured", retryable=False)
     unit_model = (ctx.vars.get("matrix") or {}).get("model")
-    model, source = resolve_model(ctx.step, ctx.flow, agent=agent, run_models=ctx.run_models, env=ctx.env_models, unit_model=unit_model)
+    model, source = resolve_model(
+        ctx.step, ctx.flow, agent=agent, run_models=ctx.run_models, env=ctx.env_models, unit_model=unit_model
+    )
     merged = {**(agent.params if agent else {}), **params}
-    res = await ctx.llm.generate(ctx, model=model, model_source=source, messages=messages, params=merged, output_schema=schema, stream=stream)
+    res = await ctx.llm.generate(
+        ctx,
+        model=model,
+        model_source=source,
+        messages=messages,
+        params=merged,
+        output_schema=schema,
+        stream=stream,
+    )
     if schema is None:
         return res.text
     text = res.text
@@ -92,12 +111,29 @@ async def call_model(ctx: StepContext, agent: AgentSpec | None, messages: list[A
         if not errs:
             return value
         if attempt == REPAIR_ATTEMPTS:
-            raise StepError(f"structured output does not match the schema after {REPAIR_ATTEMPTS} repair attempts: {'; '.join(errs)}", retryable=True)
+            raise StepError(
+                f"structured output does not match the schema after {REPAIR_ATTEMPTS} repair attempts: {'; '.join(errs)}",
+                retryable=True,
+            )
         repair = messages + [
             ("assistant", text),
-            ("user", "Your answer did not match the required JSON schema: " + "; ".join(errs) + "\nAnswer again with only a JSON value matching this schema:\n" + json.dumps(schema)),
+            (
+                "user",
+                "Your answer did not match the required JSON schema: "
+                + "; ".join(errs)
+                + "\nAnswer again with only a JSON value matching this schema:\n"
+                + json.dumps(schema),
+            ),
         ]
-        res = await ctx.llm.generate(ctx, model=model, model_source=source, messages=repair, params=merged, output_schema=schema, stream=stream)
+        res = await ctx.llm.generate(
+            ctx,
+            model=model,
+            model_source=source,
+            messages=repair,
+            params=merged,
+            output_schema=schema,
+            stream=stream,
+        )
         text = res.text
     return None  # unreachable
 
@@ -121,25 +157,55 @@ def parse_output(text: str, schema: dict[str, Any] | None) -> tuple[Any, list[st
         return None, [f"not valid JSON: {exc}"]
 
 
-async def call_with_tools(ctx: StepContext, agent: AgentSpec | None, messages: list[Any], params: dict[str, Any], schema: dict[str, Any] | None, stream: bool, refs: list[Any], loop: str | None = None) -> Any:
+async def call_with_tools(
+    ctx: StepContext,
+    agent: AgentSpec | None,
+    messages: list[Any],
+    params: dict[str, Any],
+    schema: dict[str, Any] | None,
+    stream: bool,
+    refs: list[Any],
+    loop: str | None = None,
+) -> Any:
     from llmflow.tools.loop import DEFAULT_MAX_TURNS, as_chat, run_loop
     from llmflow.tools.resolve import Toolset
 
     if ctx.llm is None:
         raise StepError("no LLM gateway configured", retryable=False)
     unit_model = (ctx.vars.get("matrix") or {}).get("model")
-    model, source = resolve_model(ctx.step, ctx.flow, agent=agent, run_models=ctx.run_models, env=ctx.env_models, unit_model=unit_model)
+    model, source = resolve_model(
+        ctx.step, ctx.flow, agent=agent, run_models=ctx.run_models, env=ctx.env_models, unit_model=unit_model
+    )
     merged = {**(agent.params if agent else {}), **params}
-    max_turns = getattr(ctx.step, "max_turns", None) or (agent.max_turns if agent else None) or DEFAULT_MAX_TURNS
+    max_turns = (
+        getattr(ctx.step, "max_turns", None) or (agent.max_turns if agent else None) or DEFAULT_MAX_TURNS
+    )
     chat = as_chat(messages)
     async with Toolset() as toolset:
         await toolset.open(ctx, refs)
-        return await run_loop(ctx, model=model, model_source=source, messages=chat, tools=toolset.tools, params=merged, schema=schema, stream=stream, max_turns=max_turns, finish=lambda text: parse_output(text, schema), repairs=REPAIR_ATTEMPTS, loop=loop)
+        return await run_loop(
+            ctx,
+            model=model,
+            model_source=source,
+            messages=chat,
+            tools=toolset.tools,
+            params=merged,
+            schema=schema,
+            stream=stream,
+            max_turns=max_turns,
+            finish=lambda text: parse_output(text, schema),
+            repairs=REPAIR_ATTEMPTS,
+            loop=loop,
+        )
 
 
 async def execute(ctx: StepContext) -> Any:
     spec = ctx.step
-    agent_name = ctx.vars.get("agent") if isinstance(spec, BroadcastStep | ConductorStep) else getattr(spec, "agent", None)
+    agent_name = (
+        ctx.vars.get("agent")
+        if isinstance(spec, BroadcastStep | ConductorStep)
+        else getattr(spec, "agent", None)
+    )
     agent = ctx.flow.agents.get(agent_name) if agent_name else None
     try:  # plain look-ups ({{ inputs.q }}) render here; real templates off the event loop
         messages: list[Any] = build_messages(ctx, agent, _lookups_only)

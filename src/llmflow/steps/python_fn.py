@@ -15,24 +15,41 @@ from llmflow.model.registry import registry
 from llmflow.model.spec import PythonStep
 
 
-def resolve_function(name: str, extra: dict[str, Callable[..., Any]] | None = None, *, allow_import: bool = True) -> Callable[..., Any]:
+def resolve_function(
+    name: str, extra: dict[str, Callable[..., Any]] | None = None, *, allow_import: bool = True
+) -> Callable[..., Any]:
     if extra and name in extra:
         return extra[name]
     if name in registry.functions:
         return registry.functions[name]
     if not allow_import:  # an importable name can be any code (os:system): trusted runs only
-        err = StepError(f"python step names {name!r}, which is not a registered function; importing code is disabled in this run", retryable=False, hint="register the function with @llmflow.step_function(), or allow shell (--allow-shell / unset LLMFLOW_DISABLE_SHELL)", kind="shell_disabled")
+        err = StepError(
+            f"python step names {name!r}, which is not a registered function; importing code is disabled in this run",
+            retryable=False,
+            hint="register the function with @llmflow.step_function(), or allow shell (--allow-shell / unset LLMFLOW_DISABLE_SHELL)",
+            kind="shell_disabled",
+        )
         raise err
     mod, sep, attr = name.partition(":")
     if not sep:
         mod, _, attr = name.rpartition(".")
     if not mod or not attr:
-        err = StepError(f"unknown python function {name!r}", retryable=False, hint="register it with @llmflow.step_function() or write 'module:function'", kind="validation")
+        err = StepError(
+            f"unknown python function {name!r}",
+            retryable=False,
+            hint="register it with @llmflow.step_function() or write 'module:function'",
+            kind="validation",
+        )
         raise err
     try:
         obj: Any = importlib.import_module(mod)
     except ImportError as exc:
-        err = StepError(f"cannot import {mod!r} for python step: {exc}", retryable=False, hint="check the module path and PYTHONPATH", kind="validation")
+        err = StepError(
+            f"cannot import {mod!r} for python step: {exc}",
+            retryable=False,
+            hint="check the module path and PYTHONPATH",
+            kind="validation",
+        )
         raise err from None
     for part in attr.split("."):
         if not hasattr(obj, part):

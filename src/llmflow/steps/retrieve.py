@@ -21,10 +21,16 @@ async def execute(ctx: StepContext) -> Any:
     assert isinstance(spec, RetrieveStep)
     query = (await render_async(spec.query, ctx.template)).strip()
     if not query:
-        raise StepError(f"step '{spec.id}': the query rendered empty", retryable=False, hint="check the template of 'query'")
+        raise StepError(
+            f"step '{spec.id}': the query rendered empty",
+            retryable=False,
+            hint="check the template of 'query'",
+        )
     svc = services_of(ctx)
     try:
-        return await asyncio.to_thread(search_index, svc.index_dir, spec.index, query, spec.top_k, spec.mode, dict(svc.env) or None)
+        return await asyncio.to_thread(
+            search_index, svc.index_dir, spec.index, query, spec.top_k, spec.mode, dict(svc.env) or None
+        )
     except IndexError_ as exc:
         err = StepError(exc.message, retryable=False, hint=exc.hint, kind="validation")
         raise err from None

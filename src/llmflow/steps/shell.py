@@ -25,9 +25,18 @@ async def execute(ctx: StepContext) -> Any:
     spec = ctx.step
     assert isinstance(spec, ShellStep)
     if not ctx.allow_shell:
-        err = StepError("shell steps are disabled in this runtime", retryable=False, hint="run with --allow-shell (server) or unset LLMFLOW_DISABLE_SHELL", kind="shell_disabled")
+        err = StepError(
+            "shell steps are disabled in this runtime",
+            retryable=False,
+            hint="run with --allow-shell (server) or unset LLMFLOW_DISABLE_SHELL",
+            kind="shell_disabled",
+        )
         raise err
-    cwd = safe_path(ctx.workspace, await render_async(spec.cwd, ctx.template)) if spec.cwd else ctx.workspace.resolve()
+    cwd = (
+        safe_path(ctx.workspace, await render_async(spec.cwd, ctx.template))
+        if spec.cwd
+        else ctx.workspace.resolve()
+    )
     policy = policy_of(ctx.settings, ctx.artifacts_dir)
     if policy is not None:  # a command starts in a place this run may write (steps/trust.py)
         cwd = policy.check_write(cwd, ctx.workspace, ctx.run_id)
@@ -36,10 +45,24 @@ async def execute(ctx: StepContext) -> Any:
     if isinstance(spec.command, list):
         argv = [str(a) for a in await render_value_async(list(spec.command), ctx.template)]
         shown = " ".join(argv)
-        proc = await asyncio.create_subprocess_exec(*argv, cwd=cwd, env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, start_new_session=True)
+        proc = await asyncio.create_subprocess_exec(
+            *argv,
+            cwd=cwd,
+            env=env,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+            start_new_session=True,
+        )
     else:
         shown = await render_async(spec.command, ctx.template)
-        proc = await asyncio.create_subprocess_shell(shown, cwd=cwd, env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, start_new_session=True)
+        proc = await asyncio.create_subprocess_shell(
+            shown,
+            cwd=cwd,
+            env=env,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+            start_new_session=True,
+        )
     ctx.event(E.SHELL_EXECUTING, f"Running: {shown}", command=shown, cwd=str(cwd), pid=proc.pid)
     out_parts: list[str] = []
     err_parts: list[str] = []
@@ -72,17 +95,31 @@ async def execute(ctx: StepContext) -> Any:
             _kill_group(proc, signal.SIGKILL)
         raise
     stdout, stderr = "".join(out_parts), "".join(err_parts)
-    base = ctx.artifacts_dir / ctx.node_id.replace("/", "_") / (f"{ctx.unit}_" if ctx.unit else "") / f"attempt-{ctx.attempt}"
+    base = (
+        ctx.artifacts_dir
+        / ctx.node_id.replace("/", "_")
+        / (f"{ctx.unit}_" if ctx.unit else "")
+        / f"attempt-{ctx.attempt}"
+    )
     for name, text in (("stdout.txt", stdout), ("stderr.txt", stderr)):
         if text:
             p = base / name
             atomic_write(p, text)
             rec = file_record(ctx.artifacts_dir, p)
             ctx.event(E.ARTIFACT_CREATED, f"Artifact: {p}", **rec)
-    result = {"exit_code": code, "stdout": stdout[-MAX_OUTPUT:], "stderr": stderr[-MAX_OUTPUT:], "success": code == 0}
+    result = {
+        "exit_code": code,
+        "stdout": stdout[-MAX_OUTPUT:],
+        "stderr": stderr[-MAX_OUTPUT:],
+        "success": code == 0,
+    }
     if code != 0 and spec.check:
         tail = (stderr or stdout).strip().splitlines()[-5:]
-        raise StepError(f"command exited with {code}: {shown}" + (f" | {' | '.join(tail)}" if tail else ""), retryable=True, hint="set 'check: false' to let a non-zero exit pass")
+        raise StepError(
+            f"command exited with {code}: {shown}" + (f" | {' | '.join(tail)}" if tail else ""),
+            retryable=True,
+            hint="set 'check: false' to let a non-zero exit pass",
+        )
     return result
 
 

@@ -40,13 +40,32 @@ from llmflow.model.spec import AgentSpec, Flow, FlowStep, StepSpec
 
 # step kinds a posted flow may use without --allow-shell: none of them runs code on the
 # server (`flow` is checked further: see posted_flow_problems)
-POSTED_KINDS = frozenset({"llm", "broadcast", "write_file", "human", "parallel", "route", "loop", "conductor", "flow"})
+POSTED_KINDS = frozenset(
+    {"llm", "broadcast", "write_file", "human", "parallel", "route", "loop", "conductor", "flow"}
+)
 ALLOW_HINT = "start the server with --allow-shell, or serve the flow from the config dir / --flows"
 _IMPORTABLE = re.compile(r"^[A-Za-z_][\w]*(\.[A-Za-z_]\w*)*:[A-Za-z_][\w.]*$|^[A-Za-z_]\w*(\.[A-Za-z_]\w*)+$")
 
 
 # where files are run or read as configuration by other programs
-SYSTEM_DIRS = ("/etc", "/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/boot", "/dev", "/proc", "/sys", "/run", "/var/spool", "/var/lib", "/var/run")
+SYSTEM_DIRS = (
+    "/etc",
+    "/usr",
+    "/bin",
+    "/sbin",
+    "/lib",
+    "/lib32",
+    "/lib64",
+    "/libx32",
+    "/boot",
+    "/dev",
+    "/proc",
+    "/sys",
+    "/run",
+    "/var/spool",
+    "/var/lib",
+    "/var/run",
+)
 
 
 def code_dirs() -> list[Path]:
@@ -94,7 +113,13 @@ class TrustPolicy:
     extra: dict[str, Any] = field(default_factory=dict, compare=False)
 
     @classmethod
-    def build(cls, home: str | Path, *, config_dirs: Iterable[str | Path | None] = (), database_path: str | Path | None = None) -> TrustPolicy:
+    def build(
+        cls,
+        home: str | Path,
+        *,
+        config_dirs: Iterable[str | Path | None] = (),
+        database_path: str | Path | None = None,
+    ) -> TrustPolicy:
         h = _resolve(home)
         dirs = [h / "conf", *(_resolve(d) for d in config_dirs if d)]
         files = (_resolve(database_path),) if database_path and str(database_path) != ":memory:" else ()
@@ -143,9 +168,16 @@ class TrustPolicy:
             parts = ws.relative_to(runs).parts
             owner = parts[0]
             # a run's own default workspace; a sub-flow (id "<parent>.<step>...") shares its parent's
-            if len(parts) >= 2 and parts[1] == "workspace" and (run_id == owner or run_id.startswith(owner + ".")):
+            if (
+                len(parts) >= 2
+                and parts[1] == "workspace"
+                and (run_id == owner or run_id.startswith(owner + "."))
+            ):
                 return ws
-            raise WorkspaceError(f"the workspace {ws} belongs to another run", hint="a run writes only in its own workspace or project")
+            raise WorkspaceError(
+                f"the workspace {ws} belongs to another run",
+                hint="a run writes only in its own workspace or project",
+            )
         for d in self.protected_dirs:
             # a workspace around a config dir that does not exist is fine (`-w .` where no conf/ is):
             # check_write still refuses any write into it
@@ -162,10 +194,15 @@ class TrustPolicy:
         ws = self.check_workspace(workspace, run_id)
         t = target.resolve()
         if not _inside(t, ws):
-            raise WorkspaceError(f"path {t} is outside the workspace {ws}", hint="use a path relative to the workspace")
+            raise WorkspaceError(
+                f"path {t} is outside the workspace {ws}", hint="use a path relative to the workspace"
+            )
         for d in self.protected_dirs:
             if _inside(t, d) and not _inside(ws, self.state_dir / "runs"):
-                raise WorkspaceError(f"{t} is inside {d}, which runs may not write to", hint="config dirs and llmflow's state dir are read-only to runs")
+                raise WorkspaceError(
+                    f"{t} is inside {d}, which runs may not write to",
+                    hint="config dirs and llmflow's state dir are read-only to runs",
+                )
         if self._protected_file(t):
             raise WorkspaceError(f"{t} is the store's database", hint="runs may not write to llmflow's store")
         if not allow_code:
@@ -224,9 +261,23 @@ def posted_flow_problems(
     allow_code)`` is the tool layer's check, with paths under ``root`` for this flow."""
     out: list[Diagnostic] = []
     if flow.options.workspace:
-        out.append(Diagnostic("not-allowed", "a posted flow cannot choose its workspace", f"{root}.options.workspace", "run it in a project: options.project_id"))
+        out.append(
+            Diagnostic(
+                "not-allowed",
+                "a posted flow cannot choose its workspace",
+                f"{root}.options.workspace",
+                "run it in a project: options.project_id",
+            )
+        )
     if flow.storage:
-        out.append(Diagnostic("not-allowed", "a posted flow cannot choose where its results are stored", f"{root}.storage", "serve the flow from the config dir, or drop 'storage'"))
+        out.append(
+            Diagnostic(
+                "not-allowed",
+                "a posted flow cannot choose where its results are stored",
+                f"{root}.storage",
+                "serve the flow from the config dir, or drop 'storage'",
+            )
+        )
     if tool_problems is not None:  # checked like any flow's tools, and for code without --allow-shell
         out += tool_problems(flow, allow_code)
     if allow_code:
@@ -235,7 +286,13 @@ def posted_flow_problems(
     return out
 
 
-def _code_problems(flow: Flow, root: str, served_flow: Callable[[str], Flow] | None, tool_problems: ToolCheck | None, seen: set[str]) -> list[Diagnostic]:
+def _code_problems(
+    flow: Flow,
+    root: str,
+    served_flow: Callable[[str], Flow] | None,
+    tool_problems: ToolCheck | None,
+    seen: set[str],
+) -> list[Diagnostic]:
     out: list[Diagnostic] = []
     for name, agent in flow.agents.items():
         out += _agent_problems(agent, f"{root}.agents.{name}")
@@ -245,7 +302,14 @@ def _code_problems(flow: Flow, root: str, served_flow: Callable[[str], Flow] | N
             here = f"{path}[{i}]"
             if s.kind not in POSTED_KINDS:
                 what = f"a {s.kind} step" if s.kind in ("shell", "python") else f"a step of kind {s.kind!r}"
-                out.append(Diagnostic("not-allowed", f"step '{s.id}' is {what}; flows posted over the API may not run code on the server", here, ALLOW_HINT))
+                out.append(
+                    Diagnostic(
+                        "not-allowed",
+                        f"step '{s.id}' is {what}; flows posted over the API may not run code on the server",
+                        here,
+                        ALLOW_HINT,
+                    )
+                )
             if isinstance(s, FlowStep):
                 out.extend(_subflow_problems(s, here, served_flow, tool_problems, seen))
             for f in s.NESTED:
@@ -257,29 +321,70 @@ def _code_problems(flow: Flow, root: str, served_flow: Callable[[str], Flow] | N
 
 def _agent_problems(agent: AgentSpec, path: str) -> list[Diagnostic]:
     if agent.agent_obj and is_importable_reference(agent.agent_obj):
-        return [Diagnostic("not-allowed", f"agent_obj {agent.agent_obj!r} names code to import", f"{path}.agent_obj", ALLOW_HINT)]
+        return [
+            Diagnostic(
+                "not-allowed",
+                f"agent_obj {agent.agent_obj!r} names code to import",
+                f"{path}.agent_obj",
+                ALLOW_HINT,
+            )
+        ]
     return []
 
 
-def _subflow_problems(s: FlowStep, here: str, served_flow: Callable[[str], Flow] | None, tool_problems: ToolCheck | None, seen: set[str]) -> list[Diagnostic]:
+def _subflow_problems(
+    s: FlowStep,
+    here: str,
+    served_flow: Callable[[str], Flow] | None,
+    tool_problems: ToolCheck | None,
+    seen: set[str],
+) -> list[Diagnostic]:
     """A posted flow may run a sub-flow only by the literal name of a served flow, without
     overrides, and only if that flow (and its sub-flows) would pass as posted."""
     ref = s.flow.strip()
     if "{{" in ref or "{%" in ref or "/" in ref or ref.endswith((".yaml", ".yml")) or served_flow is None:
-        return [Diagnostic("not-allowed", f"step '{s.id}' runs the sub-flow {ref!r}; a posted flow may run only a flow this server serves, by its name", f"{here}.flow", ALLOW_HINT)]
+        return [
+            Diagnostic(
+                "not-allowed",
+                f"step '{s.id}' runs the sub-flow {ref!r}; a posted flow may run only a flow this server serves, by its name",
+                f"{here}.flow",
+                ALLOW_HINT,
+            )
+        ]
     if s.overrides:
-        return [Diagnostic("not-allowed", f"step '{s.id}' changes its sub-flow with overrides; a posted flow may not", f"{here}.overrides", ALLOW_HINT)]
+        return [
+            Diagnostic(
+                "not-allowed",
+                f"step '{s.id}' changes its sub-flow with overrides; a posted flow may not",
+                f"{here}.overrides",
+                ALLOW_HINT,
+            )
+        ]
     if ref in seen:
         return []
     seen.add(ref)
     try:
         sub = served_flow(ref)
     except (LookupError, ValueError) as exc:
-        return [Diagnostic("unknown-flow", f"step '{s.id}' runs the sub-flow {ref!r}: {getattr(exc, 'message', exc)}", f"{here}.flow", "name a flow from GET /api/v1/flows")]
+        return [
+            Diagnostic(
+                "unknown-flow",
+                f"step '{s.id}' runs the sub-flow {ref!r}: {getattr(exc, 'message', exc)}",
+                f"{here}.flow",
+                "name a flow from GET /api/v1/flows",
+            )
+        ]
     inner = _code_problems(sub, f"flow '{ref}'", served_flow, tool_problems, seen)
     if tool_problems is not None:
         inner += [d for d in tool_problems(sub, False) if d.code == "not-allowed"]
     if inner:
         first = inner[0]
-        return [Diagnostic("not-allowed", f"step '{s.id}' runs the sub-flow {ref!r}, which runs code on the server ({first.path}: {first.message})", f"{here}.flow", ALLOW_HINT)]
+        return [
+            Diagnostic(
+                "not-allowed",
+                f"step '{s.id}' runs the sub-flow {ref!r}, which runs code on the server ({first.path}: {first.message})",
+                f"{here}.flow",
+                ALLOW_HINT,
+            )
+        ]
     return []

@@ -17,18 +17,24 @@ def safe_path(workspace: Path, rel: str) -> Path:
         raise WorkspaceError("empty path", hint="give a path relative to the run's workspace")
     p = Path(str(rel).strip())
     if p.is_absolute():
-        raise WorkspaceError(f"absolute path {rel!r} is not allowed", hint="use a path relative to the workspace")
+        raise WorkspaceError(
+            f"absolute path {rel!r} is not allowed", hint="use a path relative to the workspace"
+        )
     root = workspace.resolve()
     target = (root / p).resolve()
     if target != root and root not in target.parents:
-        raise WorkspaceError(f"path {rel!r} escapes the workspace {root}", hint="remove '..' or the symlink that leads outside")
+        raise WorkspaceError(
+            f"path {rel!r} escapes the workspace {root}", hint="remove '..' or the symlink that leads outside"
+        )
     return target
 
 
 def file_record(workspace: Path, path: Path) -> dict[str, object]:
     data = path.read_bytes()
     return {
-        "path": str(path.relative_to(workspace.resolve())) if workspace.resolve() in path.parents else str(path),
+        "path": str(path.relative_to(workspace.resolve()))
+        if workspace.resolve() in path.parents
+        else str(path),
         "abs_path": str(path),
         "size": len(data),
         "sha256": hashlib.sha256(data).hexdigest(),

@@ -47,9 +47,16 @@ async def execute(ctx: StepContext) -> Any:
     if spec.split_files:
         blocks = split_file_blocks(content)
         if not blocks:
-            raise StepError("no '=== FILE: path ===' blocks found in the content", retryable=False, hint="the previous step must answer with FILE blocks")
+            raise StepError(
+                "no '=== FILE: path ===' blocks found in the content",
+                retryable=False,
+                hint="the previous step must answer with FILE blocks",
+            )
         base = await render_async(spec.dir, ctx.template)
-        targets = [(_target(ctx, f"{base.rstrip('/')}/{rel}" if base not in ("", ".") else rel), body, False) for rel, body in blocks]
+        targets = [
+            (_target(ctx, f"{base.rstrip('/')}/{rel}" if base not in ("", ".") else rel), body, False)
+            for rel, body in blocks
+        ]
         if spec.path:
             targets.append((_target(ctx, await render_async(spec.path, ctx.template)), content, spec.append))
         for path, body, append in targets:  # every path is checked before the first write

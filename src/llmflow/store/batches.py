@@ -40,7 +40,14 @@ _JSON = frozenset({"spec", "metadata"})
 
 
 def _empty_summary() -> dict[str, Any]:
-    return {"statuses": {}, "tokens_in": 0, "tokens_out": 0, "cost": 0.0, "first_started_at": None, "last_ended_at": None}
+    return {
+        "statuses": {},
+        "tokens_in": 0,
+        "tokens_out": 0,
+        "cost": 0.0,
+        "first_started_at": None,
+        "last_ended_at": None,
+    }
 
 
 def _check(fields_: dict[str, Any]) -> None:
@@ -84,7 +91,9 @@ class SqlBatches:
             raise StoreError(f"batch {batch.id} already exists")
 
     def get_batch(self, batch_id: str) -> BatchRecord | None:
-        rows = self._read(f"SELECT {', '.join(BATCH_COLUMNS)} FROM batches WHERE id = {self._ph}", (batch_id,))
+        rows = self._read(
+            f"SELECT {', '.join(BATCH_COLUMNS)} FROM batches WHERE id = {self._ph}", (batch_id,)
+        )
         return self._batch_from_row(rows[0]) if rows else None
 
     def list_batches(self, *, limit: int = 50, offset: int = 0) -> list[BatchRecord]:
@@ -181,9 +190,13 @@ class MemoryBatches:
                 out["tokens_in"] += r.tokens_in
                 out["tokens_out"] += r.tokens_out
                 out["cost"] += r.cost
-                if r.started_at is not None and (out["first_started_at"] is None or r.started_at < out["first_started_at"]):
+                if r.started_at is not None and (
+                    out["first_started_at"] is None or r.started_at < out["first_started_at"]
+                ):
                     out["first_started_at"] = r.started_at
-                if r.ended_at is not None and (out["last_ended_at"] is None or r.ended_at > out["last_ended_at"]):
+                if r.ended_at is not None and (
+                    out["last_ended_at"] is None or r.ended_at > out["last_ended_at"]
+                ):
                     out["last_ended_at"] = r.ended_at
             return out
 

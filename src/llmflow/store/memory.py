@@ -52,7 +52,9 @@ class MemoryStore(MemoryBatches, MemoryThreads, MemoryEvals):
             r = self._runs.get(run_id)
             return replace(r) if r else None  # a shallow copy: callers treat records as read-only
 
-    def _filter(self, flow=None, status=None, batch_id=None, project_id=None, parent_run_id=None, in_batch=None):  # noqa: ANN001, ANN202
+    def _filter(
+        self, flow=None, status=None, batch_id=None, project_id=None, parent_run_id=None, in_batch=None
+    ):  # noqa: ANN001, ANN202
         rs = list(self._runs.values())
         if in_batch is not None:
             rs = [r for r in rs if (r.batch_id is not None) == in_batch]
@@ -68,7 +70,18 @@ class MemoryStore(MemoryBatches, MemoryThreads, MemoryEvals):
             rs = [r for r in rs if r.parent_run_id == parent_run_id]
         return rs
 
-    def list_runs(self, *, flow=None, status=None, batch_id=None, project_id=None, parent_run_id=None, limit=50, offset=0, in_batch=None):  # noqa: ANN001, ANN201
+    def list_runs(
+        self,
+        *,
+        flow=None,
+        status=None,
+        batch_id=None,
+        project_id=None,
+        parent_run_id=None,
+        limit=50,
+        offset=0,
+        in_batch=None,
+    ):  # noqa: ANN001, ANN201
         with self._lock:
             rs = self._filter(flow, status, batch_id, project_id, parent_run_id, in_batch)
             rs.sort(key=lambda r: (r.created_at, r.id), reverse=True)
@@ -117,7 +130,10 @@ class MemoryStore(MemoryBatches, MemoryThreads, MemoryEvals):
     def append_many(self, batch: list[tuple[Any, ...]]) -> list[list[Event]]:
         """(run_id, events, now) items, or (run_id, events, now, run) for a new run."""
         with self._lock:
-            return [self.create_run(it[3], it[1], it[2]) if len(it) > 3 else self.append(it[0], it[1], it[2]) for it in batch]
+            return [
+                self.create_run(it[3], it[1], it[2]) if len(it) > 3 else self.append(it[0], it[1], it[2])
+                for it in batch
+            ]
 
     def _project(self, run: RunRecord, e: Event) -> None:
         ops = project(e)
@@ -165,14 +181,20 @@ class MemoryStore(MemoryBatches, MemoryThreads, MemoryEvals):
     # projections ---------------------------------------------------------------------------
     def attempts(self, run_id: str, step_id: str | None = None) -> list[AttemptRow]:
         with self._lock:
-            rows = [a for k, a in self._attempts.items() if k[0] == run_id and (step_id is None or k[1] == step_id)]
+            rows = [
+                a
+                for k, a in self._attempts.items()
+                if k[0] == run_id and (step_id is None or k[1] == step_id)
+            ]
             rows.sort(key=lambda a: (a.started_at or 0, a.step_id, a.unit, a.attempt))
             return [copy.deepcopy(a) for a in rows]
 
     def step_rows(self, run_id: str) -> dict[str, dict[str, Any]]:
         keys = ("status", "output", "error", "started_at", "ended_at")
         with self._lock:
-            return {sid: {k: v.get(k) for k in keys} for (rid, sid), v in self._steps.items() if rid == run_id}
+            return {
+                sid: {k: v.get(k) for k in keys} for (rid, sid), v in self._steps.items() if rid == run_id
+            }
 
     def wait_for_events(self, run_id: str, after_seq: int, timeout: float) -> list[Event]:
         import time
@@ -209,16 +231,24 @@ class MemoryStore(MemoryBatches, MemoryThreads, MemoryEvals):
             return {c.run_id for c, done in self._controls if not done}
 
     # leases --------------------------------------------------------------------------------
-    def claim(self, owner: str, now: float, lease_seconds: float, run_id: str | None = None) -> RunRecord | None:
+    def claim(
+        self, owner: str, now: float, lease_seconds: float, run_id: str | None = None
+    ) -> RunRecord | None:
         with self._lock:
-            cands = [self._runs[run_id]] if run_id and run_id in self._runs else (
-                sorted(self._runs.values(), key=lambda r: (r.created_at, r.id)) if run_id is None else []
+            cands = (
+                [self._runs[run_id]]
+                if run_id and run_id in self._runs
+                else (
+                    sorted(self._runs.values(), key=lambda r: (r.created_at, r.id)) if run_id is None else []
+                )
             )
             for r in cands:
                 expired = r.owner is None or (r.lease_expires_at or 0) < now
                 if run_id is None:  # the queue scan never hands back a live lease, not even ours
                     free = expired
-                    ok = r.status in ("QUEUED", "RUNNING") or (r.status == "WAITING" and r.wake_at is not None and r.wake_at <= now)
+                    ok = r.status in ("QUEUED", "RUNNING") or (
+                        r.status == "WAITING" and r.wake_at is not None and r.wake_at <= now
+                    )
                 else:
                     free = expired or r.owner == owner
                     ok = r.status not in ("COMPLETED", "FAILED", "CANCELED")

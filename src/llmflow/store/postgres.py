@@ -233,7 +233,12 @@ class PostgresStore(SqlBatches, SqlThreads, SqlEvals):
         return [run_from_row(r) for r in self._read(sql, [*params, limit, offset])]
 
     def count_runs(
-        self, *, flow: str | None = None, status: str | None = None, batch_id: str | None = None, in_batch: bool | None = None
+        self,
+        *,
+        flow: str | None = None,
+        status: str | None = None,
+        batch_id: str | None = None,
+        in_batch: bool | None = None,
     ) -> int:
         where, params = run_filters(flow, status, batch_id, None, None, "%s", in_batch)
         return int(self._read(f"SELECT COUNT(*) FROM runs{where}", params)[0][0])
@@ -286,7 +291,10 @@ class PostgresStore(SqlBatches, SqlThreads, SqlEvals):
                 if keys:
                     conn.execute("SELECT pg_advisory_xact_lock(k) FROM unnest(%s::bigint[]) AS k", (keys,))
                 # new runs after the locks: inserting gives the transaction its id
-                inserted = [conn.execute(f"{_INSERT_RUN} ON CONFLICT (id) DO NOTHING RETURNING id", run_params(run)) for run in creates]
+                inserted = [
+                    conn.execute(f"{_INSERT_RUN} ON CONFLICT (id) DO NOTHING RETURNING id", run_params(run))
+                    for run in creates
+                ]
                 rows = conn.execute("SELECT id, last_seq FROM runs WHERE id = ANY(%s) FOR UPDATE", (run_ids,))
                 xid_cur = conn.execute(f"SELECT {_XID}")
                 last = dict(rows.fetchall())
@@ -335,7 +343,9 @@ class PostgresStore(SqlBatches, SqlThreads, SqlEvals):
 
         return self._run(tx)
 
-    def _append_in_tx(self, conn: Any, run_id: str, events: list[NewEvent], now: float, ids: _IdSource | None = None) -> list[Event]:
+    def _append_in_tx(
+        self, conn: Any, run_id: str, events: list[NewEvent], now: float, ids: _IdSource | None = None
+    ) -> list[Event]:
         # The row lock makes concurrent appenders to one run take turns until commit.
         row = conn.execute("SELECT last_seq FROM runs WHERE id = %s FOR UPDATE", (run_id,)).fetchone()
         if row is None:
@@ -511,16 +521,22 @@ class PostgresStore(SqlBatches, SqlThreads, SqlEvals):
             f"UPDATE runs SET owner = %s, lease_expires_at = %s WHERE id IN (SELECT id FROM runs WHERE {_SCAN_STATUS} AND {_SCAN_FREE} "
             f'ORDER BY created_at, id COLLATE "C" LIMIT %s FOR UPDATE SKIP LOCKED){_RUN_RETURNING}'
         )
-        rows = self._run(lambda conn: _lease_write(conn).execute(sql, (owner, now + lease_seconds, now, now, limit)).fetchall())
+        rows = self._run(
+            lambda conn: (
+                _lease_write(conn).execute(sql, (owner, now + lease_seconds, now, now, limit)).fetchall()
+            )
+        )
         return sorted((run_from_row(r) for r in rows), key=lambda r: (r.created_at, r.id.encode()))
 
     def heartbeat(self, run_id: str, owner: str, now: float, lease_seconds: float) -> bool:
         n = self._run(
             lambda conn: (
-                _lease_write(conn).execute(
+                _lease_write(conn)
+                .execute(
                     "UPDATE runs SET lease_expires_at = %s WHERE id = %s AND owner = %s",
                     (now + lease_seconds, run_id, owner),
-                ).rowcount
+                )
+                .rowcount
             )
         )
         return n > 0

@@ -41,7 +41,9 @@ class ProjectionOps:
     run: dict[str, Any] = field(default_factory=dict)  # fields to set on the run
     run_add: dict[str, float] = field(default_factory=dict)  # tokens_in/out, cost increments
     step: tuple[str, dict[str, Any]] | None = None  # (step_id, fields)
-    attempt: tuple[tuple[str, str, int], dict[str, Any], bool | None] | None = None  # key, fields, insert? (None: update only)
+    attempt: tuple[tuple[str, str, int], dict[str, Any], bool | None] | None = (
+        None  # key, fields, insert? (None: update only)
+    )
     attempt_add: tuple[tuple[str, str, int], dict[str, float]] | None = None
     artifact: dict[str, Any] | None = None
 
@@ -88,7 +90,11 @@ def project(e: Event) -> ProjectionOps:
             f["started_at"] = e.ts
             if e.payload.get("model"):
                 f["model"] = e.payload["model"]
-            f["info"] = {k: v for k, v in e.payload.items() if k in ("inputs", "prompt", "model", "rerun", "item", "matrix", "agent")}
+            f["info"] = {
+                k: v
+                for k, v in e.payload.items()
+                if k in ("inputs", "prompt", "model", "rerun", "item", "matrix", "agent")
+            }
         else:
             f["ended_at"] = e.ts
         if t == EventType.ATTEMPT_COMPLETED:
@@ -96,8 +102,18 @@ def project(e: Event) -> ProjectionOps:
         if t in (EventType.ATTEMPT_FAILED, EventType.ATTEMPT_INTERRUPTED, EventType.ATTEMPT_CANCELED):
             f["error"] = e.payload.get("error") or e.message
         ops.attempt = (key, f, t == EventType.ATTEMPT_STARTED)
-    if t == EventType.LLM_GENERATING and e.payload.get("model") and e.step_id is not None and e.attempt is not None and ops.attempt is None:
-        ops.attempt = ((e.step_id, e.unit or "", e.attempt), {"model": e.payload["model"]}, None)  # update only
+    if (
+        t == EventType.LLM_GENERATING
+        and e.payload.get("model")
+        and e.step_id is not None
+        and e.attempt is not None
+        and ops.attempt is None
+    ):
+        ops.attempt = (
+            (e.step_id, e.unit or "", e.attempt),
+            {"model": e.payload["model"]},
+            None,
+        )  # update only
     if t == EventType.LLM_DONE:
         usage = e.payload.get("usage") or {}
         add = {

@@ -228,7 +228,9 @@ class AppendPlan:
                 p = as_dict(p)
             e = Event(run_id, seq, type_, now, ne.message, ne.step_id, ne.unit, ne.attempt, p, None, version)
             payload = _encode(p) if p else "{}"  # serialised once, here
-            self.rows.extend((run_id, seq, type_, now, ne.message, ne.step_id, ne.unit, ne.attempt, payload, version))
+            self.rows.extend(
+                (run_id, seq, type_, now, ne.message, ne.step_id, ne.unit, ne.attempt, payload, version)
+            )
             ops = project(e)
             self.run.add(ops.run, ops.run_add)
             if ops.step or ops.attempt or ops.attempt_add or ops.artifact:
@@ -303,7 +305,9 @@ class _MergedProjection:
 class _Ops:
     __slots__ = ("step", "attempt", "attempt_add", "artifact")
 
-    def __init__(self, step: Any = None, attempt: Any = None, attempt_add: Any = None, artifact: Any = None) -> None:
+    def __init__(
+        self, step: Any = None, attempt: Any = None, attempt_add: Any = None, artifact: Any = None
+    ) -> None:
         self.step, self.attempt, self.attempt_add, self.artifact = step, attempt, attempt_add, artifact
 
 
@@ -546,7 +550,12 @@ class SqliteStore(SqlBatches, SqlThreads, SqlEvals):
         return [run_from_row(r) for r in self._read(sql, [*params, limit, offset])]
 
     def count_runs(
-        self, *, flow: str | None = None, status: str | None = None, batch_id: str | None = None, in_batch: bool | None = None
+        self,
+        *,
+        flow: str | None = None,
+        status: str | None = None,
+        batch_id: str | None = None,
+        in_batch: bool | None = None,
     ) -> int:
         where, params = run_filters(flow, status, batch_id, None, None, "?", in_batch)
         return int(self._read(f"SELECT COUNT(*) FROM runs{where}", params)[0][0])
@@ -624,7 +633,9 @@ class SqliteStore(SqlBatches, SqlThreads, SqlEvals):
         ids: list[int] = []
         for i in range(0, n, EVENT_INSERT_CHUNK):
             k = min(EVENT_INSERT_CHUNK, n - i)
-            last_id = conn.execute(insert_events_sql(k, "?", cache), plan.rows[i * ROW_WIDTH : (i + k) * ROW_WIDTH]).lastrowid
+            last_id = conn.execute(
+                insert_events_sql(k, "?", cache), plan.rows[i * ROW_WIDTH : (i + k) * ROW_WIDTH]
+            ).lastrowid
             # We hold the write lock and ids are AUTOINCREMENT: one INSERT's ids are contiguous.
             ids += range(last_id - k + 1, last_id + 1)
         for sql, params in plan.writes:
@@ -736,7 +747,10 @@ class SqliteStore(SqlBatches, SqlThreads, SqlEvals):
         with self._write() as conn:
             ids = [r[0] for r in conn.execute(sql, params).fetchall()]  # again, under the lock
             for rid in ids:
-                conn.execute("UPDATE runs SET owner = ?, lease_expires_at = ? WHERE id = ?", (owner, now + lease_seconds, rid))
+                conn.execute(
+                    "UPDATE runs SET owner = ?, lease_expires_at = ? WHERE id = ?",
+                    (owner, now + lease_seconds, rid),
+                )
             rows = [conn.execute(_RUN_SELECT + " WHERE id = ?", (rid,)).fetchone() for rid in ids]
         return [run_from_row(r) for r in rows]
 

@@ -34,7 +34,10 @@ class SqlThreads:
             f"SELECT {t} AS name, COUNT(*), MIN(created_at), MAX(created_at) FROM runs WHERE {t} IS NOT NULL "
             f"GROUP BY {t} ORDER BY MAX(created_at) DESC LIMIT {self._ph} OFFSET {self._ph}"
         )
-        return [{"name": r[0], "runs": int(r[1]), "first_at": float(r[2]), "last_at": float(r[3])} for r in self._read(sql, (limit, offset))]
+        return [
+            {"name": r[0], "runs": int(r[1]), "first_at": float(r[2]), "last_at": float(r[3])}
+            for r in self._read(sql, (limit, offset))
+        ]
 
 
 class MemoryThreads:
@@ -50,6 +53,14 @@ class MemoryThreads:
             name = (r.metadata or {}).get("thread")
             if name:
                 by.setdefault(name, []).append(r)
-        rows = [{"name": n, "runs": len(rs), "first_at": min(r.created_at for r in rs), "last_at": max(r.created_at for r in rs)} for n, rs in by.items()]
+        rows = [
+            {
+                "name": n,
+                "runs": len(rs),
+                "first_at": min(r.created_at for r in rs),
+                "last_at": max(r.created_at for r in rs),
+            }
+            for n, rs in by.items()
+        ]
         rows.sort(key=lambda d: d["last_at"], reverse=True)
         return rows[offset : offset + limit]

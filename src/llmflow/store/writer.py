@@ -39,7 +39,9 @@ class InlineWriter:
     def __init__(self, store: Any) -> None:
         self.store = store
 
-    async def append(self, run_id: str, events: list[NewEvent], now: float, create: Any = None) -> list[Event]:
+    async def append(
+        self, run_id: str, events: list[NewEvent], now: float, create: Any = None
+    ) -> list[Event]:
         return _one(self.store, run_id, events, now, create)
 
     async def call(self, fn: Callable[..., Any], *args: Any) -> Any:
@@ -74,7 +76,9 @@ class GroupCommitWriter:
         self.appends = 0
 
     # -- callers (any thread, any event loop) ----------------------------------------------
-    async def append(self, run_id: str, events: list[NewEvent], now: float, create: Any = None) -> list[Event]:
+    async def append(
+        self, run_id: str, events: list[NewEvent], now: float, create: Any = None
+    ) -> list[Event]:
         """``create``: a run record not stored yet; it is written with these events."""
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[list[Event]] = loop.create_future()
@@ -157,7 +161,9 @@ class GroupCommitWriter:
             _resolve(it[4], it[5], out, None)
 
 
-def _resolve(loop: asyncio.AbstractEventLoop, fut: asyncio.Future[Any], result: Any, exc: BaseException | None) -> None:
+def _resolve(
+    loop: asyncio.AbstractEventLoop, fut: asyncio.Future[Any], result: Any, exc: BaseException | None
+) -> None:
     def done() -> None:
         if fut.done():
             return
@@ -185,7 +191,9 @@ class LoopGroupWriter:
         self.commits = 0
         self.appends = 0
 
-    async def append(self, run_id: str, events: list[NewEvent], now: float, create: Any = None) -> list[Event]:
+    async def append(
+        self, run_id: str, events: list[NewEvent], now: float, create: Any = None
+    ) -> list[Event]:
         """``create``: a run record not stored yet; it is written with these events."""
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[list[Event]] = loop.create_future()

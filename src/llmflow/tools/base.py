@@ -58,7 +58,9 @@ class ToolError(StepError):
     retryable = True
 
 
-def tool_error(message: str, hint: str | None = None, *, retryable: bool = False, kind: str = "tool") -> ToolError:
+def tool_error(
+    message: str, hint: str | None = None, *, retryable: bool = False, kind: str = "tool"
+) -> ToolError:
     err = ToolError(message, retryable=retryable, hint=hint)
     err.kind = kind
     return err

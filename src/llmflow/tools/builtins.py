@@ -26,7 +26,9 @@ async def read_file(args: dict[str, Any], cc: CallContext) -> Any:
 
     path = safe_path(cc.step.workspace, str(args.get("path", "")))
     if not path.is_file():
-        raise tool_error(f"no file {args.get('path')!r} in the workspace", hint="list the files with list_files")
+        raise tool_error(
+            f"no file {args.get('path')!r} in the workspace", hint="list the files with list_files"
+        )
     data = path.read_bytes()[: MAX_READ + 1]
     text = data[:MAX_READ].decode("utf-8", "replace")
     return text + ("\n[... cut at 100000 bytes]" if len(data) > MAX_READ else "")
@@ -36,7 +38,9 @@ async def write_file(args: dict[str, Any], cc: CallContext) -> Any:
     from llmflow.steps.trust import writable_path
     from llmflow.steps.workspace import atomic_write, file_record
 
-    path = writable_path(cc.step, str(args.get("path", "")))  # the trust boundaries, as for the write_file step
+    path = writable_path(
+        cc.step, str(args.get("path", ""))
+    )  # the trust boundaries, as for the write_file step
     content = str(args.get("content", ""))
     atomic_write(path, content, bool(args.get("append", False)))
     rec = file_record(cc.step.workspace, path)
@@ -67,14 +71,31 @@ async def list_files(args: dict[str, Any], cc: CallContext) -> Any:
 async def shell(args: dict[str, Any], cc: CallContext) -> Any:
     ctx = cc.step
     if not ctx.allow_shell:
-        raise tool_error("the shell tool is disabled here: shell steps are not allowed", hint="run with --allow-shell (server) or unset LLMFLOW_DISABLE_SHELL", kind="shell_disabled")
+        raise tool_error(
+            "the shell tool is disabled here: shell steps are not allowed",
+            hint="run with --allow-shell (server) or unset LLMFLOW_DISABLE_SHELL",
+            kind="shell_disabled",
+        )
     command = str(args.get("command", ""))
     if not command.strip():
         raise tool_error("empty command", kind="arguments")
     cwd = ctx.workspace.resolve()
     cwd.mkdir(parents=True, exist_ok=True)
-    proc = await asyncio.create_subprocess_shell(command, cwd=cwd, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, start_new_session=True)
-    ctx.event(E.SHELL_EXECUTING, f"Running (tool call {cc.call_id}): {command}", command=command, cwd=str(cwd), pid=proc.pid, tool_call_id=cc.call_id)
+    proc = await asyncio.create_subprocess_shell(
+        command,
+        cwd=cwd,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        start_new_session=True,
+    )
+    ctx.event(
+        E.SHELL_EXECUTING,
+        f"Running (tool call {cc.call_id}): {command}",
+        command=command,
+        cwd=str(cwd),
+        pid=proc.pid,
+        tool_call_id=cc.call_id,
+    )
     try:
         out, err = await proc.communicate()
     except asyncio.CancelledError:
@@ -83,15 +104,57 @@ async def shell(args: dict[str, Any], cc: CallContext) -> Any:
         except (ProcessLookupError, PermissionError):
             pass
         raise
-    return {"exit_code": proc.returncode, "stdout": out.decode("utf-8", "replace")[-SHELL_OUTPUT:], "stderr": err.decode("utf-8", "replace")[-SHELL_OUTPUT:]}
+    return {
+        "exit_code": proc.returncode,
+        "stdout": out.decode("utf-8", "replace")[-SHELL_OUTPUT:],
+        "stderr": err.decode("utf-8", "replace")[-SHELL_OUTPUT:],
+    }
 
 
 BUILTINS: dict[str, Tool] = {
     t.name: t
     for t in (
-        Tool("read_file", "Read a text file of the workspace.", _obj({"path": {"type": "string", "description": "path relative to the workspace"}}, ["path"]), read_file, "builtin read_file"),
-        Tool("write_file", "Write (or append to) a text file in the workspace.", _obj({"path": {"type": "string", "description": "path relative to the workspace"}, "content": {"type": "string"}, "append": {"type": "boolean", "default": False}}, ["path", "content"]), write_file, "builtin write_file"),
-        Tool("list_files", "List the files of the workspace (or of one directory in it).", _obj({"path": {"type": "string", "default": "."}, "pattern": {"type": "string", "description": "glob, default **/*"}}, []), list_files, "builtin list_files"),
-        Tool("shell", "Run a shell command in the workspace; returns exit_code, stdout and stderr.", _obj({"command": {"type": "string"}}, ["command"]), shell, "builtin shell", runs_code=True),
+        Tool(
+            "read_file",
+            "Read a text file of the workspace.",
+            _obj({"path": {"type": "string", "description": "path relative to the workspace"}}, ["path"]),
+            read_file,
+            "builtin read_file",
+        ),
+        Tool(
+            "write_file",
+            "Write (or append to) a text file in the workspace.",
+            _obj(
+                {
+                    "path": {"type": "string", "description": "path relative to the workspace"},
+                    "content": {"type": "string"},
+                    "append": {"type": "boolean", "default": False},
+                },
+                ["path", "content"],
+            ),
+            write_file,
+            "builtin write_file",
+        ),
+        Tool(
+            "list_files",
+            "List the files of the workspace (or of one directory in it).",
+            _obj(
+                {
+                    "path": {"type": "string", "default": "."},
+                    "pattern": {"type": "string", "description": "glob, default **/*"},
+                },
+                [],
+            ),
+            list_files,
+            "builtin list_files",
+        ),
+        Tool(
+            "shell",
+            "Run a shell command in the workspace; returns exit_code, stdout and stderr.",
+            _obj({"command": {"type": "string"}}, ["command"]),
+            shell,
+            "builtin shell",
+            runs_code=True,
+        ),
     )
 }

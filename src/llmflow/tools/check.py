@@ -97,39 +97,95 @@ def check_flow(
         return format_path(_written(loaded, path))
 
     for path, spec, owner in entries:
-        r: Resolved = classify(spec, functions=functions, servers=servers, flow_dir=flow_dir, config_dir=services.conf_dir, index_dir=services.index_dir)
+        r: Resolved = classify(
+            spec,
+            functions=functions,
+            servers=servers,
+            flow_dir=flow_dir,
+            config_dir=services.conf_dir,
+            index_dir=services.index_dir,
+        )
         if r.problem is not None:
             code, message, hint = r.problem
             out.append(Diagnostic(code, f"{owner}: {message}", fmt(path), hint, locate(path)))
             continue
-        if not allow_code and r.runs_code and not (r.server is not None and r.server in project and r.server not in flow.mcp_servers):
-            what = "an MCP server started as a command" if r.server else ("a flow with shell, python or sub-flow steps" if spec.flow else "a tool that runs code")
-            out.append(Diagnostic("not-allowed", f"{owner}: tool {spec.ref!r} is {what}; flows posted over the API may not run code on the server", fmt(path), "start the server with --allow-shell, use a tool the operator registered, or serve the flow from the config dir", locate(path)))
+        if (
+            not allow_code
+            and r.runs_code
+            and not (r.server is not None and r.server in project and r.server not in flow.mcp_servers)
+        ):
+            what = (
+                "an MCP server started as a command"
+                if r.server
+                else ("a flow with shell, python or sub-flow steps" if spec.flow else "a tool that runs code")
+            )
+            out.append(
+                Diagnostic(
+                    "not-allowed",
+                    f"{owner}: tool {spec.ref!r} is {what}; flows posted over the API may not run code on the server",
+                    fmt(path),
+                    "start the server with --allow-shell, use a tool the operator registered, or serve the flow from the config dir",
+                    locate(path),
+                )
+            )
         owner_key = path[:-2]
         seen = names.setdefault(owner_key, {})
         for t in r.tools:
             n = spec.name or t.name
             if n in seen:
-                out.append(Diagnostic("duplicate-tool", f"{owner}: two tools are named {n!r}", fmt(path), "give one of them another name: {tool: ..., name: other_name}", locate(path)))
+                out.append(
+                    Diagnostic(
+                        "duplicate-tool",
+                        f"{owner}: two tools are named {n!r}",
+                        fmt(path),
+                        "give one of them another name: {tool: ..., name: other_name}",
+                        locate(path),
+                    )
+                )
             seen[n] = path
     return out
 
 
-def check_loaded(loaded: LoadedFlow, services: Any, functions: dict[str, Callable[..., Any]], *, thread: str | None = None, allow_code: bool = True) -> list[Diagnostic]:
+def check_loaded(
+    loaded: LoadedFlow,
+    services: Any,
+    functions: dict[str, Callable[..., Any]],
+    *,
+    thread: str | None = None,
+    allow_code: bool = True,
+) -> list[Diagnostic]:
     from llmflow.tools.threads import check_thread_name
 
     out: list[Diagnostic] = []
     if thread is not None:
         problem = check_thread_name(thread)
         if problem:
-            out.append(Diagnostic("invalid-value", problem, "thread", "use a simple name such as support-42", Location(origin="run option thread")))
+            out.append(
+                Diagnostic(
+                    "invalid-value",
+                    problem,
+                    "thread",
+                    "use a simple name such as support-42",
+                    Location(origin="run option thread"),
+                )
+            )
     src = loaded.source
     flow_dir = Path(src).resolve().parent if src and not src.startswith("<") else None
-    out += check_flow(loaded.flow, services, functions, locate=_locator(loaded), flow_dir=flow_dir, allow_code=allow_code, loaded=loaded)
+    out += check_flow(
+        loaded.flow,
+        services,
+        functions,
+        locate=_locator(loaded),
+        flow_dir=flow_dir,
+        allow_code=allow_code,
+        loaded=loaded,
+    )
     return out
 
 
-def validate_flow_and_tools(target: str, overrides: list[str], config_dir: str | Path | None, settings: Any) -> list[Diagnostic]:
+def validate_flow_and_tools(
+    target: str, overrides: list[str], config_dir: str | Path | None, settings: Any
+) -> list[Diagnostic]:
     """``llmflow validate``: the model's checks, then (when those pass) the tool checks."""
     from llmflow.model.loader import load_flow, validate_flow
     from llmflow.tools.services import ToolServices

@@ -10,7 +10,14 @@ from llmflow.model.loader import LoadedFlow
 from llmflow.model.spec import Flow
 from llmflow.tools.base import CallContext, Tool
 
-_JSON_TYPES = {"string": "string", "integer": "integer", "number": "number", "boolean": "boolean", "array": "array", "object": "object"}
+_JSON_TYPES = {
+    "string": "string",
+    "integer": "integer",
+    "number": "number",
+    "boolean": "boolean",
+    "array": "array",
+    "object": "object",
+}
 CODE_KINDS = frozenset({"shell", "python", "flow"})
 
 
@@ -39,7 +46,9 @@ def flow_runs_code(flow: Flow) -> bool:
     return any(s.kind in CODE_KINDS for s in flow.all_steps())
 
 
-def flow_tool(ref: str, loaded: LoadedFlow, *, name: str | None = None, description: str | None = None) -> Tool:
+def flow_tool(
+    ref: str, loaded: LoadedFlow, *, name: str | None = None, description: str | None = None
+) -> Tool:
     flow = loaded.flow
     source = loaded.source if loaded.source and not loaded.source.startswith("<") else ref
 
@@ -47,8 +56,17 @@ def flow_tool(ref: str, loaded: LoadedFlow, *, name: str | None = None, descript
         services = cc.step.settings.get("tools")
         run_child = getattr(services, "run_child", None)
         if run_child is None:
-            raise StepError("flows as tools need the runtime (child runs are not available here)", retryable=False)
+            raise StepError(
+                "flows as tools need the runtime (child runs are not available here)", retryable=False
+            )
         return await run_child(cc.step, source, dict(arguments), [], key=cc.call_id)
 
     tool_name = name or "".join(ch if ch.isalnum() or ch in "_-" else "_" for ch in flow.name)
-    return Tool(tool_name, description or flow.description or f"Run the flow {flow.name}.", flow_parameters(flow), call, f"flow {source}", runs_code=flow_runs_code(flow))
+    return Tool(
+        tool_name,
+        description or flow.description or f"Run the flow {flow.name}.",
+        flow_parameters(flow),
+        call,
+        f"flow {source}",
+        runs_code=flow_runs_code(flow),
+    )

@@ -61,14 +61,18 @@ class Recorded:
                 continue
             if e.type == E.TOOL_CALL_STARTED and isinstance(p.get("turn"), int):
                 turn = p["turn"]
-                parts.setdefault(turn, {})[int(p.get("index", 0))] = ToolCall(str(p["call_id"]), str(p["name"]), dict(p.get("arguments") or {}))
+                parts.setdefault(turn, {})[int(p.get("index", 0))] = ToolCall(
+                    str(p["call_id"]), str(p["name"]), dict(p.get("arguments") or {})
+                )
                 sizes[turn] = int(p.get("calls", 1))
                 if "assistant_text" in p:
                     texts[turn] = str(p["assistant_text"])
             elif e.type == E.TOOL_CALL_COMPLETED and p.get("call_id"):
                 rec.finished[str(p["call_id"])] = result_text(p.get("result"))
             elif e.type == E.TOOL_CALL_FAILED and p.get("call_id") and not p.get("retrying"):
-                rec.finished[str(p["call_id"])] = DECLINED if p.get("kind") == "rejected" else f"Error: {p.get('error')}"
+                rec.finished[str(p["call_id"])] = (
+                    DECLINED if p.get("kind") == "rejected" else f"Error: {p.get('error')}"
+                )
         for turn, calls in parts.items():
             if len(calls) == sizes.get(turn) and sorted(calls) == list(range(len(calls))):
                 rec.rounds[turn] = (texts.get(turn, ""), [calls[i] for i in range(len(calls))])
@@ -114,7 +118,16 @@ async def run_loop(
         if rounds in recorded.rounds:
             text, calls = recorded.rounds[rounds]
         else:
-            res = await ctx.llm.generate(ctx, model=model, model_source=model_source, messages=msgs, params=params, output_schema=schema, stream=stream, tools=defs)  # type: ignore[arg-type]  # with tools, messages are ChatMessages (engine/ports.py LlmGateway)
+            res = await ctx.llm.generate(
+                ctx,
+                model=model,
+                model_source=model_source,
+                messages=msgs,
+                params=params,
+                output_schema=schema,
+                stream=stream,
+                tools=defs,
+            )  # type: ignore[arg-type]  # with tools, messages are ChatMessages (engine/ports.py LlmGateway)
             calls = _with_ids(list(res.tool_calls), rounds)
             text = res.text
             if not calls:
@@ -122,16 +135,44 @@ async def run_loop(
                 if not problems:
                     return value
                 if repaired >= repairs:
-                    raise StepError(f"structured output does not match the schema after {repairs} repair attempts: {'; '.join(problems)}", retryable=True)
+                    raise StepError(
+                        f"structured output does not match the schema after {repairs} repair attempts: {'; '.join(problems)}",
+                        retryable=True,
+                    )
                 repaired += 1
-                msgs += [ChatMessage("assistant", text), ChatMessage("user", "Your answer did not match the required JSON schema: " + "; ".join(problems) + "\nAnswer again with only a JSON value matching this schema:\n" + json.dumps(schema))]
+                msgs += [
+                    ChatMessage("assistant", text),
+                    ChatMessage(
+                        "user",
+                        "Your answer did not match the required JSON schema: "
+                        + "; ".join(problems)
+                        + "\nAnswer again with only a JSON value matching this schema:\n"
+                        + json.dumps(schema),
+                    ),
+                ]
                 continue
         if rounds >= max_turns:
-            raise StepError(f"the model still asks for tools after {max_turns} round(s) of tool calls (max_turns)", retryable=False, hint="raise max_turns on the step or agent, or make the prompt ask for a final answer")
+            raise StepError(
+                f"the model still asks for tools after {max_turns} round(s) of tool calls (max_turns)",
+                retryable=False,
+                hint="raise max_turns on the step or agent, or make the prompt ask for a final answer",
+            )
         msgs.append(ChatMessage("assistant", text, tool_calls=tuple(calls)))
         for i, c in enumerate(calls):
             if c.id not in recorded.finished:
-                ctx.event(E.TOOL_CALL_STARTED, f"Tool call {_call_label(c.name, c.arguments)}", call_id=c.id, name=c.name, arguments=c.arguments, turn=rounds, index=i, calls=len(calls), **({"assistant_text": text} if i == 0 else {}), source=tools[c.name].source if c.name in tools else None, **tag)
+                ctx.event(
+                    E.TOOL_CALL_STARTED,
+                    f"Tool call {_call_label(c.name, c.arguments)}",
+                    call_id=c.id,
+                    name=c.name,
+                    arguments=c.arguments,
+                    turn=rounds,
+                    index=i,
+                    calls=len(calls),
+                    **({"assistant_text": text} if i == 0 else {}),
+                    source=tools[c.name].source if c.name in tools else None,
+                    **tag,
+                )
         results = await asyncio.gather(*(_run_call(ctx, tools, c, recorded, tag) for c in calls))
         for c, r in zip(calls, results, strict=True):
             msgs.append(ChatMessage("tool", r, tool_call_id=c.id, name=c.name))
@@ -145,11 +186,15 @@ def _with_ids(calls: list[ToolCall], turn: int) -> list[ToolCall]:
         if cid in seen:
             cid = f"{cid}_{i}"
         seen.add(cid)
-        out.append(ToolCall(cid, c.name, c.arguments if isinstance(c.arguments, dict) else {"value": c.arguments}))
+        out.append(
+            ToolCall(cid, c.name, c.arguments if isinstance(c.arguments, dict) else {"value": c.arguments})
+        )
     return out
 
 
-async def _run_call(ctx: StepContext, tools: dict[str, Tool], call: ToolCall, recorded: Recorded, tag: dict[str, Any]) -> str:
+async def _run_call(
+    ctx: StepContext, tools: dict[str, Tool], call: ToolCall, recorded: Recorded, tag: dict[str, Any]
+) -> str:
     if call.id in recorded.finished:
         return recorded.finished[call.id]
     base = {"call_id": call.id, "name": call.name, "arguments": call.arguments, **tag}
@@ -157,16 +202,38 @@ async def _run_call(ctx: StepContext, tools: dict[str, Tool], call: ToolCall, re
     tool = tools.get(call.name)
     if tool is None:
         err = f"unknown tool {call.name!r}; available: {', '.join(tools) or '(none)'}"
-        ctx.event(E.TOOL_CALL_FAILED, f"Tool call {call.name} failed: {err}", **base, error=err, kind="unknown", duration=0.0, retrying=False)
+        ctx.event(
+            E.TOOL_CALL_FAILED,
+            f"Tool call {call.name} failed: {err}",
+            **base,
+            error=err,
+            kind="unknown",
+            duration=0.0,
+            retrying=False,
+        )
         return f"Error: {err}"
     confirmed = None
     if tool.confirm:
         from llmflow.steps.human import interpret
 
-        question = HumanQuestion(prompt=f"Allow the tool call {_call_label(call.name, call.arguments)}?", input="confirm", default="no", key=f"tool:{tag.get('loop', '')}{call.id}")
+        question = HumanQuestion(
+            prompt=f"Allow the tool call {_call_label(call.name, call.arguments)}?",
+            input="confirm",
+            default="no",
+            key=f"tool:{tag.get('loop', '')}{call.id}",
+        )
         confirmed = bool(interpret(await ctx.ask_human(question), "confirm", None))
         if not confirmed:
-            ctx.event(E.TOOL_CALL_FAILED, f"Tool call {call.name} declined by a human", **base, error="declined by a human", kind="rejected", confirmed=False, duration=round(time.monotonic() - t0, 4), retrying=False)
+            ctx.event(
+                E.TOOL_CALL_FAILED,
+                f"Tool call {call.name} declined by a human",
+                **base,
+                error="declined by a human",
+                kind="rejected",
+                confirmed=False,
+                duration=round(time.monotonic() - t0, 4),
+                retrying=False,
+            )
             return DECLINED
     attempts = tool.retry.attempts if tool.retry else 1
     extra = {"confirmed": True} if confirmed else {}
@@ -183,10 +250,29 @@ async def _run_call(ctx: StepContext, tools: dict[str, Tool], call: ToolCall, re
             message, kind = f"{type(exc).__name__}: {exc}", "error"
         else:
             value = jsonable(value)
-            ctx.event(E.TOOL_CALL_COMPLETED, f"Tool call {call.name} completed ({time.monotonic() - t1:.2f}s)", **base, result=value, duration=round(time.monotonic() - t1, 4), **{"try": n}, **extra)
+            ctx.event(
+                E.TOOL_CALL_COMPLETED,
+                f"Tool call {call.name} completed ({time.monotonic() - t1:.2f}s)",
+                **base,
+                result=value,
+                duration=round(time.monotonic() - t1, 4),
+                **{"try": n},
+                **extra,
+            )
             return result_text(value)
         again = n < attempts and kind not in NO_RETRY_KINDS
-        ctx.event(E.TOOL_CALL_FAILED, f"Tool call {call.name} failed: {message}" + (f"; try {n + 1} of {attempts} follows" if again else ""), **base, error=message, kind=kind, duration=round(time.monotonic() - t1, 4), retrying=again, **{"try": n}, **extra)
+        ctx.event(
+            E.TOOL_CALL_FAILED,
+            f"Tool call {call.name} failed: {message}"
+            + (f"; try {n + 1} of {attempts} follows" if again else ""),
+            **base,
+            error=message,
+            kind=kind,
+            duration=round(time.monotonic() - t1, 4),
+            retrying=again,
+            **{"try": n},
+            **extra,
+        )
         if not again:
             return f"Error: {message}"
         assert tool.retry is not None

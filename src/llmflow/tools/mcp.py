@@ -26,7 +26,9 @@ def _import_mcp() -> Any:
     try:
         import mcp
     except ImportError:
-        raise ProviderUnavailableError(f"MCP servers need the mcp package, which is not installed: {INSTALL_LINE}", hint=INSTALL_LINE) from None
+        raise ProviderUnavailableError(
+            f"MCP servers need the mcp package, which is not installed: {INSTALL_LINE}", hint=INSTALL_LINE
+        ) from None
     return mcp
 
 
@@ -39,7 +41,9 @@ def stdio_parameters(spec: McpServerSpec, base_dir: Path) -> Any:
     cwd = Path(spec.cwd).expanduser() if spec.cwd else base_dir
     if not cwd.is_absolute():
         cwd = base_dir / cwd
-    return StdioServerParameters(command=command, args=list(spec.args), env=dict(spec.env) or None, cwd=str(cwd))
+    return StdioServerParameters(
+        command=command, args=list(spec.args), env=dict(spec.env) or None, cwd=str(cwd)
+    )
 
 
 def _leaf(exc: BaseException) -> BaseException:
@@ -81,7 +85,9 @@ class McpConnection:
                     if self.spec.headers:
                         import httpx2
 
-                        http = await self._stack.enter_async_context(httpx2.AsyncClient(headers=dict(self.spec.headers), timeout=self.spec.timeout))
+                        http = await self._stack.enter_async_context(
+                            httpx2.AsyncClient(headers=dict(self.spec.headers), timeout=self.spec.timeout)
+                        )
                     transport = streamable_http_client(self.spec.url, http_client=http)
                 else:
                     from mcp.client.stdio import stdio_client
@@ -89,17 +95,27 @@ class McpConnection:
                     self.log_path.parent.mkdir(parents=True, exist_ok=True)
                     errlog = self._stack.enter_context(self.log_path.open("a", encoding="utf-8"))
                     transport = stdio_client(stdio_parameters(self.spec, self.base_dir), errlog=errlog)
-                self.client = await self._stack.enter_async_context(mcp.Client(transport, read_timeout_seconds=None))
+                self.client = await self._stack.enter_async_context(
+                    mcp.Client(transport, read_timeout_seconds=None)
+                )
         except TimeoutError:
             await self._close_quietly()
-            raise StepError(f"MCP server {self.name!r} ({self._where()}) did not answer within {self.spec.timeout:g}s{self._stderr_tail()}", retryable=True, hint=f"check that it starts; its log: {self.log_path}") from None
+            raise StepError(
+                f"MCP server {self.name!r} ({self._where()}) did not answer within {self.spec.timeout:g}s{self._stderr_tail()}",
+                retryable=True,
+                hint=f"check that it starts; its log: {self.log_path}",
+            ) from None
         except (asyncio.CancelledError, StepError):
             await self._close_quietly()
             raise
         except Exception as exc:  # noqa: BLE001 - spawn errors, HTTP errors, protocol errors
             await self._close_quietly()
             leaf = _leaf(exc)
-            raise StepError(f"could not connect to MCP server {self.name!r} ({self._where()}): {type(leaf).__name__}: {leaf}{self._stderr_tail()}", retryable=True, hint="check the command or URL under mcp_servers") from None
+            raise StepError(
+                f"could not connect to MCP server {self.name!r} ({self._where()}): {type(leaf).__name__}: {leaf}{self._stderr_tail()}",
+                retryable=True,
+                hint="check the command or URL under mcp_servers",
+            ) from None
         return self
 
     async def _close_quietly(self) -> None:
@@ -114,12 +130,29 @@ class McpConnection:
             async with asyncio.timeout(self.spec.timeout):
                 listed = await self.client.list_tools()
         except TimeoutError:
-            raise StepError(f"MCP server {self.name!r} did not list its tools within {self.spec.timeout:g}s", retryable=True) from None
+            raise StepError(
+                f"MCP server {self.name!r} did not list its tools within {self.spec.timeout:g}s",
+                retryable=True,
+            ) from None
         out = []
         for t in listed.tools:
-            schema = dict(getattr(t, "input_schema", None) or getattr(t, "inputSchema", None) or {"type": "object", "properties": {}})
+            schema = dict(
+                getattr(t, "input_schema", None)
+                or getattr(t, "inputSchema", None)
+                or {"type": "object", "properties": {}}
+            )
             schema.pop("title", None)
-            out.append(Tool(name=t.name, description=t.description or f"{t.name} (MCP server {self.name})", parameters=schema, fn=self._caller(t.name), source=f"mcp {self.name}", runs_code=self.spec.command is not None, meta={"server": self.name}))
+            out.append(
+                Tool(
+                    name=t.name,
+                    description=t.description or f"{t.name} (MCP server {self.name})",
+                    parameters=schema,
+                    fn=self._caller(t.name),
+                    source=f"mcp {self.name}",
+                    runs_code=self.spec.command is not None,
+                    meta={"server": self.name},
+                )
+            )
         return out
 
     def _caller(self, tool_name: str) -> Any:
@@ -128,7 +161,9 @@ class McpConnection:
             texts = [getattr(c, "text", None) for c in (result.content or [])]
             text = "\n".join(t for t in texts if t)
             if result.is_error:
-                raise tool_error(f"MCP tool {self.name}.{tool_name} failed: {text or 'no detail'}", retryable=True)
+                raise tool_error(
+                    f"MCP tool {self.name}.{tool_name} failed: {text or 'no detail'}", retryable=True
+                )
             structured = getattr(result, "structured_content", None)
             if structured is not None:
                 return structured["result"] if set(structured) == {"result"} else structured

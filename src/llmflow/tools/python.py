@@ -83,21 +83,35 @@ def function_schema(fn: Callable[..., Any]) -> tuple[dict[str, Any], Any, bool]:
             takes_ctx = True
             continue
         if p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
-            raise SchemaError(f"parameter *{name} of {fn.__name__} cannot be described to a model; name each argument")
+            raise SchemaError(
+                f"parameter *{name} of {fn.__name__} cannot be described to a model; name each argument"
+            )
         ann = hints.get(name, Any)
         default = ... if p.default is inspect.Parameter.empty else p.default
         fields[name] = (ann, Field(default, description=arg_docs.get(name)))
     try:
-        model = create_model(f"{fn.__name__}_arguments", __config__=ConfigDict(extra="forbid", arbitrary_types_allowed=False), **fields)
+        model = create_model(
+            f"{fn.__name__}_arguments",
+            __config__=ConfigDict(extra="forbid", arbitrary_types_allowed=False),
+            **fields,
+        )
         schema = model.model_json_schema()
     except Exception as exc:  # noqa: BLE001 - pydantic raises several kinds here
-        raise SchemaError(f"the arguments of {fn.__name__} cannot be described as a JSON schema: {str(exc).splitlines()[0]}") from None
+        raise SchemaError(
+            f"the arguments of {fn.__name__} cannot be described as a JSON schema: {str(exc).splitlines()[0]}"
+        ) from None
     schema.pop("title", None)
     schema.setdefault("properties", {})
     return schema, model, takes_ctx
 
 
-def python_tool(fn: Callable[..., Any], *, name: str | None = None, description: str | None = None, source: str | None = None) -> Tool:
+def python_tool(
+    fn: Callable[..., Any],
+    *,
+    name: str | None = None,
+    description: str | None = None,
+    source: str | None = None,
+) -> Tool:
     """A Tool calling ``fn``; raises SchemaError when its arguments cannot be described."""
     opts: ToolOptions | None = getattr(fn, "__llmflow_tool__", None)
     schema, model, takes_ctx = function_schema(fn)
@@ -111,9 +125,13 @@ def python_tool(fn: Callable[..., Any], *, name: str | None = None, description:
         try:
             parsed = model.model_validate(arguments)
         except ValidationError as exc:
-            problems = "; ".join(f"{'.'.join(str(x) for x in e['loc']) or '(arguments)'}: {e['msg']}" for e in exc.errors()[:5])
+            problems = "; ".join(
+                f"{'.'.join(str(x) for x in e['loc']) or '(arguments)'}: {e['msg']}" for e in exc.errors()[:5]
+            )
             raise tool_error(f"invalid arguments for {tool_name}: {problems}", kind="arguments") from None
-        kwargs = {k: getattr(parsed, k) for k in parsed.model_fields_set | {k for k in type(parsed).model_fields}}
+        kwargs = {
+            k: getattr(parsed, k) for k in parsed.model_fields_set | {k for k in type(parsed).model_fields}
+        }
         if takes_ctx:
             kwargs[CONTEXT_PARAM] = cc
         if is_async:

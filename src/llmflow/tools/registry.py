@@ -19,10 +19,19 @@ from llmflow.tools.python import ToolOptions
 @overload
 def tool(fn: Callable[..., Any], /) -> Callable[..., Any]: ...
 @overload
-def tool(*, name: str | None = None, description: str | None = None, confirm: bool = False) -> Callable[[Callable[..., Any]], Callable[..., Any]]: ...
+def tool(
+    *, name: str | None = None, description: str | None = None, confirm: bool = False
+) -> Callable[[Callable[..., Any]], Callable[..., Any]]: ...
 
 
-def tool(fn: Callable[..., Any] | None = None, /, *, name: str | None = None, description: str | None = None, confirm: bool = False) -> Any:
+def tool(
+    fn: Callable[..., Any] | None = None,
+    /,
+    *,
+    name: str | None = None,
+    description: str | None = None,
+    confirm: bool = False,
+) -> Any:
     """Register a function as a tool agents can call by name (``tools: [name]``).
 
     The arguments' schema comes from the type hints, the description from the docstring.

@@ -55,7 +55,13 @@ def classify(
     if spec.index is not None:
         from llmflow.tools.retrieval_tool import index_tool
 
-        return Resolved([index_tool(spec.index, index_dir, name=spec.name, description=spec.description, top_k=spec.top_k)])
+        return Resolved(
+            [
+                index_tool(
+                    spec.index, index_dir, name=spec.name, description=spec.description, top_k=spec.top_k
+                )
+            ]
+        )
     ref = spec.tool or ""
     if ref in BUILTINS:
         t = BUILTINS[ref]
@@ -68,23 +74,50 @@ def classify(
         try:
             fn = import_function(ref, flow_dir)
         except LookupError as exc:
-            return Resolved(problem=("unknown-tool", f"tool {ref!r}: {exc}", "check the module path (and that it is importable from here), or register the function with @llmflow.tool"))
+            return Resolved(
+                problem=(
+                    "unknown-tool",
+                    f"tool {ref!r}: {exc}",
+                    "check the module path (and that it is importable from here), or register the function with @llmflow.tool",
+                )
+            )
         source = f"python {ref}"
         runs_code = True
     if fn is not None:
         try:
-            return Resolved([python_tool(fn, name=ref if by_name else None, source=source)], runs_code=runs_code)
+            return Resolved(
+                [python_tool(fn, name=ref if by_name else None, source=source)], runs_code=runs_code
+            )
         except SchemaError as exc:
-            return Resolved(problem=("tool-schema", f"tool {ref!r}: {exc}", "annotate each argument with a JSON-describable type (str, int, float, bool, list, dict, a pydantic model, Literal[...])"))
+            return Resolved(
+                problem=(
+                    "tool-schema",
+                    f"tool {ref!r}: {exc}",
+                    "annotate each argument with a JSON-describable type (str, int, float, bool, list, dict, a pydantic model, Literal[...])",
+                )
+            )
     if ref in servers:
         return Resolved(server=ref, runs_code=servers[ref].command is not None)
     head, dot, rest = ref.partition(".")
     if dot and head and rest:
         if head in servers:
             return Resolved(server=head, server_tool=rest, runs_code=servers[head].command is not None)
-        hint = did_you_mean(head, servers) or (f"declared servers: {', '.join(sorted(servers))}" if servers else "declare it under 'mcp_servers:' in the flow or in the project's mcp_servers.yaml")
-        return Resolved(problem=("unknown-mcp-server", f"tool {ref!r} names MCP server {head!r}, which is not declared", hint))
-    hint = did_you_mean(ref, known_names(functions, servers)) or f"built-in tools: {', '.join(BUILTINS)}; or write 'module:function', register one with @llmflow.tool, or declare an MCP server"
+        hint = did_you_mean(head, servers) or (
+            f"declared servers: {', '.join(sorted(servers))}"
+            if servers
+            else "declare it under 'mcp_servers:' in the flow or in the project's mcp_servers.yaml"
+        )
+        return Resolved(
+            problem=(
+                "unknown-mcp-server",
+                f"tool {ref!r} names MCP server {head!r}, which is not declared",
+                hint,
+            )
+        )
+    hint = (
+        did_you_mean(ref, known_names(functions, servers))
+        or f"built-in tools: {', '.join(BUILTINS)}; or write 'module:function', register one with @llmflow.tool, or declare an MCP server"
+    )
     return Resolved(problem=("unknown-tool", f"unknown tool {ref!r}", hint))
 
 
@@ -101,9 +134,21 @@ def _flow_entry(spec: ToolSpec, flow_dir: Path | None, config_dir: Path | None) 
         loaded = load_flow(target, [], config_dir)
     except FlowValidationError as exc:
         first = exc.diagnostics[0].format() if exc.diagnostics else str(exc)
-        return Resolved(problem=("invalid-flow-tool", f"flow tool {ref!r} is not a valid flow: {first}", f"run `llmflow validate {ref}`"))
+        return Resolved(
+            problem=(
+                "invalid-flow-tool",
+                f"flow tool {ref!r} is not a valid flow: {first}",
+                f"run `llmflow validate {ref}`",
+            )
+        )
     except (FlowNotFoundError, CompositionError) as exc:
-        return Resolved(problem=("unknown-tool", f"flow tool {ref!r}: {exc.message}", exc.hint or "give a flow file path (relative to this flow) or a flow name"))
+        return Resolved(
+            problem=(
+                "unknown-tool",
+                f"flow tool {ref!r}: {exc.message}",
+                exc.hint or "give a flow file path (relative to this flow) or a flow name",
+            )
+        )
     t = flow_tool(ref, loaded, name=spec.name, description=spec.description)
     return Resolved([t], runs_code=t.runs_code)
 
@@ -133,7 +178,11 @@ class Toolset:
 
     def add(self, t: Tool) -> None:
         if t.name in self.tools:
-            raise StepError(f"two tools are named {t.name!r} ({self.tools[t.name].source} and {t.source})", retryable=False, hint="give one of them another name: {tool: ..., name: other_name}")
+            raise StepError(
+                f"two tools are named {t.name!r} ({self.tools[t.name].source} and {t.source})",
+                retryable=False,
+                hint="give one of them another name: {tool: ..., name: other_name}",
+            )
         self.tools[t.name] = t
 
     async def __aenter__(self) -> Toolset:
@@ -152,19 +201,36 @@ class Toolset:
         flow_dir = _flow_dir(ctx, svc)
         connections: dict[str, McpConnection] = {}
         for spec in refs:
-            r = classify(spec, functions=ctx.functions, servers=servers, flow_dir=flow_dir, config_dir=svc.conf_dir, index_dir=svc.index_dir)
+            r = classify(
+                spec,
+                functions=ctx.functions,
+                servers=servers,
+                flow_dir=flow_dir,
+                config_dir=svc.conf_dir,
+                index_dir=svc.index_dir,
+            )
             if r.problem is not None:
                 code, message, hint = r.problem
                 err = StepError(message, retryable=False, hint=hint, kind="validation")
                 raise err
             if r.runs_code and not ctx.allow_shell and not _operator_server(r, project, ctx.flow):
-                err = StepError(f"tool {spec.ref!r} runs code on this machine, which this runtime does not allow", retryable=False, hint="start the server with --allow-shell, or use a tool the operator registered", kind="shell_disabled")
+                err = StepError(
+                    f"tool {spec.ref!r} runs code on this machine, which this runtime does not allow",
+                    retryable=False,
+                    hint="start the server with --allow-shell, or use a tool the operator registered",
+                    kind="shell_disabled",
+                )
                 raise err
             if spec.index is not None:
                 from llmflow.tools.retrieval.store import index_file
 
                 if not index_file(svc.index_dir, spec.index).exists():
-                    err = StepError(f"retrieval index {spec.index!r} does not exist ({index_file(svc.index_dir, spec.index)})", retryable=False, hint=f"create it with `llmflow index add {spec.index} PATH...`", kind="validation")
+                    err = StepError(
+                        f"retrieval index {spec.index!r} does not exist ({index_file(svc.index_dir, spec.index)})",
+                        retryable=False,
+                        hint=f"create it with `llmflow index add {spec.index} PATH...`",
+                        kind="validation",
+                    )
                     raise err
             if r.server is not None:
                 conn = connections.get(r.server)
@@ -172,13 +238,22 @@ class Toolset:
                     log_dir = Path(ctx.artifacts_dir) / "mcp"
                     base_dir = flow_dir or Path(ctx.workspace)
                     base_dir.mkdir(parents=True, exist_ok=True)  # the workspace is made on first use
-                    conn = connections[r.server] = await self._stack.enter_async_context(McpConnection(r.server, servers[r.server], base_dir=base_dir, log_dir=log_dir))
+                    conn = connections[r.server] = await self._stack.enter_async_context(
+                        McpConnection(r.server, servers[r.server], base_dir=base_dir, log_dir=log_dir)
+                    )
                 offered = await conn.tools()
                 if r.server_tool is not None:
                     picked = [t for t in offered if t.name == r.server_tool]
                     if not picked:
-                        hint = did_you_mean(r.server_tool, [t.name for t in offered]) or f"its tools: {', '.join(t.name for t in offered) or '(none)'}"
-                        raise StepError(f"MCP server {r.server!r} has no tool {r.server_tool!r} ({hint})", retryable=False, hint=hint)
+                        hint = (
+                            did_you_mean(r.server_tool, [t.name for t in offered])
+                            or f"its tools: {', '.join(t.name for t in offered) or '(none)'}"
+                        )
+                        raise StepError(
+                            f"MCP server {r.server!r} has no tool {r.server_tool!r} ({hint})",
+                            retryable=False,
+                            hint=hint,
+                        )
                     offered = picked
                 for t in offered:
                     self.add(apply_options(t, spec))

@@ -75,11 +75,27 @@ def parse_servers_file(path: Path) -> tuple[dict[str, McpServerSpec], list[Diagn
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     except (OSError, yaml.YAMLError) as exc:
-        return {}, [Diagnostic("invalid-mcp-servers", f"cannot read {path}: {exc}", "", "write it as {name: {command: ..., args: [...]} | {url: ...}}", where)]
+        return {}, [
+            Diagnostic(
+                "invalid-mcp-servers",
+                f"cannot read {path}: {exc}",
+                "",
+                "write it as {name: {command: ..., args: [...]} | {url: ...}}",
+                where,
+            )
+        ]
     if isinstance(data, dict) and isinstance(data.get("mcp_servers"), dict):
         data = data["mcp_servers"]
     if not isinstance(data, dict):
-        return {}, [Diagnostic("invalid-mcp-servers", f"{path} must map server names to {{command: ...}} or {{url: ...}}", "", None, where)]
+        return {}, [
+            Diagnostic(
+                "invalid-mcp-servers",
+                f"{path} must map server names to {{command: ...}} or {{url: ...}}",
+                "",
+                None,
+                where,
+            )
+        ]
     out: dict[str, McpServerSpec] = {}
     diags: list[Diagnostic] = []
     for name, raw in data.items():
@@ -87,7 +103,15 @@ def parse_servers_file(path: Path) -> tuple[dict[str, McpServerSpec], list[Diagn
             out[str(name)] = McpServerSpec.model_validate(raw)
         except ValidationError as exc:
             msg = exc.errors()[0]["msg"]
-            diags.append(Diagnostic("invalid-mcp-servers", f"MCP server {name!r} in {path}: {msg}", str(name), "give 'command' (stdio) or 'url' (streamable HTTP)", where))
+            diags.append(
+                Diagnostic(
+                    "invalid-mcp-servers",
+                    f"MCP server {name!r} in {path}: {msg}",
+                    str(name),
+                    "give 'command' (stdio) or 'url' (streamable HTTP)",
+                    where,
+                )
+            )
     return out, diags
 
 

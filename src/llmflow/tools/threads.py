@@ -51,7 +51,14 @@ class Exchange:
         return estimate_tokens(self.user) + estimate_tokens(self.assistant)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"run_id": self.run_id, "step_id": self.step_id, "agent": self.key, "user": self.user, "assistant": self.assistant, "ts": self.ts}
+        return {
+            "run_id": self.run_id,
+            "step_id": self.step_id,
+            "agent": self.key,
+            "user": self.user,
+            "assistant": self.assistant,
+            "ts": self.ts,
+        }
 
 
 def _step_keys(spec: dict[str, Any]) -> dict[str, str]:
@@ -89,7 +96,11 @@ def run_exchanges(store: Any, run_id: str) -> list[Exchange]:
             continue
         k = (e.step_id, e.unit, e.attempt)
         if e.type == E.LLM_GENERATING and k not in first_prompt:
-            users = [m.get("content", "") for m in (e.payload.get("messages") or []) if isinstance(m, dict) and m.get("role") == "user"]
+            users = [
+                m.get("content", "")
+                for m in (e.payload.get("messages") or [])
+                if isinstance(m, dict) and m.get("role") == "user"
+            ]
             if users:
                 first_prompt[k] = str(users[-1])
         elif e.type == E.ATTEMPT_COMPLETED and k in first_prompt:
@@ -101,7 +112,9 @@ def run_exchanges(store: Any, run_id: str) -> list[Exchange]:
     return out
 
 
-def history(store: Any, thread: str, key: str, *, before_run: str, budget: int = DEFAULT_BUDGET) -> list[Exchange]:
+def history(
+    store: Any, thread: str, key: str, *, before_run: str, budget: int = DEFAULT_BUDGET
+) -> list[Exchange]:
     """The exchanges of agent/step ``key`` in the thread's runs created before ``before_run``,
     oldest first, cut to ``budget`` tokens by the rule in the module docstring."""
     runs = store.thread_runs(thread)

@@ -21,13 +21,32 @@ def tool_calls_by_step(events: list[Event]) -> dict[str, list[dict[str, Any]]]:
         cid = str(p.get("call_id"))
         calls = by_step.setdefault(e.step_id, {})
         key = f"{e.unit or ''}|{p.get('loop') or ''}|{cid}"  # call ids repeat across units and a conductor's turns
-        row = calls.setdefault(key, {"call_id": cid, "loop": p.get("loop"), "name": p.get("name"), "arguments": p.get("arguments"), "unit": e.unit, "attempt": e.attempt, "status": "RUNNING", "started_at": e.ts, "tries": 0})
+        row = calls.setdefault(
+            key,
+            {
+                "call_id": cid,
+                "loop": p.get("loop"),
+                "name": p.get("name"),
+                "arguments": p.get("arguments"),
+                "unit": e.unit,
+                "attempt": e.attempt,
+                "status": "RUNNING",
+                "started_at": e.ts,
+                "tries": 0,
+            },
+        )
         if e.type == E.TOOL_CALL_STARTED:
             row.update(turn=p.get("turn"), attempt=e.attempt)
             if row["status"] not in ("COMPLETED", "FAILED"):
                 row["status"] = "RUNNING"
         elif e.type == E.TOOL_CALL_COMPLETED:
-            row.update(status="COMPLETED", result=p.get("result"), error=None, duration=p.get("duration"), ended_at=e.ts)
+            row.update(
+                status="COMPLETED",
+                result=p.get("result"),
+                error=None,
+                duration=p.get("duration"),
+                ended_at=e.ts,
+            )
             row["tries"] += 1
             if p.get("confirmed") is not None:
                 row["confirmed"] = p.get("confirmed")

@@ -107,7 +107,11 @@ class ConsoleAssets:
             page = self.assets.get("index.html")
             if page is None:
                 return None
-            extra = [(b"content-security-policy", CSP.encode()), (b"x-frame-options", b"DENY"), (b"vary", b"Accept")]
+            extra = [
+                (b"content-security-policy", CSP.encode()),
+                (b"x-frame-options", b"DENY"),
+                (b"vary", b"Accept"),
+            ]
             return page, REVALIDATE, extra
         if not path.startswith(PREFIX):
             return None
@@ -129,7 +133,13 @@ class ConsoleAssets:
             await self.app(scope, receive, send)
             return
         asset, cache, extra = found
-        headers = [(b"content-type", asset.content_type.encode()), (b"cache-control", cache), (b"etag", asset.etag.encode()), *COMMON, *extra]
+        headers = [
+            (b"content-type", asset.content_type.encode()),
+            (b"cache-control", cache),
+            (b"etag", asset.etag.encode()),
+            *COMMON,
+            *extra,
+        ]
         if asset.etag in _header(scope, b"if-none-match"):
             await send({"type": "http.response.start", "status": 304, "headers": headers})
             await send({"type": "http.response.body", "body": b""})
@@ -140,7 +150,17 @@ class ConsoleAssets:
 
 
 async def _plain(send: Send, status: int, text: bytes) -> None:
-    await send({"type": "http.response.start", "status": status, "headers": [(b"content-type", b"text/plain; charset=utf-8"), (b"content-length", str(len(text)).encode()), *COMMON]})
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"text/plain; charset=utf-8"),
+                (b"content-length", str(len(text)).encode()),
+                *COMMON,
+            ],
+        }
+    )
     await send({"type": "http.response.body", "body": text})
 
 
@@ -153,4 +173,3 @@ def mount_console(app: Any, *routers: Any) -> None:
     build, assets = load_assets()
     app.add_middleware(ConsoleAssets, build=build, assets=assets)
     app.state.console_build = build
-

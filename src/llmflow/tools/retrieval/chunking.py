@@ -96,16 +96,24 @@ def markdown_chunks(text: str, size: int, overlap: int) -> list[Chunk]:
 
 def record_text(rec: dict[str, Any], fields: list[str] | None) -> str:
     keys = fields or list(rec)
-    return "\n".join(f"{k}: {rec[k] if not isinstance(rec[k], dict | list) else json.dumps(rec[k], ensure_ascii=False)}" for k in keys if k in rec and rec[k] not in (None, ""))
+    return "\n".join(
+        f"{k}: {rec[k] if not isinstance(rec[k], dict | list) else json.dumps(rec[k], ensure_ascii=False)}"
+        for k in keys
+        if k in rec and rec[k] not in (None, "")
+    )
 
 
-def file_chunks(path: Path, *, size: int = 1200, overlap: int = 150, fields: list[str] | None = None) -> Iterator[Chunk]:
+def file_chunks(
+    path: Path, *, size: int = 1200, overlap: int = 150, fields: list[str] | None = None
+) -> Iterator[Chunk]:
     """The chunks of one file; ValueError for a format it cannot read."""
     suffix = path.suffix.lower()
     if suffix in MARKDOWN:
         yield from markdown_chunks(path.read_text(encoding="utf-8", errors="replace"), size, overlap)
     elif suffix in TEXT:
-        yield from pack(re.split(r"\n\s*\n", path.read_text(encoding="utf-8", errors="replace")), size, overlap)
+        yield from pack(
+            re.split(r"\n\s*\n", path.read_text(encoding="utf-8", errors="replace")), size, overlap
+        )
     elif suffix == ".pdf":
         try:
             from pypdf import PdfReader
@@ -135,7 +143,9 @@ def file_chunks(path: Path, *, size: int = 1200, overlap: int = 150, fields: lis
             if text:
                 yield Chunk(text)
     else:
-        raise ValueError(f"unsupported file type {suffix or '(none)'}; supported: {', '.join(sorted(SUFFIXES))}")
+        raise ValueError(
+            f"unsupported file type {suffix or '(none)'}; supported: {', '.join(sorted(SUFFIXES))}"
+        )
 
 
 def expand(paths: list[str]) -> tuple[list[Path], list[str]]:
@@ -146,7 +156,13 @@ def expand(paths: list[str]) -> tuple[list[Path], list[str]]:
     for raw in paths:
         p = Path(raw).expanduser()
         if p.is_dir():
-            files += sorted(f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in SUFFIXES and not any(part.startswith(".") for part in f.relative_to(p).parts))
+            files += sorted(
+                f
+                for f in p.rglob("*")
+                if f.is_file()
+                and f.suffix.lower() in SUFFIXES
+                and not any(part.startswith(".") for part in f.relative_to(p).parts)
+            )
         elif p.is_file():
             files.append(p)
         else:

@@ -52,14 +52,25 @@ def add_paths(
 
     files, missing = expand(paths)
     if missing:
-        raise IndexError_(f"no such file or directory: {', '.join(missing)}", hint="give files or directories of text, Markdown, PDF, CSV or JSONL")
+        raise IndexError_(
+            f"no such file or directory: {', '.join(missing)}",
+            hint="give files or directories of text, Markdown, PDF, CSV or JSONL",
+        )
     if not files:
-        raise IndexError_("no supported files found", hint="supported: .txt .md .pdf .csv .jsonl (directories are searched recursively)")
+        raise IndexError_(
+            "no supported files found",
+            hint="supported: .txt .md .pdf .csv .jsonl (directories are searched recursively)",
+        )
     if index_file(index_dir, name).exists():
         idx = Index.open(index_dir, name)
-        if embed_model is not None and (idx.embed_model or "none") != (embed_model if embed_model.lower() != "none" else "none"):
+        if embed_model is not None and (idx.embed_model or "none") != (
+            embed_model if embed_model.lower() != "none" else "none"
+        ):
             idx.close()
-            raise IndexError_(f"index {name!r} was made with embedding model {idx.embed_model or 'none'}, not {embed_model}", hint=f"remove it with `llmflow index remove {name}` to change the model")
+            raise IndexError_(
+                f"index {name!r} was made with embedding model {idx.embed_model or 'none'}, not {embed_model}",
+                hint=f"remove it with `llmflow index remove {name}` to change the model",
+            )
     else:
         choice = embed_model or _default_model(env)
         model = None if choice.lower() == "none" else choice
@@ -70,7 +81,11 @@ def add_paths(
         for f in files:
             src = source_name(f)
             try:
-                chunks = [c for c in file_chunks(f, size=chunk_size, overlap=overlap, fields=fields) if c.text.strip()]
+                chunks = [
+                    c
+                    for c in file_chunks(f, size=chunk_size, overlap=overlap, fields=fields)
+                    if c.text.strip()
+                ]
             except (ValueError, OSError) as exc:
                 report.skipped[src] = str(exc)
                 continue
@@ -82,7 +97,13 @@ def add_paths(
             if row is not None and row[0] == digest:
                 report.unchanged.append(src)
                 continue
-            vectors = embed([f"{c.title}\n{c.text}" if c.title else c.text for c in chunks], idx.embed_model, env=env) if idx.embed_model else None
+            vectors = (
+                embed(
+                    [f"{c.title}\n{c.text}" if c.title else c.text for c in chunks], idx.embed_model, env=env
+                )
+                if idx.embed_model
+                else None
+            )
             outcome = idx.add(src, digest, chunks, vectors)
             getattr(report, outcome).append(src)
             report.chunks += len(chunks)

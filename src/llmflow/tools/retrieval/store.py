@@ -38,7 +38,9 @@ def index_file(index_dir: Path, name: str) -> Path:
 
 def check_name(name: str) -> None:
     if not NAME.match(name or ""):
-        raise IndexError_(f"index name {name!r} is not allowed", hint="use letters, digits, '_' and '-' (up to 64)")
+        raise IndexError_(
+            f"index name {name!r} is not allowed", hint="use letters, digits, '_' and '-' (up to 64)"
+        )
 
 
 def _connect(path: Path) -> Any:
@@ -73,7 +75,31 @@ def _load_vec(conn: Any, can_load: bool) -> bool:
 def fts_query(text: str) -> str:
     """Free text as an FTS5 query: every word, quoted, OR-ed (BM25 ranks by how many match)."""
     words = re.findall(r"\w+", text.lower())
-    stop = {"the", "a", "an", "of", "to", "in", "is", "and", "or", "for", "on", "how", "do", "i", "what", "my", "can", "does", "it", "be", "with", "you", "your"}
+    stop = {
+        "the",
+        "a",
+        "an",
+        "of",
+        "to",
+        "in",
+        "is",
+        "and",
+        "or",
+        "for",
+        "on",
+        "how",
+        "do",
+        "i",
+        "what",
+        "my",
+        "can",
+        "does",
+        "it",
+        "be",
+        "with",
+        "you",
+        "your",
+    }
     keep = [w for w in words if w not in stop] or words
     return " OR ".join(f'"{w}"' for w in dict.fromkeys(keep))
 
@@ -89,7 +115,13 @@ class Hit:
     similarity: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        d = {"source": self.source, "chunk": self.chunk, "title": self.title, "text": self.text, "score": round(self.score, 6)}
+        d = {
+            "source": self.source,
+            "chunk": self.chunk,
+            "title": self.title,
+            "text": self.text,
+            "score": round(self.score, 6),
+        }
         if self.bm25 is not None:
             d["bm25"] = round(self.bm25, 4)
         if self.similarity is not None:
@@ -120,11 +152,17 @@ class Index:
         check_name(name)
         path = index_file(index_dir, name)
         if not path.exists():
-            raise IndexError_(f"retrieval index {name!r} does not exist ({path})", hint=f"create it with `llmflow index add {name} PATH...`")
+            raise IndexError_(
+                f"retrieval index {name!r} does not exist ({path})",
+                hint=f"create it with `llmflow index add {name} PATH...`",
+            )
         conn, can_load = _connect(path)
         idx = cls(path, conn, _load_vec(conn, can_load))
         if idx.embed_model and not idx.vec:
-            raise IndexError_(f"index {name!r} has embeddings but sqlite-vec cannot be loaded here: {INSTALL_LINE}", hint=INSTALL_LINE)
+            raise IndexError_(
+                f"index {name!r} has embeddings but sqlite-vec cannot be loaded here: {INSTALL_LINE}",
+                hint=INSTALL_LINE,
+            )
         return idx
 
     @classmethod
@@ -137,15 +175,26 @@ class Index:
         if embed_model and not vec:
             conn.close()
             path.unlink(missing_ok=True)
-            raise IndexError_(f"embeddings need the sqlite-vec extension, which cannot be loaded here: {INSTALL_LINE}", hint=f"{INSTALL_LINE}, or make a BM25-only index with --embed-model none")
+            raise IndexError_(
+                f"embeddings need the sqlite-vec extension, which cannot be loaded here: {INSTALL_LINE}",
+                hint=f"{INSTALL_LINE}, or make a BM25-only index with --embed-model none",
+            )
         with conn:
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
-            conn.execute("CREATE TABLE IF NOT EXISTS documents (id INTEGER PRIMARY KEY, source TEXT NOT NULL UNIQUE, sha256 TEXT NOT NULL, added_at REAL NOT NULL, chunks INTEGER NOT NULL)")
-            conn.execute("CREATE TABLE IF NOT EXISTS chunks (id INTEGER PRIMARY KEY, doc_id INTEGER NOT NULL REFERENCES documents (id) ON DELETE CASCADE, chunk INTEGER NOT NULL, title TEXT NOT NULL DEFAULT '', text TEXT NOT NULL)")
-            conn.execute("CREATE VIRTUAL TABLE IF NOT EXISTS chunks_fts USING fts5(text, title, content='chunks', content_rowid='id', tokenize='porter unicode61')")
+            conn.execute(
+                "CREATE TABLE IF NOT EXISTS documents (id INTEGER PRIMARY KEY, source TEXT NOT NULL UNIQUE, sha256 TEXT NOT NULL, added_at REAL NOT NULL, chunks INTEGER NOT NULL)"
+            )
+            conn.execute(
+                "CREATE TABLE IF NOT EXISTS chunks (id INTEGER PRIMARY KEY, doc_id INTEGER NOT NULL REFERENCES documents (id) ON DELETE CASCADE, chunk INTEGER NOT NULL, title TEXT NOT NULL DEFAULT '', text TEXT NOT NULL)"
+            )
+            conn.execute(
+                "CREATE VIRTUAL TABLE IF NOT EXISTS chunks_fts USING fts5(text, title, content='chunks', content_rowid='id', tokenize='porter unicode61')"
+            )
             if embed_model:
-                conn.execute(f"CREATE VIRTUAL TABLE IF NOT EXISTS chunks_vec USING vec0(embedding float[{int(dims or 0)}] distance_metric=cosine)")
+                conn.execute(
+                    f"CREATE VIRTUAL TABLE IF NOT EXISTS chunks_vec USING vec0(embedding float[{int(dims or 0)}] distance_metric=cosine)"
+                )
             for k, v in (("embed_model", embed_model or "none"), ("dims", dims), ("created_at", time.time())):
                 conn.execute("INSERT OR IGNORE INTO meta (key, value) VALUES (?, ?)", (k, json.dumps(v)))
         return cls(path, conn, vec)
@@ -162,20 +211,36 @@ class Index:
         with self.conn:
             if row is not None:
                 self._delete(row[0])
-            cur = self.conn.execute("INSERT INTO documents (source, sha256, added_at, chunks) VALUES (?, ?, ?, ?)", (source, content_sha, time.time(), len(chunks)))
+            cur = self.conn.execute(
+                "INSERT INTO documents (source, sha256, added_at, chunks) VALUES (?, ?, ?, ?)",
+                (source, content_sha, time.time(), len(chunks)),
+            )
             doc_id = cur.lastrowid
             for n, ch in enumerate(chunks):
-                cid = self.conn.execute("INSERT INTO chunks (doc_id, chunk, title, text) VALUES (?, ?, ?, ?)", (doc_id, n, ch.title, ch.text)).lastrowid
-                self.conn.execute("INSERT INTO chunks_fts (rowid, text, title) VALUES (?, ?, ?)", (cid, ch.text, ch.title))
+                cid = self.conn.execute(
+                    "INSERT INTO chunks (doc_id, chunk, title, text) VALUES (?, ?, ?, ?)",
+                    (doc_id, n, ch.title, ch.text),
+                ).lastrowid
+                self.conn.execute(
+                    "INSERT INTO chunks_fts (rowid, text, title) VALUES (?, ?, ?)", (cid, ch.text, ch.title)
+                )
                 if vectors is not None:
                     import sqlite_vec
 
-                    self.conn.execute("INSERT INTO chunks_vec (rowid, embedding) VALUES (?, ?)", (cid, sqlite_vec.serialize_float32(vectors[n])))
+                    self.conn.execute(
+                        "INSERT INTO chunks_vec (rowid, embedding) VALUES (?, ?)",
+                        (cid, sqlite_vec.serialize_float32(vectors[n])),
+                    )
         return "updated" if row is not None else "added"
 
     def _delete(self, doc_id: int) -> None:
-        for cid, title, text in self.conn.execute("SELECT id, title, text FROM chunks WHERE doc_id = ?", (doc_id,)).fetchall():
-            self.conn.execute("INSERT INTO chunks_fts (chunks_fts, rowid, text, title) VALUES ('delete', ?, ?, ?)", (cid, text, title))
+        for cid, title, text in self.conn.execute(
+            "SELECT id, title, text FROM chunks WHERE doc_id = ?", (doc_id,)
+        ).fetchall():
+            self.conn.execute(
+                "INSERT INTO chunks_fts (chunks_fts, rowid, text, title) VALUES ('delete', ?, ?, ?)",
+                (cid, text, title),
+            )
             if self.embed_model:
                 self.conn.execute("DELETE FROM chunks_vec WHERE rowid = ?", (cid,))
         self.conn.execute("DELETE FROM chunks WHERE doc_id = ?", (doc_id,))
@@ -184,10 +249,22 @@ class Index:
     # -- reading ------------------------------------------------------------------------------
     def stats(self) -> dict[str, Any]:
         docs = self.conn.execute("SELECT COUNT(*), COALESCE(SUM(chunks), 0) FROM documents").fetchone()
-        return {"name": self.name, "path": str(self.path), "documents": docs[0], "chunks": docs[1], "embed_model": self.embed_model or "none", "dims": self.meta.get("dims")}
+        return {
+            "name": self.name,
+            "path": str(self.path),
+            "documents": docs[0],
+            "chunks": docs[1],
+            "embed_model": self.embed_model or "none",
+            "dims": self.meta.get("dims"),
+        }
 
     def documents(self) -> list[dict[str, Any]]:
-        return [{"source": s, "chunks": c, "sha256": h, "added_at": t} for s, c, h, t in self.conn.execute("SELECT source, chunks, sha256, added_at FROM documents ORDER BY source")]
+        return [
+            {"source": s, "chunks": c, "sha256": h, "added_at": t}
+            for s, c, h, t in self.conn.execute(
+                "SELECT source, chunks, sha256, added_at FROM documents ORDER BY source"
+            )
+        ]
 
     def _rows(self, ids: list[int]) -> dict[int, tuple[str, int, str, str]]:
         if not ids:
@@ -200,13 +277,19 @@ class Index:
         q = fts_query(query)
         if not q:
             return []
-        rows = self.conn.execute("SELECT rowid, bm25(chunks_fts) FROM chunks_fts WHERE chunks_fts MATCH ? ORDER BY bm25(chunks_fts) LIMIT ?", (q, k)).fetchall()
+        rows = self.conn.execute(
+            "SELECT rowid, bm25(chunks_fts) FROM chunks_fts WHERE chunks_fts MATCH ? ORDER BY bm25(chunks_fts) LIMIT ?",
+            (q, k),
+        ).fetchall()
         return [(int(r[0]), -float(r[1])) for r in rows]  # FTS5's bm25 is lower-is-better
 
     def nearest(self, vector: list[float], k: int) -> list[tuple[int, float]]:
         import sqlite_vec
 
-        rows = self.conn.execute("SELECT rowid, distance FROM chunks_vec WHERE embedding MATCH ? AND k = ? ORDER BY distance", (sqlite_vec.serialize_float32(vector), k)).fetchall()
+        rows = self.conn.execute(
+            "SELECT rowid, distance FROM chunks_vec WHERE embedding MATCH ? AND k = ? ORDER BY distance",
+            (sqlite_vec.serialize_float32(vector), k),
+        ).fetchall()
         return [(int(r[0]), 1.0 - float(r[1])) for r in rows]
 
     def search(self, query: str, top_k: int = 5, mode: str = "hybrid", *, env: Any = None) -> list[Hit]:
@@ -233,7 +316,11 @@ class Index:
                     scores[cid] = scores.get(cid, 0.0) + 1.0 / (RRF_K + rank)
         best = sorted(scores, key=lambda c: -scores[c])[:top_k]
         rows = self._rows(best)
-        return [Hit(rows[c][0], rows[c][1], rows[c][3], scores[c], rows[c][2], b.get(c), s.get(c)) for c in best if c in rows]
+        return [
+            Hit(rows[c][0], rows[c][1], rows[c][3], scores[c], rows[c][2], b.get(c), s.get(c))
+            for c in best
+            if c in rows
+        ]
 
 
 def sha256_of(path: Path) -> str:
