@@ -41,8 +41,9 @@ run: install
 test: install-dev
 	$(BIN)/python -m pytest
 
-## ruff check (rules in pyproject.toml) and mypy (strict on model/; see [tool.mypy])
+## ruff format --check, ruff check (rules in pyproject.toml) and mypy (strict on model/; see [tool.mypy])
 lint: install-dev
+	$(BIN)/python -m ruff format --check src tests bench scripts
 	$(BIN)/python -m ruff check src tests bench scripts
 	$(BIN)/python -m mypy
 
