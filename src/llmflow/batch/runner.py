@@ -222,9 +222,9 @@ class BatchDriver:
             rec,
             [
                 NewEvent(E.RUN_CREATED, f"Run created for flow {loaded.flow.name}"),
-                NewEvent(E.RUN_FAILED, f"Run failed: {error}", payload=RunFailed(error=error)),
+                NewEvent(E.RUN_FAILED, f"Run failed: {error}", payload=RunFailed(error=error)),  # type: ignore[call-arg]  # engine payloads take their fields by keyword (engine/payloads.py)
             ],
-        )  # type: ignore[call-arg]  # engine payloads take their fields by keyword (engine/payloads.py)
+        )
         return False
 
     def _rerun_in_place(self, run_id: str) -> bool:

@@ -212,8 +212,11 @@ class PydanticAIProvider:
         title = re.sub(r"[^A-Za-z0-9_-]", "_", str(schema.get("title") or "output"))[:64]
         output = OutputObjectDefinition(json_schema=schema, name=title, description=schema.get("description"))
         return ModelRequestParameters(
-            function_tools=function_tools, output_mode=mode, output_object=output, allow_text_output=True
-        )  # type: ignore[arg-type]  # mode is "native" or "prompted"
+            function_tools=function_tools,
+            output_mode=mode,  # type: ignore[arg-type]  # mode is "native" or "prompted"
+            output_object=output,
+            allow_text_output=True,
+        )
 
     def _settings(self, request: ModelRequest) -> dict[str, Any]:
         # Retries are the engine's job (it honours Retry-After and records attempts), not the SDK's.
@@ -244,8 +247,8 @@ class PydanticAIProvider:
                 stream_cm = model_request_stream(
                     model,
                     messages,
-                    model_settings=self._settings(request),
-                    model_request_parameters=parameters,  # type: ignore[arg-type]  # a ModelSettings TypedDict
+                    model_settings=self._settings(request),  # type: ignore[arg-type]  # a ModelSettings TypedDict
+                    model_request_parameters=parameters,
                 )
                 async with stream_cm as response:
                     async for event in response:

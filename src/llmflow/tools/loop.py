@@ -122,12 +122,12 @@ async def run_loop(
                 ctx,
                 model=model,
                 model_source=model_source,
-                messages=msgs,
+                messages=msgs,  # type: ignore[arg-type]  # with tools, messages are ChatMessages (engine/ports.py LlmGateway)
                 params=params,
                 output_schema=schema,
                 stream=stream,
                 tools=defs,
-            )  # type: ignore[arg-type]  # with tools, messages are ChatMessages (engine/ports.py LlmGateway)
+            )
             calls = _with_ids(list(res.tool_calls), rounds)
             text = res.text
             if not calls:
