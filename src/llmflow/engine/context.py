@@ -63,8 +63,9 @@ def template_context(
         "agent": unit_vars.get("agent_spec") or {},
     }
     if n is not None and n.scope:
-        loop_id, _, it = n.scope.partition("#")
-        ctx["loop"] = {"id": loop_id, "iteration": int(it)}
+        # the innermost loop: a nested loop's scope is "outer#1/inner#2"
+        loop_id, _, it = n.scope.rpartition("#")
+        ctx["loop"] = {"id": loop_id.rsplit("/", 1)[-1], "iteration": int(it)}
     if extra:
         ctx.update(extra)
     return ctx

@@ -717,7 +717,9 @@ class _Decider(HumanDecisions):
                 n.id,
                 payload=StepStarted(kind=spec.kind, units=[]),
             )
-            out = {c.id: st.nodes[c.id].output for c in spec.steps}
+            # inside a loop body the children's node ids carry the iteration's scope
+            prefix = f"{n.scope}/" if n.scope else ""
+            out = {c.id: st.nodes[prefix + c.id].output for c in spec.steps}
             self.ev(
                 E.STEP_COMPLETED,
                 f"Step {n.short_id} completed (barrier of {len(out)})",
