@@ -8,8 +8,9 @@ import pytest
 
 import llmflow
 from llmflow.errors import CompositionError, FlowNotFoundError, FlowValidationError
-from llmflow.model.compose import compose, find_target
+from llmflow.model.compose import compose
 from llmflow.model.loader import list_flows, load_flow, validate_flow
+from llmflow.model.targets import find_target
 
 ROOT = Path(__file__).resolve().parents[2]
 JUDGES = ROOT / "examples" / "judges"

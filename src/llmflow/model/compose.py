@@ -17,6 +17,9 @@ Command-line overrides whose first key is a flow field (``model``, ``agents.x.mo
 a config group apply to the flow: ``+model=x`` means ``+flows.<name>.model=x`` in group
 mode, ``parameters.k=v`` means ``tox.parameters.k=v`` for a file wrapping its flow in
 ``tox:``. The full key always works too.
+
+Finding the flow to compose is :mod:`llmflow.model.targets`; checking a file's YAML before
+Hydra reads it, :mod:`llmflow.model.yaml_checks`.
 """
 
 from __future__ import annotations
@@ -27,20 +30,10 @@ from typing import Any
 
 import yaml
 
-from llmflow.errors import CompositionError, FlowNotFoundError, FlowValidationError, LlmflowError
-from llmflow.model import limits
-from llmflow.model.diagnostics import Diagnostic, Location, did_you_mean
-from llmflow.model.sourcemap import (
-    SourceMap,
-    TooDeep,
-    duplicate_keys,
-    expanded_size,
-    load_yaml,
-    package_header,
-    yaml_tree,
-)
-
-MAX_NODES = 200_000  # YAML values in one file, counting what aliases repeat
+from llmflow.errors import CompositionError, FlowValidationError, LlmflowError
+from llmflow.model.sourcemap import SourceMap, load_yaml, package_header, yaml_tree
+from llmflow.model.targets import Target, display_path
+from llmflow.model.yaml_checks import check_yaml_file, yaml_error_diagnostic
 
 OVERRIDE_HINT = (
     "overrides use Hydra's grammar: key=value, +key=value (add), ++key=value (add or change), "
@@ -56,20 +49,6 @@ FLOW_KEYS = frozenset(
 
 
 @dataclass
-class Target:
-    """What to compose: a config dir and either a group flow name or a primary file."""
-
-    config_dir: Path
-    config_name: str | None  # primary config (None: no primary)
-    flow_name: str | None  # a flow in the `flows/` group
-    flow_file: Path
-
-    @property
-    def mode(self) -> str:
-        return "group" if self.flow_name else "file"
-
-
-@dataclass
 class Composed:
     target: Target
     document: dict[str, Any]  # the flow mapping, resolved
@@ -80,177 +59,6 @@ class Composed:
     root_sources: SourceMap = field(default_factory=SourceMap)  # key paths from the config root
     flow_path: tuple[str, ...] = ()  # where the flow sits in the composed config
     applied: list[str] = field(default_factory=list)  # the overrides given to Hydra
-
-
-def display_path(path: Path | str) -> str:
-    """A path as messages show it: relative to the working directory when inside it."""
-    p = Path(path)
-    try:
-        return str(p.resolve().relative_to(Path.cwd()))
-    except (ValueError, OSError):
-        return str(p)
-
-
-def _looks_like_conf_dir(d: Path) -> bool:
-    return (d / "config.yaml").exists() or (d / "flows").is_dir() or (d / "agents").is_dir()
-
-
-def find_target(name_or_path: str, config_dir: str | Path | None = None) -> Target:
-    """Resolve a flow name (in ``<config_dir>/flows``), a flow file, or a directory holding
-    ``flow.yaml`` or a ``conf/`` dir. Raises FlowNotFoundError with what is available."""
-    if not name_or_path or "\x00" in name_or_path:
-        raise FlowNotFoundError(
-            f"{name_or_path!r} is not a flow name or path", hint="give a flow file (.yaml) or a flow name"
-        )
-    p = Path(name_or_path)
-    try:
-        exists = p.exists()
-    except (OSError, ValueError):
-        exists = False
-    if p.suffix in (".yaml", ".yml") or exists:
-        if exists and p.is_dir():
-            if (p / "flow.yaml").exists():
-                p = p / "flow.yaml"
-            elif (p / "conf").is_dir():
-                return _target_in_conf(name_or_path, p)
-            elif _looks_like_conf_dir(p):
-                return _target_in_conf(name_or_path, p, conf=p)
-            elif len(books := sorted(p.glob("*_playbook.yaml"))) == 1:
-                p = books[0]  # a SuperOptiX agent's directory (llmflow.model.playbook)
-            else:
-                raise FlowNotFoundError(
-                    f"{name_or_path}: directory has no flow.yaml and no conf/ directory",
-                    hint="give a flow file (.yaml), a directory with flow.yaml or conf/, or a flow name",
-                )
-        if not p.is_file():
-            raise FlowNotFoundError(f"{name_or_path}: no such flow file", hint="check the path")
-        p = p.resolve()
-        if p.parent.name == "flows" and _looks_like_conf_dir(p.parent.parent):
-            conf = p.parent.parent
-            return Target(conf, "config" if (conf / "config.yaml").exists() else None, p.stem, p)
-        return Target(p.parent, p.stem, None, p)
-    conf = Path(config_dir or "conf").resolve()
-    f = conf / "flows" / f"{name_or_path}.yaml"
-    if "/" not in name_or_path and f.exists():
-        return Target(conf, "config" if (conf / "config.yaml").exists() else None, name_or_path, f)
-    available = list_flow_names(conf)
-    hint = did_you_mean(name_or_path, available) or (
-        f"available flows in {conf}: {', '.join(available)}"
-        if available
-        else f"no flows in {conf}/flows; give a path to a flow file or set --config-dir"
-    )
-    raise FlowNotFoundError(f"no flow named {name_or_path!r}", hint=hint)
-
-
-def _target_in_conf(name_or_path: str, p: Path, conf: Path | None = None) -> Target:
-    conf = (conf or p / "conf").resolve()
-    flows = sorted((conf / "flows").glob("*.yaml")) if (conf / "flows").is_dir() else []
-    chosen = [f for f in flows if f.stem == p.resolve().name] or flows
-    if len(chosen) != 1:
-        names = ", ".join(f.stem for f in flows) or "none"
-        raise FlowNotFoundError(
-            f"{name_or_path}: cannot tell which flow to use in {conf / 'flows'} (flows: {names})",
-            hint=f"name the flow: llmflow ... NAME -C {conf}",
-        )
-    return Target(conf, "config" if (conf / "config.yaml").exists() else None, chosen[0].stem, chosen[0])
-
-
-def list_flow_names(conf: Path) -> list[str]:
-    d = Path(conf) / "flows"
-    return sorted(f.stem for f in d.glob("*.yaml")) if d.is_dir() else []
-
-
-# -- YAML problems become diagnostics -------------------------------------------------------
-
-
-def yaml_error_diagnostic(exc: yaml.YAMLError, file: str) -> Diagnostic:
-    mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
-    where = (
-        display_path(mark.name) if mark is not None and mark.name and not mark.name.startswith("<") else file
-    )
-    loc = Location(where, mark.line + 1 if mark else None, mark.column + 1 if mark else None)
-    problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-    context = getattr(exc, "context", None)
-    if context and "duplicate key" not in str(problem):
-        problem = f"{problem} ({context})"
-    return Diagnostic("yaml-syntax", f"invalid YAML: {problem}", "", "fix the YAML syntax", loc)
-
-
-def check_yaml_text(text: str, file: str) -> list[Diagnostic]:
-    """YAML syntax errors, duplicate keys (which YAML would silently drop), and documents
-    past the size and nesting limits (:mod:`llmflow.model.limits`)."""
-    lim = limits.current()
-    if len(text) > lim.flow_bytes:
-        return [
-            Diagnostic(
-                "too-large",
-                f"the flow document is {len(text)} characters long, more than {lim.flow_bytes} (LLMFLOW_MAX_FLOW_BYTES)",
-                "",
-                "split it into flows that call each other",
-                Location(file),
-            )
-        ]
-    try:
-        tree = yaml_tree(text)
-    except TooDeep as exc:
-        mark = exc.problem_mark
-        return [
-            Diagnostic(
-                "too-deep",
-                str(exc.problem),
-                "",
-                "flatten it: nest steps in fewer groups, values in fewer levels",
-                Location(file, mark.line + 1 if mark else None, mark.column + 1 if mark else None),
-            )
-        ]
-    except yaml.YAMLError as exc:
-        return [yaml_error_diagnostic(exc, file)]
-    if expanded_size(tree) > MAX_NODES:
-        return [
-            Diagnostic(
-                "yaml-syntax",
-                f"the document is too large: more than {MAX_NODES} values once YAML aliases are expanded, or an alias refers to itself",
-                "",
-                "write the values out without '&' anchors and '*' aliases, or use ${...} interpolation",
-                Location(file),
-            )
-        ]
-    out = []
-    for key, line, col, first in duplicate_keys(tree):
-        out.append(
-            Diagnostic(
-                "yaml-syntax",
-                f"duplicate key '{key}' (first at line {first})",
-                "",
-                "keep one; YAML would silently use the last",
-                Location(file, line, col),
-            )
-        )
-    return out
-
-
-def _check_yaml(path: Path) -> None:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        reason = getattr(exc, "strerror", None) or str(exc)
-        raise FlowNotFoundError(f"{path}: cannot read ({reason})") from None
-    diags = check_yaml_text(text, display_path(path))
-    if not diags:
-        tree = yaml_tree(text)
-        if tree is not None and not isinstance(tree, yaml.MappingNode):
-            kind = "a list" if isinstance(tree, yaml.SequenceNode) else f"the value {tree.value!r}"
-            diags = [
-                Diagnostic(
-                    "invalid-value",
-                    f"a flow file must hold a mapping, got {kind}",
-                    "",
-                    "start with 'name:' and 'steps:' (or one key wrapping them)",
-                    Location(display_path(path), tree.start_mark.line + 1, tree.start_mark.column + 1),
-                )
-            ]
-    if diags:
-        raise FlowValidationError(diags)
 
 
 # -- composition ----------------------------------------------------------------------------
@@ -264,7 +72,7 @@ def compose(target: Target, overrides: list[str] | None = None) -> Composed:
     for o in overrides:
         if not o.lstrip("+~").split("=")[0].strip():
             raise CompositionError(f"override {o!r} has no key", hint=OVERRIDE_HINT)
-    _check_yaml(target.flow_file)
+    check_yaml_file(target.flow_file)
     shown: dict[str, str] = {}  # override given to Hydra -> as the user wrote it
     try:
         return _compose(target, overrides, shown)

@@ -22,7 +22,8 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment
 from jinja2.utils import missing as _MISSING
 
 from llmflow.errors import TemplateError
-from llmflow.model.sandbox import GUARDS, RenderTimeout, Sandbox, ValueTooLarge, budget
+from llmflow.model.sandbox import GUARDS, RenderTimeout, Sandbox, budget
+from llmflow.model.template_sizes import ValueTooLarge
 
 NAMESPACES = ("inputs", "steps", "item", "matrix", "run", "agent", "parameters", "loop")
 # Jinja's own globals: always available, never a reference to flow data

@@ -7,13 +7,16 @@
   need; with explicit ``needs`` the route is added, so a route always decides whether its
   targets run.
 - ``loop`` bodies stay inside their loop node (they repeat); they form their own pipeline.
+
+:func:`strongly_connected` finds the cycles of a graph (validation reports them).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from llmflow.model.spec import Flow, LoopStep, ParallelStep, RouteStep, StepSpec
+from llmflow.model.flow_spec import FlowSpec
+from llmflow.model.step_specs import LoopStep, ParallelStep, RouteStep, StepSpec
 
 
 @dataclass(frozen=True)
@@ -129,7 +132,7 @@ def build_graph(steps: list[StepSpec]) -> Graph:
     return g
 
 
-def flow_graph(flow: Flow) -> Graph:
+def flow_graph(flow: FlowSpec) -> Graph:
     return build_graph(flow.steps)
 
 
@@ -181,7 +184,7 @@ _STATUS_COLOURS = {
 }
 
 
-def to_mermaid(flow: Flow, statuses: dict[str, str] | None = None) -> str:
+def to_mermaid(flow: FlowSpec, statuses: dict[str, str] | None = None) -> str:
     """The step graph as Mermaid ``flowchart`` text.
 
     Routes are hexagons with ``route`` edges to their targets, parallel groups are
@@ -226,7 +229,7 @@ def to_mermaid(flow: Flow, statuses: dict[str, str] | None = None) -> str:
     return "\n".join(lines) + "\n"
 
 
-def to_json(flow: Flow) -> dict[str, list[dict[str, object]]]:
+def to_json(flow: FlowSpec) -> dict[str, list[dict[str, object]]]:
     """The step graph as plain nodes and edges, for a layout library to place (the web
     console feeds it to dagre). The same graph as :func:`to_mermaid`:
 
@@ -262,3 +265,47 @@ def to_json(flow: Flow) -> dict[str, list[dict[str, object]]]:
             if d in g.nodes:
                 edge(d, nid, "route" if targets.get(nid) == d else "")
     return {"nodes": nodes, "edges": edges}
+
+
+def strongly_connected(g: Graph) -> list[list[str]]:
+    """Tarjan's algorithm, iterative; components in definition order."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    on: set[str] = set()
+    stack: list[str] = []
+    out: list[list[str]] = []
+    counter = 0
+    for root in g.order:
+        if root in index:
+            continue
+        work: list[tuple[str, int]] = [(root, 0)]
+        while work:
+            v, i = work.pop()
+            if i == 0:
+                index[v] = low[v] = counter
+                counter += 1
+                stack.append(v)
+                on.add(v)
+            needs = [d for d in g.nodes[v].needs if d in g.nodes]
+            if i < len(needs):
+                work.append((v, i + 1))
+                w = needs[i]
+                if w not in index:
+                    work.append((w, 0))
+                elif w in on:
+                    low[v] = min(low[v], index[w])
+                continue
+            if low[v] == index[v]:
+                comp: list[str] = []
+                while True:
+                    w = stack.pop()
+                    on.discard(w)
+                    comp.append(w)
+                    if w == v:
+                        break
+                members = set(comp)
+                out.append(comp if len(comp) == 1 else [n for n in g.order if n in members])
+            if work:
+                parent = work[-1][0]
+                low[parent] = min(low[parent], low[v])
+    return out

@@ -1,4 +1,5 @@
-"""Load a flow by name or path: compose -> validate -> Flow, with provenance."""
+"""Load a flow by name or path: compose -> validate -> Flow (:mod:`llmflow.model.reading`),
+kept with its provenance and secrets (:class:`LoadedFlow`)."""
 
 from __future__ import annotations
 
@@ -7,14 +8,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from llmflow.errors import FlowValidationError
-from llmflow.model.compose import Composed, compose, display_path, find_target, list_flow_names
+from llmflow.model.compose import Composed
 from llmflow.model.diagnostics import Diagnostic, Location, format_path
-from llmflow.model.sourcemap import SourceMap, load_yaml, yaml_tree
-from llmflow.model.spec import Flow, dump_yaml
-from llmflow.model.validate import validate_document
+from llmflow.model.flow_spec import dump_yaml
+from llmflow.model.reading import read_flow_file, read_flow_text
+from llmflow.model.sourcemap import SourceMap
+from llmflow.model.spec import Flow
+from llmflow.model.targets import list_flow_names
 
 # an environment variable whose value is a secret: its value is used, never stored or shown
 SECRET_NAME = re.compile(
@@ -219,78 +220,13 @@ def load_flow(
     config_dir: str | Path | None = None,
 ) -> LoadedFlow:
     """Compose and validate a flow; raises FlowValidationError with every problem."""
-    target = find_target(str(name_or_path), config_dir)
-    composed = compose(target, overrides or [])
-    doc = composed.document
-    if "orchestra" in doc and "steps" not in doc:
-        from llmflow.model.orchestra import orchestra_to_flow
-
-        doc = orchestra_to_flow(doc, default_name=target.flow_file.stem)
-    doc = _from_playbook(doc, target.flow_file.stem, display_path(target.flow_file))
-    if "name" not in doc:
-        # named after the key wrapping it (`tox: {...}`, `flows.judges`), else the file
-        if composed.flow_path:
-            name, origin = composed.flow_path[-1], f"default: the key '{'.'.join(composed.flow_path)}'"
-        else:
-            name, origin = (
-                target.flow_name or target.flow_file.stem,
-                f"default: named after {target.flow_file.name}",
-            )
-        doc = {"name": name, **doc}
-        composed.sources.entries[("name",)] = Location(origin=origin)
-    flow, diags = validate_document(doc, composed.sources, display_path(target.flow_file))
-    if diags or flow is None:
-        raise FlowValidationError(diags)
-    return LoadedFlow(flow, composed, display_path(target.flow_file))
-
-
-def _from_playbook(doc: Any, default_name: str, file: str = "<text>") -> Any:
-    """A SuperOptiX playbook (``kind: AgentSpec``) is read as the flow it describes; a
-    FlowRunner flow file (steps of actions) is converted, with a provenance note;
-    Buttermilk's agent shapes are expanded or refused (model/variants.py)."""
-    from llmflow.model.flowrunner import flowrunner_to_flow, is_flowrunner
-    from llmflow.model.playbook import is_playbook, playbook_to_flow
-
-    if is_flowrunner(doc):
-        return flowrunner_to_flow(doc, default_name=default_name, file=file)
-    if is_playbook(doc):
-        return playbook_to_flow(doc, default_name=default_name)
-    from llmflow.model.variants import expand_buttermilk  # agents' variants, orchestrator -> conductor
-
-    return expand_buttermilk(doc, file)
+    return LoadedFlow(*read_flow_file(Flow, name_or_path, overrides, config_dir))
 
 
 def parse_flow_text(text: str, file: str = "<text>") -> Flow:
     """Validate a flow written as YAML text (no composition, no interpolation).
     Raises FlowValidationError with every problem."""
-    from llmflow.model.compose import check_yaml_text, yaml_error_diagnostic
-
-    if not isinstance(text, str):
-        raise TypeError(f"parse_flow_text takes YAML text, got {type(text).__name__}")
-    diags = check_yaml_text(text, file)
-    if diags:
-        raise FlowValidationError(diags)
-    try:
-        tree = yaml_tree(text)
-        doc = load_yaml(text)
-    except yaml.YAMLError as exc:
-        raise FlowValidationError([yaml_error_diagnostic(exc, file)]) from None
-    except (ValueError, TypeError, OverflowError) as exc:  # e.g. a date YAML cannot build
-        raise FlowValidationError(
-            [Diagnostic("yaml-syntax", f"invalid YAML value: {exc}", "", "quote the value", Location(file))]
-        ) from None
-    sm = SourceMap()
-    if tree is not None:
-        sm.set_tree((), tree, file, None)
-    if isinstance(doc, dict) and "orchestra" in doc and "steps" not in doc:
-        from llmflow.model.orchestra import orchestra_to_flow
-
-        doc = orchestra_to_flow(doc)
-    doc = _from_playbook(doc, "agent", file)
-    flow, diags = validate_document(doc, sm, file)
-    if diags or flow is None:
-        raise FlowValidationError(diags)
-    return flow
+    return read_flow_text(Flow, text, file)
 
 
 def validate_flow(

@@ -13,14 +13,14 @@ from pydantic import BaseModel
 
 from llmflow.model.diagnostics import did_you_mean
 from llmflow.model.expressions import JINJA_GLOBALS, NAMESPACES, analyse
-from llmflow.model.graph import Graph, build_graph
-from llmflow.model.spec import (
+from llmflow.model.flow_spec import FlowSpec
+from llmflow.model.graph import Graph, strongly_connected
+from llmflow.model.scopes import Scopes
+from llmflow.model.step_specs import (
     BroadcastStep,
     ConductorStep,
-    Flow,
     LlmStep,
     LoopStep,
-    ParallelStep,
     RouteStep,
     StepSpec,
 )
@@ -30,110 +30,13 @@ if TYPE_CHECKING:
     from llmflow.model.collector import Collector
 
 
-class _Scopes:
-    """Which loop body each step belongs to, and every step's enclosing groups."""
-
-    def __init__(self, flow: Flow) -> None:
-        self.loop_of: dict[str, str | None] = {}  # step id -> innermost loop (None: top level)
-        self.loops: dict[str, LoopStep] = {}
-        self.members: dict[str, list[str]] = {}  # parallel/loop id -> every step inside it
-        self.graphs: dict[str | None, Graph] = {None: build_graph(flow.steps)}
-
-        def walk(steps: list[StepSpec], loop: str | None) -> list[str]:
-            ids: list[str] = []
-            for s in steps:
-                self.loop_of[s.id] = loop
-                ids.append(s.id)
-                if isinstance(s, LoopStep):
-                    self.loops[s.id] = s
-                    self.graphs[s.id] = build_graph(s.steps)
-                    self.members[s.id] = walk(s.steps, s.id)
-                    ids += self.members[s.id]
-                elif isinstance(s, ParallelStep):
-                    self.members[s.id] = walk(s.steps, loop)
-                    ids += self.members[s.id]
-            return ids
-
-        walk(flow.steps, None)
-        # upstream sets as bitsets over the step ids: a flow of n steps costs O(n^2 / 64)
-        # word operations at worst (a chain), not O(n^2) set insertions
-        self._bit: dict[str, int] = {sid: 1 << i for i, sid in enumerate(self.loop_of)}
-        self._closure: dict[tuple[str | None, str], int] = {}
-        self._anc: dict[str, int] = {}
-        self._members: dict[str, int] = {}
-
-    def enclosing_loops(self, sid: str) -> set[str]:
-        out: set[str] = set()
-        loop = self.loop_of.get(sid)
-        while loop is not None and loop not in out:
-            out.add(loop)
-            loop = self.loop_of.get(loop)
-        return out
-
-    def _closure_of(self, scope: str | None, start: str) -> int:
-        """``start`` and every step reachable from it through needs (in the graph of
-        ``scope``) and group membership (a finished group's steps have finished too).
-        Iterative, memoised; a cycle (reported elsewhere) only makes the sets smaller."""
-        g = self.graphs.get(scope)
-        memo = self._closure
-        stack: list[tuple[str, bool]] = [(start, False)]
-        busy: set[str] = set()
-        while stack:
-            d, expanded = stack.pop()
-            if (scope, d) in memo:
-                continue
-            nexts = [*self.members.get(d, ()), *(g.nodes[d].needs if g is not None and d in g.nodes else ())]
-            if not expanded:
-                if d in busy:
-                    continue  # a cycle
-                busy.add(d)
-                stack.append((d, True))
-                stack.extend((n, False) for n in nexts if (scope, n) not in memo and n in self._bit)
-                continue
-            bits = self._bit.get(d, 0)
-            for n in nexts:
-                bits |= memo.get((scope, n), self._bit.get(n, 0))
-            memo[(scope, d)] = bits
-        return memo.get((scope, start), self._bit.get(start, 0))
-
-    def _ancestor_bits(self, sid: str) -> int:
-        if sid in self._anc:
-            return self._anc[sid]
-        self._anc[sid] = 0  # cycle guard
-        loop = self.loop_of.get(sid)
-        g = self.graphs.get(loop)
-        bits = 0
-        for d in g.nodes[sid].needs if g is not None and sid in g.nodes else ():
-            bits |= self._closure_of(loop, d)
-        if loop is not None:  # earlier body steps, and last iteration's
-            bits |= self._members_bits(loop) & ~self._bit.get(sid, 0)
-            bits |= self._ancestor_bits(loop)
-        self._anc[sid] = bits
-        return bits
-
-    def _members_bits(self, group: str) -> int:
-        if group not in self._members:
-            bits = 0
-            for m in self.members.get(group, ()):
-                bits |= self._bit.get(m, 0)
-            self._members[group] = bits
-        return self._members[group]
-
-    def in_group(self, group: str, sid: str) -> bool:
-        return bool(self._members_bits(group) & self._bit.get(sid, 0))
-
-    def runs_before(self, sid: str, other: str) -> bool:
-        """Whether ``other`` has finished whenever ``sid`` runs."""
-        return bool(self._ancestor_bits(sid) & self._bit.get(other, 0))
-
-
 def check_references(
-    c: Collector, flow: Flow, bad_ids: set[str], dropped_inputs: set[str], dropped_agents: set[str]
+    c: Collector, flow: FlowSpec, bad_ids: set[str], dropped_inputs: set[str], dropped_agents: set[str]
 ) -> None:
     paths: dict[str, tuple[Any, ...]] = dict(c.all_ids)
     ids = {i for i in c.all_ids if i not in bad_ids}
     known = list(c.all_ids)
-    scopes = _Scopes(flow)
+    scopes = Scopes(flow)
 
     def known_hint(name: str) -> str:
         return did_you_mean(name, known) or f"known steps: {', '.join(known)}"
@@ -223,7 +126,7 @@ def _check_route_target(
     t: str,
     path: tuple[Any, ...],
     paths: dict[str, Any],
-    scopes: _Scopes,
+    scopes: Scopes,
     known_hint: Any,
 ) -> None:
     if t not in paths:
@@ -239,7 +142,7 @@ def _check_route_target(
         )
 
 
-def _check_agents(c: Collector, flow: Flow, s: StepSpec, p: tuple[Any, ...], dropped: set[str]) -> None:
+def _check_agents(c: Collector, flow: FlowSpec, s: StepSpec, p: tuple[Any, ...], dropped: set[str]) -> None:
     refs: list[tuple[str, tuple[Any, ...]]] = []
     if isinstance(s, LlmStep) and s.agent:
         refs.append((s.agent, (*p, "agent")))
@@ -268,9 +171,9 @@ def _check_agents(c: Collector, flow: Flow, s: StepSpec, p: tuple[Any, ...], dro
             c.add("unknown-agent", f"step '{s.id}' uses unknown agent '{name}'", ap, hint)
 
 
-def _check_cycles(c: Collector, scopes: _Scopes, paths: dict[str, tuple[Any, ...]]) -> None:
+def _check_cycles(c: Collector, scopes: Scopes, paths: dict[str, tuple[Any, ...]]) -> None:
     for g in scopes.graphs.values():
-        for comp in _strongly_connected(g):
+        for comp in strongly_connected(g):
             if len(comp) < 2:
                 continue  # a step needing itself is reported with its needs
             sub = Graph({n: g.nodes[n] for n in comp}, [n for n in g.order if n in comp])
@@ -290,50 +193,6 @@ def _check_cycles(c: Collector, scopes: _Scopes, paths: dict[str, tuple[Any, ...
                 (*paths.get(first, ("steps",)), "needs"),
                 hint,
             )
-
-
-def _strongly_connected(g: Graph) -> list[list[str]]:
-    """Tarjan's algorithm, iterative; components in definition order."""
-    index: dict[str, int] = {}
-    low: dict[str, int] = {}
-    on: set[str] = set()
-    stack: list[str] = []
-    out: list[list[str]] = []
-    counter = 0
-    for root in g.order:
-        if root in index:
-            continue
-        work: list[tuple[str, int]] = [(root, 0)]
-        while work:
-            v, i = work.pop()
-            if i == 0:
-                index[v] = low[v] = counter
-                counter += 1
-                stack.append(v)
-                on.add(v)
-            needs = [d for d in g.nodes[v].needs if d in g.nodes]
-            if i < len(needs):
-                work.append((v, i + 1))
-                w = needs[i]
-                if w not in index:
-                    work.append((w, 0))
-                elif w in on:
-                    low[v] = min(low[v], index[w])
-                continue
-            if low[v] == index[v]:
-                comp: list[str] = []
-                while True:
-                    w = stack.pop()
-                    on.discard(w)
-                    comp.append(w)
-                    if w == v:
-                        break
-                members = set(comp)
-                out.append(comp if len(comp) == 1 else [n for n in g.order if n in members])
-            if work:
-                parent = work[-1][0]
-                low[parent] = min(low[parent], low[v])
-    return out
 
 
 def _templates_of(s: StepSpec) -> list[tuple[tuple[Any, ...], str, bool]]:
@@ -369,9 +228,9 @@ def _templates_of(s: StepSpec) -> list[tuple[tuple[Any, ...], str, bool]]:
 
 def _check_template(
     c: Collector,
-    flow: Flow,
+    flow: FlowSpec,
     step: StepSpec | None,
-    scopes: _Scopes,
+    scopes: Scopes,
     text: str,
     path: tuple[Any, ...],
     is_cond: bool,

@@ -22,7 +22,8 @@ The checks hook Jinja where it is designed to be hooked: the sandbox's ``call`` 
 ``call_binop`` (``intercepted_binops``), the filter table, the globals, and one pass over
 the parsed template (``_generate``) that routes loop iterables, ``~`` concatenations and
 output through the guards. Only :func:`llmflow.model.expressions.render` /
-``evaluate`` open a budget; the size checks hold without one.
+``evaluate`` open a budget; the size checks hold without one. What a value weighs and what
+an operation would build are :mod:`llmflow.model.template_sizes`.
 
 The deadline reads a monotonic clock: it is a watchdog on CPU time, never an input to a
 decision (a render either finishes well inside it or fails the same way every time).
@@ -31,7 +32,6 @@ decision (a render either finishes well inside it or fails the same way every ti
 from __future__ import annotations
 
 import functools
-import re
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -40,24 +40,27 @@ from dataclasses import dataclass
 from typing import Any
 
 from jinja2 import StrictUndefined, nodes
-from jinja2.exceptions import SecurityError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 from jinja2.utils import pass_context
 from jinja2.visitor import NodeTransformer
 
 from llmflow.model import limits as _limits
+from llmflow.model.template_sizes import (
+    TemplateLimitError,
+    ValueTooLarge,
+    check_format,
+    check_ints,
+    check_weight,
+    join_estimate,
+    precheck_method,
+    replace_estimate,
+    size_cap,
+    too_large,
+    weight,
+)
 
 MAX_POWER_BITS = 4096  # largest integer a template may build with '**'
 _TICK_EVERY = 64  # operations between two looks at the clock
-_FORMAT_NUMBER = re.compile(r"\d+")
-
-
-class TemplateLimitError(SecurityError):
-    """A template went past one of the sandbox's limits."""
-
-
-class ValueTooLarge(TemplateLimitError):
-    """A template tried to build a value past the size limit."""
 
 
 class RenderTimeout(TemplateLimitError):
@@ -106,136 +109,6 @@ def _tick() -> None:
         b.tick()
 
 
-def _cap() -> int:
-    return _limits.current().template_output
-
-
-def weight(value: Any, limit: int) -> int:
-    """Characters of text plus items of containers in ``value``, counted deeply; stops
-    counting once past ``limit`` (so the cost is bounded by the limit, not the value)."""
-    total = 0
-    stack = [value]
-    while stack:
-        v = stack.pop()
-        if isinstance(v, str | bytes | bytearray):
-            total += len(v)
-        elif isinstance(v, dict):
-            total += len(v)
-            stack.extend(v.keys())
-            stack.extend(v.values())
-        elif isinstance(v, list | tuple | set | frozenset):
-            total += len(v)
-            stack.extend(v)
-        elif isinstance(v, range):
-            total += len(v)
-        else:
-            total += 1
-        if total > limit:
-            return total
-    return total
-
-
-def _too_large(what: str, size: int | None = None) -> ValueTooLarge:
-    cap = _cap()
-    shown = f" ({size} characters/items)" if size is not None else ""
-    return ValueTooLarge(
-        f"{what} would build a value larger than {cap} characters/items{shown} (LLMFLOW_TEMPLATE_MAX_OUTPUT)"
-    )
-
-
-def check_weight(value: Any, what: str) -> Any:
-    cap = _cap()
-    w = weight(value, cap)
-    if w > cap:
-        raise _too_large(what)
-    return value
-
-
-def _check_ints(args: Any, what: str) -> None:
-    cap = _cap()
-    for a in args:
-        if isinstance(a, int) and not isinstance(a, bool) and abs(a) > cap:
-            raise _too_large(what, abs(a))
-
-
-# a %-conversion's width / precision, and a {}-field's format spec
-_PCT = re.compile(r"%(?:\([^)]*\))?[#0\- +]*(\d+|\*)?(?:\.(\d+|\*))?")
-_BRACE_SPEC = re.compile(r"\{[^{}]*?:((?:[^{}]|\{[^{}]*\})*)\}")
-
-
-def _check_format(fmt: Any, args: Any, what: str) -> None:
-    """A format string may not ask for a field wider than the cap (``%099999999d``,
-    ``{:>99999999}``), nor take its width from an argument that is (``%*d``, ``{:{w}}``)."""
-    if not isinstance(fmt, str):
-        return
-    cap = _cap()
-    numbers: list[str] = []
-    from_args = False
-    for m in _PCT.finditer(fmt):
-        for g in m.groups():
-            if g == "*":
-                from_args = True
-            elif g:
-                numbers.append(g)
-    for m in _BRACE_SPEC.finditer(fmt):
-        spec = m.group(1)
-        from_args = from_args or "{" in spec
-        numbers += _FORMAT_NUMBER.findall(spec)
-    if any(len(n) > 12 or int(n) > cap for n in numbers):
-        raise _too_large(what)
-    if from_args:
-        flat = (
-            list(args.values())
-            if isinstance(args, dict)
-            else list(args)
-            if isinstance(args, tuple | list)
-            else [args]
-        )
-        _check_ints(flat, what)
-
-
-def _join_estimate(sep: str, items: Any) -> int:
-    if not isinstance(items, list | tuple | set | frozenset | dict | str):
-        return 0
-    cap = _cap()
-    return weight(list(items), cap) + len(sep) * len(items)
-
-
-def _replace_estimate(s: Any, old: Any, new: Any, count: Any = -1) -> int:
-    if not (isinstance(s, str) and isinstance(old, str) and isinstance(new, str)):
-        return 0
-    n = s.count(old) if old else len(s) + 1
-    if isinstance(count, int) and count >= 0:
-        n = min(n, count)
-    return len(s) + n * max(0, len(new) - len(old))
-
-
-def _precheck_method(obj: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
-    """Before a method of a str/bytes/list/tuple runs: refuse calls that would build a
-    huge value in one step. (``str.format`` is checked where Jinja wraps it.)"""
-    owner = getattr(obj, "__self__", None)
-    name = getattr(obj, "__name__", "")
-    if not isinstance(owner, str | bytes | list | tuple):
-        return
-    what = f"'.{name}()'"
-    cap = _cap()
-    if name in ("center", "ljust", "rjust", "zfill", "expandtabs"):
-        _check_ints([*args, *kwargs.values()], what)
-    elif name == "join" and args and isinstance(owner, str | bytes):
-        if _join_estimate(str(owner), args[0]) > cap:
-            raise _too_large(what)
-    elif name == "replace" and len(args) >= 2:
-        if (
-            _replace_estimate(owner, args[0], args[1], args[2] if len(args) > 2 else kwargs.get("count", -1))
-            > cap
-        ):
-            raise _too_large(what)
-    elif name == "translate" and args and isinstance(owner, str) and isinstance(args[0], dict):
-        longest = max((len(v) for v in args[0].values() if isinstance(v, str)), default=1)
-        if len(owner) * longest > cap:
-            raise _too_large(what)
-
-
 # filters that build text or lists from a size argument: the arguments they may not exceed
 _SIZE_ARG_FILTERS = frozenset({"center", "indent", "wordwrap", "batch", "slice", "truncate"})
 # filters written in Python that take seconds on inputs near the size cap, in one call the
@@ -264,28 +137,28 @@ def _guard_filter(name: str, fn: Callable[..., Any]) -> Callable[..., Any]:
         if slow is not None and real and weight(real[0], slow) > slow:
             raise ValueTooLarge(f"the filter '{name}' takes at most {slow} characters/items")
         if name in _SIZE_ARG_FILTERS:
-            _check_ints([*real[1:], *kwargs.values()], what)
+            check_ints([*real[1:], *kwargs.values()], what)
         elif name == "format" and real:
-            _check_format(real[0], real[1:] if len(real) > 1 else kwargs, what)
+            check_format(real[0], real[1:] if len(real) > 1 else kwargs, what)
         elif name == "replace" and len(real) >= 3:
             if (
-                _replace_estimate(
+                replace_estimate(
                     str(real[0]), real[1], real[2], real[3] if len(real) > 3 else kwargs.get("count", -1)
                 )
-                > _cap()
+                > size_cap()
             ):
-                raise _too_large(what)
+                raise too_large(what)
         elif name == "join" and real:
             sep = real[1] if len(real) > 1 else kwargs.get("d", "")
-            if _join_estimate(str(sep), real[0]) > _cap():
-                raise _too_large(what)
+            if join_estimate(str(sep), real[0]) > size_cap():
+                raise too_large(what)
         return check_weight(fn(*args, **kwargs), what)
 
     return guarded
 
 
 def _range(*args: Any) -> range:
-    _check_ints(args, "range()")
+    check_ints(args, "range()")
     r = range(*args)
     lim = _limits.current().template_range
     if len(r) > lim:
@@ -296,9 +169,9 @@ def _range(*args: Any) -> range:
 def _lipsum(n: int = 5, html: bool = True, min: int = 20, max: int = 100) -> str:  # noqa: A002 - Jinja's names
     from jinja2.utils import generate_lorem_ipsum
 
-    _check_ints([n, min, max], "lipsum()")
-    if isinstance(n, int) and isinstance(max, int) and n * max * 12 > _cap():
-        raise _too_large("lipsum()")
+    check_ints([n, min, max], "lipsum()")
+    if isinstance(n, int) and isinstance(max, int) and n * max * 12 > size_cap():
+        raise too_large("lipsum()")
     return generate_lorem_ipsum(n, html, min, max)
 
 
@@ -398,7 +271,7 @@ class Sandbox(ImmutableSandboxedEnvironment):
 
         def checked(*args: Any, **kwargs: Any) -> str:
             _tick()
-            _check_format(
+            check_format(
                 fmt,
                 args[0] if name == "format_map" and args else {**dict(enumerate(args)), **kwargs},
                 f"'.{name}()'",
@@ -419,13 +292,13 @@ class Sandbox(ImmutableSandboxedEnvironment):
 
     def call(__self, __context: Any, __obj: Any, *args: Any, **kwargs: Any) -> Any:  # noqa: N805 - Jinja's signature
         _tick()
-        _precheck_method(__obj, args, kwargs)
+        precheck_method(__obj, args, kwargs)
         result = super().call(__context, __obj, *args, **kwargs)
         return check_weight(result, f"calling {getattr(__obj, '__name__', 'a function')}()")
 
     def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
         _tick()
-        cap = _cap()
+        cap = size_cap()
         if operator == "*":
             for seq, n in ((left, right), (right, left)):
                 if (
@@ -434,17 +307,17 @@ class Sandbox(ImmutableSandboxedEnvironment):
                     and n > 0
                     and weight(seq, cap) * n > cap
                 ):
-                    raise _too_large("'*'")
+                    raise too_large("'*'")
         elif operator == "+":
             if (
                 isinstance(left, str | list | tuple)
                 and isinstance(right, str | list | tuple)
                 and weight(left, cap) + weight(right, cap) > cap
             ):
-                raise _too_large("'+'")
+                raise too_large("'+'")
         elif operator == "%":
             if isinstance(left, str):
-                _check_format(left, right, "'%'")
+                check_format(left, right, "'%'")
         elif operator == "**" and isinstance(left, int) and isinstance(right, int) and right > 0:
             if abs(left) > 1 and left.bit_length() * right > MAX_POWER_BITS:
                 raise ValueTooLarge(f"'**' would build an integer of more than {MAX_POWER_BITS} bits")
