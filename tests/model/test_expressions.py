@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from llmflow.errors import TemplateError
-from llmflow.model.expressions import Reference, analyse, evaluate, is_template, render, render_value, truthy
+from llmflow.model.expressions import evaluate, is_template, render, render_value, truthy
+from llmflow.model.template_analysis import Reference, analyse
 
 CTX = {
     "inputs": {"text": "Hello", "n": 3, "items": [1, 2]},

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import BaseModel
 
 from llmflow.model.diagnostics import did_you_mean
-from llmflow.model.expressions import JINJA_GLOBALS, NAMESPACES, analyse
+from llmflow.model.expressions import JINJA_GLOBALS, NAMESPACES
 from llmflow.model.flow_spec import FlowSpec
 from llmflow.model.graph import Graph, strongly_connected
 from llmflow.model.scopes import Scopes
@@ -24,6 +24,7 @@ from llmflow.model.step_specs import (
     RouteStep,
     StepSpec,
 )
+from llmflow.model.template_analysis import analyse
 from llmflow.model.value_errors import short
 
 if TYPE_CHECKING:
