@@ -96,34 +96,37 @@ def condition_source(text: str) -> str:
     return m.group(1).strip() if m else text.strip()
 
 
+# how a failed render is told: (error type, message, hint), the first match wins (the
+# sandbox's limits are SecurityErrors too, so they come before it)
+_EXPLAINED: tuple[tuple[type[BaseException], str, str | None], ...] = (
+    (
+        RenderTimeout,
+        "template took too long: {exc}, in {shown}",
+        "templates may not loop for long; do heavy work in a python step, or raise LLMFLOW_TEMPLATE_TIMEOUT",
+    ),
+    (
+        ValueTooLarge,
+        "value too large in {shown}: {exc}",
+        "templates may not build huge strings, lists or numbers",
+    ),
+    (
+        RecursionError,
+        "template nests too deeply in {shown}",
+        "macros and recursive loops may not recurse without end",
+    ),
+    (MemoryError, "template ran out of memory in {shown}", "templates may not build huge values"),
+    (SecurityError, "unsafe expression in {shown}: {exc}", UNSAFE_HINT),
+    (UndefinedError, "undefined value in {shown}: {exc}", f"check the name; {NAMES_HINT}"),
+    (TemplateSyntaxError, "syntax error in {shown}: {message}", "check brackets and quotes"),
+    (Exception, "could not evaluate {shown}: {kind}: {exc}", None),
+)
+
+
 def _explain(exc: Exception, source: str) -> TemplateError:
     shown = repr(source if len(source) <= 200 else source[:200] + "...")
-    if isinstance(exc, RenderTimeout):
-        return TemplateError(
-            f"template took too long: {exc}, in {shown}",
-            hint="templates may not loop for long; do heavy work in a python step, or raise LLMFLOW_TEMPLATE_TIMEOUT",
-        )
-    if isinstance(exc, ValueTooLarge):
-        return TemplateError(
-            f"value too large in {shown}: {exc}",
-            hint="templates may not build huge strings, lists or numbers",
-        )
-    if isinstance(exc, RecursionError):
-        return TemplateError(
-            f"template nests too deeply in {shown}",
-            hint="macros and recursive loops may not recurse without end",
-        )
-    if isinstance(exc, MemoryError):
-        return TemplateError(
-            f"template ran out of memory in {shown}", hint="templates may not build huge values"
-        )
-    if isinstance(exc, SecurityError):
-        return TemplateError(f"unsafe expression in {shown}: {exc}", hint=UNSAFE_HINT)
-    if isinstance(exc, UndefinedError):
-        return TemplateError(f"undefined value in {shown}: {exc}", hint=f"check the name; {NAMES_HINT}")
-    if isinstance(exc, TemplateSyntaxError):
-        return TemplateError(f"syntax error in {shown}: {exc.message}", hint="check brackets and quotes")
-    return TemplateError(f"could not evaluate {shown}: {type(exc).__name__}: {exc}")
+    message, hint = next((m, h) for kind, m, h in _EXPLAINED if isinstance(exc, kind))
+    text = message.format(exc=exc, shown=shown, message=getattr(exc, "message", exc), kind=type(exc).__name__)
+    return TemplateError(text, hint=hint)
 
 
 def render(text: str, context: dict[str, Any]) -> str:

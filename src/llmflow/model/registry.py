@@ -28,7 +28,7 @@ from __future__ import annotations
 import importlib
 import threading
 from collections.abc import Callable, Iterator, Mapping
-from typing import Any
+from typing import Any, TypeVar
 
 from llmflow.errors import LlmflowError
 
@@ -43,6 +43,7 @@ LEGACY_GROUPS = {
 }
 
 Executor = Callable[..., Any]
+T = TypeVar("T")
 # a StepSpec subclass; typed loosely because spec.py validates steps through this registry
 # (spec -> registry), so the registry does not import spec back
 StepSpecClass = type[Any]
@@ -123,51 +124,50 @@ class Registry:
 
     # -- lookups -------------------------------------------------------------------------
     def kind(self, name: str) -> StepSpecClass | None:
-        if name not in self.kinds:
-            self.load_plugins()
-        return self.kinds.get(name)
+        return self._find(self.kinds, name)
 
     def kind_names(self) -> list[str]:
-        self.load_plugins()
-        return sorted(self.kinds)
+        return self._names(self.kinds)
 
     def executor(self, kind: str) -> Executor | None:
-        if kind not in self._executors:
-            self.load_plugins()
-        found = self._executors.get(kind)
-        if isinstance(found, str):
-            found = self._executors[kind] = _import_ref(found, f"the executor of step kind {kind!r}")
-        return found
+        return self._resolve(self._executors, kind, f"the executor of step kind {kind!r}")
 
     def store_opener(self, scheme: str) -> Callable[..., Any] | None:
-        if scheme not in self._stores:
-            self.load_plugins()
-        found = self._stores.get(scheme)
-        if isinstance(found, str):
-            found = self._stores[scheme] = _import_ref(found, f"the store for {scheme}:// URLs")
-        return found
+        return self._resolve(self._stores, scheme, f"the store for {scheme}:// URLs")
 
     def store_schemes(self) -> list[str]:
-        self.load_plugins()
-        return sorted(self._stores)
+        return self._names(self._stores)
 
     def tool(self, name: str) -> Callable[..., Any] | None:
-        if name not in self.tools:
-            self.load_plugins()
-        return self.tools.get(name)
+        return self._find(self.tools, name)
 
     def tool_names(self) -> list[str]:
-        self.load_plugins()
-        return sorted(self.tools)
+        return self._names(self.tools)
 
     def metric(self, name: str) -> Callable[..., Any] | None:
-        if name not in self.metrics:
-            self.load_plugins()
-        return self.metrics.get(name)
+        return self._find(self.metrics, name)
 
     def provider_names(self) -> list[str]:
+        return self._names(self.providers)
+
+    def _find(self, table: Mapping[str, T], name: str) -> T | None:
+        """``table[name]``; a miss loads the plugins first (they may register it)."""
+        if name not in table:
+            self.load_plugins()
+        return table.get(name)
+
+    def _names(self, table: Mapping[str, object]) -> list[str]:
         self.load_plugins()
-        return sorted(self.providers)
+        return sorted(table)
+
+    def _resolve(
+        self, table: dict[str, Callable[..., Any] | str], name: str, what: str
+    ) -> Callable[..., Any] | None:
+        """``table[name]``, a ``"module:function"`` reference imported (once) on first use."""
+        found = self._find(table, name)
+        if isinstance(found, str):
+            found = table[name] = _import_ref(found, what)
+        return found
 
     # -- loading -------------------------------------------------------------------------
     def load_plugins(self) -> None:

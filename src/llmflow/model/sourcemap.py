@@ -86,14 +86,7 @@ class SourceMap:
         loc = Location(file, node.start_mark.line + 1, node.start_mark.column + 1, origin)
         self.entries[path] = loc
         if isinstance(node, yaml.MappingNode):
-            for k, v in node.value:
-                key = k.value if isinstance(k, yaml.ScalarNode) else str(k)
-                child = (*path, key)
-                # a nested mapping merges; a scalar or a list replaces what was there
-                if not isinstance(v, yaml.MappingNode):
-                    self.clear(child)
-                self.entries[child] = Location(file, k.start_mark.line + 1, k.start_mark.column + 1, origin)
-                self._walk_value(child, v, file, origin)
+            self.merge_tree(path, node, file, origin)
         elif isinstance(node, yaml.SequenceNode):
             for i, v in enumerate(node.value):
                 self._walk((*path, i), v, file, origin)
@@ -115,6 +108,7 @@ class SourceMap:
             if key in skip:
                 continue
             child = (*prefix, key)
+            # a nested mapping merges; a scalar or a list replaces what was there
             if not isinstance(v, yaml.MappingNode):
                 self.clear(child)
             self.entries[child] = Location(file, k.start_mark.line + 1, k.start_mark.column + 1, origin)
