@@ -78,7 +78,13 @@ def stalling() -> Iterator[tuple[StallingOllama, str]]:
 def _run(c: TestClient, pid: int, workflow: str, **options: Any) -> int:
     r = c.post(
         "/runs",
-        json={"project_id": pid, "goal": "g", "run_type": "workflow", "options": {"workflow": workflow, **options}},
+        json={
+            "project_id": pid,
+            "goal": "g",
+            "run_type": "workflow",
+            # a bare name is an Ollama model, as in Agent Runner
+            "options": {"workflow": workflow, "models": {"planner": "stall"}, **options},
+        },
     )
     assert r.status_code == 200, r.text
     rid = r.json()["id"]
@@ -105,7 +111,7 @@ def test_timeout_precedence_and_llm_error_before_the_step_fails(
             (_run(c, pid, "none"), "within 0.5s (OLLAMA_TIMEOUT_SECONDS)"),
         ]
         for rid, used in cases:
-            assert c.get(f"/runs/{rid}").json()["status"] == "FAILED"
+            assert c.get(f"/runs/{rid}").json()["status"] == "FAILED", " / ".join(f"{e['type']}: {e['payload']}" for e in c.get(f"/runs/{rid}/events").json())
             # Agent Runner's timeline: LLM_ERROR, naming the timeout used, before the failure
             lines = c.get(f"/runs/{rid}/events").json()
             types = [e["type"] for e in lines]

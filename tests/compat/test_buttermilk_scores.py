@@ -52,7 +52,8 @@ def test_score_routes_answer_with_the_evaluations_agent_traces(make_app: Any, ho
         # the dataset form, and the answers that were scored
         assert c.get("/api/flows/tox/datasets/tox_train/records/r1/scores").json() == got
         answers = c.get("/api/flows/tox/records/r1/responses").json()["agent_traces"]
-        assert [a["outputs"]["response"] for a in answers] == ["fake answer to: Is it toxic? you <b>fool</b>"] * 2
+        assert [a["run_info"] for a in answers] == [t["run_info"] for t in got["agent_traces"]]
+        assert all(a["outputs"]["response"].startswith("fake answer to: Is it toxic? you <b>fool</b>") for a in answers)
         # the score page: HTML, one row per score
         page = c.get("/score/tox/r1")
         assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
