@@ -88,7 +88,9 @@ class Gateway:
                         pending += len(item.text)
                         if pending >= COALESCE_CHARS or time.monotonic() - last >= COALESCE_SECONDS:
                             ctx.event(
-                                E.LLM_TOKENS, "", text="".join(parts[len(parts) - _count_back(parts, pending) :])
+                                E.LLM_TOKENS,
+                                "",
+                                text="".join(parts[len(parts) - _count_back(parts, pending) :]),
                             )
                             pending, last = 0, time.monotonic()
                     elif isinstance(item, Status):

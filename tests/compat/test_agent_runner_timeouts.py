@@ -111,7 +111,9 @@ def test_timeout_precedence_and_llm_error_before_the_step_fails(
             (_run(c, pid, "none"), "within 0.5s (OLLAMA_TIMEOUT_SECONDS)"),
         ]
         for rid, used in cases:
-            assert c.get(f"/runs/{rid}").json()["status"] == "FAILED", " / ".join(f"{e['type']}: {e['payload']}" for e in c.get(f"/runs/{rid}/events").json())
+            assert c.get(f"/runs/{rid}").json()["status"] == "FAILED", " / ".join(
+                f"{e['type']}: {e['payload']}" for e in c.get(f"/runs/{rid}/events").json()
+            )
             # Agent Runner's timeline: LLM_ERROR, naming the timeout used, before the failure
             lines = c.get(f"/runs/{rid}/events").json()
             types = [e["type"] for e in lines]

@@ -25,7 +25,12 @@ RECORDS = [{"id": "r1", "text": "you <b>fool</b>"}, {"id": "r2", "text": "hello"
 def evaluate(c: Any, word: str) -> dict[str, Any]:
     r = c.post(
         "/api/v1/evals",
-        json={"flow": "tox", "records": RECORDS, "metrics": [{"type": "contains", "value": word}], "wait": True},
+        json={
+            "flow": "tox",
+            "records": RECORDS,
+            "metrics": [{"type": "contains", "value": word}],
+            "wait": True,
+        },
     )
     assert r.status_code == 200, r.text
     return r.json()
@@ -47,13 +52,18 @@ def test_score_routes_answer_with_the_evaluations_agent_traces(make_app: Any, ho
         assert c.get(f"/api/v1/runs/{run_id}").json()["batch_id"] == good["id"]
         # ?session_id= narrows to one evaluation, or one run
         for scope, evals in ((bad["id"], [bad["id"]]), (run_id, [good["id"]]), ("nosuch", [])):
-            traces = c.get("/api/flows/tox/records/r1/scores", params={"session_id": scope}).json()["agent_traces"]
+            traces = c.get("/api/flows/tox/records/r1/scores", params={"session_id": scope}).json()[
+                "agent_traces"
+            ]
             assert [t["session_id"] for t in traces] == evals
         # the dataset form, and the answers that were scored
         assert c.get("/api/flows/tox/datasets/tox_train/records/r1/scores").json() == got
         answers = c.get("/api/flows/tox/records/r1/responses").json()["agent_traces"]
         assert [a["run_info"] for a in answers] == [t["run_info"] for t in got["agent_traces"]]
-        assert all(a["outputs"]["response"].startswith("fake answer to: Is it toxic? you <b>fool</b>") for a in answers)
+        assert all(
+            a["outputs"]["response"].startswith("fake answer to: Is it toxic? you <b>fool</b>")
+            for a in answers
+        )
         # the score page: HTML, one row per score
         page = c.get("/score/tox/r1")
         assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
@@ -64,5 +74,7 @@ def test_score_routes_answer_with_the_evaluations_agent_traces(make_app: Any, ho
         # Buttermilk's checks: 422 for an unknown flow or record id "undefined"; an unknown dataset is 404
         r = c.get("/api/flows/nope/records/r1/scores")
         assert r.status_code == 422 and r.json()["detail"].startswith("Invalid flow: nope")
-        assert c.get("/api/flows/tox/records/undefined/scores").json() == {"detail": "Invalid record_id parameter"}
+        assert c.get("/api/flows/tox/records/undefined/scores").json() == {
+            "detail": "Invalid record_id parameter"
+        }
         assert c.get("/api/flows/tox/datasets/nope/records/r1/scores").status_code == 404

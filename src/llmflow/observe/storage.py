@@ -101,7 +101,9 @@ class StorageWriter:
             return
         rec = self.store.get_run(e.run_id)
         flow = (rec.spec or {}).get("flow") if rec is not None else None
-        if not isinstance(flow, dict) or not (flow.get("storage") or (flow.get("parameters") or {}).get("save")):
+        if not isinstance(flow, dict) or not (
+            flow.get("storage") or (flow.get("parameters") or {}).get("save")
+        ):
             return
         targets, skipped = result_targets(flow)
         for why in skipped:
@@ -151,10 +153,11 @@ def result_rows(rec: Any, flow: dict[str, Any], events: list[Event]) -> Iterator
         if ev.type not in (E.STEP_COMPLETED, E.STEP_FAILED) or ev.step_id is None:
             continue
         spec = steps.get(ev.step_id, {})
-        llm = spec.get("llm") if isinstance(spec.get("llm"), dict) else {}
+        own = spec.get("llm")
+        llm: dict[str, Any] = own if isinstance(own, dict) else {}
         agent_name = spec.get("agent") or llm.get("agent")
         agent = agents.get(agent_name) if isinstance(agents, dict) and agent_name else None
-        role = (agent or {}).get("role") if isinstance(agent, dict) else None
+        role = agent.get("role") if isinstance(agent, dict) else None
         p = ev.payload or {}
         failed = ev.type == E.STEP_FAILED
         yield {

@@ -435,7 +435,9 @@ def _trace(r: Any, flow: str, *, response: bool = False, reasoning: bool = True)
             "agent_id": "flow" if response else "scorer",
             "role": flow if response else "scorer",
             "agent_name": f"{flow} {r.variant}".strip() if response else f"scorer {r.variant}".strip(),
-            "description": "the flow's answer" if response else "llmflow eval: " + ", ".join(sorted(r.scores)),
+            "description": "the flow's answer"
+            if response
+            else "llmflow eval: " + ", ".join(sorted(r.scores)),
             "parameters": r.parameters,
         },
         "run_info": {"run_id": r.run_id, "eval_id": r.eval_id, "status": r.status, "variant": r.variant},
@@ -477,7 +479,9 @@ SessionQuery = Annotated[
     summary="The scores of a record's runs (Buttermilk: agent_traces), from llmflow eval",
     response_model=None,
 )
-async def record_scores(flow: FlowName, record_id: RecordId, svc: Svc, session_id: SessionQuery = None) -> Any:
+async def record_scores(
+    flow: FlowName, record_id: RecordId, svc: Svc, session_id: SessionQuery = None
+) -> Any:
     return await _record_traces(svc, flow, None, record_id, session_id, response=False)
 
 
@@ -549,7 +553,9 @@ async def _score_page(svc: Services, flow: str, dataset: str | None, record_id: 
         if rows
         else f"<h1>Scores: {title}</h1>\n<p>No scores yet: run <code>llmflow eval</code> over this record.</p>\n"
     )
-    return HTMLResponse(f"<!doctype html>\n<html><head><title>Scores: {title}</title></head><body>\n{body}</body></html>")
+    return HTMLResponse(
+        f"<!doctype html>\n<html><head><title>Scores: {title}</title></head><body>\n{body}</body></html>"
+    )
 
 
 @router.get("/score/{flow}/{record_id}", summary="A record's score page (HTML)", response_model=None)
@@ -557,7 +563,11 @@ async def score_page(flow: FlowName, record_id: RecordId, svc: Svc) -> Any:
     return await _score_page(svc, flow, None, record_id)
 
 
-@router.get("/score/{flow}/{dataset}/{record_id}", summary="A record's score page in a dataset (HTML)", response_model=None)
+@router.get(
+    "/score/{flow}/{dataset}/{record_id}",
+    summary="A record's score page in a dataset (HTML)",
+    response_model=None,
+)
 async def dataset_score_page(
     flow: FlowName, dataset: Annotated[str, Path(min_length=1, max_length=200)], record_id: RecordId, svc: Svc
 ) -> Any:
