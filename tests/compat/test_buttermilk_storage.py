@@ -94,3 +94,26 @@ def test_an_api_run_writes_its_results_to_the_flows_file_store(make_app: Any, ho
     assert got[0]["outputs"].startswith("fake answer to: Judge: over http")
     assert [r["run_id"] for r in rows(out)] == [run_id, rid]
     assert data.read_text() == RECORDS
+
+
+def test_results_files_include_buttermilks_save_and_never_a_dataset_or_a_cloud_path(tmp_path: Path) -> None:
+    from llmflow.observe.storage import result_targets
+
+    data = tmp_path / "tja_train.jsonl"
+    data.write_text(RECORDS)
+    (tmp_path / "old.jsonl").write_text('{"run_id": "r", "call_id": "r:a#3"}\n')  # written by an earlier run
+    flow = {
+        "storage": {
+            "results": {"type": "file", "path": str(tmp_path / "new" / "results.jsonl")},
+            "old": {"path": str(tmp_path / "old.jsonl")},
+            "tja": {"type": "file", "path": str(data)},
+            "gcs": {"type": "file", "path": "gs://bucket/results.jsonl"},
+            "bq": {"type": "bigquery", "dataset_id": "toxicity", "table_id": "flow"},
+            "csv": {"type": "file", "path": str(tmp_path / "records.csv")},
+        },
+        "parameters": {"save": {"type": "file", "path": str(tmp_path / "save.jsonl")}},
+    }
+    targets, skipped = result_targets(flow)
+    assert [name for name, _ in targets] == ["results", "old", "parameters.save"]
+    assert [s.split(":")[0] for s in skipped] == ["tja", "gcs"]
+    assert "holds records" in skipped[0] and "not a local path" in skipped[1]
