@@ -8,7 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from server.helpers import LiveServer, write_flow
+from server.helpers import LiveServer, both_stores, write_flow
 
 TOX = """\
 name: tox
@@ -36,6 +36,7 @@ def evaluate(c: Any, word: str) -> dict[str, Any]:
     return r.json()
 
 
+@both_stores
 def test_score_routes_answer_with_the_evaluations_agent_traces(make_app: Any, home: Path) -> None:
     write_flow(home, "tox", TOX)
     with LiveServer(make_app()) as srv, srv.client() as c:
