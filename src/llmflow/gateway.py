@@ -2,16 +2,23 @@
 
 Turns a provider's stream into events: LLM_LOADING_MODEL ("Loading model: X"),
 LLM_GENERATING, coalesced LLM_TOKENS chunks, LLM_HEARTBEAT, LLM_DONE (usage, cost) or
-LLM_ERROR. Keys and base URLs never appear in events."""
+LLM_ERROR. Keys and base URLs never appear in events.
+
+A step's timeout bounds its model call here too: the call gives up a moment before the
+step's deadline (a tenth of the timeout, at most a second, earlier: the attempt started a
+little before the call), so a model call cut short by a timeout records LLM_ERROR, naming
+the timeout, before the step fails (as Agent Runner's timeline shows). That failure is not
+retried, like the step's own timeout."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import Any
 
 from llmflow.engine.events import EventType as E
 from llmflow.engine.ports import LlmResult, StepContext
-from llmflow.errors import RateLimitError, StepError
+from llmflow.errors import RateLimitError, StepError, StepTimeoutError
 
 # Token chunks are stored coalesced: one LLM_TOKENS event per COALESCE_SECONDS (or
 # COALESCE_CHARS) of streamed text. Subscribers in this process get each stored chunk as soon
@@ -71,27 +78,43 @@ class Gateway:
         parts: list[str] = []
         pending = 0  # characters streamed since the last LLM_TOKENS
         final = None
+        limit = ctx.step.timeout
+        deadline = asyncio.timeout(call_budget(limit))
         try:
-            async for item in provider.stream(req):
-                if isinstance(item, Chunk):
-                    parts.append(item.text)
-                    pending += len(item.text)
-                    if pending >= COALESCE_CHARS or time.monotonic() - last >= COALESCE_SECONDS:
+            async with deadline:
+                async for item in provider.stream(req):
+                    if isinstance(item, Chunk):
+                        parts.append(item.text)
+                        pending += len(item.text)
+                        if pending >= COALESCE_CHARS or time.monotonic() - last >= COALESCE_SECONDS:
+                            ctx.event(
+                                E.LLM_TOKENS,
+                                "",
+                                text="".join(parts[len(parts) - _count_back(parts, pending) :]),
+                            )
+                            pending, last = 0, time.monotonic()
+                    elif isinstance(item, Status):
+                        kind = E.LLM_LOADING_MODEL if item.kind == "loading" else E.LLM_HEARTBEAT
                         ctx.event(
-                            E.LLM_TOKENS, "", text="".join(parts[len(parts) - _count_back(parts, pending) :])
+                            kind,
+                            item.message,
+                            model=model,
+                            status=item.kind,
+                            elapsed=round(time.monotonic() - t0, 1),
                         )
-                        pending, last = 0, time.monotonic()
-                elif isinstance(item, Status):
-                    kind = E.LLM_LOADING_MODEL if item.kind == "loading" else E.LLM_HEARTBEAT
-                    ctx.event(
-                        kind,
-                        item.message,
-                        model=model,
-                        status=item.kind,
-                        elapsed=round(time.monotonic() - t0, 1),
-                    )
-                elif isinstance(item, Final):
-                    final = item
+                    elif isinstance(item, Final):
+                        final = item
+        except TimeoutError as exc:
+            if not deadline.expired():  # a provider's own TimeoutError
+                ctx.event(
+                    E.LLM_ERROR, f"LLM error from {model}: TimeoutError: {exc}", model=model, kind="error"
+                )
+                raise
+            cut = StepTimeoutError(
+                f"{model} timed out: no answer within {limit:g}s (the step's timeout)", retryable=False
+            )
+            ctx.event(E.LLM_ERROR, f"LLM error from {model}: {cut.message}", model=model, kind=cut.kind)
+            raise cut from None
         except RateLimitError as exc:
             if self.limiter is not None:
                 self.limiter.penalise(model, exc.retry_after)
@@ -140,6 +163,14 @@ class Gateway:
         return LlmResult(
             text=text, model=model, input_tokens=tin, output_tokens=tout, cost=cost, tool_calls=calls
         )
+
+
+def call_budget(step_timeout: float | None) -> float | None:
+    """How long a model call may take under a step timeout: a tenth of it (at most a
+    second) less, so the call reports its timeout before the step's own deadline."""
+    if not step_timeout:
+        return None
+    return max(step_timeout - min(1.0, step_timeout / 10), step_timeout / 2)
 
 
 def _shown(m: Any) -> dict[str, Any]:

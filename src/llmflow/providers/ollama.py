@@ -7,6 +7,11 @@ it checks ``/api/tags``; a missing model is pulled (``POST /api/pull``) only whe
 allowed (``LLMFLOW_OLLAMA_PULL=1`` or ``OllamaProvider(allow_pull=True)``). While Ollama
 loads a model into memory no token arrives for a while, so until the first token a
 ``Status("heartbeat", ...)`` is yielded every ``OLLAMA_HEARTBEAT_INTERVAL`` seconds.
+
+Timeouts follow Agent Runner's precedence: the request's timeout (the step's own, or the
+run's default for steps without one) wins; ``OLLAMA_TIMEOUT_SECONDS`` (default 300) is the
+last fallback, used only when the request has none, never a cap on a longer step timeout.
+A call that times out is not retried: the timeout is the limit the user set.
 """
 
 from __future__ import annotations
@@ -201,7 +206,15 @@ class OllamaProvider:
             ]
         return payload
 
-    async def _read_chat(self, client: Any, payload: dict[str, Any], queue: asyncio.Queue[Any]) -> None:
+    def _timeout(self, request: ModelRequest) -> tuple[float, str]:
+        """The timeout of this call and where it comes from (named in a timeout error)."""
+        if request.timeout:
+            return float(request.timeout), "the step's timeout"
+        return self.timeout, "OLLAMA_TIMEOUT_SECONDS"
+
+    async def _read_chat(
+        self, client: Any, payload: dict[str, Any], queue: asyncio.Queue[Any], limit: tuple[float, str]
+    ) -> None:
         import httpx
 
         try:
@@ -215,15 +228,12 @@ class OllamaProvider:
             await queue.put(("end", None))
         except httpx.ConnectError:
             await queue.put(("error", self._unreachable()))
+        except httpx.ConnectTimeout:
+            await queue.put(("error", self._unreachable()))
         except httpx.TimeoutException:
-            await queue.put(
-                (
-                    "error",
-                    StepTimeoutError(
-                        f"Ollama did not answer within {self.timeout:g}s (OLLAMA_TIMEOUT_SECONDS)"
-                    ),
-                )
-            )
+            # the limit the user set (as in Agent Runner, a timed-out call fails its step)
+            message = f"Ollama timed out: no answer within {limit[0]:g}s ({limit[1]})"
+            await queue.put(("error", StepTimeoutError(message, retryable=False)))
         except (httpx.HTTPError, ValueError) as exc:
             await queue.put(("error", ProviderError(f"Ollama stream failed: {type(exc).__name__}: {exc}")))
         except ProviderError as exc:
@@ -235,7 +245,7 @@ class OllamaProvider:
         model = request.model.strip()
         if not model:
             raise ProviderError("ollama needs a model name, e.g. ollama:llama3.1", retryable=False)
-        timeout = min(self.timeout, request.timeout) if request.timeout else self.timeout
+        timeout, source = self._timeout(request)
         async with self._client(timeout) as client:
             try:
                 async for status in self._ensure_model(client, model):
@@ -244,7 +254,7 @@ class OllamaProvider:
                 raise self._unreachable() from None
             except httpx.TimeoutException:
                 raise StepTimeoutError(
-                    f"Ollama at {self.base_url} did not answer within {timeout:g}s"
+                    f"Ollama at {self.base_url} did not answer within {timeout:g}s ({source})"
                 ) from None
             except httpx.HTTPError as exc:
                 raise ProviderError(f"Ollama request failed: {type(exc).__name__}: {exc}") from None
@@ -253,7 +263,9 @@ class OllamaProvider:
 
     async def _chat(self, client: Any, request: ModelRequest, model: str) -> AsyncIterator[StreamItem]:
         queue: asyncio.Queue[Any] = asyncio.Queue()
-        reader = asyncio.create_task(self._read_chat(client, self._payload(request), queue))
+        reader = asyncio.create_task(
+            self._read_chat(client, self._payload(request), queue, self._timeout(request))
+        )
         started = time.monotonic()
         parts: list[str] = []
         calls: list[ToolCall] = []

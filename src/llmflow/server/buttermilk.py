@@ -390,3 +390,185 @@ async def pull_task(svc: Svc) -> dict[str, Any]:
         "processed": ids,
         "message": f"ran {len(ids)} queued job(s)" if ids else "no queued job",
     }
+
+
+# -- scores of a record's runs (Buttermilk's score pages), from the evaluation store -------------
+RecordId = Annotated[str, Path(min_length=1, max_length=200)]
+
+
+def _bad_score_request(svc: Services, flow: str, record_id: str) -> JSONResponse | None:
+    """Buttermilk's checks: a 422 for record id ``undefined`` or an unknown flow."""
+    if record_id.strip() in ("", "undefined"):
+        return JSONResponse({"detail": "Invalid record_id parameter"}, status_code=422)
+    names = svc.catalog.names()
+    if flow not in names:
+        return JSONResponse(
+            {"detail": f"Invalid flow: {flow} (this server serves: {', '.join(names) or 'no flows'})"},
+            status_code=422,
+        )
+    return None
+
+
+def _scores(svc: Services, flow: str, record_id: str, session_id: str | None) -> list[Any]:
+    scope = session_id
+    if session_id is not None and (s := _session(svc, session_id)) is not None and s.run_id:
+        scope = s.run_id  # a WebSocket session: the run it started
+    return list(svc.store.record_scores(flow, record_id, scope=scope))
+
+
+def _trace(r: Any, flow: str, *, response: bool = False, reasoning: bool = True) -> dict[str, Any]:
+    """One evaluation result as Buttermilk's ``AgentTrace``: the scorer's call (or, for
+    ``/responses``, the answer it scored)."""
+    outputs: dict[str, Any]
+    if response:
+        outputs = {"response": r.output}
+    else:
+        outputs = {"score": r.score, "passed": r.passed, "scores": r.scores, "expected": r.expected}
+    if reasoning and r.reason is not None:
+        outputs["reasons"] = [r.reason]
+    return {
+        "session_id": r.eval_id,
+        "call_id": f"{r.eval_id}:{r.job_key}",
+        "agent_id": "flow" if response else "scorer",
+        "timestamp": iso(r.created_at),
+        "agent_info": {
+            "agent_id": "flow" if response else "scorer",
+            "role": flow if response else "scorer",
+            "agent_name": f"{flow} {r.variant}".strip() if response else f"scorer {r.variant}".strip(),
+            "description": "the flow's answer"
+            if response
+            else "llmflow eval: " + ", ".join(sorted(r.scores)),
+            "parameters": r.parameters,
+        },
+        "run_info": {"run_id": r.run_id, "eval_id": r.eval_id, "status": r.status, "variant": r.variant},
+        "inputs": {"record_id": r.record_id},
+        "outputs": outputs,
+        "metadata": {"tokens": r.tokens, "cost": r.cost, "latency": r.latency},
+        "error": [] if r.status in ("COMPLETED", "") else [f"run {r.run_id} {r.status}"],
+    }
+
+
+async def _record_traces(
+    svc: Services,
+    flow: str,
+    dataset: str | None,
+    record_id: str,
+    session_id: str | None,
+    response: bool,
+    reasoning: bool = True,
+) -> Any:
+    bad = _bad_score_request(svc, flow, record_id)
+    if bad is not None:
+        return bad
+    if dataset is not None and dataset not in _datasets((await svc.load(flow)).flow):
+        return JSONResponse({"detail": f"flow {flow!r} has no dataset {dataset!r}"}, status_code=404)
+    traces = [
+        _trace(r, flow, response=response, reasoning=reasoning)
+        for r in _scores(svc, flow, record_id, session_id)
+    ]
+    return {"record_id": record_id, "agent_traces": traces}
+
+
+SessionQuery = Annotated[
+    str | None, Query(max_length=200, description="an evaluation id, a run id or a session id")
+]
+
+
+@router.get(
+    "/api/flows/{flow}/records/{record_id}/scores",
+    summary="The scores of a record's runs (Buttermilk: agent_traces), from llmflow eval",
+    response_model=None,
+)
+async def record_scores(
+    flow: FlowName, record_id: RecordId, svc: Svc, session_id: SessionQuery = None
+) -> Any:
+    return await _record_traces(svc, flow, None, record_id, session_id, response=False)
+
+
+@router.get(
+    "/api/flows/{flow}/datasets/{dataset}/records/{record_id}/scores",
+    summary="The scores of a record's runs, in one of the flow's datasets",
+    response_model=None,
+)
+async def dataset_record_scores(
+    flow: FlowName,
+    dataset: Annotated[str, Path(min_length=1, max_length=200)],
+    record_id: RecordId,
+    svc: Svc,
+    session_id: SessionQuery = None,
+) -> Any:
+    return await _record_traces(svc, flow, dataset, record_id, session_id, response=False)
+
+
+@router.get(
+    "/api/flows/{flow}/records/{record_id}/responses",
+    summary="The answers that were scored for a record (Buttermilk: agent_traces)",
+    response_model=None,
+)
+async def record_responses(
+    flow: FlowName,
+    record_id: RecordId,
+    svc: Svc,
+    session_id: SessionQuery = None,
+    include_reasoning: bool = True,
+) -> Any:
+    return await _record_traces(svc, flow, None, record_id, session_id, True, include_reasoning)
+
+
+@router.get(
+    "/api/flows/{flow}/datasets/{dataset}/records/{record_id}/responses",
+    summary="The answers that were scored for a record, in one of the flow's datasets",
+    response_model=None,
+)
+async def dataset_record_responses(
+    flow: FlowName,
+    dataset: Annotated[str, Path(min_length=1, max_length=200)],
+    record_id: RecordId,
+    svc: Svc,
+    session_id: SessionQuery = None,
+    include_reasoning: bool = True,
+) -> Any:
+    return await _record_traces(svc, flow, dataset, record_id, session_id, True, include_reasoning)
+
+
+async def _score_page(svc: Services, flow: str, dataset: str | None, record_id: str) -> Any:
+    got = await _record_traces(svc, flow, dataset, record_id, None, response=False)
+    if isinstance(got, JSONResponse):
+        return got
+    rows = "".join(
+        "<tr><td>{}</td><td>{}</td><td>{:.3g}</td><td>{}</td><td>{}</td></tr>\n".format(
+            escape(t["session_id"]),
+            escape(t["run_info"]["variant"] or "-"),
+            float(t["outputs"]["score"]),
+            "pass" if t["outputs"]["passed"] else "fail",
+            escape("; ".join(t["outputs"].get("reasons") or [])),
+        )
+        for t in got["agent_traces"]
+    )
+    title = escape(f"{flow} / {dataset + ' / ' if dataset else ''}{record_id}")
+    body = (
+        f"<h1>Scores: {title}</h1>\n<table>\n"
+        "<tr><th>evaluation</th><th>variant</th><th>score</th><th>result</th><th>reason</th></tr>\n"
+        f"{rows}</table>\n"
+        if rows
+        else f"<h1>Scores: {title}</h1>\n<p>No scores yet: run <code>llmflow eval</code> over this record.</p>\n"
+    )
+    return HTMLResponse(
+        f"<!doctype html>\n<html><head><title>Scores: {title}</title></head><body>\n{body}</body></html>"
+    )
+
+
+@router.get("/score/{flow}/{record_id}", summary="A record's score page (HTML)", response_model=None)
+async def score_page(flow: FlowName, record_id: RecordId, svc: Svc) -> Any:
+    return await _score_page(svc, flow, None, record_id)
+
+
+@router.get(
+    "/score/{flow}/{dataset}/{record_id}",
+    summary="A record's score page in a dataset (HTML)",
+    response_model=None,
+)
+async def dataset_score_page(
+    flow: FlowName, dataset: Annotated[str, Path(min_length=1, max_length=200)], record_id: RecordId, svc: Svc
+) -> Any:
+    return await _score_page(svc, flow, dataset, record_id)

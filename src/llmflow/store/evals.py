@@ -152,6 +152,23 @@ class SqlEvals:
         )
         return [EvalResult(*self._decode(RESULT_COLUMNS, r)) for r in rows]
 
+    def record_scores(self, flow: str, record_id: str, *, scope: str | None = None) -> list[EvalResult]:
+        """Every score of one record of ``flow``'s evaluations, oldest first; ``scope`` keeps
+        those of one evaluation or one run (its id)."""
+        ph = self._ph
+        cols = ", ".join(f"r.{c}" for c in RESULT_COLUMNS)
+        where = f"e.flow_name = {ph} AND r.record_id = {ph}"
+        params: list[Any] = [flow, record_id]
+        if scope is not None:
+            where += f" AND (r.eval_id = {ph} OR r.run_id = {ph})"
+            params += [scope, scope]
+        rows = self._read(
+            f"SELECT {cols} FROM eval_results r JOIN evals e ON e.id = r.eval_id WHERE {where} "
+            "ORDER BY r.created_at, r.eval_id, r.variant, r.job_key",
+            tuple(params),
+        )
+        return [EvalResult(*self._decode(RESULT_COLUMNS, r)) for r in rows]
+
 
 class MemoryEvals:
     """The same methods over dicts, for the memory store (``self._lock``)."""
@@ -197,3 +214,16 @@ class MemoryEvals:
         with self._lock:  # type: ignore[attr-defined]
             rows = [copy.deepcopy(r) for (e, _), r in self._estore()[1].items() if e == eval_id]
             return sorted(rows, key=lambda r: (r.record_id, r.variant, r.job_key))
+
+    def record_scores(self, flow: str, record_id: str, *, scope: str | None = None) -> list[EvalResult]:
+        with self._lock:  # type: ignore[attr-defined]
+            evals, results = self._estore()
+            rows = [
+                copy.deepcopy(r)
+                for (e, _), r in results.items()
+                if e in evals
+                and evals[e].flow_name == flow
+                and r.record_id == record_id
+                and (scope is None or scope in (r.eval_id, r.run_id))
+            ]
+            return sorted(rows, key=lambda r: (r.created_at, r.eval_id, r.variant, r.job_key))
