@@ -171,18 +171,22 @@ class SqliteStore(SqlStore):
     def append_many(self, batch: list[tuple[Any, ...]]) -> list[list[Event]]:
         """Several appends (of any runs) in one transaction: all or none (group commit). An
         item is (run_id, events, now), or (run_id, events, now, run) for a new run written
-        with its first events."""
+        with its first events.
+
+        One UPDATE per run, then the events of every run in shared multi-row INSERTs, then
+        the projection rows, statements of one shape executed together (``executemany``)."""
         new_specs: set[str] = set()
         with self._lock:
             if len(self._last_seq) > 10_000:
                 self._last_seq.clear()
             try:
                 with self._write() as conn:
-                    out = []
+                    plans = []
                     for item in batch:
                         if len(item) > 3:
                             self._create(conn, item[3], new_specs)
-                        out.append(self._append_in_tx(conn, item[0], item[1], item[2]))
+                        plans.append(self._plan_in_tx(conn, item[0], item[1], item[2]))
+                    out = self._write_plans(conn, plans, len({item[0] for item in batch}) == len(batch))
             except BaseException:
                 for item in batch:  # rolled back: what we remembered may be wrong now
                     self._last_seq.pop(item[0], None)
@@ -194,41 +198,69 @@ class SqliteStore(SqlStore):
                     self._last_seq[item[0]] = stored[-1].seq
             return out
 
-    def _append_in_tx(
+    def _plan_in_tx(
         self, conn: sqlite3.Connection, run_id: str, events: list[NewEvent], now: float
-    ) -> list[Event]:
+    ) -> AppendPlan | None:
+        """The run's UPDATE, issued, and its plan (None for no events)."""
         if not events:
             if conn.execute("SELECT 1 FROM runs WHERE id = ?", (run_id,)).fetchone() is None:
                 raise StoreError(f"no run {run_id}")
-            return []
+            return None
         n, cache = len(events), self._sql_cache
         # Inside the write transaction, so no other process can append meanwhile. The seq we
         # remember from our last append is usually right; the UPDATE checks it (no SELECT),
         # and if another process appended since, we read the real value and plan again.
         known = self._last_seq.get(run_id)
-        plan = None
         if known is not None:
             plan = AppendPlan(run_id, events, now, known + 1, "?", cache)
-            if conn.execute(*plan.run.sql(known + n, run_id, "?", cache, expect=known)).rowcount != 1:
-                plan = None
-        if plan is None:
-            row = conn.execute("SELECT last_seq FROM runs WHERE id = ?", (run_id,)).fetchone()
-            if row is None:
-                raise StoreError(f"no run {run_id}")
-            known = row[0]
-            plan = AppendPlan(run_id, events, now, known + 1, "?", cache)
-            conn.execute(*plan.run.sql(known + n, run_id, "?", cache))
+            if conn.execute(*plan.run.sql(known + n, run_id, "?", cache, expect=known)).rowcount == 1:
+                return plan
+        row = conn.execute("SELECT last_seq FROM runs WHERE id = ?", (run_id,)).fetchone()
+        if row is None:
+            raise StoreError(f"no run {run_id}")
+        plan = AppendPlan(run_id, events, now, row[0] + 1, "?", cache)
+        conn.execute(*plan.run.sql(row[0] + n, run_id, "?", cache))
+        return plan
+
+    def _write_plans(
+        self, conn: sqlite3.Connection, plans: list[AppendPlan | None], distinct_runs: bool
+    ) -> list[list[Event]]:
+        cache = self._sql_cache
+        rows = [v for p in plans if p is not None for v in p.rows]
+        total = len(rows) // ROW_WIDTH
         ids: list[int] = []
-        for i in range(0, n, EVENT_INSERT_CHUNK):
-            k = min(EVENT_INSERT_CHUNK, n - i)
+        for i in range(0, total, EVENT_INSERT_CHUNK):
+            k = min(EVENT_INSERT_CHUNK, total - i)
             last_id = conn.execute(
-                insert_events_sql(k, "?", cache), plan.rows[i * ROW_WIDTH : (i + k) * ROW_WIDTH]
+                insert_events_sql(k, "?", cache), rows[i * ROW_WIDTH : (i + k) * ROW_WIDTH]
             ).lastrowid
             # We hold the write lock and ids are AUTOINCREMENT: one INSERT's ids are contiguous.
             ids += range(last_id - k + 1, last_id + 1)
-        for sql, params in plan.writes:
-            conn.execute(sql, params)
-        return plan.with_ids(ids)
+        if distinct_runs:
+            # Each plan touches a row once and the runs differ, so no two statements touch
+            # one row: statements of one text can run together, in any order.
+            grouped: dict[str, list[list[Any]]] = {}
+            for p in plans:
+                for sql, params in p.writes if p is not None else ():
+                    grouped.setdefault(sql, []).append(params)
+            for sql, many in grouped.items():
+                if len(many) == 1:
+                    conn.execute(sql, many[0])
+                else:
+                    conn.executemany(sql, many)
+        else:
+            for p in plans:
+                for sql, params in p.writes if p is not None else ():
+                    conn.execute(sql, params)
+        out: list[list[Event]] = []
+        at = 0
+        for p in plans:
+            if p is None:
+                out.append([])
+            else:
+                out.append(p.with_ids(ids[at : at + len(p.events)]))
+                at += len(p.events)
+        return out
 
     def wait_for_events(self, run_id: str, after_seq: int, timeout: float) -> list[Event]:
         """Block until ``run_id`` has events after ``after_seq`` (polling every 50 ms) or

@@ -89,12 +89,20 @@ class RunUpdate:
         return text, params
 
 
-def upsert_sql(table: str, keys: tuple[str, ...], cols: tuple[str, ...], ph: str) -> str:
-    allc = keys + cols
+def upsert_sql(
+    table: str, keys: tuple[str, ...], cols: tuple[str, ...], ph: str, added: tuple[str, ...] = ()
+) -> str:
+    """INSERT ... ON CONFLICT DO UPDATE: ``cols`` are set, ``added`` columns are added to."""
+    allc = keys + cols + added
+    sets = [f"{c} = excluded.{c}" for c in cols] + [f"{c} = {table}.{c} + excluded.{c}" for c in added]
     return (
         f"INSERT INTO {table} ({', '.join(allc)}) VALUES ({', '.join([ph] * len(allc))}) "
-        f"ON CONFLICT ({', '.join(keys)}) DO UPDATE SET {', '.join(f'{c} = excluded.{c}' for c in cols)}"
+        f"ON CONFLICT ({', '.join(keys)}) DO UPDATE SET {', '.join(sets)}"
     )
+
+
+_USAGE = ("tokens_in", "tokens_out", "cost")
+_ATTEMPT_KEYS = ("run_id", "step_id", "unit", "attempt")
 
 
 class AppendPlan:
@@ -187,74 +195,50 @@ class _MergedProjection:
 
     def writes(self, run_id: str, ph: str, cache: dict[Any, str]) -> Iterator[tuple[str, list[Any]]]:
         for sid, f in self.steps.items():
-            yield from _projection_writes(run_id, _Ops(step=(sid, f)), ph, cache)
+            cols = tuple(f)
+            key = ("steps", cols)
+            sql = cache.get(key) or cache.setdefault(key, upsert_sql("steps", ("run_id", "step_id"), cols, ph))
+            yield sql, [run_id, sid, *(dumps_nullable(f[c]) if c == "output" else f[c] for c in cols)]
+        adds = self.adds
         for key, (f, insert) in self.attempts.items():
-            yield from _projection_writes(run_id, _Ops(attempt=(key, f, insert)), ph, cache)
-        for key, add in self.adds.items():
-            yield from _projection_writes(run_id, _Ops(attempt_add=(key, add)), ph, cache)
+            # usage of an attempt this append also writes goes into the same statement
+            yield _attempt_write(run_id, key, f, insert, adds.pop(key, None) if adds else None, ph, cache)
+        for key, add in adds.items():  # usage of an attempt written by an earlier append
+            yield _attempt_write(run_id, key, {}, None, add, ph, cache)
         for a in self.artifacts:
-            yield from _projection_writes(run_id, _Ops(artifact=a), ph, cache)
+            sql = f"INSERT INTO artifacts ({ARTIFACT_COLUMNS}) VALUES ({', '.join([ph] * 8)})"
+            params = [run_id, a["path"], a["size"], a["sha256"], a["step_id"], a["attempt"], a["created_at"]]
+            yield sql, [*params, a["mime"]]
 
 
-class _Ops:
-    __slots__ = ("step", "attempt", "attempt_add", "artifact")
-
-    def __init__(
-        self, step: Any = None, attempt: Any = None, attempt_add: Any = None, artifact: Any = None
-    ) -> None:
-        self.step, self.attempt, self.attempt_add, self.artifact = step, attempt, attempt_add, artifact
-
-
-def _projection_writes(
-    run_id: str, ops: Any, ph: str, cache: dict[Any, str]
-) -> Iterator[tuple[str, list[Any]]]:
-    """The step / attempt / artifact statements for one event's projection ops."""
-    if ops.step:
-        sid, f = ops.step
-        cols = tuple(f)
-        key = ("steps", cols)
-        sql = cache.get(key) or cache.setdefault(key, upsert_sql("steps", ("run_id", "step_id"), cols, ph))
-        yield sql, [run_id, sid, *(dumps_nullable(f[c]) if c == "output" else f[c] for c in cols)]
-    if ops.attempt:
-        (sid, unit, n), f, insert = ops.attempt
-        cols = tuple(f)
-        vals = [dumps_nullable(f[c]) if c in ("output", "info") else f[c] for c in cols]
-        if insert is not None:
-            key = ("attempts", cols)
-            sql = cache.get(key) or cache.setdefault(
-                key, upsert_sql("attempts", ("run_id", "step_id", "unit", "attempt"), cols, ph)
-            )
-            yield sql, [run_id, sid, unit, n, *vals]
-        else:  # insert=None: only update an attempt that exists (no NOT NULL check on a new row)
-            key = ("attempts-update", cols)
-            sql = cache.get(key) or cache.setdefault(
-                key,
-                f"UPDATE attempts SET {', '.join(f'{c} = {ph}' for c in cols)} "
-                f"WHERE run_id = {ph} AND step_id = {ph} AND unit = {ph} AND attempt = {ph}",
-            )
-            yield sql, [*vals, run_id, sid, unit, n]
-    if ops.attempt_add:
-        (sid, unit, n), add = ops.attempt_add
-        yield (
-            f"UPDATE attempts SET tokens_in = tokens_in + {ph}, tokens_out = tokens_out + {ph}, cost = cost + {ph} "
-            f"WHERE run_id = {ph} AND step_id = {ph} AND unit = {ph} AND attempt = {ph}",
-            [int(add["tokens_in"]), int(add["tokens_out"]), add["cost"], run_id, sid, unit, n],
-        )
-    if ops.artifact:
-        a = ops.artifact
-        yield (
-            f"INSERT INTO artifacts ({ARTIFACT_COLUMNS}) VALUES ({', '.join([ph] * 8)})",
-            [
-                run_id,
-                a["path"],
-                a["size"],
-                a["sha256"],
-                a["step_id"],
-                a["attempt"],
-                a["created_at"],
-                a["mime"],
-            ],
-        )
+def _attempt_write(
+    run_id: str,
+    key: tuple[str, str, int],
+    f: dict[str, Any],
+    insert: bool | None,
+    add: dict[str, float] | None,
+    ph: str,
+    cache: dict[Any, str],
+) -> tuple[str, list[Any]]:
+    """One attempt row's statement: an upsert, or (``insert`` None) an update of a row that
+    exists (no NOT NULL check on a new row); ``add``: usage to add to its totals."""
+    sid, unit, n = key
+    cols = tuple(f)
+    vals = [dumps_nullable(f[c]) if c in ("output", "info") else f[c] for c in cols]
+    added = _USAGE if add else ()
+    if add:
+        vals += [int(add["tokens_in"]), int(add["tokens_out"]), add["cost"]]
+    if insert is not None:
+        ckey = ("attempts", cols, bool(add))
+        sql = cache.get(ckey) or cache.setdefault(ckey, upsert_sql("attempts", _ATTEMPT_KEYS, cols, ph, added))
+        return sql, [run_id, sid, unit, n, *vals]
+    ckey = ("attempts-update", cols, bool(add))
+    sql = cache.get(ckey)
+    if sql is None:
+        sets = [f"{c} = {ph}" for c in cols] + [f"{c} = {c} + {ph}" for c in added]
+        where = " AND ".join(f"{c} = {ph}" for c in _ATTEMPT_KEYS)
+        sql = cache[ckey] = f"UPDATE attempts SET {', '.join(sets)} WHERE {where}"
+    return sql, [*vals, run_id, sid, unit, n]
 
 
 EVENT_INSERT_CHUNK = 32  # rows per multi-row INSERT (bounds the statement cache)
