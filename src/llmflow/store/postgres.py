@@ -34,7 +34,7 @@ from llmflow.errors import StoreError
 from llmflow.store import migrations
 from llmflow.store.base import RunRecord
 from llmflow.store.sql import RUN_COLUMNS, Dialect, SqlStore
-from llmflow.store.sqlplan import EVENT_INSERT_CHUNK, ROW_WIDTH, AppendPlan
+from llmflow.store.sqlplan import EVENT_INSERT_CHUNK, ROW_WIDTH, AppendPlan, grouped_writes
 
 CHANNEL = "llmflow_events"
 INSTALL_HINT = "pip install 'llmflow[postgres]'"
@@ -227,7 +227,8 @@ class PostgresStore(SqlStore):
                     raise StoreError(f"no run {r}")
             next_id = (xid << ID_SHIFT) + 1
             out: list[list[Event]] = []
-            statements: list[tuple[str, list[Any]]] = []
+            plans: list[AppendPlan | None] = []
+            updates: list[tuple[str, list[Any]]] = []
             event_rows: list[list[Any]] = []
             notes: dict[str, int] = {}
             for run_id, events, now in batch:
@@ -237,26 +238,28 @@ class PostgresStore(SqlStore):
                 first_seq = last[run_id] + 1
                 last[run_id] += len(events)
                 plan = AppendPlan(run_id, events, now, first_seq, "%s", cache)
-                statements.append(plan.run.sql(last[run_id], run_id, "%s", cache))
+                plans.append(plan)
+                updates.append(plan.run.sql(last[run_id], run_id, "%s", cache))
                 ids = list(range(next_id, next_id + len(events)))
                 next_id += len(events)
                 for j, id_ in enumerate(ids):
                     event_rows.append([id_, *plan.rows[j * ROW_WIDTH : (j + 1) * ROW_WIDTH]])
-                statements.extend(plan.writes)
                 notes[run_id] = last[run_id]
                 out.append(plan.with_ids(ids))
             if next_id - (xid << ID_SHIFT) >= 1 << ID_SHIFT:
                 raise StoreError(f"one transaction may append at most {(1 << ID_SHIFT) - 1} events")
             with conn.pipeline():
-                for sql, params in statements[: len(statements)]:
-                    if sql.startswith("UPDATE runs"):
-                        conn.execute(sql, params)
+                for sql, params in updates:
+                    conn.execute(sql, params)
                 for i in range(0, len(event_rows), EVENT_INSERT_CHUNK):
                     chunk = event_rows[i : i + EVENT_INSERT_CHUNK]
                     conn.execute(_insert_with_ids(len(chunk), cache), [v for row in chunk for v in row])
-                for sql, params in statements:
-                    if not sql.startswith("UPDATE runs"):
-                        conn.execute(sql, params)  # str params are untyped: the server casts JSON text
+                # str params are untyped: the server casts JSON text
+                for sql, many in grouped_writes(plans):
+                    if len(many) == 1:
+                        conn.execute(sql, many[0])
+                    else:
+                        conn.cursor().executemany(sql, many)
                 for run_id, seq in notes.items():
                     conn.execute("SELECT pg_notify(%s, %s)", (CHANNEL, f"{run_id}:{seq}"))  # at commit
             return out

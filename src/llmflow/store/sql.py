@@ -219,18 +219,27 @@ class SqlStore(SqlBatches, SqlThreads, SqlEvals):
         return conn.execute(self._insert_run_sql, params)
 
     def _runs_from_rows(self, rows: list[Any]) -> list[RunRecord]:
-        specs = self._specs
-        missing = list({r[SPEC_INDEX] for r in rows if r[SPEC_INDEX] not in specs})
+        """Records of run rows, with their specs: from this handle's cache, the rest read in
+        one query. (A local map: another thread may clear the cache meanwhile.)"""
+        cache = self._specs
+        specs: dict[str, dict[str, Any]] = {}
+        missing = []
+        for key in {r[SPEC_INDEX] for r in rows}:
+            hit = cache.get(key)
+            if hit is None:
+                missing.append(key)
+            else:
+                specs[key] = hit
         if missing:
-            if len(specs) + len(missing) > _SPEC_CACHE:
-                specs.clear()
             ph = self.dialect.ph
             found = self._read(
                 f"SELECT id, record FROM specs WHERE id IN ({', '.join([ph] * len(missing))})", missing
             )
+            if len(cache) + len(found) > _SPEC_CACHE:
+                cache.clear()
             for key, record in found:
-                specs[key] = _loads(record)
-            self._specs_stored.update(key for key, _ in found)
+                specs[key] = cache[key] = _loads(record)
+                self._specs_stored.add(key)
         return [run_from_row(r, specs.get(r[SPEC_INDEX], {})) for r in rows]
 
     # runs ----------------------------------------------------------------------------------

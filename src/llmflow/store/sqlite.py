@@ -27,7 +27,7 @@ from llmflow.errors import StoreError
 from llmflow.store import migrations
 from llmflow.store.base import RunRecord
 from llmflow.store.sql import RUN_COLUMNS, Dialect, SqlStore
-from llmflow.store.sqlplan import EVENT_INSERT_CHUNK, ROW_WIDTH, AppendPlan, insert_events_sql
+from llmflow.store.sqlplan import EVENT_INSERT_CHUNK, ROW_WIDTH, AppendPlan, grouped_writes, insert_events_sql
 
 _CLAIM_FREE = "(owner IS NULL OR owner = ? OR COALESCE(lease_expires_at, 0) < ?)"
 # the queue scan never hands back a run whose lease is live, not even to its own holder
@@ -186,7 +186,7 @@ class SqliteStore(SqlStore):
                         if len(item) > 3:
                             self._create(conn, item[3], new_specs)
                         plans.append(self._plan_in_tx(conn, item[0], item[1], item[2]))
-                    out = self._write_plans(conn, plans, len({item[0] for item in batch}) == len(batch))
+                    out = self._write_plans(conn, plans)
             except BaseException:
                 for item in batch:  # rolled back: what we remembered may be wrong now
                     self._last_seq.pop(item[0], None)
@@ -222,9 +222,7 @@ class SqliteStore(SqlStore):
         conn.execute(*plan.run.sql(row[0] + n, run_id, "?", cache))
         return plan
 
-    def _write_plans(
-        self, conn: sqlite3.Connection, plans: list[AppendPlan | None], distinct_runs: bool
-    ) -> list[list[Event]]:
+    def _write_plans(self, conn: sqlite3.Connection, plans: list[AppendPlan | None]) -> list[list[Event]]:
         cache = self._sql_cache
         rows = [v for p in plans if p is not None for v in p.rows]
         total = len(rows) // ROW_WIDTH
@@ -236,22 +234,11 @@ class SqliteStore(SqlStore):
             ).lastrowid
             # We hold the write lock and ids are AUTOINCREMENT: one INSERT's ids are contiguous.
             ids += range(last_id - k + 1, last_id + 1)
-        if distinct_runs:
-            # Each plan touches a row once and the runs differ, so no two statements touch
-            # one row: statements of one text can run together, in any order.
-            grouped: dict[str, list[list[Any]]] = {}
-            for p in plans:
-                for sql, params in p.writes if p is not None else ():
-                    grouped.setdefault(sql, []).append(params)
-            for sql, many in grouped.items():
-                if len(many) == 1:
-                    conn.execute(sql, many[0])
-                else:
-                    conn.executemany(sql, many)
-        else:
-            for p in plans:
-                for sql, params in p.writes if p is not None else ():
-                    conn.execute(sql, params)
+        for sql, many in grouped_writes(plans):
+            if len(many) == 1:
+                conn.execute(sql, many[0])
+            else:
+                conn.executemany(sql, many)
         out: list[list[Event]] = []
         at = 0
         for p in plans:

@@ -109,11 +109,12 @@ class AppendPlan:
     """Everything one ``append`` writes, given the run's next sequence number: the events,
     their INSERT parameters, the run UPDATE and the step / attempt / artifact statements."""
 
-    __slots__ = ("events", "rows", "run", "writes")
+    __slots__ = ("run_id", "events", "rows", "run", "writes")
 
     def __init__(
         self, run_id: str, events: list[NewEvent], now: float, first_seq: int, ph: str, cache: dict[Any, str]
     ) -> None:
+        self.run_id = run_id
         self.events: list[Event] = []
         self.rows: list[Any] = []  # flat INSERT parameters, ROW_WIDTH per event
         self.run = RunUpdate()
@@ -239,6 +240,20 @@ def _attempt_write(
         where = " AND ".join(f"{c} = {ph}" for c in _ATTEMPT_KEYS)
         sql = cache[ckey] = f"UPDATE attempts SET {', '.join(sets)} WHERE {where}"
     return sql, [*vals, run_id, sid, unit, n]
+
+
+def grouped_writes(plans: list[AppendPlan | None]) -> list[tuple[str, list[list[Any]]]]:
+    """The projection statements of a group commit's plans: (SQL, parameter lists) in order.
+    A plan touches each row once, so when the plans' runs differ no two statements touch
+    one row, and statements of one text run together (``executemany``); otherwise one by one."""
+    live = [p for p in plans if p is not None]
+    if len({p.run_id for p in live}) < len(live):
+        return [(sql, [params]) for p in live for sql, params in p.writes]
+    grouped: dict[str, list[list[Any]]] = {}
+    for p in live:
+        for sql, params in p.writes:
+            grouped.setdefault(sql, []).append(params)
+    return list(grouped.items())
 
 
 EVENT_INSERT_CHUNK = 32  # rows per multi-row INSERT (bounds the statement cache)
