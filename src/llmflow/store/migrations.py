@@ -210,7 +210,7 @@ SQLITE: list[tuple[int, list[str]]] = [
                 created_at REAL NOT NULL DEFAULT 0
             )""",
             "ALTER TABLE runs ADD COLUMN spec_id TEXT NOT NULL DEFAULT ''",
-            # llmflow_spec_key: llmflow.store.sql.spec_key, registered by apply_sqlite; the
+            # llmflow_spec_key: llmflow.store.rows.spec_key, registered by apply_sqlite; the
             # stored text is what the store encodes, so old and new runs share their rows
             "INSERT OR IGNORE INTO specs (id, record, created_at) "
             "SELECT llmflow_spec_key(spec), spec, MIN(created_at) FROM runs GROUP BY spec",
@@ -438,7 +438,7 @@ def apply_sqlite(conn: sqlite3.Connection) -> int:
     """
     if _sqlite_version(conn) >= LATEST:  # fast path, no write lock
         return LATEST
-    from llmflow.store.sql import spec_key
+    from llmflow.store.rows import spec_key
 
     conn.create_function("llmflow_spec_key", 1, spec_key, deterministic=True)
     conn.execute("BEGIN IMMEDIATE")  # the database write lock: one migrator at a time

@@ -33,7 +33,8 @@ from llmflow.engine.events import Event, NewEvent
 from llmflow.errors import StoreError
 from llmflow.store import migrations
 from llmflow.store.base import RunRecord
-from llmflow.store.sql import RUN_COLUMNS, Dialect, SqlStore
+from llmflow.store.rows import RUN_COLUMNS
+from llmflow.store.sql import Dialect, SqlStore
 from llmflow.store.sqlplan import EVENT_INSERT_CHUNK, ROW_WIDTH, AppendPlan, grouped_writes
 
 CHANNEL = "llmflow_events"

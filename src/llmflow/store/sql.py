@@ -3,7 +3,9 @@
 :class:`SqlStore` holds every query whose text differs between the two only by a
 :class:`Dialect` detail (the placeholder, a JSON cast, a collation, a JSON column read as
 text, the "events since" horizon): run reads and updates, the spec records, events,
-projections, controls, leases and projects, plus the row mapping. Each backend keeps only
+projections, controls, leases and projects (rows map to records in
+:mod:`llmflow.store.rows`; what an append writes is built by :mod:`llmflow.store.sqlplan`).
+Each backend keeps only
 what truly differs: its connections and transactions, ``append`` (SQLite: the database
 write lock; Postgres: per-run locks and transaction-id event ids), claims (Postgres:
 ``FOR UPDATE SKIP LOCKED``) and waiting for events (polling / LISTEN-NOTIFY).
@@ -21,11 +23,9 @@ per transaction, and a query-building layer would cost speed there for no gain.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import Any
 
 from llmflow.engine.events import Event, NewEvent
@@ -33,103 +33,28 @@ from llmflow.errors import StoreError
 from llmflow.store.base import ArtifactRow, AttemptRow, Control, Project, RunRecord
 from llmflow.store.batches import SqlBatches
 from llmflow.store.evals import SqlEvals
-from llmflow.store.sqlplan import ARTIFACT_COLUMNS, dumps, dumps_nullable
+from llmflow.store.rows import (
+    ATTEMPT_COLUMNS,
+    EVENT_COLUMNS,
+    RUN_COLUMNS,
+    RUN_JSON_COLUMNS,
+    RUN_SELECT,
+    SPEC_INDEX,
+    STEP_FIELDS,
+    attempt_from_row,
+    check_run_fields,
+    column_value,
+    event_from_row,
+    loads_json,
+    run_filters,
+    run_from_row,
+    spec_key,
+    step_row,
+)
+from llmflow.store.sqlplan import ARTIFACT_COLUMNS, dumps
 from llmflow.store.threads import SqlThreads
 
-RECORD_FIELDS: tuple[str, ...] = tuple(f.name for f in fields(RunRecord))
-# the runs table: RunRecord's fields in order, with spec_id (a key into specs) in spec's place
-RUN_COLUMNS: tuple[str, ...] = tuple("spec_id" if c == "spec" else c for c in RECORD_FIELDS)
-RUN_JSON_COLUMNS = frozenset({"inputs", "outputs", "options", "metadata"})
-SPEC_INDEX = RUN_COLUMNS.index("spec_id")
-EVENT_COLUMNS = "id, run_id, seq, type, ts, message, step_id, unit, attempt, payload, schema_version"
-ATTEMPT_COLUMNS = "run_id, step_id, unit, attempt, status, started_at, ended_at, output, error, model, tokens_in, tokens_out, cost, info"
-STEP_FIELDS = ("status", "output", "error", "started_at", "ended_at")
-RUN_SELECT = "SELECT " + ", ".join(RUN_COLUMNS) + " FROM runs"
-_JSON_INDEXES = tuple(i for i, c in enumerate(RUN_COLUMNS) if c in RUN_JSON_COLUMNS)
 _SPEC_CACHE = 512  # decoded spec records kept per handle
-
-
-def _loads(text: Any) -> Any:
-    """SQLite gives JSON columns back as text; psycopg has already decoded JSONB."""
-    return json.loads(text) if isinstance(text, str) else text
-
-
-def spec_key(text: str) -> str:
-    """The fingerprint of a spec record's JSON text: the key of its ``specs`` row."""
-    return "b2:" + hashlib.blake2b(text.encode(), digest_size=16).hexdigest()
-
-
-def run_from_row(row: Any, spec: dict[str, Any]) -> RunRecord:
-    values = list(row)
-    for i in _JSON_INDEXES:
-        if values[i] is not None:
-            values[i] = _loads(values[i])
-    values[SPEC_INDEX] = spec
-    return RunRecord(*values)
-
-
-def check_run_fields(run_fields: dict[str, Any]) -> None:
-    unknown = sorted(set(run_fields) - set(RECORD_FIELDS))
-    if unknown:  # the same error dataclasses.replace gives the memory store
-        raise TypeError(f"RunRecord has no field(s) {', '.join(unknown)}")
-
-
-def event_from_row(row: Any) -> Event:
-    id_, run_id, seq, type_, ts, message, step_id, unit, attempt, payload, version = row
-    return Event(run_id, seq, type_, ts, message, step_id, unit, attempt, _loads(payload), id_, version)
-
-
-def attempt_from_row(row: Any) -> AttemptRow:
-    values = list(row)
-    values[7] = _loads(values[7]) if values[7] is not None else None
-    values[13] = _loads(values[13]) if values[13] is not None else {}
-    return AttemptRow(*values)
-
-
-def step_row(row: Any) -> dict[str, Any]:
-    status, output, error, started_at, ended_at = row
-    return {
-        "status": status,
-        "output": _loads(output) if output is not None else None,
-        "error": error,
-        "started_at": started_at,
-        "ended_at": ended_at,
-    }
-
-
-def _column_value(col: str, value: Any) -> Any:
-    if col in RUN_JSON_COLUMNS:
-        return dumps_nullable(value) if col == "outputs" else dumps(value)
-    return value
-
-
-def run_filters(
-    flow: str | None,
-    status: str | None,
-    batch_id: str | None,
-    project_id: int | None,
-    parent_run_id: str | None,
-    ph: str,
-    in_batch: bool | None = None,
-) -> tuple[str, list[Any]]:
-    """WHERE clause with the memory store's semantics (empty strings do not filter;
-    ``in_batch`` False: only runs of no batch, True: only batch runs)."""
-    where, params = [], []
-    if in_batch is not None:
-        where.append("batch_id IS NOT NULL" if in_batch else "batch_id IS NULL")
-    for col, val in (
-        ("flow_name", flow),
-        ("status", status),
-        ("batch_id", batch_id),
-        ("parent_run_id", parent_run_id),
-    ):
-        if val:
-            where.append(f"{col} = {ph}")
-            params.append(val)
-    if project_id is not None:
-        where.append(f"project_id = {ph}")
-        params.append(project_id)
-    return (" WHERE " + " AND ".join(where) if where else ""), params
 
 
 @dataclass(frozen=True)
@@ -214,7 +139,7 @@ class SqlStore(SqlBatches, SqlThreads, SqlEvals):
         when the run already exists."""
         spec_id = self._put_spec(conn, run.spec, run.created_at, new_specs)
         params = [
-            spec_id if c == "spec_id" else _column_value(c, getattr(run, c)) for c in RUN_COLUMNS
+            spec_id if c == "spec_id" else column_value(c, getattr(run, c)) for c in RUN_COLUMNS
         ]
         return conn.execute(self._insert_run_sql, params)
 
@@ -238,7 +163,7 @@ class SqlStore(SqlBatches, SqlThreads, SqlEvals):
             if len(cache) + len(found) > _SPEC_CACHE:
                 cache.clear()
             for key, record in found:
-                specs[key] = cache[key] = _loads(record)
+                specs[key] = cache[key] = loads_json(record)
                 self._specs_stored.add(key)
         return [run_from_row(r, specs.get(r[SPEC_INDEX], {})) for r in rows]
 
@@ -301,7 +226,7 @@ class SqlStore(SqlBatches, SqlThreads, SqlEvals):
                         vals.append(self._put_spec(conn, run_fields[c], 0.0, new_specs))
                     else:
                         sets.append(f"{c} = {self.dialect.slot(c)}")
-                        vals.append(_column_value(c, run_fields[c]))
+                        vals.append(column_value(c, run_fields[c]))
                 sql = f"UPDATE runs SET {', '.join(sets)} WHERE id = {ph}"
                 found = conn.execute(sql, [*vals, run_id]).rowcount > 0
             if not found:
@@ -375,7 +300,7 @@ class SqlStore(SqlBatches, SqlThreads, SqlEvals):
             "RETURNING id, run_id, action, payload, created_at"
         )
         rows = self._tx(lambda conn: conn.execute(sql, (time.time(), run_id)).fetchall())
-        return sorted((Control(r[0], r[1], r[2], _loads(r[3]), r[4]) for r in rows), key=lambda c: c.id)
+        return sorted((Control(r[0], r[1], r[2], loads_json(r[3]), r[4]) for r in rows), key=lambda c: c.id)
 
     def runs_with_controls(self) -> set[str]:
         """The runs with a control waiting: one look for every run a process executes

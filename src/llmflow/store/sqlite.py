@@ -26,7 +26,8 @@ from llmflow.engine.events import Event, NewEvent
 from llmflow.errors import StoreError
 from llmflow.store import migrations
 from llmflow.store.base import RunRecord
-from llmflow.store.sql import RUN_COLUMNS, Dialect, SqlStore
+from llmflow.store.rows import RUN_COLUMNS
+from llmflow.store.sql import Dialect, SqlStore
 from llmflow.store.sqlplan import EVENT_INSERT_CHUNK, ROW_WIDTH, AppendPlan, grouped_writes, insert_events_sql
 
 _CLAIM_FREE = "(owner IS NULL OR owner = ? OR COALESCE(lease_expires_at, 0) < ?)"
