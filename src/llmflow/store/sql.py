@@ -5,10 +5,10 @@
 text, the "events since" horizon): run reads and updates, the spec records, events,
 projections, controls, leases and projects (rows map to records in
 :mod:`llmflow.store.rows`; what an append writes is built by :mod:`llmflow.store.sqlplan`).
-Each backend keeps only
-what truly differs: its connections and transactions, ``append`` (SQLite: the database
-write lock; Postgres: per-run locks and transaction-id event ids), claims (Postgres:
-``FOR UPDATE SKIP LOCKED``) and waiting for events (polling / LISTEN-NOTIFY).
+Each backend keeps only what truly differs: its connections and transactions, ``append``
+(SQLite: the database write lock; Postgres: per-run locks and transaction-id event ids),
+claims (Postgres: ``FOR UPDATE SKIP LOCKED``) and waiting for events (polling /
+LISTEN-NOTIFY).
 
 Spec records live in the ``specs`` table, keyed by their fingerprint (a hash of the
 record's JSON), and runs reference it by ``spec_id``: the run row stays a few hundred
