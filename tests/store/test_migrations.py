@@ -196,5 +196,6 @@ def test_a_postgres_store_from_before_the_specs_table_keeps_working(pg_schema_ur
             )
         }
         assert "spec" not in columns and "spec_id" in columns
-        # the old runs' two records, plus SPEC once more under the key new runs use
-        assert conn.execute("SELECT COUNT(*) FROM specs").fetchone()[0] == 3
+        # the old runs' two records (md5 keys), plus each once more under the key new code
+        # uses: SPEC for new-1, OTHER_SPEC for the update of old-1
+        assert conn.execute("SELECT COUNT(*) FROM specs").fetchone()[0] == 4
