@@ -122,7 +122,7 @@ def _check_old_store_opens_with_its_specs(url: str) -> None:
 def test_a_sqlite_store_from_before_the_specs_table_keeps_working(tmp_path: Path) -> None:
     path = tmp_path / "old.db"
     conn = sqlite3.connect(path, isolation_level=None)
-    for version, statements in migrations.SQLITE[:4]:
+    for _, statements in migrations.SQLITE[:4]:
         for sql in statements:
             conn.execute(sql)
     conn.execute("CREATE TABLE schema_version (version INTEGER PRIMARY KEY, applied_at REAL NOT NULL)")

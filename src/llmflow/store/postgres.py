@@ -29,7 +29,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from llmflow.engine.events import Event, NewEvent
+from llmflow.engine.events import Event
 from llmflow.errors import StoreError
 from llmflow.store import migrations
 from llmflow.store.base import RunRecord
@@ -129,11 +129,12 @@ class PostgresStore(SqlStore):
         if conn is None:
             with self._lock:
                 try:
-                    return self._db().execute(sql, params).fetchall()
+                    found: list[Any] = self._db().execute(sql, params).fetchall()
+                    return found
                 except self._pg.Error as exc:
                     raise StoreError(f"Postgres store read failed: {exc}") from exc
         try:
-            rows = conn.execute(sql, params).fetchall()
+            rows: list[Any] = conn.execute(sql, params).fetchall()
         except self._pg.Error as exc:
             conn.close()
             raise StoreError(f"Postgres store read failed: {exc}") from exc
@@ -265,7 +266,7 @@ class PostgresStore(SqlStore):
                     conn.execute("SELECT pg_notify(%s, %s)", (CHANNEL, f"{run_id}:{seq}"))  # at commit
             return out
 
-        out = self._tx(tx)
+        out: list[list[Event]] = self._tx(tx)
         self._specs_committed(new_specs)
         return out
 

@@ -92,7 +92,8 @@ def run_filters(
 ) -> tuple[str, list[Any]]:
     """WHERE clause with the memory store's semantics (empty strings do not filter;
     ``in_batch`` False: only runs of no batch, True: only batch runs)."""
-    where, params = [], []
+    where: list[str] = []
+    params: list[Any] = []
     if in_batch is not None:
         where.append("batch_id IS NOT NULL" if in_batch else "batch_id IS NULL")
     for col, val in (

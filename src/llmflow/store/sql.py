@@ -138,9 +138,7 @@ class SqlStore(SqlBatches, SqlThreads, SqlEvals):
         """Issue the INSERT of ``run`` (and its spec); returns the cursor, whose row is None
         when the run already exists."""
         spec_id = self._put_spec(conn, run.spec, run.created_at, new_specs)
-        params = [
-            spec_id if c == "spec_id" else column_value(c, getattr(run, c)) for c in RUN_COLUMNS
-        ]
+        params = [spec_id if c == "spec_id" else column_value(c, getattr(run, c)) for c in RUN_COLUMNS]
         return conn.execute(self._insert_run_sql, params)
 
     def _runs_from_rows(self, rows: list[Any]) -> list[RunRecord]:
@@ -266,7 +264,8 @@ class SqlStore(SqlBatches, SqlThreads, SqlEvals):
 
     def artifacts(self, run_id: str) -> list[ArtifactRow]:
         rows = self._read(
-            f"SELECT {ARTIFACT_COLUMNS} FROM artifacts WHERE run_id = {self.dialect.ph} ORDER BY id", (run_id,)
+            f"SELECT {ARTIFACT_COLUMNS} FROM artifacts WHERE run_id = {self.dialect.ph} ORDER BY id",
+            (run_id,),
         )
         return [ArtifactRow(*r) for r in rows]
 
@@ -346,6 +345,7 @@ class SqlStore(SqlBatches, SqlThreads, SqlEvals):
 
     def get_project(self, project_id: int) -> Project | None:
         rows = self._read(
-            f"SELECT id, name, local_path, created_at FROM projects WHERE id = {self.dialect.ph}", (project_id,)
+            f"SELECT id, name, local_path, created_at FROM projects WHERE id = {self.dialect.ph}",
+            (project_id,),
         )
         return Project(*rows[0]) if rows else None

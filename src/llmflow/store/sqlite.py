@@ -230,9 +230,12 @@ class SqliteStore(SqlStore):
         ids: list[int] = []
         for i in range(0, total, EVENT_INSERT_CHUNK):
             k = min(EVENT_INSERT_CHUNK, total - i)
-            last_id = conn.execute(
-                insert_events_sql(k, "?", cache), rows[i * ROW_WIDTH : (i + k) * ROW_WIDTH]
-            ).lastrowid
+            last_id = int(
+                conn.execute(
+                    insert_events_sql(k, "?", cache), rows[i * ROW_WIDTH : (i + k) * ROW_WIDTH]
+                ).lastrowid
+                or 0
+            )
             # We hold the write lock and ids are AUTOINCREMENT: one INSERT's ids are contiguous.
             ids += range(last_id - k + 1, last_id + 1)
         for sql, many in grouped_writes(plans):

@@ -169,36 +169,38 @@ class _MergedProjection:
         self.any = True
         if ops.step:
             sid, f = ops.step
-            cur = self.steps.get(sid)
-            if cur is None:
+            step = self.steps.get(sid)
+            if step is None:
                 self.steps[sid] = dict(f)
             else:
-                cur.update(f)
+                step.update(f)
         if ops.attempt:
             key, f, insert = ops.attempt
-            cur = self.attempts.get(key)
-            if cur is None:
+            attempt = self.attempts.get(key)
+            if attempt is None:
                 self.attempts[key] = [dict(f), insert]
             else:
-                cur[0].update(f)
+                attempt[0].update(f)
                 if insert is not None:
-                    cur[1] = bool(cur[1]) or insert
+                    attempt[1] = bool(attempt[1]) or insert
         if ops.attempt_add:
-            key, add = ops.attempt_add
-            cur = self.adds.get(key)
-            if cur is None:
-                self.adds[key] = dict(add)
+            akey, add = ops.attempt_add
+            usage = self.adds.get(akey)
+            if usage is None:
+                self.adds[akey] = dict(add)
             else:
                 for k, v in add.items():
-                    cur[k] = cur.get(k, 0) + v
+                    usage[k] = usage.get(k, 0) + v
         if ops.artifact:
             self.artifacts.append(ops.artifact)
 
     def writes(self, run_id: str, ph: str, cache: dict[Any, str]) -> Iterator[tuple[str, list[Any]]]:
         for sid, f in self.steps.items():
             cols = tuple(f)
-            key = ("steps", cols)
-            sql = cache.get(key) or cache.setdefault(key, upsert_sql("steps", ("run_id", "step_id"), cols, ph))
+            ckey = ("steps", cols)
+            sql = cache.get(ckey) or cache.setdefault(
+                ckey, upsert_sql("steps", ("run_id", "step_id"), cols, ph)
+            )
             yield sql, [run_id, sid, *(dumps_nullable(f[c]) if c == "output" else f[c] for c in cols)]
         adds = self.adds
         for key, (f, insert) in self.attempts.items():
@@ -231,15 +233,17 @@ def _attempt_write(
         vals += [int(add["tokens_in"]), int(add["tokens_out"]), add["cost"]]
     if insert is not None:
         ckey = ("attempts", cols, bool(add))
-        sql = cache.get(ckey) or cache.setdefault(ckey, upsert_sql("attempts", _ATTEMPT_KEYS, cols, ph, added))
+        sql = cache.get(ckey) or cache.setdefault(
+            ckey, upsert_sql("attempts", _ATTEMPT_KEYS, cols, ph, added)
+        )
         return sql, [run_id, sid, unit, n, *vals]
     ckey = ("attempts-update", cols, bool(add))
-    sql = cache.get(ckey)
-    if sql is None:
+    text = cache.get(ckey)
+    if text is None:
         sets = [f"{c} = {ph}" for c in cols] + [f"{c} = {c} + {ph}" for c in added]
         where = " AND ".join(f"{c} = {ph}" for c in _ATTEMPT_KEYS)
-        sql = cache[ckey] = f"UPDATE attempts SET {', '.join(sets)} WHERE {where}"
-    return sql, [*vals, run_id, sid, unit, n]
+        text = cache[ckey] = f"UPDATE attempts SET {', '.join(sets)} WHERE {where}"
+    return text, [*vals, run_id, sid, unit, n]
 
 
 def grouped_writes(plans: list[AppendPlan | None]) -> list[tuple[str, list[list[Any]]]]:
@@ -273,5 +277,3 @@ def insert_events_sql(
             + suffix
         )
     return text
-
-
