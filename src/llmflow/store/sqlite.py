@@ -6,9 +6,11 @@ every write runs in a ``BEGIN IMMEDIATE`` transaction (the database write lock),
 sequence numbers, control hand-out and run claims stay atomic across processes.
 
 One connection per store, guarded by a re-entrant lock. ``append`` is the hot path: one
-transaction of BEGIN IMMEDIATE, an UPDATE of the run row (which also checks the last seq
-this handle remembers), one multi-row INSERT and the projection writes, with SQL strings
-built once and cached so the driver keeps them prepared.
+transaction of BEGIN IMMEDIATE, an UPDATE of the run row (a few hundred bytes: the spec
+record lives in ``specs``; the UPDATE also checks the last seq this handle remembers), one
+multi-row INSERT and the projection writes, with SQL strings built once and cached so the
+driver keeps them prepared. The queries the Postgres store shares are in
+:mod:`llmflow.store.sql`; this module keeps what only SQLite does.
 """
 
 from __future__ import annotations
