@@ -43,6 +43,37 @@ def step_rows_full(rows: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]
     return {sid: {f: row.get(f) for f in STEP_FIELDS} for sid, row in rows.items()}
 
 
+def _random_batch(rng: random.Random, types: list[str], b: int) -> list[NewEvent]:
+    """1-4 events of random types, steps, units, attempts and payload fields."""
+    batch: list[NewEvent] = []
+    for _ in range(rng.randint(1, 4)):
+        payload: dict[str, Any] = {}
+        for key, value in (
+            ("model", rng.choice(["m1", "m2", ""])),
+            ("output", rng.choice([None, "text", {"k": [1, 2]}, 3])),
+            ("error", rng.choice(["boom", ""])),
+            ("outputs", {"o": b}),
+            ("usage", {"input_tokens": rng.randint(0, 9), "output_tokens": rng.randint(0, 9)}),
+            ("cost", rng.choice([0.1, 0.2, 0.3, 1e-7])),
+            ("path", f"f{b}.txt"),
+            ("size", rng.randint(0, 99)),
+            ("prompt", "p"),
+        ):
+            if rng.random() < 0.4:
+                payload[key] = value
+        batch.append(
+            ev(
+                rng.choice(types),
+                message=rng.choice(["", "msg"]),
+                step_id=rng.choice([None, "a", "b"]),
+                unit=rng.choice([None, None, "u1"]),
+                attempt=rng.choice([None, 1, 2]),
+                payload=payload,
+            )
+        )
+    return batch
+
+
 class StoreContract:
     @pytest.fixture
     def store(self, store_factory: Any) -> Any:
@@ -486,32 +517,7 @@ class StoreContract:
             for s in (store, ref):
                 s.create_run(rec(run_id, created_at=float(r)), [ev(T.RUN_CREATED)], now=0.5)
             for b in range(40):
-                batch = []
-                for _ in range(rng.randint(1, 4)):
-                    payload: dict[str, Any] = {}
-                    for key, value in (
-                        ("model", rng.choice(["m1", "m2", ""])),
-                        ("output", rng.choice([None, "text", {"k": [1, 2]}, 3])),
-                        ("error", rng.choice(["boom", ""])),
-                        ("outputs", {"o": b}),
-                        ("usage", {"input_tokens": rng.randint(0, 9), "output_tokens": rng.randint(0, 9)}),
-                        ("cost", rng.choice([0.1, 0.2, 0.3, 1e-7])),
-                        ("path", f"f{b}.txt"),
-                        ("size", rng.randint(0, 99)),
-                        ("prompt", "p"),
-                    ):
-                        if rng.random() < 0.4:
-                            payload[key] = value
-                    batch.append(
-                        ev(
-                            rng.choice(types),
-                            message=rng.choice(["", "msg"]),
-                            step_id=rng.choice([None, "a", "b"]),
-                            unit=rng.choice([None, None, "u1"]),
-                            attempt=rng.choice([None, 1, 2]),
-                            payload=payload,
-                        )
-                    )
+                batch = _random_batch(rng, types, b)
                 now = 1.0 + b * 0.25
                 got, want = store.append(run_id, batch, now), ref.append(run_id, batch, now)
                 assert [(e.seq, e.type, e.payload) for e in got] == [(e.seq, e.type, e.payload) for e in want]
@@ -527,6 +533,31 @@ class StoreContract:
                 (e.run_id, e.seq, e.type, e.ts, e.message, e.step_id, e.unit, e.attempt, e.payload)
                 for e in store.events(run_id)
             ] == strip
+
+    def test_group_commits_of_several_runs_agree_with_the_memory_store(self, store: Any) -> None:
+        """append_many of random batches over three runs (every other commit holds one run
+        twice) gives the projections of appending one by one."""
+        rng = random.Random(20261127)
+        ref = MemoryStore()
+        types = [t.value for t in T] + ["CUSTOM"]
+        runs = [f"group-{r}" for r in range(3)]
+        for r, run_id in enumerate(runs):
+            for s in (store, ref):
+                s.create_run(rec(run_id, created_at=float(r)), [ev(T.RUN_CREATED)], now=0.5)
+        for b in range(60):
+            items = [(run_id, _random_batch(rng, types, b), 1.0 + b) for run_id in runs]
+            if b % 2 == 0:
+                items.append((runs[0], _random_batch(rng, types, b), 1.0 + b))
+            got = store.append_many(items)
+            want = [ref.append(*item) for item in items]
+            assert [[(e.run_id, e.seq, e.type) for e in evs] for evs in got] == [
+                [(e.run_id, e.seq, e.type) for e in evs] for evs in want
+            ]
+        for run_id in runs:
+            assert store.get_run(run_id) == ref.get_run(run_id)
+            assert store.attempts(run_id) == ref.attempts(run_id)
+            assert store.artifacts(run_id) == ref.artifacts(run_id)
+            assert step_rows_full(store.step_rows(run_id)) == step_rows_full(ref.step_rows(run_id))
 
     # controls ------------------------------------------------------------------------------
     def test_controls_are_taken_exactly_once_in_order(self, store: Any) -> None:

@@ -53,8 +53,14 @@ class MemoryStore(MemoryBatches, MemoryThreads, MemoryEvals):
             return replace(r) if r else None  # a shallow copy: callers treat records as read-only
 
     def _filter(
-        self, flow=None, status=None, batch_id=None, project_id=None, parent_run_id=None, in_batch=None
-    ):  # noqa: ANN001, ANN202
+        self,
+        flow: str | None = None,
+        status: str | None = None,
+        batch_id: str | None = None,
+        project_id: int | None = None,
+        parent_run_id: str | None = None,
+        in_batch: bool | None = None,
+    ) -> list[RunRecord]:
         rs = list(self._runs.values())
         if in_batch is not None:
             rs = [r for r in rs if (r.batch_id is not None) == in_batch]
@@ -73,21 +79,28 @@ class MemoryStore(MemoryBatches, MemoryThreads, MemoryEvals):
     def list_runs(
         self,
         *,
-        flow=None,
-        status=None,
-        batch_id=None,
-        project_id=None,
-        parent_run_id=None,
-        limit=50,
-        offset=0,
-        in_batch=None,
-    ):  # noqa: ANN001, ANN201
+        flow: str | None = None,
+        status: str | None = None,
+        batch_id: str | None = None,
+        project_id: int | None = None,
+        parent_run_id: str | None = None,
+        limit: int = 50,
+        offset: int = 0,
+        in_batch: bool | None = None,
+    ) -> list[RunRecord]:
         with self._lock:
             rs = self._filter(flow, status, batch_id, project_id, parent_run_id, in_batch)
             rs.sort(key=lambda r: (r.created_at, r.id), reverse=True)
             return [replace(r) for r in rs[offset : offset + limit]]
 
-    def count_runs(self, *, flow=None, status=None, batch_id=None, in_batch=None) -> int:  # noqa: ANN001
+    def count_runs(
+        self,
+        *,
+        flow: str | None = None,
+        status: str | None = None,
+        batch_id: str | None = None,
+        in_batch: bool | None = None,
+    ) -> int:
         with self._lock:
             return len(self._filter(flow, status, batch_id, in_batch=in_batch))
 

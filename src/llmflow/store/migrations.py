@@ -199,6 +199,25 @@ SQLITE: list[tuple[int, list[str]]] = [
             "CREATE INDEX IF NOT EXISTS runs_wake ON runs (wake_at) WHERE status = 'WAITING'",
         ],
     ),
+    (
+        5,
+        [
+            # spec records move out of the run row, stored once per fingerprint (llmflow.store.sql):
+            # every append rewrites the run row, which carried kilobytes of provenance
+            """CREATE TABLE IF NOT EXISTS specs (
+                id TEXT PRIMARY KEY,
+                record TEXT NOT NULL,
+                created_at REAL NOT NULL DEFAULT 0
+            )""",
+            "ALTER TABLE runs ADD COLUMN spec_id TEXT NOT NULL DEFAULT ''",
+            # llmflow_spec_key: llmflow.store.rows.spec_key, registered by apply_sqlite; the
+            # stored text is what the store encodes, so old and new runs share their rows
+            "INSERT OR IGNORE INTO specs (id, record, created_at) "
+            "SELECT llmflow_spec_key(spec), spec, MIN(created_at) FROM runs GROUP BY spec",
+            "UPDATE runs SET spec_id = llmflow_spec_key(spec)",
+            "ALTER TABLE runs DROP COLUMN spec",
+        ],
+    ),
 ]
 
 POSTGRES: list[tuple[int, list[str]]] = [
@@ -375,6 +394,24 @@ POSTGRES: list[tuple[int, list[str]]] = [
             "CREATE INDEX IF NOT EXISTS runs_wake ON runs (wake_at) WHERE status = 'WAITING'",
         ],
     ),
+    (
+        5,
+        [
+            """CREATE TABLE IF NOT EXISTS specs (
+                id TEXT PRIMARY KEY,
+                record JSONB NOT NULL,
+                created_at DOUBLE PRECISION NOT NULL DEFAULT 0
+            )""",
+            "ALTER TABLE runs ADD COLUMN IF NOT EXISTS spec_id TEXT NOT NULL DEFAULT ''",
+            # JSONB has its own text form, so the records of older runs get md5 keys: a run
+            # created from now on stores its record again under its own key, once
+            "INSERT INTO specs (id, record, created_at) "
+            "SELECT 'md5:' || md5(spec::text), spec, MIN(created_at) FROM runs GROUP BY spec "
+            "ON CONFLICT (id) DO NOTHING",
+            "UPDATE runs SET spec_id = 'md5:' || md5(spec::text)",
+            "ALTER TABLE runs DROP COLUMN IF EXISTS spec",
+        ],
+    ),
 ]
 
 LATEST = max(v for v, _ in SQLITE)
@@ -401,6 +438,9 @@ def apply_sqlite(conn: sqlite3.Connection) -> int:
     """
     if _sqlite_version(conn) >= LATEST:  # fast path, no write lock
         return LATEST
+    from llmflow.store.rows import spec_key
+
+    conn.create_function("llmflow_spec_key", 1, spec_key, deterministic=True)
     conn.execute("BEGIN IMMEDIATE")  # the database write lock: one migrator at a time
     try:
         conn.execute(_VERSION_TABLE.format(real="REAL"))

@@ -53,9 +53,10 @@ class InlineWriter:
 
 def _one(store: Any, run_id: str, events: list[NewEvent], now: float, create: Any) -> list[Event]:
     """One append on its own (``create``: the run record to write first, in the same transaction)."""
-    if create is not None:
-        return store.create_run(create, events, now)
-    return store.append(run_id, events, now)
+    out: list[Event] = (
+        store.create_run(create, events, now) if create is not None else store.append(run_id, events, now)
+    )
+    return out
 
 
 def _items(batch: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
