@@ -275,7 +275,8 @@ def add_loop_iteration(st: RunState, loop_id: str, iteration: int) -> None:
         qid = f"{scope}/{bid}"
         ids.append(qid)
         if qid not in st.nodes:
-            n = _new_node(st, qid, bn.step, needs, None, scope)
+            group = f"{scope}/{bn.group}" if bn.group else None
+            n = _new_node(st, qid, bn.step, needs, group, scope)
             n.loop = loop_id
             st.check.add(qid)
     for qid in ids:
