@@ -20,6 +20,7 @@ run; it decides nothing itself (every input goes through
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
 from collections.abc import Awaitable, Callable, Mapping
@@ -305,10 +306,11 @@ class Runner:
             run, first = self._create
             self._create = None
             stored = await self.writer.append(self.st.run_id, [*first, *events], self.clock.now(), create=run)
-            events = stored
         elif events:
             stored = await self.writer.append(self.st.run_id, events, self.clock.now())
-        if events:
+        else:
+            stored = []
+        if stored:
             for e in stored:
                 for sub in self.subscribers:
                     try:
@@ -360,7 +362,7 @@ class Runner:
             )
             key = (c.node_id, c.unit)
             self.tasks[key] = (task, c)
-            task.add_done_callback(lambda tk, c=c: self._unit_done(c, tk))
+            task.add_done_callback(functools.partial(self._unit_done, c))
         elif t is Cancel:
             assert isinstance(c, Cancel)
             key = (c.node_id, c.unit)

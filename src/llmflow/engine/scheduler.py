@@ -24,7 +24,7 @@ cancel, a failed step, an exhausted budget, the run timeout.
 from __future__ import annotations
 
 import hashlib
-from typing import Any
+from typing import Any, cast
 
 from llmflow.engine.aggregate import AggregationError, Response, aggregate
 from llmflow.engine.context import template_context
@@ -55,6 +55,7 @@ from llmflow.engine.inputs import (
     TimerFired,
 )
 from llmflow.engine.payloads import (
+    MISSING,
     AttemptCanceled,
     AttemptCompleted,
     AttemptFailed,
@@ -164,15 +165,13 @@ class _Decider(HumanDecisions):
         elif isinstance(inp, StepFailed):
             if self._live_attempt(inp.node_id, inp.unit, inp.attempt):
                 n = st.nodes[inp.node_id]
-                p = AttemptFailed(error=inp.error, kind=inp.kind, retryable=inp.retryable)
-                if inp.retry_after is not None or inp.hint:
-                    from dataclasses import replace
-
-                    p = replace(
-                        p,
-                        **({"retry_after": inp.retry_after} if inp.retry_after is not None else {}),
-                        **({"hint": inp.hint} if inp.hint else {}),
-                    )
+                p = AttemptFailed(
+                    error=inp.error,
+                    kind=inp.kind,
+                    retryable=inp.retryable,
+                    retry_after=inp.retry_after if inp.retry_after is not None else MISSING,
+                    hint=inp.hint or MISSING,
+                )
                 self.ev(
                     E.ATTEMPT_FAILED,
                     f"Attempt {inp.attempt} of {_label(n, inp.unit)} failed: {inp.error}",
@@ -206,21 +205,21 @@ class _Decider(HumanDecisions):
         elif isinstance(inp, CancelRequested):
             if not st.cancel_requested and not st.finished:
                 why = inp.reason or inp.payload.get("reason")
-                p = RunCancelRequested.from_dict({**inp.payload, **({"reason": why} if why else {})})
-                self.ev(E.RUN_CANCEL_REQUESTED, "Cancel requested" + (f": {why}" if why else ""), payload=p)
+                pc = RunCancelRequested.from_dict({**inp.payload, **({"reason": why} if why else {})})
+                self.ev(E.RUN_CANCEL_REQUESTED, "Cancel requested" + (f": {why}" if why else ""), payload=pc)
         elif isinstance(inp, PauseRequested):
             if not st.finished and st.status is not RunStatus.PAUSED:
-                p = RunPaused.from_dict(inp.payload)
+                pp = RunPaused.from_dict(inp.payload)
                 if st.executing:
                     if st.status is RunStatus.RUNNING:
                         self.ev(
-                            E.RUN_PAUSED, "Run paused: running steps finish, no new step starts", payload=p
+                            E.RUN_PAUSED, "Run paused: running steps finish, no new step starts", payload=pp
                         )
                 else:
                     self.ev(
                         E.RUN_PAUSED,
                         "Run paused" + (" before it started" if st.status is RunStatus.QUEUED else ""),
-                        payload=p,
+                        payload=pp,
                     )
         elif isinstance(inp, ResumeRequested):
             if st.status is RunStatus.PAUSED:
@@ -544,7 +543,11 @@ class _Decider(HumanDecisions):
                     else StepFailedP(error=message),
                 )
             elif (bad := self._failed_child(n)) is not None:
-                err = bad.error if isinstance(bad.spec, ParallelStep) else f"{bad.short_id}: {bad.error}"
+                err = (
+                    (bad.error or "failed")
+                    if isinstance(bad.spec, ParallelStep)
+                    else f"{bad.short_id}: {bad.error}"
+                )
                 self.ev(
                     E.STEP_FAILED, f"Step {n.short_id} failed: {err}", n.id, payload=StepFailedP(error=err)
                 )
@@ -775,7 +778,7 @@ class _Decider(HumanDecisions):
         if isinstance(spec, RouteStep):
             try:
                 ctx = template_context(st, n.id)
-                selected, matched = list(spec.default), "default"
+                selected, matched = list(spec.default), cast(int | str, "default")
                 for i, r in enumerate(spec.routes):
                     if evaluate(r.when, ctx):
                         selected, matched = list(r.to), i

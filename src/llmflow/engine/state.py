@@ -333,8 +333,8 @@ def _set_rerun_pending(st: RunState, n: NodeState, value: bool) -> None:
         st.check.add(n.id)
 
 
-def set_unit_status(st: RunState, n: NodeState, u: UnitStatus | Any, new: UnitStatus) -> None:
-    """``u`` is a UnitState; keeps the running / final / pending counters in step."""
+def set_unit_status(st: RunState, n: NodeState, u: UnitState, new: UnitStatus) -> None:
+    """Keeps the running / final / pending counters in step."""
     old = u.status
     check_unit_transition(old, new, f"{n.id}[{u.key}]")
     if old is new:
