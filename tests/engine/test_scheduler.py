@@ -329,6 +329,141 @@ steps:
     assert [c.node_id for c in execs(out)] == ["after"]
 
 
+GROUP = """
+name: par
+steps:
+  - id: g
+    parallel:
+      - id: x
+        llm: "x"
+      - id: inner
+        parallel:
+          - id: y
+            llm: "y"
+          - id: z
+            llm: "z"
+  - id: after
+    llm: "after"
+"""
+
+
+def test_a_parallel_group_starts_with_its_first_child_and_ends_with_its_last():
+    st, out = start(GROUP)
+    started = [s for t, s, _ in events(out) if t == E.STEP_STARTED]
+    # the groups open before their children (outermost first), not at the barrier
+    assert started == ["g", "x", "inner", "y", "z"]
+    assert str(st.nodes["g"].status) == "RUNNING" and str(st.nodes["inner"].status) == "RUNNING"
+    cmds = {c.node_id: c for c in execs(out)}
+    st, out = done(st, cmds["x"], "X")
+    st, out = done(st, cmds["y"], "Y")
+    assert str(st.nodes["g"].status) == "RUNNING" and str(st.nodes["inner"].status) == "RUNNING"
+    st, out = done(st, cmds["z"], "Z")
+    assert [(t, s) for t, s, _ in events(out) if s in ("g", "inner")] == [
+        (E.STEP_COMPLETED, "inner"),
+        (E.STEP_COMPLETED, "g"),
+    ]
+    assert st.nodes["g"].output == {"x": "X", "inner": {"y": "Y", "z": "Z"}}
+    assert [c.node_id for c in execs(out)] == ["after"]
+
+
+def test_a_failed_child_fails_its_groups_with_its_error_after_the_siblings_are_canceled():
+    st, out = start(GROUP)
+    cmds = {c.node_id: c for c in execs(out)}
+    st, out = done(st, cmds["x"], "X")
+    st, out = fail(st, cmds["y"], error="model said no")
+    # the running sibling is canceled; the groups end only once it has reported back
+    assert Cancel("z", "", "step 'y' failed") in out
+    assert str(st.nodes["g"].status) == "RUNNING"
+    st, out = step(st, StepCanceled("z", "", 1, "step 'y' failed"))
+    assert [(t, s) for t, s, _ in events(out) if t.startswith("STEP_")] == [
+        (E.STEP_CANCELED, "z"),
+        (E.STEP_FAILED, "inner"),
+        (E.STEP_FAILED, "g"),
+        (E.STEP_CANCELED, "after"),
+    ]
+    assert st.nodes["inner"].error == "y: model said no"
+    assert st.nodes["g"].error == "y: model said no"
+    assert str(st.nodes["g"].status) == "FAILED" and str(st.nodes["x"].status) == "COMPLETED"
+    assert str(st.status) == "FAILED" and st.error == "step 'y' failed: model said no"
+
+
+def test_a_group_another_step_fails_beside_is_canceled_and_a_skipped_group_never_starts():
+    st, out = start("""
+name: par
+steps:
+  - id: a
+    parallel:
+      - id: bad
+        llm: "bad"
+      - id: g
+        parallel:
+          - id: x
+            llm: "x"
+            when: "false"
+""")
+    started = [s for t, s, _ in events(out) if t == E.STEP_STARTED]
+    assert started == ["a", "bad"]  # g has no child that starts: it is skipped, never opened
+    assert [(t, s) for t, s, _ in events(out) if t == E.STEP_SKIPPED] == [
+        (E.STEP_SKIPPED, "x"),
+        (E.STEP_SKIPPED, "g"),
+    ]
+    (bad,) = execs(out)
+    st, out = fail(st, bad)
+    assert st.nodes["a"].error == "bad: boom" and str(st.nodes["a"].status) == "FAILED"
+
+
+def test_a_child_that_may_fail_lets_its_group_complete():
+    st, out = start("""
+name: par
+steps:
+  - id: g
+    parallel:
+      - id: x
+        llm: "x"
+        on_error: continue
+      - id: y
+        llm: "y"
+""")
+    cmds = {c.node_id: c for c in execs(out)}
+    st, out = fail(st, cmds["x"])
+    st, out = done(st, cmds["y"], "Y")
+    assert str(st.nodes["g"].status) == "COMPLETED" and st.nodes["g"].output == {"x": None, "y": "Y"}
+    assert str(st.status) == "COMPLETED"
+
+
+def test_a_log_recorded_before_groups_opened_with_their_children_still_folds_and_finishes():
+    """Old logs start a group at its barrier; folding one and planning goes on from it."""
+    from llmflow.engine.scheduler import plan
+    from llmflow.engine.state import fold
+
+    flow = parse_flow_text(GROUP)
+    st = new_state("r1", flow, {})
+    old = [
+        NewEvent(E.RUN_STARTED, "", payload={"owner": "o"}),
+        NewEvent(E.STEP_STARTED, "", "x", payload={"kind": "llm", "units": [{"key": ""}]}),
+        NewEvent(E.ATTEMPT_STARTED, "", "x", None, 1, {"kind": "llm"}),
+        NewEvent(E.ATTEMPT_COMPLETED, "", "x", None, 1, {"output": "X"}),
+        NewEvent(E.STEP_COMPLETED, "", "x", payload={"output": "X"}),
+    ]
+    for sid in ("y", "z"):
+        old += [
+            NewEvent(E.STEP_STARTED, "", sid, payload={"kind": "llm", "units": [{"key": ""}]}),
+            NewEvent(E.ATTEMPT_STARTED, "", sid, None, 1, {"kind": "llm"}),
+            NewEvent(E.ATTEMPT_COMPLETED, "", sid, None, 1, {"output": sid.upper()}),
+            NewEvent(E.STEP_COMPLETED, "", sid, payload={"output": sid.upper()}),
+        ]
+    fold(st, old)
+    st.executing = True
+    nxt = [(x.type, x.step_id) for x in plan(st, 1.0) if isinstance(x, NewEvent)]
+    assert nxt[:4] == [
+        (E.STEP_STARTED, "g"),
+        (E.STEP_STARTED, "inner"),
+        (E.STEP_COMPLETED, "inner"),
+        (E.STEP_COMPLETED, "g"),
+    ]
+    assert st.nodes["g"].output == {"x": "X", "inner": {"y": "Y", "z": "Z"}}
+
+
 def test_replaying_a_recorded_log_gives_the_same_state():
     flow = parse_flow_text(PIPE)
     st = new_state("r1", flow, {})

@@ -11,7 +11,6 @@
 from __future__ import annotations
 
 import json
-from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
@@ -58,12 +57,12 @@ def aggregate(
     if strategy == "first":
         r = by_order[0]
         return {"output": r.output, "strategy": "first", "agent": r.agent}
-    votes: Counter[str] = Counter()
+    votes: dict[str, float] = {}
     first_seen: dict[str, Response] = {}
     for r in by_order:
         key = normalise(r.output)
         w = (weights or {}).get(r.agent, 1.0) if strategy == "weighted" else 1.0
-        votes[key] += w
+        votes[key] = votes.get(key, 0.0) + w
         first_seen.setdefault(key, r)
     best = max(votes, key=lambda k: (votes[k], -first_seen[k].order))
     total = sum(votes.values())

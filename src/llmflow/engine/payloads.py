@@ -13,9 +13,9 @@ p``) so code written against plain dict payloads keeps working on typed ones.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, fields
-from typing import Any, ClassVar, TypeVar
+from typing import Any, ClassVar, TypeVar, dataclass_transform
 
 from llmflow.engine.events import EventType as E
 
@@ -97,11 +97,13 @@ _P = TypeVar("_P", bound=Payload)
 REGISTRY: dict[str, type[Payload]] = {}
 
 
-def payload(event_type: str) -> Any:
-    """Class decorator: a frozen slotted dataclass registered as ``event_type``'s payload."""
+@dataclass_transform(frozen_default=True)
+def payload(event_type: str) -> Callable[[type[_P]], type[_P]]:
+    """Class decorator: a frozen slotted dataclass registered as ``event_type``'s payload
+    (``dataclass_transform`` tells type checkers the constructor it generates)."""
 
     def wrap(cls: type[_P]) -> type[_P]:
-        dc = dataclass(frozen=True, slots=True)(cls)
+        dc: Any = dataclass(frozen=True, slots=True)(cls)
         dc.TYPE = str(event_type)
         dc.FIELDS = tuple(f.name for f in fields(dc) if f.name != "extra")
         REGISTRY[str(event_type)] = dc

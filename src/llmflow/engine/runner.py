@@ -20,6 +20,7 @@ run; it decides nothing itself (every input goes through
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
 from collections.abc import Awaitable, Callable, Mapping
@@ -231,9 +232,10 @@ class Runner:
                 item = await self.inbox.get()
                 self._take(item)
                 n = self._drain(0)
-                if n < 1000:
-                    # one more turn of the loop: callbacks already due (a unit that just
-                    # finished reports through one) join this commit instead of the next
+                if n < 1000 and self.tasks:
+                    # one more turn of the loop: units still running that finish in it (a
+                    # burst of quick units) join this commit instead of the next; with no unit
+                    # running nothing would join, so the turn is not spent
                     await asyncio.sleep(0)
                     self._drain(n)
                 await self._commit()
@@ -304,10 +306,11 @@ class Runner:
             run, first = self._create
             self._create = None
             stored = await self.writer.append(self.st.run_id, [*first, *events], self.clock.now(), create=run)
-            events = stored
         elif events:
             stored = await self.writer.append(self.st.run_id, events, self.clock.now())
-        if events:
+        else:
+            stored = []
+        if stored:
             for e in stored:
                 for sub in self.subscribers:
                     try:
@@ -355,11 +358,11 @@ class Runner:
             ctx = self._context(c)  # now, between decisions: the task never reads the state
             cache_file = self._cache_file(c) if ctx.step.cache and self.cfg.cache_dir else None
             task = asyncio.create_task(
-                self._run_unit(ctx, cache_file), name=f"llmflow:{c.node_id}[{c.unit}]#{c.attempt}"
+                self._unit(c, ctx, cache_file), name=f"llmflow:{c.node_id}[{c.unit}]#{c.attempt}"
             )
             key = (c.node_id, c.unit)
             self.tasks[key] = (task, c)
-            task.add_done_callback(lambda tk, c=c: self._unit_done(c, tk))
+            task.add_done_callback(functools.partial(self._unit_done, c))
         elif t is Cancel:
             assert isinstance(c, Cancel)
             key = (c.node_id, c.unit)
@@ -389,7 +392,51 @@ class Runner:
             assert isinstance(c, Stop)
             self.stopped = c.reason
 
+    async def _unit(self, cmd: Execute, ctx: StepContext, cache_file: Path | None) -> Any:
+        """One unit's task: it reports its own result or error as it ends (the runner wakes
+        in the next turn of the loop, not one later through a done-callback); a cancellation
+        is reported by the done-callback, which knows why (and sees a task cancelled before
+        it ever ran)."""
+        try:
+            out = await self._run_unit(ctx, cache_file)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - the step's failure, reported as its result
+            self._report(cmd, None, exc)
+            return None
+        self._report(cmd, out, None)
+        return out
+
+    def _report(self, cmd: Execute, out: Any, exc: BaseException | None) -> None:
+        key = (cmd.node_id, cmd.unit)
+        entry = self.tasks.get(key)
+        if entry is not None and entry[1] is cmd:
+            del self.tasks[key]
+        self.cancels.pop(key, None)
+        self.inbox.put_nowait(self._result(cmd, out, exc))
+
+    def _result(self, cmd: Execute, out: Any, exc: BaseException | None) -> Any:
+        if exc is None:
+            return StepSucceeded(cmd.node_id, cmd.unit, cmd.attempt, out)
+        if not isinstance(exc, LlmflowError):
+            log.warning("step %s raised", cmd.node_id, exc_info=exc)
+        p = error_payload(exc)
+        return StepFailed(
+            cmd.node_id,
+            cmd.unit,
+            cmd.attempt,
+            p["error"],
+            p["kind"],
+            p["retryable"],
+            p.get("retry_after"),
+            p.get("hint"),
+        )
+
     def _unit_done(self, cmd: Execute, task: asyncio.Task[Any]) -> None:
+        """A unit's task ended: report it unless it reported itself (it ended with a result
+        or an error, not cancelled)."""
+        if not task.cancelled() and task.exception() is None:
+            return
         key = (cmd.node_id, cmd.unit)
         entry = self.tasks.get(key)
         if entry is not None and entry[0] is task:
@@ -408,22 +455,7 @@ class Runner:
                 )
         else:
             exc = task.exception()
-            if exc is None:
-                inp = StepSucceeded(cmd.node_id, cmd.unit, cmd.attempt, task.result())
-            else:
-                if not isinstance(exc, LlmflowError):
-                    log.warning("step %s raised", cmd.node_id, exc_info=exc)
-                p = error_payload(exc)
-                inp = StepFailed(
-                    cmd.node_id,
-                    cmd.unit,
-                    cmd.attempt,
-                    p["error"],
-                    p["kind"],
-                    p["retryable"],
-                    p.get("retry_after"),
-                    p.get("hint"),
-                )
+            inp = self._result(cmd, task.result() if exc is None else None, exc)
         self.inbox.put_nowait(inp)
 
     def _arm_timer(self) -> None:

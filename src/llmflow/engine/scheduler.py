@@ -24,7 +24,7 @@ cancel, a failed step, an exhausted budget, the run timeout.
 from __future__ import annotations
 
 import hashlib
-from typing import Any
+from typing import Any, cast
 
 from llmflow.engine.aggregate import AggregationError, Response, aggregate
 from llmflow.engine.context import template_context
@@ -55,6 +55,7 @@ from llmflow.engine.inputs import (
     TimerFired,
 )
 from llmflow.engine.payloads import (
+    MISSING,
     AttemptCanceled,
     AttemptCompleted,
     AttemptFailed,
@@ -164,15 +165,13 @@ class _Decider(HumanDecisions):
         elif isinstance(inp, StepFailed):
             if self._live_attempt(inp.node_id, inp.unit, inp.attempt):
                 n = st.nodes[inp.node_id]
-                p = AttemptFailed(error=inp.error, kind=inp.kind, retryable=inp.retryable)
-                if inp.retry_after is not None or inp.hint:
-                    from dataclasses import replace
-
-                    p = replace(
-                        p,
-                        **({"retry_after": inp.retry_after} if inp.retry_after is not None else {}),
-                        **({"hint": inp.hint} if inp.hint else {}),
-                    )
+                p = AttemptFailed(
+                    error=inp.error,
+                    kind=inp.kind,
+                    retryable=inp.retryable,
+                    retry_after=inp.retry_after if inp.retry_after is not None else MISSING,
+                    hint=inp.hint or MISSING,
+                )
                 self.ev(
                     E.ATTEMPT_FAILED,
                     f"Attempt {inp.attempt} of {_label(n, inp.unit)} failed: {inp.error}",
@@ -206,21 +205,21 @@ class _Decider(HumanDecisions):
         elif isinstance(inp, CancelRequested):
             if not st.cancel_requested and not st.finished:
                 why = inp.reason or inp.payload.get("reason")
-                p = RunCancelRequested.from_dict({**inp.payload, **({"reason": why} if why else {})})
-                self.ev(E.RUN_CANCEL_REQUESTED, "Cancel requested" + (f": {why}" if why else ""), payload=p)
+                pc = RunCancelRequested.from_dict({**inp.payload, **({"reason": why} if why else {})})
+                self.ev(E.RUN_CANCEL_REQUESTED, "Cancel requested" + (f": {why}" if why else ""), payload=pc)
         elif isinstance(inp, PauseRequested):
             if not st.finished and st.status is not RunStatus.PAUSED:
-                p = RunPaused.from_dict(inp.payload)
+                pp = RunPaused.from_dict(inp.payload)
                 if st.executing:
                     if st.status is RunStatus.RUNNING:
                         self.ev(
-                            E.RUN_PAUSED, "Run paused: running steps finish, no new step starts", payload=p
+                            E.RUN_PAUSED, "Run paused: running steps finish, no new step starts", payload=pp
                         )
                 else:
                     self.ev(
                         E.RUN_PAUSED,
                         "Run paused" + (" before it started" if st.status is RunStatus.QUEUED else ""),
-                        payload=p,
+                        payload=pp,
                     )
         elif isinstance(inp, ResumeRequested):
             if st.status is RunStatus.PAUSED:
@@ -543,6 +542,15 @@ class _Decider(HumanDecisions):
                     if pending
                     else StepFailedP(error=message),
                 )
+            elif (bad := self._failed_child(n)) is not None:
+                err = (
+                    (bad.error or "failed")
+                    if isinstance(bad.spec, ParallelStep)
+                    else f"{bad.short_id}: {bad.error}"
+                )
+                self.ev(
+                    E.STEP_FAILED, f"Step {n.short_id} failed: {err}", n.id, payload=StepFailedP(error=err)
+                )
             else:
                 self.ev(
                     E.STEP_CANCELED,
@@ -559,6 +567,18 @@ class _Decider(HumanDecisions):
         if budget:
             p = RunFailed(error=message, step_id=None, budget=budget)
         self.ev(E.RUN_FAILED, f"Run failed: {message}", payload=p)
+
+    def _failed_child(self, n: NodeState) -> NodeState | None:
+        """The first child of a running parallel group whose failure fails the run."""
+        spec = n.spec
+        if n.status is not StepStatus.RUNNING or not isinstance(spec, ParallelStep):
+            return None
+        prefix = f"{n.scope}/" if n.scope else ""
+        for c in spec.steps:
+            cn = self.st.nodes.get(prefix + c.id)
+            if cn is not None and cn.status is StepStatus.FAILED and cn.fails_run:
+                return cn
+        return None
 
     # -- finishing -------------------------------------------------------------------------
     def _maybe_finish(self) -> None:
@@ -639,7 +659,11 @@ class _Decider(HumanDecisions):
             if st.cancel_requested or st.failing:
                 st.check.update(x.id for x in batch)  # stop: the wind-down looks next
                 return
-            if n.status is StepStatus.PENDING or (n.status is StepStatus.STALE and n.rerun_pending):
+            if (
+                n.status is StepStatus.PENDING
+                or (n.status is StepStatus.STALE and n.rerun_pending)
+                or (n.status is StepStatus.RUNNING and isinstance(n.spec, ParallelStep))
+            ):
                 r = self._needs_state(n)
                 if r == "wait":
                     continue
@@ -684,6 +708,7 @@ class _Decider(HumanDecisions):
 
     def _fail_step(self, n: NodeState, error: str, started: bool) -> None:
         if not started:
+            self._open_group(n)
             self.ev(
                 E.STEP_STARTED,
                 f"Step {n.short_id} started",
@@ -692,14 +717,34 @@ class _Decider(HumanDecisions):
             )
         self.ev(E.STEP_FAILED, f"Step {n.short_id} failed: {error}", n.id, payload=StepFailedP(error=error))
 
+    def _open_group(self, n: NodeState) -> None:
+        """A parallel group starts with its first child (outermost group first), so that its
+        duration spans its children; it completes (or fails) when its last child ends."""
+        opening: list[NodeState] = []
+        g = n.group
+        while g is not None:
+            gn = self.st.nodes.get(g)
+            if gn is None or not gn.unfinished or gn.status is StepStatus.RUNNING:
+                break
+            opening.append(gn)
+            g = gn.group
+        for gn in reversed(opening):
+            self.ev(
+                E.STEP_STARTED,
+                f"Step {gn.short_id} - {gn.spec.description or gn.spec.kind}",
+                gn.id,
+                payload=StepStarted(kind=gn.spec.kind, units=[]),
+            )
+
     def _start_step(self, n: NodeState) -> None:
         st = self.st
         spec = n.spec
+        started = n.status is StepStatus.RUNNING  # a parallel group its first child opened
         if spec.when is not None:
             try:
                 ok = bool(evaluate(spec.when, template_context(st, n.id)))
             except TemplateError as exc:
-                self._fail_step(n, f"condition failed to evaluate: {exc.message}", False)
+                self._fail_step(n, f"condition failed to evaluate: {exc.message}", started)
                 return
             if not ok:
                 self.ev(
@@ -710,13 +755,16 @@ class _Decider(HumanDecisions):
                 )
                 return
         desc = spec.description or spec.kind
+        if not started:
+            self._open_group(n)
         if isinstance(spec, ParallelStep):
-            self.ev(
-                E.STEP_STARTED,
-                f"Step {n.short_id} - {desc}",
-                n.id,
-                payload=StepStarted(kind=spec.kind, units=[]),
-            )
+            if not started:  # every child was skipped (or a log from before groups opened)
+                self.ev(
+                    E.STEP_STARTED,
+                    f"Step {n.short_id} - {desc}",
+                    n.id,
+                    payload=StepStarted(kind=spec.kind, units=[]),
+                )
             # inside a loop body the children's node ids carry the iteration's scope
             prefix = f"{n.scope}/" if n.scope else ""
             out = {c.id: st.nodes[prefix + c.id].output for c in spec.steps}
@@ -730,7 +778,7 @@ class _Decider(HumanDecisions):
         if isinstance(spec, RouteStep):
             try:
                 ctx = template_context(st, n.id)
-                selected, matched = list(spec.default), "default"
+                selected, matched = list(spec.default), cast(int | str, "default")
                 for i, r in enumerate(spec.routes):
                     if evaluate(r.when, ctx):
                         selected, matched = list(r.to), i

@@ -275,7 +275,8 @@ def add_loop_iteration(st: RunState, loop_id: str, iteration: int) -> None:
         qid = f"{scope}/{bid}"
         ids.append(qid)
         if qid not in st.nodes:
-            n = _new_node(st, qid, bn.step, needs, None, scope)
+            group = f"{scope}/{bn.group}" if bn.group else None
+            n = _new_node(st, qid, bn.step, needs, group, scope)
             n.loop = loop_id
             st.check.add(qid)
     for qid in ids:
@@ -332,8 +333,8 @@ def _set_rerun_pending(st: RunState, n: NodeState, value: bool) -> None:
         st.check.add(n.id)
 
 
-def set_unit_status(st: RunState, n: NodeState, u: UnitStatus | Any, new: UnitStatus) -> None:
-    """``u`` is a UnitState; keeps the running / final / pending counters in step."""
+def set_unit_status(st: RunState, n: NodeState, u: UnitState, new: UnitStatus) -> None:
+    """Keeps the running / final / pending counters in step."""
     old = u.status
     check_unit_transition(old, new, f"{n.id}[{u.key}]")
     if old is new:
