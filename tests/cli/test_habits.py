@@ -123,7 +123,8 @@ def test_every_command_that_prints_data_takes_json_with_iso_times(home):
 def test_cancel_answers_json(home):
     import subprocess
     import sys
-    import time
+
+    from tests.support import wait_until
 
     (home / "slow.yaml").write_text(
         "name: slow\nsteps:\n  - id: s\n    shell: 'sleep 30'\n  - id: t\n    llm: hi\n"
@@ -137,12 +138,15 @@ def test_cancel_answers_json(home):
         text=True,
     )
     try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            rows = json.loads(piped(home, "runs", "list", "--json").stdout or "[]")
-            if rows and rows[0]["status"] == "RUNNING":
-                break
-            time.sleep(0.1)
+        rows = wait_until(
+            lambda: (
+                (r := json.loads(piped(home, "runs", "list", "--json").stdout or "[]"))
+                and r[0]["status"] == "RUNNING"
+                and r
+            ),
+            60,
+            what="the run to be RUNNING",
+        )
         p = piped(home, "runs", "cancel", "last", "--json")
         assert p.returncode == 0, p.stderr
         answer = json.loads(p.stdout)

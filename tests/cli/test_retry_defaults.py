@@ -116,3 +116,22 @@ def test_a_step_timeout_is_not_retried_by_default(tmp_path):
     assert p.returncode == 1
     run = json.loads(p.stdout)
     assert len(_attempts(run)) == 1 and "timed out" in run["steps"][0]["error"]
+
+
+def test_a_step_naming_a_missing_function_is_not_retried_even_on_any(tmp_path):
+    f = write(
+        tmp_path,
+        "f.yaml",
+        "name: f\nsteps:\n  - id: call\n    python: {function: 'no_such_module_xyz:handler'}\n"
+        "    retry: {attempts: 4, on: [any], backoff: 0}\n",
+    )
+    p = llmflow(tmp_path, "run", str(f), "--json")
+    assert p.returncode == 1
+    run = json.loads(p.stdout)
+    assert len(_attempts(run)) == 1 and "cannot import 'no_such_module_xyz'" in run["steps"][0]["error"]
+    events = [
+        json.loads(e) for e in llmflow(tmp_path, "runs", "events", run["id"], "--json").stdout.splitlines()
+    ]
+    failed = [e["payload"] for e in events if e["type"] == "ATTEMPT_FAILED"]
+    assert [(x["kind"], x["retryable"]) for x in failed] == [("validation", False)]
+    assert not [e for e in events if e["type"] == "STEP_RETRYING"]

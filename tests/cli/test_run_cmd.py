@@ -7,8 +7,9 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
+
+from tests.support import wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -33,6 +34,17 @@ def llmflow(
         timeout=timeout,
         cwd=home,
     )
+
+
+def read_until(proc: subprocess.Popen[str], marker: str) -> str:
+    """``proc``'s stdout up to the line holding ``marker`` (blocks on the pipe, no polling)."""
+    out = ""
+    while marker not in out:
+        line = proc.stdout.readline() if proc.stdout else ""
+        if not line:
+            raise AssertionError(f"the output ended before {marker!r}:\n{out}")
+        out += line
+    return out
 
 
 def write(tmp: Path, name: str, text: str) -> Path:
@@ -75,11 +87,7 @@ def test_ctrl_c_cancels_cleanly_with_exit_130(tmp_path):
         stderr=subprocess.PIPE,
         text=True,
     )
-    deadline = time.monotonic() + 60
-    out = ""
-    while "SHELL_EXECUTING" not in out and time.monotonic() < deadline:
-        line = proc.stdout.readline()
-        out += line
+    read_until(proc, "SHELL_EXECUTING")
     proc.send_signal(signal.SIGINT)
     rest, err = proc.communicate(timeout=30)
     assert proc.returncode == 130, err
@@ -101,12 +109,13 @@ def test_runs_commands_render_from_the_log_while_another_process_runs(tmp_path):
         stderr=subprocess.PIPE,
         text=True,
     )
-    run_id = None
-    deadline = time.monotonic() + 60
-    while run_id is None and time.monotonic() < deadline:
-        rows = json.loads(llmflow(tmp_path, "runs", "list", "--json").stdout or "[]")
-        run_id = rows[0]["id"] if rows else None
-        time.sleep(0.1)
+    run_id = wait_until(
+        lambda: (
+            (rows := json.loads(llmflow(tmp_path, "runs", "list", "--json").stdout or "[]")) and rows[0]["id"]
+        ),
+        60,
+        what="the run to be listed",
+    )
     follow = llmflow(tmp_path, "runs", "events", run_id, "--follow", "--json")
     proc.communicate(timeout=60)  # closes the pipes
     types = [json.loads(line)["type"] for line in follow.stdout.splitlines()]
@@ -161,10 +170,7 @@ def test_resume_after_kill_9_from_the_cli(tmp_path):
         stderr=subprocess.DEVNULL,
         text=True,
     )
-    out = ""
-    deadline = time.monotonic() + 60
-    while "SHELL_EXECUTING" not in out and time.monotonic() < deadline:
-        out += proc.stdout.readline()
+    read_until(proc, "SHELL_EXECUTING")
     proc.kill()
     proc.wait()
     proc.stdout.close()

@@ -142,6 +142,18 @@ class ServeProcess:
         self._fh.close()
 
 
+ENDED = ("COMPLETED", "FAILED", "CANCELED")
+
+
+def wait_status(c: Any, url: str, *statuses: str, timeout: float = 30) -> dict[str, Any]:
+    """The JSON at ``url`` (a run, a batch) once its ``status`` is one of ``statuses``."""
+    return wait_until(
+        lambda: (r := c.get(url).json())["status"] in statuses and r,
+        timeout,
+        what=f"{url} to be {' or '.join(statuses)}",
+    )
+
+
 def wait_http(url: str, timeout: float = 30.0, proc: ServeProcess | None = None) -> None:
     def up() -> bool:
         if proc is not None and proc.proc is not None and proc.proc.poll() is not None:

@@ -12,7 +12,7 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 
-from .helpers import SLOW, LiveServer, both_stores, wait_until
+from .helpers import SLOW, LiveServer, both_stores, wait_status, wait_until
 
 RUN_KEYS = {
     "id",
@@ -34,14 +34,6 @@ def project(c: Any, name: str = "demo", path: str = "projects/demo") -> dict[str
     r = c.post("/projects", params={"name": name, "local_path": path})
     assert r.status_code == 200, r.text
     return r.json()
-
-
-def wait_status(c: Any, rid: str, *statuses: str, timeout: float = 30) -> dict[str, Any]:
-    return wait_until(
-        lambda: (r := c.get(f"/runs/{rid}").json())["status"] in statuses and r,
-        timeout,
-        what=f"run {rid} to be {statuses}",
-    )
 
 
 def test_health(client: TestClient) -> None:
@@ -158,7 +150,7 @@ def test_workflow_run_is_quarkus_by_default_and_a_failing_mvn_fails_it(
                 "options": {"models": models, "timeout_seconds": 120},
             },
         ).json()
-        assert wait_status(c, ok["id"], "COMPLETED", "FAILED")["status"] == "COMPLETED"
+        assert wait_status(c, f"/runs/{ok['id']}", "COMPLETED", "FAILED")["status"] == "COMPLETED"
         assert (home / "projects" / "q" / "pom.xml").read_text().strip() == "<project/>"
         assert (home / "projects" / "q" / "PLAN.md").is_file()
         types = [e["type"] for e in c.get(f"/runs/{ok['id']}/events").json()]
@@ -189,14 +181,14 @@ def test_workflow_run_is_quarkus_by_default_and_a_failing_mvn_fails_it(
                 "options": {"workflow_name": "quarkus-bootstrap-v1", "models": models},
             },
         ).json()
-        assert wait_status(c, bad["id"], "COMPLETED", "FAILED")["status"] == "FAILED"
+        assert wait_status(c, f"/runs/{bad['id']}", "COMPLETED", "FAILED")["status"] == "FAILED"
         assert "RUN_FAILED" in [e["type"] for e in c.get(f"/runs/{bad['id']}/events").json()]
 
 
 def test_agent_run_type_runs_the_builtin_agent_flow_with_the_goal(client: TestClient) -> None:
     pid = project(client)["id"]
     rid = client.post("/runs", json={"project_id": pid, "goal": "Write a haiku"}).json()["id"]
-    run = wait_status(client, rid, "COMPLETED")
+    run = wait_status(client, f"/runs/{rid}", "COMPLETED")
     assert run["current_iteration"] == 2
     v = client.get(f"/api/v1/runs/{rid}").json()
     assert v["flow"] == "agent" and v["inputs"] == {"goal": "Write a haiku"}

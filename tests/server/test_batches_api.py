@@ -44,7 +44,8 @@ def test_batches_started_from_the_cli_are_listed_with_their_progress(home, clien
 
 # -- resume and retry-failed over HTTP --------------------------------------------------------
 import json  # noqa: E402
-import time  # noqa: E402
+
+from .helpers import wait_until  # noqa: E402
 
 GATED = """\
 name: gated
@@ -75,13 +76,15 @@ def _cli(home: Path, *args: str, timeout: float = 180) -> subprocess.CompletedPr
 
 
 def _wait_batch(c, batch_id: str, done: int) -> dict:
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        b = c.get(f"/api/v1/batches/{batch_id}").json()
-        if b["status"] in ("COMPLETED", "STOPPED") and b["done"] >= done:
-            return b
-        time.sleep(0.1)
-    raise AssertionError(f"batch {batch_id} did not finish: {b}")
+    return wait_until(
+        lambda: (
+            (b := c.get(f"/api/v1/batches/{batch_id}").json())["status"] in ("COMPLETED", "STOPPED")
+            and b["done"] >= done
+            and b
+        ),
+        60,
+        what=f"batch {batch_id} to finish {done} jobs",
+    )
 
 
 def test_retry_failed_over_http_reruns_the_failed_jobs_to_completion(home, live):
@@ -138,15 +141,11 @@ def test_resume_over_http_finishes_a_batch_whose_driver_was_killed(home, live):
         stderr=subprocess.DEVNULL,
     )
     with live.client() as c:
-        deadline = time.monotonic() + 60
-        batch = None
-        while time.monotonic() < deadline:
-            rows = c.get("/api/v1/batches").json()["batches"]
-            if rows and rows[0]["done"] >= 1:
-                batch = rows[0]
-                break
-            time.sleep(0.05)
-        assert batch is not None, "the batch never got going"
+        batch = wait_until(
+            lambda: (rows := c.get("/api/v1/batches").json()["batches"]) and rows[0]["done"] >= 1 and rows[0],
+            60,
+            what="the batch to get going",
+        )
         busy = c.post(f"/api/v1/batches/{batch['id']}/resume")
         assert busy.status_code == 409 and "being run by another process" in busy.json()["detail"]
         proc.kill()

@@ -8,15 +8,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from .helpers import HUMAN_FLOW, SLOW, SLOW_FLOW, both_stores, wait_until, write_flow
-
-
-def wait_status(c: TestClient, run_id: str, *statuses: str, timeout: float = 30) -> dict[str, Any]:
-    return wait_until(
-        lambda: (r := c.get(f"/api/v1/runs/{run_id}").json())["status"] in statuses and r,
-        timeout,
-        what=f"run {run_id} to be {statuses}",
-    )
+from .helpers import HUMAN_FLOW, SLOW, SLOW_FLOW, both_stores, wait_status, wait_until, write_flow
 
 
 def test_health_reports_version_store_and_worker(client: TestClient) -> None:
@@ -113,7 +105,7 @@ def test_a_queued_run_is_executed_by_the_worker(client: TestClient) -> None:
     assert r.status_code == 201
     summary = r.json()
     assert summary["status"] == "QUEUED" and summary["name"] == "mine"
-    v = wait_status(client, summary["id"], "COMPLETED")
+    v = wait_status(client, f"/api/v1/runs/{summary['id']}", "COMPLETED")
     assert v["outputs"] == {"result": "because"}
     assert v["options"]["timeout"] == 60 and v["options"]["models"] == {"*": "fake:?answer=because"}
 
@@ -228,7 +220,7 @@ def test_pause_and_resume_a_running_run(make_app: Any, home: Path) -> None:
     write_flow(home, "slow", SLOW_FLOW)
     with TestClient(make_app()) as c:
         rid = c.post("/api/v1/runs", json={"flow": "slow", "options": {"models": SLOW}}).json()["id"]
-        wait_status(c, rid, "RUNNING")
+        wait_status(c, f"/api/v1/runs/{rid}", "RUNNING")
         assert c.post(f"/api/v1/runs/{rid}/pause").json()["status"] == "PAUSED"
         wait_until(
             lambda: not c.get("/api/v1/worker").json()["active_runs"], what="the runner to stop at the pause"
@@ -236,7 +228,7 @@ def test_pause_and_resume_a_running_run(make_app: Any, home: Path) -> None:
         v = c.get(f"/api/v1/runs/{rid}").json()
         assert v["status"] == "PAUSED" and any(s["status"] == "PENDING" for s in v["steps"])
         c.post(f"/api/v1/runs/{rid}/resume")
-        v = wait_status(c, rid, "COMPLETED")
+        v = wait_status(c, f"/api/v1/runs/{rid}", "COMPLETED")
     assert all(s["status"] == "COMPLETED" for s in v["steps"])
 
 
@@ -255,7 +247,7 @@ def test_answers_to_human_input_including_one_sent_early(make_app: Any, home: Pa
             what="the second question",
         )
         c.post(f"/api/v1/runs/{rid}/answer", json={"answer": "Ada", "request_id": "name"})
-        v = wait_status(c, rid, "COMPLETED")
+        v = wait_status(c, f"/api/v1/runs/{rid}", "COMPLETED")
     assert v["outputs"] == {"approved": True, "name": "Ada"}
 
 
@@ -276,7 +268,7 @@ def test_rerun_a_step_in_place(client: TestClient) -> None:
         ),
         what="the re-run",
     )
-    v = wait_status(client, rid, "COMPLETED")
+    v = wait_status(client, f"/api/v1/runs/{rid}", "COMPLETED")
     report = next(s for s in v["steps"] if s["id"] == "report")
     assert len(report["attempts"]) == 2
     assert client.post(f"/api/v1/runs/{rid}/rerun", json={"step": "nope"}).status_code == 409
@@ -289,7 +281,7 @@ def test_fork_reuses_outputs_before_the_step(client: TestClient) -> None:
     ]
     new = client.post(f"/api/v1/runs/{rid}/fork", json={"from_step": "report"})
     assert new.status_code == 201
-    v = wait_status(client, new.json()["id"], "COMPLETED")
+    v = wait_status(client, f"/api/v1/runs/{new.json()['id']}", "COMPLETED")
     classify = next(s for s in v["steps"] if s["id"] == "classify")
     assert classify["attempts"] == []  # reused, not executed again
 

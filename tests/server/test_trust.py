@@ -15,7 +15,7 @@ from fastapi.testclient import TestClient
 from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect
 
-from .helpers import ServeProcess, base_env, free_port, wait_http, wait_until, write_flow
+from .helpers import ENDED, ServeProcess, base_env, free_port, wait_http, wait_status, write_flow
 
 PWN_FLOW = """\
 name: pwn
@@ -62,16 +62,6 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path
         proc.stop()
 
 
-def _wait_run(c: httpx.Client, rid: str) -> dict[str, Any]:
-    return wait_until(
-        lambda: (
-            (r := c.get(f"/api/v1/runs/{rid}").json())["status"] in ("COMPLETED", "FAILED", "CANCELED") and r
-        ),
-        60,
-        what=f"run {rid} to end",
-    )
-
-
 @pytest.mark.slow
 def test_the_shell_bypass_of_issue_14_is_refused_at_every_step(served: tuple[str, Path]) -> None:
     url, home = served
@@ -89,7 +79,7 @@ def test_the_shell_bypass_of_issue_14_is_refused_at_every_step(served: tuple[str
         # 2. a posted write_file without a project writes into the run's own workspace only
         r = c.post("/api/v1/runs", json={"document": _write_doc("conf/flows/pwn.yaml", pwn)})
         assert r.status_code == 201, r.text
-        v = _wait_run(c, r.json()["id"])
+        v = wait_status(c, f"/api/v1/runs/{r.json()['id']}", *ENDED, timeout=60)
         assert v["status"] == "COMPLETED"
         assert Path(v["workspace"]).is_relative_to(home / ".llmflow" / "runs" / v["id"])
         assert not (home / "conf" / "flows" / "pwn.yaml").exists()
@@ -108,7 +98,7 @@ def test_the_shell_bypass_of_issue_14_is_refused_at_every_step(served: tuple[str
             r = c.post(
                 "/api/v1/runs", json={"document": _write_doc(path, pwn), "options": {"project_id": pid}}
             )
-            v = _wait_run(c, r.json()["id"])
+            v = wait_status(c, f"/api/v1/runs/{r.json()['id']}", *ENDED, timeout=60)
             assert v["status"] == "FAILED", (path, v["status"])
             assert any(
                 w in v["steps"][0]["error"]

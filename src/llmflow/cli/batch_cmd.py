@@ -9,8 +9,25 @@ from typing import Annotated, Any
 
 import typer
 
-from llmflow.cli.common import BatchIdArg, Json, _fmt_ts, _models, _parse_kv, _runtime, resolve_batch_id
-from llmflow.cli.flows_cmd import ConfigDir
+from llmflow.cli.common import (
+    BatchIdArg,
+    Columns,
+    ConfigDir,
+    Json,
+    MaxRecords,
+    Models,
+    ProgressInterval,
+    RecordIdColumn,
+    Seed,
+    Shuffle,
+    Verbose,
+    _fmt_ts,
+    _models,
+    _parse_kv,
+    _runtime,
+    resolve_batch_id,
+)
+from llmflow.cli.errors import bad_input
 
 
 def _print_start(plan: Any) -> None:
@@ -43,46 +60,14 @@ def _print_result(r: Any, as_json: bool) -> None:
         )
 
 
-def _bad_input(exc: Any) -> int:
-    from llmflow.cli.errors import EXIT_INVALID, eprint
-
-    eprint(f"error: {exc.message}")
-    if exc.hint:
-        eprint(f"hint: {exc.hint}")
-    return EXIT_INVALID
-
-
 async def _drive(driver: Any) -> Any:
-    """Run the driver; the first Ctrl-C (or SIGTERM) stops it cleanly, a second quits."""
-    import asyncio
-    import signal
+    from llmflow.cli.interrupt import stoppable
 
-    loop = asyncio.get_running_loop()
-    hits = {"n": 0}
-
-    def on_signal() -> None:
-        hits["n"] += 1
-        if hits["n"] > 1:
-            raise KeyboardInterrupt
-        print(
-            "\nstopping the batch: in-flight jobs are left for --resume (Ctrl-C again to quit at once)",
-            file=sys.stderr,
-        )
-        driver.interrupt("interrupted")
-
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        try:
-            loop.add_signal_handler(sig, on_signal)
-        except (NotImplementedError, RuntimeError):
-            pass
-    try:
-        return await driver.run()
-    finally:
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            try:
-                loop.remove_signal_handler(sig)
-            except (NotImplementedError, RuntimeError):
-                pass
+    return await stoppable(
+        driver.run(),
+        lambda: driver.interrupt("interrupted"),
+        "the batch: in-flight jobs are left for --resume",
+    )
 
 
 def register(app: typer.Typer) -> None:
@@ -112,35 +97,11 @@ def register(app: typer.Typer) -> None:
             str | None,
             typer.Option("--format", metavar="FORMAT", help="Dataset format when the extension does not say"),
         ] = None,
-        columns: Annotated[
-            list[str] | None,
-            typer.Option(
-                "--columns",
-                metavar="FIELD=COLUMN",
-                help="FIELD=COLUMN: flow input FIELD from dataset COLUMN (repeatable; dotted paths reach into JSON)",
-            ),
-        ] = None,
-        record_id: Annotated[
-            str | None,
-            typer.Option(
-                "--record-id",
-                metavar="COLUMN",
-                help="Column holding each record's id (default: record_id or id, else a content hash)",
-            ),
-        ] = None,
-        max_records: Annotated[
-            int | None,
-            typer.Option("--max-records", metavar="N", help="Only the first N records (after --shuffle)"),
-        ] = None,
-        shuffle: Annotated[
-            bool, typer.Option("--shuffle", help="Records in a random order (see --seed)")
-        ] = False,
-        seed: Annotated[
-            int | None,
-            typer.Option(
-                "--seed", metavar="N", help="Seed for --shuffle (stored, so --resume keeps the order)"
-            ),
-        ] = None,
+        columns: Columns = None,
+        record_id: RecordIdColumn = None,
+        max_records: MaxRecords = None,
+        shuffle: Shuffle = False,
+        seed: Seed = None,
         no_variants: Annotated[
             bool,
             typer.Option(
@@ -179,14 +140,7 @@ def register(app: typer.Typer) -> None:
         retry_failed: Annotated[
             bool, typer.Option("--retry-failed", help="With --resume: also re-run failed and canceled jobs")
         ] = False,
-        model: Annotated[
-            list[str] | None,
-            typer.Option(
-                "--model",
-                metavar="[STEP=]PROVIDER:MODEL",
-                help="The model for every step, or STEP=provider:model for one step; repeatable",
-            ),
-        ] = None,
+        model: Models = None,
         engine: Annotated[
             str, typer.Option("--engine", metavar="[local|ray]", help="local (one process) or ray")
         ] = "local",
@@ -204,16 +158,9 @@ def register(app: typer.Typer) -> None:
                 "--force", help="Resume even if the batch's driver still looks alive or the flow changed"
             ),
         ] = False,
-        progress_interval: Annotated[
-            float,
-            typer.Option(
-                "--progress-interval",
-                metavar="SECONDS",
-                help="Seconds between progress lines when not in a terminal",
-            ),
-        ] = 5.0,
+        progress_interval: ProgressInterval = 5.0,
         as_json: Json = False,
-        verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug logs on stderr")] = False,
+        verbose: Verbose = False,
         config_dir: ConfigDir = None,
     ) -> int:
         """Run a flow over every record of a dataset: one run per record (x variant),
@@ -258,7 +205,7 @@ def register(app: typer.Typer) -> None:
         try:
             driver = prepare_batch(rt, req)
         except BatchError as exc:  # bad input: nothing ran
-            return _bad_input(exc)
+            return bad_input(exc)
         _print_start(driver.plan)
         driver.view = ProgressView(
             driver.counters,
@@ -315,7 +262,7 @@ def register(app: typer.Typer) -> None:
         rt = _runtime(read_only=True)
         b = rt.store.get_batch(resolve_batch_id(rt, batch_id))
         if b is None:
-            return _bad_input(
+            return bad_input(
                 BatchError(f"no batch {batch_id!r}", hint="list batches with `llmflow batches list`")
             )
         v = batch_view(rt.store, b, time.time())

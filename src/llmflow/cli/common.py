@@ -13,6 +13,59 @@ import typer
 from llmflow.engine.states import RunStatus
 
 Json = Annotated[bool, typer.Option("--json", help="Print JSON for scripts")]
+Verbose = Annotated[bool, typer.Option("--verbose", "-v", help="Debug logs on stderr")]
+ConfigDir = Annotated[
+    str | None,
+    typer.Option(
+        "--config-dir",
+        "-C",
+        metavar="DIR",
+        help="Project config directory (default: $LLMFLOW_CONFIG_DIR or ./conf)",
+    ),
+]
+Models = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--model",
+        metavar="[STEP=]PROVIDER:MODEL",
+        help="The model for every step, or STEP=provider:model for one step; repeatable",
+    ),
+]
+
+# what `llmflow batch` and `llmflow eval` say the same way: reading a dataset, resuming
+Columns = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--columns",
+        metavar="FIELD=COLUMN",
+        help="FIELD=COLUMN: flow input FIELD from dataset COLUMN (repeatable; dotted paths reach into JSON)",
+    ),
+]
+RecordIdColumn = Annotated[
+    str | None,
+    typer.Option(
+        "--record-id",
+        metavar="COLUMN",
+        help="Column holding each record's id (default: record_id or id, else a content hash)",
+    ),
+]
+MaxRecords = Annotated[
+    int | None,
+    typer.Option("--max-records", metavar="N", help="Only the first N records (after --shuffle)"),
+]
+Shuffle = Annotated[bool, typer.Option("--shuffle", help="Records in a random order (see --seed)")]
+Seed = Annotated[
+    int | None,
+    typer.Option("--seed", metavar="N", help="Seed for --shuffle (stored, so --resume keeps the order)"),
+]
+ProgressInterval = Annotated[
+    float,
+    typer.Option(
+        "--progress-interval",
+        metavar="SECONDS",
+        help="Seconds between progress lines when not in a terminal",
+    ),
+]
 
 
 Status = RunStatus  # what ``--status`` takes (any case): the engine's one run-status enum

@@ -15,6 +15,14 @@ def eprint(*parts: Any) -> None:
     print(*parts, file=sys.stderr)
 
 
+def bad_input(exc: Any) -> int:
+    """An LlmflowError that stopped a command before anything ran: its message and hint."""
+    eprint(f"error: {exc.message}")
+    if getattr(exc, "hint", None):
+        eprint(f"hint: {exc.hint}")
+    return EXIT_INVALID
+
+
 def print_diagnostics(diags: list[Any]) -> None:
     for d in diags:
         eprint(f"error: {d.format()}")

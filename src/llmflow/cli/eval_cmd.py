@@ -10,18 +10,25 @@ from typing import Annotated, Any
 
 import typer
 
-from llmflow.cli.errors import EXIT_CANCELED, EXIT_FAILED, EXIT_INVALID, EXIT_OK, eprint
-from llmflow.cli.flows_cmd import ConfigDir
-from llmflow.cli.runs_cmd import Json, _fmt_ts, _models, _parse_kv, _runtime
+from llmflow.cli.common import (
+    Columns,
+    ConfigDir,
+    Json,
+    MaxRecords,
+    Models,
+    ProgressInterval,
+    RecordIdColumn,
+    Seed,
+    Shuffle,
+    Verbose,
+    _fmt_ts,
+    _models,
+    _parse_kv,
+    _runtime,
+)
+from llmflow.cli.errors import EXIT_CANCELED, EXIT_FAILED, EXIT_INVALID, EXIT_OK, bad_input, eprint
 
 Format = Annotated[str, typer.Option("--format", "-f", help="table, json, junit or markdown")]
-
-
-def _bad(exc: Any) -> int:
-    eprint(f"error: {exc.message}")
-    if getattr(exc, "hint", None):
-        eprint(f"hint: {exc.hint}")
-    return EXIT_INVALID
 
 
 def _write(text: str, output: str | None) -> None:
@@ -33,43 +40,24 @@ def _write(text: str, output: str | None) -> None:
 
 
 async def _drive(rt: Any, plan: Any, view: Any) -> Any:
-    """Run the evaluation; the first Ctrl-C (or SIGTERM) stops it cleanly, a second quits."""
-    import asyncio
-    import signal
-
+    from llmflow.cli.interrupt import stoppable
     from llmflow.evals.runner import run_eval
 
-    loop = asyncio.get_running_loop()
     box: dict[str, Any] = {}
-    hits = {"n": 0}
 
     def hook(driver: Any, scorer: Any) -> None:
         box["driver"] = driver
         view.c = driver.counters  # the bar follows the driver's own counters
 
-    def on_signal() -> None:
-        hits["n"] += 1
-        if hits["n"] > 1:
-            raise KeyboardInterrupt
-        eprint(
-            "\nstopping the evaluation: unfinished records are left for --resume (Ctrl-C again to quit at once)"
-        )
+    def stop() -> None:
         if "driver" in box:
             box["driver"].interrupt("interrupted")
 
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        try:
-            loop.add_signal_handler(sig, on_signal)
-        except (NotImplementedError, RuntimeError):
-            pass
-    try:
-        return await run_eval(rt, plan, view=view, driver_hook=hook)
-    finally:
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            try:
-                loop.remove_signal_handler(sig)
-            except (NotImplementedError, RuntimeError):
-                pass
+    return await stoppable(
+        run_eval(rt, plan, view=view, driver_hook=hook),
+        stop,
+        "the evaluation: unfinished records are left for --resume",
+    )
 
 
 def run_eval_command(
@@ -114,7 +102,7 @@ def run_eval_command(
     except (EvalError, FlowValidationError) as exc:
         if isinstance(exc, FlowValidationError):
             raise
-        return _bad(exc)
+        return bad_input(exc)
     b = plan.batch.batch
     eprint(
         f"evaluation {plan.id}: {'resuming' if plan.resumed else 'starting'}: flow {b.flow_name} over {plan.batch.source.label}: {b.total} jobs, metrics {', '.join(m.name for m in plan.metrics)}"
@@ -218,20 +206,11 @@ def register(app: typer.Typer) -> None:
             str | None,
             typer.Option("--min-pass-rate", help="Exit 1 when a variant's pass rate is under P (0.8 or 80%)"),
         ] = None,
-        columns: Annotated[
-            list[str] | None,
-            typer.Option("--columns", help="FIELD=COLUMN: flow input FIELD from dataset COLUMN"),
-        ] = None,
-        record_id: Annotated[
-            str | None, typer.Option("--record-id", help="Column holding each record's id")
-        ] = None,
-        max_records: Annotated[
-            int | None, typer.Option("--max-records", help="Only the first N records")
-        ] = None,
-        shuffle: Annotated[
-            bool, typer.Option("--shuffle", help="Records in a random order (see --seed)")
-        ] = False,
-        seed: Annotated[int | None, typer.Option("--seed", help="Seed for --shuffle")] = None,
+        columns: Columns = None,
+        record_id: RecordIdColumn = None,
+        max_records: MaxRecords = None,
+        shuffle: Shuffle = False,
+        seed: Seed = None,
         max_workers: Annotated[int, typer.Option("--max-workers", "-j", help="Records running at once")] = 8,
         error_policy: Annotated[
             str,
@@ -239,10 +218,7 @@ def register(app: typer.Typer) -> None:
                 "--error-policy", help="continue: run every record; stop: stop after the first failed run"
             ),
         ] = "continue",
-        model: Annotated[
-            list[str] | None,
-            typer.Option("--model", help="STEP=provider:model, or provider:model for every step"),
-        ] = None,
+        model: Models = None,
         resume: Annotated[
             str | None,
             typer.Option("--resume", help="Continue evaluation ID: only unfinished or unscored records run"),
@@ -254,11 +230,8 @@ def register(app: typer.Typer) -> None:
             bool,
             typer.Option("--force", help="Resume even if the flow changed or its driver still looks alive"),
         ] = False,
-        progress_interval: Annotated[
-            float,
-            typer.Option("--progress-interval", help="Seconds between progress lines when not in a terminal"),
-        ] = 5.0,
-        verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug logs on stderr")] = False,
+        progress_interval: ProgressInterval = 5.0,
+        verbose: Verbose = False,
         config_dir: ConfigDir = None,
     ) -> int:
         """Evaluate a flow over a dataset: every record runs as a run (resumable, bounded
@@ -295,7 +268,7 @@ def register(app: typer.Typer) -> None:
                 force=force or None,
             )
         except EvalError as exc:
-            return _bad(exc)
+            return bad_input(exc)
         return run_eval_command(
             target,
             overrides=overrides,

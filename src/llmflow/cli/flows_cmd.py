@@ -9,15 +9,7 @@ from typing import Annotated
 
 import typer
 
-ConfigDir = Annotated[
-    str | None,
-    typer.Option(
-        "--config-dir",
-        "-C",
-        metavar="DIR",
-        help="Project config directory (default: $LLMFLOW_CONFIG_DIR or ./conf)",
-    ),
-]
+from llmflow.cli.common import ConfigDir  # noqa: E402  (re-exported: plugins import it from here)
 
 
 def config_dir_default(value: str | None) -> str:

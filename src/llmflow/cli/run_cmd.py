@@ -9,8 +9,18 @@ from typing import Annotated, Any
 
 import typer
 
-from llmflow.cli.common import Json, _dur, _exit_for, _models, _parse_kv, _runtime, create_run_here
-from llmflow.cli.flows_cmd import ConfigDir
+from llmflow.cli.common import (
+    ConfigDir,
+    Json,
+    Models,
+    Verbose,
+    _dur,
+    _exit_for,
+    _models,
+    _parse_kv,
+    _runtime,
+    create_run_here,
+)
 
 
 async def _drive(
@@ -269,14 +279,7 @@ def register(app: typer.Typer) -> None:
                 "--record-id", metavar="ID", help="Record id (input 'record_id' when the flow has one)"
             ),
         ] = None,
-        model: Annotated[
-            list[str] | None,
-            typer.Option(
-                "--model",
-                metavar="[STEP=]PROVIDER:MODEL",
-                help="The model for every step, or STEP=provider:model for one step; repeatable",
-            ),
-        ] = None,
+        model: Models = None,
         human: Annotated[
             bool,
             typer.Option("--human/--no-human", help="Ask for human input (--no-human answers with defaults)"),
@@ -303,7 +306,7 @@ def register(app: typer.Typer) -> None:
             ),
         ] = None,
         as_json: Json = False,
-        verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug logs on stderr")] = False,
+        verbose: Verbose = False,
         config_dir: ConfigDir = None,
     ) -> int:
         """Run a flow in the terminal: live step view, streaming text, human prompts.

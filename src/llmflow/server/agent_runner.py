@@ -26,7 +26,8 @@ from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Query, Request, Response
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.responses import JSONResponse
+from sse_starlette import ServerSentEvent
 
 from llmflow.errors import FlowNotFoundError, RunStateError
 from llmflow.server.agent_runner_view import SCALE, TimelineView, step_models, timeline
@@ -34,7 +35,7 @@ from llmflow.server.catalog import AGENT_FLOW, DEFAULT_WORKFLOW
 from llmflow.server.native import artifact_rows, get_run
 from llmflow.server.schemas import AgentRunIn, DirectiveIn, check_text
 from llmflow.server.services import Services
-from llmflow.server.sse import SSE_HEADERS, frame, last_event_id
+from llmflow.server.sse import comment, frame, last_event_id, sse_response
 
 router = APIRouter(tags=["agent-runner"])
 
@@ -316,19 +317,15 @@ async def run_events(run_id: RunId, svc: Svc, after_id: Annotated[int, Query(ge=
     return lines(svc, rec, after_id)
 
 
-async def _stream(svc: Services, rec: Any, after_id: int) -> AsyncIterator[bytes]:
+async def _stream(svc: Services, rec: Any, after_id: int) -> AsyncIterator[ServerSentEvent]:
     """Replay the timeline after ``after_id``, then follow the run; the stream stays open
     after the run ends (keep-alives), as Agent Runner's does, until the client goes."""
     number = run_number(svc, rec.id)
     view = TimelineView(rec.goal, rec.run_type, step_models(rec.options))
-    follower = svc.follower(rec.id, 0)
-    yield b": connected\n\n"
+    follower = svc.follower(rec.id, 0)  # the timeline is built from the run's first event
+    yield comment("connected")
     while True:
-        events = await follower.next(svc.config.sse_keepalive)
-        if not events:
-            yield b": keepalive\n\n"
-            continue
-        for e in events:
+        for e in await follower.next(svc.config.sse_keepalive):
             for ln in view.feed(e):
                 if ln.id > after_id:
                     yield frame(ln.to_dict(number, iso), id=ln.id, event=ln.type)
@@ -347,11 +344,7 @@ async def run_stream(
     if rec is None:
         return JSONResponse(NOT_FOUND, status_code=404)
     start = last_event_id(request)
-    return StreamingResponse(
-        _stream(svc, rec, start if start is not None else after_id),
-        media_type="text/event-stream",
-        headers=SSE_HEADERS,
-    )
+    return sse_response(_stream(svc, rec, start if start is not None else after_id), svc.config.sse_keepalive)
 
 
 @router.post("/runs/{run_id}/directive", summary="Record a directive; answers with the recorded event")

@@ -25,10 +25,11 @@ from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request, Response
+from sse_starlette import ServerSentEvent
 
 from llmflow.engine.events import EventType as E
 from llmflow.server.native import Svc, run_summary
-from llmflow.server.sse import frame, last_event_id, sse_response
+from llmflow.server.sse import frame, id_only, last_event_id, sse_response
 
 router = APIRouter(prefix="/api/v1", tags=["native"])
 
@@ -64,12 +65,10 @@ def changed_runs(events: list[Any]) -> list[str]:
     return sorted(last, key=last.__getitem__)
 
 
-async def live_frames(svc: Any, cursor: int, *, keepalive: float | None = None) -> AsyncIterator[bytes]:
-    keepalive = keepalive or svc.config.sse_keepalive
+async def live_frames(svc: Any, cursor: int) -> AsyncIterator[ServerSentEvent]:
     poll = max(0.05, svc.config.poll_interval)
     worker = svc.worker.status()
     yield frame({"last_id": cursor, "worker": worker}, id=cursor, event="hello")
-    quiet_for = 0.0
     while True:
         events = svc.store.events_since(cursor, PAGE)
         if events:
@@ -81,20 +80,14 @@ async def live_frames(svc: Any, cursor: int, *, keepalive: float | None = None) 
                     yield frame(run_summary(rec), id=cursor, event="run")
                     sent = True
             if not sent:  # only token chunks: still move the client's cursor on
-                yield f"id: {cursor}\n\n".encode()
-            quiet_for = 0.0
+                yield id_only(cursor)
         now_worker = svc.worker.status()
         if now_worker != worker:
             worker = now_worker
             yield frame(worker, event="worker")
-            quiet_for = 0.0
         if len(events) == PAGE:
             continue  # catching up: read on at once
-        if quiet_for >= keepalive:
-            yield b": keepalive\n\n"
-            quiet_for = 0.0
         await asyncio.sleep(poll)
-        quiet_for += poll
 
 
 @router.get(
@@ -115,4 +108,4 @@ async def all_runs_stream(
         start = after
     if start is None:
         start = await asyncio.to_thread(head_id, svc.store)
-    return sse_response(live_frames(svc, start))
+    return sse_response(live_frames(svc, start), svc.config.sse_keepalive)

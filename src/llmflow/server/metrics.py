@@ -91,12 +91,21 @@ class MetricsMiddleware:
             await self.app(scope, receive, send)
 
     async def _websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
-        gauge = self.metrics.websocket_clients
+        await self._counted(scope, receive, send, self.metrics.websocket_clients, _accepted)
+
+    async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await self._counted(scope, receive, send, self.metrics.sse_clients, _event_stream)
+
+    async def _counted(
+        self, scope: Scope, receive: Receive, send: Send, gauge: Any, opens: Callable[[Any], bool]
+    ) -> None:
+        """Run the app with ``gauge`` one higher from the message that ``opens`` the
+        connection (as the client sees it) until the app is done with it."""
         counted = False
 
         async def counting_send(message: dict[str, Any]) -> None:
             nonlocal counted
-            if message["type"] == "websocket.accept" and not counted:
+            if not counted and opens(message):
                 gauge.inc()
                 counted = True
             await send(message)
@@ -107,24 +116,16 @@ class MetricsMiddleware:
             if counted:
                 gauge.dec()
 
-    async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
-        gauge = self.metrics.sse_clients
-        counted = False
 
-        async def counting_send(message: dict[str, Any]) -> None:
-            nonlocal counted
-            if message["type"] == "http.response.start" and not counted:
-                for k, v in message.get("headers") or []:
-                    if k.lower() == b"content-type" and v.startswith(b"text/event-stream"):
-                        gauge.inc()
-                        counted = True
-            await send(message)
+def _accepted(message: Any) -> bool:
+    return bool(message["type"] == "websocket.accept")
 
-        try:
-            await self.app(scope, receive, counting_send)
-        finally:
-            if counted:
-                gauge.dec()
+
+def _event_stream(message: Any) -> bool:
+    return message["type"] == "http.response.start" and any(
+        k.lower() == b"content-type" and v.startswith(b"text/event-stream")
+        for k, v in message.get("headers") or []
+    )
 
 
 def install(app: FastAPI, env: dict[str, str] | Any) -> None:

@@ -253,7 +253,8 @@ async def run_stream(run_id: RunId, request: Request, svc: Svc, after: Cursor = 
             run_id,
             start if start is not None else after,
             lambda e: (e.seq, e.type, iso_event(e.to_dict())),
-        )
+        ),
+        svc.config.sse_keepalive,
     )
 
 

@@ -184,7 +184,7 @@ class FrameMapper:
 
     def frames(self, e: Event) -> list[dict[str, Any]]:
         t = e.type
-        base = {
+        base: dict[str, Any] = {  # the envelope fields every frame of this event shares
             "ts": e.ts,
             "message_id": f"{e.run_id}:{e.seq}",
             "run_id": e.run_id,

@@ -25,7 +25,7 @@ import asyncio
 import json
 import logging
 import time
-from typing import Any
+from typing import Any, NoReturn
 
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 
@@ -47,7 +47,7 @@ class _Closed(Exception):
     layer (a frame that is not valid UTF-8: 1007)."""
 
 
-async def _close(ws: WebSocket, code: int, reason: str) -> None:
+async def _close(ws: WebSocket, code: int, reason: str) -> NoReturn:
     """Close with ``code``, unless the protocol layer closed the socket first; then _Closed."""
     try:
         await ws.close(code=code, reason=reason)

@@ -75,6 +75,20 @@ def schema_errors(value: Any, schema: dict[str, Any]) -> list[str]:
     ][:5]
 
 
+def _model_and_params(
+    ctx: StepContext, agent: AgentSpec | None, params: dict[str, Any]
+) -> tuple[Any, str, str, dict[str, Any]]:
+    """The gateway, the model this call uses, where that choice came from, and the agent's
+    params under the step's."""
+    if ctx.llm is None:
+        raise StepError("no LLM gateway configured", retryable=False)
+    unit_model = (ctx.vars.get("matrix") or {}).get("model")
+    model, source = resolve_model(
+        ctx.step, ctx.flow, agent=agent, run_models=ctx.run_models, env=ctx.env_models, unit_model=unit_model
+    )
+    return ctx.llm, model, source, {**(agent.params if agent else {}), **params}
+
+
 async def call_model(
     ctx: StepContext,
     agent: AgentSpec | None,
@@ -83,14 +97,8 @@ async def call_model(
     schema: dict[str, Any] | None,
     stream: bool = True,
 ) -> Any:
-    if ctx.llm is None:
-        raise StepError("no LLM gateway configured", retryable=False)
-    unit_model = (ctx.vars.get("matrix") or {}).get("model")
-    model, source = resolve_model(
-        ctx.step, ctx.flow, agent=agent, run_models=ctx.run_models, env=ctx.env_models, unit_model=unit_model
-    )
-    merged = {**(agent.params if agent else {}), **params}
-    res = await ctx.llm.generate(
+    llm, model, source, merged = _model_and_params(ctx, agent, params)
+    res = await llm.generate(
         ctx,
         model=model,
         model_source=source,
@@ -103,11 +111,7 @@ async def call_model(
         return res.text
     text = res.text
     for attempt in range(REPAIR_ATTEMPTS + 1):
-        try:
-            value = extract_json(text)
-            errs = schema_errors(value, schema)
-        except (json.JSONDecodeError, ValueError) as exc:
-            value, errs = None, [f"not valid JSON: {exc}"]
+        value, errs = parse_output(text, schema)
         if not errs:
             return value
         if attempt == REPAIR_ATTEMPTS:
@@ -125,7 +129,7 @@ async def call_model(
                 + json.dumps(schema),
             ),
         ]
-        res = await ctx.llm.generate(
+        res = await llm.generate(
             ctx,
             model=model,
             model_source=source,
@@ -170,13 +174,7 @@ async def call_with_tools(
     from llmflow.tools.loop import DEFAULT_MAX_TURNS, as_chat, run_loop
     from llmflow.tools.resolve import Toolset
 
-    if ctx.llm is None:
-        raise StepError("no LLM gateway configured", retryable=False)
-    unit_model = (ctx.vars.get("matrix") or {}).get("model")
-    model, source = resolve_model(
-        ctx.step, ctx.flow, agent=agent, run_models=ctx.run_models, env=ctx.env_models, unit_model=unit_model
-    )
-    merged = {**(agent.params if agent else {}), **params}
+    _, model, source, merged = _model_and_params(ctx, agent, params)
     max_turns = (
         getattr(ctx.step, "max_turns", None) or (agent.max_turns if agent else None) or DEFAULT_MAX_TURNS
     )

@@ -9,7 +9,7 @@ from collections.abc import Callable
 from typing import Any
 
 from llmflow.engine.ports import StepContext
-from llmflow.errors import StepError
+from llmflow.errors import ShellDisabledError, StepConfigError, StepError
 from llmflow.model.expressions import render_value_async
 from llmflow.model.registry import registry
 from llmflow.model.spec import PythonStep
@@ -23,38 +23,28 @@ def resolve_function(
     if name in registry.functions:
         return registry.functions[name]
     if not allow_import:  # an importable name can be any code (os:system): trusted runs only
-        err = StepError(
+        raise ShellDisabledError(
             f"python step names {name!r}, which is not a registered function; importing code is disabled in this run",
-            retryable=False,
             hint="register the function with @llmflow.step_function(), or allow shell (--allow-shell / unset LLMFLOW_DISABLE_SHELL)",
-            kind="shell_disabled",
         )
-        raise err
     mod, sep, attr = name.partition(":")
     if not sep:
         mod, _, attr = name.rpartition(".")
     if not mod or not attr:
-        err = StepError(
+        raise StepConfigError(
             f"unknown python function {name!r}",
-            retryable=False,
             hint="register it with @llmflow.step_function() or write 'module:function'",
-            kind="validation",
         )
-        raise err
     try:
         obj: Any = importlib.import_module(mod)
     except ImportError as exc:
-        err = StepError(
+        raise StepConfigError(
             f"cannot import {mod!r} for python step: {exc}",
-            retryable=False,
             hint="check the module path and PYTHONPATH",
-            kind="validation",
-        )
-        raise err from None
+        ) from None
     for part in attr.split("."):
         if not hasattr(obj, part):
-            err = StepError(f"{mod!r} has no attribute {attr!r}", retryable=False, kind="validation")
-            raise err
+            raise StepConfigError(f"{mod!r} has no attribute {attr!r}")
         obj = getattr(obj, part)
     if not callable(obj):
         raise StepError(f"{name!r} is not callable", retryable=False)

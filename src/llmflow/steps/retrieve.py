@@ -7,7 +7,7 @@ import asyncio
 from typing import Any
 
 from llmflow.engine.ports import StepContext
-from llmflow.errors import StepError
+from llmflow.errors import StepConfigError, StepError
 from llmflow.model.expressions import render_async
 from llmflow.model.spec import RetrieveStep
 
@@ -32,5 +32,4 @@ async def execute(ctx: StepContext) -> Any:
             search_index, svc.index_dir, spec.index, query, spec.top_k, spec.mode, dict(svc.env) or None
         )
     except IndexError_ as exc:
-        err = StepError(exc.message, retryable=False, hint=exc.hint, kind="validation")
-        raise err from None
+        raise StepConfigError(exc.message, hint=exc.hint) from None

@@ -12,7 +12,7 @@ from typing import Any
 
 from llmflow.engine.events import EventType as E
 from llmflow.engine.ports import StepContext
-from llmflow.errors import StepError
+from llmflow.errors import ShellDisabledError, StepError
 from llmflow.model.expressions import render_async, render_value_async
 from llmflow.model.spec import ShellStep
 from llmflow.steps.trust import policy_of
@@ -25,13 +25,10 @@ async def execute(ctx: StepContext) -> Any:
     spec = ctx.step
     assert isinstance(spec, ShellStep)
     if not ctx.allow_shell:
-        err = StepError(
+        raise ShellDisabledError(
             "shell steps are disabled in this runtime",
-            retryable=False,
             hint="run with --allow-shell (server) or unset LLMFLOW_DISABLE_SHELL",
-            kind="shell_disabled",
         )
-        raise err
     cwd = (
         safe_path(ctx.workspace, await render_async(spec.cwd, ctx.template))
         if spec.cwd
