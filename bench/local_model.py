@@ -17,7 +17,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from llmflow.app import build_runtime
+from llmflow.runtime import build_runtime
 from llmflow.cli.render import ConsoleView
 from llmflow.model.loader import parse_flow_text
 from llmflow.providers.base import ChatMessage, ModelRequest

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from llmflow import Runner
-from llmflow.app import build_runtime
+from llmflow.runtime import build_runtime
 from llmflow.errors import RunStateError
 
 

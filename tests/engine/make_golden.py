@@ -10,7 +10,7 @@ import json
 import tempfile
 from pathlib import Path
 
-from llmflow.app import build_runtime
+from llmflow.runtime import build_runtime
 from llmflow.model.loader import parse_flow_text
 from llmflow.runtime import RunOptions
 from llmflow.store.memory import MemoryStore

@@ -10,7 +10,7 @@ import logging
 import pytest
 
 import llmflow
-from llmflow.app import build_runtime, shared_runtime
+from llmflow.runtime import build_runtime, shared_runtime
 from llmflow.engine.events import Event, NewEvent
 from llmflow.engine.events import EventType as E
 from llmflow.engine.payloads import MISSING, REGISTRY, AttemptStarted, Generic, ToolCallCompleted, decode

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from llmflow.app import build_runtime
+from llmflow.runtime import build_runtime
 from llmflow.errors import EvalError
 
 pytest.importorskip("dspy", reason="the optimize extra is not installed (pip install 'llmflow[optimize]')")

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from llmflow.app import build_runtime
+from llmflow.runtime import build_runtime
 from llmflow.model.loader import parse_flow_text
 from llmflow.observe.otel_setup import resource_attributes, tracing_enabled
 from llmflow.observe.tracing import TraceObserver

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from llmflow.app import build_runtime
+from llmflow.runtime import build_runtime
 from llmflow.model.loader import parse_flow_text
 from llmflow.observe.context import traceparent_of
 from llmflow.observe.ids import parse_traceparent, run_trace_id, span_id

@@ -13,10 +13,10 @@ from typing import Any
 import httpx
 import pytest
 
-from llmflow.app import build_runtime
+from llmflow.runtime import build_runtime
 from llmflow.errors import ResumeRefusedError
 from llmflow.runtime import RunOptions
-from llmflow.worker import Worker
+from llmflow.runtime import Worker
 
 from .helpers import (
     EXAMPLES,

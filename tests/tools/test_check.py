@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from llmflow.app import build_runtime
+from llmflow.runtime import build_runtime
 from llmflow.errors import FlowValidationError
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 import llmflow
-from llmflow.app import build_runtime
+from llmflow.runtime import build_runtime
 from llmflow.engine.events import EventType as E
 from llmflow.errors import FlowValidationError
 from llmflow.model.spec import Flow

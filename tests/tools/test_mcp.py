@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from llmflow.app import build_runtime
+from llmflow.runtime import build_runtime
 from llmflow.engine.events import EventType as E
 from llmflow.model.spec import Flow
 

@@ -37,7 +37,7 @@ class JobWorker:
     """One Ray actor: a Runtime on the shared store, executing job runs by id."""
 
     def __init__(self, env: dict[str, str], home: str) -> None:
-        from llmflow.app import build_runtime
+        from llmflow.runtime import build_runtime
 
         self.rt = build_runtime(env=env, home=Path(home))
 

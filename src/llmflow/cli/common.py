@@ -31,7 +31,7 @@ def _runtime(config_dir: str | None = None, verbose: bool = False, *, read_only:
     """The runtime for a command. ``read_only`` commands (listings, show, stats) create no
     ``.llmflow/`` where there is none: they read an empty store instead, so looking does
     not plant a home that later runs would be found in."""
-    from llmflow.app import build_runtime
+    from llmflow.runtime import build_runtime
     from llmflow.cli.logs import setup_logging
     from llmflow.settings import Settings
 

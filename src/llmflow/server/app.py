@@ -148,12 +148,12 @@ def open_services(target: Settings | Runtime, config: ServerConfig) -> Any:
     from llmflow.server.hub import EventHub
     from llmflow.server.services import Services
     from llmflow.server.sessions import SessionManager
-    from llmflow.worker import Worker
+    from llmflow.runtime import Worker
 
     if isinstance(target, Runtime):
         runtime = target
     else:
-        from llmflow.app import build_runtime
+        from llmflow.runtime import build_runtime
 
         runtime = build_runtime(target)
     try:

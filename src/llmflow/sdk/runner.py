@@ -198,7 +198,7 @@ def run_result(v: dict[str, Any]) -> dict[str, Any]:
 def _runtime(runtime: Runtime | None, home: str | Path | None) -> Runtime:
     if runtime is not None:
         return runtime
-    from llmflow.app import shared_runtime  # one store per process, shared by every call
+    from llmflow.runtime import shared_runtime  # one store per process, shared by every call
 
     return shared_runtime(Path(home) if home else None)
 

@@ -1,5 +1,5 @@
 """The runtime: create runs, execute them (fresh, resumed or recovered), control them,
-re-run steps in place and fork runs. Built by :func:`llmflow.app.build_runtime`.
+re-run steps in place and fork runs. Built by :func:`llmflow.runtime.root.build_runtime`.
 
 Every decision about a run - also for a run no process executes (cancel, pause, resume,
 answer, re-run) - is made by :func:`llmflow.engine.scheduler.decide` on the run's folded
@@ -51,7 +51,7 @@ from llmflow.errors import (
     RunStateError,
     StepError,
 )
-from llmflow.flowcache import FlowCache
+from llmflow.runtime.flowcache import FlowCache
 from llmflow.model.diagnostics import Location
 from llmflow.model.graph import build_graph
 from llmflow.model.limits import Limits
@@ -988,7 +988,7 @@ class Runtime:
     def view(self, run_id: str, state: RunState | None = None) -> dict[str, Any]:
         """A run with its steps, attempts, outputs and usage, for the CLI and the API
         (``state``: its folded state, when the caller has it)."""
-        from llmflow.views import run_view
+        from llmflow.runtime.views import run_view
 
         return run_view(self, run_id, state)
 

@@ -27,7 +27,7 @@ from llmflow.engine.payloads import RunFailed
 from llmflow.engine.states import RUN_ACTIVE
 from llmflow.errors import LlmflowError, StoreError
 
-log = logging.getLogger("llmflow.worker")
+log = logging.getLogger("llmflow.runtime.worker")
 
 
 class Worker:

@@ -110,7 +110,7 @@ def _runtime(runtime: Runtime | None, home: str | Path | None) -> tuple[Runtime,
     """The caller's runtime, or the process's shared one (opened once, never closed here)."""
     if runtime is not None:
         return runtime, False
-    from llmflow.app import shared_runtime
+    from llmflow.runtime import shared_runtime
 
     return shared_runtime(Path(home) if home else None), False
 

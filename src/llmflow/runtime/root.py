@@ -38,11 +38,11 @@ def build_runtime(
     and never breaks a run)."""
     settings = settings or Settings.from_env(env, home)
     if store is None:
-        from llmflow.plugins import open_store
+        from llmflow.runtime.plugins import open_store
 
         store = open_store(settings.database_url, settings.home)
-    from llmflow.gateway import Gateway
-    from llmflow.plugins import build_registry
+    from llmflow.providers.gateway import Gateway
+    from llmflow.runtime.plugins import build_registry
     from llmflow.providers.registry import ProviderRegistry
 
     scripts = {**_fake_scripts_from_file(settings), **(fake_scripts or {})}

@@ -34,7 +34,7 @@ from typing import Any
 
 from llmflow.errors import RunStateError
 from llmflow.model.spec import Flow
-from llmflow.runner_api import Agent, _runtime, flow_for, make_agent, run_result, step_id, unwrap
+from llmflow.sdk.runner import Agent, _runtime, flow_for, make_agent, run_result, step_id, unwrap
 from llmflow.runtime import RunOptions, Runtime, run_blocking
 
 AGGREGATIONS = ("consensus", "majority", "weighted", "all", "first")
@@ -313,7 +313,7 @@ class Orchestra:
             {
                 "id": "aggregate",
                 "kind": "python",
-                "function": "llmflow.orchestra:aggregate_answers",
+                "function": "llmflow.sdk.orchestra:aggregate_answers",
                 "needs": [s["id"] for s in specs],
                 "args": {"strategy": aggregation, "answers": answers, "weights": weights},
             }
