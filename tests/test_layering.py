@@ -43,6 +43,10 @@ COMPONENT = {
     "observe": "observe",
     # the Python facades (run / start, Runner, Orchestra): over the runtime; run_batch over batch/
     "sdk": "sdk",
+    # old import paths, kept as re-exports: `llmflow.app` (earlier docs) and `llmflow.orchestra`
+    # (runs recorded before the move name llmflow.orchestra:aggregate_answers as a step function)
+    "app": "runtime",
+    "orchestra": "sdk",
     "server": "server",
     "cli": "cli",
     "web": "web",

@@ -15,7 +15,7 @@ import pytest
 
 from llmflow.runtime import build_runtime
 from llmflow.errors import ResumeRefusedError
-from llmflow.runtime import RunOptions
+from llmflow.runtime import RunRequest
 from llmflow.runtime import Worker
 
 from .helpers import (
@@ -228,7 +228,7 @@ def test_worker_command_once_drains_the_queue(home: Path) -> None:
     env = base_env(home)
     rt = runtime(env)
     try:
-        rid = rt.create_run(REVIEW, {"text": "x"}, RunOptions(models={"*": "fake:"})).id
+        rid = rt.create_run(REVIEW, {"text": "x"}, RunRequest(models={"*": "fake:"})).id
         p = ServeProcess(["worker", "--once"], env, home, home / "once.log").start()
         assert p.proc is not None and p.proc.wait(60) == 0, p.output()
         p.stop()

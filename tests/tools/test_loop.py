@@ -169,7 +169,7 @@ def test_built_in_file_tools_stay_inside_the_workspace(tmp_path):
     st = asyncio.run(
         rt.run(
             flow(["read_file", "write_file", "list_files"]),
-            options=llmflow.runtime.RunOptions(workspace=str(ws)),
+            options=llmflow.runtime.RunRequest(workspace=str(ws)),
         )
     )
     lines = st.outputs["result"].splitlines()

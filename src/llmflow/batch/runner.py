@@ -32,7 +32,7 @@ from llmflow.engine.events import NewEvent
 from llmflow.engine.payloads import RunFailed
 from llmflow.engine.states import RUN_TERMINAL, RunStatus, StepStatus
 from llmflow.errors import BatchError, FlowValidationError, LlmflowError
-from llmflow.runtime import RunOptions
+from llmflow.runtime import RunRequest
 from llmflow.store.base import RunRecord
 
 log = logging.getLogger("llmflow.batch")
@@ -172,7 +172,7 @@ class BatchDriver:
         return row
 
     # -- one job ---------------------------------------------------------------------------
-    def _options(self, job: Job) -> RunOptions:
+    def _options(self, job: Job) -> RunRequest:
         spec = self.plan.batch.spec
         md = {
             "job_id": job.job_id,
@@ -181,7 +181,7 @@ class BatchDriver:
             "parameters": job.variant.values,
             "index": job.index,
         }
-        return RunOptions(
+        return RunRequest(
             models=dict(spec.get("models") or {}),
             batch_id=self.plan.id,
             run_id=job.run_id,

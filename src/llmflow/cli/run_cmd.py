@@ -310,7 +310,7 @@ def register(app: typer.Typer) -> None:
 
         Exit codes: 0 completed, 1 failed, 2 invalid definition or input, 130 cancelled."""
         from llmflow.cli.render import ConsoleView
-        from llmflow.runtime import RunOptions, run_blocking
+        from llmflow.runtime import RunRequest, run_blocking
 
         rt = _runtime(config_dir, verbose)
         if workspace is not None:  # relative to where the command runs, not to the home found above it
@@ -336,7 +336,7 @@ def register(app: typer.Typer) -> None:
             meta: dict[str, Any] = {"record_id": record_id} if record_id else {}
             if group is not None:
                 meta.update(sweep=group, overrides=combo)
-            opts = RunOptions(
+            opts = RunRequest(
                 models=models,
                 timeout=timeout,
                 workspace=workspace,

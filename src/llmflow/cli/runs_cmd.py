@@ -289,7 +289,7 @@ def register(app: typer.Typer) -> None:
         run_id = resolve_run_id(rt, run_id)
         rec = rt.get(run_id)
         if rec.status == "PAUSED":
-            if rt._owned_live(rec):
+            if rt.owned_live(rec):
                 what = rt.control(run_id, "resume")
                 print(
                     json.dumps({"id": run_id, "action": "resume", "result": what})

@@ -18,7 +18,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from llmflow.runtime import Runtime
+from llmflow.runtime.service import Runtime
 from llmflow.settings import Settings
 
 
@@ -156,7 +156,7 @@ def shared_runtime(home: Path | None = None) -> Runtime:
     key = (str(settings.home), tuple(sorted(env.items())))
     with _SHARED_LOCK:
         rt = _SHARED.get(key)
-        if rt is not None and not rt._closed:
+        if rt is not None and not rt.closed:
             _SHARED.move_to_end(key)
             return rt
         rt = build_runtime(settings)

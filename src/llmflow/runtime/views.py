@@ -19,7 +19,7 @@ def run_view(rt: Any, run_id: str, state: Any = None) -> dict[str, Any]:
     rows = rt.store.step_rows(run_id)
     from llmflow.tools.view import tool_calls_by_step
 
-    if events is None and rt._uses_tools(st.flow):
+    if events is None and rt.run_flows.uses_tools(st.flow):
         events = rt.store.events(run_id)
     calls = tool_calls_by_step(events) if events else {}
     by_step: dict[str, list[Any]] = {}

@@ -35,7 +35,7 @@ from typing import Any
 from llmflow.errors import RunStateError
 from llmflow.model.spec import Flow
 from llmflow.sdk.runner import Agent, _runtime, flow_for, make_agent, run_result, step_id, unwrap
-from llmflow.runtime import RunOptions, Runtime, run_blocking
+from llmflow.runtime import RunRequest, Runtime, run_blocking
 
 AGGREGATIONS = ("consensus", "majority", "weighted", "all", "first")
 _QUOTED = re.compile(r"""('(?:[^'\\]|\\.)*'|"(?:[^"\\]|\\.)*")""")
@@ -187,7 +187,7 @@ class Orchestra:
                 f"orchestra {self.name!r} is stopped", hint="call resume_orchestra() to accept work again"
             )
         rt = self.runtime
-        opts = RunOptions(
+        opts = RunRequest(
             models=dict(self.models),
             run_type="orchestra",
             name=f"{self.name}:{workflow}",
@@ -431,7 +431,7 @@ class Orchestra:
         rt = self.runtime
         t0 = time.time()
         rec = rt.create_run(
-            str(path), {"goal": goal}, RunOptions(models=dict(self.models), run_type="orchestra"), claim=True
+            str(path), {"goal": goal}, RunRequest(models=dict(self.models), run_type="orchestra"), claim=True
         )
         await rt.execute(rec.id)
         v = rt.view(rec.id)

@@ -29,7 +29,7 @@ from typing import Any
 
 from llmflow.model.loader import LoadedFlow
 from llmflow.model.spec import AgentSpec, Flow
-from llmflow.runtime import RunOptions, Runtime, run_blocking
+from llmflow.runtime import RunRequest, Runtime, run_blocking
 
 MAIN_INPUTS = ("input", "query", "prompt", "text", "goal", "question")
 
@@ -251,8 +251,8 @@ class Runner:
             )
         return {target: query_or_inputs, **inputs}
 
-    def _options(self, **kw: Any) -> RunOptions:
-        return RunOptions(models=dict(self.models), run_type="runner", **kw)
+    def _options(self, **kw: Any) -> RunRequest:
+        return RunRequest(models=dict(self.models), run_type="runner", **kw)
 
     def _record(self, result: dict[str, Any]) -> dict[str, Any]:
         s = self._stats

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from llmflow.engine.events import Event
-from llmflow.runtime import RunOptions, Runtime, run_blocking
+from llmflow.runtime import RunRequest, Runtime, run_blocking
 
 
 @dataclass
@@ -98,10 +98,10 @@ class Run:
 
 def _options(
     models: dict[str, str] | str | None, timeout: float | None, workspace: str | Path | None, **kw: Any
-) -> RunOptions:
+) -> RunRequest:
     if isinstance(models, str):
         models = {"*": models}
-    return RunOptions(
+    return RunRequest(
         models=dict(models or {}), timeout=timeout, workspace=str(workspace) if workspace else None, **kw
     )
 

@@ -20,7 +20,7 @@ from llmflow.model.diagnostics import Diagnostic
 from llmflow.model.limits import Limits, using
 from llmflow.model.loader import LoadedFlow, parse_flow_text
 from llmflow.model.spec import Flow
-from llmflow.runtime import RunOptions
+from llmflow.runtime import RunRequest
 from llmflow.server.catalog import FlowCatalog
 from llmflow.server.config import ServerConfig
 from llmflow.server.hub import TERMINAL_STATUSES, EventFollower, EventHub, wait_for_status
@@ -28,8 +28,8 @@ from llmflow.steps.trust import posted_flow_problems
 
 
 @dataclass
-class ApiRunOptions(RunOptions):
-    """RunOptions plus what only the service records in a run's options."""
+class ApiRunOptions(RunRequest):
+    """RunRequest plus what only the service records in a run's options."""
 
     disallow_shell: bool | None = None  # honoured by Runtime.execute
     request_options: dict[str, Any] | None = None  # the options as the client sent them
