@@ -12,10 +12,10 @@ import pytest
 from tests.support import wait_until
 
 from llmflow import Orchestra
-from llmflow.runtime import build_runtime
 from llmflow.errors import RunStateError
 from llmflow.model.loader import load_flow
 from llmflow.model.orchestra import orchestra_to_flow
+from llmflow.runtime import build_runtime
 from llmflow.sdk.orchestra import condition_expr
 
 

@@ -10,9 +10,8 @@ import json
 import tempfile
 from pathlib import Path
 
-from llmflow.runtime import build_runtime
 from llmflow.model.loader import parse_flow_text
-from llmflow.runtime import RunRequest
+from llmflow.runtime import RunRequest, build_runtime
 from llmflow.store.memory import MemoryStore
 
 HERE = Path(__file__).parent / "golden"

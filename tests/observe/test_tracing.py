@@ -12,13 +12,12 @@ from typing import Any
 import pytest
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from llmflow.runtime import build_runtime
 from llmflow.model.loader import parse_flow_text
 from llmflow.observe.context import traceparent_of
 from llmflow.observe.ids import parse_traceparent, run_trace_id, span_id
 from llmflow.observe.otel_setup import tracer_provider
 from llmflow.observe.tracing import TraceObserver
-from llmflow.runtime import RunRequest
+from llmflow.runtime import RunRequest, build_runtime
 
 SECRET = "sk-test-5up3r-s3cr3t-value"
 

@@ -13,10 +13,8 @@ from typing import Any
 import httpx
 import pytest
 
-from llmflow.runtime import build_runtime
 from llmflow.errors import ResumeRefusedError
-from llmflow.runtime import RunRequest
-from llmflow.runtime import Worker
+from llmflow.runtime import RunRequest, Worker, build_runtime
 
 from .helpers import (
     EXAMPLES,

@@ -169,8 +169,7 @@ def test_the_write_file_tool_keeps_to_the_same_boundaries(tmp_path, monkeypatch)
     # an LLM-driven write goes through the same policy as the write_file step
     import asyncio
 
-    from llmflow.runtime import build_runtime
-    from llmflow.runtime import RunRequest
+    from llmflow.runtime import RunRequest, build_runtime
 
     monkeypatch.setenv("LLMFLOW_DISABLE_SHELL", "1")  # a run without code, as a posted one
     home = tmp_path / "home"

@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 
 import llmflow
-from llmflow.runtime import build_runtime
 from llmflow.engine.events import EventType as E
 from llmflow.errors import FlowValidationError
 from llmflow.model.spec import Flow
+from llmflow.runtime import build_runtime
 
 
 def runtime(tmp_path: Path, answers: list, **fns):

@@ -12,11 +12,10 @@ import sys
 import pytest
 
 import llmflow
-from llmflow.runtime import build_runtime
 from llmflow.engine.events import EventType as E
 from llmflow.errors import FlowValidationError
 from llmflow.model.spec import Flow
-from llmflow.runtime import RunRequest
+from llmflow.runtime import RunRequest, build_runtime
 from llmflow.tools.threads import history
 
 FLOW = Flow.model_validate(
