@@ -18,9 +18,12 @@ from __future__ import annotations
 import asyncio
 import math
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from llmflow.errors import BatchError
+
+if TYPE_CHECKING:
+    from llmflow.runtime.ports import RunService
 
 INSTALL_HINT = "pip install 'llmflow[ray]'  (ray>=2.30)"
 
@@ -52,7 +55,7 @@ class JobWorker:
 class RayExecutor:
     def __init__(
         self,
-        rt: Any,
+        rt: RunService,
         *,
         address: str | None = None,
         max_workers: int = 16,

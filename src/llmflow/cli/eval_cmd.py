@@ -6,13 +6,16 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from llmflow.cli.errors import EXIT_CANCELED, EXIT_FAILED, EXIT_INVALID, EXIT_OK, eprint
 from llmflow.cli.flows_cmd import ConfigDir
 from llmflow.cli.runs_cmd import Json, _fmt_ts, _models, _parse_kv, _runtime
+
+if TYPE_CHECKING:
+    from llmflow.runtime.ports import RunService
 
 Format = Annotated[str, typer.Option("--format", "-f", help="table, json, junit or markdown")]
 
@@ -32,7 +35,7 @@ def _write(text: str, output: str | None) -> None:
         sys.stdout.write(text)
 
 
-async def _drive(rt: Any, plan: Any, view: Any) -> Any:
+async def _drive(rt: RunService, plan: Any, view: Any) -> Any:
     """Run the evaluation; the first Ctrl-C (or SIGTERM) stops it cleanly, a second quits."""
     import asyncio
     import signal

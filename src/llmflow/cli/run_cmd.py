@@ -5,16 +5,19 @@ from __future__ import annotations
 
 import json
 import sys
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from llmflow.cli.common import Json, _dur, _exit_for, _models, _parse_kv, _runtime, create_run_here
 from llmflow.cli.flows_cmd import ConfigDir
 
+if TYPE_CHECKING:
+    from llmflow.runtime.ports import RunService
+
 
 async def _drive(
-    rt: Any,
+    rt: RunService,
     run_id: str,
     view: Any,
     human: bool,
@@ -101,13 +104,13 @@ async def _drive(
     except (NotImplementedError, RuntimeError):
         pass
 
-    async def beat() -> None:
+    async def beat(sweep_id: str) -> None:
         while True:
-            rt.store.update_batch(heartbeat, updated_at=rt.clock.now())
+            rt.store.update_batch(sweep_id, updated_at=rt.clock.now())
             await asyncio.sleep(5)
 
     task = asyncio.create_task(answerer())
-    beating = asyncio.create_task(beat()) if heartbeat else None
+    beating = asyncio.create_task(beat(heartbeat)) if heartbeat else None
     try:
         if rerun is not None:
             step, unit, downstream = rerun
@@ -125,7 +128,7 @@ async def _drive(
             pass
 
 
-def _finish(rt: Any, run_id: str, as_json: bool) -> int:
+def _finish(rt: RunService, run_id: str, as_json: bool) -> int:
     from llmflow.isotime import iso_view
 
     v = rt.view(run_id)
@@ -379,7 +382,7 @@ def register(app: typer.Typer) -> None:
         return _finish_sweep(rt, group, recs, as_json, code)
 
 
-def _start_sweep(rt: Any, flow: str, overrides: list[str], planned: list[Any]) -> str:
+def _start_sweep(rt: RunService, flow: str, overrides: list[str], planned: list[Any]) -> str:
     """Record a sweep as a batch (kind ``sweep``): its runs carry its id, so `runs list
     --batch`, `batches show` and the web console group them."""
     import secrets
@@ -414,7 +417,7 @@ def _start_sweep(rt: Any, flow: str, overrides: list[str], planned: list[Any]) -
     return sweep_id
 
 
-def _finish_sweep(rt: Any, sweep_id: str, recs: list[Any], as_json: bool, code: int) -> int:
+def _finish_sweep(rt: RunService, sweep_id: str, recs: list[Any], as_json: bool, code: int) -> int:
     """Close the sweep, cancel what a Ctrl-C left unstarted, print one line per run."""
     for rec in recs:
         if rt.get(rec.id).status == "QUEUED":

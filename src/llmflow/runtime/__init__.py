@@ -25,11 +25,11 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from llmflow.runtime.options import RunRequest as RunRequest
+    from llmflow.runtime.options import child_run_id as child_run_id
     from llmflow.runtime.root import build_runtime as build_runtime
     from llmflow.runtime.root import close_shared_runtimes as close_shared_runtimes
     from llmflow.runtime.root import shared_runtime as shared_runtime
-    from llmflow.runtime.options import RunRequest as RunRequest
-    from llmflow.runtime.options import child_run_id as child_run_id
     from llmflow.runtime.service import Runtime as Runtime
     from llmflow.runtime.sync import run_blocking as run_blocking
     from llmflow.runtime.worker import Worker as Worker

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from llmflow.engine.events import NewEvent
 from llmflow.engine.events import EventType as E
+from llmflow.engine.events import NewEvent
 from llmflow.engine.inputs import (
     CancelRequested,
     HumanAnswered,

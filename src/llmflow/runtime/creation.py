@@ -7,8 +7,8 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
-from llmflow.engine.events import NewEvent
 from llmflow.engine.events import EventType as E
+from llmflow.engine.events import NewEvent
 from llmflow.engine.payloads import RunCreated
 from llmflow.engine.states import RunStatus
 from llmflow.errors import FlowValidationError
@@ -106,6 +106,7 @@ def build_run(
         NewEvent(
             E.RUN_CREATED,
             f"Run created for flow {flow.name}",
-            payload=RunCreated(flow=flow.name, version=flow.version, inputs=clean),
+            # the payload decorator hides the dataclass constructor from mypy (engine/payloads.py)
+            payload=RunCreated(flow=flow.name, version=flow.version, inputs=clean),  # type: ignore[call-arg]
         )
     ]

@@ -30,7 +30,9 @@ if TYPE_CHECKING:
 log = logging.getLogger("llmflow.runtime")
 
 
-async def _claim(rt: Runtime, run_id: str, claimed: RunRecord | None) -> tuple[RunRecord, list[Event] | None, Any]:
+async def _claim(
+    rt: Runtime, run_id: str, claimed: RunRecord | None
+) -> tuple[RunRecord, list[Event] | None, Any]:
     """The run's record with this process holding its lease, its events when already known,
     and its deferred creation (written with the driver's first commit), if any."""
     now = rt.clock.now()
@@ -38,9 +40,12 @@ async def _claim(rt: Runtime, run_id: str, claimed: RunRecord | None) -> tuple[R
     deferred = rt._deferred.pop(run_id, None)
     fresh = rt._fresh.pop(run_id, None)
     events: list[Event] | None = None
-    if claimed is not None and claimed.id == run_id and claimed.owner == rt.owner and now < (
-        claimed.lease_expires_at or 0
-    ) - lease / 2:
+    if (
+        claimed is not None
+        and claimed.id == run_id
+        and claimed.owner == rt.owner
+        and now < (claimed.lease_expires_at or 0) - lease / 2
+    ):
         pass  # claimed by this process a moment ago
     elif deferred is not None:  # not written yet: the driver's first commit creates it
         claimed, events = deferred[0], []
@@ -114,7 +119,9 @@ async def execute(
     finally:
         rt.active.pop(run_id, None)
         try:
-            if st is None or not (st.finished or st.status is RunStatus.WAITING):  # those events ended the lease
+            if st is None or not (
+                st.finished or st.status is RunStatus.WAITING
+            ):  # those events ended the lease
                 await rt.io(rt.store.release, run_id, rt.owner)
         except Exception:  # noqa: BLE001 - the lease expires anyway; keep the real error
             log.warning("run %s: releasing the lease failed", run_id, exc_info=True)
@@ -127,7 +134,9 @@ def driver_config(
     recorded = (choices or {}).get("settings") or {}
     # a takeover never widens what the run may do: shell only if both allow it
     allow_shell = (
-        rt.settings.allow_shell and recorded.get("allow_shell", True) and not rec.options.get("disallow_shell")
+        rt.settings.allow_shell
+        and recorded.get("allow_shell", True)
+        and not rec.options.get("disallow_shell")
     )
     shared = getattr(rt.store, "shared", True)
     return RunnerConfig(
@@ -138,7 +147,9 @@ def driver_config(
         linger_when_paused=linger_when_paused,
         allow_shell=bool(allow_shell),
         run_models=dict(rec.options.get("models") or {}),
-        env_models=dict(choices["env_models"]) if choices and "env_models" in choices else rt.settings.env_models,
+        env_models=dict(choices["env_models"])
+        if choices and "env_models" in choices
+        else rt.settings.env_models,
         functions=rt.functions,
         cache_dir=rt.settings.state_dir / "cache",
         park_after=park_after,

@@ -64,9 +64,7 @@ class ControlMailbox:
     those take theirs - instead of one transaction per run per interval (hundreds a second
     for a busy worker on Postgres). A control is seen within one interval either way."""
 
-    def __init__(
-        self, store: Store, io: Callable[..., Awaitable[Any]], interval: float = 0.1
-    ) -> None:
+    def __init__(self, store: Store, io: Callable[..., Awaitable[Any]], interval: float = 0.1) -> None:
         self.store = store
         self.io = io
         self.interval = interval

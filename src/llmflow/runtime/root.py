@@ -16,10 +16,13 @@ import threading
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from llmflow.runtime.service import Runtime
 from llmflow.settings import Settings
+
+if TYPE_CHECKING:
+    from llmflow.store.base import Store
 
 
 def build_runtime(
@@ -27,7 +30,7 @@ def build_runtime(
     *,
     env: Mapping[str, str] | None = None,
     home: Path | None = None,
-    store: Any | None = None,
+    store: Store | None = None,
     fake_scripts: dict[str, Any] | None = None,
     functions: dict[str, Callable[..., Any]] | None = None,
     clock: Any | None = None,
@@ -42,8 +45,8 @@ def build_runtime(
 
         store = open_store(settings.database_url, settings.home)
     from llmflow.providers.gateway import Gateway
-    from llmflow.runtime.plugins import build_registry
     from llmflow.providers.registry import ProviderRegistry
+    from llmflow.runtime.plugins import build_registry
 
     scripts = {**_fake_scripts_from_file(settings), **(fake_scripts or {})}
     registry = ProviderRegistry(settings.env, fake_scripts=scripts, allow_real=not settings.block_real_models)

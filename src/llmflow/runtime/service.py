@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -49,7 +49,7 @@ class Runtime:
         settings: Settings,
         store: Store,
         *,
-        executors: dict[str, Any],
+        executors: Mapping[str, Any],
         gateway: Any,
         clock: Clock | None = None,
         functions: dict[str, Callable[..., Any]] | None = None,
