@@ -30,12 +30,16 @@ import re
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from llmflow.errors import RunStateError
 from llmflow.model.spec import Flow
-from llmflow.sdk.runner import Agent, _runtime, flow_for, make_agent, run_result, step_id, unwrap
-from llmflow.runtime import RunRequest, Runtime, run_blocking
+from llmflow.runtime import RunRequest, run_blocking
+from llmflow.sdk.result import Run
+from llmflow.sdk.runner import Agent, _runtime, flow_for, make_agent, step_id, unwrap
+
+if TYPE_CHECKING:
+    from llmflow.runtime.ports import RunService
 
 AGGREGATIONS = ("consensus", "majority", "weighted", "all", "first")
 _QUOTED = re.compile(r"""('(?:[^'\\]|\\.)*'|"(?:[^"\\]|\\.)*")""")
@@ -62,7 +66,7 @@ class Orchestra:
         self,
         agents: dict[str, Any] | None = None,
         *,
-        runtime: Runtime | None = None,
+        runtime: RunService | None = None,
         home: str | Path | None = None,
         models: dict[str, str] | str | None = None,
         name: str = "orchestra",
@@ -179,7 +183,7 @@ class Orchestra:
     # -- running ----------------------------------------------------------------------------
     async def _execute(
         self, flow: Flow, value: Any, workflow: str, agents: list[str]
-    ) -> tuple[dict[str, Any], dict[str, Any]]:
+    ) -> tuple[dict[str, Any], Run]:
         while self._paused and not self._stopped:
             await asyncio.sleep(0.05)
         if self._stopped:
@@ -210,7 +214,7 @@ class Orchestra:
                 for a in agents:
                     self._running[a] -= 1
         v = rt.view(rec.id)
-        return v, run_result(v)
+        return v, Run.from_view(v)
 
     def _agent_result(
         self, name: str, step: dict[str, Any] | None, run_id: str, unit: str | None = None
@@ -250,7 +254,7 @@ class Orchestra:
             "duration": duration,
         }
 
-    async def run_pipeline(self, input: Any, steps: list[str], **_: Any) -> dict[str, Any]:  # noqa: A002 - SuperOptiX's name
+    async def run_pipeline(self, input: Any, steps: list[str], **_: Any) -> Run:  # noqa: A002 - SuperOptiX's name
         """Each agent's output is the next one's input; stops at the first failure."""
         agents = [self._agent(s) for s in steps]
         specs, expr = [], "inputs.input"
@@ -261,7 +265,7 @@ class Orchestra:
         flow = flow_for(agents, specs, f"{self.name}-pipeline", {"result": "{{ " + expr + " }}"})
         v, res = await self._execute(flow, input, "pipeline", steps)
         by_id = {s["id"]: s for s in v["steps"]}
-        res["steps"] = [
+        res.extra["steps"] = [
             self._agent_result(a.name, by_id.get(step_id(i, a.name)), v["id"]) for i, a in enumerate(agents)
         ]
         return res
@@ -275,7 +279,7 @@ class Orchestra:
         weights: dict[str, float] | None = None,
         min_responses: int | None = None,
         **_: Any,
-    ) -> dict[str, Any]:  # noqa: A002
+    ) -> Run:  # noqa: A002
         """The same input to every agent; their answers aggregated (consensus, majority, weighted, all, first)."""
         if aggregation not in AGGREGATIONS:
             raise ValueError(f"aggregation must be one of {', '.join(AGGREGATIONS)}, not {aggregation!r}")
@@ -297,7 +301,7 @@ class Orchestra:
             )
             v, res = await self._execute(flow, input, "broadcast", agents)
             b = next(s for s in v["steps"] if s["id"] == "broadcast")
-            res["agents"] = {a: self._agent_result(a, b, v["id"], unit=a) for a in agents}
+            res.extra["agents"] = {a: self._agent_result(a, b, v["id"], unit=a) for a in agents}
             return res
         specs = [
             {**a.step(step_id(i, a.name), "inputs.input", input), "needs": [], "on_error": "continue"}
@@ -326,8 +330,8 @@ class Orchestra:
         )
         v, res = await self._execute(flow, input, "broadcast", agents)
         by_id = {s["id"]: s for s in v["steps"]}
-        res["output"] = (res["outputs"] or {}).get("result")
-        res["agents"] = {
+        res.extra["output"] = (res.outputs or {}).get("result")
+        res.extra["agents"] = {
             a.name: self._agent_result(a.name, by_id.get(step_id(i, a.name)), v["id"])
             for i, a in enumerate(objs)
         }
@@ -335,7 +339,7 @@ class Orchestra:
 
     async def run_conditional(
         self, input: Any, conditions: list[dict[str, Any]], default_agent: str | None = None, **_: Any
-    ) -> dict[str, Any]:  # noqa: A002
+    ) -> Run:  # noqa: A002
         """The first condition that holds picks the agent (else ``default_agent``; else none runs)."""
         names: list[str] = []
         for c in conditions:
@@ -362,8 +366,8 @@ class Orchestra:
         v, res = await self._execute(flow, input, "conditional", names)
         by_id = {s["id"]: s for s in v["steps"]}
         selected = (by_id["route"]["output"] or {}).get("selected", []) if by_id.get("route") else []
-        res["selected_agent"] = next((n for n in names if sids[n] in selected), None)
-        res["agents"] = {
+        res.extra["selected_agent"] = next((n for n in names if sids[n] in selected), None)
+        res.extra["agents"] = {
             n: self._agent_result(n, by_id.get(sids[n]) if sids[n] in selected else None, v["id"])
             for n in names
         }
@@ -371,7 +375,7 @@ class Orchestra:
 
     async def run_parallel(
         self, input: Any, tasks: list[dict[str, Any]], max_concurrent: int = 4, **_: Any
-    ) -> dict[str, Any]:  # noqa: A002
+    ) -> Run:  # noqa: A002
         """Tasks ``{agent, input_key?, name?}`` at once (at most ``max_concurrent``); each
         gets ``input[input_key]`` (or the whole input). A failed task does not stop the others."""
         objs, specs, names = [], [], []
@@ -392,16 +396,14 @@ class Orchestra:
         flow = flow_for(objs, specs, f"{self.name}-parallel", outputs, max_concurrency=max(1, max_concurrent))
         v, res = await self._execute(flow, input, "parallel", [a.name for a in objs])
         by_id = {s["id"]: s for s in v["steps"]}
-        res["results"] = {
+        res.extra["results"] = {
             n: self._agent_result(objs[i].name, by_id.get(specs[i]["id"]), v["id"])
             for i, n in enumerate(names)
         }
-        res["success"] = res["success"] and all(r["success"] for r in res["results"].values())
+        res.extra["success"] = res.success and all(r["success"] for r in res.extra["results"].values())
         return res
 
-    async def run_orchestra(
-        self, input_data: Any, workflow_type: str = "pipeline", **kw: Any
-    ) -> dict[str, Any]:
+    async def run_orchestra(self, input_data: Any, workflow_type: str = "pipeline", **kw: Any) -> Run:
         """The seed API's dispatcher: pipeline (``pipeline_steps``), broadcast
         (``target_agents``, ``aggregation_strategy``), conditional (``conditions``), parallel
         (``parallel_tasks``, ``max_concurrent``)."""
@@ -469,27 +471,25 @@ class Orchestra:
         }
 
     # -- sync twins -------------------------------------------------------------------------
-    def run_pipeline_sync(self, input: Any, steps: list[str], **kw: Any) -> dict[str, Any]:  # noqa: A002
+    def run_pipeline_sync(self, input: Any, steps: list[str], **kw: Any) -> Run:  # noqa: A002
         return run_blocking(self.run_pipeline(input, steps, **kw))
 
     def run_broadcast_sync(
         self, input: Any, agents: list[str], aggregation: str = "consensus", **kw: Any
-    ) -> dict[str, Any]:  # noqa: A002
+    ) -> Run:  # noqa: A002
         return run_blocking(self.run_broadcast(input, agents, aggregation, **kw))
 
     def run_conditional_sync(
         self, input: Any, conditions: list[dict[str, Any]], default_agent: str | None = None, **kw: Any
-    ) -> dict[str, Any]:  # noqa: A002
+    ) -> Run:  # noqa: A002
         return run_blocking(self.run_conditional(input, conditions, default_agent, **kw))
 
     def run_parallel_sync(
         self, input: Any, tasks: list[dict[str, Any]], max_concurrent: int = 4, **kw: Any
-    ) -> dict[str, Any]:  # noqa: A002
+    ) -> Run:  # noqa: A002
         return run_blocking(self.run_parallel(input, tasks, max_concurrent, **kw))
 
-    def run_orchestra_sync(
-        self, input_data: Any, workflow_type: str = "pipeline", **kw: Any
-    ) -> dict[str, Any]:
+    def run_orchestra_sync(self, input_data: Any, workflow_type: str = "pipeline", **kw: Any) -> Run:
         return run_blocking(self.run_orchestra(input_data, workflow_type, **kw))
 
     def run_file_sync(self, path: str | Path, goal: str = "") -> dict[str, Any]:
