@@ -21,6 +21,10 @@ Control methods are plain and thread-safe: ``pause_orchestra`` pauses the runs i
 (running steps finish, no new step starts) and holds new calls; ``resume_orchestra``
 continues both; ``stop_orchestra`` cancels the runs in flight and refuses new calls until
 ``resume_orchestra``.
+
+Over 400 lines: SuperOptiX's Orchestra is one class (four workflows, the file runner, the
+controls and status, and a sync twin of each method); splitting the flow building of each
+workflow into its own module is the next step (issue 17).
 """
 
 from __future__ import annotations

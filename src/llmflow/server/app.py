@@ -144,11 +144,11 @@ def create_app(target: Settings | Runtime | None = None, config: ServerConfig | 
 
 def open_services(target: Settings | Runtime, config: ServerConfig) -> Any:
     """Build the runtime (unless given), catalog, hub, worker and session manager."""
+    from llmflow.runtime import Worker
+    from llmflow.runtime.follow import EventHub
     from llmflow.server.catalog import FlowCatalog
-    from llmflow.server.hub import EventHub
     from llmflow.server.services import Services
     from llmflow.server.sessions import SessionManager
-    from llmflow.runtime import Worker
 
     if isinstance(target, Runtime):
         runtime = target
