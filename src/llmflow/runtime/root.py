@@ -91,7 +91,7 @@ def _observer_entry_points() -> tuple[Any, ...]:
 def _fake_scripts_from_file(settings: Settings) -> dict[str, Any]:
     """``LLMFLOW_FAKE_SCRIPTS=path.yaml``: {name: {answers: [...] | {regex: answer}, latency: ...}}
     makes ``fake:<name>`` answer from that script (offline demos of the examples)."""
-    raw = settings.env.get("LLMFLOW_FAKE_SCRIPTS")
+    raw = settings.fake_scripts
     if not raw:
         return {}
     import yaml
@@ -114,7 +114,7 @@ def _fake_scripts_from_file(settings: Settings) -> dict[str, Any]:
 
 
 def _limiter(settings: Settings) -> Any | None:
-    raw = settings.env.get("LLMFLOW_RATE_LIMITS")
+    raw = settings.rate_limits
     if not raw:
         return None
     try:
@@ -134,7 +134,7 @@ def _prices(settings: Settings) -> Callable[[str, Any], float | None] | None:
         from llmflow.providers import pricing
     except ImportError:
         return None
-    table = settings.env.get("LLMFLOW_PRICES")
+    table = settings.prices
     if table and hasattr(pricing, "load_prices"):
         try:
             prices = pricing.load_prices(table)
