@@ -89,6 +89,6 @@ class FlowCache:
                 memo = None
         if memo is None:
             return loaded.record()
-        if "record" not in memo:
-            memo["record"] = loaded.record()
-        return memo["record"]
+        rec: dict[str, Any] = memo.get("record") or loaded.record()
+        memo["record"] = rec
+        return rec
