@@ -132,7 +132,7 @@ class RunMetrics:
         self._flows: OrderedDict[str, tuple[str, float | None]] = OrderedDict()  # run -> (flow, first start)
         self._steps: OrderedDict[tuple[str, str], tuple[float, str]] = OrderedDict()
         self._lock = threading.Lock()
-        self.runtime: Any = None
+        self.runtime: RunService | None = None
 
     def attach(self, runtime: RunService) -> None:
         """Count ``runtime``'s events and read its store at scrape time."""
