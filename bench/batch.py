@@ -86,9 +86,9 @@ def main() -> None:
     if args.store == "memory":
         env["LLMFLOW_DATABASE_URL"] = "memory://"
     os.chdir(tmp)
-    from llmflow.app import build_runtime
     from llmflow.batch.plan import BatchRequest, plan_batch
     from llmflow.batch.runner import BatchDriver
+    from llmflow.runtime import build_runtime
 
     rt = build_runtime(env=env, home=tmp)
     rss0 = peak_rss_mb()

@@ -27,8 +27,8 @@ from pathlib import Path
 from typing import Any
 
 from bench.peers import PEERS, afake_call, fake_call
-from llmflow.app import build_runtime
 from llmflow.model.loader import parse_flow_text
+from llmflow.runtime import build_runtime
 from llmflow.store.memory import MemoryStore
 
 W1_LLM = """

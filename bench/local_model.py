@@ -17,11 +17,11 @@ import tempfile
 import time
 from pathlib import Path
 
-from llmflow.app import build_runtime
 from llmflow.cli.render import ConsoleView
 from llmflow.model.loader import parse_flow_text
 from llmflow.providers.base import ChatMessage, ModelRequest
 from llmflow.providers.local import _completion_options, build_prompt, gemma_model_path
+from llmflow.runtime import build_runtime
 
 QUESTION = "Explain in detail how rain forms, step by step."
 

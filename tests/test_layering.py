@@ -1,6 +1,7 @@
 """The layering of DESIGN.md, enforced; and imports that do no I/O and stay light.
 
-    model <- engine <- steps / providers / store <- app <- api <- batch / server / cli
+    model <- engine <- steps / tools / providers / store <- runtime <- batch / evals / observe / sdk
+          <- server / cli
 
 A static walk over every module of src/llmflow: module-level and function-level imports
 both count (a lazy import is still a dependency); imports under ``if TYPE_CHECKING:`` do
@@ -29,26 +30,23 @@ COMPONENT = {
     "tools": "tools",
     "providers": "providers",
     "store": "store",
-    # the composition root and what it wires: settings, the runtime, the provider gateway
-    "app": "app",
-    "plugins": "app",
-    "runtime": "app",
-    "gateway": "app",
-    "settings": "app",
-    "stats": "app",
-    "isotime": "app",
-    "worker": "app",
-    "flowcache": "app",
-    "views": "app",
-    "api": "api",
+    # the composition root and the run service (llmflow/runtime/), and the process settings
+    # and run-view helpers they share with the interfaces
+    "runtime": "runtime",
+    "settings": "runtime",
+    "stats": "runtime",
+    "isotime": "runtime",
     "batch": "batch",
     # evaluation and optimisation: over batch mode and the runtime
     "evals": "evals",
     # OpenTelemetry export and metrics: observers of the runtime's events (entry points)
     "observe": "observe",
-    # the Python Runner / Orchestra API: over the runtime, and run_batch over batch/
-    "runner_api": "batch",
-    "orchestra": "batch",
+    # the Python facades (run / start, Runner, Orchestra): over the runtime; run_batch over batch/
+    "sdk": "sdk",
+    # old import paths, kept as re-exports: `llmflow.app` (earlier docs) and `llmflow.orchestra`
+    # (runs recorded before the move name llmflow.orchestra:aggregate_answers as a step function)
+    "app": "runtime",
+    "orchestra": "sdk",
     "server": "server",
     "cli": "cli",
     "web": "web",
@@ -57,7 +55,7 @@ COMPONENT = {
 }
 
 _CORE = {"errors", "root"}  # root: `from llmflow import __version__` (its exports resolve to their homes)
-_APP = _CORE | {"model", "engine", "steps", "tools", "providers", "store", "app"}
+_RUNTIME = _CORE | {"model", "engine", "steps", "tools", "providers", "store", "runtime"}
 ALLOWED = {
     "errors": {"errors"},
     "model": _CORE | {"model"},
@@ -68,13 +66,13 @@ ALLOWED = {
     "tools": _CORE | {"model", "engine", "providers", "steps", "tools"},
     "providers": _CORE | {"model", "engine", "providers"},
     "store": _CORE | {"model", "engine", "store"},
-    "app": _APP,
-    "api": _APP | {"api"},
-    "batch": _APP | {"api", "batch"},
-    "evals": _APP | {"api", "batch", "evals"},
-    "observe": _APP | {"api", "observe"},
-    "server": _APP | {"api", "batch", "evals", "observe", "server", "web"},  # never cli
-    "cli": _APP | {"api", "batch", "evals", "observe", "server", "cli", "web"},
+    "runtime": _RUNTIME,
+    "batch": _RUNTIME | {"batch"},
+    "evals": _RUNTIME | {"batch", "evals"},
+    "observe": _RUNTIME | {"observe"},
+    "sdk": _RUNTIME | {"batch", "sdk"},
+    "server": _RUNTIME | {"batch", "evals", "observe", "sdk", "server", "web"},  # never cli
+    "cli": _RUNTIME | {"batch", "evals", "observe", "sdk", "server", "cli", "web"},
     "web": {"web"},
     "main": {"cli"},
     "root": set(),  # llmflow/__init__.py exports lazily, by name

@@ -12,11 +12,11 @@ import pytest
 from tests.support import wait_until
 
 from llmflow import Orchestra
-from llmflow.app import build_runtime
 from llmflow.errors import RunStateError
 from llmflow.model.loader import load_flow
 from llmflow.model.orchestra import orchestra_to_flow
-from llmflow.orchestra import condition_expr
+from llmflow.runtime import build_runtime
+from llmflow.sdk.orchestra import condition_expr
 
 
 @pytest.fixture(autouse=True)

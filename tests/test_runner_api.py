@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 
 from llmflow import Runner
-from llmflow.app import build_runtime
 from llmflow.errors import RunStateError
+from llmflow.runtime import build_runtime
 
 
 @pytest.fixture

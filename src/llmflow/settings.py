@@ -1,18 +1,28 @@
-"""Process settings, read from the environment once by the composition root."""
+"""Process settings, typed once (pydantic-settings) and read from the environment once, by
+the composition root (:meth:`Settings.from_env`).
+
+Every ``LLMFLOW_*`` setting llmflow reads for itself is a field here, validated where it is
+read: a bad value stops the process with the variable's name and the fix, never later in a
+run. ``Settings.env`` still carries the environment for what llmflow does not own: the keys
+and base URLs of providers (``OPENAI_API_KEY``, ``LLMFLOW_PROVIDER_<NAME>_BASE_URL``...),
+``${oc.env:...}`` interpolations in flows, and plugins.
+
+Settings never read ``os.environ`` when constructed (``Settings(home=...)`` is what it says):
+the environment comes in through ``from_env``, as a mapping a test can give.
+"""
 
 from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pydantic import Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, EnvSettingsSource, PydanticBaseSettingsSource, SettingsConfigDict
+
 STATE_DIR = ".llmflow"
-
-
-def _flag(v: str | None) -> bool:
-    return (v or "").strip().lower() in ("1", "true", "yes", "on")
+PREFIX = "LLMFLOW_"
 
 
 def find_home(start: Path) -> Path:
@@ -26,21 +36,53 @@ def find_home(start: Path) -> Path:
     return start
 
 
-@dataclass
-class Settings:
-    home: Path  # the project directory; state lives in <home>/.llmflow
-    home_source: str = "given"  # how it was found: LLMFLOW_HOME, a parent's .llmflow/, the cwd
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix=PREFIX,
+        case_sensitive=False,
+        env_ignore_empty=True,
+        extra="ignore",
+        populate_by_name=True,
+        validate_assignment=True,
+    )
+
+    home: Path  # the project directory; state lives in <home>/.llmflow (LLMFLOW_HOME, see from_env)
+    home_source: str = Field("given", exclude=True)  # how it was found
     database_url: str | None = None
     config_dir: Path | None = None
-    env_models: dict[str, str] = field(default_factory=dict)
-    allow_shell: bool = True
+    disable_shell: bool = False
     block_real_models: bool = False
     log_level: str = "INFO"
-    lease_seconds: float = 30.0
-    env: dict[str, str] = field(default_factory=dict)
-    max_units: int = 10_000  # units one step may have (LLMFLOW_MAX_UNITS)
-    human_timeout: float | None = None  # default seconds a person has to answer (LLMFLOW_HUMAN_TIMEOUT)
-    park_after: float = 30.0  # a worker parks a run waiting this long for a person (LLMFLOW_HUMAN_PARK_AFTER)
+    lease_seconds: float = Field(30.0, gt=0)
+    max_units: int = Field(10_000, gt=0)  # units one step may have
+    human_timeout: float | None = Field(None, gt=0)  # default seconds a person has to answer
+    park_after: float = Field(30.0, gt=0, validation_alias="LLMFLOW_HUMAN_PARK_AFTER")
+    fake_scripts: str | None = None  # a YAML file of fake:<name> scripts (offline demos)
+    rate_limits: str | None = None  # JSON, or a JSON file: per provider / model limits
+    prices: str | None = None  # a price table for the cost of usage
+    # derived by from_env, never read by name
+    env_models: dict[str, str] = Field(default_factory=dict, exclude=True)
+    env: dict[str, str] = Field(default_factory=dict, exclude=True)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings,)  # the environment comes in through from_env only
+
+    @field_validator("log_level")
+    @classmethod
+    def _upper(cls, v: str) -> str:
+        return v.upper()
+
+    @property
+    def allow_shell(self) -> bool:
+        return not self.disable_shell
 
     @property
     def state_dir(self) -> Path:
@@ -72,37 +114,43 @@ class Settings:
         for k in ("OLLAMA_PLANNER_MODEL", "OLLAMA_CODER_MODEL"):
             if env.get(k):
                 models[k] = env[k]
-        cd = env.get("LLMFLOW_CONFIG_DIR")
-        return cls(
-            home=home,
-            home_source=how,
-            database_url=env.get("LLMFLOW_DATABASE_URL") or None,
-            config_dir=Path(cd) if cd else None,
-            env_models=models,
-            allow_shell=not _flag(env.get("LLMFLOW_DISABLE_SHELL")),
-            block_real_models=_flag(env.get("LLMFLOW_BLOCK_REAL_MODELS")),
-            log_level=env.get("LLMFLOW_LOG_LEVEL", "INFO").upper(),
-            lease_seconds=float(env.get("LLMFLOW_LEASE_SECONDS", "30")),
-            env=env,
-            max_units=_positive(env, "LLMFLOW_MAX_UNITS", 10_000, int),
-            human_timeout=_positive(env, "LLMFLOW_HUMAN_TIMEOUT", None, float),
-            park_after=_positive(env, "LLMFLOW_HUMAN_PARK_AFTER", 30.0, float),
-        )
+        try:
+            read = _MappingSource(cls, env)()
+            return cls(**read, home=home, home_source=how, env_models=models, env=env)
+        except ValidationError as exc:
+            raise _settings_error(exc, env) from None
 
 
-def _positive(env: Mapping[str, str], key: str, default: Any, kind: Any) -> Any:
-    raw = (env.get(key) or "").strip()
-    if not raw:
-        return default
-    try:
-        v = kind(raw)
-    except ValueError:
-        v = None
-    if v is None or v <= 0:
-        from llmflow.errors import LlmflowError
+# fields from_env computes: never read by their own name
+_DERIVED = {f"{PREFIX}{n}".lower() for n in ("home", "home_source", "env_models", "env")}
 
-        raise LlmflowError(
-            f"{key}={raw!r} is not a positive {'whole ' if kind is int else ''}number",
-            hint=f"unset {key} or set it to a number above 0",
-        )
-    return v
+
+class _MappingSource(EnvSettingsSource):
+    """pydantic-settings' environment source over a given mapping instead of ``os.environ``."""
+
+    def __init__(self, settings_cls: type[BaseSettings], env: Mapping[str, str]) -> None:
+        self._mapping = env
+        super().__init__(settings_cls)
+
+    def _load_env_vars(self) -> Mapping[str, str | None]:
+        return {
+            k.lower(): v
+            for k, v in self._mapping.items()
+            if (v != "" or not self.env_ignore_empty) and k.lower() not in _DERIVED
+        }
+
+
+def _settings_error(exc: ValidationError, env: Mapping[str, str]) -> Exception:
+    """The first bad setting, named as the variable it came from, with the fix."""
+    from llmflow.errors import LlmflowError
+
+    err = exc.errors()[0]
+    name = str(err["loc"][0]) if err["loc"] else "?"
+    field = Settings.model_fields.get(name)
+    alias = field.validation_alias if field is not None else None
+    key = alias if isinstance(alias, str) else name if name.startswith(PREFIX) else PREFIX + name.upper()
+    raw: Any = env.get(key, err.get("input"))
+    return LlmflowError(
+        f"{key}={raw!r}: {err['msg'].lower()}",
+        hint=f"unset {key} or give it a valid value",
+    )

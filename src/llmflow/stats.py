@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from llmflow.store.base import Store
 
 
 def percentile(values: list[float], q: float) -> float | None:
@@ -14,7 +17,7 @@ def percentile(values: list[float], q: float) -> float | None:
     return v[lo] + (v[hi] - v[lo]) * (k - lo)
 
 
-def compute_stats(store: Any, flow: str | None = None, limit: int = 10_000) -> dict[str, Any]:
+def compute_stats(store: Store, flow: str | None = None, limit: int = 10_000) -> dict[str, Any]:
     runs = store.list_runs(flow=flow, limit=limit)
     durs = [r.ended_at - r.started_at for r in runs if r.ended_at and r.started_at]
     out: dict[str, Any] = {

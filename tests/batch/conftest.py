@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from llmflow.app import build_runtime
+from llmflow.runtime import build_runtime
 
 FLOW = """
 name: summarise

@@ -8,10 +8,10 @@ import json
 
 import pytest
 
-from llmflow.app import build_runtime
 from llmflow.errors import FlowValidationError
 from llmflow.providers.preflight import check_flow_models, model_problem
 from llmflow.providers.registry import ProviderRegistry
+from llmflow.runtime import build_runtime
 
 from .terminal import env_for, in_terminal, piped
 

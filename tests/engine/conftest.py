@@ -4,8 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from llmflow.app import build_runtime
-from llmflow.runtime import Runtime
+from llmflow.runtime import Runtime, build_runtime
 
 
 @pytest.fixture

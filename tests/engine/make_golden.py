@@ -10,9 +10,8 @@ import json
 import tempfile
 from pathlib import Path
 
-from llmflow.app import build_runtime
 from llmflow.model.loader import parse_flow_text
-from llmflow.runtime import RunOptions
+from llmflow.runtime import RunRequest, build_runtime
 from llmflow.store.memory import MemoryStore
 
 HERE = Path(__file__).parent / "golden"
@@ -68,7 +67,7 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as d:
             rt = build_runtime(env={"LLMFLOW_MODEL": "fake:"}, home=Path(d), store=MemoryStore())
             flow = parse_flow_text(text)
-            st = asyncio.run(rt.run(flow, inputs, RunOptions(models=models)))
+            st = asyncio.run(rt.run(flow, inputs, RunRequest(models=models)))
             events = [
                 {k: v for k, v in e.to_dict().items() if k not in ("id", "ts", "run_id", "attempt_id")}
                 for e in rt.store.events(st.run_id)

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from llmflow.app import build_runtime
+from llmflow.runtime import build_runtime
 
 TIMEOUT_FLOW = """
 name: slow

@@ -12,7 +12,7 @@ from llmflow.engine.events import EventType as E
 from llmflow.engine.state import plan_flow
 from llmflow.model.expressions import lookup_value, render, render_lookups, render_value
 from llmflow.model.loader import parse_flow_text
-from llmflow.runtime import RunOptions
+from llmflow.runtime import RunRequest
 
 CTX = {
     "inputs": {"q": "hi", "n": 3, "f": 1.5, "b": True, "z": None, "l": [1, "two"], "d": {"k": "v"}},
@@ -98,7 +98,7 @@ def test_a_child_run_never_may_run_code_its_parent_may_not(runtime, tmp_path):
     (tmp_path / "child.yaml").write_text("name: child\nsteps:\n  - id: c\n    llm: 'child'\n")
     parent = tmp_path / "parent.yaml"
     parent.write_text("name: parent\nsteps:\n  - id: sub\n    flow: {flow: child.yaml}\n")
-    rec = runtime.create_run(str(parent), options=RunOptions(disallow_shell=True))
+    rec = runtime.create_run(str(parent), options=RunRequest(disallow_shell=True))
     st = asyncio.run(runtime.execute(rec.id))
     assert str(st.status) == "COMPLETED"
     (kid,) = runtime.store.list_runs(parent_run_id=rec.id)

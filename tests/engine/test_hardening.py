@@ -16,9 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from llmflow.app import build_runtime
 from llmflow.engine.states import RUN_TERMINAL
-from llmflow.runtime import child_run_id
+from llmflow.runtime import build_runtime, child_run_id
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -148,7 +148,7 @@ def test_a_killed_console_run_is_recovered_by_a_worker_parked_and_answered(home:
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    from llmflow.app import build_runtime
+    from llmflow.runtime import build_runtime
 
     rt = build_runtime(env=env, home=home)
     try:

@@ -10,11 +10,11 @@ import logging
 import pytest
 
 import llmflow
-from llmflow.app import build_runtime, shared_runtime
 from llmflow.engine.events import Event, NewEvent
 from llmflow.engine.events import EventType as E
 from llmflow.engine.payloads import MISSING, REGISTRY, AttemptStarted, Generic, ToolCallCompleted, decode
 from llmflow.model.loader import parse_flow_text
+from llmflow.runtime import build_runtime, shared_runtime
 
 ENV = {"LLMFLOW_MODEL": "fake:", "LLMFLOW_BLOCK_REAL_MODELS": "1"}
 

@@ -10,7 +10,7 @@ import pytest
 from llmflow.engine.events import EventType as E
 from llmflow.errors import FlowValidationError, ResumeRefusedError, RunStateError
 from llmflow.model.loader import parse_flow_text
-from llmflow.runtime import RunOptions
+from llmflow.runtime import RunRequest
 
 
 def types(rt, run_id):
@@ -85,7 +85,7 @@ def test_a_symlink_leading_outside_is_rejected(runtime, tmp_path):
     ws.mkdir()
     (ws / "link").symlink_to(tmp_path)
     flow = parse_flow_text("name: w\nsteps:\n  - id: w\n    write_file: {path: link/x.txt, content: x}\n")
-    st = asyncio.run(runtime.run(flow, options=RunOptions(workspace=str(ws))))
+    st = asyncio.run(runtime.run(flow, options=RunRequest(workspace=str(ws))))
     assert str(st.status) == "FAILED"
     assert "escapes the workspace" in st.error
     assert not (tmp_path / "x.txt").exists()
@@ -124,7 +124,7 @@ steps:
     llm: {prompt: hi}
     retry: {attempts: 3, backoff: 0.01, jitter: 0}
 """)
-    flaky = RunOptions(models={"a": "fake:flaky?fail=429&fail_times=2&retry_after=0.01"})
+    flaky = RunRequest(models={"a": "fake:flaky?fail=429&fail_times=2&retry_after=0.01"})
     st = asyncio.run(runtime.run(flow, options=flaky))
     assert str(st.status) == "COMPLETED"
     t = types(runtime, st.run_id)
@@ -307,7 +307,7 @@ def test_model_precedence_run_option_over_env_over_step(runtime):
     flow = parse_flow_text(
         "name: m\nsteps:\n  - id: a\n    llm: {prompt: x, model: 'fake:step'}\n  - id: b\n    llm: {prompt: y, model: 'fake:step'}\n"
     )
-    st = asyncio.run(runtime.run(flow, options=RunOptions(models={"a": "fake:option"})))
+    st = asyncio.run(runtime.run(flow, options=RunRequest(models={"a": "fake:option"})))
     gen = {e.step_id: e.payload for e in runtime.store.events(st.run_id) if e.type == E.LLM_GENERATING}
     assert gen["a"]["model"] == "fake:option" and gen["a"]["model_source"].startswith("run option")
     assert gen["b"]["model"] == "fake:" and gen["b"]["model_source"] == "environment LLMFLOW_MODEL"

@@ -147,7 +147,7 @@ def test_the_python_api_evaluates_and_reports(home: Path, monkeypatch: pytest.Mo
 
 
 def test_an_evaluation_on_the_postgres_store(home: Path, pg_url: str) -> None:
-    from llmflow.app import build_runtime
+    from llmflow.runtime import build_runtime
 
     env = {**_env(home), "LLMFLOW_DATABASE_URL": pg_url}
     rt = build_runtime(env=env, home=home)

@@ -14,8 +14,8 @@ from typing import Any
 
 import pytest
 
-from llmflow.app import build_runtime
 from llmflow.errors import EvalError
+from llmflow.runtime import build_runtime
 
 pytest.importorskip("dspy", reason="the optimize extra is not installed (pip install 'llmflow[optimize]')")
 

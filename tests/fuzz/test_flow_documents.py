@@ -20,11 +20,11 @@ import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from llmflow.app import build_runtime
 from llmflow.errors import FlowValidationError
 from llmflow.model.limits import Limits, using
 from llmflow.model.loader import LoadedFlow
 from llmflow.model.validate import validate_document
+from llmflow.runtime import build_runtime
 
 pytestmark = pytest.mark.timeout(240)
 

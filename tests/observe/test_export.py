@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from llmflow.app import build_runtime
 from llmflow.model.loader import parse_flow_text
 from llmflow.observe.otel_setup import resource_attributes, tracing_enabled
 from llmflow.observe.tracing import TraceObserver
+from llmflow.runtime import build_runtime
 
 FLOW = "name: one\nsteps:\n  - id: a\n    llm: hi\n  - id: b\n    llm: 'again {{ steps.a.output }}'\n"
 

@@ -12,13 +12,12 @@ from typing import Any
 import pytest
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from llmflow.app import build_runtime
 from llmflow.model.loader import parse_flow_text
 from llmflow.observe.context import traceparent_of
 from llmflow.observe.ids import parse_traceparent, run_trace_id, span_id
 from llmflow.observe.otel_setup import tracer_provider
 from llmflow.observe.tracing import TraceObserver
-from llmflow.runtime import RunOptions
+from llmflow.runtime import RunRequest, build_runtime
 
 SECRET = "sk-test-5up3r-s3cr3t-value"
 
@@ -156,7 +155,7 @@ def test_a_run_resumed_by_another_runtime_continues_its_trace(tmp_path: Path) ->
     observer (as a worker in another process has), answers and finishes it."""
     rt1, exp1 = make_runtime(tmp_path)
     try:
-        rec = rt1.create_run(parse_flow_text(ASK), {}, RunOptions(), claim=True)
+        rec = rt1.create_run(parse_flow_text(ASK), {}, RunRequest(), claim=True)
         st = asyncio.run(rt1.execute(rec.id, park_after=0.05))
         assert str(st.status) == "WAITING"
     finally:
@@ -240,7 +239,7 @@ def test_an_incoming_traceparent_is_continued(tmp_path: Path) -> None:
             rt.run(
                 parse_flow_text(ASK.replace('human: {prompt: "Ship it?", input: confirm}', "llm: hi")),
                 {},
-                RunOptions(metadata={"traceparent": incoming}),
+                RunRequest(metadata={"traceparent": incoming}),
             )
         )
         tp = parse_traceparent(traceparent_of(rt.store, st.run_id))

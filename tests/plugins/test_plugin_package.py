@@ -96,7 +96,7 @@ def test_without_the_plugin_the_kind_is_reported_by_validate(tmp_path: Path) -> 
 
 
 def test_a_plugin_adds_tools_and_metrics_to_the_same_registry(plugin_site: Path, tmp_path: Path) -> None:
-    probe = "from llmflow.plugins import build_registry; r = build_registry(); print(r.plugins, r.tool('echo_shout')('hi'), r.metric('echo_nonempty')('x'))"
+    probe = "from llmflow.runtime.plugins import build_registry; r = build_registry(); print(r.plugins, r.tool('echo_shout')('hi'), r.metric('echo_nonempty')('x'))"
     env = {**os.environ, "PYTHONPATH": str(plugin_site)}
     out = subprocess.run(
         [sys.executable, "-c", probe], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120

@@ -13,10 +13,8 @@ from typing import Any
 import httpx
 import pytest
 
-from llmflow.app import build_runtime
 from llmflow.errors import ResumeRefusedError
-from llmflow.runtime import RunOptions
-from llmflow.worker import Worker
+from llmflow.runtime import RunRequest, Worker, build_runtime
 
 from .helpers import (
     EXAMPLES,
@@ -228,7 +226,7 @@ def test_worker_command_once_drains_the_queue(home: Path) -> None:
     env = base_env(home)
     rt = runtime(env)
     try:
-        rid = rt.create_run(REVIEW, {"text": "x"}, RunOptions(models={"*": "fake:"})).id
+        rid = rt.create_run(REVIEW, {"text": "x"}, RunRequest(models={"*": "fake:"})).id
         p = ServeProcess(["worker", "--once"], env, home, home / "once.log").start()
         assert p.proc is not None and p.proc.wait(60) == 0, p.output()
         p.stop()

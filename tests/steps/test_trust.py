@@ -169,8 +169,7 @@ def test_the_write_file_tool_keeps_to_the_same_boundaries(tmp_path, monkeypatch)
     # an LLM-driven write goes through the same policy as the write_file step
     import asyncio
 
-    from llmflow.app import build_runtime
-    from llmflow.runtime import RunOptions
+    from llmflow.runtime import RunRequest, build_runtime
 
     monkeypatch.setenv("LLMFLOW_DISABLE_SHELL", "1")  # a run without code, as a posted one
     home = tmp_path / "home"
@@ -190,7 +189,7 @@ def test_the_write_file_tool_keeps_to_the_same_boundaries(tmp_path, monkeypatch)
             "steps": [{"id": "ask", "kind": "llm", "prompt": "go", "tools": ["write_file"]}],
         }
     )
-    st = asyncio.run(rt.run(flow, options=RunOptions(workspace=str(proj))))
+    st = asyncio.run(rt.run(flow, options=RunRequest(workspace=str(proj))))
     lines = st.outputs["result"].splitlines()
     assert lines[0].startswith("Error:") and "files other programs execute" in lines[0], lines
     assert (proj / "src" / "ok.py").read_text() == "x" and not (proj / ".git").exists()
@@ -213,7 +212,7 @@ def test_the_write_file_tool_keeps_to_the_same_boundaries(tmp_path, monkeypatch)
             }
         },
     )
-    st = asyncio.run(rt2.run(flow, options=RunOptions(workspace=str(home))))
+    st = asyncio.run(rt2.run(flow, options=RunRequest(workspace=str(home))))
     assert (
         "runs may not write to" in st.outputs["result"]
         and not (home / "conf" / "flows" / "pwn.yaml").exists()

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from llmflow.app import build_runtime
 from llmflow.errors import FlowValidationError
+from llmflow.runtime import build_runtime
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 
 import llmflow
-from llmflow.app import build_runtime
 from llmflow.engine.events import EventType as E
 from llmflow.errors import FlowValidationError
 from llmflow.model.spec import Flow
+from llmflow.runtime import build_runtime
 
 
 def runtime(tmp_path: Path, answers: list, **fns):
@@ -169,7 +169,7 @@ def test_built_in_file_tools_stay_inside_the_workspace(tmp_path):
     st = asyncio.run(
         rt.run(
             flow(["read_file", "write_file", "list_files"]),
-            options=llmflow.runtime.RunOptions(workspace=str(ws)),
+            options=llmflow.runtime.RunRequest(workspace=str(ws)),
         )
     )
     lines = st.outputs["result"].splitlines()

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from llmflow.app import build_runtime
 from llmflow.engine.events import EventType as E
 from llmflow.model.spec import Flow
+from llmflow.runtime import build_runtime
 
 pytest.importorskip("mcp")
 SERVER = Path(__file__).with_name("mcp_server.py")

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from llmflow.app import build_runtime
 from llmflow.model.spec import Flow
+from llmflow.runtime import build_runtime
 from llmflow.tools.retrieval.ingest import add_paths
 from llmflow.tools.retrieval.store import Index, IndexError_
 

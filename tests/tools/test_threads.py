@@ -12,11 +12,10 @@ import sys
 import pytest
 
 import llmflow
-from llmflow.app import build_runtime
 from llmflow.engine.events import EventType as E
 from llmflow.errors import FlowValidationError
 from llmflow.model.spec import Flow
-from llmflow.runtime import RunOptions
+from llmflow.runtime import RunRequest, build_runtime
 from llmflow.tools.threads import history
 
 FLOW = Flow.model_validate(
@@ -43,7 +42,7 @@ def test_a_thread_continues_the_agents_conversation(tmp_path):
     rt = build_runtime(home=tmp_path)
     ids = []
     for say in ("My name is Ada.", "I like tea.", "What is my name?"):
-        st = asyncio.run(rt.run(FLOW, {"say": say}, RunOptions(thread="ada")))
+        st = asyncio.run(rt.run(FLOW, {"say": say}, RunRequest(thread="ada")))
         ids.append(st.run_id)
     msgs = sent_messages(rt, ids[2], "reply")
     assert [m["role"] for m in msgs] == ["system", "user", "assistant", "user", "assistant", "user"]
@@ -66,7 +65,7 @@ def test_the_budget_keeps_the_newest_exchanges_whole(tmp_path):
     rt = build_runtime(home=tmp_path)
     runs = [
         asyncio.run(
-            rt.run(FLOW, {"say": f"message number {i} " + "x" * 200}, RunOptions(thread="long"))
+            rt.run(FLOW, {"say": f"message number {i} " + "x" * 200}, RunRequest(thread="long"))
         ).run_id
         for i in range(4)
     ]
@@ -84,7 +83,7 @@ def test_the_budget_keeps_the_newest_exchanges_whole(tmp_path):
 def test_thread_names_are_checked(tmp_path):
     rt = build_runtime(home=tmp_path)
     with pytest.raises(FlowValidationError, match="thread name"):
-        rt.create_run(FLOW, {"say": "x"}, RunOptions(thread="no spaces please"))
+        rt.create_run(FLOW, {"say": "x"}, RunRequest(thread="no spaces please"))
 
 
 def test_python_api_and_cli(tmp_path):
@@ -134,8 +133,8 @@ def test_threads_on_postgres(tmp_path):
         rt = build_runtime(
             env={"LLMFLOW_DATABASE_URL": url, "LLMFLOW_HOME": str(tmp_path), "LLMFLOW_BLOCK_REAL_MODELS": "1"}
         )
-        a = asyncio.run(rt.run(FLOW, {"say": "one"}, RunOptions(thread="pg")))
-        b = asyncio.run(rt.run(FLOW, {"say": "two"}, RunOptions(thread="pg")))
+        a = asyncio.run(rt.run(FLOW, {"say": "one"}, RunRequest(thread="pg")))
+        b = asyncio.run(rt.run(FLOW, {"say": "two"}, RunRequest(thread="pg")))
         assert [r[0] for r in rt.store.thread_runs("pg")] == [a.run_id, b.run_id]
         assert rt.store.list_threads()[0]["runs"] == 2
         assert [m["content"] for m in sent_messages(rt, b.run_id, "reply") if m["role"] == "user"] == [

@@ -13,7 +13,7 @@ import secrets
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from llmflow.batch.datasets import BadRow, DataSource, count_rows, iter_rows, open_source, source_from_flow
 from llmflow.batch.jobs import RecordMapper, Variant, expand_variants, hydra_value
@@ -22,6 +22,9 @@ from llmflow.errors import BatchError
 from llmflow.model.loader import LoadedFlow
 from llmflow.model.spec import Flow
 from llmflow.store.batches import BatchRecord
+
+if TYPE_CHECKING:
+    from llmflow.runtime.ports import RunService
 
 # options that decide which jobs exist and what their ids are: fixed once a batch starts
 FIXED = (
@@ -40,7 +43,7 @@ FIXED = (
 
 @dataclass
 class BatchRequest:
-    flow: str | Path | Flow | None = None  # None: resume the stored flow
+    flow: str | Path | Flow | LoadedFlow | None = None  # None: resume the stored flow
     data: str | None = None
     data_format: str | None = None
     columns: dict[str, str] = field(default_factory=dict)
@@ -107,7 +110,7 @@ class BatchPlan:
             limit=spec.get("max_records"),
         )
 
-    def flow_for(self, rt: Any, variant: Variant) -> LoadedFlow:
+    def flow_for(self, rt: RunService, variant: Variant) -> LoadedFlow:
         """The flow a job of ``variant`` runs: the variant's values set as parameters with
         Hydra overrides (``parameters.KEY=VALUE``) when the flow comes from a file, so
         interpolations such as ``${..parameters.criteria}`` see them; else on a copy."""
@@ -138,7 +141,7 @@ def _flow_ref(flow: Any) -> dict[str, Any]:
     return {"ref": str(p.resolve()) if p.exists() else str(flow)}
 
 
-def _load(rt: Any, ref: dict[str, Any], overrides: list[str]) -> LoadedFlow:
+def _load(rt: RunService, ref: dict[str, Any], overrides: list[str]) -> LoadedFlow:
     if ref.get("doc") is not None:
         return LoadedFlow(Flow.model_validate(ref["doc"]), None, "<python>")
     if ref.get("config_dir"):
@@ -208,7 +211,7 @@ def _check_resume(req: BatchRequest, batch: BatchRecord) -> None:
             )
 
 
-def plan_batch(rt: Any, req: BatchRequest) -> BatchPlan:
+def plan_batch(rt: RunService, req: BatchRequest) -> BatchPlan:
     """Resolve a request into a plan; a new batch is recorded in the store (status RUNNING)."""
     if req.error_policy not in ("continue", "stop"):
         raise BatchError(f"--error-policy must be continue or stop, not {req.error_policy!r}")

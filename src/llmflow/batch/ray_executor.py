@@ -18,9 +18,12 @@ from __future__ import annotations
 import asyncio
 import math
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from llmflow.errors import BatchError
+
+if TYPE_CHECKING:
+    from llmflow.runtime.ports import RunService
 
 INSTALL_HINT = "pip install 'llmflow[ray]'  (ray>=2.30)"
 
@@ -37,7 +40,7 @@ class JobWorker:
     """One Ray actor: a Runtime on the shared store, executing job runs by id."""
 
     def __init__(self, env: dict[str, str], home: str) -> None:
-        from llmflow.app import build_runtime
+        from llmflow.runtime import build_runtime
 
         self.rt = build_runtime(env=env, home=Path(home))
 
@@ -52,7 +55,7 @@ class JobWorker:
 class RayExecutor:
     def __init__(
         self,
-        rt: Any,
+        rt: RunService,
         *,
         address: str | None = None,
         max_workers: int = 16,

@@ -20,7 +20,7 @@ import asyncio
 import logging
 import re
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from llmflow.batch.jobs import Job, iter_jobs
 from llmflow.batch.output import ResultFile, row_from_run
@@ -32,8 +32,11 @@ from llmflow.engine.events import NewEvent
 from llmflow.engine.payloads import RunFailed
 from llmflow.engine.states import RUN_TERMINAL, RunStatus, StepStatus
 from llmflow.errors import BatchError, FlowValidationError, LlmflowError
-from llmflow.runtime import RunOptions
+from llmflow.runtime import RunRequest
 from llmflow.store.base import RunRecord
+
+if TYPE_CHECKING:
+    from llmflow.runtime.ports import RunService
 
 log = logging.getLogger("llmflow.batch")
 TERMINAL = RUN_TERMINAL
@@ -60,7 +63,7 @@ def latest_runs(statuses: dict[str, str]) -> dict[str, tuple[str, str]]:
 class LocalExecutor:
     """Runs jobs on the driver's own Runtime, in its event loop."""
 
-    def __init__(self, rt: Any, force: bool = False) -> None:
+    def __init__(self, rt: RunService, force: bool = False) -> None:
         self.rt = rt
         self.force = force  # continue runs whose flow changed (--force)
 
@@ -91,7 +94,7 @@ class BatchResult:
 
 class BatchDriver:
     def __init__(
-        self, rt: Any, plan: BatchPlan, *, executor: Any = None, view: Any = None, on_row: Any = None
+        self, rt: RunService, plan: BatchPlan, *, executor: Any = None, view: Any = None, on_row: Any = None
     ) -> None:
         self.rt = rt
         self.plan = plan
@@ -172,7 +175,7 @@ class BatchDriver:
         return row
 
     # -- one job ---------------------------------------------------------------------------
-    def _options(self, job: Job) -> RunOptions:
+    def _options(self, job: Job) -> RunRequest:
         spec = self.plan.batch.spec
         md = {
             "job_id": job.job_id,
@@ -181,7 +184,7 @@ class BatchDriver:
             "parameters": job.variant.values,
             "index": job.index,
         }
-        return RunOptions(
+        return RunRequest(
             models=dict(spec.get("models") or {}),
             batch_id=self.plan.id,
             run_id=job.run_id,
@@ -364,7 +367,7 @@ class BatchDriver:
 
 
 async def run_batch(
-    rt: Any, plan: BatchPlan, *, executor: Any = None, view: Any = None, on_row: Any = None
+    rt: RunService, plan: BatchPlan, *, executor: Any = None, view: Any = None, on_row: Any = None
 ) -> BatchResult:
     driver = BatchDriver(rt, plan, executor=executor, view=view, on_row=on_row)
     return await driver.run()

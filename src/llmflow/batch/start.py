@@ -11,7 +11,7 @@ work); a new batch that is refused is not recorded.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from llmflow.batch.plan import BatchRequest, plan_batch
 from llmflow.batch.runner import BatchDriver
@@ -20,12 +20,17 @@ from llmflow.model.loader import LoadedFlow
 from llmflow.model.spec import Flow
 from llmflow.providers.preflight import check_run_models
 
+if TYPE_CHECKING:
+    from llmflow.runtime.ports import RunService
 
-def _check_models(rt: Any, loaded: Any, models: dict[str, str]) -> None:
+
+def _check_models(rt: RunService, loaded: Any, models: dict[str, str]) -> None:
     check_run_models(rt.gateway, loaded, models, rt.settings.env_models)
 
 
-def prepare_batch(rt: Any, req: BatchRequest, *, on_row: Any = None, local_only: bool = False) -> BatchDriver:
+def prepare_batch(
+    rt: RunService, req: BatchRequest, *, on_row: Any = None, local_only: bool = False
+) -> BatchDriver:
     """The driver of the batch ``req`` asks for (see the module doc). ``local_only``: run
     the jobs on ``rt`` whatever engine the batch was started with (a server resuming it)."""
     if not req.resume and req.flow is not None:

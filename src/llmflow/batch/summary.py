@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import os
 import socket
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from llmflow.store.base import Store
 
 STALE_SECONDS = 30.0  # a driver silent this long is gone (other hosts)
 
@@ -37,7 +40,7 @@ def _zombie(pid: int) -> bool:
         return False
 
 
-def batch_view(store: Any, batch: Any, now: float) -> dict[str, Any]:
+def batch_view(store: Store, batch: Any, now: float) -> dict[str, Any]:
     s = store.batch_summary(batch.id)
     st = s["statuses"]
     completed = st.get("COMPLETED", 0)

@@ -6,11 +6,14 @@ from __future__ import annotations
 
 import re
 import time
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from llmflow.engine.states import RunStatus
+
+if TYPE_CHECKING:
+    from llmflow.runtime.ports import RunService
 
 Json = Annotated[bool, typer.Option("--json", help="Print JSON for scripts")]
 Verbose = Annotated[bool, typer.Option("--verbose", "-v", help="Debug logs on stderr")]
@@ -84,8 +87,8 @@ def _runtime(config_dir: str | None = None, verbose: bool = False, *, read_only:
     """The runtime for a command. ``read_only`` commands (listings, show, stats) create no
     ``.llmflow/`` where there is none: they read an empty store instead, so looking does
     not plant a home that later runs would be found in."""
-    from llmflow.app import build_runtime
     from llmflow.cli.logs import setup_logging
+    from llmflow.runtime import build_runtime
     from llmflow.settings import Settings
 
     settings = Settings.from_env()
@@ -156,7 +159,9 @@ def located(exc: Any, source: str) -> Any:
     return FlowValidationError(out)
 
 
-def create_run_here(rt: Any, loaded: Any, inputs: dict[str, Any], opts: Any, *, claim: bool = False) -> Any:
+def create_run_here(
+    rt: RunService, loaded: Any, inputs: dict[str, Any], opts: Any, *, claim: bool = False
+) -> Any:
     from llmflow.errors import FlowValidationError
 
     try:
@@ -177,7 +182,7 @@ def _exit_for(status: str) -> int:
     return {"COMPLETED": 0, "FAILED": 1, "CANCELED": 130}.get(status, 0)
 
 
-def resolve_run_id(rt: Any, text: str) -> str:
+def resolve_run_id(rt: RunService, text: str) -> str:
     """A run id from what a person typed: the id, ``last`` (the newest run), or a prefix
     that only one run's id starts with (like git's short hashes)."""
     from llmflow.errors import RunNotFoundError
@@ -196,7 +201,7 @@ def resolve_run_id(rt: Any, text: str) -> str:
     return _one(matches, text, "run", "llmflow runs list", RunNotFoundError)
 
 
-def resolve_batch_id(rt: Any, text: str) -> str:
+def resolve_batch_id(rt: RunService, text: str) -> str:
     """A batch id: the id, ``last``, or a unique prefix."""
     from llmflow.errors import BatchError
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -28,6 +28,9 @@ from llmflow.cli.common import (
 )
 from llmflow.cli.errors import EXIT_CANCELED, EXIT_FAILED, EXIT_INVALID, EXIT_OK, bad_input, eprint
 
+if TYPE_CHECKING:
+    from llmflow.runtime.ports import RunService
+
 Format = Annotated[str, typer.Option("--format", "-f", help="table, json, junit or markdown")]
 
 
@@ -39,8 +42,10 @@ def _write(text: str, output: str | None) -> None:
         sys.stdout.write(text)
 
 
-async def _drive(rt: Any, plan: Any, view: Any) -> Any:
+async def _drive(rt: RunService, plan: Any, view: Any) -> Any:
+    """Run the evaluation; the first Ctrl-C (or SIGTERM) stops it cleanly, a second quits."""
     from llmflow.cli.interrupt import stoppable
+
     from llmflow.evals.runner import run_eval
 
     box: dict[str, Any] = {}

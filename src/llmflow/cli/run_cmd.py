@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import sys
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -22,9 +22,12 @@ from llmflow.cli.common import (
     create_run_here,
 )
 
+if TYPE_CHECKING:
+    from llmflow.runtime.ports import RunService
+
 
 async def _drive(
-    rt: Any,
+    rt: RunService,
     run_id: str,
     view: Any,
     human: bool,
@@ -111,13 +114,13 @@ async def _drive(
     except (NotImplementedError, RuntimeError):
         pass
 
-    async def beat() -> None:
+    async def beat(sweep_id: str) -> None:
         while True:
-            rt.store.update_batch(heartbeat, updated_at=rt.clock.now())
+            rt.store.update_batch(sweep_id, updated_at=rt.clock.now())
             await asyncio.sleep(5)
 
     task = asyncio.create_task(answerer())
-    beating = asyncio.create_task(beat()) if heartbeat else None
+    beating = asyncio.create_task(beat(heartbeat)) if heartbeat else None
     try:
         if rerun is not None:
             step, unit, downstream = rerun
@@ -135,7 +138,7 @@ async def _drive(
             pass
 
 
-def _finish(rt: Any, run_id: str, as_json: bool) -> int:
+def _finish(rt: RunService, run_id: str, as_json: bool) -> int:
     from llmflow.isotime import iso_view
 
     v = rt.view(run_id)
@@ -313,7 +316,7 @@ def register(app: typer.Typer) -> None:
 
         Exit codes: 0 completed, 1 failed, 2 invalid definition or input, 130 cancelled."""
         from llmflow.cli.render import ConsoleView
-        from llmflow.runtime import RunOptions, run_blocking
+        from llmflow.runtime import RunRequest, run_blocking
 
         rt = _runtime(config_dir, verbose)
         if workspace is not None:  # relative to where the command runs, not to the home found above it
@@ -339,7 +342,7 @@ def register(app: typer.Typer) -> None:
             meta: dict[str, Any] = {"record_id": record_id} if record_id else {}
             if group is not None:
                 meta.update(sweep=group, overrides=combo)
-            opts = RunOptions(
+            opts = RunRequest(
                 models=models,
                 timeout=timeout,
                 workspace=workspace,
@@ -382,7 +385,7 @@ def register(app: typer.Typer) -> None:
         return _finish_sweep(rt, group, recs, as_json, code)
 
 
-def _start_sweep(rt: Any, flow: str, overrides: list[str], planned: list[Any]) -> str:
+def _start_sweep(rt: RunService, flow: str, overrides: list[str], planned: list[Any]) -> str:
     """Record a sweep as a batch (kind ``sweep``): its runs carry its id, so `runs list
     --batch`, `batches show` and the web console group them."""
     import secrets
@@ -417,7 +420,7 @@ def _start_sweep(rt: Any, flow: str, overrides: list[str], planned: list[Any]) -
     return sweep_id
 
 
-def _finish_sweep(rt: Any, sweep_id: str, recs: list[Any], as_json: bool, code: int) -> int:
+def _finish_sweep(rt: RunService, sweep_id: str, recs: list[Any], as_json: bool, code: int) -> int:
     """Close the sweep, cancel what a Ctrl-C left unstarted, print one line per run."""
     for rec in recs:
         if rt.get(rec.id).status == "QUEUED":

@@ -5,8 +5,7 @@ from __future__ import annotations
 
 import json
 import sys
-import time
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -27,8 +26,11 @@ from llmflow.cli.common import (  # noqa: F401
     resolve_run_id,
 )
 
+if TYPE_CHECKING:
+    from llmflow.runtime.ports import RunService
 
-def _no_match(rt: Any, filters: dict[str, Any]) -> str:
+
+def _no_match(rt: RunService, filters: dict[str, Any]) -> str:
     """Why a filtered listing is empty, and what there is instead."""
     given = " ".join(f"--{k} {v}" for k, v in filters.items() if v is not None)
     total = rt.store.count_runs()
@@ -210,28 +212,21 @@ def register(app: typer.Typer) -> None:
         """Print a run's event log (also while another process runs it); --json: one JSON
         object per line."""
         from llmflow.isotime import iso_event
+        from llmflow.runtime.follow import EventFollower
 
         rt = _runtime(read_only=True)
         run_id = resolve_run_id(rt, run_id)
-        seq = after
-        terminal = {"RUN_COMPLETED", "RUN_FAILED", "RUN_CANCELED"}
-        while True:
-            evs = rt.store.events(run_id, seq)
-            for e in evs:
-                seq = e.seq
-                if e.type == "LLM_TOKENS" and not tokens:
-                    continue
-                if as_json:
-                    print(json.dumps(iso_event(e.to_dict()), default=str), flush=True)
-                else:
-                    step = f"[{e.step_id}{'/' + e.unit if e.unit else ''}] " if e.step_id else ""
-                    print(f"{e.seq:>5} {_fmt_ts(e.ts)} {e.type:<22} {step}{e.message}", flush=True)
-            if not follow:
-                return 0
-            rec = rt.get(run_id)
-            if rec.status in ("COMPLETED", "FAILED", "CANCELED") and (not evs or evs[-1].type in terminal):
-                return 0
-            time.sleep(0.2)
+        for e in EventFollower(rt.store, None, run_id, after, poll_interval=0.2).follow_blocking(
+            follow=follow
+        ):
+            if e.type == "LLM_TOKENS" and not tokens:
+                continue
+            if as_json:
+                print(json.dumps(iso_event(e.to_dict()), default=str), flush=True)
+            else:
+                step = f"[{e.step_id}{'/' + e.unit if e.unit else ''}] " if e.step_id else ""
+                print(f"{e.seq:>5} {_fmt_ts(e.ts)} {e.type:<22} {step}{e.message}", flush=True)
+        return 0
 
     def _control(run_id: str, action: str, as_json: bool) -> int:
         rt = _runtime()
@@ -289,7 +284,7 @@ def register(app: typer.Typer) -> None:
         run_id = resolve_run_id(rt, run_id)
         rec = rt.get(run_id)
         if rec.status == "PAUSED":
-            if rt._owned_live(rec):
+            if rt.owned_live(rec):
                 what = rt.control(run_id, "resume")
                 print(
                     json.dumps({"id": run_id, "action": "resume", "result": what})

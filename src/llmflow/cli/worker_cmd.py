@@ -35,10 +35,9 @@ def register(app: typer.Typer) -> None:
         import signal
         import sys
 
-        from llmflow.app import build_runtime
         from llmflow.cli.logs import setup_logging
+        from llmflow.runtime import Worker, build_runtime
         from llmflow.server.config import ServerConfig
-        from llmflow.worker import Worker
 
         rt = build_runtime()
         setup_logging(rt.settings.state_dir, rt.settings.log_level, verbose)

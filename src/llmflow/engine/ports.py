@@ -1,5 +1,5 @@
 """What the engine needs from the outside, as narrow protocols. The composition root
-(``llmflow.app``) plugs in the store, the step executors and the LLM gateway."""
+(``llmflow.runtime.root``) plugs in the store, the step executors and the LLM gateway."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The async runner: receive -> decide -> append (durable) -> execute. One Runner drives one
+"""The async runner: receive -> decide -> append (durable) -> execute. One RunDriver drives one
 run; it decides nothing itself (every input goes through
 :func:`llmflow.engine.scheduler.decide`).
 
@@ -167,7 +167,7 @@ _CONTROLS = {
 }
 
 
-class Runner:
+class RunDriver:
     def __init__(
         self,
         *,

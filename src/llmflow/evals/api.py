@@ -126,7 +126,7 @@ class Evaluation:
 def _runtime(runtime: Runtime | None, home: str | Path | None) -> tuple[Runtime, bool]:
     if runtime is not None:
         return runtime, False
-    from llmflow.app import build_runtime
+    from llmflow.runtime import build_runtime
 
     return build_runtime(home=Path(home) if home else None), True
 

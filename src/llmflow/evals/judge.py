@@ -75,7 +75,7 @@ def judge_run_id(sample: Sample, metric_name: str) -> str:
 
 
 async def judge(metric: Metric, sample: Sample, ctx: ScoringContext) -> tuple[float, str, dict[str, Any]]:
-    from llmflow.runtime import RunOptions
+    from llmflow.runtime import RunRequest
 
     rt = ctx.runtime
     if rt is None:
@@ -86,7 +86,7 @@ async def judge(metric: Metric, sample: Sample, ctx: ScoringContext) -> tuple[fl
         inputs = sample.inputs
         shown_input = as_text(next(iter(inputs.values()))) if len(inputs) == 1 else as_text(inputs)
         model = metric.options.get("model")
-        opts = RunOptions(
+        opts = RunRequest(
             models={"*": model} if model else {},
             run_id=run_id,
             run_type="judge",

@@ -37,10 +37,13 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from llmflow.errors import EvalError
 from llmflow.evals.registry import resolve_metric_function
+
+if TYPE_CHECKING:
+    from llmflow.runtime.ports import RunService
 
 Embed = Callable[[list[str], str | None], list[list[float]]]
 
@@ -76,7 +79,7 @@ class ScoringContext:
     """What some metrics need beyond the sample: the runtime (the judge runs as a run), the
     evaluation id (names the judge's run), and the embedding function (similarity)."""
 
-    runtime: Any = None
+    runtime: RunService | None = None
     eval_id: str = ""
     embed: Embed | None = None
 

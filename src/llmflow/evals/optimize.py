@@ -33,7 +33,7 @@ from typing import Any
 from llmflow.errors import EvalError
 from llmflow.model.loader import LoadedFlow
 from llmflow.model.spec import Flow, LlmStep, dump_yaml
-from llmflow.runtime import RunOptions, Runtime, run_blocking
+from llmflow.runtime import RunRequest, Runtime, run_blocking
 
 INSTALL = "pip install 'llmflow[optimize]'"
 OPTIMIZERS = ("bootstrap", "mipro")
@@ -188,7 +188,7 @@ class LlmflowEngine:
         )
 
     async def _run(self, run_id: str, msgs: list[tuple[str, str]], params: dict[str, Any]) -> Any:
-        opts = RunOptions(
+        opts = RunRequest(
             models={"*": self.model},
             run_id=run_id,
             run_type="optimize",

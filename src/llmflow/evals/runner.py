@@ -22,7 +22,7 @@ import secrets
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from llmflow.batch.datasets import BadRow
 from llmflow.batch.jobs import get_path, hydra_value
@@ -35,6 +35,10 @@ from llmflow.evals.summary import summarize
 from llmflow.model.loader import LoadedFlow
 from llmflow.model.spec import Flow
 from llmflow.store.evals import EvalRecord, EvalResult
+
+if TYPE_CHECKING:
+    from llmflow.runtime.ports import RunService
+    from llmflow.store.base import Store
 
 log = logging.getLogger("llmflow.evals")
 EXPECTED_COLUMNS = ("expected", "expected_output", "label", "answer", "target", "reference")
@@ -105,7 +109,7 @@ class EvalOutcome:
         ]
 
 
-def _with_axes(loaded: Any, req: EvalRequest, rt: Any) -> tuple[Any, list[str]]:
+def _with_axes(loaded: Any, req: EvalRequest, rt: RunService) -> tuple[Any, list[str]]:
     """The flow to batch with the request's variant axes added to its parameters."""
     axes = {k: list(v) for k, v in req.variants.items()}
     for k, v in axes.items():
@@ -141,7 +145,7 @@ def _expected_column(first: Any, wanted: str | None) -> str | None:
     return None
 
 
-def plan_eval(rt: Any, req: EvalRequest) -> EvalPlan:
+def plan_eval(rt: RunService, req: EvalRequest) -> EvalPlan:
     """Check everything (metrics, flow, data, expected column) and record the evaluation;
     nothing runs. A resumed evaluation reads its metrics and options back from the store."""
     if req.min_pass_rate is not None and not 0.0 <= req.min_pass_rate <= 1.0:
@@ -254,7 +258,13 @@ class Scorer:
     """Scores finished job runs into ``eval_results``, at most ``concurrency`` at once."""
 
     def __init__(
-        self, rt: Any, plan: EvalPlan, *, concurrency: int = 8, embed: Any = None, on_result: Any = None
+        self,
+        rt: RunService,
+        plan: EvalPlan,
+        *,
+        concurrency: int = 8,
+        embed: Any = None,
+        on_result: Any = None,
     ) -> None:
         self.rt = rt
         self.plan = plan
@@ -385,7 +395,7 @@ class Scorer:
 
 
 async def run_eval(
-    rt: Any,
+    rt: RunService,
     plan: EvalPlan,
     *,
     executor: Any = None,
@@ -413,7 +423,7 @@ async def run_eval(
     return finish(rt, plan, result, reason)
 
 
-def finish(rt: Any, plan: EvalPlan, batch: BatchResult | None, reason: str | None) -> EvalOutcome:
+def finish(rt: RunService, plan: EvalPlan, batch: BatchResult | None, reason: str | None) -> EvalOutcome:
     results = rt.store.eval_results(plan.id)
     summary = summarize(results, [m.name for m in plan.metrics], total=plan.batch.batch.total)
     status = (
@@ -435,7 +445,7 @@ def finish(rt: Any, plan: EvalPlan, batch: BatchResult | None, reason: str | Non
     return EvalOutcome(plan.id, status, summary, batch, reason)
 
 
-def evaluation_view(store: Any, eval_id: str) -> dict[str, Any] | None:
+def evaluation_view(store: Store, eval_id: str) -> dict[str, Any] | None:
     """An evaluation with its summary (recomputed from its results) and every result."""
     ev = store.get_eval(eval_id)
     if ev is None:

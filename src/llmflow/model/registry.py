@@ -15,7 +15,7 @@ The older one-purpose groups (``llmflow.step_kinds``, ``llmflow.tools``, ``llmfl
 One process-wide instance, :data:`registry`, exists for a reason: ``@llmflow.step_function``,
 ``@llmflow.tool`` and ``@llmflow.metric`` run when a user's module is imported, and a
 ``Flow`` built in plain Python validates its steps, both before any runtime exists. The
-composition root (:func:`llmflow.plugins.build_registry`) loads the plugins into it and
+composition root (:func:`llmflow.runtime.plugins.build_registry`) loads the plugins into it and
 hands its executors to the runtime; tests may make their own ``Registry()``.
 
 Plugins load on the first lookup that misses (and on :meth:`Registry.load_plugins`), never

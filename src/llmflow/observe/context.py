@@ -3,13 +3,16 @@ the MCP server show it, the tracer uses it."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from llmflow.engine.events import EventType as E
 from llmflow.observe.ids import parse_traceparent, run_trace_id, span_id
 
+if TYPE_CHECKING:
+    from llmflow.store.base import Store
 
-def trace_of(store: Any | None, run_id: str, _depth: int = 0) -> tuple[int, int | None, bool, Any]:
+
+def trace_of(store: Store | None, run_id: str, _depth: int = 0) -> tuple[int, int | None, bool, Any]:
     """(trace id, parent span of the run span or None, sampled, the run's record) for a
     run: the trace of its ``traceparent`` metadata, else its parent run's, else its own."""
     rec = store.get_run(run_id) if store is not None else None
@@ -24,7 +27,7 @@ def trace_of(store: Any | None, run_id: str, _depth: int = 0) -> tuple[int, int 
     return run_trace_id(run_id), None, True, rec
 
 
-def child_parent_span(store: Any | None, parent_run_id: str, child_run_id: str) -> int:
+def child_parent_span(store: Store | None, parent_run_id: str, child_run_id: str) -> int:
     """The span a child run hangs from: the attempt of its parent that started it (read
     from the parent's log when this process did not see it), else the parent run."""
     if store is not None:
@@ -38,7 +41,7 @@ def child_parent_span(store: Any | None, parent_run_id: str, child_run_id: str) 
     return span_id(parent_run_id)
 
 
-def traceparent_of(store: Any | None, run_id: str) -> str:
+def traceparent_of(store: Store | None, run_id: str) -> str:
     """The W3C ``traceparent`` of a run's own span (what a caller puts on requests it makes
     on the run's behalf, and what the API shows as the run's trace)."""
     trace_id, _, sampled, _ = trace_of(store, run_id)

@@ -16,13 +16,16 @@ import logging
 import threading
 import time
 from collections import OrderedDict
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector
 from prometheus_client.core import GaugeMetricFamily
 
 from llmflow.engine.events import Event
 from llmflow.engine.events import EventType as E
+
+if TYPE_CHECKING:
+    from llmflow.runtime.ports import RunService
 
 log = logging.getLogger("llmflow.observe")
 
@@ -40,7 +43,7 @@ MAX_TRACKED = 20_000  # runs / steps whose start this process remembers (bounded
 class StoreCollector:
     """Gauges read from the store at scrape time."""
 
-    def __init__(self, runtime: Any, clock: Any = time.time) -> None:
+    def __init__(self, runtime: RunService, clock: Any = time.time) -> None:
         self.runtime = runtime
         self.clock = clock
 
@@ -129,9 +132,9 @@ class RunMetrics:
         self._flows: OrderedDict[str, tuple[str, float | None]] = OrderedDict()  # run -> (flow, first start)
         self._steps: OrderedDict[tuple[str, str], tuple[float, str]] = OrderedDict()
         self._lock = threading.Lock()
-        self.runtime: Any = None
+        self.runtime: RunService | None = None
 
-    def attach(self, runtime: Any) -> None:
+    def attach(self, runtime: RunService) -> None:
         """Count ``runtime``'s events and read its store at scrape time."""
         self.runtime = runtime
         self.registry.register(StoreCollector(runtime, self.clock))

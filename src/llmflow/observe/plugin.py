@@ -10,12 +10,15 @@ Plugins add theirs the same way::
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from llmflow.runtime.ports import RunService
 
 log = logging.getLogger("llmflow.observe")
 
 
-def otel_observer(runtime: Any) -> Any | None:
+def otel_observer(runtime: RunService) -> Any | None:
     """Traces of every run (see :mod:`llmflow.observe.tracing`) when tracing is enabled."""
     from llmflow.observe.otel_setup import capture_content, tracing_enabled
 

@@ -26,7 +26,7 @@ import logging
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace as trace_api
@@ -39,6 +39,9 @@ from llmflow.engine.events import EventType as E
 from llmflow.observe.context import child_parent_span, trace_of
 from llmflow.observe.ids import span_id
 from llmflow.observe.redact import Redactor
+
+if TYPE_CHECKING:
+    from llmflow.store.base import Store
 
 log = logging.getLogger("llmflow.observe")
 
@@ -131,7 +134,7 @@ class TraceObserver:
         provider: TracerProvider,
         ids: PresetIds,
         *,
-        store: Any | None = None,
+        store: Store | None = None,
         env: dict[str, str] | None = None,
         capture_content: bool = False,
     ) -> None:

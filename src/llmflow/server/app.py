@@ -144,16 +144,16 @@ def create_app(target: Settings | Runtime | None = None, config: ServerConfig | 
 
 def open_services(target: Settings | Runtime, config: ServerConfig) -> Any:
     """Build the runtime (unless given), catalog, hub, worker and session manager."""
+    from llmflow.runtime import Worker
+    from llmflow.runtime.follow import EventHub
     from llmflow.server.catalog import FlowCatalog
-    from llmflow.server.hub import EventHub
     from llmflow.server.services import Services
     from llmflow.server.sessions import SessionManager
-    from llmflow.worker import Worker
 
     if isinstance(target, Runtime):
         runtime = target
     else:
-        from llmflow.app import build_runtime
+        from llmflow.runtime import build_runtime
 
         runtime = build_runtime(target)
     try:

@@ -22,14 +22,18 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 from fastapi import APIRouter, Query, Request, Response
 from sse_starlette import ServerSentEvent
 
 from llmflow.engine.events import EventType as E
+from llmflow.runtime.follow import LogFollower
 from llmflow.server.native import Svc, run_summary
 from llmflow.server.sse import frame, id_only, last_event_id, sse_response
+
+if TYPE_CHECKING:
+    from llmflow.store.base import Store
 
 router = APIRouter(prefix="/api/v1", tags=["native"])
 
@@ -37,7 +41,7 @@ QUIET = frozenset({E.LLM_TOKENS, E.LLM_HEARTBEAT, E.SHELL_OUTPUT})
 PAGE = 500
 
 
-def head_id(store: Any) -> int:
+def head_id(store: Store) -> int:
     """The highest event id in the store (0 when empty), by O(log n) probes of
     ``events_since`` (the store protocol has no max-id query)."""
 
@@ -69,10 +73,11 @@ async def live_frames(svc: Any, cursor: int) -> AsyncIterator[ServerSentEvent]:
     poll = max(0.05, svc.config.poll_interval)
     worker = svc.worker.status()
     yield frame({"last_id": cursor, "worker": worker}, id=cursor, event="hello")
+    follower = LogFollower(svc.store, None, cursor, poll_interval=poll, batch=PAGE)
     while True:
-        events = svc.store.events_since(cursor, PAGE)
+        events = follower.read()
         if events:
-            cursor = events[-1].id or cursor
+            cursor = follower.cursor
             sent = False
             for run_id in changed_runs(events):
                 rec = svc.store.get_run(run_id)
@@ -87,7 +92,7 @@ async def live_frames(svc: Any, cursor: int) -> AsyncIterator[ServerSentEvent]:
             yield frame(worker, event="worker")
         if len(events) == PAGE:
             continue  # catching up: read on at once
-        await asyncio.sleep(poll)
+        await follower.wait(poll)  # keep-alive pings come from sse-starlette
 
 
 @router.get(

@@ -11,7 +11,7 @@ import asyncio
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from llmflow.engine.events import EventType as E
 from llmflow.engine.events import NewEvent
@@ -20,16 +20,19 @@ from llmflow.model.diagnostics import Diagnostic
 from llmflow.model.limits import Limits, using
 from llmflow.model.loader import LoadedFlow, parse_flow_text
 from llmflow.model.spec import Flow
-from llmflow.runtime import RunOptions
+from llmflow.runtime import RunRequest
+from llmflow.runtime.follow import TERMINAL_STATUSES, EventFollower, EventHub, wait_for_status
 from llmflow.server.catalog import FlowCatalog
 from llmflow.server.config import ServerConfig
-from llmflow.server.hub import TERMINAL_STATUSES, EventFollower, EventHub, wait_for_status
 from llmflow.steps.trust import posted_flow_problems
+
+if TYPE_CHECKING:
+    from llmflow.runtime.ports import RunService
 
 
 @dataclass
-class ApiRunOptions(RunOptions):
-    """RunOptions plus what only the service records in a run's options."""
+class ApiRunOptions(RunRequest):
+    """RunRequest plus what only the service records in a run's options."""
 
     disallow_shell: bool | None = None  # honoured by Runtime.execute
     request_options: dict[str, Any] | None = None  # the options as the client sent them
@@ -43,7 +46,7 @@ class ProjectPathError(ValueError):
 
 class Services:
     def __init__(
-        self, runtime: Any, config: ServerConfig, catalog: FlowCatalog, hub: EventHub, worker: Any
+        self, runtime: RunService, config: ServerConfig, catalog: FlowCatalog, hub: EventHub, worker: Any
     ) -> None:
         self.runtime = runtime
         self.config = config

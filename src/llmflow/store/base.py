@@ -148,6 +148,9 @@ class Store(Protocol):
     def take_controls(self, run_id: str) -> list[Control]: ...
     def runs_with_controls(self) -> set[str]: ...  # the runs whose mailbox is not empty
 
+    # conversation threads (store/threads.py): (run id, created_at, status), oldest first
+    def thread_runs(self, name: str) -> list[tuple[str, float, str]]: ...
+
     # leases (workers)
     def claim(
         self, owner: str, now: float, lease_seconds: float, run_id: str | None = None

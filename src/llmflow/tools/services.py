@@ -7,19 +7,23 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from llmflow.model.diagnostics import Diagnostic, Location
 from llmflow.model.spec import McpServerSpec
+
+if TYPE_CHECKING:
+    from llmflow.settings import Settings
+    from llmflow.store.base import Store
 
 PROJECT_SERVERS_FILE = "mcp_servers.yaml"
 
 
 @dataclass
 class ToolServices:
-    settings: Any  # llmflow.settings.Settings (home, config_dir, env), read live
+    settings: Settings | _Defaults  # home, config_dir, env: read live
     run_child: Callable[..., Any] | None = None  # (ctx, flow_ref, inputs, overrides, key=) -> outputs
-    store: Any = None
+    store: Store | None = None
     _servers: tuple[float, dict[str, McpServerSpec], list[Diagnostic]] | None = None
 
     @property

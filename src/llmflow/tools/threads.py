@@ -18,10 +18,13 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from llmflow.engine.events import EventType as E
 from llmflow.providers.base import ChatMessage
+
+if TYPE_CHECKING:
+    from llmflow.store.base import Store
 
 DEFAULT_BUDGET = 2000
 THREAD_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:\-]{0,127}$")
@@ -83,7 +86,7 @@ def _step_keys(spec: dict[str, Any]) -> dict[str, str]:
     return out
 
 
-def run_exchanges(store: Any, run_id: str) -> list[Exchange]:
+def run_exchanges(store: Store, run_id: str) -> list[Exchange]:
     """Every completed LLM exchange of one run, in order."""
     rec = store.get_run(run_id)
     if rec is None:
@@ -113,7 +116,7 @@ def run_exchanges(store: Any, run_id: str) -> list[Exchange]:
 
 
 def history(
-    store: Any, thread: str, key: str, *, before_run: str, budget: int = DEFAULT_BUDGET
+    store: Store, thread: str, key: str, *, before_run: str, budget: int = DEFAULT_BUDGET
 ) -> list[Exchange]:
     """The exchanges of agent/step ``key`` in the thread's runs created before ``before_run``,
     oldest first, cut to ``budget`` tokens by the rule in the module docstring."""
@@ -159,7 +162,7 @@ def with_history(ctx: Any, messages: list[Any], thread: str, *, key: str) -> lis
     return chat[:n_system] + prior + chat[n_system:]
 
 
-def thread_view(store: Any, name: str) -> dict[str, Any]:
+def thread_view(store: Store, name: str) -> dict[str, Any]:
     """A thread for the CLI and the API: its runs and every exchange, oldest first."""
     runs = store.thread_runs(name)
     return {

@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from llmflow.engine.events import Event, NewEvent
 from llmflow.engine.events import EventType as E
@@ -27,7 +27,10 @@ from llmflow.engine.payloads import RunFailed
 from llmflow.engine.states import RUN_ACTIVE
 from llmflow.errors import LlmflowError, StoreError
 
-log = logging.getLogger("llmflow.worker")
+if TYPE_CHECKING:
+    from llmflow.runtime.ports import RunService
+
+log = logging.getLogger("llmflow.runtime.worker")
 
 
 class Worker:
@@ -35,7 +38,7 @@ class Worker:
 
     def __init__(
         self,
-        runtime: Any,
+        runtime: RunService,
         *,
         concurrency: int = 8,
         check_interval: float = 1.0,
@@ -215,9 +218,8 @@ class Worker:
         try:
             rec = rt.store.get_run(run_id)
             if rec is not None and rec.status in RUN_ACTIVE:
-                stored = rt.record(
-                    run_id, [NewEvent(E.RUN_FAILED, f"Run failed: {msg}", payload=RunFailed(error=msg))]
-                )
+                failed = RunFailed(error=msg)  # type: ignore[call-arg]  # decorator-made dataclass (engine/payloads.py)
+                stored = rt.record(run_id, [NewEvent(E.RUN_FAILED, f"Run failed: {msg}", payload=failed)])
                 for e in stored:
                     for sub in self.subscribers:
                         sub(e)

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from llmflow.engine.state import RunState
+    from llmflow.runtime.service import Runtime
 
 
-def run_view(rt: Any, run_id: str, state: Any = None) -> dict[str, Any]:
+def run_view(rt: Runtime, run_id: str, state: RunState | None = None) -> dict[str, Any]:
     """``state``: the run's folded state when the caller has it (the runner's, once it
     returned), so the log is not read and folded again; the log is then read only for a flow
     with tools (their calls are shown per step)."""
@@ -19,7 +23,7 @@ def run_view(rt: Any, run_id: str, state: Any = None) -> dict[str, Any]:
     rows = rt.store.step_rows(run_id)
     from llmflow.tools.view import tool_calls_by_step
 
-    if events is None and rt._uses_tools(st.flow):
+    if events is None and rt.run_flows.uses_tools(st.flow):
         events = rt.store.events(run_id)
     calls = tool_calls_by_step(events) if events else {}
     by_step: dict[str, list[Any]] = {}

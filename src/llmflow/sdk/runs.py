@@ -7,110 +7,35 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from llmflow.engine.events import Event
-from llmflow.runtime import RunOptions, Runtime, run_blocking
+from llmflow.runtime import RunRequest, run_blocking
+from llmflow.runtime.follow import EventFollower, EventHub
+from llmflow.sdk.result import Run, StepResult
 
+if TYPE_CHECKING:
+    from llmflow.runtime.ports import RunService
 
-@dataclass
-class StepResult:
-    id: str
-    kind: str
-    status: str
-    output: Any = None
-    error: str | None = None
-    started_at: float | None = None
-    ended_at: float | None = None
-    duration: float | None = None
-    model: str | None = None
-    usage: dict[str, int] = field(default_factory=dict)
-    attempts: list[dict[str, Any]] = field(default_factory=list)
-
-
-@dataclass
-class Run:
-    """The result of a run: status, outputs, and every step with its attempts."""
-
-    id: str
-    flow: str
-    status: str
-    outputs: dict[str, Any] | None
-    error: str | None
-    steps: list[StepResult]
-    usage: dict[str, Any]
-    duration: float | None
-    workspace: str | None = None
-    artifacts: list[dict[str, Any]] = field(default_factory=list)
-
-    @property
-    def ok(self) -> bool:
-        return self.status == "COMPLETED"
-
-    @property
-    def output(self) -> Any:
-        """The single output, when the run has one (``outputs['result']``)."""
-        if not self.outputs:
-            return None
-        return self.outputs.get(
-            "result", next(iter(self.outputs.values())) if len(self.outputs) == 1 else self.outputs
-        )
-
-    def step(self, step_id: str) -> StepResult:
-        for s in self.steps:
-            if s.id == step_id:
-                return s
-        raise KeyError(step_id)
-
-    @classmethod
-    def from_view(cls, v: dict[str, Any]) -> Run:
-        steps = [
-            StepResult(
-                id=s["id"],
-                kind=s["kind"],
-                status=s["status"],
-                output=s["output"],
-                error=s["error"],
-                started_at=s["started_at"],
-                ended_at=s["ended_at"],
-                duration=s["duration"],
-                model=s["model"],
-                usage={"input_tokens": s["tokens_in"], "output_tokens": s["tokens_out"]},
-                attempts=s["attempts"],
-            )
-            for s in v["steps"]
-        ]
-        return cls(
-            v["id"],
-            v["flow"],
-            v["status"],
-            v["outputs"],
-            v["error"],
-            steps,
-            v["usage"],
-            v["duration"],
-            v.get("workspace"),
-            v.get("artifacts", []),
-        )
+__all__ = ["Run", "RunHandle", "StepResult", "run", "run_sync", "start"]
 
 
 def _options(
     models: dict[str, str] | str | None, timeout: float | None, workspace: str | Path | None, **kw: Any
-) -> RunOptions:
+) -> RunRequest:
     if isinstance(models, str):
         models = {"*": models}
-    return RunOptions(
+    return RunRequest(
         models=dict(models or {}), timeout=timeout, workspace=str(workspace) if workspace else None, **kw
     )
 
 
-def _runtime(runtime: Runtime | None, home: str | Path | None) -> tuple[Runtime, bool]:
+def _runtime(runtime: RunService | None, home: str | Path | None) -> tuple[RunService, bool]:
     """The caller's runtime, or the process's shared one (opened once, never closed here)."""
     if runtime is not None:
         return runtime, False
-    from llmflow.app import shared_runtime
+    from llmflow.runtime import shared_runtime
 
     return shared_runtime(Path(home) if home else None), False
 
@@ -118,11 +43,11 @@ def _runtime(runtime: Runtime | None, home: str | Path | None) -> tuple[Runtime,
 class RunHandle:
     """A run executing in the background of the current event loop."""
 
-    def __init__(self, runtime: Runtime, run_id: str, owns_runtime: bool) -> None:
+    def __init__(self, runtime: RunService, run_id: str, owns_runtime: bool) -> None:
         self.runtime = runtime
         self.id = run_id
         self._owns = owns_runtime
-        self._queue: asyncio.Queue[Event | None] = asyncio.Queue()
+        self._hub = EventHub()  # the runner's events wake the followers of this handle
         self._runner: Any = None
         self._task: asyncio.Task[Any] | None = None
 
@@ -134,23 +59,20 @@ class RunHandle:
             try:
                 return await self.runtime.execute(
                     self.id,
-                    subscribers=[self._queue.put_nowait],
+                    subscribers=[self._hub.publish],
                     linger_when_paused=True,
                     on_runner=on_runner,
                 )
             finally:
-                self._queue.put_nowait(None)
+                self._hub.notify(self.id)
 
         self._task = asyncio.create_task(go())
 
     async def events(self) -> AsyncIterator[Event]:
-        """Every event of the run as it is recorded, from the first, until the run ends."""
-        for e in self.runtime.store.events(self.id, 0, 1):
-            yield e
-        while True:
-            e = await self._queue.get()
-            if e is None:
-                return
+        """Every event of the run as it is recorded, from the first, until the run ends (or
+        stops executing here: parked for a person, its lease lost)."""
+        follower = EventFollower(self.runtime.store, self._hub, self.id)
+        async for e in follower.events(stop=lambda: self._task is None or self._task.done()):
             yield e
 
     def _control(self, action: str, payload: dict[str, Any] | None = None) -> None:
@@ -196,7 +118,7 @@ async def start(
     timeout: float | None = None,
     workspace: str | Path | None = None,
     home: str | Path | None = None,
-    runtime: Runtime | None = None,
+    runtime: RunService | None = None,
     **options: Any,
 ) -> RunHandle:
     rt, owns = _runtime(runtime, home)
@@ -217,7 +139,7 @@ async def run(
     timeout: float | None = None,
     workspace: str | Path | None = None,
     home: str | Path | None = None,
-    runtime: Runtime | None = None,
+    runtime: RunService | None = None,
     on_event: Callable[[Event], None] | None = None,
     **options: Any,
 ) -> Run:

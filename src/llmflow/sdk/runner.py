@@ -11,10 +11,12 @@
 
 Scheme: the methods are ``async`` (``await runner.run(...)``), each with a ``*_sync`` twin
 for scripts and notebooks; the sync twins also work inside a running event loop
-(Jupyter), where they run on a private loop in a helper thread. Results are plain dicts:
+(Jupyter), where they run on a private loop in a helper thread. Results are
+:class:`llmflow.Run`, as ``llmflow.run`` returns them, also read by SuperOptiX's keys:
 ``status``, ``success``, ``output``, ``outputs``, ``error``, ``duration``, ``run_id``,
 ``usage``. ``run_batch`` runs through the batch engine (a batch in the store, bounded
-concurrency) and returns the results in input order.
+concurrency) and returns the results in input order (without their steps:
+``runtime.view(result.run_id)`` has them).
 """
 
 from __future__ import annotations
@@ -25,11 +27,15 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from llmflow.model.loader import LoadedFlow
 from llmflow.model.spec import AgentSpec, Flow
-from llmflow.runtime import RunOptions, Runtime, run_blocking
+from llmflow.runtime import RunRequest, run_blocking
+from llmflow.sdk.result import Run
+
+if TYPE_CHECKING:
+    from llmflow.runtime.ports import RunService
 
 MAIN_INPUTS = ("input", "query", "prompt", "text", "goal", "question")
 
@@ -121,7 +127,7 @@ def _callable_wrapper(fn: Callable[..., Any]) -> Callable[..., Any]:
     return call
 
 
-def make_agent(name: str, obj: Any, rt: Runtime) -> Agent:
+def make_agent(name: str, obj: Any, rt: RunService) -> Agent:
     """An agent from a config (dict or AgentSpec), a Flow, a flow path, or a callable."""
     if isinstance(obj, AgentSpec):
         return Agent(name, "llm", spec=obj)
@@ -175,30 +181,10 @@ def flow_for(
     )
 
 
-def run_result(v: dict[str, Any]) -> dict[str, Any]:
-    """A run's view -> the plain result dict."""
-    outputs = v.get("outputs") or {}
-    output = (
-        outputs.get("result", next(iter(outputs.values())) if len(outputs) == 1 else outputs)
-        if outputs
-        else None
-    )
-    return {
-        "status": v["status"],
-        "success": v["status"] == "COMPLETED",
-        "output": output,
-        "outputs": outputs,
-        "error": v.get("error"),
-        "duration": v.get("duration"),
-        "run_id": v["id"],
-        "usage": v.get("usage") or {},
-    }
-
-
-def _runtime(runtime: Runtime | None, home: str | Path | None) -> Runtime:
+def _runtime(runtime: RunService | None, home: str | Path | None) -> RunService:
     if runtime is not None:
         return runtime
-    from llmflow.app import shared_runtime  # one store per process, shared by every call
+    from llmflow.runtime import shared_runtime  # one store per process, shared by every call
 
     return shared_runtime(Path(home) if home else None)
 
@@ -210,7 +196,7 @@ class Runner:
         self,
         flow: Any,
         *,
-        runtime: Runtime | None = None,
+        runtime: RunService | None = None,
         home: str | Path | None = None,
         models: dict[str, str] | str | None = None,
         name: str | None = None,
@@ -251,30 +237,31 @@ class Runner:
             )
         return {target: query_or_inputs, **inputs}
 
-    def _options(self, **kw: Any) -> RunOptions:
-        return RunOptions(models=dict(self.models), run_type="runner", **kw)
+    def _options(self, **kw: Any) -> RunRequest:
+        return RunRequest(models=dict(self.models), run_type="runner", **kw)
 
-    def _record(self, result: dict[str, Any]) -> dict[str, Any]:
+    def _record(self, result: Run) -> Run:
         s = self._stats
         s["total_runs"] += 1
-        s["successful_runs" if result["success"] else "failed_runs"] += 1
-        d = result.get("duration") or 0.0
+        s["successful_runs" if result.success else "failed_runs"] += 1
+        d = result.duration or 0.0
         s["durations"].append(d)
-        u = result.get("usage") or {}
+        u = result.usage or {}
         s["total_tokens"] += int(u.get("input_tokens") or 0) + int(u.get("output_tokens") or 0)
         s["total_cost"] += float(u.get("cost") or 0.0)
         return result
 
-    async def run(self, query_or_inputs: Any = None, /, **inputs: Any) -> dict[str, Any]:
-        """Run once; returns ``{status, success, output, outputs, error, duration, run_id, usage}``."""
+    async def run(self, query_or_inputs: Any = None, /, **inputs: Any) -> Run:
+        """Run once; the result also reads as ``{status, success, output, outputs, error,
+        duration, run_id, usage}``."""
         rt = self.runtime
         rec = rt.create_run(
             self.loaded, self.inputs_for(query_or_inputs, **inputs), self._options(), claim=True
         )
-        await rt.execute(rec.id)
-        return self._record(run_result(rt.view(rec.id)))
+        st = await rt.execute(rec.id)
+        return self._record(Run.from_view(rt.view(rec.id, st)))
 
-    def run_sync(self, query_or_inputs: Any = None, /, **inputs: Any) -> dict[str, Any]:
+    def run_sync(self, query_or_inputs: Any = None, /, **inputs: Any) -> Run:
         return run_blocking(self.run(query_or_inputs, **inputs))
 
     async def run_batch(
@@ -284,7 +271,7 @@ class Runner:
         *,
         error_policy: str = "continue",
         output: str | None = None,
-    ) -> list[dict[str, Any]]:
+    ) -> list[Run]:
         """Run every query (a value or a dict of inputs) as one batch, at most
         ``max_concurrent`` at once; results in input order."""
         from llmflow.batch.plan import BatchRequest
@@ -308,46 +295,15 @@ class Runner:
             rows[int(row["record_id"])] = row
 
         await prepare_batch(self.runtime, req, on_row=on_row).run()
-        out = []
-        for i in range(len(queries)):
-            row = rows.get(i)
-            if row is None:
-                out.append(
-                    {
-                        "status": "NOT_RUN",
-                        "success": False,
-                        "output": None,
-                        "outputs": {},
-                        "error": "not run (the batch stopped)",
-                        "duration": None,
-                        "run_id": None,
-                        "usage": {},
-                    }
-                )
-                continue
-            outputs = row["outputs"] or {}
-            output = (
-                outputs.get("result", next(iter(outputs.values())) if len(outputs) == 1 else outputs)
-                if outputs
-                else None
-            )
-            out.append(
-                self._record(
-                    {
-                        "status": row["status"],
-                        "success": row["status"] == "COMPLETED",
-                        "output": output,
-                        "outputs": outputs,
-                        "error": row["error"],
-                        "duration": row["duration"],
-                        "run_id": row["run_id"],
-                        "usage": row["usage"],
-                    }
-                )
-            )
-        return out
+        name = self.flow.name
+        return [
+            self._record(Run.from_row(name, rows[i]))
+            if i in rows
+            else Run.not_run(name, "not run (the batch stopped)")
+            for i in range(len(queries))
+        ]
 
-    def run_batch_sync(self, queries: list[Any], max_concurrent: int = 1, **kw: Any) -> list[dict[str, Any]]:
+    def run_batch_sync(self, queries: list[Any], max_concurrent: int = 1, **kw: Any) -> list[Run]:
         return run_blocking(self.run_batch(queries, max_concurrent, **kw))
 
     def get_execution_stats(self) -> dict[str, Any]:

@@ -45,8 +45,7 @@ def _inputs_of(loaded: LoadedFlow, config_dir: Path | None) -> list[Path]:
             pass
     if config_dir is not None:
         paths.append(Path(config_dir))
-    seen: set[Path] = set()
-    return [p for p in paths if not (p in seen or seen.add(p))]
+    return list(dict.fromkeys(paths))  # each once, in order
 
 
 class FlowCache:
@@ -70,11 +69,11 @@ class FlowCache:
                 return loaded
         loaded = load_flow(ref, overrides, config_dir)
         paths = _inputs_of(loaded, config_dir)
-        stamp = _stamp(paths)
+        now = _stamp(paths)
         with self._lock:
             self.misses += 1
-            if stamp is not None:
-                self._entries[key] = (loaded, paths, stamp, {})
+            if now is not None:
+                self._entries[key] = (loaded, paths, now, {})
                 while len(self._entries) > self.size:
                     self._entries.popitem(last=False)
         return loaded
@@ -90,6 +89,6 @@ class FlowCache:
                 memo = None
         if memo is None:
             return loaded.record()
-        if "record" not in memo:
-            memo["record"] = loaded.record()
-        return memo["record"]
+        rec: dict[str, Any] = memo.get("record") or loaded.record()
+        memo["record"] = rec
+        return rec
