@@ -45,7 +45,6 @@ def _write(text: str, output: str | None) -> None:
 async def _drive(rt: RunService, plan: Any, view: Any) -> Any:
     """Run the evaluation; the first Ctrl-C (or SIGTERM) stops it cleanly, a second quits."""
     from llmflow.cli.interrupt import stoppable
-
     from llmflow.evals.runner import run_eval
 
     box: dict[str, Any] = {}
