@@ -41,7 +41,7 @@ run: install
 test: install-dev
 	$(BIN)/python -m pytest
 
-## ruff format --check, ruff check (rules in pyproject.toml) and mypy (strict on model/; see [tool.mypy])
+## ruff format --check, ruff check (rules in pyproject.toml) and mypy (strict on engine/, store/, model/, runtime/, sdk/; see [tool.mypy])
 lint: install-dev
 	$(BIN)/python -m ruff format --check src tests bench scripts
 	$(BIN)/python -m ruff check src tests bench scripts

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, fields
-from typing import Any, ClassVar, TypeVar, dataclass_transform
+from typing import Any, ClassVar, TypeVar, cast, dataclass_transform
 
 from llmflow.engine.events import EventType as E
 
@@ -107,7 +107,7 @@ def payload(event_type: str) -> Callable[[type[_P]], type[_P]]:
         dc.TYPE = str(event_type)
         dc.FIELDS = tuple(f.name for f in fields(dc) if f.name != "extra")
         REGISTRY[str(event_type)] = dc
-        return dc
+        return cast(type[_P], dc)
 
     return wrap
 

@@ -154,7 +154,7 @@ def error_payload(exc: BaseException) -> dict[str, Any]:
     return {"error": f"{type(exc).__name__}: {exc}", "kind": "error", "retryable": False}
 
 
-_CONTROLS = {
+_CONTROLS: dict[str, Callable[[dict[str, Any]], Any]] = {
     "cancel": lambda p: CancelRequested(p.get("reason"), {k: v for k, v in p.items() if k != "reason"}),
     "pause": lambda p: PauseRequested(dict(p)),
     "resume": lambda p: ResumeRequested(dict(p)),

@@ -577,7 +577,7 @@ class _Decider(HumanDecisions):
         for c in spec.steps:
             cn = self.st.nodes.get(prefix + c.id)
             if cn is not None and cn.status is StepStatus.FAILED and cn.fails_run:
-                return cn
+                return cast(NodeState, cn)
         return None
 
     # -- finishing -------------------------------------------------------------------------
@@ -829,7 +829,8 @@ class _Decider(HumanDecisions):
     # -- progress of running steps ---------------------------------------------------------
     def _capacity(self) -> int:
         st = self.st
-        return int(st.options.get("max_concurrency") or st.flow.options.max_concurrency) - st.running
+        limit = int(st.options.get("max_concurrency") or st.flow.options.max_concurrency)
+        return limit - int(st.running)
 
     def _progress(self, fill: bool) -> None:
         st = self.st
