@@ -9,6 +9,7 @@ import re
 from typing import Any
 
 import pytest
+from tests.support import wait_until
 
 from .helpers import ConsoleServer
 
@@ -143,5 +144,6 @@ def test_long_model_strings_are_cut_with_the_full_text_on_hover(page: Any, serve
     cell = page.locator('td[data-label="Model"] .clip').first
     expect(cell).to_have_attribute("title", model)
     # the steps table is redrawn as the run's last events arrive: ask the settled page
+    # (not wait_for_function: its polled predicate is eval'd, which the console's CSP forbids)
     cut = "() => { const el = document.querySelector('td[data-label=\"Model\"] .clip'); return !!el && el.scrollWidth > el.clientWidth; }"
-    page.wait_for_function(cut, timeout=10_000)  # raises if the model string wraps instead of being cut
+    wait_until(lambda: page.evaluate(cut), timeout=10, what="the model string cut, not wrapped")

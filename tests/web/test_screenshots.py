@@ -129,7 +129,8 @@ def test_screenshots_of_the_main_pages(page: Any, server: ConsoleServer, runs: d
 
     page.goto(f"{base}/#/batches")
     expect(page.get_by_role("heading", name="Batches")).to_be_visible()
-    page.wait_for_function("!document.querySelector('main').textContent.includes('Loading')")
+    # not wait_for_function: its string predicate is eval'd, which the console's CSP forbids
+    expect(page.locator("main")).not_to_contain_text("Loading")
     shot(page, "batches")
 
     page.set_viewport_size({"width": 390, "height": 844})
