@@ -50,7 +50,7 @@ class ToolServices:
 
     @property
     def index_dir(self) -> Path:
-        return Path(self.env.get("LLMFLOW_INDEX_DIR") or self.state_dir / "indexes")
+        return Path(getattr(self.settings, "index_dir", None) or self.state_dir / "indexes")
 
     @property
     def servers_file(self) -> Path:
