@@ -39,7 +39,7 @@ from typing import TYPE_CHECKING, Any
 from llmflow.errors import RunStateError
 from llmflow.model.spec import Flow
 from llmflow.runtime import RunRequest, run_blocking
-from llmflow.sdk.result import Run
+from llmflow.sdk.result import Run, only_value
 from llmflow.sdk.runner import Agent, _runtime, flow_for, make_agent, step_id, unwrap
 
 if TYPE_CHECKING:
@@ -234,13 +234,8 @@ class Orchestra:
             )
         else:
             status, output, error, duration = step["status"], step["output"], step["error"], step["duration"]
-        if (
-            self.agents.get(name) is not None
-            and self.agents[name].kind == "flow"
-            and isinstance(output, dict)
-            and len(output) == 1
-        ):
-            output = next(iter(output.values()))
+        if self.agents.get(name) is not None and self.agents[name].kind == "flow":
+            output = only_value(output)
         s = self._stats.get(name)
         if s is not None and status not in ("SKIPPED", "PENDING"):
             s["calls"] += 1
