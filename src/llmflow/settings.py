@@ -86,6 +86,12 @@ class Settings(BaseSettings):
         validation_alias="LLMFLOW_INDEX_DIR",
         description="where retrieval indexes live (unset: <home>/.llmflow/indexes)",
     )
+    thread_tokens: int = Field(
+        2000,
+        ge=0,
+        validation_alias="LLMFLOW_THREAD_TOKENS",
+        description="token budget of a thread's history sent with a step (docs/threads.md)",
+    )
     # limits on what a flow document may make llmflow do (llmflow.model.limits, docs/security.md)
     template_seconds: float = Field(
         LIMITS.template_seconds,

@@ -87,6 +87,8 @@ def test_a_bad_setting_is_refused_naming_the_variable_and_the_fix(
         ("LLMFLOW_SSE_KEEPALIVE", "0"),
         ("LLMFLOW_SERVER_ALLOW_SHELL", "perhaps"),
         ("LLMFLOW_METRICS_PUBLIC", "sometimes"),
+        ("LLMFLOW_THREAD_TOKENS", "-1"),
+        ("LLMFLOW_THREAD_TOKENS", "plenty"),
     ],
 )
 def test_a_bad_component_setting_is_refused_naming_the_variable_and_the_fix(
@@ -147,9 +149,14 @@ def test_server_config_comes_from_the_settings(tmp_path: Path) -> None:
     assert ServerConfig.from_settings(closed).cors_origins == []
 
 
-def test_index_dir_reaches_the_tool_services(tmp_path: Path) -> None:
+def test_index_dir_and_thread_budget_reach_the_tool_services(tmp_path: Path) -> None:
     from llmflow.tools.services import ToolServices
+    from llmflow.tools.threads import DEFAULT_BUDGET
 
-    s = Settings.from_env({"LLMFLOW_INDEX_DIR": str(tmp_path / "ix")}, home=tmp_path)
-    assert ToolServices(s).index_dir == tmp_path / "ix"
-    assert ToolServices(Settings(home=tmp_path)).index_dir == tmp_path / ".llmflow" / "indexes"
+    s = Settings.from_env(
+        {"LLMFLOW_INDEX_DIR": str(tmp_path / "ix"), "LLMFLOW_THREAD_TOKENS": "50"}, home=tmp_path
+    )
+    assert (ToolServices(s).index_dir, ToolServices(s).thread_tokens) == (tmp_path / "ix", 50)
+    unset = ToolServices(Settings(home=tmp_path))
+    assert unset.index_dir == tmp_path / ".llmflow" / "indexes"
+    assert unset.thread_tokens == DEFAULT_BUDGET == 2000  # docs/threads.md's default

@@ -53,6 +53,13 @@ class ToolServices:
         return Path(getattr(self.settings, "index_dir", None) or self.state_dir / "indexes")
 
     @property
+    def thread_tokens(self) -> int:
+        """The token budget of a thread's history (``LLMFLOW_THREAD_TOKENS``)."""
+        from llmflow.tools.threads import DEFAULT_BUDGET
+
+        return int(getattr(self.settings, "thread_tokens", DEFAULT_BUDGET))
+
+    @property
     def servers_file(self) -> Path:
         return self.conf_dir / PROJECT_SERVERS_FILE
 
