@@ -233,6 +233,24 @@ def test_broadcast_over_mixed_agents_aggregates_in_a_recorded_step(orch: Orchest
     assert set(res["agents"]) == {"yes1", "also_yes", "no", "clean"}
 
 
+def test_the_aggregate_step_function_resolves_at_its_recorded_paths_old_and_new(orch: Orchestra) -> None:
+    from llmflow.sdk.workflows import AGGREGATE_FUNCTION, aggregate_answers
+    from llmflow.steps.python_fn import resolve_function
+
+    orch.add_agent("also_yes", lambda x: "yes")
+    res = orch.run_broadcast_sync("q", ["yes1", "also_yes"], aggregation="first")
+    recorded = orch.runtime.store.get_run(res["run_id"]).spec["flow"]["steps"]
+    assert [s["function"] for s in recorded if s["id"] == "aggregate"] == [AGGREGATE_FUNCTION]
+    assert res["success"] and res["output"] == "yes"
+    # runs recorded before the split name the function by its older homes: all resolve to it
+    for path in (
+        AGGREGATE_FUNCTION,
+        "llmflow.sdk.orchestra:aggregate_answers",
+        "llmflow.orchestra:aggregate_answers",
+    ):
+        assert resolve_function(path) is aggregate_answers
+
+
 def test_conditional_runs_the_first_matching_agent_else_the_default(orch: Orchestra) -> None:
     conds = [
         {"condition": "input.type == 'image'", "agent": "writer"},

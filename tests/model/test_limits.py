@@ -10,9 +10,9 @@ import json
 
 import pytest
 
-from llmflow.errors import FlowValidationError, SettingsError, TemplateError
+from llmflow.errors import FlowValidationError, TemplateError
 from llmflow.model.expressions import evaluate, render, render_async, render_value
-from llmflow.model.limits import DEFAULT, Limits, current, using
+from llmflow.model.limits import Limits, using
 from llmflow.model.loader import load_flow, parse_flow_text
 from llmflow.model.validate import validate_document
 
@@ -126,23 +126,6 @@ def test_rendering_off_the_event_loop_keeps_the_runs_limits():
 
     ok, err = asyncio.run(main())
     assert ok == "[0, 1, 2, 3, 4]" and "longer than 5" in err
-
-
-def test_limits_come_from_settings_and_say_which_one_is_wrong():
-    lim = Limits.from_env(
-        {"LLMFLOW_TEMPLATE_TIMEOUT": "0.5", "LLMFLOW_MAX_STEPS": "10", "LLMFLOW_TEMPLATE_MAX_RANGE": " "}
-    )
-    assert (lim.template_seconds, lim.flow_steps, lim.template_range) == (0.5, 10, DEFAULT.template_range)
-    for bad in (
-        {"LLMFLOW_MAX_STEPS": "many"},
-        {"LLMFLOW_TEMPLATE_TIMEOUT": "0"},
-        {"LLMFLOW_MAX_FLOW_BYTES": "-1"},
-        {"LLMFLOW_TEMPLATE_TIMEOUT": "nan"},
-    ):
-        with pytest.raises(SettingsError) as e:
-            Limits.from_env(bad)
-        assert next(iter(bad)) in e.value.message and "default" in e.value.hint
-    assert current() == DEFAULT
 
 
 # -- flow documents --------------------------------------------------------------------------------

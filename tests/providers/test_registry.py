@@ -75,7 +75,7 @@ def test_empty_spec_means_the_default_model() -> None:
     assert DEFAULT_MODEL == "local:gemma3-270m"
     provider, model = ProviderRegistry({}).resolve("")
     assert provider.name == "local" and model == "gemma3-270m"
-    provider, model = ProviderRegistry({"LLMFLOW_MODEL": "fake:critic"}, allow_real=False).resolve("")
+    provider, model = ProviderRegistry({}, allow_real=False, default_model="fake:critic").resolve("")
     assert provider.name == "fake" and model == "critic"
 
 

@@ -60,3 +60,14 @@ def test_a_batch_from_the_runner_gives_runs_in_input_order(runtime: Runtime) -> 
     assert [type(r) for r in results] == [llmflow.Run] * 3
     assert [r["success"] for r in results] == [True] * 3
     assert len({r.run_id for r in results}) == 3
+
+
+def test_the_single_output_rule_every_facade_uses() -> None:
+    from llmflow.sdk.result import only_value, single_output
+
+    assert single_output({"result": 1, "other": 2}) == 1  # 'result' wins
+    assert single_output({"answer": "x"}) == "x"  # the only value
+    assert single_output({"a": 1, "b": 2}) == {"a": 1, "b": 2}  # else all of them
+    assert single_output({}) is None and single_output(None) is None
+    assert only_value({"k": [1]}) == [1] and only_value("text") == "text"
+    assert only_value({"a": 1, "b": 2}) == {"a": 1, "b": 2}

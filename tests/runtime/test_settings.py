@@ -6,7 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from llmflow.errors import LlmflowError
+from llmflow.errors import LlmflowError, SettingsError
+from llmflow.model.limits import DEFAULT
+from llmflow.runtime import build_runtime
+from llmflow.server.config import ServerConfig
 from llmflow.settings import Settings
 
 
@@ -60,3 +63,100 @@ def test_a_bad_setting_is_refused_naming_the_variable_and_the_fix(
         str(err.value).startswith(f"{key}={value!r}: ")
         and err.value.hint == f"unset {key} or give it a valid value"
     )
+
+
+# -- the settings of components: typed here, handed to them typed ------------------------------
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        ("LLMFLOW_TEMPLATE_TIMEOUT", "0"),
+        ("LLMFLOW_TEMPLATE_TIMEOUT", "nan"),
+        ("LLMFLOW_TEMPLATE_MAX_OUTPUT", "lots"),
+        ("LLMFLOW_TEMPLATE_MAX_RANGE", "-3"),
+        ("LLMFLOW_MAX_STEPS", "many"),
+        ("LLMFLOW_MAX_STEP_DEPTH", "1.5"),
+        ("LLMFLOW_MAX_DOCUMENT_DEPTH", "0"),
+        ("LLMFLOW_MAX_FLOW_BYTES", "-1"),
+        ("DISABLE_WORKER", "maybe"),
+        ("WORKER_CHECK_INTERVAL", "soon"),
+        ("WORKER_CHECK_INTERVAL", "-1"),
+        ("LLMFLOW_MAX_BODY_BYTES", "big"),
+        ("LLMFLOW_MAX_FRAME_BYTES", "0"),
+        ("LLMFLOW_SSE_KEEPALIVE", "0"),
+        ("LLMFLOW_SERVER_ALLOW_SHELL", "perhaps"),
+        ("LLMFLOW_METRICS_PUBLIC", "sometimes"),
+        ("LLMFLOW_THREAD_TOKENS", "-1"),
+        ("LLMFLOW_THREAD_TOKENS", "plenty"),
+    ],
+)
+def test_a_bad_component_setting_is_refused_naming_the_variable_and_the_fix(
+    key: str, value: str, tmp_path: Path
+) -> None:
+    with pytest.raises(SettingsError) as err:
+        Settings.from_env({key: value}, home=tmp_path)
+    assert str(err.value).startswith(f"{key}={value!r}: ")
+    assert err.value.hint == f"unset {key} or give it a valid value"
+
+
+def test_limits_come_from_the_settings(tmp_path: Path) -> None:
+    s = Settings.from_env(
+        {"LLMFLOW_TEMPLATE_TIMEOUT": "0.5", "LLMFLOW_MAX_STEPS": "10", "LLMFLOW_TEMPLATE_MAX_RANGE": " "},
+        home=tmp_path,
+    )
+    lim = s.limits()
+    assert (lim.template_seconds, lim.flow_steps) == (0.5, 10)
+    assert lim.template_range == DEFAULT.template_range  # blank: unset
+    assert Settings.from_env({}, home=tmp_path).limits() == DEFAULT
+
+
+def test_the_runtime_runs_with_the_settings_limits_and_default_model(tmp_path: Path) -> None:
+    rt = build_runtime(
+        env={"LLMFLOW_MAX_STEPS": "7", "LLMFLOW_MODEL": "fake:critic", "LLMFLOW_BLOCK_REAL_MODELS": "1"},
+        home=tmp_path,
+    )
+    try:
+        assert rt.limits.flow_steps == 7
+        provider, model = rt.gateway.registry.resolve("")
+        assert (provider.name, model) == ("fake", "critic")
+    finally:
+        rt.close()
+
+
+def test_server_config_comes_from_the_settings(tmp_path: Path) -> None:
+    settings = Settings.from_env(
+        {
+            "LLMFLOW_API_TOKEN": " t ",
+            "CORS_ORIGINS": "http://a/, http://b",
+            "LLMFLOW_SSE_KEEPALIVE": "2.5",
+            "LLMFLOW_SERVER_ALLOW_SHELL": "1",
+            "DISABLE_WORKER": "yes",
+        },
+        home=tmp_path,
+    )
+    cfg = ServerConfig.from_settings(settings, port=9)
+    assert (cfg.api_token, cfg.cors_origins, cfg.sse_keepalive, cfg.allow_shell, cfg.worker_enabled) == (
+        "t",
+        ["http://a", "http://b"],
+        2.5,
+        True,
+        False,
+    )
+    assert cfg.port == 9 and cfg.max_body_bytes == ServerConfig().max_body_bytes == settings.max_body_bytes
+    # set but empty closes CORS (docs/security.md); LLMFLOW_CORS_ORIGINS wins over CORS_ORIGINS
+    closed = Settings.from_env({"LLMFLOW_CORS_ORIGINS": "", "CORS_ORIGINS": "http://c"}, home=tmp_path)
+    assert ServerConfig.from_settings(closed).cors_origins == []
+
+
+def test_index_dir_and_thread_budget_reach_the_tool_services(tmp_path: Path) -> None:
+    from llmflow.tools.services import ToolServices
+    from llmflow.tools.threads import DEFAULT_BUDGET
+
+    s = Settings.from_env(
+        {"LLMFLOW_INDEX_DIR": str(tmp_path / "ix"), "LLMFLOW_THREAD_TOKENS": "50"}, home=tmp_path
+    )
+    assert (ToolServices(s).index_dir, ToolServices(s).thread_tokens) == (tmp_path / "ix", 50)
+    unset = ToolServices(Settings(home=tmp_path))
+    assert unset.index_dir == tmp_path / ".llmflow" / "indexes"
+    assert unset.thread_tokens == DEFAULT_BUDGET == 2000  # docs/threads.md's default

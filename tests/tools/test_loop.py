@@ -188,6 +188,8 @@ def test_shell_tool_refuses_where_shell_steps_are_not_allowed(tmp_path, monkeypa
     rt = runtime(tmp_path, [calls(("shell", {"command": "echo hi"})), "{tool_results}"])
     st = asyncio.run(rt.run(flow(["shell"])))
     assert st.status == "FAILED" and "runs code on this machine" in st.error
+    failed = [e.payload for e in rt.store.events(st.run_id) if e.type == E.ATTEMPT_FAILED]
+    assert [(p["kind"], p["retryable"]) for p in failed] == [("shell_disabled", False)]  # ShellDisabledError
 
 
 def test_the_call_context_gives_a_tool_its_call_id(tmp_path):

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from llmflow.engine.events import EventType as E
 from llmflow.model.spec import Flow
 from llmflow.runtime import build_runtime
 from llmflow.tools.retrieval.ingest import add_paths
@@ -243,3 +244,5 @@ def test_a_missing_index_fails_the_step_with_the_command_that_makes_it(tmp_path,
         assert st.status == "FAILED" and "'nowhere' does not exist" in st.error
         attempt = rt.view(st.run_id)["steps"][0]["attempts"]
         assert len(attempt) == 1  # not retried: running again cannot make the index
+        failed = [e.payload for e in rt.store.events(st.run_id) if e.type == E.ATTEMPT_FAILED]
+        assert [p["kind"] for p in failed] == ["validation"]  # StepConfigError

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from typing import Any
 
@@ -28,6 +29,12 @@ def print_diagnostics(diags: list[Any]) -> None:
         eprint(f"error: {d.format()}")
 
 
+def _settings_limits() -> Any:
+    from llmflow.settings import Settings
+
+    return Settings.from_env().limits()
+
+
 def run_guarded(app: Any, argv: list[str]) -> int:
     from typer.exceptions import Abort, Exit, TyperException
 
@@ -43,11 +50,12 @@ def run_guarded(app: Any, argv: list[str]) -> int:
     )
 
     try:
-        import os
+        from llmflow.model.limits import DEFAULT, SETTINGS, using
 
-        from llmflow.model.limits import Limits, using
-
-        with using(Limits.from_env(os.environ)):  # LLMFLOW_MAX_STEPS, LLMFLOW_TEMPLATE_TIMEOUT, ...
+        # LLMFLOW_MAX_STEPS, LLMFLOW_TEMPLATE_TIMEOUT...: read by the typed settings, which import
+        # pydantic, so only when one is set (`llmflow --help` stays light)
+        limits = _settings_limits() if any(os.environ.get(k) for k in SETTINGS.values()) else DEFAULT
+        with using(limits):
             result = app(args=argv, standalone_mode=False, prog_name="llmflow")
         return int(result) if isinstance(result, int) else EXIT_OK
     except Exit as exc:
@@ -96,8 +104,6 @@ def run_guarded(app: Any, argv: list[str]) -> int:
             log.error("internal error\n%s", traceback.format_exc())
         eprint(f"internal error: {type(exc).__name__}: {exc}")
         eprint("this is a bug in llmflow; run with LLMFLOW_DEBUG=1 to see the traceback")
-        import os
-
         if os.environ.get("LLMFLOW_DEBUG"):
             traceback.print_exc()
         return EXIT_FAILED

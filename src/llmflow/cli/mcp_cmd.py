@@ -64,8 +64,8 @@ def register(app: typer.Typer) -> None:
             return 1
         settings = Settings.from_env()
         try:
-            cfg = ServerConfig.from_env(
-                settings.env,
+            cfg = ServerConfig.from_settings(
+                settings,
                 flows=[f.strip() for f in (flows or "").split(",") if f.strip()],
                 workers=max(workers, 1),
                 config_dir=Path(config_dir) if config_dir else None,

@@ -80,8 +80,8 @@ def register(app: typer.Typer) -> None:
             return 1
         settings = Settings.from_env()
         try:
-            cfg = ServerConfig.from_env(
-                settings.env,
+            cfg = ServerConfig.from_settings(
+                settings,
                 host=host,
                 port=port,
                 flows=[f.strip() for f in (flows or "").split(",") if f.strip()],

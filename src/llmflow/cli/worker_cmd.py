@@ -37,11 +37,10 @@ def register(app: typer.Typer) -> None:
 
         from llmflow.cli.logs import setup_logging
         from llmflow.runtime import Worker, build_runtime
-        from llmflow.server.config import ServerConfig
 
         rt = build_runtime()
         setup_logging(rt.settings.state_dir, rt.settings.log_level, verbose)
-        interval = check_interval or ServerConfig.from_env(rt.settings.env).check_interval
+        interval = check_interval or rt.settings.worker_check_interval
 
         def report(run_id: str, what: str) -> None:
             print(f"worker {rt.owner}: run {run_id} {what}", file=sys.stderr, flush=True)

@@ -55,14 +55,9 @@ from llmflow.engine.ports import Clock, EventLog, HumanQuestion, LlmGateway, Ste
 from llmflow.engine.scheduler import decide
 from llmflow.engine.state import RunState
 from llmflow.engine.states import RunStatus
-from llmflow.errors import LlmflowError, RateLimitError, StepError, TemplateError
+from llmflow.errors import HumanTimeoutError, LlmflowError, RateLimitError, StepError, TemplateError
 
 log = logging.getLogger("llmflow.engine")
-
-
-class HumanTimeoutError(StepError):
-    kind = "human"
-    retryable = False
 
 
 class EventWriter(Protocol):

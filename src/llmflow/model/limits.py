@@ -5,19 +5,16 @@ composition root installed for the work it runs (``with using(limits): ...``). I
 context variable, so a run's limits follow its tasks and the threads they render in
 (``asyncio.to_thread`` copies the context) and never leak into another run.
 
-Settings (environment variables, read by the composition root through
-:meth:`Limits.from_env`, never here): see :data:`SETTINGS` and docs/security.md.
+Settings: the environment variables of :data:`SETTINGS`, typed and read once by
+``llmflow.settings.Settings`` (``Settings.limits()``), never here; docs/security.md.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
-from dataclasses import dataclass, fields, replace
-from typing import Any
-
-from llmflow.errors import SettingsError
+from dataclasses import dataclass
 
 
 @dataclass(frozen=True)
@@ -31,31 +28,6 @@ class Limits:
     flow_depth: int = 32  # how deeply steps may nest (parallel in loop in parallel ...)
     document_depth: int = 100  # how deeply any YAML / JSON value of a flow may nest
     flow_bytes: int = 2_000_000  # size of a flow file or posted flow document
-
-    @classmethod
-    def from_env(cls, env: Mapping[str, str], base: Limits | None = None) -> Limits:
-        """The limits that ``LLMFLOW_*`` settings in ``env`` give; ValueError names a bad one."""
-        out = base or cls()
-        changes: dict[str, Any] = {}  # field name -> its int or float, as the field's type says
-        for f in fields(cls):
-            key = SETTINGS[f.name]
-            raw = (env.get(key) or "").strip()
-            if not raw:
-                continue
-            try:
-                value = float(raw) if f.type in ("float", float) else int(raw)
-            except ValueError:
-                raise SettingsError(
-                    f"{key}={raw!r} is not a {'number' if f.type in ('float', float) else 'whole number'}",
-                    hint=f"unset it for the default ({getattr(DEFAULT, f.name)})",
-                ) from None
-            if not value > 0 or value != value:
-                raise SettingsError(
-                    f"{key}={raw!r} must be above 0",
-                    hint=f"unset it for the default ({getattr(DEFAULT, f.name)})",
-                )
-            changes[f.name] = value
-        return replace(out, **changes) if changes else out
 
 
 # field -> the environment variable that sets it

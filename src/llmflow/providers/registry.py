@@ -1,8 +1,10 @@
 """Resolve ``provider:model`` specs to provider instances.
 
-Built into the composition root (``app.py``) with the process environment::
+Built by the composition root (``runtime/root.py``) with the process environment, for the
+providers' own keys and hosts, and the typed settings (``LLMFLOW_MODEL``...)::
 
-    registry = ProviderRegistry(os.environ, fake_scripts={"critic": FakeScript(answers=["yes"])})
+    registry = ProviderRegistry(settings.env, default_model=settings.default_model,
+                                fake_scripts={"critic": FakeScript(answers=["yes"])})
     provider, model = registry.resolve("openai:gpt-4o-mini")   # (PydanticAIProvider, "gpt-4o-mini")
     async for item in provider.stream(ModelRequest(model, messages)): ...
 
@@ -18,6 +20,7 @@ kept. ``allow_real=False`` (the test suite's setting) refuses everything except 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Any
 
 from llmflow.errors import ProviderUnavailableError
@@ -44,8 +47,12 @@ class ProviderRegistry:
         fake_scripts: Mapping[str, Any] | None = None,
         allow_real: bool = True,
         prices: Mapping[str, Any] | None = None,
+        default_model: str | None = None,
+        local_model_dir: Path | None = None,
     ) -> None:
-        self.env = dict(env)
+        self.env = dict(env)  # provider keys and hosts, whose names llmflow does not own
+        self._default_model = default_model
+        self._local_model_dir = local_model_dir
         self.allow_real = allow_real
         self._fake_scripts = dict(fake_scripts or {})
         self._prices = prices
@@ -55,8 +62,8 @@ class ProviderRegistry:
 
     @property
     def default_model(self) -> str:
-        """``LLMFLOW_MODEL`` from the environment, else :data:`DEFAULT_MODEL`."""
-        return self.env.get("LLMFLOW_MODEL") or DEFAULT_MODEL
+        """The one given (the ``LLMFLOW_MODEL`` setting), else :data:`DEFAULT_MODEL`."""
+        return self._default_model or DEFAULT_MODEL
 
     def custom_names(self) -> list[str]:
         """OpenAI-compatible hosts from ``LLMFLOW_PROVIDER_<NAME>_BASE_URL`` (built-in names win)."""
@@ -109,7 +116,7 @@ class ProviderRegistry:
         if name == "local":
             from llmflow.providers.local import LocalProvider
 
-            return LocalProvider(cache_dir=self.env.get("LLMFLOW_LOCAL_MODEL_DIR") or None)
+            return LocalProvider(cache_dir=str(self._local_model_dir) if self._local_model_dir else None)
         if name == "ollama":
             from llmflow.providers.ollama import OllamaProvider
 

@@ -49,7 +49,13 @@ def build_runtime(
     from llmflow.runtime.plugins import build_registry
 
     scripts = {**_fake_scripts_from_file(settings), **(fake_scripts or {})}
-    registry = ProviderRegistry(settings.env, fake_scripts=scripts, allow_real=not settings.block_real_models)
+    registry = ProviderRegistry(
+        settings.env,
+        fake_scripts=scripts,
+        allow_real=not settings.block_real_models,
+        default_model=settings.default_model,
+        local_model_dir=settings.local_model_dir,
+    )
     limiter = _limiter(settings)
     prices = _prices(settings)
     gateway = Gateway(registry, limiter, prices)

@@ -27,7 +27,6 @@ from llmflow.engine.ports import Clock, StepContext
 from llmflow.engine.runner import RunDriver
 from llmflow.engine.state import RunState, fold, new_state
 from llmflow.errors import RunNotFoundError
-from llmflow.model.limits import Limits
 from llmflow.model.loader import LoadedFlow
 from llmflow.model.spec import Flow
 from llmflow.runtime import children, control, creation, execution
@@ -81,7 +80,7 @@ class Runtime:
             config_dirs=[settings.config_dir, "conf"],
             database_path=getattr(store, "path", None),
         )
-        self.limits = Limits.from_env(settings.env)  # template and flow limits of this process's runs
+        self.limits = settings.limits()  # template and flow limits of this process's runs
         from llmflow.tools.services import ToolServices
 
         self.tool_services = ToolServices(settings, run_child=self.run_child, store=store)

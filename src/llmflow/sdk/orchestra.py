@@ -22,15 +22,14 @@ Control methods are plain and thread-safe: ``pause_orchestra`` pauses the runs i
 continues both; ``stop_orchestra`` cancels the runs in flight and refuses new calls until
 ``resume_orchestra``.
 
-Over 400 lines: SuperOptiX's Orchestra is one class (four workflows, the file runner, the
-controls and status, and a sync twin of each method); splitting the flow building of each
-workflow into its own module is the next step (issue 17).
+The flows of the four workflows are built in :mod:`llmflow.sdk.workflows`; a SuperOptiX
+orchestra file's result is read in :mod:`llmflow.sdk.orchestra_file`. This class holds the
+agents, the controls and status, runs the flows and reads each agent's result.
 """
 
 from __future__ import annotations
 
 import asyncio
-import re
 import threading
 import time
 from pathlib import Path
@@ -39,30 +38,22 @@ from typing import TYPE_CHECKING, Any
 from llmflow.errors import RunStateError
 from llmflow.model.spec import Flow
 from llmflow.runtime import RunRequest, run_blocking
-from llmflow.sdk.result import Run
-from llmflow.sdk.runner import Agent, _runtime, flow_for, make_agent, step_id, unwrap
+from llmflow.sdk.orchestra_file import file_result
+from llmflow.sdk.result import Run, only_value
+from llmflow.sdk.runner import Agent, _runtime, make_agent, step_id, unwrap
+from llmflow.sdk.workflows import (
+    AGGREGATIONS,
+    aggregate_answers,
+    broadcast_flow,
+    condition_expr,
+    conditional_flow,
+    one_broadcast_step,
+    parallel_flow,
+    pipeline_flow,
+)
 
 if TYPE_CHECKING:
     from llmflow.runtime.ports import RunService
-
-AGGREGATIONS = ("consensus", "majority", "weighted", "all", "first")
-_QUOTED = re.compile(r"""('(?:[^'\\]|\\.)*'|"(?:[^"\\]|\\.)*")""")
-
-
-def condition_expr(cond: str) -> str:
-    """SuperOptiX conditions say ``input.type == 'text'``; the flow's input is ``inputs.input``."""
-    parts = _QUOTED.split(cond)
-    for i in range(0, len(parts), 2):
-        parts[i] = re.sub(r"(?<![\w.])input\b", "inputs.input", parts[i])
-    return "".join(parts)
-
-
-def aggregate_answers(strategy: str, answers: dict[str, Any], weights: dict[str, float] | None = None) -> Any:
-    """The python step that aggregates a broadcast over mixed agents (not all LLM configs)."""
-    from llmflow.engine.aggregate import Response, aggregate
-
-    responses = [Response(a, out, i) for i, (a, out) in enumerate(answers.items()) if out is not None]
-    return aggregate(strategy, responses, weights=weights, total_agents=len(answers))
 
 
 class Orchestra:
@@ -234,13 +225,8 @@ class Orchestra:
             )
         else:
             status, output, error, duration = step["status"], step["output"], step["error"], step["duration"]
-        if (
-            self.agents.get(name) is not None
-            and self.agents[name].kind == "flow"
-            and isinstance(output, dict)
-            and len(output) == 1
-        ):
-            output = next(iter(output.values()))
+        if self.agents.get(name) is not None and self.agents[name].kind == "flow":
+            output = only_value(output)
         s = self._stats.get(name)
         if s is not None and status not in ("SKIPPED", "PENDING"):
             s["calls"] += 1
@@ -261,12 +247,7 @@ class Orchestra:
     async def run_pipeline(self, input: Any, steps: list[str], **_: Any) -> Run:  # noqa: A002 - SuperOptiX's name
         """Each agent's output is the next one's input; stops at the first failure."""
         agents = [self._agent(s) for s in steps]
-        specs, expr = [], "inputs.input"
-        for i, a in enumerate(agents):
-            sid = step_id(i, a.name)
-            specs.append(a.step(sid, expr, input if i == 0 else None))
-            expr = a.output_expr(sid)
-        flow = flow_for(agents, specs, f"{self.name}-pipeline", {"result": "{{ " + expr + " }}"})
+        flow = pipeline_flow(self.name, agents, input)
         v, res = await self._execute(flow, input, "pipeline", steps)
         by_id = {s["id"]: s for s in v["steps"]}
         res.extra["steps"] = [
@@ -285,54 +266,15 @@ class Orchestra:
         **_: Any,
     ) -> Run:  # noqa: A002
         """The same input to every agent; their answers aggregated (consensus, majority, weighted, all, first)."""
-        if aggregation not in AGGREGATIONS:
-            raise ValueError(f"aggregation must be one of {', '.join(AGGREGATIONS)}, not {aggregation!r}")
         objs = [self._agent(a) for a in agents]
-        if all(a.kind == "llm" for a in objs):
-            step: dict[str, Any] = {
-                "id": "broadcast",
-                "kind": "broadcast",
-                "agents": list(agents),
-                "aggregate": aggregation,
-                "prompt": "{{ inputs.input if inputs.input is string else inputs.input | tojson }}",
-            }
-            if weights:
-                step["weights"] = weights
-            if min_responses:
-                step["min_responses"] = min_responses
-            flow = flow_for(
-                objs, [step], f"{self.name}-broadcast", {"result": "{{ steps.broadcast.output }}"}
-            )
-            v, res = await self._execute(flow, input, "broadcast", agents)
+        flow = broadcast_flow(
+            self.name, objs, input, aggregation, weights=weights, min_responses=min_responses
+        )
+        v, res = await self._execute(flow, input, "broadcast", agents)
+        if one_broadcast_step(objs):
             b = next(s for s in v["steps"] if s["id"] == "broadcast")
             res.extra["agents"] = {a: self._agent_result(a, b, v["id"], unit=a) for a in agents}
             return res
-        specs = [
-            {**a.step(step_id(i, a.name), "inputs.input", input), "needs": [], "on_error": "continue"}
-            for i, a in enumerate(objs)
-        ]
-        answers = {
-            a.name: "{{ "
-            + f"{a.output_expr(step_id(i, a.name))} if steps.{step_id(i, a.name)}.status == 'COMPLETED' else none"
-            + " }}"
-            for i, a in enumerate(objs)
-        }
-        specs.append(
-            {
-                "id": "aggregate",
-                "kind": "python",
-                "function": "llmflow.sdk.orchestra:aggregate_answers",
-                "needs": [s["id"] for s in specs],
-                "args": {"strategy": aggregation, "answers": answers, "weights": weights},
-            }
-        )
-        flow = flow_for(
-            objs,
-            specs,
-            f"{self.name}-broadcast",
-            {"result": "{{ steps.aggregate.output.output }}", "aggregate": "{{ steps.aggregate.output }}"},
-        )
-        v, res = await self._execute(flow, input, "broadcast", agents)
         by_id = {s["id"]: s for s in v["steps"]}
         res.extra["output"] = (res.outputs or {}).get("result")
         res.extra["agents"] = {
@@ -352,21 +294,7 @@ class Orchestra:
         if default_agent and default_agent not in names:
             names.append(self._agent(default_agent).name)
         objs = [self.agents[n] for n in names]
-        sids = {n: step_id(i, n) for i, n in enumerate(names)}
-        route = {
-            "id": "route",
-            "kind": "route",
-            "routes": [
-                {"when": condition_expr(str(c["condition"])), "to": [sids[c["agent"]]]} for c in conditions
-            ],
-            "default": [sids[default_agent]] if default_agent else [],
-        }
-        specs = [route] + [a.step(sids[a.name], "inputs.input", input) for a in objs]
-        outputs = " or ".join(
-            f"({a.output_expr(sids[a.name])} if steps.{sids[a.name]}.status == 'COMPLETED' else none)"
-            for a in objs
-        )
-        flow = flow_for(objs, specs, f"{self.name}-conditional", {"result": "{{ " + outputs + " }}"})
+        flow, sids = conditional_flow(self.name, objs, conditions, default_agent, input)
         v, res = await self._execute(flow, input, "conditional", names)
         by_id = {s["id"]: s for s in v["steps"]}
         selected = (by_id["route"]["output"] or {}).get("selected", []) if by_id.get("route") else []
@@ -382,27 +310,12 @@ class Orchestra:
     ) -> Run:  # noqa: A002
         """Tasks ``{agent, input_key?, name?}`` at once (at most ``max_concurrent``); each
         gets ``input[input_key]`` (or the whole input). A failed task does not stop the others."""
-        objs, specs, names = [], [], []
-        for i, t in enumerate(tasks):
-            a = self._agent(t["agent"])
-            key = t.get("input_key")
-            expr = f"inputs.input[{key!r}]" if key else "inputs.input"
-            value = input.get(key) if key and isinstance(input, dict) else input
-            specs.append({**a.step(step_id(i, a.name), expr, value), "needs": [], "on_error": "continue"})
-            objs.append(a)
-            names.append(
-                str(
-                    t.get("name")
-                    or (a.name if sum(1 for x in tasks if x["agent"] == a.name) == 1 else f"{a.name}_{i}")
-                )
-            )
-        outputs = {n: "{{ " + objs[i].output_expr(specs[i]["id"]) + " }}" for i, n in enumerate(names)}
-        flow = flow_for(objs, specs, f"{self.name}-parallel", outputs, max_concurrency=max(1, max_concurrent))
+        objs = [self._agent(t["agent"]) for t in tasks]
+        flow, names, sids = parallel_flow(self.name, tasks, objs, input, max_concurrent)
         v, res = await self._execute(flow, input, "parallel", [a.name for a in objs])
         by_id = {s["id"]: s for s in v["steps"]}
         res.extra["results"] = {
-            n: self._agent_result(objs[i].name, by_id.get(specs[i]["id"]), v["id"])
-            for i, n in enumerate(names)
+            n: self._agent_result(objs[i].name, by_id.get(sids[i]), v["id"]) for i, n in enumerate(names)
         }
         res.extra["success"] = res.success and all(r["success"] for r in res.extra["results"].values())
         return res
@@ -440,39 +353,7 @@ class Orchestra:
             str(path), {"goal": goal}, RunRequest(models=dict(self.models), run_type="orchestra"), claim=True
         )
         await rt.execute(rec.id)
-        v = rt.view(rec.id)
-        tasks = {s["id"]: s for s in v["steps"] if s["kind"] == "llm"}
-        # as SuperOptiX: only tasks that ran are in task_results (a failed task's dependents
-        # are absent, not listed as skipped)
-        ran = {n: s for n, s in tasks.items() if s["status"] in ("COMPLETED", "FAILED")}
-        results = {
-            n: {
-                "success": s["status"] == "COMPLETED",
-                "status": s["status"],
-                "output": s["output"],
-                "error": s["error"] or s["reason"],
-                "execution_time": s["duration"],
-            }
-            for n, s in ran.items()
-        }
-        failed = sum(1 for r in results.values() if r["status"] == "FAILED")
-        skipped = len(tasks) - len(ran)
-        return {
-            "success": v["status"] == "COMPLETED" and failed == 0,
-            "total_execution_time": v["duration"] if v["duration"] is not None else time.time() - t0,
-            "stats": {
-                "start_time": v["started_at"],
-                "end_time": v["ended_at"],
-                "total_tasks": len(tasks),
-                "completed_tasks": sum(1 for r in results.values() if r["success"]),
-                "failed_tasks": failed,
-                "skipped_tasks": skipped,
-                "execution_times": {n: r["execution_time"] for n, r in results.items()},
-            },
-            "task_results": results,
-            "run_id": v["id"],
-            "workspace": v["workspace"],
-        }
+        return file_result(rt.view(rec.id), time.time() - t0)
 
     # -- sync twins -------------------------------------------------------------------------
     def run_pipeline_sync(self, input: Any, steps: list[str], **kw: Any) -> Run:  # noqa: A002
@@ -510,4 +391,5 @@ class Orchestra:
         self.close()
 
 
-__all__ = ["Orchestra", "aggregate_answers", "condition_expr", "unwrap"]
+# aggregate_answers: runs recorded before llmflow.sdk.workflows name it here as a step function
+__all__ = ["AGGREGATIONS", "Orchestra", "aggregate_answers", "condition_expr", "unwrap"]

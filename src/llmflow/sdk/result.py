@@ -157,7 +157,14 @@ class Run:
 
 
 def single_output(outputs: dict[str, Any] | None) -> Any:
-    """A run's one output: ``outputs['result']``, else the only value, else all of them."""
+    """A run's one output: ``outputs['result']``, else the only value, else all of them. The
+    single-output rule of every facade (``Run.output``, ``Runner``, ``Orchestra``)."""
     if not outputs:
         return None
-    return outputs.get("result", next(iter(outputs.values())) if len(outputs) == 1 else outputs)
+    return outputs.get("result", only_value(outputs))
+
+
+def only_value(value: Any) -> Any:
+    """A mapping with one key -> that value; anything else as it is (so a flow agent's
+    outputs chain like another agent's output; ``sdk.runner.unwrap`` is its template form)."""
+    return next(iter(value.values())) if isinstance(value, dict) and len(value) == 1 else value

@@ -46,7 +46,8 @@ def text_of(expr: str) -> str:
 
 
 def unwrap(expr: str) -> str:
-    """A sub-flow's outputs with one key -> that value (so a flow agent chains like others)."""
+    """A sub-flow's outputs with one key -> that value (so a flow agent chains like others):
+    :func:`llmflow.sdk.result.only_value` as a template expression."""
     return f"({expr}.values() | first if {expr} is mapping and {expr} | length == 1 else {expr})"
 
 

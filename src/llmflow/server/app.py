@@ -44,7 +44,7 @@ def create_app(target: Settings | Runtime | None = None, config: ServerConfig | 
     from llmflow.server.security import BodyLimit, OriginGuard, TokenAuth, redact_tokens_in
 
     settings = target.settings if isinstance(target, Runtime) else (target or Settings.from_env())
-    config = config or ServerConfig.from_env(settings.env)
+    config = config or ServerConfig.from_settings(settings)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -134,7 +134,7 @@ def create_app(target: Settings | Runtime | None = None, config: ServerConfig | 
     app.state.config = config
     from llmflow.server import metrics
 
-    metrics.install(app, settings.env)  # outside the token check only with LLMFLOW_METRICS_PUBLIC=1
+    metrics.install(app, public=settings.metrics_public)  # outside the token check: LLMFLOW_METRICS_PUBLIC=1
     from llmflow.server import live
     from llmflow.web.mount import mount_console
 

@@ -1,7 +1,9 @@
 """Server settings: what `llmflow serve` adds to the process settings.
 
-Read from the environment once, by the composition root (``create_app`` / ``serve``),
-never on import. Command-line flags win over the environment.
+Built from the typed process settings (:meth:`ServerConfig.from_settings`: ``LLMFLOW_API_TOKEN``,
+``LLMFLOW_CORS_ORIGINS``... are fields of :class:`llmflow.settings.Settings`) by the
+composition root (``create_app`` / ``serve``), never on import. Command-line flags win over
+the environment.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ import ipaddress
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from llmflow.settings import Settings
 
@@ -18,21 +21,9 @@ LOOPBACK_NAMES = frozenset({"localhost", "localhost.localdomain", "ip6-localhost
 AGENT_RUNNER_ORIGINS = ("http://localhost:3001", "http://127.0.0.1:3001")
 
 
-def _flag(v: str | None) -> bool:
-    return (v or "").strip().lower() in ("1", "true", "yes", "on")
-
-
-def _float(env: Mapping[str, str], key: str, default: float) -> float:
-    raw = env.get(key)
-    if raw is None or not raw.strip():
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        raise ValueError(f"{key}={raw!r} is not a number") from None
-    if value != value or value < 0:  # NaN or negative
-        raise ValueError(f"{key}={raw!r} must be a number >= 0")
-    return value
+def _default(setting: str) -> Any:
+    """The default of a setting, written once in :class:`Settings`."""
+    return Settings.model_fields[setting].default
 
 
 def is_loopback(host: str) -> bool:
@@ -55,7 +46,9 @@ class ServerConfig:
     flows_only: bool = False  # serve exactly `flows` (serve --flows): nothing else, no built-ins unless named
     workers: int = 8  # runs the in-process worker executes at once; 0 = no in-process worker
     worker_enabled: bool = True  # DISABLE_WORKER=1 turns it off
-    check_interval: float = 1.0  # WORKER_CHECK_INTERVAL: seconds between queue polls
+    check_interval: float = _default(
+        "worker_check_interval"
+    )  # WORKER_CHECK_INTERVAL: seconds between queue polls
     allow_shell: bool = False  # may flow documents posted over the API run shell / code steps?
     api_token: str | None = None  # LLMFLOW_API_TOKEN: bearer token for every route but /health
     # LLMFLOW_CORS_ORIGINS (or Agent Runner's CORS_ORIGINS): browser origins that may call the
@@ -64,9 +57,11 @@ class ServerConfig:
     projects_root: Path | None = (
         None  # LLMFLOW_PROJECTS_ROOT: projects must be inside it (needed off loopback)
     )
-    max_body_bytes: int = 1_048_576  # LLMFLOW_MAX_BODY_BYTES
-    max_frame_bytes: int = 1_048_576  # LLMFLOW_MAX_FRAME_BYTES: largest WebSocket message
-    sse_keepalive: float = 15.0  # LLMFLOW_SSE_KEEPALIVE: seconds between ': keepalive' comments
+    max_body_bytes: int = _default("max_body_bytes")  # LLMFLOW_MAX_BODY_BYTES
+    max_frame_bytes: int = _default("max_frame_bytes")  # LLMFLOW_MAX_FRAME_BYTES: largest WebSocket message
+    sse_keepalive: float = _default(
+        "sse_keepalive"
+    )  # LLMFLOW_SSE_KEEPALIVE: seconds between ': keepalive' comments
     poll_interval: float = 0.5  # how often streams look for events written by other processes
     wait_timeout: float = 600.0  # longest `wait=true` request, seconds
     session_timeout: float = 3600.0  # Buttermilk sessions expire after this long idle
@@ -74,25 +69,21 @@ class ServerConfig:
     max_frames: int = 10_000  # per-session WebSocket frame buffer
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str], **overrides: object) -> ServerConfig:
-        """Environment first, then the given (command-line) values that are not None."""
-        cfg = cls()
-        cfg.worker_enabled = not _flag(env.get("DISABLE_WORKER"))
-        cfg.check_interval = _float(env, "WORKER_CHECK_INTERVAL", cfg.check_interval)
-        cfg.api_token = (env.get("LLMFLOW_API_TOKEN") or "").strip() or None
-        origins = (
-            env.get("LLMFLOW_CORS_ORIGINS")
-            if env.get("LLMFLOW_CORS_ORIGINS") is not None
-            else env.get("CORS_ORIGINS")
+    def from_settings(cls, settings: Settings, **overrides: object) -> ServerConfig:
+        """The process settings (environment) first, then the given (command-line) values
+        that are not None."""
+        cfg = cls(
+            worker_enabled=not settings.disable_worker,
+            check_interval=settings.worker_check_interval,
+            allow_shell=settings.server_allow_shell,
+            api_token=settings.api_token,
+            projects_root=settings.projects_root.expanduser() if settings.projects_root else None,
+            max_body_bytes=settings.max_body_bytes,
+            max_frame_bytes=settings.max_frame_bytes,
+            sse_keepalive=settings.sse_keepalive,
         )
-        if origins is not None:
-            cfg.cors_origins = [o.strip().rstrip("/") for o in origins.split(",") if o.strip()]
-        root = (env.get("LLMFLOW_PROJECTS_ROOT") or "").strip()
-        cfg.projects_root = Path(root).expanduser() if root else None
-        cfg.max_body_bytes = int(_float(env, "LLMFLOW_MAX_BODY_BYTES", cfg.max_body_bytes))
-        cfg.max_frame_bytes = int(_float(env, "LLMFLOW_MAX_FRAME_BYTES", cfg.max_frame_bytes))
-        cfg.sse_keepalive = _float(env, "LLMFLOW_SSE_KEEPALIVE", cfg.sse_keepalive) or cfg.sse_keepalive
-        cfg.allow_shell = _flag(env.get("LLMFLOW_SERVER_ALLOW_SHELL"))
+        if settings.cors_origins is not None:
+            cfg.cors_origins = [o.strip().rstrip("/") for o in settings.cors_origins.split(",") if o.strip()]
         for key, value in overrides.items():
             if value is None:
                 continue
@@ -102,6 +93,11 @@ class ServerConfig:
         if cfg.workers <= 0:
             cfg.worker_enabled = False
         return cfg
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str], **overrides: object) -> ServerConfig:
+        """:meth:`from_settings` of the settings ``env`` gives (a bad value: SettingsError)."""
+        return cls.from_settings(Settings.from_env(env), **overrides)
 
     def resolved_config_dir(self, settings: Settings) -> Path:
         return Path(self.config_dir or settings.config_dir or "conf").expanduser().resolve()

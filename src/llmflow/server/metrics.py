@@ -128,15 +128,14 @@ def _event_stream(message: Any) -> bool:
     )
 
 
-def install(app: FastAPI, env: dict[str, str] | Any) -> None:
+def install(app: FastAPI, *, public: bool = False) -> None:
     """The route, and the middleware (call it after the token check was added, so a public
-    endpoint sits outside it)."""
+    endpoint, ``LLMFLOW_METRICS_PUBLIC``, sits outside it)."""
     from llmflow.observe.metrics import RunMetrics
 
     metrics = RunMetrics()
     app.state.metrics = metrics
     app.include_router(router)
-    public = str(env.get("LLMFLOW_METRICS_PUBLIC", "")).strip().lower() in ("1", "true", "yes", "on")
     app.add_middleware(MetricsMiddleware, metrics=metrics, public=public)
 
 

@@ -17,7 +17,7 @@ from llmflow.engine.events import EventType as E
 from llmflow.engine.events import NewEvent
 from llmflow.errors import FlowNotFoundError, FlowValidationError, RunStateError, StoreError
 from llmflow.model.diagnostics import Diagnostic
-from llmflow.model.limits import Limits, using
+from llmflow.model.limits import using
 from llmflow.model.loader import LoadedFlow, parse_flow_text
 from llmflow.model.spec import Flow
 from llmflow.runtime import RunRequest
@@ -55,7 +55,7 @@ class Services:
         self.worker = worker
         self.sessions: Any = None  # the Buttermilk session manager (set by the app)
         self.started_at = time.time()
-        self.limits = Limits.from_env(runtime.settings.env)  # template, flow and document limits
+        self.limits = runtime.settings.limits()  # template, flow and document limits
 
     @property
     def store(self) -> Any:

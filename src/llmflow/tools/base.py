@@ -61,9 +61,7 @@ class ToolError(StepError):
 def tool_error(
     message: str, hint: str | None = None, *, retryable: bool = False, kind: str = "tool"
 ) -> ToolError:
-    err = ToolError(message, retryable=retryable, hint=hint)
-    err.kind = kind
-    return err
+    return ToolError(message, retryable=retryable, hint=hint, kind=kind)
 
 
 def result_text(value: Any) -> str:

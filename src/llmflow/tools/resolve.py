@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from llmflow.errors import StepError
+from llmflow.errors import ShellDisabledError, StepConfigError, StepError
 from llmflow.model.diagnostics import did_you_mean
 from llmflow.model.registry import registry
 from llmflow.model.spec import Flow, McpServerSpec, ToolSpec
@@ -211,27 +211,20 @@ class Toolset:
             )
             if r.problem is not None:
                 code, message, hint = r.problem
-                err = StepError(message, retryable=False, hint=hint, kind="validation")
-                raise err
+                raise StepConfigError(message, hint=hint)
             if r.runs_code and not ctx.allow_shell and not _operator_server(r, project, ctx.flow):
-                err = StepError(
+                raise ShellDisabledError(
                     f"tool {spec.ref!r} runs code on this machine, which this runtime does not allow",
-                    retryable=False,
                     hint="start the server with --allow-shell, or use a tool the operator registered",
-                    kind="shell_disabled",
                 )
-                raise err
             if spec.index is not None:
                 from llmflow.tools.retrieval.store import index_file
 
                 if not index_file(svc.index_dir, spec.index).exists():
-                    err = StepError(
+                    raise StepConfigError(
                         f"retrieval index {spec.index!r} does not exist ({index_file(svc.index_dir, spec.index)})",
-                        retryable=False,
                         hint=f"create it with `llmflow index add {spec.index} PATH...`",
-                        kind="validation",
                     )
-                    raise err
             if r.server is not None:
                 conn = connections.get(r.server)
                 if conn is None:

@@ -50,7 +50,14 @@ class ToolServices:
 
     @property
     def index_dir(self) -> Path:
-        return Path(self.env.get("LLMFLOW_INDEX_DIR") or self.state_dir / "indexes")
+        return Path(getattr(self.settings, "index_dir", None) or self.state_dir / "indexes")
+
+    @property
+    def thread_tokens(self) -> int:
+        """The token budget of a thread's history (``LLMFLOW_THREAD_TOKENS``)."""
+        from llmflow.tools.threads import DEFAULT_BUDGET
+
+        return int(getattr(self.settings, "thread_tokens", DEFAULT_BUDGET))
 
     @property
     def servers_file(self) -> Path:

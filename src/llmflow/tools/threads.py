@@ -26,7 +26,7 @@ from llmflow.providers.base import ChatMessage
 if TYPE_CHECKING:
     from llmflow.store.base import Store
 
-DEFAULT_BUDGET = 2000
+DEFAULT_BUDGET = 2000  # without settings (the LLMFLOW_THREAD_TOKENS setting's default too)
 THREAD_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:\-]{0,127}$")
 
 
@@ -137,13 +137,6 @@ def history(
     return list(reversed(kept))
 
 
-def budget_of(env: Any) -> int:
-    try:
-        return max(0, int((env or {}).get("LLMFLOW_THREAD_TOKENS") or DEFAULT_BUDGET))
-    except ValueError:
-        return DEFAULT_BUDGET
-
-
 def with_history(ctx: Any, messages: list[Any], thread: str, *, key: str) -> list[Any]:
     """``messages`` with the thread's earlier exchanges for ``key`` after the system prompt."""
     from llmflow.tools.services import services_of
@@ -151,7 +144,7 @@ def with_history(ctx: Any, messages: list[Any], thread: str, *, key: str) -> lis
     svc = services_of(ctx)
     if svc.store is None or not hasattr(svc.store, "thread_runs"):
         return messages
-    past = history(svc.store, thread, key, before_run=ctx.run_id, budget=budget_of(svc.env))
+    past = history(svc.store, thread, key, before_run=ctx.run_id, budget=svc.thread_tokens)
     if not past:
         return messages
     chat = [m if isinstance(m, ChatMessage) else ChatMessage(m[0], m[1]) for m in messages]
