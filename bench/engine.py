@@ -29,6 +29,7 @@ from typing import Any
 from bench.peers import PEERS, afake_call, fake_call
 from llmflow.model.loader import parse_flow_text
 from llmflow.runtime import build_runtime
+from llmflow.steps.python_fn import quick
 from llmflow.store.memory import MemoryStore
 
 W1_LLM = """
@@ -84,6 +85,7 @@ def runtime(d: str, store: str, latency: float) -> Any:
         "LLMFLOW_BLOCK_REAL_MODELS": "1",
     }
 
+    @quick  # a plain await at most: the engine may start it inline (steps/python_fn.py)
     async def call(text: str) -> str:
         return await afake_call(text, latency) if latency else fake_call(text)
 
