@@ -210,3 +210,30 @@ def test_only_async_functions_marked_quick_start_inline():
 
     assert python_fn.inline(Ctx(other)) is False  # type: ignore[arg-type]
     assert python_fn.inline(Ctx(sync_fn)) is False  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("step", "models", "expected"),
+    [
+        ("llm: {prompt: hi}", {}, True),  # the fake model (the env's default here)
+        ("llm: {prompt: hi}\n    timeout: 5", {}, False),  # the gateway's budget is a timeout scope
+        ("llm: {prompt: hi, tools: [read_file]}", {}, False),
+        ("llm: {prompt: hi}", {"a": "openai:gpt-4o-mini"}, False),  # an HTTP client: a task of its own
+    ],
+)
+def test_only_plain_calls_of_the_fake_model_start_inline(step, models, expected):
+    from types import SimpleNamespace
+
+    from llmflow.steps import llm
+
+    flow = parse_flow_text(f"name: l\nsteps:\n  - id: a\n    {step}\n")
+    ctx = SimpleNamespace(
+        step=flow.steps[0],
+        flow=flow,
+        vars={},
+        settings={},
+        llm=object(),
+        run_models=models,
+        env_models={"LLMFLOW_MODEL": "fake:"},
+    )
+    assert llm.inline(ctx) is expected  # type: ignore[arg-type]

@@ -234,6 +234,7 @@ class RunDriver:
         self.clock = clock
         self.st = state
         self.executors = executors
+        self._executors: dict[str, StepExecutor | None] = {}
         self.cfg = config
         self.llm = llm
         self._run_child = run_child
@@ -417,7 +418,7 @@ class RunDriver:
             coro = self._unit(c, ctx, cache_file)
             context = None
             first: Any = None
-            if cache_file is None and _runs_inline(self.executors.get(ctx.step.kind), ctx):
+            if cache_file is None and _runs_inline(self._executor(ctx.step.kind), ctx):
                 # the executor declared this call safe to start in the runner's own task: run
                 # it here until it finishes (it reported itself: no task, no loop turn) or
                 # first waits (a task continues it, in the same context)
@@ -626,7 +627,7 @@ class RunDriver:
                 E.STEP_CACHE_HIT, f"Reusing the cached output of {ctx.node_id}", cache_key=cache_file.stem
             )
             return cached
-        executor = self.executors.get(ctx.step.kind)
+        executor = self._executor(ctx.step.kind)
         if executor is None:
             raise StepError(f"no executor for step kind {ctx.step.kind!r}")
         out = _jsonable(await executor(ctx))
@@ -636,6 +637,15 @@ class RunDriver:
             tmp.write_text(json.dumps({"output": out}), encoding="utf-8")
             tmp.replace(cache_file)
         return out
+
+    def _executor(self, kind: str) -> StepExecutor | None:
+        """The executor of a step kind, looked up once per run (the registry's mapping
+        resolves and may import on every look-up)."""
+        try:
+            return self._executors[kind]
+        except KeyError:
+            found = self._executors[kind] = self.executors.get(kind)
+            return found
 
     def _cache_file(self, cmd: Execute) -> Path:
         """Same step definition, same inputs, same upstream outputs, same unit and model

@@ -842,7 +842,12 @@ class _Decider(HumanDecisions):
             return
         nodes = st.nodes
         st.budget_blocked = False
-        for n in sorted((nodes[x] for x in ids if x in nodes), key=lambda n: n.index):
+        if len(ids) == 1:  # most events touch one step: nothing to sort
+            (only,) = ids
+            order = [nodes[only]] if only in nodes else []
+        else:
+            order = sorted((nodes[x] for x in ids if x in nodes), key=lambda n: n.index)
+        for n in order:
             if n.status is not StepStatus.RUNNING:
                 continue
             if isinstance(n.spec, LoopStep):
