@@ -641,11 +641,10 @@ class RunDriver:
     def _executor(self, kind: str) -> StepExecutor | None:
         """The executor of a step kind, looked up once per run (the registry's mapping
         resolves and may import on every look-up)."""
-        try:
+        if kind in self._executors:
             return self._executors[kind]
-        except KeyError:
-            found = self._executors[kind] = self.executors.get(kind)
-            return found
+        found = self._executors[kind] = self.executors.get(kind)
+        return found
 
     def _cache_file(self, cmd: Execute) -> Path:
         """Same step definition, same inputs, same upstream outputs, same unit and model
