@@ -1,4 +1,4 @@
-"""Engine benchmarks (figures, not tests). Run: python -m bench.engine [--quick] [--peers]
+"""Engine benchmarks (figures, not tests). Run: python -m bench.engine [--quick] [--peers] [--w1-only]
 
 Every workload runs twice: with python steps that call an asyncio "model" (the same function
 the peers call) and with llm steps on the fake provider (events for the model call included).
@@ -29,6 +29,7 @@ from typing import Any
 from bench.peers import PEERS, afake_call, fake_call
 from llmflow.model.loader import parse_flow_text
 from llmflow.runtime import build_runtime
+from llmflow.steps.python_fn import quick
 from llmflow.store.memory import MemoryStore
 
 W1_LLM = """
@@ -84,6 +85,7 @@ def runtime(d: str, store: str, latency: float) -> Any:
         "LLMFLOW_BLOCK_REAL_MODELS": "1",
     }
 
+    @quick  # a plain await at most: the engine may start it inline (steps/python_fn.py)
     async def call(text: str) -> str:
         return await afake_call(text, latency) if latency else fake_call(text)
 
@@ -152,6 +154,7 @@ def main() -> None:
         action="store_true",
         help="also run Burr, Haystack and LangGraph (pip install 'llmflow[bench]')",
     )
+    ap.add_argument("--w1-only", action="store_true", help="only W1 (and the peers' W1)")
     args = ap.parse_args()
     n = 300 if args.quick else 2000
     w2_inputs = 300 if args.quick else 1000
@@ -168,7 +171,7 @@ def main() -> None:
         print(
             f"W1 {kind:<6} steps: {mem:8.1f} us/step in memory, {sql:8.1f} us/step on SQLite ({ev:.0f} events per 3-step run, all durable)"
         )
-    for kind, text in (("python", W1_PY), ("llm", W1_LLM)):
+    for kind, text in () if args.w1_only else (("python", W1_PY), ("llm", W1_LLM)):
         wall, cpu = concurrent_runs(text, w2_inputs, 100, lat)
         ideal = w2_inputs / 100 * 3 * lat
         rows[f"w2-{kind}"] = ideal / wall
@@ -176,7 +179,7 @@ def main() -> None:
         print(
             f"W2 {kind:<6} steps: efficiency {ideal / wall:5.0%} (ideal {ideal:.2f} s, measured {wall:.2f} s), CPU {cpu / (w2_inputs * 3) * 1e6:6.0f} us per model call, SQLite"
         )
-    for kind, text in (("python", W3_PY), ("llm", W3_LLM)):
+    for kind, text in () if args.w1_only else (("python", W3_PY), ("llm", W3_LLM)):
         wall, _ = concurrent_runs(text, w3_inputs, 20, lat)
         ideal = w3_inputs / 20 * lat
         rows[f"w3-{kind}"] = ideal / wall
@@ -192,6 +195,11 @@ def main() -> None:
     for name, (p1, p2, p3) in PEERS.items():
         try:
             us = p1(n)
+            if args.w1_only:
+                print(
+                    f"{name:<10} W1 {us:7.1f} us/step (llmflow python/{name} = {rows['w1-python'] / us:.2f}x time)"
+                )
+                continue
             wall2, cpu2 = p2(w2_inputs, 100, lat)
             eff2 = w2_inputs / 100 * 3 * lat / wall2
             cpu_call = cpu2 / (w2_inputs * 3) * 1e6

@@ -153,6 +153,17 @@ class Execute:
     vars: dict[str, Any] = field(default_factory=dict)
 
 
+STEP_TIMED_OUT = "step timed out after "  # how the reason of a step timeout's Cancel starts
+
+
+def step_timeout(exc: BaseException) -> str | None:
+    """The reason a cancellation carries when the step's own timeout cut the attempt
+    ("step timed out after 2s": the runner cancels a unit's task with its Cancel's reason),
+    else None (a run cancel, a run timeout, parking, another agent answering first)."""
+    msg = exc.args[0] if exc.args else None
+    return msg if isinstance(msg, str) and msg.startswith(STEP_TIMED_OUT) else None
+
+
 @dataclass(frozen=True, slots=True)
 class Cancel:
     node_id: str

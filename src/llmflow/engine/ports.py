@@ -94,4 +94,10 @@ class StepContext:
 
 
 class StepExecutor(Protocol):
+    """A step kind's executor. It may carry an ``inline(ctx) -> bool`` attribute: True when
+    this call may start inline, in the runner's own task, until its first wait (a task then
+    continues it). Declare it only for calls that, before their first wait, open no
+    ``asyncio.timeout`` / ``TaskGroup`` / cancel scope and do not read the current task:
+    those would bind to the runner's task. Without it, every unit runs in a task of its own."""
+
     async def __call__(self, ctx: StepContext) -> Any: ...

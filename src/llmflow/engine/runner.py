@@ -20,10 +20,11 @@ run; it decides nothing itself (every input goes through
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import functools
 import json
 import logging
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Generator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -58,6 +59,8 @@ from llmflow.engine.states import RunStatus
 from llmflow.errors import HumanTimeoutError, LlmflowError, RateLimitError, StepError, TemplateError
 
 log = logging.getLogger("llmflow.engine")
+
+HOT_TURNS = 32  # turns a run may take without a loop turn before it yields one
 
 
 class EventWriter(Protocol):
@@ -162,6 +165,49 @@ _CONTROLS: dict[str, Callable[[dict[str, Any]], Any]] = {
 }
 
 
+def _runs_inline(executor: Any, ctx: StepContext) -> bool:
+    """Whether ``executor`` declared that this call may start inline (its ``inline(ctx)``)."""
+    test = getattr(executor, "inline", None)
+    if test is None:
+        return False
+    try:
+        return test(ctx) is True
+    except Exception:  # noqa: BLE001 - when in doubt, a task of its own
+        return False
+
+
+class _Continue:
+    """Continues, inside a task, a unit's coroutine that first ran inline until it waited:
+    hands the task the future it waits on, then relays every result, exception and
+    cancellation to it, as if the task had run it from the start."""
+
+    __slots__ = ("coro", "first")
+
+    def __init__(self, coro: Coroutine[Any, Any, Any], first: Any) -> None:
+        self.coro = coro
+        self.first = first
+
+    def __await__(self) -> Generator[Any, Any, Any]:
+        coro, value = self.coro, self.first
+        self.first = None
+        while True:
+            try:
+                sent = yield value
+            except BaseException as exc:  # noqa: BLE001 - cancellation included: the unit's to handle
+                try:
+                    value = coro.throw(exc)
+                except StopIteration as stop:
+                    return stop.value
+            else:
+                try:
+                    value = coro.send(sent)
+                except StopIteration as stop:
+                    return stop.value
+
+    async def run(self) -> Any:
+        return await self
+
+
 class RunDriver:
     def __init__(
         self,
@@ -183,6 +229,7 @@ class RunDriver:
         self.clock = clock
         self.st = state
         self.executors = executors
+        self._executors: dict[str, StepExecutor | None] = {}
         self.cfg = config
         self.llm = llm
         self._run_child = run_child
@@ -223,8 +270,19 @@ class RunDriver:
         if self.cfg.poll_controls or self.cfg.owner:
             self._tick_handle = loop.call_later(self.cfg.poll_interval, self._tick)
         try:
+            hot = 0  # turns in a row that found their input waiting (inline units)
             while not self._finished():
-                item = await self.inbox.get()
+                if self.inbox.empty():
+                    hot = 0
+                    item = await self.inbox.get()
+                else:
+                    hot += 1
+                    if hot >= HOT_TURNS:
+                        # units that finish inline, on a store that never waits, would hold
+                        # the loop for the whole run: give other runs and timers a turn
+                        hot = 0
+                        await asyncio.sleep(0)
+                    item = self.inbox.get_nowait()
                 self._take(item)
                 n = self._drain(0)
                 if n < 1000 and self.tasks:
@@ -352,8 +410,24 @@ class RunDriver:
             assert isinstance(c, Execute)
             ctx = self._context(c)  # now, between decisions: the task never reads the state
             cache_file = self._cache_file(c) if ctx.step.cache and self.cfg.cache_dir else None
-            task = asyncio.create_task(
-                self._unit(c, ctx, cache_file), name=f"llmflow:{c.node_id}[{c.unit}]#{c.attempt}"
+            coro = self._unit(c, ctx, cache_file)
+            context = None
+            first: Any = None
+            if cache_file is None and _runs_inline(self._executor(ctx.step.kind), ctx):
+                # the executor declared this call safe to start in the runner's own task: run
+                # it here until it finishes (it reported itself: no task, no loop turn) or
+                # first waits (a task continues it, in the same context)
+                context = contextvars.copy_context()
+                try:
+                    first = context.run(coro.send, None)
+                except StopIteration:
+                    return
+                except asyncio.CancelledError as exc:  # raised by the step itself, inline
+                    self.inbox.put_nowait(StepCanceled(c.node_id, c.unit, c.attempt, str(exc) or "canceled"))
+                    return
+                coro = _Continue(coro, first).run()
+            task = asyncio.get_running_loop().create_task(
+                coro, name=f"llmflow:{c.node_id}[{c.unit}]#{c.attempt}", context=context
             )
             key = (c.node_id, c.unit)
             self.tasks[key] = (task, c)
@@ -364,7 +438,9 @@ class RunDriver:
             entry = self.tasks.get(key)
             if entry is not None and not entry[0].done() and key not in self.cancels:
                 self.cancels[key] = c
-                entry[0].cancel()
+                # the reason travels with the cancellation: a model call cut short by the
+                # step's timeout tells it apart from a cancel (see step_timeout_of)
+                entry[0].cancel(c.reason)
         elif t is StartTimer:
             assert isinstance(c, StartTimer)
             self.timers[c.timer] = c.at
@@ -546,7 +622,7 @@ class RunDriver:
                 E.STEP_CACHE_HIT, f"Reusing the cached output of {ctx.node_id}", cache_key=cache_file.stem
             )
             return cached
-        executor = self.executors.get(ctx.step.kind)
+        executor = self._executor(ctx.step.kind)
         if executor is None:
             raise StepError(f"no executor for step kind {ctx.step.kind!r}")
         out = _jsonable(await executor(ctx))
@@ -556,6 +632,14 @@ class RunDriver:
             tmp.write_text(json.dumps({"output": out}), encoding="utf-8")
             tmp.replace(cache_file)
         return out
+
+    def _executor(self, kind: str) -> StepExecutor | None:
+        """The executor of a step kind, looked up once per run (the registry's mapping
+        resolves and may import on every look-up)."""
+        if kind in self._executors:
+            return self._executors[kind]
+        found = self._executors[kind] = self.executors.get(kind)
+        return found
 
     def _cache_file(self, cmd: Execute) -> Path:
         """Same step definition, same inputs, same upstream outputs, same unit and model

@@ -32,6 +32,7 @@ from llmflow.engine.events import NOT_FOLDED, NewEvent
 from llmflow.engine.events import EventType as E
 from llmflow.engine.humans import HumanDecisions
 from llmflow.engine.inputs import (
+    STEP_TIMED_OUT,
     AnswerHuman,
     Cancel,
     CancelRequested,
@@ -333,9 +334,7 @@ class _Decider(HumanDecisions):
                     and self.now >= a.timeout_at
                 ):
                     t = self._attempt_timeout(n)
-                    self.commands.append(
-                        Cancel(n.id, unit, f"step timed out after {t:g}s", fail_kind="timeout")
-                    )
+                    self.commands.append(Cancel(n.id, unit, f"{STEP_TIMED_OUT}{t:g}s", fail_kind="timeout"))
         elif kind == "human":
             req = st.human_requests.get(rest)
             at = req.get("timeout_at") if req else None
@@ -843,7 +842,12 @@ class _Decider(HumanDecisions):
             return
         nodes = st.nodes
         st.budget_blocked = False
-        for n in sorted((nodes[x] for x in ids if x in nodes), key=lambda n: n.index):
+        if len(ids) == 1:  # most events touch one step: nothing to sort
+            (only,) = ids
+            order = [nodes[only]] if only in nodes else []
+        else:
+            order = sorted((nodes[x] for x in ids if x in nodes), key=lambda n: n.index)
+        for n in order:
             if n.status is not StepStatus.RUNNING:
                 continue
             if isinstance(n.spec, LoopStep):

@@ -8,7 +8,10 @@ A step's timeout bounds its model call here too: the call gives up a moment befo
 step's deadline (a tenth of the timeout, at most a second, earlier: the attempt started a
 little before the call), so a model call cut short by a timeout records LLM_ERROR, naming
 the timeout, before the step fails (as Agent Runner's timeline shows). That failure is not
-retried, like the step's own timeout."""
+retried, like the step's own timeout. When the step's timeout cuts the call all the same (an
+earlier wait took the margin, or a tool loop's later call), the cancellation carries the
+step's reason and the call records the same LLM_ERROR (kind ``timeout``); a cancel records
+none."""
 
 from __future__ import annotations
 
@@ -17,6 +20,7 @@ import time
 from typing import Any
 
 from llmflow.engine.events import EventType as E
+from llmflow.engine.inputs import step_timeout
 from llmflow.engine.ports import LlmResult, StepContext
 from llmflow.errors import RateLimitError, StepError, StepTimeoutError
 
@@ -115,6 +119,11 @@ class Gateway:
             )
             ctx.event(E.LLM_ERROR, f"LLM error from {model}: {cut.message}", model=model, kind=cut.kind)
             raise cut from None
+        except asyncio.CancelledError as exc:
+            why = step_timeout(exc)
+            if why is not None:  # the step's own timeout cut the call (not a cancel): say so
+                ctx.event(E.LLM_ERROR, f"LLM error from {model}: {why}", model=model, kind="timeout")
+            raise
         except RateLimitError as exc:
             if self.limiter is not None:
                 self.limiter.penalise(model, exc.retry_after)

@@ -220,3 +220,25 @@ async def execute(ctx: StepContext) -> Any:
     if refs:
         return await call_with_tools(ctx, agent, messages, params, spec.output, stream, refs)
     return await call_model(ctx, agent, messages, params, spec.output, stream)
+
+
+def inline(ctx: StepContext) -> bool:
+    """The engine's question (``StepExecutor.inline``): may this call start inline, in the
+    runner's own task? Only a plain call of the offline fake model: it opens no cancel scope
+    before it first waits (an HTTP client's connection pool does), and only without a step
+    timeout (the gateway's budget is an ``asyncio.timeout``, which would bind to the runner's
+    task), without tools and outside a thread (their loops are not checked for that)."""
+    spec = ctx.step
+    if not isinstance(spec, LlmStep | BroadcastStep) or spec.timeout or getattr(spec, "tools", None):
+        return False
+    if isinstance(ctx.settings, dict) and ctx.settings.get("thread"):
+        return False
+    agent_name = ctx.vars.get("agent") if isinstance(spec, BroadcastStep) else spec.agent
+    agent = ctx.flow.agents.get(agent_name) if agent_name else None
+    if agent is not None and agent.tools:
+        return False
+    _, model, _, _ = _model_and_params(ctx, agent, {})
+    return str(model).partition(":")[0] == "fake"
+
+
+execute.inline = inline  # type: ignore[attr-defined]

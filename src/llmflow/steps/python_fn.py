@@ -66,6 +66,30 @@ async def execute(ctx: StepContext) -> Any:
     return await asyncio.to_thread(fn, **kwargs)
 
 
+def quick(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Mark an async step function as quick, so the engine may start it inline, in the
+    runner's own task, instead of in a task of its own (it saves the task and a turn of the
+    event loop per step). Only for a function that, before its first ``await`` that waits,
+    opens no ``asyncio.timeout``, ``TaskGroup`` or cancel scope and does not read
+    ``asyncio.current_task()``: those would bind to the runner's task. Waiting later is fine
+    (a task takes over at the first wait; cancelling and step timeouts work as usual)."""
+    fn.llmflow_quick = True  # type: ignore[attr-defined]
+    return fn
+
+
+def inline(ctx: StepContext) -> bool:
+    """The engine's question (``StepExecutor.inline``): may this call start inline? Only for
+    an async function marked :func:`quick`; a plain function runs on a thread anyway."""
+    spec = ctx.step
+    if not isinstance(spec, PythonStep):
+        return False
+    fn = resolve_function(spec.function, ctx.functions, allow_import=ctx.allow_shell)
+    return getattr(fn, "llmflow_quick", False) is True and _shape(fn)[1]
+
+
+execute.inline = inline  # type: ignore[attr-defined]
+
+
 _SHAPES: dict[Any, tuple[Callable[..., Any], frozenset[str], bool]] = {}
 
 
