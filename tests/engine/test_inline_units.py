@@ -212,6 +212,36 @@ def test_only_async_functions_marked_quick_start_inline():
     assert python_fn.inline(Ctx(sync_fn)) is False  # type: ignore[arg-type]
 
 
+def test_step_function_quick_true_sets_the_same_mark_as_quick():
+    from llmflow.model.registry import registry, step_function
+    from llmflow.steps import python_fn
+
+    @step_function("quick_echo_for_test", quick=True)
+    async def fast(text: str) -> str:
+        return text
+
+    @step_function("slow_echo_for_test")
+    async def slow(text: str) -> str:
+        return text
+
+    try:
+        spec = parse_flow_text("name: s\nsteps:\n  - id: a\n    python: {function: f}\n").steps[0]
+
+        class Ctx:
+            step = spec
+            allow_shell = True
+
+            def __init__(self, fn: Any) -> None:
+                self.functions = {"f": fn}
+
+        assert registry.functions["quick_echo_for_test"] is fast
+        assert python_fn.inline(Ctx(fast)) is True  # type: ignore[arg-type]
+        assert python_fn.inline(Ctx(slow)) is False  # type: ignore[arg-type]
+    finally:
+        registry.functions.pop("quick_echo_for_test", None)
+        registry.functions.pop("slow_echo_for_test", None)
+
+
 @pytest.mark.parametrize(
     ("step", "models", "expected"),
     [

@@ -302,10 +302,18 @@ def register_step_kind(cls: StepSpecClass) -> StepSpecClass:
     return cls
 
 
-def step_function(name: str | None = None) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-    """Decorator: register a Python function for ``python`` steps under ``name``."""
+def step_function(
+    name: str | None = None, *, quick: bool = False
+) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Decorator: register a Python function for ``python`` steps under ``name``.
+
+    ``quick=True`` marks an async function the engine may start inline, in the runner's own
+    task (as ``llmflow.steps.python_fn.quick`` does): only for a function that opens no
+    ``asyncio.timeout``, ``TaskGroup`` or cancel scope before its first waiting ``await``."""
 
     def deco(fn: Callable[..., Any]) -> Callable[..., Any]:
+        if quick:
+            fn.llmflow_quick = True  # type: ignore[attr-defined]  # read by steps/python_fn.inline
         registry.functions[name or fn.__name__] = fn
         return fn
 
