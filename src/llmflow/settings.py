@@ -46,6 +46,16 @@ def find_home(start: Path) -> Path:
     return start
 
 
+def resolve_home(env: Mapping[str, str], home: Path | None = None) -> tuple[Path, str]:
+    """The home directory and how it was found: ``home`` when given, else ``LLMFLOW_HOME``,
+    else :func:`find_home` from the working directory (cheap: callers key caches on it)."""
+    if home is not None or env.get("LLMFLOW_HOME"):
+        return Path(home or env["LLMFLOW_HOME"]).resolve(), "LLMFLOW_HOME" if home is None else "argument"
+    cwd = Path.cwd().resolve()
+    found = find_home(cwd)
+    return found, "current directory" if found == cwd else f"found {STATE_DIR}/ above the current directory"
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix=PREFIX,
@@ -230,15 +240,7 @@ class Settings(BaseSettings):
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, home: Path | None = None) -> Settings:
         env = dict(os.environ if env is None else env)
-        if home is not None or env.get("LLMFLOW_HOME"):
-            home, how = (
-                Path(home or env["LLMFLOW_HOME"]).resolve(),
-                "LLMFLOW_HOME" if home is None else "argument",
-            )
-        else:
-            cwd = Path.cwd().resolve()
-            home = find_home(cwd)
-            how = "current directory" if home == cwd else f"found {STATE_DIR}/ above the current directory"
+        home, how = resolve_home(env, home)
         models = {
             k: v for k, v in env.items() if (k == "LLMFLOW_MODEL" or k.startswith("LLMFLOW_MODEL_")) and v
         }

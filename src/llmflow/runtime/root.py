@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from llmflow.runtime.service import Runtime
-from llmflow.settings import Settings
+from llmflow.settings import Settings, resolve_home
 
 if TYPE_CHECKING:
     from llmflow.store.base import Store
@@ -161,14 +161,14 @@ def shared_runtime(home: Path | None = None) -> Runtime:
     current environment, built on first use and reused by every later call."""
     global _atexit_registered
     env = dict(os.environ)
-    settings = Settings.from_env(env, home)
-    key = (str(settings.home), tuple(sorted(env.items())))
+    # the key needs only the home and the environment: the settings are parsed on a miss
+    key = (str(resolve_home(env, home)[0]), tuple(sorted(env.items())))
     with _SHARED_LOCK:
         rt = _SHARED.get(key)
         if rt is not None and not rt.closed:
             _SHARED.move_to_end(key)
             return rt
-        rt = build_runtime(settings)
+        rt = build_runtime(Settings.from_env(env, home))
         _SHARED[key] = rt
         while len(_SHARED) > _SHARED_MAX:  # bounded: many homes in one process (tests)
             _, old = _SHARED.popitem(last=False)
