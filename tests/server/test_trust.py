@@ -184,6 +184,14 @@ REFUSED = {
         },
         "where its results are stored",
     ),
+    "its own results file (Buttermilk's parameters.save)": (
+        {
+            "name": "x",
+            "parameters": {"save": {"type": "file", "path": "/tmp/out.jsonl"}},
+            "steps": [{"id": "l", "llm": "x"}],
+        },
+        "where its results are stored",
+    ),
 }
 
 

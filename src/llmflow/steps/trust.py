@@ -269,15 +269,18 @@ def posted_flow_problems(
                 "run it in a project: options.project_id",
             )
         )
-    if flow.storage:
-        out.append(
-            Diagnostic(
-                "not-allowed",
-                "a posted flow cannot choose where its results are stored",
-                f"{root}.storage",
-                "serve the flow from the config dir, or drop 'storage'",
+    # results files the storage observer appends to: `storage:` and Buttermilk's parameters.save
+    save = flow.parameters.get("save") if isinstance(flow.parameters, dict) else None
+    for where, given in (("storage", flow.storage), ("parameters.save", save)):
+        if given:
+            out.append(
+                Diagnostic(
+                    "not-allowed",
+                    "a posted flow cannot choose where its results are stored",
+                    f"{root}.{where}",
+                    f"serve the flow from the config dir, or drop '{where}'",
+                )
             )
-        )
     if tool_problems is not None:  # checked like any flow's tools, and for code without --allow-shell
         out += tool_problems(flow, allow_code)
     if allow_code:
