@@ -17,8 +17,10 @@ ALLINONE = "examples/allinone/flow.yaml"
 
 
 @pytest.fixture(autouse=True)
-def _in_repo_root(monkeypatch):
+def _in_repo_root(monkeypatch, tmp_path):
     monkeypatch.chdir(ROOT)
+    # the examples' results files (storage:) go to a temporary directory, not into the repository
+    monkeypatch.setenv("LLMFLOW_RESULTS_PATH", str(tmp_path / "results"))
     monkeypatch.delenv("LLMFLOW_CONFIG_DIR", raising=False)
 
 

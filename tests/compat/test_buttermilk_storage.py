@@ -110,10 +110,19 @@ def test_results_files_include_buttermilks_save_and_never_a_dataset_or_a_cloud_p
             "gcs": {"type": "file", "path": "gs://bucket/results.jsonl"},
             "bq": {"type": "bigquery", "dataset_id": "toxicity", "table_id": "flow"},
             "csv": {"type": "file", "path": str(tmp_path / "records.csv")},
+            # a dataset not fetched yet (examples/allinone's tox_train): its reading options say so
+            "train": {
+                "type": "file",
+                "path": str(tmp_path / "missing.jsonl"),
+                "randomize": True,
+                "batch_size": 9,
+            },
         },
         "parameters": {"save": {"type": "file", "path": str(tmp_path / "save.jsonl")}},
     }
     targets, skipped = result_targets(flow)
     assert [name for name, _ in targets] == ["results", "old", "parameters.save"]
-    assert [s.split(":")[0] for s in skipped] == ["tja", "gcs"]
+    assert [s.split(":")[0] for s in skipped] == ["tja", "gcs", "train"]
     assert "holds records" in skipped[0] and "not a local path" in skipped[1]
+    assert "is a dataset (it sets randomize)" in skipped[2]
+    assert not (tmp_path / "missing.jsonl").exists()

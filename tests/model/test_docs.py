@@ -65,10 +65,12 @@ def _commands() -> list[tuple[str, str, list[str]]]:
 @pytest.mark.parametrize(
     ("where", "cmd", "expected"), _commands(), ids=lambda v: v if isinstance(v, str) and ".md:" in v else ""
 )
-def test_shown_command_output(where, cmd, expected, monkeypatch):
+def test_shown_command_output(where, cmd, expected, monkeypatch, tmp_path):
     from llmflow.cli.main import main
 
     monkeypatch.chdir(ROOT)
+    # the examples' results files (storage:) go to a temporary directory, not into the repository
+    monkeypatch.setenv("LLMFLOW_RESULTS_PATH", str(tmp_path / "results"))
     argv = shlex.split(cmd)
     assert argv[0] == "llmflow"
     out, err = io.StringIO(), io.StringIO()

@@ -11,7 +11,9 @@ A results file is a ``storage:`` entry (or Buttermilk's ``parameters.save``) of 
 A relative path is relative to the directory the command runs in (as Buttermilk's
 ``./data/``). An entry that holds records (an existing file whose first row has no
 ``run_id``: the flow's dataset, which ``GET /api/flows/{flow}/records`` reads) is never
-written to; neither is a cloud path (``gs://``). Both are logged once per run.
+written to, nor is an entry that sets one of Buttermilk's reading options (``randomize``,
+``batch_size``, ``filter``, ``columns``...: a dataset, even before its file exists), nor a
+cloud path (``gs://``). Each is logged once per run.
 
 One row per step result, in the shape of Buttermilk's saved agent calls
 (``schemas/flow.json``): ``session_id, call_id, run_id, flow, record_id, timestamp,
@@ -35,6 +37,23 @@ from llmflow.engine.events import EventType as E
 log = logging.getLogger("llmflow.observe.storage")
 
 RESULT_SUFFIXES = (".jsonl", ".ndjson")
+# Buttermilk's options for reading a data source (docs/developer-guide/columns_mapping.md and
+# its storage configs): an entry that sets one describes a dataset, never a results file
+READING_OPTIONS = (
+    "randomize",
+    "batch_size",
+    "max_records",
+    "max_records_per_group",
+    "filter",
+    "columns",
+    "glob",
+    "join",
+    "index",
+    "agg",
+    "group",
+    "last_n_days",
+    "split",
+)
 
 
 def storage_observer(runtime: Any) -> StorageWriter:
@@ -63,6 +82,10 @@ def result_targets(flow: dict[str, Any]) -> tuple[list[tuple[str, Path]], list[s
             continue
         if "://" in raw:
             skipped.append(f"{name}: {raw} is not a local path (llmflow writes local JSONL files)")
+            continue
+        reading = next((k for k in READING_OPTIONS if k in cfg), None)
+        if reading is not None:
+            skipped.append(f"{name}: {raw} is a dataset (it sets {reading}), read, not written")
             continue
         path = Path(raw).expanduser().resolve()
         if _holds_records(path):
