@@ -48,6 +48,31 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def cpu_of(pid: int) -> float:
+    """CPU seconds (user + system, with reaped children) a process has used so far."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return sum(int(f) for f in fields[11:15]) / os.sysconf("SC_CLK_TCK")
+
+
+def postgres_cpu() -> float | None:
+    """CPU seconds of every process named postgres on this machine (the postmaster's reaped
+    children included): the server's whole cost, other databases' clients included. None
+    when there is no local Postgres to read."""
+    total, found = 0.0, False
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:
+                if (d / "comm").read_text().strip() == "postgres":
+                    total += cpu_of(int(d.name))
+                    found = True
+            except OSError:
+                continue
+    return total if found else None
+
+
 def pct(values: list[float], q: float) -> float:
     v = sorted(values)
     return v[min(len(v) - 1, int(round(q * (len(v) - 1))))] if v else float("nan")
@@ -179,25 +204,35 @@ async def main(args: argparse.Namespace) -> int:
                 t = time.perf_counter()
                 (await client.get(f"/api/v1/runs/{warm}")).raise_for_status()
                 idle.append(time.perf_counter() - t)
+
+            async def finished() -> int:
+                n = 0
+                for status in ("COMPLETED", "FAILED", "CANCELED"):
+                    page = await client.get("/api/v1/runs", params={"limit": 1, "status": status})
+                    n += page.json()["total"]
+                return n
+
+            before = await finished()  # the store may hold runs of earlier invocations
             ids: list[str] = []
             stop = asyncio.Event()
             lat: list[float] = []
             readers = [asyncio.create_task(sample_reads(client, ids, stop, lat)) for _ in range(4)]
+            procs = {"API": proc.pid, **{f"worker {i + 1}": w.pid for i, w in enumerate(workers)}}
+            cpu0 = {k: cpu_of(pid) for k, pid in procs.items()}
+            pg0 = postgres_cpu()
+            me0 = time.process_time()
             t0 = time.perf_counter()
             submit_s = await submit(client, args.runs, ids)
             followers = [asyncio.create_task(follow(ws_url, rid)) for rid in ids[: args.ws_clients]]
             sse_ids = ids[args.ws_clients : 2 * args.ws_clients]
             sse_followers = [asyncio.create_task(follow_sse(base, rid)) for rid in sse_ids]
-            while True:
-                page = (await client.get("/api/v1/runs", params={"limit": 1, "status": "COMPLETED"})).json()
-                done = page["total"]
-                failed = (await client.get("/api/v1/runs", params={"limit": 1, "status": "FAILED"})).json()[
-                    "total"
-                ]
-                if done + failed >= args.runs + 1:  # + the warm-up run
-                    break
-                await asyncio.sleep(0.1)
+            while await finished() < before + args.runs:
+                await asyncio.sleep(0.05)
             wall = time.perf_counter() - t0
+            cpu = {k: cpu_of(pid) - cpu0[k] for k, pid in procs.items()}
+            pg1 = postgres_cpu()
+            pg = pg1 - pg0 if pg0 is not None and pg1 is not None else None
+            me = time.process_time() - me0
             stop.set()
             await asyncio.gather(*readers)
             streams = await asyncio.wait_for(asyncio.gather(*followers), 120)
@@ -260,11 +295,30 @@ async def main(args: argparse.Namespace) -> int:
     print(
         f"store: {'postgres' if args.postgres else 'sqlite'}; model fake:?latency={args.latency}; {where}, {args.workers} runs at once each"
     )
-    ideal = (
-        args.workers * max(1, args.external_workers) / (3 * args.latency)
-    )  # 3 model-call stages in sequence per run
+    # 3 model-call stages in sequence per run: a slot finishes at most one run per 3 latencies
+    slots = args.workers * max(1, args.external_workers)
+    per_run = 3 * args.latency
+    ideal = slots / per_run
+    rate = args.runs / wall
+    best = args.runs / (-(-args.runs // slots) * per_run)  # whole waves: what N runs allow at best
     print(
-        f"runs: {args.runs} submitted in {submit_s:.2f}s ({args.runs / submit_s:.0f}/s); all finished after {wall:.2f}s ({args.runs / wall:.1f} runs/s; the concurrency allows about {ideal:.0f}/s: {args.runs / wall / ideal:.0%})"
+        f"runs: {args.runs} submitted in {submit_s:.2f}s ({args.runs / submit_s:.0f}/s); all finished after {wall:.2f}s"
+    )
+    print(
+        f"rate: {rate:.1f} runs/s; ideal {ideal:.0f}/s ({slots} slots, {per_run * 1000:.0f} ms per run; {best:.0f}/s for {args.runs} runs in whole waves); ratio {rate / ideal:.0%} of ideal"
+    )
+    n = args.runs
+    parts = [f"{k} {v / n * 1000:.2f}" for k, v in cpu.items()]
+    total = sum(cpu.values()) + me + (pg or 0.0)
+    parts.append(
+        f"Postgres {pg / n * 1000:.2f} (every postgres process of the machine)"
+        if pg is not None
+        else "Postgres n/a (not local)"
+    )
+    parts.append(f"this client {me / n * 1000:.2f}")
+    print(f"CPU ms per run: {', '.join(parts)}; total {total / n * 1000:.2f}")
+    print(
+        f"CPU busy over the wall: {total / wall:.2f} of {os.cpu_count()} cores ({', '.join(f'{k} {v / wall:.2f}' for k, v in cpu.items())}{f', Postgres {pg / wall:.2f}' if pg is not None else ''}, client {me / wall:.2f})"
     )
     print(
         f"events: {n_events} stored ({n_events / args.runs:.0f} per run); lost: {'none' if not failures else 'SEE BELOW'}"

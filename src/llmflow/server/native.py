@@ -16,7 +16,7 @@ from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse
 
 from llmflow.errors import FlowValidationError, RunNotFoundError, WorkspaceError
 from llmflow.isotime import iso, iso_event, iso_view
-from llmflow.server.errors import diagnostics_detail
+from llmflow.server.errors import SafeJSONResponse, diagnostics_detail
 from llmflow.server.schemas import AnswerIn, CreateRunIn, DirectiveIn, ForkIn, ProjectIn, RerunIn, ValidateIn
 from llmflow.server.services import Services
 from llmflow.server.sse import event_frames, last_event_id, sse_response
@@ -30,7 +30,7 @@ Cursor = Annotated[int, Query(ge=0, le=2**62, description="events with a sequenc
 Limit = Annotated[int, Query(ge=1, le=10_000)]
 
 
-def get_services(request: Request) -> Services:
+async def get_services(request: Request) -> Services:
     return request.app.state.services
 
 
@@ -174,8 +174,8 @@ async def create_run(
             status_code=404,
         )
     rec = await svc.submit_async(loaded, body.inputs, opts)
-    if not body.wait:
-        return run_summary(rec)
+    if not body.wait:  # a plain dict of JSON values: answered as is, not walked by FastAPI again
+        return SafeJSONResponse(run_summary(rec), status_code=201)
     rec = await svc.wait(rec.id, body.wait_timeout)
     view = iso_view(await asyncio.to_thread(svc.runtime.view, rec.id))
     return JSONResponse(view, status_code=200 if svc.is_terminal(rec) else 202)
@@ -201,41 +201,49 @@ async def list_runs(
     for v in (flow, batch_id, parent_run_id):
         if v is not None and "\x00" in v:
             return {"runs": [], "total": 0, "limit": limit, "offset": offset}
-    rows = svc.store.list_runs(
-        flow=flow,
-        status=status,
-        project_id=project_id,
-        batch_id=batch_id,
-        parent_run_id=parent_run_id,
-        limit=limit,
-        offset=offset,
-        in_batch=in_batch,
-    )
-    total = (
-        svc.store.count_runs(flow=flow, status=status, batch_id=batch_id, in_batch=in_batch)
-        if project_id is None and parent_run_id is None
-        else None
-    )
-    return {"runs": [run_summary(r) for r in rows], "total": total, "limit": limit, "offset": offset}
+
+    def read() -> dict[str, Any]:  # in a thread: the store's reads must not block the loop
+        rows = svc.store.list_runs(
+            flow=flow,
+            status=status,
+            project_id=project_id,
+            batch_id=batch_id,
+            parent_run_id=parent_run_id,
+            limit=limit,
+            offset=offset,
+            in_batch=in_batch,
+        )
+        total = (
+            svc.store.count_runs(flow=flow, status=status, batch_id=batch_id, in_batch=in_batch)
+            if project_id is None and parent_run_id is None
+            else None
+        )
+        return {"runs": [run_summary(r) for r in rows], "total": total, "limit": limit, "offset": offset}
+
+    return await asyncio.to_thread(read)
 
 
 @router.get("/runs/{run_id}", summary="Show a run: steps, attempts, outputs, usage")
 async def show_run(run_id: RunId, svc: Svc) -> dict[str, Any]:
-    get_run(svc, run_id)
-    return iso_view(
-        await asyncio.to_thread(svc.runtime.view, run_id)
-    )  # folding a long log must not block the loop
+    def read() -> dict[str, Any]:  # the store's reads and folding a long log: off the loop
+        get_run(svc, run_id)
+        return iso_view(svc.runtime.view(run_id))
+
+    return await asyncio.to_thread(read)
 
 
 @router.get("/runs/{run_id}/events", summary="A run's events after a cursor")
 async def run_events(
     run_id: RunId, svc: Svc, after: Cursor = 0, limit: Limit = 1000, tokens: bool = True
 ) -> dict[str, Any]:
-    get_run(svc, run_id)
-    events = svc.store.events(run_id, after, limit)
-    last = events[-1].seq if events else after
-    rows = [iso_event(e.to_dict()) for e in events if tokens or e.type != "LLM_TOKENS"]
-    return {"run_id": run_id, "events": rows, "next_after": last}
+    def read() -> dict[str, Any]:  # off the loop
+        get_run(svc, run_id)
+        events = svc.store.events(run_id, after, limit)
+        last = events[-1].seq if events else after
+        rows = [iso_event(e.to_dict()) for e in events if tokens or e.type != "LLM_TOKENS"]
+        return {"run_id": run_id, "events": rows, "next_after": last}
+
+    return await asyncio.to_thread(read)
 
 
 @router.get(

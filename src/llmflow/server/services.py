@@ -67,7 +67,11 @@ class Services:
 
     # -- flows ----------------------------------------------------------------------------------
     async def load(self, name: str) -> LoadedFlow:
-        """A served flow by name (composition runs in a thread: it takes ~0.2 s uncached)."""
+        """A served flow by name (composition runs in a thread: it takes ~0.2 s uncached;
+        a cached ``--flows`` entry is answered here, without a thread hop)."""
+        hit = self.catalog.cached(name) if isinstance(name, str) else None
+        if hit is not None:
+            return hit
         with using(self.limits):  # to_thread copies the context: the limits apply in the thread
             return await asyncio.to_thread(self.catalog.load, name)
 
