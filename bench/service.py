@@ -10,12 +10,19 @@ With ``--external-workers N`` the server runs no worker (``--workers 0``) and N
 2. meanwhile ``--ws-clients`` WebSocket clients each follow one run from its first event
    (``/api/v1/runs/{id}/ws?after=0``) until it ends, and as many SSE clients follow other
    runs (``/api/v1/runs/{id}/events/stream``);
-3. meanwhile 4 clients read ``GET /api/v1/runs/{id}`` of random runs in a loop.
+3. meanwhile ``--readers`` clients (4) read ``GET /api/v1/runs/{id}`` of random runs in a
+   loop, pausing ``--read-interval`` seconds between reads (0 by default: back to back, which
+   makes them a load of their own on the API process's CPU).
 
 Then it checks that every run completed, that no event was lost (each run's log is
 contiguous from seq 1 to the run's last_seq and every step completed exactly once), and that
-each WebSocket and SSE client got every event of its run, in order, once. Prints the figures; exits
-1 if a check fails. Not a test: timings belong here, never in tests.
+each WebSocket and SSE client got every event of its run, in order, once. Prints the figures:
+runs/s from the first submission until the last run finished; the ideal rate the chosen
+concurrency allows (slots / the 3 model-call latencies a run waits in sequence) and the ratio;
+CPU milliseconds per run of the API process, of each worker, of Postgres (every process named
+postgres on this machine, from /proc: other databases' clients included) and of this client,
+and how many cores they kept busy. Exits 1 if a check fails. Counts only the runs it submitted
+(the store may hold earlier ones). Not a test: timings belong here, never in tests.
 """
 
 from __future__ import annotations
@@ -124,8 +131,10 @@ async def follow_sse(base: str, run_id: str) -> list[dict[str, Any]]:
 
 
 async def sample_reads(
-    client: httpx.AsyncClient, ids: list[str], stop: asyncio.Event, lat: list[float]
+    client: httpx.AsyncClient, ids: list[str], stop: asyncio.Event, lat: list[float], interval: float
 ) -> None:
+    """A dashboard-like reader: ``GET /runs/{id}`` of a random run, then a pause of
+    ``interval`` seconds (0: back to back, a load of its own that takes CPU from the service)."""
     while not stop.is_set():
         if not ids:
             await asyncio.sleep(0.01)
@@ -135,6 +144,8 @@ async def sample_reads(
         r = await client.get(f"/api/v1/runs/{rid}")
         lat.append(time.perf_counter() - t0)
         r.raise_for_status()
+        if interval:
+            await asyncio.sleep(interval)
 
 
 async def main(args: argparse.Namespace) -> int:
@@ -207,7 +218,7 @@ async def main(args: argparse.Namespace) -> int:
 
             async def finished() -> int:
                 n = 0
-                for status in ("COMPLETED", "FAILED", "CANCELED"):
+                for status in ("COMPLETED", "FAILED"):
                     page = await client.get("/api/v1/runs", params={"limit": 1, "status": status})
                     n += page.json()["total"]
                 return n
@@ -216,7 +227,10 @@ async def main(args: argparse.Namespace) -> int:
             ids: list[str] = []
             stop = asyncio.Event()
             lat: list[float] = []
-            readers = [asyncio.create_task(sample_reads(client, ids, stop, lat)) for _ in range(4)]
+            readers = [
+                asyncio.create_task(sample_reads(client, ids, stop, lat, args.read_interval))
+                for _ in range(args.readers)
+            ]
             procs = {"API": proc.pid, **{f"worker {i + 1}": w.pid for i, w in enumerate(workers)}}
             cpu0 = {k: cpu_of(pid) for k, pid in procs.items()}
             pg0 = postgres_cpu()
@@ -227,7 +241,7 @@ async def main(args: argparse.Namespace) -> int:
             sse_ids = ids[args.ws_clients : 2 * args.ws_clients]
             sse_followers = [asyncio.create_task(follow_sse(base, rid)) for rid in sse_ids]
             while await finished() < before + args.runs:
-                await asyncio.sleep(0.05)
+                await asyncio.sleep(0.1)
             wall = time.perf_counter() - t0
             cpu = {k: cpu_of(pid) - cpu0[k] for k, pid in procs.items()}
             pg1 = postgres_cpu()
@@ -330,7 +344,7 @@ async def main(args: argparse.Namespace) -> int:
         f"sse: {len(sse_streams)} clients received {sse_events} events, each its run's whole log in order: {'yes' if not any('sse client' in f for f in failures) else 'NO'}"
     )
     print(
-        f"GET /api/v1/runs/{{id}} under load: n={len(lat)} p50 {pct(lat, 0.5) * 1000:.1f} ms, p99 {pct(lat, 0.99) * 1000:.1f} ms, mean {statistics.fmean(lat) * 1000:.1f} ms"
+        f"GET /api/v1/runs/{{id}} under load: n={len(lat)} ({len(lat) / wall:.0f}/s) p50 {pct(lat, 0.5) * 1000:.1f} ms, p99 {pct(lat, 0.99) * 1000:.1f} ms, mean {statistics.fmean(lat) * 1000:.1f} ms"
     )
     print(
         f"GET /api/v1/runs/{{id}} idle:       n={len(idle)} p50 {pct(idle, 0.5) * 1000:.1f} ms, p99 {pct(idle, 0.99) * 1000:.1f} ms"
@@ -348,6 +362,13 @@ if __name__ == "__main__":
     p.add_argument("--workers", type=int, default=16)
     p.add_argument(
         "--external-workers", type=int, default=0, help="run the runs in N `llmflow worker` processes instead"
+    )
+    p.add_argument("--readers", type=int, default=4, help="clients reading GET /runs/{id} meanwhile")
+    p.add_argument(
+        "--read-interval",
+        type=float,
+        default=0.0,
+        help="each reader's pause between reads (0: back to back, as before 2026-11-28)",
     )
     p.add_argument("--postgres", default=None, help="a Postgres URL (its search_path schema is written to)")
     raise SystemExit(asyncio.run(main(p.parse_args())))
