@@ -330,7 +330,11 @@ async def main(args: argparse.Namespace) -> int:
         else "Postgres n/a (not local)"
     )
     parts.append(f"this client {me / n * 1000:.2f}")
+    service = sum(cpu.values()) + (pg or 0.0)
     print(f"CPU ms per run: {', '.join(parts)}; total {total / n * 1000:.2f}")
+    print(
+        f"CPU ms per run of the service (API + workers{' + Postgres' if pg is not None else ''}, without this client): {service / n * 1000:.2f}; {os.cpu_count()} cores given to it alone would allow at most {(os.cpu_count() or 1) / (service / n):.0f} runs/s"
+    )
     print(
         f"CPU busy over the wall: {total / wall:.2f} of {os.cpu_count()} cores ({', '.join(f'{k} {v / wall:.2f}' for k, v in cpu.items())}{f', Postgres {pg / wall:.2f}' if pg is not None else ''}, client {me / wall:.2f})"
     )
