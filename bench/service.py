@@ -6,7 +6,8 @@
 With ``--external-workers N`` the server runs no worker (``--workers 0``) and N
 ``llmflow worker`` processes execute the runs: the API process then only serves requests.
 
-1. submits ``--runs`` runs of ``examples/review`` (4 steps, 5 model calls each) over HTTP;
+1. submits ``--runs`` runs of ``examples/review`` (4 steps, 5 model calls each) over HTTP,
+   one ``POST /api/v1/runs`` each (20 at once), or ``--bulk N`` per ``POST /api/v1/runs/bulk``;
 2. meanwhile ``--ws-clients`` WebSocket clients each follow one run from its first event
    (``/api/v1/runs/{id}/ws?after=0``) until it ends, and as many SSE clients follow other
    runs (``/api/v1/runs/{id}/events/stream``);
@@ -85,17 +86,32 @@ def pct(values: list[float], q: float) -> float:
     return v[min(len(v) - 1, int(round(q * (len(v) - 1))))] if v else float("nan")
 
 
-async def submit(client: httpx.AsyncClient, n: int, ids: list[str], limit: int = 20) -> float:
-    sem = asyncio.Semaphore(limit)
+async def submit(client: httpx.AsyncClient, n: int, ids: list[str], limit: int = 20, bulk: int = 0) -> float:
+    """``n`` runs: one ``POST /api/v1/runs`` each, ``limit`` at once; with ``bulk``, ``bulk``
+    runs per ``POST /api/v1/runs/bulk``, 4 requests at once."""
+    sem = asyncio.Semaphore(4 if bulk else limit)
     t0 = time.perf_counter()
+
+    def run(i: int) -> dict[str, Any]:
+        return {"flow": "review", "inputs": {"text": f"article {i}"}}
 
     async def one(i: int) -> None:
         async with sem:
-            r = await client.post("/api/v1/runs", json={"flow": "review", "inputs": {"text": f"article {i}"}})
+            r = await client.post("/api/v1/runs", json=run(i))
             r.raise_for_status()
             ids.append(r.json()["id"])
 
-    await asyncio.gather(*(one(i) for i in range(n)))
+    async def many(first: int) -> None:
+        async with sem:
+            body = {"runs": [run(i) for i in range(first, min(n, first + bulk))]}
+            r = await client.post("/api/v1/runs/bulk", json=body)
+            r.raise_for_status()
+            ids.extend(x["id"] for x in r.json()["runs"])
+
+    if bulk:
+        await asyncio.gather(*(many(i) for i in range(0, n, bulk)))
+    else:
+        await asyncio.gather(*(one(i) for i in range(n)))
     return time.perf_counter() - t0
 
 
@@ -236,7 +252,7 @@ async def main(args: argparse.Namespace) -> int:
             pg0 = postgres_cpu()
             me0 = time.process_time()
             t0 = time.perf_counter()
-            submit_s = await submit(client, args.runs, ids)
+            submit_s = await submit(client, args.runs, ids, bulk=args.bulk)
             followers = [asyncio.create_task(follow(ws_url, rid)) for rid in ids[: args.ws_clients]]
             sse_ids = ids[args.ws_clients : 2 * args.ws_clients]
             sse_followers = [asyncio.create_task(follow_sse(base, rid)) for rid in sse_ids]
@@ -366,6 +382,9 @@ if __name__ == "__main__":
     p.add_argument("--workers", type=int, default=16)
     p.add_argument(
         "--external-workers", type=int, default=0, help="run the runs in N `llmflow worker` processes instead"
+    )
+    p.add_argument(
+        "--bulk", type=int, default=0, help="submit N runs per POST /api/v1/runs/bulk (0: one POST per run)"
     )
     p.add_argument("--readers", type=int, default=4, help="clients reading GET /runs/{id} meanwhile")
     p.add_argument(

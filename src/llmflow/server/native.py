@@ -14,11 +14,20 @@ from urllib.parse import quote
 from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response
 from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse
 
-from llmflow.errors import FlowValidationError, RunNotFoundError, WorkspaceError
+from llmflow.errors import FlowValidationError, LlmflowError, RunNotFoundError, WorkspaceError
 from llmflow.isotime import iso, iso_event, iso_view
 from llmflow.server.errors import SafeJSONResponse, diagnostics_detail
-from llmflow.server.schemas import AnswerIn, CreateRunIn, DirectiveIn, ForkIn, ProjectIn, RerunIn, ValidateIn
-from llmflow.server.services import Services
+from llmflow.server.schemas import (
+    AnswerIn,
+    CreateRunIn,
+    CreateRunsIn,
+    DirectiveIn,
+    ForkIn,
+    ProjectIn,
+    RerunIn,
+    ValidateIn,
+)
+from llmflow.server.services import Services, _under
 from llmflow.server.sse import event_frames, last_event_id, sse_response
 
 router = APIRouter(prefix="/api/v1", tags=["native"])
@@ -179,6 +188,57 @@ async def create_run(
     rec = await svc.wait(rec.id, body.wait_timeout)
     view = iso_view(await asyncio.to_thread(svc.runtime.view, rec.id))
     return JSONResponse(view, status_code=200 if svc.is_terminal(rec) else 202)
+
+
+@router.post(
+    "/runs/bulk",
+    status_code=201,
+    summary="Create several runs in one request (all queued, or none)",
+    response_model=None,
+)
+async def create_runs(
+    body: CreateRunsIn,
+    svc: Svc,
+    traceparent: Annotated[
+        str | None, Header(max_length=256, description="W3C trace context: every run's trace continues it")
+    ] = None,
+) -> Any:
+    from llmflow.observe.ids import with_traceparent
+
+    items = []
+    for i, item in enumerate(body.runs):
+        try:
+            if item.flow is not None:
+                loaded, posted = await svc.load(item.flow), False
+            else:
+                loaded, posted = svc.parse_document(item.document), True  # type: ignore[arg-type]
+        except FlowValidationError as exc:
+            raise FlowValidationError([_under(f"runs[{i}]", d) for d in exc.diagnostics]) from None
+        except LlmflowError as exc:  # answered as its kind is (404 for an unknown flow), naming the item
+            exc.message = f"runs[{i}]: {exc.message}"
+            raise
+        o = item.options
+        try:
+            opts = svc.options(
+                models=o.models,
+                timeout=o.timeout_seconds,
+                project_id=o.project_id,
+                name=o.name,
+                metadata=with_traceparent(o.metadata, traceparent),
+                posted=posted,
+                max_concurrency=o.max_concurrency,
+                max_tokens=o.max_tokens,
+                max_cost=o.max_cost,
+                thread=o.thread,
+            )
+        except LookupError as exc:
+            loc = ["body", "runs", i, "options", "project_id"]
+            return JSONResponse(
+                {"detail": [{"loc": loc, "msg": str(exc), "type": "not_found"}]}, status_code=404
+            )
+        items.append((loaded, item.inputs, opts))
+    recs = await svc.submit_many_async(items)
+    return SafeJSONResponse({"runs": [run_summary(r) for r in recs]}, status_code=201)
 
 
 @router.get("/runs", summary="List runs, newest first")
