@@ -83,7 +83,9 @@ def test_events_of_any_text_and_payload_round_trip_exactly(store: Any) -> None:
     assert [e.seq for e in read] == [2, 3, 4, 5, 6]
     ids = [e.id for e in read]
     assert ids == sorted(ids) and len(set(ids)) == len(ids)
-    assert [e.id for e in store.events_since(0, 100)][-5:] == ids
+    # one transaction's ids (events_since is left to the contract suite: its horizon depends
+    # on every transaction of the cluster, other test runs' included)
+    assert len({i >> 20 for i in ids}) == 1
 
 
 def test_a_failed_batch_writes_nothing_and_leaves_the_connection_usable(store: Any) -> None:
@@ -108,25 +110,31 @@ def test_a_failed_batch_writes_nothing_and_leaves_the_connection_usable(store: A
 def test_the_wake_up_comes_after_the_commit_and_names_the_last_seq(store: Any, url: str) -> None:
     import psycopg
 
-    store.create_run(rec("r1"), [NewEvent(T.RUN_CREATED, "created")], 1.0)
-    store.create_run(rec("r2"), [NewEvent(T.RUN_CREATED, "created")], 1.0)
-    with psycopg.connect(url, autocommit=True) as listener:
+    # the channel is database-wide: other schemas' tests notify on it too, so the run ids
+    # are unique and foreign wake-ups are skipped
+    r1, r2 = f"wake-{uuid.uuid4().hex}", f"wake-{uuid.uuid4().hex}"
+    store.create_run(rec(r1), [NewEvent(T.RUN_CREATED, "created")], 1.0)
+    store.create_run(rec(r2), [NewEvent(T.RUN_CREATED, "created")], 1.0)
+    got = []
+    with psycopg.connect(url, autocommit=True) as listener, psycopg.connect(url, autocommit=True) as other:
         listener.execute("LISTEN llmflow_events")
         store.append_many(
             [
-                ("r1", [NewEvent(T.DIRECTIVE, "a"), NewEvent(T.DIRECTIVE, "b")], 2.0),
-                ("r2", [NewEvent(T.DIRECTIVE, "c")], 2.0),
+                (r1, [NewEvent(T.DIRECTIVE, "a"), NewEvent(T.DIRECTIVE, "b")], 2.0),
+                (r2, [NewEvent(T.DIRECTIVE, "c")], 2.0),
             ]
         )
-        got = []
-        for note in listener.notifies(timeout=5, stop_after=2):
-            # the events are visible to another connection by the time the wake-up arrives
+        for note in listener.notifies(timeout=10):
             run_id, _, seq = note.payload.rpartition(":")
-            with psycopg.connect(url, autocommit=True) as other:
-                last = other.execute("SELECT max(seq) FROM events WHERE run_id = %s", (run_id,)).fetchone()
+            if run_id not in (r1, r2):
+                continue
+            # the events are visible to another connection by the time the wake-up arrives
+            last = other.execute("SELECT max(seq) FROM events WHERE run_id = %s", (run_id,)).fetchone()
             got.append((run_id, int(seq), last[0]))
-    assert sorted(got) == [("r1", 3, 3), ("r2", 2, 2)]
-    assert [e.message for e in store.wait_for_events("r1", 1, timeout=1)] == ["a", "b"]
+            if len(got) == 2:
+                break
+    assert sorted(got) == sorted([(r1, 3, 3), (r2, 2, 2)])
+    assert [e.message for e in store.wait_for_events(r1, 1, timeout=1)] == ["a", "b"]
 
 
 def test_lease_writes_answer_in_one_round_trip_with_the_same_results(store: Any) -> None:
