@@ -6,16 +6,24 @@
 With ``--external-workers N`` the server runs no worker (``--workers 0``) and N
 ``llmflow worker`` processes execute the runs: the API process then only serves requests.
 
-1. submits ``--runs`` runs of ``examples/review`` (4 steps, 5 model calls each) over HTTP;
+1. submits ``--runs`` runs of ``examples/review`` (4 steps, 5 model calls each) over HTTP,
+   one ``POST /api/v1/runs`` each (20 at once), or ``--bulk N`` per ``POST /api/v1/runs/bulk``;
 2. meanwhile ``--ws-clients`` WebSocket clients each follow one run from its first event
    (``/api/v1/runs/{id}/ws?after=0``) until it ends, and as many SSE clients follow other
    runs (``/api/v1/runs/{id}/events/stream``);
-3. meanwhile 4 clients read ``GET /api/v1/runs/{id}`` of random runs in a loop.
+3. meanwhile ``--readers`` clients (4) read ``GET /api/v1/runs/{id}`` of random runs in a
+   loop, pausing ``--read-interval`` seconds between reads (0 by default: back to back, which
+   makes them a load of their own on the API process's CPU).
 
 Then it checks that every run completed, that no event was lost (each run's log is
 contiguous from seq 1 to the run's last_seq and every step completed exactly once), and that
-each WebSocket and SSE client got every event of its run, in order, once. Prints the figures; exits
-1 if a check fails. Not a test: timings belong here, never in tests.
+each WebSocket and SSE client got every event of its run, in order, once. Prints the figures:
+runs/s from the first submission until the last run finished; the ideal rate the chosen
+concurrency allows (slots / the 3 model-call latencies a run waits in sequence) and the ratio;
+CPU milliseconds per run of the API process, of each worker, of Postgres (every process named
+postgres on this machine, from /proc: other databases' clients included) and of this client,
+and how many cores they kept busy. Exits 1 if a check fails. Counts only the runs it submitted
+(the store may hold earlier ones). Not a test: timings belong here, never in tests.
 """
 
 from __future__ import annotations
@@ -48,22 +56,62 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def cpu_of(pid: int) -> float:
+    """CPU seconds (user + system, with reaped children) a process has used so far."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return sum(int(f) for f in fields[11:15]) / os.sysconf("SC_CLK_TCK")
+
+
+def postgres_cpu() -> float | None:
+    """CPU seconds of every process named postgres on this machine (the postmaster's reaped
+    children included): the server's whole cost, other databases' clients included. None
+    when there is no local Postgres to read."""
+    total, found = 0.0, False
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:
+                if (d / "comm").read_text().strip() == "postgres":
+                    total += cpu_of(int(d.name))
+                    found = True
+            except OSError:
+                continue
+    return total if found else None
+
+
 def pct(values: list[float], q: float) -> float:
     v = sorted(values)
     return v[min(len(v) - 1, int(round(q * (len(v) - 1))))] if v else float("nan")
 
 
-async def submit(client: httpx.AsyncClient, n: int, ids: list[str], limit: int = 20) -> float:
-    sem = asyncio.Semaphore(limit)
+async def submit(client: httpx.AsyncClient, n: int, ids: list[str], limit: int = 20, bulk: int = 0) -> float:
+    """``n`` runs: one ``POST /api/v1/runs`` each, ``limit`` at once; with ``bulk``, ``bulk``
+    runs per ``POST /api/v1/runs/bulk``, 4 requests at once."""
+    sem = asyncio.Semaphore(4 if bulk else limit)
     t0 = time.perf_counter()
+
+    def run(i: int) -> dict[str, Any]:
+        return {"flow": "review", "inputs": {"text": f"article {i}"}}
 
     async def one(i: int) -> None:
         async with sem:
-            r = await client.post("/api/v1/runs", json={"flow": "review", "inputs": {"text": f"article {i}"}})
+            r = await client.post("/api/v1/runs", json=run(i))
             r.raise_for_status()
             ids.append(r.json()["id"])
 
-    await asyncio.gather(*(one(i) for i in range(n)))
+    async def many(first: int) -> None:
+        async with sem:
+            body = {"runs": [run(i) for i in range(first, min(n, first + bulk))]}
+            r = await client.post("/api/v1/runs/bulk", json=body)
+            r.raise_for_status()
+            ids.extend(x["id"] for x in r.json()["runs"])
+
+    if bulk:
+        await asyncio.gather(*(many(i) for i in range(0, n, bulk)))
+    else:
+        await asyncio.gather(*(one(i) for i in range(n)))
     return time.perf_counter() - t0
 
 
@@ -99,8 +147,10 @@ async def follow_sse(base: str, run_id: str) -> list[dict[str, Any]]:
 
 
 async def sample_reads(
-    client: httpx.AsyncClient, ids: list[str], stop: asyncio.Event, lat: list[float]
+    client: httpx.AsyncClient, ids: list[str], stop: asyncio.Event, lat: list[float], interval: float
 ) -> None:
+    """A dashboard-like reader: ``GET /runs/{id}`` of a random run, then a pause of
+    ``interval`` seconds (0: back to back, a load of its own that takes CPU from the service)."""
     while not stop.is_set():
         if not ids:
             await asyncio.sleep(0.01)
@@ -110,6 +160,8 @@ async def sample_reads(
         r = await client.get(f"/api/v1/runs/{rid}")
         lat.append(time.perf_counter() - t0)
         r.raise_for_status()
+        if interval:
+            await asyncio.sleep(interval)
 
 
 async def main(args: argparse.Namespace) -> int:
@@ -179,25 +231,38 @@ async def main(args: argparse.Namespace) -> int:
                 t = time.perf_counter()
                 (await client.get(f"/api/v1/runs/{warm}")).raise_for_status()
                 idle.append(time.perf_counter() - t)
+
+            async def finished() -> int:
+                n = 0
+                for status in ("COMPLETED", "FAILED"):
+                    page = await client.get("/api/v1/runs", params={"limit": 1, "status": status})
+                    n += page.json()["total"]
+                return n
+
+            before = await finished()  # the store may hold runs of earlier invocations
             ids: list[str] = []
             stop = asyncio.Event()
             lat: list[float] = []
-            readers = [asyncio.create_task(sample_reads(client, ids, stop, lat)) for _ in range(4)]
+            readers = [
+                asyncio.create_task(sample_reads(client, ids, stop, lat, args.read_interval))
+                for _ in range(args.readers)
+            ]
+            procs = {"API": proc.pid, **{f"worker {i + 1}": w.pid for i, w in enumerate(workers)}}
+            cpu0 = {k: cpu_of(pid) for k, pid in procs.items()}
+            pg0 = postgres_cpu()
+            me0 = time.process_time()
             t0 = time.perf_counter()
-            submit_s = await submit(client, args.runs, ids)
+            submit_s = await submit(client, args.runs, ids, bulk=args.bulk)
             followers = [asyncio.create_task(follow(ws_url, rid)) for rid in ids[: args.ws_clients]]
             sse_ids = ids[args.ws_clients : 2 * args.ws_clients]
             sse_followers = [asyncio.create_task(follow_sse(base, rid)) for rid in sse_ids]
-            while True:
-                page = (await client.get("/api/v1/runs", params={"limit": 1, "status": "COMPLETED"})).json()
-                done = page["total"]
-                failed = (await client.get("/api/v1/runs", params={"limit": 1, "status": "FAILED"})).json()[
-                    "total"
-                ]
-                if done + failed >= args.runs + 1:  # + the warm-up run
-                    break
+            while await finished() < before + args.runs:
                 await asyncio.sleep(0.1)
             wall = time.perf_counter() - t0
+            cpu = {k: cpu_of(pid) - cpu0[k] for k, pid in procs.items()}
+            pg1 = postgres_cpu()
+            pg = pg1 - pg0 if pg0 is not None and pg1 is not None else None
+            me = time.process_time() - me0
             stop.set()
             await asyncio.gather(*readers)
             streams = await asyncio.wait_for(asyncio.gather(*followers), 120)
@@ -260,11 +325,34 @@ async def main(args: argparse.Namespace) -> int:
     print(
         f"store: {'postgres' if args.postgres else 'sqlite'}; model fake:?latency={args.latency}; {where}, {args.workers} runs at once each"
     )
-    ideal = (
-        args.workers * max(1, args.external_workers) / (3 * args.latency)
-    )  # 3 model-call stages in sequence per run
+    # 3 model-call stages in sequence per run: a slot finishes at most one run per 3 latencies
+    slots = args.workers * max(1, args.external_workers)
+    per_run = 3 * args.latency
+    ideal = slots / per_run
+    rate = args.runs / wall
+    best = args.runs / (-(-args.runs // slots) * per_run)  # whole waves: what N runs allow at best
     print(
-        f"runs: {args.runs} submitted in {submit_s:.2f}s ({args.runs / submit_s:.0f}/s); all finished after {wall:.2f}s ({args.runs / wall:.1f} runs/s; the concurrency allows about {ideal:.0f}/s: {args.runs / wall / ideal:.0%})"
+        f"runs: {args.runs} submitted in {submit_s:.2f}s ({args.runs / submit_s:.0f}/s); all finished after {wall:.2f}s"
+    )
+    print(
+        f"rate: {rate:.1f} runs/s; ideal {ideal:.0f}/s ({slots} slots, {per_run * 1000:.0f} ms per run; {best:.0f}/s for {args.runs} runs in whole waves); ratio {rate / ideal:.0%} of ideal"
+    )
+    n = args.runs
+    parts = [f"{k} {v / n * 1000:.2f}" for k, v in cpu.items()]
+    total = sum(cpu.values()) + me + (pg or 0.0)
+    parts.append(
+        f"Postgres {pg / n * 1000:.2f} (every postgres process of the machine)"
+        if pg is not None
+        else "Postgres n/a (not local)"
+    )
+    parts.append(f"this client {me / n * 1000:.2f}")
+    service = sum(cpu.values()) + (pg or 0.0)
+    print(f"CPU ms per run: {', '.join(parts)}; total {total / n * 1000:.2f}")
+    print(
+        f"CPU ms per run of the service (API + workers{' + Postgres' if pg is not None else ''}, without this client): {service / n * 1000:.2f}; {os.cpu_count()} cores given to it alone would allow at most {(os.cpu_count() or 1) / (service / n):.0f} runs/s"
+    )
+    print(
+        f"CPU busy over the wall: {total / wall:.2f} of {os.cpu_count()} cores ({', '.join(f'{k} {v / wall:.2f}' for k, v in cpu.items())}{f', Postgres {pg / wall:.2f}' if pg is not None else ''}, client {me / wall:.2f})"
     )
     print(
         f"events: {n_events} stored ({n_events / args.runs:.0f} per run); lost: {'none' if not failures else 'SEE BELOW'}"
@@ -276,7 +364,7 @@ async def main(args: argparse.Namespace) -> int:
         f"sse: {len(sse_streams)} clients received {sse_events} events, each its run's whole log in order: {'yes' if not any('sse client' in f for f in failures) else 'NO'}"
     )
     print(
-        f"GET /api/v1/runs/{{id}} under load: n={len(lat)} p50 {pct(lat, 0.5) * 1000:.1f} ms, p99 {pct(lat, 0.99) * 1000:.1f} ms, mean {statistics.fmean(lat) * 1000:.1f} ms"
+        f"GET /api/v1/runs/{{id}} under load: n={len(lat)} ({len(lat) / wall:.0f}/s) p50 {pct(lat, 0.5) * 1000:.1f} ms, p99 {pct(lat, 0.99) * 1000:.1f} ms, mean {statistics.fmean(lat) * 1000:.1f} ms"
     )
     print(
         f"GET /api/v1/runs/{{id}} idle:       n={len(idle)} p50 {pct(idle, 0.5) * 1000:.1f} ms, p99 {pct(idle, 0.99) * 1000:.1f} ms"
@@ -294,6 +382,16 @@ if __name__ == "__main__":
     p.add_argument("--workers", type=int, default=16)
     p.add_argument(
         "--external-workers", type=int, default=0, help="run the runs in N `llmflow worker` processes instead"
+    )
+    p.add_argument(
+        "--bulk", type=int, default=0, help="submit N runs per POST /api/v1/runs/bulk (0: one POST per run)"
+    )
+    p.add_argument("--readers", type=int, default=4, help="clients reading GET /runs/{id} meanwhile")
+    p.add_argument(
+        "--read-interval",
+        type=float,
+        default=0.0,
+        help="each reader's pause between reads (0: back to back, as before 2026-11-28)",
     )
     p.add_argument("--postgres", default=None, help="a Postgres URL (its search_path schema is written to)")
     raise SystemExit(asyncio.run(main(p.parse_args())))

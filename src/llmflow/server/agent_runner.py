@@ -45,7 +45,7 @@ RunId = Annotated[
 ]
 
 
-def get_services(request: Request) -> Services:
+async def get_services(request: Request) -> Services:
     return request.app.state.services
 
 

@@ -29,7 +29,7 @@ router = APIRouter(prefix="/api/v1", tags=["native"])
 log = logging.getLogger("llmflow.server.batches")
 
 
-def _services(request: Request) -> Services:
+async def _services(request: Request) -> Services:
     return request.app.state.services
 
 

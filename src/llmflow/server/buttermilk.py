@@ -26,7 +26,7 @@ FlowName = Annotated[str, Path(min_length=1, max_length=200)]
 SessionId = Annotated[str, Path(min_length=1, max_length=128)]
 
 
-def get_services(request: Request) -> Services:
+async def get_services(request: Request) -> Services:
     return request.app.state.services
 
 

@@ -120,6 +120,17 @@ class FlowCatalog:
             raise FlowNotFoundError(f"no flow named {name!r} on this server", hint=hint)
         return e
 
+    def cached(self, name: str) -> LoadedFlow | None:
+        """The flow of a ``--flows`` entry when its composition is cached and its files are
+        unchanged (a few stat calls: cheap enough for the event loop), else None. Names in
+        the config dir or built in go through :meth:`load` (the directory is listed)."""
+        if name not in self._extra:
+            return None
+        hit = self._cache.get(name)
+        if hit is not None and _stamp([f for f, _ in hit[0]]) == hit[0]:
+            return hit[1]
+        return None
+
     def load(self, name: str) -> LoadedFlow:
         """The flow of that name, composed and validated (FlowValidationError if invalid)."""
         e = self.entry(name)

@@ -28,7 +28,7 @@ MAX_RECORDS = 10_000
 EvalId = Annotated[str, Path(min_length=1, max_length=200, description="an evaluation id")]
 
 
-def _services(request: Request) -> Services:
+async def _services(request: Request) -> Services:
     return request.app.state.services
 
 

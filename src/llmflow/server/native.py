@@ -14,11 +14,20 @@ from urllib.parse import quote
 from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response
 from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse
 
-from llmflow.errors import FlowValidationError, RunNotFoundError, WorkspaceError
+from llmflow.errors import FlowValidationError, LlmflowError, RunNotFoundError, WorkspaceError
 from llmflow.isotime import iso, iso_event, iso_view
-from llmflow.server.errors import diagnostics_detail
-from llmflow.server.schemas import AnswerIn, CreateRunIn, DirectiveIn, ForkIn, ProjectIn, RerunIn, ValidateIn
-from llmflow.server.services import Services
+from llmflow.server.errors import SafeJSONResponse, diagnostics_detail
+from llmflow.server.schemas import (
+    AnswerIn,
+    CreateRunIn,
+    CreateRunsIn,
+    DirectiveIn,
+    ForkIn,
+    ProjectIn,
+    RerunIn,
+    ValidateIn,
+)
+from llmflow.server.services import Services, _under
 from llmflow.server.sse import event_frames, last_event_id, sse_response
 
 router = APIRouter(prefix="/api/v1", tags=["native"])
@@ -30,7 +39,7 @@ Cursor = Annotated[int, Query(ge=0, le=2**62, description="events with a sequenc
 Limit = Annotated[int, Query(ge=1, le=10_000)]
 
 
-def get_services(request: Request) -> Services:
+async def get_services(request: Request) -> Services:
     return request.app.state.services
 
 
@@ -174,11 +183,62 @@ async def create_run(
             status_code=404,
         )
     rec = await svc.submit_async(loaded, body.inputs, opts)
-    if not body.wait:
-        return run_summary(rec)
+    if not body.wait:  # a plain dict of JSON values: answered as is, not walked by FastAPI again
+        return SafeJSONResponse(run_summary(rec), status_code=201)
     rec = await svc.wait(rec.id, body.wait_timeout)
     view = iso_view(await asyncio.to_thread(svc.runtime.view, rec.id))
     return JSONResponse(view, status_code=200 if svc.is_terminal(rec) else 202)
+
+
+@router.post(
+    "/runs/bulk",
+    status_code=201,
+    summary="Create several runs in one request (all queued, or none)",
+    response_model=None,
+)
+async def create_runs(
+    body: CreateRunsIn,
+    svc: Svc,
+    traceparent: Annotated[
+        str | None, Header(max_length=256, description="W3C trace context: every run's trace continues it")
+    ] = None,
+) -> Any:
+    from llmflow.observe.ids import with_traceparent
+
+    items = []
+    for i, item in enumerate(body.runs):
+        try:
+            if item.flow is not None:
+                loaded, posted = await svc.load(item.flow), False
+            else:
+                loaded, posted = svc.parse_document(item.document), True  # type: ignore[arg-type]
+        except FlowValidationError as exc:
+            raise FlowValidationError([_under(f"runs[{i}]", d) for d in exc.diagnostics]) from None
+        except LlmflowError as exc:  # answered as its kind is (404 for an unknown flow), naming the item
+            exc.message = f"runs[{i}]: {exc.message}"
+            raise
+        o = item.options
+        try:
+            opts = svc.options(
+                models=o.models,
+                timeout=o.timeout_seconds,
+                project_id=o.project_id,
+                name=o.name,
+                metadata=with_traceparent(o.metadata, traceparent),
+                posted=posted,
+                max_concurrency=o.max_concurrency,
+                max_tokens=o.max_tokens,
+                max_cost=o.max_cost,
+                thread=o.thread,
+            )
+        except LookupError as exc:
+            loc = ["body", "runs", i, "options", "project_id"]
+            return JSONResponse(
+                {"detail": [{"loc": loc, "msg": str(exc), "type": "not_found"}]}, status_code=404
+            )
+        items.append((loaded, item.inputs, opts))
+    recs = await svc.submit_many_async(items)
+    return SafeJSONResponse({"runs": [run_summary(r) for r in recs]}, status_code=201)
 
 
 @router.get("/runs", summary="List runs, newest first")
@@ -201,41 +261,54 @@ async def list_runs(
     for v in (flow, batch_id, parent_run_id):
         if v is not None and "\x00" in v:
             return {"runs": [], "total": 0, "limit": limit, "offset": offset}
-    rows = svc.store.list_runs(
-        flow=flow,
-        status=status,
-        project_id=project_id,
-        batch_id=batch_id,
-        parent_run_id=parent_run_id,
-        limit=limit,
-        offset=offset,
-        in_batch=in_batch,
-    )
-    total = (
-        svc.store.count_runs(flow=flow, status=status, batch_id=batch_id, in_batch=in_batch)
-        if project_id is None and parent_run_id is None
-        else None
-    )
-    return {"runs": [run_summary(r) for r in rows], "total": total, "limit": limit, "offset": offset}
+
+    def read() -> dict[str, Any]:  # in a thread: the store's reads must not block the loop
+        rows = svc.store.list_runs(
+            flow=flow,
+            status=status,
+            project_id=project_id,
+            batch_id=batch_id,
+            parent_run_id=parent_run_id,
+            limit=limit,
+            offset=offset,
+            in_batch=in_batch,
+        )
+        total = (
+            svc.store.count_runs(flow=flow, status=status, batch_id=batch_id, in_batch=in_batch)
+            if project_id is None and parent_run_id is None
+            else None
+        )
+        return {"runs": [run_summary(r) for r in rows], "total": total, "limit": limit, "offset": offset}
+
+    return await asyncio.to_thread(read)
 
 
 @router.get("/runs/{run_id}", summary="Show a run: steps, attempts, outputs, usage")
 async def show_run(run_id: RunId, svc: Svc) -> dict[str, Any]:
-    get_run(svc, run_id)
-    return iso_view(
-        await asyncio.to_thread(svc.runtime.view, run_id)
-    )  # folding a long log must not block the loop
+    def read() -> dict[str, Any]:  # the store's reads and folding a long log: off the loop
+        if "\x00" in run_id:
+            get_run(svc, run_id)  # raises the API's 404
+        try:  # the view reads the run itself: no second read to check that it exists
+            return iso_view(svc.runtime.view(run_id))
+        except RunNotFoundError:
+            raise RunNotFoundError(f"no run {run_id!r}", hint="list runs with GET /api/v1/runs") from None
+
+    return await asyncio.to_thread(read)
 
 
 @router.get("/runs/{run_id}/events", summary="A run's events after a cursor")
 async def run_events(
     run_id: RunId, svc: Svc, after: Cursor = 0, limit: Limit = 1000, tokens: bool = True
 ) -> dict[str, Any]:
-    get_run(svc, run_id)
-    events = svc.store.events(run_id, after, limit)
-    last = events[-1].seq if events else after
-    rows = [iso_event(e.to_dict()) for e in events if tokens or e.type != "LLM_TOKENS"]
-    return {"run_id": run_id, "events": rows, "next_after": last}
+    def read() -> dict[str, Any]:  # off the loop
+        events = svc.store.events(run_id, after, limit) if "\x00" not in run_id else []
+        if not events:  # a run with events exists; one without may not
+            get_run(svc, run_id)
+        last = events[-1].seq if events else after
+        rows = [iso_event(e.to_dict()) for e in events if tokens or e.type != "LLM_TOKENS"]
+        return {"run_id": run_id, "events": rows, "next_after": last}
+
+    return await asyncio.to_thread(read)
 
 
 @router.get(

@@ -88,21 +88,37 @@ class RunOptionsIn(Strict):
     )
 
 
-class CreateRunIn(Strict):
+class RunSpecIn(Strict):
+    """One run to create: a flow (by name or as a document), its inputs and options."""
+
     flow: Name | None = Field(None, description="a flow this server offers (GET /api/v1/flows)")
     document: Annotated[str, Field(max_length=500_000), AfterValidator(check_text)] | JsonObject | None = (
         Field(None, description="a flow definition (YAML text or a JSON object) instead of a flow name")
     )
     inputs: JsonObject = Field(default_factory=dict)
     options: RunOptionsIn = Field(default_factory=RunOptionsIn)
-    wait: bool = Field(False, description="answer when the run has finished (or after wait_timeout)")
-    wait_timeout: Seconds | None = None
 
     @model_validator(mode="after")
-    def _one_flow(self) -> CreateRunIn:
+    def _one_flow(self) -> RunSpecIn:
         if (self.flow is None) == (self.document is None):
             raise ValueError("give exactly one of 'flow' (a flow name) or 'document' (a flow definition)")
         return self
+
+
+class CreateRunIn(RunSpecIn):
+    wait: bool = Field(False, description="answer when the run has finished (or after wait_timeout)")
+    wait_timeout: Seconds | None = None
+
+
+MAX_BULK_RUNS = 1000  # runs per POST /api/v1/runs/bulk
+
+
+class CreateRunsIn(Strict):
+    runs: list[RunSpecIn] = Field(
+        min_length=1,
+        max_length=MAX_BULK_RUNS,
+        description="the runs to create: all are queued, or none (a refused one answers 4xx naming its index)",
+    )
 
 
 class ValidateIn(Strict):

@@ -14,7 +14,7 @@ from llmflow.tools.threads import thread_view
 router = APIRouter(prefix="/api/v1", tags=["native"])
 
 
-def _services(request: Request) -> Services:
+async def _services(request: Request) -> Services:
     return request.app.state.services
 
 
