@@ -27,7 +27,7 @@ import logging
 from collections.abc import Awaitable, Callable, Coroutine, Generator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 from llmflow.engine.context import template_context
 from llmflow.engine.events import NOT_FOLDED, Event, NewEvent
@@ -553,7 +553,11 @@ class RunDriver:
         st = self.st
         n = st.nodes[cmd.node_id]
         vars_ = dict(cmd.vars)
-        agent_name = vars_.get("agent") or getattr(n.spec, "agent", None)
+        spec = n.spec
+        # a spec without an ``agent`` field: pydantic's failed attribute look-up is costly
+        agent_name = vars_.get("agent") or (
+            cast(Any, spec).agent if "agent" in type(spec).model_fields else None
+        )
         agent = st.flow.agents.get(agent_name) if agent_name else None
         if agent is not None:
             vars_["agent_spec"] = {"name": agent_name, **agent.model_dump(exclude_defaults=True)}

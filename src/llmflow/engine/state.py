@@ -101,6 +101,10 @@ class NodeState:
     delayed: set[str] = field(default_factory=set)  # PENDING units waiting for a retry timer
     fails_run: bool = True  # a failure of this step fails the run (no on_error: continue)
     budgeted: bool = False  # its attempts spend tokens
+    # its template view (engine/context.py), built when first read and dropped by apply
+    # whenever an event of this step is folded; never changed once built, so units keep the
+    # view they were given
+    view: dict[str, Any] | None = None
 
     @property
     def short_id(self) -> str:
@@ -162,6 +166,8 @@ class RunState:
     max_tokens: int | None = None
     max_cost: float | None = None
     evaluates: bool = False  # deciding may evaluate templates (FlowPlan.evaluates)
+    # the views of the top-level steps by id (engine/context.py), dropped with any of them
+    top_views: dict[str, Any] | None = None
 
     def running_units(self) -> int:
         return self.running
@@ -231,6 +237,8 @@ def _new_node(
     scope: str | None = None,
 ) -> NodeState:
     n = NodeState(nid, spec, needs, group, scope, index=len(st.nodes))
+    if scope is None:
+        st.top_views = None
     n.fails_run = _fails_run(st.flow, spec)
     n.budgeted = spec.kind in BUDGETED_KINDS
     st.nodes[nid] = n
@@ -441,6 +449,12 @@ def apply(st: RunState, e: NewEvent | Any) -> RunState:
     handler = _HANDLERS.get(t)
     if handler is not None:
         handler(st, e, p)
+        # every handler changes at most the node of the event's step: its view is stale
+        n = st.nodes.get(e.step_id) if e.step_id is not None else None
+        if n is not None:
+            n.view = None
+            if n.scope is None:
+                st.top_views = None
     return st
 
 

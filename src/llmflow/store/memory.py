@@ -17,6 +17,14 @@ from llmflow.store.projection import project
 from llmflow.store.threads import MemoryThreads
 
 
+def _copy(r: RunRecord) -> RunRecord:
+    """A shallow copy of a record (``dataclasses.replace(r)`` without its ~27 ``getattr``
+    and keyword arguments: RunRecord is a plain dataclass, no ``__post_init__``)."""
+    c = object.__new__(RunRecord)
+    c.__dict__.update(r.__dict__)
+    return c
+
+
 class MemoryStore(MemoryBatches, MemoryThreads, MemoryEvals):
     url = "memory://"
     shared = False  # no other process can see it: runners need not poll its control mailbox
@@ -43,14 +51,14 @@ class MemoryStore(MemoryBatches, MemoryThreads, MemoryEvals):
         with self._lock:
             if run.id in self._runs:
                 raise StoreError(f"run {run.id} already exists")
-            self._runs[run.id] = replace(run)
+            self._runs[run.id] = _copy(run)
             self._events[run.id] = []
             return self.append(run.id, events, now) if events else []
 
     def get_run(self, run_id: str) -> RunRecord | None:
         with self._lock:
             r = self._runs.get(run_id)
-            return replace(r) if r else None  # a shallow copy: callers treat records as read-only
+            return _copy(r) if r else None  # a shallow copy: callers treat records as read-only
 
     def _filter(
         self,
@@ -91,7 +99,7 @@ class MemoryStore(MemoryBatches, MemoryThreads, MemoryEvals):
         with self._lock:
             rs = self._filter(flow, status, batch_id, project_id, parent_run_id, in_batch)
             rs.sort(key=lambda r: (r.created_at, r.id), reverse=True)
-            return [replace(r) for r in rs[offset : offset + limit]]
+            return [_copy(r) for r in rs[offset : offset + limit]]
 
     def count_runs(
         self,
@@ -268,7 +276,7 @@ class MemoryStore(MemoryBatches, MemoryThreads, MemoryEvals):
                 if ok and free:
                     r.owner = owner
                     r.lease_expires_at = now + lease_seconds
-                    return replace(r)
+                    return _copy(r)
             return None
 
     def claim_many(self, owner: str, now: float, lease_seconds: float, limit: int) -> list[RunRecord]:
