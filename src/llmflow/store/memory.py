@@ -8,7 +8,7 @@ from dataclasses import replace
 from typing import Any
 
 from llmflow.engine.events import Event, NewEvent
-from llmflow.engine.payloads import as_dict, schema_version_of
+from llmflow.engine.payloads import Payload, as_dict, schema_version_of
 from llmflow.errors import StoreError
 from llmflow.store.base import ArtifactRow, AttemptRow, Control, Project, RunRecord
 from llmflow.store.batches import MemoryBatches
@@ -126,24 +126,29 @@ class MemoryStore(MemoryBatches, MemoryThreads, MemoryEvals):
             if run is None:
                 raise StoreError(f"no run {run_id}")
             log = self._events[run_id]
+            all_ = self._all
             out: list[Event] = []
             for ne in events:
                 p = ne.payload
+                if isinstance(p, Payload):  # serialised once, here
+                    d, version = p.to_dict(), p.SCHEMA_VERSION
+                else:
+                    d, version = as_dict(p), schema_version_of(p, ne.type)
                 e = Event(
-                    run_id=run_id,
-                    seq=len(log) + 1,
-                    type=str(ne.type),
-                    ts=now,
-                    message=ne.message,
-                    step_id=ne.step_id,
-                    unit=ne.unit,
-                    attempt=ne.attempt,
-                    payload=p if type(p) is dict else as_dict(p),
-                    id=len(self._all) + 1,
-                    schema_version=schema_version_of(p, ne.type),
+                    run_id,
+                    len(log) + 1,
+                    str(ne.type),
+                    now,
+                    ne.message,
+                    ne.step_id,
+                    ne.unit,
+                    ne.attempt,
+                    d,
+                    len(all_) + 1,
+                    version,
                 )
                 log.append(e)
-                self._all.append(e)
+                all_.append(e)
                 self._project(run, e)
                 out.append(e)
             return out
@@ -158,12 +163,16 @@ class MemoryStore(MemoryBatches, MemoryThreads, MemoryEvals):
 
     def _project(self, run: RunRecord, e: Event) -> None:
         ops = project(e)
-        for k, v in ops.run.items():
-            if k == "started_at_if_null":
-                if run.started_at is None:
-                    run.started_at = v
-            else:
-                setattr(run, k, v)
+        fields = ops.run
+        if len(fields) == 1:  # most events: only the last sequence number
+            run.last_seq = fields["last_seq"]
+        else:
+            for k, v in fields.items():
+                if k == "started_at_if_null":
+                    if run.started_at is None:
+                        run.started_at = v
+                else:
+                    setattr(run, k, v)
         for k, v in ops.run_add.items():
             setattr(run, k, getattr(run, k) + (int(v) if k != "cost" else v))
         if ops.step:
