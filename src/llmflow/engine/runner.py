@@ -254,6 +254,12 @@ class RunDriver:
         self._tick_handle: asyncio.TimerHandle | None = None
         self._last_beat = 0.0
         self._tick_due = False
+        inbox = self.inbox
+
+        def emit(ev: NewEvent) -> None:  # every unit's ctx.emit: events executors send
+            inbox.put_nowait(Emitted(ev))
+
+        self._emit = emit
 
     # -- public -------------------------------------------------------------------------------
     def control(self, action: str, payload: dict[str, Any] | None = None) -> None:
@@ -571,11 +577,6 @@ class RunDriver:
                 raise StepError("sub-flows are not available in this runtime")
             return await self._run_child(ctx, flow_ref, inputs, overrides)
 
-        inbox = self.inbox
-
-        def emit(ev: NewEvent) -> None:
-            inbox.put_nowait(Emitted(ev))
-
         ctx = StepContext(
             run_id=st.run_id,
             flow=st.flow,
@@ -587,7 +588,7 @@ class RunDriver:
             template=tmpl,
             workspace=self.cfg.workspace,
             artifacts_dir=self.cfg.artifacts_dir,
-            emit=emit,
+            emit=self._emit,
             ask_human=ask,
             run_child=child,
             llm=self.llm,

@@ -425,9 +425,10 @@ class _Decider(HumanDecisions):
         if st.failing:
             n = st.nodes[st.failing[0]]
             return "failed", f"step '{n.short_id}' failed: {n.error}", None
-        b = self._budget_exceeded()
-        if b is not None:
-            return "budget", b[0], b[1]
+        if st.max_tokens or st.max_cost is not None:  # no budget: nothing to exceed
+            b = self._budget_exceeded()
+            if b is not None:
+                return "budget", b[0], b[1]
         if st.deadline is not None and self.now >= st.deadline:
             t = self._timeout()
             return "timeout", f"run timed out (timeout {t:g}s)" if t else "run timed out", None

@@ -195,6 +195,7 @@ class FlowPlan:
     graph: Graph
     dependents: dict[str, tuple[str, ...]]
     evaluates: bool = False  # deciding may evaluate the flow's templates (see _evaluates)
+    fails_run: dict[str, bool] = field(default_factory=dict)  # node id -> _fails_run (costly: pydantic)
 
 
 def _evaluates(flow: Flow) -> bool:
@@ -217,7 +218,8 @@ def plan_flow(flow: Flow) -> FlowPlan:
         for d in g.nodes[nid].needs:
             if d in deps:
                 deps[d].append(nid)
-    return FlowPlan(flow, g, {k: tuple(v) for k, v in deps.items()}, _evaluates(flow))
+    fails = {nid: _fails_run(flow, g.nodes[nid].step) for nid in g.order}
+    return FlowPlan(flow, g, {k: tuple(v) for k, v in deps.items()}, _evaluates(flow), fails)
 
 
 def _fails_run(flow: Flow, spec: StepSpec) -> bool:
@@ -235,11 +237,12 @@ def _new_node(
     needs: tuple[str, ...],
     group: str | None,
     scope: str | None = None,
+    fails_run: bool | None = None,
 ) -> NodeState:
     n = NodeState(nid, spec, needs, group, scope, index=len(st.nodes))
     if scope is None:
         st.top_views = None
-    n.fails_run = _fails_run(st.flow, spec)
+    n.fails_run = _fails_run(st.flow, spec) if fails_run is None else fails_run
     n.budgeted = spec.kind in BUDGETED_KINDS
     st.nodes[nid] = n
     st.unfinished += 1
@@ -256,9 +259,10 @@ def new_state(
     plan = plan if plan is not None and plan.flow is flow else plan_flow(flow)
     g = plan.graph
     st = RunState(run_id=run_id, flow=flow, graph=g, inputs=dict(inputs), options=dict(options or {}))
+    fails = plan.fails_run
     for nid in g.order:
         gn = g.nodes[nid]
-        n = _new_node(st, nid, gn.step, gn.needs, gn.group)
+        n = _new_node(st, nid, gn.step, gn.needs, gn.group, None, fails.get(nid))
         n.dependents = list(plan.dependents.get(nid, ()))
     o = flow.options
     st.max_tokens = st.options.get("max_tokens", o.max_tokens)
