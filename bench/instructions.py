@@ -16,7 +16,9 @@ Calls: the Python-level and builtin calls the profiler sees while ``--runs`` run
 (after a warm-up), divided by the steps. Instructions: callgrind counts every instruction of
 the interpreter; the script runs the workload twice under valgrind, with ``--runs`` runs and
 with none (same start-up and warm-up), and divides the difference by the steps, so start-up
-and imports cancel out. ``PYTHONHASHSEED`` is fixed so both runs lay out dicts the same way.
+and imports cancel out; the heap is collected and frozen (``gc.freeze``) before the measured
+runs, so a full collection of the import-time heap does not fall in or out of the window.
+``PYTHONHASHSEED`` is fixed so both runs lay out dicts the same way.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import cProfile
+import gc
 import os
 import pstats
 import re
@@ -53,6 +56,12 @@ def workload(
                 assert str(st.status) == "COMPLETED", st.error
 
         asyncio.run(go(WARM_UP, 0))
+        # the measured runs start from the same heap whatever came before (imports, warm-up):
+        # a full collection now, and the survivors out of the collector's way, so a full
+        # collection that falls just inside or just outside the measured window (it scans
+        # the whole heap) does not move the count by tens of millions of instructions
+        gc.collect()
+        gc.freeze()
         if profile is not None:
             profile.enable()
         asyncio.run(go(runs, WARM_UP))

@@ -24,6 +24,7 @@ import contextvars
 import functools
 import json
 import logging
+from collections import deque
 from collections.abc import Awaitable, Callable, Coroutine, Generator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -176,6 +177,48 @@ def _runs_inline(executor: Any, ctx: StepContext) -> bool:
         return False
 
 
+class _Inbox:
+    """The runner's inbox: ``asyncio.Queue``'s calls the runner makes (``put_nowait``,
+    ``get_nowait``, ``empty``, ``get``) for its one consumer, without the queue's size
+    bound, task counting and waiter lists (several Python calls per item each way).
+    Like the queue, it belongs to the event loop's thread."""
+
+    __slots__ = ("_items", "_waiter")
+
+    def __init__(self) -> None:
+        self._items: deque[Any] = deque()
+        self._waiter: asyncio.Future[None] | None = None
+
+    def put_nowait(self, item: Any) -> None:
+        self._items.append(item)
+        w = self._waiter
+        if w is not None:
+            self._waiter = None
+            if not w.done():
+                w.set_result(None)
+
+    def get_nowait(self) -> Any:
+        if not self._items:
+            raise asyncio.QueueEmpty
+        return self._items.popleft()
+
+    def empty(self) -> bool:
+        return not self._items
+
+    def qsize(self) -> int:
+        return len(self._items)
+
+    async def get(self) -> Any:
+        while not self._items:
+            w = self._waiter = asyncio.get_running_loop().create_future()
+            try:
+                await w
+            finally:
+                if self._waiter is w:
+                    self._waiter = None
+        return self._items.popleft()
+
+
 class _Continue:
     """Continues, inside a task, a unit's coroutine that first ran inline until it waited:
     hands the task the future it waits on, then relays every result, exception and
@@ -239,7 +282,7 @@ class RunDriver:
         # writes it with the first events it decided, in one transaction
         self._create = create
         self._controls = controls  # the process's mailbox (one look for all its runs), or None
-        self.inbox: asyncio.Queue[Any] = asyncio.Queue()
+        self.inbox = _Inbox()
         self.tasks: dict[tuple[str, str], tuple[asyncio.Task[Any], Execute]] = {}
         self.cancels: dict[tuple[str, str], Cancel] = {}
         self.human_waiters: dict[str, asyncio.Future[Any]] = {}

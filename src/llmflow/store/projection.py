@@ -56,6 +56,12 @@ _LEASE_ENDS = _RUN_ENDS | {EventType.RUN_PARKED}
 _ATTEMPT_ERRORS = frozenset(
     {EventType.ATTEMPT_FAILED, EventType.ATTEMPT_INTERRUPTED, EventType.ATTEMPT_CANCELED}
 )
+# event type -> (0 run | 1 step | 2 attempt, the status it sets): one look-up per event
+_STATUS: dict[str, tuple[int, str]] = {
+    **{t: (0, s) for t, s in _RUN_STATUS.items()},
+    **{t: (1, s) for t, s in _STEP_STATUS.items()},
+    **{t: (2, s) for t, s in _ATTEMPT_STATUS.items()},
+}
 _INFO_KEYS = ("inputs", "prompt", "model", "rerun", "item", "matrix", "agent")
 # the event types that change more than the run's last_seq
 _PROJECTED = frozenset(
@@ -75,10 +81,10 @@ def project(e: Event) -> ProjectionOps:
     t = e.type
     if t not in _PROJECTED:
         return ops
-    run_status = _RUN_STATUS.get(t)  # type: ignore[call-overload]
-    if run_status is not None:
+    level, status = _STATUS.get(t, (-1, ""))
+    if level == 0:
         run = ops.run
-        run["status"] = run_status
+        run["status"] = status
         run["wake_at"] = e.payload.get("wake_at") if t == EventType.RUN_PARKED else None
         if t == EventType.RUN_STARTED:
             run["started_at_if_null"] = e.ts
@@ -95,9 +101,8 @@ def project(e: Event) -> ProjectionOps:
         if t == EventType.STEP_RERUN:
             run["ended_at"] = None
             run["error"] = None
-    step_status = _STEP_STATUS.get(t)  # type: ignore[call-overload]
-    if step_status is not None and e.step_id is not None:
-        f: dict[str, Any] = {"status": step_status}
+    if level == 1 and e.step_id is not None:
+        f: dict[str, Any] = {"status": status}
         if t == EventType.STEP_STARTED:
             f["started_at"] = e.ts
             f["ended_at"] = None
@@ -110,10 +115,9 @@ def project(e: Event) -> ProjectionOps:
             f["error"] = e.payload.get("error") or e.message
         ops.step = (e.step_id, f)
         return ops
-    attempt_status = _ATTEMPT_STATUS.get(t)  # type: ignore[call-overload]
-    if attempt_status is not None and e.step_id is not None and e.attempt is not None:
+    if level == 2 and e.step_id is not None and e.attempt is not None:
         key = (e.step_id, e.unit or "", e.attempt)
-        f = {"status": attempt_status}
+        f = {"status": status}
         if t == EventType.ATTEMPT_STARTED:
             f["started_at"] = e.ts
             p = e.payload
