@@ -177,6 +177,9 @@ def _runs_inline(executor: Any, ctx: StepContext) -> bool:
         return False
 
 
+_HAS_AGENT: dict[type, bool] = {}  # step spec class -> it has an ``agent`` field
+
+
 class _Inbox:
     """The runner's inbox: ``asyncio.Queue``'s calls the runner makes (``put_nowait``,
     ``get_nowait``, ``empty``, ``get``) for its one consumer, without the queue's size
@@ -603,10 +606,12 @@ class RunDriver:
         n = st.nodes[cmd.node_id]
         vars_ = dict(cmd.vars)
         spec = n.spec
-        # a spec without an ``agent`` field: pydantic's failed attribute look-up is costly
-        agent_name = vars_.get("agent") or (
-            cast(Any, spec).agent if "agent" in type(spec).model_fields else None
-        )
+        # not getattr(spec, "agent", None): on a spec without the field, pydantic's failed
+        # look-up raises and catches an AttributeError on every unit
+        has = _HAS_AGENT.get(type(spec))
+        if has is None:
+            has = _HAS_AGENT[type(spec)] = "agent" in type(spec).model_fields
+        agent_name = vars_.get("agent") or (cast(Any, spec).agent if has else None)
         agent = st.flow.agents.get(agent_name) if agent_name else None
         if agent is not None:
             vars_["agent_spec"] = {"name": agent_name, **agent.model_dump(exclude_defaults=True)}
