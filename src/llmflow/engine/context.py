@@ -40,6 +40,12 @@ def steps_namespace(st: RunState, node_id: str | None) -> dict[str, Any]:
     top = st.top_views
     if top is None:
         top = st.top_views = {nid: step_view(n) for nid, n in st.nodes.items() if n.scope is None}
+        st.stale_views.clear()
+    elif st.stale_views:  # only the steps that changed since (contexts hold copies of top)
+        nodes = st.nodes
+        for nid in st.stale_views:
+            top[nid] = step_view(nodes[nid])
+        st.stale_views.clear()
     out = dict(top)  # each context its own namespace (the views are shared, never changed)
     scope = st.nodes[node_id].scope if node_id and node_id in st.nodes else None
     if scope:

@@ -166,8 +166,10 @@ class RunState:
     max_tokens: int | None = None
     max_cost: float | None = None
     evaluates: bool = False  # deciding may evaluate templates (FlowPlan.evaluates)
-    # the views of the top-level steps by id (engine/context.py), dropped with any of them
+    # the views of the top-level steps by id (engine/context.py; each context gets a copy),
+    # and the top-level steps changed since it was last brought up to date
     top_views: dict[str, Any] | None = None
+    stale_views: set[str] = field(default_factory=set)
 
     def running_units(self) -> int:
         return self.running
@@ -457,8 +459,8 @@ def apply(st: RunState, e: NewEvent | Any) -> RunState:
         n = st.nodes.get(e.step_id) if e.step_id is not None else None
         if n is not None:
             n.view = None
-            if n.scope is None:
-                st.top_views = None
+            if n.scope is None and st.top_views is not None:
+                st.stale_views.add(n.id)
     return st
 
 
