@@ -9,6 +9,16 @@ from llmflow.engine.states import StepStatus
 
 
 def step_view(n: NodeState) -> dict[str, Any]:
+    """The step as templates see it (``steps.<id>``): built once per change of the step
+    (:func:`llmflow.engine.state.apply` drops it), shared by the contexts made until then,
+    and never changed in place."""
+    v = n.view
+    if v is None:
+        v = n.view = _build_view(n)
+    return v
+
+
+def _build_view(n: NodeState) -> dict[str, Any]:
     units = list(n.units.values())
     multi = len(units) > 1 or (units and units[0].key != "")
     outputs = [u.output for u in units] if multi else ([n.output] if n.status == StepStatus.COMPLETED else [])
@@ -27,11 +37,17 @@ def step_view(n: NodeState) -> dict[str, Any]:
 
 def steps_namespace(st: RunState, node_id: str | None) -> dict[str, Any]:
     """Every step by its short id; inside a loop iteration, that iteration's body steps win."""
-    out: dict[str, Any] = {}
+    top = st.top_views
+    if top is None:
+        top = st.top_views = {nid: step_view(n) for nid, n in st.nodes.items() if n.scope is None}
+        st.stale_views.clear()
+    elif st.stale_views:  # only the steps that changed since (contexts hold copies of top)
+        nodes = st.nodes
+        for nid in st.stale_views:
+            top[nid] = step_view(nodes[nid])
+        st.stale_views.clear()
+    out = dict(top)  # each context its own namespace (the views are shared, never changed)
     scope = st.nodes[node_id].scope if node_id and node_id in st.nodes else None
-    for nid, n in st.nodes.items():
-        if n.scope is None:
-            out[nid] = step_view(n)
     if scope:
         prefix = scope + "/"
         for nid, n in st.nodes.items():

@@ -5,6 +5,7 @@ Pure: the environment is passed in as a mapping by the composition root."""
 from __future__ import annotations
 
 from collections.abc import Mapping
+from functools import lru_cache
 
 from llmflow.model.spec import AgentSpec, Flow, StepSpec
 
@@ -13,6 +14,7 @@ DEFAULT_MODEL = "local:gemma3-270m"
 AGENT_RUNNER_ENV = {"planner": "OLLAMA_PLANNER_MODEL", "coder": "OLLAMA_CODER_MODEL"}
 
 
+@lru_cache(maxsize=4096)  # asked on every model call; a flow has few step ids
 def env_key(step_id: str) -> str:
     return "LLMFLOW_MODEL_" + "".join(c if c.isalnum() else "_" for c in step_id).upper()
 

@@ -24,10 +24,11 @@ import contextvars
 import functools
 import json
 import logging
+from collections import deque
 from collections.abc import Awaitable, Callable, Coroutine, Generator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 from llmflow.engine.context import template_context
 from llmflow.engine.events import NOT_FOLDED, Event, NewEvent
@@ -176,6 +177,51 @@ def _runs_inline(executor: Any, ctx: StepContext) -> bool:
         return False
 
 
+_HAS_AGENT: dict[type, bool] = {}  # step spec class -> it has an ``agent`` field
+
+
+class _Inbox:
+    """The runner's inbox: ``asyncio.Queue``'s calls the runner makes (``put_nowait``,
+    ``get_nowait``, ``empty``, ``get``) for its one consumer, without the queue's size
+    bound, task counting and waiter lists (several Python calls per item each way).
+    Like the queue, it belongs to the event loop's thread."""
+
+    __slots__ = ("_items", "_waiter")
+
+    def __init__(self) -> None:
+        self._items: deque[Any] = deque()
+        self._waiter: asyncio.Future[None] | None = None
+
+    def put_nowait(self, item: Any) -> None:
+        self._items.append(item)
+        w = self._waiter
+        if w is not None:
+            self._waiter = None
+            if not w.done():
+                w.set_result(None)
+
+    def get_nowait(self) -> Any:
+        if not self._items:
+            raise asyncio.QueueEmpty
+        return self._items.popleft()
+
+    def empty(self) -> bool:
+        return not self._items
+
+    def qsize(self) -> int:
+        return len(self._items)
+
+    async def get(self) -> Any:
+        while not self._items:
+            w = self._waiter = asyncio.get_running_loop().create_future()
+            try:
+                await w
+            finally:
+                if self._waiter is w:
+                    self._waiter = None
+        return self._items.popleft()
+
+
 class _Continue:
     """Continues, inside a task, a unit's coroutine that first ran inline until it waited:
     hands the task the future it waits on, then relays every result, exception and
@@ -239,7 +285,7 @@ class RunDriver:
         # writes it with the first events it decided, in one transaction
         self._create = create
         self._controls = controls  # the process's mailbox (one look for all its runs), or None
-        self.inbox: asyncio.Queue[Any] = asyncio.Queue()
+        self.inbox = _Inbox()
         self.tasks: dict[tuple[str, str], tuple[asyncio.Task[Any], Execute]] = {}
         self.cancels: dict[tuple[str, str], Cancel] = {}
         self.human_waiters: dict[str, asyncio.Future[Any]] = {}
@@ -254,6 +300,12 @@ class RunDriver:
         self._tick_handle: asyncio.TimerHandle | None = None
         self._last_beat = 0.0
         self._tick_due = False
+        inbox = self.inbox
+
+        def emit(ev: NewEvent) -> None:  # every unit's ctx.emit: events executors send
+            inbox.put_nowait(Emitted(ev))
+
+        self._emit = emit
 
     # -- public -------------------------------------------------------------------------------
     def control(self, action: str, payload: dict[str, Any] | None = None) -> None:
@@ -553,7 +605,13 @@ class RunDriver:
         st = self.st
         n = st.nodes[cmd.node_id]
         vars_ = dict(cmd.vars)
-        agent_name = vars_.get("agent") or getattr(n.spec, "agent", None)
+        spec = n.spec
+        # not getattr(spec, "agent", None): on a spec without the field, pydantic's failed
+        # look-up raises and catches an AttributeError on every unit
+        has = _HAS_AGENT.get(type(spec))
+        if has is None:
+            has = _HAS_AGENT[type(spec)] = "agent" in type(spec).model_fields
+        agent_name = vars_.get("agent") or (cast(Any, spec).agent if has else None)
         agent = st.flow.agents.get(agent_name) if agent_name else None
         if agent is not None:
             vars_["agent_spec"] = {"name": agent_name, **agent.model_dump(exclude_defaults=True)}
@@ -567,11 +625,6 @@ class RunDriver:
                 raise StepError("sub-flows are not available in this runtime")
             return await self._run_child(ctx, flow_ref, inputs, overrides)
 
-        inbox = self.inbox
-
-        def emit(ev: NewEvent) -> None:
-            inbox.put_nowait(Emitted(ev))
-
         ctx = StepContext(
             run_id=st.run_id,
             flow=st.flow,
@@ -583,7 +636,7 @@ class RunDriver:
             template=tmpl,
             workspace=self.cfg.workspace,
             artifacts_dir=self.cfg.artifacts_dir,
-            emit=emit,
+            emit=self._emit,
             ask_human=ask,
             run_child=child,
             llm=self.llm,

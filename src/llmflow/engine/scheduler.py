@@ -406,11 +406,17 @@ class _Decider(HumanDecisions):
                 return
             if not st.executing or st.status not in (RunStatus.RUNNING, RunStatus.PAUSED):
                 return
-            self._retries()
-            if st.status is RunStatus.RUNNING:
+            # each pass below starts with the same test of its work list: asked here, a pass
+            # with nothing to do costs no call (a decision makes two or three passes)
+            if st.retry_candidates:
+                self._retries()
+            if st.check and st.status is RunStatus.RUNNING:
                 self._readiness()
-            self._progress(fill=st.status is RunStatus.RUNNING)
-            self._maybe_finish()
+            running = st.status is RunStatus.RUNNING
+            if st.touched or (running and st.fillable):
+                self._progress(fill=running)
+            if not (st.finished or st.unfinished or st.failing or st.running):
+                self._maybe_finish()
             if len(self.events) == before:
                 return
 
@@ -425,9 +431,10 @@ class _Decider(HumanDecisions):
         if st.failing:
             n = st.nodes[st.failing[0]]
             return "failed", f"step '{n.short_id}' failed: {n.error}", None
-        b = self._budget_exceeded()
-        if b is not None:
-            return "budget", b[0], b[1]
+        if st.max_tokens or st.max_cost is not None:  # no budget: nothing to exceed
+            b = self._budget_exceeded()
+            if b is not None:
+                return "budget", b[0], b[1]
         if st.deadline is not None and self.now >= st.deadline:
             t = self._timeout()
             return "timeout", f"run timed out (timeout {t:g}s)" if t else "run timed out", None

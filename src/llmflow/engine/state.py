@@ -101,6 +101,10 @@ class NodeState:
     delayed: set[str] = field(default_factory=set)  # PENDING units waiting for a retry timer
     fails_run: bool = True  # a failure of this step fails the run (no on_error: continue)
     budgeted: bool = False  # its attempts spend tokens
+    # its template view (engine/context.py), built when first read and dropped by apply
+    # whenever an event of this step is folded; never changed once built, so units keep the
+    # view they were given
+    view: dict[str, Any] | None = None
 
     @property
     def short_id(self) -> str:
@@ -162,6 +166,10 @@ class RunState:
     max_tokens: int | None = None
     max_cost: float | None = None
     evaluates: bool = False  # deciding may evaluate templates (FlowPlan.evaluates)
+    # the views of the top-level steps by id (engine/context.py; each context gets a copy),
+    # and the top-level steps changed since it was last brought up to date
+    top_views: dict[str, Any] | None = None
+    stale_views: set[str] = field(default_factory=set)
 
     def running_units(self) -> int:
         return self.running
@@ -189,6 +197,7 @@ class FlowPlan:
     graph: Graph
     dependents: dict[str, tuple[str, ...]]
     evaluates: bool = False  # deciding may evaluate the flow's templates (see _evaluates)
+    fails_run: dict[str, bool] = field(default_factory=dict)  # node id -> _fails_run (costly: pydantic)
 
 
 def _evaluates(flow: Flow) -> bool:
@@ -211,7 +220,8 @@ def plan_flow(flow: Flow) -> FlowPlan:
         for d in g.nodes[nid].needs:
             if d in deps:
                 deps[d].append(nid)
-    return FlowPlan(flow, g, {k: tuple(v) for k, v in deps.items()}, _evaluates(flow))
+    fails = {nid: _fails_run(flow, g.nodes[nid].step) for nid in g.order}
+    return FlowPlan(flow, g, {k: tuple(v) for k, v in deps.items()}, _evaluates(flow), fails)
 
 
 def _fails_run(flow: Flow, spec: StepSpec) -> bool:
@@ -229,9 +239,12 @@ def _new_node(
     needs: tuple[str, ...],
     group: str | None,
     scope: str | None = None,
+    fails_run: bool | None = None,
 ) -> NodeState:
     n = NodeState(nid, spec, needs, group, scope, index=len(st.nodes))
-    n.fails_run = _fails_run(st.flow, spec)
+    if scope is None:
+        st.top_views = None
+    n.fails_run = _fails_run(st.flow, spec) if fails_run is None else fails_run
     n.budgeted = spec.kind in BUDGETED_KINDS
     st.nodes[nid] = n
     st.unfinished += 1
@@ -248,9 +261,10 @@ def new_state(
     plan = plan if plan is not None and plan.flow is flow else plan_flow(flow)
     g = plan.graph
     st = RunState(run_id=run_id, flow=flow, graph=g, inputs=dict(inputs), options=dict(options or {}))
+    fails = plan.fails_run
     for nid in g.order:
         gn = g.nodes[nid]
-        n = _new_node(st, nid, gn.step, gn.needs, gn.group)
+        n = _new_node(st, nid, gn.step, gn.needs, gn.group, None, fails.get(nid))
         n.dependents = list(plan.dependents.get(nid, ()))
     o = flow.options
     st.max_tokens = st.options.get("max_tokens", o.max_tokens)
@@ -441,6 +455,12 @@ def apply(st: RunState, e: NewEvent | Any) -> RunState:
     handler = _HANDLERS.get(t)
     if handler is not None:
         handler(st, e, p)
+        # every handler changes at most the node of the event's step: its view is stale
+        n = st.nodes.get(e.step_id) if e.step_id is not None else None
+        if n is not None:
+            n.view = None
+            if n.scope is None and st.top_views is not None:
+                st.stale_views.add(n.id)
     return st
 
 

@@ -43,6 +43,9 @@ def compute_units(st: RunState, n: NodeState) -> list[dict[str, Any]]:
     """The units of a step: for_each items x matrix variants x broadcast agents. Raises
     TemplateError (UnitCapError past the cap: counted before any unit is built)."""
     spec = n.spec
+    if spec.for_each is None and not spec.matrix and not isinstance(spec, BroadcastStep):
+        if unit_cap(st) >= 1:  # most steps: one unit, nothing to evaluate or count
+            return [{"key": "", "vars": {}}]
     ctx = template_context(st, n.id) if (isinstance(spec.for_each, str) or spec.matrix) else {}
     seq: Any = None
     if spec.for_each is not None:

@@ -9,6 +9,7 @@ takeover never widens what the run may do."""
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -151,7 +152,7 @@ def driver_config(
         if choices and "env_models" in choices
         else rt.settings.env_models,
         functions=rt.functions,
-        cache_dir=rt.settings.state_dir / "cache",
+        cache_dir=rt.cache_dir(),
         park_after=park_after,
         poll_controls=shared,
         settings=step_settings(rt, rec),
@@ -162,7 +163,15 @@ def step_settings(rt: Runtime, rec: RunRecord) -> dict[str, Any]:
     """What steps read from ``ctx.settings``: tool services, the run's thread, the flow's
     directory, and where the run may write (``trust``, steps/trust.py)."""
     src = rec.spec.get("source_path") or rec.spec.get("source")
-    flow_dir = str(Path(src).resolve().parent) if src and not src.startswith("<") else None
+    flow_dir = None
+    if src and not src.startswith("<"):
+        flow_dir = rt._flow_dirs.get(src)
+        if flow_dir is None:
+            flow_dir = str(Path(src).resolve().parent)
+            if os.path.isabs(src):  # resolved once per absolute path (it reads the file system)
+                if len(rt._flow_dirs) > 1024:
+                    rt._flow_dirs.clear()
+                rt._flow_dirs[src] = flow_dir
     return {
         "tools": rt.tool_services,
         "thread": (rec.metadata or {}).get("thread"),

@@ -70,6 +70,8 @@ class Runtime:
         self.run_flows = RunFlows(settings, gateway)
         self.flows = self.run_flows.cache  # composed flows, cached by file stamps
         self._closed = False
+        self._paths_of: tuple[Settings, str, Path] | None = None
+        self._flow_dirs: dict[str, str | None] = {}  # a run's source file -> its directory
         self._inline_io = not getattr(store, "shared", True) or not hasattr(self.writer, "call")
         self.mailbox = ControlMailbox(store, self.io) if hasattr(store, "runs_with_controls") else None
         self._fresh: dict[str, tuple[RunRecord, list[Event]]] = {}  # created here to run here next
@@ -235,10 +237,23 @@ class Runtime:
                 )
                 p = base / p
             return p
-        return Path(os.path.join(self.settings.state_dir, "runs", rec.id, "workspace"))
+        return Path(os.path.join(self._paths()[0], rec.id, "workspace"))
 
     def artifacts_of(self, rec: RunRecord) -> Path:
-        return Path(os.path.join(self.settings.state_dir, "runs", rec.id, "artifacts"))
+        return Path(os.path.join(self._paths()[0], rec.id, "artifacts"))
+
+    def _paths(self) -> tuple[str, Path]:
+        """(the runs directory, the step cache directory) of these settings, computed once
+        (``settings.state_dir`` builds a new path on every read)."""
+        hit = self._paths_of
+        if hit is None or hit[0] is not self.settings:
+            state = self.settings.state_dir
+            hit = self._paths_of = (self.settings, os.path.join(state, "runs"), state / "cache")
+        return hit[1], hit[2]
+
+    def cache_dir(self) -> Path:
+        """Where steps with ``cache: true`` keep their outputs."""
+        return self._paths()[1]
 
     async def execute(
         self,

@@ -8,13 +8,21 @@ from dataclasses import replace
 from typing import Any
 
 from llmflow.engine.events import Event, NewEvent
-from llmflow.engine.payloads import as_dict, schema_version_of
+from llmflow.engine.payloads import Payload, as_dict, schema_version_of
 from llmflow.errors import StoreError
 from llmflow.store.base import ArtifactRow, AttemptRow, Control, Project, RunRecord
 from llmflow.store.batches import MemoryBatches
 from llmflow.store.evals import MemoryEvals
 from llmflow.store.projection import project
 from llmflow.store.threads import MemoryThreads
+
+
+def _copy(r: RunRecord) -> RunRecord:
+    """A shallow copy of a record (``dataclasses.replace(r)`` without its ~27 ``getattr``
+    and keyword arguments: RunRecord is a plain dataclass, no ``__post_init__``)."""
+    c = object.__new__(RunRecord)
+    c.__dict__.update(r.__dict__)
+    return c
 
 
 class MemoryStore(MemoryBatches, MemoryThreads, MemoryEvals):
@@ -43,14 +51,14 @@ class MemoryStore(MemoryBatches, MemoryThreads, MemoryEvals):
         with self._lock:
             if run.id in self._runs:
                 raise StoreError(f"run {run.id} already exists")
-            self._runs[run.id] = replace(run)
+            self._runs[run.id] = _copy(run)
             self._events[run.id] = []
             return self.append(run.id, events, now) if events else []
 
     def get_run(self, run_id: str) -> RunRecord | None:
         with self._lock:
             r = self._runs.get(run_id)
-            return replace(r) if r else None  # a shallow copy: callers treat records as read-only
+            return _copy(r) if r else None  # a shallow copy: callers treat records as read-only
 
     def _filter(
         self,
@@ -91,7 +99,7 @@ class MemoryStore(MemoryBatches, MemoryThreads, MemoryEvals):
         with self._lock:
             rs = self._filter(flow, status, batch_id, project_id, parent_run_id, in_batch)
             rs.sort(key=lambda r: (r.created_at, r.id), reverse=True)
-            return [replace(r) for r in rs[offset : offset + limit]]
+            return [_copy(r) for r in rs[offset : offset + limit]]
 
     def count_runs(
         self,
@@ -118,24 +126,29 @@ class MemoryStore(MemoryBatches, MemoryThreads, MemoryEvals):
             if run is None:
                 raise StoreError(f"no run {run_id}")
             log = self._events[run_id]
+            all_ = self._all
             out: list[Event] = []
             for ne in events:
                 p = ne.payload
+                if isinstance(p, Payload):  # serialised once, here
+                    d, version = p.to_dict(), p.SCHEMA_VERSION
+                else:
+                    d, version = as_dict(p), schema_version_of(p, ne.type)
                 e = Event(
-                    run_id=run_id,
-                    seq=len(log) + 1,
-                    type=str(ne.type),
-                    ts=now,
-                    message=ne.message,
-                    step_id=ne.step_id,
-                    unit=ne.unit,
-                    attempt=ne.attempt,
-                    payload=p if type(p) is dict else as_dict(p),
-                    id=len(self._all) + 1,
-                    schema_version=schema_version_of(p, ne.type),
+                    run_id,
+                    len(log) + 1,
+                    str(ne.type),
+                    now,
+                    ne.message,
+                    ne.step_id,
+                    ne.unit,
+                    ne.attempt,
+                    d,
+                    len(all_) + 1,
+                    version,
                 )
                 log.append(e)
-                self._all.append(e)
+                all_.append(e)
                 self._project(run, e)
                 out.append(e)
             return out
@@ -150,12 +163,16 @@ class MemoryStore(MemoryBatches, MemoryThreads, MemoryEvals):
 
     def _project(self, run: RunRecord, e: Event) -> None:
         ops = project(e)
-        for k, v in ops.run.items():
-            if k == "started_at_if_null":
-                if run.started_at is None:
-                    run.started_at = v
-            else:
-                setattr(run, k, v)
+        fields = ops.run
+        if len(fields) == 1:  # most events: only the last sequence number
+            run.last_seq = fields["last_seq"]
+        else:
+            for k, v in fields.items():
+                if k == "started_at_if_null":
+                    if run.started_at is None:
+                        run.started_at = v
+                else:
+                    setattr(run, k, v)
         for k, v in ops.run_add.items():
             setattr(run, k, getattr(run, k) + (int(v) if k != "cost" else v))
         if ops.step:
@@ -268,7 +285,7 @@ class MemoryStore(MemoryBatches, MemoryThreads, MemoryEvals):
                 if ok and free:
                     r.owner = owner
                     r.lease_expires_at = now + lease_seconds
-                    return replace(r)
+                    return _copy(r)
             return None
 
     def claim_many(self, owner: str, now: float, lease_seconds: float, limit: int) -> list[RunRecord]:

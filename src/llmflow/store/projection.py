@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Any
 
 from llmflow.engine.events import Event, EventType
@@ -36,42 +35,74 @@ _ATTEMPT_STATUS = {
 }
 
 
-@dataclass
 class ProjectionOps:
-    run: dict[str, Any] = field(default_factory=dict)  # fields to set on the run
-    run_add: dict[str, float] = field(default_factory=dict)  # tokens_in/out, cost increments
-    step: tuple[str, dict[str, Any]] | None = None  # (step_id, fields)
-    attempt: tuple[tuple[str, str, int], dict[str, Any], bool | None] | None = (
-        None  # key, fields, insert? (None: update only)
-    )
-    attempt_add: tuple[tuple[str, str, int], dict[str, float]] | None = None
-    artifact: dict[str, Any] | None = None
+    """What one event changes in the projections."""
+
+    __slots__ = ("run", "run_add", "step", "attempt", "attempt_add", "artifact")
+
+    def __init__(self, seq: int) -> None:
+        self.run: dict[str, Any] = {"last_seq": seq}  # fields to set on the run
+        self.run_add: dict[str, float] = _NO_ADD  # tokens_in/out, cost increments
+        self.step: tuple[str, dict[str, Any]] | None = None  # (step_id, fields)
+        # key, fields, insert? (None: update only)
+        self.attempt: tuple[tuple[str, str, int], dict[str, Any], bool | None] | None = None
+        self.attempt_add: tuple[tuple[str, str, int], dict[str, float]] | None = None
+        self.artifact: dict[str, Any] | None = None
+
+
+_NO_ADD: dict[str, float] = {}  # shared, never written: most events add no usage
+_RUN_ENDS = frozenset({EventType.RUN_COMPLETED, EventType.RUN_FAILED, EventType.RUN_CANCELED})
+_LEASE_ENDS = _RUN_ENDS | {EventType.RUN_PARKED}
+_ATTEMPT_ERRORS = frozenset(
+    {EventType.ATTEMPT_FAILED, EventType.ATTEMPT_INTERRUPTED, EventType.ATTEMPT_CANCELED}
+)
+# event type -> (0 run | 1 step | 2 attempt, the status it sets): one look-up per event
+_STATUS: dict[str, tuple[int, str]] = {
+    **{t: (0, s) for t, s in _RUN_STATUS.items()},
+    **{t: (1, s) for t, s in _STEP_STATUS.items()},
+    **{t: (2, s) for t, s in _ATTEMPT_STATUS.items()},
+}
+_INFO_KEYS = ("inputs", "prompt", "model", "rerun", "item", "matrix", "agent")
+# the event types that change more than the run's last_seq
+_PROJECTED = frozenset(
+    {
+        *_RUN_STATUS,
+        *_STEP_STATUS,
+        *_ATTEMPT_STATUS,
+        EventType.LLM_GENERATING,
+        EventType.LLM_DONE,
+        EventType.ARTIFACT_CREATED,
+    }
+)
 
 
 def project(e: Event) -> ProjectionOps:
-    ops = ProjectionOps()
+    ops = ProjectionOps(e.seq)
     t = e.type
-    ops.run["last_seq"] = e.seq
-    if t in _RUN_STATUS:
-        ops.run["status"] = _RUN_STATUS[t]  # type: ignore[index]
-        ops.run["wake_at"] = e.payload.get("wake_at") if t == EventType.RUN_PARKED else None
+    if t not in _PROJECTED:
+        return ops
+    level, status = _STATUS.get(t, (-1, ""))
+    if level == 0:
+        run = ops.run
+        run["status"] = status
+        run["wake_at"] = e.payload.get("wake_at") if t == EventType.RUN_PARKED else None
         if t == EventType.RUN_STARTED:
-            ops.run["started_at_if_null"] = e.ts
-        if t in (EventType.RUN_COMPLETED, EventType.RUN_FAILED, EventType.RUN_CANCELED, EventType.RUN_PARKED):
+            run["started_at_if_null"] = e.ts
+        if t in _LEASE_ENDS:
             # nobody holds a finished or parked run: its lease ends with the event
-            ops.run["owner"] = None
-            ops.run["lease_expires_at"] = None
-        if t in (EventType.RUN_COMPLETED, EventType.RUN_FAILED, EventType.RUN_CANCELED):
-            ops.run["ended_at"] = e.ts
+            run["owner"] = None
+            run["lease_expires_at"] = None
+        if t in _RUN_ENDS:
+            run["ended_at"] = e.ts
             if "outputs" in e.payload:
-                ops.run["outputs"] = e.payload["outputs"]
+                run["outputs"] = e.payload["outputs"]
             if t == EventType.RUN_FAILED:
-                ops.run["error"] = e.payload.get("error") or e.message
+                run["error"] = e.payload.get("error") or e.message
         if t == EventType.STEP_RERUN:
-            ops.run["ended_at"] = None
-            ops.run["error"] = None
-    if t in _STEP_STATUS and e.step_id is not None:
-        f: dict[str, Any] = {"status": _STEP_STATUS[t]}  # type: ignore[index]
+            run["ended_at"] = None
+            run["error"] = None
+    if level == 1 and e.step_id is not None:
+        f: dict[str, Any] = {"status": status}
         if t == EventType.STEP_STARTED:
             f["started_at"] = e.ts
             f["ended_at"] = None
@@ -83,38 +114,32 @@ def project(e: Event) -> ProjectionOps:
         if t == EventType.STEP_FAILED:
             f["error"] = e.payload.get("error") or e.message
         ops.step = (e.step_id, f)
-    if t in _ATTEMPT_STATUS and e.step_id is not None and e.attempt is not None:
+        return ops
+    if level == 2 and e.step_id is not None and e.attempt is not None:
         key = (e.step_id, e.unit or "", e.attempt)
-        f = {"status": _ATTEMPT_STATUS[t]}  # type: ignore[index]
+        f = {"status": status}
         if t == EventType.ATTEMPT_STARTED:
             f["started_at"] = e.ts
-            if e.payload.get("model"):
-                f["model"] = e.payload["model"]
-            f["info"] = {
-                k: v
-                for k, v in e.payload.items()
-                if k in ("inputs", "prompt", "model", "rerun", "item", "matrix", "agent")
-            }
+            p = e.payload
+            if p.get("model"):
+                f["model"] = p["model"]
+            f["info"] = {k: v for k, v in p.items() if k in _INFO_KEYS}
         else:
             f["ended_at"] = e.ts
         if t == EventType.ATTEMPT_COMPLETED:
             f["output"] = e.payload.get("output")
-        if t in (EventType.ATTEMPT_FAILED, EventType.ATTEMPT_INTERRUPTED, EventType.ATTEMPT_CANCELED):
+        if t in _ATTEMPT_ERRORS:
             f["error"] = e.payload.get("error") or e.message
         ops.attempt = (key, f, t == EventType.ATTEMPT_STARTED)
-    if (
-        t == EventType.LLM_GENERATING
-        and e.payload.get("model")
-        and e.step_id is not None
-        and e.attempt is not None
-        and ops.attempt is None
-    ):
-        ops.attempt = (
-            (e.step_id, e.unit or "", e.attempt),
-            {"model": e.payload["model"]},
-            None,
-        )  # update only
-    if t == EventType.LLM_DONE:
+        return ops
+    if t == EventType.LLM_GENERATING:
+        if e.payload.get("model") and e.step_id is not None and e.attempt is not None:
+            ops.attempt = (
+                (e.step_id, e.unit or "", e.attempt),
+                {"model": e.payload["model"]},
+                None,
+            )  # update only
+    elif t == EventType.LLM_DONE:
         usage = e.payload.get("usage") or {}
         add = {
             "tokens_in": float(usage.get("input_tokens", 0) or 0),
@@ -124,7 +149,7 @@ def project(e: Event) -> ProjectionOps:
         ops.run_add = add
         if e.step_id is not None and e.attempt is not None:
             ops.attempt_add = ((e.step_id, e.unit or "", e.attempt), add)
-    if t == EventType.ARTIFACT_CREATED:
+    elif t == EventType.ARTIFACT_CREATED:
         p = e.payload
         ops.artifact = {
             "path": p.get("path", ""),
