@@ -279,6 +279,16 @@ class StoreContract:
         assert first + rest == everything
         assert store.events_since(everything[-1].id) == []
 
+    def test_event_by_id_finds_any_committed_event(self, store: Any) -> None:
+        a = store.create_run(rec("r1"), [ev(T.RUN_CREATED)], now=1.0)
+        b = store.create_run(rec("r2"), [ev(T.RUN_CREATED)], now=1.0)
+        c = store.append("r1", [ev(T.RUN_STARTED), ev(T.RUN_COMPLETED)], now=2.0)
+        for e in a + b + c:
+            assert store.event_by_id(e.id) == e
+        assert store.event_by_id(0) is None
+        assert store.event_by_id(-1) is None
+        assert store.event_by_id(max(e.id for e in c) + 1000) is None
+
     # projections: runs ---------------------------------------------------------------------
     def test_run_status_follows_run_events_and_started_at_is_set_once(self, store: Any) -> None:
         store.create_run(rec("r1"), [ev(T.RUN_CREATED), ev(T.RUN_QUEUED)], now=1.0)

@@ -149,3 +149,22 @@ def test_lease_writes_answer_in_one_round_trip_with_the_same_results(store: Any)
     again = store.claim("w2", now=13.0, lease_seconds=5.0)
     assert again is not None and again.id == "r2" and again.owner == "w2"
     assert store._conn.info.transaction_status == store._pg.pq.TransactionStatus.IDLE
+
+
+def test_an_event_is_found_by_its_id_while_an_open_transaction_holds_the_stream_back(
+    store: Any, url: str
+) -> None:
+    # Agent Runner's GET /runs/{n} names a run by the id of its first event: a transaction
+    # open elsewhere in the cluster (a slow writer, another tenant) holds events_since back,
+    # and the run must not answer 404 meanwhile
+    import psycopg
+
+    other = psycopg.connect(url)  # not autocommit: the SELECT below leaves it in a transaction
+    try:
+        other.execute("SELECT txid_current()")  # an assigned transaction id: the horizon stops here
+        created = store.create_run(rec("r1"), [NewEvent(T.RUN_CREATED, "created")], 1.0)
+        assert store.events_since(0) == []  # held back, as documented
+        assert store.event_by_id(created[0].id) == created[0]
+    finally:
+        other.close()
+    assert store.event_by_id(created[0].id + 1) is None

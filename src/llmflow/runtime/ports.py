@@ -78,6 +78,14 @@ class RunService(Protocol):
         options: RunRequest | None = None,
         **kw: Any,
     ) -> RunRecord: ...
+    def build_run(
+        self,
+        flow_ref: Any,
+        inputs: dict[str, Any] | None = None,
+        options: RunRequest | None = None,
+        **kw: Any,
+    ) -> tuple[RunRecord, list[NewEvent]]: ...
+    async def create_runs_async(self, built: list[tuple[RunRecord, list[NewEvent]]]) -> list[RunRecord]: ...
     def get(self, run_id: str) -> RunRecord: ...
     def state_of(
         self,

@@ -72,10 +72,10 @@ def find_run(svc: Services, ref: str) -> Any:
         return None
     if ref.isdigit() and len(ref) < 19:
         n = int(ref)
-        hit = svc.store.events_since(n - 1, limit=1) if n > 0 else []
-        if not hit or hit[0].id != n or hit[0].seq != 1:
+        first = svc.store.event_by_id(n) if n > 0 else None
+        if first is None or first.seq != 1:
             return None
-        return svc.store.get_run(hit[0].run_id)
+        return svc.store.get_run(first.run_id)
     return svc.store.get_run(ref)
 
 

@@ -226,28 +226,18 @@ class Services:
         built and validated first, and none is written if one is refused (FlowValidationError
         with its paths under ``runs[i]``); then all are written at once - their appends meet
         in the store's group commit, so a hundred runs cost a few transactions, not a hundred."""
-        from llmflow.runtime import creation
-
-        # Runtime.create_run_async split in two (build every run, then write them all): the
-        # runtime port has no many-runs form yet, hence the concrete runtime's writer here
-        rt: Any = self.runtime
         built = []
         for i, (loaded, inputs, options) in enumerate(items):
             try:
-                built.append(creation.build_run(rt, loaded, inputs, options, coerce_strings=False))
+                built.append(self.runtime.build_run(loaded, inputs, options, coerce_strings=False))
             except FlowValidationError as exc:
                 located = self._located(loaded, exc)
                 raise FlowValidationError([_under(f"runs[{i}]", d) for d in located.diagnostics]) from None
-        now = rt.clock.now()
-        stored = await asyncio.gather(
-            *(rt.writer.append(run.id, created, now, create=run) for run, created in built)
-        )
-        for events in stored:
-            rt.notify(events)
-        for run, _ in built:
+        runs = await self.runtime.create_runs_async(built)
+        for run in runs:
             self.hub.notify(run.id)
         self.worker.wake()
-        return [run for run, _ in built]
+        return runs
 
     def _located(self, loaded: LoadedFlow, exc: FlowValidationError) -> FlowValidationError:
         # a posted document's own values (a step's model) are under "document"

@@ -208,6 +208,10 @@ class MemoryStore(MemoryBatches, MemoryThreads, MemoryEvals):
         with self._lock:
             return list(self._all[after_id : after_id + limit])
 
+    def event_by_id(self, event_id: int) -> Event | None:
+        with self._lock:
+            return self._all[event_id - 1] if 0 < event_id <= len(self._all) else None
+
     # projections ---------------------------------------------------------------------------
     def attempts(self, run_id: str, step_id: str | None = None) -> list[AttemptRow]:
         with self._lock:

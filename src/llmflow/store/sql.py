@@ -251,6 +251,13 @@ class SqlStore(SqlBatches, SqlThreads, SqlEvals):
         )
         return [event_from_row(r) for r in rows]
 
+    def event_by_id(self, event_id: int) -> Event | None:
+        """One event by its store-wide id, as soon as its transaction has committed (the
+        global stream, ``events_since``, shows it only once every earlier transaction has
+        ended: on Postgres a transaction open anywhere in the cluster holds it back)."""
+        rows = self._read(f"SELECT {EVENT_COLUMNS} FROM events WHERE id = {self.dialect.ph}", (event_id,))
+        return event_from_row(rows[0]) if rows else None
+
     # projections ---------------------------------------------------------------------------
     def attempts(self, run_id: str, step_id: str | None = None) -> list[AttemptRow]:
         d = self.dialect
