@@ -184,7 +184,7 @@ def test_runs_of_quick_steps_on_a_store_that_never_waits_take_turns(tmp_path):
         rt.close()
 
 
-def test_only_async_functions_marked_quick_start_inline():
+def test_only_functions_marked_quick_start_inline():
     from llmflow.steps import python_fn
 
     async def plain(text: str) -> str:
@@ -192,6 +192,9 @@ def test_only_async_functions_marked_quick_start_inline():
 
     @quick
     def sync_fn(text: str) -> str:
+        return text
+
+    def sync_unmarked(text: str) -> str:
         return text
 
     spec = parse_flow_text("name: s\nsteps:\n  - id: a\n    python: {function: f}\n").steps[0]
@@ -209,7 +212,54 @@ def test_only_async_functions_marked_quick_start_inline():
         return text
 
     assert python_fn.inline(Ctx(other)) is False  # type: ignore[arg-type]
-    assert python_fn.inline(Ctx(sync_fn)) is False  # type: ignore[arg-type]
+    assert python_fn.inline(Ctx(sync_fn)) is True  # type: ignore[arg-type]
+    assert python_fn.inline(Ctx(sync_unmarked)) is False  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("store", ["memory", "sqlite"])
+def test_a_quick_plain_function_runs_on_the_event_loop_and_an_unmarked_one_in_a_worker_thread(
+    tmp_path, store
+):
+    import threading
+
+    threads: dict[str, bool] = {}
+
+    @quick
+    def first(text: str) -> str:
+        threads["first"] = threading.current_thread() is threading.main_thread()
+        return text.upper()
+
+    def second(text: str) -> str:
+        threads["second"] = threading.current_thread() is threading.main_thread()
+        return f"{text}!"
+
+    rt = _rt(tmp_path, store, first=first, second=second)
+    try:
+        st = asyncio.run(rt.run(parse_flow_text(TWO), {"q": "hi"}))
+        assert str(st.status) == "COMPLETED", st.error
+        assert st.nodes["b"].output == "HI!"
+        assert threads == {"first": True, "second": False}  # the loop's thread; a worker thread
+        types = [e.type for e in rt.store.events(st.run_id) if e.step_id == "a"]
+        assert types == [E.STEP_STARTED, E.ATTEMPT_STARTED, E.ATTEMPT_COMPLETED, E.STEP_COMPLETED], types
+    finally:
+        rt.close()
+
+
+def test_a_quick_plain_function_that_raises_fails_its_step(tmp_path):
+    @quick
+    def first(text: str) -> str:
+        raise ValueError(f"bad {text}")
+
+    def second(text: str) -> str:
+        return text
+
+    rt = _rt(tmp_path, "memory", first=first, second=second)
+    try:
+        st = asyncio.run(rt.run(parse_flow_text(TWO), {"q": "hi"}))
+        assert str(st.status) == "FAILED"
+        assert "ValueError: bad hi" in (st.nodes["a"].error or "")
+    finally:
+        rt.close()
 
 
 def test_step_function_quick_true_sets_the_same_mark_as_quick():

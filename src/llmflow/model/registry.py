@@ -307,9 +307,11 @@ def step_function(
 ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Decorator: register a Python function for ``python`` steps under ``name``.
 
-    ``quick=True`` marks an async function the engine may start inline, in the runner's own
-    task (as ``llmflow.steps.python_fn.quick`` does): only for a function that opens no
-    ``asyncio.timeout``, ``TaskGroup`` or cancel scope before its first waiting ``await``."""
+    ``quick=True`` marks a function the engine may start inline, in the runner's own task
+    (as ``llmflow.steps.python_fn.quick`` does): an async function that opens no
+    ``asyncio.timeout``, ``TaskGroup`` or cancel scope before its first waiting ``await``, or
+    a plain function that is fast and never blocks (it then runs on the event loop, not in a
+    worker thread)."""
 
     def deco(fn: Callable[..., Any]) -> Callable[..., Any]:
         if quick:

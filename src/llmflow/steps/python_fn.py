@@ -63,28 +63,34 @@ async def execute(ctx: StepContext) -> Any:
         kwargs["item"] = ctx.vars["item"]
     if is_async:
         return await fn(**kwargs)
+    if getattr(fn, "llmflow_quick", False) is True:
+        return fn(**kwargs)  # quick: on the event loop, no thread (it cannot block)
     return await asyncio.to_thread(fn, **kwargs)
 
 
 def quick(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """Mark an async step function as quick, so the engine may start it inline, in the
-    runner's own task, instead of in a task of its own (it saves the task and a turn of the
-    event loop per step). Only for a function that, before its first ``await`` that waits,
-    opens no ``asyncio.timeout``, ``TaskGroup`` or cancel scope and does not read
-    ``asyncio.current_task()``: those would bind to the runner's task. Waiting later is fine
-    (a task takes over at the first wait; cancelling and step timeouts work as usual)."""
+    """Mark a step function as quick, so the engine may start it inline, in the runner's own
+    task, instead of in a task of its own (it saves the task and a turn of the event loop per
+    step). An async function: only if, before its first ``await`` that waits, it opens no
+    ``asyncio.timeout``, ``TaskGroup`` or cancel scope and does not read
+    ``asyncio.current_task()`` (those would bind to the runner's task); waiting later is fine
+    (a task takes over at the first wait; cancelling and step timeouts work as usual). A
+    plain function: it runs on the event loop instead of in a worker thread, so it must be
+    fast and never block (no I/O, no sleep): a step timeout cannot cut it, and every run of
+    the process waits while it runs."""
     fn.llmflow_quick = True  # type: ignore[attr-defined]
     return fn
 
 
 def inline(ctx: StepContext) -> bool:
     """The engine's question (``StepExecutor.inline``): may this call start inline? Only for
-    an async function marked :func:`quick`; a plain function runs on a thread anyway."""
+    a function marked :func:`quick` (async or plain); others get a task (and a plain one a
+    worker thread)."""
     spec = ctx.step
     if not isinstance(spec, PythonStep):
         return False
     fn = resolve_function(spec.function, ctx.functions, allow_import=ctx.allow_shell)
-    return getattr(fn, "llmflow_quick", False) is True and _shape(fn)[1]
+    return getattr(fn, "llmflow_quick", False) is True
 
 
 execute.inline = inline  # type: ignore[attr-defined]
