@@ -103,6 +103,35 @@ def test_the_worker_polls_and_can_be_woken(home: Path) -> None:
         rt.close()
 
 
+def test_a_worker_on_postgres_starts_a_run_another_process_queued_without_waiting_for_its_poll(
+    home: Path,
+) -> None:
+    # the API process (or any other) queues the run through its own store connection; the
+    # worker hears of it by LISTEN, not by its next poll (an hour away here)
+    with pg_schema() as url:
+        env = base_env(home, LLMFLOW_DATABASE_URL=url)
+        worker_rt, api_rt = runtime(env), runtime(env)
+
+        async def go() -> None:
+            w = Worker(worker_rt, check_interval=3600)
+            w.start()
+            await asyncio.sleep(0.5)  # the first (empty) poll, and the listener subscribed
+            rid = await asyncio.to_thread(lambda: api_rt.create_run(REVIEW, {"text": "x"}).id)
+            for _ in range(600):
+                if worker_rt.get(rid).status == "COMPLETED":
+                    break
+                await asyncio.sleep(0.05)
+            assert worker_rt.get(rid).status == "COMPLETED"
+            assert worker_rt.get(rid).owner is None
+            await w.stop()
+
+        try:
+            asyncio.run(go())
+        finally:
+            api_rt.close()
+            worker_rt.close()
+
+
 def _worker(env: dict[str, str], home: Path, name: str, *args: str) -> ServeProcess:
     return ServeProcess(["worker", *args], env, home, home / f"{name}.log").start()
 

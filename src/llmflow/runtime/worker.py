@@ -61,6 +61,7 @@ class Worker:
         self._wake: asyncio.Event | None = None
         self._stopping = False
         self._loop_task: asyncio.Task[None] | None = None
+        self._listening = 0  # the generation of the thread that listens for new runs
 
     # -- control --------------------------------------------------------------------------------
     def start(self) -> asyncio.Task[None]:
@@ -78,6 +79,7 @@ class Worker:
     async def run_forever(self) -> None:
         self._wake = asyncio.Event()
         self.running = True
+        self._listen_for_new_runs()
         log.info(
             "worker %s polling every %gs, %d at once",
             self.runtime.owner,
@@ -97,6 +99,35 @@ class Worker:
                 self._wake.clear()
         finally:
             self.running = False
+
+    def _listen_for_new_runs(self) -> None:
+        """Where the store tells of runs created by other processes (Postgres: LISTEN), a
+        thread waits for that and wakes the poll loop, so a run queued through another
+        process starts at once rather than at the next poll. The poll stays: it also finds
+        expired leases and due timers, and covers a wake-up lost to a dropped connection."""
+        waiter = getattr(self.runtime.store, "wait_for_queued", None)
+        if waiter is None:
+            return
+        import threading
+
+        loop = asyncio.get_running_loop()
+        self._listening += 1  # a restarted loop's thread replaces the last one
+        mine = self._listening
+
+        def listen() -> None:
+            while not self._stopping and self._listening == mine:
+                try:
+                    woke = waiter(1.0)
+                except StoreError as exc:  # the store closed, or the connection broke: polls go on
+                    log.debug("worker %s stops listening for new runs: %s", self.runtime.owner, exc)
+                    return
+                if woke and not self._stopping:
+                    try:
+                        loop.call_soon_threadsafe(self.wake)
+                    except RuntimeError:  # the event loop has closed
+                        return
+
+        threading.Thread(target=listen, name="llmflow-worker-listen", daemon=True).start()
 
     async def stop(self) -> None:
         """Stop polling and stop the runs this worker executes. Their leases are released,

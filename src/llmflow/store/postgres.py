@@ -39,6 +39,7 @@ from llmflow.store.sql import Dialect, SqlStore
 from llmflow.store.sqlplan import ROW_WIDTH, AppendPlan, dumps, grouped_writes
 
 CHANNEL = "llmflow_events"
+QUEUE_CHANNEL = "llmflow_queue"  # a new run's id, once it is committed: wakes idle workers
 INSTALL_HINT = "pip install 'llmflow[postgres]'"
 MAX_READERS = 3  # reader connections per store handle (beyond: reads share the main one)
 ID_SHIFT = 20  # event id = transaction id << ID_SHIFT | counter (a million events per transaction)
@@ -107,6 +108,7 @@ class PostgresStore(SqlStore):
         self._lock = threading.RLock()
         self._init_sql()
         self._listeners: list[Any] = []  # idle LISTEN connections for wait_for_events
+        self._queue_listener: Any = None  # wait_for_queued's connection (LISTEN for its life)
         self._listeners_lock = threading.Lock()
         self._readers: list[Any] = []  # idle autocommit connections for reads (see _read)
         self._n_readers = 0
@@ -331,6 +333,8 @@ class PostgresStore(SqlStore):
             conn.execute("COMMIT")
             if notes:  # after the commit, in the same round trip (see _NOTIFY)
                 conn.execute(_NOTIFY, (CHANNEL, [f"{r}:{seq}" for r, seq in notes.items()]))
+            if creates:
+                conn.execute(_NOTIFY, (QUEUE_CHANNEL, [run.id for run in creates]))
         return out
 
     def wait_for_events(self, run_id: str, after_seq: int, timeout: float) -> list[Event]:
@@ -356,6 +360,32 @@ class PostgresStore(SqlStore):
                     raise StoreError(f"waiting for events of run {run_id} failed: {exc}") from exc
         finally:
             self._give_back_listener(listener)
+
+    def wait_for_queued(self, timeout: float) -> bool:
+        """Block until a run is created on this database by any process (True: a claim may
+        find it) or ``timeout`` seconds pass (False): an idle ``llmflow worker`` wakes on it
+        instead of waiting for its next poll. One caller at a time (a worker's listening
+        thread); its connection stays subscribed between calls, so a run created between two
+        calls still wakes the next one."""
+        conn = self._queue_listener
+        if conn is None or conn.closed:
+            if self._closed:
+                raise StoreError("the Postgres store is closed")
+            conn = self._connect()
+            try:
+                conn.execute(f"LISTEN {QUEUE_CHANNEL}")
+            except self._pg.Error as exc:
+                conn.close()
+                raise StoreError(f"cannot listen for queued runs: {exc}") from exc
+            self._queue_listener = conn
+        try:
+            woke = any(True for _ in conn.notifies(timeout=timeout, stop_after=1))
+        except self._pg.Error as exc:
+            conn.close()
+            raise StoreError(f"waiting for queued runs failed: {exc}") from exc
+        if self._closed:  # closed meanwhile: this thread owns the connection, so it closes it
+            conn.close()
+        return woke
 
     def _take_listener(self) -> Any:
         with self._listeners_lock:
