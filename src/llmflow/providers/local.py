@@ -145,6 +145,12 @@ def build_prompt(
     return "\n".join(lines)
 
 
+def llama_settings(context_size: int = DEFAULT_CONTEXT) -> dict[str, Any]:
+    """How a model file is loaded (``llama_cpp.Llama`` keyword arguments); bench/local_model.py
+    loads its direct-path model with the same."""
+    return {"n_ctx": context_size, "n_threads": os.cpu_count() or 1, "verbose": False}
+
+
 class LocalProvider:
     """``local:gemma3-270m`` or ``local:/path/to/model.gguf`` — runs in this process, no network."""
 
@@ -178,12 +184,7 @@ class LocalProvider:
             loaded = _MODELS.get(file)
             if loaded is None:
                 try:
-                    llm = llama_cpp.Llama(
-                        model_path=file,
-                        n_ctx=self._context_size,
-                        n_threads=os.cpu_count() or 1,
-                        verbose=False,
-                    )
+                    llm = llama_cpp.Llama(model_path=file, **llama_settings(self._context_size))
                 except (OSError, ValueError, RuntimeError) as exc:
                     raise ProviderUnavailableError(f"could not load model file {file}: {exc}") from None
                 if not _MODELS:
