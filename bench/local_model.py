@@ -90,16 +90,18 @@ class ThroughLlmflow:
             + json.dumps({"prompt": QUESTION, "params": params})
             + "\n"
         )
+        self.loop_cpu: list[float] = []
         self.rt = build_runtime(env={"LLMFLOW_MODEL": "local:gemma3-270m"}, home=home)
 
     async def rep(self, render: bool) -> tuple[int, int, str, float, float, str, list[Any]]:
         """(output tokens, stored LLM_TOKENS events, finish, run seconds, generation seconds,
         text, events)."""
         subscribers = [ConsoleView(live=False, stream=io.StringIO()).on_event] if render else []
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.thread_time()
         rec = self.rt.create_run(self.flow)
         await self.rt.execute(rec.id, subscribers=subscribers)
         wall = time.perf_counter() - t0  # the whole run: creation, orchestration, events, SQLite
+        self.loop_cpu.append(time.thread_time() - c0)  # the event loop's own CPU during the run
         events = list(self.rt.store.events(rec.id))
         done = next(e for e in events if e.type == "LLM_DONE")
         chunks = [e for e in events if e.type == "LLM_TOKENS"]
@@ -141,9 +143,10 @@ def main() -> None:
             direct.rep()
             rows: dict[str, list[tuple[int, float, float]]] = {"direct": [], "llmflow": [], "console": []}
             texts: dict[str, set[str]] = {"direct": set(), "llmflow": set(), "console": set()}
+            loop_ms: list[float] = []
             print(
                 f"\n{'rep':>3}  {'load (1/5/15 min)':<17}  {'direct s':>8} {'tok':>4}  {'llmflow s':>9} "
-                f"{'tok':>4} {'gen s':>6} {'fixed ms':>8} {'chunks':>6}"
+                f"{'tok':>4} {'gen s':>6} {'fixed ms':>8} {'loop ms':>7} {'chunks':>6}"
                 + ("  console s" if a.console else "")
             )
             for i in range(a.reps):
@@ -153,10 +156,11 @@ def main() -> None:
                 texts["direct"].add(text)
                 nq, chunks, status, qwall, gen, qtext, _ = await flow.rep(render=False)
                 rows["llmflow"].append((nq, qwall, gen))
+                loop_ms.append(flow.loop_cpu[-1] * 1000)
                 texts["llmflow"].add(qtext)
                 line = (
                     f"{i + 1:>3}  {before:<17}  {wall:8.3f} {n:>4}  {qwall:9.3f} {nq:>4} {gen:6.3f} "
-                    f"{(qwall - gen) * 1000:8.1f} {chunks:>6}"
+                    f"{(qwall - gen) * 1000:8.1f} {flow.loop_cpu[-1] * 1000:7.1f} {chunks:>6}"
                 )
                 if a.console:
                     nr, _, _, rwall, rgen, rtext, _ = await flow.rep(render=True)
@@ -166,11 +170,13 @@ def main() -> None:
                 print(line + f"   [{finish}, {pieces} pieces; run {status}]", flush=True)
             print(f"load average at end: {load()}")
             report(rows, texts)
+            print(
+                f"the event loop's CPU during a run (median): {statistics.median(loop_ms):.1f} ms"
+                " (its thread competes with llama.cpp's threads for the cores and the GIL)"
+            )
 
         asyncio.run(go())
         flow.rt.close()
-        direct_close = None  # the Llama objects are freed at exit
-        del direct_close
 
 
 def report(rows: dict[str, list[tuple[int, float, float]]], texts: dict[str, set[str]]) -> None:
