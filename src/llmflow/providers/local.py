@@ -19,6 +19,7 @@ import atexit
 import json
 import os
 import threading
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,6 +45,9 @@ DEFAULT_TEMPERATURE = 0.3
 DEFAULT_CONTEXT = 4096
 STOP_SEQUENCES = ("\nQuestion:", "\n\n")
 DEFAULT_PREAMBLE = "The following are questions with short, accurate answers."
+# The generating thread wakes the event loop at most this often to hand over tokens (a
+# bench/local_model.py knob too: 0 wakes it for every token).
+WAKE_SECONDS = 0.05
 EXAMPLE = ("What colour is the sky on a clear day?", "Blue.")
 
 
@@ -145,6 +149,12 @@ def build_prompt(
     return "\n".join(lines)
 
 
+def llama_settings(context_size: int = DEFAULT_CONTEXT) -> dict[str, Any]:
+    """How a model file is loaded (``llama_cpp.Llama`` keyword arguments); bench/local_model.py
+    loads its direct-path model with the same."""
+    return {"n_ctx": context_size, "n_threads": os.cpu_count() or 1, "verbose": False}
+
+
 class LocalProvider:
     """``local:gemma3-270m`` or ``local:/path/to/model.gguf`` — runs in this process, no network."""
 
@@ -178,12 +188,7 @@ class LocalProvider:
             loaded = _MODELS.get(file)
             if loaded is None:
                 try:
-                    llm = llama_cpp.Llama(
-                        model_path=file,
-                        n_ctx=self._context_size,
-                        n_threads=os.cpu_count() or 1,
-                        verbose=False,
-                    )
+                    llm = llama_cpp.Llama(model_path=file, **llama_settings(self._context_size))
                 except (OSError, ValueError, RuntimeError) as exc:
                     raise ProviderUnavailableError(f"could not load model file {file}: {exc}") from None
                 if not _MODELS:
@@ -213,26 +218,36 @@ class LocalProvider:
         queue: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
         cancelled = threading.Event()
         # Tokens cross from the generating thread in batches: the thread appends to a buffer
-        # and wakes the event loop only when no wake-up is pending, so a busy loop takes many
-        # tokens per wake-up instead of one (less contention for the GIL with generation).
+        # and wakes the event loop at most once per WAKE_SECONDS (the first token, the end
+        # and errors at once), never while a wake-up is pending; the loop takes the buffered
+        # tokens as one chunk. Each wake-up costs the loop's thread a core and the GIL for a
+        # moment, taken from llama.cpp's threads: one per token (~50 a second) is wasted work
+        # when the gateway stores chunks ten times a second.
         buffer: list[tuple[str, Any]] = []
         guard = threading.Lock()
         pending = [False]
+        last_wake = [-WAKE_SECONDS]
 
         def drain() -> None:
             with guard:
                 items = buffer[:]
                 buffer.clear()
                 pending[0] = False
+            text = [payload for kind, payload in items if kind == "chunk"]
+            if text:
+                queue.put_nowait(("chunk", "".join(text)))
             for it in items:
-                queue.put_nowait(it)
+                if it[0] != "chunk":
+                    queue.put_nowait(it)
 
         def emit(item: tuple[str, Any]) -> None:
+            now = time.monotonic()
             with guard:
                 buffer.append(item)
-                if pending[0]:
+                if pending[0] or (item[0] == "chunk" and now - last_wake[0] < WAKE_SECONDS):
                     return
                 pending[0] = True
+                last_wake[0] = now
             try:
                 loop.call_soon_threadsafe(drain)
             except RuntimeError:  # the event loop is gone: nobody is listening any more
