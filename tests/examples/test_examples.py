@@ -150,12 +150,15 @@ def test_panel_human_rejects_the_second_turn(tmp_path):
 
 
 @pytest.mark.parametrize("name", ["judges", "allinone"])
-def test_buttermilk_style_examples_run(capsys, monkeypatch, name):
+def test_buttermilk_style_examples_run(capsys, monkeypatch, tmp_path, name):
     d = EXAMPLES / name
     if not d.exists():
         pytest.skip(f"examples/{name} not present")
     from llmflow.model.loader import load_flow
 
+    # the examples' results files (storage:) go here, not into the checkout
+    monkeypatch.setenv("LLMFLOW_RESULTS_PATH", str(tmp_path / "results"))
+    monkeypatch.setenv("LLMFLOW_DATA_PATH", str(tmp_path / "data"))
     f = load_flow(d).flow
     args = [str(d)]
     for k, spec in f.inputs.items():
@@ -163,6 +166,11 @@ def test_buttermilk_style_examples_run(capsys, monkeypatch, name):
             args += ["--input", f"{k}=a sample text"]
     code, v = run_cli(args, capsys, monkeypatch)
     assert code == 0, v["error"]
+    if name == "judges":  # its storage group's results file: one row per step result
+        rows = [json.loads(x) for x in (tmp_path / "results" / "judges.jsonl").read_text().splitlines()]
+        assert rows and {r["run_id"] for r in rows} == {v["id"]}
+    else:  # allinone's only file entry, tox_train, is a dataset: never written
+        assert not (tmp_path / "data").exists()
 
 
 def test_every_example_has_a_readme_with_a_run_command():
