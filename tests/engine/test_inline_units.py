@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -184,6 +185,12 @@ def test_runs_of_quick_steps_on_a_store_that_never_waits_take_turns(tmp_path):
         rt.close()
 
 
+def _python_ctx(fn: Any) -> Any:
+    """What ``python_fn.inline`` reads of a step's context, for a one-step flow calling ``fn``."""
+    spec = parse_flow_text("name: s\nsteps:\n  - id: a\n    python: {function: f}\n").steps[0]
+    return SimpleNamespace(step=spec, allow_shell=True, functions={"f": fn})
+
+
 def test_only_functions_marked_quick_start_inline():
     from llmflow.steps import python_fn
 
@@ -197,23 +204,14 @@ def test_only_functions_marked_quick_start_inline():
     def sync_unmarked(text: str) -> str:
         return text
 
-    spec = parse_flow_text("name: s\nsteps:\n  - id: a\n    python: {function: f}\n").steps[0]
-
-    class Ctx:
-        step = spec
-        allow_shell = True
-
-        def __init__(self, fn: Any) -> None:
-            self.functions = {"f": fn}
-
-    assert python_fn.inline(Ctx(quick(plain))) is True  # type: ignore[arg-type]
+    assert python_fn.inline(_python_ctx(quick(plain))) is True
 
     async def other(text: str) -> str:
         return text
 
-    assert python_fn.inline(Ctx(other)) is False  # type: ignore[arg-type]
-    assert python_fn.inline(Ctx(sync_fn)) is True  # type: ignore[arg-type]
-    assert python_fn.inline(Ctx(sync_unmarked)) is False  # type: ignore[arg-type]
+    assert python_fn.inline(_python_ctx(other)) is False
+    assert python_fn.inline(_python_ctx(sync_fn)) is True
+    assert python_fn.inline(_python_ctx(sync_unmarked)) is False
 
 
 @pytest.mark.parametrize("store", ["memory", "sqlite"])
@@ -275,18 +273,9 @@ def test_step_function_quick_true_sets_the_same_mark_as_quick():
         return text
 
     try:
-        spec = parse_flow_text("name: s\nsteps:\n  - id: a\n    python: {function: f}\n").steps[0]
-
-        class Ctx:
-            step = spec
-            allow_shell = True
-
-            def __init__(self, fn: Any) -> None:
-                self.functions = {"f": fn}
-
         assert registry.functions["quick_echo_for_test"] is fast
-        assert python_fn.inline(Ctx(fast)) is True  # type: ignore[arg-type]
-        assert python_fn.inline(Ctx(slow)) is False  # type: ignore[arg-type]
+        assert python_fn.inline(_python_ctx(fast)) is True
+        assert python_fn.inline(_python_ctx(slow)) is False
     finally:
         registry.functions.pop("quick_echo_for_test", None)
         registry.functions.pop("slow_echo_for_test", None)
@@ -302,8 +291,6 @@ def test_step_function_quick_true_sets_the_same_mark_as_quick():
     ],
 )
 def test_only_plain_calls_of_the_fake_model_start_inline(step, models, expected):
-    from types import SimpleNamespace
-
     from llmflow.steps import llm
 
     flow = parse_flow_text(f"name: l\nsteps:\n  - id: a\n    {step}\n")

@@ -101,17 +101,22 @@ def _with_search_path(url: str, schema: str) -> str:
     return f"{url}{sep}options=-csearch_path%3D{schema}"
 
 
+def pg_schema_url() -> Iterator[str]:
+    """A store URL on a schema of its own, dropped afterwards (the body of a fixture)."""
+    admin = _pg_admin()
+    schema = f"llmflow_test_{uuid.uuid4().hex[:12]}"
+    admin.execute(f"CREATE SCHEMA {schema}")
+    try:
+        yield _with_search_path(PG_URL, schema)
+    finally:
+        admin.execute(f"DROP SCHEMA {schema} CASCADE")
+        admin.close()
+
+
 class TestPostgresStore(StoreContract, MultiProcessContract):
     @pytest.fixture
     def store_url(self) -> Iterator[str]:
-        admin = _pg_admin()
-        schema = f"llmflow_test_{uuid.uuid4().hex[:12]}"
-        admin.execute(f"CREATE SCHEMA {schema}")
-        try:
-            yield _with_search_path(PG_URL, schema)
-        finally:
-            admin.execute(f"DROP SCHEMA {schema} CASCADE")
-            admin.close()
+        yield from pg_schema_url()
 
     @pytest.fixture
     def store_factory(self, store_url: str) -> Iterator[Any]:

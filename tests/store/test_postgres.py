@@ -19,19 +19,12 @@ from llmflow.errors import StoreError
 from llmflow.store.factory import open_store
 
 from .contract import rec
-from .test_contract import PG_URL, _pg_admin, _with_search_path
+from .test_contract import pg_schema_url
 
 
 @pytest.fixture
 def url() -> Iterator[str]:
-    admin = _pg_admin()
-    schema = f"llmflow_test_{uuid.uuid4().hex[:12]}"
-    admin.execute(f"CREATE SCHEMA {schema}")
-    try:
-        yield _with_search_path(PG_URL, schema)
-    finally:
-        admin.execute(f"DROP SCHEMA {schema} CASCADE")
-        admin.close()
+    yield from pg_schema_url()
 
 
 @pytest.fixture

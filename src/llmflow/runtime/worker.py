@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -108,8 +109,6 @@ class Worker:
         waiter = getattr(self.runtime.store, "wait_for_queued", None)
         if waiter is None:
             return
-        import threading
-
         loop = asyncio.get_running_loop()
         self._listening += 1  # a restarted loop's thread replaces the last one
         mine = self._listening

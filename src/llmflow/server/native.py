@@ -25,6 +25,7 @@ from llmflow.server.schemas import (
     ForkIn,
     ProjectIn,
     RerunIn,
+    RunSpecIn,
     ValidateIn,
 )
 from llmflow.server.services import Services, _under
@@ -157,31 +158,11 @@ async def create_run(
         str | None, Header(max_length=256, description="W3C trace context: the run's trace continues it")
     ] = None,
 ) -> Any:
-    from llmflow.observe.ids import with_traceparent
-
-    o = body.options
-    if body.flow is not None:
-        loaded, posted = await svc.load(body.flow), False
-    else:
-        loaded, posted = svc.parse_document(body.document), True  # type: ignore[arg-type]
+    loaded, posted = await _flow_of(svc, body)
     try:
-        opts = svc.options(
-            models=o.models,
-            timeout=o.timeout_seconds,
-            project_id=o.project_id,
-            name=o.name,
-            metadata=with_traceparent(o.metadata, traceparent),
-            posted=posted,
-            max_concurrency=o.max_concurrency,
-            max_tokens=o.max_tokens,
-            max_cost=o.max_cost,
-            thread=o.thread,
-        )
+        opts = _options_of(svc, body, posted, traceparent)
     except LookupError as exc:
-        return JSONResponse(
-            {"detail": [{"loc": ["body", "options", "project_id"], "msg": str(exc), "type": "not_found"}]},
-            status_code=404,
-        )
+        return _unknown_project(["body", "options", "project_id"], exc)
     rec = await svc.submit_async(loaded, body.inputs, opts)
     if not body.wait:  # a plain dict of JSON values: answered as is, not walked by FastAPI again
         return SafeJSONResponse(run_summary(rec), status_code=201)
@@ -203,42 +184,52 @@ async def create_runs(
         str | None, Header(max_length=256, description="W3C trace context: every run's trace continues it")
     ] = None,
 ) -> Any:
-    from llmflow.observe.ids import with_traceparent
-
     items = []
     for i, item in enumerate(body.runs):
         try:
-            if item.flow is not None:
-                loaded, posted = await svc.load(item.flow), False
-            else:
-                loaded, posted = svc.parse_document(item.document), True  # type: ignore[arg-type]
+            loaded, posted = await _flow_of(svc, item)
         except FlowValidationError as exc:
             raise FlowValidationError([_under(f"runs[{i}]", d) for d in exc.diagnostics]) from None
         except LlmflowError as exc:  # answered as its kind is (404 for an unknown flow), naming the item
             exc.message = f"runs[{i}]: {exc.message}"
             raise
-        o = item.options
         try:
-            opts = svc.options(
-                models=o.models,
-                timeout=o.timeout_seconds,
-                project_id=o.project_id,
-                name=o.name,
-                metadata=with_traceparent(o.metadata, traceparent),
-                posted=posted,
-                max_concurrency=o.max_concurrency,
-                max_tokens=o.max_tokens,
-                max_cost=o.max_cost,
-                thread=o.thread,
-            )
+            opts = _options_of(svc, item, posted, traceparent)
         except LookupError as exc:
-            loc = ["body", "runs", i, "options", "project_id"]
-            return JSONResponse(
-                {"detail": [{"loc": loc, "msg": str(exc), "type": "not_found"}]}, status_code=404
-            )
+            return _unknown_project(["body", "runs", i, "options", "project_id"], exc)
         items.append((loaded, item.inputs, opts))
     recs = await svc.submit_many_async(items)
     return SafeJSONResponse({"runs": [run_summary(r) for r in recs]}, status_code=201)
+
+
+async def _flow_of(svc: Services, spec: RunSpecIn) -> tuple[Any, bool]:
+    """The flow a posted run names, or the document it carries; and whether it was posted."""
+    if spec.flow is not None:
+        return await svc.load(spec.flow), False
+    return svc.parse_document(spec.document), True  # type: ignore[arg-type]
+
+
+def _options_of(svc: Services, spec: RunSpecIn, posted: bool, traceparent: str | None) -> Any:
+    """A posted run's options (LookupError: an unknown project)."""
+    from llmflow.observe.ids import with_traceparent
+
+    o = spec.options
+    return svc.options(
+        models=o.models,
+        timeout=o.timeout_seconds,
+        project_id=o.project_id,
+        name=o.name,
+        metadata=with_traceparent(o.metadata, traceparent),
+        posted=posted,
+        max_concurrency=o.max_concurrency,
+        max_tokens=o.max_tokens,
+        max_cost=o.max_cost,
+        thread=o.thread,
+    )
+
+
+def _unknown_project(loc: list[Any], exc: LookupError) -> JSONResponse:
+    return JSONResponse({"detail": [{"loc": loc, "msg": str(exc), "type": "not_found"}]}, status_code=404)
 
 
 @router.get("/runs", summary="List runs, newest first")

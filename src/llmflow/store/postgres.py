@@ -27,7 +27,8 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from llmflow.engine.events import Event
@@ -151,18 +152,24 @@ class PostgresStore(SqlStore):
         whose rows are read once the pipeline has synced."""
         with self._lock:
             conn = self._db()
-            try:
+            with self._rolled_back_on_failure(conn):
                 with conn.pipeline():
                     conn.execute("BEGIN")
                     out = fn(conn)
                     conn.execute("COMMIT")
                 return out
-            except self._pg.Error as exc:
-                self._rollback(conn)
-                raise StoreError(f"Postgres store operation failed: {exc}") from exc
-            except BaseException:
-                self._rollback(conn)
-                raise
+
+    @contextmanager
+    def _rolled_back_on_failure(self, conn: Any) -> Iterator[None]:
+        """A failure inside ends the transaction it left open; a driver error becomes StoreError."""
+        try:
+            yield
+        except self._pg.Error as exc:
+            self._rollback(conn)
+            raise StoreError(f"Postgres store operation failed: {exc}") from exc
+        except BaseException:
+            self._rollback(conn)
+            raise
 
     def _rollback(self, conn: Any) -> None:
         """End a transaction a failure left open (the connection is autocommit: the next
@@ -258,14 +265,8 @@ class PostgresStore(SqlStore):
         new_specs: set[str] = set()
         with self._lock:
             conn = self._db()
-            try:
+            with self._rolled_back_on_failure(conn):
                 out = self._append_tx(conn, batch, creates, new_specs)
-            except self._pg.Error as exc:
-                self._rollback(conn)
-                raise StoreError(f"Postgres store operation failed: {exc}") from exc
-            except BaseException:
-                self._rollback(conn)
-                raise
         self._specs_committed(new_specs)
         return out
 
