@@ -938,12 +938,18 @@ def run_children(url: str, mode: str, run_id: str, n: int, tmp: Path, count: int
             break
         time.sleep(0.01)
     (barrier / "go").touch()
+    finished = _communicate_all(procs, timeout=120)  # every pipe read and closed before any assert
     results = []
-    for p in procs:
-        out, err = p.communicate(timeout=120)
+    for p, (out, err) in zip(procs, finished, strict=True):
         assert p.returncode == 0, err
         results.append(json.loads(out.strip().splitlines()[-1]))
     return results
+
+
+def _communicate_all(procs: list[subprocess.Popen[str]], timeout: float) -> list[tuple[str, str]]:
+    """Each child's (stdout, stderr), read to the end: a failed assertion on the first child
+    must not leave the others' pipes open (their ResourceWarning would fail a later test)."""
+    return [p.communicate(timeout=timeout) for p in procs]
 
 
 class MultiProcessContract:
@@ -953,8 +959,8 @@ class MultiProcessContract:
             subprocess.Popen([sys.executable, "-c", code, store_url], stderr=subprocess.PIPE, text=True)
             for _ in range(4)
         ]
-        for p in procs:
-            _, err = p.communicate(timeout=60)
+        finished = _communicate_all(procs, timeout=60)
+        for p, (_, err) in zip(procs, finished, strict=True):
             assert p.returncode == 0, err
 
     def test_two_processes_appending_to_one_run_leave_no_gaps(

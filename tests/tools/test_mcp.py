@@ -114,13 +114,15 @@ def test_a_streamable_http_server(tmp_path):
         stderr=subprocess.DEVNULL,
     )
     try:
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline and proc.poll() is None:
+        deadline = time.monotonic() + 90  # the server imports the mcp SDK: slow on a loaded machine
+        listening = False
+        while not listening and time.monotonic() < deadline and proc.poll() is None:
             try:
                 socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-                break
+                listening = True
             except OSError:
                 time.sleep(0.1)
+        assert listening, f"the MCP test server did not listen on port {port} (exit code {proc.poll()})"
         f = flow({"remote": {"url": f"http://127.0.0.1:{port}/mcp"}}, ["remote.lookup"])
         _, st = run(tmp_path, f, [calls(("lookup", {"topic": "llmflow"})), "{tool_results}"])
         assert st.status == "COMPLETED", st.error

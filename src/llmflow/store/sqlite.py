@@ -43,6 +43,22 @@ _SCAN_STATUS = "(status IN ('QUEUED', 'RUNNING') OR (status = 'WAITING' AND wake
 DIALECT = Dialect(ph="?")
 
 
+def _enter_wal_mode(conn: sqlite3.Connection, deadline: float) -> None:
+    """Switch the file to WAL mode, waiting for other processes that open it at the same moment.
+
+    SQLite may answer "database is locked" at once, without calling the busy handler, while
+    another connection is converting a fresh file or recovering its WAL index (seen in CI:
+    four processes opening one new database); such an answer is retried until ``deadline``."""
+    while True:
+        try:
+            conn.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() >= deadline:
+                raise
+            time.sleep(0.01)
+
+
 class SqliteStore(SqlStore):
     """Event log and projections in one SQLite file (WAL mode)."""
 
@@ -71,7 +87,7 @@ class SqliteStore(SqlStore):
                 cached_statements=512,
             )
             conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
-            conn.execute("PRAGMA journal_mode = WAL")
+            _enter_wal_mode(conn, time.monotonic() + busy_timeout)
             conn.execute("PRAGMA synchronous = NORMAL")
             conn.execute("PRAGMA foreign_keys = ON")
         except sqlite3.Error as exc:
