@@ -84,6 +84,23 @@ def test_scripts_can_be_registered_as_mappings_after_construction() -> None:
     assert final(run(provider, request("later"))).text == "late"
 
 
+def test_registering_a_name_again_changes_the_next_call() -> None:
+    provider = FakeProvider(scripts={"critic": FakeScript(answers=["first"])})
+    assert final(run(provider, request("critic?chunk=2"))).text == "first"
+    provider.register("critic", {"answers": ["second"]})  # after the model string was used
+    assert final(run(provider, request("critic?chunk=2"))).text == "second"
+    assert final(run(provider, request("fresh"))).text.startswith("fake answer to:")
+    provider.register("fresh", {"answers": ["new"]})  # a name first used unregistered
+    assert final(run(provider, request("fresh"))).text == "new"
+
+
+def test_a_bad_option_is_refused_on_every_call() -> None:
+    provider = FakeProvider()
+    for _ in range(2):
+        with pytest.raises(ProviderError, match="unknown fake model option"):
+            run(provider, request("critic?colour=red"))
+
+
 def test_query_options_override_the_script() -> None:
     provider = FakeProvider(scripts={"critic": FakeScript(answers=["scripted"])})
     assert final(run(provider, request("critic?answer=override"))).text == "override"

@@ -29,7 +29,7 @@ import logging
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeGuard
 
 from llmflow.engine.events import RUN_END_EVENTS, Event
 from llmflow.engine.events import EventType as E
@@ -112,6 +112,10 @@ def _holds_records(path: Path) -> bool:
     return not (isinstance(row, dict) and "run_id" in row and "call_id" in row)
 
 
+def _has_storage(flow: Any) -> TypeGuard[dict[str, Any]]:
+    return isinstance(flow, dict) and bool(flow.get("storage") or (flow.get("parameters") or {}).get("save"))
+
+
 class StorageWriter:
     """The observer: on a run's end event, reads the run and its events and appends its
     result rows to the flow's results files."""
@@ -119,14 +123,17 @@ class StorageWriter:
     def __init__(self, store: Any) -> None:
         self.store = store
 
+    def wants(self, rec: Any) -> bool:
+        """Whether a run's events concern this observer (a runner leaves it out otherwise,
+        so a run of a flow without storage costs it nothing)."""
+        return _has_storage((rec.spec or {}).get("flow"))
+
     def __call__(self, e: Event) -> None:
         if e.type not in RUN_END_EVENTS:
             return
         rec = self.store.get_run(e.run_id)
         flow = (rec.spec or {}).get("flow") if rec is not None else None
-        if not isinstance(flow, dict) or not (
-            flow.get("storage") or (flow.get("parameters") or {}).get("save")
-        ):
+        if not _has_storage(flow):
             return
         targets, skipped = result_targets(flow)
         for why in skipped:

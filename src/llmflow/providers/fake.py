@@ -185,6 +185,9 @@ class FakeProvider:
 
     def __init__(self, scripts: Mapping[str, FakeScript | Mapping[str, Any]] | None = None) -> None:
         self._scripts: dict[str, FakeScript] = {}
+        # model string -> (its registered script, that script with the string's options):
+        # parsed once per string, again when the name is registered anew
+        self._resolved: dict[str, tuple[FakeScript | None, str, FakeScript]] = {}
         self._counters = _Counters()
         for key, script in (scripts or {}).items():
             self.register(key, script)
@@ -214,9 +217,20 @@ class FakeProvider:
             return answers[index % len(answers)]
         return default_answer(request, name)
 
+    def _script_for(self, model: str) -> tuple[str, FakeScript]:
+        hit = self._resolved.get(model)
+        if hit is not None and self._scripts.get(hit[1]) is hit[0]:
+            return hit[1], hit[2]
+        name, options = parse_fake_model(model)
+        base = self._scripts.get(name)
+        script = _apply_options(base or FakeScript(), options)
+        if len(self._resolved) > 1024:
+            self._resolved.clear()
+        self._resolved[model] = (base, name, script)
+        return name, script
+
     async def stream(self, request: ModelRequest) -> AsyncIterator[StreamItem]:
-        name, options = parse_fake_model(request.model)
-        script = _apply_options(self._scripts.get(name, FakeScript()), options)
+        name, script = self._script_for(request.model)
         key = request.model
         call = self._counters.calls.get(key, 0) + 1
         self._counters.calls[key] = call

@@ -107,7 +107,7 @@ async def execute(
             ),
             llm=rt.gateway,
             run_child=rt.run_child,
-            subscribers=[*rt.observers, *(subscribers or [])],
+            subscribers=[*_observers_of(rt, claimed), *(subscribers or [])],
             writer=rt.writer,
             create=deferred,
             controls=rt.mailbox.take if rt.mailbox is not None else None,
@@ -126,6 +126,17 @@ async def execute(
                 await rt.io(rt.store.release, run_id, rt.owner)
         except Exception:  # noqa: BLE001 - the lease expires anyway; keep the real error
             log.warning("run %s: releasing the lease failed", run_id, exc_info=True)
+
+
+def _observers_of(rt: Runtime, rec: RunRecord) -> list[Observer]:
+    """The runtime's observers that want this run's events: one with a ``wants(record)``
+    method (the results-file writer: only runs of flows with ``storage``) says so itself."""
+    out = []
+    for obs in rt.observers:
+        wants = getattr(obs, "wants", None)
+        if wants is None or wants(rec):
+            out.append(obs)
+    return out
 
 
 def driver_config(
@@ -165,13 +176,15 @@ def step_settings(rt: Runtime, rec: RunRecord) -> dict[str, Any]:
     src = rec.spec.get("source_path") or rec.spec.get("source")
     flow_dir = None
     if src and not src.startswith("<"):
-        flow_dir = rt._flow_dirs.get(src)
+        # resolved once per path (it reads the file system); a relative source is resolved
+        # against the current directory, as Path.resolve does, so that is part of the key
+        key = src if os.path.isabs(src) else os.path.join(os.getcwd(), src)
+        flow_dir = rt._flow_dirs.get(key)
         if flow_dir is None:
-            flow_dir = str(Path(src).resolve().parent)
-            if os.path.isabs(src):  # resolved once per absolute path (it reads the file system)
-                if len(rt._flow_dirs) > 1024:
-                    rt._flow_dirs.clear()
-                rt._flow_dirs[src] = flow_dir
+            flow_dir = str(Path(key).resolve().parent)
+            if len(rt._flow_dirs) > 1024:
+                rt._flow_dirs.clear()
+            rt._flow_dirs[key] = flow_dir
     return {
         "tools": rt.tool_services,
         "thread": (rec.metadata or {}).get("thread"),
