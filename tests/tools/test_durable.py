@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -61,6 +62,20 @@ def effects_of(path: Path) -> list[str]:
     return path.read_text().split() if path.exists() else []
 
 
+def _completed_calls(home: Path) -> set[str]:
+    db = home / ".llmflow" / "llmflow.db"
+    if not db.exists():
+        return set()
+    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5)
+    try:
+        rows = conn.execute("SELECT payload FROM events WHERE type = 'TOOL_CALL_COMPLETED'").fetchall()
+    except sqlite3.OperationalError:  # the schema is not there yet
+        return set()
+    finally:
+        conn.close()
+    return {json.loads(p)["call_id"] for (p,) in rows}
+
+
 def test_kill_9_mid_loop_then_resume_never_reruns_a_finished_call(tmp_path):
     (tmp_path / "scripts.json").write_text(json.dumps(SCRIPT))
     (tmp_path / "durable.yaml").write_text(FLOW)
@@ -76,9 +91,11 @@ def test_kill_9_mid_loop_then_resume_never_reruns_a_finished_call(tmp_path):
     deadline = time.monotonic() + 60
     while "slow-start:d" not in effects_of(effects) and time.monotonic() < deadline:
         time.sleep(0.05)
-    time.sleep(
-        0.3
-    )  # let the runner flush record:c's COMPLETED event (it finished before slow started blocking)
+    # record:c finished before slow started blocking: wait until its TOOL_CALL_COMPLETED is
+    # durable (read from the database, as another process would), however loaded the machine
+    while not _completed_calls(tmp_path) >= {"call_1_0"} and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert _completed_calls(tmp_path) >= {"call_1_0"}, "record:c's completion was never recorded"
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     assert sorted(effects_of(effects)) == ["record:a", "record:b", "record:c", "slow-start:d"]
