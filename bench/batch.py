@@ -2,6 +2,7 @@
 
     python bench/batch.py w1 [--records 10000 | --full] [--workers 500] [--latency 0.05] [--store sqlite|memory]
     python bench/batch.py w2 [--records 1000] [--workers 100] [--latency 0.05]
+    python bench/batch.py w1 --floor     # + the same records with no engine (a lower bound)
 
 W1: N records through a one-step flow at W concurrent jobs (10,000 by default, a few minutes
 at most; ``--full``: issue 10's 100,000 records). W2: N inputs through a 3-step
@@ -64,6 +65,12 @@ def main() -> None:
     ap.add_argument("--store", choices=["sqlite", "memory"], default="sqlite")
     ap.add_argument("--check", action="store_true", help="verify every run and its events afterwards")
     ap.add_argument("--keep", action="store_true", help="keep the temporary project (database, result file)")
+    ap.add_argument(
+        "--floor",
+        action="store_true",
+        help="also run the records with no engine at all (prompt rendered, fake model called, "
+        "a JSON line written per record): what any batch mode would still pay",
+    )
     args = ap.parse_args()
     n = args.records or ((100_000 if args.full else 10_000) if args.workload == "w1" else 1_000)
     w = args.workers or (500 if args.workload == "w1" else 100)
@@ -134,6 +141,8 @@ def main() -> None:
             events_ok=events_ok,
             result_rows=lines,
         )
+    if args.floor:
+        report.update(floor(data, tmp, n, w, steps, args.latency, ideal))
     if args.store == "sqlite":
         report["db_mb"] = round(
             sum(p.stat().st_size for p in (tmp / ".llmflow").glob("llmflow.db*")) / 2**20, 1
@@ -144,6 +153,46 @@ def main() -> None:
     else:
         shutil.rmtree(tmp, ignore_errors=True)
     print(json.dumps(report, indent=2), file=sys.stdout)
+
+
+def floor(
+    data: Path, tmp: Path, n: int, w: int, steps: int, latency: float, ideal: float
+) -> dict[str, float]:
+    """The same records and model calls with no engine: each record's prompt rendered with
+    Jinja2, the fake model called ``steps`` times through the provider (not the gateway: no
+    events), one JSON line written. No run, no event, nothing to resume: the lower bound of
+    a batch's cost on this machine, beside which the durable batch's figure can be read."""
+    import jinja2
+
+    from llmflow.providers.base import ChatMessage, ModelRequest
+    from llmflow.providers.registry import ProviderRegistry
+
+    provider, name = ProviderRegistry({}).resolve(f"fake:?latency={latency}")
+    template = jinja2.Environment().from_string("{{ inputs.text }}")
+
+    async def go() -> None:
+        sem = asyncio.Semaphore(w)
+        with open(data, newline="") as f, open(tmp / "floor.jsonl", "w") as out:
+
+            async def one(row: dict[str, str]) -> None:
+                async with sem:
+                    text = template.render(inputs=row)
+                    for _ in range(steps):
+                        async for item in provider.stream(ModelRequest(name, [ChatMessage("user", text)])):
+                            final = item
+                        text = final.text  # type: ignore[attr-defined]
+                    out.write(json.dumps({"id": row["id"], "output": text}) + "\n")
+
+            await asyncio.gather(*(one(row) for row in csv.DictReader(f)))
+
+    t0, c0 = time.perf_counter(), time.process_time()
+    asyncio.run(go())
+    wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+    return {
+        "floor_wall_s": round(wall, 2),
+        "floor_efficiency": round(ideal / wall, 3),
+        "floor_cpu_us_per_record": round(cpu / n * 1e6, 1),
+    }
 
 
 if __name__ == "__main__":
