@@ -65,3 +65,16 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
 
 
 _BEFORE = pytest.StashKey[set[str] | None]()
+
+
+# -- the browser tests run last -------------------------------------------------------------------
+# tests/web's session-wide Playwright (its sync API) leaves an asyncio event loop marked as
+# running in the main thread until the session ends, so a later test's asyncio.run() would
+# fail ("cannot be called from a running event loop"). They run last whatever the names.
+
+
+def pytest_collection_modifyitems(
+    session: pytest.Session, config: pytest.Config, items: list[pytest.Item]
+) -> None:
+    web = config.rootpath / "tests" / "web"
+    items.sort(key=lambda item: item.path.is_relative_to(web))  # stable: the order is kept otherwise
