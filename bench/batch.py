@@ -63,6 +63,12 @@ def main() -> None:
     ap.add_argument("--workers", type=int)
     ap.add_argument("--latency", type=float, default=0.05)
     ap.add_argument("--store", choices=["sqlite", "memory"], default="sqlite")
+    ap.add_argument(
+        "--engine",
+        choices=["local", "ray"],
+        default="local",
+        help="where runs execute: the driver's own event loop, or Ray actors (one per core)",
+    )
     ap.add_argument("--check", action="store_true", help="verify every run and its events afterwards")
     ap.add_argument("--keep", action="store_true", help="keep the temporary project (database, result file)")
     ap.add_argument(
@@ -105,7 +111,12 @@ def main() -> None:
             flow=str(tmp / "flow.yaml"), data=str(data), max_workers=w, output=str(tmp / "out.jsonl")
         ),
     )
-    driver = BatchDriver(rt, plan)
+    executor = None
+    if args.engine == "ray":
+        from llmflow.batch.ray_executor import RayExecutor
+
+        executor = RayExecutor(rt, max_workers=w)
+    driver = BatchDriver(rt, plan, executor=executor)
     t0 = time.perf_counter()
     result = asyncio.run(driver.run())
     wall = time.perf_counter() - t0
@@ -118,6 +129,7 @@ def main() -> None:
         "steps": steps,
         "latency": args.latency,
         "store": args.store,
+        "engine": args.engine,
         "status": result.status,
         "completed": result.completed,
         "failed": result.failed,
