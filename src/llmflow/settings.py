@@ -96,6 +96,22 @@ class Settings(BaseSettings):
         validation_alias="LLMFLOW_INDEX_DIR",
         description="where retrieval indexes live (unset: <home>/.llmflow/indexes)",
     )
+    ollama_pull: bool = Field(
+        False,
+        validation_alias="LLMFLOW_OLLAMA_PULL",
+        description="llmflow may `ollama pull` a model the Ollama server does not have",
+    )
+    # tracing (llmflow.observe, docs/observability.md); the OTEL_* variables are OpenTelemetry's
+    otel: bool | None = Field(
+        None,
+        validation_alias="LLMFLOW_OTEL",
+        description="traces over OTLP on / off (unset: on when an OTLP endpoint is set)",
+    )
+    otel_capture_content: bool = Field(
+        False,
+        validation_alias="LLMFLOW_OTEL_CAPTURE_CONTENT",
+        description="spans carry prompts, answers, tool arguments and step outputs",
+    )
     thread_tokens: int = Field(
         2000,
         ge=0,

@@ -14,6 +14,7 @@ from llmflow.model.loader import parse_flow_text
 from llmflow.observe.otel_setup import resource_attributes, tracing_enabled
 from llmflow.observe.tracing import TraceObserver
 from llmflow.runtime import build_runtime
+from llmflow.settings import Settings
 
 FLOW = "name: one\nsteps:\n  - id: a\n    llm: hi\n  - id: b\n    llm: 'again {{ steps.a.output }}'\n"
 
@@ -36,7 +37,7 @@ def free_port() -> int:
     ],
 )
 def test_tracing_is_switched_by_the_standard_variables(tmp_path: Path, env: dict[str, str], on: bool) -> None:
-    assert tracing_enabled(env) is on
+    assert tracing_enabled(env, Settings.from_env(env, home=tmp_path).otel) is on
     rt = build_runtime(env={"LLMFLOW_MODEL": "fake:", **env}, home=tmp_path)
     try:
         assert any(isinstance(o, TraceObserver) for o in rt.observers) is on

@@ -101,10 +101,9 @@ def test_ollama_settings_come_from_env() -> None:
     env = {
         "OLLAMA_BASE_URL": "http://10.9.9.9:1234/",
         "OLLAMA_TIMEOUT_SECONDS": "7",
-        "LLMFLOW_OLLAMA_PULL": "1",
         "OLLAMA_HEARTBEAT_INTERVAL": "0",
     }
-    provider = ProviderRegistry(env).resolve("ollama:llama3.1:8b")[0]
+    provider = ProviderRegistry(env, ollama_pull=True).resolve("ollama:llama3.1:8b")[0]
     assert isinstance(provider, OllamaProvider)
     assert (provider.base_url, provider.timeout, provider.allow_pull, provider.heartbeat_interval) == (
         "http://10.9.9.9:1234",

@@ -89,6 +89,9 @@ def test_a_bad_setting_is_refused_naming_the_variable_and_the_fix(
         ("LLMFLOW_METRICS_PUBLIC", "sometimes"),
         ("LLMFLOW_THREAD_TOKENS", "-1"),
         ("LLMFLOW_THREAD_TOKENS", "plenty"),
+        ("LLMFLOW_OTEL", "ture"),
+        ("LLMFLOW_OTEL_CAPTURE_CONTENT", "all"),
+        ("LLMFLOW_OLLAMA_PULL", "please"),
     ],
 )
 def test_a_bad_component_setting_is_refused_naming_the_variable_and_the_fix(
@@ -98,6 +101,20 @@ def test_a_bad_component_setting_is_refused_naming_the_variable_and_the_fix(
         Settings.from_env({key: value}, home=tmp_path)
     assert str(err.value).startswith(f"{key}={value!r}: ")
     assert err.value.hint == f"unset {key} or give it a valid value"
+
+
+def test_the_ollama_and_tracing_switches_reach_their_components(tmp_path: Path) -> None:
+    from llmflow.providers.ollama import OllamaProvider
+    from llmflow.runtime import build_runtime
+
+    for value, pull in (("1", True), ("off", False), (" ", False)):
+        rt = build_runtime(env={"LLMFLOW_OLLAMA_PULL": value, "LLMFLOW_OTEL": "0"}, home=tmp_path)
+        try:
+            provider = rt.gateway.registry.resolve("ollama:llama3.1")[0]
+            assert isinstance(provider, OllamaProvider) and provider.allow_pull is pull
+            assert rt.settings.otel is False and rt.settings.otel_capture_content is False
+        finally:
+            rt.close()
 
 
 def test_limits_come_from_the_settings(tmp_path: Path) -> None:

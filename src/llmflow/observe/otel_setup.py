@@ -21,23 +21,18 @@ from typing import Any
 
 log = logging.getLogger("llmflow.observe")
 
-_TRUE = {"1", "true", "yes", "on"}
-_FALSE = {"0", "false", "no", "off"}
 _PROVIDERS: dict[tuple[Any, ...], tuple[Any, Any]] = {}
 _LOCK = threading.Lock()
 
 
-def tracing_enabled(env: Mapping[str, str]) -> bool:
-    flag = env.get("LLMFLOW_OTEL", "").strip().lower()
-    if flag in _FALSE or env.get("OTEL_SDK_DISABLED", "").strip().lower() == "true":
+def tracing_enabled(env: Mapping[str, str], flag: bool | None) -> bool:
+    """``flag``: the ``LLMFLOW_OTEL`` setting (typed in :class:`llmflow.settings.Settings`);
+    unset, tracing follows OpenTelemetry's own variables."""
+    if flag is False or env.get("OTEL_SDK_DISABLED", "").strip().lower() == "true":
         return False
-    if flag in _TRUE:
+    if flag:
         return True
     return bool(env.get("OTEL_EXPORTER_OTLP_ENDPOINT") or env.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"))
-
-
-def capture_content(env: Mapping[str, str]) -> bool:
-    return env.get("LLMFLOW_OTEL_CAPTURE_CONTENT", "").strip().lower() in _TRUE
 
 
 def resource_attributes(env: Mapping[str, str]) -> dict[str, str]:

@@ -20,10 +20,11 @@ log = logging.getLogger("llmflow.observe")
 
 def otel_observer(runtime: RunService) -> Any | None:
     """Traces of every run (see :mod:`llmflow.observe.tracing`) when tracing is enabled."""
-    from llmflow.observe.otel_setup import capture_content, tracing_enabled
+    from llmflow.observe.otel_setup import tracing_enabled
 
-    env = dict(runtime.settings.env)
-    if not tracing_enabled(env):
+    settings = runtime.settings
+    env = dict(settings.env)
+    if not tracing_enabled(env, settings.otel):
         return None
     try:
         from llmflow.observe.otel_setup import tracer_provider
@@ -34,4 +35,6 @@ def otel_observer(runtime: RunService) -> Any | None:
         )
         return None
     provider, ids = tracer_provider(env)
-    return TraceObserver(provider, ids, store=runtime.store, env=env, capture_content=capture_content(env))
+    return TraceObserver(
+        provider, ids, store=runtime.store, env=env, capture_content=settings.otel_capture_content
+    )

@@ -38,7 +38,6 @@ from llmflow.providers.base import (
 DEFAULT_BASE_URL = "http://127.0.0.1:11434"
 DEFAULT_TIMEOUT = 300.0
 DEFAULT_HEARTBEAT = 15.0
-_TRUE = ("1", "true", "yes", "on")
 
 
 def base_url_from_env(env: Mapping[str, str]) -> str:
@@ -102,7 +101,9 @@ class OllamaProvider:
 
     @classmethod
     def from_env(cls, env: Mapping[str, str], **overrides: Any) -> OllamaProvider:
-        """Settings from ``OLLAMA_BASE_URL`` / ``OLLAMA_HOST``, ``OLLAMA_TIMEOUT_SECONDS``, ``OLLAMA_HEARTBEAT_INTERVAL``, ``LLMFLOW_OLLAMA_PULL``."""
+        """Settings from ``OLLAMA_BASE_URL`` / ``OLLAMA_HOST``, ``OLLAMA_TIMEOUT_SECONDS`` and
+        ``OLLAMA_HEARTBEAT_INTERVAL`` (Ollama's names); ``allow_pull`` (llmflow's
+        ``LLMFLOW_OLLAMA_PULL`` setting, typed in Settings) comes in as an override."""
 
         def number(key: str, default: float) -> float:
             try:
@@ -116,7 +117,7 @@ class OllamaProvider:
             "base_url": base_url_from_env(env),
             "timeout": number("OLLAMA_TIMEOUT_SECONDS", DEFAULT_TIMEOUT),
             "heartbeat_interval": number("OLLAMA_HEARTBEAT_INTERVAL", DEFAULT_HEARTBEAT),
-            "allow_pull": (env.get("LLMFLOW_OLLAMA_PULL") or "").strip().lower() in _TRUE,
+            "allow_pull": False,
         }
         options.update(overrides)
         return cls(**options)

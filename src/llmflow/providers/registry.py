@@ -49,10 +49,12 @@ class ProviderRegistry:
         prices: Mapping[str, Any] | None = None,
         default_model: str | None = None,
         local_model_dir: Path | None = None,
+        ollama_pull: bool = False,
     ) -> None:
         self.env = dict(env)  # provider keys and hosts, whose names llmflow does not own
         self._default_model = default_model
         self._local_model_dir = local_model_dir
+        self._ollama_pull = ollama_pull
         self.allow_real = allow_real
         self._fake_scripts = dict(fake_scripts or {})
         self._prices = prices
@@ -120,7 +122,7 @@ class ProviderRegistry:
         if name == "ollama":
             from llmflow.providers.ollama import OllamaProvider
 
-            return OllamaProvider.from_env(self.env)
+            return OllamaProvider.from_env(self.env, allow_pull=self._ollama_pull)
         if name in ("openai", "anthropic", "gemini") or self._is_custom(name):
             from llmflow.providers.pydantic_ai_provider import PydanticAIProvider
 

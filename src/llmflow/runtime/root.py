@@ -55,6 +55,7 @@ def build_runtime(
         allow_real=not settings.block_real_models,
         default_model=settings.default_model,
         local_model_dir=settings.local_model_dir,
+        ollama_pull=settings.ollama_pull,
     )
     limiter = _limiter(settings)
     prices = _prices(settings)
