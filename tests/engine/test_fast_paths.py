@@ -60,17 +60,51 @@ def test_a_whole_look_up_keeps_the_values_type_as_render_value_does():
     )
 
 
-def test_only_flows_with_templates_in_their_decisions_are_decided_off_the_event_loop():
-    plain = parse_flow_text("name: p\ninputs: {q: string}\nsteps:\n  - id: a\n    llm: '{{ inputs.q }}'\n")
-    when = parse_flow_text("name: w\nsteps:\n  - id: a\n    llm: x\n    when: '1 == 1'\n")
-    each = parse_flow_text(
-        "name: e\nsteps:\n  - id: a\n    llm: '{{ item }}'\n    for_each: '{{ [1, 2] }}'\n"
+def test_only_flows_whose_decisions_may_run_long_templates_are_decided_off_the_event_loop():
+    def evaluates(text: str) -> bool:
+        return plan_flow(parse_flow_text(text)).evaluates
+
+    # templates that only read, compare and test values are evaluated on the loop
+    assert not evaluates("name: p\ninputs: {q: string}\nsteps:\n  - id: a\n    llm: '{{ inputs.q }}'\n")
+    assert not evaluates(
+        "name: w\nsteps:\n  - id: a\n    llm: x\n    when: \"1 == 1 and 'a' | upper == 'A'\"\n"
     )
-    assert (plan_flow(plain).evaluates, plan_flow(when).evaluates, plan_flow(each).evaluates) == (
-        False,
-        True,
-        True,
+    assert not evaluates("name: e\nsteps:\n  - id: a\n    llm: '{{ item }}'\n    for_each: '{{ [1, 2] }}'\n")
+    assert not evaluates(
+        "name: o\nsteps:\n  - id: a\n    llm: x\noutputs:\n  r: '{{ steps.a.output | trim if steps.a.output else none }}'\n"
     )
+    # anything that loops, calls or multiplies may run until its time cap: off the loop
+    assert evaluates(
+        "name: r\ninputs: {n: integer}\nsteps:\n  - id: a\n    llm: '{{ item }}'\n    for_each: '{{ range(inputs.n) | list }}'\n"
+    )
+    assert evaluates("name: m\nsteps:\n  - id: a\n    llm: x\n    when: \"'ab' * 3 == 'x'\"\n")
+    assert evaluates(
+        "name: f\nsteps:\n  - id: a\n    llm: x\noutputs:\n  r: '{% for c in steps.a.output %}{{ c }}{% endfor %}'\n"
+    )
+    assert evaluates(
+        "name: u\nsteps:\n  - id: a\n    llm: x\n  - id: b\n    loop:\n      until: 'steps.a.output.split() | length > 2'\n      max_iterations: 2\n      steps: [{id: c, llm: y}]\n"
+    )
+
+
+def test_plain_outputs_and_conditions_are_decided_on_the_loop_with_the_same_result(runtime, monkeypatch):
+    hops: list[str] = []
+    real = asyncio.to_thread
+
+    async def counting(fn, /, *args, **kwargs):  # type: ignore[no-untyped-def]
+        hops.append(getattr(fn, "__name__", "?"))
+        return await real(fn, *args, **kwargs)
+
+    monkeypatch.setattr(asyncio, "to_thread", counting)
+    flow = parse_flow_text(
+        "name: c\ninputs: {n: integer}\nsteps:\n  - id: a\n    llm: a\n"
+        "  - id: small\n    llm: '{{ steps.a.output }}'\n    when: 'inputs.n <= 5'\n  - id: big\n    llm: b\n    when: 'inputs.n > 5'\n"
+        "outputs:\n  r: '{{ steps.small.output | trim if steps.small.output else none }}'\n  n: '{{ inputs.n }}'\n"
+    )
+    st = asyncio.run(runtime.run(flow, {"n": 3}))
+    assert str(st.status) == "COMPLETED"
+    assert (str(st.nodes["big"].status), str(st.nodes["small"].status)) == ("SKIPPED", "COMPLETED")
+    assert st.outputs["r"].startswith("fake answer to:") and st.outputs["n"] == 3
+    assert "_decide" not in hops  # every decision on the loop
 
 
 def test_conditions_evaluated_off_the_loop_still_decide_the_run(runtime):

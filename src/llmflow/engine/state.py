@@ -35,6 +35,7 @@ from llmflow.engine.states import (
 )
 from llmflow.model.graph import Graph, build_graph
 from llmflow.model.spec import BroadcastStep, Flow, LoopStep, ParallelStep, RouteStep, StepSpec
+from llmflow.model.template_analysis import bounded as _bounded
 
 # step kinds whose attempts spend tokens (they reserve budget before they start)
 BUDGETED_KINDS = frozenset({"llm", "broadcast", "conductor"})
@@ -201,16 +202,36 @@ class FlowPlan:
 
 
 def _evaluates(flow: Flow) -> bool:
-    """Whether the scheduler evaluates templates of this flow: ``when`` conditions, routes,
-    loop ``until``, for_each / matrix expressions, the flow's ``outputs``."""
-    if flow.outputs:
+    """Whether deciding may evaluate a template of this flow that could run long (up to its
+    time cap): its ``when`` conditions, routes, loop ``until``, for_each / matrix expressions
+    and ``outputs``. Those that only read and compare values (``bounded``, the usual
+    ``steps.a.output | trim != 'x'`` and ``{{ steps.b.output }}``) do not count: the runner
+    evaluates them on the event loop instead of in a worker thread."""
+    if any(not _bounded(v) for v in _strings(flow.outputs)):
         return True
     for s in flow.all_steps():
-        if s.when is not None or isinstance(s, RouteStep | LoopStep) or isinstance(s.for_each, str):
-            return True
-        if s.matrix and any(isinstance(v, str) for v in s.matrix.values()):
+        conditions = [s.when] if s.when is not None else []
+        if isinstance(s, RouteStep):
+            conditions += [r.when for r in s.routes]
+        if isinstance(s, LoopStep):
+            conditions.append(s.until)
+        if isinstance(s.for_each, str):
+            conditions.append(s.for_each)
+        if s.matrix:
+            conditions += [v for v in s.matrix.values() if isinstance(v, str)]
+        if any(not _bounded(c, condition=True) for c in conditions):
             return True
     return False
+
+
+def _strings(value: Any) -> list[str]:
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, dict):
+        return [s for v in value.values() for s in _strings(v)]
+    if isinstance(value, list):
+        return [s for v in value for s in _strings(v)]
+    return []
 
 
 def plan_flow(flow: Flow) -> FlowPlan:

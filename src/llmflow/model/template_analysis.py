@@ -129,3 +129,84 @@ def analyse(text: str, *, condition: bool = False) -> Analysis:
         if n is not None or ns not in named
     ]
     return Analysis(refs)
+
+
+# -- bounded: a template the event loop may evaluate itself -----------------------------------
+# The scheduler evaluates a flow's conditions and outputs while deciding; a template that could
+# run long (up to its time cap) is evaluated in a worker thread so the loop keeps serving the
+# process's other runs (engine/runner.py). One that only reads values, compares, tests and
+# joins them with linear filters cannot: no loops, no calls, no macros, no arithmetic that
+# multiplies sizes. Its work is linear in the values it reads, like storing them, so the loop
+# evaluates it and saves the thread hop on every decision.
+_BOUNDED_NODES = frozenset(
+    {
+        nodes.Output,
+        nodes.TemplateData,
+        nodes.Name,
+        nodes.Getattr,
+        nodes.Getitem,
+        nodes.Slice,
+        nodes.Const,
+        nodes.List,
+        nodes.Tuple,
+        nodes.Dict,
+        nodes.Pair,
+        nodes.Compare,
+        nodes.Operand,
+        nodes.And,
+        nodes.Or,
+        nodes.Not,
+        nodes.Neg,
+        nodes.Pos,
+        nodes.Add,
+        nodes.Sub,
+        nodes.Concat,
+        nodes.CondExpr,
+        nodes.Filter,
+        nodes.Test,
+    }
+)
+_LINEAR_FILTERS = frozenset(
+    {
+        "abs",
+        "capitalize",
+        "count",
+        "d",
+        "default",
+        "e",
+        "escape",
+        "first",
+        "float",
+        "int",
+        "join",
+        "last",
+        "length",
+        "list",
+        "lower",
+        "max",
+        "min",
+        "round",
+        "string",
+        "sum",
+        "tojson",
+        "trim",
+        "upper",
+    }
+)
+
+
+@lru_cache(maxsize=4096)
+def bounded(text: str, *, condition: bool = False) -> bool:
+    """Whether evaluating ``text`` (a template, or with ``condition`` one bare expression as
+    ``when:`` holds it) takes time linear in the values it reads: see above. A text that does
+    not parse is not bounded (its error is reported where it is evaluated)."""
+    try:
+        tree = _parse_condition(condition_source(text)) if condition else environment().parse(text)
+    except TemplateSyntaxError:
+        return False
+    for node in tree.find_all(nodes.Node):
+        if type(node) not in _BOUNDED_NODES:
+            return False
+        if isinstance(node, nodes.Filter) and node.name not in _LINEAR_FILTERS:
+            return False
+    return True
