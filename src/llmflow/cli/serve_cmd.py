@@ -100,6 +100,11 @@ def register(app: typer.Typer) -> None:
         from llmflow.server.catalog import FlowCatalog
 
         FlowCatalog(cfg.resolved_config_dir(settings), cfg.flows, only=cfg.flows_only)
+        # and on a store that cannot be opened (a wrong URL, a missing schema): its error, not
+        # the traceback Uvicorn prints when the application's startup fails
+        from llmflow.runtime.plugins import open_store
+
+        open_store(settings.database_url, settings.home).close()
         setup_logging(settings.state_dir, settings.log_level)
         app = create_app(settings, cfg)
         from llmflow.store.factory import _redact

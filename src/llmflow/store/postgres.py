@@ -234,7 +234,14 @@ class PostgresStore(SqlStore):
             try:
                 migrations.apply_postgres(self._db())
             except self._pg.Error as exc:
-                raise StoreError(f"cannot migrate the Postgres store: {exc}") from exc
+                diag = getattr(exc, "diag", None)
+                reason = (diag.message_primary if diag is not None else None) or str(exc)
+                from llmflow.store.factory import _redact
+
+                raise StoreError(
+                    f"cannot migrate the Postgres store {_redact(self.url)}: {reason}",
+                    hint="the database and the schema its search_path names must exist, and the user may create tables in it",
+                ) from exc
 
     def close(self) -> None:
         with self._lock:
