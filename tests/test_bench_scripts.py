@@ -24,3 +24,17 @@ def test_the_batch_benchmark_checks_its_runs_and_reports_the_floor() -> None:
     assert report["completed"] == 40 and report["not_completed"] == 0 and report["result_rows"] == 40
     assert report["events_ok"] is True
     assert report["floor_wall_s"] > 0 and report["floor_cpu_us_per_record"] > 0
+
+
+def test_the_decisions_benchmark_runs_each_flow() -> None:
+    p = subprocess.run(
+        [sys.executable, "-m", "bench.decisions", "--runs", "3"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+    assert p.returncode == 0, p.stderr
+    rows = [line.split()[:2] for line in p.stdout.splitlines() if "us/step" in line]
+    flows = ["plain", "outputs", "when", "looping"]
+    assert rows == [[store, flow] for store in ("memory", "sqlite") for flow in flows]
