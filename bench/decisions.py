@@ -5,7 +5,7 @@
 W1's 3-step pipeline of instant python steps, one run after another, three ways: as is; with
 ``outputs:`` (``{{ steps.c.output }}``); with a ``when:`` condition on the last step. The
 scheduler evaluates those templates while deciding: on the event loop when they only read and
-compare values (``bounded`` in llmflow/model/template_analysis.py), in a worker thread
+compare values (``bounded`` in llmflow/model/template_bounds.py), in a worker thread
 otherwise (a fourth flow whose output loops over the text shows that path). Prints wall and
 CPU microseconds per step, in memory and with every event durable on SQLite, and the load
 average.
@@ -27,6 +27,9 @@ FLOWS = {
     "outputs": W1_PY + 'outputs: {r: "{{ steps.c.output }}"}\n',
     "when": W1_PY.replace("  - id: c\n", "  - id: c\n    when: \"steps.b.output != ''\"\n"),
     "looping output": W1_PY + 'outputs: {r: "{% for w in steps.c.output.split() %}{{ w }} {% endfor %}"}\n',
+    "filtered args": W1_PY.replace("{{ steps.a.output }}", "{{ steps.a.output | trim }}").replace(
+        "{{ steps.b.output }}", "{% if steps.b.output %}{{ steps.b.output | upper }}{% endif %}"
+    ),
 }
 
 

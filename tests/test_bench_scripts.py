@@ -36,5 +36,5 @@ def test_the_decisions_benchmark_runs_each_flow() -> None:
     )
     assert p.returncode == 0, p.stderr
     rows = [line.split()[:2] for line in p.stdout.splitlines() if "us/step" in line]
-    flows = ["plain", "outputs", "when", "looping"]
+    flows = ["plain", "outputs", "when", "looping", "filtered"]
     assert rows == [[store, flow] for store in ("memory", "sqlite") for flow in flows]

@@ -4,9 +4,11 @@ filter that is not known to be linear goes to a worker thread (engine/runner.py)
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
-from llmflow.model.template_analysis import bounded
+from llmflow.model.template_bounds import bounded
 
 
 @pytest.mark.parametrize(
@@ -57,3 +59,37 @@ def test_conditions_that_only_compare_values_are_bounded(expr: str) -> None:
 )
 def test_anything_that_may_run_long_is_not_bounded(text: str, condition: bool) -> None:
     assert not bounded(text, condition=condition)
+
+
+def test_a_step_renders_a_bounded_template_in_place_and_any_other_in_a_thread(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import asyncio
+
+    from llmflow.model.expressions import render_async, render_value_async
+
+    hops: list[Any] = []
+    real = asyncio.to_thread
+
+    async def counting(fn: Any, /, *args: Any, **kwargs: Any) -> Any:
+        hops.append(args[0])
+        return await real(fn, *args, **kwargs)
+
+    monkeypatch.setattr(asyncio, "to_thread", counting)
+    ctx = {"steps": {"a": {"output": "  Hello  "}}, "inputs": {"n": 3}}
+
+    async def go() -> list[Any]:
+        return [
+            await render_async("{{ steps.a.output | trim | upper }}!", ctx),
+            await render_value_async(
+                {"x": "{% if inputs.n > 2 %}big{% endif %}", "y": ["{{ inputs.n }}"]}, ctx
+            ),
+            await render_async("{% for i in range(inputs.n) %}{{ i }}{% endfor %}", ctx),
+            await render_value_async({"z": "{{ steps.a.output.split() }}"}, ctx),
+        ]
+
+    assert asyncio.run(go()) == ["HELLO!", {"x": "big", "y": [3]}, "012", {"z": ["Hello"]}]
+    assert hops == [
+        "{% for i in range(inputs.n) %}{{ i }}{% endfor %}",
+        {"z": "{{ steps.a.output.split() }}"},
+    ]

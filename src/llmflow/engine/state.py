@@ -35,7 +35,7 @@ from llmflow.engine.states import (
 )
 from llmflow.model.graph import Graph, build_graph
 from llmflow.model.spec import BroadcastStep, Flow, LoopStep, ParallelStep, RouteStep, StepSpec
-from llmflow.model.template_analysis import bounded as _bounded
+from llmflow.model.template_bounds import bounded as _bounded
 
 # step kinds whose attempts spend tokens (they reserve budget before they start)
 BUDGETED_KINDS = frozenset({"llm", "broadcast", "conductor"})

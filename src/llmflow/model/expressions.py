@@ -23,6 +23,7 @@ from jinja2.utils import missing as _MISSING
 
 from llmflow.errors import TemplateError
 from llmflow.model.sandbox import RenderTimeout, Sandbox, budget
+from llmflow.model.template_bounds import bounded
 from llmflow.model.template_sizes import ValueTooLarge
 
 NAMESPACES = ("inputs", "steps", "item", "matrix", "run", "agent", "parameters", "loop")
@@ -303,7 +304,19 @@ def render_quick(text: str, context: dict[str, Any]) -> str:
 # -- off the event loop ---------------------------------------------------------------------------
 # Step executors render in a worker thread, so a slow template holds a thread (until its
 # time cap stops it) and never the event loop. to_thread copies the context: the run's
-# limits (model/limits.py) apply in the thread too. Plain look-ups render in place.
+# limits (model/limits.py) apply in the thread too. Plain look-ups render in place, and so do
+# templates that only read, compare and test values with linear filters (``bounded`` in
+# model/template_bounds.py): their work is linear in what they read, like storing it.
+
+
+def _bounded_value(value: Any) -> bool:
+    if isinstance(value, str):
+        return bounded(value)
+    if isinstance(value, dict):
+        return all(_bounded_value(v) for v in value.values())
+    if isinstance(value, list):
+        return all(_bounded_value(v) for v in value)
+    return True
 
 
 async def render_async(text: str, context: dict[str, Any]) -> str:
@@ -312,6 +325,8 @@ async def render_async(text: str, context: dict[str, Any]) -> str:
     r = render_lookups(text, context)
     if r is not None:
         return r
+    if _bounded_value(text):
+        return render(text, context)
     import asyncio
 
     return await asyncio.to_thread(render, text, context)
@@ -328,6 +343,8 @@ async def render_value_async(value: Any, context: dict[str, Any]) -> Any:
     r = lookup_value(value, context)
     if r is not _NO:
         return r
+    if _bounded_value(value):
+        return render_value(value, context)
     import asyncio
 
     return await asyncio.to_thread(render_value, value, context)
