@@ -35,7 +35,7 @@ from llmflow.engine.states import (
 )
 from llmflow.model.graph import Graph, build_graph
 from llmflow.model.spec import BroadcastStep, Flow, LoopStep, ParallelStep, RouteStep, StepSpec
-from llmflow.model.template_bounds import bounded as _bounded
+from llmflow.model.template_bounds import bounded, bounded_value
 
 # step kinds whose attempts spend tokens (they reserve budget before they start)
 BUDGETED_KINDS = frozenset({"llm", "broadcast", "conductor"})
@@ -207,7 +207,7 @@ def _evaluates(flow: Flow) -> bool:
     and ``outputs``. Those that only read and compare values (``bounded``, the usual
     ``steps.a.output | trim != 'x'`` and ``{{ steps.b.output }}``) do not count: the runner
     evaluates them on the event loop instead of in a worker thread."""
-    if any(not _bounded(v) for v in _strings(flow.outputs)):
+    if not bounded_value(flow.outputs):
         return True
     for s in flow.all_steps():
         conditions = [s.when] if s.when is not None else []
@@ -219,19 +219,9 @@ def _evaluates(flow: Flow) -> bool:
             conditions.append(s.for_each)
         if s.matrix:
             conditions += [v for v in s.matrix.values() if isinstance(v, str)]
-        if any(not _bounded(c, condition=True) for c in conditions):
+        if any(not bounded(c, condition=True) for c in conditions):
             return True
     return False
-
-
-def _strings(value: Any) -> list[str]:
-    if isinstance(value, str):
-        return [value]
-    if isinstance(value, dict):
-        return [s for v in value.values() for s in _strings(v)]
-    if isinstance(value, list):
-        return [s for v in value for s in _strings(v)]
-    return []
 
 
 def plan_flow(flow: Flow) -> FlowPlan:

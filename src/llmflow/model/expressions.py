@@ -23,7 +23,7 @@ from jinja2.utils import missing as _MISSING
 
 from llmflow.errors import TemplateError
 from llmflow.model.sandbox import RenderTimeout, Sandbox, budget
-from llmflow.model.template_bounds import bounded
+from llmflow.model.template_bounds import bounded, bounded_value
 from llmflow.model.template_sizes import ValueTooLarge
 
 NAMESPACES = ("inputs", "steps", "item", "matrix", "run", "agent", "parameters", "loop")
@@ -309,23 +309,13 @@ def render_quick(text: str, context: dict[str, Any]) -> str:
 # model/template_bounds.py): their work is linear in what they read, like storing it.
 
 
-def _bounded_value(value: Any) -> bool:
-    if isinstance(value, str):
-        return bounded(value)
-    if isinstance(value, dict):
-        return all(_bounded_value(v) for v in value.values())
-    if isinstance(value, list):
-        return all(_bounded_value(v) for v in value)
-    return True
-
-
 async def render_async(text: str, context: dict[str, Any]) -> str:
     if not is_template(text):
         return text
     r = render_lookups(text, context)
     if r is not None:
         return r
-    if _bounded_value(text):
+    if bounded(text):
         return render(text, context)
     import asyncio
 
@@ -343,7 +333,7 @@ async def render_value_async(value: Any, context: dict[str, Any]) -> Any:
     r = lookup_value(value, context)
     if r is not _NO:
         return r
-    if _bounded_value(value):
+    if bounded_value(value):
         return render_value(value, context)
     import asyncio
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import re
 from functools import lru_cache
+from typing import Any
 
 from jinja2 import Environment, TemplateSyntaxError, nodes
 from jinja2.parser import Parser
@@ -102,4 +103,16 @@ def bounded(text: str, *, condition: bool = False) -> bool:
             return False
         if isinstance(node, nodes.Filter) and node.name not in _LINEAR_FILTERS:
             return False
+    return True
+
+
+def bounded_value(value: Any) -> bool:
+    """Every template inside ``value`` (strings in nested lists and dicts, as a step's
+    arguments or a flow's ``outputs`` hold them) is :func:`bounded`."""
+    if isinstance(value, str):
+        return bounded(value)
+    if isinstance(value, dict):
+        return all(bounded_value(v) for v in value.values())
+    if isinstance(value, list):
+        return all(bounded_value(v) for v in value)
     return True

@@ -379,13 +379,7 @@ class PostgresStore(SqlStore):
         if conn is None or conn.closed:
             if self._closed:
                 raise StoreError("the Postgres store is closed")
-            conn = self._connect()
-            try:
-                conn.execute(f"LISTEN {QUEUE_CHANNEL}")
-            except self._pg.Error as exc:
-                conn.close()
-                raise StoreError(f"cannot listen for queued runs: {exc}") from exc
-            self._queue_listener = conn
+            conn = self._queue_listener = self._listening(QUEUE_CHANNEL, "queued runs")
         try:
             woke = any(True for _ in conn.notifies(timeout=timeout, stop_after=1))
         except self._pg.Error as exc:
@@ -406,12 +400,16 @@ class PostgresStore(SqlStore):
                 return pooled
             except self._pg.Error:  # went stale while idle: use a fresh one
                 pooled.close()
+        return self._listening(CHANNEL, "events")
+
+    def _listening(self, channel: str, what: str) -> Any:
+        """A new connection subscribed to ``channel``."""
         conn = self._connect()
         try:
-            conn.execute(f"LISTEN {CHANNEL}")
+            conn.execute(f"LISTEN {channel}")
         except self._pg.Error as exc:
             conn.close()
-            raise StoreError(f"cannot listen for events: {exc}") from exc
+            raise StoreError(f"cannot listen for {what}: {exc}") from exc
         return conn
 
     def _give_back_listener(self, conn: Any) -> None:
