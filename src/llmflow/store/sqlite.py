@@ -30,6 +30,7 @@ from llmflow.store import migrations
 from llmflow.store.base import RunRecord
 from llmflow.store.rows import RUN_COLUMNS
 from llmflow.store.sql import Dialect, SqlStore
+from llmflow.store.sqlite_checkpoint import DEFAULT_EVERY, Checkpointer
 from llmflow.store.sqlplan import EVENT_INSERT_CHUNK, ROW_WIDTH, AppendPlan, grouped_writes, insert_events_sql
 
 _CLAIM_FREE = "(owner IS NULL OR owner = ? OR COALESCE(lease_expires_at, 0) < ?)"
@@ -65,7 +66,9 @@ class SqliteStore(SqlStore):
     dialect = DIALECT
     local_commit = True  # a commit is a local WAL append: group commit runs on the event loop
 
-    def __init__(self, path: str | Path, *, busy_timeout: float = 10.0) -> None:
+    def __init__(
+        self, path: str | Path, *, busy_timeout: float = 10.0, checkpoint_every: int = DEFAULT_EVERY
+    ) -> None:
         self.path = str(path)
         if self.path != ":memory:":
             p = Path(self.path).expanduser().resolve()
@@ -90,9 +93,18 @@ class SqliteStore(SqlStore):
             _enter_wal_mode(conn, time.monotonic() + busy_timeout)
             conn.execute("PRAGMA synchronous = NORMAL")
             conn.execute("PRAGMA foreign_keys = ON")
+            if self.path != ":memory:":
+                # checkpoints run on a thread of their own (sqlite_checkpoint.py), not in
+                # the commit that happens to pass the WAL's threshold
+                conn.execute("PRAGMA wal_autocheckpoint = 0")
         except sqlite3.Error as exc:
             raise StoreError(f"cannot open the SQLite database {self.path}: {exc}") from exc
         self._conn: sqlite3.Connection | None = conn
+        self.checkpointer = (
+            Checkpointer(self.path, every=checkpoint_every, busy_timeout=busy_timeout)
+            if self.path != ":memory:"
+            else None
+        )
         self._ident = self._file_ident()
 
     def _file_ident(self) -> tuple[int, int] | None:
@@ -155,6 +167,8 @@ class SqliteStore(SqlStore):
                 if isinstance(exc, sqlite3.Error):
                     raise StoreError(f"write to {self.path} failed: {exc}") from exc
                 raise
+            if self.checkpointer is not None:
+                self.checkpointer.committed(conn)
 
     def _read(self, sql: str, params: Any = ()) -> list[Any]:
         with self._lock:
@@ -175,6 +189,8 @@ class SqliteStore(SqlStore):
                 raise StoreError(f"cannot migrate the database {self.path}: {exc}") from exc
 
     def close(self) -> None:
+        if self.checkpointer is not None:
+            self.checkpointer.close()  # first: the last connection closed checkpoints the rest
         with self._lock:
             if self._conn is not None:
                 self._conn.close()
