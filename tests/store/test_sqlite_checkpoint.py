@@ -53,14 +53,14 @@ def test_the_store_connection_never_checkpoints_on_its_own(tmp_path: Path) -> No
 
 def test_checkpoints_keep_the_wal_bounded_and_run_on_their_own_thread(tmp_path: Path) -> None:
     # the same 600 commits without checkpoints: the WAL holds every page written
-    unbounded = _store_with_run(tmp_path / "off.db", checkpoint_every=10**9)
+    unbounded = _store_with_run(tmp_path / "off.db", checkpoint_every=10**9, checkpoint_every_rows=10**9)
     _append_steps(unbounded, "r1", 600)
     grown = _wal(tmp_path / "off.db").stat().st_size
     assert unbounded.checkpointer is not None and unbounded.checkpointer.checkpoints == 0
     unbounded.close()
 
     path = tmp_path / "on.db"
-    store = _store_with_run(path, checkpoint_every=50)
+    store = _store_with_run(path, checkpoint_every=50, checkpoint_every_rows=10**9)
     seen: set[str] = set()
     real = Checkpointer._work
 
@@ -90,6 +90,19 @@ def test_checkpoints_keep_the_wal_bounded_and_run_on_their_own_thread(tmp_path: 
     store.close()
     assert not _wal(path).exists()  # the last connection closed checkpointed the rest
     assert not any(t.name == "llmflow-checkpoint" for t in threading.enumerate())
+
+
+def test_a_group_commit_of_many_rows_counts_as_much_as_many_commits(tmp_path: Path) -> None:
+    store = _store_with_run(tmp_path / "llmflow.db", checkpoint_every=10**9, checkpoint_every_rows=100)
+    try:
+        events = [NewEvent(T.LLM_TOKENS, step_id="s", attempt=1, payload={"text": "t"}) for _ in range(60)]
+        store.append("r1", events, 2.0)  # 60 event rows + the run row: under 100
+        assert store.checkpointer is not None
+        assert store.checkpointer.wait(30) and store.checkpointer.checkpoints == 0
+        store.append("r1", events, 3.0)  # past 100 rows since the cycle began: one checkpoint
+        assert store.checkpointer.wait(30) and store.checkpointer.checkpoints == 1
+    finally:
+        store.close()
 
 
 def test_a_store_that_only_reads_starts_no_thread(tmp_path: Path) -> None:

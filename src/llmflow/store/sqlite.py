@@ -30,7 +30,7 @@ from llmflow.store import migrations
 from llmflow.store.base import RunRecord
 from llmflow.store.rows import RUN_COLUMNS
 from llmflow.store.sql import Dialect, SqlStore
-from llmflow.store.sqlite_checkpoint import DEFAULT_EVERY, Checkpointer
+from llmflow.store.sqlite_checkpoint import DEFAULT_EVERY, DEFAULT_EVERY_ROWS, Checkpointer
 from llmflow.store.sqlplan import EVENT_INSERT_CHUNK, ROW_WIDTH, AppendPlan, grouped_writes, insert_events_sql
 
 _CLAIM_FREE = "(owner IS NULL OR owner = ? OR COALESCE(lease_expires_at, 0) < ?)"
@@ -67,7 +67,12 @@ class SqliteStore(SqlStore):
     local_commit = True  # a commit is a local WAL append: group commit runs on the event loop
 
     def __init__(
-        self, path: str | Path, *, busy_timeout: float = 10.0, checkpoint_every: int = DEFAULT_EVERY
+        self,
+        path: str | Path,
+        *,
+        busy_timeout: float = 10.0,
+        checkpoint_every: int = DEFAULT_EVERY,
+        checkpoint_every_rows: int = DEFAULT_EVERY_ROWS,
     ) -> None:
         self.path = str(path)
         if self.path != ":memory:":
@@ -101,7 +106,9 @@ class SqliteStore(SqlStore):
             raise StoreError(f"cannot open the SQLite database {self.path}: {exc}") from exc
         self._conn: sqlite3.Connection | None = conn
         self.checkpointer = (
-            Checkpointer(self.path, every=checkpoint_every, busy_timeout=busy_timeout)
+            Checkpointer(
+                self.path, every=checkpoint_every, every_rows=checkpoint_every_rows, busy_timeout=busy_timeout
+            )
             if self.path != ":memory:"
             else None
         )

@@ -31,16 +31,27 @@ import threading
 log = logging.getLogger("llmflow.store")
 
 DEFAULT_EVERY = 100  # commits between checkpoints (a commit of a step writes ~5-8 pages)
+DEFAULT_EVERY_ROWS = 2000  # or rows written: a group commit of many runs writes hundreds
 
 
 class Checkpointer:
     """Runs ``PRAGMA wal_checkpoint(PASSIVE)`` on ``path`` in a daemon thread, once per
-    ``every`` commits reported with :meth:`committed`. The thread and its connection are
+    ``every`` commits or ``every_rows`` rows written (whichever comes first: a group commit
+    may carry hundreds of runs), as reported by :meth:`committed`. The thread and its connection are
     made at the first checkpoint, so a store that only reads costs nothing."""
 
-    def __init__(self, path: str, *, every: int = DEFAULT_EVERY, busy_timeout: float = 10.0) -> None:
+    def __init__(
+        self,
+        path: str,
+        *,
+        every: int = DEFAULT_EVERY,
+        every_rows: int = DEFAULT_EVERY_ROWS,
+        busy_timeout: float = 10.0,
+    ) -> None:
         self.path = path
         self.every = max(1, every)
+        self.every_rows = max(1, every_rows)
+        self._rows_mark = 0  # the connection's total_changes when the cycle began
         self.busy_timeout = busy_timeout
         self.checkpoints = 0  # background checkpoints completed (for tests and benchmarks)
         self.finished = 0  # of them finished by a writer's commit
@@ -52,20 +63,29 @@ class Checkpointer:
         self._thread: threading.Thread | None = None
         self._closed = False
         self._finish = False  # a background checkpoint ended: the next commit finishes it
+        self._cycle = False  # a checkpoint was requested and is not finished yet
 
     def committed(self, conn: sqlite3.Connection) -> None:
         """One more commit on the database, by ``conn`` (called by the writer, under the
         store's lock, outside any transaction)."""
         if self._finish:
             self._finish = False
+            self._cycle = False
             try:  # the pages written since the background checkpoint began: ~1 ms
                 conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
                 self.finished += 1
             except sqlite3.Error as exc:
                 log.warning("WAL checkpoint of %s failed: %s", self.path, exc)
-        self._commits += 1
-        if self._commits >= self.every:
             self._commits = 0
+            self._rows_mark = conn.total_changes
+            return
+        self._commits += 1
+        if self._cycle:
+            return
+        if self._commits >= self.every or conn.total_changes - self._rows_mark >= self.every_rows:
+            # one cycle at a time: a background checkpoint running while the writer finishes
+            # the last one would make that finish a no-op (SQLITE_BUSY) and the WAL never restart
+            self._cycle = True
             self.request()
 
     def request(self) -> None:
@@ -114,8 +134,9 @@ class Checkpointer:
                     self.last = (int(row[0]), int(row[1]), int(row[2])) if row else None
                     self.checkpoints += 1
                     self._finish = True
-                except sqlite3.Error as exc:  # the next commit's request tries again
+                except sqlite3.Error as exc:  # the next cycle tries again
                     log.warning("WAL checkpoint of %s failed: %s", self.path, exc)
+                    self._cycle = False
                     if conn is not None:
                         conn.close()
                         conn = None
