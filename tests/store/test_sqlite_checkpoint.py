@@ -144,3 +144,52 @@ def test_wait_without_a_request_returns_at_once(tmp_path: Path) -> None:
     c = Checkpointer(os.fspath(tmp_path / "x.db"))
     assert c.wait(0.1)
     c.close()
+
+
+_WRITER = r"""
+import sys, time
+from llmflow.engine.events import NewEvent
+from llmflow.store.sqlite import SqliteStore
+
+store = SqliteStore(sys.argv[1], checkpoint_every=5, checkpoint_every_rows=10**9)
+i = 0
+while True:  # until killed: every line printed is an append that has committed
+    evs = store.append("r1", [NewEvent("LLM_TOKENS", payload={"text": "x" * 500, "i": i})], time.time())
+    print(evs[-1].seq, store.checkpointer.checkpoints, flush=True)
+    i += 1
+"""
+
+
+def test_kill_9_during_background_checkpoints_loses_no_committed_event(tmp_path: Path) -> None:
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    path = tmp_path / "llmflow.db"
+    _store_with_run(path).close()
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _WRITER, str(path)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    assert proc.stdout is not None
+    committed, checkpoints = 0, 0
+    deadline = time.monotonic() + 120
+    try:
+        for line in proc.stdout:  # kill it mid-flight once a few dozen checkpoints have run
+            committed, checkpoints = (int(x) for x in line.split())
+            if checkpoints >= 30 or time.monotonic() > deadline:
+                break
+        proc.send_signal(signal.SIGKILL)
+    finally:
+        _, err = proc.communicate(timeout=60)
+    assert proc.returncode == -signal.SIGKILL, err
+    assert checkpoints >= 30, (checkpoints, err)
+    store = SqliteStore(path)
+    try:
+        assert store._db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+        seqs = [e.seq for e in store.events("r1")]
+        # every append the writer reported is there, nothing is missing before it
+        assert seqs[:committed] == list(range(1, committed + 1))
+        assert store.get_run("r1").last_seq == len(seqs) >= committed  # type: ignore[union-attr]
+    finally:
+        store.close()
