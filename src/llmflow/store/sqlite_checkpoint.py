@@ -7,16 +7,18 @@ hundred or so then stalls its caller for the copy and the fsync. For the store t
 is the event loop (group commit runs on it), so every run of the process waited with it.
 
 The store turns that off (``PRAGMA wal_autocheckpoint = 0``) and tells a
-:class:`Checkpointer` of each commit; every ``every`` commits the checkpointer's thread
-runs a PASSIVE checkpoint on its own connection (it never blocks a writer or a reader; pages
+:class:`Checkpointer` of each commit; every ``every`` commits or ``every_rows`` rows written
+(a group commit may carry hundreds of runs) the checkpointer's thread runs a PASSIVE
+checkpoint on its own connection (it never blocks a writer or a reader; pages
 a reader still needs are left for the next one): the bulk of the copy and its fsync happen
 beside the runs instead of in front of them. Writes go on meanwhile, so that checkpoint
 never catches up with the WAL's end, and SQLite restarts the WAL from its beginning only
 when a write finds it entirely copied back. So the commit after a finished background
 checkpoint *finishes* it on the writer's own connection: a PASSIVE checkpoint of the few
 pages written since (measured: ~1 ms, against ~35 ms for the 1,500 pages of an inline
-checkpoint), after which the next write restarts the WAL. The WAL stays bounded by about
-``every`` commits. There is no timer: an idle store checkpoints nothing, and closing it
+checkpoint), after which the next write restarts the WAL. One cycle runs at a time (a
+background checkpoint running while the writer finishes the last one would turn that finish
+into a no-op), and the WAL stays bounded by about one cycle's writes. There is no timer: an idle store checkpoints nothing, and closing it
 checkpoints what is left (SQLite does so when the last connection closes).
 
 Hand-written because SQLite's checkpointing is a pragma and a thread, not a library.
@@ -30,7 +32,7 @@ import threading
 
 log = logging.getLogger("llmflow.store")
 
-DEFAULT_EVERY = 100  # commits between checkpoints (a commit of a step writes ~5-8 pages)
+DEFAULT_EVERY = 100  # commits between checkpoints (a W1 step's commit writes 8 pages)
 DEFAULT_EVERY_ROWS = 2000  # or rows written: a group commit of many runs writes hundreds
 
 
