@@ -64,15 +64,15 @@ class Checkpointer:
         self._cv = threading.Condition()
         self._thread: threading.Thread | None = None
         self._closed = False
-        self._finish = False  # a background checkpoint ended: the next commit finishes it
-        self._cycle = False  # a checkpoint was requested and is not finished yet
+        # the cycle: "idle"; "running" (a background checkpoint was asked for); "finish" (it
+        # ended: the next commit finishes it on the writer's connection)
+        self._phase = "idle"
 
     def committed(self, conn: sqlite3.Connection) -> None:
         """One more commit on the database, by ``conn`` (called by the writer, under the
         store's lock, outside any transaction)."""
-        if self._finish:
-            self._finish = False
-            self._cycle = False
+        if self._phase == "finish":
+            self._phase = "idle"
             try:  # the pages written since the background checkpoint began: ~1 ms
                 conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
                 self.finished += 1
@@ -82,12 +82,12 @@ class Checkpointer:
             self._rows_mark = conn.total_changes
             return
         self._commits += 1
-        if self._cycle:
+        if self._phase != "idle":
             return
         if self._commits >= self.every or conn.total_changes - self._rows_mark >= self.every_rows:
             # one cycle at a time: a background checkpoint running while the writer finishes
             # the last one would make that finish a no-op (SQLITE_BUSY) and the WAL never restart
-            self._cycle = True
+            self._phase = "running"
             self.request()
 
     def request(self) -> None:
@@ -135,10 +135,10 @@ class Checkpointer:
                     row = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
                     self.last = (int(row[0]), int(row[1]), int(row[2])) if row else None
                     self.checkpoints += 1
-                    self._finish = True
+                    self._phase = "finish"
                 except sqlite3.Error as exc:  # the next cycle tries again
                     log.warning("WAL checkpoint of %s failed: %s", self.path, exc)
-                    self._cycle = False
+                    self._phase = "idle"
                     if conn is not None:
                         conn.close()
                         conn = None
