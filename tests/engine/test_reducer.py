@@ -14,6 +14,7 @@ from llmflow.engine.inputs import (
     CancelRequested,
     Emitted,
     Execute,
+    FailRequested,
     HumanAnswered,
     HumanAsked,
     PauseRequested,
@@ -30,7 +31,7 @@ from llmflow.engine.inputs import (
 )
 from llmflow.engine.scheduler import decide, durable_timers
 from llmflow.engine.state import fold, new_state
-from llmflow.engine.states import IllegalTransition, RunStatus, UnitStatus
+from llmflow.engine.states import AttemptStatus, IllegalTransition, RunStatus, StepStatus, UnitStatus
 from llmflow.model.loader import parse_flow_text
 
 
@@ -369,6 +370,49 @@ def test_an_illegal_transition_fails_loudly_when_folding():
     r.log.append(NewEvent(E.ATTEMPT_COMPLETED, "", "a", None, 1, {"output": 2}))  # ended twice
     with pytest.raises(IllegalTransition):
         r.replay()
+
+
+def test_an_event_naming_an_attempt_that_never_started_fails_loudly_when_folding():
+    r = Run(ONE)
+    r(Start("p1"), now=0.0)
+    # attempt #1 of step a is running; an end for #7 used to land silently on #1
+    r.log.append(NewEvent(E.ATTEMPT_COMPLETED, "", "a", None, 7, {"output": 1}))
+    with pytest.raises(IllegalTransition, match=r"attempt #7 of step 'a'.*never started.*#1"):
+        r.replay()
+
+
+def test_an_event_naming_no_attempt_lands_on_the_latest_one():
+    r = Run(ONE)
+    r(Start("p1"), now=0.0)
+    r.log.append(NewEvent(E.ATTEMPT_COMPLETED, "", "a", None, None, {"output": 5}))
+    st = r.replay()
+    assert st.nodes["a"].units[""].attempts[-1].status is AttemptStatus.COMPLETED
+    assert st.nodes["a"].units[""].output == 5
+
+
+def test_a_run_nobody_executes_that_cannot_go_on_winds_down_as_failed():
+    r = Run(PIPE)
+    r(Start("p1"), now=0.0)  # step a's attempt #1 is running; then its process went away
+    st = r.replay()  # the state a worker folds: nobody executes it
+    d = decide(st, FailRequested("flow 'p' changed since the run started"), 5.0)
+    assert types(d) == [E.ATTEMPT_CANCELED, E.STEP_CANCELED, E.STEP_CANCELED, E.WORKFLOW_FAILED, E.RUN_FAILED]
+    assert d.commands == []
+    assert d.events[-1].payload.error == "flow 'p' changed since the run started"
+    assert st.status is RunStatus.FAILED
+    assert st.nodes["a"].units[""].attempts[-1].status is AttemptStatus.CANCELED
+    assert {n.status for n in st.nodes.values()} == {StepStatus.CANCELED}
+    # the log folds again without an illegal transition, and a second request adds nothing
+    r.log += d.events
+    assert r.replay().status is RunStatus.FAILED
+    assert decide(st, FailRequested("again"), 6.0).events == []
+
+
+def test_an_output_that_fails_to_render_fails_the_run_through_the_wind_down():
+    r = Run("name: o\noutputs: {x: '{{ steps.a.output.missing.deeper }}'}\nsteps:\n  - id: a\n    llm: a\n")
+    (a,) = execs(r(Start("p1"), now=0.0))
+    d = r(StepSucceeded("a", "", a.attempt, "text"))
+    assert types(d)[-2:] == [E.WORKFLOW_FAILED, E.RUN_FAILED]
+    assert r.st.status is RunStatus.FAILED and r.replay().status is RunStatus.FAILED
 
 
 def test_the_timers_of_a_log_are_what_a_takeover_rearms():

@@ -13,6 +13,9 @@ from typing import Any
 import httpx
 import pytest
 
+from llmflow.engine.inputs import Start
+from llmflow.engine.scheduler import decide
+from llmflow.engine.states import AttemptStatus, RunStatus
 from llmflow.errors import ResumeRefusedError
 from llmflow.runtime import RunRequest, Worker, build_runtime
 
@@ -75,6 +78,35 @@ def test_a_run_that_cannot_start_is_failed_not_claimed_forever(
         assert rec.status == "FAILED" and "changed since the run started" in (rec.error or "")
         assert rec.owner is None
         assert asyncio.run(w.process_available()) == []
+    finally:
+        rt.close()
+
+
+def test_a_run_whose_execution_broke_mid_step_is_wound_down_not_left_running(
+    home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    rt = runtime(base_env(home))
+    try:
+        rid = rt.create_run(REVIEW, {"text": "x"}).id
+
+        async def broke(run_id: str, **kw: Any) -> Any:
+            # the driver got as far as starting the first step (its events are durable),
+            # then an internal error escaped it
+            d = decide(rt.state_of(rt.get(run_id)), Start(rt.owner), rt.clock.now())
+            rt.record(run_id, d.events)
+            raise RuntimeError("boom")
+
+        monkeypatch.setattr(rt, "execute", broke)
+        assert asyncio.run(Worker(rt).process_available()) == [rid]
+        rec = rt.get(rid)
+        assert rec.status == RunStatus.FAILED and rec.error == "internal error: RuntimeError: boom"
+        assert rec.owner is None
+        types = event_types(rt.store, rid)
+        assert types[-3:] == ["STEP_CANCELED", "WORKFLOW_FAILED", "RUN_FAILED"]
+        assert "ATTEMPT_CANCELED" in types  # the attempt it left running ended, in the log
+        assert all(a.status != AttemptStatus.RUNNING for a in rt.store.attempts(rid))
+        st = rt.state_of(rec)  # and the log folds without an illegal transition
+        assert st.status is RunStatus.FAILED and not st.running
     finally:
         rt.close()
 

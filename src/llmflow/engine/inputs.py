@@ -125,6 +125,16 @@ class HumanDeclined:
     hint: str | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class FailRequested:
+    """A run nobody executes cannot go on (the process that claimed it could not execute it:
+    a flow that no longer loads, an internal error): it winds down as failed, with ``error``
+    as the reason - attempts left running end canceled, unfinished steps canceled, then
+    WORKFLOW_FAILED and RUN_FAILED, as any other failure."""
+
+    error: str
+
+
 Input = (
     Start
     | Resume
@@ -140,6 +150,7 @@ Input = (
     | HumanAsked
     | HumanAnswered
     | HumanDeclined
+    | FailRequested
 )
 
 # -- commands ------------------------------------------------------------------------------

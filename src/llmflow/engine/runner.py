@@ -64,6 +64,10 @@ log = logging.getLogger("llmflow.engine")
 HOT_TURNS = 32  # turns a run may take without a loop turn before it yields one
 
 
+def _no_prior() -> list[Event]:  # a first attempt: no earlier attempt of its generation to replay
+    return []
+
+
 class EventWriter(Protocol):
     """Where a runner appends (group commit lives behind it, see llmflow.store.writer)."""
 
@@ -645,18 +649,24 @@ class RunDriver:
             allow_shell=self.cfg.allow_shell,
             functions=self.cfg.functions,
             settings=self.cfg.settings,
-            prior=lambda: self.prior_events(cmd),
+            # the first attempt of a generation has no earlier attempts to replay; a later one
+            # reads them in _run_unit, off the event loop, before the step starts
+            prior=_no_prior,
         )
         return ctx
 
-    def prior_events(self, cmd: Execute) -> list[Event]:
+    async def prior_events(self, node_id: str, unit_key: str, attempt: int) -> list[Event]:
         """Events recorded for this step and unit by its attempts since the step's last re-run
-        that ended interrupted (their process stopped), in order."""
-        unit = cmd.unit or None
+        that ended interrupted (their process stopped), in order; the store is read through
+        the writer (off the event loop where the store is shared with other processes)."""
+        if attempt <= 1:
+            return []
+        unit = unit_key or None
+        logged: list[Event] = await self.writer.call(self.log.events, self.st.run_id)
         mine = [
             e
-            for e in self.log.events(self.st.run_id)
-            if e.step_id == cmd.node_id
+            for e in logged
+            if e.step_id == node_id
             and ((e.unit or None) == unit or (e.type == E.STEP_RERUN and e.unit is None))
         ]
         start = max((i for i, e in enumerate(mine) if e.type == E.STEP_RERUN), default=-1) + 1
@@ -664,11 +674,14 @@ class RunDriver:
         interrupted = {
             e.attempt
             for e in mine
-            if e.type == E.ATTEMPT_INTERRUPTED and e.attempt is not None and e.attempt < cmd.attempt
+            if e.type == E.ATTEMPT_INTERRUPTED and e.attempt is not None and e.attempt < attempt
         }
         return [e for e in mine if e.attempt in interrupted]
 
     async def _run_unit(self, ctx: StepContext, cache_file: Path | None) -> Any:
+        if ctx.attempt > 1:
+            prior = await self.prior_events(ctx.node_id, ctx.unit, ctx.attempt)
+            ctx.prior = lambda: prior
         if cache_file is not None and cache_file.exists():
             cached = json.loads(cache_file.read_text(encoding="utf-8"))["output"]
             ctx.event(

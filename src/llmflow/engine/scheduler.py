@@ -40,6 +40,7 @@ from llmflow.engine.inputs import (
     Decision,
     Emitted,
     Execute,
+    FailRequested,
     HumanAnswered,
     HumanAsked,
     HumanDeclined,
@@ -239,6 +240,9 @@ class _Decider(HumanDecisions):
         elif isinstance(inp, HumanDeclined):
             if inp.request_id in st.open_requests and inp.request_id not in st.human_answers:
                 self.commands.append(AnswerHuman(inp.request_id, error=inp.reason, hint=inp.hint))
+        elif isinstance(inp, FailRequested):
+            if not st.finished:
+                self.wind_down("failed", inp.error, None)
         else:  # a NewEvent given directly (tests, replays): fold it
             self.emit(inp)  # type: ignore[arg-type]
 
@@ -593,13 +597,8 @@ class _Decider(HumanDecisions):
             return
         try:
             outputs = self._outputs()
-        except TemplateError as exc:
-            self.ev(
-                E.WORKFLOW_FAILED,
-                f"Workflow failed: {exc.message}",
-                payload=WorkflowFailed(error=exc.message),
-            )
-            self.ev(E.RUN_FAILED, f"Run failed: {exc.message}", payload=RunFailed(error=exc.message))
+        except TemplateError as exc:  # nothing runs and nothing is unfinished: the one wind-down path
+            self.wind_down("failed", exc.message, None)
             return
         steps = done = 0
         for n in st.nodes.values():

@@ -25,6 +25,7 @@ from llmflow.engine.states import (
     STEP_DONE,
     UNIT_TERMINAL,
     AttemptStatus,
+    IllegalTransition,
     RunStatus,
     StepStatus,
     UnitStatus,
@@ -426,13 +427,22 @@ def _reset_units(st: RunState, n: NodeState, units: list[dict[str, Any]] | None)
 def _attempt(
     n: NodeState | None, unit: str | None, attempt: int | None
 ) -> tuple[UnitState | None, AttemptState | None]:
+    """The unit and attempt an event names: the unit's latest attempt when the event names
+    none; an event naming an attempt the unit never started is a corrupt log or a bug, and
+    fails loudly (it used to land on the latest attempt)."""
     u = n.units.get(unit or "") if n is not None else None
     if u is None or not u.attempts:
         return u, None
+    if attempt is None:
+        return u, u.attempts[-1]
     for a in reversed(u.attempts):
         if a.n == attempt:
             return u, a
-    return u, u.attempts[-1]
+    assert n is not None
+    raise IllegalTransition(
+        f"an event names attempt #{attempt} of step {n.id!r}[{u.key}], which never started "
+        f"(its attempts: {', '.join(f'#{a.n}' for a in u.attempts)})"
+    )
 
 
 def _v(x: Any, default: Any = None) -> Any:

@@ -27,16 +27,17 @@ async def run_child(
 ) -> dict[str, Any]:
     """Run ``flow_ref`` as the child run of the step ``ctx`` runs; its outputs, or a
     StepError when it did not complete."""
-    parent = rt.get(ctx.run_id)
+    # store reads through rt.io: off the event loop where the store is shared (Postgres)
+    parent = await rt.io(rt.get, ctx.run_id)
     base = child_run_id(ctx.run_id, ctx.node_id, ctx.unit) + (f".{key}" if key else "")
-    existing = rt.store.get_run(base)
+    existing = await rt.io(rt.store.get_run, base)
     child_id = base
     if existing is not None:
         if existing.status == RunStatus.COMPLETED:
             return existing.outputs or {}
         if existing.status in (RunStatus.FAILED, RunStatus.CANCELED):
             child_id = f"{base}.a{ctx.attempt}"
-            existing = rt.store.get_run(child_id)
+            existing = await rt.io(rt.store.get_run, child_id)
     if existing is None:
         ref = flow_ref
         src = parent.spec.get("source_path") or parent.spec.get("source")
@@ -58,7 +59,8 @@ async def run_child(
         choices = (
             rt.run_flows.child_choices(loaded.flow, dict(request.models), inherited) if inherited else None
         )
-        rt.create_run(loaded, inputs, request, choices=choices, claim=True)
+        # written with its first events by the execute below, in the writer's group commit
+        rt.create_run(loaded, inputs, request, choices=choices, claim=True, defer=True)
     ctx.event(
         E.CHILD_RUN_STARTED,
         f"Sub-flow {flow_ref} running as run {child_id}",

@@ -13,20 +13,23 @@ from llmflow.engine.events import EventType as E
 from llmflow.engine.events import NewEvent
 from llmflow.engine.inputs import (
     CancelRequested,
+    FailRequested,
     HumanAnswered,
     PauseRequested,
     RerunRequested,
     ResumeRequested,
 )
+from llmflow.engine.payloads import RunFailed, StepCompleted, StepStarted
 from llmflow.engine.scheduler import decide
-from llmflow.engine.states import RUN_TERMINAL, RunStatus, StepStatus
-from llmflow.errors import RunStateError
+from llmflow.engine.states import RUN_ACTIVE, RUN_TERMINAL, RunStatus, StepStatus
+from llmflow.errors import LlmflowError, RunStateError
 from llmflow.model.graph import build_graph
 from llmflow.model.loader import LoadedFlow
 from llmflow.runtime.options import RunRequest
 from llmflow.runtime.ownership import owned_live
 
 if TYPE_CHECKING:
+    from llmflow.engine.events import Event
     from llmflow.runtime.service import Runtime
     from llmflow.store.base import RunRecord
 
@@ -88,6 +91,25 @@ def control(rt: Runtime, run_id: str, action: str, payload: dict[str, Any] | Non
     d = decide(rt.state_of(rec), inp, now)
     rt.record(run_id, d.events)
     return {"cancel": "canceled", "pause": "paused", "resume": "re-queued"}[action]
+
+
+def fail_run(rt: Runtime, run_id: str, error: str) -> list[Event]:
+    """Record that a run this process claimed cannot be executed (``error``: why), so it
+    leaves the queue, and give up its lease. Decided on the run's folded state like any other
+    failure (``FailRequested``: attempts left running end canceled, unfinished steps
+    canceled, WORKFLOW_FAILED, RUN_FAILED); when the state cannot be built either (its flow no
+    longer loads), only RUN_FAILED is recorded. Returns the events stored (none when the run
+    had already ended). Synchronous store calls: run it through ``rt.io``."""
+    stored: list[Event] = []
+    rec = rt.store.get_run(run_id)
+    if rec is not None and rec.status in RUN_ACTIVE:
+        try:
+            events = decide(rt.state_of(rec), FailRequested(error), rt.clock.now()).events
+        except LlmflowError:
+            events = [NewEvent(E.RUN_FAILED, f"Run failed: {error}", payload=RunFailed(error=error))]  # type: ignore[call-arg]  # decorator-made dataclass
+        stored = rt.store.append(run_id, events, rt.clock.now())
+    rt.store.release(run_id, rt.owner)
+    return stored
 
 
 def pending_requests(rt: Runtime, run_id: str) -> dict[str, dict[str, Any]]:
@@ -160,7 +182,7 @@ def fork(rt: Runtime, run_id: str, from_step: str, request: RunRequest | None = 
                 E.STEP_STARTED,
                 f"Step {nid} reused from run {run_id}",
                 nid,
-                payload={"kind": n.spec.kind, "units": [], "reused_from": run_id},
+                payload=StepStarted(kind=n.spec.kind, units=[], reused_from=run_id),  # type: ignore[call-arg]  # decorator-made dataclass
             )
         )
         evs.append(
@@ -168,7 +190,7 @@ def fork(rt: Runtime, run_id: str, from_step: str, request: RunRequest | None = 
                 E.STEP_COMPLETED,
                 f"Step {nid} completed (reused output of run {run_id})",
                 nid,
-                payload={"output": n.output, "reused_from": run_id},
+                payload=StepCompleted(output=n.output, reused_from=run_id),  # type: ignore[call-arg]
             )
         )
     if evs:

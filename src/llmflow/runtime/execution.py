@@ -8,6 +8,7 @@ takeover never widens what the run may do."""
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 from collections.abc import Callable
@@ -56,7 +57,7 @@ async def _claim(
     else:
         claimed = await rt.io(rt.store.claim, rt.owner, now, lease, run_id)
     if claimed is None:
-        rec = rt.get(run_id)
+        rec = await rt.io(rt.get, run_id)
         if rec.status in RUN_TERMINAL:  # a re-run in place re-opens the run first (STEP_RERUN)
             raise RunStateError(
                 f"run {run_id} is {rec.status}; nothing to resume",
@@ -64,8 +65,8 @@ async def _claim(
             )
         if owner_is_dead_here(rec.owner):
             # its process on this machine is gone: no need to wait for the lease to expire
-            rt.store.update_run(run_id, owner=None, lease_expires_at=None)
-            claimed = rt.store.claim(rt.owner, now, lease, run_id=run_id)
+            await rt.io(functools.partial(rt.store.update_run, run_id, owner=None, lease_expires_at=None))
+            claimed = await rt.io(functools.partial(rt.store.claim, rt.owner, now, lease, run_id=run_id))
         if claimed is None:
             raise RunStateError(
                 f"run {run_id} is being executed by another process ({rec.owner})",

@@ -15,6 +15,7 @@ its caches (``flows.py``), a new run's record (``creation.py``), executing a run
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 from collections.abc import Callable, Mapping
@@ -324,6 +325,11 @@ class Runtime:
         """cancel | pause | resume | answer | directive. Returns what happened, in words."""
         return control.control(self, run_id, action, payload)
 
+    def fail_run(self, run_id: str, error: str) -> list[Event]:
+        """Record that a claimed run cannot be executed and release it (control.fail_run);
+        synchronous store calls: call it through ``io``."""
+        return control.fail_run(self, run_id, error)
+
     def pending_requests(self, run_id: str) -> dict[str, dict[str, Any]]:
         """The run's open human-input requests: request id -> the question."""
         return control.pending_requests(self, run_id)
@@ -344,7 +350,10 @@ class Runtime:
         downstream: bool = False,
         subscribers: list[Observer] | None = None,
     ) -> RunState:
-        self.request_rerun(run_id, step_id, unit=unit, downstream=downstream)
+        # folded, decided and recorded through io: off the event loop on a shared store
+        await self.io(
+            functools.partial(self.request_rerun, run_id, step_id, unit=unit, downstream=downstream)
+        )
         return await self.execute(run_id, subscribers=subscribers)
 
     def fork(self, run_id: str, from_step: str, options: RunRequest | None = None) -> RunRecord:

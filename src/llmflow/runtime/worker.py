@@ -22,10 +22,7 @@ import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from llmflow.engine.events import Event, NewEvent
-from llmflow.engine.events import EventType as E
-from llmflow.engine.payloads import RunFailed
-from llmflow.engine.states import RUN_ACTIVE
+from llmflow.engine.events import Event
 from llmflow.errors import LlmflowError, StoreError
 
 if TYPE_CHECKING:
@@ -228,7 +225,7 @@ class Worker:
             status = "store error"
         except Exception as exc:  # noqa: BLE001 - a run that cannot start must not be claimed forever
             status = "FAILED"
-            self._fail(run_id, exc)
+            await self._fail(run_id, exc)
         finally:
             self.tasks.pop(run_id, None)
             self.processed += 1
@@ -236,8 +233,9 @@ class Worker:
             if self.on_run:
                 self.on_run(run_id, status)
 
-    def _fail(self, run_id: str, exc: BaseException) -> None:
-        """Record why a claimed run could not be executed, so it leaves the queue."""
+    async def _fail(self, run_id: str, exc: BaseException) -> None:
+        """Record why a claimed run could not be executed, so it leaves the queue (off the
+        event loop: the store calls go through the runtime's writer)."""
         rt = self.runtime
         if isinstance(exc, LlmflowError):
             msg = exc.message + (f" (hint: {exc.hint})" if exc.hint else "")
@@ -246,16 +244,14 @@ class Worker:
             msg = f"internal error: {type(exc).__name__}: {exc}"
             log.error("run %s cannot be executed", run_id, exc_info=exc)
         try:
-            rec = rt.store.get_run(run_id)
-            if rec is not None and rec.status in RUN_ACTIVE:
-                failed = RunFailed(error=msg)  # type: ignore[call-arg]  # decorator-made dataclass (engine/payloads.py)
-                stored = rt.record(run_id, [NewEvent(E.RUN_FAILED, f"Run failed: {msg}", payload=failed)])
-                for e in stored:
-                    for sub in self.subscribers:
-                        sub(e)
-            rt.store.release(run_id, rt.owner)
+            stored = await rt.io(rt.fail_run, run_id, msg)
         except Exception:  # noqa: BLE001 - best effort; the lease expires anyway
             log.exception("run %s: recording the failure failed", run_id)
+            return
+        rt.notify(stored)
+        for e in stored:
+            for sub in self.subscribers:
+                sub(e)
 
     def status(self) -> dict[str, Any]:
         interval: float | int = (
