@@ -87,7 +87,14 @@ from llmflow.engine.payloads import StepCanceled as StepCanceledP
 from llmflow.engine.payloads import StepFailed as StepFailedP
 from llmflow.engine.retry import backoff_delay, should_retry
 from llmflow.engine.state import NodeState, RunState, UnitState, apply
-from llmflow.engine.states import AttemptStatus, RunStatus, StepStatus, UnitStatus
+from llmflow.engine.states import (
+    STEP_TERMINAL,
+    UNIT_TERMINAL,
+    AttemptStatus,
+    RunStatus,
+    StepStatus,
+    UnitStatus,
+)
 from llmflow.engine.timers import durable_timers
 from llmflow.engine.units import DEFAULT_MAX_UNITS, UnitCapError, compute_units, unit_cap
 from llmflow.errors import TemplateError
@@ -107,6 +114,9 @@ __all__ = [
     "UnitCapError",
     "DEFAULT_MAX_UNITS",
 ]
+
+_STEP_ENDED = STEP_TERMINAL | {StepStatus.STALE}  # a step a re-run upstream makes stale
+_UNIT_NOT_COMPLETED = UNIT_TERMINAL - {UnitStatus.COMPLETED}
 
 
 def _jitter(run_id: str, node: str, unit: str, attempt: int) -> float:
@@ -383,13 +393,7 @@ class _Decider(HumanDecisions):
             payload=StepRerun(unit=r.unit, downstream=r.downstream, **extra),
         )
         for d in st.graph.downstream(r.step_id):
-            if st.nodes[d].status in (
-                StepStatus.COMPLETED,
-                StepStatus.FAILED,
-                StepStatus.SKIPPED,
-                StepStatus.STALE,
-                StepStatus.CANCELED,
-            ):
+            if st.nodes[d].status in _STEP_ENDED:
                 self.ev(
                     E.STEP_STALE,
                     f"Step {d} is stale: {r.step_id} is re-running",
@@ -949,9 +953,7 @@ class _Decider(HumanDecisions):
         if n.n_final < len(n.units) or (not n.units and n.pending):
             return
         units = list(n.units.values())
-        failed = [
-            u for u in units if u.status in (UnitStatus.FAILED, UnitStatus.CANCELED, UnitStatus.SKIPPED)
-        ]
+        failed = [u for u in units if u.status in _UNIT_NOT_COMPLETED]
         if isinstance(spec, BroadcastStep):
             responses = [
                 Response(u.vars.get("agent", u.key), u.output, u.order or 0)

@@ -20,14 +20,14 @@ import asyncio
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import TYPE_CHECKING
 
-from llmflow.engine.events import Event
-from llmflow.engine.events import EventType as E
+from llmflow.engine.events import RUN_END_EVENTS, Event
+from llmflow.engine.states import RUN_TERMINAL
 
 if TYPE_CHECKING:
     from llmflow.store.base import RunRecord, Store
 
-TERMINAL_EVENTS = frozenset({E.RUN_COMPLETED, E.RUN_FAILED, E.RUN_CANCELED})
-TERMINAL_STATUSES = frozenset({"COMPLETED", "FAILED", "CANCELED"})
+TERMINAL_EVENTS = RUN_END_EVENTS  # the names other modules import
+TERMINAL_STATUSES = RUN_TERMINAL
 ALL_RUNS = "*"  # EventHub key of the store-wide followers
 
 

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from llmflow.engine.events import Event, NewEvent
+from llmflow.engine.states import RunStatus
 from llmflow.store.batches import BatchRecord
 from llmflow.store.evals import EvalRecord, EvalResult
 
@@ -20,7 +21,7 @@ from llmflow.store.evals import EvalRecord, EvalResult
 class RunRecord:
     id: str
     flow_name: str
-    status: str = "QUEUED"
+    status: str = RunStatus.QUEUED.value  # the plain word, as every store reads it back
     created_at: float = 0.0
     started_at: float | None = None
     ended_at: float | None = None

@@ -9,6 +9,7 @@ from typing import Any
 
 from llmflow.engine.events import Event, NewEvent
 from llmflow.engine.payloads import Payload, as_dict, schema_version_of
+from llmflow.engine.states import RUN_TERMINAL, RunStatus
 from llmflow.errors import StoreError
 from llmflow.store.base import ArtifactRow, AttemptRow, Control, Project, RunRecord
 from llmflow.store.batches import MemoryBatches
@@ -280,12 +281,12 @@ class MemoryStore(MemoryBatches, MemoryThreads, MemoryEvals):
                 expired = r.owner is None or (r.lease_expires_at or 0) < now
                 if run_id is None:  # the queue scan never hands back a live lease, not even ours
                     free = expired
-                    ok = r.status in ("QUEUED", "RUNNING") or (
-                        r.status == "WAITING" and r.wake_at is not None and r.wake_at <= now
+                    ok = r.status in (RunStatus.QUEUED, RunStatus.RUNNING) or (
+                        r.status == RunStatus.WAITING and r.wake_at is not None and r.wake_at <= now
                     )
                 else:
                     free = expired or r.owner == owner
-                    ok = r.status not in ("COMPLETED", "FAILED", "CANCELED")
+                    ok = r.status not in RUN_TERMINAL
                 if ok and free:
                     r.owner = owner
                     r.lease_expires_at = now + lease_seconds

@@ -4,34 +4,37 @@ from __future__ import annotations
 
 from typing import Any
 
-from llmflow.engine.events import Event, EventType
+from llmflow.engine.events import RUN_END_EVENTS, Event, EventType
+from llmflow.engine.states import AttemptStatus, RunStatus, StepStatus
 
+# the enums' plain values: a driver binds a str subclass through its adapter look-up (~2.5 µs
+# per parameter in sqlite3), and these are written on every commit
 _RUN_STATUS = {
-    EventType.RUN_QUEUED: "QUEUED",
-    EventType.RUN_STARTED: "RUNNING",
-    EventType.RUN_RESUMED: "RUNNING",
-    EventType.RUN_RECOVERED: "RUNNING",
-    EventType.STEP_RERUN: "RUNNING",
-    EventType.RUN_PAUSED: "PAUSED",
-    EventType.RUN_PARKED: "WAITING",
-    EventType.RUN_COMPLETED: "COMPLETED",
-    EventType.RUN_FAILED: "FAILED",
-    EventType.RUN_CANCELED: "CANCELED",
+    EventType.RUN_QUEUED: RunStatus.QUEUED.value,
+    EventType.RUN_STARTED: RunStatus.RUNNING.value,
+    EventType.RUN_RESUMED: RunStatus.RUNNING.value,
+    EventType.RUN_RECOVERED: RunStatus.RUNNING.value,
+    EventType.STEP_RERUN: RunStatus.RUNNING.value,
+    EventType.RUN_PAUSED: RunStatus.PAUSED.value,
+    EventType.RUN_PARKED: RunStatus.WAITING.value,
+    EventType.RUN_COMPLETED: RunStatus.COMPLETED.value,
+    EventType.RUN_FAILED: RunStatus.FAILED.value,
+    EventType.RUN_CANCELED: RunStatus.CANCELED.value,
 }
 _STEP_STATUS = {
-    EventType.STEP_STARTED: "RUNNING",
-    EventType.STEP_COMPLETED: "COMPLETED",
-    EventType.STEP_FAILED: "FAILED",
-    EventType.STEP_SKIPPED: "SKIPPED",
-    EventType.STEP_CANCELED: "CANCELED",
-    EventType.STEP_STALE: "STALE",
+    EventType.STEP_STARTED: StepStatus.RUNNING.value,
+    EventType.STEP_COMPLETED: StepStatus.COMPLETED.value,
+    EventType.STEP_FAILED: StepStatus.FAILED.value,
+    EventType.STEP_SKIPPED: StepStatus.SKIPPED.value,
+    EventType.STEP_CANCELED: StepStatus.CANCELED.value,
+    EventType.STEP_STALE: StepStatus.STALE.value,
 }
 _ATTEMPT_STATUS = {
-    EventType.ATTEMPT_STARTED: "RUNNING",
-    EventType.ATTEMPT_COMPLETED: "COMPLETED",
-    EventType.ATTEMPT_FAILED: "FAILED",
-    EventType.ATTEMPT_INTERRUPTED: "INTERRUPTED",
-    EventType.ATTEMPT_CANCELED: "CANCELED",
+    EventType.ATTEMPT_STARTED: AttemptStatus.RUNNING.value,
+    EventType.ATTEMPT_COMPLETED: AttemptStatus.COMPLETED.value,
+    EventType.ATTEMPT_FAILED: AttemptStatus.FAILED.value,
+    EventType.ATTEMPT_INTERRUPTED: AttemptStatus.INTERRUPTED.value,
+    EventType.ATTEMPT_CANCELED: AttemptStatus.CANCELED.value,
 }
 
 
@@ -51,7 +54,7 @@ class ProjectionOps:
 
 
 _NO_ADD: dict[str, float] = {}  # shared, never written: most events add no usage
-_RUN_ENDS = frozenset({EventType.RUN_COMPLETED, EventType.RUN_FAILED, EventType.RUN_CANCELED})
+_RUN_ENDS = RUN_END_EVENTS
 _LEASE_ENDS = _RUN_ENDS | {EventType.RUN_PARKED}
 _ATTEMPT_ERRORS = frozenset(
     {EventType.ATTEMPT_FAILED, EventType.ATTEMPT_INTERRUPTED, EventType.ATTEMPT_CANCELED}
