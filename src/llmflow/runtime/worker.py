@@ -143,7 +143,8 @@ class Worker:
 
     # -- claiming -------------------------------------------------------------------------------
     def fill(self) -> list[str]:
-        """Claim runs until every slot is busy or the queue is empty; returns the ids started."""
+        """Claim runs until every slot is busy or the queue is empty; returns the ids started.
+        Its claims run on the calling thread: from a coroutine, use ``fill_async``."""
         started: list[str] = []
         while len(self.tasks) < self.concurrency and not self._stopping:
             rt = self.runtime
@@ -188,7 +189,7 @@ class Worker:
 
         async def drain() -> None:
             while True:
-                ids = self.fill()
+                ids = await self.fill_async()  # claims off the event loop
                 done.extend(ids)
                 mine.update(self.tasks[i] for i in ids if i in self.tasks)
                 pending = {t for t in mine if not t.done()}
