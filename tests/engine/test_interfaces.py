@@ -13,6 +13,7 @@ import llmflow
 from llmflow.engine.events import Event, NewEvent
 from llmflow.engine.events import EventType as E
 from llmflow.engine.payloads import MISSING, REGISTRY, AttemptStarted, Generic, ToolCallCompleted, decode
+from llmflow.evals.api import show as show_evaluation
 from llmflow.model.loader import parse_flow_text
 from llmflow.runtime import build_runtime, shared_runtime
 
@@ -175,7 +176,9 @@ def test_the_python_api_shares_one_runtime_and_store_per_process(tmp_path, monke
         assert llmflow.run_sync(str(flow)).ok
     runner = llmflow.Runner(str(flow))
     assert runner.run_sync()["success"]
-    assert shared_runtime() is rt and rt.store is store  # opened once
+    ev = llmflow.evaluate(str(flow), records=[{"x": 1}], metrics=["contains=fake"])
+    assert ev.status == "COMPLETED" and show_evaluation(ev.id)["summary"]
+    assert shared_runtime() is rt and rt.store is store and not rt.closed  # opened once
     assert rt.flows.misses == 1 and rt.flows.hits >= 4  # composed once
     assert first.ok
 

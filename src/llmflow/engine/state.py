@@ -459,6 +459,10 @@ def _end_attempt(st: RunState, n: NodeState, u: UnitState, a: AttemptState, stat
         st.spent_tokens += a.used
         st.spent_cost += a.cost
     if u.asking is not None:
+        if status is not AttemptStatus.INTERRUPTED:
+            # the attempt that asked is over: its question is no longer open (an interrupted
+            # one - parked, taken over - asks again in its next attempt, so it stays open)
+            st.open_requests.pop(u.asking, None)
         u.asking = None
 
 

@@ -123,34 +123,31 @@ class Evaluation:
         return render(self.view, fmt)
 
 
-def _runtime(runtime: Runtime | None, home: str | Path | None) -> tuple[Runtime, bool]:
+def _runtime(runtime: Runtime | None, home: str | Path | None) -> Runtime:
     if runtime is not None:
-        return runtime, False
-    from llmflow.runtime import build_runtime
+        return runtime
+    from llmflow.runtime.root import shared_runtime
 
-    return build_runtime(home=Path(home) if home else None), True
+    # the process's shared runtime and store, as run / run_sync / Runner use (closed at exit)
+    return shared_runtime(Path(home) if home else None)
 
 
 async def evaluate_async(
     target: Any = None, *, runtime: Runtime | None = None, home: str | Path | None = None, **options: Any
 ) -> Evaluation:
-    rt, owns = _runtime(runtime, home)
-    try:
-        t = target_request(target, **options)
-        plan = await asyncio.to_thread(plan_eval, rt, t.request)
-        outcome: EvalOutcome = await run_eval(rt, plan)
-        view = evaluation_view(rt.store, outcome.eval_id) or {}
-        return Evaluation(
-            outcome.eval_id,
-            outcome.status,
-            view["summary"],
-            view["results"],
-            view,
-            outcome.gate(t.request.min_pass_rate or plan.record.spec.get("min_pass_rate")),
-        )
-    finally:
-        if owns:
-            rt.close()
+    rt = _runtime(runtime, home)
+    t = target_request(target, **options)
+    plan = await asyncio.to_thread(plan_eval, rt, t.request)
+    outcome: EvalOutcome = await run_eval(rt, plan)
+    view = evaluation_view(rt.store, outcome.eval_id) or {}
+    return Evaluation(
+        outcome.eval_id,
+        outcome.status,
+        view["summary"],
+        view["results"],
+        view,
+        outcome.gate(t.request.min_pass_rate or plan.record.spec.get("min_pass_rate")),
+    )
 
 
 def evaluate(
@@ -171,12 +168,7 @@ def evaluate(
 
 
 def show(eval_id: str, *, runtime: Runtime | None = None, home: str | Path | None = None) -> dict[str, Any]:
-    rt, owns = _runtime(runtime, home)
-    try:
-        view = evaluation_view(rt.store, eval_id)
-        if view is None:
-            raise EvalError(f"no evaluation {eval_id!r}", hint="list them with `llmflow evals list`")
-        return view
-    finally:
-        if owns:
-            rt.close()
+    view = evaluation_view(_runtime(runtime, home).store, eval_id)
+    if view is None:
+        raise EvalError(f"no evaluation {eval_id!r}", hint="list them with `llmflow evals list`")
+    return view

@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from llmflow.engine.states import RunStatus
 from llmflow.errors import EvalError
 from llmflow.model.loader import LoadedFlow
 from llmflow.model.spec import Flow, LlmStep, dump_yaml
@@ -175,7 +176,7 @@ class LlmflowEngine:
             self.run_ids.append(run_id)
         fut = asyncio.run_coroutine_threadsafe(self._run(run_id, msgs, params), self.loop)
         rec = fut.result()
-        if rec.status != "COMPLETED":
+        if rec.status != RunStatus.COMPLETED:
             raise RuntimeError(f"optimizer call {run_id} {rec.status.lower()}: {rec.error}")
         text = str((rec.outputs or {}).get("result") or "")
         usage = Usage(
@@ -478,81 +479,77 @@ def optimize(
     if max_demos < 1:
         raise EvalError("--max-demos must be at least 1")
     _dspy()
-    rt, owns = _runtime(runtime, home)
-    try:
-        loaded = rt.load(flow) if not isinstance(flow, LoadedFlow) else flow
-        target = step_target(loaded.flow, step)
-        m = parse_metric(metric)
-        if data is None and records is None and isinstance(loaded.flow.data, list):
-            records = loaded.flow.data  # a playbook's scenarios, or the flow's inline data
-        train = _records(data, records)
-        held = _records(dev, dev_records)
-        if not train:
-            raise EvalError("no training records", hint="--data train.jsonl")
-        if not held:
-            if len(train) < 2:
-                raise EvalError("need at least 2 records to hold some out", hint="give --dev dev.jsonl")
-            cut = max(1, len(train) // 5)
-            train, held = train[:-cut], train[-cut:]
-        column = expected or next((c for c in EXPECTED_COLUMNS if c in train[0]), None)
-        if column is None or column not in train[0]:
-            raise EvalError(
-                "the training data has no expected column (expected, label, answer, ...)",
-                hint="name it with --expected COLUMN",
-            )
-        from llmflow.engine.models import resolve_model
+    rt = _runtime(runtime, home)  # the process's shared runtime unless one is given
+    loaded = rt.load(flow) if not isinstance(flow, LoadedFlow) else flow
+    target = step_target(loaded.flow, step)
+    m = parse_metric(metric)
+    if data is None and records is None and isinstance(loaded.flow.data, list):
+        records = loaded.flow.data  # a playbook's scenarios, or the flow's inline data
+    train = _records(data, records)
+    held = _records(dev, dev_records)
+    if not train:
+        raise EvalError("no training records", hint="--data train.jsonl")
+    if not held:
+        if len(train) < 2:
+            raise EvalError("need at least 2 records to hold some out", hint="give --dev dev.jsonl")
+        cut = max(1, len(train) // 5)
+        train, held = train[:-cut], train[-cut:]
+    column = expected or next((c for c in EXPECTED_COLUMNS if c in train[0]), None)
+    if column is None or column not in train[0]:
+        raise EvalError(
+            "the training data has no expected column (expected, label, answer, ...)",
+            hint="name it with --expected COLUMN",
+        )
+    from llmflow.engine.models import resolve_model
 
-        agent = loaded.flow.agents.get(target.step.agent) if target.step.agent else None
-        model, _ = resolve_model(
-            target.step, loaded.flow, agent=agent, run_models=models or {}, env=rt.settings.env_models
-        )
-        opt_id = new_eval_id().replace("eval-", "opt-", 1)
-        meta = {"optimization": opt_id}
-        before = _score(rt, loaded, held, metric, column, models or {}, {**meta, "phase": "before"})
-        compiled, engine = run_blocking(
-            _compile(rt, target, train, m, column, model, optimizer, opt_id, max_demos, seed)
-        )
-        pred = compiled.predictors()[0]
-        demos = [
-            ({f: d[f] for f in target.fields}, str(d["output"]))
-            for d in pred.demos
-            if all(f in d for f in target.fields) and d.get("output") is not None
-        ]
-        instr = pred.signature.instructions if optimizer == "mipro" or target.step.system else None
-        new = optimized_flow(target, instr, demos)
-        src = (
-            Path(loaded.source)
-            if loaded.source and not loaded.source.startswith("<")
-            else Path.cwd() / f"{loaded.flow.name}.yaml"
-        )
-        base = src / "flow.yaml" if src.is_dir() else src
-        out = (Path(output) if output else base.with_name(base.stem + ".optimized.yaml")).resolve()
-        out.write_text(
-            f"# Optimized by `llmflow optimize --step {step}` ({optimizer}, {len(demos)} demonstrations) from {src.name}\n"
-            + dump_yaml(new.to_dict()),
-            encoding="utf-8",
-        )
-        after = _score(rt, str(out), held, metric, column, models or {}, {**meta, "phase": "after"})
-        runs = [rt.store.get_run(r) for r in engine.run_ids]
-        tokens = sum(r.tokens_in + r.tokens_out for r in runs if r)
-        cost = sum(r.cost for r in runs if r)
-        return OptimizeResult(
-            opt_id,
-            loaded.flow.name,
-            step,
-            optimizer,
-            str(out),
-            len(train),
-            len(held),
-            len(demos),
-            instr,
-            before,
-            after,
-            engine.calls,
-            tokens,
-            cost,
-            engine.run_ids,
-        )
-    finally:
-        if owns:
-            rt.close()
+    agent = loaded.flow.agents.get(target.step.agent) if target.step.agent else None
+    model, _ = resolve_model(
+        target.step, loaded.flow, agent=agent, run_models=models or {}, env=rt.settings.env_models
+    )
+    opt_id = new_eval_id().replace("eval-", "opt-", 1)
+    meta = {"optimization": opt_id}
+    before = _score(rt, loaded, held, metric, column, models or {}, {**meta, "phase": "before"})
+    compiled, engine = run_blocking(
+        _compile(rt, target, train, m, column, model, optimizer, opt_id, max_demos, seed)
+    )
+    pred = compiled.predictors()[0]
+    demos = [
+        ({f: d[f] for f in target.fields}, str(d["output"]))
+        for d in pred.demos
+        if all(f in d for f in target.fields) and d.get("output") is not None
+    ]
+    instr = pred.signature.instructions if optimizer == "mipro" or target.step.system else None
+    new = optimized_flow(target, instr, demos)
+    src = (
+        Path(loaded.source)
+        if loaded.source and not loaded.source.startswith("<")
+        else Path.cwd() / f"{loaded.flow.name}.yaml"
+    )
+    base = src / "flow.yaml" if src.is_dir() else src
+    out = (Path(output) if output else base.with_name(base.stem + ".optimized.yaml")).resolve()
+    out.write_text(
+        f"# Optimized by `llmflow optimize --step {step}` ({optimizer}, {len(demos)} demonstrations) from {src.name}\n"
+        + dump_yaml(new.to_dict()),
+        encoding="utf-8",
+    )
+    after = _score(rt, str(out), held, metric, column, models or {}, {**meta, "phase": "after"})
+    runs = [rt.store.get_run(r) for r in engine.run_ids]
+    tokens = sum(r.tokens_in + r.tokens_out for r in runs if r)
+    cost = sum(r.cost for r in runs if r)
+    return OptimizeResult(
+        opt_id,
+        loaded.flow.name,
+        step,
+        optimizer,
+        str(out),
+        len(train),
+        len(held),
+        len(demos),
+        instr,
+        before,
+        after,
+        engine.calls,
+        tokens,
+        cost,
+        engine.run_ids,
+    )
