@@ -2,7 +2,8 @@
 
     python bench/store_append.py [--n 5000] [--postgres postgresql://user@host/db]
 
-Measures memory and SQLite (a temporary file: WAL, synchronous=NORMAL), and Postgres when a
+Measures memory and SQLite (a temporary file: WAL, synchronous=NORMAL; and ``sqlite full``,
+the same with ``?synchronous=full``: an fsync per commit), and Postgres when a
 URL is given (it writes into that URL's search_path schema). Each call is timed on its own;
 the median is the number to compare (the mean includes WAL checkpoints and other processes
 on the machine). The ``sqlite3 floor`` row issues the bare statements one append needs
@@ -104,7 +105,12 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as tmp:
         db = Path(tmp) / "bench.db"
-        urls = {"memory": "memory://", "sqlite": f"sqlite:///{db}"}
+        urls = {
+            "memory": "memory://",
+            "sqlite": f"sqlite:///{db}",
+            # an fsync of the WAL per commit: durable across a power loss too
+            "sqlite full": f"sqlite:///{Path(tmp) / 'full.db'}?synchronous=full",
+        }
         if args.postgres:
             urls["postgres"] = args.postgres
         for name, url in urls.items():

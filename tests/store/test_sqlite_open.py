@@ -3,14 +3,19 @@
 
 from __future__ import annotations
 
+import re
 import sqlite3
 import time
 from pathlib import Path
 
 import pytest
 
+from llmflow.engine.events import EventType as T
+from llmflow.engine.events import NewEvent
 from llmflow.errors import StoreError
 from llmflow.store import sqlite as sqlite_store
+from llmflow.store.base import RunRecord
+from llmflow.store.factory import open_store
 from llmflow.store.sqlite import SqliteStore
 
 
@@ -68,3 +73,35 @@ def test_a_file_that_is_not_a_database_names_the_file(tmp_path: Path) -> None:
     path.write_bytes(b"not a database at all" * 100)
     with pytest.raises(StoreError, match=str(path)):
         SqliteStore(path)
+
+
+def test_synchronous_full_is_chosen_in_the_url_and_normal_is_the_default(tmp_path: Path) -> None:
+    full = open_store("sqlite:///full.db?synchronous=full", tmp_path)
+    plain = open_store("sqlite:///plain.db", tmp_path)
+    try:
+        assert isinstance(full, SqliteStore) and full.path == str(tmp_path / "full.db")
+        assert full._db.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL: fsync per commit
+        assert isinstance(plain, SqliteStore) and plain._db.execute("PRAGMA synchronous").fetchone()[0] == 1
+        full.create_run(RunRecord(id="r1", flow_name="f", created_at=1.0), [NewEvent(T.RUN_CREATED)], 1.0)
+        other = sqlite3.connect(tmp_path / "full.db")
+        try:
+            assert other.execute("SELECT count(*) FROM events WHERE run_id = 'r1'").fetchone()[0] == 1
+        finally:
+            other.close()
+    finally:
+        full.close()
+        plain.close()
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("sqlite:///x.db?synchronous=off", "synchronous='off'.*synchronous=full"),
+        ("sqlite:///x.db?journal=delete", "unknown option 'journal'.*synchronous=full"),
+    ],
+)
+def test_a_wrong_sqlite_url_option_names_it_and_the_fix(tmp_path: Path, url: str, message: str) -> None:
+    with pytest.raises(StoreError) as info:
+        open_store(url, tmp_path)
+    assert re.search(message, f"{info.value.message} {info.value.hint}")
+    assert not (tmp_path / "x.db").exists()  # nothing was created

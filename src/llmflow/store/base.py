@@ -3,8 +3,11 @@
 Every backend (memory, sqlite, postgres) implements :class:`Store` and passes the same
 contract suite (``tests/store/contract.py``). ``append`` is atomic: the events of one call
 get contiguous sequence numbers and the projections (runs, steps/attempts, artifacts) are
-updated in the same transaction. Returning from ``append`` means the events are durable.
-"""
+updated in the same transaction. Returning from ``append`` means the events are durable:
+committed, and readable by every other connection; they survive the process being killed.
+Across a power loss: Postgres (synchronous_commit on, its default) and SQLite opened with
+``?synchronous=full`` keep them; SQLite's default (``synchronous = NORMAL`` in WAL mode, no
+fsync per commit) may lose the last commits, never corrupting the file."""
 
 from __future__ import annotations
 

@@ -6,6 +6,8 @@ Accepted forms::
     memory://                     in-process only, nothing survives the process
     sqlite:///relative/path.db    relative to project_dir (or cwd)
     sqlite:////abs/path.db        absolute
+    sqlite:///path.db?synchronous=full   fsync every commit: durable across a power loss
+                                  too (the default, normal, is durable across a crash)
     sqlite://                     a private in-memory SQLite database
     path/to/file.db               a bare filesystem path (relative as above)
     postgresql://user@host/db     also postgres://, postgresql+psycopg://
@@ -41,6 +43,24 @@ def _sqlite_path(raw: str, base: Path) -> Path | str:
     return p if p.is_absolute() else base / p
 
 
+def _sqlite_options(rest: str, url: str) -> tuple[str, str]:
+    """The path of a sqlite URL and its one option, ``?synchronous=`` (normal by default)."""
+    if "?" not in rest:
+        return rest, "normal"
+    from urllib.parse import parse_qsl
+
+    path, query = rest.split("?", 1)
+    synchronous = "normal"
+    for key, value in parse_qsl(query, keep_blank_values=True):
+        if key != "synchronous":
+            raise StoreError(
+                f"cannot open the store {_redact(url)!r}: unknown option {key!r}",
+                hint="a sqlite URL accepts one option: ?synchronous=normal (the default) or ?synchronous=full",
+            )
+        synchronous = value
+    return path, synchronous
+
+
 def open_store(url: str | None, project_dir: Path | None = None) -> Store:
     """Open (and migrate) the store ``url`` names; see the module docstring for the forms."""
     base = Path(project_dir) if project_dir is not None else Path.cwd()
@@ -64,7 +84,8 @@ def open_store(url: str | None, project_dir: Path | None = None) -> Store:
             )
         from llmflow.store.sqlite import SqliteStore
 
-        store = SqliteStore(_sqlite_path(rest[1:], base))
+        rest, synchronous = _sqlite_options(rest, url)
+        store = SqliteStore(_sqlite_path(rest[1:], base), synchronous=synchronous)
     elif url.startswith(_PG_SCHEMES):
         from llmflow.store.postgres import PostgresStore
 

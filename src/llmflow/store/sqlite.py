@@ -60,6 +60,9 @@ def _enter_wal_mode(conn: sqlite3.Connection, deadline: float) -> None:
             time.sleep(0.01)
 
 
+SYNCHRONOUS = ("normal", "full")  # the `synchronous` levels the store accepts (see its URL)
+
+
 class SqliteStore(SqlStore):
     """Event log and projections in one SQLite file (WAL mode)."""
 
@@ -73,7 +76,16 @@ class SqliteStore(SqlStore):
         busy_timeout: float = 10.0,
         checkpoint_every: int = DEFAULT_EVERY,
         checkpoint_every_rows: int = DEFAULT_EVERY_ROWS,
+        synchronous: str = "normal",
     ) -> None:
+        sync = synchronous.lower()
+        if sync not in SYNCHRONOUS:
+            raise StoreError(
+                f"synchronous={synchronous!r} is not a SQLite sync level this store supports",
+                hint="use synchronous=normal (the default: a commit survives a process crash) or "
+                "synchronous=full (also a power loss: one fsync per commit), e.g. sqlite:///llmflow.db?synchronous=full",
+            )
+        self.synchronous = sync
         self.path = str(path)
         if self.path != ":memory:":
             p = Path(self.path).expanduser().resolve()
@@ -96,7 +108,9 @@ class SqliteStore(SqlStore):
             )
             conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
             _enter_wal_mode(conn, time.monotonic() + busy_timeout)
-            conn.execute("PRAGMA synchronous = NORMAL")
+            # NORMAL in WAL mode: a commit is durable across a process crash (kill -9) with no
+            # fsync; FULL adds an fsync of the WAL per commit, so it survives a power loss too
+            conn.execute(f"PRAGMA synchronous = {sync.upper()}")
             conn.execute("PRAGMA foreign_keys = ON")
             if self.path != ":memory:":
                 # checkpoints run on a thread of their own (sqlite_checkpoint.py), not in
