@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from llmflow.engine.states import AttemptStatus, RunStatus
+
 if TYPE_CHECKING:
     from llmflow.store.base import Store
 
@@ -24,10 +26,12 @@ def compute_stats(store: Store, flow: str | None = None, limit: int = 10_000) ->
         "flow": flow,
         "runs": {
             "total": len(runs),
-            "completed": sum(1 for r in runs if r.status == "COMPLETED"),
-            "failed": sum(1 for r in runs if r.status == "FAILED"),
-            "canceled": sum(1 for r in runs if r.status == "CANCELED"),
-            "running": sum(1 for r in runs if r.status in ("RUNNING", "QUEUED", "PAUSED")),
+            "completed": sum(1 for r in runs if r.status == RunStatus.COMPLETED),
+            "failed": sum(1 for r in runs if r.status == RunStatus.FAILED),
+            "canceled": sum(1 for r in runs if r.status == RunStatus.CANCELED),
+            "running": sum(
+                1 for r in runs if r.status in (RunStatus.RUNNING, RunStatus.QUEUED, RunStatus.PAUSED)
+            ),
             "p50": percentile(durs, 0.5),
             "p95": percentile(durs, 0.95),
             "input_tokens": sum(r.tokens_in for r in runs),
@@ -43,7 +47,7 @@ def compute_stats(store: Store, flow: str | None = None, limit: int = 10_000) ->
         for a in store.attempts(r.id):
             if a.ended_at and a.started_at:
                 steps.setdefault(a.step_id, []).append(a.ended_at - a.started_at)
-            if a.status == "FAILED":
+            if a.status == AttemptStatus.FAILED:
                 failed[a.step_id] = failed.get(a.step_id, 0) + 1
             if a.model:
                 m = out["models"].setdefault(

@@ -151,7 +151,7 @@ class BatchDriver:
                 rec = self.rt.store.get_run(rid)
                 if rec is not None:
                     self._row(rec)
-            if st == "COMPLETED":
+            if st == RunStatus.COMPLETED:
                 c.completed += 1
             else:
                 c.failed += 1
@@ -236,7 +236,7 @@ class BatchDriver:
         run that never started): the job then gets a fresh run."""
         rt = self.rt
         rec = rt.get(run_id)
-        if rec.status != "FAILED" or not rec.spec.get("flow") or rec.started_at is None:
+        if rec.status != RunStatus.FAILED or not rec.spec.get("flow") or rec.started_at is None:
             return False
         st = rt.state_of(rec)
         ok = (StepStatus.COMPLETED, StepStatus.SKIPPED)
@@ -271,7 +271,11 @@ class BatchDriver:
             return
         self._row(rec)
         self.counters.add(rec.status, rec.tokens_in + rec.tokens_out, rec.cost)
-        if rec.status != "COMPLETED" and self.plan.request.error_policy == "stop" and self._stop is None:
+        if (
+            rec.status != RunStatus.COMPLETED
+            and self.plan.request.error_policy == "stop"
+            and self._stop is None
+        ):
             self._stop = f"job {job.job_id} {rec.status.lower()}: {rec.error or ''}".strip()
 
     async def _guarded(self, job: Job, latest: tuple[str, str] | None) -> None:

@@ -178,8 +178,11 @@ def _dur(v: float | None) -> str:
     return f"{v:.2f}s" if v is not None else "-"
 
 
+_EXIT_CODES: dict[str, int] = {RunStatus.COMPLETED: 0, RunStatus.FAILED: 1, RunStatus.CANCELED: 130}
+
+
 def _exit_for(status: str) -> int:
-    return {"COMPLETED": 0, "FAILED": 1, "CANCELED": 130}.get(status, 0)
+    return _EXIT_CODES.get(status, 0)
 
 
 def resolve_run_id(rt: RunService, text: str) -> str:

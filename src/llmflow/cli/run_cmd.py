@@ -21,6 +21,7 @@ from llmflow.cli.common import (
     _runtime,
     create_run_here,
 )
+from llmflow.engine.states import RunStatus
 
 if TYPE_CHECKING:
     from llmflow.runtime.ports import RunService
@@ -160,7 +161,7 @@ def _finish(rt: RunService, run_id: str, as_json: bool) -> int:
                     else json.dumps(val, indent=2, ensure_ascii=False, default=str)
                 )
                 print(f"  {k}: {text}")
-        if status == "PAUSED":
+        if status == RunStatus.PAUSED:
             print(f"paused; continue with `llmflow runs resume {run_id}`")
         _say_where_files_went(v)
     return _exit_for(v["status"])
@@ -379,7 +380,7 @@ def register(app: typer.Typer) -> None:
                 return _finish(rt, rec.id, as_json)
             status = rt.get(rec.id).status
             code = max(code, _exit_for(status))
-            if status == "CANCELED":
+            if status == RunStatus.CANCELED:
                 break  # Ctrl-C stops the sweep too; the runs not started stay queued
         assert group is not None  # a single run returned above
         return _finish_sweep(rt, group, recs, as_json, code)
@@ -423,7 +424,7 @@ def _start_sweep(rt: RunService, flow: str, overrides: list[str], planned: list[
 def _finish_sweep(rt: RunService, sweep_id: str, recs: list[Any], as_json: bool, code: int) -> int:
     """Close the sweep, cancel what a Ctrl-C left unstarted, print one line per run."""
     for rec in recs:
-        if rt.get(rec.id).status == "QUEUED":
+        if rt.get(rec.id).status == RunStatus.QUEUED:
             rt.control(rec.id, "cancel", {"reason": "the sweep was interrupted"})
     now = rt.clock.now()
     rt.store.update_batch(
@@ -435,7 +436,7 @@ def _finish_sweep(rt: RunService, sweep_id: str, recs: list[Any], as_json: bool,
     if as_json:
         print(json.dumps({"sweep": sweep_id, "runs": [iso_view(v) for v in views]}, indent=2, default=str))
         return code
-    done = sum(1 for v in views if v["status"] == "COMPLETED")
+    done = sum(1 for v in views if v["status"] == RunStatus.COMPLETED)
     print(
         f"\nsweep {sweep_id}: {done} of {len(views)} runs completed (see `llmflow runs list --batch {sweep_id}`)"
     )

@@ -25,6 +25,7 @@ from llmflow.cli.common import (  # noqa: F401
     located,
     resolve_run_id,
 )
+from llmflow.engine.states import RunStatus
 
 if TYPE_CHECKING:
     from llmflow.runtime.ports import RunService
@@ -283,7 +284,7 @@ def register(app: typer.Typer) -> None:
         rt = _runtime()
         run_id = resolve_run_id(rt, run_id)
         rec = rt.get(run_id)
-        if rec.status == "PAUSED":
+        if rec.status == RunStatus.PAUSED:
             if rt.owned_live(rec):
                 what = rt.control(run_id, "resume")
                 print(

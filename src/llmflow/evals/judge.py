@@ -13,6 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 from llmflow.batch.jobs import safe_part
+from llmflow.engine.states import RUN_TERMINAL, RunStatus
 from llmflow.evals.metrics import Metric, Sample, ScoringContext, as_text
 from llmflow.model.loader import LoadedFlow
 from llmflow.model.spec import Flow
@@ -104,11 +105,11 @@ async def judge(metric: Metric, sample: Sample, ctx: ScoringContext) -> tuple[fl
             "expected": as_text(sample.expected),
         }
         rec = rt.create_run(judge_flow(metric.options.get("params")), values, opts, coerce_strings=False)
-    if rec.status not in ("COMPLETED", "FAILED", "CANCELED"):
+    if rec.status not in RUN_TERMINAL:
         await rt.execute(run_id)
         rec = rt.get(run_id)
     details = {"judge_run_id": run_id}
-    if rec.status != "COMPLETED":
+    if rec.status != RunStatus.COMPLETED:
         return 0.0, f"the judge's run {run_id} {rec.status.lower()}: {rec.error or ''}".strip(), details
     out = rec.outputs or {}
     try:

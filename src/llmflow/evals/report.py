@@ -9,6 +9,7 @@ import json
 from typing import Any
 from xml.etree import ElementTree as ET
 
+from llmflow.engine.states import RunStatus
 from llmflow.evals.summary import fmt_rate, variant_name
 
 FORMATS = ("table", "json", "junit", "markdown")
@@ -117,7 +118,7 @@ def junit(view: dict[str, Any]) -> str:
             ET.SubElement(props, "property", name="score", value=f"{r['score']:.6f}")
             for m, s in r["scores"].items():
                 ET.SubElement(props, "property", name=f"score.{m}", value=f"{s['score']:.6f}")
-            if r["status"] != "COMPLETED":
+            if r["status"] != RunStatus.COMPLETED:
                 counts["errors"] += 1
                 ET.SubElement(
                     case, "error", message=str(r["reason"] or r["status"]), type=r["status"]

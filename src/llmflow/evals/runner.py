@@ -27,7 +27,8 @@ from typing import TYPE_CHECKING, Any
 from llmflow.batch.datasets import BadRow
 from llmflow.batch.jobs import get_path, hydra_value
 from llmflow.batch.plan import BatchPlan, BatchRequest, plan_batch
-from llmflow.batch.runner import TERMINAL, BatchDriver, BatchResult, base_run_id, latest_runs
+from llmflow.batch.runner import BatchDriver, BatchResult, base_run_id, latest_runs
+from llmflow.engine.states import RUN_TERMINAL, RunStatus
 from llmflow.errors import BatchError, EvalError, LlmflowError
 from llmflow.evals.declare import parse_metrics
 from llmflow.evals.metrics import Metric, Sample, ScoringContext
@@ -315,7 +316,7 @@ class Scorer:
 
     async def score_run(self, run_id: str) -> EvalResult | None:
         rec = self.rt.store.get_run(run_id)
-        if rec is None or rec.status not in TERMINAL:
+        if rec is None or rec.status not in RUN_TERMINAL:
             return None
         md = rec.metadata or {}
         index = md.get("index")
@@ -336,7 +337,7 @@ class Scorer:
             run_seq=rec.last_seq,
         )
         scores: dict[str, Any] = {}
-        if rec.status != "COMPLETED":
+        if rec.status != RunStatus.COMPLETED:
             why = f"run {rec.status.lower()}: {rec.error or ''}".strip().rstrip(":")
             for m in self.plan.metrics:
                 scores[m.name] = {"score": 0.0, "passed": False, "reason": why}
@@ -345,7 +346,7 @@ class Scorer:
                 scores[m.name] = (await m.score(sample, self.ctx)).to_dict()
         values = [s["score"] for s in scores.values()]
         failed = [f"{n}: {s['reason']}" for n, s in scores.items() if not s["passed"]]
-        passed = rec.status == "COMPLETED" and not failed
+        passed = rec.status == RunStatus.COMPLETED and not failed
         latency = (rec.ended_at - rec.started_at) if rec.ended_at and rec.started_at else None
         result = EvalResult(
             eval_id=self.plan.id,
@@ -379,7 +380,7 @@ class Scorer:
         have = {r.job_key: r for r in store.eval_results(self.plan.id)}
         todo: list[str] = []
         for base, (rid, st) in latest_runs(store.batch_run_statuses(self.plan.batch.id)).items():
-            if st not in TERMINAL:
+            if st not in RUN_TERMINAL:
                 continue
             got = have.get(base)
             if got is None or got.run_id != rid:

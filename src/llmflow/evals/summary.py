@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
+from llmflow.engine.states import RunStatus
 from llmflow.store.evals import EvalResult
 
 EPS = 1e-9
@@ -60,7 +61,7 @@ def aggregate(rows: list[EvalResult], metric_names: list[str]) -> dict[str, Any]
         "total": n,
         "passed": passed,
         "failed": n - passed,
-        "errors": sum(1 for r in rows if r.status != "COMPLETED"),
+        "errors": sum(1 for r in rows if r.status != RunStatus.COMPLETED),
         "pass_rate": round(passed / n, 6) if n else 0.0,
         "score": round(sum(r.score for r in rows) / n, 6) if n else 0.0,
         "metrics": metrics,

@@ -23,6 +23,7 @@ from prometheus_client.core import GaugeMetricFamily
 
 from llmflow.engine.events import Event
 from llmflow.engine.events import EventType as E
+from llmflow.engine.states import RunStatus, StepStatus
 
 if TYPE_CHECKING:
     from llmflow.runtime.ports import RunService
@@ -31,11 +32,15 @@ log = logging.getLogger("llmflow.observe")
 
 DURATION_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600)
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5)
-RUN_ENDS: dict[str, str] = {E.RUN_COMPLETED: "COMPLETED", E.RUN_FAILED: "FAILED", E.RUN_CANCELED: "CANCELED"}
-STEP_ENDS: dict[str, str] = {
-    E.STEP_COMPLETED: "COMPLETED",
-    E.STEP_FAILED: "FAILED",
-    E.STEP_CANCELED: "CANCELED",
+RUN_ENDS: dict[str, RunStatus] = {
+    E.RUN_COMPLETED: RunStatus.COMPLETED,
+    E.RUN_FAILED: RunStatus.FAILED,
+    E.RUN_CANCELED: RunStatus.CANCELED,
+}
+STEP_ENDS: dict[str, StepStatus] = {
+    E.STEP_COMPLETED: StepStatus.COMPLETED,
+    E.STEP_FAILED: StepStatus.FAILED,
+    E.STEP_CANCELED: StepStatus.CANCELED,
 }
 MAX_TRACKED = 20_000  # runs / steps whose start this process remembers (bounded)
 
@@ -53,15 +58,15 @@ class StoreCollector:
             "llmflow_runs", "Runs in the store by status (every process sharing it)", labels=["status"]
         )
         try:
-            for status in ("QUEUED", "RUNNING", "PAUSED", "WAITING"):
+            for status in (RunStatus.QUEUED, RunStatus.RUNNING, RunStatus.PAUSED, RunStatus.WAITING):
                 runs.add_metric([status], store.count_runs(status=status))
-            running = store.list_runs(status="RUNNING", limit=10_000)
+            running = store.list_runs(status=RunStatus.RUNNING, limit=10_000)
         except Exception:  # noqa: BLE001 - a scrape never fails on a busy store
             log.warning("reading run counts for /metrics failed", exc_info=True)
             return
         yield runs
         queue = GaugeMetricFamily("llmflow_queue_depth", "Runs waiting for a worker (QUEUED)")
-        queue.add_metric([], next(s.value for s in runs.samples if s.labels["status"] == "QUEUED"))
+        queue.add_metric([], next(s.value for s in runs.samples if s.labels["status"] == RunStatus.QUEUED))
         yield queue
         now = self.clock()
         leases = GaugeMetricFamily(

@@ -35,6 +35,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from llmflow.engine.states import StepStatus
 from llmflow.errors import RunStateError
 from llmflow.model.spec import Flow
 from llmflow.runtime import RunRequest, run_blocking
@@ -215,11 +216,11 @@ class Orchestra:
         self, name: str, step: dict[str, Any] | None, run_id: str, unit: str | None = None
     ) -> dict[str, Any]:
         if step is None:
-            status, output, error, duration = "SKIPPED", None, None, None
+            status, output, error, duration = StepStatus.SKIPPED.value, None, None, None
         elif unit is not None:
             atts = [a for a in step["attempts"] if a["unit"] == unit]
             last = atts[-1] if atts else None
-            status = last["status"] if last else "SKIPPED"
+            status = last["status"] if last else StepStatus.SKIPPED.value
             output, error, duration = (
                 (last["output"], last["error"], last["duration"]) if last else (None, None, None)
             )
@@ -228,9 +229,9 @@ class Orchestra:
         if self.agents.get(name) is not None and self.agents[name].kind == "flow":
             output = only_value(output)
         s = self._stats.get(name)
-        if s is not None and status not in ("SKIPPED", "PENDING"):
+        if s is not None and status not in (StepStatus.SKIPPED, StepStatus.PENDING):
             s["calls"] += 1
-            s["successes" if status == "COMPLETED" else "failures"] += 1
+            s["successes" if status == StepStatus.COMPLETED else "failures"] += 1
             s["total_duration"] += duration or 0.0
             s["last_run_id"] = run_id
             if error:
@@ -238,7 +239,7 @@ class Orchestra:
         return {
             "agent": name,
             "status": status,
-            "success": status == "COMPLETED",
+            "success": status == StepStatus.COMPLETED,
             "output": output,
             "error": error,
             "duration": duration,

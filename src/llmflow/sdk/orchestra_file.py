@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from llmflow.engine.states import RunStatus, StepStatus
+
 
 def file_result(view: dict[str, Any], elapsed: float) -> dict[str, Any]:
     """The result of the run ``view`` shows; ``elapsed`` stands in for a duration the run
@@ -13,10 +15,10 @@ def file_result(view: dict[str, Any], elapsed: float) -> dict[str, Any]:
     tasks = {s["id"]: s for s in view["steps"] if s["kind"] == "llm"}
     # as SuperOptiX: only tasks that ran are in task_results (a failed task's dependents
     # are absent, not listed as skipped)
-    ran = {n: s for n, s in tasks.items() if s["status"] in ("COMPLETED", "FAILED")}
+    ran = {n: s for n, s in tasks.items() if s["status"] in (StepStatus.COMPLETED, StepStatus.FAILED)}
     results = {
         n: {
-            "success": s["status"] == "COMPLETED",
+            "success": s["status"] == StepStatus.COMPLETED,
             "status": s["status"],
             "output": s["output"],
             "error": s["error"] or s["reason"],
@@ -24,9 +26,9 @@ def file_result(view: dict[str, Any], elapsed: float) -> dict[str, Any]:
         }
         for n, s in ran.items()
     }
-    failed = sum(1 for r in results.values() if r["status"] == "FAILED")
+    failed = sum(1 for r in results.values() if r["status"] == StepStatus.FAILED)
     return {
-        "success": view["status"] == "COMPLETED" and failed == 0,
+        "success": view["status"] == RunStatus.COMPLETED and failed == 0,
         "total_execution_time": view["duration"] if view["duration"] is not None else elapsed,
         "stats": {
             "start_time": view["started_at"],

@@ -12,6 +12,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from llmflow.engine.states import RunStatus
+
 #: the keys a Run answers by ``run[key]``, before any a facade adds (``Run.extra``)
 KEYS = ("status", "success", "output", "outputs", "error", "duration", "run_id", "usage")
 
@@ -50,7 +52,7 @@ class Run:
 
     @property
     def ok(self) -> bool:
-        return self.status == "COMPLETED"
+        return self.status == RunStatus.COMPLETED
 
     @property
     def success(self) -> bool:

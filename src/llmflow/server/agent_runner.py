@@ -29,6 +29,7 @@ from fastapi import APIRouter, Depends, Path, Query, Request, Response
 from fastapi.responses import JSONResponse
 from sse_starlette import ServerSentEvent
 
+from llmflow.engine.states import RUN_TERMINAL, RunStatus, StepStatus
 from llmflow.errors import FlowNotFoundError, RunStateError
 from llmflow.server.agent_runner_view import SCALE, TimelineView, step_models, timeline
 from llmflow.server.catalog import AGENT_FLOW, DEFAULT_WORKFLOW
@@ -57,7 +58,7 @@ def iso(ts: float | None) -> str | None:
 
 
 def status_of(rec: Any) -> str:
-    return "STOPPED" if rec.status == "CANCELED" else rec.status
+    return "STOPPED" if rec.status == RunStatus.CANCELED else rec.status
 
 
 def run_number(svc: Services, run_id: str) -> int | None:
@@ -88,7 +89,7 @@ def run_dict(svc: Services, rec: Any) -> dict[str, Any]:
         "goal": rec.goal,
         "run_type": rec.run_type,
         "status": status_of(rec),
-        "current_iteration": sum(1 for s in steps.values() if s["status"] == "COMPLETED"),
+        "current_iteration": sum(1 for s in steps.values() if s["status"] == StepStatus.COMPLETED),
         "options": rec.options.get("request_options"),
         "metadata": rec.metadata or None,
         "created_at": iso(rec.created_at),
@@ -383,7 +384,7 @@ async def artifacts(run_id: RunId, svc: Svc) -> Any:
     return artifact_rows(svc, get_run(svc, rec.id), "/api/v1")
 
 
-FINISHED = frozenset({"COMPLETED", "FAILED", "CANCELED"})
+FINISHED = RUN_TERMINAL
 
 
 @router.post(
@@ -400,8 +401,8 @@ async def control(run_id: RunId, action: Annotated[str, Path(max_length=100)], s
     # a finished run stays as it is (Agent Runner answers 200 there too)
     noop = (
         rec.status in FINISHED
-        or (action == "pause" and rec.status == "PAUSED")
-        or (action == "resume" and rec.status in ("QUEUED", "RUNNING"))
+        or (action == "pause" and rec.status == RunStatus.PAUSED)
+        or (action == "resume" and rec.status in (RunStatus.QUEUED, RunStatus.RUNNING))
     )
     if not noop:
         try:
@@ -409,8 +410,8 @@ async def control(run_id: RunId, action: Annotated[str, Path(max_length=100)], s
         except RunStateError:
             return run_dict(svc, svc.store.get_run(rec.id))  # it finished meanwhile
         want = {
-            "pause": frozenset({"PAUSED"}) | FINISHED,
-            "resume": frozenset({"QUEUED", "RUNNING"}) | FINISHED,
+            "pause": frozenset({RunStatus.PAUSED}) | FINISHED,
+            "resume": frozenset({RunStatus.QUEUED, RunStatus.RUNNING}) | FINISHED,
             "stop": FINISHED,
         }[action]
         rec = await svc.settle(rec.id, want)

@@ -16,6 +16,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse
 
+from llmflow.engine.states import RunStatus
 from llmflow.server.schemas import FlowRequestIn, check_text
 from llmflow.server.services import Services
 from llmflow.server.sessions import SESSION_ID, TooManySessions, iso
@@ -125,7 +126,7 @@ async def _run(svc: Services, name: str, rr: FlowRequestIn, wait: bool) -> Any:
         out.update(session_id=session.id, websocket_url=f"/ws/{session.id}")
     if not wait:
         out.update(
-            status="QUEUED",
+            status=RunStatus.QUEUED,
             message=f"Flow started. Connect via WebSocket to {out.get('websocket_url')} to follow it.",
         )
         return JSONResponse(out, status_code=202)
@@ -369,7 +370,15 @@ async def monitoring_metrics(svc: Svc) -> dict[str, Any]:
     store = svc.store
     runs = {
         s: store.count_runs(status=s)
-        for s in ("QUEUED", "RUNNING", "WAITING", "PAUSED", "COMPLETED", "FAILED", "CANCELED")
+        for s in (
+            RunStatus.QUEUED,
+            RunStatus.RUNNING,
+            RunStatus.WAITING,
+            RunStatus.PAUSED,
+            RunStatus.COMPLETED,
+            RunStatus.FAILED,
+            RunStatus.CANCELED,
+        )
     }
     return {
         "runs": {"total": sum(runs.values()), "by_status": runs},
@@ -444,7 +453,7 @@ def _trace(r: Any, flow: str, *, response: bool = False, reasoning: bool = True)
         "inputs": {"record_id": r.record_id},
         "outputs": outputs,
         "metadata": {"tokens": r.tokens, "cost": r.cost, "latency": r.latency},
-        "error": [] if r.status in ("COMPLETED", "") else [f"run {r.run_id} {r.status}"],
+        "error": [] if r.status in (RunStatus.COMPLETED, "") else [f"run {r.run_id} {r.status}"],
     }
 
 

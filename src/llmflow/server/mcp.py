@@ -17,7 +17,9 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
+from llmflow.engine.events import RUN_END_EVENTS
 from llmflow.engine.events import EventType as E
+from llmflow.engine.states import RUN_TERMINAL, RunStatus
 from llmflow.errors import FlowValidationError, LlmflowError
 from llmflow.isotime import iso_event, iso_view
 
@@ -28,7 +30,9 @@ start_run (flow name + inputs), then follow_run until it is finished or waits fo
 run in place; cancel_run stops one."""
 
 QUIET = frozenset({E.LLM_TOKENS, E.LLM_HEARTBEAT, E.LLM_LOADING_MODEL})
-ENDS = frozenset({E.RUN_COMPLETED, E.RUN_FAILED, E.RUN_CANCELED, E.RUN_PARKED, E.RUN_PAUSED})
+ENDS = RUN_END_EVENTS | frozenset({E.RUN_PARKED, E.RUN_PAUSED})
+# a run in one of these is not moving: it waits for someone, or it is over
+_STILL = RUN_TERMINAL | frozenset({RunStatus.WAITING, RunStatus.PAUSED})
 MAX_ARTIFACT_BYTES = 1_000_000
 MAX_FOLLOW_SECONDS = 300.0
 
@@ -176,7 +180,7 @@ def build_server(services: Callable[[], Any]) -> Any:
         svc = services()
         get_run(svc, run_id)
         result = svc.control(run_id, "cancel", {"reason": reason} if reason else {})
-        rec = await svc.settle(run_id, frozenset({"CANCELED", "COMPLETED", "FAILED"}))
+        rec = await svc.settle(run_id, RUN_TERMINAL)
         return {"run_id": run_id, "result": result, "status": rec.status}
 
     @server.tool()
@@ -264,20 +268,14 @@ async def _follow(svc: Any, run_id: str, after_seq: int, timeout: float) -> dict
                 rows.append(_event(e))
             if e.type in ENDS or e.type == E.HUMAN_INPUT_REQUESTED:
                 stop = True
-        if not events and svc.store.get_run(run_id).status in (
-            "WAITING",
-            "PAUSED",
-            "COMPLETED",
-            "FAILED",
-            "CANCELED",
-        ):
+        if not events and svc.store.get_run(run_id).status in _STILL:
             stop = True  # nothing new and it is not moving: say so now
     rec = svc.store.get_run(run_id)
-    questions = _questions(svc, run_id) if rec.status not in ("COMPLETED", "FAILED", "CANCELED") else []
+    questions = _questions(svc, run_id) if rec.status not in RUN_TERMINAL else []
     return {
         "run_id": run_id,
         "status": rec.status,
-        "finished": rec.status in ("COMPLETED", "FAILED", "CANCELED"),
+        "finished": rec.status in RUN_TERMINAL,
         "outputs": rec.outputs,
         "error": rec.error,
         "open_questions": questions,

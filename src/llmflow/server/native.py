@@ -14,6 +14,7 @@ from urllib.parse import quote
 from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response
 from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse
 
+from llmflow.engine.states import RUN_TERMINAL, RunStatus
 from llmflow.errors import FlowValidationError, LlmflowError, RunNotFoundError, WorkspaceError
 from llmflow.isotime import iso, iso_event, iso_view
 from llmflow.server.errors import SafeJSONResponse, diagnostics_detail
@@ -328,9 +329,9 @@ async def _control(
     get_run(svc, run_id)
     result = svc.control(run_id, action, payload)
     want = {
-        "cancel": frozenset({"CANCELED", "COMPLETED", "FAILED"}),
-        "pause": frozenset({"PAUSED", "COMPLETED", "FAILED", "CANCELED"}),
-        "resume": frozenset({"QUEUED", "RUNNING", "COMPLETED", "FAILED", "CANCELED"}),
+        "cancel": RUN_TERMINAL,
+        "pause": frozenset({RunStatus.PAUSED}) | RUN_TERMINAL,
+        "resume": frozenset({RunStatus.QUEUED, RunStatus.RUNNING}) | RUN_TERMINAL,
     }.get(action)
     rec = await svc.settle(run_id, want) if want else svc.store.get_run(run_id)
     return {"run_id": run_id, "action": action, "result": result, "status": rec.status}

@@ -38,8 +38,9 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
-from llmflow.engine.events import Event
+from llmflow.engine.events import RUN_END_EVENTS, Event
 from llmflow.engine.events import EventType as E
+from llmflow.engine.states import RUN_TERMINAL, RunStatus
 
 log = logging.getLogger("llmflow.server.sessions")
 
@@ -60,7 +61,18 @@ SILENT = frozenset(
     }
 )
 ERRORS = frozenset({E.ATTEMPT_FAILED, E.STEP_FAILED, E.RUN_FAILED})
-ENDS = frozenset({E.RUN_COMPLETED, E.RUN_FAILED, E.RUN_CANCELED})
+ENDS = RUN_END_EVENTS
+_END_STATUS: dict[str, RunStatus] = {
+    E.RUN_COMPLETED: RunStatus.COMPLETED,
+    E.RUN_FAILED: RunStatus.FAILED,
+    E.RUN_CANCELED: RunStatus.CANCELED,
+}
+# a finished run's session status, in Buttermilk's words
+_SESSION_END: dict[str, str] = {
+    RunStatus.COMPLETED: "completed",
+    RunStatus.FAILED: "failed",
+    RunStatus.CANCELED: "terminated",
+}
 
 
 def iso(ts: float) -> str:
@@ -338,7 +350,7 @@ class FrameMapper:
                 )
             )
         if t in ENDS:
-            status = {E.RUN_COMPLETED: "COMPLETED", E.RUN_FAILED: "FAILED", E.RUN_CANCELED: "CANCELED"}[t]  # type: ignore[index]
+            status = _END_STATUS[t]
             out.append(
                 envelope(
                     "system_message",
@@ -424,19 +436,17 @@ class Session:
 
     @property
     def live(self) -> bool:
-        return self.run_id is not None and self.run_status not in ("COMPLETED", "FAILED", "CANCELED")
+        return self.run_id is not None and self.run_status not in RUN_TERMINAL
 
     def status(self, timeout: float) -> str:
         if self.expired(timeout):
             return "expired"
-        if self.run_status == "PAUSED":
+        if self.run_status == RunStatus.PAUSED:
             return "paused"
         if self.live:
             return "active" if self.sockets or not self.had_socket else "reconnecting"
         if self.run_status is not None:
-            return {"COMPLETED": "completed", "FAILED": "failed", "CANCELED": "terminated"}.get(
-                self.run_status, "active"
-            )
+            return _SESSION_END.get(self.run_status, "active")
         return "active" if self.sockets else "initializing"
 
     def expired(self, timeout: float) -> bool:
@@ -608,7 +618,7 @@ class SessionManager:
         return rec.id
 
     def attach(self, session: Session, run_id: str, flow: str, spec: Any = None) -> None:
-        session.run_id, session.flow_name, session.run_status = run_id, flow, "QUEUED"
+        session.run_id, session.flow_name, session.run_status = run_id, flow, RunStatus.QUEUED
         for value in session.pending_answers:
             self.svc.control(run_id, "answer", {"request_id": None, "answer": value})
         session.pending_answers.clear()
@@ -626,7 +636,7 @@ class SessionManager:
                     for fr in mapper.frames(e):
                         session.add(fr)
                 rec = self.svc.store.get_run(run_id)
-                session.run_status = rec.status if rec is not None else "FAILED"
+                session.run_status = rec.status if rec is not None else RunStatus.FAILED
                 if follower.finished():
                     return
         except asyncio.CancelledError:
