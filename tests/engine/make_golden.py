@@ -1,4 +1,5 @@
-"""Record golden event logs: python tests/engine/make_golden.py (then commit tests/engine/golden/).
+"""Record golden event logs: python tests/engine/make_golden.py [NAME ...] (then commit
+tests/engine/golden/). Without names it records the flows that have no log yet.
 
 The replay test folds these logs with the current code; a change to the event schema or
 to the fold that would misread old runs fails it."""
@@ -58,12 +59,51 @@ steps:
         {},
         {},
     ),
+    # a map over a list and a parallel group; a step that fails for good winds the run down
+    # (its sibling in the group canceled, the step after it canceled, RUN_FAILED)
+    "map_parallel_failure": (
+        """
+name: map_parallel_failure
+inputs: {items: array}
+steps:
+  - id: each
+    for_each: "{{ inputs.items }}"
+    llm: "item {{ item }}"
+  - id: group
+    parallel:
+      - id: ok
+        llm: "fine"
+      - id: bad
+        llm: "breaks"
+        retry: {attempts: 2, backoff: 0, jitter: 0}
+  - id: after
+    llm: "never runs"
+""",
+        {"items": ["x", "y"]},
+        {"bad": "fake:flaky?fail=500&fail_times=9"},
+    ),
+    # outputs that fail to render fail the run through the same wind-down
+    "outputs_fail": (
+        """
+name: outputs_fail
+outputs: {r: "{{ steps.a.output.missing.deeper }}"}
+steps:
+  - id: a
+    llm: "hi"
+""",
+        {},
+        {},
+    ),
 }
 
 
-def main() -> None:
+def main(names: list[str]) -> None:
+    """Record the logs of ``names`` (default: the flows with no log yet: a recorded log is
+    kept as it was recorded, so the replay test keeps reading what older code wrote)."""
     HERE.mkdir(exist_ok=True)
-    for name, (text, inputs, models) in FLOWS.items():
+    todo = names or [n for n in FLOWS if not (HERE / f"{n}.json").exists()]
+    for name in todo:
+        text, inputs, models = FLOWS[name]
         with tempfile.TemporaryDirectory() as d:
             rt = build_runtime(env={"LLMFLOW_MODEL": "fake:"}, home=Path(d), store=MemoryStore())
             flow = parse_flow_text(text)
@@ -87,4 +127,6 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    import sys
+
+    main(sys.argv[1:])

@@ -42,7 +42,7 @@ def test_cached_views_equal_fresh_ones_after_every_event(path: Path) -> None:
             assert steps == _fresh_steps(st, nid), (e["type"], e["step_id"], nid)
         steps = template_context(st, e["step_id"])["steps"]
         handed.append((steps, copy.deepcopy(steps)))
-    assert len(handed) > 20
+    assert len(handed) == len(g["events"]) > 10
     for steps, then in handed:  # nothing folded later changed what a unit was given
         assert steps == then
 
