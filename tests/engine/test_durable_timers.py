@@ -1,6 +1,7 @@
 """Time is durable: a run timeout and a retry backoff recorded by one process hold in the
-process that resumes the run after a kill -9. The resuming process runs on a clock moved
-forward (an offset), so what is proven does not depend on how fast this machine is."""
+process that resumes the run after a kill -9, on SQLite and on Postgres. The resuming
+process runs on a clock moved forward (an offset), so what is proven does not depend on how
+fast this machine is."""
 
 from __future__ import annotations
 
@@ -10,9 +11,11 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from tests.server.helpers import pg_schema
 
 from llmflow.runtime import build_runtime
 
@@ -35,6 +38,16 @@ steps:
 """
 
 
+@pytest.fixture(params=["sqlite", "postgres"])
+def store_env(request: pytest.FixtureRequest) -> Iterator[dict[str, str]]:
+    """The store both processes share: the home's SQLite file, or a Postgres schema."""
+    if request.param == "sqlite":
+        yield {}
+    else:
+        with pg_schema() as url:
+            yield {"LLMFLOW_DATABASE_URL": url}
+
+
 class OffsetClock:
     def __init__(self, offset: float) -> None:
         self.offset = offset
@@ -43,14 +56,21 @@ class OffsetClock:
         return time.time() + self.offset
 
 
-def start_and_kill(tmp_path: Path, flow_text: str, until: str) -> tuple[str, dict]:
+def start_and_kill(tmp_path: Path, flow_text: str, until: str, store_env: dict[str, str]) -> tuple[str, dict]:
     """Run the flow with `llmflow run` in a child process; kill -9 it once ``until`` is in
     the log. Returns the run id and the child's environment."""
     repo = Path(__file__).resolve().parents[2]
-    env = {**os.environ, "LLMFLOW_HOME": str(tmp_path), "PYTHONPATH": str(repo), "LLMFLOW_MODEL": "fake:"}
+    env = {
+        **os.environ,
+        "LLMFLOW_HOME": str(tmp_path),
+        "PYTHONPATH": str(repo),
+        "LLMFLOW_MODEL": "fake:",
+        **store_env,
+    }
     flow = tmp_path / "flow.yaml"
     flow.write_text(flow_text)
     watcher = build_runtime(env=env, home=tmp_path)
+    assert type(watcher.store).__name__ == ("PostgresStore" if store_env else "SqliteStore")
     proc = subprocess.Popen(
         [sys.executable, "-m", "llmflow", "run", str(flow)],
         env=env,
@@ -87,8 +107,8 @@ def resume(env: dict, home: Path, run_id: str, offset: float):
 
 
 @pytest.mark.slow
-def test_a_run_timeout_survives_kill_9_and_holds_in_the_resuming_process(tmp_path):
-    run_id, env = start_and_kill(tmp_path, TIMEOUT_FLOW, "ATTEMPT_STARTED")
+def test_a_run_timeout_survives_kill_9_and_holds_in_the_resuming_process(tmp_path, store_env):
+    run_id, env = start_and_kill(tmp_path, TIMEOUT_FLOW, "ATTEMPT_STARTED", store_env)
     rt = build_runtime(env=env, home=tmp_path)
     started = next(e for e in rt.store.events(run_id) if e.type == "RUN_STARTED")
     rt.close()
@@ -104,8 +124,8 @@ def test_a_run_timeout_survives_kill_9_and_holds_in_the_resuming_process(tmp_pat
 
 
 @pytest.mark.slow
-def test_a_run_timeout_recorded_before_a_kill_fires_at_its_time_after_resume(tmp_path):
-    run_id, env = start_and_kill(tmp_path, TIMEOUT_FLOW, "ATTEMPT_STARTED")
+def test_a_run_timeout_recorded_before_a_kill_fires_at_its_time_after_resume(tmp_path, store_env):
+    run_id, env = start_and_kill(tmp_path, TIMEOUT_FLOW, "ATTEMPT_STARTED", store_env)
     rt = build_runtime(env=env, home=tmp_path)
     started = next(e for e in rt.store.events(run_id) if e.type == "RUN_STARTED")
     rt.close()
@@ -121,9 +141,11 @@ def test_a_run_timeout_recorded_before_a_kill_fires_at_its_time_after_resume(tmp
 
 
 @pytest.mark.slow
-def test_a_retry_backoff_survives_kill_9_and_the_resuming_process_waits_for_its_recorded_time(tmp_path):
+def test_a_retry_backoff_survives_kill_9_and_the_resuming_process_waits_for_its_recorded_time(
+    tmp_path, store_env
+):
     marker = tmp_path / "second-attempt"
-    run_id, env = start_and_kill(tmp_path, RETRY_FLOW.format(marker=marker), "STEP_RETRYING")
+    run_id, env = start_and_kill(tmp_path, RETRY_FLOW.format(marker=marker), "STEP_RETRYING", store_env)
     rt = build_runtime(env=env, home=tmp_path)
     retrying = next(e for e in rt.store.events(run_id) if e.type == "STEP_RETRYING")
     rt.close()
