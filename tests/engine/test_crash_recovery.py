@@ -1,7 +1,7 @@
 """Kill -9 a run at recorded points, resume it in another process, and prove from the log and
 the files on disk that every step completed exactly once and nothing completed was executed
 again. Deterministic: each run is killed while a chosen attempt is blocked (it waits for a
-gate file), so every kill lands mid-flight at a known point."""
+gate file), so every kill lands mid-flight at a known point. On SQLite and on Postgres."""
 
 from __future__ import annotations
 
@@ -12,9 +12,11 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from tests.server.helpers import pg_schema
 
 from llmflow.runtime import build_runtime
 
@@ -59,11 +61,29 @@ def wait_for(pred, what: str, proc: subprocess.Popen, limit: float = 60.0) -> No
         time.sleep(0.01)
 
 
+@pytest.fixture(params=["sqlite", "postgres"])
+def store_env(request: pytest.FixtureRequest) -> Iterator[dict[str, str]]:
+    """The store the killed and the resuming processes share: the home's SQLite file, or a
+    Postgres schema."""
+    if request.param == "sqlite":
+        yield {}
+    else:
+        with pg_schema() as url:
+            yield {"LLMFLOW_DATABASE_URL": url}
+
+
 @pytest.mark.slow
-def test_sigkill_at_recorded_points_then_resume_completes_every_step_exactly_once(tmp_path):
+def test_sigkill_at_recorded_points_then_resume_completes_every_step_exactly_once(tmp_path, store_env):
     repo = Path(__file__).resolve().parents[2]
-    env = {**os.environ, "LLMFLOW_HOME": str(tmp_path), "PYTHONPATH": str(repo), "LLMFLOW_MODEL": "fake:"}
+    env = {
+        **os.environ,
+        "LLMFLOW_HOME": str(tmp_path),
+        "PYTHONPATH": str(repo),
+        "LLMFLOW_MODEL": "fake:",
+        **store_env,
+    }
     watcher = build_runtime(env=env, home=tmp_path)
+    assert type(watcher.store).__name__ == ("PostgresStore" if store_env else "SqliteStore")
     killed: dict[str, tuple[str, str | None]] = {}
     for i, (gate, step, unit) in enumerate(KILL_POINTS):
         out = tmp_path / f"effects{i}"
