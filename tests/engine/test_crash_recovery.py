@@ -12,11 +12,9 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from tests.server.helpers import pg_schema
 
 from llmflow.runtime import build_runtime
 
@@ -59,17 +57,6 @@ def wait_for(pred, what: str, proc: subprocess.Popen, limit: float = 60.0) -> No
         if time.monotonic() > deadline:
             raise AssertionError(f"gave up waiting for {what}")
         time.sleep(0.01)
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-def store_env(request: pytest.FixtureRequest) -> Iterator[dict[str, str]]:
-    """The store the killed and the resuming processes share: the home's SQLite file, or a
-    Postgres schema."""
-    if request.param == "sqlite":
-        yield {}
-    else:
-        with pg_schema() as url:
-            yield {"LLMFLOW_DATABASE_URL": url}
 
 
 @pytest.mark.slow

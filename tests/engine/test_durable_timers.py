@@ -11,11 +11,9 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from tests.server.helpers import pg_schema
 
 from llmflow.runtime import build_runtime
 
@@ -36,16 +34,6 @@ steps:
   - id: b
     python: {{function: "tests.engine.crash_effects:sleep_long", args: {{seconds: 0}}}}
 """
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-def store_env(request: pytest.FixtureRequest) -> Iterator[dict[str, str]]:
-    """The store both processes share: the home's SQLite file, or a Postgres schema."""
-    if request.param == "sqlite":
-        yield {}
-    else:
-        with pg_schema() as url:
-            yield {"LLMFLOW_DATABASE_URL": url}
 
 
 class OffsetClock:
