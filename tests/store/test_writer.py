@@ -177,7 +177,8 @@ def test_appends_issued_together_share_one_transaction_and_get_contiguous_seqs(
 
 def test_runners_appending_in_rounds_commit_once_per_round(opened: tuple[Any, Any, Any, Counted]) -> None:
     """Many runners each appending several times in turn (each waits for its append, as a
-    runner does): far fewer transactions than appends, and every run's log gap-free."""
+    runner does): nothing lost, every run's log gap-free, and on the loop writer exactly one
+    transaction per round."""
     writer, store, other, counted = opened
     runners, rounds = 12, 6
     for k in range(runners):
@@ -195,9 +196,11 @@ def test_runners_appending_in_rounds_commit_once_per_round(opened: tuple[Any, An
 
     results = run(main)
     assert sum(counted.sizes) == runners * rounds  # no append retried or lost
-    assert len(counted.sizes) < runners * rounds  # ... in fewer transactions
     if isinstance(writer, LoopGroupWriter):  # the runners woken together append before the flush
         assert counted.sizes == [runners] * rounds
+    # the thread writer batches what queued while it committed: how much depends on timing
+    # (on a loaded machine every append may find the writer idle); its batching is tested
+    # deterministically above, with the writer held
     for k, got in enumerate(results):
         assert [e.seq for e in got] == list(range(1, len(got) + 1))
         assert other.events(f"r{k}") == got
@@ -229,7 +232,11 @@ def test_an_append_is_readable_from_another_connection_when_its_await_returns(
 
     run(main)
     assert unseen == []
-    assert len(counted.sizes) < runners * rounds  # and they were batched meanwhile
+    if isinstance(writer, LoopGroupWriter):
+        # the loop writer batches what one loop turn appends, so this is certain; the thread
+        # writer batches what queued while it committed, which depends on timing (tested
+        # deterministically above, with the writer held)
+        assert len(counted.sizes) < runners * rounds
 
 
 def test_a_new_run_is_stored_with_its_first_events_before_its_await_returns(
