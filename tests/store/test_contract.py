@@ -42,15 +42,7 @@ class TestSqliteStore(StoreContract, MultiProcessContract):
 
     @pytest.fixture
     def store_factory(self, store_url: str) -> Iterator[Any]:
-        opened: list[Any] = []
-
-        def make() -> Any:
-            opened.append(open_store(store_url))
-            return opened[-1]
-
-        yield make
-        for s in opened:
-            s.close()
+        yield from opening(store_url)
 
     def test_the_file_is_in_wal_mode_and_its_directory_is_created(self, tmp_path: Path) -> None:
         store = SqliteStore(tmp_path / "a" / "b" / "x.db")
@@ -101,6 +93,20 @@ def _with_search_path(url: str, schema: str) -> str:
     return f"{url}{sep}options=-csearch_path%3D{schema}"
 
 
+def opening(store_url: str) -> Iterator[Any]:
+    """A store factory on ``store_url`` (each call opens one more handle: another process's
+    view), closing every handle it opened afterwards (the body of a fixture)."""
+    opened: list[Any] = []
+
+    def make() -> Any:
+        opened.append(open_store(store_url))
+        return opened[-1]
+
+    yield make
+    for s in opened:
+        s.close()
+
+
 def pg_schema_url() -> Iterator[str]:
     """A store URL on a schema of its own, dropped afterwards (the body of a fixture)."""
     admin = _pg_admin()
@@ -120,15 +126,7 @@ class TestPostgresStore(StoreContract, MultiProcessContract):
 
     @pytest.fixture
     def store_factory(self, store_url: str) -> Iterator[Any]:
-        opened: list[Any] = []
-
-        def make() -> Any:
-            opened.append(open_store(store_url))
-            return opened[-1]
-
-        yield make
-        for s in opened:
-            s.close()
+        yield from opening(store_url)
 
 
 # --- the factory ---------------------------------------------------------------------------

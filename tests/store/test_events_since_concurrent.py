@@ -30,10 +30,9 @@ from tests.support import wait_until
 from llmflow.engine.events import Event, NewEvent
 from llmflow.engine.events import EventType as T
 from llmflow.runtime.follow import LogFollower
-from llmflow.store.factory import open_store
 
 from .contract import rec
-from .test_contract import pg_schema_url
+from .test_contract import opening, pg_schema_url
 
 WRITERS = 3
 SHARED_RUNS = 4  # every writer appends to these (runs' locks contend) ...
@@ -52,15 +51,7 @@ def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
 
 @pytest.fixture
 def store_factory(store_url: str) -> Iterator[Any]:
-    opened: list[Any] = []
-
-    def make() -> Any:
-        opened.append(open_store(store_url))
-        return opened[-1]
-
-    yield make
-    for s in opened:
-        s.close()
+    yield from opening(store_url)
 
 
 def _batch(rng: random.Random, who: int, i: int) -> list[NewEvent]:

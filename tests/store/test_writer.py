@@ -13,8 +13,9 @@ it (``SqlStore.append`` and ``create_run`` too), one call per transaction.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -119,6 +120,20 @@ async def _together(
 
     if isinstance(writer, LoopGroupWriter):
         return list(await asyncio.gather(*(issue(c) for c in calls), return_exceptions=return_exceptions))
+    async with _held(writer):
+        pending = asyncio.gather(*(issue(c) for c in calls), return_exceptions=return_exceptions)
+        for _ in range(100):
+            if issued == len(calls):
+                break
+            await asyncio.sleep(0)
+        assert issued == len(calls)
+    return list(await pending)
+
+
+@contextlib.asynccontextmanager
+async def _held(writer: GroupCommitWriter) -> AsyncIterator[None]:
+    """The thread writer busy in a ``call`` until the block ends: what is queued meanwhile
+    waits behind it (its queue is FIFO, calls and appends alike)."""
     started, release = threading.Event(), threading.Event()
 
     def hold() -> None:
@@ -128,15 +143,11 @@ async def _together(
     held = asyncio.ensure_future(writer.call(hold))
     await asyncio.to_thread(started.wait, 30)
     assert started.is_set()
-    pending = asyncio.gather(*(issue(c) for c in calls), return_exceptions=return_exceptions)
-    for _ in range(100):
-        if issued == len(calls):
-            break
-        await asyncio.sleep(0)
-    assert issued == len(calls)
-    release.set()
-    await held
-    return list(await pending)
+    try:
+        yield
+    finally:
+        release.set()
+        await held
 
 
 # -- (a) group commit ---------------------------------------------------------------------------
@@ -359,21 +370,12 @@ def test_a_closed_thread_writer_writes_what_was_queued_and_refuses_more(tmp_path
     store.create_run(rec("a"), [], 1.0)
 
     async def main() -> list[Event]:
-        started, release = threading.Event(), threading.Event()
-
-        def hold() -> None:
-            started.set()
-            release.wait(30)
-
-        held = asyncio.ensure_future(writer.call(hold))
-        await asyncio.to_thread(started.wait, 30)
-        queued = asyncio.ensure_future(writer.append("a", tokens(2, "a"), 2.0))
-        await asyncio.sleep(0)  # queued behind the call
-        closing = asyncio.ensure_future(asyncio.to_thread(writer.close))
-        await asyncio.sleep(0)
-        release.set()
+        async with _held(writer):
+            queued = asyncio.ensure_future(writer.append("a", tokens(2, "a"), 2.0))
+            await asyncio.sleep(0)  # queued behind the call
+            closing = asyncio.ensure_future(asyncio.to_thread(writer.close))
+            await asyncio.sleep(0)
         await closing
-        await held
         out = await queued
         with pytest.raises(StoreError, match="closed"):
             await writer.append("a", tokens(1, "late"), 3.0)

@@ -142,23 +142,9 @@ class Worker:
         self.running = False
 
     # -- claiming -------------------------------------------------------------------------------
-    def fill(self) -> list[str]:
-        """Claim runs until every slot is busy or the queue is empty; returns the ids started.
-        Its claims run on the calling thread: from a coroutine, use ``fill_async``."""
-        started: list[str] = []
-        while len(self.tasks) < self.concurrency and not self._stopping:
-            rt = self.runtime
-            rec = rt.store.claim(rt.owner, rt.clock.now(), rt.settings.lease_seconds)
-            if rec is None:
-                break
-            if rec.id in self.tasks:  # ours already (see fill_async)
-                continue
-            self.tasks[rec.id] = asyncio.create_task(self._execute(rec.id, rec), name=f"llmflow-run:{rec.id}")
-            started.append(rec.id)
-        return started
-
     async def fill_async(self) -> list[str]:
-        """``fill`` with the claims made off the event loop (SKIP LOCKED on Postgres)."""
+        """Claim runs until every slot is busy or the queue is empty, off the event loop (SKIP
+        LOCKED on Postgres); returns the ids started."""
         started: list[str] = []
         rt = self.runtime
         many = getattr(rt.store, "claim_many", None)
